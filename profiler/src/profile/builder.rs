@@ -1,0 +1,160 @@
+//! Interning builder for [`Profile`]: equal locations, stacks and mappings are stored once.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use super::model::{Label, Location, LocationId, Mapping, MappingId, Profile, StackId, ValueType};
+use super::model::Sample;
+
+/// Builds a [`Profile`], interning mappings, locations and stacks and merging samples
+/// that share a stack and labels.
+#[derive(Debug)]
+pub struct ProfileBuilder {
+    profile: Profile,
+    mapping_ids: HashMap<Mapping, MappingId>,
+    location_ids: HashMap<Location, LocationId>,
+    stack_ids: HashMap<Vec<LocationId>, StackId>,
+    sample_ids: HashMap<(StackId, Vec<Label>), usize>,
+}
+
+impl ProfileBuilder {
+    /// Starts a profile named `name` (`cpu`, `io`, `block`) with the given sample types.
+    pub fn new(name: &str, sample_types: Vec<ValueType>, start: SystemTime, duration: Duration) -> Self {
+        Self {
+            profile: Profile {
+                name: name.to_owned(),
+                sample_types,
+                default_sample_type: 0,
+                period_type: None,
+                period: 0,
+                start,
+                duration,
+                comments: Vec::new(),
+                mappings: Vec::new(),
+                locations: Vec::new(),
+                stacks: Vec::new(),
+                samples: Vec::new(),
+            },
+            mapping_ids: HashMap::new(),
+            location_ids: HashMap::new(),
+            stack_ids: HashMap::new(),
+            sample_ids: HashMap::new(),
+        }
+    }
+
+    /// Sets the sample type viewers show first.
+    pub fn default_sample_type(&mut self, index: usize) -> &mut Self {
+        assert!(index < self.profile.sample_types.len(), "default sample type out of range");
+        self.profile.default_sample_type = index;
+        self
+    }
+
+    /// Sets pprof's period type and period (events between two samples).
+    pub fn period(&mut self, period_type: ValueType, period: i64) -> &mut Self {
+        self.profile.period_type = Some(period_type);
+        self.profile.period = period;
+        self
+    }
+
+    /// Adds a free-form comment.
+    pub fn comment(&mut self, text: impl Into<String>) -> &mut Self {
+        self.profile.comments.push(text.into());
+        self
+    }
+
+    /// Interns a mapping.
+    pub fn mapping(&mut self, mapping: Mapping) -> MappingId {
+        if let Some(&id) = self.mapping_ids.get(&mapping) {
+            return id;
+        }
+        let id = self.profile.mappings.len();
+        self.profile.mappings.push(mapping.clone());
+        self.mapping_ids.insert(mapping, id);
+        id
+    }
+
+    /// Interns a location.
+    pub fn location(&mut self, location: Location) -> LocationId {
+        debug_assert!(!location.lines.is_empty(), "a location needs at least one line");
+        if let Some(&id) = self.location_ids.get(&location) {
+            return id;
+        }
+        let id = self.profile.locations.len();
+        self.profile.locations.push(location.clone());
+        self.location_ids.insert(location, id);
+        id
+    }
+
+    /// Interns a stack of locations, leaf first.
+    pub fn stack(&mut self, locations: Vec<LocationId>) -> StackId {
+        if let Some(&id) = self.stack_ids.get(&locations) {
+            return id;
+        }
+        let id = self.profile.stacks.len();
+        self.profile.stacks.push(locations.clone());
+        self.stack_ids.insert(locations, id);
+        id
+    }
+
+    /// Adds values for a stack with labels; values of an equal (stack, labels) pair are summed.
+    pub fn add_sample(&mut self, stack: StackId, values: &[i64], labels: Vec<Label>) {
+        assert_eq!(values.len(), self.profile.sample_types.len(), "one value per sample type");
+        match self.sample_ids.entry((stack, labels)) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let sample = &mut self.profile.samples[*e.get()];
+                for (acc, v) in sample.values.iter_mut().zip(values) {
+                    *acc += v;
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let labels = e.key().1.clone();
+                e.insert(self.profile.samples.len());
+                self.profile.samples.push(Sample { stack, values: values.to_vec(), labels });
+            }
+        }
+    }
+
+    /// Finishes the profile.
+    pub fn build(self) -> Profile {
+        self.profile
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::model::Line;
+
+    fn loc(name: &str) -> Location {
+        Location {
+            address: name.len() as u64,
+            mapping: None,
+            lines: vec![Line { function: name.to_owned(), file: None, line: 0 }],
+            kernel: false,
+        }
+    }
+
+    #[test]
+    fn interns_and_merges() {
+        let mut b = ProfileBuilder::new(
+            "cpu",
+            vec![ValueType::new("samples", "count")],
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        let a = b.location(loc("a"));
+        let main = b.location(loc("main"));
+        assert_eq!(b.location(loc("a")), a);
+        let s1 = b.stack(vec![a, main]);
+        assert_eq!(b.stack(vec![a, main]), s1);
+        b.add_sample(s1, &[2], vec![Label::num("pid", 1)]);
+        b.add_sample(s1, &[3], vec![Label::num("pid", 1)]);
+        b.add_sample(s1, &[5], vec![Label::num("pid", 2)]);
+        let p = b.build();
+        assert_eq!(p.locations.len(), 2);
+        assert_eq!(p.samples.len(), 2);
+        assert_eq!(p.samples[0].values, vec![5]);
+        assert_eq!(p.total(0), 10);
+        assert_eq!(p.stack_functions(s1), vec!["main", "a"]);
+    }
+}

@@ -1,0 +1,14 @@
+//! The one profile model that every collector fills and every output reads.
+//!
+//! Collectors record samples against raw addresses ([`RawStack`]); the symbolizer turns
+//! them into a [`Profile`] once, at the end of the run. Outputs (pprof, folded stacks,
+//! flame graphs, the summary) only ever see the symbolized [`Profile`].
+
+mod builder;
+mod model;
+
+pub use builder::ProfileBuilder;
+pub use model::{
+    Label, LabelValue, Line, Location, LocationId, Mapping, MappingId, Profile, Sample, StackId,
+    ValueType,
+};

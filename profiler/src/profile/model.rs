@@ -1,0 +1,182 @@
+//! Plain data types of a symbolized profile, shaped after pprof's `profile.proto`.
+
+use std::time::{Duration, SystemTime};
+
+/// Index of a [`Location`] in [`Profile::locations`].
+pub type LocationId = usize;
+/// Index of a stack in [`Profile::stacks`].
+pub type StackId = usize;
+/// Index of a [`Mapping`] in [`Profile::mappings`].
+pub type MappingId = usize;
+
+/// What a sample value measures and in which unit, as pprof's `ValueType` (`cpu`/`nanoseconds`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueType {
+    /// The quantity, such as `samples`, `cpu` or `calls`.
+    pub kind: String,
+    /// Its unit, such as `count`, `nanoseconds` or `bytes`.
+    pub unit: String,
+}
+
+impl ValueType {
+    /// Builds a value type from its kind and unit.
+    pub fn new(kind: &str, unit: &str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            unit: unit.to_owned(),
+        }
+    }
+}
+
+/// A file or pseudo-file mapped into a process: where its code came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mapping {
+    /// First address of the mapping in the process.
+    pub start: u64,
+    /// One past its last address.
+    pub limit: u64,
+    /// Offset in the file of `start`.
+    pub file_offset: u64,
+    /// Path of the file, or a pseudo name such as `[vdso]` or `[kernel.kallsyms]`.
+    pub path: String,
+    /// The ELF build ID in hex, where the file has one.
+    pub build_id: Option<String>,
+}
+
+/// One source-level frame of a location: a function, and where in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Line {
+    /// Demangled function name; for an address that could not be symbolized,
+    /// `module+0xoffset` or `[unknown]`.
+    pub function: String,
+    /// Source file, where debug information gave one.
+    pub file: Option<String>,
+    /// Source line (0 when unknown).
+    pub line: u32,
+}
+
+/// An instruction address and the source frames it stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// The address in the sampled address space (kernel or process).
+    pub address: u64,
+    /// The mapping the address falls in, if known.
+    pub mapping: Option<MappingId>,
+    /// Frames at this address, innermost (inlined callee) first, never empty.
+    pub lines: Vec<Line>,
+    /// Whether this is a kernel address.
+    pub kernel: bool,
+}
+
+/// The value of a sample label: pprof labels are strings or numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LabelValue {
+    /// A string label, such as a command name.
+    Str(String),
+    /// A numeric label, such as a pid.
+    Num(i64),
+}
+
+/// A key/value pair attached to a sample (`pid`, `tid`, `comm`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Label {
+    /// The label's key.
+    pub key: String,
+    /// The label's value.
+    pub value: LabelValue,
+}
+
+impl Label {
+    /// A string label.
+    pub fn str(key: &str, value: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            value: LabelValue::Str(value.into()),
+        }
+    }
+
+    /// A numeric label.
+    pub fn num(key: &str, value: i64) -> Self {
+        Self {
+            key: key.to_owned(),
+            value: LabelValue::Num(value),
+        }
+    }
+}
+
+/// Values measured for one stack with one set of labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// The call stack, an index into [`Profile::stacks`].
+    pub stack: StackId,
+    /// One value per [`Profile::sample_types`] entry.
+    pub values: Vec<i64>,
+    /// Labels such as `pid`, `tid` and `comm`.
+    pub labels: Vec<Label>,
+}
+
+impl Sample {
+    /// The value of the string label `key`, if the sample has it.
+    pub fn label_str(&self, key: &str) -> Option<&str> {
+        self.labels.iter().find_map(|l| match &l.value {
+            LabelValue::Str(s) if l.key == key => Some(s.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The value of the numeric label `key`, if the sample has it.
+    pub fn label_num(&self, key: &str) -> Option<i64> {
+        self.labels.iter().find_map(|l| match l.value {
+            LabelValue::Num(n) if l.key == key => Some(n),
+            _ => None,
+        })
+    }
+}
+
+/// A symbolized profile: sample types, interned locations and stacks, and samples.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Short name, used for file names: `cpu`, `io`, `block`.
+    pub name: String,
+    /// What each entry of [`Sample::values`] measures.
+    pub sample_types: Vec<ValueType>,
+    /// Index into `sample_types` that viewers show by default.
+    pub default_sample_type: usize,
+    /// The kind of events between samples (pprof's `period_type`), if sampled.
+    pub period_type: Option<ValueType>,
+    /// Events between two samples, in `period_type` units.
+    pub period: i64,
+    /// When collection started.
+    pub start: SystemTime,
+    /// How long collection ran.
+    pub duration: Duration,
+    /// Free-form notes: the run, lost samples, and what they were compared with.
+    pub comments: Vec<String>,
+    /// Mappings referenced by locations.
+    pub mappings: Vec<Mapping>,
+    /// Interned locations.
+    pub locations: Vec<Location>,
+    /// Interned stacks, each a list of locations, leaf first.
+    pub stacks: Vec<Vec<LocationId>>,
+    /// The samples.
+    pub samples: Vec<Sample>,
+}
+
+impl Profile {
+    /// The frames of a stack as function names, root first, inlined frames expanded.
+    pub fn stack_functions(&self, stack: StackId) -> Vec<&str> {
+        let mut out = Vec::new();
+        for &loc in self.stacks[stack].iter().rev() {
+            // `lines` is innermost first; walking it backwards yields caller before callee.
+            for line in self.locations[loc].lines.iter().rev() {
+                out.push(line.function.as_str());
+            }
+        }
+        out
+    }
+
+    /// The total of sample value `index` over all samples.
+    pub fn total(&self, index: usize) -> i64 {
+        self.samples.iter().map(|s| s.values[index]).sum()
+    }
+}
