@@ -1,1 +1,76 @@
-fn main() {}
+//! `profiler`: a system-wide sampling profiler for Linux on eBPF.
+
+mod cli;
+mod config;
+mod cpu_profile;
+mod launch;
+mod output;
+mod preflight;
+mod probes;
+mod procmaps;
+mod profile;
+mod session;
+mod symbolize;
+mod tracefs;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use crate::config::{Config, Target};
+
+fn main() -> ExitCode {
+    let config = match cli::parse() {
+        Ok(config) => config,
+        Err(err) => {
+            // clap prints usage, --help and --version itself, with the right exit code.
+            err.exit();
+        }
+    };
+    init_logging(config.verbose);
+    match run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("profiler: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    let level = if verbose { log::LevelFilter::Debug } else { log::LevelFilter::Warn };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .format_timestamp(None)
+        .parse_env("PROFILER_LOG")
+        .init();
+}
+
+fn run(config: &Config) -> Result<()> {
+    preflight::check_privileges()?;
+    preflight::check_btf(&preflight::btf_path())?;
+    if let Target::Pids(pids) = &config.target {
+        preflight::check_pids(pids)?;
+    }
+    preflight::prepare_output_dir(&config.output_dir)?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(session::run(config))?;
+
+    let mut symbolizer = symbolize::Symbolizer::new();
+    let profile = cpu_profile::build(&outcome, config, &mut symbolizer);
+    let written = output::write_profile(&profile, &config.output_dir)?;
+    print!("{}", output::summary::render(&profile, config.top));
+    println!();
+    println!("wrote:");
+    for path in &written {
+        println!("  {}", path.display());
+    }
+    if let Some(pprof) = written.iter().find(|p| p.extension().is_some_and(|e| e == "gz")) {
+        println!("open with: go tool pprof -http=: {}", pprof.display());
+    }
+    Ok(())
+}

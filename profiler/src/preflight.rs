@@ -1,0 +1,84 @@
+//! Checks made before anything is loaded, each failing with what to do about it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Where the kernel publishes its BTF; `PROFILER_BTF_PATH` overrides it (tests use this to
+/// simulate a kernel without BTF).
+pub fn btf_path() -> PathBuf {
+    std::env::var_os("PROFILER_BTF_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux"))
+}
+
+/// Fails unless the process may load eBPF programs and open perf events.
+///
+/// # Errors
+/// When neither root nor CAP_BPF and CAP_PERFMON are held.
+pub fn check_privileges() -> Result<()> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| effective & (1 << cap) != 0;
+    if has(CAP_BPF) && has(CAP_PERFMON) {
+        return Ok(());
+    }
+    bail!("profiling needs root or CAP_BPF+CAP_PERFMON: run with sudo")
+}
+
+/// Fails unless the kernel exposes BTF at `path`.
+///
+/// # Errors
+/// When the file is missing.
+pub fn check_btf(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    bail!(
+        "this kernel has no BTF at {}: the profiler needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 2021)",
+        path.display()
+    )
+}
+
+/// Fails unless every pid names a live process.
+///
+/// # Errors
+/// On the first pid with no process.
+pub fn check_pids(pids: &[u32]) -> Result<()> {
+    for &pid in pids {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("no process with pid {pid}: check it with `ps -p {pid}`");
+        }
+    }
+    Ok(())
+}
+
+/// Creates the output directory, owned by the invoking user under sudo, and proves it writable.
+///
+/// # Errors
+/// When the directory cannot be created or written.
+pub fn prepare_output_dir(dir: &Path) -> Result<()> {
+    let advice = "choose another directory with -o";
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output directory {}: {advice}", dir.display()))?;
+    let probe = dir.join(".profiler-write-test");
+    fs::write(&probe, b"")
+        .with_context(|| format!("cannot write in output directory {}: {advice}", dir.display()))?;
+    let _ = fs::remove_file(&probe);
+    crate::output::give_to_invoking_user(dir)
+        .with_context(|| format!("cannot hand {} to the invoking user", dir.display()))?;
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! Loads the embedded eBPF object, attaches its programs, and reads their maps.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use aya::programs::{PerfEvent, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader, Endianness};
+use profiler_common::{CpuKey, CpuValue, counter};
+
+/// The eBPF object built by `cargo xtask build`, embedded so the binary is all a host needs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler-ebpf.o"));
+
+/// Totals of the kernel programs' per-CPU counters (see [`profiler_common::counter`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters(pub [u64; counter::COUNT as usize]);
+
+impl Counters {
+    /// The counter at `index`.
+    pub fn get(&self, index: u32) -> u64 {
+        self.0[index as usize]
+    }
+}
+
+/// Raw contents of the CPU maps: sample counts by key, and the stacks they reference.
+#[derive(Debug, Default)]
+pub struct CpuMaps {
+    /// Sample counts by (pid, tid, user stack id, kernel stack id).
+    pub samples: Vec<(CpuKey, CpuValue)>,
+    /// Stack frames by stack id, leaf first.
+    pub stacks: std::collections::HashMap<u32, Vec<u64>>,
+}
+
+/// The loaded and attached kernel programs.
+pub struct Probes {
+    ebpf: Ebpf,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl Probes {
+    /// Loads the programs; `filter` restricts sampling to pids added with [`Self::add_target`].
+    ///
+    /// # Errors
+    /// When BTF cannot be read or the kernel rejects a program or map.
+    pub fn load(btf_path: &Path, filter: bool, fork_child_pid_offset: u32) -> Result<Self> {
+        let btf = Btf::parse_file(btf_path, Endianness::default()).with_context(|| {
+            format!(
+                "cannot read kernel BTF from {}: the profiler needs a kernel built with \
+                 CONFIG_DEBUG_INFO_BTF=y",
+                btf_path.display()
+            )
+        })?;
+        let filter = u8::from(filter);
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .set_global("FILTER_PIDS", &filter, true)
+            .set_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
+            .load(EBPF_OBJECT)
+            .context("cannot load the eBPF programs into the kernel")?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(err) => {
+                log::debug!("kernel-side logs unavailable: {err}");
+                None
+            }
+        };
+        Ok(Self { ebpf, logger })
+    }
+
+    /// Adds a process to the kernel-side target filter.
+    ///
+    /// # Errors
+    /// When the target map is full.
+    pub fn add_target(&mut self, pid: u32) -> Result<()> {
+        let mut targets: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(self.map_mut("TARGETS")?)?;
+        targets
+            .insert(pid, 1, 0)
+            .with_context(|| format!("cannot add pid {pid} to the target map"))
+    }
+
+    /// Removes a process from the kernel-side target filter.
+    ///
+    /// # Errors
+    /// When the map cannot be updated.
+    pub fn remove_target(&mut self, pid: u32) -> Result<()> {
+        let mut targets: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(self.map_mut("TARGETS")?)?;
+        targets
+            .remove(&pid)
+            .with_context(|| format!("cannot remove pid {pid} from the target map"))
+    }
+
+    /// Attaches the scheduler tracepoints that follow forks and execs.
+    ///
+    /// # Errors
+    /// When tracefs is missing or the kernel refuses the attachment.
+    pub fn attach_tracepoints(&mut self) -> Result<()> {
+        for name in ["sched_process_fork", "sched_process_exec", "sched_process_exit"] {
+            let program: &mut TracePoint = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
+                .try_into()?;
+            program.load().with_context(|| format!("cannot load {name}"))?;
+            program
+                .attach("sched", name)
+                .with_context(|| format!("cannot attach to tracepoint sched/{name}"))?;
+        }
+        Ok(())
+    }
+
+    /// Starts sampling every online CPU at `frequency` Hz with the software `cpu-clock` event.
+    ///
+    /// # Errors
+    /// When the kernel has no perf events or refuses one.
+    pub fn attach_cpu_sampling(&mut self, frequency: u64) -> Result<usize> {
+        let cpus = aya::util::online_cpus()
+            .map_err(|(path, err)| anyhow!("cannot read the online CPUs from {path}: {err}"))?;
+        let program: &mut PerfEvent = self
+            .ebpf
+            .program_mut("cpu_sample")
+            .ok_or_else(|| anyhow!("the eBPF object has no program cpu_sample"))?
+            .try_into()?;
+        program.load().context("cannot load the CPU sampling program")?;
+        for &cpu in &cpus {
+            program
+                .attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::AllProcessesOneCpu { cpu },
+                    SamplePolicy::Frequency(frequency),
+                    false,
+                )
+                .with_context(|| {
+                    format!(
+                        "cannot sample CPU {cpu}: the kernel needs perf events \
+                         (CONFIG_PERF_EVENTS) and kernel.perf_event_paranoid must allow it"
+                    )
+                })?;
+        }
+        Ok(cpus.len())
+    }
+
+    /// Stops sampling, so the maps hold still while they are read.
+    pub fn stop_sampling(&mut self) {
+        if let Some(program) = self.ebpf.program_mut("cpu_sample") {
+            if let Ok(program) = <&mut PerfEvent>::try_from(program) {
+                if let Err(err) = program.unload() {
+                    log::debug!("cannot unload cpu_sample: {err}");
+                }
+            }
+        }
+    }
+
+    /// The ring buffer of process announcements, to poll.
+    ///
+    /// # Errors
+    /// When the map is missing from the object.
+    pub fn take_proc_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("PROC_EVENTS")
+            .ok_or_else(|| anyhow!("the eBPF object has no map PROC_EVENTS"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Moves kernel-side log records to the `log` crate.
+    pub fn flush_logs(&mut self) {
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
+    }
+
+    /// Sums the per-CPU counters.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn counters(&self) -> Result<Counters> {
+        let map = self
+            .ebpf
+            .map("COUNTERS")
+            .ok_or_else(|| anyhow!("the eBPF object has no map COUNTERS"))?;
+        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+        let mut totals = Counters::default();
+        for (index, total) in totals.0.iter_mut().enumerate() {
+            let values = array.get(&(index as u32), 0).context("cannot read the counters")?;
+            *total = values.iter().sum();
+        }
+        Ok(totals)
+    }
+
+    /// Reads the CPU sample counts and the stacks they reference.
+    ///
+    /// # Errors
+    /// When a map cannot be read.
+    pub fn read_cpu_maps(&self) -> Result<CpuMaps> {
+        let samples: BpfHashMap<_, CpuKey, CpuValue> = BpfHashMap::try_from(
+            self.ebpf.map("CPU_SAMPLES").ok_or_else(|| anyhow!("no map CPU_SAMPLES"))?,
+        )?;
+        let stack_map: StackTraceMap<_> =
+            StackTraceMap::try_from(self.ebpf.map("STACKS").ok_or_else(|| anyhow!("no map STACKS"))?)?;
+        let mut maps = CpuMaps::default();
+        for entry in samples.iter() {
+            let (key, value) = entry.context("cannot read the CPU sample map")?;
+            for id in [key.user_stack_id, key.kernel_stack_id] {
+                if id >= 0 && !maps.stacks.contains_key(&(id as u32)) {
+                    let frames = match stack_map.get(&(id as u32), 0) {
+                        Ok(trace) => trace.frames().iter().map(|f| f.ip).collect(),
+                        Err(err) => {
+                            log::debug!("stack {id} unreadable: {err}");
+                            Vec::new()
+                        }
+                    };
+                    maps.stacks.insert(id as u32, frames);
+                }
+            }
+            maps.samples.push((key, value));
+        }
+        Ok(maps)
+    }
+
+    fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("the eBPF object has no map {name}"))
+    }
+}

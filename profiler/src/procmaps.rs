@@ -1,0 +1,172 @@
+//! Snapshots of processes' executable mappings, taken while they live, so that samples of a
+//! process that exits before the end of the run can still be symbolized.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::PathBuf;
+
+/// One executable mapping of a process, from `/proc/PID/maps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapEntry {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// Offset in the file of `start`.
+    pub offset: u64,
+    /// The mapped file, or a pseudo name (`[vdso]`), or empty for anonymous memory.
+    pub path: String,
+}
+
+impl MapEntry {
+    /// Whether the mapping is backed by a file that can be opened (not `[vdso]`, not anonymous,
+    /// not deleted).
+    pub fn is_file(&self) -> bool {
+        self.path.starts_with('/') && !self.path.ends_with(" (deleted)")
+    }
+}
+
+/// What is known of one process: its name and executable mappings.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessInfo {
+    /// The process's command name (`/proc/PID/comm`).
+    pub comm: String,
+    /// Executable mappings, sorted by address.
+    pub maps: Vec<MapEntry>,
+}
+
+impl ProcessInfo {
+    /// The mapping that holds `addr`, if any.
+    pub fn find(&self, addr: u64) -> Option<&MapEntry> {
+        let i = self.maps.partition_point(|m| m.start <= addr);
+        self.maps[..i].last().filter(|m| addr < m.end)
+    }
+}
+
+/// The latest snapshot of every process seen during the run.
+#[derive(Debug, Default)]
+pub struct ProcessTable {
+    processes: HashMap<u32, ProcessInfo>,
+}
+
+impl ProcessTable {
+    /// Reads the process's mappings now, replacing an older snapshot. A process that is gone
+    /// keeps its last snapshot; returns whether the read succeeded.
+    pub fn snapshot(&mut self, pid: u32) -> bool {
+        match read_process(pid) {
+            Some(info) => {
+                self.processes.insert(pid, info);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Re-reads every known process that still lives (mappings change with `dlopen`).
+    pub fn refresh(&mut self) {
+        let pids: Vec<u32> = self.processes.keys().copied().collect();
+        for pid in pids {
+            self.snapshot(pid);
+        }
+    }
+
+    /// What is known of `pid`.
+    pub fn get(&self, pid: u32) -> Option<&ProcessInfo> {
+        self.processes.get(&pid)
+    }
+
+    /// Whether a snapshot of `pid` exists.
+    pub fn contains(&self, pid: u32) -> bool {
+        self.processes.contains_key(&pid)
+    }
+}
+
+fn read_process(pid: u32) -> Option<ProcessInfo> {
+    let root = PathBuf::from(format!("/proc/{pid}"));
+    let maps = fs::read_to_string(root.join("maps")).ok()?;
+    let comm = fs::read_to_string(root.join("comm")).unwrap_or_default();
+    // A zombie or kernel thread has an empty maps file; keep an older, fuller snapshot then.
+    let maps = parse_maps(&maps);
+    if maps.is_empty() {
+        return None;
+    }
+    Some(ProcessInfo {
+        comm: comm.trim_end().to_owned(),
+        maps,
+    })
+}
+
+/// Parses the executable mappings of a `/proc/PID/maps` text, sorted by address.
+pub fn parse_maps(text: &str) -> Vec<MapEntry> {
+    let mut maps: Vec<MapEntry> = text.lines().filter_map(parse_line).collect();
+    maps.sort_by_key(|m| m.start);
+    maps
+}
+
+fn parse_line(line: &str) -> Option<MapEntry> {
+    // address perms offset dev inode [path], the path may contain spaces.
+    let mut fields = line.splitn(6, ' ');
+    let (start, end) = fields.next()?.split_once('-')?;
+    let perms = fields.next()?;
+    if perms.as_bytes().get(2) != Some(&b'x') {
+        return None;
+    }
+    let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+    let _dev = fields.next()?;
+    let _inode = fields.next()?;
+    let path = fields.next().unwrap_or("").trim_start().to_owned();
+    Some(MapEntry {
+        start: u64::from_str_radix(start, 16).ok()?,
+        end: u64::from_str_radix(end, 16).ok()?,
+        offset,
+        path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+55d0c0a00000-55d0c0a01000 r--p 00000000 fe:01 123 /usr/bin/my prog
+55d0c0a01000-55d0c0a02000 r-xp 00001000 fe:01 123 /usr/bin/my prog
+7f0000000000-7f0000100000 r-xp 00028000 fe:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6
+7ffd1000000-7ffd1002000 r-xp 00000000 00:00 0                          [vdso]
+7f1000000000-7f1000001000 rwxp 00000000 00:00 0 
+";
+
+    #[test]
+    fn keeps_executable_mappings_with_paths() {
+        let maps = parse_maps(MAPS);
+        assert_eq!(maps.len(), 4);
+        assert_eq!(maps[0].path, "[vdso]");
+        assert_eq!(maps[1].path, "/usr/bin/my prog");
+        assert_eq!(maps[1].offset, 0x1000);
+        assert!(maps[1].is_file());
+        assert_eq!(maps[3].path, "");
+        assert!(!maps[3].is_file());
+    }
+
+    #[test]
+    fn finds_the_mapping_of_an_address() {
+        let info = ProcessInfo {
+            comm: "x".into(),
+            maps: parse_maps(MAPS),
+        };
+        assert_eq!(info.find(0x55d0c0a01010).unwrap().path, "/usr/bin/my prog");
+        assert_eq!(info.find(0x7f0000000000).unwrap().offset, 0x28000);
+        assert!(info.find(0x55d0c0a00010).is_none());
+        assert!(info.find(0x7f0000100000).is_none());
+    }
+
+    #[test]
+    fn snapshots_this_process() {
+        let mut table = ProcessTable::default();
+        assert!(table.snapshot(std::process::id()));
+        let me = table.get(std::process::id()).unwrap();
+        assert!(!me.comm.is_empty());
+        let here = snapshots_this_process as usize as u64;
+        assert!(me.find(here).is_some_and(MapEntry::is_file));
+        assert!(!table.snapshot(u32::MAX));
+    }
+}

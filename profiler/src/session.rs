@@ -1,0 +1,226 @@
+//! One profiling run: load and attach, launch or find the targets, wait for the end of the
+//! window while snapshotting processes, then collect what the kernel aggregated.
+
+use std::process::ExitStatus;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use profiler_common::{ProcEvent, counter, proc_event};
+use tokio::io::unix::AsyncFd;
+use tokio::process::Child;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::{Config, Target};
+use crate::probes::{Counters, CpuMaps, Probes};
+use crate::procmaps::ProcessTable;
+use crate::{launch, preflight, tracefs};
+
+const TICK: Duration = Duration::from_millis(250);
+/// How often live processes' mappings are re-read, to catch `dlopen` and late mappings.
+const REFRESH_EVERY_TICKS: u32 = 8;
+
+/// Why the run ended.
+#[derive(Debug, Clone)]
+pub enum StopReason {
+    /// The requested duration elapsed.
+    Elapsed,
+    /// A signal asked to stop early.
+    Signal(&'static str),
+    /// The launched command exited.
+    CommandExited(ExitStatus),
+    /// Every `--pid` target exited.
+    TargetsExited,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Elapsed => write!(f, "the duration elapsed"),
+            Self::Signal(name) => write!(f, "stopped early by {name}"),
+            Self::CommandExited(status) => write!(f, "the command exited ({status})"),
+            Self::TargetsExited => write!(f, "every target process exited"),
+        }
+    }
+}
+
+/// What a run collected, unresolved: symbolization happens afterwards, once.
+pub struct RunOutcome {
+    /// When sampling started.
+    pub start: SystemTime,
+    /// How long sampling ran.
+    pub duration: Duration,
+    /// Why it ended.
+    pub stop: StopReason,
+    /// CPUs sampled.
+    pub cpus: usize,
+    /// The kernel programs' counters at the end.
+    pub counters: Counters,
+    /// Raw CPU samples and stacks.
+    pub cpu: CpuMaps,
+    /// Mapping snapshots of every sampled process.
+    pub processes: ProcessTable,
+    /// The pid of the launched command, in command mode.
+    pub command_pid: Option<u32>,
+}
+
+/// Runs the profiler as `config` says.
+///
+/// # Errors
+/// When a target cannot be found or started, or the kernel refuses the programs.
+pub async fn run(config: &Config) -> Result<RunOutcome> {
+    let tracefs = tracefs::ensure_mounted()?;
+    let fork_offset = tracefs::field_offset(&tracefs, "sched", "sched_process_fork", "child_pid")?;
+    let filter = !matches!(config.target, Target::Host);
+    let mut probes = Probes::load(&preflight::btf_path(), filter, fork_offset)?;
+    probes.attach_tracepoints()?;
+    let mut processes = ProcessTable::default();
+    if let Target::Pids(pids) = &config.target {
+        for &pid in pids {
+            probes.add_target(pid)?;
+            processes.snapshot(pid);
+        }
+    }
+    let mut events = AsyncFd::new(probes.take_proc_events()?)
+        .context("cannot poll the process-event ring buffer")?;
+    let cpus = probes.attach_cpu_sampling(config.frequency)?;
+    let mut child = match &config.target {
+        Target::Command(argv) => Some(spawn_followed(&mut probes, argv)?),
+        _ => None,
+    };
+    let command_pid = child.as_ref().and_then(Child::id);
+    let start = SystemTime::now();
+    let started = Instant::now();
+    let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
+
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut tick = tokio::time::interval(TICK);
+    let status = status_line();
+    let mut ticks = 0u32;
+    let stop = loop {
+        tokio::select! {
+            () = sleep_until(deadline) => break StopReason::Elapsed,
+            _ = sigint.recv() => break StopReason::Signal("Ctrl-C"),
+            _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
+            exit = wait_child(&mut child) => break StopReason::CommandExited(exit?),
+            guard = events.readable_mut() => {
+                let mut guard = guard.context("cannot poll the process-event ring buffer")?;
+                drain_events(guard.get_inner_mut(), &mut processes);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                ticks += 1;
+                probes.flush_logs();
+                if ticks % REFRESH_EVERY_TICKS == 0 {
+                    processes.refresh();
+                }
+                if let Ok(counters) = probes.counters() {
+                    status.set_message(status_text(started.elapsed(), config.duration, &counters));
+                }
+                if let Target::Pids(pids) = &config.target {
+                    if pids.iter().all(|&pid| !is_alive(pid)) {
+                        break StopReason::TargetsExited;
+                    }
+                }
+            }
+        }
+    };
+    let duration = started.elapsed();
+    status.finish_and_clear();
+    probes.stop_sampling();
+    drain_events(events.get_mut(), &mut processes);
+    processes.refresh();
+    probes.flush_logs();
+    if let (Some(pid), StopReason::Elapsed | StopReason::Signal(_)) = (command_pid, &stop) {
+        eprintln!("profiler: the command (pid {pid}) is still running; it was left alone");
+    }
+    Ok(RunOutcome {
+        start,
+        duration,
+        stop,
+        cpus,
+        counters: probes.counters()?,
+        cpu: probes.read_cpu_maps()?,
+        processes,
+        command_pid,
+    })
+}
+
+/// Starts the command so that it is a target from its first instruction: the profiler makes
+/// itself a target for the instant of the fork, so the fork tracepoint adds the child.
+fn spawn_followed(probes: &mut Probes, argv: &[std::ffi::OsString]) -> Result<Child> {
+    let me = std::process::id();
+    probes.add_target(me)?;
+    let child = launch::spawn(argv);
+    probes.remove_target(me)?;
+    let child = child?;
+    // Added again explicitly in case the fork was not seen (the tracepoint is best effort).
+    if let Some(pid) = child.id() {
+        probes.add_target(pid)?;
+    }
+    Ok(child)
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_child(child: &mut Option<Child>) -> Result<ExitStatus> {
+    match child {
+        Some(child) => child.wait().await.context("cannot wait for the command"),
+        None => std::future::pending().await,
+    }
+}
+
+/// Snapshots the mappings of every newly sampled process, while it still lives.
+fn drain_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
+    while let Some(item) = ring.next() {
+        if item.len() < size_of::<ProcEvent>() {
+            continue;
+        }
+        // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
+        let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        if event.kind == proc_event::FIRST_SAMPLE {
+            processes.snapshot(event.pid);
+        }
+    }
+}
+
+fn is_alive(pid: u32) -> bool {
+    // A zombie keeps its /proc entry but runs no more: state Z in /proc/PID/stat.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X'),
+        Err(_) => false,
+    }
+}
+
+fn status_line() -> ProgressBar {
+    // indicatif draws nothing when stderr is not a terminal.
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn status_text(elapsed: Duration, duration: Option<Duration>, counters: &Counters) -> String {
+    let elapsed_s = elapsed.as_secs_f64();
+    let window = match duration {
+        Some(d) => format!("{elapsed_s:.1}s of {:.1}s", d.as_secs_f64()),
+        None => format!("{elapsed_s:.1}s (Ctrl-C to stop)"),
+    };
+    let lost = counters.get(counter::LOST_USER_STACK)
+        + counters.get(counter::LOST_KERNEL_STACK)
+        + counters.get(counter::LOST_AGG_FULL);
+    format!(
+        "profiling: {window} | {} samples | {lost} lost",
+        counters.get(counter::RECORDED)
+    )
+}
