@@ -93,7 +93,11 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
-        from_args(std::iter::once("profiler").chain(args.iter().copied()).map(OsString::from))
+        from_args(
+            std::iter::once("profiler")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
     }
 
     #[test]
@@ -114,7 +118,10 @@ mod tests {
     #[test]
     fn command_after_double_dash() {
         let config = parse(&["-F", "999", "-o", "out", "--", "sleep", "--help"]).unwrap();
-        assert_eq!(config.target, Target::Command(vec!["sleep".into(), "--help".into()]));
+        assert_eq!(
+            config.target,
+            Target::Command(vec!["sleep".into(), "--help".into()])
+        );
         assert_eq!(config.frequency, 999);
         assert_eq!(config.output_dir, PathBuf::from("out"));
     }

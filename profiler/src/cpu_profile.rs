@@ -16,21 +16,26 @@ pub fn build(run: &RunOutcome, config: &Config, symbolizer: &mut Symbolizer) -> 
     let period_ns = 1_000_000_000 / config.frequency as i64;
     let mut builder = ProfileBuilder::new(
         "cpu",
-        vec![ValueType::new("samples", "count"), ValueType::new("cpu", "nanoseconds")],
+        vec![
+            ValueType::new("samples", "count"),
+            ValueType::new("cpu", "nanoseconds"),
+        ],
         run.start,
         run.duration,
     );
     builder.period(ValueType::new("cpu", "nanoseconds"), period_ns);
+    // Samples, not nanoseconds, weight the folded stacks and flame graph, as with perf.
+    builder.default_sample_type(0);
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
-    let kernel_mapping = builder.mapping(Mapping {
+    let kernel_mapping = Mapping {
         start: 0,
         limit: u64::MAX,
         file_offset: 0,
         path: KERNEL_MAPPING.to_owned(),
         build_id: None,
-    });
+    };
     for (key, value) in &run.cpu.samples {
         // In command mode the profiler is a target for the instant it forks the command.
         if !matches!(config.target, Target::Host) && key.pid == std::process::id() {
@@ -41,15 +46,18 @@ pub fn build(run: &RunOutcome, config: &Config, symbolizer: &mut Symbolizer) -> 
         let kernel_frames = stack_frames(run, key.kernel_stack_id);
         for (i, &addr) in kernel_frames.iter().enumerate() {
             let lines = symbolizer.kernel(addr, i > 0);
+            // Interned on first use, so a user-space binary can be pprof's main mapping.
+            let mapping = builder.mapping(kernel_mapping.clone());
             locations.push(builder.location(Location {
                 address: addr,
-                mapping: Some(kernel_mapping),
+                mapping: Some(mapping),
                 lines,
                 kernel: true,
             }));
         }
         if let Some(reason) = lost_stack(key.kernel_stack_id) {
-            locations.push(builder.location(marker(&format!("[kernel stack lost: {reason}]"), true)));
+            locations
+                .push(builder.location(marker(&format!("[kernel stack lost: {reason}]"), true)));
         }
         let user_frames = stack_frames(run, key.user_stack_id);
         for (i, &addr) in user_frames.iter().enumerate() {
@@ -63,7 +71,8 @@ pub fn build(run: &RunOutcome, config: &Config, symbolizer: &mut Symbolizer) -> 
             }));
         }
         if let Some(reason) = lost_stack(key.user_stack_id) {
-            locations.push(builder.location(marker(&format!("[user stack lost: {reason}]"), false)));
+            locations
+                .push(builder.location(marker(&format!("[user stack lost: {reason}]"), false)));
         }
         if locations.is_empty() {
             locations.push(builder.location(marker("[unknown]", false)));
@@ -126,7 +135,10 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
             format!("pid {} with threads and children", pids.join(","))
         }
         Target::Command(argv) => {
-            let argv: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            let argv: Vec<String> = argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
             format!("command `{}`", argv.join(" "))
         }
     };
@@ -168,7 +180,11 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
 }
 
 fn percent(part: f64, whole: f64) -> f64 {
-    if whole > 0.0 { 100.0 * part / whole } else { 0.0 }
+    if whole > 0.0 {
+        100.0 * part / whole
+    } else {
+        0.0
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,11 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: bool) {
-    let level = if verbose { log::LevelFilter::Debug } else { log::LevelFilter::Warn };
+    let level = if verbose {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Warn
+    };
     env_logger::Builder::new()
         .filter_level(level)
         .format_timestamp(None)
@@ -69,7 +73,10 @@ fn run(config: &Config) -> Result<()> {
     for path in &written {
         println!("  {}", path.display());
     }
-    if let Some(pprof) = written.iter().find(|p| p.extension().is_some_and(|e| e == "gz")) {
+    if let Some(pprof) = written
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "gz"))
+    {
         println!("open with: go tool pprof -http=: {}", pprof.display());
     }
     Ok(())

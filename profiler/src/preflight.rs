@@ -75,8 +75,12 @@ pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create output directory {}: {advice}", dir.display()))?;
     let probe = dir.join(".profiler-write-test");
-    fs::write(&probe, b"")
-        .with_context(|| format!("cannot write in output directory {}: {advice}", dir.display()))?;
+    fs::write(&probe, b"").with_context(|| {
+        format!(
+            "cannot write in output directory {}: {advice}",
+            dir.display()
+        )
+    })?;
     let _ = fs::remove_file(&probe);
     crate::output::give_to_invoking_user(dir)
         .with_context(|| format!("cannot hand {} to the invoking user", dir.display()))?;

@@ -10,7 +10,8 @@ use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use profiler_common::{CpuKey, CpuValue, counter};
 
 /// The eBPF object built by `cargo xtask build`, embedded so the binary is all a host needs.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler-ebpf.o"));
+static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler-ebpf.o"));
 
 /// Totals of the kernel programs' per-CPU counters (see [`profiler_common::counter`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,8 +55,8 @@ impl Probes {
         let filter = u8::from(filter);
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
-            .set_global("FILTER_PIDS", &filter, true)
-            .set_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
+            .override_global("FILTER_PIDS", &filter, true)
+            .override_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
             .load(EBPF_OBJECT)
             .context("cannot load the eBPF programs into the kernel")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -95,13 +96,19 @@ impl Probes {
     /// # Errors
     /// When tracefs is missing or the kernel refuses the attachment.
     pub fn attach_tracepoints(&mut self) -> Result<()> {
-        for name in ["sched_process_fork", "sched_process_exec", "sched_process_exit"] {
+        for name in [
+            "sched_process_fork",
+            "sched_process_exec",
+            "sched_process_exit",
+        ] {
             let program: &mut TracePoint = self
                 .ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
                 .try_into()?;
-            program.load().with_context(|| format!("cannot load {name}"))?;
+            program
+                .load()
+                .with_context(|| format!("cannot load {name}"))?;
             program
                 .attach("sched", name)
                 .with_context(|| format!("cannot attach to tracepoint sched/{name}"))?;
@@ -121,7 +128,9 @@ impl Probes {
             .program_mut("cpu_sample")
             .ok_or_else(|| anyhow!("the eBPF object has no program cpu_sample"))?
             .try_into()?;
-        program.load().context("cannot load the CPU sampling program")?;
+        program
+            .load()
+            .context("cannot load the CPU sampling program")?;
         for &cpu in &cpus {
             program
                 .attach(
@@ -142,12 +151,11 @@ impl Probes {
 
     /// Stops sampling, so the maps hold still while they are read.
     pub fn stop_sampling(&mut self) {
-        if let Some(program) = self.ebpf.program_mut("cpu_sample") {
-            if let Ok(program) = <&mut PerfEvent>::try_from(program) {
-                if let Err(err) = program.unload() {
-                    log::debug!("cannot unload cpu_sample: {err}");
-                }
-            }
+        if let Some(program) = self.ebpf.program_mut("cpu_sample")
+            && let Ok(program) = <&mut PerfEvent>::try_from(program)
+            && let Err(err) = program.unload()
+        {
+            log::debug!("cannot unload cpu_sample: {err}");
         }
     }
 
@@ -182,7 +190,9 @@ impl Probes {
         let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
         let mut totals = Counters::default();
         for (index, total) in totals.0.iter_mut().enumerate() {
-            let values = array.get(&(index as u32), 0).context("cannot read the counters")?;
+            let values = array
+                .get(&(index as u32), 0)
+                .context("cannot read the counters")?;
             *total = values.iter().sum();
         }
         Ok(totals)
@@ -194,10 +204,15 @@ impl Probes {
     /// When a map cannot be read.
     pub fn read_cpu_maps(&self) -> Result<CpuMaps> {
         let samples: BpfHashMap<_, CpuKey, CpuValue> = BpfHashMap::try_from(
-            self.ebpf.map("CPU_SAMPLES").ok_or_else(|| anyhow!("no map CPU_SAMPLES"))?,
+            self.ebpf
+                .map("CPU_SAMPLES")
+                .ok_or_else(|| anyhow!("no map CPU_SAMPLES"))?,
         )?;
-        let stack_map: StackTraceMap<_> =
-            StackTraceMap::try_from(self.ebpf.map("STACKS").ok_or_else(|| anyhow!("no map STACKS"))?)?;
+        let stack_map: StackTraceMap<_> = StackTraceMap::try_from(
+            self.ebpf
+                .map("STACKS")
+                .ok_or_else(|| anyhow!("no map STACKS"))?,
+        )?;
         let mut maps = CpuMaps::default();
         for entry in samples.iter() {
             let (key, value) = entry.context("cannot read the CPU sample map")?;

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::PathBuf;
 
 /// One executable mapping of a process, from `/proc/PID/maps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,11 +25,9 @@ impl MapEntry {
     }
 }
 
-/// What is known of one process: its name and executable mappings.
+/// What is known of one process: its executable mappings.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessInfo {
-    /// The process's command name (`/proc/PID/comm`).
-    pub comm: String,
     /// Executable mappings, sorted by address.
     pub maps: Vec<MapEntry>,
 }
@@ -74,26 +71,16 @@ impl ProcessTable {
     pub fn get(&self, pid: u32) -> Option<&ProcessInfo> {
         self.processes.get(&pid)
     }
-
-    /// Whether a snapshot of `pid` exists.
-    pub fn contains(&self, pid: u32) -> bool {
-        self.processes.contains_key(&pid)
-    }
 }
 
 fn read_process(pid: u32) -> Option<ProcessInfo> {
-    let root = PathBuf::from(format!("/proc/{pid}"));
-    let maps = fs::read_to_string(root.join("maps")).ok()?;
-    let comm = fs::read_to_string(root.join("comm")).unwrap_or_default();
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
     // A zombie or kernel thread has an empty maps file; keep an older, fuller snapshot then.
     let maps = parse_maps(&maps);
     if maps.is_empty() {
         return None;
     }
-    Some(ProcessInfo {
-        comm: comm.trim_end().to_owned(),
-        maps,
-    })
+    Some(ProcessInfo { maps })
 }
 
 /// Parses the executable mappings of a `/proc/PID/maps` text, sorted by address.
@@ -150,7 +137,6 @@ mod tests {
     #[test]
     fn finds_the_mapping_of_an_address() {
         let info = ProcessInfo {
-            comm: "x".into(),
             maps: parse_maps(MAPS),
         };
         assert_eq!(info.find(0x55d0c0a01010).unwrap().path, "/usr/bin/my prog");
@@ -164,8 +150,7 @@ mod tests {
         let mut table = ProcessTable::default();
         assert!(table.snapshot(std::process::id()));
         let me = table.get(std::process::id()).unwrap();
-        assert!(!me.comm.is_empty());
-        let here = snapshots_this_process as usize as u64;
+        let here = snapshots_this_process as fn() -> _ as usize as u64;
         assert!(me.find(here).is_some_and(MapEntry::is_file));
         assert!(!table.snapshot(u32::MAX));
     }

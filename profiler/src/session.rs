@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use profiler_common::{ProcEvent, counter, proc_event};
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
@@ -61,8 +62,6 @@ pub struct RunOutcome {
     pub cpu: CpuMaps,
     /// Mapping snapshots of every sampled process.
     pub processes: ProcessTable,
-    /// The pid of the launched command, in command mode.
-    pub command_pid: Option<u32>,
 }
 
 /// Runs the profiler as `config` says.
@@ -82,8 +81,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             processes.snapshot(pid);
         }
     }
-    let mut events = AsyncFd::new(probes.take_proc_events()?)
-        .context("cannot poll the process-event ring buffer")?;
+    // SAFETY: the ring buffer owns its map fd and keeps it open until it is dropped, which is
+    // when the AsyncFd is.
+    let mut events =
+        unsafe { AsyncFd::register_with_interest(probes.take_proc_events()?, Interest::READABLE) }
+            .map_err(|err| anyhow::anyhow!("cannot poll the process-event ring buffer: {err}"))?;
     let cpus = probes.attach_cpu_sampling(config.frequency)?;
     let mut child = match &config.target {
         Target::Command(argv) => Some(spawn_followed(&mut probes, argv)?),
@@ -113,16 +115,16 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             _ = tick.tick() => {
                 ticks += 1;
                 probes.flush_logs();
-                if ticks % REFRESH_EVERY_TICKS == 0 {
+                if ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
                     processes.refresh();
                 }
                 if let Ok(counters) = probes.counters() {
                     status.set_message(status_text(started.elapsed(), config.duration, &counters));
                 }
-                if let Target::Pids(pids) = &config.target {
-                    if pids.iter().all(|&pid| !is_alive(pid)) {
-                        break StopReason::TargetsExited;
-                    }
+                if let Target::Pids(pids) = &config.target
+                    && pids.iter().all(|&pid| !is_alive(pid))
+                {
+                    break StopReason::TargetsExited;
                 }
             }
         }
@@ -144,7 +146,6 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         counters: probes.counters()?,
         cpu: probes.read_cpu_maps()?,
         processes,
-        command_pid,
     })
 }
 

@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use blazesym::MaybeDefault;
 use blazesym::symbolize::source::{Elf, Kernel, Source};
 use blazesym::symbolize::{CodeInfo, Input, Symbolized, Symbolizer as Blazesym};
-use blazesym::MaybeDefault;
 
 use crate::procmaps::ProcessInfo;
 use crate::profile::{Line, Mapping};
@@ -67,7 +67,11 @@ impl Symbolizer {
     /// after a call may already belong to the next line or function, so one byte before
     /// it is looked up, as perf and pprof do.
     pub fn user(&mut self, process: Option<&ProcessInfo>, addr: u64, call_site: bool) -> UserFrame {
-        let lookup = if call_site { addr.saturating_sub(1) } else { addr };
+        let lookup = if call_site {
+            addr.saturating_sub(1)
+        } else {
+            addr
+        };
         let Some(entry) = process.and_then(|p| p.find(lookup)) else {
             return UserFrame {
                 mapping: None,
@@ -80,7 +84,11 @@ impl Symbolizer {
             limit: entry.end,
             file_offset: entry.offset,
             path: entry.path.clone(),
-            build_id: if entry.is_file() { self.build_id(&entry.path) } else { None },
+            build_id: if entry.is_file() {
+                self.build_id(&entry.path)
+            } else {
+                None
+            },
         };
         let lines = if entry.is_file() {
             self.file_lines(&entry.path, file_offset)
@@ -95,11 +103,18 @@ impl Symbolizer {
 
     /// Symbolizes the kernel address `addr`; `call_site` as for [`Self::user`].
     pub fn kernel(&mut self, addr: u64, call_site: bool) -> Vec<Line> {
-        let lookup = if call_site { addr.saturating_sub(1) } else { addr };
+        let lookup = if call_site {
+            addr.saturating_sub(1)
+        } else {
+            addr
+        };
         if let Some(lines) = self.kernel_cache.get(&lookup) {
             return lines.clone();
         }
-        let lines = match self.blazesym.symbolize_single(&self.kernel_source, Input::AbsAddr(lookup)) {
+        let lines = match self
+            .blazesym
+            .symbolize_single(&self.kernel_source, Input::AbsAddr(lookup))
+        {
             Ok(Symbolized::Sym(sym)) => sym_lines(&sym),
             Ok(Symbolized::Unknown(reason)) => {
                 log::debug!("kernel address {lookup:#x} not symbolized: {reason}");
@@ -120,7 +135,10 @@ impl Symbolizer {
             return lines.clone();
         }
         let source = Source::Elf(Elf::new(path));
-        let lines = match self.blazesym.symbolize_single(&source, Input::FileOffset(file_offset)) {
+        let lines = match self
+            .blazesym
+            .symbolize_single(&source, Input::FileOffset(file_offset))
+        {
             Ok(Symbolized::Sym(sym)) => sym_lines(&sym),
             Ok(Symbolized::Unknown(reason)) => {
                 log::debug!("{path}+{file_offset:#x} not symbolized: {reason}");
@@ -176,7 +194,11 @@ fn unknown_line(name: &str) -> Line {
 
 /// `libc.so.6+0x1234`: the file's base name and the offset in it, as perf prints them.
 fn module_offset(path: &str, offset: u64) -> String {
-    let name = path.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("[anon]");
+    let name = path
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("[anon]");
     format!("{name}+{offset:#x}")
 }
 
@@ -195,11 +217,19 @@ mod tests {
         let mut table = ProcessTable::default();
         assert!(table.snapshot(std::process::id()));
         let mut symbolizer = Symbolizer::new();
-        let addr = a_function_to_find as usize as u64;
+        let addr = a_function_to_find as fn() -> _ as usize as u64;
         let frame = symbolizer.user(table.get(std::process::id()), addr, false);
-        assert!(frame.mapping.as_ref().is_some_and(|m| m.path.starts_with('/')));
         assert!(
-            frame.lines.iter().any(|l| l.function.contains("a_function_to_find")),
+            frame
+                .mapping
+                .as_ref()
+                .is_some_and(|m| m.path.starts_with('/'))
+        );
+        assert!(
+            frame
+                .lines
+                .iter()
+                .any(|l| l.function.contains("a_function_to_find")),
             "{:?}",
             frame.lines
         );

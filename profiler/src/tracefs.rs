@@ -23,7 +23,13 @@ pub fn ensure_mounted() -> Result<PathBuf> {
     let fstype = CString::new("tracefs").expect("no NUL in a constant");
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe {
-        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         let err = std::io::Error::last_os_error();
@@ -41,7 +47,11 @@ pub fn ensure_mounted() -> Result<PathBuf> {
 /// # Errors
 /// When the format file cannot be read or has no such field.
 pub fn field_offset(tracefs: &Path, category: &str, event: &str, field: &str) -> Result<u32> {
-    let path = tracefs.join("events").join(category).join(event).join("format");
+    let path = tracefs
+        .join("events")
+        .join(category)
+        .join(event)
+        .join("format");
     let format =
         fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_field_offset(&format, field)

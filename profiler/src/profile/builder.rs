@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use super::model::{Label, Location, LocationId, Mapping, MappingId, Profile, StackId, ValueType};
 use super::model::Sample;
+use super::model::{Label, Location, LocationId, Mapping, MappingId, Profile, StackId, ValueType};
 
 /// Builds a [`Profile`], interning mappings, locations and stacks and merging samples
 /// that share a stack and labels.
@@ -19,7 +19,12 @@ pub struct ProfileBuilder {
 
 impl ProfileBuilder {
     /// Starts a profile named `name` (`cpu`, `io`, `block`) with the given sample types.
-    pub fn new(name: &str, sample_types: Vec<ValueType>, start: SystemTime, duration: Duration) -> Self {
+    pub fn new(
+        name: &str,
+        sample_types: Vec<ValueType>,
+        start: SystemTime,
+        duration: Duration,
+    ) -> Self {
         Self {
             profile: Profile {
                 name: name.to_owned(),
@@ -44,7 +49,10 @@ impl ProfileBuilder {
 
     /// Sets the sample type viewers show first.
     pub fn default_sample_type(&mut self, index: usize) -> &mut Self {
-        assert!(index < self.profile.sample_types.len(), "default sample type out of range");
+        assert!(
+            index < self.profile.sample_types.len(),
+            "default sample type out of range"
+        );
         self.profile.default_sample_type = index;
         self
     }
@@ -75,7 +83,10 @@ impl ProfileBuilder {
 
     /// Interns a location.
     pub fn location(&mut self, location: Location) -> LocationId {
-        debug_assert!(!location.lines.is_empty(), "a location needs at least one line");
+        debug_assert!(
+            !location.lines.is_empty(),
+            "a location needs at least one line"
+        );
         if let Some(&id) = self.location_ids.get(&location) {
             return id;
         }
@@ -98,7 +109,11 @@ impl ProfileBuilder {
 
     /// Adds values for a stack with labels; values of an equal (stack, labels) pair are summed.
     pub fn add_sample(&mut self, stack: StackId, values: &[i64], labels: Vec<Label>) {
-        assert_eq!(values.len(), self.profile.sample_types.len(), "one value per sample type");
+        assert_eq!(
+            values.len(),
+            self.profile.sample_types.len(),
+            "one value per sample type"
+        );
         match self.sample_ids.entry((stack, labels)) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let sample = &mut self.profile.samples[*e.get()];
@@ -109,7 +124,11 @@ impl ProfileBuilder {
             std::collections::hash_map::Entry::Vacant(e) => {
                 let labels = e.key().1.clone();
                 e.insert(self.profile.samples.len());
-                self.profile.samples.push(Sample { stack, values: values.to_vec(), labels });
+                self.profile.samples.push(Sample {
+                    stack,
+                    values: values.to_vec(),
+                    labels,
+                });
             }
         }
     }
@@ -129,7 +148,11 @@ mod tests {
         Location {
             address: name.len() as u64,
             mapping: None,
-            lines: vec![Line { function: name.to_owned(), file: None, line: 0 }],
+            lines: vec![Line {
+                function: name.to_owned(),
+                file: None,
+                line: 0,
+            }],
             kernel: false,
         }
     }

@@ -8,7 +8,4 @@ mod builder;
 mod model;
 
 pub use builder::ProfileBuilder;
-pub use model::{
-    Label, LabelValue, Line, Location, LocationId, Mapping, MappingId, Profile, Sample, StackId,
-    ValueType,
-};
+pub use model::{Label, LabelValue, Line, Location, Mapping, Profile, Sample, ValueType};

@@ -1,0 +1,162 @@
+//! Folded stacks, the line format flame-graph tools (`flamegraph.pl`, inferno, speedscope)
+//! read: `comm;root;...;leaf count`, one line per distinct stack.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::profile::{Profile, Sample};
+
+/// The folded lines of `profile`, sorted, weighted by the default sample type.
+///
+/// Each line starts with the process's command name (or its pid, or `[unknown]`), then the
+/// frames root first with inlined frames expanded. Equal lines are merged and lines whose
+/// weight sums to zero or less are dropped, since flame graphs cannot draw them.
+pub fn lines(profile: &Profile) -> Vec<String> {
+    let mut weights: BTreeMap<String, i64> = BTreeMap::new();
+    for sample in &profile.samples {
+        let Some(&weight) = sample.values.get(profile.default_sample_type) else {
+            continue;
+        };
+        let mut key = comm(sample);
+        for frame in profile.stack_functions(sample.stack) {
+            key.push(';');
+            key.push_str(&frame_name(frame));
+        }
+        *weights.entry(key).or_default() += weight;
+    }
+    // BTreeMap iterates in key order, which gives the sorted output tools expect.
+    weights
+        .into_iter()
+        .filter(|&(_, w)| w > 0)
+        .map(|(key, w)| format!("{key} {w}"))
+        .collect()
+}
+
+/// Writes the folded lines of `profile` to `path`, one per line.
+pub fn write(profile: &Profile, path: &Path) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for line in lines(profile) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The first frame of a sample's line: its command name, else its pid, else `[unknown]`.
+fn comm(sample: &Sample) -> String {
+    let name = match (sample.label_str("comm"), sample.label_num("pid")) {
+        (Some(comm), _) => frame_name(comm),
+        (None, Some(pid)) => pid.to_string(),
+        (None, None) => String::new(),
+    };
+    if name.is_empty() {
+        "[unknown]".to_owned()
+    } else {
+        name
+    }
+}
+
+/// A frame name made safe for the folded format.
+///
+/// The format has no escaping: `;` separates frames, the last whitespace separates the
+/// count, a newline ends the record, and readers trim each line. So a `;` inside a name
+/// (Rust's `[u8; 4]`, C++ lambdas) would split one frame into two, and a newline would split
+/// the record. `;` becomes `:`, and each whitespace run (including newlines) becomes one
+/// space, trimmed at the ends, which keeps names readable and lines intact.
+pub fn frame_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for word in name.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().map(|c| if c == ';' { ':' } else { c }));
+    }
+    if out.is_empty() {
+        "[unknown]".to_owned()
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::output::fixture::{self, PERIOD};
+    use crate::profile::{Label, ProfileBuilder, ValueType};
+
+    #[test]
+    fn fixture_lines() {
+        assert_eq!(
+            lines(&fixture::profile()),
+            [
+                format!("200;main;run;b {}", 6 * PERIOD),
+                format!("app;main;a {}", 3 * PERIOD),
+                format!("app;main;run;b;a {}", PERIOD),
+            ]
+        );
+    }
+
+    #[test]
+    fn default_sample_type_picks_the_weight() {
+        let mut p = fixture::profile();
+        p.default_sample_type = 0;
+        assert_eq!(
+            lines(&p),
+            ["200;main;run;b 6", "app;main;a 3", "app;main;run;b;a 1"]
+        );
+    }
+
+    #[test]
+    fn merges_drops_and_sanitizes() {
+        let mut b = ProfileBuilder::new(
+            "io",
+            vec![ValueType::new("bytes", "bytes")],
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        let odd = b.location(fixture::location(
+            1,
+            None,
+            vec![fixture::line("f<[u8; 4]>\n  ::g")],
+        ));
+        let leaf = b.location(fixture::location(2, None, vec![fixture::line("leaf")]));
+        let s = b.stack(vec![leaf, odd]);
+        let zero = b.stack(vec![odd]);
+        // Two threads of one process: different labels, one folded line.
+        b.add_sample(
+            s,
+            &[5],
+            vec![Label::str("comm", "my proc;x"), Label::num("tid", 1)],
+        );
+        b.add_sample(
+            s,
+            &[7],
+            vec![Label::str("comm", "my proc;x"), Label::num("tid", 2)],
+        );
+        b.add_sample(zero, &[0], vec![]);
+        b.add_sample(s, &[1], vec![]);
+        assert_eq!(
+            lines(&b.build()),
+            [
+                "[unknown];f<[u8: 4]> ::g;leaf 1",
+                "my proc:x;f<[u8: 4]> ::g;leaf 12"
+            ]
+        );
+    }
+
+    #[test]
+    fn writes_one_line_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cpu.folded");
+        write(&fixture::profile(), &path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.ends_with('\n'));
+        write(&fixture::empty(), &path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+}

@@ -1,0 +1,241 @@
+//! Everything a finished [`Profile`] is turned into: pprof files, folded stacks, SVG flame
+//! graphs and the terminal summary.
+
+pub mod flamegraph;
+pub mod folded;
+pub mod pprof;
+pub mod proto;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::profile::Profile;
+
+/// Writes `{name}.pb.gz`, `{name}.folded` and `{name}.svg` for `profile` into `dir` and
+/// returns the paths written.
+///
+/// `dir` is created if missing. Under sudo, the directory (if created here) and every file
+/// are handed to the invoking user, so the results are not left owned by root.
+pub fn write_profile(profile: &Profile, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        give(dir)?;
+    }
+    let pb = dir.join(format!("{}.pb.gz", profile.name));
+    let folded_path = dir.join(format!("{}.folded", profile.name));
+    let svg = dir.join(format!("{}.svg", profile.name));
+    // Each writer names its file in its own error, so no context is added here.
+    pprof::write(profile, &pb)?;
+    give(&pb)?;
+    folded::write(profile, &folded_path)?;
+    give(&folded_path)?;
+    flamegraph::write(profile, &svg)?;
+    give(&svg)?;
+    Ok(vec![pb, folded_path, svg])
+}
+
+fn give(path: &Path) -> anyhow::Result<()> {
+    give_to_invoking_user(path).with_context(|| {
+        format!(
+            "cannot write {}: cannot give it to the sudo user",
+            path.display()
+        )
+    })
+}
+
+/// Under sudo, changes the owner of `path` to the user who ran sudo; otherwise does nothing.
+///
+/// The profiler must run as root to load eBPF programs, but its output is for the person
+/// who started it: root-owned files in their directory would be a nuisance to delete.
+pub fn give_to_invoking_user(path: &Path) -> std::io::Result<()> {
+    let Some((uid, gid)) = sudo_ids(
+        std::env::var("SUDO_UID").ok().as_deref(),
+        std::env::var("SUDO_GID").ok().as_deref(),
+    ) else {
+        return Ok(());
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        // Not actually root (a stale SUDO_UID in the environment): chown would only fail.
+        return Ok(());
+    }
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+}
+
+/// The uid and gid sudo recorded, when both are present and numeric.
+fn sudo_ids(uid: Option<&str>, gid: Option<&str>) -> Option<(u32, u32)> {
+    Some((uid?.trim().parse().ok()?, gid?.trim().parse().ok()?))
+}
+
+/// A small profile shared by the output tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::time::{Duration, SystemTime};
+
+    use crate::profile::{Label, Line, Location, Mapping, Profile, ProfileBuilder, ValueType};
+
+    /// Nanoseconds of CPU time each sample stands for.
+    pub const PERIOD: i64 = 10_000_000;
+
+    /// A line without source information.
+    pub fn line(function: &str) -> Line {
+        Line {
+            function: function.to_owned(),
+            file: None,
+            line: 0,
+        }
+    }
+
+    /// A user-space location at `address` with the given lines, innermost first.
+    pub fn location(address: u64, mapping: Option<usize>, lines: Vec<Line>) -> Location {
+        Location {
+            address,
+            mapping,
+            lines,
+            kernel: false,
+        }
+    }
+
+    /// A cpu profile starting at 1_700_000_000 s, lasting 2 s, with samples/cpu types
+    /// (cpu the default) and three stacks:
+    ///
+    /// - `main -> a` 3 samples, pid 100 tid 101 comm `app`
+    /// - `main -> run -> b -> a` 1 sample, pid 100 tid 102 comm `app`, where `b` is inlined
+    ///   into `run` (one location, two lines)
+    /// - `main -> run -> b` 6 samples, pid 200 tid 200, no comm
+    pub fn profile() -> Profile {
+        let mut b = ProfileBuilder::new(
+            "cpu",
+            vec![
+                ValueType::new("samples", "count"),
+                ValueType::new("cpu", "nanoseconds"),
+            ],
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            Duration::from_secs(2),
+        );
+        b.default_sample_type(1)
+            .period(ValueType::new("cpu", "nanoseconds"), PERIOD)
+            .comment("window 2s")
+            .comment("lost 0 samples");
+        let app = b.mapping(Mapping {
+            start: 0x1000,
+            limit: 0x9000,
+            file_offset: 0,
+            path: "/usr/bin/app".into(),
+            build_id: Some("abcdef0123".into()),
+        });
+        let main = b.location(location(
+            0x1100,
+            Some(app),
+            vec![Line {
+                function: "main".into(),
+                file: Some("main.c".into()),
+                line: 10,
+            }],
+        ));
+        let a = b.location(location(
+            0x1200,
+            Some(app),
+            vec![Line {
+                function: "a".into(),
+                file: Some("a.c".into()),
+                line: 5,
+            }],
+        ));
+        let run_b = b.location(location(
+            0x1300,
+            Some(app),
+            vec![
+                Line {
+                    function: "b".into(),
+                    file: Some("b.c".into()),
+                    line: 20,
+                },
+                Line {
+                    function: "run".into(),
+                    file: Some("run.c".into()),
+                    line: 7,
+                },
+            ],
+        ));
+        let s1 = b.stack(vec![a, main]);
+        let s2 = b.stack(vec![a, run_b, main]);
+        let s3 = b.stack(vec![run_b, main]);
+        let app_labels = |tid| {
+            vec![
+                Label::num("pid", 100),
+                Label::num("tid", tid),
+                Label::str("comm", "app"),
+            ]
+        };
+        b.add_sample(s1, &[3, 3 * PERIOD], app_labels(101));
+        b.add_sample(s2, &[1, PERIOD], app_labels(102));
+        b.add_sample(
+            s3,
+            &[6, 6 * PERIOD],
+            vec![Label::num("pid", 200), Label::num("tid", 200)],
+        );
+        b.build()
+    }
+
+    /// A profile with the same types as [`profile`] and no samples.
+    pub fn empty() -> Profile {
+        ProfileBuilder::new(
+            "cpu",
+            vec![
+                ValueType::new("samples", "count"),
+                ValueType::new("cpu", "nanoseconds"),
+            ],
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        )
+        .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sudo_ids_need_both_numbers() {
+        assert_eq!(sudo_ids(Some("1000"), Some("1001")), Some((1000, 1001)));
+        assert_eq!(sudo_ids(Some("1000"), None), None);
+        assert_eq!(sudo_ids(None, Some("1000")), None);
+        assert_eq!(sudo_ids(Some("me"), Some("1000")), None);
+    }
+
+    #[test]
+    fn writes_three_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("new");
+        let paths = write_profile(&fixture::profile(), &out).unwrap();
+        let names: Vec<_> = paths
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(names, ["cpu.pb.gz", "cpu.folded", "cpu.svg"]);
+        for p in &paths {
+            assert!(
+                std::fs::metadata(p).unwrap().len() > 0,
+                "{} is empty",
+                p.display()
+            );
+        }
+    }
+
+    #[test]
+    fn error_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the pprof file should go makes creating it fail.
+        std::fs::create_dir(dir.path().join("cpu.pb.gz")).unwrap();
+        let err = write_profile(&fixture::profile(), dir.path()).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("cannot write") && text.contains("cpu.pb.gz"),
+            "{text}"
+        );
+    }
+}

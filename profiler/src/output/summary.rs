@@ -1,0 +1,302 @@
+//! The terminal summary of a profile: run facts, totals, and the top functions.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt::Write;
+
+use crate::profile::{Profile, ValueType};
+
+/// Longest function name shown before it is cut, so one C++ template cannot wreck the table.
+const MAX_NAME: usize = 120;
+
+/// Renders `profile` for the terminal, with the `top` functions by self and by total value.
+pub fn render(profile: &Profile, top: usize) -> String {
+    let index = profile.default_sample_type;
+    let fallback = ValueType::new("samples", "count");
+    let vt = profile.sample_types.get(index).unwrap_or(&fallback);
+    let mut out = String::new();
+    // Writing to a String cannot fail, so the fmt::Results below are ignored.
+    let _ = writeln!(out, "{} profile: {} ({})", profile.name, vt.kind, vt.unit);
+    for comment in &profile.comments {
+        let _ = writeln!(out, "  {comment}");
+    }
+
+    let total = profile.total(index);
+    if profile.samples.is_empty() || total == 0 {
+        let _ = writeln!(
+            out,
+            "No samples were recorded: the target may have been idle; \
+             try a longer --duration or check the pid."
+        );
+        return out;
+    }
+
+    let pids: HashSet<String> = profile
+        .samples
+        .iter()
+        .filter_map(|s| {
+            s.label_num("pid")
+                .map(|p| p.to_string())
+                .or_else(|| s.label_str("pid").map(str::to_owned))
+        })
+        .collect();
+    let _ = writeln!(out, "  processes seen: {}", pids.len());
+    let time_like = vt.unit == "nanoseconds";
+    let _ = write!(out, "  total: {} {}", group(total), vt.unit);
+    if time_like {
+        let _ = write!(out, " ({})", human_time(total));
+    }
+    let _ = writeln!(out);
+
+    let (self_values, total_values) = function_values(profile, index);
+    for (heading, values) in [("self", self_values), ("total", total_values)] {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Top {top} functions by {heading} {}:", vt.kind);
+        out.push_str(&table(heading, ranked(values, top), total, time_like));
+    }
+    out
+}
+
+/// Per function, the value of the stacks it is the leaf of (self) and of the stacks it
+/// appears in at all (total).
+fn function_values(profile: &Profile, index: usize) -> (HashMap<&str, i64>, HashMap<&str, i64>) {
+    let mut self_values: HashMap<&str, i64> = HashMap::new();
+    let mut total_values: HashMap<&str, i64> = HashMap::new();
+    for sample in &profile.samples {
+        let v = sample.values.get(index).copied().unwrap_or(0);
+        // The innermost line of the leaf location is the function actually running;
+        // frames inlined around it are its callers.
+        let leaf = profile.stacks[sample.stack]
+            .first()
+            .and_then(|&l| profile.locations[l].lines.first())
+            .map_or("[unknown]", |l| l.function.as_str());
+        *self_values.entry(leaf).or_default() += v;
+        // A set, so a recursive function is counted once per stack: otherwise its total
+        // could exceed the profile's.
+        let functions: BTreeSet<&str> = profile.stack_functions(sample.stack).into_iter().collect();
+        for f in functions {
+            *total_values.entry(f).or_default() += v;
+        }
+    }
+    (self_values, total_values)
+}
+
+/// The `top` largest entries, largest first, ties by name so output is stable.
+fn ranked(values: HashMap<&str, i64>, top: usize) -> Vec<(&str, i64)> {
+    let mut v: Vec<_> = values.into_iter().filter(|&(_, v)| v != 0).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    v.truncate(top);
+    v
+}
+
+/// An aligned table: value, percent of `total`, time (when time-like), function.
+fn table(heading: &str, rows: Vec<(&str, i64)>, total: i64, time_like: bool) -> String {
+    let mut cells: Vec<[String; 4]> = vec![[
+        heading.to_owned(),
+        "%".to_owned(),
+        if time_like {
+            "time".to_owned()
+        } else {
+            String::new()
+        },
+        "function".to_owned(),
+    ]];
+    for (name, v) in rows {
+        cells.push([
+            group(v),
+            format!("{:.1}%", v as f64 * 100.0 / total as f64),
+            if time_like {
+                human_time(v)
+            } else {
+                String::new()
+            },
+            shorten(name),
+        ]);
+    }
+    let width = |i: usize| {
+        cells
+            .iter()
+            .map(|c| c[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    let mut out = String::new();
+    for [value, pct, time, name] in &cells {
+        let _ = write!(out, "  {value:>w0$}  {pct:>w1$}  ");
+        if time_like {
+            let _ = write!(out, "{time:>w2$}  ");
+        }
+        let _ = writeln!(out, "{name}");
+    }
+    out
+}
+
+/// `name`, cut to [`MAX_NAME`] characters with an ellipsis.
+fn shorten(name: &str) -> String {
+    if name.chars().count() <= MAX_NAME {
+        return name.to_owned();
+    }
+    let mut s: String = name.chars().take(MAX_NAME - 1).collect();
+    s.push('…');
+    s
+}
+
+/// A number with thousands separators: 1234567 -> 1,234,567.
+fn group(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// Nanoseconds in the largest unit that keeps the number readable: µs, ms or s.
+fn human_time(ns: i64) -> String {
+    let n = ns as f64;
+    if ns.abs() >= 1_000_000_000 {
+        format!("{:.2} s", n / 1e9)
+    } else if ns.abs() >= 1_000_000 {
+        format!("{:.1} ms", n / 1e6)
+    } else {
+        format!("{:.1} µs", n / 1e3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::output::fixture::{self, PERIOD, line, location};
+    use crate::profile::{Label, ProfileBuilder};
+
+    /// main->a (3), main->b->a (1), main->b (6), counted in samples.
+    fn known() -> Profile {
+        let mut b = ProfileBuilder::new(
+            "cpu",
+            vec![ValueType::new("samples", "count")],
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        let main = b.location(location(1, None, vec![line("main")]));
+        let a = b.location(location(2, None, vec![line("a")]));
+        let bb = b.location(location(3, None, vec![line("b")]));
+        let s1 = b.stack(vec![a, main]);
+        let s2 = b.stack(vec![a, bb, main]);
+        let s3 = b.stack(vec![bb, main]);
+        b.add_sample(s1, &[3], vec![Label::num("pid", 1)]);
+        b.add_sample(s2, &[1], vec![Label::num("pid", 1)]);
+        b.add_sample(s3, &[6], vec![Label::num("pid", 2)]);
+        b.build()
+    }
+
+    type Ranked<'a> = Vec<(&'a str, i64)>;
+
+    fn values(p: &Profile) -> (Ranked<'_>, Ranked<'_>) {
+        let (s, t) = function_values(p, p.default_sample_type);
+        (ranked(s, 10), ranked(t, 10))
+    }
+
+    #[test]
+    fn self_and_total_ranking() {
+        let p = known();
+        let (s, t) = values(&p);
+        assert_eq!(s, [("b", 6), ("a", 4)]);
+        assert_eq!(t, [("main", 10), ("b", 7), ("a", 4)]);
+    }
+
+    #[test]
+    fn recursion_counts_once_per_stack() {
+        let mut b = ProfileBuilder::new(
+            "cpu",
+            vec![ValueType::new("samples", "count")],
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        let main = b.location(location(1, None, vec![line("main")]));
+        let f1 = b.location(location(2, None, vec![line("f")]));
+        let f2 = b.location(location(3, None, vec![line("f")]));
+        let s = b.stack(vec![f1, f2, f1, main]);
+        b.add_sample(s, &[5], vec![]);
+        let p = b.build();
+        let (s, t) = values(&p);
+        assert_eq!(s, [("f", 5)]);
+        assert_eq!(t, [("f", 5), ("main", 5)]);
+    }
+
+    #[test]
+    fn inlined_leaf_is_the_innermost_line() {
+        let p = fixture::profile();
+        let (s, t) = values(&p);
+        let ms = |n: i64| n * PERIOD;
+        assert_eq!(s, [("b", ms(6)), ("a", ms(4))]);
+        assert_eq!(
+            t,
+            [("main", ms(10)), ("b", ms(7)), ("run", ms(7)), ("a", ms(4))]
+        );
+    }
+
+    #[test]
+    fn rendered_text() {
+        let text = render(&known(), 2);
+        assert!(text.starts_with("cpu profile: samples (count)\n"), "{text}");
+        assert!(text.contains("processes seen: 2"), "{text}");
+        assert!(text.contains("total: 10 count"), "{text}");
+        let self_table = text.split("by self samples:\n").nth(1).unwrap();
+        let rows: Vec<&str> = self_table.lines().take(3).map(str::trim).collect();
+        assert_eq!(
+            rows[0].split_whitespace().collect::<Vec<_>>(),
+            ["self", "%", "function"]
+        );
+        assert_eq!(
+            rows[1].split_whitespace().collect::<Vec<_>>(),
+            ["6", "60.0%", "b"]
+        );
+        assert_eq!(
+            rows[2].split_whitespace().collect::<Vec<_>>(),
+            ["4", "40.0%", "a"]
+        );
+        let total_table = text.split("by total samples:\n").nth(1).unwrap();
+        // top = 2 cuts the third function.
+        assert_eq!(total_table.lines().count(), 3);
+        assert!(total_table.contains("100.0%  main"));
+    }
+
+    #[test]
+    fn time_like_profiles_show_time() {
+        let text = render(&fixture::profile(), 5);
+        assert!(text.contains("  window 2s\n  lost 0 samples\n"), "{text}");
+        assert!(
+            text.contains("total: 100,000,000 nanoseconds (100.0 ms)"),
+            "{text}"
+        );
+        assert!(text.contains("60,000,000  60.0%  60.0 ms  b"), "{text}");
+        // Columns line up: every row of a table has its function at the same offset.
+        let table = text.split("by total cpu:\n").nth(1).unwrap();
+        let offsets: HashSet<usize> = table.lines().map(|l| l.rfind("  ").unwrap()).collect();
+        assert_eq!(offsets.len(), 1, "{table}");
+    }
+
+    #[test]
+    fn no_samples_says_why() {
+        let text = render(&fixture::empty(), 10);
+        assert!(text.contains("No samples"), "{text}");
+        assert!(text.contains("--duration"), "{text}");
+    }
+
+    #[test]
+    fn formatting_helpers() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1_234_567), "1,234,567");
+        assert_eq!(group(-1000), "-1,000");
+        assert_eq!(human_time(1_500), "1.5 µs");
+        assert_eq!(human_time(2_500_000), "2.5 ms");
+        assert_eq!(human_time(3_210_000_000), "3.21 s");
+        assert_eq!(shorten(&"x".repeat(500)).chars().count(), MAX_NAME);
+    }
+}
