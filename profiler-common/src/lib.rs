@@ -19,6 +19,10 @@ pub const MAX_STACKS: u32 = 16384;
 /// Entries of the map of pids already announced to userspace.
 pub const MAX_SEEN_PIDS: u32 = 32768;
 
+/// Words of the user stack copied with the first sample of each user stack, from which
+/// userspace recovers the frames a frame-pointer walk skips (see the profiler's `unwind`).
+pub const STACK_TOP_WORDS: usize = 32;
+
 /// Size in bytes of the ring buffer that announces new processes to userspace.
 pub const PROC_EVENTS_BYTES: u32 = 256 * 1024;
 
@@ -47,6 +51,17 @@ pub struct CpuValue {
     pub count: u64,
     /// The thread's command name when first sampled, NUL padded.
     pub comm: [u8; COMM_LEN],
+}
+
+/// The top of a user stack when a stack was first seen: the stack pointer and the words
+/// above it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StackTopRaw {
+    /// The user stack pointer.
+    pub sp: u64,
+    /// `STACK_TOP_WORDS` words from `sp` upwards (zero where unreadable).
+    pub words: [u64; STACK_TOP_WORDS],
 }
 
 /// Indices of the per-CPU counters the kernel programs keep: what was seen and what was lost.
@@ -98,4 +113,6 @@ mod pod {
     unsafe impl aya::Pod for super::CpuKey {}
     // SAFETY: as above: u64 then [u8; 16], no padding.
     unsafe impl aya::Pod for super::CpuValue {}
+    // SAFETY: only u64s.
+    unsafe impl aya::Pod for super::StackTopRaw {}
 }

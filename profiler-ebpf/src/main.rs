@@ -7,7 +7,11 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        bpf_probe_read_user_buf,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
     macros::{map, perf_event, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{PerfEventContext, TracePointContext, tracing::StackIdContext},
@@ -15,10 +19,12 @@ use aya_ebpf::{
 use aya_log_ebpf::{debug, warn};
 use profiler_common::{
     COMM_LEN, CpuKey, CpuValue, MAX_CPU_KEYS, MAX_SEEN_PIDS, MAX_STACKS, MAX_TARGETS,
-    PROC_EVENTS_BYTES, ProcEvent, counter, proc_event,
+    PROC_EVENTS_BYTES, ProcEvent, STACK_TOP_WORDS, StackTopRaw, counter, proc_event,
 };
 
 const EEXIST: i32 = 17;
+/// Offset of `sp` in x86-64's `struct pt_regs` (r15 ... orig_ax, ip, cs, flags, sp, ss).
+const PT_REGS_SP: usize = 19 * 8;
 const ENOMEM: i32 = 12;
 
 /// Non-zero when only the pids in [`TARGETS`] are profiled; set by userspace at load time.
@@ -41,6 +47,14 @@ static CPU_SAMPLES: HashMap<CpuKey, CpuValue> = HashMap::with_max_entries(MAX_CP
 /// User and kernel stacks, referenced by id from [`CPU_SAMPLES`].
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+
+/// The top of the user stack when each user stack id was first recorded.
+#[map]
+static STACK_TOPS: HashMap<i32, StackTopRaw> = HashMap::with_max_entries(MAX_STACKS, 0);
+
+/// Scratch space for a [`StackTopRaw`], too large for the 512-byte BPF stack.
+#[map]
+static STACK_TOP_SCRATCH: PerCpuArray<StackTopRaw> = PerCpuArray::with_max_entries(1, 0);
 
 /// What was seen and what was lost, per CPU; indices are in [`counter`].
 #[map]
@@ -124,11 +138,42 @@ fn record(ctx: &PerfEventContext, key: &CpuKey) {
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     let value = CpuValue { count: 1, comm };
     match CPU_SAMPLES.insert(key, &value, BPF_NOEXIST as u64) {
-        Ok(()) => count(counter::RECORDED),
+        Ok(()) => {
+            count(counter::RECORDED);
+            save_stack_top(key.user_stack_id);
+        }
         Err(_) => {
             count(counter::LOST_AGG_FULL);
             warn!(ctx, "cpu sample map full: sample of pid {} lost", key.pid);
         }
+    }
+}
+
+/// Copies the top of the current thread's user stack the first time a user stack id is
+/// recorded: it lets userspace find the caller of a leaf function that keeps no frame pointer.
+#[inline(always)]
+fn save_stack_top(user_stack_id: i32) {
+    // SAFETY: presence check only.
+    if user_stack_id < 0 || unsafe { STACK_TOPS.get(&user_stack_id) }.is_some() {
+        return;
+    }
+    let Some(top) = STACK_TOP_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the scratch slot is this CPU's; the task and its saved user registers are
+    // valid while it runs, and every read goes through a probe-read helper.
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as usize;
+        let Ok(sp) = bpf_probe_read_kernel((regs + PT_REGS_SP) as *const u64) else {
+            return;
+        };
+        (*top).sp = sp;
+        let words = &mut (*top).words;
+        let bytes = core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), STACK_TOP_WORDS * 8);
+        if bpf_probe_read_user_buf(sp as *const u8, bytes).is_err() {
+            return;
+        }
+        let _ = STACK_TOPS.insert(&user_stack_id, &*top, BPF_NOEXIST as u64);
     }
 }
 

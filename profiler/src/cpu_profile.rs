@@ -3,16 +3,13 @@
 use profiler_common::{COMM_LEN, counter};
 
 use crate::config::{Config, Target};
-use crate::profile::{Label, Line, Location, Mapping, Profile, ProfileBuilder, ValueType};
+use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::session::RunOutcome;
-use crate::symbolize::{KERNEL_MAPPING, Symbolizer};
-
-const EEXIST: i32 = 17;
-const ENOMEM: i32 = 12;
+use crate::stacks::StackResolver;
 
 /// Builds the symbolized CPU profile: sample types `samples/count` and `cpu/nanoseconds`,
 /// labels `pid`, `tid` and `comm`, and comments saying what was received, expected and lost.
-pub fn build(run: &RunOutcome, config: &Config, symbolizer: &mut Symbolizer) -> Profile {
+pub fn build(run: &RunOutcome, config: &Config) -> Profile {
     let period_ns = 1_000_000_000 / config.frequency as i64;
     let mut builder = ProfileBuilder::new(
         "cpu",
@@ -29,55 +26,18 @@ pub fn build(run: &RunOutcome, config: &Config, symbolizer: &mut Symbolizer) -> 
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
-    let kernel_mapping = Mapping {
-        start: 0,
-        limit: u64::MAX,
-        file_offset: 0,
-        path: KERNEL_MAPPING.to_owned(),
-        build_id: None,
-    };
-    for (key, value) in &run.cpu.samples {
+    let mut resolver = StackResolver::new(&run.stacks, &run.processes);
+    for (key, value) in &run.cpu_samples {
         // In command mode the profiler is a target for the instant it forks the command.
         if !matches!(config.target, Target::Host) && key.pid == std::process::id() {
             continue;
         }
-        let process = run.processes.get(key.pid);
-        let mut locations = Vec::new();
-        let kernel_frames = stack_frames(run, key.kernel_stack_id);
-        for (i, &addr) in kernel_frames.iter().enumerate() {
-            let lines = symbolizer.kernel(addr, i > 0);
-            // Interned on first use, so a user-space binary can be pprof's main mapping.
-            let mapping = builder.mapping(kernel_mapping.clone());
-            locations.push(builder.location(Location {
-                address: addr,
-                mapping: Some(mapping),
-                lines,
-                kernel: true,
-            }));
-        }
-        if let Some(reason) = lost_stack(key.kernel_stack_id) {
-            locations
-                .push(builder.location(marker(&format!("[kernel stack lost: {reason}]"), true)));
-        }
-        let user_frames = stack_frames(run, key.user_stack_id);
-        for (i, &addr) in user_frames.iter().enumerate() {
-            let frame = symbolizer.user(process, addr, i > 0);
-            let mapping = frame.mapping.map(|m| builder.mapping(m));
-            locations.push(builder.location(Location {
-                address: addr,
-                mapping,
-                lines: frame.lines,
-                kernel: false,
-            }));
-        }
-        if let Some(reason) = lost_stack(key.user_stack_id) {
-            locations
-                .push(builder.location(marker(&format!("[user stack lost: {reason}]"), false)));
-        }
-        if locations.is_empty() {
-            locations.push(builder.location(marker("[unknown]", false)));
-        }
-        let stack = builder.stack(locations);
+        let stack = resolver.intern(
+            &mut builder,
+            key.pid,
+            key.user_stack_id,
+            key.kernel_stack_id,
+        );
         let count = value.count as i64;
         let labels = vec![
             Label::num("pid", i64::from(key.pid)),
@@ -87,34 +47,6 @@ pub fn build(run: &RunOutcome, config: &Config, symbolizer: &mut Symbolizer) -> 
         builder.add_sample(stack, &[count, count * period_ns], labels);
     }
     builder.build()
-}
-
-fn stack_frames(run: &RunOutcome, id: i32) -> &[u64] {
-    u32::try_from(id)
-        .ok()
-        .and_then(|id| run.cpu.stacks.get(&id))
-        .map_or(&[], Vec::as_slice)
-}
-
-fn lost_stack(id: i32) -> Option<&'static str> {
-    match -id {
-        EEXIST => Some("stack-map collision"),
-        ENOMEM => Some("stack map full"),
-        _ => None,
-    }
-}
-
-fn marker(name: &str, kernel: bool) -> Location {
-    Location {
-        address: 0,
-        mapping: None,
-        lines: vec![Line {
-            function: name.to_owned(),
-            file: None,
-            line: 0,
-        }],
-        kernel,
-    }
 }
 
 fn comm(raw: &[u8; COMM_LEN]) -> String {
@@ -197,13 +129,5 @@ mod tests {
         raw[..4].copy_from_slice(b"bash");
         assert_eq!(comm(&raw), "bash");
         assert_eq!(comm(&[b'x'; COMM_LEN]), "x".repeat(COMM_LEN));
-    }
-
-    #[test]
-    fn lost_stacks_are_named() {
-        assert_eq!(lost_stack(-17), Some("stack-map collision"));
-        assert_eq!(lost_stack(-12), Some("stack map full"));
-        assert_eq!(lost_stack(-14), None);
-        assert_eq!(lost_stack(3), None);
     }
 }

@@ -10,8 +10,10 @@ mod probes;
 mod procmaps;
 mod profile;
 mod session;
+mod stacks;
 mod symbolize;
 mod tracefs;
+mod unwind;
 
 use std::process::ExitCode;
 
@@ -64,8 +66,7 @@ fn run(config: &Config) -> Result<()> {
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(session::run(config))?;
 
-    let mut symbolizer = symbolize::Symbolizer::new();
-    let profile = cpu_profile::build(&outcome, config, &mut symbolizer);
+    let profile = cpu_profile::build(&outcome, config);
     let written = output::write_profile(&profile, &config.output_dir)?;
     print!("{}", output::summary::render(&profile, config.top));
     println!();

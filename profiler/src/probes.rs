@@ -1,5 +1,6 @@
 //! Loads the embedded eBPF object, attaches its programs, and reads their maps.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
@@ -7,7 +8,9 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTrace
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
-use profiler_common::{CpuKey, CpuValue, counter};
+use profiler_common::{CpuKey, CpuValue, StackTopRaw, counter};
+
+use crate::unwind::StackTop;
 
 /// The eBPF object built by `cargo xtask build`, embedded so the binary is all a host needs.
 static EBPF_OBJECT: &[u8] =
@@ -24,13 +27,13 @@ impl Counters {
     }
 }
 
-/// Raw contents of the CPU maps: sample counts by key, and the stacks they reference.
+/// Stacks read from the kernel's stack map, by stack id.
 #[derive(Debug, Default)]
-pub struct CpuMaps {
-    /// Sample counts by (pid, tid, user stack id, kernel stack id).
-    pub samples: Vec<(CpuKey, CpuValue)>,
-    /// Stack frames by stack id, leaf first.
-    pub stacks: std::collections::HashMap<u32, Vec<u64>>,
+pub struct RawStacks {
+    /// Frames by stack id, leaf first.
+    pub frames: HashMap<u32, Vec<u64>>,
+    /// The top of the user stack when each user stack was first recorded.
+    pub tops: HashMap<u32, StackTop>,
 }
 
 /// The loaded and attached kernel programs.
@@ -183,11 +186,7 @@ impl Probes {
     /// # Errors
     /// When the map cannot be read.
     pub fn counters(&self) -> Result<Counters> {
-        let map = self
-            .ebpf
-            .map("COUNTERS")
-            .ok_or_else(|| anyhow!("the eBPF object has no map COUNTERS"))?;
-        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map("COUNTERS")?)?;
         let mut totals = Counters::default();
         for (index, total) in totals.0.iter_mut().enumerate() {
             let values = array
@@ -198,39 +197,58 @@ impl Probes {
         Ok(totals)
     }
 
-    /// Reads the CPU sample counts and the stacks they reference.
+    /// Reads the CPU sample counts.
     ///
     /// # Errors
-    /// When a map cannot be read.
-    pub fn read_cpu_maps(&self) -> Result<CpuMaps> {
-        let samples: BpfHashMap<_, CpuKey, CpuValue> = BpfHashMap::try_from(
-            self.ebpf
-                .map("CPU_SAMPLES")
-                .ok_or_else(|| anyhow!("no map CPU_SAMPLES"))?,
-        )?;
-        let stack_map: StackTraceMap<_> = StackTraceMap::try_from(
-            self.ebpf
-                .map("STACKS")
-                .ok_or_else(|| anyhow!("no map STACKS"))?,
-        )?;
-        let mut maps = CpuMaps::default();
-        for entry in samples.iter() {
-            let (key, value) = entry.context("cannot read the CPU sample map")?;
-            for id in [key.user_stack_id, key.kernel_stack_id] {
-                if id >= 0 && !maps.stacks.contains_key(&(id as u32)) {
-                    let frames = match stack_map.get(&(id as u32), 0) {
-                        Ok(trace) => trace.frames().iter().map(|f| f.ip).collect(),
-                        Err(err) => {
-                            log::debug!("stack {id} unreadable: {err}");
-                            Vec::new()
-                        }
-                    };
-                    maps.stacks.insert(id as u32, frames);
-                }
+    /// When the map cannot be read.
+    pub fn read_cpu_samples(&self) -> Result<Vec<(CpuKey, CpuValue)>> {
+        let samples: BpfHashMap<_, CpuKey, CpuValue> =
+            BpfHashMap::try_from(self.map("CPU_SAMPLES")?)?;
+        samples
+            .iter()
+            .map(|entry| entry.context("cannot read the CPU sample map"))
+            .collect()
+    }
+
+    /// Reads the stacks with the given ids (negative ids, which are errors, are skipped),
+    /// and the stack tops copied with them.
+    ///
+    /// # Errors
+    /// When a map cannot be opened.
+    pub fn read_stacks(&self, ids: impl IntoIterator<Item = i32>) -> Result<RawStacks> {
+        let stack_map: StackTraceMap<_> = StackTraceMap::try_from(self.map("STACKS")?)?;
+        let tops: BpfHashMap<_, i32, StackTopRaw> = BpfHashMap::try_from(self.map("STACK_TOPS")?)?;
+        let mut stacks = RawStacks::default();
+        for id in ids {
+            let Ok(key) = u32::try_from(id) else { continue };
+            if stacks.frames.contains_key(&key) {
+                continue;
             }
-            maps.samples.push((key, value));
+            let frames = match stack_map.get(&key, 0) {
+                Ok(trace) => trace.frames().iter().map(|f| f.ip).collect(),
+                Err(err) => {
+                    log::debug!("stack {id} unreadable: {err}");
+                    Vec::new()
+                }
+            };
+            stacks.frames.insert(key, frames);
+            if let Ok(top) = tops.get(&id, 0) {
+                stacks.tops.insert(
+                    key,
+                    StackTop {
+                        sp: top.sp,
+                        words: top.words.to_vec(),
+                    },
+                );
+            }
         }
-        Ok(maps)
+        Ok(stacks)
+    }
+
+    fn map(&self, name: &str) -> Result<&aya::maps::Map> {
+        self.ebpf
+            .map(name)
+            .ok_or_else(|| anyhow!("the eBPF object has no map {name}"))
     }
 
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {

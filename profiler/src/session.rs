@@ -7,14 +7,14 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use profiler_common::{ProcEvent, counter, proc_event};
+use profiler_common::{CpuKey, CpuValue, ProcEvent, counter, proc_event};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Config, Target};
-use crate::probes::{Counters, CpuMaps, Probes};
+use crate::probes::{Counters, Probes, RawStacks};
 use crate::procmaps::ProcessTable;
 use crate::{launch, preflight, tracefs};
 
@@ -58,8 +58,10 @@ pub struct RunOutcome {
     pub cpus: usize,
     /// The kernel programs' counters at the end.
     pub counters: Counters,
-    /// Raw CPU samples and stacks.
-    pub cpu: CpuMaps,
+    /// Raw CPU sample counts by (pid, tid, user stack, kernel stack).
+    pub cpu_samples: Vec<(CpuKey, CpuValue)>,
+    /// The stacks the samples reference.
+    pub stacks: RawStacks,
     /// Mapping snapshots of every sampled process.
     pub processes: ProcessTable,
 }
@@ -138,13 +140,19 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     if let (Some(pid), StopReason::Elapsed | StopReason::Signal(_)) = (command_pid, &stop) {
         eprintln!("profiler: the command (pid {pid}) is still running; it was left alone");
     }
+    let cpu_samples = probes.read_cpu_samples()?;
+    let stack_ids = cpu_samples
+        .iter()
+        .flat_map(|(k, _)| [k.user_stack_id, k.kernel_stack_id]);
+    let stacks = probes.read_stacks(stack_ids)?;
     Ok(RunOutcome {
         start,
         duration,
         stop,
         cpus,
         counters: probes.counters()?,
-        cpu: probes.read_cpu_maps()?,
+        cpu_samples,
+        stacks,
         processes,
     })
 }

@@ -1,0 +1,208 @@
+//! Recovers the frames a frame-pointer walk skips, from `.eh_frame` and a copy of the top of
+//! the user stack.
+//!
+//! `bpf_get_stackid` follows frame pointers. A function built without them (all of Debian's
+//! libc) leaves `rbp` pointing at its caller's caller, so a stack taken inside `pread64`
+//! reads `main -> pread64` when the truth is `main -> read_bytewise -> pread64`. The kernel
+//! programs copy the top of the user stack with the first sample of each stack; here the
+//! call frame information of the leaf's ELF file says where on that copy the return address
+//! lies, frame after frame, until a function that keeps a frame pointer takes over again.
+//! x86-64 only.
+
+use std::collections::HashMap;
+use std::fs;
+
+use gimli::{
+    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, LittleEndian, UnwindContext, UnwindSection, X86_64,
+};
+use object::{Object, ObjectSection, ObjectSegment};
+
+use crate::procmaps::ProcessInfo;
+
+/// How many frames without frame pointers are unwound at most above a leaf.
+const MAX_SKIPPED: usize = 8;
+
+/// The top of a thread's user stack as the kernel copied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackTop {
+    /// The user stack pointer when the copy was taken.
+    pub sp: u64,
+    /// Words from `sp` upwards.
+    pub words: Vec<u64>,
+}
+
+impl StackTop {
+    fn word_at(&self, addr: u64) -> Option<u64> {
+        let index = addr.checked_sub(self.sp)? / 8;
+        if addr % 8 != self.sp % 8 {
+            return None;
+        }
+        self.words.get(usize::try_from(index).ok()?).copied()
+    }
+}
+
+/// How to find the canonical frame address at an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cfa {
+    /// `rsp + offset`: the function keeps no frame pointer here.
+    StackPointer(i64),
+    /// Based on `rbp`: the frame-pointer walk handles this frame.
+    FramePointer,
+}
+
+/// An ELF file's call frame information, loaded once.
+struct CallFrameInfo {
+    data: Vec<u8>,
+    eh_frame: (u64, std::ops::Range<usize>),
+    eh_frame_hdr: (u64, std::ops::Range<usize>),
+    /// (file offset, size, virtual address) of each loadable segment.
+    segments: Vec<(u64, u64, u64)>,
+}
+
+impl CallFrameInfo {
+    fn load(path: &str) -> Option<Self> {
+        let data = fs::read(path).ok()?;
+        let file = object::File::parse(&*data).ok()?;
+        let section = |name: &str| {
+            let section = file.section_by_name(name)?;
+            let (offset, size) = section.file_range()?;
+            Some((section.address(), offset as usize..(offset + size) as usize))
+        };
+        let eh_frame = section(".eh_frame")?;
+        let eh_frame_hdr = section(".eh_frame_hdr")?;
+        let segments = file
+            .segments()
+            .map(|s| {
+                let (offset, size) = s.file_range();
+                (offset, size, s.address())
+            })
+            .collect();
+        Some(Self {
+            data,
+            eh_frame,
+            eh_frame_hdr,
+            segments,
+        })
+    }
+
+    fn virtual_address(&self, file_offset: u64) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|&&(offset, size, _)| (offset..offset + size).contains(&file_offset))
+            .map(|&(offset, _, vaddr)| file_offset - offset + vaddr)
+    }
+
+    fn cfa(&self, vaddr: u64) -> Option<Cfa> {
+        let eh_frame = EhFrame::new(&self.data[self.eh_frame.1.clone()], LittleEndian);
+        let hdr = EhFrameHdr::new(&self.data[self.eh_frame_hdr.1.clone()], LittleEndian);
+        let bases = BaseAddresses::default()
+            .set_eh_frame(self.eh_frame.0)
+            .set_eh_frame_hdr(self.eh_frame_hdr.0);
+        let parsed = hdr.parse(&bases, 8).ok()?;
+        let table = parsed.table()?;
+        let mut ctx = UnwindContext::new();
+        let row = table
+            .unwind_info_for_address(&eh_frame, &bases, &mut ctx, vaddr, EhFrame::cie_from_offset)
+            .ok()?;
+        match row.cfa() {
+            CfaRule::RegisterAndOffset { register, offset } if *register == X86_64::RSP => {
+                Some(Cfa::StackPointer(*offset))
+            }
+            CfaRule::RegisterAndOffset { register, .. } if *register == X86_64::RBP => {
+                Some(Cfa::FramePointer)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Finds skipped frames, caching each file's call frame information.
+#[derive(Default)]
+pub struct LeafUnwinder {
+    files: HashMap<String, Option<CallFrameInfo>>,
+}
+
+impl LeafUnwinder {
+    /// The return addresses of the frames between the leaf at `ip` and the first frame the
+    /// frame-pointer walk reports, innermost first; empty when nothing was skipped or the
+    /// unwind information is missing.
+    pub fn skipped_frames(&mut self, process: &ProcessInfo, ip: u64, top: &StackTop) -> Vec<u64> {
+        let mut frames = Vec::new();
+        let (mut pc, mut sp) = (ip, top.sp);
+        for depth in 0..=MAX_SKIPPED {
+            // A return address points after the call; the call itself is one byte before.
+            let lookup = if depth == 0 { pc } else { pc - 1 };
+            match self.cfa_at(process, lookup) {
+                Some(Cfa::StackPointer(offset)) if depth < MAX_SKIPPED => {
+                    let cfa = sp.wrapping_add_signed(offset);
+                    let Some(ret) = top.word_at(cfa - 8) else {
+                        break;
+                    };
+                    if process.find(ret).is_none() {
+                        break; // Not code: the unwind went wrong, keep what was sure.
+                    }
+                    frames.push(ret);
+                    (pc, sp) = (ret, cfa);
+                }
+                // The frame-pointer walk covers this frame and those above it.
+                Some(Cfa::FramePointer) => return frames,
+                _ => break,
+            }
+        }
+        // The chain ended without reaching a frame-pointer function: the walk's own frames
+        // are as good a guess as ours past the first.
+        frames.truncate(1);
+        frames
+    }
+
+    fn cfa_at(&mut self, process: &ProcessInfo, addr: u64) -> Option<Cfa> {
+        let entry = process.find(addr)?;
+        if !entry.is_file() {
+            return None;
+        }
+        let info = self
+            .files
+            .entry(entry.path.clone())
+            .or_insert_with(|| CallFrameInfo::load(&entry.path))
+            .as_ref()?;
+        let vaddr = info.virtual_address(addr - entry.start + entry.offset)?;
+        info.cfa(vaddr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procmaps::ProcessTable;
+
+    #[test]
+    fn word_lookup_respects_bounds_and_alignment() {
+        let top = StackTop {
+            sp: 0x1000,
+            words: vec![1, 2, 3],
+        };
+        assert_eq!(top.word_at(0x1000), Some(1));
+        assert_eq!(top.word_at(0x1010), Some(3));
+        assert_eq!(top.word_at(0x1018), None);
+        assert_eq!(top.word_at(0xff8), None);
+        assert_eq!(top.word_at(0x1004), None);
+    }
+
+    #[test]
+    fn finds_the_caller_of_a_libc_function_at_its_entry() {
+        // At the first instruction of any function the return address is at [rsp]: the
+        // frame-pointer walk would skip the caller there.
+        let mut table = ProcessTable::default();
+        assert!(table.snapshot(std::process::id()));
+        let me = table.get(std::process::id()).unwrap();
+        let entry = libc::getppid as unsafe extern "C" fn() -> libc::pid_t as usize as u64;
+        let caller = finds_the_caller_of_a_libc_function_at_its_entry as fn() as usize as u64 + 4;
+        let top = StackTop {
+            sp: 0x7ff0_0000,
+            words: vec![caller, 0, 0, 0],
+        };
+        let mut unwinder = LeafUnwinder::default();
+        let skipped = unwinder.skipped_frames(me, entry, &top);
+        assert_eq!(skipped.first(), Some(&caller), "{skipped:x?}");
+    }
+}
