@@ -1,1 +1,80 @@
-fn main() {}
+//! `cargo xtask`: developer tasks for the profiler workspace.
+//!
+//! The profiler needs an eBPF object built for `bpfel-unknown-none`, which stable
+//! rustup cannot build on its own. These tasks install what is missing, build the
+//! eBPF crate with a toolchain that can, embed the object into the `profiler`
+//! binary, and run or test it as root. Everything here uses only std, clap and
+//! anyhow so that `cargo xtask --help` works with nothing but rustup stable.
+
+mod build_cmd;
+mod setup;
+mod test_cmd;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Set up, build, run and test the profiler"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what the build needs and is missing: apt packages (LLVM 22, the
+    /// Debian rustc with its BPF core library) and bpf-linker 0.13.
+    Setup {
+        /// Also install what the tests need: Go (for `go tool pprof`) and a C compiler.
+        #[arg(long)]
+        for_tests: bool,
+    },
+    /// Build the eBPF object (always release) and the `profiler` binary that embeds it.
+    Build {
+        /// Build the userspace binary in release mode.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build in release mode and run the profiler as root (through `sudo -E` if needed).
+    ///
+    /// Example: cargo xtask run -- --pid 1234 --duration 30s
+    Run {
+        /// Accepted for symmetry with `build`; `run` always builds in release mode.
+        #[arg(long)]
+        release: bool,
+        /// Arguments passed to the profiler, after `--`.
+        #[arg(last = true, value_name = "PROFILER_ARGS")]
+        args: Vec<String>,
+    },
+    /// Build and run the whole test suite as root, one test at a time.
+    Test,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup { for_tests } => setup::setup(for_tests).map(|_| 0),
+        Command::Build { release } => build_cmd::build(release).map(|_| 0),
+        Command::Run { release: _, args } => build_cmd::run(&args),
+        Command::Test => test_cmd::test().map(|_| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            // Keep a failing child's exit code (e.g. cargo test's 101) visible to CI.
+            let code = err
+                .downcast_ref::<util::CommandFailed>()
+                .and_then(|failed| failed.code)
+                .filter(|&code| code != 0)
+                .unwrap_or(1);
+            ExitCode::from(code)
+        }
+    }
+}

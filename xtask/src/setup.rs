@@ -1,0 +1,378 @@
+//! `cargo xtask setup`: detect and install what building (and testing) needs.
+//!
+//! Stable rustup cannot build for `bpfel-unknown-none` (there is no prebuilt core for
+//! it and `-Z build-std` needs nightly), so the eBPF crate is built by one of:
+//! - the Debian route (CI): Debian's `rustc-web` plus `libstd-rust-web-dev-bpf`, which
+//!   ships a prebuilt `core` for the BPF targets under `/usr/lib/rustlib`;
+//! - the rustup route: a nightly toolchain with `rust-src`, using `-Z build-std=core`.
+//!
+//! Either way rustc links through bpf-linker 0.13, built against LLVM 22 (`llvm-22-dev`).
+//! Every check here is a file test or a quick `--version`, so `build` and `test` can
+//! run them each time and call [`setup`] only when something is missing.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::util::{self, output_of, which};
+
+/// Debian's rustc (package `rustc-web`).
+pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+/// Prebuilt core/alloc for BPF (package `libstd-rust-web-dev-bpf`; see `dpkg -L`).
+const DEBIAN_BPF_SYSROOT: &str = "/usr/lib/rustlib/bpfel-unknown-none/lib";
+/// bpf-linker is built against, and dynamically links, this LLVM (package `llvm-22-dev`).
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Which toolchain builds the eBPF crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `/usr/bin/rustc` with the BPF core from `libstd-rust-web-dev-bpf` (the CI route).
+    Debian,
+    /// rustup's nightly with `rust-src`, building core with `-Z build-std=core`.
+    RustupNightly,
+}
+
+/// The current state of every dependency.
+struct Checks {
+    for_tests: bool,
+    debian: bool,
+    route: Option<Route>,
+    llvm: bool,
+    bpf_linker: Option<String>,
+    go: Option<PathBuf>,
+    cc: Option<PathBuf>,
+}
+
+impl Checks {
+    fn probe(for_tests: bool) -> Self {
+        Checks {
+            for_tests,
+            debian: is_debian(),
+            route: detect_route(),
+            llvm: llvm_config().is_file(),
+            bpf_linker: bpf_linker_version(),
+            go: find_go(),
+            cc: which("cc"),
+        }
+    }
+
+    fn bpf_linker_ok(&self) -> bool {
+        self.bpf_linker.as_deref().is_some_and(is_wanted_linker)
+    }
+
+    /// Human names of what is missing; empty when the build (and tests) can go ahead.
+    fn missing(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if self.route.is_none() {
+            missing.push("a BPF-capable rustc");
+        }
+        // bpf-linker links libLLVM-22 dynamically, so Debian needs LLVM 22 to run it too.
+        // Elsewhere LLVM is only needed to build bpf-linker, i.e. when that is missing.
+        if !self.llvm && (self.debian || !self.bpf_linker_ok()) {
+            missing.push("LLVM 22");
+        }
+        if !self.bpf_linker_ok() {
+            missing.push("bpf-linker 0.13");
+        }
+        if self.for_tests && self.go.is_none() {
+            missing.push("go");
+        }
+        if self.for_tests && self.cc.is_none() {
+            missing.push("cc");
+        }
+        missing
+    }
+
+    /// The apt packages that provide what is missing.
+    fn apt_packages(&self) -> Vec<&'static str> {
+        let mut packages = Vec::new();
+        if !self.llvm && (self.debian || !self.bpf_linker_ok()) {
+            packages.push("llvm-22-dev");
+        }
+        // A usable rustup nightly is enough; only install Debian's rustc when neither exists.
+        if self.route.is_none() {
+            packages.extend(["rustc-web", "libstd-rust-web-dev-bpf"]);
+        }
+        if self.for_tests && self.go.is_none() {
+            packages.push("golang-go");
+        }
+        if self.for_tests && self.cc.is_none() {
+            packages.push("gcc");
+        }
+        packages
+    }
+
+    fn report(&self) {
+        let found = |what: &str, how: &str| println!("xtask: setup: {what}: found {how}");
+        let absent = |what: &str| println!("xtask: setup: {what}: missing");
+        match self.route {
+            Some(Route::Debian) => found(
+                "BPF-capable rustc",
+                &format!("{DEBIAN_RUSTC} with {DEBIAN_BPF_SYSROOT} (Debian route)"),
+            ),
+            Some(Route::RustupNightly) => found(
+                "BPF-capable rustc",
+                "rustup nightly with rust-src; will build with `-Z build-std=core` \
+                 (the rustup route, not the one CI uses)",
+            ),
+            None => absent("BPF-capable rustc"),
+        }
+        if self.llvm {
+            found("LLVM 22", &llvm_config().display().to_string());
+        } else {
+            absent("LLVM 22");
+        }
+        match &self.bpf_linker {
+            Some(v) if is_wanted_linker(v) => found("bpf-linker 0.13", v),
+            Some(v) => println!("xtask: setup: bpf-linker 0.13: found {v}, which is not 0.13"),
+            None => absent("bpf-linker 0.13"),
+        }
+        if self.for_tests {
+            match &self.go {
+                Some(go) => found("go", &go.display().to_string()),
+                None => absent("go"),
+            }
+            match &self.cc {
+                Some(cc) => found("cc", &cc.display().to_string()),
+                None => absent("cc"),
+            }
+        }
+    }
+}
+
+/// `cargo xtask setup [--for-tests]`: install what is missing and skip what is present.
+pub fn setup(for_tests: bool) -> Result<Route> {
+    let checks = Checks::probe(for_tests);
+    checks.report();
+
+    let packages = checks.apt_packages();
+    if !packages.is_empty() {
+        if !checks.debian {
+            bail!(
+                "this is not a Debian/Ubuntu system, so xtask cannot install what is missing \
+                 ({}). Install them yourself: a rustup nightly toolchain with rust-src \
+                 (`rustup toolchain install nightly --component rust-src`) or a rustc with a \
+                 prebuilt bpfel-unknown-none core; LLVM 22 with its development files; \
+                 and for the tests Go and a C compiler. Then run `cargo xtask setup` again \
+                 (the Debian package names are: {})",
+                checks.missing().join(", "),
+                packages.join(" ")
+            );
+        }
+        apt_install(&packages)?;
+    } else {
+        println!("xtask: setup: no apt packages needed");
+    }
+
+    if !checks.bpf_linker_ok() {
+        install_bpf_linker()?;
+    } else {
+        println!("xtask: setup: bpf-linker is already 0.13; not reinstalling");
+    }
+
+    let after = Checks::probe(for_tests);
+    let missing = after.missing();
+    if !missing.is_empty() {
+        after.report();
+        bail!("still missing after setup: {}", missing.join(", "));
+    }
+    let route = after.route.expect("no route would be reported as missing");
+    if route == Route::RustupNightly {
+        println!(
+            "xtask: setup: no Debian rustc with the BPF core; using rustup nightly + rust-src \
+             (fine for development; CI uses the Debian route)"
+        );
+    }
+    println!("xtask: setup: everything needed is present");
+    Ok(route)
+}
+
+/// Cheap checks for `build`/`test`: returns the route if nothing is missing, and
+/// otherwise runs [`setup`] first.
+pub fn ensure(for_tests: bool) -> Result<Route> {
+    let checks = Checks::probe(for_tests);
+    let missing = checks.missing();
+    match checks.route {
+        Some(route) if missing.is_empty() => Ok(route),
+        _ => {
+            let flag = if for_tests { " --for-tests" } else { "" };
+            println!(
+                "xtask: missing: {}; running `cargo xtask setup{flag}` first",
+                missing.join(", ")
+            );
+            setup(for_tests)
+        }
+    }
+}
+
+fn llvm_config() -> PathBuf {
+    Path::new(LLVM_PREFIX).join("bin/llvm-config")
+}
+
+/// Debian or a derivative (Ubuntu...), from /etc/os-release, or at least apt-get.
+fn is_debian() -> bool {
+    let os_release = fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let debian_like = os_release.lines().any(|line| {
+        let Some((key, value)) = line.split_once('=') else {
+            return false;
+        };
+        (key == "ID" || key == "ID_LIKE")
+            && value
+                .trim_matches('"')
+                .split_whitespace()
+                .any(|id| id == "debian" || id == "ubuntu")
+    });
+    debian_like || which("apt-get").is_some()
+}
+
+/// The Debian route is preferred because it is what CI uses; the nightly check runs
+/// rustup, so it is only consulted when the Debian route is absent.
+pub fn detect_route() -> Option<Route> {
+    if Path::new(DEBIAN_RUSTC).is_file() && Path::new(DEBIAN_BPF_SYSROOT).is_dir() {
+        Some(Route::Debian)
+    } else if rustup_nightly_has_rust_src() {
+        Some(Route::RustupNightly)
+    } else {
+        None
+    }
+}
+
+fn rustup_nightly_has_rust_src() -> bool {
+    if which("rustup").is_none() {
+        return false;
+    }
+    // Look before asking about components: rustup may otherwise try to install nightly.
+    let Some(toolchains) = output_of(Command::new("rustup").args(["toolchain", "list"])) else {
+        return false;
+    };
+    let has_nightly = toolchains.lines().any(|line| {
+        // `nightly-<host>`, not a dated `nightly-2025-01-01-<host>`.
+        line.strip_prefix("nightly-")
+            .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+    });
+    if !has_nightly {
+        return false;
+    }
+    output_of(
+        Command::new("rustup")
+            .args(["component", "list", "--installed", "--toolchain", "nightly"])
+            .env("RUSTUP_AUTO_INSTALL", "0"),
+    )
+    .is_some_and(|components| {
+        components
+            .lines()
+            .any(|line| line.trim().starts_with("rust-src"))
+    })
+}
+
+/// `bpf-linker --version` output, e.g. `bpf-linker 0.13.0`, if it runs.
+fn bpf_linker_version() -> Option<String> {
+    which("bpf-linker")?;
+    let out = output_of(Command::new("bpf-linker").arg("--version"))?;
+    Some(out.trim().to_string())
+}
+
+fn is_wanted_linker(version_output: &str) -> bool {
+    version_output
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|v| v == "0.13" || v.starts_with("0.13."))
+}
+
+/// `go` on PATH, or Debian's golang-go under /usr/lib/go*/bin when PATH lacks it.
+pub fn find_go() -> Option<PathBuf> {
+    if let Some(go) = which("go") {
+        return Some(go);
+    }
+    let mut candidates: Vec<PathBuf> = fs::read_dir("/usr/lib")
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("go"))
+        .map(|entry| entry.path().join("bin/go"))
+        .filter(|go| go.is_file())
+        .collect();
+    // Prefer the highest version (go-1.22 over go-1.19) if several are installed.
+    candidates.sort();
+    candidates.pop()
+}
+
+/// `apt-get update` then `apt-get install -y` the packages, through sudo if not root.
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let root = util::is_root();
+    if !root && which("sudo").is_none() {
+        bail!(
+            "installing {} needs root: run `cargo xtask setup` as root or install sudo",
+            packages.join(" ")
+        );
+    }
+    let apt = |args: &[&str]| {
+        let mut cmd;
+        if root {
+            cmd = Command::new("apt-get");
+            cmd.env("DEBIAN_FRONTEND", "noninteractive");
+        } else {
+            // sudo resets the environment, so pass the variable on its command line.
+            cmd = Command::new("sudo");
+            cmd.args(["DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+        }
+        cmd.args(args);
+        cmd
+    };
+
+    println!(
+        "xtask: setup: installing apt packages: {}",
+        packages.join(" ")
+    );
+    // A stale or unreachable third-party source makes `update` fail while the Debian
+    // archive itself updated fine, so only the install decides success.
+    if let Err(err) = util::run(&mut apt(&["update"])) {
+        println!("xtask: warning: {err:#}; trying the install anyway");
+    }
+    let mut install = apt(&["install", "-y"]);
+    install.args(packages);
+    util::run(&mut install)
+}
+
+/// `cargo install` bpf-linker 0.13 against LLVM 22; `--locked` first for the tested
+/// dependency versions, then without it in case a locked dependency was yanked.
+fn install_bpf_linker() -> Result<()> {
+    if !llvm_config().is_file() {
+        bail!(
+            "bpf-linker {BPF_LINKER_VERSION} must be built against LLVM 22, but {} is missing; \
+             install LLVM 22 (Debian: llvm-22-dev) and run `cargo xtask setup` again",
+            llvm_config().display()
+        );
+    }
+    println!("xtask: setup: installing bpf-linker {BPF_LINKER_VERSION} (this takes a few minutes)");
+    let install = |locked: bool| {
+        let mut cmd = util::cargo();
+        cmd.env("LLVM_PREFIX", LLVM_PREFIX).args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+        ]);
+        if locked {
+            cmd.arg("--locked");
+        }
+        cmd.args(["--no-default-features", "--features", "llvm-22"]);
+        cmd
+    };
+    if let Err(err) = util::run(&mut install(true)) {
+        println!("xtask: warning: {err:#}; retrying without --locked");
+        util::run(&mut install(false))?;
+    }
+    if !bpf_linker_version()
+        .as_deref()
+        .is_some_and(is_wanted_linker)
+    {
+        bail!(
+            "bpf-linker {BPF_LINKER_VERSION} was installed but `bpf-linker --version` does not \
+             report it: make sure cargo's bin directory (usually ~/.cargo/bin) comes first in PATH"
+        );
+    }
+    Ok(())
+}
