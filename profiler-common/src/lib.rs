@@ -64,6 +64,77 @@ pub struct StackTopRaw {
     pub words: [u64; STACK_TOP_WORDS],
 }
 
+/// Entries of the I/O aggregation map: distinct (pid, tid, user stack, syscall) keys.
+pub const MAX_IO_KEYS: u32 = 32768;
+
+/// Slots of the in-flight syscall table, indexed by thread id modulo its size.
+pub const IN_FLIGHT_SLOTS: u32 = 65536;
+
+/// Buckets of the bytes-per-call histogram: bucket `b` counts calls of `2^(b-1)..2^b` bytes
+/// (bucket 0: zero bytes).
+pub const IO_HIST_BUCKETS: usize = 34;
+
+/// The read/write-family syscalls the I/O profile traces, in the order of their indices.
+pub mod io_syscall {
+    /// The syscalls' names, indexed by the syscall index stored in [`super::IoKey`].
+    pub const NAMES: [&str; 16] = [
+        "read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev",
+        "preadv2", "pwritev2", "recvfrom", "sendto", "recvmsg", "sendmsg", "recvmmsg", "sendmmsg",
+    ];
+    /// Number of traced syscalls.
+    pub const COUNT: usize = NAMES.len();
+    /// Index of `recvmmsg`, whose result counts messages, not bytes.
+    pub const RECVMMSG: u32 = 14;
+    /// Index of `sendmmsg`, whose result counts messages, not bytes.
+    pub const SENDMMSG: u32 = 15;
+}
+
+/// A syscall that has entered the kernel and not yet returned, per thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InFlight {
+    /// The thread, to tell apart threads that share a slot.
+    pub tid: u32,
+    /// Reserved; keeps `start_ns` aligned.
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns` at entry; zero when the slot is free.
+    pub start_ns: u64,
+}
+
+/// Key of the I/O aggregation map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IoKey {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// User stack id, or a negative error as in [`CpuKey`].
+    pub user_stack_id: i32,
+    /// Index into [`io_syscall::NAMES`].
+    pub syscall: u32,
+}
+
+/// Value of the I/O aggregation map: what the calls with one key did.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct IoValue {
+    /// Calls made.
+    pub calls: u64,
+    /// Bytes transferred by the calls that succeeded (messages for `*mmsg`).
+    pub bytes: u64,
+    /// Nanoseconds spent inside the syscalls.
+    pub nanos: u64,
+    /// Calls that failed (negative result).
+    pub errors: u64,
+    /// The descriptor of the first call, to tell what it was (file, socket, pipe...).
+    pub fd: i64,
+    /// The thread's command name at the first call.
+    pub comm: [u8; COMM_LEN],
+    /// Calls by log2 of their byte count, see [`IO_HIST_BUCKETS`].
+    pub hist: [u64; IO_HIST_BUCKETS],
+}
+
 /// Indices of the per-CPU counters the kernel programs keep: what was seen and what was lost.
 pub mod counter {
     /// Every run of the sampling program: one per timer tick delivered on any CPU.
@@ -86,8 +157,16 @@ pub mod counter {
     pub const FORKS_FOLLOWED: u32 = 8;
     /// Children that could not be followed because the target map was full.
     pub const LOST_FORKS: u32 = 9;
+    /// Traced I/O syscalls recorded.
+    pub const IO_CALLS: u32 = 10;
+    /// I/O syscalls lost because the I/O aggregation map was full.
+    pub const LOST_IO_FULL: u32 = 11;
+    /// I/O syscalls whose entry was overwritten by another thread sharing its in-flight slot.
+    pub const LOST_IO_SLOT: u32 = 12;
+    /// I/O syscalls whose user stack was lost to the stack map.
+    pub const LOST_IO_STACK: u32 = 13;
     /// Number of counters.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 14;
 }
 
 /// Kinds of [`ProcEvent`].
@@ -115,4 +194,8 @@ mod pod {
     unsafe impl aya::Pod for super::CpuValue {}
     // SAFETY: only u64s.
     unsafe impl aya::Pod for super::StackTopRaw {}
+    // SAFETY: four u32s.
+    unsafe impl aya::Pod for super::IoKey {}
+    // SAFETY: u64s, then 16 bytes, then u64s: no padding.
+    unsafe impl aya::Pod for super::IoValue {}
 }

@@ -1,0 +1,180 @@
+//! The I/O profile: every read/write-family syscall of a target, paired entry to exit per
+//! thread, counted with its bytes, time and errors by (pid, tid, user stack, syscall).
+//!
+//! fentry/fexit on the syscalls' `__x64_sys_*` functions cost only the traced syscalls,
+//! unlike the `sys_enter`/`sys_exit` tracepoints, which put every syscall of every task on
+//! the slow path.
+
+use aya_ebpf::{
+    bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::{fentry, fexit, map},
+    maps::{Array, HashMap, PerCpuArray},
+    programs::{FEntryContext, FExitContext},
+};
+use profiler_common::{
+    COMM_LEN, IN_FLIGHT_SLOTS, IO_HIST_BUCKETS, InFlight, IoKey, IoValue, MAX_IO_KEYS, counter,
+};
+
+use crate::shared::{announce, count, current_ids, is_target, save_stack_top, stack_id};
+
+/// Offset of `di` (the first syscall argument, the descriptor) in x86-64's `struct pt_regs`.
+const PT_REGS_DI: usize = 14 * 8;
+
+/// Entry times of the syscalls in progress, by thread id modulo the table size.
+#[map]
+static IO_IN_FLIGHT: Array<InFlight> = Array::with_max_entries(IN_FLIGHT_SLOTS, 0);
+
+/// What the calls did, by (pid, tid, user stack, syscall).
+#[map]
+static IO_CALLS: HashMap<IoKey, IoValue> =
+    HashMap::with_max_entries(MAX_IO_KEYS, BPF_F_NO_PREALLOC);
+
+/// Scratch space for a new [`IoValue`], too large for the BPF stack.
+#[map]
+static IO_SCRATCH: PerCpuArray<IoValue> = PerCpuArray::with_max_entries(1, 0);
+
+/// Notes the entry time of a traced syscall of a target thread.
+#[inline(always)]
+fn enter() -> u32 {
+    let (tgid, tid) = current_ids();
+    if !is_target(tgid) {
+        return 0;
+    }
+    let Some(slot) = IO_IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {
+        return 0;
+    };
+    // SAFETY: a slot of a global array; a thread is in one syscall at a time, and another
+    // thread that shares the slot is detected by its tid.
+    unsafe {
+        if (*slot).start_ns != 0 && (*slot).tid != tid {
+            count(counter::LOST_IO_SLOT);
+        }
+        (*slot).tid = tid;
+        (*slot).start_ns = bpf_ktime_get_ns();
+    }
+    0
+}
+
+/// Pairs a traced syscall's return with its entry and adds it to its call site.
+#[inline(always)]
+fn exit(ctx: &FExitContext, syscall: u32) -> u32 {
+    let (tgid, tid) = current_ids();
+    let Some(slot) = IO_IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {
+        return 0;
+    };
+    // SAFETY: as in `enter`.
+    let start = unsafe {
+        if (*slot).tid != tid || (*slot).start_ns == 0 {
+            return 0; // Not a target, or entered before tracing began.
+        }
+        let start = (*slot).start_ns;
+        (*slot).start_ns = 0;
+        start
+    };
+    // SAFETY: a helper without arguments.
+    let nanos = unsafe { bpf_ktime_get_ns() }.saturating_sub(start);
+    let result: i64 = ctx.ret().unwrap_or(0);
+    let key = IoKey {
+        pid: tgid,
+        tid,
+        user_stack_id: stack_id(ctx, BPF_F_USER_STACK as u64, counter::LOST_IO_STACK),
+        syscall,
+    };
+    count(counter::IO_CALLS);
+    if let Some(value) = IO_CALLS.get_ptr_mut(&key) {
+        // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
+        unsafe { add_call(&mut *value, result, nanos) };
+        return 0;
+    }
+    let Some(value) = IO_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch slot; the regs pointer is the traced function's argument.
+    unsafe {
+        let value = &mut *value;
+        *value = core::mem::zeroed();
+        let regs: *const u8 = ctx.arg(0);
+        value.fd =
+            bpf_probe_read_kernel(regs.add(PT_REGS_DI).cast::<u64>()).unwrap_or(u64::MAX) as i64;
+        value.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+        add_call(value, result, nanos);
+        if IO_CALLS.insert(&key, &*value, BPF_NOEXIST as u64).is_err() {
+            count(counter::LOST_IO_FULL);
+            return 0;
+        }
+    }
+    save_stack_top(key.user_stack_id);
+    announce(tgid);
+    0
+}
+
+#[inline(always)]
+fn add_call(value: &mut IoValue, result: i64, nanos: u64) {
+    value.calls += 1;
+    value.nanos += nanos;
+    if result < 0 {
+        value.errors += 1;
+        return;
+    }
+    let bytes = result as u64;
+    value.bytes += bytes;
+    let bucket = log2_bucket(bytes);
+    if bucket < IO_HIST_BUCKETS {
+        value.hist[bucket] += 1;
+    }
+}
+
+/// 0 for 0, else 1 + floor(log2(n)), capped at the last bucket; branchy rather than
+/// `leading_zeros`, which the BPF backend cannot lower.
+#[inline(always)]
+fn log2_bucket(mut n: u64) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let mut bucket = 1;
+    for shift in [32u32, 16, 8, 4, 2, 1] {
+        if n >> shift != 0 {
+            n >>= shift;
+            bucket += shift as usize;
+        }
+    }
+    if bucket >= IO_HIST_BUCKETS {
+        IO_HIST_BUCKETS - 1
+    } else {
+        bucket
+    }
+}
+
+/// An fentry/fexit pair for one syscall function; userspace attaches each to its function.
+macro_rules! io_syscall {
+    ($index:literal, $enter:ident, $exit:ident) => {
+        #[fentry]
+        pub fn $enter(_ctx: FEntryContext) -> u32 {
+            enter()
+        }
+
+        #[fexit]
+        pub fn $exit(ctx: FExitContext) -> u32 {
+            exit(&ctx, $index)
+        }
+    };
+}
+
+// Indices follow profiler_common::io_syscall::NAMES.
+io_syscall!(0, io_enter_read, io_exit_read);
+io_syscall!(1, io_enter_write, io_exit_write);
+io_syscall!(2, io_enter_pread64, io_exit_pread64);
+io_syscall!(3, io_enter_pwrite64, io_exit_pwrite64);
+io_syscall!(4, io_enter_readv, io_exit_readv);
+io_syscall!(5, io_enter_writev, io_exit_writev);
+io_syscall!(6, io_enter_preadv, io_exit_preadv);
+io_syscall!(7, io_enter_pwritev, io_exit_pwritev);
+io_syscall!(8, io_enter_preadv2, io_exit_preadv2);
+io_syscall!(9, io_enter_pwritev2, io_exit_pwritev2);
+io_syscall!(10, io_enter_recvfrom, io_exit_recvfrom);
+io_syscall!(11, io_enter_sendto, io_exit_sendto);
+io_syscall!(12, io_enter_recvmsg, io_exit_recvmsg);
+io_syscall!(13, io_enter_sendmsg, io_exit_sendmsg);
+io_syscall!(14, io_enter_recvmmsg, io_exit_recvmmsg);
+io_syscall!(15, io_enter_sendmmsg, io_exit_sendmmsg);

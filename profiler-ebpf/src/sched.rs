@@ -1,0 +1,64 @@
+//! Scheduler tracepoints: follow the forks of targets, and re-announce a process after exec.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use aya_log_ebpf::{debug, warn};
+use profiler_common::counter;
+
+use crate::shared::{SEEN_PIDS, TARGETS, count, current_ids, filtering};
+
+/// Offset of `child_pid` in the `sched_process_fork` tracepoint record; it moved between
+/// kernel versions, so userspace reads it from the event's format file.
+#[unsafe(no_mangle)]
+static FORK_CHILD_PID_OFFSET: u32 = 20;
+
+/// Follows forks: a child of a target becomes a target.
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    if !filtering() {
+        return 0;
+    }
+    let (parent, _) = current_ids();
+    // SAFETY: presence check only.
+    if unsafe { TARGETS.get(&parent) }.is_none() {
+        return 0;
+    }
+    // SAFETY: a read of a global that userspace sets before load.
+    let offset = unsafe { core::ptr::read_volatile(&FORK_CHILD_PID_OFFSET) } as usize;
+    // SAFETY: the offset comes from this tracepoint's format file.
+    let Ok(child) = (unsafe { ctx.read_at::<i32>(offset) }) else {
+        return 0;
+    };
+    // A new thread also passes here with its tid as `child`; the entry is unused (the filter
+    // matches on tgid) and is removed when the thread exits.
+    if TARGETS.insert(&(child as u32), &1, 0).is_ok() {
+        count(counter::FORKS_FOLLOWED);
+        debug!(&ctx, "following fork {} -> {}", parent, child);
+    } else {
+        count(counter::LOST_FORKS);
+        warn!(
+            &ctx,
+            "target map full: child {} of {} not followed", child, parent
+        );
+    }
+    0
+}
+
+/// Forgets a process's announcement when it execs, so its next sample re-announces it and
+/// userspace reads its new mappings.
+#[tracepoint]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    let (tgid, _) = current_ids();
+    let _ = SEEN_PIDS.remove(&tgid);
+    0
+}
+
+/// Drops thread entries the fork tracepoint added, so the target map does not fill up.
+#[tracepoint]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current_ids();
+    // A process entry (tid == tgid) stays: other threads may outlive the main thread.
+    if tid != tgid {
+        let _ = TARGETS.remove(&tid);
+    }
+    0
+}

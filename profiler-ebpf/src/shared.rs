@@ -1,0 +1,150 @@
+//! Maps and helpers every program uses: the target filter, the stack map, counters, and
+//! process announcements.
+
+use aya_ebpf::{
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user_buf,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::tracing::StackIdContext,
+};
+use profiler_common::{
+    MAX_SEEN_PIDS, MAX_STACKS, MAX_TARGETS, PROC_EVENTS_BYTES, ProcEvent, STACK_TOP_WORDS,
+    StackTopRaw, counter, proc_event,
+};
+
+pub const EEXIST: i32 = 17;
+const ENOMEM: i32 = 12;
+/// Offset of `sp` in x86-64's `struct pt_regs` (r15 ... orig_ax, ip, cs, flags, sp, ss).
+const PT_REGS_SP: usize = 19 * 8;
+
+/// Non-zero when only the pids in [`TARGETS`] are profiled; set by userspace at load time.
+#[unsafe(no_mangle)]
+static FILTER_PIDS: u8 = 0;
+
+/// The processes to profile (tgid -> 1), filled by userspace and by the fork tracepoint.
+#[map]
+pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// User and kernel stacks of every profile, referenced by id from the aggregation maps.
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+
+/// The top of the user stack when each user stack id was first recorded.
+#[map]
+static STACK_TOPS: HashMap<i32, StackTopRaw> =
+    HashMap::with_max_entries(MAX_STACKS, BPF_F_NO_PREALLOC);
+
+/// Scratch space for a [`StackTopRaw`], too large for the 512-byte BPF stack.
+#[map]
+static STACK_TOP_SCRATCH: PerCpuArray<StackTopRaw> = PerCpuArray::with_max_entries(1, 0);
+
+/// What was seen and what was lost, per CPU; indices are in [`counter`].
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Processes already announced to userspace; LRU so it never fills up.
+#[map]
+pub static SEEN_PIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_SEEN_PIDS, 0);
+
+/// Announcements to userspace: a process to snapshot while it lives.
+#[map]
+static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(PROC_EVENTS_BYTES, 0);
+
+/// Adds one to a counter of this CPU.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, and a program cannot be preempted by itself on one CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Whether only targets are profiled.
+#[inline(always)]
+pub fn filtering() -> bool {
+    // SAFETY: a read of a global that userspace sets before load.
+    unsafe { core::ptr::read_volatile(&FILTER_PIDS) != 0 }
+}
+
+/// Whether process `tgid` is profiled.
+#[inline(always)]
+pub fn is_target(tgid: u32) -> bool {
+    // SAFETY: the value is only checked for presence.
+    !filtering() || unsafe { TARGETS.get(&tgid) }.is_some()
+}
+
+/// The current (process id, thread id).
+#[inline(always)]
+pub fn current_ids() -> (u32, u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    ((pid_tgid >> 32) as u32, pid_tgid as u32)
+}
+
+/// The id of the current stack in the shared stack map, or the negative error, counting
+/// collisions and a full map in counter `lost`. `-EFAULT` (no user stack, as for kernel
+/// threads) is not a loss.
+#[inline(always)]
+pub fn stack_id<C: StackIdContext>(ctx: &C, flags: u64, lost: u32) -> i32 {
+    match ctx.get_stackid(&STACKS, flags) {
+        Ok(id) => id as i32,
+        Err(err) => {
+            if err == -EEXIST || err == -ENOMEM {
+                count(lost);
+            }
+            err
+        }
+    }
+}
+
+/// Copies the top of the current thread's user stack the first time a user stack id is
+/// recorded: it lets userspace find the caller of a leaf function that keeps no frame pointer.
+#[inline(always)]
+pub fn save_stack_top(user_stack_id: i32) {
+    // SAFETY: presence check only.
+    if user_stack_id < 0 || unsafe { STACK_TOPS.get(&user_stack_id) }.is_some() {
+        return;
+    }
+    let Some(top) = STACK_TOP_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the scratch slot is this CPU's; the task and its saved user registers are
+    // valid while it runs, and every read goes through a probe-read helper.
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as usize;
+        let Ok(sp) = bpf_probe_read_kernel((regs + PT_REGS_SP) as *const u64) else {
+            return;
+        };
+        (*top).sp = sp;
+        let words = &mut (*top).words;
+        let bytes =
+            core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), STACK_TOP_WORDS * 8);
+        if bpf_probe_read_user_buf(sp as *const u8, bytes).is_err() {
+            return;
+        }
+        let _ = STACK_TOPS.insert(&user_stack_id, &*top, BPF_NOEXIST as u64);
+    }
+}
+
+/// Tells userspace about a process the first time it is recorded, so that its mappings are
+/// read while it still exists.
+#[inline(always)]
+pub fn announce(tgid: u32) {
+    // SAFETY: presence check only.
+    if unsafe { SEEN_PIDS.get(&tgid) }.is_some() {
+        return;
+    }
+    if SEEN_PIDS.insert(&tgid, &1, BPF_NOEXIST as u64).is_err() {
+        return; // Another CPU announced it.
+    }
+    let event = ProcEvent {
+        kind: proc_event::FIRST_SAMPLE,
+        pid: tgid,
+    };
+    if PROC_EVENTS.output::<ProcEvent>(&event, 0).is_err() {
+        count(counter::LOST_PROC_EVENTS);
+    }
+}
