@@ -78,8 +78,8 @@ pub const IO_HIST_BUCKETS: usize = 34;
 pub mod io_syscall {
     /// The syscalls' names, indexed by the syscall index stored in [`super::IoKey`].
     pub const NAMES: [&str; 16] = [
-        "read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev",
-        "preadv2", "pwritev2", "recvfrom", "sendto", "recvmsg", "sendmsg", "recvmmsg", "sendmmsg",
+        "read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2",
+        "pwritev2", "recvfrom", "sendto", "recvmsg", "sendmsg", "recvmmsg", "sendmmsg",
     ];
     /// Number of traced syscalls.
     pub const COUNT: usize = NAMES.len();

@@ -39,15 +39,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Warnings by default; with `-v`, debug detail from the profiler and its kernel programs
+/// (whose aya-log records carry the `profiler_ebpf` target), but not from libraries.
 fn init_logging(verbose: bool) {
-    let level = if verbose {
-        log::LevelFilter::Debug
+    let filters = if verbose {
+        "warn,profiler=debug,profiler_ebpf=debug"
     } else {
-        log::LevelFilter::Warn
+        "warn"
     };
     env_logger::Builder::new()
-        .filter_level(level)
         .format_timestamp(None)
+        .parse_filters(filters)
         .parse_env("PROFILER_LOG")
         .init();
 }
