@@ -95,8 +95,8 @@ pub mod io_syscall {
 pub struct InFlight {
     /// The thread, to tell apart threads that share a slot.
     pub tid: u32,
-    /// Reserved; keeps `start_ns` aligned.
-    pub _pad: u32,
+    /// Index of the syscall in [`io_syscall::NAMES`].
+    pub syscall: u32,
     /// `bpf_ktime_get_ns` at entry; zero when the slot is free.
     pub start_ns: u64,
 }
@@ -174,6 +174,9 @@ pub mod proc_event {
     /// A process was sampled for the first time (or for the first time since it exec'd):
     /// userspace should snapshot its memory mappings now, while it lives.
     pub const FIRST_SAMPLE: u32 = 1;
+    /// A process made an I/O call from a new call site: userspace should note what its
+    /// descriptors are before they are closed.
+    pub const NEW_IO_SITE: u32 = 2;
 }
 
 /// An announcement from the kernel programs to userspace through the ring buffer.

@@ -1,22 +1,23 @@
 //! The I/O profile: every read/write-family syscall of a target, paired entry to exit per
 //! thread, counted with its bytes, time and errors by (pid, tid, user stack, syscall).
 //!
-//! fentry/fexit on the syscalls' `__x64_sys_*` functions cost only the traced syscalls,
-//! unlike the `sys_enter`/`sys_exit` tracepoints, which put every syscall of every task on
-//! the slow path.
+//! The BTF-enabled `sys_enter`/`sys_exit` tracepoints need no tracefs. (fentry/fexit on the
+//! `__x64_sys_*` functions would cost only the traced syscalls, but kernels that restrict
+//! ftrace refuse them.)
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel},
-    macros::{fentry, fexit, map},
+    macros::{btf_tracepoint, map},
     maps::{Array, HashMap, PerCpuArray},
-    programs::{FEntryContext, FExitContext},
+    programs::BtfTracePointContext,
 };
 use profiler_common::{
     COMM_LEN, IN_FLIGHT_SLOTS, IO_HIST_BUCKETS, InFlight, IoKey, IoValue, MAX_IO_KEYS, counter,
+    io_syscall, proc_event,
 };
 
-use crate::shared::{announce, count, current_ids, is_target, save_stack_top, stack_id};
+use crate::shared::{announce, count, current_ids, is_target, notify, save_stack_top, stack_id};
 
 /// Offset of `di` (the first syscall argument, the descriptor) in x86-64's `struct pt_regs`.
 const PT_REGS_DI: usize = 14 * 8;
@@ -34,9 +35,25 @@ static IO_CALLS: HashMap<IoKey, IoValue> =
 #[map]
 static IO_SCRATCH: PerCpuArray<IoValue> = PerCpuArray::with_max_entries(1, 0);
 
+/// x86-64 syscall numbers of the traced syscalls, in the order of
+/// `profiler_common::io_syscall::NAMES`.
+const SYSCALL_NUMBERS: [i64; io_syscall::COUNT] = [
+    0, 1, 17, 18, 19, 20, 295, 296, 327, 328, 45, 44, 47, 46, 299, 307,
+];
+
 /// Notes the entry time of a traced syscall of a target thread.
-#[inline(always)]
-fn enter() -> u32 {
+#[btf_tracepoint(function = "sys_enter")]
+pub fn io_sys_enter(ctx: BtfTracePointContext) -> u32 {
+    let id: i64 = ctx.arg(1);
+    let mut syscall = io_syscall::COUNT as u32;
+    for (index, &number) in SYSCALL_NUMBERS.iter().enumerate() {
+        if id == number {
+            syscall = index as u32;
+        }
+    }
+    if syscall as usize == io_syscall::COUNT {
+        return 0;
+    }
     let (tgid, tid) = current_ids();
     if !is_target(tgid) {
         return 0;
@@ -51,34 +68,35 @@ fn enter() -> u32 {
             count(counter::LOST_IO_SLOT);
         }
         (*slot).tid = tid;
+        (*slot).syscall = syscall;
         (*slot).start_ns = bpf_ktime_get_ns();
     }
     0
 }
 
 /// Pairs a traced syscall's return with its entry and adds it to its call site.
-#[inline(always)]
-fn exit(ctx: &FExitContext, syscall: u32) -> u32 {
+#[btf_tracepoint(function = "sys_exit")]
+pub fn io_sys_exit(ctx: BtfTracePointContext) -> u32 {
     let (tgid, tid) = current_ids();
     let Some(slot) = IO_IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {
         return 0;
     };
-    // SAFETY: as in `enter`.
-    let start = unsafe {
+    // SAFETY: as in `io_sys_enter`.
+    let (start, syscall) = unsafe {
         if (*slot).tid != tid || (*slot).start_ns == 0 {
-            return 0; // Not a target, or entered before tracing began.
+            return 0; // Not a traced call of a target, or entered before tracing began.
         }
         let start = (*slot).start_ns;
         (*slot).start_ns = 0;
-        start
+        (start, (*slot).syscall)
     };
     // SAFETY: a helper without arguments.
     let nanos = unsafe { bpf_ktime_get_ns() }.saturating_sub(start);
-    let result: i64 = ctx.ret().unwrap_or(0);
+    let result: i64 = ctx.arg(1);
     let key = IoKey {
         pid: tgid,
         tid,
-        user_stack_id: stack_id(ctx, BPF_F_USER_STACK as u64, counter::LOST_IO_STACK),
+        user_stack_id: stack_id(&ctx, BPF_F_USER_STACK as u64, counter::LOST_IO_STACK),
         syscall,
     };
     count(counter::IO_CALLS);
@@ -90,7 +108,7 @@ fn exit(ctx: &FExitContext, syscall: u32) -> u32 {
     let Some(value) = IO_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
-    // SAFETY: this CPU's scratch slot; the regs pointer is the traced function's argument.
+    // SAFETY: this CPU's scratch slot; the regs pointer is the tracepoint's argument.
     unsafe {
         let value = &mut *value;
         *value = core::mem::zeroed();
@@ -106,6 +124,7 @@ fn exit(ctx: &FExitContext, syscall: u32) -> u32 {
     }
     save_stack_top(key.user_stack_id);
     announce(tgid);
+    notify(proc_event::NEW_IO_SITE, tgid);
     0
 }
 
@@ -145,36 +164,3 @@ fn log2_bucket(mut n: u64) -> usize {
         bucket
     }
 }
-
-/// An fentry/fexit pair for one syscall function; userspace attaches each to its function.
-macro_rules! io_syscall {
-    ($index:literal, $enter:ident, $exit:ident) => {
-        #[fentry]
-        pub fn $enter(_ctx: FEntryContext) -> u32 {
-            enter()
-        }
-
-        #[fexit]
-        pub fn $exit(ctx: FExitContext) -> u32 {
-            exit(&ctx, $index)
-        }
-    };
-}
-
-// Indices follow profiler_common::io_syscall::NAMES.
-io_syscall!(0, io_enter_read, io_exit_read);
-io_syscall!(1, io_enter_write, io_exit_write);
-io_syscall!(2, io_enter_pread64, io_exit_pread64);
-io_syscall!(3, io_enter_pwrite64, io_exit_pwrite64);
-io_syscall!(4, io_enter_readv, io_exit_readv);
-io_syscall!(5, io_enter_writev, io_exit_writev);
-io_syscall!(6, io_enter_preadv, io_exit_preadv);
-io_syscall!(7, io_enter_pwritev, io_exit_pwritev);
-io_syscall!(8, io_enter_preadv2, io_exit_preadv2);
-io_syscall!(9, io_enter_pwritev2, io_exit_pwritev2);
-io_syscall!(10, io_enter_recvfrom, io_exit_recvfrom);
-io_syscall!(11, io_enter_sendto, io_exit_sendto);
-io_syscall!(12, io_enter_recvmsg, io_exit_recvmsg);
-io_syscall!(13, io_enter_sendmsg, io_exit_sendmsg);
-io_syscall!(14, io_enter_recvmmsg, io_exit_recvmmsg);
-io_syscall!(15, io_enter_sendmmsg, io_exit_sendmmsg);

@@ -140,10 +140,13 @@ pub fn announce(tgid: u32) {
     if SEEN_PIDS.insert(&tgid, &1, BPF_NOEXIST as u64).is_err() {
         return; // Another CPU announced it.
     }
-    let event = ProcEvent {
-        kind: proc_event::FIRST_SAMPLE,
-        pid: tgid,
-    };
+    notify(proc_event::FIRST_SAMPLE, tgid);
+}
+
+/// Sends a [`ProcEvent`] to userspace, counting it when the ring buffer is full.
+#[inline(always)]
+pub fn notify(kind: u32, tgid: u32) {
+    let event = ProcEvent { kind, pid: tgid };
     if PROC_EVENTS.output::<ProcEvent>(&event, 0).is_err() {
         count(counter::LOST_PROC_EVENTS);
     }

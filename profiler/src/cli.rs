@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 
-use crate::config::{Config, Target};
+use crate::config::{Config, ProfileSet, SmallIo, Target};
 
 /// A system-wide sampling profiler for Linux on eBPF.
 ///
@@ -26,6 +26,18 @@ struct Args {
     /// Samples per second on each CPU.
     #[arg(short = 'F', long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     frequency: u64,
+
+    /// Profiles to collect, comma-separated: cpu, io.
+    #[arg(long, value_delimiter = ',', default_value = "cpu,io", value_parser = ["cpu", "io"])]
+    profiles: Vec<String>,
+
+    /// A call site whose average I/O call moves at most this many bytes counts as small I/O.
+    #[arg(long, value_name = "BYTES", default_value_t = SmallIo::default().max_avg_bytes)]
+    small_io_bytes: u64,
+
+    /// A small-I/O site is flagged when it makes at least this many calls per second.
+    #[arg(long, value_name = "CALLS", default_value_t = SmallIo::default().min_calls_per_sec)]
+    small_io_rate: f64,
 
     /// Directory for the results [default: ./profile-YYYYMMDD-HHMMSS].
     #[arg(short, long, value_name = "DIR")]
@@ -74,6 +86,14 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Config, clap::E
         target,
         duration: args.duration,
         frequency: args.frequency,
+        profiles: ProfileSet {
+            cpu: args.profiles.iter().any(|p| p == "cpu"),
+            io: args.profiles.iter().any(|p| p == "io"),
+        },
+        small_io: SmallIo {
+            max_avg_bytes: args.small_io_bytes,
+            min_calls_per_sec: args.small_io_rate,
+        },
         output_dir: args.output.unwrap_or_else(default_output_dir),
         top: args.top,
         verbose: args.verbose,
@@ -106,6 +126,20 @@ mod tests {
         assert_eq!(config.target, Target::Host);
         assert_eq!(config.frequency, 99);
         assert!(config.output_dir.to_string_lossy().starts_with("profile-"));
+        assert_eq!(config.profiles, ProfileSet::default());
+    }
+
+    #[test]
+    fn profiles_are_chosen_by_name() {
+        let config = parse(&["--profiles", "io"]).unwrap();
+        assert_eq!(
+            config.profiles,
+            ProfileSet {
+                cpu: false,
+                io: true
+            }
+        );
+        assert!(parse(&["--profiles", "heap"]).is_err());
     }
 
     #[test]

@@ -15,6 +15,42 @@ pub enum Target {
     Command(Vec<OsString>),
 }
 
+/// Which profiles a run collects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProfileSet {
+    /// Stacks sampled at a fixed frequency on every CPU.
+    pub cpu: bool,
+    /// Read/write-family syscalls by call stack.
+    pub io: bool,
+}
+
+impl Default for ProfileSet {
+    fn default() -> Self {
+        Self {
+            cpu: true,
+            io: true,
+        }
+    }
+}
+
+/// When an I/O call site counts as a small-I/O hot path worth buffering.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SmallIo {
+    /// Largest average bytes per call that is still small.
+    pub max_avg_bytes: u64,
+    /// Fewest calls per second that make a site hot.
+    pub min_calls_per_sec: f64,
+}
+
+impl Default for SmallIo {
+    fn default() -> Self {
+        Self {
+            max_avg_bytes: 4096,
+            min_calls_per_sec: 1000.0,
+        }
+    }
+}
+
 /// Everything a profiling run needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,6 +60,10 @@ pub struct Config {
     pub duration: Option<Duration>,
     /// Samples per second on each CPU.
     pub frequency: u64,
+    /// The profiles to collect.
+    pub profiles: ProfileSet,
+    /// Thresholds of the small-I/O findings.
+    pub small_io: SmallIo,
     /// Where the results go.
     pub output_dir: PathBuf,
     /// Rows in each table of the terminal summary.

@@ -9,7 +9,7 @@ use crate::stacks::StackResolver;
 
 /// Builds the symbolized CPU profile: sample types `samples/count` and `cpu/nanoseconds`,
 /// labels `pid`, `tid` and `comm`, and comments saying what was received, expected and lost.
-pub fn build(run: &RunOutcome, config: &Config) -> Profile {
+pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>) -> Profile {
     let period_ns = 1_000_000_000 / config.frequency as i64;
     let mut builder = ProfileBuilder::new(
         "cpu",
@@ -26,7 +26,6 @@ pub fn build(run: &RunOutcome, config: &Config) -> Profile {
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
-    let mut resolver = StackResolver::new(&run.stacks, &run.processes);
     for (key, value) in &run.cpu_samples {
         // In command mode the profiler is a target for the instant it forks the command.
         if !matches!(config.target, Target::Host) && key.pid == std::process::id() {
@@ -49,7 +48,8 @@ pub fn build(run: &RunOutcome, config: &Config) -> Profile {
     builder.build()
 }
 
-fn comm(raw: &[u8; COMM_LEN]) -> String {
+/// A NUL-padded kernel command name as text.
+pub fn comm(raw: &[u8; COMM_LEN]) -> String {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }

@@ -1,8 +1,10 @@
 //! `profiler`: a system-wide sampling profiler for Linux on eBPF.
 
+mod analysis;
 mod cli;
 mod config;
 mod cpu_profile;
+mod io_profile;
 mod launch;
 mod output;
 mod preflight;
@@ -68,10 +70,30 @@ fn run(config: &Config) -> Result<()> {
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(session::run(config))?;
 
-    let profile = cpu_profile::build(&outcome, config);
-    let written = output::write_profile(&profile, &config.output_dir)?;
-    print!("{}", output::summary::render(&profile, config.top));
-    println!();
+    let mut resolver = stacks::StackResolver::new(&outcome.stacks, &outcome.processes);
+    let mut written = Vec::new();
+    let seconds = outcome.duration.as_secs_f64();
+    if config.profiles.cpu {
+        let profile = cpu_profile::build(&outcome, config, &mut resolver);
+        written.extend(output::write_profile(&profile, &config.output_dir)?);
+        print!("{}", output::summary::render(&profile, config.top));
+        println!();
+    }
+    if config.profiles.io {
+        let profile = io_profile::build(&outcome, config, &mut resolver);
+        written.extend(output::write_profile(&profile, &config.output_dir)?);
+        let sites = analysis::io::sites(&profile);
+        let findings = analysis::io::small_io(&sites, config.small_io, seconds);
+        println!("io profile: calls (count)");
+        for comment in &profile.comments {
+            println!("  {comment}");
+        }
+        print!(
+            "{}",
+            output::io_summary::render(&sites, &findings, seconds, config.top)
+        );
+        println!();
+    }
     println!("wrote:");
     for path in &written {
         println!("  {}", path.display());

@@ -6,9 +6,9 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
-use aya::programs::{PerfEvent, TracePoint};
+use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
-use profiler_common::{CpuKey, CpuValue, StackTopRaw, counter};
+use profiler_common::{CpuKey, CpuValue, IoKey, IoValue, StackTopRaw, counter};
 
 use crate::unwind::StackTop;
 
@@ -39,6 +39,7 @@ pub struct RawStacks {
 /// The loaded and attached kernel programs.
 pub struct Probes {
     ebpf: Ebpf,
+    btf: Btf,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -69,7 +70,7 @@ impl Probes {
                 None
             }
         };
-        Ok(Self { ebpf, logger })
+        Ok(Self { ebpf, btf, logger })
     }
 
     /// Adds a process to the kernel-side target filter.
@@ -104,11 +105,7 @@ impl Probes {
             "sched_process_exec",
             "sched_process_exit",
         ] {
-            let program: &mut TracePoint = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?
-                .try_into()?;
+            let program: &mut TracePoint = program_mut(&mut self.ebpf, name)?.try_into()?;
             program
                 .load()
                 .with_context(|| format!("cannot load {name}"))?;
@@ -119,22 +116,16 @@ impl Probes {
         Ok(())
     }
 
-    /// Starts sampling every online CPU at `frequency` Hz with the software `cpu-clock` event.
+    /// Starts sampling each of `cpus` at `frequency` Hz with the software `cpu-clock` event.
     ///
     /// # Errors
     /// When the kernel has no perf events or refuses one.
-    pub fn attach_cpu_sampling(&mut self, frequency: u64) -> Result<usize> {
-        let cpus = aya::util::online_cpus()
-            .map_err(|(path, err)| anyhow!("cannot read the online CPUs from {path}: {err}"))?;
-        let program: &mut PerfEvent = self
-            .ebpf
-            .program_mut("cpu_sample")
-            .ok_or_else(|| anyhow!("the eBPF object has no program cpu_sample"))?
-            .try_into()?;
+    pub fn attach_cpu_sampling(&mut self, cpus: &[u32], frequency: u64) -> Result<()> {
+        let program: &mut PerfEvent = program_mut(&mut self.ebpf, "cpu_sample")?.try_into()?;
         program
             .load()
             .context("cannot load the CPU sampling program")?;
-        for &cpu in &cpus {
+        for &cpu in cpus {
             program
                 .attach(
                     PerfEventConfig::Software(SoftwareEvent::CpuClock),
@@ -149,16 +140,43 @@ impl Probes {
                     )
                 })?;
         }
-        Ok(cpus.len())
+        Ok(())
     }
 
-    /// Stops sampling, so the maps hold still while they are read.
-    pub fn stop_sampling(&mut self) {
-        if let Some(program) = self.ebpf.program_mut("cpu_sample")
-            && let Ok(program) = <&mut PerfEvent>::try_from(program)
-            && let Err(err) = program.unload()
-        {
-            log::debug!("cannot unload cpu_sample: {err}");
+    /// Starts tracing the read/write-family syscalls through the BTF `sys_enter` and
+    /// `sys_exit` tracepoints.
+    ///
+    /// # Errors
+    /// When the kernel refuses a program.
+    ///
+    /// # Minimum kernel version
+    /// 5.5, for BTF-enabled tracepoints.
+    pub fn attach_io(&mut self) -> Result<()> {
+        for (program, tracepoint) in [("io_sys_enter", "sys_enter"), ("io_sys_exit", "sys_exit")] {
+            let context =
+                || format!("cannot attach to the {tracepoint} tracepoint for the I/O profile");
+            let prog: &mut BtfTracePoint = program_mut(&mut self.ebpf, program)?.try_into()?;
+            prog.load(tracepoint, &self.btf).with_context(context)?;
+            prog.attach().with_context(context)?;
+        }
+        Ok(())
+    }
+
+    /// Stops sampling and tracing, so the maps hold still while they are read.
+    pub fn stop(&mut self) {
+        for name in ["cpu_sample", "io_sys_enter", "io_sys_exit"] {
+            let Some(program) = self.ebpf.program_mut(name) else {
+                continue;
+            };
+            // Unloading a program that was never loaded fails harmlessly.
+            let unloaded = match program {
+                aya::programs::Program::PerfEvent(p) => p.unload(),
+                aya::programs::Program::BtfTracePoint(p) => p.unload(),
+                _ => Ok(()),
+            };
+            if let Err(err) = unloaded {
+                log::debug!("cannot unload {name}: {err}");
+            }
         }
     }
 
@@ -210,6 +228,18 @@ impl Probes {
             .collect()
     }
 
+    /// Reads what the traced I/O syscalls did, by call site.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read_io_calls(&self) -> Result<Vec<(IoKey, IoValue)>> {
+        let calls: BpfHashMap<_, IoKey, IoValue> = BpfHashMap::try_from(self.map("IO_CALLS")?)?;
+        calls
+            .iter()
+            .map(|entry| entry.context("cannot read the I/O call map"))
+            .collect()
+    }
+
     /// Reads the stacks with the given ids (negative ids, which are errors, are skipped),
     /// and the stack tops copied with them.
     ///
@@ -256,4 +286,9 @@ impl Probes {
             .map_mut(name)
             .ok_or_else(|| anyhow!("the eBPF object has no map {name}"))
     }
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))
 }

@@ -1,5 +1,6 @@
-//! Snapshots of processes' executable mappings, taken while they live, so that samples of a
-//! process that exits before the end of the run can still be symbolized.
+//! Snapshots of processes taken while they live: executable mappings, so that samples of a
+//! process that exits before the end of the run can still be symbolized, and what kind of
+//! file each open descriptor is, to label I/O call sites.
 
 use std::collections::HashMap;
 use std::fs;
@@ -25,11 +26,13 @@ impl MapEntry {
     }
 }
 
-/// What is known of one process: its executable mappings.
+/// What is known of one process: its executable mappings and open descriptors.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessInfo {
     /// Executable mappings, sorted by address.
     pub maps: Vec<MapEntry>,
+    /// The kind of each open descriptor (`file`, `socket`, `pipe`, `tty`, ...), as last seen.
+    pub fds: HashMap<i64, &'static str>,
 }
 
 impl ProcessInfo {
@@ -50,12 +53,26 @@ impl ProcessTable {
     /// Reads the process's mappings now, replacing an older snapshot. A process that is gone
     /// keeps its last snapshot; returns whether the read succeeded.
     pub fn snapshot(&mut self, pid: u32) -> bool {
-        match read_process(pid) {
-            Some(info) => {
-                self.processes.insert(pid, info);
-                true
+        let Some(mut info) = read_process(pid) else {
+            return false;
+        };
+        if let Some(old) = self.processes.remove(&pid) {
+            // Descriptors closed since keep the kind they had: calls on them were counted.
+            for (fd, kind) in old.fds {
+                info.fds.entry(fd).or_insert(kind);
             }
-            None => false,
+        }
+        self.processes.insert(pid, info);
+        true
+    }
+
+    /// Re-reads only the descriptors of a live process (a new I/O call site appeared).
+    pub fn snapshot_fds(&mut self, pid: u32) {
+        match self.processes.get_mut(&pid) {
+            Some(info) => info.fds.extend(read_fd_kinds(pid)),
+            None => {
+                self.snapshot(pid);
+            }
         }
     }
 
@@ -80,7 +97,45 @@ fn read_process(pid: u32) -> Option<ProcessInfo> {
     if maps.is_empty() {
         return None;
     }
-    Some(ProcessInfo { maps })
+    Some(ProcessInfo {
+        maps,
+        fds: read_fd_kinds(pid),
+    })
+}
+
+/// The kind of every open descriptor of a process, from the targets of `/proc/PID/fd/*`.
+fn read_fd_kinds(pid: u32) -> HashMap<i64, &'static str> {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            let target = fs::read_link(entry.path()).ok()?;
+            Some((fd, fd_kind(&target.to_string_lossy())))
+        })
+        .collect()
+}
+
+/// Classifies a descriptor by the target of its `/proc/PID/fd` link.
+pub fn fd_kind(target: &str) -> &'static str {
+    if target.starts_with("socket:") {
+        "socket"
+    } else if target.starts_with("pipe:") {
+        "pipe"
+    } else if target.starts_with("anon_inode:") {
+        "anon_inode"
+    } else if target.starts_with("/dev/pts/")
+        || target.starts_with("/dev/tty")
+        || target == "/dev/console"
+    {
+        "tty"
+    } else if target.starts_with("/dev/") {
+        "device"
+    } else {
+        "file"
+    }
 }
 
 /// Parses the executable mappings of a `/proc/PID/maps` text, sorted by address.
@@ -138,6 +193,7 @@ mod tests {
     fn finds_the_mapping_of_an_address() {
         let info = ProcessInfo {
             maps: parse_maps(MAPS),
+            fds: HashMap::new(),
         };
         assert_eq!(info.find(0x55d0c0a01010).unwrap().path, "/usr/bin/my prog");
         assert_eq!(info.find(0x7f0000000000).unwrap().offset, 0x28000);
@@ -146,10 +202,24 @@ mod tests {
     }
 
     #[test]
+    fn classifies_descriptors() {
+        assert_eq!(fd_kind("socket:[1234]"), "socket");
+        assert_eq!(fd_kind("pipe:[99]"), "pipe");
+        assert_eq!(fd_kind("/dev/pts/3"), "tty");
+        assert_eq!(fd_kind("/dev/null"), "device");
+        assert_eq!(fd_kind("anon_inode:[eventfd]"), "anon_inode");
+        assert_eq!(fd_kind("/etc/passwd"), "file");
+    }
+
+    #[test]
     fn snapshots_this_process() {
         let mut table = ProcessTable::default();
         assert!(table.snapshot(std::process::id()));
         let me = table.get(std::process::id()).unwrap();
+        assert_eq!(
+            me.fds.contains_key(&0),
+            std::path::Path::new("/proc/self/fd/0").exists()
+        );
         let here = snapshots_this_process as fn() -> _ as usize as u64;
         assert!(me.find(here).is_some_and(MapEntry::is_file));
         assert!(!table.snapshot(u32::MAX));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use profiler_common::{CpuKey, CpuValue, ProcEvent, counter, proc_event};
+use profiler_common::{CpuKey, CpuValue, IoKey, IoValue, ProcEvent, counter, proc_event};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
@@ -54,13 +54,15 @@ pub struct RunOutcome {
     pub duration: Duration,
     /// Why it ended.
     pub stop: StopReason,
-    /// CPUs sampled.
+    /// Online CPUs.
     pub cpus: usize,
     /// The kernel programs' counters at the end.
     pub counters: Counters,
     /// Raw CPU sample counts by (pid, tid, user stack, kernel stack).
     pub cpu_samples: Vec<(CpuKey, CpuValue)>,
-    /// The stacks the samples reference.
+    /// What the traced I/O syscalls did, by (pid, tid, user stack, syscall).
+    pub io_calls: Vec<(IoKey, IoValue)>,
+    /// The stacks the samples and calls reference.
     pub stacks: RawStacks,
     /// Mapping snapshots of every sampled process.
     pub processes: ProcessTable,
@@ -88,7 +90,15 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let mut events =
         unsafe { AsyncFd::register_with_interest(probes.take_proc_events()?, Interest::READABLE) }
             .map_err(|err| anyhow::anyhow!("cannot poll the process-event ring buffer: {err}"))?;
-    let cpus = probes.attach_cpu_sampling(config.frequency)?;
+    if config.profiles.io {
+        probes.attach_io()?;
+    }
+    let cpus = aya::util::online_cpus()
+        .map_err(|(path, err)| anyhow::anyhow!("cannot read the online CPUs from {path}: {err}"))?;
+    if config.profiles.cpu {
+        probes.attach_cpu_sampling(&cpus, config.frequency)?;
+    }
+    let cpus = cpus.len();
     let mut child = match &config.target {
         Target::Command(argv) => Some(spawn_followed(&mut probes, argv)?),
         _ => None,
@@ -133,7 +143,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     };
     let duration = started.elapsed();
     status.finish_and_clear();
-    probes.stop_sampling();
+    probes.stop();
     drain_events(events.get_mut(), &mut processes);
     processes.refresh();
     probes.flush_logs();
@@ -141,9 +151,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         eprintln!("profiler: the command (pid {pid}) is still running; it was left alone");
     }
     let cpu_samples = probes.read_cpu_samples()?;
+    let io_calls = probes.read_io_calls()?;
     let stack_ids = cpu_samples
         .iter()
-        .flat_map(|(k, _)| [k.user_stack_id, k.kernel_stack_id]);
+        .flat_map(|(k, _)| [k.user_stack_id, k.kernel_stack_id])
+        .chain(io_calls.iter().map(|(k, _)| k.user_stack_id));
     let stacks = probes.read_stacks(stack_ids)?;
     Ok(RunOutcome {
         start,
@@ -152,6 +164,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         cpus,
         counters: probes.counters()?,
         cpu_samples,
+        io_calls,
         stacks,
         processes,
     })
@@ -194,8 +207,12 @@ fn drain_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
         }
         // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
         let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-        if event.kind == proc_event::FIRST_SAMPLE {
-            processes.snapshot(event.pid);
+        match event.kind {
+            proc_event::FIRST_SAMPLE => {
+                processes.snapshot(event.pid);
+            }
+            proc_event::NEW_IO_SITE => processes.snapshot_fds(event.pid),
+            _ => {}
         }
     }
 }
@@ -227,9 +244,13 @@ fn status_text(elapsed: Duration, duration: Option<Duration>, counters: &Counter
     };
     let lost = counters.get(counter::LOST_USER_STACK)
         + counters.get(counter::LOST_KERNEL_STACK)
-        + counters.get(counter::LOST_AGG_FULL);
+        + counters.get(counter::LOST_AGG_FULL)
+        + counters.get(counter::LOST_IO_FULL)
+        + counters.get(counter::LOST_IO_SLOT)
+        + counters.get(counter::LOST_IO_STACK);
     format!(
-        "profiling: {window} | {} samples | {lost} lost",
-        counters.get(counter::RECORDED)
+        "profiling: {window} | {} samples | {} I/O calls | {lost} lost",
+        counters.get(counter::RECORDED),
+        counters.get(counter::IO_CALLS)
     )
 }

@@ -30,6 +30,11 @@ impl<'run> StackResolver<'run> {
         }
     }
 
+    /// The process snapshots of the run.
+    pub fn processes(&self) -> &'run ProcessTable {
+        self.processes
+    }
+
     /// Interns the stack of a sample of process `pid` into `builder`, leaf first: kernel
     /// frames, then user frames. Never empty: a sample without any frame gets `[unknown]`.
     pub fn intern(

@@ -3,6 +3,7 @@
 
 pub mod flamegraph;
 pub mod folded;
+pub mod io_summary;
 pub mod pprof;
 pub mod proto;
 pub mod summary;

@@ -132,7 +132,7 @@ fn table(heading: &str, rows: Vec<(&str, i64)>, total: i64, time_like: bool) -> 
 }
 
 /// `name`, cut to [`MAX_NAME`] characters with an ellipsis.
-fn shorten(name: &str) -> String {
+pub(crate) fn shorten(name: &str) -> String {
     if name.chars().count() <= MAX_NAME {
         return name.to_owned();
     }
@@ -142,7 +142,7 @@ fn shorten(name: &str) -> String {
 }
 
 /// A number with thousands separators: 1234567 -> 1,234,567.
-fn group(n: i64) -> String {
+pub(crate) fn group(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -155,7 +155,7 @@ fn group(n: i64) -> String {
 }
 
 /// Nanoseconds in the largest unit that keeps the number readable: µs, ms or s.
-fn human_time(ns: i64) -> String {
+pub(crate) fn human_time(ns: i64) -> String {
     let n = ns as f64;
     if ns.abs() >= 1_000_000_000 {
         format!("{:.2} s", n / 1e9)

@@ -1,0 +1,4 @@
+//! What the profiles mean: findings with hints, read from the profile model.
+
+pub mod io;
+pub mod language;

@@ -1,0 +1,86 @@
+//! Builds the I/O profile: every traced read/write-family syscall, by call stack.
+
+use profiler_common::{counter, io_syscall};
+
+use crate::config::{Config, Target};
+use crate::cpu_profile::comm;
+use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
+use crate::session::RunOutcome;
+use crate::stacks::StackResolver;
+
+/// Index of `calls` in the I/O profile's sample types.
+pub const CALLS: usize = 0;
+/// Index of `bytes`.
+pub const BYTES: usize = 1;
+/// Index of `time`.
+pub const TIME: usize = 2;
+/// Index of `errors`.
+pub const ERRORS: usize = 3;
+
+/// Builds the symbolized I/O profile: sample types `calls/count` (the default),
+/// `bytes/bytes`, `time/nanoseconds` and `errors/count`; labels `syscall`, `pid`, `comm`, and
+/// `descriptor` (file, socket, pipe, tty, ...) where it was seen.
+pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>) -> Profile {
+    let mut builder = ProfileBuilder::new(
+        "io",
+        vec![
+            ValueType::new("calls", "count"),
+            ValueType::new("bytes", "bytes"),
+            ValueType::new("time", "nanoseconds"),
+            ValueType::new("errors", "count"),
+        ],
+        run.start,
+        run.duration,
+    );
+    builder.default_sample_type(CALLS);
+    for comment in accounting(run) {
+        builder.comment(comment);
+    }
+    for (key, value) in &run.io_calls {
+        // In command mode the profiler is a target for the instant it forks the command.
+        if !matches!(config.target, Target::Host) && key.pid == std::process::id() {
+            continue;
+        }
+        let stack = resolver.intern(&mut builder, key.pid, key.user_stack_id, -1);
+        let syscall = io_syscall::NAMES
+            .get(key.syscall as usize)
+            .copied()
+            .unwrap_or("unknown");
+        let mut labels = vec![
+            Label::str("syscall", syscall),
+            Label::num("pid", i64::from(key.pid)),
+            Label::str("comm", comm(&value.comm)),
+        ];
+        let kind = resolver
+            .processes()
+            .get(key.pid)
+            .and_then(|p| p.fds.get(&value.fd));
+        if let Some(kind) = kind {
+            labels.push(Label::str("descriptor", *kind));
+        }
+        let values = [value.calls, value.bytes, value.nanos, value.errors].map(|v| v as i64);
+        builder.add_sample(stack, &values, labels);
+    }
+    builder.build()
+}
+
+fn accounting(run: &RunOutcome) -> Vec<String> {
+    let c = &run.counters;
+    vec![
+        format!(
+            "window: {:.2}s; {}; every call of read, write, pread64, pwrite64, readv, writev, \
+             preadv(2), pwritev(2), recvfrom, sendto, recvmsg, sendmsg, recvmmsg and sendmmsg \
+             is counted (for the *mmsg calls, bytes are messages)",
+            run.duration.as_secs_f64(),
+            run.stop
+        ),
+        format!(
+            "calls: {} traced; lost: {} (I/O map full), {} (entry overwritten by a thread \
+             sharing its slot); {} stacks lost (stack-map collisions or full map)",
+            c.get(counter::IO_CALLS),
+            c.get(counter::LOST_IO_FULL),
+            c.get(counter::LOST_IO_SLOT),
+            c.get(counter::LOST_IO_STACK)
+        ),
+    ]
+}

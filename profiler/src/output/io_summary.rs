@@ -1,0 +1,163 @@
+//! The I/O part of the terminal summary: the busiest call sites, and the small-I/O hot paths
+//! with what to do about them.
+
+use std::fmt::Write;
+
+use crate::analysis::io::{BUFFER_BYTES, IoSite, SmallIoFinding};
+use crate::output::summary::{group, human_time, shorten};
+
+/// Renders the `top` call sites by calls and every small-I/O finding.
+pub fn render(sites: &[IoSite], findings: &[SmallIoFinding], seconds: f64, top: usize) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail, so the fmt::Results below are ignored.
+    if sites.is_empty() {
+        let _ = writeln!(
+            out,
+            "No I/O syscalls were made by the target during the run."
+        );
+        return out;
+    }
+    let _ = writeln!(out, "Top {top} I/O call sites by calls:");
+    let _ = writeln!(
+        out,
+        "  {:>12}  {:>10}  {:>9}  {:>10}  {:>10}  {:<9}  call site",
+        "calls", "bytes", "avg/call", "time", "calls/s", "syscall"
+    );
+    for site in sites.iter().take(top) {
+        let _ = writeln!(
+            out,
+            "  {:>12}  {:>10}  {:>9}  {:>10}  {:>10}  {:<9}  {}",
+            group(site.calls as i64),
+            human_bytes(site.bytes as f64),
+            human_bytes(site.avg_bytes()),
+            human_time(site.nanos as i64),
+            group((site.calls as f64 / seconds.max(1e-3)).round() as i64),
+            site.syscall,
+            shorten(&site_name(site)),
+        );
+    }
+    let _ = writeln!(out);
+    if findings.is_empty() {
+        let _ = writeln!(out, "Small I/O hot paths: none.");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "Small I/O hot paths (many small calls; buffering would remove most):"
+    );
+    for finding in findings {
+        let site = &finding.site;
+        let _ = writeln!(
+            out,
+            "  * {} in {}: {} calls ({}/s) of {} on average{}",
+            site.syscall,
+            shorten(&site.caller),
+            group(site.calls as i64),
+            group(finding.calls_per_sec.round() as i64),
+            human_bytes(site.avg_bytes()),
+            descriptor_note(site),
+        );
+        let _ = writeln!(out, "    path: {}", shorten(&site.path.join(" > ")));
+        let _ = writeln!(out, "    fix:  {}", finding.hint);
+        let _ = writeln!(
+            out,
+            "    saves: {} of {} calls if the same {} moved through a {} buffer",
+            group(finding.calls_saved as i64),
+            group(site.calls as i64),
+            human_bytes(site.bytes as f64),
+            human_bytes(BUFFER_BYTES as f64),
+        );
+    }
+    out
+}
+
+fn site_name(site: &IoSite) -> String {
+    format!("{} ({})", site.caller, site.comm)
+}
+
+fn descriptor_note(site: &IoSite) -> String {
+    if site.descriptors.is_empty() {
+        String::new()
+    } else {
+        format!(", on a {}", site.descriptors.join("/"))
+    }
+}
+
+/// Bytes in B, KiB, MiB or GiB.
+pub fn human_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value:.0} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::language::Language;
+
+    fn site(calls: u64, bytes: u64) -> IoSite {
+        IoSite {
+            syscall: "pread64".to_owned(),
+            comm: "app".to_owned(),
+            caller: "read_bytewise".to_owned(),
+            path: vec![
+                "main".into(),
+                "read_bytewise".into(),
+                "__libc_pread64".into(),
+            ],
+            descriptors: vec!["file".to_owned()],
+            calls,
+            bytes,
+            nanos: 1_500_000,
+            errors: 0,
+            language: Language::C,
+        }
+    }
+
+    #[test]
+    fn renders_sites_and_findings() {
+        let sites = vec![site(20_000, 20_000)];
+        let findings = vec![SmallIoFinding {
+            site: sites[0].clone(),
+            calls_per_sec: 10_000.0,
+            calls_saved: 19_999,
+            hint: "read through stdio".to_owned(),
+        }];
+        let text = render(&sites, &findings, 2.0, 10);
+        assert!(text.contains("20,000"), "{text}");
+        assert!(
+            text.contains(
+                "pread64 in read_bytewise: 20,000 calls (10,000/s) of 1 B on average, on a file"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("path: main > read_bytewise > __libc_pread64"),
+            "{text}"
+        );
+        assert!(text.contains("fix:  read through stdio"), "{text}");
+        assert!(text.contains("saves: 19,999 of 20,000 calls"), "{text}");
+    }
+
+    #[test]
+    fn says_when_there_is_nothing() {
+        assert!(render(&[], &[], 1.0, 10).contains("No I/O syscalls"));
+        assert!(render(&[site(3, 3)], &[], 1.0, 10).contains("Small I/O hot paths: none."));
+    }
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(1.0), "1 B");
+        assert_eq!(human_bytes(4096.0), "4.0 KiB");
+        assert_eq!(human_bytes(3.5 * 1024.0 * 1024.0), "3.5 MiB");
+    }
+}
