@@ -16,9 +16,6 @@ pub const MAX_CPU_KEYS: u32 = 65536;
 /// Entries of the stack-trace map shared by user and kernel stacks.
 pub const MAX_STACKS: u32 = 16384;
 
-/// Entries of the map of pids already announced to userspace.
-pub const MAX_SEEN_PIDS: u32 = 32768;
-
 /// Words of the user stack copied with the first sample of each user stack, from which
 /// userspace recovers the frames a frame-pointer walk skips (see the profiler's `unwind`).
 pub const STACK_TOP_WORDS: usize = 32;
@@ -101,7 +98,15 @@ pub struct InFlight {
     pub start_ns: u64,
 }
 
-/// Key of the I/O aggregation map.
+/// One in this many calls of an I/O call site has its full user stack taken (the first
+/// call always does); every call is counted.
+pub const IO_STACK_SAMPLE_EVERY: u64 = 64;
+
+/// Key of the I/O aggregation map: a call site, told apart by the registers that locate
+/// the call (no user memory is read to build it, which keeps each call cheap).
+///
+/// Equal registers almost always mean an equal stack; the stacks sampled for a key (see
+/// [`IoStackKey`]) show where they do not.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct IoKey {
@@ -109,10 +114,28 @@ pub struct IoKey {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
-    /// User stack id, or a negative error as in [`CpuKey`].
-    pub user_stack_id: i32,
     /// Index into [`io_syscall::NAMES`].
     pub syscall: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
+    /// User instruction pointer at the syscall.
+    pub ip: u64,
+    /// User stack pointer at the syscall.
+    pub sp: u64,
+    /// User frame pointer at the syscall.
+    pub bp: u64,
+}
+
+/// Key of the map of sampled stacks per I/O call site.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IoStackKey {
+    /// The call site.
+    pub site: IoKey,
+    /// A user stack id sampled at it, or a negative error as in [`CpuKey`].
+    pub user_stack_id: i32,
+    /// Reserved, zero.
+    pub _pad: u32,
 }
 
 /// Value of the I/O aggregation map: what the calls with one key did.
@@ -163,7 +186,7 @@ pub mod counter {
     pub const LOST_IO_FULL: u32 = 11;
     /// I/O syscalls whose entry was overwritten by another thread sharing its in-flight slot.
     pub const LOST_IO_SLOT: u32 = 12;
-    /// I/O syscalls whose user stack was lost to the stack map.
+    /// Stack samples of I/O call sites lost to the stack map or a full sample map.
     pub const LOST_IO_STACK: u32 = 13;
     /// Number of counters.
     pub const COUNT: u32 = 14;
@@ -171,12 +194,10 @@ pub mod counter {
 
 /// Kinds of [`ProcEvent`].
 pub mod proc_event {
-    /// A process was sampled for the first time (or for the first time since it exec'd):
-    /// userspace should snapshot its memory mappings now, while it lives.
-    pub const FIRST_SAMPLE: u32 = 1;
-    /// A process made an I/O call from a new call site: userspace should note what its
-    /// descriptors are before they are closed.
-    pub const NEW_IO_SITE: u32 = 2;
+    /// A process recorded a new stack or call site: userspace should read its memory
+    /// mappings and descriptors (unless it did a moment ago) while the process lives, since
+    /// new code may have been mapped since.
+    pub const NEW_KEY: u32 = 1;
 }
 
 /// An announcement from the kernel programs to userspace through the ring buffer.
@@ -197,8 +218,10 @@ mod pod {
     unsafe impl aya::Pod for super::CpuValue {}
     // SAFETY: only u64s.
     unsafe impl aya::Pod for super::StackTopRaw {}
-    // SAFETY: four u32s.
+    // SAFETY: four u32s, then u64s: no padding.
     unsafe impl aya::Pod for super::IoKey {}
+    // SAFETY: an IoKey (8-aligned, 40 bytes), then two u32s: no padding.
+    unsafe impl aya::Pod for super::IoStackKey {}
     // SAFETY: u64s, then 16 bytes, then u64s: no padding.
     unsafe impl aya::Pod for super::IoValue {}
 }

@@ -9,9 +9,9 @@ use aya_ebpf::{
     programs::PerfEventContext,
 };
 use aya_log_ebpf::warn;
-use profiler_common::{COMM_LEN, CpuKey, CpuValue, MAX_CPU_KEYS, counter};
+use profiler_common::{COMM_LEN, CpuKey, CpuValue, MAX_CPU_KEYS, counter, proc_event};
 
-use crate::shared::{announce, count, current_ids, is_target, save_stack_top, stack_id};
+use crate::shared::{count, current_ids, is_target, notify, save_stack_top, stack_id};
 
 /// Sample counts by (pid, tid, user stack, kernel stack).
 #[map]
@@ -38,7 +38,6 @@ pub fn cpu_sample(ctx: PerfEventContext) -> u32 {
         kernel_stack_id: stack_id(&ctx, 0, counter::LOST_KERNEL_STACK),
     };
     record(&ctx, &key);
-    announce(tgid);
     0
 }
 
@@ -56,6 +55,7 @@ fn record(ctx: &PerfEventContext, key: &CpuKey) {
     if CPU_SAMPLES.insert(key, &value, BPF_NOEXIST as u64).is_ok() {
         count(counter::RECORDED);
         save_stack_top(key.user_stack_id);
+        notify(proc_event::NEW_KEY, key.pid);
     } else {
         count(counter::LOST_AGG_FULL);
         warn!(ctx, "cpu sample map full: sample of pid {} lost", key.pid);

@@ -1,5 +1,10 @@
 //! The I/O profile: every read/write-family syscall of a target, paired entry to exit per
-//! thread, counted with its bytes, time and errors by (pid, tid, user stack, syscall).
+//! thread, counted with its bytes, time and errors by call site.
+//!
+//! Walking the user stack costs several times a 1-byte `pread`, so a call site is keyed by
+//! registers alone (ip, sp, bp), every call is counted exactly there, and one call in
+//! `IO_STACK_SAMPLE_EVERY` per site records its full stack. Userspace attributes each site's
+//! exact totals to the stacks sampled at it.
 //!
 //! The BTF-enabled `sys_enter`/`sys_exit` tracepoints need no tracefs. (fentry/fexit on the
 //! `__x64_sys_*` functions would cost only the traced syscalls, but kernels that restrict
@@ -7,28 +12,38 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
-    helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
     macros::{btf_tracepoint, map},
     maps::{Array, HashMap, PerCpuArray},
     programs::BtfTracePointContext,
 };
 use profiler_common::{
-    COMM_LEN, IN_FLIGHT_SLOTS, IO_HIST_BUCKETS, InFlight, IoKey, IoValue, MAX_IO_KEYS, counter,
-    io_syscall, proc_event,
+    COMM_LEN, IN_FLIGHT_SLOTS, IO_HIST_BUCKETS, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoStackKey,
+    IoValue, MAX_IO_KEYS, counter, io_syscall, proc_event,
 };
 
-use crate::shared::{announce, count, current_ids, is_target, notify, save_stack_top, stack_id};
+use crate::shared::{count, current_ids, is_target, notify, save_stack_top, stack_id};
 
-/// Offset of `di` (the first syscall argument, the descriptor) in x86-64's `struct pt_regs`.
-const PT_REGS_DI: usize = 14 * 8;
+/// Word indices in x86-64's `struct pt_regs` (r15, r14, r13, r12, bp, bx, r11, r10, r9, r8,
+/// ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss).
+const PT_REGS_BP: usize = 4;
+/// `di`, the first syscall argument: the descriptor.
+const PT_REGS_DI: usize = 14;
+const PT_REGS_IP: usize = 16;
+const PT_REGS_SP: usize = 19;
 
 /// Entry times of the syscalls in progress, by thread id modulo the table size.
 #[map]
 static IO_IN_FLIGHT: Array<InFlight> = Array::with_max_entries(IN_FLIGHT_SLOTS, 0);
 
-/// What the calls did, by (pid, tid, user stack, syscall).
+/// What the calls did, by call site.
 #[map]
 static IO_CALLS: HashMap<IoKey, IoValue> =
+    HashMap::with_max_entries(MAX_IO_KEYS, BPF_F_NO_PREALLOC);
+
+/// How many of each call site's stack samples saw each stack.
+#[map]
+static IO_STACK_SAMPLES: HashMap<IoStackKey, u64> =
     HashMap::with_max_entries(MAX_IO_KEYS, BPF_F_NO_PREALLOC);
 
 /// Scratch space for a new [`IoValue`], too large for the BPF stack.
@@ -74,7 +89,8 @@ pub fn io_sys_enter(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
-/// Pairs a traced syscall's return with its entry and adds it to its call site.
+/// Pairs a traced syscall's return with its entry and adds it to its call site; one call in
+/// [`IO_STACK_SAMPLE_EVERY`] of each site also records its full user stack.
 #[btf_tracepoint(function = "sys_exit")]
 pub fn io_sys_exit(ctx: BtfTracePointContext) -> u32 {
     let (tgid, tid) = current_ids();
@@ -93,28 +109,46 @@ pub fn io_sys_exit(ctx: BtfTracePointContext) -> u32 {
     // SAFETY: a helper without arguments.
     let nanos = unsafe { bpf_ktime_get_ns() }.saturating_sub(start);
     let result: i64 = ctx.arg(1);
+    let regs: *const u64 = ctx.arg(0);
+    // SAFETY: the tracepoint's BTF-typed pt_regs argument: the verifier checks these loads
+    // against the struct's layout, and they are cheaper than probe reads.
+    let (bp, ip, sp, fd) = unsafe {
+        (
+            *regs.add(PT_REGS_BP),
+            *regs.add(PT_REGS_IP),
+            *regs.add(PT_REGS_SP),
+            *regs.add(PT_REGS_DI),
+        )
+    };
     let key = IoKey {
         pid: tgid,
         tid,
-        user_stack_id: stack_id(&ctx, BPF_F_USER_STACK as u64, counter::LOST_IO_STACK),
         syscall,
+        _pad: 0,
+        ip,
+        sp,
+        bp,
     };
     count(counter::IO_CALLS);
     if let Some(value) = IO_CALLS.get_ptr_mut(&key) {
         // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
-        unsafe { add_call(&mut *value, result, nanos) };
+        let calls = unsafe {
+            add_call(&mut *value, result, nanos);
+            (*value).calls
+        };
+        if calls % IO_STACK_SAMPLE_EVERY == 0 {
+            sample_stack(&ctx, &key);
+        }
         return 0;
     }
     let Some(value) = IO_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
-    // SAFETY: this CPU's scratch slot; the regs pointer is the tracepoint's argument.
+    // SAFETY: this CPU's scratch slot.
     unsafe {
         let value = &mut *value;
         *value = core::mem::zeroed();
-        let regs: *const u8 = ctx.arg(0);
-        value.fd =
-            bpf_probe_read_kernel(regs.add(PT_REGS_DI).cast::<u64>()).unwrap_or(u64::MAX) as i64;
+        value.fd = fd as i64;
         value.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
         add_call(value, result, nanos);
         if IO_CALLS.insert(&key, &*value, BPF_NOEXIST as u64).is_err() {
@@ -122,10 +156,32 @@ pub fn io_sys_exit(ctx: BtfTracePointContext) -> u32 {
             return 0;
         }
     }
-    save_stack_top(key.user_stack_id);
-    announce(tgid);
-    notify(proc_event::NEW_IO_SITE, tgid);
+    sample_stack(&ctx, &key);
+    notify(proc_event::NEW_KEY, tgid);
     0
+}
+
+/// Records the current user stack as one sample of the call site `site`.
+#[inline(always)]
+fn sample_stack(ctx: &BtfTracePointContext, site: &IoKey) {
+    let key = IoStackKey {
+        site: *site,
+        user_stack_id: stack_id(ctx, BPF_F_USER_STACK as u64, counter::LOST_IO_STACK),
+        _pad: 0,
+    };
+    if let Some(samples) = IO_STACK_SAMPLES.get_ptr_mut(&key) {
+        // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
+        unsafe { *samples += 1 };
+        return;
+    }
+    if IO_STACK_SAMPLES
+        .insert(&key, &1, BPF_NOEXIST as u64)
+        .is_err()
+    {
+        count(counter::LOST_IO_STACK);
+        return;
+    }
+    save_stack_top(key.user_stack_id);
 }
 
 #[inline(always)]

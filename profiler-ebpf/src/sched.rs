@@ -1,10 +1,10 @@
-//! Scheduler tracepoints: follow the forks of targets, and re-announce a process after exec.
+//! Scheduler tracepoints: follow the forks of targets and forget threads that exit.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use aya_log_ebpf::{debug, warn};
 use profiler_common::counter;
 
-use crate::shared::{SEEN_PIDS, TARGETS, count, current_ids, filtering};
+use crate::shared::{TARGETS, count, current_ids, filtering};
 
 /// Offset of `child_pid` in the `sched_process_fork` tracepoint record; it moved between
 /// kernel versions, so userspace reads it from the event's format file.
@@ -40,15 +40,6 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
             "target map full: child {} of {} not followed", child, parent
         );
     }
-    0
-}
-
-/// Forgets a process's announcement when it execs, so its next sample re-announces it and
-/// userspace reads its new mappings.
-#[tracepoint]
-pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
-    let (tgid, _) = current_ids();
-    let _ = SEEN_PIDS.remove(&tgid);
     0
 }
 

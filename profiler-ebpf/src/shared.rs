@@ -8,12 +8,11 @@ use aya_ebpf::{
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     },
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::tracing::StackIdContext,
 };
 use profiler_common::{
-    MAX_SEEN_PIDS, MAX_STACKS, MAX_TARGETS, PROC_EVENTS_BYTES, ProcEvent, STACK_TOP_WORDS,
-    StackTopRaw, counter, proc_event,
+    MAX_STACKS, MAX_TARGETS, PROC_EVENTS_BYTES, ProcEvent, STACK_TOP_WORDS, StackTopRaw, counter,
 };
 
 pub const EEXIST: i32 = 17;
@@ -45,10 +44,6 @@ static STACK_TOP_SCRATCH: PerCpuArray<StackTopRaw> = PerCpuArray::with_max_entri
 /// What was seen and what was lost, per CPU; indices are in [`counter`].
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-
-/// Processes already announced to userspace; LRU so it never fills up.
-#[map]
-pub static SEEN_PIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_SEEN_PIDS, 0);
 
 /// Announcements to userspace: a process to snapshot while it lives.
 #[map]
@@ -127,20 +122,6 @@ pub fn save_stack_top(user_stack_id: i32) {
         }
         let _ = STACK_TOPS.insert(&user_stack_id, &*top, BPF_NOEXIST as u64);
     }
-}
-
-/// Tells userspace about a process the first time it is recorded, so that its mappings are
-/// read while it still exists.
-#[inline(always)]
-pub fn announce(tgid: u32) {
-    // SAFETY: presence check only.
-    if unsafe { SEEN_PIDS.get(&tgid) }.is_some() {
-        return;
-    }
-    if SEEN_PIDS.insert(&tgid, &1, BPF_NOEXIST as u64).is_err() {
-        return; // Another CPU announced it.
-    }
-    notify(proc_event::FIRST_SAMPLE, tgid);
 }
 
 /// Sends a [`ProcEvent`] to userspace, counting it when the ring buffer is full.

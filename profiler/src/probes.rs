@@ -8,7 +8,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTrace
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
-use profiler_common::{CpuKey, CpuValue, IoKey, IoValue, StackTopRaw, counter};
+use profiler_common::{CpuKey, CpuValue, IoKey, IoStackKey, IoValue, StackTopRaw, counter};
 
 use crate::unwind::StackTop;
 
@@ -95,16 +95,12 @@ impl Probes {
             .with_context(|| format!("cannot remove pid {pid} from the target map"))
     }
 
-    /// Attaches the scheduler tracepoints that follow forks and execs.
+    /// Attaches the scheduler tracepoints that follow forks and forget exited threads.
     ///
     /// # Errors
     /// When tracefs is missing or the kernel refuses the attachment.
     pub fn attach_tracepoints(&mut self) -> Result<()> {
-        for name in [
-            "sched_process_fork",
-            "sched_process_exec",
-            "sched_process_exit",
-        ] {
+        for name in ["sched_process_fork", "sched_process_exit"] {
             let program: &mut TracePoint = program_mut(&mut self.ebpf, name)?.try_into()?;
             program
                 .load()
@@ -237,6 +233,19 @@ impl Probes {
         calls
             .iter()
             .map(|entry| entry.context("cannot read the I/O call map"))
+            .collect()
+    }
+
+    /// Reads how often each stack was sampled at each I/O call site.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read_io_stack_samples(&self) -> Result<Vec<(IoStackKey, u64)>> {
+        let samples: BpfHashMap<_, IoStackKey, u64> =
+            BpfHashMap::try_from(self.map("IO_STACK_SAMPLES")?)?;
+        samples
+            .iter()
+            .map(|entry| entry.context("cannot read the I/O stack sample map"))
             .collect()
     }
 

@@ -66,16 +66,6 @@ impl ProcessTable {
         true
     }
 
-    /// Re-reads only the descriptors of a live process (a new I/O call site appeared).
-    pub fn snapshot_fds(&mut self, pid: u32) {
-        match self.processes.get_mut(&pid) {
-            Some(info) => info.fds.extend(read_fd_kinds(pid)),
-            None => {
-                self.snapshot(pid);
-            }
-        }
-    }
-
     /// Re-reads every known process that still lives (mappings change with `dlopen`).
     pub fn refresh(&mut self) {
         let pids: Vec<u32> = self.processes.keys().copied().collect();

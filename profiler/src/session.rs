@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use profiler_common::{CpuKey, CpuValue, IoKey, IoValue, ProcEvent, counter, proc_event};
+use profiler_common::{
+    CpuKey, CpuValue, IoKey, IoStackKey, IoValue, ProcEvent, counter, proc_event,
+};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
@@ -60,8 +62,10 @@ pub struct RunOutcome {
     pub counters: Counters,
     /// Raw CPU sample counts by (pid, tid, user stack, kernel stack).
     pub cpu_samples: Vec<(CpuKey, CpuValue)>,
-    /// What the traced I/O syscalls did, by (pid, tid, user stack, syscall).
+    /// What the traced I/O syscalls did, by call site.
     pub io_calls: Vec<(IoKey, IoValue)>,
+    /// How often each stack was sampled at each I/O call site.
+    pub io_stack_samples: Vec<(IoStackKey, u64)>,
     /// The stacks the samples and calls reference.
     pub stacks: RawStacks,
     /// Mapping snapshots of every sampled process.
@@ -152,10 +156,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     }
     let cpu_samples = probes.read_cpu_samples()?;
     let io_calls = probes.read_io_calls()?;
+    let io_stack_samples = probes.read_io_stack_samples()?;
     let stack_ids = cpu_samples
         .iter()
         .flat_map(|(k, _)| [k.user_stack_id, k.kernel_stack_id])
-        .chain(io_calls.iter().map(|(k, _)| k.user_stack_id));
+        .chain(io_stack_samples.iter().map(|(k, _)| k.user_stack_id));
     let stacks = probes.read_stacks(stack_ids)?;
     Ok(RunOutcome {
         start,
@@ -165,6 +170,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         counters: probes.counters()?,
         cpu_samples,
         io_calls,
+        io_stack_samples,
         stacks,
         processes,
     })
@@ -199,21 +205,23 @@ async fn wait_child(child: &mut Option<Child>) -> Result<ExitStatus> {
     }
 }
 
-/// Snapshots the mappings of every newly sampled process, while it still lives.
+/// Snapshots every process that recorded a new stack, while it still lives: new code may
+/// have been mapped (the C library after the dynamic loader, a `dlopen`). One read per
+/// process per batch of events.
 fn drain_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
+    let mut pids = std::collections::HashSet::new();
     while let Some(item) = ring.next() {
         if item.len() < size_of::<ProcEvent>() {
             continue;
         }
         // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
         let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-        match event.kind {
-            proc_event::FIRST_SAMPLE => {
-                processes.snapshot(event.pid);
-            }
-            proc_event::NEW_IO_SITE => processes.snapshot_fds(event.pid),
-            _ => {}
+        if event.kind == proc_event::NEW_KEY {
+            pids.insert(event.pid);
         }
+    }
+    for pid in pids {
+        processes.snapshot(pid);
     }
 }
 
