@@ -58,7 +58,7 @@ pub fn comm(raw: &[u8; COMM_LEN]) -> String {
 fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
     let c = &run.counters;
     let secs = run.duration.as_secs_f64();
-    let expected = config.frequency as f64 * secs * run.cpus as f64;
+    let upper = config.frequency as f64 * secs * run.cpus as f64;
     let ticks = c.get(counter::TICKS);
     let target = match &config.target {
         Target::Host => "the whole host".to_owned(),
@@ -74,22 +74,26 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
             format!("command `{}`", argv.join(" "))
         }
     };
+    let busy_ticks = ticks.saturating_sub(c.get(counter::IDLE));
+    let expected_busy = config.frequency as f64 * run.busy_cpu_seconds;
     let mut lines = vec![
         format!(
             "window: {secs:.2}s of {target} at {} Hz on {} CPUs; {}",
             config.frequency, run.cpus, run.stop
         ),
         format!(
-            "timer ticks: {ticks} of {expected:.0} expected ({} Hz x {secs:.2}s x {} CPUs), {:.1}%; \
-             the shortfall is ticks the kernel throttled or missed",
+            "received: {busy_ticks} ticks on busy CPUs of {expected_busy:.0} expected \
+             ({} Hz x {:.2} busy CPU-seconds from /proc/stat), {:.1}%; at most {upper:.0} \
+             ({} Hz x {secs:.2}s x {} CPUs) if every CPU had been busy; idle CPUs take no ticks",
             config.frequency,
-            run.cpus,
-            percent(ticks as f64, expected)
+            run.busy_cpu_seconds,
+            percent(busy_ticks as f64, expected_busy),
+            config.frequency,
+            run.cpus
         ),
         format!(
-            "samples: {} recorded; {} ticks on idle CPUs and {} in other processes not recorded",
+            "samples: {} recorded; {} ticks in other processes not recorded",
             c.get(counter::RECORDED),
-            c.get(counter::IDLE),
             c.get(counter::FILTERED)
         ),
         format!(

@@ -4,6 +4,7 @@ mod analysis;
 mod cli;
 mod config;
 mod cpu_profile;
+mod cpustat;
 mod io_profile;
 mod launch;
 mod output;
@@ -11,6 +12,7 @@ mod preflight;
 mod probes;
 mod procmaps;
 mod profile;
+mod selfcost;
 mod session;
 mod stacks;
 mod symbolize;
@@ -94,6 +96,11 @@ fn run(config: &Config) -> Result<()> {
         );
         println!();
     }
+    println!("{}", outcome.kernel_cost.describe());
+    println!(
+        "finished: all files written {} ms after the window closed",
+        outcome.window_end.elapsed().as_millis()
+    );
     println!("wrote:");
     for path in &written {
         println!("  {}", path.display());

@@ -16,8 +16,10 @@ use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Config, Target};
+use crate::cpustat::CpuTimes;
 use crate::probes::{Counters, Probes, RawStacks};
 use crate::procmaps::ProcessTable;
+use crate::selfcost::KernelCost;
 use crate::{launch, preflight, tracefs};
 
 const TICK: Duration = Duration::from_millis(250);
@@ -58,6 +60,12 @@ pub struct RunOutcome {
     pub stop: StopReason,
     /// Online CPUs.
     pub cpus: usize,
+    /// CPU-seconds the whole host was busy during the run, from `/proc/stat`.
+    pub busy_cpu_seconds: f64,
+    /// What the kernel programs and maps cost during the run.
+    pub kernel_cost: KernelCost,
+    /// When the profiling window closed, to time the end of the run.
+    pub window_end: Instant,
     /// The kernel programs' counters at the end.
     pub counters: Counters,
     /// Raw CPU sample counts by (pid, tid, user stack, kernel stack).
@@ -110,6 +118,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let command_pid = child.as_ref().and_then(Child::id);
     let start = SystemTime::now();
     let started = Instant::now();
+    let cpu_times_at_start = CpuTimes::now();
     let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
 
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -146,6 +155,8 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         }
     };
     let duration = started.elapsed();
+    let kernel_cost = KernelCost::now();
+    let busy_cpu_seconds = CpuTimes::now().busy_seconds_since(&cpu_times_at_start);
     status.finish_and_clear();
     probes.stop();
     drain_events(events.get_mut(), &mut processes);
@@ -167,6 +178,9 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         duration,
         stop,
         cpus,
+        busy_cpu_seconds,
+        kernel_cost,
+        window_end: started + duration,
         counters: probes.counters()?,
         cpu_samples,
         io_calls,
