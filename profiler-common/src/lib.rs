@@ -86,16 +86,108 @@ pub mod io_syscall {
     pub const SENDMMSG: u32 = 15;
 }
 
-/// A syscall that has entered the kernel and not yet returned, per thread.
+/// The futex waits the blocking profile traces, numbered after the I/O syscalls in
+/// [`InFlight::syscall`].
+pub mod futex_syscall {
+    /// `futex` with a waiting operation (WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2,
+    /// WAIT_REQUEUE_PI).
+    pub const FUTEX: u32 = 16;
+    /// `futex_waitv`.
+    pub const FUTEX_WAITV: u32 = 17;
+    /// `futex_wait` (Linux 6.7).
+    pub const FUTEX_WAIT: u32 = 18;
+    /// The syscalls' names, indexed by `syscall - FUTEX`.
+    pub const NAMES: [&str; 3] = ["futex", "futex_waitv", "futex_wait"];
+}
+
+/// A traced syscall that has entered the kernel and not yet returned, per thread.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InFlight {
     /// The thread, to tell apart threads that share a slot.
     pub tid: u32,
-    /// Index of the syscall in [`io_syscall::NAMES`].
+    /// Index of the syscall: [`io_syscall::NAMES`] below 16, then [`futex_syscall`].
     pub syscall: u32,
     /// `bpf_ktime_get_ns` at entry; zero when the slot is free.
     pub start_ns: u64,
+    /// The process, for waits still in progress when the run ends.
+    pub pid: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
+    /// For futex waits: the futex address and the registers that key the call site.
+    pub uaddr: u64,
+    /// User instruction pointer at entry (futex waits only).
+    pub ip: u64,
+    /// User stack pointer at entry (futex waits only).
+    pub sp: u64,
+    /// User frame pointer at entry (futex waits only).
+    pub bp: u64,
+}
+
+/// One in this many waits of a blocking call site has its full user stack taken (the
+/// first always does).
+pub const BLOCK_STACK_SAMPLE_EVERY: u64 = 16;
+
+/// Entries of the blocking aggregation map.
+pub const MAX_BLOCK_KEYS: u32 = 16384;
+
+/// How a futex wait ended, the index into [`BlockValue`]'s arrays.
+pub mod wait_outcome {
+    /// Woken by another thread (or the lock was acquired).
+    pub const WOKEN: usize = 0;
+    /// The timeout expired (`-ETIMEDOUT`).
+    pub const TIMED_OUT: usize = 1;
+    /// A signal interrupted it (`-EINTR`, `-ERESTARTSYS`).
+    pub const INTERRUPTED: usize = 2;
+    /// It did not sleep: the futex value had already changed (`-EAGAIN`), or another error.
+    pub const NO_WAIT: usize = 3;
+    /// Number of outcomes.
+    pub const COUNT: usize = 4;
+    /// Names for labels, by index.
+    pub const NAMES: [&str; COUNT] = ["woken", "timed out", "interrupted", "no wait"];
+}
+
+/// Key of the blocking aggregation map: a wait site, keyed by registers like [`IoKey`],
+/// and the futex waited on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The futex's user address (for `futex_waitv`, the first waiter's).
+    pub uaddr: u64,
+    /// User instruction pointer at the syscall.
+    pub ip: u64,
+    /// User stack pointer at the syscall.
+    pub sp: u64,
+    /// User frame pointer at the syscall.
+    pub bp: u64,
+}
+
+/// Key of the map of sampled stacks per blocking call site.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockStackKey {
+    /// The wait site.
+    pub site: BlockKey,
+    /// A user stack id sampled at it, or a negative error as in [`CpuKey`].
+    pub user_stack_id: i32,
+    /// Reserved, zero.
+    pub _pad: u32,
+}
+
+/// Value of the blocking aggregation map: waits and their time, by outcome.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockValue {
+    /// Completed waits, by [`wait_outcome`].
+    pub waits: [u64; wait_outcome::COUNT],
+    /// Nanoseconds waited, by [`wait_outcome`].
+    pub nanos: [u64; wait_outcome::COUNT],
+    /// The thread's command name at the first wait.
+    pub comm: [u8; COMM_LEN],
 }
 
 /// One in this many calls of an I/O call site has its full user stack taken (the first
@@ -184,12 +276,19 @@ pub mod counter {
     pub const IO_CALLS: u32 = 10;
     /// I/O syscalls lost because the I/O aggregation map was full.
     pub const LOST_IO_FULL: u32 = 11;
-    /// I/O syscalls whose entry was overwritten by another thread sharing its in-flight slot.
-    pub const LOST_IO_SLOT: u32 = 12;
+    /// Traced syscalls (I/O or futex) whose entry was overwritten by another thread sharing
+    /// its in-flight slot.
+    pub const LOST_SLOT: u32 = 12;
     /// Stack samples of I/O call sites lost to the stack map or a full sample map.
     pub const LOST_IO_STACK: u32 = 13;
+    /// Futex waits recorded.
+    pub const BLOCK_WAITS: u32 = 14;
+    /// Futex waits lost because the blocking map was full.
+    pub const LOST_BLOCK_FULL: u32 = 15;
+    /// Stack samples of wait sites lost to the stack map or a full sample map.
+    pub const LOST_BLOCK_STACK: u32 = 16;
     /// Number of counters.
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 17;
 }
 
 /// Kinds of [`ProcEvent`].
@@ -222,6 +321,14 @@ mod pod {
     unsafe impl aya::Pod for super::IoKey {}
     // SAFETY: an IoKey (8-aligned, 40 bytes), then two u32s: no padding.
     unsafe impl aya::Pod for super::IoStackKey {}
+    // SAFETY: two u32s, then u64s: no padding.
+    unsafe impl aya::Pod for super::BlockKey {}
+    // SAFETY: a BlockKey (40 bytes), then two u32s: no padding.
+    unsafe impl aya::Pod for super::BlockStackKey {}
+    // SAFETY: u64 arrays, then 16 bytes: no padding.
+    unsafe impl aya::Pod for super::BlockValue {}
+    // SAFETY: u32 pairs and u64s, no padding.
+    unsafe impl aya::Pod for super::InFlight {}
     // SAFETY: u64s, then 16 bytes, then u64s: no padding.
     unsafe impl aya::Pod for super::IoValue {}
 }

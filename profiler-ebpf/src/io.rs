@@ -5,36 +5,22 @@
 //! registers alone (ip, sp, bp), every call is counted exactly there, and one call in
 //! `IO_STACK_SAMPLE_EVERY` per site records its full stack. Userspace attributes each site's
 //! exact totals to the stacks sampled at it.
-//!
-//! The BTF-enabled `sys_enter`/`sys_exit` tracepoints need no tracefs. (fentry/fexit on the
-//! `__x64_sys_*` functions would cost only the traced syscalls, but kernels that restrict
-//! ftrace refuse them.)
+//! `syscalls.rs` pairs entry and exit.
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
-    helpers::{bpf_get_current_comm, bpf_ktime_get_ns},
-    macros::{btf_tracepoint, map},
-    maps::{Array, HashMap, PerCpuArray},
+    helpers::bpf_get_current_comm,
+    macros::map,
+    maps::{HashMap, PerCpuArray},
     programs::BtfTracePointContext,
 };
 use profiler_common::{
-    COMM_LEN, IN_FLIGHT_SLOTS, IO_HIST_BUCKETS, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoStackKey,
-    IoValue, MAX_IO_KEYS, counter, io_syscall, proc_event,
+    COMM_LEN, IO_HIST_BUCKETS, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoStackKey, IoValue,
+    MAX_IO_KEYS, counter, proc_event,
 };
 
-use crate::shared::{count, current_ids, is_target, notify, save_stack_top, stack_id};
-
-/// Word indices in x86-64's `struct pt_regs` (r15, r14, r13, r12, bp, bx, r11, r10, r9, r8,
-/// ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss).
-const PT_REGS_BP: usize = 4;
-/// `di`, the first syscall argument: the descriptor.
-const PT_REGS_DI: usize = 14;
-const PT_REGS_IP: usize = 16;
-const PT_REGS_SP: usize = 19;
-
-/// Entry times of the syscalls in progress, by thread id modulo the table size.
-#[map]
-static IO_IN_FLIGHT: Array<InFlight> = Array::with_max_entries(IN_FLIGHT_SLOTS, 0);
+use crate::shared::{count, notify, save_stack_top, stack_id};
+use crate::syscalls::{PT_REGS_BP, PT_REGS_DI, PT_REGS_IP, PT_REGS_SP};
 
 /// What the calls did, by call site.
 #[map]
@@ -50,65 +36,11 @@ static IO_STACK_SAMPLES: HashMap<IoStackKey, u64> =
 #[map]
 static IO_SCRATCH: PerCpuArray<IoValue> = PerCpuArray::with_max_entries(1, 0);
 
-/// x86-64 syscall numbers of the traced syscalls, in the order of
-/// `profiler_common::io_syscall::NAMES`.
-const SYSCALL_NUMBERS: [i64; io_syscall::COUNT] = [
-    0, 1, 17, 18, 19, 20, 295, 296, 327, 328, 45, 44, 47, 46, 299, 307,
-];
-
-/// Notes the entry time of a traced syscall of a target thread.
-#[btf_tracepoint(function = "sys_enter")]
-pub fn io_sys_enter(ctx: BtfTracePointContext) -> u32 {
-    let id: i64 = ctx.arg(1);
-    let mut syscall = io_syscall::COUNT as u32;
-    for (index, &number) in SYSCALL_NUMBERS.iter().enumerate() {
-        if id == number {
-            syscall = index as u32;
-        }
-    }
-    if syscall as usize == io_syscall::COUNT {
-        return 0;
-    }
-    let (tgid, tid) = current_ids();
-    if !is_target(tgid) {
-        return 0;
-    }
-    let Some(slot) = IO_IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {
-        return 0;
-    };
-    // SAFETY: a slot of a global array; a thread is in one syscall at a time, and another
-    // thread that shares the slot is detected by its tid.
-    unsafe {
-        if (*slot).start_ns != 0 && (*slot).tid != tid {
-            count(counter::LOST_IO_SLOT);
-        }
-        (*slot).tid = tid;
-        (*slot).syscall = syscall;
-        (*slot).start_ns = bpf_ktime_get_ns();
-    }
-    0
-}
-
-/// Pairs a traced syscall's return with its entry and adds it to its call site; one call in
-/// [`IO_STACK_SAMPLE_EVERY`] of each site also records its full user stack.
-#[btf_tracepoint(function = "sys_exit")]
-pub fn io_sys_exit(ctx: BtfTracePointContext) -> u32 {
-    let (tgid, tid) = current_ids();
-    let Some(slot) = IO_IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {
-        return 0;
-    };
-    // SAFETY: as in `io_sys_enter`.
-    let (start, syscall) = unsafe {
-        if (*slot).tid != tid || (*slot).start_ns == 0 {
-            return 0; // Not a traced call of a target, or entered before tracing began.
-        }
-        let start = (*slot).start_ns;
-        (*slot).start_ns = 0;
-        (start, (*slot).syscall)
-    };
-    // SAFETY: a helper without arguments.
-    let nanos = unsafe { bpf_ktime_get_ns() }.saturating_sub(start);
-    let result: i64 = ctx.arg(1);
+/// Adds a finished I/O syscall to its call site; one call in [`IO_STACK_SAMPLE_EVERY`] of
+/// each site also records its full user stack.
+#[inline(always)]
+pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos: u64) {
+    let (tgid, tid, syscall) = (entry.pid, entry.tid, entry.syscall);
     let regs: *const u64 = ctx.arg(0);
     // SAFETY: the tracepoint's BTF-typed pt_regs argument: the verifier checks these loads
     // against the struct's layout, and they are cheaper than probe reads.
@@ -137,12 +69,12 @@ pub fn io_sys_exit(ctx: BtfTracePointContext) -> u32 {
             (*value).calls
         };
         if calls % IO_STACK_SAMPLE_EVERY == 0 {
-            sample_stack(&ctx, &key);
+            sample_stack(ctx, &key);
         }
-        return 0;
+        return;
     }
     let Some(value) = IO_SCRATCH.get_ptr_mut(0) else {
-        return 0;
+        return;
     };
     // SAFETY: this CPU's scratch slot.
     unsafe {
@@ -153,12 +85,11 @@ pub fn io_sys_exit(ctx: BtfTracePointContext) -> u32 {
         add_call(value, result, nanos);
         if IO_CALLS.insert(&key, &*value, BPF_NOEXIST as u64).is_err() {
             count(counter::LOST_IO_FULL);
-            return 0;
+            return;
         }
     }
-    sample_stack(&ctx, &key);
+    sample_stack(ctx, &key);
     notify(proc_event::NEW_KEY, tgid);
-    0
 }
 
 /// Records the current user stack as one sample of the call site `site`.

@@ -5,10 +5,12 @@
 #![no_std]
 #![no_main]
 
+mod block;
 mod cpu;
 mod io;
 mod sched;
 mod shared;
+mod syscalls;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -27,8 +27,8 @@ struct Args {
     #[arg(short = 'F', long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     frequency: u64,
 
-    /// Profiles to collect, comma-separated: cpu, io.
-    #[arg(long, value_delimiter = ',', default_value = "cpu,io", value_parser = ["cpu", "io"])]
+    /// Profiles to collect, comma-separated: cpu, io, block.
+    #[arg(long, value_delimiter = ',', default_value = "cpu,io,block", value_parser = ["cpu", "io", "block"])]
     profiles: Vec<String>,
 
     /// A call site whose average I/O call moves at most this many bytes counts as small I/O.
@@ -89,6 +89,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Config, clap::E
         profiles: ProfileSet {
             cpu: args.profiles.iter().any(|p| p == "cpu"),
             io: args.profiles.iter().any(|p| p == "io"),
+            block: args.profiles.iter().any(|p| p == "block"),
         },
         small_io: SmallIo {
             max_avg_bytes: args.small_io_bytes,
@@ -136,9 +137,11 @@ mod tests {
             config.profiles,
             ProfileSet {
                 cpu: false,
-                io: true
+                io: true,
+                block: false
             }
         );
+        assert!(parse(&["--profiles", "block,cpu"]).unwrap().profiles.block);
         assert!(parse(&["--profiles", "heap"]).is_err());
     }
 

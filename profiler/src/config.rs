@@ -22,6 +22,8 @@ pub struct ProfileSet {
     pub cpu: bool,
     /// Read/write-family syscalls by call stack.
     pub io: bool,
+    /// Futex waits by call stack.
+    pub block: bool,
 }
 
 impl Default for ProfileSet {
@@ -29,6 +31,7 @@ impl Default for ProfileSet {
         Self {
             cpu: true,
             io: true,
+            block: true,
         }
     }
 }

@@ -19,9 +19,6 @@ pub const TIME: usize = 2;
 /// Index of `errors`.
 pub const ERRORS: usize = 3;
 
-/// `-ENOMEM` as a stack id: shown as a lost stack.
-const ENOMEM: i32 = -12;
-
 /// Builds the symbolized I/O profile: sample types `calls/count` (the default),
 /// `bytes/bytes`, `time/nanoseconds` and `errors/count`; labels `syscall`, `pid`, `comm`, and
 /// `descriptor` (file, socket, pipe, tty, ...) where it was seen.
@@ -69,19 +66,9 @@ pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>
         if let Some(kind) = kind {
             labels.push(Label::str("descriptor", *kind));
         }
-        // Every stack id is an error when all of the site's stack samples were lost.
-        let mut sampled = stacks_of.remove(key).unwrap_or_default();
-        if sampled.is_empty() {
-            sampled.push((ENOMEM, 1));
-        }
-        let weights: Vec<u64> = sampled.iter().map(|&(_, n)| n).collect();
+        let sampled = stacks_of.remove(key).unwrap_or_default();
         let totals = [value.calls, value.bytes, value.nanos, value.errors];
-        let shares = totals.map(|total| apportion(total, &weights));
-        for (i, &(stack_id, _)) in sampled.iter().enumerate() {
-            let stack = resolver.intern(&mut builder, key.pid, stack_id, -1);
-            let values = shares.each_ref().map(|share| share[i] as i64);
-            builder.add_sample(stack, &values, labels.clone());
-        }
+        resolver.add_site(&mut builder, key.pid, &sampled, &totals, &labels);
     }
     builder.build()
 }
@@ -101,56 +88,8 @@ fn accounting(run: &RunOutcome) -> Vec<String> {
              sharing its slot); {} stacks lost (stack-map collisions or full map)",
             c.get(counter::IO_CALLS),
             c.get(counter::LOST_IO_FULL),
-            c.get(counter::LOST_IO_SLOT),
+            c.get(counter::LOST_SLOT),
             c.get(counter::LOST_IO_STACK)
         ),
     ]
-}
-
-/// Splits `total` in proportion to `weights`, exactly: the parts add up to `total`, and the
-/// remainder goes to the largest fractional parts.
-fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
-    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
-    if sum == 0 {
-        let mut parts = vec![0; weights.len()];
-        if let Some(first) = parts.first_mut() {
-            *first = total;
-        }
-        return parts;
-    }
-    let exact: Vec<(u64, u128)> = weights
-        .iter()
-        .map(|&w| {
-            let scaled = u128::from(total) * u128::from(w);
-            ((scaled / sum) as u64, scaled % sum)
-        })
-        .collect();
-    let mut parts: Vec<u64> = exact.iter().map(|&(q, _)| q).collect();
-    let mut left = total - parts.iter().sum::<u64>();
-    let mut order: Vec<usize> = (0..parts.len()).collect();
-    order.sort_by(|&a, &b| exact[b].1.cmp(&exact[a].1));
-    for i in order {
-        if left == 0 {
-            break;
-        }
-        parts[i] += 1;
-        left -= 1;
-    }
-    parts
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn apportion_is_exact_and_proportional() {
-        assert_eq!(apportion(10, &[1]), vec![10]);
-        assert_eq!(apportion(10, &[1, 1]), vec![5, 5]);
-        assert_eq!(apportion(10, &[1, 2]), vec![3, 7]);
-        assert_eq!(apportion(7, &[0, 0]), vec![7, 0]);
-        let parts = apportion(1_000_003, &[3, 5, 7]);
-        assert_eq!(parts.iter().sum::<u64>(), 1_000_003);
-        assert_eq!(parts, vec![200_001, 333_334, 466_668]);
-    }
 }

@@ -1,6 +1,7 @@
 //! `profiler`: a system-wide sampling profiler for Linux on eBPF.
 
 mod analysis;
+mod block_profile;
 mod cli;
 mod config;
 mod cpu_profile;
@@ -93,6 +94,17 @@ fn run(config: &Config) -> Result<()> {
         print!(
             "{}",
             output::io_summary::render(&sites, &findings, seconds, config.top)
+        );
+        println!();
+    }
+    if config.profiles.block {
+        let profile = block_profile::build(&outcome, config, &mut resolver);
+        written.extend(output::write_profile(&profile, &config.output_dir)?);
+        let per_process = analysis::block::by_process(&profile);
+        let futexes = analysis::block::by_futex(&profile);
+        print!(
+            "{}",
+            output::block_summary::render(&profile, &per_process, &futexes, config.top)
         );
         println!();
     }

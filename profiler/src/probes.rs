@@ -8,7 +8,10 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTrace
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
-use profiler_common::{CpuKey, CpuValue, IoKey, IoStackKey, IoValue, StackTopRaw, counter};
+use profiler_common::{
+    BlockKey, BlockStackKey, BlockValue, CpuKey, CpuValue, InFlight, IoKey, IoStackKey, IoValue,
+    StackTopRaw, counter,
+};
 
 use crate::unwind::StackTop;
 
@@ -36,6 +39,19 @@ pub struct RawStacks {
     pub tops: HashMap<u32, StackTop>,
 }
 
+/// What the kernel programs are told at load time.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Profile only the pids added with [`Probes::add_target`] (and their children).
+    pub filter: bool,
+    /// Offset of `child_pid` in the `sched_process_fork` record (see [`crate::tracefs`]).
+    pub fork_child_pid_offset: u32,
+    /// Trace the read/write-family syscalls.
+    pub io: bool,
+    /// Trace futex waits.
+    pub block: bool,
+}
+
 /// The loaded and attached kernel programs.
 pub struct Probes {
     ebpf: Ebpf,
@@ -48,7 +64,7 @@ impl Probes {
     ///
     /// # Errors
     /// When BTF cannot be read or the kernel rejects a program or map.
-    pub fn load(btf_path: &Path, filter: bool, fork_child_pid_offset: u32) -> Result<Self> {
+    pub fn load(btf_path: &Path, options: &LoadOptions) -> Result<Self> {
         let btf = Btf::parse_file(btf_path, Endianness::default()).with_context(|| {
             format!(
                 "cannot read kernel BTF from {}: the profiler needs a kernel built with \
@@ -56,11 +72,19 @@ impl Probes {
                 btf_path.display()
             )
         })?;
-        let filter = u8::from(filter);
+        let filter = u8::from(options.filter);
+        let trace_io = u8::from(options.io);
+        let trace_block = u8::from(options.block);
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("FILTER_PIDS", &filter, true)
-            .override_global("FORK_CHILD_PID_OFFSET", &fork_child_pid_offset, true)
+            .override_global(
+                "FORK_CHILD_PID_OFFSET",
+                &options.fork_child_pid_offset,
+                true,
+            )
+            .override_global("TRACE_IO", &trace_io, true)
+            .override_global("TRACE_BLOCK", &trace_block, true)
             .load(EBPF_OBJECT)
             .context("cannot load the eBPF programs into the kernel")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -139,18 +163,21 @@ impl Probes {
         Ok(())
     }
 
-    /// Starts tracing the read/write-family syscalls through the BTF `sys_enter` and
-    /// `sys_exit` tracepoints.
+    /// Starts tracing the syscalls the I/O and blocking profiles need (as chosen at load)
+    /// through the BTF `sys_enter` and `sys_exit` tracepoints.
     ///
     /// # Errors
     /// When the kernel refuses a program.
     ///
     /// # Minimum kernel version
     /// 5.5, for BTF-enabled tracepoints.
-    pub fn attach_io(&mut self) -> Result<()> {
-        for (program, tracepoint) in [("io_sys_enter", "sys_enter"), ("io_sys_exit", "sys_exit")] {
-            let context =
-                || format!("cannot attach to the {tracepoint} tracepoint for the I/O profile");
+    pub fn attach_syscalls(&mut self) -> Result<()> {
+        for (program, tracepoint) in [("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")] {
+            let context = || {
+                format!(
+                    "cannot attach to the {tracepoint} tracepoint for the I/O and blocking profiles"
+                )
+            };
             let prog: &mut BtfTracePoint = program_mut(&mut self.ebpf, program)?.try_into()?;
             prog.load(tracepoint, &self.btf).with_context(context)?;
             prog.attach().with_context(context)?;
@@ -160,7 +187,7 @@ impl Probes {
 
     /// Stops sampling and tracing, so the maps hold still while they are read.
     pub fn stop(&mut self) {
-        for name in ["cpu_sample", "io_sys_enter", "io_sys_exit"] {
+        for name in ["cpu_sample", "sys_enter", "sys_exit"] {
             let Some(program) = self.ebpf.program_mut(name) else {
                 continue;
             };
@@ -247,6 +274,49 @@ impl Probes {
             .iter()
             .map(|entry| entry.context("cannot read the I/O stack sample map"))
             .collect()
+    }
+
+    /// Reads the futex waits by site and futex.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read_block_waits(&self) -> Result<Vec<(BlockKey, BlockValue)>> {
+        let waits: BpfHashMap<_, BlockKey, BlockValue> =
+            BpfHashMap::try_from(self.map("BLOCK_WAITS")?)?;
+        waits
+            .iter()
+            .map(|entry| entry.context("cannot read the blocking map"))
+            .collect()
+    }
+
+    /// Reads how often each stack was sampled at each wait site.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read_block_stack_samples(&self) -> Result<Vec<(BlockStackKey, u64)>> {
+        let samples: BpfHashMap<_, BlockStackKey, u64> =
+            BpfHashMap::try_from(self.map("BLOCK_STACK_SAMPLES")?)?;
+        samples
+            .iter()
+            .map(|entry| entry.context("cannot read the blocking stack sample map"))
+            .collect()
+    }
+
+    /// The traced syscalls still in progress (their slots in the in-flight table).
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read_in_flight(&self) -> Result<Vec<InFlight>> {
+        let table: aya::maps::Array<_, InFlight> =
+            aya::maps::Array::try_from(self.map("IN_FLIGHT")?)?;
+        let mut busy = Vec::new();
+        for entry in table.iter() {
+            let entry = entry.context("cannot read the in-flight table")?;
+            if entry.start_ns != 0 {
+                busy.push(entry);
+            }
+        }
+        Ok(busy)
     }
 
     /// Reads the stacks with the given ids (negative ids, which are errors, are skipped),

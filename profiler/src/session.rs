@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use profiler_common::{
-    CpuKey, CpuValue, IoKey, IoStackKey, IoValue, ProcEvent, counter, proc_event,
+    BlockKey, BlockStackKey, BlockValue, CpuKey, CpuValue, InFlight, IoKey, IoStackKey, IoValue,
+    ProcEvent, counter, futex_syscall, proc_event,
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -17,7 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Config, Target};
 use crate::cpustat::CpuTimes;
-use crate::probes::{Counters, Probes, RawStacks};
+use crate::probes::{Counters, LoadOptions, Probes, RawStacks};
 use crate::procmaps::ProcessTable;
 use crate::selfcost::KernelCost;
 use crate::{launch, preflight, tracefs};
@@ -74,6 +75,15 @@ pub struct RunOutcome {
     pub io_calls: Vec<(IoKey, IoValue)>,
     /// How often each stack was sampled at each I/O call site.
     pub io_stack_samples: Vec<(IoStackKey, u64)>,
+    /// Futex waits by site and futex.
+    pub block_waits: Vec<(BlockKey, BlockValue)>,
+    /// How often each stack was sampled at each wait site.
+    pub block_stack_samples: Vec<(BlockStackKey, u64)>,
+    /// Futex waits still in progress when the window closed.
+    pub waits_in_progress: Vec<InFlight>,
+    /// The kernel's monotonic clock (`bpf_ktime_get_ns`) when the window closed, to time the
+    /// waits still in progress.
+    pub window_end_ktime_ns: u64,
     /// The stacks the samples and calls reference.
     pub stacks: RawStacks,
     /// Mapping snapshots of every sampled process.
@@ -87,8 +97,13 @@ pub struct RunOutcome {
 pub async fn run(config: &Config) -> Result<RunOutcome> {
     let tracefs = tracefs::ensure_mounted()?;
     let fork_offset = tracefs::field_offset(&tracefs, "sched", "sched_process_fork", "child_pid")?;
-    let filter = !matches!(config.target, Target::Host);
-    let mut probes = Probes::load(&preflight::btf_path(), filter, fork_offset)?;
+    let options = LoadOptions {
+        filter: !matches!(config.target, Target::Host),
+        fork_child_pid_offset: fork_offset,
+        io: config.profiles.io,
+        block: config.profiles.block,
+    };
+    let mut probes = Probes::load(&preflight::btf_path(), &options)?;
     probes.attach_tracepoints()?;
     let mut processes = ProcessTable::default();
     if let Target::Pids(pids) = &config.target {
@@ -102,8 +117,8 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let mut events =
         unsafe { AsyncFd::register_with_interest(probes.take_proc_events()?, Interest::READABLE) }
             .map_err(|err| anyhow::anyhow!("cannot poll the process-event ring buffer: {err}"))?;
-    if config.profiles.io {
-        probes.attach_io()?;
+    if config.profiles.io || config.profiles.block {
+        probes.attach_syscalls()?;
     }
     let cpus = aya::util::online_cpus()
         .map_err(|(path, err)| anyhow::anyhow!("cannot read the online CPUs from {path}: {err}"))?;
@@ -155,6 +170,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         }
     };
     let duration = started.elapsed();
+    let window_end_ktime_ns = monotonic_ns();
     let kernel_cost = KernelCost::now();
     let busy_cpu_seconds = CpuTimes::now().busy_seconds_since(&cpu_times_at_start);
     status.finish_and_clear();
@@ -168,10 +184,18 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let cpu_samples = probes.read_cpu_samples()?;
     let io_calls = probes.read_io_calls()?;
     let io_stack_samples = probes.read_io_stack_samples()?;
+    let block_waits = probes.read_block_waits()?;
+    let block_stack_samples = probes.read_block_stack_samples()?;
+    let waits_in_progress = probes
+        .read_in_flight()?
+        .into_iter()
+        .filter(|entry| entry.syscall >= futex_syscall::FUTEX)
+        .collect();
     let stack_ids = cpu_samples
         .iter()
         .flat_map(|(k, _)| [k.user_stack_id, k.kernel_stack_id])
-        .chain(io_stack_samples.iter().map(|(k, _)| k.user_stack_id));
+        .chain(io_stack_samples.iter().map(|(k, _)| k.user_stack_id))
+        .chain(block_stack_samples.iter().map(|(k, _)| k.user_stack_id));
     let stacks = probes.read_stacks(stack_ids)?;
     Ok(RunOutcome {
         start,
@@ -185,6 +209,10 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         cpu_samples,
         io_calls,
         io_stack_samples,
+        block_waits,
+        block_stack_samples,
+        waits_in_progress,
+        window_end_ktime_ns,
         stacks,
         processes,
     })
@@ -268,11 +296,22 @@ fn status_text(elapsed: Duration, duration: Option<Duration>, counters: &Counter
         + counters.get(counter::LOST_KERNEL_STACK)
         + counters.get(counter::LOST_AGG_FULL)
         + counters.get(counter::LOST_IO_FULL)
-        + counters.get(counter::LOST_IO_SLOT)
+        + counters.get(counter::LOST_SLOT)
         + counters.get(counter::LOST_IO_STACK);
     format!(
         "profiling: {window} | {} samples | {} I/O calls | {lost} lost",
         counters.get(counter::RECORDED),
         counters.get(counter::IO_CALLS)
     )
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }

@@ -4,7 +4,7 @@
 
 use crate::probes::RawStacks;
 use crate::procmaps::ProcessTable;
-use crate::profile::{Line, Location, Mapping, ProfileBuilder};
+use crate::profile::{Label, Line, Location, Mapping, ProfileBuilder};
 use crate::symbolize::{KERNEL_MAPPING, Symbolizer};
 use crate::unwind::LeafUnwinder;
 
@@ -81,6 +81,32 @@ impl<'run> StackResolver<'run> {
         builder.stack(locations)
     }
 
+    /// Adds the exact totals of a call site of process `pid` to `builder`, split over the
+    /// user stacks sampled at it (`(stack id, times sampled)`) in proportion to how often
+    /// each was seen; a site whose samples were all lost gets a lost-stack marker.
+    pub fn add_site(
+        &mut self,
+        builder: &mut ProfileBuilder,
+        pid: u32,
+        sampled: &[(i32, u64)],
+        totals: &[u64],
+        labels: &[Label],
+    ) {
+        let lost = [(-ENOMEM, 1)];
+        let sampled = if sampled.is_empty() {
+            &lost[..]
+        } else {
+            sampled
+        };
+        let weights: Vec<u64> = sampled.iter().map(|&(_, n)| n).collect();
+        let shares: Vec<Vec<u64>> = totals.iter().map(|&t| apportion(t, &weights)).collect();
+        for (i, &(stack_id, _)) in sampled.iter().enumerate() {
+            let stack = self.intern(builder, pid, stack_id, -1);
+            let values: Vec<i64> = shares.iter().map(|share| share[i] as i64).collect();
+            builder.add_sample(stack, &values, labels.to_vec());
+        }
+    }
+
     /// The user stack's addresses, leaf first, with the frames the frame-pointer walk skipped
     /// above the leaf put back; each with whether it is a return address.
     fn user_addresses(&mut self, pid: u32, id: i32) -> Vec<(u64, bool)> {
@@ -145,6 +171,38 @@ fn marker(name: &str, kernel: bool) -> Location {
     }
 }
 
+/// Splits `total` in proportion to `weights`, exactly: the parts add up to `total`, and the
+/// remainder goes to the largest fractional parts.
+pub fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
+    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    if sum == 0 {
+        let mut parts = vec![0; weights.len()];
+        if let Some(first) = parts.first_mut() {
+            *first = total;
+        }
+        return parts;
+    }
+    let exact: Vec<(u64, u128)> = weights
+        .iter()
+        .map(|&w| {
+            let scaled = u128::from(total) * u128::from(w);
+            ((scaled / sum) as u64, scaled % sum)
+        })
+        .collect();
+    let mut parts: Vec<u64> = exact.iter().map(|&(q, _)| q).collect();
+    let mut left = total - parts.iter().sum::<u64>();
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by(|&a, &b| exact[b].1.cmp(&exact[a].1));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        parts[i] += 1;
+        left -= 1;
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +216,17 @@ mod tests {
             SystemTime::UNIX_EPOCH,
             Duration::ZERO,
         )
+    }
+
+    #[test]
+    fn apportion_is_exact_and_proportional() {
+        assert_eq!(apportion(10, &[1]), vec![10]);
+        assert_eq!(apportion(10, &[1, 1]), vec![5, 5]);
+        assert_eq!(apportion(10, &[1, 2]), vec![3, 7]);
+        assert_eq!(apportion(7, &[0, 0]), vec![7, 0]);
+        let parts = apportion(1_000_003, &[3, 5, 7]);
+        assert_eq!(parts.iter().sum::<u64>(), 1_000_003);
+        assert_eq!(parts, vec![200_001, 333_334, 466_668]);
     }
 
     #[test]

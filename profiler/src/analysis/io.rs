@@ -75,7 +75,7 @@ pub fn sites(profile: &Profile) -> Vec<IoSite> {
             IoSite {
                 syscall: syscall.to_owned(),
                 comm: sample.label_str("comm").unwrap_or("").to_owned(),
-                caller: caller(profile, sample.stack),
+                caller: language::user_caller(profile, sample.stack),
                 language: language::detect(functions.iter().rev().copied()),
                 path: functions.into_iter().map(str::to_owned).collect(),
                 descriptors: Vec::new(),
@@ -121,19 +121,6 @@ pub fn small_io(sites: &[IoSite], thresholds: SmallIo, seconds: f64) -> Vec<Smal
             })
         })
         .collect()
-}
-
-/// The innermost frame outside the kernel and the system libraries: the code that made the
-/// call.
-fn caller(profile: &Profile, stack: usize) -> String {
-    profile.stacks[stack]
-        .iter()
-        .map(|&id| &profile.locations[id])
-        .filter(|loc| !loc.kernel && !language::is_system_library(profile, loc))
-        .flat_map(|loc| loc.lines.iter())
-        .map(|line| line.function.clone())
-        .next()
-        .unwrap_or_else(|| "[unknown]".to_owned())
 }
 
 fn hint(site: &IoSite) -> String {

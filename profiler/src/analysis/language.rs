@@ -67,6 +67,19 @@ pub fn is_system_library(profile: &Profile, location: &Location) -> bool {
     .any(|lib| file.starts_with(lib))
 }
 
+/// The function that made a call into the system: the innermost frame of a stack outside the
+/// kernel and the system libraries (`read_bytewise` for `read_bytewise -> pread64`).
+pub fn user_caller(profile: &Profile, stack: usize) -> String {
+    profile.stacks[stack]
+        .iter()
+        .map(|&id| &profile.locations[id])
+        .filter(|loc| !loc.kernel && !is_system_library(profile, loc))
+        .flat_map(|loc| loc.lines.iter())
+        .map(|line| line.function.clone())
+        .next()
+        .unwrap_or_else(|| "[unknown]".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
 //! What the profiles mean: findings with hints, read from the profile model.
 
+pub mod block;
 pub mod io;
 pub mod language;

@@ -1,6 +1,7 @@
 //! Everything a finished [`Profile`] is turned into: pprof files, folded stacks, SVG flame
 //! graphs and the terminal summary.
 
+pub mod block_summary;
 pub mod flamegraph;
 pub mod folded;
 pub mod io_summary;

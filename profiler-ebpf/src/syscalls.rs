@@ -1,0 +1,156 @@
+//! The `sys_enter`/`sys_exit` tracepoints shared by the I/O and blocking profiles: one pair
+//! of programs, since every program on these tracepoints runs on every syscall of the host.
+//!
+//! The BTF-enabled tracepoints need no tracefs. (fentry/fexit on the `__x64_sys_*` functions
+//! would cost only the traced syscalls, but kernels that restrict ftrace refuse them.)
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::{btf_tracepoint, map},
+    maps::Array,
+    programs::BtfTracePointContext,
+};
+use profiler_common::{IN_FLIGHT_SLOTS, InFlight, counter, futex_syscall, io_syscall};
+
+use crate::shared::{count, current_ids, is_target};
+use crate::{block, io};
+
+/// Non-zero when the I/O profile is collected; set by userspace at load time.
+#[unsafe(no_mangle)]
+static TRACE_IO: u8 = 0;
+
+/// Non-zero when the blocking profile is collected; set by userspace at load time.
+#[unsafe(no_mangle)]
+static TRACE_BLOCK: u8 = 0;
+
+/// Word indices in x86-64's `struct pt_regs` (r15, r14, r13, r12, bp, bx, r11, r10, r9, r8,
+/// ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss).
+pub const PT_REGS_BP: usize = 4;
+/// `si`, the second syscall argument.
+pub const PT_REGS_SI: usize = 13;
+/// `di`, the first syscall argument.
+pub const PT_REGS_DI: usize = 14;
+/// The user instruction pointer.
+pub const PT_REGS_IP: usize = 16;
+/// The user stack pointer.
+pub const PT_REGS_SP: usize = 19;
+
+/// x86-64 syscall numbers of the traced I/O syscalls, in the order of `io_syscall::NAMES`.
+const IO_NUMBERS: [i64; io_syscall::COUNT] = [
+    0, 1, 17, 18, 19, 20, 295, 296, 327, 328, 45, 44, 47, 46, 299, 307,
+];
+const NR_FUTEX: i64 = 202;
+const NR_FUTEX_WAITV: i64 = 449;
+const NR_FUTEX_WAIT: i64 = 455;
+
+/// `futex` operations that wait: WAIT, LOCK_PI, WAIT_BITSET, WAIT_REQUEUE_PI, LOCK_PI2.
+const FUTEX_WAIT_OPS: [u64; 5] = [0, 6, 9, 11, 13];
+/// Masks off FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME.
+const FUTEX_CMD_MASK: u64 = !(128 | 256);
+
+/// Syscalls in progress, by thread id modulo the table size.
+#[map]
+pub static IN_FLIGHT: Array<InFlight> = Array::with_max_entries(IN_FLIGHT_SLOTS, 0);
+
+#[inline(always)]
+fn enabled(flag: &u8) -> bool {
+    // SAFETY: a read of a global that userspace sets before load.
+    unsafe { core::ptr::read_volatile(flag) != 0 }
+}
+
+/// Notes the entry of a traced syscall of a target thread.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
+    let id: i64 = ctx.arg(1);
+    let mut syscall = u32::MAX;
+    if enabled(&TRACE_IO) {
+        for (index, &number) in IO_NUMBERS.iter().enumerate() {
+            if id == number {
+                syscall = index as u32;
+            }
+        }
+    }
+    if enabled(&TRACE_BLOCK) {
+        match id {
+            NR_FUTEX => syscall = futex_syscall::FUTEX,
+            NR_FUTEX_WAITV => syscall = futex_syscall::FUTEX_WAITV,
+            NR_FUTEX_WAIT => syscall = futex_syscall::FUTEX_WAIT,
+            _ => {}
+        }
+    }
+    if syscall == u32::MAX {
+        return 0;
+    }
+    let (tgid, tid) = current_ids();
+    if !is_target(tgid) {
+        return 0;
+    }
+    let regs: *const u64 = ctx.arg(0);
+    let mut entry = InFlight {
+        tid,
+        syscall,
+        pid: tgid,
+        ..InFlight::default()
+    };
+    if syscall >= futex_syscall::FUTEX {
+        // SAFETY: the tracepoint's BTF-typed pt_regs argument: the verifier checks these
+        // loads against the struct's layout.
+        unsafe {
+            if syscall == futex_syscall::FUTEX
+                && !FUTEX_WAIT_OPS.contains(&(*regs.add(PT_REGS_SI) & FUTEX_CMD_MASK))
+            {
+                return 0; // Wakes and requeues are not waits.
+            }
+            entry.uaddr = *regs.add(PT_REGS_DI);
+            if syscall == futex_syscall::FUTEX_WAITV {
+                // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved; }[]
+                entry.uaddr = bpf_probe_read_user((entry.uaddr + 8) as *const u64).unwrap_or(0);
+            }
+            entry.ip = *regs.add(PT_REGS_IP);
+            entry.sp = *regs.add(PT_REGS_SP);
+            entry.bp = *regs.add(PT_REGS_BP);
+        }
+        block::on_enter(&ctx, &entry);
+    }
+    let Some(slot) = IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {
+        return 0;
+    };
+    // SAFETY: a slot of a global array; a thread is in one syscall at a time, and another
+    // thread that shares the slot is detected by its tid. The clock is read last so the
+    // profiler's own work is not counted in the call's time.
+    unsafe {
+        if (*slot).start_ns != 0 && (*slot).tid != tid {
+            count(counter::LOST_SLOT);
+        }
+        entry.start_ns = bpf_ktime_get_ns();
+        *slot = entry;
+    }
+    0
+}
+
+/// Pairs a traced syscall's return with its entry and hands it to its profile.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
+    let (_, tid) = current_ids();
+    let Some(slot) = IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {
+        return 0;
+    };
+    // SAFETY: as in `sys_enter`.
+    let entry = unsafe {
+        if (*slot).tid != tid || (*slot).start_ns == 0 {
+            return 0; // Not a traced call of a target, or entered before tracing began.
+        }
+        let entry = *slot;
+        (*slot).start_ns = 0;
+        entry
+    };
+    // SAFETY: a helper without arguments.
+    let nanos = unsafe { bpf_ktime_get_ns() }.saturating_sub(entry.start_ns);
+    let result: i64 = ctx.arg(1);
+    if entry.syscall >= futex_syscall::FUTEX {
+        block::on_exit(&entry, result, nanos);
+    } else {
+        io::on_exit(&ctx, &entry, result, nanos);
+    }
+    0
+}

@@ -1,0 +1,173 @@
+//! Lock contention in a blocking profile: waits grouped by futex, and what to do when many
+//! threads wait on one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::block_profile::{CONTENTIONS, DELAY};
+use crate::profile::Profile;
+
+use super::language;
+
+/// The waits on one futex of one process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FutexWaits {
+    /// The process.
+    pub pid: i64,
+    /// Its name.
+    pub comm: String,
+    /// The futex address, as labelled (`0x...`).
+    pub futex: String,
+    /// Threads that waited on it.
+    pub threads: usize,
+    /// Waits on it.
+    pub waits: u64,
+    /// Nanoseconds waited on it.
+    pub delay: u64,
+    /// The functions that waited (the innermost frame outside the C library), most delay
+    /// first, with their delay.
+    pub waiters: Vec<(String, u64)>,
+}
+
+impl FutexWaits {
+    /// Whether several threads wait on this futex: a contended lock (or a busy condition
+    /// variable).
+    pub fn contended(&self) -> bool {
+        self.threads >= 2
+    }
+}
+
+/// What to do about a contended lock.
+pub const CONTENTION_HINT: &str = "shorten the critical section (move work out of the lock), \
+    shard or partition the data so threads take different locks, buffer and batch updates \
+    locally, use copy-on-write for read-mostly data, or a reader/writer lock if most holders \
+    only read";
+
+/// Waits grouped by (process, futex), most delay first.
+pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
+    #[derive(Default)]
+    struct Acc {
+        comm: String,
+        tids: BTreeSet<i64>,
+        waits: u64,
+        delay: u64,
+        waiters: HashMap<String, u64>,
+    }
+    let mut groups: BTreeMap<(i64, String), Acc> = BTreeMap::new();
+    for sample in &profile.samples {
+        let pid = sample.label_num("pid").unwrap_or(0);
+        let futex = sample.label_str("futex").unwrap_or("?").to_owned();
+        let acc = groups.entry((pid, futex)).or_default();
+        if acc.comm.is_empty() {
+            acc.comm = sample.label_str("comm").unwrap_or("").to_owned();
+        }
+        if let Some(tid) = sample.label_num("tid") {
+            acc.tids.insert(tid);
+        }
+        let delay = sample.values.get(DELAY).copied().unwrap_or(0).max(0) as u64;
+        acc.waits += sample.values.get(CONTENTIONS).copied().unwrap_or(0).max(0) as u64;
+        acc.delay += delay;
+        *acc.waiters
+            .entry(language::user_caller(profile, sample.stack))
+            .or_default() += delay;
+    }
+    let mut all: Vec<FutexWaits> = groups
+        .into_iter()
+        .map(|((pid, futex), acc)| {
+            let mut waiters: Vec<(String, u64)> = acc.waiters.into_iter().collect();
+            waiters.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            FutexWaits {
+                pid,
+                comm: acc.comm,
+                futex,
+                threads: acc.tids.len(),
+                waits: acc.waits,
+                delay: acc.delay,
+                waiters,
+            }
+        })
+        .collect();
+    all.sort_by_key(|f| std::cmp::Reverse(f.delay));
+    all
+}
+
+/// Nanoseconds blocked per process (pid, comm), most first.
+pub fn by_process(profile: &Profile) -> Vec<(i64, String, u64)> {
+    let mut totals: BTreeMap<i64, (String, u64)> = BTreeMap::new();
+    for sample in &profile.samples {
+        let entry = totals
+            .entry(sample.label_num("pid").unwrap_or(0))
+            .or_insert_with(|| (sample.label_str("comm").unwrap_or("").to_owned(), 0));
+        entry.1 += sample.values.get(DELAY).copied().unwrap_or(0).max(0) as u64;
+    }
+    let mut all: Vec<(i64, String, u64)> = totals
+        .into_iter()
+        .map(|(pid, (comm, delay))| (pid, comm, delay))
+        .collect();
+    all.sort_by_key(|p| std::cmp::Reverse(p.2));
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::profile::{Label, Line, Location, ProfileBuilder, ValueType};
+
+    fn profile() -> Profile {
+        let mut b = ProfileBuilder::new(
+            "block",
+            vec![
+                ValueType::new("contentions", "count"),
+                ValueType::new("delay", "nanoseconds"),
+            ],
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        let loc = |b: &mut ProfileBuilder, name: &str| {
+            b.location(Location {
+                address: name.len() as u64,
+                mapping: None,
+                lines: vec![Line {
+                    function: name.to_owned(),
+                    file: None,
+                    line: 0,
+                }],
+                kernel: false,
+            })
+        };
+        let (lock, consume) = (loc(&mut b, "contend_lock"), loc(&mut b, "consume"));
+        let (s1, s2) = (b.stack(vec![lock]), b.stack(vec![consume]));
+        let labels = |tid: i64, futex: &str| {
+            vec![
+                Label::num("pid", 7),
+                Label::num("tid", tid),
+                Label::str("comm", "app"),
+                Label::str("futex", futex),
+            ]
+        };
+        b.add_sample(s1, &[10, 500], labels(1, "0x10"));
+        b.add_sample(s1, &[12, 700], labels(2, "0x10"));
+        b.add_sample(s2, &[3, 100], labels(3, "0x20"));
+        b.build()
+    }
+
+    #[test]
+    fn groups_waits_by_futex() {
+        let groups = by_futex(&profile());
+        assert_eq!(groups.len(), 2);
+        let lock = &groups[0];
+        assert_eq!(
+            (lock.futex.as_str(), lock.threads, lock.waits, lock.delay),
+            ("0x10", 2, 22, 1200)
+        );
+        assert!(lock.contended());
+        assert_eq!(lock.waiters, vec![("contend_lock".to_owned(), 1200)]);
+        assert!(!groups[1].contended());
+    }
+
+    #[test]
+    fn totals_by_process() {
+        assert_eq!(by_process(&profile()), vec![(7, "app".to_owned(), 1300)]);
+    }
+}

@@ -1,0 +1,115 @@
+//! Builds the blocking profile: futex waits by call stack and futex address, with their time
+//! and how they ended, as Go's block and mutex profiles count them.
+
+use std::collections::HashMap;
+
+use profiler_common::{BlockKey, counter, wait_outcome};
+
+use crate::config::{Config, Target};
+use crate::cpu_profile::comm;
+use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
+use crate::session::RunOutcome;
+use crate::stacks::StackResolver;
+
+/// Index of `contentions` in the blocking profile's sample types.
+pub const CONTENTIONS: usize = 0;
+/// Index of `delay`.
+pub const DELAY: usize = 1;
+/// The `outcome` label of a wait still in progress when the window closed.
+pub const IN_PROGRESS: &str = "in progress";
+
+/// Builds the symbolized blocking profile: sample types `contentions/count` and
+/// `delay/nanoseconds` (the default, which weights the folded stacks and flame graph);
+/// labels `pid`, `tid`, `comm`, `futex` (the address, in hex) and `outcome` (woken, timed
+/// out, interrupted, no wait, or in progress).
+pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>) -> Profile {
+    let mut builder = ProfileBuilder::new(
+        "block",
+        vec![
+            ValueType::new("contentions", "count"),
+            ValueType::new("delay", "nanoseconds"),
+        ],
+        run.start,
+        run.duration,
+    );
+    builder.default_sample_type(DELAY);
+    for comment in accounting(run) {
+        builder.comment(comment);
+    }
+    let mut stacks_of: HashMap<BlockKey, Vec<(i32, u64)>> = HashMap::new();
+    for (key, samples) in &run.block_stack_samples {
+        stacks_of
+            .entry(key.site)
+            .or_default()
+            .push((key.user_stack_id, *samples));
+    }
+    let mut comms = HashMap::new();
+    let own_pid = std::process::id();
+    let skip = |pid: u32| !matches!(config.target, Target::Host) && pid == own_pid;
+    for (key, value) in &run.block_waits {
+        if skip(key.pid) {
+            continue;
+        }
+        let comm = comm(&value.comm);
+        comms.insert(key.tid, comm.clone());
+        let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
+        for outcome in 0..wait_outcome::COUNT {
+            let (waits, nanos) = (value.waits[outcome], value.nanos[outcome]);
+            if waits == 0 {
+                continue;
+            }
+            let labels = labels(key, &comm, wait_outcome::NAMES[outcome]);
+            resolver.add_site(&mut builder, key.pid, sampled, &[waits, nanos], &labels);
+        }
+    }
+    for entry in &run.waits_in_progress {
+        if skip(entry.pid) {
+            continue;
+        }
+        let key = BlockKey {
+            pid: entry.pid,
+            tid: entry.tid,
+            uaddr: entry.uaddr,
+            ip: entry.ip,
+            sp: entry.sp,
+            bp: entry.bp,
+        };
+        // Counted up to the end of the window: the wait goes on, the profile does not.
+        let nanos = run.window_end_ktime_ns.saturating_sub(entry.start_ns);
+        let comm = comms.get(&entry.tid).cloned().unwrap_or_default();
+        let sampled = stacks_of.get(&key).map_or(&[][..], Vec::as_slice);
+        let labels = labels(&key, &comm, IN_PROGRESS);
+        resolver.add_site(&mut builder, entry.pid, sampled, &[1, nanos], &labels);
+    }
+    builder.build()
+}
+
+fn labels(key: &BlockKey, comm: &str, outcome: &str) -> Vec<Label> {
+    vec![
+        Label::num("pid", i64::from(key.pid)),
+        Label::num("tid", i64::from(key.tid)),
+        Label::str("comm", comm),
+        Label::str("futex", format!("{:#x}", key.uaddr)),
+        Label::str("outcome", outcome),
+    ]
+}
+
+fn accounting(run: &RunOutcome) -> Vec<String> {
+    let c = &run.counters;
+    vec![
+        format!(
+            "window: {:.2}s; {}; futex waits (WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, \
+             WAIT_REQUEUE_PI, futex_waitv, futex_wait) from entry to return; wakes are not waits",
+            run.duration.as_secs_f64(),
+            run.stop
+        ),
+        format!(
+            "waits: {} completed, {} still in progress at the end (counted up to it); lost: {} \
+             (blocking map full), {} stack samples (stack-map collisions or full map)",
+            c.get(counter::BLOCK_WAITS),
+            run.waits_in_progress.len(),
+            c.get(counter::LOST_BLOCK_FULL),
+            c.get(counter::LOST_BLOCK_STACK)
+        ),
+    ]
+}

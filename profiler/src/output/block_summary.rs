@@ -1,0 +1,155 @@
+//! The blocking part of the terminal summary: blocked time per process, the stacks that
+//! waited longest, and contended locks with what to do about them.
+
+use std::fmt::Write;
+
+use crate::analysis::block::{CONTENTION_HINT, FutexWaits};
+use crate::block_profile::{CONTENTIONS, DELAY};
+use crate::output::summary::{group, human_time, shorten};
+use crate::profile::Profile;
+
+/// How many waiting functions a contended lock lists.
+const WAITERS_SHOWN: usize = 3;
+
+/// Renders blocked time per process, the `top` waiting stacks and the contended futexes.
+pub fn render(
+    profile: &Profile,
+    per_process: &[(i64, String, u64)],
+    futexes: &[FutexWaits],
+    top: usize,
+) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail, so the fmt::Results below are ignored.
+    let _ = writeln!(out, "block profile: delay (nanoseconds)");
+    for comment in &profile.comments {
+        let _ = writeln!(out, "  {comment}");
+    }
+    if per_process.is_empty() {
+        let _ = writeln!(out, "No futex waits were recorded.");
+        return out;
+    }
+    let _ = writeln!(out, "Blocked time per process:");
+    for (pid, comm, delay) in per_process.iter().take(top) {
+        let _ = writeln!(
+            out,
+            "  {:>10}  {comm} (pid {pid})",
+            human_time(*delay as i64)
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Top {top} waiting stacks by delay:");
+    for (stack, waits, delay) in top_stacks(profile).into_iter().take(top) {
+        let path = profile.stack_functions(stack).join(" > ");
+        let _ = writeln!(
+            out,
+            "  {:>10}  {:>9} waits  {}",
+            human_time(delay),
+            group(waits),
+            shorten(&path)
+        );
+    }
+    let _ = writeln!(out);
+    let contended: Vec<&FutexWaits> = futexes.iter().filter(|f| f.contended()).collect();
+    if contended.is_empty() {
+        let _ = writeln!(
+            out,
+            "Contention: no futex was waited on by more than one thread."
+        );
+        return out;
+    }
+    let _ = writeln!(out, "Contention (futexes waited on by several threads):");
+    for futex in contended.iter().take(top) {
+        let _ = writeln!(
+            out,
+            "  * futex {} in {} (pid {}): {} threads waited {} times, {} in all",
+            futex.futex,
+            futex.comm,
+            futex.pid,
+            futex.threads,
+            group(futex.waits as i64),
+            human_time(futex.delay as i64)
+        );
+        for (waiter, delay) in futex.waiters.iter().take(WAITERS_SHOWN) {
+            let _ = writeln!(
+                out,
+                "    waited in {} ({})",
+                shorten(waiter),
+                human_time(*delay as i64)
+            );
+        }
+    }
+    let _ = writeln!(out, "  fix: {CONTENTION_HINT}");
+    out
+}
+
+/// Stacks by delay, summed over labels: (stack, waits, delay), most delay first.
+fn top_stacks(profile: &Profile) -> Vec<(usize, i64, i64)> {
+    let mut by_stack = std::collections::HashMap::<usize, (i64, i64)>::new();
+    for sample in &profile.samples {
+        let entry = by_stack.entry(sample.stack).or_default();
+        entry.0 += sample.values.get(CONTENTIONS).copied().unwrap_or(0);
+        entry.1 += sample.values.get(DELAY).copied().unwrap_or(0);
+    }
+    let mut all: Vec<(usize, i64, i64)> = by_stack
+        .into_iter()
+        .map(|(stack, (waits, delay))| (stack, waits, delay))
+        .collect();
+    all.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn futex(threads: usize) -> FutexWaits {
+        FutexWaits {
+            pid: 7,
+            comm: "app".to_owned(),
+            futex: "0x10".to_owned(),
+            threads,
+            waits: 22,
+            delay: 1_200_000,
+            waiters: vec![("contend_lock".to_owned(), 1_200_000)],
+        }
+    }
+
+    fn empty_profile() -> Profile {
+        crate::profile::ProfileBuilder::new(
+            "block",
+            vec![],
+            std::time::SystemTime::UNIX_EPOCH,
+            std::time::Duration::ZERO,
+        )
+        .build()
+    }
+
+    #[test]
+    fn lists_contended_futexes_with_the_hint() {
+        let text = render(
+            &empty_profile(),
+            &[(7, "app".to_owned(), 1_200_000)],
+            &[futex(4)],
+            10,
+        );
+        assert!(text.contains("1.2 ms  app (pid 7)"), "{text}");
+        assert!(
+            text.contains("futex 0x10 in app (pid 7): 4 threads waited 22 times, 1.2 ms in all"),
+            "{text}"
+        );
+        assert!(text.contains("waited in contend_lock (1.2 ms)"), "{text}");
+        assert!(text.contains("fix: shorten the critical section"), "{text}");
+    }
+
+    #[test]
+    fn says_when_nothing_is_contended() {
+        let text = render(
+            &empty_profile(),
+            &[(7, "app".to_owned(), 5)],
+            &[futex(1)],
+            10,
+        );
+        assert!(text.contains("Contention: no futex was waited on by more than one thread."));
+        assert!(render(&empty_profile(), &[], &[], 10).contains("No futex waits"));
+    }
+}
