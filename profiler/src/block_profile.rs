@@ -8,6 +8,7 @@ use profiler_common::{BlockKey, counter, wait_outcome};
 use crate::config::{Config, Target};
 use crate::cpu_profile::comm;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
+use crate::run_facts;
 use crate::session::RunOutcome;
 use crate::stacks::StackResolver;
 
@@ -33,7 +34,7 @@ pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>
         run.duration,
     );
     builder.default_sample_type(DELAY);
-    for comment in accounting(run) {
+    for comment in accounting(run, config) {
         builder.comment(comment);
     }
     let mut stacks_of: HashMap<BlockKey, Vec<(i32, u64)>> = HashMap::new();
@@ -94,15 +95,13 @@ fn labels(key: &BlockKey, comm: &str, outcome: &str) -> Vec<Label> {
     ]
 }
 
-fn accounting(run: &RunOutcome) -> Vec<String> {
+fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
     let c = &run.counters;
     vec![
-        format!(
-            "window: {:.2}s; {}; futex waits (WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, \
-             WAIT_REQUEUE_PI, futex_waitv, futex_wait) from entry to return; wakes are not waits",
-            run.duration.as_secs_f64(),
-            run.stop
-        ),
+        run_facts::describe(run, config),
+        "traced: futex waits (WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, WAIT_REQUEUE_PI, \
+         futex_waitv, futex_wait) from entry to return; wakes are not waits"
+            .to_owned(),
         format!(
             "waits: {} completed, {} still in progress at the end (counted up to it); lost: {} \
              (blocking map full), {} stack samples (stack-map collisions or full map)",

@@ -4,6 +4,7 @@ use profiler_common::{COMM_LEN, counter};
 
 use crate::config::{Config, Target};
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
+use crate::run_facts;
 use crate::session::RunOutcome;
 use crate::stacks::StackResolver;
 
@@ -60,26 +61,13 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
     let secs = run.duration.as_secs_f64();
     let upper = config.frequency as f64 * secs * run.cpus as f64;
     let ticks = c.get(counter::TICKS);
-    let target = match &config.target {
-        Target::Host => "the whole host".to_owned(),
-        Target::Pids(pids) => {
-            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
-            format!("pid {} with threads and children", pids.join(","))
-        }
-        Target::Command(argv) => {
-            let argv: Vec<String> = argv
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
-            format!("command `{}`", argv.join(" "))
-        }
-    };
     let busy_ticks = ticks.saturating_sub(c.get(counter::IDLE));
     let expected_busy = config.frequency as f64 * run.busy_cpu_seconds;
     let mut lines = vec![
+        run_facts::describe(run, config),
         format!(
-            "window: {secs:.2}s of {target} at {} Hz on {} CPUs; {}",
-            config.frequency, run.cpus, run.stop
+            "sampling: cpu-clock at {} Hz on every CPU",
+            config.frequency
         ),
         format!(
             "received: {busy_ticks} ticks on busy CPUs of {expected_busy:.0} expected \

@@ -7,6 +7,7 @@ use profiler_common::{IoKey, counter, io_syscall};
 use crate::config::{Config, Target};
 use crate::cpu_profile::comm;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
+use crate::run_facts;
 use crate::session::RunOutcome;
 use crate::stacks::StackResolver;
 
@@ -35,7 +36,7 @@ pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>
         run.duration,
     );
     builder.default_sample_type(CALLS);
-    for comment in accounting(run) {
+    for comment in accounting(run, config) {
         builder.comment(comment);
     }
     let mut stacks_of: HashMap<IoKey, Vec<(i32, u64)>> = HashMap::new();
@@ -73,16 +74,14 @@ pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>
     builder.build()
 }
 
-fn accounting(run: &RunOutcome) -> Vec<String> {
+fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
     let c = &run.counters;
     vec![
-        format!(
-            "window: {:.2}s; {}; every call of read, write, pread64, pwrite64, readv, writev, \
-             preadv(2), pwritev(2), recvfrom, sendto, recvmsg, sendmsg, recvmmsg and sendmmsg \
-             is counted (for the *mmsg calls, bytes are messages)",
-            run.duration.as_secs_f64(),
-            run.stop
-        ),
+        run_facts::describe(run, config),
+        "traced: every call of read, write, pread64, pwrite64, readv, writev, preadv(2), \
+         pwritev(2), recvfrom, sendto, recvmsg, sendmsg, recvmmsg and sendmmsg (for the *mmsg \
+         calls, bytes are messages); stacks are sampled 1 call in 64 per call site"
+            .to_owned(),
         format!(
             "calls: {} traced; lost: {} (I/O map full), {} (entry overwritten by a thread \
              sharing its slot); {} stacks lost (stack-map collisions or full map)",

@@ -1,0 +1,74 @@
+//! The facts of a run that every profile carries as its first comment, so a profile read back
+//! later (by `go tool pprof` or `profiler report`) still says where and how it was taken.
+
+use std::ffi::CStr;
+
+use crate::config::{Config, Target};
+use crate::session::RunOutcome;
+
+/// `run: host H, kernel K, N CPUs; target: T; window: Ss from TIME; why it ended`.
+pub fn describe(run: &RunOutcome, config: &Config) -> String {
+    let (host, kernel) = uname();
+    format!(
+        "run: host {host}, kernel {kernel}, {} CPUs; target: {}; window: {:.2}s from {}; {}",
+        run.cpus,
+        target(&config.target),
+        run.duration.as_secs_f64(),
+        humantime::format_rfc3339_seconds(run.start),
+        run.stop
+    )
+}
+
+/// What was profiled, in words.
+pub fn target(target: &Target) -> String {
+    match target {
+        Target::Host => "the whole host".to_owned(),
+        Target::Pids(pids) => {
+            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+            format!("pid {} with threads and children", pids.join(","))
+        }
+        Target::Command(argv) => {
+            let argv: Vec<String> = argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            format!("command `{}` and its children", argv.join(" "))
+        }
+    }
+}
+
+/// The host name and kernel release.
+fn uname() -> (String, String) {
+    // SAFETY: utsname is plain data; uname fills it and cannot fail with a valid pointer.
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut name) } != 0 {
+        return ("unknown".to_owned(), "unknown".to_owned());
+    }
+    // SAFETY: uname NUL-terminates every field.
+    let field = |f: &[libc::c_char]| {
+        unsafe { CStr::from_ptr(f.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    (field(&name.nodename), field(&name.release))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_targets() {
+        assert_eq!(target(&Target::Host), "the whole host");
+        assert_eq!(
+            target(&Target::Pids(vec![1, 2])),
+            "pid 1,2 with threads and children"
+        );
+        assert_eq!(
+            target(&Target::Command(vec!["ls".into(), "-l".into()])),
+            "command `ls -l` and its children"
+        );
+        let (host, kernel) = uname();
+        assert!(!host.is_empty() && kernel.contains('.'), "{host} {kernel}");
+    }
+}
