@@ -17,7 +17,7 @@ use profiler_common::{
     MAX_BLOCK_KEYS, counter, proc_event, wait_outcome,
 };
 
-use crate::shared::{count, notify, save_stack_top, stack_id};
+use crate::shared::{count, count_stack_sample, notify, stack_id};
 
 const EAGAIN: i64 = 11;
 const EINTR: i64 = 4;
@@ -106,17 +106,10 @@ fn sample_stack(ctx: &BtfTracePointContext, site: &BlockKey) {
         user_stack_id: stack_id(ctx, BPF_F_USER_STACK as u64, counter::LOST_BLOCK_STACK),
         _pad: 0,
     };
-    if let Some(samples) = BLOCK_STACK_SAMPLES.get_ptr_mut(&key) {
-        // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
-        unsafe { *samples += 1 };
-        return;
-    }
-    if BLOCK_STACK_SAMPLES
-        .insert(&key, &1, BPF_NOEXIST as u64)
-        .is_err()
-    {
-        count(counter::LOST_BLOCK_STACK);
-        return;
-    }
-    save_stack_top(key.user_stack_id);
+    count_stack_sample(
+        &BLOCK_STACK_SAMPLES,
+        &key,
+        key.user_stack_id,
+        counter::LOST_BLOCK_STACK,
+    );
 }

@@ -19,7 +19,7 @@ use profiler_common::{
     MAX_IO_KEYS, counter, proc_event,
 };
 
-use crate::shared::{count, notify, save_stack_top, stack_id};
+use crate::shared::{count, count_stack_sample, notify, stack_id};
 use crate::syscalls::{PT_REGS_BP, PT_REGS_DI, PT_REGS_IP, PT_REGS_SP};
 
 /// What the calls did, by call site.
@@ -100,19 +100,12 @@ fn sample_stack(ctx: &BtfTracePointContext, site: &IoKey) {
         user_stack_id: stack_id(ctx, BPF_F_USER_STACK as u64, counter::LOST_IO_STACK),
         _pad: 0,
     };
-    if let Some(samples) = IO_STACK_SAMPLES.get_ptr_mut(&key) {
-        // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
-        unsafe { *samples += 1 };
-        return;
-    }
-    if IO_STACK_SAMPLES
-        .insert(&key, &1, BPF_NOEXIST as u64)
-        .is_err()
-    {
-        count(counter::LOST_IO_STACK);
-        return;
-    }
-    save_stack_top(key.user_stack_id);
+    count_stack_sample(
+        &IO_STACK_SAMPLES,
+        &key,
+        key.user_stack_id,
+        counter::LOST_IO_STACK,
+    );
 }
 
 #[inline(always)]

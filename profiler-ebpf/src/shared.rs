@@ -132,3 +132,19 @@ pub fn notify(kind: u32, tgid: u32) {
         count(counter::LOST_PROC_EVENTS);
     }
 }
+
+/// Counts one more sighting of the stack in `key` (a call site and a user stack id) in the
+/// sample map `samples`; the first sighting also keeps the stack's top for userspace.
+#[inline(always)]
+pub fn count_stack_sample<K>(samples: &HashMap<K, u64>, key: &K, user_stack_id: i32, lost: u32) {
+    if let Some(seen) = samples.get_ptr_mut(key) {
+        // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
+        unsafe { *seen += 1 };
+        return;
+    }
+    if samples.insert(key, &1, BPF_NOEXIST as u64).is_err() {
+        count(lost);
+        return;
+    }
+    save_stack_top(user_stack_id);
+}

@@ -243,12 +243,7 @@ impl Probes {
     /// # Errors
     /// When the map cannot be read.
     pub fn read_cpu_samples(&self) -> Result<Vec<(CpuKey, CpuValue)>> {
-        let samples: BpfHashMap<_, CpuKey, CpuValue> =
-            BpfHashMap::try_from(self.map("CPU_SAMPLES")?)?;
-        samples
-            .iter()
-            .map(|entry| entry.context("cannot read the CPU sample map"))
-            .collect()
+        self.read_hash("CPU_SAMPLES")
     }
 
     /// Reads what the traced I/O syscalls did, by call site.
@@ -256,11 +251,7 @@ impl Probes {
     /// # Errors
     /// When the map cannot be read.
     pub fn read_io_calls(&self) -> Result<Vec<(IoKey, IoValue)>> {
-        let calls: BpfHashMap<_, IoKey, IoValue> = BpfHashMap::try_from(self.map("IO_CALLS")?)?;
-        calls
-            .iter()
-            .map(|entry| entry.context("cannot read the I/O call map"))
-            .collect()
+        self.read_hash("IO_CALLS")
     }
 
     /// Reads how often each stack was sampled at each I/O call site.
@@ -268,12 +259,7 @@ impl Probes {
     /// # Errors
     /// When the map cannot be read.
     pub fn read_io_stack_samples(&self) -> Result<Vec<(IoStackKey, u64)>> {
-        let samples: BpfHashMap<_, IoStackKey, u64> =
-            BpfHashMap::try_from(self.map("IO_STACK_SAMPLES")?)?;
-        samples
-            .iter()
-            .map(|entry| entry.context("cannot read the I/O stack sample map"))
-            .collect()
+        self.read_hash("IO_STACK_SAMPLES")
     }
 
     /// Reads the futex waits by site and futex.
@@ -281,12 +267,7 @@ impl Probes {
     /// # Errors
     /// When the map cannot be read.
     pub fn read_block_waits(&self) -> Result<Vec<(BlockKey, BlockValue)>> {
-        let waits: BpfHashMap<_, BlockKey, BlockValue> =
-            BpfHashMap::try_from(self.map("BLOCK_WAITS")?)?;
-        waits
-            .iter()
-            .map(|entry| entry.context("cannot read the blocking map"))
-            .collect()
+        self.read_hash("BLOCK_WAITS")
     }
 
     /// Reads how often each stack was sampled at each wait site.
@@ -294,11 +275,14 @@ impl Probes {
     /// # Errors
     /// When the map cannot be read.
     pub fn read_block_stack_samples(&self) -> Result<Vec<(BlockStackKey, u64)>> {
-        let samples: BpfHashMap<_, BlockStackKey, u64> =
-            BpfHashMap::try_from(self.map("BLOCK_STACK_SAMPLES")?)?;
-        samples
-            .iter()
-            .map(|entry| entry.context("cannot read the blocking stack sample map"))
+        self.read_hash("BLOCK_STACK_SAMPLES")
+    }
+
+    /// Every entry of the hash map `name`.
+    fn read_hash<K: aya::Pod, V: aya::Pod>(&self, name: &str) -> Result<Vec<(K, V)>> {
+        let map: BpfHashMap<_, K, V> = BpfHashMap::try_from(self.map(name)?)?;
+        map.iter()
+            .map(|entry| entry.with_context(|| format!("cannot read the map {name}")))
             .collect()
     }
 
