@@ -14,6 +14,13 @@ const FIXTURES: &[&str] = &[
     "syscalls",
     "short_lived",
     "forker",
+    "io_mix",
+    "io_bystander",
+    "io_siblings",
+    "block_mutex",
+    "block_condvar",
+    "block_uncontended",
+    "block_stuck",
 ];
 
 fn main() {

@@ -216,6 +216,11 @@ impl Running {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for the process up to `timeout`; on timeout kills it and panics
     /// with what it printed. Also fails on a panic message in stderr.
     pub fn wait_timeout(mut self, timeout: Duration) -> Run {

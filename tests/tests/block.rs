@@ -1,0 +1,596 @@
+//! Blocking-profile tests: the futex waits the profile records must add up to the time
+//! the fixtures measured themselves blocked (around each `pthread_mutex_lock` or
+//! `pthread_cond_wait` call), under the function that called the libc lock function,
+//! with the futex address of the lock; a contended lock must be named in the summary and
+//! a private one must not; a wait still going on when the window closes must be counted up
+//! to the end of the window.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use integration_tests::{
+    FixtureResult, Folded, Run, fixture, pprof, prerequisites, run_profiler, temp_dir,
+};
+
+/// Largest allowed relative gap between a profile's delay and a fixture's own
+/// measurement of the same waits. The fixture's clock brackets each libc call and the
+/// profile times the futex syscalls inside it: the difference is the call's user-space
+/// part (a few atomic operations, well under a microsecond) per call, against waits of
+/// milliseconds, so well under 1% of the total; 10% leaves room for a loaded machine.
+const DELAY_TOLERANCE: f64 = 0.10;
+
+/// The frames of a restored libc lock call (the leaf frame the profiler puts back below
+/// the caller of `pthread_mutex_lock`).
+const LIBC_LOCK_FRAMES: &[&str] = &["pthread_mutex_lock", "lll_lock_wait"];
+
+// ---------------------------------------------------------------------------
+// The fixtures
+
+/// The command name the kernel gives the fixture `name` (its first 15 bytes).
+fn comm_of(name: &str) -> &str {
+    &name[..name.len().min(15)]
+}
+
+/// CLOCK_MONOTONIC, the clock of the fixtures' timestamps and of the profiler's window.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+// ---------------------------------------------------------------------------
+// Running the profiler on them
+
+/// One finished blocking profile of a fixture run as the profiler's command.
+struct BlockRun {
+    _tmp: tempfile::TempDir,
+    out: PathBuf,
+    run: Run,
+    measured: FixtureResult,
+    /// CLOCK_MONOTONIC just before the profiler was started and just after it exited.
+    started_ns: u64,
+    exited_ns: u64,
+}
+
+impl BlockRun {
+    fn folded(&self) -> Folded {
+        let p = self.out.join("block.folded");
+        let text = std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+        Folded::parse(&text)
+    }
+
+    fn pb(&self) -> PathBuf {
+        self.out.join("block.pb.gz")
+    }
+
+    fn samples(&self) -> Vec<RawSample> {
+        raw_samples(&self.pb())
+    }
+
+    /// The stdout block that follows `Contention (futexes waited on by several threads):`
+    /// (empty when there is none).
+    fn contention_section(&self) -> Vec<&str> {
+        self.run
+            .stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("Contention (futexes waited on by several threads):"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .collect()
+    }
+}
+
+/// Runs `profiler --profiles block [extra] -- <fixture> <args> <result file>`.
+fn profile_fixture(name: &str, extra: &[&str], args: &[&str]) -> BlockRun {
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let result = tmp.path().join("result.txt");
+    let exe = fixture(name);
+    let mut argv: Vec<&OsStr> = vec!["--profiles".as_ref(), "block".as_ref()];
+    argv.extend(extra.iter().map(OsStr::new));
+    argv.push("--".as_ref());
+    argv.push(exe.as_os_str());
+    argv.extend(args.iter().map(OsStr::new));
+    argv.push(result.as_os_str());
+
+    let started_ns = monotonic_ns();
+    let run = run_profiler(&argv, &out);
+    let exited_ns = monotonic_ns();
+    run.assert_success();
+    let measured = FixtureResult::read(&result);
+    for name in ["block.folded", "block.pb.gz", "block.svg"] {
+        let p = out.join(name);
+        let len = std::fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("output {} missing: {e}\n{}", p.display(), run.transcript()))
+            .len();
+        assert!(len > 0, "output {} is empty", p.display());
+    }
+    BlockRun {
+        _tmp: tmp,
+        out,
+        run,
+        measured,
+        started_ns,
+        exited_ns,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `go tool pprof -raw`: every sample with its exact values, labels and functions
+
+/// One sample of a profile as `go tool pprof -raw` prints it.
+#[derive(Debug, Clone)]
+struct RawSample {
+    /// contentions, delay (the profile's sample types, in order).
+    values: Vec<i64>,
+    labels: HashMap<String, String>,
+    /// Function names, leaf first (inlined frames included).
+    functions: Vec<String>,
+}
+
+impl RawSample {
+    fn has(&self, function: &str) -> bool {
+        self.functions.iter().any(|f| f == function)
+    }
+
+    fn label(&self, key: &str) -> &str {
+        self.labels.get(key).map_or("", String::as_str)
+    }
+
+    fn contentions(&self) -> i64 {
+        self.values[0]
+    }
+
+    fn delay(&self) -> i64 {
+        self.values[1]
+    }
+}
+
+/// Every sample of `pb`, read through `go tool pprof -raw`.
+fn raw_samples(pb: &Path) -> Vec<RawSample> {
+    let raw = pprof(&["-raw".as_ref(), pb.as_os_str()]);
+    raw.assert_success();
+    let parsed = parse_raw(&raw.stdout);
+    let header = raw
+        .stdout
+        .lines()
+        .skip_while(|l| l.trim() != "Samples:")
+        .nth(1)
+        .unwrap_or("");
+    assert!(
+        header.starts_with("contentions/count delay/nanoseconds"),
+        "block.pb.gz sample types are not contentions/count, delay/nanoseconds: {header:?}"
+    );
+    parsed
+}
+
+/// Parses the `Samples:` and `Locations` sections of `go tool pprof -raw` output.
+fn parse_raw(text: &str) -> Vec<RawSample> {
+    enum Section {
+        Preamble,
+        Samples,
+        Locations,
+        Done,
+    }
+    let mut section = Section::Preamble;
+    // The samples, with their functions still to fill in from the location ids.
+    let mut samples: Vec<(RawSample, Vec<u64>)> = Vec::new();
+    let mut locations: HashMap<u64, Vec<String>> = HashMap::new();
+    let mut current_location = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        match trimmed {
+            "Samples:" => {
+                section = Section::Samples;
+                continue;
+            }
+            "Locations" => {
+                section = Section::Locations;
+                continue;
+            }
+            "Mappings" => section = Section::Done,
+            _ => {}
+        }
+        match section {
+            Section::Preamble | Section::Done => {}
+            Section::Samples if trimmed.contains(":[") => {
+                let (RawSample { labels, .. }, _) = samples
+                    .last_mut()
+                    .unwrap_or_else(|| panic!("pprof -raw label line before a sample: {line:?}"));
+                let mut rest = trimmed;
+                while let Some(open) = rest.find(":[") {
+                    let key = rest[..open].split_whitespace().last().unwrap_or("");
+                    let after = &rest[open + 2..];
+                    let close = after.find(']').unwrap_or(after.len());
+                    labels.insert(key.to_owned(), after[..close].to_owned());
+                    rest = &after[(close + 1).min(after.len())..];
+                }
+            }
+            Section::Samples => {
+                let Some((values, ids)) = trimmed.split_once(':') else {
+                    continue; // the sample-type header
+                };
+                let Ok(values) = values
+                    .split_whitespace()
+                    .map(str::parse::<i64>)
+                    .collect::<Result<Vec<_>, _>>()
+                else {
+                    continue;
+                };
+                let ids = ids
+                    .split_whitespace()
+                    .map(|id| {
+                        id.parse()
+                            .unwrap_or_else(|e| panic!("bad location {id:?}: {e}"))
+                    })
+                    .collect();
+                let sample = RawSample {
+                    values,
+                    labels: HashMap::new(),
+                    functions: Vec::new(),
+                };
+                samples.push((sample, ids));
+            }
+            Section::Locations => {
+                let mut words = trimmed.split_whitespace();
+                let first = words.next().unwrap_or("");
+                if let Some(Ok(id)) = first.strip_suffix(':').map(str::parse::<u64>) {
+                    // `ID: 0xADDR M=N function file:line s=0`
+                    let function = words.nth(2).unwrap_or("").to_owned();
+                    locations.insert(id, vec![function]);
+                    current_location = Some(id);
+                } else if let Some(id) = current_location {
+                    // An inlined caller: `function file:line s=0`
+                    if !first.is_empty() {
+                        locations.entry(id).or_default().push(first.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    samples
+        .into_iter()
+        .map(|(sample, ids)| RawSample {
+            functions: ids
+                .iter()
+                .flat_map(|id| locations.get(id).cloned().unwrap_or_default())
+                .collect(),
+            ..sample
+        })
+        .collect()
+}
+
+/// The samples as text, for assertion messages.
+fn describe(samples: &[RawSample]) -> String {
+    let mut out = format!("{} samples:\n", samples.len());
+    for s in samples {
+        let labels: BTreeMap<_, _> = s.labels.iter().collect();
+        let mut stack = s.functions.clone();
+        stack.reverse();
+        let _ = writeln!(
+            out,
+            "  waits={} delay={}ns {labels:?}\n    {}",
+            s.contentions(),
+            s.delay(),
+            stack.join(";")
+        );
+    }
+    out
+}
+
+/// Delay per tid of the samples for which `pred` holds, for assertion messages.
+fn delay_by_tid(samples: &[RawSample], pred: impl Fn(&RawSample) -> bool) -> BTreeMap<String, i64> {
+    let mut m = BTreeMap::new();
+    for s in samples.iter().filter(|s| pred(s)) {
+        *m.entry(s.label("tid").to_owned()).or_default() += s.delay();
+    }
+    m
+}
+
+fn ms(ns: impl Into<f64>) -> String {
+    format!("{:.1} ms", ns.into() / 1e6)
+}
+
+/// Asserts `got` is within [`DELAY_TOLERANCE`] of `want` (both nanoseconds).
+fn assert_delay_close(what: &str, got: u64, want: u64, context: &str) {
+    let gap = (got as f64 - want as f64).abs() / want as f64;
+    assert!(
+        gap <= DELAY_TOLERANCE,
+        "{what}: the profile has {} where the fixture measured {} itself ({:+.1}%, more than \
+         {:.0}% off)\n{context}",
+        ms(got as f64),
+        ms(want as f64),
+        100.0 * (got as f64 - want as f64) / want as f64,
+        100.0 * DELAY_TOLERANCE
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+
+/// block_mutex: 4 threads, 2000 times each through one mutex held ~tens of µs.
+#[test]
+fn contended_mutex_delay_matches_fixture_and_names_the_lock() {
+    if !prerequisites() {
+        return;
+    }
+    let r = profile_fixture("block_mutex", &["--duration", "60s"], &["2000"]);
+    let measured_wait = r.measured.u64("wait_ns");
+    let mutex = r.measured.get("mutex").to_owned();
+    let threads = r.measured.u64("threads") as usize;
+    let folded = r.folded();
+    let samples = r.samples();
+    let context = format!("{}\n{}", folded.summary(10), describe(&samples));
+
+    // The fixture must really have contended, or nothing below means anything.
+    assert!(
+        measured_wait >= 50_000_000,
+        "the fixture was blocked only {} in pthread_mutex_lock: no real contention",
+        ms(measured_wait as f64)
+    );
+
+    // Delay under contend_lock = the fixture's own blocked time.
+    let in_contend = folded.samples_containing("contend_lock");
+    assert_delay_close(
+        "delay under contend_lock",
+        in_contend,
+        measured_wait,
+        &context,
+    );
+
+    // The libc frames below contend_lock are restored: the caller of the lock function
+    // is followed by the lock function itself.
+    for stack in folded.stacks.iter().filter(|s| s.has("contend_lock")) {
+        let at = stack
+            .frames
+            .iter()
+            .position(|f| f == "contend_lock")
+            .unwrap();
+        let below = &stack.frames[at + 1..];
+        assert!(
+            below
+                .iter()
+                .any(|f| LIBC_LOCK_FRAMES.iter().any(|l| f.contains(l))),
+            "block.folded line under contend_lock has no libc lock frame ({LIBC_LOCK_FRAMES:?}) \
+             after it: {};{} {}",
+            stack.comm,
+            stack.frames.join(";"),
+            stack.count
+        );
+    }
+
+    // Every wait under contend_lock is on the one mutex, by each of the 4 threads.
+    let contend: Vec<&RawSample> = samples.iter().filter(|s| s.has("contend_lock")).collect();
+    let futexes: BTreeSet<&str> = contend.iter().map(|s| s.label("futex")).collect();
+    assert_eq!(
+        futexes,
+        BTreeSet::from([mutex.as_str()]),
+        "the waits under contend_lock should all carry the fixture's mutex address {mutex} \
+         as their futex label\n{context}"
+    );
+    let tids: BTreeSet<&str> = contend.iter().map(|s| s.label("tid")).collect();
+    assert_eq!(
+        tids.len(),
+        threads,
+        "expected waits under contend_lock from all {threads} threads, got tids {tids:?}\n{context}"
+    );
+    let pid = r.run.stdout.lines().find_map(|l| {
+        l.trim()
+            .strip_suffix(')')
+            .and_then(|l| l.rsplit_once("block_mutex (pid "))
+            .map(|(_, pid)| pid.to_owned())
+    });
+    for s in &contend {
+        assert_eq!(s.label("comm"), "block_mutex", "comm label\n{context}");
+        assert!(
+            pid.as_deref().is_none_or(|pid| s.label("pid") == pid),
+            "pid label {:?} differs from the summary's pid {pid:?}\n{context}",
+            s.label("pid")
+        );
+        assert!(
+            ["woken", "timed out", "interrupted", "no wait"].contains(&s.label("outcome")),
+            "unexpected outcome {:?} for a wait that ended before the command did\n{context}",
+            s.label("outcome")
+        );
+    }
+
+    // The summary names the lock, its 4 threads and the function that waited, and says
+    // what to do.
+    let section = r.contention_section();
+    let stdout = &r.run.stdout;
+    let head = format!("* futex {mutex} in block_mutex (pid ");
+    let at = section
+        .iter()
+        .position(|l| l.trim_start().starts_with(&head))
+        .unwrap_or_else(|| {
+            panic!("the Contention section does not list the mutex {mutex}\n{stdout}")
+        });
+    assert!(
+        section[at].contains(&format!("): {threads} threads waited ")),
+        "the mutex's contention line does not say {threads} threads: {:?}\n{stdout}",
+        section[at]
+    );
+    let waiters: Vec<&str> = section[at + 1..]
+        .iter()
+        .take_while(|l| l.starts_with("    "))
+        .copied()
+        .collect();
+    assert!(
+        waiters
+            .iter()
+            .any(|l| l.trim_start().starts_with("waited in contend_lock (")),
+        "the mutex's contention entry does not say `waited in contend_lock`: {waiters:?}\n{stdout}"
+    );
+    assert!(
+        section.iter().any(|l| l.trim_start().starts_with("fix: ")),
+        "the Contention section has no `fix:` line\n{stdout}"
+    );
+}
+
+/// block_condvar: the consumer waits ~2 ms for each of 200 items in consume().
+#[test]
+fn condvar_waits_are_attributed_to_the_consumer() {
+    if !prerequisites() {
+        return;
+    }
+    let r = profile_fixture("block_condvar", &["--duration", "60s"], &["200"]);
+    let measured_wait = r.measured.u64("wait_ns");
+    let consumer_tid = r.measured.get("consumer_tid").to_owned();
+    let folded = r.folded();
+    let samples = r.samples();
+    let context = format!("{}\n{}", folded.summary(10), describe(&samples));
+    assert!(
+        measured_wait >= 200_000_000,
+        "the consumer waited only {} for 200 items made every 2 ms",
+        ms(measured_wait as f64)
+    );
+
+    // Only the consumer thread runs consume().
+    let by_tid = delay_by_tid(&samples, |s| s.has("consume"));
+    assert!(
+        by_tid.keys().all(|tid| *tid == consumer_tid),
+        "waits under consume carry tids other than the consumer's ({consumer_tid}): delay by \
+         tid {by_tid:?}\n{context}"
+    );
+    let in_consume = folded.samples_containing("consume");
+    assert_delay_close("delay under consume", in_consume, measured_wait, &context);
+}
+
+/// block_uncontended: 2 threads, each with its own mutex, never wait on each other.
+#[test]
+fn uncontended_private_locks_do_not_block() {
+    if !prerequisites() {
+        return;
+    }
+    let r = profile_fixture("block_uncontended", &["--duration", "60s"], &["1000000"]);
+    let runtime = r.measured.u64("runtime_ns");
+    let comm = comm_of("block_uncontended");
+    let folded = r.folded();
+    let context = folded.summary(10);
+
+    // The run was traced: the main thread waited in pthread_join all along.
+    assert!(
+        folded.with_comm(comm).total() > 0,
+        "no futex wait of {comm} at all (its main thread joins its workers)\n{context}\n{}",
+        r.run.stdout
+    );
+    let in_private = folded.samples_containing("private_lock");
+    assert!(
+        (in_private as f64) < 0.01 * runtime as f64,
+        "{} of delay under private_lock, which only takes uncontended locks, in a run of {} \
+         (limit 1%)\n{context}",
+        ms(in_private as f64),
+        ms(runtime as f64)
+    );
+    let section = r.contention_section();
+    let listed: Vec<&&str> = section
+        .iter()
+        .filter(|l| l.contains(&format!(" in {comm} (pid ")) || l.contains("private_lock"))
+        .collect();
+    assert!(
+        listed.is_empty(),
+        "the summary reports contention in the uncontended fixture: {listed:?}\n{}",
+        r.run.stdout
+    );
+}
+
+#[test]
+fn go_tool_pprof_top_by_delay_shows_contend_lock() {
+    if !prerequisites() {
+        return;
+    }
+    let r = profile_fixture("block_mutex", &["--duration", "60s"], &["500"]);
+    let pb = r.pb();
+    let top = pprof(&[
+        "-top".as_ref(),
+        "-sample_index=delay".as_ref(),
+        pb.as_os_str(),
+    ]);
+    top.assert_success();
+    assert!(
+        top.stdout.contains("contend_lock"),
+        "`go tool pprof -top -sample_index=delay` does not list contend_lock\n{}",
+        top.transcript()
+    );
+    let top = pprof(&[
+        "-top".as_ref(),
+        "-sample_index=contentions".as_ref(),
+        pb.as_os_str(),
+    ]);
+    top.assert_success();
+    assert!(
+        top.stdout.contains("contend_lock"),
+        "`go tool pprof -top -sample_index=contentions` does not list contend_lock\n{}",
+        top.transcript()
+    );
+}
+
+/// block_stuck: its waiter enters a wait that never ends right after the launch; the
+/// window closes 2 s later with the wait still going on.
+#[test]
+fn wait_in_progress_at_the_end_is_counted_up_to_it() {
+    if !prerequisites() {
+        return;
+    }
+    const WINDOW: Duration = Duration::from_secs(2);
+    // The fixture outlives the window by 1 s, then exits by itself.
+    let r = profile_fixture("block_stuck", &["--duration", "2s"], &["3"]);
+    let wait_start = r.measured.u64("wait_start_ns");
+    let waiter_tid = r.measured.get("waiter_tid").to_owned();
+    let samples = r.samples();
+    let context = describe(&samples);
+
+    let waiting: Vec<&RawSample> = samples.iter().filter(|s| s.has("wait_forever")).collect();
+    assert!(
+        !waiting.is_empty(),
+        "no wait under wait_forever in the profile\n{context}"
+    );
+    for s in &waiting {
+        assert_eq!(
+            s.label("outcome"),
+            "in progress",
+            "the never-ending wait under wait_forever has the wrong outcome\n{context}"
+        );
+        assert_eq!(s.label("tid"), waiter_tid, "tid label\n{context}");
+        assert_eq!(s.label("comm"), "block_stuck", "comm label\n{context}");
+    }
+    let waits: i64 = waiting.iter().map(|s| s.contentions()).sum();
+    assert_eq!(waits, 1, "one wait, counted once\n{context}");
+    let delay = waiting.iter().map(|s| s.delay()).sum::<i64>() as u64;
+
+    // The window opened after the profiler started and lasted WINDOW; it closed before the
+    // profiler exited. The wait began after the launch, and so inside the window.
+    let lower = (r.started_ns + WINDOW.as_nanos() as u64).saturating_sub(wait_start);
+    let upper = r.exited_ns - wait_start;
+    assert!(
+        (lower.saturating_sub(5_000_000)..=upper).contains(&delay),
+        "the in-progress wait has {} of delay; it waited from {} ms after the profiler's start \
+         to the window's end, which is {}..{}\n{context}",
+        ms(delay as f64),
+        (wait_start - r.started_ns) / 1_000_000,
+        ms(lower as f64),
+        ms(upper as f64)
+    );
+    let nominal = WINDOW.as_nanos() as f64;
+    assert!(
+        (delay as f64 - nominal).abs() <= 0.2 * nominal,
+        "the in-progress wait has {} of delay in a {WINDOW:?} window it spent waiting\n{context}",
+        ms(delay as f64)
+    );
+    let folded = r.folded();
+    assert_eq!(
+        folded.samples_containing("wait_forever"),
+        delay,
+        "block.folded and block.pb.gz disagree on wait_forever\n{}",
+        folded.summary(10)
+    );
+}
