@@ -120,8 +120,10 @@ pub struct InFlight {
     pub ip: u64,
     /// User stack pointer at entry (futex waits only).
     pub sp: u64,
-    /// User frame pointer at entry (futex waits only).
+    /// User frame pointer at entry, or 0 (futex waits only).
     pub bp: u64,
+    /// The return address above that frame, or 0 (futex waits only).
+    pub ret: u64,
 }
 
 /// One in this many waits of a blocking call site has its full user stack taken (the
@@ -162,8 +164,11 @@ pub struct BlockKey {
     pub ip: u64,
     /// User stack pointer at the syscall.
     pub sp: u64,
-    /// User frame pointer at the syscall.
+    /// User frame pointer at the syscall, or 0 when `rbp` held data, not a frame pointer.
     pub bp: u64,
+    /// The return address above that frame (`[bp + 8]`): tells apart sibling functions
+    /// called from one parent with equal frames. 0 when `bp` is.
+    pub ret: u64,
 }
 
 /// Key of the map of sampled stacks per blocking call site.
@@ -214,8 +219,11 @@ pub struct IoKey {
     pub ip: u64,
     /// User stack pointer at the syscall.
     pub sp: u64,
-    /// User frame pointer at the syscall.
+    /// User frame pointer at the syscall, or 0 when `rbp` held data, not a frame pointer.
     pub bp: u64,
+    /// The return address above that frame (`[bp + 8]`): tells apart sibling functions
+    /// called from one parent with equal frames. 0 when `bp` is.
+    pub ret: u64,
 }
 
 /// Key of the map of sampled stacks per I/O call site.
@@ -319,11 +327,11 @@ mod pod {
     unsafe impl aya::Pod for super::StackTopRaw {}
     // SAFETY: four u32s, then u64s: no padding.
     unsafe impl aya::Pod for super::IoKey {}
-    // SAFETY: an IoKey (8-aligned, 40 bytes), then two u32s: no padding.
+    // SAFETY: an IoKey (8-aligned, 48 bytes), then two u32s: no padding.
     unsafe impl aya::Pod for super::IoStackKey {}
     // SAFETY: two u32s, then u64s: no padding.
     unsafe impl aya::Pod for super::BlockKey {}
-    // SAFETY: a BlockKey (40 bytes), then two u32s: no padding.
+    // SAFETY: a BlockKey (8-aligned, 48 bytes), then two u32s: no padding.
     unsafe impl aya::Pod for super::BlockStackKey {}
     // SAFETY: u64 arrays, then 16 bytes: no padding.
     unsafe impl aya::Pod for super::BlockValue {}

@@ -14,7 +14,7 @@ use aya_ebpf::{
 };
 use profiler_common::{
     BLOCK_STACK_SAMPLE_EVERY, BlockKey, BlockStackKey, BlockValue, COMM_LEN, InFlight,
-    MAX_BLOCK_KEYS, counter, proc_event, wait_outcome,
+    MAX_BLOCK_KEYS, StackTopRaw, counter, proc_event, wait_outcome,
 };
 
 use crate::shared::{count, count_stack_sample, notify, stack_id};
@@ -32,6 +32,11 @@ static BLOCK_WAITS: HashMap<BlockKey, BlockValue> =
     HashMap::with_max_entries(MAX_BLOCK_KEYS, BPF_F_NO_PREALLOC);
 
 /// How many of each wait site's stack samples saw each stack.
+/// The top of the user stack with the first sample of each (site, stack).
+#[map]
+static BLOCK_STACK_TOPS: HashMap<BlockStackKey, StackTopRaw> =
+    HashMap::with_max_entries(MAX_BLOCK_KEYS, BPF_F_NO_PREALLOC);
+
 #[map]
 static BLOCK_STACK_SAMPLES: HashMap<BlockStackKey, u64> =
     HashMap::with_max_entries(MAX_BLOCK_KEYS, BPF_F_NO_PREALLOC);
@@ -45,6 +50,7 @@ fn key_of(entry: &InFlight) -> BlockKey {
         ip: entry.ip,
         sp: entry.sp,
         bp: entry.bp,
+        ret: entry.ret,
     }
 }
 
@@ -108,8 +114,8 @@ fn sample_stack(ctx: &BtfTracePointContext, site: &BlockKey) {
     };
     count_stack_sample(
         &BLOCK_STACK_SAMPLES,
+        &BLOCK_STACK_TOPS,
         &key,
-        key.user_stack_id,
         counter::LOST_BLOCK_STACK,
     );
 }

@@ -9,13 +9,18 @@ use aya_ebpf::{
     programs::PerfEventContext,
 };
 use aya_log_ebpf::warn;
-use profiler_common::{COMM_LEN, CpuKey, CpuValue, MAX_CPU_KEYS, counter, proc_event};
+use profiler_common::{COMM_LEN, CpuKey, CpuValue, MAX_CPU_KEYS, StackTopRaw, counter, proc_event};
 
 use crate::shared::{count, current_ids, is_target, notify, save_stack_top, stack_id};
 
 /// Sample counts by (pid, tid, user stack, kernel stack).
 #[map]
 static CPU_SAMPLES: HashMap<CpuKey, CpuValue> =
+    HashMap::with_max_entries(MAX_CPU_KEYS, BPF_F_NO_PREALLOC);
+
+/// The top of the user stack with the first sample of each key.
+#[map]
+static CPU_STACK_TOPS: HashMap<CpuKey, StackTopRaw> =
     HashMap::with_max_entries(MAX_CPU_KEYS, BPF_F_NO_PREALLOC);
 
 /// Samples the stacks of whatever runs on this CPU at each `cpu-clock` tick.
@@ -54,7 +59,7 @@ fn record(ctx: &PerfEventContext, key: &CpuKey) {
     let value = CpuValue { count: 1, comm };
     if CPU_SAMPLES.insert(key, &value, BPF_NOEXIST as u64).is_ok() {
         count(counter::RECORDED);
-        save_stack_top(key.user_stack_id);
+        save_stack_top(&CPU_STACK_TOPS, key);
         notify(proc_event::NEW_KEY, key.pid);
     } else {
         count(counter::LOST_AGG_FULL);

@@ -16,11 +16,11 @@ use aya_ebpf::{
 };
 use profiler_common::{
     COMM_LEN, IO_HIST_BUCKETS, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoStackKey, IoValue,
-    MAX_IO_KEYS, counter, proc_event,
+    MAX_IO_KEYS, StackTopRaw, counter, proc_event,
 };
 
 use crate::shared::{count, count_stack_sample, notify, stack_id};
-use crate::syscalls::{PT_REGS_BP, PT_REGS_DI, PT_REGS_IP, PT_REGS_SP};
+use crate::syscalls::{PT_REGS_DI, site_registers};
 
 /// What the calls did, by call site.
 #[map]
@@ -28,6 +28,11 @@ static IO_CALLS: HashMap<IoKey, IoValue> =
     HashMap::with_max_entries(MAX_IO_KEYS, BPF_F_NO_PREALLOC);
 
 /// How many of each call site's stack samples saw each stack.
+/// The top of the user stack with the first sample of each (site, stack).
+#[map]
+static IO_STACK_TOPS: HashMap<IoStackKey, StackTopRaw> =
+    HashMap::with_max_entries(MAX_IO_KEYS, BPF_F_NO_PREALLOC);
+
 #[map]
 static IO_STACK_SAMPLES: HashMap<IoStackKey, u64> =
     HashMap::with_max_entries(MAX_IO_KEYS, BPF_F_NO_PREALLOC);
@@ -42,24 +47,18 @@ static IO_SCRATCH: PerCpuArray<IoValue> = PerCpuArray::with_max_entries(1, 0);
 pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos: u64) {
     let (tgid, tid, syscall) = (entry.pid, entry.tid, entry.syscall);
     let regs: *const u64 = ctx.arg(0);
-    // SAFETY: the tracepoint's BTF-typed pt_regs argument: the verifier checks these loads
-    // against the struct's layout, and they are cheaper than probe reads.
-    let (bp, ip, sp, fd) = unsafe {
-        (
-            *regs.add(PT_REGS_BP),
-            *regs.add(PT_REGS_IP),
-            *regs.add(PT_REGS_SP),
-            *regs.add(PT_REGS_DI),
-        )
-    };
+    let site = site_registers(regs);
+    // SAFETY: the tracepoint's BTF-typed pt_regs argument, checked by the verifier.
+    let fd = unsafe { *regs.add(PT_REGS_DI) };
     let key = IoKey {
         pid: tgid,
         tid,
         syscall,
         _pad: 0,
-        ip,
-        sp,
-        bp,
+        ip: site.ip,
+        sp: site.sp,
+        bp: site.bp,
+        ret: site.ret,
     };
     count(counter::IO_CALLS);
     if let Some(value) = IO_CALLS.get_ptr_mut(&key) {
@@ -102,8 +101,8 @@ fn sample_stack(ctx: &BtfTracePointContext, site: &IoKey) {
     };
     count_stack_sample(
         &IO_STACK_SAMPLES,
+        &IO_STACK_TOPS,
         &key,
-        key.user_stack_id,
         counter::LOST_IO_STACK,
     );
 }

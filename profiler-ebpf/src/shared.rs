@@ -2,7 +2,7 @@
 //! process announcements.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    bindings::BPF_NOEXIST,
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user_buf,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
@@ -31,11 +31,6 @@ pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0)
 /// User and kernel stacks of every profile, referenced by id from the aggregation maps.
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
-
-/// The top of the user stack when each user stack id was first recorded.
-#[map]
-static STACK_TOPS: HashMap<i32, StackTopRaw> =
-    HashMap::with_max_entries(MAX_STACKS, BPF_F_NO_PREALLOC);
 
 /// Scratch space for a [`StackTopRaw`], too large for the 512-byte BPF stack.
 #[map]
@@ -95,14 +90,12 @@ pub fn stack_id<C: StackIdContext>(ctx: &C, flags: u64, lost: u32) -> i32 {
     }
 }
 
-/// Copies the top of the current thread's user stack the first time a user stack id is
-/// recorded: it lets userspace find the caller of a leaf function that keeps no frame pointer.
+/// Copies the top of the current thread's user stack into `tops` under `key`, the first
+/// time an aggregation key is recorded: it lets userspace find the callers a frame-pointer
+/// walk skipped or lost (a leaf without a frame pointer, or one that uses `rbp` for data).
+/// Kept per key, not per stack id: a walk cut short at the leaf gives many real stacks one id.
 #[inline(always)]
-pub fn save_stack_top(user_stack_id: i32) {
-    // SAFETY: presence check only.
-    if user_stack_id < 0 || unsafe { STACK_TOPS.get(&user_stack_id) }.is_some() {
-        return;
-    }
+pub fn save_stack_top<K>(tops: &HashMap<K, StackTopRaw>, key: &K) {
     let Some(top) = STACK_TOP_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -120,7 +113,7 @@ pub fn save_stack_top(user_stack_id: i32) {
         if bpf_probe_read_user_buf(sp as *const u8, bytes).is_err() {
             return;
         }
-        let _ = STACK_TOPS.insert(&user_stack_id, &*top, BPF_NOEXIST as u64);
+        let _ = tops.insert(key, &*top, BPF_NOEXIST as u64);
     }
 }
 
@@ -134,9 +127,14 @@ pub fn notify(kind: u32, tgid: u32) {
 }
 
 /// Counts one more sighting of the stack in `key` (a call site and a user stack id) in the
-/// sample map `samples`; the first sighting also keeps the stack's top for userspace.
+/// sample map `samples`; the first sighting also keeps the stack's top in `tops`.
 #[inline(always)]
-pub fn count_stack_sample<K>(samples: &HashMap<K, u64>, key: &K, user_stack_id: i32, lost: u32) {
+pub fn count_stack_sample<K>(
+    samples: &HashMap<K, u64>,
+    tops: &HashMap<K, StackTopRaw>,
+    key: &K,
+    lost: u32,
+) {
     if let Some(seen) = samples.get_ptr_mut(key) {
         // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
         unsafe { *seen += 1 };
@@ -146,5 +144,5 @@ pub fn count_stack_sample<K>(samples: &HashMap<K, u64>, key: &K, user_stack_id: 
         count(lost);
         return;
     }
-    save_stack_top(user_stack_id);
+    save_stack_top(tops, key);
 }

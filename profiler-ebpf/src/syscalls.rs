@@ -48,6 +48,47 @@ const FUTEX_WAIT_OPS: [u64; 5] = [0, 6, 9, 11, 13];
 /// Masks off FUTEX_PRIVATE_FLAG and FUTEX_CLOCK_REALTIME.
 const FUTEX_CMD_MASK: u64 = !(128 | 256);
 
+/// Largest distance from the stack pointer at which `rbp` still counts as a frame pointer.
+const MAX_STACK_BYTES: u64 = 8 << 20;
+
+/// The registers that key a call site.
+pub struct SiteRegisters {
+    /// User instruction pointer.
+    pub ip: u64,
+    /// User stack pointer.
+    pub sp: u64,
+    /// User frame pointer, or 0 when `rbp` held data.
+    pub bp: u64,
+    /// `[bp + 8]`, the return address above that frame, or 0.
+    pub ret: u64,
+}
+
+/// Reads the registers that key a call site from the syscall's user registers. `rbp` is a
+/// frame pointer only if it points a little above the stack pointer; C libraries built
+/// without frame pointers use it for data (a futex value, say), which must not split sites.
+#[inline(always)]
+pub fn site_registers(regs: *const u64) -> SiteRegisters {
+    // SAFETY: the tracepoint's BTF-typed pt_regs argument: the verifier checks these loads
+    // against the struct's layout; the user read goes through a probe-read helper.
+    unsafe {
+        let (ip, sp, bp) = (
+            *regs.add(PT_REGS_IP),
+            *regs.add(PT_REGS_SP),
+            *regs.add(PT_REGS_BP),
+        );
+        if bp <= sp || bp - sp > MAX_STACK_BYTES || bp % 8 != 0 {
+            return SiteRegisters {
+                ip,
+                sp,
+                bp: 0,
+                ret: 0,
+            };
+        }
+        let ret = bpf_probe_read_user((bp + 8) as *const u64).unwrap_or(0);
+        SiteRegisters { ip, sp, bp, ret }
+    }
+}
+
 /// Syscalls in progress, by thread id modulo the table size.
 #[map]
 pub static IN_FLIGHT: Array<InFlight> = Array::with_max_entries(IN_FLIGHT_SLOTS, 0);
@@ -106,10 +147,9 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
                 // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved; }[]
                 entry.uaddr = bpf_probe_read_user((entry.uaddr + 8) as *const u64).unwrap_or(0);
             }
-            entry.ip = *regs.add(PT_REGS_IP);
-            entry.sp = *regs.add(PT_REGS_SP);
-            entry.bp = *regs.add(PT_REGS_BP);
         }
+        let site = site_registers(regs);
+        (entry.ip, entry.sp, entry.bp, entry.ret) = (site.ip, site.sp, site.bp, site.ret);
         block::on_enter(&ctx, &entry);
     }
     let Some(slot) = IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {

@@ -10,7 +10,7 @@ use crate::cpu_profile::comm;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::run_facts;
 use crate::session::RunOutcome;
-use crate::stacks::StackResolver;
+use crate::stacks::{SampledStack, StackResolver};
 
 /// Index of `contentions` in the blocking profile's sample types.
 pub const CONTENTIONS: usize = 0;
@@ -37,12 +37,13 @@ pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
-    let mut stacks_of: HashMap<BlockKey, Vec<(i32, u64)>> = HashMap::new();
-    for (key, samples) in &run.block_stack_samples {
-        stacks_of
-            .entry(key.site)
-            .or_default()
-            .push((key.user_stack_id, *samples));
+    let mut stacks_of: HashMap<BlockKey, Vec<SampledStack<'_>>> = HashMap::new();
+    for (key, seen) in &run.block_stack_samples {
+        stacks_of.entry(key.site).or_default().push(SampledStack {
+            id: key.user_stack_id,
+            seen: *seen,
+            top: run.stack_tops.block.get(key),
+        });
     }
     let mut comms = HashMap::new();
     let own_pid = std::process::id();
@@ -74,6 +75,7 @@ pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>
             ip: entry.ip,
             sp: entry.sp,
             bp: entry.bp,
+            ret: entry.ret,
         };
         // Counted up to the end of the window: the wait goes on, the profile does not.
         let nanos = run.window_end_ktime_ns.saturating_sub(entry.start_ns);

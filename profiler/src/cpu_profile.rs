@@ -32,11 +32,13 @@ pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>
         if !matches!(config.target, Target::Host) && key.pid == std::process::id() {
             continue;
         }
+        let top = run.stack_tops.cpu.get(key);
         let stack = resolver.intern(
             &mut builder,
             key.pid,
             key.user_stack_id,
             key.kernel_stack_id,
+            top,
         );
         let count = value.count as i64;
         let labels = vec![

@@ -9,7 +9,7 @@ use crate::cpu_profile::comm;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::run_facts;
 use crate::session::RunOutcome;
-use crate::stacks::StackResolver;
+use crate::stacks::{SampledStack, StackResolver};
 
 /// Index of `calls` in the I/O profile's sample types.
 pub const CALLS: usize = 0;
@@ -39,12 +39,13 @@ pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
-    let mut stacks_of: HashMap<IoKey, Vec<(i32, u64)>> = HashMap::new();
-    for (key, samples) in &run.io_stack_samples {
-        stacks_of
-            .entry(key.site)
-            .or_default()
-            .push((key.user_stack_id, *samples));
+    let mut stacks_of: HashMap<IoKey, Vec<SampledStack<'_>>> = HashMap::new();
+    for (key, seen) in &run.io_stack_samples {
+        stacks_of.entry(key.site).or_default().push(SampledStack {
+            id: key.user_stack_id,
+            seen: *seen,
+            top: run.stack_tops.io.get(key),
+        });
     }
     for (key, value) in &run.io_calls {
         // In command mode the profiler is a target for the instant it forks the command.

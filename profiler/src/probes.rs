@@ -35,8 +35,6 @@ impl Counters {
 pub struct RawStacks {
     /// Frames by stack id, leaf first.
     pub frames: HashMap<u32, Vec<u64>>,
-    /// The top of the user stack when each user stack was first recorded.
-    pub tops: HashMap<u32, StackTop>,
 }
 
 /// What the kernel programs are told at load time.
@@ -303,14 +301,12 @@ impl Probes {
         Ok(busy)
     }
 
-    /// Reads the stacks with the given ids (negative ids, which are errors, are skipped),
-    /// and the stack tops copied with them.
+    /// Reads the stacks with the given ids (negative ids, which are errors, are skipped).
     ///
     /// # Errors
-    /// When a map cannot be opened.
+    /// When the stack map cannot be opened.
     pub fn read_stacks(&self, ids: impl IntoIterator<Item = i32>) -> Result<RawStacks> {
         let stack_map: StackTraceMap<_> = StackTraceMap::try_from(self.map("STACKS")?)?;
-        let tops: BpfHashMap<_, i32, StackTopRaw> = BpfHashMap::try_from(self.map("STACK_TOPS")?)?;
         let mut stacks = RawStacks::default();
         for id in ids {
             let Ok(key) = u32::try_from(id) else { continue };
@@ -325,17 +321,31 @@ impl Probes {
                 }
             };
             stacks.frames.insert(key, frames);
-            if let Ok(top) = tops.get(&id, 0) {
-                stacks.tops.insert(
+        }
+        Ok(stacks)
+    }
+
+    /// Reads the stack tops kept with the first sample of each key in the map `name`.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read_stack_tops<K: aya::Pod + Eq + std::hash::Hash>(
+        &self,
+        name: &str,
+    ) -> Result<HashMap<K, StackTop>> {
+        let tops: Vec<(K, StackTopRaw)> = self.read_hash(name)?;
+        Ok(tops
+            .into_iter()
+            .map(|(key, top)| {
+                (
                     key,
                     StackTop {
                         sp: top.sp,
                         words: top.words.to_vec(),
                     },
-                );
-            }
-        }
-        Ok(stacks)
+                )
+            })
+            .collect())
     }
 
     fn map(&self, name: &str) -> Result<&aya::maps::Map> {

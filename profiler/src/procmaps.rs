@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::Read;
 
 /// One executable mapping of a process, from `/proc/PID/maps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +62,10 @@ impl ProcessTable {
             for (fd, kind) in old.fds {
                 info.fds.entry(fd).or_insert(kind);
             }
+            // Mappings gone since keep their place where nothing new took it: a read that
+            // races the process's exit can come back cut short, and code unmapped since
+            // (dlclose) was still sampled.
+            info.maps = merge_maps(info.maps, old.maps);
         }
         self.processes.insert(pid, info);
         true
@@ -81,7 +86,7 @@ impl ProcessTable {
 }
 
 fn read_process(pid: u32) -> Option<ProcessInfo> {
-    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let maps = read_whole(&format!("/proc/{pid}/maps"))?;
     // A zombie or kernel thread has an empty maps file; keep an older, fuller snapshot then.
     let maps = parse_maps(&maps);
     if maps.is_empty() {
@@ -91,6 +96,34 @@ fn read_process(pid: u32) -> Option<ProcessInfo> {
         maps,
         fds: read_fd_kinds(pid),
     })
+}
+
+/// Reads a proc file in large reads: the kernel builds `maps` a page at a time, and a file
+/// read in many small pieces while the process exits ends early.
+fn read_whole(path: &str) -> Option<String> {
+    let mut file = fs::File::open(path).ok()?;
+    let mut text = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(text).ok()
+}
+
+/// `new` plus the entries of `old` that overlap none of `new`, sorted by address.
+fn merge_maps(mut new: Vec<MapEntry>, old: Vec<MapEntry>) -> Vec<MapEntry> {
+    let kept: Vec<MapEntry> = old
+        .into_iter()
+        .filter(|o| !new.iter().any(|n| n.start < o.end && o.start < n.end))
+        .collect();
+    new.extend(kept);
+    new.sort_by_key(|m| m.start);
+    new
 }
 
 /// The kind of every open descriptor of a process, from the targets of `/proc/PID/fd/*`.
@@ -189,6 +222,31 @@ mod tests {
         assert_eq!(info.find(0x7f0000000000).unwrap().offset, 0x28000);
         assert!(info.find(0x55d0c0a00010).is_none());
         assert!(info.find(0x7f0000100000).is_none());
+    }
+
+    #[test]
+    fn merging_keeps_old_mappings_nothing_replaced() {
+        let entry = |start, end, path: &str| MapEntry {
+            start,
+            end,
+            offset: 0,
+            path: path.into(),
+        };
+        let old = vec![
+            entry(0x1000, 0x2000, "/bin/a"),
+            entry(0x5000, 0x6000, "/lib/libc.so.6"),
+        ];
+        // A cut-short read: only the binary, and a new mapping over part of the old library.
+        let new = vec![
+            entry(0x1000, 0x2000, "/bin/a"),
+            entry(0x5800, 0x7000, "/lib/new.so"),
+        ];
+        let merged = merge_maps(new, old);
+        let paths: Vec<&str> = merged.iter().map(|m| m.path.as_str()).collect();
+        assert_eq!(paths, vec!["/bin/a", "/lib/new.so"]);
+        let cut_short = merge_maps(vec![entry(0x1000, 0x2000, "/bin/a")], merged);
+        assert_eq!(cut_short.len(), 2);
+        assert_eq!(cut_short[1].path, "/lib/new.so");
     }
 
     #[test]

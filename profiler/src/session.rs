@@ -1,6 +1,7 @@
 //! One profiling run: load and attach, launch or find the targets, wait for the end of the
 //! window while snapshotting processes, then collect what the kernel aggregated.
 
+use std::collections::HashMap;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +22,7 @@ use crate::cpustat::CpuTimes;
 use crate::probes::{Counters, LoadOptions, Probes, RawStacks};
 use crate::procmaps::ProcessTable;
 use crate::selfcost::KernelCost;
+use crate::unwind::StackTop;
 use crate::{launch, preflight, tracefs};
 
 const TICK: Duration = Duration::from_millis(250);
@@ -49,6 +51,18 @@ impl std::fmt::Display for StopReason {
             Self::TargetsExited => write!(f, "every target process exited"),
         }
     }
+}
+
+/// The tops of user stacks copied with the first sample of each aggregation key, from which
+/// the frames a frame-pointer walk skipped are recovered (see [`crate::unwind`]).
+#[derive(Debug, Default)]
+pub struct StackTops {
+    /// By CPU sample key.
+    pub cpu: HashMap<CpuKey, StackTop>,
+    /// By I/O (call site, stack) sample key.
+    pub io: HashMap<IoStackKey, StackTop>,
+    /// By blocking (wait site, stack) sample key.
+    pub block: HashMap<BlockStackKey, StackTop>,
 }
 
 /// What a run collected, unresolved: symbolization happens afterwards, once.
@@ -84,6 +98,8 @@ pub struct RunOutcome {
     /// The kernel's monotonic clock (`bpf_ktime_get_ns`) when the window closed, to time the
     /// waits still in progress.
     pub window_end_ktime_ns: u64,
+    /// The tops of the user stacks, copied with the first sample of each key.
+    pub stack_tops: StackTops,
     /// The stacks the samples and calls reference.
     pub stacks: RawStacks,
     /// Mapping snapshots of every sampled process.
@@ -197,6 +213,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         .chain(io_stack_samples.iter().map(|(k, _)| k.user_stack_id))
         .chain(block_stack_samples.iter().map(|(k, _)| k.user_stack_id));
     let stacks = probes.read_stacks(stack_ids)?;
+    let stack_tops = StackTops {
+        cpu: probes.read_stack_tops("CPU_STACK_TOPS")?,
+        io: probes.read_stack_tops("IO_STACK_TOPS")?,
+        block: probes.read_stack_tops("BLOCK_STACK_TOPS")?,
+    };
     Ok(RunOutcome {
         start,
         duration,
@@ -214,6 +235,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         waits_in_progress,
         window_end_ktime_ns,
         stacks,
+        stack_tops,
         processes,
     })
 }

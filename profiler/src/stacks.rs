@@ -6,10 +6,22 @@ use crate::probes::RawStacks;
 use crate::procmaps::ProcessTable;
 use crate::profile::{Label, Line, Location, Mapping, ProfileBuilder};
 use crate::symbolize::{KERNEL_MAPPING, Symbolizer};
-use crate::unwind::LeafUnwinder;
+use crate::unwind::{LeafUnwinder, StackTop};
 
 const EEXIST: i32 = 17;
 const ENOMEM: i32 = 12;
+
+/// A user stack sampled at a call site: its id, how often it was seen, and the top of the
+/// stack copied with its first sighting.
+#[derive(Debug, Clone, Copy)]
+pub struct SampledStack<'a> {
+    /// The stack id, or a negative error.
+    pub id: i32,
+    /// Times it was sampled at the site.
+    pub seen: u64,
+    /// The user stack's top at the first sighting.
+    pub top: Option<&'a StackTop>,
+}
 
 /// Resolves stacks of one run into locations of profiles being built.
 pub struct StackResolver<'run> {
@@ -36,13 +48,16 @@ impl<'run> StackResolver<'run> {
     }
 
     /// Interns the stack of a sample of process `pid` into `builder`, leaf first: kernel
-    /// frames, then user frames. Never empty: a sample without any frame gets `[unknown]`.
+    /// frames, then user frames (with the callers the frame-pointer walk skipped restored
+    /// from `top`, the user stack's top copied with the sample). Never empty: a sample
+    /// without any frame gets `[unknown]`.
     pub fn intern(
         &mut self,
         builder: &mut ProfileBuilder,
         pid: u32,
         user_stack_id: i32,
         kernel_stack_id: i32,
+        top: Option<&StackTop>,
     ) -> usize {
         let mut locations = Vec::new();
         for (i, &addr) in self.frames(kernel_stack_id).iter().enumerate() {
@@ -61,7 +76,7 @@ impl<'run> StackResolver<'run> {
                 .push(builder.location(marker(&format!("[kernel stack lost: {reason}]"), true)));
         }
         let process = self.processes.get(pid);
-        for (addr, call_site) in self.user_addresses(pid, user_stack_id) {
+        for (addr, call_site) in self.user_addresses(pid, user_stack_id, top) {
             let frame = self.symbolizer.user(process, addr, call_site);
             let mapping = frame.mapping.map(|m| builder.mapping(m));
             locations.push(builder.location(Location {
@@ -82,26 +97,30 @@ impl<'run> StackResolver<'run> {
     }
 
     /// Adds the exact totals of a call site of process `pid` to `builder`, split over the
-    /// user stacks sampled at it (`(stack id, times sampled)`) in proportion to how often
-    /// each was seen; a site whose samples were all lost gets a lost-stack marker.
+    /// user stacks sampled at it in proportion to how often each was seen; a site whose
+    /// samples were all lost gets a lost-stack marker.
     pub fn add_site(
         &mut self,
         builder: &mut ProfileBuilder,
         pid: u32,
-        sampled: &[(i32, u64)],
+        sampled: &[SampledStack<'_>],
         totals: &[u64],
         labels: &[Label],
     ) {
-        let lost = [(-ENOMEM, 1)];
+        let lost = [SampledStack {
+            id: -ENOMEM,
+            seen: 1,
+            top: None,
+        }];
         let sampled = if sampled.is_empty() {
             &lost[..]
         } else {
             sampled
         };
-        let weights: Vec<u64> = sampled.iter().map(|&(_, n)| n).collect();
+        let weights: Vec<u64> = sampled.iter().map(|s| s.seen).collect();
         let shares: Vec<Vec<u64>> = totals.iter().map(|&t| apportion(t, &weights)).collect();
-        for (i, &(stack_id, _)) in sampled.iter().enumerate() {
-            let stack = self.intern(builder, pid, stack_id, -1);
+        for (i, stack) in sampled.iter().enumerate() {
+            let stack = self.intern(builder, pid, stack.id, -1, stack.top);
             let values: Vec<i64> = shares.iter().map(|share| share[i] as i64).collect();
             builder.add_sample(stack, &values, labels.to_vec());
         }
@@ -109,15 +128,12 @@ impl<'run> StackResolver<'run> {
 
     /// The user stack's addresses, leaf first, with the frames the frame-pointer walk skipped
     /// above the leaf put back; each with whether it is a return address.
-    fn user_addresses(&mut self, pid: u32, id: i32) -> Vec<(u64, bool)> {
+    fn user_addresses(&mut self, pid: u32, id: i32, top: Option<&StackTop>) -> Vec<(u64, bool)> {
         let frames = self.frames(id);
         let Some((&leaf, callers)) = frames.split_first() else {
             return Vec::new();
         };
         let mut addresses = vec![(leaf, false)];
-        let top = u32::try_from(id)
-            .ok()
-            .and_then(|id| self.stacks.tops.get(&id));
         if let (Some(top), Some(process)) = (top, self.processes.get(pid)) {
             let skipped = self.unwinder.skipped_frames(process, leaf, top);
             // The walk found the last of them itself when the chain rejoined it early.
@@ -235,7 +251,7 @@ mod tests {
         let processes = ProcessTable::default();
         let mut resolver = StackResolver::new(&stacks, &processes);
         let mut b = builder();
-        let stack = resolver.intern(&mut b, 1, -EEXIST, -ENOMEM);
+        let stack = resolver.intern(&mut b, 1, -EEXIST, -ENOMEM, None);
         let profile = b.build();
         assert_eq!(
             profile.stack_functions(stack),
@@ -253,7 +269,7 @@ mod tests {
         let mut resolver = StackResolver::new(&stacks, &processes);
         let mut b = builder();
         // -EFAULT: a kernel thread's user stack, not a loss.
-        let stack = resolver.intern(&mut b, 1, -14, -14);
+        let stack = resolver.intern(&mut b, 1, -14, -14, None);
         assert_eq!(b.build().stack_functions(stack), vec!["[unknown]"]);
     }
 }
