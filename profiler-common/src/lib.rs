@@ -18,7 +18,7 @@ pub const MAX_STACKS: u32 = 16384;
 
 /// Words of the user stack copied with the first sample of each user stack, from which
 /// userspace recovers the frames a frame-pointer walk skips (see the profiler's `unwind`).
-pub const STACK_TOP_WORDS: usize = 32;
+pub const STACK_TOP_WORDS: usize = 64;
 
 /// Size in bytes of the ring buffer that announces new processes to userspace.
 pub const PROC_EVENTS_BYTES: u32 = 256 * 1024;
@@ -57,6 +57,8 @@ pub struct CpuValue {
 pub struct StackTopRaw {
     /// The user stack pointer.
     pub sp: u64,
+    /// The user `rbp`: a frame pointer, or data in code built without them.
+    pub bp: u64,
     /// `STACK_TOP_WORDS` words from `sp` upwards (zero where unreadable).
     pub words: [u64; STACK_TOP_WORDS],
 }

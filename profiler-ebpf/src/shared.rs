@@ -17,7 +17,9 @@ use profiler_common::{
 
 pub const EEXIST: i32 = 17;
 const ENOMEM: i32 = 12;
-/// Offset of `sp` in x86-64's `struct pt_regs` (r15 ... orig_ax, ip, cs, flags, sp, ss).
+/// Offsets of `bp` and `sp` in x86-64's `struct pt_regs` (r15, r14, r13, r12, bp, ...,
+/// orig_ax, ip, cs, flags, sp, ss).
+const PT_REGS_BP: usize = 4 * 8;
 const PT_REGS_SP: usize = 19 * 8;
 
 /// Non-zero when only the pids in [`TARGETS`] are profiled; set by userspace at load time.
@@ -107,6 +109,7 @@ pub fn save_stack_top<K>(tops: &HashMap<K, StackTopRaw>, key: &K) {
             return;
         };
         (*top).sp = sp;
+        (*top).bp = bpf_probe_read_kernel((regs + PT_REGS_BP) as *const u64).unwrap_or(0);
         let words = &mut (*top).words;
         let bytes =
             core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), STACK_TOP_WORDS * 8);

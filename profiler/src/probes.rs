@@ -341,6 +341,7 @@ impl Probes {
                     key,
                     StackTop {
                         sp: top.sp,
+                        bp: top.bp,
                         words: top.words.to_vec(),
                     },
                 )

@@ -135,7 +135,7 @@ impl<'run> StackResolver<'run> {
         };
         let mut addresses = vec![(leaf, false)];
         if let (Some(top), Some(process)) = (top, self.processes.get(pid)) {
-            let skipped = self.unwinder.skipped_frames(process, leaf, top);
+            let skipped = self.unwinder.skipped_frames(process, leaf, top, callers);
             // The walk found the last of them itself when the chain rejoined it early.
             let skipped = skipped
                 .iter()

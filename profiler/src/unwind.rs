@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::fs;
 
 use gimli::{
-    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, LittleEndian, UnwindContext, UnwindSection, X86_64,
+    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, LittleEndian, RegisterRule, UnwindContext,
+    UnwindSection, X86_64,
 };
 use object::{Object, ObjectSection, ObjectSegment};
 
@@ -21,12 +22,16 @@ use crate::procmaps::ProcessInfo;
 
 /// How many frames without frame pointers are unwound at most above a leaf.
 const MAX_SKIPPED: usize = 8;
+/// How many frames are restored at most when the frame-pointer walk found none.
+const MAX_RESTORED: usize = 32;
 
 /// The top of a thread's user stack as the kernel copied it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackTop {
     /// The user stack pointer when the copy was taken.
     pub sp: u64,
+    /// The user `rbp` then (a frame pointer, or data in code built without them).
+    pub bp: u64,
     /// Words from `sp` upwards.
     pub words: Vec<u64>,
 }
@@ -41,13 +46,21 @@ impl StackTop {
     }
 }
 
-/// How to find the canonical frame address at an instruction.
+/// How to find the canonical frame address (CFA) at an instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cfa {
     /// `rsp + offset`: the function keeps no frame pointer here.
     StackPointer(i64),
-    /// Based on `rbp`: the frame-pointer walk handles this frame.
-    FramePointer,
+    /// `rbp + offset`: the function keeps a frame pointer.
+    FramePointer(i64),
+}
+
+/// How to unwind one frame at an instruction: where its CFA is, and where it saved its
+/// caller's `rbp` (an offset from the CFA), if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rule {
+    cfa: Cfa,
+    saved_rbp: Option<i64>,
 }
 
 /// An ELF file's call frame information, loaded once.
@@ -92,7 +105,7 @@ impl CallFrameInfo {
             .map(|&(offset, _, vaddr)| file_offset - offset + vaddr)
     }
 
-    fn cfa(&self, vaddr: u64) -> Option<Cfa> {
+    fn rule(&self, vaddr: u64) -> Option<Rule> {
         let eh_frame = EhFrame::new(&self.data[self.eh_frame.1.clone()], LittleEndian);
         let hdr = EhFrameHdr::new(&self.data[self.eh_frame_hdr.1.clone()], LittleEndian);
         let bases = BaseAddresses::default()
@@ -104,15 +117,20 @@ impl CallFrameInfo {
         let row = table
             .unwind_info_for_address(&eh_frame, &bases, &mut ctx, vaddr, EhFrame::cie_from_offset)
             .ok()?;
-        match row.cfa() {
+        let cfa = match row.cfa() {
             CfaRule::RegisterAndOffset { register, offset } if *register == X86_64::RSP => {
-                Some(Cfa::StackPointer(*offset))
+                Cfa::StackPointer(*offset)
             }
-            CfaRule::RegisterAndOffset { register, .. } if *register == X86_64::RBP => {
-                Some(Cfa::FramePointer)
+            CfaRule::RegisterAndOffset { register, offset } if *register == X86_64::RBP => {
+                Cfa::FramePointer(*offset)
             }
+            _ => return None,
+        };
+        let saved_rbp = match row.register(X86_64::RBP) {
+            Some(RegisterRule::Offset(offset)) => Some(offset),
             _ => None,
-        }
+        };
+        Some(Rule { cfa, saved_rbp })
     }
 }
 
@@ -123,39 +141,65 @@ pub struct LeafUnwinder {
 }
 
 impl LeafUnwinder {
-    /// The return addresses of the frames between the leaf at `ip` and the first frame the
-    /// frame-pointer walk reports, innermost first; empty when nothing was skipped or the
-    /// unwind information is missing.
-    pub fn skipped_frames(&mut self, process: &ProcessInfo, ip: u64, top: &StackTop) -> Vec<u64> {
+    /// The return addresses of the frames between the leaf at `ip` and the first frame of
+    /// the frame-pointer walk (`callers`), innermost first; empty when nothing was skipped
+    /// or the unwind information is missing.
+    ///
+    /// When the walk found no callers at all (the leaf used `rbp` for data, so the walk
+    /// stopped at once), the unwind goes on through frame-pointer functions too, as far as
+    /// the copied stack reaches.
+    pub fn skipped_frames(
+        &mut self,
+        process: &ProcessInfo,
+        ip: u64,
+        top: &StackTop,
+        callers: &[u64],
+    ) -> Vec<u64> {
+        let walk_cut_short = callers.is_empty();
+        let limit = if walk_cut_short {
+            MAX_RESTORED
+        } else {
+            MAX_SKIPPED
+        };
         let mut frames = Vec::new();
-        let (mut pc, mut sp) = (ip, top.sp);
-        for depth in 0..=MAX_SKIPPED {
+        let (mut pc, mut sp, mut bp) = (ip, top.sp, top.bp);
+        let mut reached_frame_pointer = false;
+        for depth in 0..limit {
             // A return address points after the call; the call itself is one byte before.
             let lookup = if depth == 0 { pc } else { pc - 1 };
-            match self.cfa_at(process, lookup) {
-                Some(Cfa::StackPointer(offset)) if depth < MAX_SKIPPED => {
-                    let cfa = sp.wrapping_add_signed(offset);
-                    let Some(ret) = top.word_at(cfa - 8) else {
-                        break;
-                    };
-                    if process.find(ret).is_none() {
-                        break; // Not code: the unwind went wrong, keep what was sure.
-                    }
-                    frames.push(ret);
-                    (pc, sp) = (ret, cfa);
-                }
+            let Some(rule) = self.rule_at(process, lookup) else {
+                break;
+            };
+            let cfa = match rule.cfa {
+                Cfa::StackPointer(offset) => sp.wrapping_add_signed(offset),
                 // The frame-pointer walk covers this frame and those above it.
-                Some(Cfa::FramePointer) => return frames,
-                _ => break,
+                Cfa::FramePointer(_) if !walk_cut_short => {
+                    reached_frame_pointer = true;
+                    break;
+                }
+                Cfa::FramePointer(offset) => bp.wrapping_add_signed(offset),
+            };
+            let Some(ret) = top.word_at(cfa.wrapping_sub(8)) else {
+                break; // Past the copied stack.
+            };
+            if process.find(ret).is_none() {
+                break; // Not code: the unwind went wrong, keep what was sure.
             }
+            if let Some(offset) = rule.saved_rbp {
+                bp = top.word_at(cfa.wrapping_add_signed(offset)).unwrap_or(0);
+            }
+            frames.push(ret);
+            (pc, sp) = (ret, cfa);
         }
-        // The chain ended without reaching a frame-pointer function: the walk's own frames
-        // are as good a guess as ours past the first.
-        frames.truncate(1);
+        if !walk_cut_short && !reached_frame_pointer {
+            // The chain ended without reaching a frame-pointer function: the walk's own
+            // frames are as good a guess as ours past the first.
+            frames.truncate(1);
+        }
         frames
     }
 
-    fn cfa_at(&mut self, process: &ProcessInfo, addr: u64) -> Option<Cfa> {
+    fn rule_at(&mut self, process: &ProcessInfo, addr: u64) -> Option<Rule> {
         let entry = process.find(addr)?;
         if !entry.is_file() {
             return None;
@@ -166,7 +210,7 @@ impl LeafUnwinder {
             .or_insert_with(|| CallFrameInfo::load(&entry.path))
             .as_ref()?;
         let vaddr = info.virtual_address(addr - entry.start + entry.offset)?;
-        info.cfa(vaddr)
+        info.rule(vaddr)
     }
 }
 
@@ -179,6 +223,7 @@ mod tests {
     fn word_lookup_respects_bounds_and_alignment() {
         let top = StackTop {
             sp: 0x1000,
+            bp: 0,
             words: vec![1, 2, 3],
         };
         assert_eq!(top.word_at(0x1000), Some(1));
@@ -199,10 +244,11 @@ mod tests {
         let caller = finds_the_caller_of_a_libc_function_at_its_entry as fn() as usize as u64 + 4;
         let top = StackTop {
             sp: 0x7ff0_0000,
+            bp: 0,
             words: vec![caller, 0, 0, 0],
         };
         let mut unwinder = LeafUnwinder::default();
-        let skipped = unwinder.skipped_frames(me, entry, &top);
+        let skipped = unwinder.skipped_frames(me, entry, &top, &[0x1234]);
         assert_eq!(skipped.first(), Some(&caller), "{skipped:x?}");
     }
 }
