@@ -21,6 +21,7 @@ const FIXTURES: &[&str] = &[
     "block_condvar",
     "block_uncontended",
     "block_stuck",
+    "report_mix",
 ];
 
 fn main() {

@@ -1,20 +1,36 @@
-//! Command-line flags, parsed with clap into a plain [`Config`].
+//! Command-line flags, parsed with clap into a plain [`Config`] (a profiling run) or
+//! [`ReportConfig`] (`profiler report DIR`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ProfileSet, SmallIo, Target};
+use crate::config::{Config, Formats, ProfileSet, ReportConfig, SmallIo, Target};
+
+/// Rows per table of the terminal summary unless `--top` says otherwise: few enough that
+/// the three profiles and the findings fit on one screen.
+const DEFAULT_TOP: usize = 5;
 
 /// A system-wide sampling profiler for Linux on eBPF.
 ///
 /// With no target it profiles the whole host; `--pid` profiles processes (their threads
 /// and the children they fork); `-- COMMAND` launches a command and profiles it until it exits.
+/// `profiler report DIR` shows an earlier run's results again.
 #[derive(Debug, Parser)]
-#[command(name = "profiler", version, about, max_term_width = 100)]
+#[command(
+    name = "profiler",
+    version,
+    about,
+    max_term_width = 100,
+    // `profiler report DIR` takes none of the run's flags: mixing them is a mistake to report.
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    subcommand: Option<Sub>,
+
     /// Profile this process, its threads and its children (repeatable or comma-separated).
     #[arg(short, long = "pid", value_name = "PID", value_delimiter = ',')]
     pids: Vec<u32>,
@@ -31,20 +47,25 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "cpu,io,block", value_parser = ["cpu", "io", "block"])]
     profiles: Vec<String>,
 
-    /// A call site whose average I/O call moves at most this many bytes counts as small I/O.
-    #[arg(long, value_name = "BYTES", default_value_t = SmallIo::default().max_avg_bytes)]
-    small_io_bytes: u64,
+    /// Files to write, comma-separated: pprof, folded, svg, html (report.html), speedscope.
+    #[arg(
+        long = "format",
+        value_name = "FORMATS",
+        value_delimiter = ',',
+        default_value = "pprof,folded,svg,html",
+        value_parser = Formats::NAMES
+    )]
+    formats: Vec<String>,
 
-    /// A small-I/O site is flagged when it makes at least this many calls per second.
-    #[arg(long, value_name = "CALLS", default_value_t = SmallIo::default().min_calls_per_sec)]
-    small_io_rate: f64,
+    #[command(flatten)]
+    small_io: SmallIoArgs,
 
     /// Directory for the results [default: ./profile-YYYYMMDD-HHMMSS].
     #[arg(short, long, value_name = "DIR")]
     output: Option<PathBuf>,
 
     /// Rows in each table of the terminal summary.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = DEFAULT_TOP)]
     top: usize,
 
     /// Show kernel-side logs and debug detail.
@@ -56,6 +77,54 @@ struct Args {
     command: Vec<OsString>,
 }
 
+/// The thresholds of the small-I/O findings, shared by a run and `report`.
+#[derive(Debug, clap::Args)]
+struct SmallIoArgs {
+    /// A call site whose average I/O call moves at most this many bytes counts as small I/O.
+    #[arg(long, value_name = "BYTES", default_value_t = SmallIo::default().max_avg_bytes)]
+    small_io_bytes: u64,
+
+    /// A small-I/O site is flagged when it makes at least this many calls per second.
+    #[arg(long, value_name = "CALLS", default_value_t = SmallIo::default().min_calls_per_sec)]
+    small_io_rate: f64,
+}
+
+impl SmallIoArgs {
+    fn thresholds(&self) -> SmallIo {
+        SmallIo {
+            max_avg_bytes: self.small_io_bytes,
+            min_calls_per_sec: self.small_io_rate,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Print the summary and write DIR/report.html again from the pprof files of an earlier
+    /// run (cpu.pb.gz, io.pb.gz, block.pb.gz); needs no root.
+    Report {
+        /// The earlier run's output directory.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+
+        #[command(flatten)]
+        small_io: SmallIoArgs,
+
+        /// Rows in each table of the terminal summary.
+        #[arg(long, default_value_t = DEFAULT_TOP)]
+        top: usize,
+    },
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Profile, then write and summarize the profiles.
+    Profile(Config),
+    /// Summarize an earlier run again from its files.
+    Report(ReportConfig),
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
     if duration.is_zero() {
@@ -65,12 +134,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses the process's arguments; on bad flags clap prints usage and exits.
-pub fn parse() -> Result<Config, clap::Error> {
+pub fn parse() -> Result<Invocation, clap::Error> {
     from_args(std::env::args_os())
 }
 
-fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Config, clap::Error> {
+fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, clap::Error> {
     let args = Args::try_parse_from(args)?;
+    if let Some(Sub::Report { dir, small_io, top }) = args.subcommand {
+        return Ok(Invocation::Report(ReportConfig {
+            dir,
+            small_io: small_io.thresholds(),
+            top,
+        }));
+    }
     let target = match (args.pids.is_empty(), args.command.is_empty()) {
         (true, true) => Target::Host,
         (false, true) => Target::Pids(args.pids),
@@ -82,7 +158,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Config, clap::E
             ));
         }
     };
-    Ok(Config {
+    Ok(Invocation::Profile(Config {
         target,
         duration: args.duration,
         frequency: args.frequency,
@@ -91,14 +167,12 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Config, clap::E
             io: args.profiles.iter().any(|p| p == "io"),
             block: args.profiles.iter().any(|p| p == "block"),
         },
-        small_io: SmallIo {
-            max_avg_bytes: args.small_io_bytes,
-            min_calls_per_sec: args.small_io_rate,
-        },
+        small_io: args.small_io.thresholds(),
         output_dir: args.output.unwrap_or_else(default_output_dir),
+        formats: Formats::from_names(&args.formats),
         top: args.top,
         verbose: args.verbose,
-    })
+    }))
 }
 
 /// `profile-YYYYMMDD-HHMMSS` in the current directory, in UTC.
@@ -113,12 +187,27 @@ fn default_output_dir() -> PathBuf {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+    fn invocation(args: &[&str]) -> Result<Invocation, clap::Error> {
         from_args(
             std::iter::once("profiler")
                 .chain(args.iter().copied())
                 .map(OsString::from),
         )
+    }
+
+    /// A profiling run's config; an error for anything else.
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        match invocation(args)? {
+            Invocation::Profile(config) => Ok(config),
+            Invocation::Report(r) => panic!("{args:?} parsed as a report: {r:?}"),
+        }
+    }
+
+    fn report(args: &[&str]) -> Result<ReportConfig, clap::Error> {
+        match invocation(args)? {
+            Invocation::Report(r) => Ok(r),
+            Invocation::Profile(c) => panic!("{args:?} parsed as a run: {c:?}"),
+        }
     }
 
     #[test]
@@ -128,6 +217,55 @@ mod tests {
         assert_eq!(config.frequency, 99);
         assert!(config.output_dir.to_string_lossy().starts_with("profile-"));
         assert_eq!(config.profiles, ProfileSet::default());
+        assert_eq!(config.formats, Formats::default());
+        assert_eq!(config.top, DEFAULT_TOP);
+    }
+
+    #[test]
+    fn formats_are_chosen_by_name() {
+        let config = parse(&["--format", "html,speedscope"]).unwrap();
+        assert_eq!(
+            config.formats,
+            Formats {
+                pprof: false,
+                folded: false,
+                svg: false,
+                html: true,
+                speedscope: true
+            }
+        );
+        assert!(
+            parse(&["--format", "pprof", "--format", "svg"])
+                .unwrap()
+                .formats
+                .svg
+        );
+        assert!(parse(&["--format", "png"]).is_err());
+    }
+
+    #[test]
+    fn report_is_a_subcommand() {
+        let r = report(&["report", "out/run1"]).unwrap();
+        assert_eq!(r.dir, PathBuf::from("out/run1"));
+        assert_eq!(r.top, DEFAULT_TOP);
+        assert_eq!(r.small_io, SmallIo::default());
+        let r = report(&["report", "--top", "20", "--small-io-bytes", "1", "d"]).unwrap();
+        assert_eq!((r.top, r.small_io.max_avg_bytes), (20, 1));
+        // A directory is required, and a run's flags do not belong to `report`.
+        assert!(invocation(&["report"]).is_err());
+        assert!(invocation(&["--pid", "1", "report", "d"]).is_err());
+        assert!(invocation(&["report", "d", "--pid", "1"]).is_err());
+    }
+
+    #[test]
+    fn a_command_named_report_is_still_a_command() {
+        let config = parse(&["--", "report", "x"]).unwrap();
+        assert_eq!(
+            config.target,
+            Target::Command(vec!["report".into(), "x".into()])
+        );
+        let config = parse(&["-d", "1s", "--", "sleep", "1"]).unwrap();
+        assert_eq!(config.duration, Some(Duration::from_secs(1)));
     }
 
     #[test]

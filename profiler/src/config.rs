@@ -54,6 +54,51 @@ impl Default for SmallIo {
     }
 }
 
+/// Which files are written for each profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formats {
+    /// `{name}.pb.gz`, for `go tool pprof` and `profiler report`.
+    pub pprof: bool,
+    /// `{name}.folded`, folded stacks.
+    pub folded: bool,
+    /// `{name}.svg`, a static flame graph.
+    pub svg: bool,
+    /// `report.html`, one interactive page with every profile and the findings.
+    pub html: bool,
+    /// `{name}.speedscope.json`, for speedscope.app.
+    pub speedscope: bool,
+}
+
+impl Formats {
+    /// The names `--format` accepts.
+    pub const NAMES: [&'static str; 5] = ["pprof", "folded", "svg", "html", "speedscope"];
+
+    /// The set named by `names` (each one of [`Self::NAMES`]; others are ignored).
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
+        let has = |n: &str| names.iter().any(|s| s.as_ref() == n);
+        Self {
+            pprof: has("pprof"),
+            folded: has("folded"),
+            svg: has("svg"),
+            html: has("html"),
+            speedscope: has("speedscope"),
+        }
+    }
+}
+
+impl Default for Formats {
+    /// Everything but speedscope, whose files duplicate what the report shows.
+    fn default() -> Self {
+        Self {
+            pprof: true,
+            folded: true,
+            svg: true,
+            html: true,
+            speedscope: false,
+        }
+    }
+}
+
 /// Everything a profiling run needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -69,8 +114,36 @@ pub struct Config {
     pub small_io: SmallIo,
     /// Where the results go.
     pub output_dir: PathBuf,
+    /// The files to write.
+    pub formats: Formats,
     /// Rows in each table of the terminal summary.
     pub top: usize,
     /// Show kernel-side logs and debug detail.
     pub verbose: bool,
+}
+
+/// What `profiler report DIR` needs: where an earlier run's pprof files are, and how to
+/// summarize them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportConfig {
+    /// The directory holding `cpu.pb.gz`, `io.pb.gz` and `block.pb.gz` (any of them).
+    pub dir: PathBuf,
+    /// Thresholds of the small-I/O findings.
+    pub small_io: SmallIo,
+    /// Rows in each table of the terminal summary.
+    pub top: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_by_name() {
+        let f = Formats::from_names(&["html", "speedscope"]);
+        assert!(f.html && f.speedscope && !f.pprof && !f.folded && !f.svg);
+        let all = Formats::from_names(&Formats::NAMES);
+        assert!(all.pprof && all.folded && all.svg && all.html && all.speedscope);
+        assert!(!Formats::default().speedscope && Formats::default().html);
+    }
 }

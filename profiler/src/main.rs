@@ -13,6 +13,7 @@ mod preflight;
 mod probes;
 mod procmaps;
 mod profile;
+mod run_facts;
 mod selfcost;
 mod session;
 mod stacks;
@@ -22,20 +23,34 @@ mod unwind;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-use crate::config::{Config, Target};
+use crate::analysis::findings::Analysis;
+use crate::cli::Invocation;
+use crate::config::{Config, ReportConfig, Target};
+use crate::output::html::{self, RunFacts};
+use crate::output::terminal::{self, Style};
+use crate::profile::Profile;
 
 fn main() -> ExitCode {
-    let config = match cli::parse() {
-        Ok(config) => config,
+    let invocation = match cli::parse() {
+        Ok(invocation) => invocation,
         Err(err) => {
             // clap prints usage, --help and --version itself, with the right exit code.
             err.exit();
         }
     };
-    init_logging(config.verbose);
-    match run(&config) {
+    let result = match &invocation {
+        Invocation::Profile(config) => {
+            init_logging(config.verbose);
+            run(config)
+        }
+        Invocation::Report(report) => {
+            init_logging(false);
+            report_again(report)
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("profiler: error: {err:#}");
@@ -74,54 +89,84 @@ fn run(config: &Config) -> Result<()> {
     let outcome = runtime.block_on(session::run(config))?;
 
     let mut resolver = stacks::StackResolver::new(&outcome.stacks, &outcome.processes);
-    let mut written = Vec::new();
-    let seconds = outcome.duration.as_secs_f64();
+    let mut profiles = Vec::new();
     if config.profiles.cpu {
-        let profile = cpu_profile::build(&outcome, config, &mut resolver);
-        written.extend(output::write_profile(&profile, &config.output_dir)?);
-        print!("{}", output::summary::render(&profile, config.top));
-        println!();
+        profiles.push(cpu_profile::build(&outcome, config, &mut resolver));
     }
     if config.profiles.io {
-        let profile = io_profile::build(&outcome, config, &mut resolver);
-        written.extend(output::write_profile(&profile, &config.output_dir)?);
-        let sites = analysis::io::sites(&profile);
-        let findings = analysis::io::small_io(&sites, config.small_io, seconds);
-        println!("io profile: calls (count)");
-        for comment in &profile.comments {
-            println!("  {comment}");
-        }
-        print!(
-            "{}",
-            output::io_summary::render(&sites, &findings, seconds, config.top)
-        );
-        println!();
+        profiles.push(io_profile::build(&outcome, config, &mut resolver));
     }
     if config.profiles.block {
-        let profile = block_profile::build(&outcome, config, &mut resolver);
-        written.extend(output::write_profile(&profile, &config.output_dir)?);
-        let per_process = analysis::block::by_process(&profile);
-        let futexes = analysis::block::by_futex(&profile);
-        print!(
-            "{}",
-            output::block_summary::render(&profile, &per_process, &futexes, config.top)
-        );
-        println!();
+        profiles.push(block_profile::build(&outcome, config, &mut resolver));
     }
+    let mut written = Vec::new();
+    for profile in &profiles {
+        written.extend(output::write_profile(
+            profile,
+            &config.output_dir,
+            &config.formats,
+        )?);
+    }
+    let analysis = Analysis::of(&profiles, config.small_io);
+    if config.formats.html {
+        written.push(html::write(
+            &profiles,
+            &analysis,
+            html::live_facts(),
+            &config.output_dir,
+        )?);
+    }
+
+    let style = Style::for_stdout();
+    print!(
+        "{}",
+        terminal::render(&profiles, &analysis, config.top, &style)
+    );
+    println!();
     println!("{}", outcome.kernel_cost.describe());
     println!(
         "finished: all files written {} ms after the window closed",
         outcome.window_end.elapsed().as_millis()
     );
-    println!("wrote:");
-    for path in &written {
-        println!("  {}", path.display());
+    print!("{}", terminal::files(&config.output_dir, &written, &style));
+    Ok(())
+}
+
+/// `profiler report DIR`: the summary and `report.html` again, from the pprof files of an
+/// earlier run. Reads and writes files only, so it needs no privileges.
+fn report_again(report: &ReportConfig) -> Result<()> {
+    let dir = &report.dir;
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
     }
-    if let Some(pprof) = written
-        .iter()
-        .find(|p| p.extension().is_some_and(|e| e == "gz"))
-    {
-        println!("open with: go tool pprof -http=: {}", pprof.display());
+    let mut profiles: Vec<Profile> = Vec::new();
+    for name in ["cpu", "io", "block"] {
+        let path = dir.join(format!("{name}.pb.gz"));
+        if path.exists() {
+            profiles.push(output::pprof::load(&path)?);
+        }
     }
+    if profiles.is_empty() {
+        bail!(
+            "{} holds none of cpu.pb.gz, io.pb.gz and block.pb.gz: give the output directory \
+             of a run that wrote pprof files",
+            dir.display()
+        );
+    }
+    let analysis = Analysis::of(&profiles, report.small_io);
+    // The host facts come from the profiles' comments: this machine may not be the one
+    // that was profiled.
+    let source = RunFacts {
+        source: format!("the pprof files in {}", dir.display()),
+        ..RunFacts::default()
+    };
+    let page = html::write(&profiles, &analysis, source, dir)?;
+    let style = Style::for_stdout();
+    print!(
+        "{}",
+        terminal::render(&profiles, &analysis, report.top, &style)
+    );
+    println!();
+    print!("{}", terminal::files(dir, &[page], &style));
     Ok(())
 }

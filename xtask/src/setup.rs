@@ -44,6 +44,7 @@ struct Checks {
     bpf_linker: Option<String>,
     go: Option<PathBuf>,
     cc: Option<PathBuf>,
+    chromium: Option<PathBuf>,
 }
 
 impl Checks {
@@ -56,6 +57,7 @@ impl Checks {
             bpf_linker: bpf_linker_version(),
             go: find_go(),
             cc: which("cc"),
+            chromium: find_chromium(),
         }
     }
 
@@ -83,6 +85,9 @@ impl Checks {
         if self.for_tests && self.cc.is_none() {
             missing.push("cc");
         }
+        if self.for_tests && self.chromium.is_none() {
+            missing.push("chromium");
+        }
         missing
     }
 
@@ -101,6 +106,10 @@ impl Checks {
         }
         if self.for_tests && self.cc.is_none() {
             packages.push("gcc");
+        }
+        // The report test opens report.html in headless Chromium.
+        if self.for_tests && self.chromium.is_none() {
+            packages.push("chromium");
         }
         packages
     }
@@ -139,6 +148,10 @@ impl Checks {
                 Some(cc) => found("cc", &cc.display().to_string()),
                 None => absent("cc"),
             }
+            match &self.chromium {
+                Some(chromium) => found("chromium", &chromium.display().to_string()),
+                None => absent("chromium"),
+            }
         }
     }
 }
@@ -156,7 +169,7 @@ pub fn setup(for_tests: bool) -> Result<Route> {
                  ({}). Install them yourself: a rustup nightly toolchain with rust-src \
                  (`rustup toolchain install nightly --component rust-src`) or a rustc with a \
                  prebuilt bpfel-unknown-none core; LLVM 22 with its development files; \
-                 and for the tests Go and a C compiler. Then run `cargo xtask setup` again \
+                 and for the tests Go, a C compiler and Chromium. Then run `cargo xtask setup` again \
                  (the Debian package names are: {})",
                 checks.missing().join(", "),
                 packages.join(" ")
@@ -297,6 +310,15 @@ pub fn find_go() -> Option<PathBuf> {
     // Prefer the highest version (go-1.22 over go-1.19) if several are installed.
     candidates.sort();
     candidates.pop()
+}
+
+/// Debian's `chromium` (its binary is /usr/bin/chromium), or `chromium` on PATH.
+fn find_chromium() -> Option<PathBuf> {
+    let debian = PathBuf::from("/usr/bin/chromium");
+    if debian.is_file() {
+        return Some(debian);
+    }
+    which("chromium")
 }
 
 /// `apt-get update` then `apt-get install -y` the packages, through sudo if not root.

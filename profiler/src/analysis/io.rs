@@ -97,7 +97,11 @@ pub fn sites(profile: &Profile) -> Vec<IoSite> {
         }
     }
     let mut sites: Vec<IoSite> = by_site.into_values().collect();
-    sites.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.caller.cmp(&b.caller)));
+    // A total order, so the live summary and a later `profiler report` list the same sites.
+    sites.sort_by(|a, b| {
+        (b.calls, &a.caller, &a.syscall, &a.comm, &a.path)
+            .cmp(&(a.calls, &b.caller, &b.syscall, &b.comm, &b.path))
+    });
     sites
 }
 

@@ -1,5 +1,7 @@
 //! What the profiles mean: findings with hints, read from the profile model.
 
 pub mod block;
+pub mod cpu;
+pub mod findings;
 pub mod io;
 pub mod language;

@@ -1,41 +1,79 @@
 //! Everything a finished [`Profile`] is turned into: pprof files, folded stacks, SVG flame
-//! graphs and the terminal summary.
+//! graphs, speedscope files, the HTML report and the terminal summary.
 
 pub mod block_summary;
 pub mod flamegraph;
 pub mod folded;
+pub mod html;
 pub mod io_summary;
 pub mod pprof;
 pub mod proto;
+pub mod speedscope;
 pub mod summary;
+pub mod terminal;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::profile::Profile;
+use crate::config::Formats;
+use crate::profile::{Profile, Sample};
 
-/// Writes `{name}.pb.gz`, `{name}.folded` and `{name}.svg` for `profile` into `dir` and
-/// returns the paths written.
+/// Writes the per-profile files `formats` asks for into `dir`: `{name}.pb.gz`,
+/// `{name}.folded`, `{name}.svg` and `{name}.speedscope.json`, and returns the paths written.
+/// (`report.html` covers every profile at once: [`html::write`] writes it.)
 ///
 /// `dir` is created if missing. Under sudo, the directory (if created here) and every file
 /// are handed to the invoking user, so the results are not left owned by root.
-pub fn write_profile(profile: &Profile, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn write_profile(
+    profile: &Profile,
+    dir: &Path,
+    formats: &Formats,
+) -> anyhow::Result<Vec<PathBuf>> {
+    ensure_dir(dir)?;
+    type Writer = fn(&Profile, &Path) -> anyhow::Result<()>;
+    let writers: [(bool, &str, Writer); 4] = [
+        (formats.pprof, "pb.gz", pprof::write),
+        (formats.folded, "folded", folded::write),
+        (formats.svg, "svg", flamegraph::write),
+        (formats.speedscope, "speedscope.json", speedscope::write),
+    ];
+    let mut written = Vec::new();
+    for (wanted, extension, write) in writers {
+        if !wanted {
+            continue;
+        }
+        let path = dir.join(format!("{}.{extension}", profile.name));
+        // Each writer names its file in its own error, so no context is added here.
+        write(profile, &path)?;
+        give(&path)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Creates `dir` if it is missing, handing it to the sudo user.
+fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         give(dir)?;
     }
-    let pb = dir.join(format!("{}.pb.gz", profile.name));
-    let folded_path = dir.join(format!("{}.folded", profile.name));
-    let svg = dir.join(format!("{}.svg", profile.name));
-    // Each writer names its file in its own error, so no context is added here.
-    pprof::write(profile, &pb)?;
-    give(&pb)?;
-    folded::write(profile, &folded_path)?;
-    give(&folded_path)?;
-    flamegraph::write(profile, &svg)?;
-    give(&svg)?;
-    Ok(vec![pb, folded_path, svg])
+    Ok(())
+}
+
+/// The first frame of a sample's stack in every flame graph (folded, SVG, HTML,
+/// speedscope): its command name, else its pid, else `[unknown]`, as [`folded`] writes it.
+pub fn process_frame(sample: &Sample) -> String {
+    let name = match (sample.label_str("comm"), sample.label_num("pid")) {
+        (Some(comm), _) => folded::frame_name(comm),
+        (None, Some(pid)) => pid.to_string(),
+        (None, None) => String::new(),
+    };
+    if name.is_empty() {
+        "[unknown]".to_owned()
+    } else {
+        name
+    }
 }
 
 fn give(path: &Path) -> anyhow::Result<()> {
@@ -213,7 +251,7 @@ mod tests {
     fn writes_three_files() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("new");
-        let paths = write_profile(&fixture::profile(), &out).unwrap();
+        let paths = write_profile(&fixture::profile(), &out, &Formats::default()).unwrap();
         let names: Vec<_> = paths
             .iter()
             .map(|p| p.file_name().unwrap().to_str().unwrap())
@@ -229,11 +267,37 @@ mod tests {
     }
 
     #[test]
+    fn writes_the_formats_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let formats = Formats::from_names(&["svg", "speedscope", "html"]);
+        let paths = write_profile(&fixture::profile(), dir.path(), &formats).unwrap();
+        let names: Vec<_> = paths
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(names, ["cpu.svg", "cpu.speedscope.json"]);
+        assert!(!dir.path().join("cpu.pb.gz").exists());
+    }
+
+    #[test]
+    fn process_frame_is_folded_first_field() {
+        let p = fixture::profile();
+        let names: Vec<String> = p.samples.iter().map(process_frame).collect();
+        assert_eq!(names, ["app", "app", "200"]);
+        let unnamed = Sample {
+            stack: 0,
+            values: vec![],
+            labels: vec![],
+        };
+        assert_eq!(process_frame(&unnamed), "[unknown]");
+    }
+
+    #[test]
     fn error_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         // A directory where the pprof file should go makes creating it fail.
         std::fs::create_dir(dir.path().join("cpu.pb.gz")).unwrap();
-        let err = write_profile(&fixture::profile(), dir.path()).unwrap_err();
+        let err = write_profile(&fixture::profile(), dir.path(), &Formats::default()).unwrap_err();
         let text = format!("{err:#}");
         assert!(
             text.contains("cannot write") && text.contains("cpu.pb.gz"),

@@ -1,0 +1,99 @@
+//! Every analysis of a run's profiles in one place, so the terminal summary and the HTML
+//! report show the same findings.
+
+use crate::config::SmallIo;
+use crate::profile::Profile;
+
+use super::block::{self, FutexWaits};
+use super::cpu::{self, MemoryHotSpot};
+use super::io::{self, IoSite, SmallIoFinding};
+
+/// What the analyses found in a run's profiles (each part empty when its profile is absent).
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    /// I/O call sites, most calls first.
+    pub io_sites: Vec<IoSite>,
+    /// The small-I/O hot paths among them.
+    pub small_io: Vec<SmallIoFinding>,
+    /// The thresholds the small-I/O findings used.
+    pub small_io_thresholds: SmallIo,
+    /// The I/O profile's window in seconds, which the call rates are over.
+    pub io_seconds: f64,
+    /// Blocked nanoseconds per process: (pid, comm, delay), most first.
+    pub blocked: Vec<(i64, String, u64)>,
+    /// Futex waits by process and futex, most delay first.
+    pub futexes: Vec<FutexWaits>,
+    /// Allocator and garbage-collector hot spots of the CPU profile.
+    pub memory: Vec<MemoryHotSpot>,
+}
+
+impl Analysis {
+    /// Analyzes the profiles named `cpu`, `io` and `block` among `profiles`.
+    pub fn of(profiles: &[Profile], small_io: SmallIo) -> Self {
+        let mut analysis = Self {
+            small_io_thresholds: small_io,
+            ..Self::default()
+        };
+        for profile in profiles {
+            match profile.name.as_str() {
+                "cpu" => analysis.memory = cpu::memory_hot_spots(profile),
+                "io" => {
+                    let seconds = profile.duration.as_secs_f64();
+                    analysis.io_sites = io::sites(profile);
+                    analysis.small_io = io::small_io(&analysis.io_sites, small_io, seconds);
+                    analysis.io_seconds = seconds;
+                }
+                "block" => {
+                    analysis.blocked = block::by_process(profile);
+                    analysis.futexes = block::by_futex(profile);
+                }
+                _ => {}
+            }
+        }
+        analysis
+    }
+
+    /// The futexes several threads waited on.
+    pub fn contended(&self) -> impl Iterator<Item = &FutexWaits> {
+        self.futexes.iter().filter(|f| f.contended())
+    }
+
+    /// What it takes to be a finding, in words.
+    pub fn thresholds(&self) -> Vec<String> {
+        vec![
+            format!(
+                "small I/O: a call site averaging at most {} bytes per call at {} or more \
+                 calls per second",
+                self.small_io_thresholds.max_avg_bytes, self.small_io_thresholds.min_calls_per_sec
+            ),
+            "contention: a futex that two or more threads waited on".to_owned(),
+            format!(
+                "allocation / garbage collection: allocator or collector frames in at least \
+                 {:.0}% of the CPU samples",
+                cpu::MIN_SHARE * 100.0
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::fixture;
+
+    #[test]
+    fn analyzes_what_is_there() {
+        let a = Analysis::of(&[fixture::profile()], SmallIo::default());
+        assert!(a.io_sites.is_empty() && a.futexes.is_empty() && a.memory.is_empty());
+        assert_eq!(a.thresholds().len(), 3);
+        let mut alloc = fixture::profile();
+        for l in &mut alloc.locations {
+            if l.lines[0].function == "a" {
+                l.lines[0].function = "malloc".into();
+            }
+        }
+        let a = Analysis::of(&[alloc], SmallIo::default());
+        assert_eq!(a.memory.len(), 1);
+        assert_eq!(a.contended().count() + a.small_io.len(), 0);
+    }
+}

@@ -1,0 +1,402 @@
+//! The text printed at the end of a run (and by `profiler report`): the run's facts once,
+//! each profile's summary, the CPU memory hot spots, and where every file went and how to
+//! open it; colored only when stdout is a terminal.
+
+use std::fmt::Write;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use crate::analysis::cpu::{self, MemoryHotSpot};
+use crate::analysis::findings::Analysis;
+use crate::output::summary::{group, shorten};
+use crate::output::{block_summary, io_summary, summary};
+use crate::profile::Profile;
+
+/// ANSI styling, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    color: bool,
+}
+
+impl Style {
+    /// Colors when stdout is a terminal and `NO_COLOR` is unset (<https://no-color.org>):
+    /// escape codes in a file or a pipe would only be noise.
+    pub fn for_stdout() -> Self {
+        Self {
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    /// No styling.
+    #[cfg(test)]
+    pub fn plain() -> Self {
+        Self { color: false }
+    }
+
+    fn paint(&self, sgr: &str, text: &str) -> String {
+        if self.color && !text.is_empty() {
+            format!("\x1b[{sgr}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    /// Bold.
+    pub fn bold(&self, text: &str) -> String {
+        self.paint("1", text)
+    }
+
+    /// Dimmed, for secondary text.
+    pub fn dim(&self, text: &str) -> String {
+        self.paint("2", text)
+    }
+
+    /// Styles summary text line by line: profile titles, table headings, findings (`* `)
+    /// and their fixes stand out.
+    pub fn summary(&self, text: &str) -> String {
+        if !self.color {
+            return text.to_owned();
+        }
+        let mut out = String::with_capacity(text.len() + 256);
+        for line in text.split_inclusive('\n') {
+            let (body, newline) = match line.strip_suffix('\n') {
+                Some(body) => (body, "\n"),
+                None => (line, ""),
+            };
+            let trimmed = body.trim_start();
+            let styled = if body.contains(" profile: ") && !body.starts_with(' ') {
+                self.paint("1;36", body)
+            } else if !body.starts_with(' ') && body.ends_with(':') {
+                self.paint("1", body)
+            } else if trimmed.starts_with("* ") {
+                self.paint("33", body)
+            } else if trimmed.starts_with("fix:") {
+                self.paint("32", body)
+            } else {
+                body.to_owned()
+            };
+            out.push_str(&styled);
+            out.push_str(newline);
+        }
+        out
+    }
+}
+
+/// The summaries of `profiles` with what `analysis` found, `top` rows per table.
+///
+/// The `run:` comment every profile starts with is printed once, first, rather than once per
+/// profile.
+pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Style) -> String {
+    let mut out = String::new();
+    let run = profiles
+        .first()
+        .and_then(|p| p.comments.first())
+        .filter(|c| c.starts_with("run: "));
+    if let Some(run) = run {
+        out.push_str(&style.bold(run));
+        out.push_str("\n\n");
+    }
+    for profile in profiles {
+        let text = match profile.name.as_str() {
+            "io" => {
+                let mut text = String::from("io profile: calls (count)\n");
+                for comment in &profile.comments {
+                    let _ = writeln!(text, "  {comment}");
+                }
+                // The findings are ranked; like every other list here, show the top ones.
+                let shown = &analysis.small_io[..analysis.small_io.len().min(top)];
+                text.push_str(&io_summary::render(
+                    &analysis.io_sites,
+                    shown,
+                    analysis.io_seconds,
+                    top,
+                ));
+                let more = analysis.small_io.len() - shown.len();
+                if more > 0 {
+                    let _ = writeln!(
+                        text,
+                        "  ({more} more small-I/O hot paths: --top {} lists them all)",
+                        analysis.small_io.len()
+                    );
+                }
+                text
+            }
+            "block" => block_summary::render(profile, &analysis.blocked, &analysis.futexes, top),
+            _ => {
+                let mut text = summary::render(profile, top);
+                if profile.name == "cpu" {
+                    text.push('\n');
+                    text.push_str(&memory_section(&analysis.memory));
+                }
+                text
+            }
+        };
+        let text = match run {
+            Some(run) => text.replacen(&format!("  {run}\n"), "", 1),
+            None => text,
+        };
+        out.push_str(&style.summary(&text));
+        out.push('\n');
+    }
+    out.push_str(&style.bold(&findings_line(analysis)));
+    out.push('\n');
+    out
+}
+
+/// The allocator and garbage-collector hot spots of the CPU profile, with their fixes.
+fn memory_section(spots: &[MemoryHotSpot]) -> String {
+    let mut out = String::new();
+    if spots.is_empty() {
+        let _ = writeln!(
+            out,
+            "Allocation and garbage collection: under {:.0}% of the CPU samples.",
+            cpu::MIN_SHARE * 100.0
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "Allocation and garbage collection hot spots (at least {:.0}% of the CPU samples):",
+        cpu::MIN_SHARE * 100.0
+    );
+    let list = |v: &[(String, i64)], total: i64| {
+        v.iter()
+            .take(3)
+            .map(|(f, n)| {
+                format!(
+                    "{} ({:.1}%)",
+                    shorten(f),
+                    100.0 * *n as f64 / total.max(1) as f64
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for spot in spots {
+        let _ = writeln!(
+            out,
+            "  * {}: {:.1}% of CPU samples ({} of {}) in {}",
+            spot.kind.describe(),
+            100.0 * spot.share(),
+            group(spot.value),
+            group(spot.total),
+            list(&spot.functions, spot.total)
+        );
+        if !spot.callers.is_empty() {
+            let _ = writeln!(out, "    called from {}", list(&spot.callers, spot.total));
+        }
+        let _ = writeln!(out, "    fix:  {}", spot.hint);
+    }
+    out
+}
+
+/// One line counting the findings of every kind.
+fn findings_line(analysis: &Analysis) -> String {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let contended = analysis.contended().count();
+    format!(
+        "Findings: {}, {}, {}.",
+        plural(
+            analysis.small_io.len(),
+            "small-I/O hot path",
+            "small-I/O hot paths"
+        ),
+        plural(contended, "contended lock", "contended locks"),
+        plural(
+            analysis.memory.len(),
+            "allocation/GC hot spot",
+            "allocation/GC hot spots"
+        ),
+    )
+}
+
+/// The closing lines: the files written, grouped by kind, each with how to open it.
+pub fn files(dir: &Path, written: &[PathBuf], style: &Style) -> String {
+    let kinds: [(&str, &str); 5] = [
+        (".pb.gz", "pprof"),
+        (
+            ".folded",
+            "folded stacks: flamegraph.pl, inferno or speedscope read them",
+        ),
+        (".svg", "flame graphs: open in a browser"),
+        (".speedscope.json", "drag onto https://www.speedscope.app"),
+        (".html", "the report"),
+    ];
+    let name = |p: &PathBuf| {
+        p.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for (suffix, what) in kinds {
+        let paths: Vec<&PathBuf> = written
+            .iter()
+            .filter(|p| name(p).ends_with(suffix))
+            .collect();
+        let Some(first) = paths.first() else { continue };
+        let how = match suffix {
+            ".pb.gz" => format!("go tool pprof -http=: {}", first.display()),
+            ".html" => {
+                let absolute = std::fs::canonicalize(first).unwrap_or_else(|_| first.to_path_buf());
+                format!("open file://{} in a browser", absolute.display())
+            }
+            _ => what.to_owned(),
+        };
+        let names: Vec<String> = paths.iter().map(|p| name(p)).collect();
+        rows.push((names.join(" "), how));
+    }
+    let mut out = format!("{}\n", style.bold(&format!("wrote to {}:", dir.display())));
+    let width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    for (names, how) in rows {
+        let _ = writeln!(out, "  {names:<width$}  {}", style.dim(&how));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::cpu::Kind;
+    use crate::config::SmallIo;
+    use crate::output::fixture;
+
+    fn with_run_line() -> Profile {
+        let mut p = fixture::profile();
+        p.comments
+            .insert(0, "run: host h, kernel k, 2 CPUs".to_owned());
+        p
+    }
+
+    #[test]
+    fn run_facts_are_printed_once() {
+        let profiles = [with_run_line()];
+        let analysis = Analysis::of(&profiles, SmallIo::default());
+        let text = render(&profiles, &analysis, 5, &Style::plain());
+        assert!(
+            text.starts_with("run: host h, kernel k, 2 CPUs\n\ncpu profile: "),
+            "{text}"
+        );
+        assert_eq!(text.matches("run: host h").count(), 1, "{text}");
+        assert!(
+            text.contains("  window 2s\n"),
+            "other comments stay: {text}"
+        );
+        assert!(
+            text.contains("Allocation and garbage collection: under 5%"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Findings: 0 small-I/O hot paths, 0 contended locks"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn small_io_findings_are_cut_at_top() {
+        use crate::analysis::io::{IoSite, SmallIoFinding};
+        use crate::analysis::language::Language;
+        let finding = |caller: &str| SmallIoFinding {
+            site: IoSite {
+                syscall: "read".into(),
+                comm: "app".into(),
+                caller: caller.into(),
+                path: vec!["main".into(), caller.into()],
+                descriptors: vec![],
+                calls: 5000,
+                bytes: 5000,
+                nanos: 0,
+                errors: 0,
+                language: Language::C,
+            },
+            calls_per_sec: 5000.0,
+            calls_saved: 4999,
+            hint: "buffer".into(),
+        };
+        let mut io = fixture::profile();
+        io.name = "io".into();
+        let analysis = Analysis {
+            io_sites: vec![finding("a").site],
+            small_io: vec![finding("a"), finding("b"), finding("c")],
+            io_seconds: 1.0,
+            ..Analysis::default()
+        };
+        let text = render(&[io], &analysis, 2, &Style::plain());
+        assert!(
+            text.contains("* read in a: ") && text.contains("* read in b: "),
+            "{text}"
+        );
+        assert!(!text.contains("* read in c: "), "{text}");
+        assert!(
+            text.contains("  (1 more small-I/O hot paths: --top 3 lists them all)"),
+            "{text}"
+        );
+        assert!(text.contains("Findings: 3 small-I/O hot paths"), "{text}");
+    }
+
+    #[test]
+    fn memory_hot_spots_are_listed_with_the_fix() {
+        let spot = MemoryHotSpot {
+            kind: Kind::Allocation,
+            value: 12,
+            total: 100,
+            functions: vec![("malloc".into(), 8), ("free".into(), 4)],
+            callers: vec![("churn".into(), 12)],
+            hint: "make fewer, larger allocations".into(),
+        };
+        let text = memory_section(&[spot]);
+        assert!(
+            text.contains(
+                "* allocation: 12.0% of CPU samples (12 of 100) in malloc (8.0%), free (4.0%)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("called from churn (12.0%)"), "{text}");
+        assert!(text.contains("fix:  make fewer"), "{text}");
+    }
+
+    #[test]
+    fn colors_only_when_asked() {
+        let color = Style { color: true };
+        let text = "cpu profile: samples (count)\nTop 5 functions:\n  * x\n    fix: y\n  plain\n";
+        let styled = color.summary(text);
+        assert!(styled.contains("\x1b[1;36mcpu profile: samples (count)\x1b[0m\n"));
+        assert!(styled.contains("\x1b[1mTop 5 functions:\x1b[0m\n"));
+        assert!(styled.contains("\x1b[33m  * x\x1b[0m"));
+        assert!(styled.contains("\x1b[32m    fix: y\x1b[0m"));
+        assert!(styled.ends_with("  plain\n"));
+        assert_eq!(Style::plain().summary(text), text);
+    }
+
+    #[test]
+    fn files_are_grouped_with_how_to_open_them() {
+        let dir = Path::new("out");
+        let written: Vec<PathBuf> = [
+            "cpu.pb.gz",
+            "cpu.folded",
+            "cpu.svg",
+            "io.pb.gz",
+            "io.folded",
+            "io.svg",
+            "report.html",
+        ]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
+        let text = files(dir, &written, &Style::plain());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "wrote to out:");
+        assert!(lines[1].starts_with("  cpu.pb.gz io.pb.gz "), "{text}");
+        assert!(
+            lines[1].ends_with("go tool pprof -http=: out/cpu.pb.gz"),
+            "{text}"
+        );
+        assert!(lines[4].starts_with("  report.html "), "{text}");
+        assert!(lines[4].contains("file://") && lines[4].ends_with("report.html in a browser"));
+        // The hints line up (they hold no double spaces themselves).
+        let starts: std::collections::HashSet<usize> =
+            lines[1..].iter().map(|l| l.rfind("  ").unwrap()).collect();
+        assert_eq!(starts.len(), 1, "{text}");
+    }
+}
