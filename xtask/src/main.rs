@@ -3,9 +3,10 @@
 //! The profiler needs an eBPF object built for `bpfel-unknown-none`, which stable
 //! rustup cannot build on its own. These tasks install what is missing, build the
 //! eBPF crate with a toolchain that can, embed the object into the `profiler`
-//! binary, and run or test it as root. Everything here uses only std, clap and
-//! anyhow so that `cargo xtask --help` works with nothing but rustup stable.
+//! binary, and run or test it as root. Everything here uses only std, clap, anyhow
+//! and libc so that `cargo xtask --help` works with nothing but rustup stable.
 
+mod bench;
 mod build_cmd;
 mod setup;
 mod test_cmd;
@@ -54,6 +55,9 @@ enum Command {
     },
     /// Build and run the whole test suite as root, one test at a time.
     Test,
+    /// Measure the profiler against unprofiled runs and peers (perf, bpftrace, strace)
+    /// and write BENCHMARKS.md. Needs root; never run by `test`.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Build { release } => build_cmd::build(release).map(|_| 0),
         Command::Run { release: _, args } => build_cmd::run(&args),
         Command::Test => test_cmd::test().map(|_| 0),
+        Command::Bench(args) => bench::bench(&args).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,78 @@
+//! Compiles the bench fixtures (`tests/fixtures/bench_*.c`) into `target/bench/bin/`.
+//!
+//! Frame pointers everywhere (leaf functions too) so that the profiler, perf and
+//! bpftrace, which all walk frame pointers, see the fixtures' own functions; -O2 because
+//! a benchmark should time optimized code. The bench compiles them itself rather than
+//! borrowing the tests' build, so it needs no test build and always runs current sources.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::util::{self, workspace_root};
+
+/// The compiled fixtures.
+pub struct Fixtures {
+    /// `bench_cpu work CHUNKS` / `bench_cpu time SECONDS`.
+    pub cpu: PathBuf,
+    /// `bench_pread CALLS`.
+    pub pread: PathBuf,
+    /// `bench_contention ITERATIONS [THREADS]`.
+    pub contention: PathBuf,
+    /// `bench_split SECONDS`.
+    pub split: PathBuf,
+    /// `bench_stacks STACKS SECONDS THREADS`.
+    pub stacks: PathBuf,
+}
+
+const NAMES: [&str; 5] = [
+    "bench_cpu",
+    "bench_pread",
+    "bench_contention",
+    "bench_split",
+    "bench_stacks",
+];
+
+impl Fixtures {
+    /// Compiles every fixture with `cc` into `bin_dir`.
+    pub fn build(bin_dir: &Path) -> Result<Fixtures> {
+        let src = workspace_root().join("tests/fixtures");
+        std::fs::create_dir_all(bin_dir)
+            .with_context(|| format!("cannot create {}", bin_dir.display()))?;
+        for name in NAMES {
+            let mut cmd = Command::new("cc");
+            cmd.args([
+                "-O2",
+                "-g",
+                "-fno-omit-frame-pointer",
+                "-mno-omit-leaf-frame-pointer",
+                "-pthread",
+                "-Wall",
+            ])
+            // fixture.h, shared with the tests' fixtures, sits next to the sources.
+            .arg("-I")
+            .arg(&src)
+            .arg("-o")
+            .arg(bin_dir.join(name))
+            .arg(src.join(format!("{name}.c")));
+            util::run(&mut cmd).with_context(|| format!("compiling the bench fixture {name}"))?;
+        }
+        let bin = |name: &str| bin_dir.join(name);
+        Ok(Fixtures {
+            cpu: bin("bench_cpu"),
+            pread: bin("bench_pread"),
+            contention: bin("bench_contention"),
+            split: bin("bench_split"),
+            stacks: bin("bench_stacks"),
+        })
+    }
+}
+
+/// A command line: `program` then `args`, as owned strings for [`super::runner`].
+pub fn argv(program: &Path, args: &[String]) -> Vec<OsString> {
+    std::iter::once(program.as_os_str().to_owned())
+        .chain(args.iter().map(OsString::from))
+        .collect()
+}

@@ -1,0 +1,283 @@
+//! Reading figures out of what the fixtures and the profiler print.
+//!
+//! The fixtures print `key=value` tokens. The profiler's summary is meant for people, so
+//! each parser looks for one line by its leading word and pulls numbers out by the words
+//! around them; a format change makes the parser return `None`, and the row then fails
+//! loudly rather than reporting a wrong figure.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// The value of a `key=value` token anywhere in `text`.
+pub fn field(text: &str, key: &str) -> Option<f64> {
+    text.split_whitespace()
+        .find_map(|token| token.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Like [`field`], failing with the text quoted when the key is missing.
+pub fn need_field(text: &str, key: &str, who: &str) -> Result<f64> {
+    field(text, key)
+        .with_context(|| format!("{who} printed no `{key}=` value; it printed:\n{text}"))
+}
+
+/// The first line (trimmed) starting with `prefix`.
+fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.lines().map(str::trim).find(|l| l.starts_with(prefix))
+}
+
+/// The number right before `word` (the first occurrence after `from`), e.g. the `198`
+/// of `198 ticks`.
+fn number_before(text: &str, word: &str) -> Option<f64> {
+    let at = text.find(word)?;
+    text[..at]
+        .split_whitespace()
+        .next_back()?
+        .trim_matches(|c: char| c == '(' || c == ',')
+        .parse()
+        .ok()
+}
+
+/// The `received:` line of the CPU profile summary.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Received {
+    /// Ticks on busy CPUs the programs received.
+    pub ticks: f64,
+    /// Ticks expected from /proc/stat's busy time.
+    pub expected: f64,
+    /// Busy CPU-seconds of the whole host over the window.
+    pub busy_cpu_seconds: f64,
+}
+
+/// `received: 198 ticks on busy CPUs of 202 expected (99 Hz x 2.04 busy CPU-seconds ...`
+pub fn received(stdout: &str) -> Option<Received> {
+    let l = line(stdout, "received:")?;
+    Some(Received {
+        ticks: number_before(l, " ticks on busy CPUs")?,
+        expected: number_before(l, " expected")?,
+        busy_cpu_seconds: number_before(l, " busy CPU-seconds")?,
+    })
+}
+
+/// `samples: N recorded; ...`
+pub fn samples_recorded(stdout: &str) -> Option<u64> {
+    number_before(line(stdout, "samples:")?, " recorded").map(|n| n as u64)
+}
+
+/// The profile window in seconds: `window: 3.00s of ...`, also when it follows other
+/// facts on the line (`run: host vm, ...; window: 10.00s from ...`).
+pub fn window_seconds(stdout: &str) -> Option<f64> {
+    stdout.lines().find_map(|l| {
+        let (_, rest) = l.split_once("window: ")?;
+        rest.split_whitespace()
+            .next()?
+            .strip_suffix('s')?
+            .parse()
+            .ok()
+    })
+}
+
+/// The CPU profile's `lost:` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lost {
+    /// Samples dropped because the aggregation map was full.
+    pub samples: u64,
+    pub user_stacks: u64,
+    pub kernel_stacks: u64,
+}
+
+/// `lost: 0 samples (aggregation map full), 0 user and 0 kernel stacks (...)`
+pub fn lost(stdout: &str) -> Option<Lost> {
+    let l = line(stdout, "lost:")?;
+    Some(Lost {
+        samples: number_before(l, " samples")? as u64,
+        user_stacks: number_before(l, " user and")? as u64,
+        kernel_stacks: number_before(l, " kernel stacks")? as u64,
+    })
+}
+
+/// The `profiler cost:` line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    /// Kernel program run time, when `kernel.bpf_stats_enabled` was on.
+    pub run_ms: Option<f64>,
+    pub runs: Option<u64>,
+    pub map_mib: f64,
+}
+
+/// `profiler cost: kernel programs ran 357.4 ms in 3844209 runs; BPF maps hold 20.5 MiB`
+/// or `profiler cost: BPF maps hold 20.5 MiB; kernel program run time unknown (...)`.
+pub fn cost(stdout: &str) -> Option<Cost> {
+    let l = line(stdout, "profiler cost:")?;
+    let run_ms = l
+        .contains("programs ran")
+        .then(|| number_before(l, " ms in"));
+    let runs = l
+        .contains("programs ran")
+        .then(|| number_before(l, " runs"));
+    Some(Cost {
+        run_ms: run_ms.flatten(),
+        runs: runs.flatten().map(|n| n as u64),
+        map_mib: number_before(l, " MiB")?,
+    })
+}
+
+/// `finished: all files written 650 ms after the window closed`
+pub fn finished_ms(stdout: &str) -> Option<f64> {
+    number_before(line(stdout, "finished:")?, " ms after")
+}
+
+/// A folded-stacks file: `comm;frame;frame COUNT` per line.
+pub struct Folded {
+    pub lines: Vec<(String, u64)>,
+}
+
+impl Folded {
+    pub fn read(path: &Path) -> Result<Folded> {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Folded::parse(&text))
+    }
+
+    pub fn parse(text: &str) -> Folded {
+        let lines = text
+            .lines()
+            .filter_map(|l| {
+                let (stack, count) = l.trim_end().rsplit_once(' ')?;
+                Some((stack.to_string(), count.parse().ok()?))
+            })
+            .collect();
+        Folded { lines }
+    }
+
+    /// Sum of the counts of lines whose first element (the thread's comm) satisfies `comm`.
+    pub fn total(&self, comm: impl Fn(&str) -> bool) -> u64 {
+        self.lines
+            .iter()
+            .filter(|(stack, _)| comm(first(stack)))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Sum of the counts of lines that have a frame named exactly `frame`.
+    pub fn with_frame(&self, frame: &str) -> u64 {
+        self.lines
+            .iter()
+            .filter(|(stack, _)| stack.split(';').skip(1).any(|f| f == frame))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Lines (distinct comm + stack) whose comm satisfies `comm`.
+    pub fn keys(&self, comm: impl Fn(&str) -> bool) -> usize {
+        self.lines.iter().filter(|(s, _)| comm(first(s))).count()
+    }
+
+    /// Distinct call stacks (the frames without the comm) of threads whose comm
+    /// satisfies `comm`: threads of one program running the same code share stacks.
+    pub fn distinct_stacks(&self, comm: impl Fn(&str) -> bool) -> usize {
+        self.lines
+            .iter()
+            .filter(|(s, _)| comm(first(s)))
+            .map(|(s, _)| s.split_once(';').map_or("", |(_, frames)| frames))
+            .collect::<HashSet<_>>()
+            .len()
+    }
+}
+
+fn first(stack: &str) -> &str {
+    stack.split(';').next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUMMARY: &str = "\
+cpu profile: samples (count)
+  window: 3.00s of the whole host at 99 Hz on 2 CPUs; the duration elapsed
+  received: 198 ticks on busy CPUs of 202 expected (99 Hz x 2.04 busy CPU-seconds from /proc/stat), 98.0%; at most 594 (99 Hz x 3.00s x 2 CPUs) if every CPU had been busy; idle CPUs take no ticks
+  samples: 190 recorded; 8 ticks in other processes not recorded
+  lost: 1 samples (aggregation map full), 22 user and 3 kernel stacks (stack-map collisions or full map, kept as [... stack lost] frames)
+
+profiler cost: kernel programs ran 357.4 ms in 3844209 runs; BPF maps hold 20.5 MiB
+finished: all files written 650 ms after the window closed
+";
+
+    #[test]
+    fn profiler_summary_lines() {
+        assert_eq!(
+            received(SUMMARY),
+            Some(Received {
+                ticks: 198.0,
+                expected: 202.0,
+                busy_cpu_seconds: 2.04
+            })
+        );
+        assert_eq!(samples_recorded(SUMMARY), Some(190));
+        assert_eq!(window_seconds(SUMMARY), Some(3.0));
+        assert_eq!(
+            lost(SUMMARY),
+            Some(Lost {
+                samples: 1,
+                user_stacks: 22,
+                kernel_stacks: 3
+            })
+        );
+        assert_eq!(
+            cost(SUMMARY),
+            Some(Cost {
+                run_ms: Some(357.4),
+                runs: Some(3844209),
+                map_mib: 20.5
+            })
+        );
+        assert_eq!(finished_ms(SUMMARY), Some(650.0));
+        let newer = "  run: host vm, kernel 6.18, 2 CPUs; target: the whole host; window: 10.00s \
+                     from 2026-11-27T22:58:53Z; the duration elapsed";
+        assert_eq!(window_seconds(newer), Some(10.0));
+        assert_eq!(received("nothing"), None);
+    }
+
+    #[test]
+    fn cost_without_bpf_stats() {
+        let line = "profiler cost: BPF maps hold 1.5 MiB; kernel program run time unknown \
+                    (sysctl kernel.bpf_stats_enabled=1 measures it)";
+        assert_eq!(
+            cost(line),
+            Some(Cost {
+                run_ms: None,
+                runs: None,
+                map_mib: 1.5
+            })
+        );
+    }
+
+    #[test]
+    fn fixture_fields() {
+        let out = "ns_per_call=271.48 calls=1000000 elapsed_ns=271475504\n";
+        assert_eq!(field(out, "ns_per_call"), Some(271.48));
+        assert_eq!(field(out, "calls"), Some(1e6));
+        assert_eq!(field(out, "elapsed"), None);
+        assert!(need_field(out, "missing", "bench_pread").is_err());
+    }
+
+    #[test]
+    fn folded_counts() {
+        let f = Folded::parse(
+            "bstk-0;main;step_one;leaf_work 5\n\
+             bstk-1;main;step_one;leaf_work 2\n\
+             bstk-1;main;step_zero;leaf_work 1\n\
+             kworker;ret_from_fork 7\n",
+        );
+        let ours = |c: &str| c.starts_with("bstk-");
+        assert_eq!(f.total(ours), 8);
+        assert_eq!(f.keys(ours), 3);
+        assert_eq!(f.distinct_stacks(ours), 2);
+        assert_eq!(f.with_frame("step_one"), 7);
+        assert_eq!(f.with_frame("bstk-0"), 0);
+    }
+}
