@@ -303,9 +303,9 @@ pub mod counter {
 
 /// Kinds of [`ProcEvent`].
 pub mod proc_event {
-    /// A process recorded a new stack or call site: userspace should read its memory
-    /// mappings and descriptors (unless it did a moment ago) while the process lives, since
-    /// new code may have been mapped since.
+    /// A process recorded a new stack or call site: userspace reads its memory mappings
+    /// again if they do not cover the stack's instruction pointer (new code was mapped, such
+    /// as the C library after the dynamic loader), and the kind of its descriptor.
     pub const NEW_KEY: u32 = 1;
 }
 
@@ -317,6 +317,11 @@ pub struct ProcEvent {
     pub kind: u32,
     /// The process it concerns.
     pub pid: u32,
+    /// The user instruction pointer of the new stack: if the process's mapping snapshot
+    /// already covers it, nothing needs reading again.
+    pub ip: u64,
+    /// The descriptor of a new I/O call site, or -1: its kind is read while it is open.
+    pub fd: i64,
 }
 
 #[cfg(feature = "user")]

@@ -14,10 +14,10 @@ use aya_ebpf::{
 };
 use profiler_common::{
     BLOCK_STACK_SAMPLE_EVERY, BlockKey, BlockStackKey, BlockValue, COMM_LEN, InFlight,
-    MAX_BLOCK_KEYS, StackTopRaw, counter, proc_event, wait_outcome,
+    MAX_BLOCK_KEYS, StackTopRaw, counter, wait_outcome,
 };
 
-use crate::shared::{count, count_stack_sample, notify, stack_id};
+use crate::shared::{count, count_stack_sample, notify_new_key, stack_id};
 
 const EAGAIN: i64 = 11;
 const EINTR: i64 = 4;
@@ -79,7 +79,7 @@ pub fn on_enter(ctx: &BtfTracePointContext, entry: &InFlight) {
         return;
     }
     sample_stack(ctx, &key);
-    notify(proc_event::NEW_KEY, entry.pid);
+    notify_new_key(entry.pid, entry.ip, -1);
 }
 
 /// Adds a finished wait's time to its site, by how it ended.

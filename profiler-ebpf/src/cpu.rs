@@ -9,9 +9,11 @@ use aya_ebpf::{
     programs::PerfEventContext,
 };
 use aya_log_ebpf::warn;
-use profiler_common::{COMM_LEN, CpuKey, CpuValue, MAX_CPU_KEYS, StackTopRaw, counter, proc_event};
+use profiler_common::{COMM_LEN, CpuKey, CpuValue, MAX_CPU_KEYS, StackTopRaw, counter};
 
-use crate::shared::{count, current_ids, is_target, notify, save_stack_top, stack_id};
+use crate::shared::{
+    count, current_ids, is_target, notify_new_key, save_stack_top, stack_id, user_ip,
+};
 
 /// Sample counts by (pid, tid, user stack, kernel stack).
 #[map]
@@ -60,7 +62,7 @@ fn record(ctx: &PerfEventContext, key: &CpuKey) {
     if CPU_SAMPLES.insert(key, &value, BPF_NOEXIST as u64).is_ok() {
         count(counter::RECORDED);
         save_stack_top(&CPU_STACK_TOPS, key);
-        notify(proc_event::NEW_KEY, key.pid);
+        notify_new_key(key.pid, user_ip(), -1);
     } else {
         count(counter::LOST_AGG_FULL);
         warn!(ctx, "cpu sample map full: sample of pid {} lost", key.pid);

@@ -16,10 +16,10 @@ use aya_ebpf::{
 };
 use profiler_common::{
     COMM_LEN, IO_HIST_BUCKETS, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoStackKey, IoValue,
-    MAX_IO_KEYS, StackTopRaw, counter, proc_event,
+    MAX_IO_KEYS, StackTopRaw, counter,
 };
 
-use crate::shared::{count, count_stack_sample, notify, stack_id};
+use crate::shared::{count, count_stack_sample, notify_new_key, stack_id};
 use crate::syscalls::{PT_REGS_DI, site_registers};
 
 /// What the calls did, by call site.
@@ -88,7 +88,7 @@ pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos:
         }
     }
     sample_stack(ctx, &key);
-    notify(proc_event::NEW_KEY, tgid);
+    notify_new_key(tgid, site.ip, fd as i64);
 }
 
 /// Records the current user stack as one sample of the call site `site`.

@@ -13,6 +13,7 @@ use aya_ebpf::{
 };
 use profiler_common::{
     MAX_STACKS, MAX_TARGETS, PROC_EVENTS_BYTES, ProcEvent, STACK_TOP_WORDS, StackTopRaw, counter,
+    proc_event,
 };
 
 pub const EEXIST: i32 = 17;
@@ -20,6 +21,7 @@ const ENOMEM: i32 = 12;
 /// Offsets of `bp` and `sp` in x86-64's `struct pt_regs` (r15, r14, r13, r12, bp, ...,
 /// orig_ax, ip, cs, flags, sp, ss).
 const PT_REGS_BP: usize = 4 * 8;
+const PT_REGS_IP: usize = 16 * 8;
 const PT_REGS_SP: usize = 19 * 8;
 
 /// Non-zero when only the pids in [`TARGETS`] are profiled; set by userspace at load time.
@@ -120,12 +122,29 @@ pub fn save_stack_top<K>(tops: &HashMap<K, StackTopRaw>, key: &K) {
     }
 }
 
-/// Sends a [`ProcEvent`] to userspace, counting it when the ring buffer is full.
+/// Tells userspace that process `tgid` recorded a new key at user address `ip` (with
+/// descriptor `fd`, or -1), so it can read what it needs while the process lives; counted
+/// when the ring buffer is full.
 #[inline(always)]
-pub fn notify(kind: u32, tgid: u32) {
-    let event = ProcEvent { kind, pid: tgid };
+pub fn notify_new_key(tgid: u32, ip: u64, fd: i64) {
+    let event = ProcEvent {
+        kind: proc_event::NEW_KEY,
+        pid: tgid,
+        ip,
+        fd,
+    };
     if PROC_EVENTS.output::<ProcEvent>(&event, 0).is_err() {
         count(counter::LOST_PROC_EVENTS);
+    }
+}
+
+/// The current task's user instruction pointer, from its saved user registers.
+#[inline(always)]
+pub fn user_ip() -> u64 {
+    // SAFETY: the task's saved user registers are valid while it runs; a probe read.
+    unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as usize;
+        bpf_probe_read_kernel((regs + PT_REGS_IP) as *const u64).unwrap_or(0)
     }
 }
 

@@ -51,31 +51,65 @@ pub struct ProcessTable {
 }
 
 impl ProcessTable {
-    /// Reads the process's mappings now, replacing an older snapshot. A process that is gone
-    /// keeps its last snapshot; returns whether the read succeeded.
+    /// Reads the process's mappings and the kinds of all its descriptors now, merged into
+    /// any older snapshot. A process that is gone keeps its last snapshot; returns whether
+    /// the read succeeded.
     pub fn snapshot(&mut self, pid: u32) -> bool {
-        let Some(mut info) = read_process(pid) else {
+        if !self.snapshot_maps(pid) {
             return false;
-        };
-        if let Some(old) = self.processes.remove(&pid) {
-            // Descriptors closed since keep the kind they had: calls on them were counted.
-            for (fd, kind) in old.fds {
-                info.fds.entry(fd).or_insert(kind);
-            }
-            // Mappings gone since keep their place where nothing new took it: a read that
-            // races the process's exit can come back cut short, and code unmapped since
-            // (dlclose) was still sampled.
-            info.maps = merge_maps(info.maps, old.maps);
         }
-        self.processes.insert(pid, info);
+        let fds = read_fd_kinds(pid);
+        if let Some(info) = self.processes.get_mut(&pid) {
+            info.fds.extend(fds);
+        }
         true
     }
 
-    /// Re-reads every known process that still lives (mappings change with `dlopen`).
+    /// Reads the process's mappings now, merged into any older snapshot; returns whether
+    /// the read succeeded.
+    pub fn snapshot_maps(&mut self, pid: u32) -> bool {
+        let Some(maps) = read_maps(pid) else {
+            return false;
+        };
+        let info = self.processes.entry(pid).or_default();
+        // Mappings gone since keep their place where nothing new took it: a read that races
+        // the process's exit can come back cut short, and code unmapped since (dlclose) was
+        // still sampled.
+        info.maps = merge_maps(maps, std::mem::take(&mut info.maps));
+        true
+    }
+
+    /// Handles a process's new stack at user address `ip` (0 if unknown) with descriptor
+    /// `fd` (negative if none): re-reads the mappings only when they do not cover `ip`, and
+    /// the descriptor's kind only when it is not known yet, so a process that keeps finding
+    /// new stacks in code already seen costs nothing.
+    pub fn note_new_key(&mut self, pid: u32, ip: u64, fd: i64) {
+        let covered = self
+            .processes
+            .get(&pid)
+            .is_some_and(|info| ip != 0 && info.find(ip).is_some());
+        if !covered {
+            self.snapshot_maps(pid);
+        }
+        if fd >= 0
+            && !self
+                .processes
+                .get(&pid)
+                .is_some_and(|info| info.fds.contains_key(&fd))
+        {
+            // Descriptors closed since keep the kind they had: calls on them were counted.
+            if let Some(kind) = read_fd_kind(pid, fd) {
+                self.processes.entry(pid).or_default().fds.insert(fd, kind);
+            }
+        }
+    }
+
+    /// Re-reads the mappings of every known process that still lives (a `dlopen` may have
+    /// mapped code that only deeper frames use).
     pub fn refresh(&mut self) {
         let pids: Vec<u32> = self.processes.keys().copied().collect();
         for pid in pids {
-            self.snapshot(pid);
+            self.snapshot_maps(pid);
         }
     }
 
@@ -85,17 +119,11 @@ impl ProcessTable {
     }
 }
 
-fn read_process(pid: u32) -> Option<ProcessInfo> {
-    let maps = read_whole(&format!("/proc/{pid}/maps"))?;
-    // A zombie or kernel thread has an empty maps file; keep an older, fuller snapshot then.
-    let maps = parse_maps(&maps);
-    if maps.is_empty() {
-        return None;
-    }
-    Some(ProcessInfo {
-        maps,
-        fds: read_fd_kinds(pid),
-    })
+/// The executable mappings of a live process; `None` for a process that is gone, or a
+/// zombie or kernel thread (whose maps file is empty: an older snapshot then stands).
+fn read_maps(pid: u32) -> Option<Vec<MapEntry>> {
+    let maps = parse_maps(&read_whole(&format!("/proc/{pid}/maps"))?);
+    (!maps.is_empty()).then_some(maps)
 }
 
 /// Reads a proc file in large reads: the kernel builds `maps` a page at a time, and a file
@@ -139,6 +167,12 @@ fn read_fd_kinds(pid: u32) -> HashMap<i64, &'static str> {
             Some((fd, fd_kind(&target.to_string_lossy())))
         })
         .collect()
+}
+
+/// The kind of one open descriptor.
+fn read_fd_kind(pid: u32, fd: i64) -> Option<&'static str> {
+    let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    Some(fd_kind(&target.to_string_lossy()))
 }
 
 /// Classifies a descriptor by the target of its `/proc/PID/fd` link.

@@ -27,7 +27,7 @@ use crate::{launch, preflight, tracefs};
 
 const TICK: Duration = Duration::from_millis(250);
 /// How often live processes' mappings are re-read, to catch `dlopen` and late mappings.
-const REFRESH_EVERY_TICKS: u32 = 8;
+const REFRESH_EVERY_TICKS: u32 = 16;
 
 /// Why the run ended.
 #[derive(Debug, Clone)]
@@ -269,11 +269,10 @@ async fn wait_child(child: &mut Option<Child>) -> Result<ExitStatus> {
     }
 }
 
-/// Snapshots every process that recorded a new stack, while it still lives: new code may
-/// have been mapped (the C library after the dynamic loader, a `dlopen`). One read per
-/// process per batch of events.
+/// Reads what is needed of every process that recorded a new stack, while it still lives:
+/// its mappings when they do not cover the new stack (new code was mapped: the C library
+/// after the dynamic loader, a `dlopen`), and the kind of a new call site's descriptor.
 fn drain_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
-    let mut pids = std::collections::HashSet::new();
     while let Some(item) = ring.next() {
         if item.len() < size_of::<ProcEvent>() {
             continue;
@@ -281,11 +280,8 @@ fn drain_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
         // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
         let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
         if event.kind == proc_event::NEW_KEY {
-            pids.insert(event.pid);
+            processes.note_new_key(event.pid, event.ip, event.fd);
         }
-    }
-    for pid in pids {
-        processes.snapshot(pid);
     }
 }
 
