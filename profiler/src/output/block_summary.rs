@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits};
 use crate::block_profile::{CONTENTIONS, DELAY};
-use crate::output::summary::{group, human_time, shorten};
+use crate::output::summary::{group, human_time, shorten, shown_in_terminal};
 use crate::profile::Profile;
 
 /// How many waiting functions a contended lock lists.
@@ -21,7 +21,7 @@ pub fn render(
     let mut out = String::new();
     // Writing to a String cannot fail, so the fmt::Results below are ignored.
     let _ = writeln!(out, "block profile: delay (nanoseconds)");
-    for comment in &profile.comments {
+    for comment in profile.comments.iter().filter(|c| shown_in_terminal(c)) {
         let _ = writeln!(out, "  {comment}");
     }
     if per_process.is_empty() {

@@ -16,7 +16,7 @@ pub fn render(profile: &Profile, top: usize) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail, so the fmt::Results below are ignored.
     let _ = writeln!(out, "{} profile: {} ({})", profile.name, vt.kind, vt.unit);
-    for comment in &profile.comments {
+    for comment in profile.comments.iter().filter(|c| shown_in_terminal(c)) {
         let _ = writeln!(out, "  {comment}");
     }
 
@@ -39,21 +39,40 @@ pub fn render(profile: &Profile, top: usize) -> String {
                 .or_else(|| s.label_str("pid").map(str::to_owned))
         })
         .collect();
-    let _ = writeln!(out, "  processes seen: {}", pids.len());
     let time_like = vt.unit == "nanoseconds";
-    let _ = write!(out, "  total: {} {}", group(total), vt.unit);
+    let _ = write!(
+        out,
+        "  processes seen: {}; total: {} {}",
+        pids.len(),
+        group(total),
+        vt.unit
+    );
     if time_like {
         let _ = write!(out, " ({})", human_time(total));
     }
     let _ = writeln!(out);
 
     let (self_values, total_values) = function_values(profile, index);
-    for (heading, values) in [("self", self_values), ("total", total_values)] {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "Top {top} functions by {heading} {}:", vt.kind);
-        out.push_str(&table(heading, ranked(values, top), total, time_like));
-    }
+    let rows: Vec<(&str, i64, i64)> = ranked(self_values, top)
+        .into_iter()
+        .map(|(name, v)| (name, v, total_values.get(name).copied().unwrap_or(v)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "Top {top} functions by self {} (and their total):",
+        vt.kind
+    );
+    out.push_str(&table(&rows, total, time_like));
     out
+}
+
+/// Whether a profile comment belongs in the terminal summary: the run's facts are printed
+/// once for all profiles, and what was traced or sampled is in the files and the report, so
+/// the summary keeps to what was received and lost.
+pub(crate) fn shown_in_terminal(comment: &str) -> bool {
+    !["run:", "sampling:", "traced:", "samples:"]
+        .iter()
+        .any(|prefix| comment.starts_with(prefix))
 }
 
 /// Per function, the value of the stacks it is the leaf of (self) and of the stacks it
@@ -88,45 +107,50 @@ fn ranked(values: HashMap<&str, i64>, top: usize) -> Vec<(&str, i64)> {
     v
 }
 
-/// An aligned table: value, percent of `total`, time (when time-like), function.
-fn table(heading: &str, rows: Vec<(&str, i64)>, total: i64, time_like: bool) -> String {
-    let mut cells: Vec<[String; 4]> = vec![[
-        heading.to_owned(),
-        "%".to_owned(),
+/// An aligned table: self value and percent, total value and percent, time (when
+/// time-like), function.
+fn table(rows: &[(&str, i64, i64)], total: i64, time_like: bool) -> String {
+    let pct = |v: i64| format!("{:.1}%", v as f64 * 100.0 / total as f64);
+    let mut cells: Vec<Vec<String>> = vec![
+        ["self", "%", "total", "%"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(time_like.then(|| "self time".to_owned()))
+            .collect(),
+    ];
+    for &(_, self_value, total_value) in rows {
+        let mut row = vec![
+            group(self_value),
+            pct(self_value),
+            group(total_value),
+            pct(total_value),
+        ];
         if time_like {
-            "time".to_owned()
-        } else {
-            String::new()
-        },
-        "function".to_owned(),
-    ]];
-    for (name, v) in rows {
-        cells.push([
-            group(v),
-            format!("{:.1}%", v as f64 * 100.0 / total as f64),
-            if time_like {
-                human_time(v)
-            } else {
-                String::new()
-            },
-            shorten(name),
-        ]);
-    }
-    let width = |i: usize| {
-        cells
-            .iter()
-            .map(|c| c[i].chars().count())
-            .max()
-            .unwrap_or(0)
-    };
-    let (w0, w1, w2) = (width(0), width(1), width(2));
-    let mut out = String::new();
-    for [value, pct, time, name] in &cells {
-        let _ = write!(out, "  {value:>w0$}  {pct:>w1$}  ");
-        if time_like {
-            let _ = write!(out, "{time:>w2$}  ");
+            row.push(human_time(self_value));
         }
-        let _ = writeln!(out, "{name}");
+        cells.push(row);
+    }
+    let columns = cells[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (i, row) in cells.iter().enumerate() {
+        for (cell, width) in row.iter().zip(&widths) {
+            let _ = write!(out, "  {cell:>width$}");
+        }
+        let name = if i == 0 {
+            "function".to_owned()
+        } else {
+            shorten(rows[i - 1].0)
+        };
+        let _ = writeln!(out, "  {name}");
     }
     out
 }
@@ -244,26 +268,20 @@ mod tests {
     fn rendered_text() {
         let text = render(&known(), 2);
         assert!(text.starts_with("cpu profile: samples (count)\n"), "{text}");
-        assert!(text.contains("processes seen: 2"), "{text}");
-        assert!(text.contains("total: 10 count"), "{text}");
-        let self_table = text.split("by self samples:\n").nth(1).unwrap();
-        let rows: Vec<&str> = self_table.lines().take(3).map(str::trim).collect();
-        assert_eq!(
-            rows[0].split_whitespace().collect::<Vec<_>>(),
-            ["self", "%", "function"]
+        assert!(
+            text.contains("processes seen: 2; total: 10 count"),
+            "{text}"
         );
-        assert_eq!(
-            rows[1].split_whitespace().collect::<Vec<_>>(),
-            ["6", "60.0%", "b"]
-        );
-        assert_eq!(
-            rows[2].split_whitespace().collect::<Vec<_>>(),
-            ["4", "40.0%", "a"]
-        );
-        let total_table = text.split("by total samples:\n").nth(1).unwrap();
-        // top = 2 cuts the third function.
-        assert_eq!(total_table.lines().count(), 3);
-        assert!(total_table.contains("100.0%  main"));
+        let table = text.split("(and their total):\n").nth(1).unwrap();
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[0], ["self", "%", "total", "%", "function"]);
+        assert_eq!(rows[1], ["6", "60.0%", "7", "70.0%", "b"]);
+        assert_eq!(rows[2], ["4", "40.0%", "4", "40.0%", "a"]);
+        // top = 2 cuts the rest.
+        assert_eq!(rows.len(), 3);
     }
 
     #[test]
@@ -274,11 +292,22 @@ mod tests {
             text.contains("total: 100,000,000 nanoseconds (100.0 ms)"),
             "{text}"
         );
-        assert!(text.contains("60,000,000  60.0%  60.0 ms  b"), "{text}");
-        // Columns line up: every row of a table has its function at the same offset.
-        let table = text.split("by total cpu:\n").nth(1).unwrap();
+        assert!(
+            text.contains("60,000,000  60.0%  70,000,000  70.0%    60.0 ms  b"),
+            "{text}"
+        );
+        // Columns line up: every row of the table has its function at the same offset.
+        let table = text.split("(and their total):\n").nth(1).unwrap();
         let offsets: HashSet<usize> = table.lines().map(|l| l.rfind("  ").unwrap()).collect();
         assert_eq!(offsets.len(), 1, "{table}");
+    }
+
+    #[test]
+    fn run_facts_and_tracing_notes_stay_out_of_the_terminal() {
+        assert!(!shown_in_terminal("run: host vm"));
+        assert!(!shown_in_terminal("traced: every call"));
+        assert!(shown_in_terminal("received: 10 ticks"));
+        assert!(shown_in_terminal("lost: 0 samples"));
     }
 
     #[test]

@@ -100,7 +100,11 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
         let text = match profile.name.as_str() {
             "io" => {
                 let mut text = String::from("io profile: calls (count)\n");
-                for comment in &profile.comments {
+                for comment in profile
+                    .comments
+                    .iter()
+                    .filter(|c| summary::shown_in_terminal(c))
+                {
                     let _ = writeln!(text, "  {comment}");
                 }
                 // The findings are ranked; like every other list here, show the top ones.
