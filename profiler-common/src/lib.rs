@@ -130,7 +130,7 @@ pub struct InFlight {
 
 /// One in this many waits of a blocking call site has its full user stack taken (the
 /// first always does).
-pub const BLOCK_STACK_SAMPLE_EVERY: u64 = 16;
+pub const BLOCK_STACK_SAMPLE_EVERY: u64 = 64;
 
 /// Entries of the blocking aggregation map.
 pub const MAX_BLOCK_KEYS: u32 = 16384;
