@@ -245,9 +245,9 @@ impl Report {
              a tracer's attach time are not part of the figures. Background observers (the \
              profiler, perf record, bpftrace) are started, given time to attach, then the \
              fixture runs, then they are stopped with SIGINT.",
-            "`kernel.bpf_stats_enabled` is 1 for the whole bench (so the profiler can report \
-             its kernel programs' run time) and restored afterwards; it adds a small \
-             accounting cost to every BPF program, the profiler's and bpftrace's alike.",
+            "`kernel.bpf_stats_enabled` is 1 only for the rows that report the kernel programs' \
+             run time (5, 6, 7; it costs every BPF program two clock reads) and 0 for the \
+             overhead and accuracy rows; the previous value is restored afterwards.",
             "A missed goal is reported, not an error; a row that fails to run makes the bench \
              exit non-zero. Benchmarks never run under `cargo xtask test`.",
         ] {
