@@ -23,7 +23,11 @@ pub const IN_PROGRESS: &str = "in progress";
 /// `delay/nanoseconds` (the default, which weights the folded stacks and flame graph);
 /// labels `pid`, `tid`, `comm`, `futex` (the address, in hex) and `outcome` (woken, timed
 /// out, interrupted, no wait, or in progress).
-pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>) -> Profile {
+pub fn build<'run>(
+    run: &'run RunOutcome,
+    config: &Config,
+    resolver: &mut StackResolver<'run>,
+) -> Profile {
     let mut builder = ProfileBuilder::new(
         "block",
         vec![
@@ -37,6 +41,7 @@ pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
+    resolver.prepare_run(run, config);
     let mut stacks_of: HashMap<BlockKey, Vec<SampledStack<'_>>> = HashMap::new();
     for (key, seen) in &run.block_stack_samples {
         stacks_of.entry(key.site).or_default().push(SampledStack {

@@ -10,7 +10,11 @@ use crate::stacks::StackResolver;
 
 /// Builds the symbolized CPU profile: sample types `samples/count` and `cpu/nanoseconds`,
 /// labels `pid`, `tid` and `comm`, and comments saying what was received, expected and lost.
-pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>) -> Profile {
+pub fn build<'run>(
+    run: &'run RunOutcome,
+    config: &Config,
+    resolver: &mut StackResolver<'run>,
+) -> Profile {
     let period_ns = 1_000_000_000 / config.frequency as i64;
     let mut builder = ProfileBuilder::new(
         "cpu",
@@ -27,6 +31,7 @@ pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
+    resolver.prepare_run(run, config);
     for (key, value) in &run.cpu_samples {
         // In command mode the profiler is a target for the instant it forks the command.
         if !matches!(config.target, Target::Host) && key.pid == std::process::id() {

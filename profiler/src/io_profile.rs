@@ -23,7 +23,11 @@ pub const ERRORS: usize = 3;
 /// Builds the symbolized I/O profile: sample types `calls/count` (the default),
 /// `bytes/bytes`, `time/nanoseconds` and `errors/count`; labels `syscall`, `pid`, `comm`, and
 /// `descriptor` (file, socket, pipe, tty, ...) where it was seen.
-pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>) -> Profile {
+pub fn build<'run>(
+    run: &'run RunOutcome,
+    config: &Config,
+    resolver: &mut StackResolver<'run>,
+) -> Profile {
     let mut builder = ProfileBuilder::new(
         "io",
         vec![
@@ -39,6 +43,7 @@ pub fn build(run: &RunOutcome, config: &Config, resolver: &mut StackResolver<'_>
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
+    resolver.prepare_run(run, config);
     let mut stacks_of: HashMap<IoKey, Vec<SampledStack<'_>>> = HashMap::new();
     for (key, seen) in &run.io_stack_samples {
         stacks_of.entry(key.site).or_default().push(SampledStack {

@@ -1,11 +1,22 @@
 //! Turns the kernel's raw stacks (ids into the stack map) into interned profile stacks:
 //! kernel frames, then user frames with the frames a frame-pointer walk skipped restored,
 //! with markers where a stack was lost. Every profile builds its stacks here.
+//!
+//! Before the first stack is interned, [`StackResolver::prepare_run`] goes over every stack
+//! the run's profiles will intern: it restores their skipped frames while the unwinder has
+//! the files' unwind tables loaded, then symbolizes all their addresses in one batch per
+//! file (see [`crate::symbolize`]), so that each file is read once and its parsed data
+//! freed before the next. Interning then only reads the results.
 
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::config::{Config, Target};
 use crate::probes::RawStacks;
 use crate::procmaps::ProcessTable;
 use crate::profile::{Label, Line, Location, Mapping, ProfileBuilder};
-use crate::symbolize::{KERNEL_MAPPING, Symbolizer};
+use crate::session::RunOutcome;
+use crate::symbolize::{self, KERNEL_MAPPING, Symbolizer};
 use crate::unwind::{LeafUnwinder, StackTop};
 
 const EEXIST: i32 = 17;
@@ -23,12 +34,34 @@ pub struct SampledStack<'a> {
     pub top: Option<&'a StackTop>,
 }
 
+/// A stack that a profile will intern: what [`StackResolver::prepare`] needs to find its
+/// addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingStack<'a> {
+    /// The process sampled.
+    pub pid: u32,
+    /// The user stack id, or a negative error.
+    pub user_stack_id: i32,
+    /// The kernel stack id, or a negative error.
+    pub kernel_stack_id: i32,
+    /// The user stack's top copied with the sample.
+    pub top: Option<&'a StackTop>,
+}
+
+/// The frames the frame-pointer walk skipped, as restored from a stack top, innermost first.
+type Restored<'run> = (&'run StackTop, Vec<u64>);
+
 /// Resolves stacks of one run into locations of profiles being built.
 pub struct StackResolver<'run> {
     stacks: &'run RawStacks,
     processes: &'run ProcessTable,
     symbolizer: Symbolizer,
     unwinder: LeafUnwinder,
+    /// The frames restored above the leaf of each prepared stack, by (pid, user stack id,
+    /// stack pointer).
+    skipped: HashMap<(u32, i32, u64), Vec<Restored<'run>>>,
+    /// Whether [`Self::prepare_run`] was called.
+    prepared_run: bool,
 }
 
 impl<'run> StackResolver<'run> {
@@ -39,6 +72,8 @@ impl<'run> StackResolver<'run> {
             processes,
             symbolizer: Symbolizer::new(),
             unwinder: LeafUnwinder::default(),
+            skipped: HashMap::new(),
+            prepared_run: false,
         }
     }
 
@@ -47,10 +82,98 @@ impl<'run> StackResolver<'run> {
         self.processes
     }
 
+    /// Gets every stack the profiles of `run` that `config` asks for will intern ready, as
+    /// [`Self::prepare`] does; only the first call does anything, so each profile can make
+    /// it before interning.
+    pub fn prepare_run(&mut self, run: &'run RunOutcome, config: &Config) {
+        if self.prepared_run {
+            return;
+        }
+        self.prepared_run = true;
+        // As the profiles do: in command mode the profiler is a target for the instant it
+        // forks the command, and its own samples are left out.
+        let skip = |pid: u32| !matches!(config.target, Target::Host) && pid == std::process::id();
+        let profiles = config.profiles;
+        let cpu = run
+            .cpu_samples
+            .iter()
+            .filter(|(key, _)| profiles.cpu && !skip(key.pid))
+            .map(|(key, _)| PendingStack {
+                pid: key.pid,
+                user_stack_id: key.user_stack_id,
+                kernel_stack_id: key.kernel_stack_id,
+                top: run.stack_tops.cpu.get(key),
+            });
+        // Call sites intern their sampled user stacks alone (see `add_site`).
+        let io = run
+            .io_stack_samples
+            .iter()
+            .filter(|(key, _)| profiles.io && !skip(key.site.pid))
+            .map(|(key, _)| PendingStack {
+                pid: key.site.pid,
+                user_stack_id: key.user_stack_id,
+                kernel_stack_id: -1,
+                top: run.stack_tops.io.get(key),
+            });
+        let block = run
+            .block_stack_samples
+            .iter()
+            .filter(|(key, _)| profiles.block && !skip(key.site.pid))
+            .map(|(key, _)| PendingStack {
+                pid: key.site.pid,
+                user_stack_id: key.user_stack_id,
+                kernel_stack_id: -1,
+                top: run.stack_tops.block.get(key),
+            });
+        self.prepare(cpu.chain(io).chain(block));
+    }
+
+    /// Gets every stack in `stacks`, which are about to be interned, ready: first their
+    /// addresses are gathered, with the frames the frame-pointer walk skipped restored and
+    /// kept for [`Self::intern`]; then they are symbolized in one batch per file, a file at a
+    /// time. Interning a stack that was not prepared still works, but symbolizes its
+    /// addresses one by one, parsing their files each time.
+    pub fn prepare(&mut self, stacks: impl IntoIterator<Item = PendingStack<'run>>) {
+        let started = Instant::now();
+        // What the run freed (the maps read at the end of the window) goes back before the
+        // unwinder reads whole files, which cannot reuse it.
+        symbolize::release_freed_memory();
+        let mut count = 0;
+        for stack in stacks {
+            count += 1;
+            let (pid, id) = (stack.pid, stack.user_stack_id);
+            if let Some(top) = stack.top
+                && !self.frames(id).is_empty()
+                && self.cached_skipped(pid, id, top).is_none()
+            {
+                let skipped = self.unwind(pid, id, top);
+                self.skipped
+                    .entry((pid, id, top.sp))
+                    .or_default()
+                    .push((top, skipped));
+            }
+            let user = self.user_addresses(pid, id, stack.top);
+            self.request(pid, stack.kernel_stack_id, &user);
+        }
+        // The unwinder holds the files it read (whole ELF files, some of hundreds of MiB)
+        // and is not needed again: the skipped frames are kept above. Freed before the
+        // symbolizer parses files of its own.
+        self.unwinder = LeafUnwinder::default();
+        let unwound = started.elapsed();
+        self.symbolizer.resolve_requests();
+        log::debug!(
+            "prepared {count} stacks in {:?}: addresses gathered in {unwound:?}",
+            started.elapsed()
+        );
+    }
+
     /// Interns the stack of a sample of process `pid` into `builder`, leaf first: kernel
     /// frames, then user frames (with the callers the frame-pointer walk skipped restored
     /// from `top`, the user stack's top copied with the sample). Never empty: a sample
     /// without any frame gets `[unknown]`.
+    ///
+    /// Reads what [`Self::prepare_run`] (or [`Self::prepare`]) found; a stack they were not
+    /// given is unwound and symbolized on its own, which is slow.
     pub fn intern(
         &mut self,
         builder: &mut ProfileBuilder,
@@ -59,6 +182,7 @@ impl<'run> StackResolver<'run> {
         kernel_stack_id: i32,
         top: Option<&StackTop>,
     ) -> usize {
+        let user = self.user_addresses(pid, user_stack_id, top);
         let mut locations = Vec::new();
         for (i, &addr) in self.frames(kernel_stack_id).iter().enumerate() {
             let lines = self.symbolizer.kernel(addr, i > 0);
@@ -76,7 +200,7 @@ impl<'run> StackResolver<'run> {
                 .push(builder.location(marker(&format!("[kernel stack lost: {reason}]"), true)));
         }
         let process = self.processes.get(pid);
-        for (addr, call_site) in self.user_addresses(pid, user_stack_id, top) {
+        for (addr, call_site) in user {
             let frame = self.symbolizer.user(process, addr, call_site);
             let mapping = frame.mapping.map(|m| builder.mapping(m));
             locations.push(builder.location(Location {
@@ -126,6 +250,18 @@ impl<'run> StackResolver<'run> {
         }
     }
 
+    /// Asks the symbolizer for the kernel stack's addresses and the user ones not yet
+    /// symbolized.
+    fn request(&mut self, pid: u32, kernel_stack_id: i32, user: &[(u64, bool)]) {
+        for (i, &addr) in self.frames(kernel_stack_id).iter().enumerate() {
+            self.symbolizer.request_kernel(addr, i > 0);
+        }
+        let process = self.processes.get(pid);
+        for &(addr, call_site) in user {
+            self.symbolizer.request_user(process, addr, call_site);
+        }
+    }
+
     /// The user stack's addresses, leaf first, with the frames the frame-pointer walk skipped
     /// above the leaf put back; each with whether it is a return address.
     fn user_addresses(&mut self, pid: u32, id: i32, top: Option<&StackTop>) -> Vec<(u64, bool)> {
@@ -134,16 +270,43 @@ impl<'run> StackResolver<'run> {
             return Vec::new();
         };
         let mut addresses = vec![(leaf, false)];
-        if let (Some(top), Some(process)) = (top, self.processes.get(pid)) {
-            let skipped = self.unwinder.skipped_frames(process, leaf, top, callers);
-            // The walk found the last of them itself when the chain rejoined it early.
-            let skipped = skipped
-                .iter()
-                .take_while(|&&addr| callers.first() != Some(&addr));
-            addresses.extend(skipped.map(|&addr| (addr, true)));
+        if let Some(top) = top {
+            match self.cached_skipped(pid, id, top) {
+                Some(skipped) => addresses.extend(skipped.iter().map(|&addr| (addr, true))),
+                None => addresses.extend(self.unwind(pid, id, top).into_iter().map(|a| (a, true))),
+            }
         }
         addresses.extend(callers.iter().map(|&addr| (addr, true)));
         addresses
+    }
+
+    /// The frames the frame-pointer walk skipped above the leaf of user stack `id`, found
+    /// from `top`, innermost first.
+    fn unwind(&mut self, pid: u32, id: i32, top: &StackTop) -> Vec<u64> {
+        let Some((&leaf, callers)) = self.frames(id).split_first() else {
+            return Vec::new();
+        };
+        let Some(process) = self.processes.get(pid) else {
+            return Vec::new();
+        };
+        let mut skipped = self.unwinder.skipped_frames(process, leaf, top, callers);
+        // The walk found the last of them itself when the chain rejoined it early.
+        if let Some(rejoined) = skipped
+            .iter()
+            .position(|&addr| callers.first() == Some(&addr))
+        {
+            skipped.truncate(rejoined);
+        }
+        skipped
+    }
+
+    /// The skipped frames [`Self::prepare`] restored for a stack, if it prepared it.
+    fn cached_skipped(&self, pid: u32, id: i32, top: &StackTop) -> Option<&[u64]> {
+        self.skipped
+            .get(&(pid, id, top.sp))?
+            .iter()
+            .find(|(cached, _)| std::ptr::eq(*cached, top) || *cached == top)
+            .map(|(_, skipped)| skipped.as_slice())
     }
 
     fn frames(&self, id: i32) -> &'run [u64] {
@@ -260,6 +423,82 @@ mod tests {
                 "[kernel stack lost: stack map full]"
             ]
         );
+    }
+
+    #[inline(never)]
+    fn a_leaf() -> u64 {
+        std::hint::black_box(7)
+    }
+
+    #[test]
+    fn prepared_stacks_intern_as_unprepared_ones_do() {
+        let mut processes = ProcessTable::default();
+        assert!(processes.snapshot(std::process::id()));
+        let leaf = a_leaf as fn() -> _ as usize as u64;
+        let caller = prepared_stacks_intern_as_unprepared_ones_do as fn() as usize as u64 + 8;
+        let libc = libc::getppid as unsafe extern "C" fn() -> _ as usize as u64;
+        let stacks = RawStacks {
+            frames: [
+                (1, vec![leaf, caller]),
+                (2, vec![libc + 4, caller, 0x10]),
+                (3, vec![libc, 0x1234]),
+            ]
+            .into(),
+        };
+        // At a function's entry the return address is at [rsp]: the walk skipped `caller`.
+        let top = StackTop {
+            sp: 0x7ff0_0000,
+            bp: 0,
+            words: vec![caller, 0, 0, 0],
+        };
+        let pid = std::process::id();
+        let interned = |prepare: bool| {
+            let mut resolver = StackResolver::new(&stacks, &processes);
+            let pending =
+                [(1, None), (2, None), (3, Some(&top)), (-EEXIST, None)].map(|(id, top)| {
+                    PendingStack {
+                        pid,
+                        user_stack_id: id,
+                        kernel_stack_id: -14,
+                        top,
+                    }
+                });
+            if prepare {
+                resolver.prepare(pending);
+            }
+            let mut b = builder();
+            // A copy of the top, as a caller could hand in, finds what was prepared.
+            let top = top.clone();
+            let ids: Vec<usize> = pending
+                .iter()
+                .map(|p| {
+                    let top = p.top.map(|_| &top);
+                    resolver.intern(&mut b, pid, p.user_stack_id, p.kernel_stack_id, top)
+                })
+                .collect();
+            let profile = b.build();
+            let functions: Vec<Vec<String>> = ids
+                .iter()
+                .map(|&id| {
+                    let names = profile.stack_functions(id);
+                    names.into_iter().map(str::to_owned).collect()
+                })
+                .collect();
+            (functions, profile.locations, profile.mappings)
+        };
+        let (functions, locations, mappings) = interned(true);
+        assert!(
+            functions[0].iter().any(|f| f.contains("a_leaf")),
+            "{functions:?}"
+        );
+        assert_eq!(functions[1].first().map(String::as_str), Some("[unknown]"));
+        let restored = "prepared_stacks_intern_as_unprepared_ones_do";
+        assert!(
+            functions[2].iter().any(|f| f.contains(restored)),
+            "{functions:?}"
+        );
+        assert_eq!(functions[3], vec!["[user stack lost: stack-map collision]"]);
+        assert_eq!((functions, locations, mappings), interned(false));
     }
 
     #[test]

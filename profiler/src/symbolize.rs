@@ -4,15 +4,25 @@
 //! (see [`crate::procmaps`]): the address becomes a file offset in the mapped ELF file, which
 //! works just as well after the process has exited. An address that cannot be symbolized is
 //! data, not an error: it becomes a `module+0xoffset` or `[unknown]` frame.
+//!
+//! Symbolization takes two passes, so that the run's memory stays small. First every address
+//! that will be needed is requested ([`Symbolizer::request_user`],
+//! [`Symbolizer::request_kernel`]); then [`Symbolizer::resolve_requests`] symbolizes them in
+//! one batch for the kernel and one batch per file, each with a blazesym symbolizer of its
+//! own that is dropped after the batch. A file's parsed (and often decompressed) symbols and
+//! DWARF can take tens of MiB, and a whole host maps hundreds of files: one symbolizer kept
+//! for the whole run would hold them all at once. Afterwards [`Symbolizer::user`] and
+//! [`Symbolizer::kernel`] read the frames from the results.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::time::Instant;
 
 use blazesym::MaybeDefault;
 use blazesym::symbolize::source::{Elf, Kernel, Source};
 use blazesym::symbolize::{CodeInfo, Input, Symbolized, Symbolizer as Blazesym};
 
-use crate::procmaps::ProcessInfo;
+use crate::procmaps::{MapEntry, ProcessInfo};
 use crate::profile::{Line, Mapping};
 
 /// The pseudo file name of kernel code, as perf calls it.
@@ -27,38 +37,94 @@ pub struct UserFrame {
     pub lines: Vec<Line>,
 }
 
-/// Symbolizes user and kernel addresses, caching per file and offset.
+/// Symbolizes user and kernel addresses in batches, keeping the resulting frames (not the
+/// parsed files) for the rest of the run.
+#[derive(Default)]
 pub struct Symbolizer {
-    blazesym: Blazesym,
-    kernel_source: Source<'static>,
-    user_cache: HashMap<(String, u64), Vec<Line>>,
-    kernel_cache: HashMap<u64, Vec<Line>>,
+    /// Frames of the kernel addresses resolved so far, by lookup address.
+    kernel_lines: HashMap<u64, Vec<Line>>,
+    /// Kernel lookup addresses requested and not resolved yet.
+    kernel_requests: BTreeSet<u64>,
+    /// Frames of the user addresses resolved so far, by file and offset in it.
+    file_lines: HashMap<String, HashMap<u64, Vec<Line>>>,
+    /// File offsets requested and not resolved yet, by file.
+    file_requests: BTreeMap<String, BTreeSet<u64>>,
     build_ids: HashMap<String, Option<String>>,
 }
 
-impl Default for Symbolizer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Symbolizer {
-    /// A symbolizer using DWARF where present, ELF symbols otherwise, and kallsyms for the kernel.
+    /// A symbolizer using DWARF where present, ELF symbols otherwise, and kallsyms for the
+    /// kernel.
     pub fn new() -> Self {
-        let kernel = Kernel {
-            kallsyms: MaybeDefault::Default,
-            // A vmlinux with debug info is rarely installed; kallsyms gives function names.
-            vmlinux: MaybeDefault::None,
-            debug_syms: false,
-            ..Default::default()
+        Self::default()
+    }
+
+    /// Asks for the user address `addr` of a process to be symbolized by the next
+    /// [`Self::resolve_requests`]; `call_site` as for [`Self::user`]. Addresses outside any
+    /// file-backed mapping need no symbolization and are not recorded.
+    pub fn request_user(&mut self, process: Option<&ProcessInfo>, addr: u64, call_site: bool) {
+        let Some((entry, file_offset)) = locate(process, addr, call_site) else {
+            return;
         };
-        Self {
-            blazesym: Blazesym::new(),
-            kernel_source: Source::Kernel(kernel),
-            user_cache: HashMap::new(),
-            kernel_cache: HashMap::new(),
-            build_ids: HashMap::new(),
+        if !entry.is_file()
+            || self
+                .file_lines
+                .get(&entry.path)
+                .is_some_and(|lines| lines.contains_key(&file_offset))
+        {
+            return;
         }
+        // The path is copied once per file, not once per address.
+        if let Some(offsets) = self.file_requests.get_mut(&entry.path) {
+            offsets.insert(file_offset);
+        } else {
+            self.file_requests
+                .insert(entry.path.clone(), BTreeSet::from([file_offset]));
+        }
+    }
+
+    /// Asks for the kernel address `addr` to be symbolized by the next
+    /// [`Self::resolve_requests`]; `call_site` as for [`Self::user`].
+    pub fn request_kernel(&mut self, addr: u64, call_site: bool) {
+        let lookup = lookup_address(addr, call_site);
+        if !self.kernel_lines.contains_key(&lookup) {
+            self.kernel_requests.insert(lookup);
+        }
+    }
+
+    /// Symbolizes every requested address: the kernel's in one batch, and each file's in
+    /// one batch, a file at a time, freeing each file's parsed data before the next.
+    pub fn resolve_requests(&mut self) {
+        let kernel: Vec<u64> = std::mem::take(&mut self.kernel_requests)
+            .into_iter()
+            .collect();
+        let files = std::mem::take(&mut self.file_requests);
+        std::thread::scope(|scope| {
+            // Reading and parsing kallsyms takes about 100 ms but little memory, so it runs
+            // beside the files, which take their memory one at a time.
+            let kernel_batch = if kernel.is_empty() {
+                None
+            } else {
+                let batch = std::thread::Builder::new()
+                    .name("kallsyms".to_owned())
+                    .spawn_scoped(scope, || symbolize_kernel(&kernel));
+                // Without a thread, the batch runs after the files.
+                Some(batch.map_err(|err| log::debug!("no thread for kallsyms: {err}")))
+            };
+            for (path, offsets) in files {
+                let offsets: Vec<u64> = offsets.into_iter().collect();
+                self.resolve_file(&path, &offsets);
+            }
+            let lines = match kernel_batch {
+                None => return,
+                Some(Ok(thread)) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Some(Err(())) => symbolize_kernel(&kernel),
+            };
+            self.kernel_lines.extend(kernel.iter().copied().zip(lines));
+        });
+        release_freed_memory();
     }
 
     /// Symbolizes the user address `addr` of a process.
@@ -66,19 +132,16 @@ impl Symbolizer {
     /// `call_site` is true for return addresses (every frame but the leaf): the address
     /// after a call may already belong to the next line or function, so one byte before
     /// it is looked up, as perf and pprof do.
+    ///
+    /// The frames come from [`Self::resolve_requests`]; an address that was not requested
+    /// is symbolized on its own, which costs a parse of its file.
     pub fn user(&mut self, process: Option<&ProcessInfo>, addr: u64, call_site: bool) -> UserFrame {
-        let lookup = if call_site {
-            addr.saturating_sub(1)
-        } else {
-            addr
-        };
-        let Some(entry) = process.and_then(|p| p.find(lookup)) else {
+        let Some((entry, file_offset)) = locate(process, addr, call_site) else {
             return UserFrame {
                 mapping: None,
                 lines: vec![unknown_line("[unknown]")],
             };
         };
-        let file_offset = lookup - entry.start + entry.offset;
         let mapping = Mapping {
             start: entry.start,
             limit: entry.end,
@@ -101,67 +164,155 @@ impl Symbolizer {
         }
     }
 
-    /// Symbolizes the kernel address `addr`; `call_site` as for [`Self::user`].
+    /// Symbolizes the kernel address `addr`; `call_site` as for [`Self::user`], and an
+    /// address that was not requested is symbolized on its own.
     pub fn kernel(&mut self, addr: u64, call_site: bool) -> Vec<Line> {
-        let lookup = if call_site {
-            addr.saturating_sub(1)
-        } else {
-            addr
-        };
-        if let Some(lines) = self.kernel_cache.get(&lookup) {
-            return lines.clone();
+        let lookup = lookup_address(addr, call_site);
+        if !self.kernel_lines.contains_key(&lookup) {
+            log::debug!("{KERNEL_MAPPING}+{lookup:#x} was not requested: symbolized alone");
+            let lines = symbolize_kernel(&[lookup]);
+            self.kernel_lines.extend([lookup].into_iter().zip(lines));
         }
-        let lines = match self
-            .blazesym
-            .symbolize_single(&self.kernel_source, Input::AbsAddr(lookup))
-        {
-            Ok(Symbolized::Sym(sym)) => sym_lines(&sym),
-            Ok(Symbolized::Unknown(reason)) => {
-                log::debug!("kernel address {lookup:#x} not symbolized: {reason}");
-                vec![unknown_line(&format!("{KERNEL_MAPPING}+{lookup:#x}"))]
-            }
-            Err(err) => {
-                log::debug!("kernel address {lookup:#x} not symbolized: {err}");
-                vec![unknown_line(&format!("{KERNEL_MAPPING}+{lookup:#x}"))]
-            }
-        };
-        self.kernel_cache.insert(lookup, lines.clone());
-        lines
+        self.kernel_lines[&lookup].clone()
     }
 
     fn file_lines(&mut self, path: &str, file_offset: u64) -> Vec<Line> {
-        let key = (path.to_owned(), file_offset);
-        if let Some(lines) = self.user_cache.get(&key) {
-            return lines.clone();
+        let known = self
+            .file_lines
+            .get(path)
+            .is_some_and(|lines| lines.contains_key(&file_offset));
+        if !known {
+            log::debug!("{path}+{file_offset:#x} was not requested: symbolized alone");
+            self.resolve_file(path, &[file_offset]);
         }
+        self.file_lines[path][&file_offset].clone()
+    }
+
+    /// Symbolizes offsets of one file in one batch.
+    fn resolve_file(&mut self, path: &str, offsets: &[u64]) {
+        let started = Instant::now();
+        // A symbolizer for this file alone: dropping it at the end of the batch frees the
+        // file's mapping and its parsed symbols and DWARF before the next file is opened.
+        let blazesym = Blazesym::new();
+        // DWARF stays on (`Elf::new` looks for debug files too): file and line are wanted
+        // wherever debug information exists.
         let source = Source::Elf(Elf::new(path));
-        let lines = match self
-            .blazesym
-            .symbolize_single(&source, Input::FileOffset(file_offset))
-        {
-            Ok(Symbolized::Sym(sym)) => sym_lines(&sym),
-            Ok(Symbolized::Unknown(reason)) => {
-                log::debug!("{path}+{file_offset:#x} not symbolized: {reason}");
-                vec![unknown_line(&module_offset(path, file_offset))]
-            }
-            Err(err) => {
-                log::debug!("{path}+{file_offset:#x} not symbolized: {err}");
-                vec![unknown_line(&module_offset(path, file_offset))]
-            }
-        };
-        self.user_cache.insert(key, lines.clone());
-        lines
+        let symbolized = blazesym.symbolize(&source, Input::FileOffset(offsets));
+        let lines = batch_lines(path, offsets, symbolized, |offset| {
+            module_offset(path, offset)
+        });
+        self.file_lines
+            .entry(path.to_owned())
+            .or_default()
+            .extend(offsets.iter().copied().zip(lines));
+        drop(blazesym);
+        log::debug!(
+            "symbolized {} offsets in {path} in {:?}",
+            offsets.len(),
+            started.elapsed()
+        );
     }
 
     fn build_id(&mut self, path: &str) -> Option<String> {
-        self.build_ids
-            .entry(path.to_owned())
-            .or_insert_with(|| {
-                let id = blazesym::helper::read_elf_build_id(&Path::new(path)).ok()??;
-                Some(id.iter().map(|b| format!("{b:02x}")).collect())
-            })
-            .clone()
+        if let Some(id) = self.build_ids.get(path) {
+            return id.clone();
+        }
+        let id = blazesym::helper::read_elf_build_id(&Path::new(path))
+            .ok()
+            .flatten()
+            .map(|id| id.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        self.build_ids.insert(path.to_owned(), id.clone());
+        id
     }
+}
+
+/// The frames of kernel lookup addresses, symbolized in one batch.
+fn symbolize_kernel(addrs: &[u64]) -> Vec<Vec<Line>> {
+    let started = Instant::now();
+    let kernel = Kernel {
+        kallsyms: MaybeDefault::Default,
+        // A vmlinux with debug info is rarely installed; kallsyms gives function names.
+        vmlinux: MaybeDefault::None,
+        debug_syms: false,
+        ..Default::default()
+    };
+    // Dropped at the end of the batch, and with it the parsed kallsyms.
+    let blazesym = Blazesym::new();
+    let symbolized = blazesym.symbolize(&Source::Kernel(kernel), Input::AbsAddr(addrs));
+    let lines = batch_lines(KERNEL_MAPPING, addrs, symbolized, |addr| {
+        format!("{KERNEL_MAPPING}+{addr:#x}")
+    });
+    log::debug!(
+        "symbolized {} kernel addresses in {:?}",
+        addrs.len(),
+        started.elapsed()
+    );
+    lines
+}
+
+/// Hands freed memory back to the kernel.
+///
+/// glibc keeps freed memory for reuse, so several MiB of a parsed file's DWARF would stay
+/// resident after its symbolizer is dropped and count towards the run's peak while the
+/// profiles and their files are built; large allocations (a whole file read at once) are
+/// mappings of their own and cannot reuse it.
+pub fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only gives free memory back; no live allocation is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The address looked up for `addr`: one byte before a return address (see
+/// [`Symbolizer::user`]).
+fn lookup_address(addr: u64, call_site: bool) -> u64 {
+    if call_site {
+        addr.saturating_sub(1)
+    } else {
+        addr
+    }
+}
+
+/// The mapping of a user address and the file offset of its lookup address.
+fn locate(process: Option<&ProcessInfo>, addr: u64, call_site: bool) -> Option<(&MapEntry, u64)> {
+    let lookup = lookup_address(addr, call_site);
+    let entry = process?.find(lookup)?;
+    Some((entry, lookup - entry.start + entry.offset))
+}
+
+/// The frames of each input of a batch, in input order: an input blazesym could not
+/// symbolize, or a batch that failed as a whole (a file gone since), gets the one frame
+/// `unknown(input)`.
+fn batch_lines(
+    source: &str,
+    inputs: &[u64],
+    symbolized: blazesym::Result<Vec<Symbolized<'_>>>,
+    unknown: impl Fn(u64) -> String,
+) -> Vec<Vec<Line>> {
+    let symbolized = match symbolized {
+        Ok(symbolized) => symbolized,
+        Err(err) => {
+            log::debug!("{source}: {} addresses not symbolized: {err}", inputs.len());
+            return inputs
+                .iter()
+                .map(|&input| vec![unknown_line(&unknown(input))])
+                .collect();
+        }
+    };
+    // blazesym answers every input in order; should it answer fewer, the rest are unknown.
+    let mut symbolized = symbolized.into_iter();
+    inputs
+        .iter()
+        .map(|&input| match symbolized.next() {
+            Some(Symbolized::Sym(sym)) => sym_lines(&sym),
+            Some(Symbolized::Unknown(reason)) => {
+                log::debug!("{source}+{input:#x} not symbolized: {reason}");
+                vec![unknown_line(&unknown(input))]
+            }
+            None => vec![unknown_line(&unknown(input))],
+        })
+        .collect()
 }
 
 /// The lines of a symbol, innermost inlined function first.
@@ -233,6 +384,96 @@ mod tests {
             "{:?}",
             frame.lines
         );
+    }
+
+    #[inline(never)]
+    fn another_function_to_find() -> u64 {
+        std::hint::black_box(a_function_to_find() + 1)
+    }
+
+    #[test]
+    fn batches_give_the_frames_of_single_lookups() {
+        let mut table = ProcessTable::default();
+        assert!(table.snapshot(std::process::id()));
+        let me = table.get(std::process::id());
+        let addrs = [
+            (a_function_to_find as fn() -> _ as usize as u64, false),
+            (
+                another_function_to_find as fn() -> _ as usize as u64 + 8,
+                true,
+            ),
+            (
+                libc::getppid as unsafe extern "C" fn() -> _ as usize as u64,
+                false,
+            ),
+            (0x10, true),
+        ];
+        let mut batched = Symbolizer::new();
+        for &(addr, call_site) in &addrs {
+            batched.request_user(me, addr, call_site);
+        }
+        // This test's binary and libc; the unmapped address needs no file.
+        assert_eq!(batched.file_requests.len(), 2);
+        batched.resolve_requests();
+        assert!(batched.file_requests.is_empty());
+        for &(addr, call_site) in &addrs {
+            let batch = batched.user(me, addr, call_site);
+            let single = Symbolizer::new().user(me, addr, call_site);
+            assert_eq!(batch.lines, single.lines);
+            assert_eq!(batch.mapping, single.mapping);
+        }
+        let frame = batched.user(me, addrs[1].0, true);
+        assert!(
+            frame
+                .lines
+                .iter()
+                .any(|l| l.function.contains("another_function_to_find")),
+            "{:?}",
+            frame.lines
+        );
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_gives_module_offsets() {
+        let entry = |path: &str, start| MapEntry {
+            start,
+            end: start + 0x1000,
+            offset: 0x3000,
+            path: path.to_owned(),
+        };
+        let process = ProcessInfo {
+            maps: vec![
+                entry("/nonexistent/libgone.so", 0x1000),
+                entry("[vdso]", 0x5000),
+            ],
+            fds: HashMap::new(),
+        };
+        let mut symbolizer = Symbolizer::new();
+        symbolizer.request_user(Some(&process), 0x1010, false);
+        symbolizer.request_user(Some(&process), 0x5010, false);
+        // Only the file is symbolized: a pseudo mapping has nothing to open.
+        assert_eq!(symbolizer.file_requests.len(), 1);
+        symbolizer.resolve_requests();
+        let gone = symbolizer.user(Some(&process), 0x1010, false);
+        assert_eq!(gone.lines[0].function, "libgone.so+0x3010");
+        assert_eq!(gone.mapping.map(|m| m.build_id), Some(None));
+        let vdso = symbolizer.user(Some(&process), 0x5010, false);
+        assert_eq!(vdso.lines[0].function, "[vdso]+0x3010");
+    }
+
+    #[test]
+    fn kernel_batches_give_the_frames_of_single_lookups() {
+        let mut batched = Symbolizer::new();
+        batched.request_kernel(0x11, true);
+        batched.request_kernel(0x20, false);
+        batched.resolve_requests();
+        // A return address is looked up one byte before.
+        assert!(batched.kernel_lines.contains_key(&0x10));
+        assert!(batched.kernel_requests.is_empty());
+        for (addr, call_site) in [(0x11, true), (0x20, false)] {
+            let single = Symbolizer::new().kernel(addr, call_site);
+            assert_eq!(batched.kernel(addr, call_site), single);
+        }
     }
 
     #[test]

@@ -65,25 +65,26 @@ struct Rule {
 
 /// An ELF file's call frame information, loaded once.
 struct CallFrameInfo {
-    data: Vec<u8>,
-    eh_frame: (u64, std::ops::Range<usize>),
-    eh_frame_hdr: (u64, std::ops::Range<usize>),
+    eh_frame: (u64, Vec<u8>),
+    eh_frame_hdr: (u64, Vec<u8>),
     /// (file offset, size, virtual address) of each loadable segment.
     segments: Vec<(u64, u64, u64)>,
 }
 
 impl CallFrameInfo {
     fn load(path: &str) -> Option<Self> {
-        let data = fs::read(path).ok()?;
-        let file = object::File::parse(&*data).ok()?;
+        // Only the headers and the two sections are read: the whole file of a large
+        // library (libLLVM, 200 MB) would be resident for the rest of the run.
+        let file = fs::File::open(path).ok()?;
+        let cache = object::ReadCache::new(file);
+        let elf = object::File::parse(&cache).ok()?;
         let section = |name: &str| {
-            let section = file.section_by_name(name)?;
-            let (offset, size) = section.file_range()?;
-            Some((section.address(), offset as usize..(offset + size) as usize))
+            let section = elf.section_by_name(name)?;
+            Some((section.address(), section.data().ok()?.to_vec()))
         };
         let eh_frame = section(".eh_frame")?;
         let eh_frame_hdr = section(".eh_frame_hdr")?;
-        let segments = file
+        let segments = elf
             .segments()
             .map(|s| {
                 let (offset, size) = s.file_range();
@@ -91,7 +92,6 @@ impl CallFrameInfo {
             })
             .collect();
         Some(Self {
-            data,
             eh_frame,
             eh_frame_hdr,
             segments,
@@ -106,8 +106,8 @@ impl CallFrameInfo {
     }
 
     fn rule(&self, vaddr: u64) -> Option<Rule> {
-        let eh_frame = EhFrame::new(&self.data[self.eh_frame.1.clone()], LittleEndian);
-        let hdr = EhFrameHdr::new(&self.data[self.eh_frame_hdr.1.clone()], LittleEndian);
+        let eh_frame = EhFrame::new(&self.eh_frame.1, LittleEndian);
+        let hdr = EhFrameHdr::new(&self.eh_frame_hdr.1, LittleEndian);
         let bases = BaseAddresses::default()
             .set_eh_frame(self.eh_frame.0)
             .set_eh_frame_hdr(self.eh_frame_hdr.0);
