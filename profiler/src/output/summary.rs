@@ -68,9 +68,9 @@ pub fn render(profile: &Profile, top: usize) -> String {
 
 /// Whether a profile comment belongs in the terminal summary: the run's facts are printed
 /// once for all profiles, and what was traced or sampled is in the files and the report, so
-/// the summary keeps to what was received and lost.
+/// the summary keeps to what was received, recorded and lost.
 pub(crate) fn shown_in_terminal(comment: &str) -> bool {
-    !["run:", "sampling:", "traced:", "samples:"]
+    !["run:", "sampling:", "traced:"]
         .iter()
         .any(|prefix| comment.starts_with(prefix))
 }
