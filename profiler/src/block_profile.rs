@@ -5,12 +5,12 @@ use std::collections::HashMap;
 
 use profiler_common::{BlockKey, counter, wait_outcome};
 
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::cpu_profile::comm;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::run_facts;
 use crate::session::RunOutcome;
-use crate::stacks::{SampledStack, StackResolver};
+use crate::stacks::{StackResolver, stacks_by_site};
 
 /// Index of `contentions` in the blocking profile's sample types.
 pub const CONTENTIONS: usize = 0;
@@ -42,17 +42,9 @@ pub fn build<'run>(
         builder.comment(comment);
     }
     resolver.prepare_run(run, config);
-    let mut stacks_of: HashMap<BlockKey, Vec<SampledStack<'_>>> = HashMap::new();
-    for (key, seen) in &run.block_stack_samples {
-        stacks_of.entry(key.site).or_default().push(SampledStack {
-            id: key.user_stack_id,
-            seen: *seen,
-            top: run.stack_tops.block.get(key),
-        });
-    }
+    let stacks_of = stacks_by_site(&run.block_stack_samples, &run.stack_tops.block);
     let mut comms = HashMap::new();
-    let own_pid = std::process::id();
-    let skip = |pid: u32| !matches!(config.target, Target::Host) && pid == own_pid;
+    let skip = |pid: u32| config.is_own_process(pid);
     for (key, value) in &run.block_waits {
         if skip(key.pid) {
             continue;

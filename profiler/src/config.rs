@@ -134,6 +134,15 @@ pub struct ReportConfig {
     pub top: usize,
 }
 
+impl Config {
+    /// Whether records of process `pid` are the profiler's own and not wanted: in a
+    /// targeted run the profiler is a target for the instant it forks the command, and its
+    /// own work is never the target's. A whole-host run shows the profiler like any process.
+    pub fn is_own_process(&self, pid: u32) -> bool {
+        !matches!(self.target, Target::Host) && pid == std::process::id()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 
 use profiler_common::{COMM_LEN, counter};
 
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::run_facts;
 use crate::session::RunOutcome;
@@ -34,7 +34,7 @@ pub fn build<'run>(
     resolver.prepare_run(run, config);
     for (key, value) in &run.cpu_samples {
         // In command mode the profiler is a target for the instant it forks the command.
-        if !matches!(config.target, Target::Host) && key.pid == std::process::id() {
+        if config.is_own_process(key.pid) {
             continue;
         }
         let top = run.stack_tops.cpu.get(key);

@@ -1,15 +1,13 @@
 //! Builds the I/O profile: every traced read/write-family syscall, by call stack.
 
-use std::collections::HashMap;
+use profiler_common::{counter, io_syscall};
 
-use profiler_common::{IoKey, counter, io_syscall};
-
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::cpu_profile::comm;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::run_facts;
 use crate::session::RunOutcome;
-use crate::stacks::{SampledStack, StackResolver};
+use crate::stacks::{StackResolver, stacks_by_site};
 
 /// Index of `calls` in the I/O profile's sample types.
 pub const CALLS: usize = 0;
@@ -44,17 +42,10 @@ pub fn build<'run>(
         builder.comment(comment);
     }
     resolver.prepare_run(run, config);
-    let mut stacks_of: HashMap<IoKey, Vec<SampledStack<'_>>> = HashMap::new();
-    for (key, seen) in &run.io_stack_samples {
-        stacks_of.entry(key.site).or_default().push(SampledStack {
-            id: key.user_stack_id,
-            seen: *seen,
-            top: run.stack_tops.io.get(key),
-        });
-    }
+    let mut stacks_of = stacks_by_site(&run.io_stack_samples, &run.stack_tops.io);
     for (key, value) in &run.io_calls {
         // In command mode the profiler is a target for the instant it forks the command.
-        if !matches!(config.target, Target::Host) && key.pid == std::process::id() {
+        if config.is_own_process(key.pid) {
             continue;
         }
         let syscall = io_syscall::NAMES

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::probes::RawStacks;
 use crate::procmaps::ProcessTable;
 use crate::profile::{Label, Line, Location, Mapping, ProfileBuilder};
@@ -32,6 +32,52 @@ pub struct SampledStack<'a> {
     pub seen: u64,
     /// The user stack's top at the first sighting.
     pub top: Option<&'a StackTop>,
+}
+
+/// A key of a map of sampled stacks: a call site and one user stack seen at it.
+pub trait SiteStackKey {
+    /// The call site.
+    type Site: Copy + Eq + std::hash::Hash;
+    /// The site part of the key.
+    fn site(&self) -> Self::Site;
+    /// The stack id part of the key.
+    fn stack_id(&self) -> i32;
+}
+
+impl SiteStackKey for profiler_common::IoStackKey {
+    type Site = profiler_common::IoKey;
+    fn site(&self) -> Self::Site {
+        self.site
+    }
+    fn stack_id(&self) -> i32 {
+        self.user_stack_id
+    }
+}
+
+impl SiteStackKey for profiler_common::BlockStackKey {
+    type Site = profiler_common::BlockKey;
+    fn site(&self) -> Self::Site {
+        self.site
+    }
+    fn stack_id(&self) -> i32 {
+        self.user_stack_id
+    }
+}
+
+/// The stacks sampled at each call site, with how often each was seen and its stack top.
+pub fn stacks_by_site<'a, K: SiteStackKey + Eq + std::hash::Hash>(
+    samples: &'a [(K, u64)],
+    tops: &'a HashMap<K, StackTop>,
+) -> HashMap<K::Site, Vec<SampledStack<'a>>> {
+    let mut by_site: HashMap<K::Site, Vec<SampledStack<'a>>> = HashMap::new();
+    for (key, seen) in samples {
+        by_site.entry(key.site()).or_default().push(SampledStack {
+            id: key.stack_id(),
+            seen: *seen,
+            top: tops.get(key),
+        });
+    }
+    by_site
 }
 
 /// A stack that a profile will intern: what [`StackResolver::prepare`] needs to find its
@@ -92,7 +138,7 @@ impl<'run> StackResolver<'run> {
         self.prepared_run = true;
         // As the profiles do: in command mode the profiler is a target for the instant it
         // forks the command, and its own samples are left out.
-        let skip = |pid: u32| !matches!(config.target, Target::Host) && pid == std::process::id();
+        let skip = |pid: u32| config.is_own_process(pid);
         let profiles = config.profiles;
         let cpu = run
             .cpu_samples
