@@ -5,13 +5,17 @@ use std::os::unix::fs::MetadataExt;
 use std::thread;
 use std::time::Duration;
 
-use integration_tests::{Folded, assert_outputs, prerequisites, spawn_profiler, temp_dir};
+use integration_tests::{
+    FixtureProcess, Folded, assert_outputs, prerequisites, spawn_profiler, temp_dir,
+};
 
 /// Starts a whole-host profile meant to last a minute, stops it with `signal` after two
 /// seconds, and checks it stopped at once with everything written.
 fn stops_cleanly_on(signal: libc::c_int, name: &str) {
     let tmp = temp_dir();
     let out = tmp.path().join("out");
+    // Something busy, so an otherwise idle host still gives samples to write.
+    let _busy = FixtureProcess::spawn("bystander", &["30"]);
     let running = spawn_profiler(&["--duration", "60s", "--profiles", "cpu"], &out);
     thread::sleep(Duration::from_secs(2));
     // SAFETY: kill with a valid pid and signal number.
