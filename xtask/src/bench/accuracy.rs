@@ -1,7 +1,7 @@
 //! Row 4: sample accuracy — does the profiler receive the samples it should, and does
 //! the profile split CPU time between functions the way the program really did?
 //!
-//! `bench_split` alternates between two functions with randomized slice lengths and
+//! `cpu_split` alternates between two functions with randomized slice lengths and
 //! measures its own split with the thread CPU clock; the profiler runs it in command mode
 //! at 99, 999 and 4999 Hz. Three figures per run: the host-wide `received:` ratio the
 //! profiler prints (ticks on busy CPUs vs /proc/stat's busy time), the fixture's samples
@@ -49,12 +49,12 @@ fn one_run(ctx: &Ctx, dir: &Workdir, hz: u64) -> Result<Run> {
     ));
     let done = runner::run(&mut cmd, &dir.logs, "profiler", RUN_TIMEOUT)?.ok()?;
     let out = &done.stdout;
-    let alpha_ns = need_field(out, "alpha_ns", "bench_split")?;
-    let beta_ns = need_field(out, "beta_ns", "bench_split")?;
+    let alpha_ns = need_field(out, "alpha_ns", "cpu_split")?;
+    let beta_ns = need_field(out, "beta_ns", "cpu_split")?;
     let received = parse::received(out)
         .with_context(|| format!("no `received:` line in the profiler's output:\n{out}"))?;
     let folded = Folded::read(&dir.out.join("cpu.folded"))?;
-    let samples = folded.total(|comm| comm == "bench_split") as f64;
+    let samples = folded.total(|comm| comm == "cpu_split") as f64;
     let alpha = folded.with_frame("burn_alpha") as f64;
     let beta = folded.with_frame("burn_beta") as f64;
     let cpu_secs = (alpha_ns + beta_ns) / 1e9;
@@ -80,8 +80,8 @@ pub fn accuracy(ctx: &Ctx) -> Result<Section> {
     let mut section = Section::new(
         title("accuracy"),
         format!(
-            "`profiler --profiles cpu -F HZ -o DIR -- bench_split {secs}`, {} runs per \
-             rate. `bench_split` alternates between `burn_alpha` (about 70%) and \
+            "`profiler --profiles cpu -F HZ -o DIR -- cpu_split {secs}`, {} runs per \
+             rate. `cpu_split` alternates between `burn_alpha` (about 70%) and \
              `burn_beta` with randomized slice lengths, timing each slice with its thread \
              CPU clock. *Received* is the profiler's own `received:` figure (ticks on busy \
              CPUs of the whole host vs F x busy CPU-seconds from /proc/stat). *Fixture \

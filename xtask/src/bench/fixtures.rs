@@ -21,17 +21,18 @@ pub struct Fixtures {
     pub pread: PathBuf,
     /// `bench_contention ITERATIONS [THREADS]`.
     pub contention: PathBuf,
-    /// `bench_split SECONDS`.
+    /// `cpu_split SECONDS`: the tests' self-timing two-function fixture.
     pub split: PathBuf,
     /// `bench_stacks STACKS SECONDS THREADS`.
     pub stacks: PathBuf,
 }
 
+/// The bench's fixtures; `cpu_split` is shared with the integration tests.
 const NAMES: [&str; 5] = [
     "bench_cpu",
     "bench_pread",
     "bench_contention",
-    "bench_split",
+    "cpu_split",
     "bench_stacks",
 ];
 
@@ -64,7 +65,7 @@ impl Fixtures {
             cpu: bin("bench_cpu"),
             pread: bin("bench_pread"),
             contention: bin("bench_contention"),
-            split: bin("bench_split"),
+            split: bin("cpu_split"),
             stacks: bin("bench_stacks"),
         })
     }
