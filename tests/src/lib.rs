@@ -630,6 +630,27 @@ pub fn pprof<S: AsRef<OsStr>>(args: &[S]) -> Run {
     run_command(cmd)
 }
 
+/// The uid and gid of user nobody, for checks that run the profiler unprivileged.
+pub const NOBODY: &str = "65534";
+
+/// A `setpriv` command that runs what follows as user nobody with no groups.
+pub fn setpriv_nobody() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        &format!("--reuid={NOBODY}"),
+        &format!("--regid={NOBODY}"),
+        "--clear-groups",
+    ]);
+    cmd
+}
+
+/// Sets a path's permission bits, failing the test if it cannot.
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

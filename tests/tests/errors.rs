@@ -2,31 +2,13 @@
 //! `profiler: error: ` line naming the cause, never a panic. Also: a missing
 //! tracefs mount is not an error (the profiler mounts it).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use integration_tests::{
     Folded, assert_outputs, fixture, prerequisites, profiler_bin, profiler_command, run_command,
-    run_profiler, temp_dir, unused_pid,
+    run_profiler, set_mode, setpriv_nobody, temp_dir, unused_pid,
 };
-
-const NOBODY: &str = "65534";
-
-fn setpriv_nobody() -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        &format!("--reuid={NOBODY}"),
-        &format!("--regid={NOBODY}"),
-        "--clear-groups",
-    ]);
-    cmd
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
-}
 
 /// The profiler binary at a path user nobody can execute: the original if
 /// nobody can reach it, else a copy inside `dir`.

@@ -15,14 +15,12 @@ mod json;
 mod cdp;
 
 use std::ffi::OsStr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use integration_tests::{
-    FixtureResult, Run, fixture, prerequisites, profiler_bin, run_command, run_profiler, temp_dir,
-    workspace_dir,
+    FixtureResult, Run, fixture, prerequisites, profiler_bin, run_command, run_profiler, set_mode,
+    setpriv_nobody, temp_dir, workspace_dir,
 };
 
 use cdp::Browser;
@@ -374,23 +372,6 @@ fn report_shows_every_profile_and_finding_in_a_browser() {
         shots.display(),
         mix.measured.0
     );
-}
-
-const NOBODY: &str = "65534";
-
-fn setpriv_nobody() -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        &format!("--reuid={NOBODY}"),
-        &format!("--regid={NOBODY}"),
-        "--clear-groups",
-    ]);
-    cmd
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
 /// `profiler report --top 1000 DIR` as user nobody, with a copy of the binary nobody can
