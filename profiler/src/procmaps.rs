@@ -81,7 +81,7 @@ impl ProcessTable {
 
     /// Handles a process's new stack at user address `ip` (0 if unknown) with descriptor
     /// `fd` (negative if none): re-reads the mappings only when they do not cover `ip`, and
-    /// the descriptor's kind only when it is not known yet, so a process that keeps finding
+    /// the descriptors' kinds only when this one is not known yet, so a process that keeps finding
     /// new stacks in code already seen costs nothing.
     pub fn note_new_key(&mut self, pid: u32, ip: u64, fd: i64) {
         let covered = self
@@ -97,10 +97,11 @@ impl ProcessTable {
                 .get(&pid)
                 .is_some_and(|info| info.fds.contains_key(&fd))
         {
-            // Descriptors closed since keep the kind they had: calls on them were counted.
-            if let Some(kind) = read_fd_kind(pid, fd) {
-                self.processes.entry(pid).or_default().fds.insert(fd, kind);
-            }
+            // All of them, not just this one: a process opens its files together and may
+            // exit before the events of its other new call sites are read. Descriptors
+            // closed since keep the kind they had: calls on them were counted.
+            let fds = read_fd_kinds(pid);
+            self.processes.entry(pid).or_default().fds.extend(fds);
         }
     }
 
@@ -167,12 +168,6 @@ fn read_fd_kinds(pid: u32) -> HashMap<i64, &'static str> {
             Some((fd, fd_kind(&target.to_string_lossy())))
         })
         .collect()
-}
-
-/// The kind of one open descriptor.
-fn read_fd_kind(pid: u32, fd: i64) -> Option<&'static str> {
-    let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    Some(fd_kind(&target.to_string_lossy()))
 }
 
 /// Classifies a descriptor by the target of its `/proc/PID/fd` link.
