@@ -10,57 +10,97 @@ pub const COMM_LEN: usize = 16;
 /// Maximum number of pids the kernel-side target filter holds (targets and their children).
 pub const MAX_TARGETS: u32 = 8192;
 
-/// Entries of the CPU aggregation map: distinct (pid, tid, user stack, kernel stack) keys.
-pub const MAX_CPU_KEYS: u32 = 65536;
-
-/// Entries of the stack-trace map shared by user and kernel stacks.
-pub const MAX_STACKS: u32 = 16384;
-
-/// Words of the user stack copied with the first sample of each user stack, from which
-/// userspace recovers the frames a frame-pointer walk skips (see the profiler's `unwind`).
-pub const STACK_TOP_WORDS: usize = 64;
-
-/// Size in bytes of the ring buffer that announces new processes to userspace.
+/// Size in bytes of the ring buffer that announces new call sites to userspace.
 pub const PROC_EVENTS_BYTES: u32 = 256 * 1024;
 
-/// Key of the CPU aggregation map: one sampled (process, thread, stacks) combination.
-///
-/// A negative stack id is the error `bpf_get_stackid` returned: `-EFAULT` for a kernel
-/// thread's missing user stack, `-EEXIST`/`-ENOMEM` for a stack lost to the map.
+/// Frames of a kernel stack a sample carries (the kernel's `PERF_MAX_STACK_DEPTH`).
+pub const MAX_KERNEL_FRAMES: usize = 127;
+
+/// Frames of a user stack a sample carries in frame-pointer mode.
+pub const MAX_USER_FRAMES: usize = 127;
+
+/// Largest copy of the user stack a sample can carry (`--call-graph dwarf,SIZE`).
+pub const MAX_USER_STACK_BYTES: usize = 65536;
+
+/// Default size of the stack-sample ring buffer; userspace sizes it from the rate at load.
+pub const SAMPLE_RING_BYTES: u32 = 8 << 20;
+
+/// Kinds of [`SampleHeader`]: which profile a sample belongs to.
+pub mod sample_kind {
+    /// A CPU sample (`cpu-clock` tick).
+    pub const CPU: u32 = 1;
+    /// A sampled call of an I/O call site ([`super::SampleHeader::io_site`]).
+    pub const IO: u32 = 2;
+    /// A sampled wait of a blocking site ([`super::SampleHeader::block_site`]).
+    pub const BLOCK: u32 = 3;
+}
+
+/// Bits of [`SampleHeader::flags`].
+pub mod sample_flag {
+    /// The user part holds frame addresses (frame-pointer mode), not a stack copy.
+    pub const USER_FRAMES: u32 = 1;
+    /// The stack copy is shorter than asked because the thread's stack ends there: whatever
+    /// lies beyond it is not stack.
+    pub const STACK_ENDS: u32 = 2;
+    /// The user stack could not be read at all.
+    pub const USER_UNREADABLE: u32 = 4;
+}
+
+/// How user stacks are taken, set by userspace at load time (`--call-graph`).
+pub mod stack_mode {
+    /// Copy the user stack for userspace to unwind from call frame information.
+    pub const DWARF: u8 = 0;
+    /// Walk frame pointers in the kernel; no stack copy.
+    pub const FP: u8 = 1;
+}
+
+/// The fixed part of one stack sample sent through the ring buffer; the kernel frames and
+/// the user stack follow it (see [`SampleRecord`]).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CpuKey {
+#[derive(Clone, Copy, Debug)]
+pub struct SampleHeader {
+    /// One of [`sample_kind`].
+    pub kind: u32,
     /// Process id (the kernel's tgid).
     pub pid: u32,
     /// Thread id (the kernel's pid).
     pub tid: u32,
-    /// Id of the user stack in the stack-trace map, or a negative error.
-    pub user_stack_id: i32,
-    /// Id of the kernel stack in the stack-trace map, or a negative error.
-    pub kernel_stack_id: i32,
-}
-
-/// Value of the CPU aggregation map.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct CpuValue {
-    /// Samples taken with this key.
-    pub count: u64,
-    /// The thread's command name when first sampled, NUL padded.
-    pub comm: [u8; COMM_LEN],
-}
-
-/// The top of a user stack when a stack was first seen: the stack pointer and the words
-/// above it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct StackTopRaw {
-    /// The user stack pointer.
+    /// Bits of [`sample_flag`].
+    pub flags: u32,
+    /// Bytes of kernel frames in [`SampleRecord::kernel`] (8 per frame).
+    pub kernel_bytes: u32,
+    /// Bytes of [`SampleRecord::user`] that were filled: stack copy or frames.
+    pub user_bytes: u32,
+    /// `bpf_ktime_get_ns` when the sample was taken.
+    pub time_ns: u64,
+    /// User instruction pointer.
+    pub ip: u64,
+    /// User stack pointer: the address of the first byte of the stack copy.
     pub sp: u64,
-    /// The user `rbp`: a frame pointer, or data in code built without them.
+    /// User frame pointer (`rbp`), or data in code built without one.
     pub bp: u64,
-    /// `STACK_TOP_WORDS` words from `sp` upwards (zero where unreadable).
-    pub words: [u64; STACK_TOP_WORDS],
+    /// The thread's command name, NUL padded.
+    pub comm: [u8; COMM_LEN],
+    /// The call site, for [`sample_kind::IO`].
+    pub io_site: IoKey,
+    /// The wait site, for [`sample_kind::BLOCK`].
+    pub block_site: BlockKey,
+}
+
+/// Bytes of a record before its user part: the header and the kernel frames, always sent.
+pub const SAMPLE_FIXED_BYTES: usize = size_of::<SampleHeader>() + MAX_KERNEL_FRAMES * 8;
+
+/// One stack sample as the kernel builds it; only its first [`SAMPLE_FIXED_BYTES`] plus
+/// `header.user_bytes` bytes are sent.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SampleRecord {
+    /// What, where and whose.
+    pub header: SampleHeader,
+    /// Kernel return addresses, leaf first.
+    pub kernel: [u64; MAX_KERNEL_FRAMES],
+    /// The user stack from `sp` upwards, or user frames in frame-pointer mode.
+    pub user: [u8; MAX_USER_STACK_BYTES],
 }
 
 /// Entries of the I/O aggregation map: distinct (pid, tid, user stack, syscall) keys.
@@ -173,18 +213,6 @@ pub struct BlockKey {
     pub ret: u64,
 }
 
-/// Key of the map of sampled stacks per blocking call site.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct BlockStackKey {
-    /// The wait site.
-    pub site: BlockKey,
-    /// A user stack id sampled at it, or a negative error as in [`CpuKey`].
-    pub user_stack_id: i32,
-    /// Reserved, zero.
-    pub _pad: u32,
-}
-
 /// Value of the blocking aggregation map: waits and their time, by outcome.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -205,7 +233,7 @@ pub const IO_STACK_SAMPLE_EVERY: u64 = 64;
 /// the call (no user memory is read to build it, which keeps each call cheap).
 ///
 /// Equal registers almost always mean an equal stack; the stacks sampled for a key (see
-/// [`IoStackKey`]) show where they do not.
+/// [`SampleHeader::io_site`]) show where they do not.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct IoKey {
@@ -226,18 +254,6 @@ pub struct IoKey {
     /// The return address above that frame (`[bp + 8]`): tells apart sibling functions
     /// called from one parent with equal frames. 0 when `bp` is.
     pub ret: u64,
-}
-
-/// Key of the map of sampled stacks per I/O call site.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct IoStackKey {
-    /// The call site.
-    pub site: IoKey,
-    /// A user stack id sampled at it, or a negative error as in [`CpuKey`].
-    pub user_stack_id: i32,
-    /// Reserved, zero.
-    pub _pad: u32,
 }
 
 /// Value of the I/O aggregation map: what the calls with one key did.
@@ -268,14 +284,14 @@ pub mod counter {
     pub const IDLE: u32 = 1;
     /// Ticks that landed in a process that is not a target, not recorded.
     pub const FILTERED: u32 = 2;
-    /// Samples recorded in the aggregation map.
+    /// CPU samples sent to userspace.
     pub const RECORDED: u32 = 3;
-    /// Samples whose user stack was lost: stack-map hash collision or full map.
-    pub const LOST_USER_STACK: u32 = 4;
-    /// Samples whose kernel stack was lost: stack-map hash collision or full map.
-    pub const LOST_KERNEL_STACK: u32 = 5;
-    /// Samples lost because the aggregation map was full.
-    pub const LOST_AGG_FULL: u32 = 6;
+    /// CPU samples lost because the sample ring buffer was full.
+    pub const LOST_CPU_SAMPLES: u32 = 4;
+    /// Samples whose user stack could not be read at all (sent without it).
+    pub const USER_STACK_UNREADABLE: u32 = 5;
+    /// CPU samples whose kernel stack could not be taken (sent without it).
+    pub const LOST_KERNEL_STACK: u32 = 6;
     /// Process announcements lost because the ring buffer was full.
     pub const LOST_PROC_EVENTS: u32 = 7;
     /// Children added to the target filter by the fork tracepoint.
@@ -289,16 +305,20 @@ pub mod counter {
     /// Traced syscalls (I/O or futex) whose entry was overwritten by another thread sharing
     /// its in-flight slot.
     pub const LOST_SLOT: u32 = 12;
-    /// Stack samples of I/O call sites lost to the stack map or a full sample map.
+    /// Stack samples of I/O call sites lost because the sample ring buffer was full.
     pub const LOST_IO_STACK: u32 = 13;
     /// Futex waits recorded.
     pub const BLOCK_WAITS: u32 = 14;
     /// Futex waits lost because the blocking map was full.
     pub const LOST_BLOCK_FULL: u32 = 15;
-    /// Stack samples of wait sites lost to the stack map or a full sample map.
+    /// Stack samples of wait sites lost because the sample ring buffer was full.
     pub const LOST_BLOCK_STACK: u32 = 16;
+    /// Stack samples of I/O call sites sent to userspace.
+    pub const IO_STACKS: u32 = 17;
+    /// Stack samples of wait sites sent to userspace.
+    pub const BLOCK_STACKS: u32 = 18;
     /// Number of counters.
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 19;
 }
 
 /// Kinds of [`ProcEvent`].
@@ -307,6 +327,9 @@ pub mod proc_event {
     /// again if they do not cover the stack's instruction pointer (new code was mapped, such
     /// as the C library after the dynamic loader), and the kind of its descriptor.
     pub const NEW_KEY: u32 = 1;
+    /// A process (or thread) was forked from [`super::ProcEvent::parent`]: until it maps
+    /// anything of its own, its mappings are its parent's.
+    pub const FORK: u32 = 2;
 }
 
 /// An announcement from the kernel programs to userspace through the ring buffer.
@@ -322,28 +345,34 @@ pub struct ProcEvent {
     pub ip: u64,
     /// The descriptor of a new I/O call site, or -1: its kind is read while it is open.
     pub fd: i64,
+    /// For [`proc_event::FORK`], the forking process; else 0.
+    pub parent: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
 }
+
+// The layouts both sides rely on: no padding anywhere (checked where it could hide).
+const _: () = {
+    assert!(size_of::<InFlight>() == 64);
+    assert!(size_of::<BlockKey>() == 48);
+    assert!(size_of::<IoKey>() == 48);
+    assert!(size_of::<BlockValue>() == 80);
+    assert!(size_of::<IoValue>() == 56 + IO_HIST_BUCKETS * 8);
+    assert!(size_of::<ProcEvent>() == 32);
+    assert!(size_of::<SampleHeader>() == 168);
+    assert!(size_of::<SampleRecord>() == SAMPLE_FIXED_BYTES + MAX_USER_STACK_BYTES);
+};
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain #[repr(C)] integers and byte arrays without padding holes.
-    unsafe impl aya::Pod for super::CpuKey {}
-    // SAFETY: as above: u64 then [u8; 16], no padding.
-    unsafe impl aya::Pod for super::CpuValue {}
-    // SAFETY: only u64s.
-    unsafe impl aya::Pod for super::StackTopRaw {}
-    // SAFETY: four u32s, then u64s: no padding.
+    // SAFETY: four u32s, then u64s: no padding (size asserted above).
     unsafe impl aya::Pod for super::IoKey {}
-    // SAFETY: an IoKey (8-aligned, 48 bytes), then two u32s: no padding.
-    unsafe impl aya::Pod for super::IoStackKey {}
-    // SAFETY: two u32s, then u64s: no padding.
+    // SAFETY: two u32s, then u64s: no padding (size asserted above).
     unsafe impl aya::Pod for super::BlockKey {}
-    // SAFETY: a BlockKey (8-aligned, 48 bytes), then two u32s: no padding.
-    unsafe impl aya::Pod for super::BlockStackKey {}
-    // SAFETY: u64 arrays, then 16 bytes: no padding.
+    // SAFETY: u64 arrays, then 16 bytes: no padding (size asserted above).
     unsafe impl aya::Pod for super::BlockValue {}
-    // SAFETY: u32 pairs and u64s, no padding.
+    // SAFETY: u32 pairs and u64s, no padding (size asserted above).
     unsafe impl aya::Pod for super::InFlight {}
-    // SAFETY: u64s, then 16 bytes, then u64s: no padding.
+    // SAFETY: u64s, then 16 bytes, then u64s: no padding (size asserted above).
     unsafe impl aya::Pod for super::IoValue {}
 }

@@ -6,18 +6,18 @@
 //! taking the full stack; the time and outcome are added at exit.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::bpf_get_current_comm,
     macros::map,
     maps::HashMap,
     programs::BtfTracePointContext,
 };
 use profiler_common::{
-    BLOCK_STACK_SAMPLE_EVERY, BlockKey, BlockStackKey, BlockValue, COMM_LEN, InFlight,
-    MAX_BLOCK_KEYS, StackTopRaw, counter, wait_outcome,
+    BLOCK_STACK_SAMPLE_EVERY, BlockKey, BlockValue, COMM_LEN, InFlight, MAX_BLOCK_KEYS, counter,
+    wait_outcome,
 };
 
-use crate::shared::{count, count_stack_sample, notify_new_key, stack_id};
+use crate::shared::{Context, Site, count, notify_new_key, send_sample};
 
 const EAGAIN: i64 = 11;
 const EINTR: i64 = 4;
@@ -29,16 +29,6 @@ const ERESTART_RESTARTBLOCK: i64 = 516;
 /// Waits by site and futex.
 #[map]
 static BLOCK_WAITS: HashMap<BlockKey, BlockValue> =
-    HashMap::with_max_entries(MAX_BLOCK_KEYS, BPF_F_NO_PREALLOC);
-
-/// How many of each wait site's stack samples saw each stack.
-/// The top of the user stack with the first sample of each (site, stack).
-#[map]
-static BLOCK_STACK_TOPS: HashMap<BlockStackKey, StackTopRaw> =
-    HashMap::with_max_entries(MAX_BLOCK_KEYS, BPF_F_NO_PREALLOC);
-
-#[map]
-static BLOCK_STACK_SAMPLES: HashMap<BlockStackKey, u64> =
     HashMap::with_max_entries(MAX_BLOCK_KEYS, BPF_F_NO_PREALLOC);
 
 #[inline(always)]
@@ -104,18 +94,12 @@ pub fn on_exit(entry: &InFlight, result: i64, nanos: u64) {
     }
 }
 
-/// Records the current user stack as one sample of the wait site `site`.
+/// Sends the current stack to userspace as one sample of the wait site `site`.
 #[inline(always)]
 fn sample_stack(ctx: &BtfTracePointContext, site: &BlockKey) {
-    let key = BlockStackKey {
-        site: *site,
-        user_stack_id: stack_id(ctx, BPF_F_USER_STACK as u64, counter::LOST_BLOCK_STACK),
-        _pad: 0,
-    };
-    count_stack_sample(
-        &BLOCK_STACK_SAMPLES,
-        &BLOCK_STACK_TOPS,
-        &key,
-        counter::LOST_BLOCK_STACK,
-    );
+    if send_sample(ctx, Context::Syscall, Site::Block(site)) {
+        count(counter::BLOCK_STACKS);
+    } else {
+        count(counter::LOST_BLOCK_STACK);
+    }
 }

@@ -1,40 +1,31 @@
 //! The I/O profile: every read/write-family syscall of a target, paired entry to exit per
 //! thread, counted with its bytes, time and errors by call site.
 //!
-//! Walking the user stack costs several times a 1-byte `pread`, so a call site is keyed by
+//! Copying the user stack costs several times a 1-byte `pread`, so a call site is keyed by
 //! registers alone (ip, sp, bp), every call is counted exactly there, and one call in
-//! `IO_STACK_SAMPLE_EVERY` per site records its full stack. Userspace attributes each site's
-//! exact totals to the stacks sampled at it.
+//! `IO_STACK_SAMPLE_EVERY` per site sends its stack to userspace, which attributes each
+//! site's exact totals to the stacks sampled at it.
 //! `syscalls.rs` pairs entry and exit.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
+    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::bpf_get_current_comm,
     macros::map,
     maps::{HashMap, PerCpuArray},
     programs::BtfTracePointContext,
 };
 use profiler_common::{
-    COMM_LEN, IO_HIST_BUCKETS, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoStackKey, IoValue,
-    MAX_IO_KEYS, StackTopRaw, counter,
+    COMM_LEN, IO_HIST_BUCKETS, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoValue, MAX_IO_KEYS,
+    counter,
 };
 
-use crate::shared::{count, count_stack_sample, notify_new_key, stack_id};
-use crate::syscalls::{PT_REGS_DI, site_registers};
+use crate::regs;
+use crate::shared::{Context, Site, count, notify_new_key, send_sample};
+use crate::syscalls::site_registers;
 
 /// What the calls did, by call site.
 #[map]
 static IO_CALLS: HashMap<IoKey, IoValue> =
-    HashMap::with_max_entries(MAX_IO_KEYS, BPF_F_NO_PREALLOC);
-
-/// How many of each call site's stack samples saw each stack.
-/// The top of the user stack with the first sample of each (site, stack).
-#[map]
-static IO_STACK_TOPS: HashMap<IoStackKey, StackTopRaw> =
-    HashMap::with_max_entries(MAX_IO_KEYS, BPF_F_NO_PREALLOC);
-
-#[map]
-static IO_STACK_SAMPLES: HashMap<IoStackKey, u64> =
     HashMap::with_max_entries(MAX_IO_KEYS, BPF_F_NO_PREALLOC);
 
 /// Scratch space for a new [`IoValue`], too large for the BPF stack.
@@ -49,7 +40,7 @@ pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos:
     let regs: *const u64 = ctx.arg(0);
     let site = site_registers(regs);
     // SAFETY: the tracepoint's BTF-typed pt_regs argument, checked by the verifier.
-    let fd = unsafe { *regs.add(PT_REGS_DI) };
+    let fd = unsafe { *regs.add(regs::DI / 8) };
     let key = IoKey {
         pid: tgid,
         tid,
@@ -91,20 +82,14 @@ pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos:
     notify_new_key(tgid, site.ip, fd as i64);
 }
 
-/// Records the current user stack as one sample of the call site `site`.
+/// Sends the current stack to userspace as one sample of the call site `site`.
 #[inline(always)]
 fn sample_stack(ctx: &BtfTracePointContext, site: &IoKey) {
-    let key = IoStackKey {
-        site: *site,
-        user_stack_id: stack_id(ctx, BPF_F_USER_STACK as u64, counter::LOST_IO_STACK),
-        _pad: 0,
-    };
-    count_stack_sample(
-        &IO_STACK_SAMPLES,
-        &IO_STACK_TOPS,
-        &key,
-        counter::LOST_IO_STACK,
-    );
+    if send_sample(ctx, Context::Syscall, Site::Io(site)) {
+        count(counter::IO_STACKS);
+    } else {
+        count(counter::LOST_IO_STACK);
+    }
 }
 
 #[inline(always)]

@@ -1,6 +1,6 @@
 //! The profiler's kernel programs.
 //!
-//! They stay small on purpose: sample, filter, count, aggregate and announce. Everything that
+//! They stay small on purpose: sample, filter, count, aggregate, copy stacks and announce. Everything that
 //! can happen in userspace (symbolization, merging, output) happens there.
 #![no_std]
 #![no_main]
@@ -8,6 +8,7 @@
 mod block;
 mod cpu;
 mod io;
+mod regs;
 mod sched;
 mod shared;
 mod syscalls;

@@ -4,22 +4,20 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use aya_log_ebpf::{debug, warn};
 use profiler_common::counter;
 
-use crate::shared::{TARGETS, count, current_ids, filtering};
+use crate::shared::{TARGETS, count, current_ids, filtering, notify_fork};
 
 /// Offset of `child_pid` in the `sched_process_fork` tracepoint record; it moved between
 /// kernel versions, so userspace reads it from the event's format file.
 #[unsafe(no_mangle)]
 static FORK_CHILD_PID_OFFSET: u32 = 20;
 
-/// Follows forks: a child of a target becomes a target.
+/// Follows forks: a child of a target becomes a target, and userspace learns whose
+/// mappings it starts with.
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
-    if !filtering() {
-        return 0;
-    }
     let (parent, _) = current_ids();
     // SAFETY: presence check only.
-    if unsafe { TARGETS.get(&parent) }.is_none() {
+    if filtering() && unsafe { TARGETS.get(&parent) }.is_none() {
         return 0;
     }
     // SAFETY: a read of a global that userspace sets before load.
@@ -28,6 +26,10 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     let Ok(child) = (unsafe { ctx.read_at::<i32>(offset) }) else {
         return 0;
     };
+    notify_fork(parent, child as u32);
+    if !filtering() {
+        return 0;
+    }
     // A new thread also passes here with its tid as `child`; the entry is unused (the filter
     // matches on tgid) and is removed when the thread exits.
     if TARGETS.insert(&(child as u32), &1, 0).is_ok() {

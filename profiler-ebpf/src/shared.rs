@@ -1,44 +1,58 @@
-//! Maps and helpers every program uses: the target filter, the stack map, counters, and
-//! process announcements.
+//! Maps and helpers every program uses: the target filter, counters, process
+//! announcements, and the stack samples sent to userspace.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    EbpfContext,
+    bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user_buf,
-        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        generated::{
+            bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_get_stack,
+            bpf_probe_read_user, bpf_task_pt_regs,
+        },
     },
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
-    programs::tracing::StackIdContext,
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use profiler_common::{
-    MAX_STACKS, MAX_TARGETS, PROC_EVENTS_BYTES, ProcEvent, STACK_TOP_WORDS, StackTopRaw, counter,
-    proc_event,
+    BlockKey, COMM_LEN, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS, MAX_USER_FRAMES,
+    MAX_USER_STACK_BYTES, PROC_EVENTS_BYTES, ProcEvent, SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES,
+    SampleRecord, counter, proc_event, sample_flag, stack_mode,
 };
 
-pub const EEXIST: i32 = 17;
-const ENOMEM: i32 = 12;
-/// Offsets of `bp` and `sp` in x86-64's `struct pt_regs` (r15, r14, r13, r12, bp, ...,
-/// orig_ax, ip, cs, flags, sp, ss).
-const PT_REGS_BP: usize = 4 * 8;
-const PT_REGS_IP: usize = 16 * 8;
-const PT_REGS_SP: usize = 19 * 8;
+use crate::regs;
 
 /// Non-zero when only the pids in [`TARGETS`] are profiled; set by userspace at load time.
 #[unsafe(no_mangle)]
 static FILTER_PIDS: u8 = 0;
 
+/// How user stacks are taken, one of [`stack_mode`]; set by userspace at load time.
+#[unsafe(no_mangle)]
+static STACK_MODE: u8 = stack_mode::DWARF;
+
+/// Bytes of user stack copied per sample in DWARF mode (a multiple of 8, at most
+/// [`MAX_USER_STACK_BYTES`]); set by userspace at load time.
+#[unsafe(no_mangle)]
+static USER_STACK_BYTES: u32 = 16384;
+
+/// Data waiting in the sample ring buffer above which a new sample wakes userspace; below
+/// it, userspace drains the buffer on its own timer. Set by userspace at load time.
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 1 << 20;
+
 /// The processes to profile (tgid -> 1), filled by userspace and by the fork tracepoint.
 #[map]
 pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
-/// User and kernel stacks of every profile, referenced by id from the aggregation maps.
+/// Where a sample is built before it is sent: two slots per CPU (see [`Context`]), too
+/// large for the BPF stack and for a per-CPU map. Userspace sets the size to twice the
+/// number of possible CPUs at load time.
 #[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+static SAMPLE_SCRATCH: Array<SampleRecord> = Array::with_max_entries(2, 0);
 
-/// Scratch space for a [`StackTopRaw`], too large for the 512-byte BPF stack.
+/// Stack samples to userspace; userspace sizes it from the sampling rate at load time.
 #[map]
-static STACK_TOP_SCRATCH: PerCpuArray<StackTopRaw> = PerCpuArray::with_max_entries(1, 0);
+static SAMPLES: RingBuf = RingBuf::with_byte_size(SAMPLE_RING_BYTES, 0);
 
 /// What was seen and what was lost, per CPU; indices are in [`counter`].
 #[map]
@@ -47,6 +61,16 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// Announcements to userspace: a process to snapshot while it lives.
 #[map]
 static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(PROC_EVENTS_BYTES, 0);
+
+/// Which kind of program builds a sample: a CPU sample can interrupt a syscall program on
+/// the same CPU (it runs from the timer interrupt), so each kind has a scratch slot.
+#[derive(Clone, Copy)]
+pub enum Context {
+    /// The `cpu-clock` sampler.
+    Sampler = 0,
+    /// The syscall tracepoints.
+    Syscall = 1,
+}
 
 /// Adds one to a counter of this CPU.
 #[inline(always)]
@@ -78,93 +102,196 @@ pub fn current_ids() -> (u32, u32) {
     ((pid_tgid >> 32) as u32, pid_tgid as u32)
 }
 
-/// The id of the current stack in the shared stack map, or the negative error, counting
-/// collisions and a full map in counter `lost`. `-EFAULT` (no user stack, as for kernel
-/// threads) is not a loss.
-#[inline(always)]
-pub fn stack_id<C: StackIdContext>(ctx: &C, flags: u64, lost: u32) -> i32 {
-    match ctx.get_stackid(&STACKS, flags) {
-        Ok(id) => id as i32,
-        Err(err) => {
-            if err == -EEXIST || err == -ENOMEM {
-                count(lost);
-            }
-            err
-        }
-    }
+/// The call site or wait site a sampled stack belongs to.
+pub enum Site<'a> {
+    /// A CPU sample: no site, but the kernel stack is taken.
+    Cpu,
+    /// An I/O call site.
+    Io(&'a IoKey),
+    /// A blocking wait site.
+    Block(&'a BlockKey),
 }
 
-/// Copies the top of the current thread's user stack into `tops` under `key`, the first
-/// time an aggregation key is recorded: it lets userspace find the callers a frame-pointer
-/// walk skipped or lost (a leaf without a frame pointer, or one that uses `rbp` for data).
-/// Kept per key, not per stack id: a walk cut short at the leaf gives many real stacks one id.
+/// Sends one stack sample of the current thread to userspace: its user registers, its
+/// kernel stack (CPU samples only), and its user stack, copied for userspace to unwind, or
+/// walked by frame pointers in frame-pointer mode. Returns false when the ring buffer was
+/// full and the sample was lost (the caller counts it).
 #[inline(always)]
-pub fn save_stack_top<K>(tops: &HashMap<K, StackTopRaw>, key: &K) {
-    let Some(top) = STACK_TOP_SCRATCH.get_ptr_mut(0) else {
-        return;
+pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bool {
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * 2 + slot as u32) else {
+        return false;
     };
-    // SAFETY: the scratch slot is this CPU's; the task and its saved user registers are
-    // valid while it runs, and every read goes through a probe-read helper.
+    let (tgid, tid) = current_ids();
+    // SAFETY: the slot belongs to this CPU and program kind while it runs; every read of
+    // the task's registers and stack goes through a probe-read helper.
     unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as usize;
-        let Ok(sp) = bpf_probe_read_kernel((regs + PT_REGS_SP) as *const u64) else {
-            return;
-        };
-        (*top).sp = sp;
-        (*top).bp = bpf_probe_read_kernel((regs + PT_REGS_BP) as *const u64).unwrap_or(0);
-        let words = &mut (*top).words;
-        let bytes =
-            core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), STACK_TOP_WORDS * 8);
-        if bpf_probe_read_user_buf(sp as *const u8, bytes).is_err() {
-            return;
+        let header = &mut (*record).header;
+        header.pid = tgid;
+        header.tid = tid;
+        header.flags = 0;
+        header.kernel_bytes = 0;
+        header.user_bytes = 0;
+        header.time_ns = bpf_ktime_get_ns();
+        header.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+        match site {
+            Site::Cpu => {
+                header.kind = profiler_common::sample_kind::CPU;
+                let got = bpf_get_stack(
+                    ctx.as_ptr(),
+                    (*record).kernel.as_mut_ptr().cast(),
+                    (MAX_KERNEL_FRAMES * 8) as u32,
+                    0,
+                );
+                if got >= 0 {
+                    header.kernel_bytes = got as u32;
+                } else {
+                    count(counter::LOST_KERNEL_STACK);
+                }
+            }
+            Site::Io(key) => {
+                header.kind = profiler_common::sample_kind::IO;
+                header.io_site = *key;
+            }
+            Site::Block(key) => {
+                header.kind = profiler_common::sample_kind::BLOCK;
+                header.block_site = *key;
+            }
         }
-        let _ = tops.insert(key, &*top, BPF_NOEXIST as u64);
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as usize;
+        let user_reg = |offset: usize| {
+            bpf_probe_read_kernel((regs + offset) as *const u64).unwrap_or(0)
+        };
+        header.ip = user_reg(regs::IP);
+        header.sp = user_reg(regs::SP);
+        header.bp = user_reg(regs::BP);
+        let user = (*record).user.as_mut_ptr();
+        if core::ptr::read_volatile(&STACK_MODE) == stack_mode::FP {
+            header.flags |= sample_flag::USER_FRAMES;
+            let got = bpf_get_stack(
+                ctx.as_ptr(),
+                user.cast(),
+                (MAX_USER_FRAMES * 8) as u32,
+                BPF_F_USER_STACK as u64,
+            );
+            if got > 0 {
+                header.user_bytes = got as u32;
+            }
+        } else if header.sp != 0 {
+            let want = core::ptr::read_volatile(&USER_STACK_BYTES);
+            let (copied, ends) = copy_user_stack(user, header.sp, want);
+            header.user_bytes = copied;
+            if ends {
+                header.flags |= sample_flag::STACK_ENDS;
+            }
+        }
+        if header.user_bytes == 0 && tgid != 0 {
+            header.flags |= sample_flag::USER_UNREADABLE;
+            count(counter::USER_STACK_UNREADABLE);
+        }
+        let len = (SAMPLE_FIXED_BYTES as u64 + u64::from(header.user_bytes))
+            .min(size_of::<SampleRecord>() as u64);
+        // Waking userspace for every sample would cost a context switch each; it drains
+        // the buffer on a timer too, and is woken early only when the buffer fills.
+        let wakeup = if SAMPLES.query(BPF_RB_AVAIL_DATA as u64)
+            >= core::ptr::read_volatile(&WAKEUP_BYTES)
+        {
+            BPF_RB_FORCE_WAKEUP
+        } else {
+            BPF_RB_NO_WAKEUP
+        };
+        let bytes = core::slice::from_raw_parts(record.cast::<u8>(), len as usize);
+        SAMPLES.output::<[u8]>(bytes, u64::from(wakeup)).is_ok()
     }
 }
 
-/// Tells userspace that process `tgid` recorded a new key at user address `ip` (with
+/// Size of a page, the unit in which stack memory is mapped.
+const PAGE: u64 = 4096;
+
+/// Copies up to `want` bytes of user stack from `sp` into `dst`, returning how many were
+/// copied and whether the stack ended before `want`. A thread whose stack ends sooner (near
+/// the top of its stack) still gets the readable pages above `sp`, found one page at a time
+/// with one-byte probes: readability is not monotonic (the kernel leaves an untouched gap
+/// of random size below a process's arguments), so the copy stops at the first page that
+/// cannot be read.
+#[inline(always)]
+unsafe fn copy_user_stack(dst: *mut u8, sp: u64, want: u32) -> (u32, bool) {
+    let want = (want & !7).min(MAX_USER_STACK_BYTES as u32);
+    if want == 0 {
+        return (0, false);
+    }
+    // SAFETY: the caller's buffer holds MAX_USER_STACK_BYTES; probe reads never fault.
+    unsafe {
+        if read_user(dst, want, sp) {
+            return (want, false);
+        }
+        let first_page = sp & !(PAGE - 1);
+        let end = sp + u64::from(want);
+        // The page of `sp` itself is the stack in use; the pages above are probed.
+        let mut readable_end = first_page + PAGE;
+        for _ in 0..MAX_USER_STACK_BYTES / PAGE as usize {
+            if readable_end >= end {
+                break;
+            }
+            let mut byte = 0u8;
+            if bpf_probe_read_user((&raw mut byte).cast(), 1, readable_end as *const _) != 0 {
+                break;
+            }
+            readable_end += PAGE;
+        }
+        // Bounded by `want` in a form the verifier follows.
+        let len = (readable_end - sp).min(u64::from(want)) as u32 & !7;
+        if len > 0 && read_user(dst, len, sp) {
+            (len, true)
+        } else {
+            (0, true)
+        }
+    }
+}
+
+/// Reads `len` bytes (at most [`MAX_USER_STACK_BYTES`]) of user memory at `src`.
+#[inline(always)]
+unsafe fn read_user(dst: *mut u8, len: u32, src: u64) -> bool {
+    if len as usize > MAX_USER_STACK_BYTES {
+        return false;
+    }
+    // SAFETY: `dst` holds MAX_USER_STACK_BYTES bytes; the helper never faults.
+    unsafe { bpf_probe_read_user(dst.cast(), len, src as *const _) == 0 }
+}
+
+/// Tells userspace that process `tgid` recorded a new call site at user address `ip` (with
 /// descriptor `fd`, or -1), so it can read what it needs while the process lives; counted
 /// when the ring buffer is full.
 #[inline(always)]
 pub fn notify_new_key(tgid: u32, ip: u64, fd: i64) {
-    let event = ProcEvent {
+    notify(&ProcEvent {
         kind: proc_event::NEW_KEY,
         pid: tgid,
         ip,
         fd,
-    };
-    if PROC_EVENTS.output::<ProcEvent>(&event, 0).is_err() {
+        parent: 0,
+        _pad: 0,
+    });
+}
+
+/// Tells userspace that `parent` forked `child`, whose mappings are its parent's until it
+/// maps its own: a child that exits before userspace reads its mappings still symbolizes.
+#[inline(always)]
+pub fn notify_fork(parent: u32, child: u32) {
+    notify(&ProcEvent {
+        kind: proc_event::FORK,
+        pid: child,
+        ip: 0,
+        fd: -1,
+        parent,
+        _pad: 0,
+    });
+}
+
+#[inline(always)]
+fn notify(event: &ProcEvent) {
+    if PROC_EVENTS.output::<ProcEvent>(event, 0).is_err() {
         count(counter::LOST_PROC_EVENTS);
     }
-}
-
-/// The current task's user instruction pointer, from its saved user registers.
-#[inline(always)]
-pub fn user_ip() -> u64 {
-    // SAFETY: the task's saved user registers are valid while it runs; a probe read.
-    unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as usize;
-        bpf_probe_read_kernel((regs + PT_REGS_IP) as *const u64).unwrap_or(0)
-    }
-}
-
-/// Counts one more sighting of the stack in `key` (a call site and a user stack id) in the
-/// sample map `samples`; the first sighting also keeps the stack's top in `tops`.
-#[inline(always)]
-pub fn count_stack_sample<K>(
-    samples: &HashMap<K, u64>,
-    tops: &HashMap<K, StackTopRaw>,
-    key: &K,
-    lost: u32,
-) {
-    if let Some(seen) = samples.get_ptr_mut(key) {
-        // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
-        unsafe { *seen += 1 };
-        return;
-    }
-    if samples.insert(key, &1, BPF_NOEXIST as u64).is_err() {
-        count(lost);
-        return;
-    }
-    save_stack_top(tops, key);
 }

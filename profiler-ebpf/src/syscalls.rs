@@ -13,7 +13,7 @@ use aya_ebpf::{
 use profiler_common::{IN_FLIGHT_SLOTS, InFlight, counter, futex_syscall, io_syscall};
 
 use crate::shared::{count, current_ids, is_target};
-use crate::{block, io};
+use crate::{block, io, regs};
 
 /// Non-zero when the I/O profile is collected; set by userspace at load time.
 #[unsafe(no_mangle)]
@@ -22,18 +22,6 @@ static TRACE_IO: u8 = 0;
 /// Non-zero when the blocking profile is collected; set by userspace at load time.
 #[unsafe(no_mangle)]
 static TRACE_BLOCK: u8 = 0;
-
-/// Word indices in x86-64's `struct pt_regs` (r15, r14, r13, r12, bp, bx, r11, r10, r9, r8,
-/// ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss).
-pub const PT_REGS_BP: usize = 4;
-/// `si`, the second syscall argument.
-pub const PT_REGS_SI: usize = 13;
-/// `di`, the first syscall argument.
-pub const PT_REGS_DI: usize = 14;
-/// The user instruction pointer.
-pub const PT_REGS_IP: usize = 16;
-/// The user stack pointer.
-pub const PT_REGS_SP: usize = 19;
 
 /// x86-64 syscall numbers of the traced I/O syscalls, in the order of `io_syscall::NAMES`.
 const IO_NUMBERS: [i64; io_syscall::COUNT] = [
@@ -72,9 +60,9 @@ pub fn site_registers(regs: *const u64) -> SiteRegisters {
     // against the struct's layout; the user read goes through a probe-read helper.
     unsafe {
         let (ip, sp, bp) = (
-            *regs.add(PT_REGS_IP),
-            *regs.add(PT_REGS_SP),
-            *regs.add(PT_REGS_BP),
+            *regs.add(regs::IP / 8),
+            *regs.add(regs::SP / 8),
+            *regs.add(regs::BP / 8),
         );
         if bp <= sp || bp - sp > MAX_STACK_BYTES || bp % 8 != 0 {
             return SiteRegisters {
@@ -138,11 +126,11 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
         // loads against the struct's layout.
         unsafe {
             if syscall == futex_syscall::FUTEX
-                && !FUTEX_WAIT_OPS.contains(&(*regs.add(PT_REGS_SI) & FUTEX_CMD_MASK))
+                && !FUTEX_WAIT_OPS.contains(&(*regs.add(regs::SI / 8) & FUTEX_CMD_MASK))
             {
                 return 0; // Wakes and requeues are not waits.
             }
-            entry.uaddr = *regs.add(PT_REGS_DI);
+            entry.uaddr = *regs.add(regs::DI / 8);
             if syscall == futex_syscall::FUTEX_WAITV {
                 // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved; }[]
                 entry.uaddr = bpf_probe_read_user((entry.uaddr + 8) as *const u64).unwrap_or(0);

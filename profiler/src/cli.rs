@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, Formats, ProfileSet, ReportConfig, SmallIo, Target};
+use crate::config::{CallGraph, Config, Formats, ProfileSet, ReportConfig, SmallIo, Target};
 
 /// Rows per table of the terminal summary unless `--top` says otherwise: few enough that
 /// the three profiles and the findings fit on one screen.
@@ -42,6 +42,12 @@ struct Args {
     /// Samples per second on each CPU.
     #[arg(short = 'F', long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     frequency: u64,
+
+    /// How user stacks are taken: `dwarf[,SIZE]` copies SIZE bytes of stack per sample
+    /// (default 16384, at most 65536) and unwinds them from the files' call frame
+    /// information; `fp` walks frame pointers only.
+    #[arg(long, value_name = "MODE", default_value = "dwarf", value_parser = parse_call_graph)]
+    call_graph: CallGraph,
 
     /// Profiles to collect, comma-separated: cpu, io, block.
     #[arg(long, value_delimiter = ',', default_value = "cpu,io,block", value_parser = ["cpu", "io", "block"])]
@@ -125,6 +131,29 @@ pub enum Invocation {
     Report(ReportConfig),
 }
 
+fn parse_call_graph(text: &str) -> Result<CallGraph, String> {
+    let (mode, size) = match text.split_once(',') {
+        Some((mode, size)) => (mode, Some(size)),
+        None => (text, None),
+    };
+    match (mode, size) {
+        ("fp", None) => Ok(CallGraph::Fp),
+        ("dwarf", None) => Ok(CallGraph::default()),
+        ("dwarf", Some(size)) => {
+            let max = CallGraph::MAX_STACK_BYTES;
+            match size.parse::<u32>() {
+                Ok(bytes) if (8..=max).contains(&bytes) => Ok(CallGraph::Dwarf {
+                    stack_bytes: bytes & !7,
+                }),
+                _ => Err(format!(
+                    "the stack size must be a number of bytes from 8 to {max}, as in dwarf,16384"
+                )),
+            }
+        }
+        _ => Err("expected dwarf, dwarf,SIZE or fp".to_owned()),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
     if duration.is_zero() {
@@ -162,6 +191,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
         target,
         duration: args.duration,
         frequency: args.frequency,
+        call_graph: args.call_graph,
         profiles: ProfileSet {
             cpu: args.profiles.iter().any(|p| p == "cpu"),
             io: args.profiles.iter().any(|p| p == "io"),
@@ -307,5 +337,21 @@ mod tests {
         assert!(parse(&["--duration", "0s"]).is_err());
         assert!(parse(&["--duration", "soon"]).is_err());
         assert!(parse(&["-F", "0"]).is_err());
+    }
+
+    #[test]
+    fn call_graph_in_perf_s_words() {
+        assert_eq!(parse(&[]).unwrap().call_graph, CallGraph::default());
+        assert_eq!(
+            parse(&["--call-graph", "dwarf,4096"]).unwrap().call_graph,
+            CallGraph::Dwarf { stack_bytes: 4096 }
+        );
+        assert_eq!(
+            parse(&["--call-graph", "fp"]).unwrap().call_graph,
+            CallGraph::Fp
+        );
+        for bad in ["bogus", "dwarf,0", "dwarf,70000", "fp,8", "dwarf,"] {
+            assert!(parse(&["--call-graph", bad]).is_err(), "{bad}");
+        }
     }
 }

@@ -54,6 +54,56 @@ impl Default for SmallIo {
     }
 }
 
+/// How user stacks are taken, in perf's words (`--call-graph`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallGraph {
+    /// Copy this many bytes of user stack with each sample and unwind it in userspace from
+    /// the files' call frame information: needs no frame pointers.
+    Dwarf {
+        /// Bytes of stack copied per sample (a multiple of 8).
+        stack_bytes: u32,
+    },
+    /// Walk frame pointers in the kernel: no copy, but code built without frame pointers
+    /// hides its callers.
+    Fp,
+}
+
+impl CallGraph {
+    /// Bytes of stack copied per sample in DWARF mode unless `--call-graph dwarf,SIZE`
+    /// says otherwise (see BENCHMARKS.md for how it was chosen).
+    pub const DEFAULT_STACK_BYTES: u32 = 16384;
+    /// The largest `SIZE` accepted (what the kernel programs can copy).
+    pub const MAX_STACK_BYTES: u32 = profiler_common::MAX_USER_STACK_BYTES as u32;
+
+    /// Bytes of ring buffer one sample takes at most.
+    pub fn record_bytes(self) -> u64 {
+        let user = match self {
+            Self::Dwarf { stack_bytes } => u64::from(stack_bytes),
+            Self::Fp => (profiler_common::MAX_USER_FRAMES * 8) as u64,
+        };
+        profiler_common::SAMPLE_FIXED_BYTES as u64 + user
+    }
+}
+
+impl Default for CallGraph {
+    fn default() -> Self {
+        Self::Dwarf {
+            stack_bytes: Self::DEFAULT_STACK_BYTES,
+        }
+    }
+}
+
+impl std::fmt::Display for CallGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dwarf { stack_bytes } => {
+                write!(f, "dwarf, {stack_bytes} bytes of stack per sample")
+            }
+            Self::Fp => write!(f, "fp (frame pointers)"),
+        }
+    }
+}
+
 /// Which files are written for each profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Formats {
@@ -108,6 +158,8 @@ pub struct Config {
     pub duration: Option<Duration>,
     /// Samples per second on each CPU.
     pub frequency: u64,
+    /// How user stacks are taken.
+    pub call_graph: CallGraph,
     /// The profiles to collect.
     pub profiles: ProfileSet,
     /// Thresholds of the small-I/O findings.

@@ -1,24 +1,18 @@
 //! `profiler`: a system-wide sampling profiler for Linux on eBPF.
 
 mod analysis;
-mod block_profile;
+mod build;
 mod cli;
+mod collect;
 mod config;
-mod cpu_profile;
 mod cpustat;
-mod io_profile;
 mod launch;
 mod output;
 mod preflight;
-mod probes;
-mod procmaps;
 mod profile;
 mod run_facts;
 mod selfcost;
-mod session;
-mod stacks;
 mod symbolize;
-mod tracefs;
 mod unwind;
 
 use std::process::ExitCode;
@@ -86,18 +80,19 @@ fn run(config: &Config) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(session::run(config))?;
+    let outcome = runtime.block_on(collect::session::run(config))?;
 
-    let mut resolver = stacks::StackResolver::new(&outcome.stacks, &outcome.processes);
+    let mut resolver =
+        build::stacks::StackResolver::new(&outcome.samples.stacks, &outcome.processes);
     let mut profiles = Vec::new();
     if config.profiles.cpu {
-        profiles.push(cpu_profile::build(&outcome, config, &mut resolver));
+        profiles.push(build::cpu::build(&outcome, config, &mut resolver));
     }
     if config.profiles.io {
-        profiles.push(io_profile::build(&outcome, config, &mut resolver));
+        profiles.push(build::io::build(&outcome, config, &mut resolver));
     }
     if config.profiles.block {
-        profiles.push(block_profile::build(&outcome, config, &mut resolver));
+        profiles.push(build::block::build(&outcome, config, &mut resolver));
     }
     let mut written = Vec::new();
     for profile in &profiles {

@@ -3,8 +3,8 @@
 
 use std::ffi::CStr;
 
+use crate::collect::session::RunOutcome;
 use crate::config::{Config, Target};
-use crate::session::RunOutcome;
 
 /// `run: host H, kernel K, N CPUs; target: T; window: Ss from TIME; why it ended`.
 pub fn describe(run: &RunOutcome, config: &Config) -> String {
@@ -16,6 +16,28 @@ pub fn describe(run: &RunOutcome, config: &Config) -> String {
         run.duration.as_secs_f64(),
         humantime::format_rfc3339_seconds(run.start),
         run.stop
+    )
+}
+
+/// `unwinding: call graph MODE; N stack samples (B bytes through a R MiB ring buffer), D
+/// distinct stacks; C hit the copy limit before the root, S stopped early`.
+pub fn unwinding(run: &RunOutcome) -> String {
+    let stats = &run.samples.stats;
+    let secs = run.duration.as_secs_f64().max(1e-9);
+    format!(
+        "unwinding: call graph {}; {} stack samples ({} bytes, {:.2} MB/s, through a {} MiB \
+         ring buffer), {} distinct stacks; {} hit the copy limit before reaching the root, \
+         {} stopped early, {} deeper than {} frames",
+        run.call_graph,
+        stats.samples,
+        stats.bytes,
+        stats.bytes as f64 / secs / 1e6,
+        run.ring_bytes >> 20,
+        run.samples.stacks.len(),
+        stats.copy_limit,
+        stats.stopped,
+        stats.too_deep,
+        crate::unwind::MAX_FRAMES
     )
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::block_profile::{CONTENTIONS, DELAY};
+use crate::build::block::{CONTENTIONS, DELAY};
 use crate::profile::Profile;
 
 use super::language;

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
+use crate::build::io::{BYTES, CALLS, ERRORS, TIME};
 use crate::config::SmallIo;
-use crate::io_profile::{BYTES, CALLS, ERRORS, TIME};
 use crate::profile::Profile;
 
 use super::language::{self, Language};

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits};
-use crate::block_profile::{CONTENTIONS, DELAY};
+use crate::build::block::{CONTENTIONS, DELAY};
 use crate::output::summary::{group, human_time, shorten, shown_in_terminal};
 use crate::profile::Profile;
 

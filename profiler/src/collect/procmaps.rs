@@ -1,13 +1,28 @@
-//! Snapshots of processes taken while they live: executable mappings, so that samples of a
-//! process that exits before the end of the run can still be symbolized, and what kind of
-//! file each open descriptor is, to label I/O call sites.
+//! Snapshots of processes taken while they live: executable mappings with their files held
+//! open (see [`crate::collect::files`]), so that samples of a process that exits before the
+//! end of the run can still be unwound and symbolized, and what kind of file each open
+//! descriptor is, to label I/O call sites.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
+use std::sync::Arc;
+
+use crate::collect::files::{FileTable, ObjectFile};
+
+/// The identity of a mapped file: its device and inode, as `/proc/PID/maps` gives them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// Device major number.
+    pub major: u32,
+    /// Device minor number.
+    pub minor: u32,
+    /// Inode number.
+    pub inode: u64,
+}
 
 /// One executable mapping of a process, from `/proc/PID/maps`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MapEntry {
     /// First address.
     pub start: u64,
@@ -17,13 +32,17 @@ pub struct MapEntry {
     pub offset: u64,
     /// The mapped file, or a pseudo name (`[vdso]`), or empty for anonymous memory.
     pub path: String,
+    /// The mapped file's device and inode.
+    pub key: FileKey,
+    /// The mapped file, held open; `None` for anonymous memory and files that could not be
+    /// opened.
+    pub file: Option<Arc<ObjectFile>>,
 }
 
-impl MapEntry {
-    /// Whether the mapping is backed by a file that can be opened (not `[vdso]`, not anonymous,
-    /// not deleted).
-    pub fn is_file(&self) -> bool {
-        self.path.starts_with('/') && !self.path.ends_with(" (deleted)")
+impl PartialEq for MapEntry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.start, self.end, self.offset, &self.path, self.key)
+            == (other.start, other.end, other.offset, &other.path, other.key)
     }
 }
 
@@ -34,6 +53,8 @@ pub struct ProcessInfo {
     pub maps: Vec<MapEntry>,
     /// The kind of each open descriptor (`file`, `socket`, `pipe`, `tty`, ...), as last seen.
     pub fds: HashMap<i64, &'static str>,
+    /// Changes whenever `maps` does, so that what is built from them knows to rebuild.
+    pub generation: u64,
 }
 
 impl ProcessInfo {
@@ -48,6 +69,9 @@ impl ProcessInfo {
 #[derive(Debug, Default)]
 pub struct ProcessTable {
     processes: HashMap<u32, ProcessInfo>,
+    files: FileTable,
+    /// The process each forked process (or thread) came from.
+    parents: HashMap<u32, u32>,
 }
 
 impl ProcessTable {
@@ -68,14 +92,27 @@ impl ProcessTable {
     /// Reads the process's mappings now, merged into any older snapshot; returns whether
     /// the read succeeded.
     pub fn snapshot_maps(&mut self, pid: u32) -> bool {
-        let Some(maps) = read_maps(pid) else {
-            return false;
+        let Some(mut maps) = read_maps(pid) else {
+            return self.inherit(pid);
         };
         let info = self.processes.entry(pid).or_default();
+        for entry in &mut maps {
+            // A mapping already known keeps its file; a new one opens it (once per file).
+            entry.file = match info.maps.iter().find(|old| old == &entry) {
+                Some(old) => old.file.clone(),
+                None => self
+                    .files
+                    .open(pid, entry.key, entry.start, entry.end, &entry.path),
+            };
+        }
         // Mappings gone since keep their place where nothing new took it: a read that races
         // the process's exit can come back cut short, and code unmapped since (dlclose) was
         // still sampled.
-        info.maps = merge_maps(maps, std::mem::take(&mut info.maps));
+        let merged = merge_maps(maps, std::mem::take(&mut info.maps));
+        info.maps = merged.0;
+        if merged.1 {
+            info.generation += 1;
+        }
         true
     }
 
@@ -103,6 +140,47 @@ impl ProcessTable {
             let fds = read_fd_kinds(pid);
             self.processes.entry(pid).or_default().fds.extend(fds);
         }
+    }
+
+    /// Notes that `parent` forked `child` (a process or a thread).
+    pub fn note_fork(&mut self, parent: u32, child: u32) {
+        self.parents.insert(child, parent);
+    }
+
+    /// Gives a process whose mappings cannot be read (it exited already) those of the
+    /// process it was forked from, which it shared until it mapped anything of its own;
+    /// returns whether it has any now.
+    fn inherit(&mut self, pid: u32) -> bool {
+        if self.processes.contains_key(&pid) {
+            return false;
+        }
+        // The nearest ancestor known or still readable (a shell's subshell of a subshell);
+        // a bounded walk, since reused pids could make a loop.
+        let mut parent = pid;
+        let mut found = None;
+        for _ in 0..16 {
+            let Some(&next) = self.parents.get(&parent) else {
+                break;
+            };
+            parent = next;
+            if !self.processes.contains_key(&parent) && read_maps(parent).is_some() {
+                self.snapshot_maps(parent);
+            }
+            if self.processes.contains_key(&parent) {
+                found = Some(parent);
+                break;
+            }
+        }
+        let Some(info) = found.and_then(|p| self.processes.get(&p)) else {
+            return false;
+        };
+        let inherited = ProcessInfo {
+            maps: info.maps.clone(),
+            fds: info.fds.clone(),
+            generation: 0,
+        };
+        self.processes.insert(pid, inherited);
+        true
     }
 
     /// Re-reads the mappings of every known process that still lives (a `dlopen` may have
@@ -144,15 +222,23 @@ fn read_whole(path: &str) -> Option<String> {
     String::from_utf8(text).ok()
 }
 
-/// `new` plus the entries of `old` that overlap none of `new`, sorted by address.
-fn merge_maps(mut new: Vec<MapEntry>, old: Vec<MapEntry>) -> Vec<MapEntry> {
+/// `new` plus the entries of `old` that overlap none of `new`, sorted by address, and
+/// whether that differs from `old`. When `new` shares no mapping with `old`, the process
+/// has exec'd another program and `old` is dropped.
+fn merge_maps(mut new: Vec<MapEntry>, old: Vec<MapEntry>) -> (Vec<MapEntry>, bool) {
+    if !new.iter().any(|n| old.contains(n)) {
+        new.sort_by_key(|m| m.start);
+        return (new, true);
+    }
     let kept: Vec<MapEntry> = old
-        .into_iter()
+        .iter()
         .filter(|o| !new.iter().any(|n| n.start < o.end && o.start < n.end))
+        .cloned()
         .collect();
     new.extend(kept);
     new.sort_by_key(|m| m.start);
-    new
+    let changed = new != old;
+    (new, changed)
 }
 
 /// The kind of every open descriptor of a process, from the targets of `/proc/PID/fd/*`.
@@ -206,14 +292,20 @@ fn parse_line(line: &str) -> Option<MapEntry> {
         return None;
     }
     let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
-    let _dev = fields.next()?;
-    let _inode = fields.next()?;
+    let (major, minor) = fields.next()?.split_once(':')?;
+    let inode = fields.next()?.parse().ok()?;
     let path = fields.next().unwrap_or("").trim_start().to_owned();
     Some(MapEntry {
         start: u64::from_str_radix(start, 16).ok()?,
         end: u64::from_str_radix(end, 16).ok()?,
         offset,
         path,
+        key: FileKey {
+            major: u32::from_str_radix(major, 16).ok()?,
+            minor: u32::from_str_radix(minor, 16).ok()?,
+            inode,
+        },
+        file: None,
     })
 }
 
@@ -236,16 +328,24 @@ mod tests {
         assert_eq!(maps[0].path, "[vdso]");
         assert_eq!(maps[1].path, "/usr/bin/my prog");
         assert_eq!(maps[1].offset, 0x1000);
-        assert!(maps[1].is_file());
+        assert_eq!(
+            maps[1].key,
+            FileKey {
+                major: 0xfe,
+                minor: 1,
+                inode: 123
+            }
+        );
         assert_eq!(maps[3].path, "");
-        assert!(!maps[3].is_file());
+        // Files are opened by the process table, not by parsing.
+        assert!(maps[1].file.is_none());
     }
 
     #[test]
     fn finds_the_mapping_of_an_address() {
         let info = ProcessInfo {
             maps: parse_maps(MAPS),
-            fds: HashMap::new(),
+            ..ProcessInfo::default()
         };
         assert_eq!(info.find(0x55d0c0a01010).unwrap().path, "/usr/bin/my prog");
         assert_eq!(info.find(0x7f0000000000).unwrap().offset, 0x28000);
@@ -260,6 +360,8 @@ mod tests {
             end,
             offset: 0,
             path: path.into(),
+            key: FileKey::default(),
+            file: None,
         };
         let old = vec![
             entry(0x1000, 0x2000, "/bin/a"),
@@ -270,12 +372,18 @@ mod tests {
             entry(0x1000, 0x2000, "/bin/a"),
             entry(0x5800, 0x7000, "/lib/new.so"),
         ];
-        let merged = merge_maps(new, old);
+        let (merged, changed) = merge_maps(new, old);
+        assert!(changed);
         let paths: Vec<&str> = merged.iter().map(|m| m.path.as_str()).collect();
         assert_eq!(paths, vec!["/bin/a", "/lib/new.so"]);
-        let cut_short = merge_maps(vec![entry(0x1000, 0x2000, "/bin/a")], merged);
+        let (cut_short, changed) = merge_maps(vec![entry(0x1000, 0x2000, "/bin/a")], merged);
+        assert!(!changed);
         assert_eq!(cut_short.len(), 2);
         assert_eq!(cut_short[1].path, "/lib/new.so");
+        // After an exec nothing is shared: the old program's mappings go.
+        let (execd, changed) = merge_maps(vec![entry(0x9000, 0xa000, "/bin/b")], cut_short);
+        assert!(changed);
+        assert_eq!(execd.len(), 1);
     }
 
     #[test]
@@ -298,7 +406,7 @@ mod tests {
             std::path::Path::new("/proc/self/fd/0").exists()
         );
         let here = snapshots_this_process as fn() -> _ as usize as u64;
-        assert!(me.find(here).is_some_and(MapEntry::is_file));
+        assert!(me.find(here).is_some_and(|m| m.file.is_some()));
         assert!(!table.snapshot(u32::MAX));
     }
 }

@@ -1,19 +1,15 @@
 //! Loads the embedded eBPF object, attaches its programs, and reads their maps.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
-use profiler_common::{
-    BlockKey, BlockStackKey, BlockValue, CpuKey, CpuValue, InFlight, IoKey, IoStackKey, IoValue,
-    StackTopRaw, counter,
-};
+use profiler_common::{BlockKey, BlockValue, InFlight, IoKey, IoValue, counter, stack_mode};
 
-use crate::unwind::StackTop;
+use crate::config::CallGraph;
 
 /// The eBPF object built by `cargo xtask build`, embedded so the binary is all a host needs.
 static EBPF_OBJECT: &[u8] =
@@ -30,13 +26,6 @@ impl Counters {
     }
 }
 
-/// Stacks read from the kernel's stack map, by stack id.
-#[derive(Debug, Default)]
-pub struct RawStacks {
-    /// Frames by stack id, leaf first.
-    pub frames: HashMap<u32, Vec<u64>>,
-}
-
 /// What the kernel programs are told at load time.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadOptions {
@@ -48,6 +37,12 @@ pub struct LoadOptions {
     pub io: bool,
     /// Trace futex waits.
     pub block: bool,
+    /// How user stacks are taken.
+    pub call_graph: CallGraph,
+    /// Size of the sample ring buffer (a power of two number of pages).
+    pub ring_bytes: u32,
+    /// CPUs the kernel may run programs on (sizes the per-CPU scratch space).
+    pub possible_cpus: u32,
 }
 
 /// The loaded and attached kernel programs.
@@ -73,6 +68,13 @@ impl Probes {
         let filter = u8::from(options.filter);
         let trace_io = u8::from(options.io);
         let trace_block = u8::from(options.block);
+        let (mode, stack_bytes) = match options.call_graph {
+            CallGraph::Dwarf { stack_bytes } => (stack_mode::DWARF, stack_bytes),
+            CallGraph::Fp => (stack_mode::FP, 0),
+        };
+        // Userspace drains the buffer on its timer; a sample wakes it early only when a
+        // quarter of the buffer waits.
+        let wakeup_bytes = u64::from(options.ring_bytes / 4);
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("FILTER_PIDS", &filter, true)
@@ -83,6 +85,11 @@ impl Probes {
             )
             .override_global("TRACE_IO", &trace_io, true)
             .override_global("TRACE_BLOCK", &trace_block, true)
+            .override_global("STACK_MODE", &mode, true)
+            .override_global("USER_STACK_BYTES", &stack_bytes, true)
+            .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
+            .map_max_entries("SAMPLES", options.ring_bytes)
+            .map_max_entries("SAMPLE_SCRATCH", options.possible_cpus * 2)
             .load(EBPF_OBJECT)
             .context("cannot load the eBPF programs into the kernel")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -213,6 +220,18 @@ impl Probes {
         Ok(RingBuf::try_from(map)?)
     }
 
+    /// The ring buffer of stack samples, to poll.
+    ///
+    /// # Errors
+    /// When the map is missing from the object.
+    pub fn take_samples(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("SAMPLES")
+            .ok_or_else(|| anyhow!("the eBPF object has no map SAMPLES"))?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
     /// Moves kernel-side log records to the `log` crate.
     pub fn flush_logs(&mut self) {
         if let Some(logger) = &mut self.logger {
@@ -236,14 +255,6 @@ impl Probes {
         Ok(totals)
     }
 
-    /// Reads the CPU sample counts.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_cpu_samples(&self) -> Result<Vec<(CpuKey, CpuValue)>> {
-        self.read_hash("CPU_SAMPLES")
-    }
-
     /// Reads what the traced I/O syscalls did, by call site.
     ///
     /// # Errors
@@ -252,28 +263,12 @@ impl Probes {
         self.read_hash("IO_CALLS")
     }
 
-    /// Reads how often each stack was sampled at each I/O call site.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_io_stack_samples(&self) -> Result<Vec<(IoStackKey, u64)>> {
-        self.read_hash("IO_STACK_SAMPLES")
-    }
-
     /// Reads the futex waits by site and futex.
     ///
     /// # Errors
     /// When the map cannot be read.
     pub fn read_block_waits(&self) -> Result<Vec<(BlockKey, BlockValue)>> {
         self.read_hash("BLOCK_WAITS")
-    }
-
-    /// Reads how often each stack was sampled at each wait site.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_block_stack_samples(&self) -> Result<Vec<(BlockStackKey, u64)>> {
-        self.read_hash("BLOCK_STACK_SAMPLES")
     }
 
     /// Every entry of the hash map `name`.
@@ -301,54 +296,6 @@ impl Probes {
         Ok(busy)
     }
 
-    /// Reads the stacks with the given ids (negative ids, which are errors, are skipped).
-    ///
-    /// # Errors
-    /// When the stack map cannot be opened.
-    pub fn read_stacks(&self, ids: impl IntoIterator<Item = i32>) -> Result<RawStacks> {
-        let stack_map: StackTraceMap<_> = StackTraceMap::try_from(self.map("STACKS")?)?;
-        let mut stacks = RawStacks::default();
-        for id in ids {
-            let Ok(key) = u32::try_from(id) else { continue };
-            if stacks.frames.contains_key(&key) {
-                continue;
-            }
-            let frames = match stack_map.get(&key, 0) {
-                Ok(trace) => trace.frames().iter().map(|f| f.ip).collect(),
-                Err(err) => {
-                    log::debug!("stack {id} unreadable: {err}");
-                    Vec::new()
-                }
-            };
-            stacks.frames.insert(key, frames);
-        }
-        Ok(stacks)
-    }
-
-    /// Reads the stack tops kept with the first sample of each key in the map `name`.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_stack_tops<K: aya::Pod + Eq + std::hash::Hash>(
-        &self,
-        name: &str,
-    ) -> Result<HashMap<K, StackTop>> {
-        let tops: Vec<(K, StackTopRaw)> = self.read_hash(name)?;
-        Ok(tops
-            .into_iter()
-            .map(|(key, top)| {
-                (
-                    key,
-                    StackTop {
-                        sp: top.sp,
-                        bp: top.bp,
-                        words: top.words.to_vec(),
-                    },
-                )
-            })
-            .collect())
-    }
-
     fn map(&self, name: &str) -> Result<&aya::maps::Map> {
         self.ebpf
             .map(name)
@@ -365,4 +312,28 @@ impl Probes {
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
     ebpf.program_mut(name)
         .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))
+}
+
+/// Bytes of sample ring buffer for a run: half a second of samples at the expected rate
+/// (`frequency` on every one of `cpus`, plus stack samples of I/O and blocking sites), as a
+/// power of two between 1 MiB and 256 MiB, so a slow drain or a burst loses nothing.
+pub fn ring_bytes(frequency: u64, cpus: usize, record_bytes: u64) -> u32 {
+    // I/O and blocking sites add stack samples at rates of their own: room for as many
+    // again as the CPU samples.
+    let per_second = 2 * frequency.max(1) * cpus.max(1) as u64 * record_bytes;
+    let wanted = (per_second / 2).clamp(1 << 20, 1 << 28);
+    u32::try_from(wanted.next_power_of_two()).unwrap_or(1 << 28)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_size_is_a_bounded_power_of_two() {
+        assert_eq!(ring_bytes(99, 2, 18_000), 4 << 20);
+        assert_eq!(ring_bytes(1, 1, 100), 1 << 20);
+        assert_eq!(ring_bytes(100_000, 128, 66_000), 1 << 28);
+        assert!(ring_bytes(999, 2, 18_000).is_power_of_two());
+    }
 }

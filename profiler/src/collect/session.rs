@@ -1,7 +1,7 @@
-//! One profiling run: load and attach, launch or find the targets, wait for the end of the
-//! window while snapshotting processes, then collect what the kernel aggregated.
+//! One profiling run: load and attach, launch or find the targets, unwind and count the
+//! stack samples as they arrive until the end of the window, then collect what the kernel
+//! aggregated.
 
-use std::collections::HashMap;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -9,23 +9,26 @@ use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use profiler_common::{
-    BlockKey, BlockStackKey, BlockValue, CpuKey, CpuValue, InFlight, IoKey, IoStackKey, IoValue,
-    ProcEvent, counter, futex_syscall, proc_event,
+    BlockKey, BlockValue, InFlight, IoKey, IoValue, ProcEvent, counter, futex_syscall, proc_event,
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{Config, Target};
+use crate::collect::probes::{self, Counters, LoadOptions, Probes};
+use crate::collect::procmaps::ProcessTable;
+use crate::collect::samples::{Collector, Samples};
+use crate::collect::tracefs;
+use crate::config::{CallGraph, Config, Target};
 use crate::cpustat::CpuTimes;
-use crate::probes::{Counters, LoadOptions, Probes, RawStacks};
-use crate::procmaps::ProcessTable;
 use crate::selfcost::KernelCost;
-use crate::unwind::StackTop;
-use crate::{launch, preflight, tracefs};
+use crate::{launch, preflight};
 
 const TICK: Duration = Duration::from_millis(250);
+/// How often the sample ring buffer is drained when no sample wakes the profiler earlier:
+/// often, so that a short-lived process's mappings are read while it still lives.
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
 /// How often live processes' mappings are re-read, to catch `dlopen` and late mappings.
 const REFRESH_EVERY_TICKS: u32 = 16;
 
@@ -53,18 +56,6 @@ impl std::fmt::Display for StopReason {
     }
 }
 
-/// The tops of user stacks copied with the first sample of each aggregation key, from which
-/// the frames a frame-pointer walk skipped are recovered (see [`crate::unwind`]).
-#[derive(Debug, Default)]
-pub struct StackTops {
-    /// By CPU sample key.
-    pub cpu: HashMap<CpuKey, StackTop>,
-    /// By I/O (call site, stack) sample key.
-    pub io: HashMap<IoStackKey, StackTop>,
-    /// By blocking (wait site, stack) sample key.
-    pub block: HashMap<BlockStackKey, StackTop>,
-}
-
 /// What a run collected, unresolved: symbolization happens afterwards, once.
 pub struct RunOutcome {
     /// When sampling started.
@@ -83,25 +74,21 @@ pub struct RunOutcome {
     pub window_end: Instant,
     /// The kernel programs' counters at the end.
     pub counters: Counters,
-    /// Raw CPU sample counts by (pid, tid, user stack, kernel stack).
-    pub cpu_samples: Vec<(CpuKey, CpuValue)>,
+    /// How user stacks were taken.
+    pub call_graph: CallGraph,
+    /// Bytes of sample ring buffer the run had.
+    pub ring_bytes: u32,
+    /// The stack samples, unwound and counted by stack.
+    pub samples: Samples,
     /// What the traced I/O syscalls did, by call site.
     pub io_calls: Vec<(IoKey, IoValue)>,
-    /// How often each stack was sampled at each I/O call site.
-    pub io_stack_samples: Vec<(IoStackKey, u64)>,
     /// Futex waits by site and futex.
     pub block_waits: Vec<(BlockKey, BlockValue)>,
-    /// How often each stack was sampled at each wait site.
-    pub block_stack_samples: Vec<(BlockStackKey, u64)>,
     /// Futex waits still in progress when the window closed.
     pub waits_in_progress: Vec<InFlight>,
     /// The kernel's monotonic clock (`bpf_ktime_get_ns`) when the window closed, to time the
     /// waits still in progress.
     pub window_end_ktime_ns: u64,
-    /// The tops of the user stacks, copied with the first sample of each key.
-    pub stack_tops: StackTops,
-    /// The stacks the samples and calls reference.
-    pub stacks: RawStacks,
     /// Mapping snapshots of every sampled process.
     pub processes: ProcessTable,
 }
@@ -113,11 +100,22 @@ pub struct RunOutcome {
 pub async fn run(config: &Config) -> Result<RunOutcome> {
     let tracefs = tracefs::ensure_mounted()?;
     let fork_offset = tracefs::field_offset(&tracefs, "sched", "sched_process_fork", "child_pid")?;
+    let possible_cpus = aya::util::nr_cpus().map_err(|(path, err)| {
+        anyhow::anyhow!("cannot read the possible CPUs from {path}: {err}")
+    })?;
+    let ring_bytes = probes::ring_bytes(
+        config.frequency,
+        possible_cpus,
+        config.call_graph.record_bytes(),
+    );
     let options = LoadOptions {
         filter: !matches!(config.target, Target::Host),
         fork_child_pid_offset: fork_offset,
         io: config.profiles.io,
         block: config.profiles.block,
+        call_graph: config.call_graph,
+        ring_bytes,
+        possible_cpus: u32::try_from(possible_cpus).unwrap_or(u32::MAX),
     };
     let mut probes = Probes::load(&preflight::btf_path(), &options)?;
     probes.attach_tracepoints()?;
@@ -133,6 +131,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let mut events =
         unsafe { AsyncFd::register_with_interest(probes.take_proc_events()?, Interest::READABLE) }
             .map_err(|err| anyhow::anyhow!("cannot poll the process-event ring buffer: {err}"))?;
+    // SAFETY: as above, for the sample ring buffer.
+    let mut sample_ring =
+        unsafe { AsyncFd::register_with_interest(probes.take_samples()?, Interest::READABLE) }
+            .map_err(|err| anyhow::anyhow!("cannot poll the sample ring buffer: {err}"))?;
+    let mut collector = Collector::default();
     if config.profiles.io || config.profiles.block {
         probes.attach_syscalls()?;
     }
@@ -155,6 +158,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut tick = tokio::time::interval(TICK);
+    let mut drain = tokio::time::interval(DRAIN_EVERY);
     let status = status_line();
     let mut ticks = 0u32;
     let stop = loop {
@@ -167,6 +171,14 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
                 let mut guard = guard.context("cannot poll the process-event ring buffer")?;
                 drain_events(guard.get_inner_mut(), &mut processes);
                 guard.clear_ready();
+            }
+            guard = sample_ring.readable_mut() => {
+                let mut guard = guard.context("cannot poll the sample ring buffer")?;
+                drain_samples(guard.get_inner_mut(), &mut collector, &mut processes);
+                guard.clear_ready();
+            }
+            _ = drain.tick() => {
+                drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
             }
             _ = tick.tick() => {
                 ticks += 1;
@@ -192,32 +204,19 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     status.finish_and_clear();
     probes.stop();
     drain_events(events.get_mut(), &mut processes);
+    drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
     processes.refresh();
     probes.flush_logs();
     if let (Some(pid), StopReason::Elapsed | StopReason::Signal(_)) = (command_pid, &stop) {
         eprintln!("profiler: the command (pid {pid}) is still running; it was left alone");
     }
-    let cpu_samples = probes.read_cpu_samples()?;
     let io_calls = probes.read_io_calls()?;
-    let io_stack_samples = probes.read_io_stack_samples()?;
     let block_waits = probes.read_block_waits()?;
-    let block_stack_samples = probes.read_block_stack_samples()?;
     let waits_in_progress = probes
         .read_in_flight()?
         .into_iter()
         .filter(|entry| entry.syscall >= futex_syscall::FUTEX)
         .collect();
-    let stack_ids = cpu_samples
-        .iter()
-        .flat_map(|(k, _)| [k.user_stack_id, k.kernel_stack_id])
-        .chain(io_stack_samples.iter().map(|(k, _)| k.user_stack_id))
-        .chain(block_stack_samples.iter().map(|(k, _)| k.user_stack_id));
-    let stacks = probes.read_stacks(stack_ids)?;
-    let stack_tops = StackTops {
-        cpu: probes.read_stack_tops("CPU_STACK_TOPS")?,
-        io: probes.read_stack_tops("IO_STACK_TOPS")?,
-        block: probes.read_stack_tops("BLOCK_STACK_TOPS")?,
-    };
     Ok(RunOutcome {
         start,
         duration,
@@ -227,15 +226,13 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         kernel_cost,
         window_end: started + duration,
         counters: probes.counters()?,
-        cpu_samples,
+        call_graph: config.call_graph,
+        ring_bytes,
+        samples: collector.finish(),
         io_calls,
-        io_stack_samples,
         block_waits,
-        block_stack_samples,
         waits_in_progress,
         window_end_ktime_ns,
-        stacks,
-        stack_tops,
         processes,
     })
 }
@@ -279,9 +276,22 @@ fn drain_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
         }
         // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
         let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-        if event.kind == proc_event::NEW_KEY {
-            processes.note_new_key(event.pid, event.ip, event.fd);
+        match event.kind {
+            proc_event::NEW_KEY => processes.note_new_key(event.pid, event.ip, event.fd),
+            proc_event::FORK => processes.note_fork(event.parent, event.pid),
+            _ => {}
         }
+    }
+}
+
+/// Unwinds and counts every stack sample waiting in the ring buffer.
+fn drain_samples(
+    ring: &mut RingBuf<MapData>,
+    collector: &mut Collector,
+    processes: &mut ProcessTable,
+) {
+    while let Some(item) = ring.next() {
+        collector.add(&item, processes);
     }
 }
 
@@ -310,12 +320,11 @@ fn status_text(elapsed: Duration, duration: Option<Duration>, counters: &Counter
         Some(d) => format!("{elapsed_s:.1}s of {:.1}s", d.as_secs_f64()),
         None => format!("{elapsed_s:.1}s (Ctrl-C to stop)"),
     };
-    let lost = counters.get(counter::LOST_USER_STACK)
-        + counters.get(counter::LOST_KERNEL_STACK)
-        + counters.get(counter::LOST_AGG_FULL)
+    let lost = counters.get(counter::LOST_CPU_SAMPLES)
+        + counters.get(counter::LOST_IO_STACK)
+        + counters.get(counter::LOST_BLOCK_STACK)
         + counters.get(counter::LOST_IO_FULL)
-        + counters.get(counter::LOST_SLOT)
-        + counters.get(counter::LOST_IO_STACK);
+        + counters.get(counter::LOST_SLOT);
     format!(
         "profiling: {window} | {} samples | {} I/O calls | {lost} lost",
         counters.get(counter::RECORDED),

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 
 use profiler_common::{BlockKey, counter, wait_outcome};
 
+use crate::build::cpu::comm;
+use crate::build::stacks::{StackResolver, stacks_by_site};
+use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::cpu_profile::comm;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::run_facts;
-use crate::session::RunOutcome;
-use crate::stacks::{StackResolver, stacks_by_site};
 
 /// Index of `contentions` in the blocking profile's sample types.
 pub const CONTENTIONS: usize = 0;
@@ -42,7 +42,7 @@ pub fn build<'run>(
         builder.comment(comment);
     }
     resolver.prepare_run(run, config);
-    let stacks_of = stacks_by_site(&run.block_stack_samples, &run.stack_tops.block);
+    let stacks_of = stacks_by_site(&run.samples.block);
     let mut comms = HashMap::new();
     let skip = |pid: u32| config.is_own_process(pid);
     for (key, value) in &run.block_waits {
@@ -103,11 +103,13 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
             .to_owned(),
         format!(
             "waits: {} completed, {} still in progress at the end (counted up to it); lost: {} \
-             (blocking map full), {} stack samples (stack-map collisions or full map)",
+             (blocking map full); stack samples: {} taken, {} lost (ring buffer full)",
             c.get(counter::BLOCK_WAITS),
             run.waits_in_progress.len(),
             c.get(counter::LOST_BLOCK_FULL),
+            c.get(counter::BLOCK_STACKS),
             c.get(counter::LOST_BLOCK_STACK)
         ),
+        run_facts::unwinding(run),
     ]
 }

@@ -1,8 +1,9 @@
 //! Turns raw addresses into source frames with blazesym, once, at the end of the run.
 //!
 //! User addresses are resolved against the mapping snapshots taken while each process lived
-//! (see [`crate::procmaps`]): the address becomes a file offset in the mapped ELF file, which
-//! works just as well after the process has exited. An address that cannot be symbolized is
+//! (see [`crate::collect::procmaps`]): the address becomes a file offset in the mapped ELF
+//! file, read through the descriptor held since the mapping was first seen, which works just
+//! as well after the process has exited and for files in other mount namespaces. An address that cannot be symbolized is
 //! data, not an error: it becomes a `module+0xoffset` or `[unknown]` frame.
 //!
 //! Symbolization takes two passes, so that the run's memory stays small. First every address
@@ -15,14 +16,13 @@
 //! [`Symbolizer::kernel`] read the frames from the results.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::time::Instant;
 
 use blazesym::MaybeDefault;
 use blazesym::symbolize::source::{Elf, Kernel, Source};
 use blazesym::symbolize::{CodeInfo, Input, Symbolized, Symbolizer as Blazesym};
 
-use crate::procmaps::{MapEntry, ProcessInfo};
+use crate::collect::procmaps::{MapEntry, ProcessInfo};
 use crate::profile::{Line, Mapping};
 
 /// The pseudo file name of kernel code, as perf calls it.
@@ -45,11 +45,12 @@ pub struct Symbolizer {
     kernel_lines: HashMap<u64, Vec<Line>>,
     /// Kernel lookup addresses requested and not resolved yet.
     kernel_requests: BTreeSet<u64>,
-    /// Frames of the user addresses resolved so far, by file and offset in it.
+    /// Frames of the user addresses resolved so far, by file (the path through which it is
+    /// opened) and offset in it.
     file_lines: HashMap<String, HashMap<u64, Vec<Line>>>,
-    /// File offsets requested and not resolved yet, by file.
-    file_requests: BTreeMap<String, BTreeSet<u64>>,
-    build_ids: HashMap<String, Option<String>>,
+    /// File offsets requested and not resolved yet, by file: the path to open it by, and
+    /// the path to name it by.
+    file_requests: BTreeMap<(String, String), BTreeSet<u64>>,
 }
 
 impl Symbolizer {
@@ -66,21 +67,21 @@ impl Symbolizer {
         let Some((entry, file_offset)) = locate(process, addr, call_site) else {
             return;
         };
-        if !entry.is_file()
-            || self
-                .file_lines
-                .get(&entry.path)
-                .is_some_and(|lines| lines.contains_key(&file_offset))
+        let Some(file) = &entry.file else {
+            return;
+        };
+        let open = file.open_path();
+        if self
+            .file_lines
+            .get(&open)
+            .is_some_and(|lines| lines.contains_key(&file_offset))
         {
             return;
         }
-        // The path is copied once per file, not once per address.
-        if let Some(offsets) = self.file_requests.get_mut(&entry.path) {
-            offsets.insert(file_offset);
-        } else {
-            self.file_requests
-                .insert(entry.path.clone(), BTreeSet::from([file_offset]));
-        }
+        self.file_requests
+            .entry((open, entry.path.clone()))
+            .or_default()
+            .insert(file_offset);
     }
 
     /// Asks for the kernel address `addr` to be symbolized by the next
@@ -111,9 +112,9 @@ impl Symbolizer {
                 // Without a thread, the batch runs after the files.
                 Some(batch.map_err(|err| log::debug!("no thread for kallsyms: {err}")))
             };
-            for (path, offsets) in files {
+            for ((open, name), offsets) in files {
                 let offsets: Vec<u64> = offsets.into_iter().collect();
-                self.resolve_file(&path, &offsets);
+                self.resolve_file(&open, &name, &offsets);
             }
             let lines = match kernel_batch {
                 None => return,
@@ -147,16 +148,11 @@ impl Symbolizer {
             limit: entry.end,
             file_offset: entry.offset,
             path: entry.path.clone(),
-            build_id: if entry.is_file() {
-                self.build_id(&entry.path)
-            } else {
-                None
-            },
+            build_id: entry.file.as_ref().and_then(|f| f.build_id_hex()),
         };
-        let lines = if entry.is_file() {
-            self.file_lines(&entry.path, file_offset)
-        } else {
-            vec![unknown_line(&module_offset(&entry.path, file_offset))]
+        let lines = match &entry.file {
+            Some(file) => self.file_lines(&file.open_path(), &entry.path, file_offset),
+            None => vec![unknown_line(&module_offset(&entry.path, file_offset))],
         };
         UserFrame {
             mapping: Some(mapping),
@@ -176,53 +172,42 @@ impl Symbolizer {
         self.kernel_lines[&lookup].clone()
     }
 
-    fn file_lines(&mut self, path: &str, file_offset: u64) -> Vec<Line> {
+    fn file_lines(&mut self, open: &str, name: &str, file_offset: u64) -> Vec<Line> {
         let known = self
             .file_lines
-            .get(path)
+            .get(open)
             .is_some_and(|lines| lines.contains_key(&file_offset));
         if !known {
-            log::debug!("{path}+{file_offset:#x} was not requested: symbolized alone");
-            self.resolve_file(path, &[file_offset]);
+            log::debug!("{name}+{file_offset:#x} was not requested: symbolized alone");
+            self.resolve_file(open, name, &[file_offset]);
         }
-        self.file_lines[path][&file_offset].clone()
+        self.file_lines[open][&file_offset].clone()
     }
 
-    /// Symbolizes offsets of one file in one batch.
-    fn resolve_file(&mut self, path: &str, offsets: &[u64]) {
+    /// Symbolizes offsets of one file in one batch: the file opened by path `open`, named
+    /// `name` in frames that cannot be symbolized.
+    fn resolve_file(&mut self, open: &str, name: &str, offsets: &[u64]) {
         let started = Instant::now();
         // A symbolizer for this file alone: dropping it at the end of the batch frees the
         // file's mapping and its parsed symbols and DWARF before the next file is opened.
         let blazesym = Blazesym::new();
         // DWARF stays on (`Elf::new` looks for debug files too): file and line are wanted
         // wherever debug information exists.
-        let source = Source::Elf(Elf::new(path));
+        let source = Source::Elf(Elf::new(open));
         let symbolized = blazesym.symbolize(&source, Input::FileOffset(offsets));
-        let lines = batch_lines(path, offsets, symbolized, |offset| {
-            module_offset(path, offset)
+        let lines = batch_lines(name, offsets, symbolized, |offset| {
+            module_offset(name, offset)
         });
         self.file_lines
-            .entry(path.to_owned())
+            .entry(open.to_owned())
             .or_default()
             .extend(offsets.iter().copied().zip(lines));
         drop(blazesym);
         log::debug!(
-            "symbolized {} offsets in {path} in {:?}",
+            "symbolized {} offsets in {name} in {:?}",
             offsets.len(),
             started.elapsed()
         );
-    }
-
-    fn build_id(&mut self, path: &str) -> Option<String> {
-        if let Some(id) = self.build_ids.get(path) {
-            return id.clone();
-        }
-        let id = blazesym::helper::read_elf_build_id(&Path::new(path))
-            .ok()
-            .flatten()
-            .map(|id| id.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        self.build_ids.insert(path.to_owned(), id.clone());
-        id
     }
 }
 
@@ -356,7 +341,9 @@ fn module_offset(path: &str, offset: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::procmaps::ProcessTable;
+    use crate::collect::files::ObjectFile;
+    use crate::collect::procmaps::{FileKey, ProcessTable};
+    use std::sync::Arc;
 
     #[inline(never)]
     fn a_function_to_find() -> u64 {
@@ -435,30 +422,44 @@ mod tests {
 
     #[test]
     fn a_file_that_cannot_be_read_gives_module_offsets() {
-        let entry = |path: &str, start| MapEntry {
+        let garbage = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut &garbage, b"not an ELF file").unwrap();
+        let held = Arc::new(ObjectFile {
+            path: "/container/lib/libjunk.so".to_owned(),
+            file: garbage,
+            build_id: None,
+        });
+        let entry = |path: &str, start, file: Option<Arc<ObjectFile>>| MapEntry {
             start,
             end: start + 0x1000,
             offset: 0x3000,
             path: path.to_owned(),
+            key: FileKey::default(),
+            file,
         };
         let process = ProcessInfo {
             maps: vec![
-                entry("/nonexistent/libgone.so", 0x1000),
-                entry("[vdso]", 0x5000),
+                entry("/nonexistent/libgone.so", 0x1000, None),
+                entry("/container/lib/libjunk.so", 0x5000, Some(held)),
             ],
-            fds: HashMap::new(),
+            ..ProcessInfo::default()
         };
         let mut symbolizer = Symbolizer::new();
         symbolizer.request_user(Some(&process), 0x1010, false);
         symbolizer.request_user(Some(&process), 0x5010, false);
-        // Only the file is symbolized: a pseudo mapping has nothing to open.
+        // Only the held file is symbolized: a mapping whose file was never opened has
+        // nothing to read.
         assert_eq!(symbolizer.file_requests.len(), 1);
         symbolizer.resolve_requests();
         let gone = symbolizer.user(Some(&process), 0x1010, false);
         assert_eq!(gone.lines[0].function, "libgone.so+0x3010");
         assert_eq!(gone.mapping.map(|m| m.build_id), Some(None));
-        let vdso = symbolizer.user(Some(&process), 0x5010, false);
-        assert_eq!(vdso.lines[0].function, "[vdso]+0x3010");
+        let junk = symbolizer.user(Some(&process), 0x5010, false);
+        assert_eq!(junk.lines[0].function, "libjunk.so+0x3010");
+        assert_eq!(
+            junk.mapping.map(|m| m.path),
+            Some("/container/lib/libjunk.so".to_owned())
+        );
     }
 
     #[test]

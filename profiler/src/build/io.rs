@@ -2,12 +2,12 @@
 
 use profiler_common::{counter, io_syscall};
 
+use crate::build::cpu::comm;
+use crate::build::stacks::{StackResolver, stacks_by_site};
+use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::cpu_profile::comm;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::run_facts;
-use crate::session::RunOutcome;
-use crate::stacks::{StackResolver, stacks_by_site};
 
 /// Index of `calls` in the I/O profile's sample types.
 pub const CALLS: usize = 0;
@@ -42,7 +42,7 @@ pub fn build<'run>(
         builder.comment(comment);
     }
     resolver.prepare_run(run, config);
-    let mut stacks_of = stacks_by_site(&run.io_stack_samples, &run.stack_tops.io);
+    let mut stacks_of = stacks_by_site(&run.samples.io);
     for (key, value) in &run.io_calls {
         // In command mode the profiler is a target for the instant it forks the command.
         if config.is_own_process(key.pid) {
@@ -81,11 +81,13 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
             .to_owned(),
         format!(
             "calls: {} traced; lost: {} (I/O map full), {} (entry overwritten by a thread \
-             sharing its slot); {} stacks lost (stack-map collisions or full map)",
+             sharing its slot); stack samples: {} taken, {} lost (ring buffer full)",
             c.get(counter::IO_CALLS),
             c.get(counter::LOST_IO_FULL),
             c.get(counter::LOST_SLOT),
+            c.get(counter::IO_STACKS),
             c.get(counter::LOST_IO_STACK)
         ),
+        run_facts::unwinding(run),
     ]
 }

@@ -2,11 +2,13 @@
 
 use profiler_common::{COMM_LEN, counter};
 
+use crate::collect::samples::{StackHandle, StackTable, UserStack};
+
+use crate::build::stacks::StackResolver;
+use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::run_facts;
-use crate::session::RunOutcome;
-use crate::stacks::StackResolver;
 
 /// Builds the symbolized CPU profile: sample types `samples/count` and `cpu/nanoseconds`,
 /// labels `pid`, `tid` and `comm`, and comments saying what was received, expected and lost.
@@ -32,28 +34,31 @@ pub fn build<'run>(
         builder.comment(comment);
     }
     resolver.prepare_run(run, config);
-    for (key, value) in &run.cpu_samples {
+    let mut samples: Vec<_> = run.samples.cpu.iter().collect();
+    // The same profile whatever the hash map's order.
+    samples.sort_by_key(|(key, _)| (key.pid, key.tid, key.kernel, user_order(key.user)));
+    for (key, &count) in samples {
         // In command mode the profiler is a target for the instant it forks the command.
         if config.is_own_process(key.pid) {
             continue;
         }
-        let top = run.stack_tops.cpu.get(key);
-        let stack = resolver.intern(
-            &mut builder,
-            key.pid,
-            key.user_stack_id,
-            key.kernel_stack_id,
-            top,
-        );
-        let count = value.count as i64;
+        let stack = resolver.intern(&mut builder, key.pid, key.user, key.kernel);
+        let count = count as i64;
         let labels = vec![
             Label::num("pid", i64::from(key.pid)),
             Label::num("tid", i64::from(key.tid)),
-            Label::str("comm", comm(&value.comm)),
+            Label::str("comm", comm(&key.comm)),
         ];
         builder.add_sample(stack, &[count, count * period_ns], labels);
     }
     builder.build()
+}
+
+fn user_order(user: UserStack) -> (u8, StackHandle) {
+    match user {
+        UserStack::Frames(handle) => (0, handle),
+        UserStack::Unreadable => (1, StackTable::EMPTY),
+    }
 }
 
 /// A NUL-padded kernel command name as text.
@@ -73,8 +78,8 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
     let mut lines = vec![
         run_facts::describe(run, config),
         format!(
-            "sampling: cpu-clock at {} Hz on every CPU",
-            config.frequency
+            "sampling: cpu-clock at {} Hz on every CPU; call graph: {}",
+            config.frequency, run.call_graph
         ),
         format!(
             "received: {busy_ticks} ticks on busy CPUs of {expected_busy:.0} expected \
@@ -92,12 +97,13 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
             c.get(counter::FILTERED)
         ),
         format!(
-            "lost: {} samples (aggregation map full), {} user and {} kernel stacks \
-             (stack-map collisions or full map, kept as [... stack lost] frames)",
-            c.get(counter::LOST_AGG_FULL),
-            c.get(counter::LOST_USER_STACK),
+            "lost: {} samples (ring buffer full); {} user stacks unreadable, {} kernel stacks \
+             not taken",
+            c.get(counter::LOST_CPU_SAMPLES),
+            c.get(counter::USER_STACK_UNREADABLE),
             c.get(counter::LOST_KERNEL_STACK)
         ),
+        run_facts::unwinding(run),
     ];
     let proc_lost = c.get(counter::LOST_PROC_EVENTS);
     let forks_lost = c.get(counter::LOST_FORKS);

@@ -1,0 +1,14 @@
+//! Byte offsets of the registers the programs read in x86-64's `struct pt_regs` (r15, r14,
+//! r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss).
+//! One table for every program, so an offset never means a word index somewhere else.
+
+/// `rbp`, the frame pointer.
+pub const BP: usize = 4 * 8;
+/// `rsi`, the second syscall argument.
+pub const SI: usize = 13 * 8;
+/// `rdi`, the first syscall argument.
+pub const DI: usize = 14 * 8;
+/// The user instruction pointer.
+pub const IP: usize = 16 * 8;
+/// The user stack pointer.
+pub const SP: usize = 19 * 8;

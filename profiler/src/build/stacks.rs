@@ -1,0 +1,339 @@
+//! Turns the run's unwound stacks into interned profile stacks: kernel frames, then user
+//! frames, with a marker where a user stack could not be read. Every profile builds its
+//! stacks here.
+//!
+//! Before the first stack is interned, [`StackResolver::prepare_run`] goes over every stack
+//! the run's profiles will intern and symbolizes all their addresses in one batch per file
+//! (see [`crate::symbolize`]), so that each file is read once and its parsed data freed
+//! before the next. Interning then only reads the results.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::collect::procmaps::ProcessTable;
+use crate::collect::samples::{StackHandle, StackTable, UserStack};
+use crate::collect::session::RunOutcome;
+use crate::config::Config;
+use crate::profile::{Label, Line, Location, Mapping, ProfileBuilder};
+use crate::symbolize::{KERNEL_MAPPING, Symbolizer};
+
+/// A user stack sampled at a call site and how often it was seen there.
+#[derive(Debug, Clone, Copy)]
+pub struct SampledStack {
+    /// The stack.
+    pub user: UserStack,
+    /// Times it was sampled at the site.
+    pub seen: u64,
+}
+
+/// The stacks sampled at each call site, with how often each was seen.
+pub fn stacks_by_site<K: Copy + Eq + std::hash::Hash>(
+    samples: &HashMap<(K, UserStack), u64>,
+) -> HashMap<K, Vec<SampledStack>> {
+    let mut by_site: HashMap<K, Vec<SampledStack>> = HashMap::new();
+    for (&(site, user), &seen) in samples {
+        by_site
+            .entry(site)
+            .or_default()
+            .push(SampledStack { user, seen });
+    }
+    // The same order whatever the hash map's, so profiles come out the same.
+    for stacks in by_site.values_mut() {
+        stacks.sort_by_key(|s| match s.user {
+            UserStack::Frames(handle) => (0, handle),
+            UserStack::Unreadable => (1, StackTable::EMPTY),
+        });
+    }
+    by_site
+}
+
+/// Resolves stacks of one run into locations of profiles being built.
+pub struct StackResolver<'run> {
+    stacks: &'run StackTable,
+    processes: &'run ProcessTable,
+    symbolizer: Symbolizer,
+    /// Whether [`Self::prepare_run`] was called.
+    prepared_run: bool,
+}
+
+impl<'run> StackResolver<'run> {
+    /// A resolver over the stacks and process snapshots of one run.
+    pub fn new(stacks: &'run StackTable, processes: &'run ProcessTable) -> Self {
+        Self {
+            stacks,
+            processes,
+            symbolizer: Symbolizer::new(),
+            prepared_run: false,
+        }
+    }
+
+    /// The process snapshots of the run.
+    pub fn processes(&self) -> &'run ProcessTable {
+        self.processes
+    }
+
+    /// Symbolizes, in one batch per file, every address of the stacks the profiles of `run`
+    /// that `config` asks for will intern; only the first call does anything, so each
+    /// profile can make it before interning.
+    pub fn prepare_run(&mut self, run: &'run RunOutcome, config: &Config) {
+        if self.prepared_run {
+            return;
+        }
+        self.prepared_run = true;
+        let started = Instant::now();
+        // As the profiles do: in command mode the profiler is a target for the instant it
+        // forks the command, and its own samples are left out.
+        let skip = |pid: u32| config.is_own_process(pid);
+        let profiles = config.profiles;
+        let samples = &run.samples;
+        let cpu = samples
+            .cpu
+            .keys()
+            .filter(|key| profiles.cpu && !skip(key.pid))
+            .map(|key| (key.pid, key.user, key.kernel));
+        // Call sites intern their sampled user stacks alone (see `add_site`).
+        let io = samples
+            .io
+            .keys()
+            .filter(|(site, _)| profiles.io && !skip(site.pid))
+            .map(|(site, user)| (site.pid, *user, StackTable::EMPTY));
+        let block = samples
+            .block
+            .keys()
+            .filter(|(site, _)| profiles.block && !skip(site.pid))
+            .map(|(site, user)| (site.pid, *user, StackTable::EMPTY));
+        let mut count = 0;
+        for (pid, user, kernel) in cpu.chain(io).chain(block) {
+            count += 1;
+            self.request(pid, user, kernel);
+        }
+        self.symbolizer.resolve_requests();
+        log::debug!("symbolized {count} stacks in {:?}", started.elapsed());
+    }
+
+    /// Interns the stack of a sample of process `pid` into `builder`, leaf first: kernel
+    /// frames, then user frames. Never empty: a sample without any frame gets `[unknown]`.
+    ///
+    /// Reads what [`Self::prepare_run`] symbolized; a stack it was not given is symbolized
+    /// on its own, which is slow.
+    pub fn intern(
+        &mut self,
+        builder: &mut ProfileBuilder,
+        pid: u32,
+        user: UserStack,
+        kernel: StackHandle,
+    ) -> usize {
+        let mut locations = Vec::new();
+        for (i, &addr) in self.stacks.frames(kernel).iter().enumerate() {
+            let lines = self.symbolizer.kernel(addr, i > 0);
+            // Interned on first use, so that a user binary can be pprof's main mapping.
+            let mapping = builder.mapping(kernel_mapping());
+            locations.push(builder.location(Location {
+                address: addr,
+                mapping: Some(mapping),
+                lines,
+                kernel: true,
+            }));
+        }
+        let process = self.processes.get(pid);
+        match user {
+            UserStack::Frames(handle) => {
+                for (i, &addr) in self.stacks.frames(handle).iter().enumerate() {
+                    let frame = self.symbolizer.user(process, addr, i > 0);
+                    let mapping = frame.mapping.map(|m| builder.mapping(m));
+                    locations.push(builder.location(Location {
+                        address: addr,
+                        mapping,
+                        lines: frame.lines,
+                        kernel: false,
+                    }));
+                }
+            }
+            UserStack::Unreadable => {
+                locations.push(builder.location(marker("[user stack unreadable]", false)));
+            }
+        }
+        if locations.is_empty() {
+            locations.push(builder.location(marker("[unknown]", false)));
+        }
+        builder.stack(locations)
+    }
+
+    /// Adds the exact totals of a call site of process `pid` to `builder`, split over the
+    /// user stacks sampled at it in proportion to how often each was seen; a site whose
+    /// stack samples were all lost gets a lost-stack marker.
+    pub fn add_site(
+        &mut self,
+        builder: &mut ProfileBuilder,
+        pid: u32,
+        sampled: &[SampledStack],
+        totals: &[u64],
+        labels: &[Label],
+    ) {
+        if sampled.is_empty() {
+            let location = builder.location(marker("[user stack lost: ring buffer full]", false));
+            let stack = builder.stack(vec![location]);
+            let values: Vec<i64> = totals.iter().map(|&t| t as i64).collect();
+            builder.add_sample(stack, &values, labels.to_vec());
+            return;
+        }
+        let weights: Vec<u64> = sampled.iter().map(|s| s.seen).collect();
+        let shares: Vec<Vec<u64>> = totals.iter().map(|&t| apportion(t, &weights)).collect();
+        for (i, stack) in sampled.iter().enumerate() {
+            let stack = self.intern(builder, pid, stack.user, StackTable::EMPTY);
+            let values: Vec<i64> = shares.iter().map(|share| share[i] as i64).collect();
+            builder.add_sample(stack, &values, labels.to_vec());
+        }
+    }
+
+    /// Asks the symbolizer for a stack's addresses.
+    fn request(&mut self, pid: u32, user: UserStack, kernel: StackHandle) {
+        for (i, &addr) in self.stacks.frames(kernel).iter().enumerate() {
+            self.symbolizer.request_kernel(addr, i > 0);
+        }
+        let UserStack::Frames(handle) = user else {
+            return;
+        };
+        let process = self.processes.get(pid);
+        for (i, &addr) in self.stacks.frames(handle).iter().enumerate() {
+            self.symbolizer.request_user(process, addr, i > 0);
+        }
+    }
+}
+
+fn kernel_mapping() -> Mapping {
+    Mapping {
+        start: 0,
+        limit: u64::MAX,
+        file_offset: 0,
+        path: KERNEL_MAPPING.to_owned(),
+        build_id: None,
+    }
+}
+
+fn marker(name: &str, kernel: bool) -> Location {
+    Location {
+        address: 0,
+        mapping: None,
+        lines: vec![Line {
+            function: name.to_owned(),
+            file: None,
+            line: 0,
+        }],
+        kernel,
+    }
+}
+
+/// Splits `total` in proportion to `weights`, exactly: the parts add up to `total`, and the
+/// remainder goes to the largest fractional parts.
+pub fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
+    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    if sum == 0 {
+        let mut parts = vec![0; weights.len()];
+        if let Some(first) = parts.first_mut() {
+            *first = total;
+        }
+        return parts;
+    }
+    let exact: Vec<(u64, u128)> = weights
+        .iter()
+        .map(|&w| {
+            let scaled = u128::from(total) * u128::from(w);
+            ((scaled / sum) as u64, scaled % sum)
+        })
+        .collect();
+    let mut parts: Vec<u64> = exact.iter().map(|&(q, _)| q).collect();
+    let mut left = total - parts.iter().sum::<u64>();
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by(|&a, &b| exact[b].1.cmp(&exact[a].1));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        parts[i] += 1;
+        left -= 1;
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::ValueType;
+    use std::time::{Duration, SystemTime};
+
+    fn builder() -> ProfileBuilder {
+        ProfileBuilder::new(
+            "t",
+            vec![ValueType::new("samples", "count")],
+            SystemTime::UNIX_EPOCH,
+            Duration::ZERO,
+        )
+    }
+
+    #[test]
+    fn apportion_is_exact_and_proportional() {
+        assert_eq!(apportion(10, &[1]), vec![10]);
+        assert_eq!(apportion(10, &[1, 1]), vec![5, 5]);
+        assert_eq!(apportion(10, &[1, 2]), vec![3, 7]);
+        assert_eq!(apportion(7, &[0, 0]), vec![7, 0]);
+        let parts = apportion(1_000_003, &[3, 5, 7]);
+        assert_eq!(parts.iter().sum::<u64>(), 1_000_003);
+        assert_eq!(parts, vec![200_001, 333_334, 466_668]);
+    }
+
+    #[inline(never)]
+    fn a_leaf() -> u64 {
+        std::hint::black_box(7)
+    }
+
+    #[test]
+    fn interns_kernel_then_user_frames_with_markers() {
+        let mut processes = ProcessTable::default();
+        let pid = std::process::id();
+        assert!(processes.snapshot(pid));
+        let leaf = a_leaf as fn() -> _ as usize as u64;
+        let caller = interns_kernel_then_user_frames_with_markers as fn() as usize as u64 + 8;
+        let mut stacks = StackTable::default();
+        let user = UserStack::Frames(stacks.intern(vec![leaf, caller]));
+        let mut resolver = StackResolver::new(&stacks, &processes);
+        let mut b = builder();
+        let full = resolver.intern(&mut b, pid, user, StackTable::EMPTY);
+        let unreadable = resolver.intern(&mut b, pid, UserStack::Unreadable, StackTable::EMPTY);
+        let empty = resolver.intern(
+            &mut b,
+            pid,
+            UserStack::Frames(StackTable::EMPTY),
+            StackTable::EMPTY,
+        );
+        let profile = b.build();
+        let names = profile.stack_functions(full);
+        assert!(names.iter().any(|n| n.contains("a_leaf")), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .any(|n| n.contains("interns_kernel_then_user_frames_with_markers")),
+            "{names:?}"
+        );
+        assert_eq!(
+            profile.stack_functions(unreadable),
+            vec!["[user stack unreadable]"]
+        );
+        assert_eq!(profile.stack_functions(empty), vec!["[unknown]"]);
+    }
+
+    #[test]
+    fn a_site_without_stack_samples_keeps_its_totals() {
+        let stacks = StackTable::default();
+        let processes = ProcessTable::default();
+        let mut resolver = StackResolver::new(&stacks, &processes);
+        let mut b = builder();
+        resolver.add_site(&mut b, 1, &[], &[42], &[]);
+        let profile = b.build();
+        assert_eq!(profile.total(0), 42);
+        assert_eq!(
+            profile.stack_functions(profile.samples[0].stack),
+            vec!["[user stack lost: ring buffer full]"]
+        );
+    }
+}

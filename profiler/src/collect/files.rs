@@ -1,0 +1,182 @@
+//! The files mapped by profiled processes, opened once, from first sight, through the
+//! process's own view of them (`/proc/PID/map_files`): a binary that exists only inside a
+//! container's mount namespace, or whose process exits before the end of the run, can then
+//! still be unwound and symbolized. The vdso, which has no file, gets one: its image is the
+//! same in every process, so the profiler's own is copied into a memory file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
+use crate::collect::procmaps::FileKey;
+
+/// One mapped ELF file, held open for the rest of the run.
+#[derive(Debug)]
+pub struct ObjectFile {
+    /// The file's path as the process named it (in its own mount namespace), or `[vdso]`.
+    pub path: String,
+    /// The open file: reading it needs neither the process nor the path.
+    pub file: File,
+    /// The file's GNU build ID, when it has one.
+    pub build_id: Option<Vec<u8>>,
+}
+
+impl ObjectFile {
+    /// A path through which this process can open the file again (for libraries that take
+    /// paths), valid while the file is held.
+    pub fn open_path(&self) -> String {
+        format!("/proc/self/fd/{}", self.file.as_raw_fd())
+    }
+
+    /// The build ID in hex, as pprof and debuginfod spell it.
+    pub fn build_id_hex(&self) -> Option<String> {
+        let id = self.build_id.as_ref()?;
+        Some(id.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    fn new(path: String, file: File) -> Self {
+        let build_id = read_build_id(&file);
+        Self {
+            path,
+            file,
+            build_id,
+        }
+    }
+}
+
+/// The GNU build ID of an ELF file, reading only its headers and notes.
+fn read_build_id(file: &File) -> Option<Vec<u8>> {
+    use object::Object;
+    let cache = object::ReadCache::new(file);
+    let elf = object::File::parse(&cache).ok()?;
+    elf.build_id().ok().flatten().map(<[u8]>::to_vec)
+}
+
+/// Every mapped file seen so far, by device and inode.
+#[derive(Debug, Default)]
+pub struct FileTable {
+    files: HashMap<FileKey, Option<Arc<ObjectFile>>>,
+    vdso: Option<Option<Arc<ObjectFile>>>,
+}
+
+impl FileTable {
+    /// The file mapped at `start..end` of process `pid` (named `path` in its maps), opened
+    /// the first time it is seen; `None` when it cannot be opened (the process is gone
+    /// before it was seen, or the file is not readable). A file is opened once whatever
+    /// number of processes map it.
+    pub fn open(
+        &mut self,
+        pid: u32,
+        key: FileKey,
+        start: u64,
+        end: u64,
+        path: &str,
+    ) -> Option<Arc<ObjectFile>> {
+        if path == "[vdso]" {
+            return self.vdso.get_or_insert_with(copy_own_vdso).clone();
+        }
+        if !path.starts_with('/') {
+            return None;
+        }
+        if let Some(known) = self.files.get(&key) {
+            return known.clone();
+        }
+        let opened = open_mapped(pid, key, start, end, path).map(Arc::new);
+        if opened.is_none() {
+            log::debug!("cannot open {path} mapped by pid {pid}: unwound by frame pointers");
+        }
+        // A failure is remembered too: a process that maps a file it cannot share is not
+        // asked again for every sample.
+        self.files.insert(key, opened.clone());
+        opened
+    }
+}
+
+/// Opens a mapped file through the process's `map_files` entry (its own mount namespace),
+/// else by path when the host's file there is the very same (device and inode).
+fn open_mapped(pid: u32, key: FileKey, start: u64, end: u64, path: &str) -> Option<ObjectFile> {
+    let name = path.trim_end_matches(" (deleted)").to_owned();
+    if let Ok(file) = File::open(format!("/proc/{pid}/map_files/{start:x}-{end:x}")) {
+        return Some(ObjectFile::new(name, file));
+    }
+    let file = File::open(&name).ok()?;
+    let meta = file.metadata().ok()?;
+    let same = libc::major(meta.dev()) == key.major
+        && libc::minor(meta.dev()) == key.minor
+        && meta.ino() == key.inode;
+    same.then(|| ObjectFile::new(name, file))
+}
+
+/// The vdso's image, copied from this process into a memory file: the kernel maps the same
+/// image into every 64-bit process.
+fn copy_own_vdso() -> Option<Arc<ObjectFile>> {
+    // SAFETY: getauxval has no preconditions; AT_SYSINFO_EHDR is the vdso's ELF header.
+    let base = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) };
+    if base == 0 {
+        return None;
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let size = maps.lines().find_map(|line| {
+        let (range, rest) = line.split_once(' ')?;
+        if !rest.ends_with("[vdso]") {
+            return None;
+        }
+        let (start, end) = range.split_once('-')?;
+        let (start, end) = (
+            u64::from_str_radix(start, 16).ok()?,
+            u64::from_str_radix(end, 16).ok()?,
+        );
+        (start == base).then(|| end - start)
+    })?;
+    // SAFETY: the vdso is mapped readable at `base` for `size` bytes for the life of the
+    // process.
+    let image = unsafe { std::slice::from_raw_parts(base as *const u8, size as usize) };
+    // SAFETY: a valid NUL-terminated name and flags; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"vdso".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a descriptor just created and owned by nothing else.
+    let mut file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    file.write_all(image).ok()?;
+    Some(Arc::new(ObjectFile::new("[vdso]".to_owned(), file)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_the_vdso_with_its_build_id() {
+        let mut table = FileTable::default();
+        let key = FileKey::default();
+        let vdso = table.open(1, key, 0, 0, "[vdso]").expect("a vdso");
+        assert_eq!(vdso.path, "[vdso]");
+        assert!(vdso.file.metadata().unwrap().len() >= 4096);
+        // The same copy serves every process.
+        let again = table.open(2, key, 0, 0, "[vdso]").unwrap();
+        assert!(Arc::ptr_eq(&vdso, &again));
+    }
+
+    #[test]
+    fn opens_this_process_s_executable_once() {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let entries = crate::collect::procmaps::parse_maps(&maps);
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let exe = exe.to_string_lossy();
+        let entry = entries.iter().find(|e| e.path == exe).expect("own mapping");
+        let mut table = FileTable::default();
+        let pid = std::process::id();
+        let file = table
+            .open(pid, entry.key, entry.start, entry.end, &entry.path)
+            .expect("opened");
+        assert_eq!(file.path, exe);
+        let again = table
+            .open(pid, entry.key, entry.start, entry.end, &entry.path)
+            .unwrap();
+        assert!(Arc::ptr_eq(&file, &again));
+    }
+}

@@ -1,0 +1,15 @@
+//! Collection: load the kernel programs, find or launch the targets, and gather what they
+//! report until the window closes.
+//!
+//! In: the run's [`crate::config::Config`]. Out: a [`session::RunOutcome`] with the
+//! kernel's exact per-site counts, every stack sample unwound and counted by stack
+//! ([`samples`]), and the processes' mappings with their files held open
+//! ([`procmaps`], [`files`]). Nothing here symbolizes: that happens once, afterwards.
+
+pub mod files;
+pub mod probes;
+pub mod procmaps;
+pub mod records;
+pub mod samples;
+pub mod session;
+pub mod tracefs;

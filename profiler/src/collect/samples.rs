@@ -1,0 +1,257 @@
+//! Counts the run's stack samples as they arrive: each is unwound at once (while its
+//! process's mappings are current) and its stacks interned, so only distinct stacks and
+//! their counts are kept, never the stack copies.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use profiler_common::{BlockKey, COMM_LEN, IoKey, sample_kind};
+
+use crate::collect::procmaps::{ProcessInfo, ProcessTable};
+use crate::collect::records::SampleView;
+use crate::unwind::{StackCopy, StackEnd, StackUnwinder, Unwound};
+
+/// How soon a process's mappings may be read again because a stack left them: JIT code
+/// lives outside any file, and must not make every sample re-read the maps.
+const REMAP_EVERY: Duration = Duration::from_millis(500);
+
+/// A distinct stack, by its index in a [`StackTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StackHandle(u32);
+
+/// Every distinct stack of the run, interned: addresses, leaf first.
+#[derive(Debug)]
+pub struct StackTable {
+    frames: Vec<Vec<u64>>,
+    index: HashMap<Vec<u64>, StackHandle>,
+}
+
+impl Default for StackTable {
+    fn default() -> Self {
+        let mut table = Self {
+            frames: Vec::new(),
+            index: HashMap::new(),
+        };
+        table.intern(Vec::new());
+        table
+    }
+}
+
+impl StackTable {
+    /// The empty stack (a kernel thread's user stack, a user-mode sample's kernel stack).
+    pub const EMPTY: StackHandle = StackHandle(0);
+
+    /// The id of `frames`, adding it if it is new.
+    pub fn intern(&mut self, frames: Vec<u64>) -> StackHandle {
+        if let Some(&id) = self.index.get(&frames) {
+            return id;
+        }
+        let id = StackHandle(u32::try_from(self.frames.len()).unwrap_or(u32::MAX));
+        self.frames.push(frames.clone());
+        self.index.insert(frames, id);
+        id
+    }
+
+    /// The addresses of a stack, leaf first.
+    pub fn frames(&self, id: StackHandle) -> &[u64] {
+        self.frames.get(id.0 as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Number of distinct stacks.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+}
+
+/// A sample's user stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UserStack {
+    /// Unwound (or walked) into these frames.
+    Frames(StackHandle),
+    /// The kernel could not read any of it.
+    Unreadable,
+}
+
+/// What one CPU sample is counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CpuSampleKey {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The thread's command name, NUL padded.
+    pub comm: [u8; COMM_LEN],
+    /// The user stack.
+    pub user: UserStack,
+    /// The kernel stack.
+    pub kernel: StackHandle,
+}
+
+/// How the samples' stacks were unwound, for the profiles' accounting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnwindStats {
+    /// Samples received, of every kind.
+    pub samples: u64,
+    /// Bytes received through the ring buffer.
+    pub bytes: u64,
+    /// Samples whose walk needed more stack than was copied.
+    pub copy_limit: u64,
+    /// Samples whose walk stopped early (unreadable or inconsistent stack).
+    pub stopped: u64,
+    /// Samples deeper than the frame limit.
+    pub too_deep: u64,
+    /// Items that could not be parsed (never sent by the kernel programs).
+    pub malformed: u64,
+}
+
+/// The run's samples, counted by stack.
+#[derive(Debug, Default)]
+pub struct Samples {
+    /// Every distinct stack.
+    pub stacks: StackTable,
+    /// CPU samples by thread and stacks.
+    pub cpu: HashMap<CpuSampleKey, u64>,
+    /// Stack samples of I/O call sites: how often each stack was seen at each site.
+    pub io: HashMap<(IoKey, UserStack), u64>,
+    /// Stack samples of wait sites: how often each stack was seen at each site.
+    pub block: HashMap<(BlockKey, UserStack), u64>,
+    /// How the stacks were unwound.
+    pub stats: UnwindStats,
+}
+
+/// Unwinds and counts samples as they arrive.
+#[derive(Default)]
+pub struct Collector {
+    samples: Samples,
+    unwinder: StackUnwinder,
+    remapped: HashMap<u32, Instant>,
+}
+
+impl Collector {
+    /// Counts one ring-buffer item, reading the process's mappings first when the sample
+    /// falls outside what is known of them.
+    pub fn add(&mut self, item: &[u8], processes: &mut ProcessTable) {
+        self.samples.stats.bytes += item.len() as u64;
+        let Some(view) = SampleView::parse(item) else {
+            self.samples.stats.malformed += 1;
+            return;
+        };
+        self.samples.stats.samples += 1;
+        let header = view.header;
+        let user = if view.user_unreadable() {
+            UserStack::Unreadable
+        } else {
+            let frames = self.user_frames(&view, processes);
+            UserStack::Frames(self.samples.stacks.intern(frames))
+        };
+        match header.kind {
+            sample_kind::CPU => {
+                let kernel = self.samples.stacks.intern(view.kernel_frames());
+                let key = CpuSampleKey {
+                    pid: header.pid,
+                    tid: header.tid,
+                    comm: header.comm,
+                    user,
+                    kernel,
+                };
+                *self.samples.cpu.entry(key).or_default() += 1;
+            }
+            sample_kind::IO => *self.samples.io.entry((header.io_site, user)).or_default() += 1,
+            sample_kind::BLOCK => {
+                *self
+                    .samples
+                    .block
+                    .entry((header.block_site, user))
+                    .or_default() += 1;
+            }
+            _ => self.samples.stats.malformed += 1,
+        }
+    }
+
+    /// The samples counted so far.
+    pub fn finish(self) -> Samples {
+        self.samples
+    }
+
+    fn user_frames(&mut self, view: &SampleView<'_>, processes: &mut ProcessTable) -> Vec<u64> {
+        let header = view.header;
+        let pid = header.pid;
+        let known = processes
+            .get(pid)
+            .is_some_and(|p| p.find(header.ip).is_some());
+        if !known {
+            // New code at the very instruction (an exec, a new library): always worth a
+            // read, unlike a return address outside the mappings (see `remap`).
+            self.remapped.insert(pid, Instant::now());
+            processes.snapshot_maps(pid);
+        }
+        if let Some(frames) = view.user_frames() {
+            // Frame-pointer mode: the kernel walked them; the mappings are only needed
+            // for symbolization, and were read above.
+            return frames;
+        }
+        let stack = StackCopy {
+            sp: header.sp,
+            bytes: view.user_stack(),
+            ends: view.stack_ends(),
+        };
+        let regs = (header.ip, header.sp, header.bp);
+        let Some(process) = processes.get(pid) else {
+            return vec![header.ip];
+        };
+        let mut unwound = self.unwinder.unwind(pid, process, regs, stack);
+        // A return address outside every known mapping is code mapped since (dlopen):
+        // read the mappings again and unwind once more.
+        if outside_mappings(process, &unwound)
+            && self.remap(pid, processes)
+            && let Some(process) = processes.get(pid)
+        {
+            unwound = self.unwinder.unwind(pid, process, regs, stack);
+        }
+        if unwound.end != StackEnd::Root {
+            log::trace!(
+                "pid {pid} ({}): stack ends {:?} after {} frames (sp {:#x}, {} bytes copied, \
+                 stack ends: {}, last frame {:#x}), {} mappings",
+                String::from_utf8_lossy(&header.comm),
+                unwound.end,
+                unwound.frames.len(),
+                header.sp,
+                stack.bytes.len(),
+                stack.ends,
+                unwound.frames.last().copied().unwrap_or(0),
+                processes.get(pid).map_or(0, |p| p.maps.len())
+            );
+        }
+        let stats = &mut self.samples.stats;
+        match unwound.end {
+            StackEnd::Root => {}
+            StackEnd::CopyLimit => stats.copy_limit += 1,
+            StackEnd::Stopped => stats.stopped += 1,
+            StackEnd::TooDeep => stats.too_deep += 1,
+        }
+        unwound.frames
+    }
+
+    /// Reads the mappings of `pid` again unless that was done very recently; returns
+    /// whether it did.
+    fn remap(&mut self, pid: u32, processes: &mut ProcessTable) -> bool {
+        let now = Instant::now();
+        if self
+            .remapped
+            .get(&pid)
+            .is_some_and(|&at| now.duration_since(at) < REMAP_EVERY)
+        {
+            return false;
+        }
+        self.remapped.insert(pid, now);
+        processes.snapshot_maps(pid)
+    }
+}
+
+fn outside_mappings(process: &ProcessInfo, unwound: &Unwound) -> bool {
+    unwound
+        .frames
+        .iter()
+        .skip(1)
+        .any(|&addr| process.find(addr.saturating_sub(1)).is_none())
+}

@@ -1,0 +1,182 @@
+//! Unwinding: from a sample's user registers and its copy of the user stack to the return
+//! addresses of every frame, with framehop, the way samply and `perf --call-graph dwarf` do.
+//!
+//! In: a process's mappings with their files held open ([`crate::collect::procmaps`]), and
+//! per sample the registers (ip, sp, bp) and stack bytes the kernel copied. Out: the
+//! addresses of the stack, leaf first, and why the walk ended, as data ([`StackEnd`]).
+//! Each file's unwind sections are read once and shared by every process that maps it; each
+//! process has its own framehop unwinder, rebuilt when its mappings change.
+
+pub mod sections;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
+use framehop::{Error as FrameError, Module, Unwinder};
+
+use crate::collect::files::ObjectFile;
+use crate::collect::procmaps::ProcessInfo;
+use sections::{Bytes, UnwindSections};
+
+/// Frames at most in one stack: deeper stacks are cut at the root end.
+pub const MAX_FRAMES: usize = 512;
+
+/// Why an unwound stack ends where it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StackEnd {
+    /// The outermost frame was reached: the call frame information says so, or the frame
+    /// pointer chain ends.
+    Root,
+    /// The walk needed stack beyond the bytes copied with the sample (`--call-graph
+    /// dwarf,SIZE` was too small for this stack).
+    CopyLimit,
+    /// The walk stopped early: the stack was unreadable or inconsistent there.
+    Stopped,
+    /// The stack is deeper than [`MAX_FRAMES`].
+    TooDeep,
+}
+
+/// A stack as unwound from one sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unwound {
+    /// Code addresses, leaf first; all but the first are return addresses.
+    pub frames: Vec<u64>,
+    /// Why the stack ends after its last frame.
+    pub end: StackEnd,
+}
+
+/// A copy of a thread's user stack: `bytes` as they were from address `sp` upwards.
+#[derive(Debug, Clone, Copy)]
+pub struct StackCopy<'a> {
+    /// The stack pointer: the address of `bytes[0]`.
+    pub sp: u64,
+    /// The copied stack.
+    pub bytes: &'a [u8],
+    /// Whether the thread's stack ends at the end of the copy (so reading past it is not a
+    /// copy limit).
+    pub ends: bool,
+}
+
+impl StackCopy<'_> {
+    fn word(&self, addr: u64) -> Option<u64> {
+        let start = usize::try_from(addr.checked_sub(self.sp)?).ok()?;
+        let bytes = self.bytes.get(start..start.checked_add(8)?)?;
+        Some(u64::from_le_bytes(bytes.try_into().ok()?))
+    }
+}
+
+struct ProcessUnwinder {
+    generation: u64,
+    unwinder: UnwinderX86_64<Bytes>,
+}
+
+/// Unwinds the samples of every process of a run.
+#[derive(Default)]
+pub struct StackUnwinder {
+    /// Unwind sections by file, shared by every process that maps the file; `None` where
+    /// the file is not ELF.
+    sections: HashMap<*const ObjectFile, Option<Arc<UnwindSections>>>,
+    /// Keeps the files of `sections` alive, so their addresses stay unique keys.
+    files: Vec<Arc<ObjectFile>>,
+    processes: HashMap<u32, ProcessUnwinder>,
+    cache: CacheX86_64,
+}
+
+impl StackUnwinder {
+    /// Unwinds one sample of process `pid` from its user registers and stack copy.
+    pub fn unwind(
+        &mut self,
+        pid: u32,
+        process: &ProcessInfo,
+        (ip, sp, bp): (u64, u64, u64),
+        stack: StackCopy<'_>,
+    ) -> Unwound {
+        self.update(pid, process);
+        let unwinder = &self.processes[&pid].unwinder;
+        let mut read = |addr: u64| stack.word(addr).ok_or(());
+        let mut frames = unwinder.iter_frames(
+            ip,
+            UnwindRegsX86_64::new(ip, sp, bp),
+            &mut self.cache,
+            &mut read,
+        );
+        let mut addresses = Vec::new();
+        let end = loop {
+            if addresses.len() == MAX_FRAMES {
+                break StackEnd::TooDeep;
+            }
+            match frames.next() {
+                Ok(Some(frame)) => addresses.push(frame.address()),
+                Ok(None) => break StackEnd::Root,
+                Err(FrameError::CouldNotReadStack(addr)) if !stack.ends && addr >= sp => {
+                    break StackEnd::CopyLimit;
+                }
+                Err(_) => break StackEnd::Stopped,
+            }
+        };
+        Unwound {
+            frames: addresses,
+            end,
+        }
+    }
+
+    /// Builds (or rebuilds, when its mappings changed) the unwinder of process `pid`.
+    fn update(&mut self, pid: u32, process: &ProcessInfo) {
+        if self
+            .processes
+            .get(&pid)
+            .is_some_and(|p| p.generation == process.generation)
+        {
+            return;
+        }
+        let mut unwinder = UnwinderX86_64::new();
+        // One module per file, spanning all of that file's executable mappings.
+        let mut spans: Vec<(&Arc<ObjectFile>, u64, u64, u64, u64)> = Vec::new();
+        for entry in &process.maps {
+            let Some(file) = &entry.file else { continue };
+            match spans.iter_mut().find(|s| Arc::ptr_eq(s.0, file)) {
+                Some(span) => {
+                    span.1 = span.1.min(entry.start);
+                    span.2 = span.2.max(entry.end);
+                }
+                None => spans.push((file, entry.start, entry.end, entry.start, entry.offset)),
+            }
+        }
+        for (file, low, high, start, offset) in spans {
+            let Some(sections) = self.sections_of(file) else {
+                continue;
+            };
+            let Some(bias) = sections.bias(start, offset) else {
+                continue;
+            };
+            unwinder.add_module(Module::new(
+                file.path.clone(),
+                low..high,
+                bias,
+                sections.module_info(),
+            ));
+        }
+        self.processes.insert(
+            pid,
+            ProcessUnwinder {
+                generation: process.generation,
+                unwinder,
+            },
+        );
+    }
+
+    fn sections_of(&mut self, file: &Arc<ObjectFile>) -> Option<Arc<UnwindSections>> {
+        let key = Arc::as_ptr(file);
+        if let Some(known) = self.sections.get(&key) {
+            return known.clone();
+        }
+        let sections = UnwindSections::read(&file.file).map(Arc::new);
+        self.files.push(file.clone());
+        self.sections.insert(key, sections.clone());
+        sections
+    }
+}
+
+#[cfg(test)]
+mod tests;
