@@ -3,6 +3,15 @@
 //!
 //! Flags keep every frame walkable with frame pointers (leaf functions too), so
 //! a frame-pointer unwinder sees the fixtures' named functions.
+//!
+//! The `stacks_*` fixtures are the opposite: built the way distributions build
+//! software, optimized and without frame pointers (`-O2 -fomit-frame-pointer`),
+//! so that only an unwinder reading the call frame information (`.eh_frame`)
+//! finds their callers. `-fno-inline`, `-fno-optimize-sibling-calls` and
+//! `-fno-ipa-icf` keep every named function a real frame of its own (no
+//! inlining, no tail calls, no merging of identical functions). The Rust
+//! fixture `stacks_rust` is compiled with the same `rustc` that builds this
+//! crate, `-C opt-level=3 -C debuginfo=1`, without forced frame pointers.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,6 +33,13 @@ const FIXTURES: &[&str] = &[
     "report_mix",
 ];
 
+/// C fixtures built without frame pointers (see the module comment).
+const NO_FRAME_POINTER_FIXTURES: &[&str] =
+    &["stacks_deep", "stacks_libc", "stacks_tree", "stacks_ns_app"];
+
+/// Rust fixtures (`fixtures/NAME.rs`), built by rustc without frame pointers.
+const RUST_FIXTURES: &[&str] = &["stacks_rust"];
+
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let src = manifest.join("fixtures");
@@ -33,19 +49,39 @@ fn main() {
 
     println!("cargo:rerun-if-changed=fixtures");
     println!("cargo:rerun-if-env-changed=FIXTURE_CC");
-    for name in FIXTURES {
+    println!("cargo:rerun-if-env-changed=RUSTC");
+    let with_frame_pointers = [
+        "-O1",
+        "-g",
+        "-fno-omit-frame-pointer",
+        "-mno-omit-leaf-frame-pointer",
+        "-pthread",
+        "-Wall",
+    ];
+    let without_frame_pointers = [
+        "-O2",
+        "-g",
+        "-fomit-frame-pointer",
+        "-fno-inline",
+        "-fno-optimize-sibling-calls",
+        "-fno-ipa-icf",
+        "-pthread",
+        "-Wall",
+    ];
+    let builds = FIXTURES
+        .iter()
+        .map(|name| (name, &with_frame_pointers[..]))
+        .chain(
+            NO_FRAME_POINTER_FIXTURES
+                .iter()
+                .map(|name| (name, &without_frame_pointers[..])),
+        );
+    for (name, flags) in builds {
         let c = src.join(format!("{name}.c"));
         let exe = out.join(name);
         let status = Command::new(&cc)
-            .args([
-                "-O1",
-                "-g",
-                "-fno-omit-frame-pointer",
-                "-mno-omit-leaf-frame-pointer",
-                "-pthread",
-                "-Wall",
-                "-o",
-            ])
+            .args(flags)
+            .arg("-o")
             .arg(&exe)
             .arg(&c)
             .status()
@@ -56,6 +92,35 @@ fn main() {
             status.success(),
             "compiling fixture {} failed ({status})",
             c.display()
+        );
+    }
+
+    // Cargo tells build scripts which rustc it uses.
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    for name in RUST_FIXTURES {
+        let rs = src.join(format!("{name}.rs"));
+        let exe = out.join(name);
+        let status = Command::new(&rustc)
+            .args([
+                "--edition",
+                "2021",
+                "-C",
+                "opt-level=3",
+                "-C",
+                "debuginfo=1",
+            ])
+            .arg("-o")
+            .arg(&exe)
+            .arg(&rs)
+            // Keep the workspace's flags (RUSTFLAGS, e.g. forced frame pointers) out.
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTFLAGS")
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run `{rustc}` for the Rust test fixtures: {e}"));
+        assert!(
+            status.success(),
+            "compiling fixture {} failed ({status})",
+            rs.display()
         );
     }
     println!("cargo:rustc-env=FIXTURE_DIR={}", out.display());

@@ -25,6 +25,8 @@ const DEBIAN_BPF_SYSROOT: &str = "/usr/lib/rustlib/bpfel-unknown-none/lib";
 /// bpf-linker is built against, and dynamically links, this LLVM (package `llvm-22-dev`).
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian's python3 (package `python3`), which tests/tests/stacks.rs profiles.
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
 /// Which toolchain builds the eBPF crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +47,9 @@ struct Checks {
     go: Option<PathBuf>,
     cc: Option<PathBuf>,
     chromium: Option<PathBuf>,
+    /// Debian's python3, which the stacks tests profile as real software built without
+    /// frame pointers.
+    python3: bool,
 }
 
 impl Checks {
@@ -58,6 +63,7 @@ impl Checks {
             go: find_go(),
             cc: which("cc"),
             chromium: find_chromium(),
+            python3: Path::new(DEBIAN_PYTHON).is_file(),
         }
     }
 
@@ -88,6 +94,9 @@ impl Checks {
         if self.for_tests && self.chromium.is_none() {
             missing.push("chromium");
         }
+        if self.for_tests && !self.python3 {
+            missing.push("python3");
+        }
         missing
     }
 
@@ -110,6 +119,10 @@ impl Checks {
         // The report test opens report.html in headless Chromium.
         if self.for_tests && self.chromium.is_none() {
             packages.push("chromium");
+        }
+        // The stacks tests profile Debian's python3 (no frame pointers) by its path.
+        if self.for_tests && !self.python3 {
+            packages.push("python3");
         }
         packages
     }
@@ -151,6 +164,11 @@ impl Checks {
             match &self.chromium {
                 Some(chromium) => found("chromium", &chromium.display().to_string()),
                 None => absent("chromium"),
+            }
+            if self.python3 {
+                found("python3", DEBIAN_PYTHON);
+            } else {
+                absent("python3");
             }
         }
     }

@@ -4,6 +4,10 @@
 //! bpftrace, which all walk frame pointers, see the fixtures' own functions; -O2 because
 //! a benchmark should time optimized code. The bench compiles them itself rather than
 //! borrowing the tests' build, so it needs no test build and always runs current sources.
+//!
+//! The exception is `stacks_deep` (shared with tests/tests/stacks.rs), built WITHOUT
+//! frame pointers with the tests' flags: the unwinding row measures who still finds its
+//! callers.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -25,7 +29,22 @@ pub struct Fixtures {
     pub split: PathBuf,
     /// `bench_stacks STACKS SECONDS THREADS`.
     pub stacks: PathBuf,
+    /// `stacks_deep SECONDS`: two 12-deep call chains without frame pointers.
+    pub deep: PathBuf,
 }
+
+/// The fixtures built without frame pointers, and their flags (as tests/build.rs).
+const NO_FRAME_POINTER_NAMES: [&str; 1] = ["stacks_deep"];
+const NO_FRAME_POINTER_FLAGS: [&str; 8] = [
+    "-O2",
+    "-g",
+    "-fomit-frame-pointer",
+    "-fno-inline",
+    "-fno-optimize-sibling-calls",
+    "-fno-ipa-icf",
+    "-pthread",
+    "-Wall",
+];
 
 /// The bench's fixtures; `cpu_split` is shared with the integration tests.
 const NAMES: [&str; 5] = [
@@ -42,22 +61,31 @@ impl Fixtures {
         let src = workspace_root().join("tests/fixtures");
         std::fs::create_dir_all(bin_dir)
             .with_context(|| format!("cannot create {}", bin_dir.display()))?;
-        for name in NAMES {
+        const FRAME_POINTER_FLAGS: [&str; 6] = [
+            "-O2",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-mno-omit-leaf-frame-pointer",
+            "-pthread",
+            "-Wall",
+        ];
+        let builds = NAMES
+            .iter()
+            .map(|name| (name, &FRAME_POINTER_FLAGS[..]))
+            .chain(
+                NO_FRAME_POINTER_NAMES
+                    .iter()
+                    .map(|name| (name, &NO_FRAME_POINTER_FLAGS[..])),
+            );
+        for (name, flags) in builds {
             let mut cmd = Command::new("cc");
-            cmd.args([
-                "-O2",
-                "-g",
-                "-fno-omit-frame-pointer",
-                "-mno-omit-leaf-frame-pointer",
-                "-pthread",
-                "-Wall",
-            ])
-            // fixture.h, shared with the tests' fixtures, sits next to the sources.
-            .arg("-I")
-            .arg(&src)
-            .arg("-o")
-            .arg(bin_dir.join(name))
-            .arg(src.join(format!("{name}.c")));
+            cmd.args(flags)
+                // fixture.h, shared with the tests' fixtures, sits next to the sources.
+                .arg("-I")
+                .arg(&src)
+                .arg("-o")
+                .arg(bin_dir.join(name))
+                .arg(src.join(format!("{name}.c")));
             util::run(&mut cmd).with_context(|| format!("compiling the bench fixture {name}"))?;
         }
         let bin = |name: &str| bin_dir.join(name);
@@ -67,6 +95,7 @@ impl Fixtures {
             contention: bin("bench_contention"),
             split: bin("cpu_split"),
             stacks: bin("bench_stacks"),
+            deep: bin("stacks_deep"),
         })
     }
 }

@@ -2,7 +2,8 @@
 //! against peers (perf, bpftrace, strace) in one run, and write BENCHMARKS.md.
 //!
 //! The rows, in order: CPU sampling overhead, syscall-tracing overhead, blocking-profile
-//! overhead, sample accuracy, the profiler's own cost, end-of-run latency, and scale.
+//! overhead, sample accuracy, the profiler's own cost, end-of-run latency, scale, and
+//! unwinding success on code without frame pointers.
 //! Each row returns a [`report::Section`]; a row that fails to run is recorded as failed
 //! and makes the bench exit non-zero after the report is written, while a missed goal is
 //! only reported. Benchmarks assert nothing and are never part of `cargo xtask test`.
@@ -17,6 +18,7 @@ mod report;
 mod runner;
 mod stacks;
 mod stats;
+mod unwind;
 
 use std::fs;
 use std::path::PathBuf;
@@ -42,7 +44,7 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only these rows (comma-separated): cpu, syscalls, block, accuracy, cost,
-    /// latency, scale. The report then holds only those rows.
+    /// latency, scale, unwind. The report then holds only those rows.
     #[arg(long, value_delimiter = ',', value_parser = ROW_IDS)]
     only: Vec<String>,
     /// Bench this profiler binary instead of building target/release/profiler (e.g. an
@@ -52,8 +54,8 @@ pub struct BenchArgs {
 }
 
 /// Row ids for `--only`, in bench order.
-const ROW_IDS: [&str; 7] = [
-    "cpu", "syscalls", "block", "accuracy", "cost", "latency", "scale",
+const ROW_IDS: [&str; 8] = [
+    "cpu", "syscalls", "block", "accuracy", "cost", "latency", "scale", "unwind",
 ];
 
 /// Durations and counts of one bench run; `--quick` shortens them all.
@@ -69,7 +71,7 @@ pub struct Plan {
     pub pread_secs: f64,
     /// Unprofiled run time of the contention fixture (row 3).
     pub contention_secs: f64,
-    /// Each accuracy run (row 4).
+    /// Each accuracy run (row 4), and each unwinding run (row 8).
     pub accuracy_secs: f64,
     /// The profiler's cost window (row 5).
     pub cost_secs: u64,
@@ -150,7 +152,7 @@ pub struct Ctx {
 type RowFn = fn(&Ctx) -> Result<Section>;
 
 /// (id, title, function) in bench order.
-const ROWS: [(&str, &str, RowFn); 7] = [
+const ROWS: [(&str, &str, RowFn); 8] = [
     ("cpu", "1. CPU sampling overhead", overhead::cpu_sampling),
     (
         "syscalls",
@@ -162,6 +164,11 @@ const ROWS: [(&str, &str, RowFn); 7] = [
     ("cost", "5. The profiler's own cost", cost::own_cost),
     ("latency", "6. End-of-run latency", stacks::latency),
     ("scale", "7. Scale", stacks::scale),
+    (
+        "unwind",
+        "8. Unwinding success without frame pointers",
+        unwind::unwinding,
+    ),
 ];
 
 /// The title of a row, for the rows' own sections.

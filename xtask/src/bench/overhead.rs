@@ -1,8 +1,10 @@
 //! Rows 1–3: how much slower the same work runs while observed, as paired A/B runs.
 //!
 //! 1. CPU sampling: a CPU-bound fixture under the profiler's CPU profile (whole host) at
-//!    99 and 999 Hz, perf record and bpftrace at the same rates, plus an A/A control
-//!    (no observer in either half) that shows the noise floor of the machine.
+//!    99 and 999 Hz (in `--call-graph dwarf` mode when the build has it: a copy of the
+//!    user stack per sample), perf record with frame-pointer stacks (`-g`) and with
+//!    `--call-graph dwarf`, and bpftrace at the same rates, plus an A/A control (no
+//!    observer in either half) that shows the noise floor of the machine.
 //! 2. Syscall tracing: a pread loop under the profiler's I/O profile, bpftrace (with and
 //!    without user stacks), perf trace and strace.
 //! 3. Blocking: threads contending on a mutex under the profiler's blocking profile.
@@ -178,12 +180,20 @@ pub fn cpu_sampling(ctx: &Ctx) -> Result<Section> {
         is_profiler: false,
     }];
     let mut skipped = Vec::new();
+    let dwarf = super::unwind::supports_call_graph(&ctx.profiler);
+    let mode: &[&str] = if dwarf {
+        &["--call-graph", "dwarf"]
+    } else {
+        &[]
+    };
     for hz in [99, 999] {
         let hz_s = hz.to_string();
+        let mut flags = vec!["--profiles", "cpu", "-F", &hz_s];
+        flags.extend_from_slice(mode);
         configs.push(Config {
             who: "profiler".into(),
             setting: format!("{hz} Hz"),
-            observer: Some(profiler_bg(ctx, &dir, &["--profiles", "cpu", "-F", &hz_s])),
+            observer: Some(profiler_bg(ctx, &dir, &flags)),
             fixture: work.clone(),
             is_profiler: true,
         });
@@ -204,6 +214,28 @@ pub fn cpu_sampling(ctx: &Ctx) -> Result<Section> {
                         "cpu-clock".into(),
                         "-o".into(),
                         data.into_os_string(),
+                    ],
+                    ready: Ready::After(ctx.plan.settle),
+                }),
+                fixture: work.clone(),
+                is_profiler: false,
+            });
+            configs.push(Config {
+                who: "perf record --call-graph dwarf".into(),
+                setting: format!("{hz} Hz"),
+                observer: Some(Observer::Background {
+                    argv: vec![
+                        "perf".into(),
+                        "record".into(),
+                        "--call-graph".into(),
+                        "dwarf".into(),
+                        "-a".into(),
+                        "-F".into(),
+                        hz_s.clone().into(),
+                        "-e".into(),
+                        "cpu-clock".into(),
+                        "-o".into(),
+                        dir.out.join("perf-dwarf.data").into_os_string(),
                     ],
                     ready: Ready::After(ctx.plan.settle),
                 }),
@@ -246,12 +278,15 @@ pub fn cpu_sampling(ctx: &Ctx) -> Result<Section> {
             "`bench_cpu work {chunks}` (single thread, a fixed amount of CPU work, about \
              {:.1} s unprofiled; it prints its own elapsed time) timed unprofiled (A) and \
              while observed (B). Observers sample the whole host: `profiler --profiles cpu \
-             -F HZ`, `perf record -g -a -F HZ -e cpu-clock -o FILE`, and `bpftrace -e \
+             -F HZ{}`, `perf record -g -a -F HZ -e cpu-clock -o FILE` (frame pointers), \
+             `perf record --call-graph dwarf -a -F HZ -e cpu-clock -o FILE` (8 KiB of user \
+             stack copied per sample), and `bpftrace -e \
              'profile:hz:HZ {{ @[kstack, ustack] = count(); }}'`; each is started, given \
              {:.1} s to attach (bpftrace: until it prints `Attaching`, then 1 s), and \
              stopped with SIGINT after the fixture. The A/A control runs the fixture \
              unobserved in both halves: its spread is the machine's noise floor.",
             ctx.plan.cpu_work_secs,
+            if dwarf { " --call-graph dwarf" } else { "" },
             ctx.plan.settle.as_secs_f64()
         ),
     );
@@ -319,16 +354,25 @@ pub fn cpu_sampling(ctx: &Ctx) -> Result<Section> {
     }
     // The A/A control's widest pair: differences smaller than that are not resolved.
     let noise = noise_floor.map(|r| (r.max - 1.0).max(1.0 - r.min) * 100.0);
-    for hz in [99, 999] {
+    for (hz, perf_who) in [
+        (99, "perf record"),
+        (999, "perf record"),
+        (99, "perf record --call-graph dwarf"),
+        (999, "perf record --call-graph dwarf"),
+    ] {
         let setting = format!("{hz} Hz");
-        let goal = format!("profiler at {hz} Hz: never above perf");
+        let goal = if perf_who == "perf record" {
+            format!("profiler at {hz} Hz: never above perf")
+        } else {
+            format!("profiler at {hz} Hz: never above {perf_who}")
+        };
         section.goals.push(
-            match (find("profiler", &setting), find("perf record", &setting)) {
+            match (find("profiler", &setting), find(perf_who, &setting)) {
                 (Some(ours), Some(perf)) => {
                     let mut measured = format!(
                         "profiler {} vs perf {}",
                         both(entry("profiler", &setting).expect("found above")),
-                        both(entry("perf record", &setting).expect("found above"))
+                        both(entry(perf_who, &setting).expect("found above"))
                     );
                     if let Some(noise) = noise.filter(|n| (ours - perf).abs() < *n) {
                         measured.push_str(&format!(

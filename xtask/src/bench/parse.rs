@@ -130,6 +130,102 @@ pub fn finished_ms(stdout: &str) -> Option<f64> {
     number_before(line(stdout, "finished:")?, " ms after")
 }
 
+/// What the summary says about the ring buffer that carries the stack copies of
+/// `--call-graph dwarf`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RingBuffer {
+    /// Throughput as printed (MB/s), when printed.
+    pub mb_per_s: Option<f64>,
+    /// Samples dropped because the ring buffer was full, when printed.
+    pub lost: Option<u64>,
+}
+
+/// Parsed loosely from either wording: a `ring buffer: N records, M bytes (X MB/s), K
+/// lost` line, or the `unwinding: ... (B bytes, X MB/s, through a R MiB ring buffer)`
+/// and `lost: N samples (ring buffer full); ...` lines. `None` when no line mentions
+/// the ring buffer's throughput or losses (a build that copies no stacks).
+pub fn ring_buffer(stdout: &str) -> Option<RingBuffer> {
+    let lines = || stdout.lines().map(str::trim);
+    let mb_per_s = lines()
+        .filter(|l| l.to_lowercase().contains("ring buffer"))
+        .find_map(|l| number_before(l, " MB/s"));
+    let lost = lines()
+        .filter(|l| l.to_lowercase().contains("ring buffer:"))
+        .find_map(|l| number_before(l, " lost"))
+        .or_else(|| {
+            lines()
+                .filter(|l| l.starts_with("lost:") && l.contains("ring buffer full"))
+                .find_map(|l| number_before(l, " samples"))
+        })
+        .map(|n| n as u64);
+    (mb_per_s.is_some() || lost.is_some()).then_some(RingBuffer { mb_per_s, lost })
+}
+
+/// Samples of `perf script -F comm,ip,sym` output whose comm satisfies `comm`, and how
+/// many of them have a frame for which `frame` holds. perf prints one block per sample: a
+/// header line (the comm first), then one indented `IP SYMBOL` line per frame.
+pub fn perf_script_share(
+    text: &str,
+    comm: impl Fn(&str) -> bool,
+    frame: impl Fn(&str) -> bool,
+) -> (u64, u64) {
+    let (mut total, mut hits) = (0, 0);
+    for block in text.split("\n\n") {
+        let mut lines = block.lines().filter(|l| !l.trim().is_empty());
+        let Some(header) = lines.next() else { continue };
+        if !header.split_whitespace().next().is_some_and(&comm) {
+            continue;
+        }
+        total += 1;
+        let hit = lines.any(|l| {
+            let sym = l
+                .trim()
+                .split_once(char::is_whitespace)
+                .map_or("", |(_, s)| s.trim());
+            frame(sym.strip_suffix(" (inlined)").unwrap_or(sym))
+        });
+        if hit {
+            hits += 1;
+        }
+    }
+    (total, hits)
+}
+
+/// The total count of a bpftrace `@[ustack] = count()` map as printed at exit, and the
+/// count of the stacks having a frame whose symbol (without `+OFFSET`) satisfies `frame`.
+/// Each entry is `@[` newline, one frame per line (`sym+off` or an address), `]: N`.
+pub fn bpftrace_stacks_share(text: &str, frame: impl Fn(&str) -> bool) -> (u64, u64) {
+    let (mut total, mut hits) = (0, 0);
+    let mut in_entry = false;
+    let mut hit = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("@[") {
+            in_entry = true;
+            hit = false;
+            continue;
+        }
+        if !in_entry {
+            continue;
+        }
+        if let Some(count) = line.strip_prefix("]:") {
+            let n: u64 = count.trim().parse().unwrap_or(0);
+            total += n;
+            if hit {
+                hits += n;
+            }
+            in_entry = false;
+            continue;
+        }
+        let sym = line.rsplit_once('+').map_or(line, |(s, _)| s);
+        // bpftrace appends the module in some versions: `main+12 (/usr/bin/python3.11)`.
+        let sym = sym.split(" (").next().unwrap_or(sym);
+        if frame(sym) {
+            hit = true;
+        }
+    }
+    (total, hits)
+}
+
 /// A folded-stacks file: `comm;frame;frame COUNT` per line.
 pub struct Folded {
     pub lines: Vec<(String, u64)>,
@@ -167,6 +263,23 @@ impl Folded {
         self.lines
             .iter()
             .filter(|(stack, _)| stack.split(';').skip(1).any(|f| f == frame))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Sum of the counts of lines whose comm satisfies `comm` and that have a frame for
+    /// which `frame` holds.
+    pub fn with_frame_where(
+        &self,
+        comm: impl Fn(&str) -> bool,
+        frame: impl Fn(&str) -> bool,
+    ) -> u64 {
+        self.lines
+            .iter()
+            .filter(|(stack, _)| {
+                let mut parts = stack.split(';');
+                parts.next().is_some_and(&comm) && parts.any(&frame)
+            })
             .map(|(_, n)| n)
             .sum()
     }
@@ -266,6 +379,45 @@ finished: all files written 650 ms after the window closed
     }
 
     #[test]
+    fn ring_buffer_lines() {
+        let out = "  ring buffer: 1200 records, 19660800 bytes (4.9 MB/s), 3 lost\n";
+        assert_eq!(
+            ring_buffer(out),
+            Some(RingBuffer {
+                mb_per_s: Some(4.9),
+                lost: Some(3)
+            })
+        );
+        let lead = "  lost: 2 samples (ring buffer full); 0 user stacks unreadable, 0 kernel \
+                    stacks not taken\n  unwinding: call graph dwarf, 16384 bytes of stack per \
+                    sample; 990 stack samples (16220160 bytes, 5.41 MB/s, through a 8 MiB ring \
+                    buffer), 12 distinct stacks\n";
+        assert_eq!(
+            ring_buffer(lead),
+            Some(RingBuffer {
+                mb_per_s: Some(5.41),
+                lost: Some(2)
+            })
+        );
+        assert_eq!(
+            ring_buffer("also lost: 0 announcements (ring buffer full)"),
+            None
+        );
+        assert_eq!(ring_buffer(SUMMARY), None);
+    }
+
+    #[test]
+    fn perf_script_and_bpftrace_shares() {
+        let perf = "python3 \n\t  1 foo\n\t  2 Py_BytesMain\n\npython3 \n\t  3 bar\n\n\
+                    other \n\t 4 main\n";
+        let main = |f: &str| f == "main" || f == "Py_BytesMain";
+        assert_eq!(perf_script_share(perf, |c| c == "python3", main), (2, 1));
+        let bt = "Attaching 1 probe...\n\n@[\n    leaf_a+12\n    main+100\n]: 7\n\
+                  @[\n    0x7f00\n]: 3\n";
+        assert_eq!(bpftrace_stacks_share(bt, main), (10, 7));
+    }
+
+    #[test]
     fn folded_counts() {
         let f = Folded::parse(
             "bstk-0;main;step_one;leaf_work 5\n\
@@ -279,5 +431,6 @@ finished: all files written 650 ms after the window closed
         assert_eq!(f.distinct_stacks(ours), 2);
         assert_eq!(f.with_frame("step_one"), 7);
         assert_eq!(f.with_frame("bstk-0"), 0);
+        assert_eq!(f.with_frame_where(|c| c == "bstk-1", |f| f == "main"), 3);
     }
 }
