@@ -4,6 +4,7 @@ mod analysis;
 mod block_profile;
 mod cli;
 mod config;
+mod console;
 mod cpu_profile;
 mod cpustat;
 mod io_profile;
@@ -52,8 +53,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if console::reader_went_away(&err) => ExitCode::FAILURE,
         Err(err) => {
-            eprintln!("profiler: error: {err:#}");
+            console::eprint_line(&format!("profiler: error: {err:#}"));
             ExitCode::FAILURE
         }
     }
@@ -118,17 +120,14 @@ fn run(config: &Config) -> Result<()> {
     }
 
     let style = Style::for_stdout();
-    print!(
-        "{}",
-        terminal::render(&profiles, &analysis, config.top, &style)
-    );
-    println!();
-    println!("{}", outcome.kernel_cost.describe());
-    println!(
-        "finished: all files written {} ms after the window closed",
+    let mut text = terminal::render(&profiles, &analysis, config.top, &style);
+    text.push_str(&format!(
+        "\n{}\nfinished: all files written {} ms after the window closed\n",
+        outcome.kernel_cost.describe(),
         outcome.window_end.elapsed().as_millis()
-    );
-    print!("{}", terminal::files(&config.output_dir, &written, &style));
+    ));
+    text.push_str(&terminal::files(&config.output_dir, &written, &style));
+    console::print(&text)?;
     Ok(())
 }
 
@@ -162,11 +161,9 @@ fn report_again(report: &ReportConfig) -> Result<()> {
     };
     let page = html::write(&profiles, &analysis, source, dir)?;
     let style = Style::for_stdout();
-    print!(
-        "{}",
-        terminal::render(&profiles, &analysis, report.top, &style)
-    );
-    println!();
-    print!("{}", terminal::files(dir, &[page], &style));
+    let mut text = terminal::render(&profiles, &analysis, report.top, &style);
+    text.push('\n');
+    text.push_str(&terminal::files(dir, &[page], &style));
+    console::print(&text)?;
     Ok(())
 }

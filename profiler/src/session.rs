@@ -195,7 +195,9 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     processes.refresh();
     probes.flush_logs();
     if let (Some(pid), StopReason::Elapsed | StopReason::Signal(_)) = (command_pid, &stop) {
-        eprintln!("profiler: the command (pid {pid}) is still running; it was left alone");
+        crate::console::eprint_line(&format!(
+            "profiler: the command (pid {pid}) is still running; it was left alone"
+        ));
     }
     let cpu_samples = probes.read_cpu_samples()?;
     let io_calls = probes.read_io_calls()?;
