@@ -125,10 +125,22 @@ pub enum Invocation {
     Report(ReportConfig),
 }
 
+/// The longest `--duration`: tokio's timer clamps deadlines to about 2.2 years ahead (it
+/// would end a longer run early) and the clock cannot add much larger ones at all, so a
+/// round limit well inside both is refused at parsing, before anything is loaded.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
     if duration.is_zero() {
         return Err("the duration must be longer than zero".to_owned());
+    }
+    if duration > MAX_DURATION {
+        return Err(
+            "the longest duration accepted is 365days: give a shorter one, or none \
+                    to run until Ctrl-C"
+                .to_owned(),
+        );
     }
     Ok(duration)
 }
@@ -288,6 +300,24 @@ mod tests {
         let config = parse(&["--pid", "1,2", "-p", "3", "--duration", "500ms"]).unwrap();
         assert_eq!(config.target, Target::Pids(vec![1, 2, 3]));
         assert_eq!(config.duration, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn durations_stop_at_a_year() {
+        let year = parse(&["--duration", "365days"]).unwrap();
+        assert_eq!(year.duration, Some(MAX_DURATION));
+        let err = parse(&["--duration", "500000000000years"]).unwrap_err();
+        assert!(
+            err.to_string().contains("longest duration accepted is"),
+            "{err}"
+        );
+        assert!(parse(&["--duration", "366days"]).is_err());
+        // The largest accepted duration fits the clock the run's deadline is taken on.
+        assert!(
+            tokio::time::Instant::now()
+                .checked_add(MAX_DURATION)
+                .is_some()
+        );
     }
 
     #[test]

@@ -36,6 +36,17 @@ use crate::profile::Profile;
 fn main() -> ExitCode {
     let invocation = match cli::parse() {
         Ok(invocation) => invocation,
+        // A value our own parsers refused (a duration too long, ...) is one line, like
+        // every other error; its first line says it all.
+        Err(err) if err.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            console::eprint_line(&format!(
+                "profiler: error: {}",
+                first.strip_prefix("error: ").unwrap_or(first)
+            ));
+            return ExitCode::from(2);
+        }
         Err(err) => {
             // clap prints usage, --help and --version itself, with the right exit code.
             err.exit();

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use integration_tests::{
     Folded, assert_outputs, fixture, prerequisites, profiler_bin, profiler_command, run_command,
@@ -133,4 +134,31 @@ fn unmounted_tracefs_is_mounted_by_the_profiler() {
         "profile without tracefs mounted beforehand lacks burn_alpha\n{}",
         folded.summary(15)
     );
+}
+
+#[test]
+fn a_duration_past_the_clock_is_refused_before_anything_starts() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let marker = tmp.path().join("started");
+    let script = format!("touch {}", marker.display());
+    let run = run_profiler(
+        &["--duration", "500000000000years", "--", "sh", "-c", &script],
+        &out,
+    );
+    let line = run.assert_error_mentioning(&["longest duration"]);
+    assert!(
+        line.contains("365days"),
+        "the error should say the limit: {line}"
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(5),
+        "refusing a duration took {:?}: something was loaded first",
+        run.elapsed
+    );
+    assert!(!marker.exists(), "the command was started");
+    assert!(!out.exists(), "the output directory was created");
 }
