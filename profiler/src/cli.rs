@@ -145,6 +145,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// `pids` in their first order with repeats dropped: `--pid 5 --pid 5,5` is one target.
+fn fold_duplicates(pids: Vec<u32>) -> Vec<u32> {
+    let mut seen = std::collections::HashSet::new();
+    pids.into_iter().filter(|&pid| seen.insert(pid)).collect()
+}
+
 /// Parses the process's arguments; on bad flags clap prints usage and exits.
 pub fn parse() -> Result<Invocation, clap::Error> {
     from_args(std::env::args_os())
@@ -161,7 +167,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
     }
     let target = match (args.pids.is_empty(), args.command.is_empty()) {
         (true, true) => Target::Host,
-        (false, true) => Target::Pids(args.pids),
+        (false, true) => Target::Pids(fold_duplicates(args.pids)),
         (true, false) => Target::Command(args.command),
         (false, false) => {
             return Err(clap::Error::raw(
@@ -300,6 +306,12 @@ mod tests {
         let config = parse(&["--pid", "1,2", "-p", "3", "--duration", "500ms"]).unwrap();
         assert_eq!(config.target, Target::Pids(vec![1, 2, 3]));
         assert_eq!(config.duration, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn repeated_pids_are_one_target() {
+        let config = parse(&["--pid", "5", "--pid", "5,5", "-p", "2,5"]).unwrap();
+        assert_eq!(config.target, Target::Pids(vec![5, 2]));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! How a run ends and what it leaves behind: Ctrl-C and SIGTERM stop early with every file
 //! written, under sudo the files belong to the user who ran sudo, and a closed or full
-//! stdout ends the run without a panic once the files are written.
+//! stdout ends the run without a panic once the files are written, and a pid given twice
+//! is one target.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -168,4 +169,35 @@ fn a_closed_stdout_ends_the_run_quietly_after_the_files_are_written() {
         "nobody reads the output: the profiler should exit quietly, as cat does\n{stderr}"
     );
     assert_outputs(&out);
+}
+
+#[test]
+fn a_pid_given_twice_is_one_target() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let busy = FixtureProcess::spawn("bystander", &["10"]);
+    let pid = busy.pid().to_string();
+    let twice = format!("{pid},{pid}");
+    let run = integration_tests::run_profiler(
+        &[
+            "--duration",
+            "1s",
+            "--profiles",
+            "cpu",
+            "--pid",
+            &pid,
+            "--pid",
+            &twice,
+        ],
+        &tmp.path().join("out"),
+    );
+    run.assert_success();
+    assert!(
+        run.stdout
+            .contains(&format!("target: pid {pid} with threads and children")),
+        "the run's facts should name pid {pid} once\n{}",
+        run.transcript()
+    );
 }
