@@ -186,6 +186,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
             block: args.profiles.iter().any(|p| p == "block"),
         },
         small_io: args.small_io.thresholds(),
+        output_dir_is_default: args.output.is_none(),
         output_dir: args.output.unwrap_or_else(default_output_dir),
         formats: Formats::from_names(&args.formats),
         top: args.top,
@@ -234,6 +235,8 @@ mod tests {
         assert_eq!(config.target, Target::Host);
         assert_eq!(config.frequency, 99);
         assert!(config.output_dir.to_string_lossy().starts_with("profile-"));
+        assert!(config.output_dir_is_default);
+        assert!(!parse(&["-o", "out"]).unwrap().output_dir_is_default);
         assert_eq!(config.profiles, ProfileSet::default());
         assert_eq!(config.formats, Formats::default());
         assert_eq!(config.top, DEFAULT_TOP);

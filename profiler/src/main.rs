@@ -93,6 +93,7 @@ fn run(config: &Config) -> Result<()> {
     if let Target::Pids(pids) = &config.target {
         preflight::check_pids(pids)?;
     }
+    let config = &config.claim_output_dir()?;
     preflight::prepare_output_dir(&config.output_dir)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -1,17 +1,17 @@
 //! How a run ends and what it leaves behind: Ctrl-C and SIGTERM stop early with every file
 //! written, under sudo the files belong to the user who ran sudo, and a closed or full
-//! stdout ends the run without a panic once the files are written, and a pid given twice
-//! is one target.
+//! stdout ends the run without a panic once the files are written, runs started together
+//! never share a default directory, and a pid given twice is one target.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 
 use integration_tests::{
-    ERROR_PREFIX, FixtureProcess, Folded, assert_outputs, prerequisites, profiler_command,
+    ERROR_PREFIX, FixtureProcess, Folded, Running, assert_outputs, prerequisites, profiler_command,
     spawn_profiler, temp_dir,
 };
 
@@ -169,6 +169,47 @@ fn a_closed_stdout_ends_the_run_quietly_after_the_files_are_written() {
         "nobody reads the output: the profiler should exit quietly, as cat does\n{stderr}"
     );
     assert_outputs(&out);
+}
+
+/// The `profile-*` directories in `dir`.
+fn profile_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list the working directory")
+        .map(|e| e.expect("read entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("profile-"))
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn runs_started_together_get_their_own_default_directories() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let _busy = FixtureProcess::spawn("bystander", &["10"]);
+    let start = |_| {
+        let mut cmd = profiler_command(&["--duration", "1s", "--profiles", "cpu"]);
+        cmd.current_dir(tmp.path());
+        Running::spawn(cmd)
+    };
+    let running: Vec<Running> = (0..2).map(start).collect();
+    for run in running {
+        run.wait().assert_success();
+    }
+    let dirs = profile_dirs(tmp.path());
+    assert_eq!(
+        dirs.len(),
+        2,
+        "two runs without -o should leave two directories, found {dirs:?}"
+    );
+    for dir in &dirs {
+        assert_outputs(dir);
+    }
 }
 
 #[test]
