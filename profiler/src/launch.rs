@@ -15,7 +15,11 @@ pub fn spawn(argv: &[OsString]) -> Result<Child> {
         bail!("no command given after `--`");
     };
     let shown = program.to_string_lossy();
-    match Command::new(program).args(args).kill_on_drop(false).spawn() {
+    let mut command = Command::new(program);
+    command.args(args).kill_on_drop(false);
+    // SAFETY: the hook only calls setrlimit, which is async-signal-safe.
+    unsafe { command.pre_exec(crate::fdlimit::restore_in_child) };
+    match command.spawn() {
         Ok(child) => Ok(child),
         Err(err) if err.kind() == ErrorKind::NotFound => {
             bail!("cannot start `{shown}`: no such program: check the command and your PATH")

@@ -7,6 +7,7 @@ mod config;
 mod console;
 mod cpu_profile;
 mod cpustat;
+mod fdlimit;
 mod io_profile;
 mod launch;
 mod output;
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if console::reader_went_away(&err) => ExitCode::FAILURE,
         Err(err) => {
+            let err = fdlimit::explain(err);
             console::eprint_line(&format!("profiler: error: {err:#}"));
             ExitCode::FAILURE
         }

@@ -151,11 +151,17 @@ impl Probes {
                     SamplePolicy::Frequency(frequency),
                     false,
                 )
-                .with_context(|| {
-                    format!(
+                .map_err(|err| {
+                    let err = anyhow::Error::from(err);
+                    // Out of descriptors is said as such (see fdlimit::explain), not
+                    // blamed on the kernel's settings.
+                    if crate::fdlimit::exhaustion(&err).is_some() {
+                        return err.context(format!("cannot sample CPU {cpu}"));
+                    }
+                    err.context(format!(
                         "cannot sample CPU {cpu}: the kernel needs perf events \
                          (CONFIG_PERF_EVENTS) and kernel.perf_event_paranoid must allow it"
-                    )
+                    ))
                 })?;
         }
         Ok(())

@@ -23,7 +23,7 @@ use crate::probes::{Counters, LoadOptions, Probes, RawStacks};
 use crate::procmaps::ProcessTable;
 use crate::selfcost::KernelCost;
 use crate::unwind::StackTop;
-use crate::{launch, preflight, tracefs};
+use crate::{fdlimit, launch, preflight, tracefs};
 
 const TICK: Duration = Duration::from_millis(250);
 /// How often live processes' mappings are re-read, to catch `dlopen` and late mappings.
@@ -111,6 +111,7 @@ pub struct RunOutcome {
 /// # Errors
 /// When a target cannot be found or started, or the kernel refuses the programs.
 pub async fn run(config: &Config) -> Result<RunOutcome> {
+    fdlimit::raise();
     let tracefs = tracefs::ensure_mounted()?;
     let fork_offset = tracefs::field_offset(&tracefs, "sched", "sched_process_fork", "child_pid")?;
     let options = LoadOptions {

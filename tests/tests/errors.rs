@@ -2,6 +2,7 @@
 //! `profiler: error: ` line naming the cause, never a panic. Also: a missing
 //! tracefs mount is not an error (the profiler mounts it).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -161,4 +162,38 @@ fn a_duration_past_the_clock_is_refused_before_anything_starts() {
     );
     assert!(!marker.exists(), "the command was started");
     assert!(!out.exists(), "the output directory was created");
+}
+
+#[test]
+fn running_out_of_descriptors_says_to_raise_the_limit() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let mut cmd = profiler_command(&["--duration", "1s", "-o"]);
+    cmd.arg(tmp.path().join("out"));
+    // A hard limit the profiler cannot raise past: too few for its maps and per-CPU events.
+    // SAFETY: the hook only calls setrlimit, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 24,
+                rlim_max: 24,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = run_command(cmd);
+    let line = run.assert_error_mentioning(&["too many open files"]);
+    assert!(
+        line.contains("ulimit -n") && line.contains("(limit 24)"),
+        "the error should give the limit and how to raise it: {line}"
+    );
+    assert!(
+        !line.contains("paranoid"),
+        "running out of descriptors is not a perf_event_paranoid problem: {line}"
+    );
 }
