@@ -60,11 +60,11 @@ fn main() -> ExitCode {
         }
         Invocation::Report(report) => {
             init_logging(false);
-            report_again(report)
+            report_again(report).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) if console::reader_went_away(&err) => ExitCode::FAILURE,
         Err(err) => {
             let err = fdlimit::explain(err);
@@ -89,7 +89,9 @@ fn init_logging(verbose: bool) {
         .init();
 }
 
-fn run(config: &Config) -> Result<()> {
+/// Profiles as `config` says; the exit code is the launched command's (see
+/// [`session::StopReason::exit_status`]).
+fn run(config: &Config) -> Result<ExitCode> {
     preflight::check_privileges()?;
     preflight::check_btf(&preflight::btf_path())?;
     if let Target::Pids(pids) = &config.target {
@@ -142,7 +144,7 @@ fn run(config: &Config) -> Result<()> {
     ));
     text.push_str(&terminal::files(&config.output_dir, &written, &style));
     console::print(&text)?;
-    Ok(())
+    Ok(ExitCode::from(outcome.stop.exit_status()))
 }
 
 /// `profiler report DIR`: the summary and `report.html` again, from the pprof files of an

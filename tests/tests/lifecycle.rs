@@ -1,7 +1,7 @@
 //! How a run ends and what it leaves behind: Ctrl-C and SIGTERM stop early with every file
-//! written, under sudo the files belong to the user who ran sudo, and a closed or full
-//! stdout ends the run without a panic once the files are written, runs started together
-//! never share a default directory, and a pid given twice is one target.
+//! written, under sudo the files belong to the user who ran sudo, a closed or full stdout
+//! ends the run without a panic once the files are written, runs started together never
+//! share a default directory, and a pid given twice is one target.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
