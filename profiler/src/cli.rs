@@ -72,6 +72,10 @@ struct Args {
     #[arg(short, long)]
     verbose: bool,
 
+    /// Under sudo, run the command as root rather than as the user who ran sudo.
+    #[arg(long)]
+    run_as_root: bool,
+
     /// A command to launch and profile, with its arguments.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -191,6 +195,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
         formats: Formats::from_names(&args.formats),
         top: args.top,
         verbose: args.verbose,
+        run_as_root: args.run_as_root,
     }))
 }
 
@@ -344,6 +349,8 @@ mod tests {
         );
         assert_eq!(config.frequency, 999);
         assert_eq!(config.output_dir, PathBuf::from("out"));
+        assert!(!config.run_as_root);
+        assert!(parse(&["--run-as-root", "--", "id"]).unwrap().run_as_root);
     }
 
     #[test]

@@ -126,6 +126,8 @@ pub struct Config {
     pub top: usize,
     /// Show kernel-side logs and debug detail.
     pub verbose: bool,
+    /// Run the launched command as root even under sudo, instead of as the invoking user.
+    pub run_as_root: bool,
 }
 
 /// What `profiler report DIR` needs: where an earlier run's pprof files are, and how to

@@ -162,7 +162,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     }
     let cpus = cpus.len();
     let mut child = match &config.target {
-        Target::Command(argv) => Some(spawn_followed(&mut probes, argv)?),
+        Target::Command(argv) => Some(spawn_followed(&mut probes, argv, config.run_as_root)?),
         _ => None,
     };
     let command_pid = child.as_ref().and_then(Child::id);
@@ -263,10 +263,14 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
 
 /// Starts the command so that it is a target from its first instruction: the profiler makes
 /// itself a target for the instant of the fork, so the fork tracepoint adds the child.
-fn spawn_followed(probes: &mut Probes, argv: &[std::ffi::OsString]) -> Result<Child> {
+fn spawn_followed(
+    probes: &mut Probes,
+    argv: &[std::ffi::OsString],
+    as_root: bool,
+) -> Result<Child> {
     let me = std::process::id();
     probes.add_target(me)?;
-    let child = launch::spawn(argv);
+    let child = launch::spawn(argv, as_root);
     probes.remove_target(me)?;
     let child = child?;
     // Added again explicitly in case the fork was not seen (the tracepoint is best effort).
