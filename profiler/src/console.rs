@@ -10,7 +10,12 @@ pub struct StdoutError(std::io::Error);
 
 impl std::fmt::Display for StdoutError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot write to standard output: {}", self.0)
+        write!(
+            f,
+            "cannot write to standard output: {}: the output files are complete; \
+             `profiler report DIR` prints the summary again",
+            self.0
+        )
     }
 }
 
