@@ -36,8 +36,12 @@ pub fn spawn(argv: &[OsString], as_root: bool) -> Result<Child> {
         Err(err) if err.kind() == ErrorKind::NotFound => {
             bail!("cannot start `{shown}`{who}: no such program: check the command and your PATH")
         }
+        Err(err) if err.kind() == ErrorKind::PermissionDenied && user.is_some() => bail!(
+            "cannot start `{shown}`{who}: permission denied: can that user run it? \
+             (--run-as-root runs it as root)"
+        ),
         Err(err) if err.kind() == ErrorKind::PermissionDenied => {
-            bail!("cannot start `{shown}`{who}: permission denied: is it executable by that user?")
+            bail!("cannot start `{shown}`: permission denied: is it executable?")
         }
         Err(err) if user.is_some() => bail!(
             "cannot start `{shown}`{who}: {err}: give --run-as-root to run it as root instead"
