@@ -78,6 +78,10 @@ struct Args {
     #[arg(short, long)]
     verbose: bool,
 
+    /// Under sudo, run the command as root rather than as the user who ran sudo.
+    #[arg(long)]
+    run_as_root: bool,
+
     /// A command to launch and profile, with its arguments.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -154,12 +158,30 @@ fn parse_call_graph(text: &str) -> Result<CallGraph, String> {
     }
 }
 
+/// The longest `--duration`: tokio's timer clamps deadlines to about 2.2 years ahead (it
+/// would end a longer run early) and the clock cannot add much larger ones at all, so a
+/// round limit well inside both is refused at parsing, before anything is loaded.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|err| err.to_string())?;
     if duration.is_zero() {
         return Err("the duration must be longer than zero".to_owned());
     }
+    if duration > MAX_DURATION {
+        return Err(
+            "the longest duration accepted is 365days: give a shorter one, or none \
+                    to run until Ctrl-C"
+                .to_owned(),
+        );
+    }
     Ok(duration)
+}
+
+/// `pids` in their first order with repeats dropped: `--pid 5 --pid 5,5` is one target.
+fn fold_duplicates(pids: Vec<u32>) -> Vec<u32> {
+    let mut seen = std::collections::HashSet::new();
+    pids.into_iter().filter(|&pid| seen.insert(pid)).collect()
 }
 
 /// Parses the process's arguments; on bad flags clap prints usage and exits.
@@ -178,7 +200,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
     }
     let target = match (args.pids.is_empty(), args.command.is_empty()) {
         (true, true) => Target::Host,
-        (false, true) => Target::Pids(args.pids),
+        (false, true) => Target::Pids(fold_duplicates(args.pids)),
         (true, false) => Target::Command(args.command),
         (false, false) => {
             return Err(clap::Error::raw(
@@ -198,10 +220,12 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
             block: args.profiles.iter().any(|p| p == "block"),
         },
         small_io: args.small_io.thresholds(),
+        output_dir_is_default: args.output.is_none(),
         output_dir: args.output.unwrap_or_else(default_output_dir),
         formats: Formats::from_names(&args.formats),
         top: args.top,
         verbose: args.verbose,
+        run_as_root: args.run_as_root,
     }))
 }
 
@@ -246,6 +270,8 @@ mod tests {
         assert_eq!(config.target, Target::Host);
         assert_eq!(config.frequency, 99);
         assert!(config.output_dir.to_string_lossy().starts_with("profile-"));
+        assert!(config.output_dir_is_default);
+        assert!(!parse(&["-o", "out"]).unwrap().output_dir_is_default);
         assert_eq!(config.profiles, ProfileSet::default());
         assert_eq!(config.formats, Formats::default());
         assert_eq!(config.top, DEFAULT_TOP);
@@ -321,6 +347,30 @@ mod tests {
     }
 
     #[test]
+    fn repeated_pids_are_one_target() {
+        let config = parse(&["--pid", "5", "--pid", "5,5", "-p", "2,5"]).unwrap();
+        assert_eq!(config.target, Target::Pids(vec![5, 2]));
+    }
+
+    #[test]
+    fn durations_stop_at_a_year() {
+        let year = parse(&["--duration", "365days"]).unwrap();
+        assert_eq!(year.duration, Some(MAX_DURATION));
+        let err = parse(&["--duration", "500000000000years"]).unwrap_err();
+        assert!(
+            err.to_string().contains("longest duration accepted is"),
+            "{err}"
+        );
+        assert!(parse(&["--duration", "366days"]).is_err());
+        // The largest accepted duration fits the clock the run's deadline is taken on.
+        assert!(
+            tokio::time::Instant::now()
+                .checked_add(MAX_DURATION)
+                .is_some()
+        );
+    }
+
+    #[test]
     fn command_after_double_dash() {
         let config = parse(&["-F", "999", "-o", "out", "--", "sleep", "--help"]).unwrap();
         assert_eq!(
@@ -329,6 +379,8 @@ mod tests {
         );
         assert_eq!(config.frequency, 999);
         assert_eq!(config.output_dir, PathBuf::from("out"));
+        assert!(!config.run_as_root);
+        assert!(parse(&["--run-as-root", "--", "id"]).unwrap().run_as_root);
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The run's settings as plain data: the core never sees clap.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 
 /// What to profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,12 +169,17 @@ pub struct Config {
     pub small_io: SmallIo,
     /// Where the results go.
     pub output_dir: PathBuf,
+    /// Whether `output_dir` is the timestamped default rather than a `-o` choice, so
+    /// [`Config::claim_output_dir`] may move it to a free name.
+    pub output_dir_is_default: bool,
     /// The files to write.
     pub formats: Formats,
     /// Rows in each table of the terminal summary.
     pub top: usize,
     /// Show kernel-side logs and debug detail.
     pub verbose: bool,
+    /// Run the launched command as root even under sudo, instead of as the invoking user.
+    pub run_as_root: bool,
 }
 
 /// What `profiler report DIR` needs: where an earlier run's pprof files are, and how to
@@ -193,6 +201,56 @@ impl Config {
     pub fn is_own_process(&self, pid: u32) -> bool {
         !matches!(self.target, Target::Host) && pid == std::process::id()
     }
+
+    /// This config with its default output directory created under a name no other run
+    /// holds: `profile-YYYYMMDD-HHMMSS`, else the first free `-2`, `-3`, ... A directory
+    /// given with `-o` is kept as it is (it may hold an earlier run on purpose).
+    ///
+    /// # Errors
+    /// When no such directory can be created.
+    pub fn claim_output_dir(&self) -> Result<Config> {
+        if !self.output_dir_is_default {
+            return Ok(self.clone());
+        }
+        let output_dir = create_unique_dir(&self.output_dir).with_context(|| {
+            format!(
+                "cannot create output directory {}: choose another directory with -o",
+                self.output_dir.display()
+            )
+        })?;
+        Ok(Config {
+            output_dir,
+            output_dir_is_default: false,
+            ..self.clone()
+        })
+    }
+}
+
+/// Most suffixes tried before giving up: far more runs than can start in one second.
+const MAX_SUFFIX: u32 = 1000;
+
+/// Creates `base`, or `base-2`, `base-3`, ... when taken, and returns the one created.
+/// Each name is claimed by `mkdir` itself, which fails when the name exists, so two runs
+/// started in the same second never share a directory.
+fn create_unique_dir(base: &Path) -> Result<PathBuf> {
+    for n in 1..=MAX_SUFFIX {
+        let candidate = if n == 1 {
+            base.to_path_buf()
+        } else {
+            let mut name = base.as_os_str().to_owned();
+            name.push(format!("-{n}"));
+            PathBuf::from(name)
+        };
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    bail!(
+        "{} and {MAX_SUFFIX} suffixed names are all taken",
+        base.display()
+    )
 }
 
 #[cfg(test)]
@@ -206,5 +264,18 @@ mod tests {
         let all = Formats::from_names(&Formats::NAMES);
         assert!(all.pprof && all.folded && all.svg && all.html && all.speedscope);
         assert!(!Formats::default().speedscope && Formats::default().html);
+    }
+
+    #[test]
+    fn unique_dirs_take_the_next_free_suffix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("profile-20260101-000000");
+        assert_eq!(create_unique_dir(&base).unwrap(), base);
+        let second = create_unique_dir(&base).unwrap();
+        assert_eq!(second, tmp.path().join("profile-20260101-000000-2"));
+        std::fs::create_dir(tmp.path().join("profile-20260101-000000-3")).unwrap();
+        let fourth = create_unique_dir(&base).unwrap();
+        assert_eq!(fourth, tmp.path().join("profile-20260101-000000-4"));
+        assert!(create_unique_dir(&tmp.path().join("missing/parent")).is_err());
     }
 }

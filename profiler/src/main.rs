@@ -5,7 +5,9 @@ mod build;
 mod cli;
 mod collect;
 mod config;
+mod console;
 mod cpustat;
+mod fdlimit;
 mod launch;
 mod output;
 mod preflight;
@@ -29,6 +31,17 @@ use crate::profile::Profile;
 fn main() -> ExitCode {
     let invocation = match cli::parse() {
         Ok(invocation) => invocation,
+        // A value our own parsers refused (a duration too long, ...) is one line, like
+        // every other error; its first line says it all.
+        Err(err) if err.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            console::eprint_line(&format!(
+                "profiler: error: {}",
+                first.strip_prefix("error: ").unwrap_or(first)
+            ));
+            return ExitCode::from(2);
+        }
         Err(err) => {
             // clap prints usage, --help and --version itself, with the right exit code.
             err.exit();
@@ -41,13 +54,15 @@ fn main() -> ExitCode {
         }
         Invocation::Report(report) => {
             init_logging(false);
-            report_again(report)
+            report_again(report).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
+        Err(err) if console::reader_went_away(&err) => ExitCode::FAILURE,
         Err(err) => {
-            eprintln!("profiler: error: {err:#}");
+            let err = fdlimit::explain(err);
+            console::eprint_line(&format!("profiler: error: {err:#}"));
             ExitCode::FAILURE
         }
     }
@@ -68,12 +83,15 @@ fn init_logging(verbose: bool) {
         .init();
 }
 
-fn run(config: &Config) -> Result<()> {
+/// Profiles as `config` says; the exit code is the launched command's (see
+/// [`collect::session::StopReason::exit_status`]).
+fn run(config: &Config) -> Result<ExitCode> {
     preflight::check_privileges()?;
     preflight::check_btf(&preflight::btf_path())?;
     if let Target::Pids(pids) = &config.target {
         preflight::check_pids(pids)?;
     }
+    let config = &config.claim_output_dir()?;
     preflight::prepare_output_dir(&config.output_dir)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -113,18 +131,15 @@ fn run(config: &Config) -> Result<()> {
     }
 
     let style = Style::for_stdout();
-    print!(
-        "{}",
-        terminal::render(&profiles, &analysis, config.top, &style)
-    );
-    println!();
-    println!("{}", outcome.kernel_cost.describe());
-    println!(
-        "finished: all files written {} ms after the window closed",
+    let mut text = terminal::render(&profiles, &analysis, config.top, &style);
+    text.push_str(&format!(
+        "\n{}\nfinished: all files written {} ms after the window closed\n",
+        outcome.kernel_cost.describe(),
         outcome.window_end.elapsed().as_millis()
-    );
-    print!("{}", terminal::files(&config.output_dir, &written, &style));
-    Ok(())
+    ));
+    text.push_str(&terminal::files(&config.output_dir, &written, &style));
+    console::print(&text)?;
+    Ok(ExitCode::from(outcome.stop.exit_status()))
 }
 
 /// `profiler report DIR`: the summary and `report.html` again, from the pprof files of an
@@ -157,11 +172,9 @@ fn report_again(report: &ReportConfig) -> Result<()> {
     };
     let page = html::write(&profiles, &analysis, source, dir)?;
     let style = Style::for_stdout();
-    print!(
-        "{}",
-        terminal::render(&profiles, &analysis, report.top, &style)
-    );
-    println!();
-    print!("{}", terminal::files(dir, &[page], &style));
+    let mut text = terminal::render(&profiles, &analysis, report.top, &style);
+    text.push('\n');
+    text.push_str(&terminal::files(dir, &[page], &style));
+    console::print(&text)?;
     Ok(())
 }

@@ -289,17 +289,23 @@ impl Drop for Running {
     }
 }
 
-/// A `Command` for the profiler binary with the given arguments.
+/// A `Command` for the profiler binary with the given arguments. The tests' own sudo
+/// (`cargo xtask test`) is hidden from it, so launched fixtures run as root and can write
+/// their results into the tests' root-owned temporary directories; a test about sudo sets
+/// `SUDO_UID` and `SUDO_GID` itself.
 pub fn profiler_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     let mut cmd = Command::new(profiler_bin());
-    cmd.args(args);
+    cmd.env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .env_remove("SUDO_USER")
+        .args(args);
     cmd
 }
 
 /// Starts the profiler with `-o out_dir` followed by `args`, without waiting.
 pub fn spawn_profiler<S: AsRef<OsStr>>(args: &[S], out_dir: &Path) -> Running {
-    let mut cmd = Command::new(profiler_bin());
-    cmd.arg("-o").arg(out_dir).args(args);
+    let mut cmd = profiler_command(&["-o".as_ref(), out_dir.as_os_str()]);
+    cmd.args(args);
     Running::spawn(cmd)
 }
 

@@ -2,8 +2,10 @@
 //! `profiler: error: ` line naming the cause, never a panic. Also: a missing
 //! tracefs mount is not an error (the profiler mounts it).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use integration_tests::{
     Folded, assert_outputs, fixture, prerequisites, profiler_bin, profiler_command, run_command,
@@ -132,5 +134,66 @@ fn unmounted_tracefs_is_mounted_by_the_profiler() {
         folded.samples_containing("burn_alpha") > 0,
         "profile without tracefs mounted beforehand lacks burn_alpha\n{}",
         folded.summary(15)
+    );
+}
+
+#[test]
+fn a_duration_past_the_clock_is_refused_before_anything_starts() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let marker = tmp.path().join("started");
+    let script = format!("touch {}", marker.display());
+    let run = run_profiler(
+        &["--duration", "500000000000years", "--", "sh", "-c", &script],
+        &out,
+    );
+    let line = run.assert_error_mentioning(&["longest duration"]);
+    assert!(
+        line.contains("365days"),
+        "the error should say the limit: {line}"
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(5),
+        "refusing a duration took {:?}: something was loaded first",
+        run.elapsed
+    );
+    assert!(!marker.exists(), "the command was started");
+    assert!(!out.exists(), "the output directory was created");
+}
+
+#[test]
+fn running_out_of_descriptors_says_to_raise_the_limit() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let mut cmd = profiler_command(&["--duration", "1s", "-o"]);
+    cmd.arg(tmp.path().join("out"));
+    // A hard limit the profiler cannot raise past: too few for its maps and per-CPU events.
+    // SAFETY: the hook only calls setrlimit, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 24,
+                rlim_max: 24,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = run_command(cmd);
+    let line = run.assert_error_mentioning(&["too many open files"]);
+    assert!(
+        line.contains("ulimit -n") && line.contains("(limit 24)"),
+        "the error should give the limit and how to raise it: {line}"
+    );
+    assert!(
+        !line.contains("paranoid"),
+        "running out of descriptors is not a perf_event_paranoid problem: {line}"
     );
 }

@@ -1,12 +1,18 @@
 //! How a run ends and what it leaves behind: Ctrl-C and SIGTERM stop early with every file
-//! written, and under sudo the files belong to the user who ran sudo.
+//! written, under sudo the files belong to the user who ran sudo, a closed or full stdout
+//! ends the run without a panic once the files are written, runs started together never
+//! share a default directory, and a pid given twice is one target.
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 
 use integration_tests::{
-    FixtureProcess, Folded, assert_outputs, prerequisites, spawn_profiler, temp_dir,
+    ERROR_PREFIX, FixtureProcess, Folded, Running, assert_outputs, prerequisites, profiler_command,
+    spawn_profiler, temp_dir,
 };
 
 /// Starts a whole-host profile meant to last a minute, stops it with `signal` after two
@@ -87,5 +93,152 @@ fn files_belong_to_the_sudo_user() {
     assert!(
         checked >= 7,
         "expected the directory and six files, checked {checked}"
+    );
+}
+
+/// Runs the profiler (a one-second CPU profile of a busy fixture, into `out`) with its
+/// standard output connected to `stdout`, and returns its status and standard error.
+fn run_with_stdout(stdout: Stdio, out: &Path) -> (std::process::ExitStatus, String) {
+    let busy = FixtureProcess::spawn("bystander", &["10"]);
+    let pid = busy.pid().to_string();
+    let mut cmd = profiler_command(&["--duration", "1s", "--profiles", "cpu", "--pid", &pid]);
+    cmd.arg("-o").arg(out).stdin(Stdio::null()).stdout(stdout);
+    let done = cmd.output().expect("run the profiler");
+    let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "the profiler panicked:\n{stderr}"
+    );
+    (done.status, stderr)
+}
+
+#[test]
+fn a_full_stdout_is_one_error_after_the_files_are_written() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let (status, stderr) = run_with_stdout(full.into(), &out);
+    assert!(
+        status.code().is_some_and(|c| c != 0),
+        "writing the summary to /dev/full should fail the run with an exit code: {status}\n{stderr}"
+    );
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with(ERROR_PREFIX))
+        .collect();
+    assert_eq!(errors.len(), 1, "expected one error line:\n{stderr}");
+    assert!(
+        errors[0].contains("standard output"),
+        "the error does not name standard output: {}",
+        errors[0]
+    );
+    assert_outputs(&out);
+}
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly_after_the_files_are_written() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills the two descriptors it is given.
+    assert_eq!(
+        unsafe { libc::pipe(fds.as_mut_ptr()) },
+        0,
+        "cannot make a pipe"
+    );
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // The reader is gone before the profiler writes, as with `| head -1` done reading.
+    drop(reader);
+    let (status, stderr) = run_with_stdout(writer.into(), &out);
+    assert!(
+        status.code().is_some_and(|c| c != 0),
+        "a closed stdout should end the run with a failing exit code: {status}\n{stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with(ERROR_PREFIX)),
+        "nobody reads the output: the profiler should exit quietly, as cat does\n{stderr}"
+    );
+    assert_outputs(&out);
+}
+
+/// The `profile-*` directories in `dir`.
+fn profile_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("list the working directory")
+        .map(|e| e.expect("read entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("profile-"))
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn runs_started_together_get_their_own_default_directories() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let _busy = FixtureProcess::spawn("bystander", &["10"]);
+    let start = |_| {
+        let mut cmd = profiler_command(&["--duration", "1s", "--profiles", "cpu"]);
+        cmd.current_dir(tmp.path());
+        Running::spawn(cmd)
+    };
+    let running: Vec<Running> = (0..2).map(start).collect();
+    for run in running {
+        run.wait().assert_success();
+    }
+    let dirs = profile_dirs(tmp.path());
+    assert_eq!(
+        dirs.len(),
+        2,
+        "two runs without -o should leave two directories, found {dirs:?}"
+    );
+    for dir in &dirs {
+        assert_outputs(dir);
+    }
+}
+
+#[test]
+fn a_pid_given_twice_is_one_target() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let busy = FixtureProcess::spawn("bystander", &["10"]);
+    let pid = busy.pid().to_string();
+    let twice = format!("{pid},{pid}");
+    let run = integration_tests::run_profiler(
+        &[
+            "--duration",
+            "1s",
+            "--profiles",
+            "cpu",
+            "--pid",
+            &pid,
+            "--pid",
+            &twice,
+        ],
+        &tmp.path().join("out"),
+    );
+    run.assert_success();
+    assert!(
+        run.stdout
+            .contains(&format!("target: pid {pid} with threads and children")),
+        "the run's facts should name pid {pid} once\n{}",
+        run.transcript()
     );
 }

@@ -31,7 +31,7 @@ impl Counters {
 pub struct LoadOptions {
     /// Profile only the pids added with [`Probes::add_target`] (and their children).
     pub filter: bool,
-    /// Offset of `child_pid` in the `sched_process_fork` record (see [`crate::tracefs`]).
+    /// Offset of `child_pid` in the `sched_process_fork` record (see [`crate::collect::tracefs`]).
     pub fork_child_pid_offset: u32,
     /// Trace the read/write-family syscalls.
     pub io: bool,
@@ -158,11 +158,17 @@ impl Probes {
                     SamplePolicy::Frequency(frequency),
                     false,
                 )
-                .with_context(|| {
-                    format!(
+                .map_err(|err| {
+                    let err = anyhow::Error::from(err);
+                    // Out of descriptors is said as such (see fdlimit::explain), not
+                    // blamed on the kernel's settings.
+                    if crate::fdlimit::exhaustion(&err).is_some() {
+                        return err.context(format!("cannot sample CPU {cpu}"));
+                    }
+                    err.context(format!(
                         "cannot sample CPU {cpu}: the kernel needs perf events \
                          (CONFIG_PERF_EVENTS) and kernel.perf_event_paranoid must allow it"
-                    )
+                    ))
                 })?;
         }
         Ok(())

@@ -23,7 +23,7 @@ use crate::collect::tracefs;
 use crate::config::{CallGraph, Config, Target};
 use crate::cpustat::CpuTimes;
 use crate::selfcost::KernelCost;
-use crate::{launch, preflight};
+use crate::{fdlimit, launch, preflight};
 
 const TICK: Duration = Duration::from_millis(250);
 /// How often the sample ring buffer is drained when no sample wakes the profiler earlier:
@@ -43,6 +43,24 @@ pub enum StopReason {
     CommandExited(ExitStatus),
     /// Every `--pid` target exited.
     TargetsExited,
+}
+
+impl StopReason {
+    /// The profiler's exit status for a run that otherwise succeeded: the launched
+    /// command's when it exited, as `time` and `perf stat` give it (its code, or 128+N
+    /// when signal N killed it); else 0.
+    pub fn exit_status(&self) -> u8 {
+        use std::os::unix::process::ExitStatusExt;
+        let Self::CommandExited(status) = self else {
+            return 0;
+        };
+        let code = match (status.code(), status.signal()) {
+            (Some(code), _) => code,
+            (None, Some(signal)) => 128 + signal,
+            (None, None) => 1,
+        };
+        u8::try_from(code).unwrap_or(u8::MAX)
+    }
 }
 
 impl std::fmt::Display for StopReason {
@@ -98,6 +116,7 @@ pub struct RunOutcome {
 /// # Errors
 /// When a target cannot be found or started, or the kernel refuses the programs.
 pub async fn run(config: &Config) -> Result<RunOutcome> {
+    fdlimit::raise();
     let tracefs = tracefs::ensure_mounted()?;
     let fork_offset = tracefs::field_offset(&tracefs, "sched", "sched_process_fork", "child_pid")?;
     let possible_cpus = aya::util::nr_cpus().map_err(|(path, err)| {
@@ -146,7 +165,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     }
     let cpus = cpus.len();
     let mut child = match &config.target {
-        Target::Command(argv) => Some(spawn_followed(&mut probes, argv)?),
+        Target::Command(argv) => Some(spawn_followed(&mut probes, argv, config.run_as_root)?),
         _ => None,
     };
     let command_pid = child.as_ref().and_then(Child::id);
@@ -208,7 +227,9 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     processes.refresh();
     probes.flush_logs();
     if let (Some(pid), StopReason::Elapsed | StopReason::Signal(_)) = (command_pid, &stop) {
-        eprintln!("profiler: the command (pid {pid}) is still running; it was left alone");
+        crate::console::eprint_line(&format!(
+            "profiler: the command (pid {pid}) is still running; it was left alone"
+        ));
     }
     let io_calls = probes.read_io_calls()?;
     let block_waits = probes.read_block_waits()?;
@@ -239,10 +260,14 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
 
 /// Starts the command so that it is a target from its first instruction: the profiler makes
 /// itself a target for the instant of the fork, so the fork tracepoint adds the child.
-fn spawn_followed(probes: &mut Probes, argv: &[std::ffi::OsString]) -> Result<Child> {
+fn spawn_followed(
+    probes: &mut Probes,
+    argv: &[std::ffi::OsString],
+    as_root: bool,
+) -> Result<Child> {
     let me = std::process::id();
     probes.add_target(me)?;
-    let child = launch::spawn(argv);
+    let child = launch::spawn(argv, as_root);
     probes.remove_target(me)?;
     let child = child?;
     // Added again explicitly in case the fork was not seen (the tracepoint is best effort).
@@ -341,4 +366,21 @@ fn monotonic_ns() -> u64 {
     // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn exit_status_is_the_commands() {
+        let exited = |raw| StopReason::CommandExited(ExitStatus::from_raw(raw)).exit_status();
+        assert_eq!(exited(42 << 8), 42);
+        assert_eq!(exited(0), 0);
+        assert_eq!(exited(libc::SIGKILL), 128 + 9);
+        assert_eq!(StopReason::Elapsed.exit_status(), 0);
+        assert_eq!(StopReason::Signal("Ctrl-C").exit_status(), 0);
+    }
 }
