@@ -30,6 +30,7 @@ use crate::cli::Invocation;
 use crate::config::{Config, ReportConfig, Target};
 use crate::output::html::{self, RunFacts};
 use crate::output::terminal::{self, Style};
+use crate::output::{OutputDir, pprof_read};
 use crate::profile::Profile;
 
 fn main() -> ExitCode {
@@ -51,12 +52,20 @@ fn main() -> ExitCode {
         }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome { write_failures: 0 }) => ExitCode::SUCCESS,
+        // Each failed file has had its own error line; the rest was written.
+        Ok(Outcome { .. }) => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("profiler: error: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// How a run or report that got as far as writing its outputs ended.
+struct Outcome {
+    /// Output files that could not be written, each already reported on stderr.
+    write_failures: usize,
 }
 
 /// Warnings by default; with `-v`, debug detail from the profiler and its kernel programs
@@ -74,13 +83,13 @@ fn init_logging(verbose: bool) {
         .init();
 }
 
-fn run(config: &Config) -> Result<()> {
+fn run(config: &Config) -> Result<Outcome> {
     preflight::check_privileges()?;
     preflight::check_btf(&preflight::btf_path())?;
     if let Target::Pids(pids) = &config.target {
         preflight::check_pids(pids)?;
     }
-    preflight::prepare_output_dir(&config.output_dir)?;
+    let out_dir = preflight::prepare_output_dir(&config.output_dir)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -100,21 +109,15 @@ fn run(config: &Config) -> Result<()> {
         profiles.push(block_profile::build(&outcome, config, &mut resolver));
     }
     let mut written = Vec::new();
+    let mut write_failures = 0;
     for profile in &profiles {
-        written.extend(output::write_profile(
-            profile,
-            &config.output_dir,
-            &config.formats,
-        )?);
+        let results = output::write_profile(profile, &out_dir, &config.formats);
+        write_failures += output::note_results(results, &mut written);
     }
     let analysis = Analysis::of(&profiles, config.small_io);
     if config.formats.html {
-        written.push(html::write(
-            &profiles,
-            &analysis,
-            html::live_facts(),
-            &config.output_dir,
-        )?);
+        let page = html::write(&profiles, &analysis, html::live_facts(), &out_dir);
+        write_failures += output::note_results([page], &mut written);
     }
 
     let style = Style::for_stdout();
@@ -129,29 +132,46 @@ fn run(config: &Config) -> Result<()> {
         outcome.window_end.elapsed().as_millis()
     );
     print!("{}", terminal::files(&config.output_dir, &written, &style));
-    Ok(())
+    Ok(Outcome { write_failures })
 }
 
 /// `profiler report DIR`: the summary and `report.html` again, from the pprof files of an
 /// earlier run. Reads and writes files only, so it needs no privileges.
-fn report_again(report: &ReportConfig) -> Result<()> {
+///
+/// Each file is read on its own: one that cannot be used gets its error line, and the
+/// others are still reported.
+fn report_again(report: &ReportConfig) -> Result<Outcome> {
     let dir = &report.dir;
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
     let mut profiles: Vec<Profile> = Vec::new();
-    for name in ["cpu", "io", "block"] {
-        let path = dir.join(format!("{name}.pb.gz"));
-        if path.exists() {
-            profiles.push(output::pprof::load(&path)?);
+    let mut failures = 0;
+    for kind in pprof_read::Kind::ALL {
+        let path = dir.join(format!("{}.pb.gz", kind.name()));
+        if path.symlink_metadata().is_err() {
+            continue;
+        }
+        match pprof_read::load(&path, kind) {
+            Ok(profile) => profiles.push(profile),
+            Err(err) => {
+                eprintln!("profiler: error: {err:#}");
+                failures += 1;
+            }
         }
     }
-    if profiles.is_empty() {
+    if profiles.is_empty() && failures == 0 {
         bail!(
             "{} holds none of cpu.pb.gz, io.pb.gz and block.pb.gz: give the output directory \
              of a run that wrote pprof files",
             dir.display()
         );
+    }
+    if profiles.is_empty() {
+        // Every file had its error line; an empty report would only hide that.
+        return Ok(Outcome {
+            write_failures: failures,
+        });
     }
     let analysis = Analysis::of(&profiles, report.small_io);
     // The host facts come from the profiles' comments: this machine may not be the one
@@ -160,13 +180,19 @@ fn report_again(report: &ReportConfig) -> Result<()> {
         source: format!("the pprof files in {}", dir.display()),
         ..RunFacts::default()
     };
-    let page = html::write(&profiles, &analysis, source, dir)?;
+    let mut written = Vec::new();
+    let page = OutputDir::open(dir)
+        .with_context(|| format!("cannot open {}", dir.display()))
+        .and_then(|out| html::write(&profiles, &analysis, source, &out));
+    failures += output::note_results([page], &mut written);
     let style = Style::for_stdout();
     print!(
         "{}",
         terminal::render(&profiles, &analysis, report.top, &style)
     );
     println!();
-    print!("{}", terminal::files(dir, &[page], &style));
-    Ok(())
+    print!("{}", terminal::files(dir, &written, &style));
+    Ok(Outcome {
+        write_failures: failures,
+    })
 }
