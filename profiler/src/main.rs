@@ -127,8 +127,12 @@ fn run(config: &Config) -> Result<Outcome> {
     );
     println!();
     println!("{}", outcome.kernel_cost.describe());
+    let files = match write_failures {
+        0 => "all files written".to_owned(),
+        n => format!("{n} files could not be written (see above), the others written"),
+    };
     println!(
-        "finished: all files written {} ms after the window closed",
+        "finished: {files} {} ms after the window closed",
         outcome.window_end.elapsed().as_millis()
     );
     print!("{}", terminal::files(&config.output_dir, &written, &style));

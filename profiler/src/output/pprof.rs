@@ -336,7 +336,7 @@ mod tests {
         assert!(
             err.contains("not an I/O profile")
                 && err.contains("samples/count, cpu/nanoseconds")
-                && err.contains("that of a CPU profile"),
+                && err.contains("those of a CPU profile"),
             "{err}"
         );
         p.sample_types = [
@@ -354,7 +354,7 @@ mod tests {
         let err = format!("{:#}", decode_bytes(&file(&p), Kind::Io).unwrap_err());
         assert!(
             err.contains("alloc_objects/count, alloc_space/count")
-                && err.contains("no profile this profiler writes"),
+                && err.contains("another program's profile"),
             "{err}"
         );
     }

@@ -113,8 +113,24 @@ pub fn load(path: &Path, kind: Kind) -> anyhow::Result<Profile> {
     if raw.is_empty() {
         bail!("{shown} is empty: it was not written completely; profile again to replace it");
     }
-    decode_bytes(&raw, kind).with_context(|| format!("{shown} is not a usable profile"))
+    match decode_bytes(&raw, kind) {
+        Ok(profile) => Ok(profile),
+        Err(err) if err.is::<WrongKind>() => bail!("{shown} is {err}"),
+        Err(err) => Err(err.context(format!("{shown} is not a usable profile"))),
+    }
 }
+
+/// A profile whose sample types are not those of the kind its file is named after.
+#[derive(Debug)]
+pub struct WrongKind(String);
+
+impl std::fmt::Display for WrongKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WrongKind {}
 
 /// Up to [`MAX_FILE_BYTES`] of `path`, failing when there is more.
 fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -128,7 +144,8 @@ fn read_capped(r: impl Read, limit: u64, what: &str) -> anyhow::Result<Vec<u8>> 
     r.take(limit + 1).read_to_end(&mut out)?;
     if out.len() as u64 > limit {
         bail!(
-            "{what} is larger than {} MiB, the most `profiler report` reads",
+            "{what} is larger than {} MiB, the most `profiler report` reads: profile a \
+             shorter window",
             limit / MIB
         );
     }
@@ -153,7 +170,8 @@ pub fn decode_bytes(raw: &[u8], kind: Kind) -> anyhow::Result<Profile> {
     let size = wire::decoded_size(bytes).map_err(|e| anyhow::anyhow!("not protobuf: {e}"))?;
     if size > MAX_DECODED_BYTES {
         bail!(
-            "decoding it would take {} MiB, over the {} MiB `profiler report` allows",
+            "decoding it would take {} MiB, over the {} MiB `profiler report` allows: \
+             profile a shorter window",
             size / MIB,
             MAX_DECODED_BYTES / MIB
         );
@@ -409,20 +427,23 @@ fn check_kind(types: &[ValueType], kind: Kind) -> anyhow::Result<()> {
         listed = "none".to_owned();
     }
     let what = match found {
-        Some(other) => format!("that of a {} profile", other.title()),
-        None => "those of no profile this profiler writes".to_owned(),
+        Some(other) => format!("those of a {} profile", other.title()),
+        None => "another program's profile, not one this profiler writes".to_owned(),
     };
     let want: Vec<String> = kind
         .sample_types()
         .iter()
         .map(|(k, u)| format!("{k}/{u}"))
         .collect();
-    bail!(
-        "it is not {} {} profile of this profiler (sample types {listed}, {what}; expected {})",
-        if kind == Kind::Io { "an" } else { "a" },
-        kind.title(),
-        want.join(", ")
-    )
+    let article = if kind == Kind::Io { "an" } else { "a" };
+    Err(WrongKind(format!(
+        "not {article} {title} profile of this profiler (sample types {listed}): {what}, \
+         while {article} {title} profile has {}; remove the file or replace it with one a \
+         run wrote",
+        want.join(", "),
+        title = kind.title(),
+    ))
+    .into())
 }
 
 /// The line of a location pprof left unsymbolized: `module+0xoffset`, or `[unknown]`.

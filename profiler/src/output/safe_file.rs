@@ -84,7 +84,9 @@ impl OutputDir {
         if fd < 0 {
             let err = io::Error::last_os_error();
             // O_NOFOLLOW with O_DIRECTORY fails on a link with ENOTDIR, not ELOOP.
-            let is_link = path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
+            let is_link = path
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink());
             if is_link {
                 return Err(io::Error::other(
                     "it is a symbolic link: give the directory it points to",
