@@ -472,3 +472,43 @@ fn from_unix_nanos(nanos: i64) -> SystemTime {
         UNIX_EPOCH.checked_sub(d).unwrap_or(UNIX_EPOCH)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_up_to_the_limit_only() {
+        assert_eq!(read_capped(&[7u8; 10][..], 10, "it").unwrap().len(), 10);
+        let err = read_capped(&[7u8; 11][..], 10, "it").unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+    }
+
+    #[test]
+    fn kinds_are_told_by_their_sample_types() {
+        for kind in Kind::ALL {
+            let types: Vec<ValueType> = kind
+                .sample_types()
+                .iter()
+                .map(|(k, u)| ValueType::new(k, u))
+                .collect();
+            assert_eq!(Kind::of(&types), Some(kind));
+            assert_eq!(Kind::of(&types[1..]), None);
+        }
+        let heap = [ValueType::new("alloc_objects", "count")];
+        let err = check_kind(&heap, Kind::Io).unwrap_err();
+        assert!(err.is::<WrongKind>());
+        assert!(
+            err.to_string().starts_with(
+                "not an I/O profile of this profiler (sample types alloc_objects/count)"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_message_is_refused_by_kind() {
+        let err = decode_bytes(&[], Kind::Cpu).unwrap_err();
+        assert!(format!("{err:#}").contains("sample types none"), "{err:#}");
+    }
+}

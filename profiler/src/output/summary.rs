@@ -184,9 +184,10 @@ pub(crate) fn group(n: i64) -> String {
 /// Nanoseconds in the largest unit that keeps the number readable: µs, ms or s.
 pub(crate) fn human_time(ns: i64) -> String {
     let n = ns as f64;
-    if ns.abs() >= 1_000_000_000 {
+    // unsigned_abs: i64::MIN, which a file can hold, has no i64 absolute value.
+    if ns.unsigned_abs() >= 1_000_000_000 {
         format!("{:.2} s", n / 1e9)
-    } else if ns.abs() >= 1_000_000 {
+    } else if ns.unsigned_abs() >= 1_000_000 {
         format!("{:.1} ms", n / 1e6)
     } else {
         format!("{:.1} µs", n / 1e3)
