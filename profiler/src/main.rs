@@ -129,6 +129,7 @@ fn run(config: &Config) -> Result<Outcome> {
     println!("{}", outcome.kernel_cost.describe());
     let files = match write_failures {
         0 => "all files written".to_owned(),
+        1 => "one file could not be written (see above), the others written".to_owned(),
         n => format!("{n} files could not be written (see above), the others written"),
     };
     println!(
