@@ -64,7 +64,8 @@ fn main() -> ExitCode {
 
 /// How a run or report that got as far as writing its outputs ended.
 struct Outcome {
-    /// Output files that could not be written, each already reported on stderr.
+    /// Files that could not be written (or, for `report`, read), each already reported
+    /// on stderr.
     write_failures: usize,
 }
 
