@@ -26,6 +26,7 @@ use crate::cli::Invocation;
 use crate::config::{Config, ReportConfig, Target};
 use crate::output::html::{self, RunFacts};
 use crate::output::terminal::{self, Style};
+use crate::output::{OutputDir, pprof_read};
 use crate::profile::Profile;
 
 fn main() -> ExitCode {
@@ -54,16 +55,35 @@ fn main() -> ExitCode {
         }
         Invocation::Report(report) => {
             init_logging(false);
-            report_again(report).map(|()| ExitCode::SUCCESS)
+            report_again(report)
         }
     };
     match result {
-        Ok(code) => code,
+        Ok(outcome) => outcome.exit_code(),
         Err(err) if console::reader_went_away(&err) => ExitCode::FAILURE,
         Err(err) => {
             let err = fdlimit::explain(err);
             console::eprint_line(&format!("profiler: error: {err:#}"));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// How a run or report that got as far as writing its outputs ended.
+struct Outcome {
+    /// Files that could not be written (or, for `report`, read), each already reported
+    /// on stderr.
+    write_failures: usize,
+    /// The exit status when every file was written: the launched command's, else 0.
+    status: u8,
+}
+
+impl Outcome {
+    fn exit_code(&self) -> ExitCode {
+        if self.write_failures > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::from(self.status)
         }
     }
 }
@@ -83,16 +103,16 @@ fn init_logging(verbose: bool) {
         .init();
 }
 
-/// Profiles as `config` says; the exit code is the launched command's (see
-/// [`collect::session::StopReason::exit_status`]).
-fn run(config: &Config) -> Result<ExitCode> {
+/// Profiles as `config` says; the exit status is the launched command's (see
+/// [`collect::session::StopReason::exit_status`]) unless an output could not be written.
+fn run(config: &Config) -> Result<Outcome> {
     preflight::check_privileges()?;
     preflight::check_btf(&preflight::btf_path())?;
     if let Target::Pids(pids) = &config.target {
         preflight::check_pids(pids)?;
     }
     let config = &config.claim_output_dir()?;
-    preflight::prepare_output_dir(&config.output_dir)?;
+    let out_dir = preflight::prepare_output_dir(&config.output_dir)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -113,55 +133,75 @@ fn run(config: &Config) -> Result<ExitCode> {
         profiles.push(build::block::build(&outcome, config, &mut resolver));
     }
     let mut written = Vec::new();
+    let mut write_failures = 0;
     for profile in &profiles {
-        written.extend(output::write_profile(
-            profile,
-            &config.output_dir,
-            &config.formats,
-        )?);
+        let results = output::write_profile(profile, &out_dir, &config.formats);
+        write_failures += output::note_results(results, &mut written);
     }
     let analysis = Analysis::of(&profiles, config.small_io);
     if config.formats.html {
-        written.push(html::write(
-            &profiles,
-            &analysis,
-            html::live_facts(),
-            &config.output_dir,
-        )?);
+        let page = html::write(&profiles, &analysis, html::live_facts(), &out_dir);
+        write_failures += output::note_results([page], &mut written);
     }
 
     let style = Style::for_stdout();
     let mut text = terminal::render(&profiles, &analysis, config.top, &style);
+    let files = match write_failures {
+        0 => "all files written".to_owned(),
+        1 => "one file could not be written (see above), the others written".to_owned(),
+        n => format!("{n} files could not be written (see above), the others written"),
+    };
     text.push_str(&format!(
-        "\n{}\nfinished: all files written {} ms after the window closed\n",
+        "\n{}\nfinished: {files} {} ms after the window closed\n",
         outcome.kernel_cost.describe(),
         outcome.window_end.elapsed().as_millis()
     ));
     text.push_str(&terminal::files(&config.output_dir, &written, &style));
     console::print(&text)?;
-    Ok(ExitCode::from(outcome.stop.exit_status()))
+    Ok(Outcome {
+        write_failures,
+        status: outcome.stop.exit_status(),
+    })
 }
 
 /// `profiler report DIR`: the summary and `report.html` again, from the pprof files of an
 /// earlier run. Reads and writes files only, so it needs no privileges.
-fn report_again(report: &ReportConfig) -> Result<()> {
+///
+/// Each file is read on its own: one that cannot be used gets its error line, and the
+/// others are still reported.
+fn report_again(report: &ReportConfig) -> Result<Outcome> {
     let dir = &report.dir;
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
     let mut profiles: Vec<Profile> = Vec::new();
-    for name in ["cpu", "io", "block"] {
-        let path = dir.join(format!("{name}.pb.gz"));
-        if path.exists() {
-            profiles.push(output::pprof::load(&path)?);
+    let mut failures = 0;
+    for kind in pprof_read::Kind::ALL {
+        let path = dir.join(format!("{}.pb.gz", kind.name()));
+        if path.symlink_metadata().is_err() {
+            continue;
+        }
+        match pprof_read::load(&path, kind) {
+            Ok(profile) => profiles.push(profile),
+            Err(err) => {
+                eprintln!("profiler: error: {err:#}");
+                failures += 1;
+            }
         }
     }
-    if profiles.is_empty() {
+    if profiles.is_empty() && failures == 0 {
         bail!(
             "{} holds none of cpu.pb.gz, io.pb.gz and block.pb.gz: give the output directory \
              of a run that wrote pprof files",
             dir.display()
         );
+    }
+    if profiles.is_empty() {
+        // Every file had its error line; an empty report would only hide that.
+        return Ok(Outcome {
+            write_failures: failures,
+            status: 0,
+        });
     }
     let analysis = Analysis::of(&profiles, report.small_io);
     // The host facts come from the profiles' comments: this machine may not be the one
@@ -170,11 +210,18 @@ fn report_again(report: &ReportConfig) -> Result<()> {
         source: format!("the pprof files in {}", dir.display()),
         ..RunFacts::default()
     };
-    let page = html::write(&profiles, &analysis, source, dir)?;
+    let mut written = Vec::new();
+    let page = OutputDir::open(dir)
+        .with_context(|| format!("cannot open {}", dir.display()))
+        .and_then(|out| html::write(&profiles, &analysis, source, &out));
+    failures += output::note_results([page], &mut written);
     let style = Style::for_stdout();
     let mut text = terminal::render(&profiles, &analysis, report.top, &style);
     text.push('\n');
-    text.push_str(&terminal::files(dir, &[page], &style));
+    text.push_str(&terminal::files(dir, &written, &style));
     console::print(&text)?;
-    Ok(())
+    Ok(Outcome {
+        write_failures: failures,
+        status: 0,
+    })
 }

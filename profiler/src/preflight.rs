@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::output::OutputDir;
+
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
@@ -66,23 +68,23 @@ pub fn check_pids(pids: &[u32]) -> Result<()> {
     Ok(())
 }
 
-/// Creates the output directory, owned by the invoking user under sudo, and proves it writable.
+/// Opens the output directory, creating it owned by the invoking user under sudo (one
+/// that exists keeps its owner), and proves it writable with a file made as every output
+/// file is.
 ///
 /// # Errors
-/// When the directory cannot be created or written.
-pub fn prepare_output_dir(dir: &Path) -> Result<()> {
+/// When the directory cannot be created, opened or written.
+pub fn prepare_output_dir(dir: &Path) -> Result<OutputDir> {
     let advice = "choose another directory with -o";
-    fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create output directory {}: {advice}", dir.display()))?;
-    let probe = dir.join(".profiler-write-test");
-    fs::write(&probe, b"").with_context(|| {
+    let out = OutputDir::create(dir)
+        .with_context(|| format!("cannot use output directory {}: {advice}", dir.display()))?;
+    let probe = ".profiler-write-test";
+    out.write(probe, |_| Ok(())).with_context(|| {
         format!(
             "cannot write in output directory {}: {advice}",
             dir.display()
         )
     })?;
-    let _ = fs::remove_file(&probe);
-    crate::output::give_to_invoking_user(dir)
-        .with_context(|| format!("cannot hand {} to the invoking user", dir.display()))?;
-    Ok(())
+    let _ = out.remove(probe);
+    Ok(out)
 }

@@ -8,6 +8,7 @@
 
 mod bench;
 mod build_cmd;
+mod fuzz_cmd;
 mod setup;
 mod test_cmd;
 mod util;
@@ -58,6 +59,14 @@ enum Command {
     /// Measure the profiler against unprofiled runs and peers (perf, bpftrace, strace)
     /// and write BENCHMARKS.md. Needs root; never run by `test`.
     Bench(bench::BenchArgs),
+    /// Fuzz the pprof decoder `profiler report` uses, for a bounded time (installs
+    /// cargo-fuzz if missing; needs nightly or falls back to RUSTC_BOOTSTRAP=1). Not run
+    /// by `test`.
+    Fuzz {
+        /// How long to fuzz.
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +77,7 @@ fn main() -> ExitCode {
         Command::Run { release: _, args } => build_cmd::run(&args),
         Command::Test => test_cmd::test().map(|_| 0),
         Command::Bench(args) => bench::bench(&args).map(|_| 0),
+        Command::Fuzz { seconds } => fuzz_cmd::fuzz(seconds).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -64,11 +64,15 @@ pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
             acc.tids.insert(tid);
         }
         let delay = sample.values.get(DELAY).copied().unwrap_or(0).max(0) as u64;
-        acc.waits += sample.values.get(CONTENTIONS).copied().unwrap_or(0).max(0) as u64;
-        acc.delay += delay;
-        *acc.waiters
+        // Saturating: values read from a file can add up past the largest number.
+        let waits = sample.values.get(CONTENTIONS).copied().unwrap_or(0).max(0) as u64;
+        acc.waits = acc.waits.saturating_add(waits);
+        acc.delay = acc.delay.saturating_add(delay);
+        let waiter = acc
+            .waiters
             .entry(language::user_caller(profile, sample.stack))
-            .or_default() += delay;
+            .or_default();
+        *waiter = waiter.saturating_add(delay);
     }
     let mut all: Vec<FutexWaits> = groups
         .into_iter()
@@ -97,7 +101,8 @@ pub fn by_process(profile: &Profile) -> Vec<(i64, String, u64)> {
         let entry = totals
             .entry(sample.label_num("pid").unwrap_or(0))
             .or_insert_with(|| (sample.label_str("comm").unwrap_or("").to_owned(), 0));
-        entry.1 += sample.values.get(DELAY).copied().unwrap_or(0).max(0) as u64;
+        let delay = sample.values.get(DELAY).copied().unwrap_or(0).max(0) as u64;
+        entry.1 = entry.1.saturating_add(delay);
     }
     let mut all: Vec<(i64, String, u64)> = totals
         .into_iter()

@@ -100,7 +100,8 @@ pub fn memory_hot_spots_over(profile: &Profile, min_share: f64) -> Vec<MemoryHot
                 continue;
             };
             let acc = found.entry(kind).or_default();
-            acc.value += v;
+            // Saturating: values read from a file can add up past i64::MAX.
+            acc.value = acc.value.saturating_add(v);
             // A set: recursion (or free called from malloc) counts once per stack.
             let matching: BTreeSet<&str> = frames[first..]
                 .iter()
@@ -108,10 +109,12 @@ pub fn memory_hot_spots_over(profile: &Profile, min_share: f64) -> Vec<MemoryHot
                 .filter(|f| kind_of(f) == Some(kind))
                 .collect();
             for f in matching {
-                *acc.functions.entry(f).or_default() += v;
+                let slot = acc.functions.entry(f).or_default();
+                *slot = slot.saturating_add(v);
             }
             if let Some(caller) = first.checked_sub(1).map(|i| frames[i]) {
-                *acc.callers.entry(caller).or_default() += v;
+                let slot = acc.callers.entry(caller).or_default();
+                *slot = slot.saturating_add(v);
             }
             if acc.heaviest.is_none_or(|(w, _)| v > w) {
                 acc.heaviest = Some((v, sample.stack));

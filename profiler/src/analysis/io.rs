@@ -86,10 +86,11 @@ pub fn sites(profile: &Profile) -> Vec<IoSite> {
             }
         });
         let value = |i: usize| sample.values.get(i).copied().unwrap_or(0).max(0) as u64;
-        site.calls += value(CALLS);
-        site.bytes += value(BYTES);
-        site.nanos += value(TIME);
-        site.errors += value(ERRORS);
+        // Saturating: values read from a file can add up past the largest number.
+        site.calls = site.calls.saturating_add(value(CALLS));
+        site.bytes = site.bytes.saturating_add(value(BYTES));
+        site.nanos = site.nanos.saturating_add(value(TIME));
+        site.errors = site.errors.saturating_add(value(ERRORS));
         if let Some(kind) = sample.label_str("descriptor")
             && !site.descriptors.iter().any(|d| d == kind)
         {

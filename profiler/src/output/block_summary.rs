@@ -87,8 +87,13 @@ fn top_stacks(profile: &Profile) -> Vec<(usize, i64, i64)> {
     let mut by_stack = std::collections::HashMap::<usize, (i64, i64)>::new();
     for sample in &profile.samples {
         let entry = by_stack.entry(sample.stack).or_default();
-        entry.0 += sample.values.get(CONTENTIONS).copied().unwrap_or(0);
-        entry.1 += sample.values.get(DELAY).copied().unwrap_or(0);
+        // Saturating: values read from a file can add up past i64::MAX.
+        entry.0 = entry
+            .0
+            .saturating_add(sample.values.get(CONTENTIONS).copied().unwrap_or(0));
+        entry.1 = entry
+            .1
+            .saturating_add(sample.values.get(DELAY).copied().unwrap_or(0));
     }
     let mut all: Vec<(usize, i64, i64)> = by_stack
         .into_iter()

@@ -1,6 +1,6 @@
 //! SVG flame graphs, drawn by `inferno` from the folded stacks.
 
-use std::path::Path;
+use std::io::Write;
 
 use anyhow::Context;
 use inferno::flamegraph::color::{BasicPalette, Palette};
@@ -9,11 +9,11 @@ use inferno::flamegraph::{self, Options};
 use super::folded;
 use crate::profile::Profile;
 
-/// Renders `profile` as an SVG flame graph at `path`; an empty profile gets a small SVG
+/// Renders `profile` as an SVG flame graph into `out`; an empty profile gets a small SVG
 /// that says "no samples".
-pub fn write(profile: &Profile, path: &Path) -> anyhow::Result<()> {
-    let svg = render(profile).with_context(|| format!("cannot draw {}", path.display()))?;
-    std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))
+pub fn write(profile: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
+    let svg = render(profile).context("cannot draw the flame graph")?;
+    Ok(out.write_all(&svg)?)
 }
 
 /// The SVG document for `profile`.
@@ -105,10 +105,9 @@ mod tests {
 
     #[test]
     fn svg_names_the_functions() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cpu.svg");
-        write(&fixture::profile(), &path).unwrap();
-        let svg = std::fs::read_to_string(&path).unwrap();
+        let mut out = Vec::new();
+        write(&fixture::profile(), &mut out).unwrap();
+        let svg = String::from_utf8(out).unwrap();
         assert!(svg.contains("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));
         for name in ["main", "run", "app", "CPU profile", "nanoseconds"] {
@@ -121,10 +120,9 @@ mod tests {
 
     #[test]
     fn empty_profile_still_writes_an_svg() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cpu.svg");
-        write(&fixture::empty(), &path).unwrap();
-        let svg = std::fs::read_to_string(&path).unwrap();
+        let mut out = Vec::new();
+        write(&fixture::empty(), &mut out).unwrap();
+        let svg = String::from_utf8(out).unwrap();
         assert!(svg.starts_with("<?xml"));
         assert!(svg.contains("<svg") && svg.contains("no samples") && svg.contains("CPU profile"));
         assert!(svg.trim_end().ends_with("</svg>"));

@@ -2,9 +2,7 @@
 //! read: `comm;root;...;leaf count`, one line per distinct stack.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-
-use anyhow::Context;
+use std::io::Write;
 
 use crate::profile::{Profile, Sample};
 
@@ -24,7 +22,8 @@ pub fn lines(profile: &Profile) -> Vec<String> {
             key.push(';');
             key.push_str(&frame_name(frame));
         }
-        *weights.entry(key).or_default() += weight;
+        let slot = weights.entry(key).or_default();
+        *slot = slot.saturating_add(weight);
     }
     // BTreeMap iterates in key order, which gives the sorted output tools expect.
     weights
@@ -34,14 +33,12 @@ pub fn lines(profile: &Profile) -> Vec<String> {
         .collect()
 }
 
-/// Writes the folded lines of `profile` to `path`, one per line.
-pub fn write(profile: &Profile, path: &Path) -> anyhow::Result<()> {
-    let mut text = String::new();
+/// Writes the folded lines of `profile` to `out`, one per line.
+pub fn write(profile: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
     for line in lines(profile) {
-        text.push_str(&line);
-        text.push('\n');
+        writeln!(out, "{line}")?;
     }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    Ok(())
 }
 
 /// The first frame of a sample's line: its command name, else its pid, else `[unknown]`.
@@ -150,13 +147,13 @@ mod tests {
 
     #[test]
     fn writes_one_line_each() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cpu.folded");
-        write(&fixture::profile(), &path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
+        let mut out = Vec::new();
+        write(&fixture::profile(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 3);
         assert!(text.ends_with('\n'));
-        write(&fixture::empty(), &path).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        let mut out = Vec::new();
+        write(&fixture::empty(), &mut out).unwrap();
+        assert!(out.is_empty());
     }
 }

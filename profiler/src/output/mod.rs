@@ -7,58 +7,70 @@ pub mod folded;
 pub mod html;
 pub mod io_summary;
 pub mod pprof;
+pub mod pprof_read;
 pub mod proto;
+pub mod safe_file;
 pub mod speedscope;
 pub mod summary;
 pub mod terminal;
+pub mod wire;
 
-use std::path::{Path, PathBuf};
-
-use anyhow::Context;
+use std::io::Write;
+use std::path::PathBuf;
 
 use crate::config::Formats;
 use crate::profile::{Profile, Sample};
 
+pub use safe_file::OutputDir;
+
 /// Writes the per-profile files `formats` asks for into `dir`: `{name}.pb.gz`,
-/// `{name}.folded`, `{name}.svg` and `{name}.speedscope.json`, and returns the paths written.
+/// `{name}.folded`, `{name}.svg` and `{name}.speedscope.json`, each on its own: one
+/// result per file, its path or why it could not be written.
 /// (`report.html` covers every profile at once: [`html::write`] writes it.)
 ///
-/// `dir` is created if missing. Under sudo, the directory (if created here) and every file
-/// are handed to the invoking user, so the results are not left owned by root.
+/// Under sudo, every file is handed to the invoking user, so the results are not left
+/// owned by root.
 pub fn write_profile(
     profile: &Profile,
-    dir: &Path,
+    dir: &OutputDir,
     formats: &Formats,
-) -> anyhow::Result<Vec<PathBuf>> {
-    ensure_dir(dir)?;
-    type Writer = fn(&Profile, &Path) -> anyhow::Result<()>;
+) -> Vec<anyhow::Result<PathBuf>> {
+    type Writer = fn(&Profile, &mut dyn Write) -> anyhow::Result<()>;
     let writers: [(bool, &str, Writer); 4] = [
         (formats.pprof, "pb.gz", pprof::write),
         (formats.folded, "folded", folded::write),
         (formats.svg, "svg", flamegraph::write),
         (formats.speedscope, "speedscope.json", speedscope::write),
     ];
-    let mut written = Vec::new();
-    for (wanted, extension, write) in writers {
-        if !wanted {
-            continue;
-        }
-        let path = dir.join(format!("{}.{extension}", profile.name));
-        // Each writer names its file in its own error, so no context is added here.
-        write(profile, &path)?;
-        give(&path)?;
-        written.push(path);
-    }
-    Ok(written)
+    writers
+        .into_iter()
+        .filter(|(wanted, _, _)| *wanted)
+        .map(|(_, extension, write)| {
+            let name = format!("{}.{extension}", profile.name);
+            dir.write(&name, |out| write(profile, out))
+        })
+        .collect()
 }
 
-/// Creates `dir` if it is missing, handing it to the sudo user.
-fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        give(dir)?;
+/// Adds the paths written among `results` to `written` and prints one
+/// `profiler: error: ...` line for each that failed; returns how many failed.
+///
+/// An output that cannot be written should not cost the others, nor the summary.
+pub fn note_results(
+    results: impl IntoIterator<Item = anyhow::Result<PathBuf>>,
+    written: &mut Vec<PathBuf>,
+) -> usize {
+    let mut failed = 0;
+    for result in results {
+        match result {
+            Ok(path) => written.push(path),
+            Err(err) => {
+                eprintln!("profiler: error: {err:#}");
+                failed += 1;
+            }
+        }
     }
-    Ok(())
+    failed
 }
 
 /// The first frame of a sample's stack in every flame graph (folded, SVG, HTML,
@@ -76,32 +88,20 @@ pub fn process_frame(sample: &Sample) -> String {
     }
 }
 
-fn give(path: &Path) -> anyhow::Result<()> {
-    give_to_invoking_user(path).with_context(|| {
-        format!(
-            "cannot write {}: cannot give it to the sudo user",
-            path.display()
-        )
-    })
-}
-
-/// Under sudo, changes the owner of `path` to the user who ran sudo; otherwise does nothing.
+/// The user who ran sudo, when running as root under sudo: who the output is for.
 ///
 /// The profiler must run as root to load eBPF programs, but its output is for the person
 /// who started it: root-owned files in their directory would be a nuisance to delete.
-pub fn give_to_invoking_user(path: &Path) -> std::io::Result<()> {
-    let Some((uid, gid)) = sudo_ids(
-        std::env::var("SUDO_UID").ok().as_deref(),
-        std::env::var("SUDO_GID").ok().as_deref(),
-    ) else {
-        return Ok(());
-    };
+/// Without root (a stale SUDO_UID in the environment) there is nobody to hand files to.
+pub fn invoking_user() -> Option<(u32, u32)> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        // Not actually root (a stale SUDO_UID in the environment): chown would only fail.
-        return Ok(());
+        return None;
     }
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    sudo_ids(
+        std::env::var("SUDO_UID").ok().as_deref(),
+        std::env::var("SUDO_GID").ok().as_deref(),
+    )
 }
 
 /// The uid and gid sudo recorded, when both are present and numeric.
@@ -250,8 +250,11 @@ mod tests {
     #[test]
     fn writes_three_files() {
         let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("new");
-        let paths = write_profile(&fixture::profile(), &out, &Formats::default()).unwrap();
+        let out = OutputDir::create(&dir.path().join("new")).unwrap();
+        let paths: Vec<PathBuf> = write_profile(&fixture::profile(), &out, &Formats::default())
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         let names: Vec<_> = paths
             .iter()
             .map(|p| p.file_name().unwrap().to_str().unwrap())
@@ -270,7 +273,11 @@ mod tests {
     fn writes_the_formats_asked_for() {
         let dir = tempfile::tempdir().unwrap();
         let formats = Formats::from_names(&["svg", "speedscope", "html"]);
-        let paths = write_profile(&fixture::profile(), dir.path(), &formats).unwrap();
+        let out = OutputDir::create(dir.path()).unwrap();
+        let paths: Vec<PathBuf> = write_profile(&fixture::profile(), &out, &formats)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         let names: Vec<_> = paths
             .iter()
             .map(|p| p.file_name().unwrap().to_str().unwrap())
@@ -293,11 +300,22 @@ mod tests {
     }
 
     #[test]
-    fn error_names_the_file() {
+    fn a_failed_file_costs_only_itself() {
         let dir = tempfile::tempdir().unwrap();
-        // A directory where the pprof file should go makes creating it fail.
+        // A directory where the pprof file should go makes replacing it fail.
         std::fs::create_dir(dir.path().join("cpu.pb.gz")).unwrap();
-        let err = write_profile(&fixture::profile(), dir.path(), &Formats::default()).unwrap_err();
+        let out = OutputDir::create(dir.path()).unwrap();
+        let results = write_profile(&fixture::profile(), &out, &Formats::default());
+        let mut written = Vec::new();
+        assert_eq!(note_results(results, &mut written), 1);
+        let names: Vec<_> = written
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(names, ["cpu.folded", "cpu.svg"]);
+        let err = write_profile(&fixture::profile(), &out, &Formats::default())
+            .remove(0)
+            .unwrap_err();
         let text = format!("{err:#}");
         assert!(
             text.contains("cannot write") && text.contains("cpu.pb.gz"),

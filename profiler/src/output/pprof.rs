@@ -1,21 +1,16 @@
 //! The pprof format: a gzipped `perftools.profiles.Profile` protobuf, as `go tool pprof`
 //! and most profile viewers read it.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
 use flate2::Compression;
-use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use prost::Message;
 
 use super::proto;
-use crate::profile::{Label, LabelValue, Line, Location, Mapping, Profile, Sample, ValueType};
-use crate::symbolize::KERNEL_MAPPING;
+use crate::profile::{LabelValue, Location, Profile, ValueType};
 
 /// The string table under construction: each distinct string stored once, "" at index 0.
 struct Strings {
@@ -241,269 +236,29 @@ fn unix_nanos(t: SystemTime) -> i64 {
     }
 }
 
-/// Writes `profile` to `path` as a gzipped pprof protobuf.
-pub fn write(profile: &Profile, path: &Path) -> anyhow::Result<()> {
+/// Writes `profile` into `out` as a gzipped pprof protobuf.
+pub fn write(profile: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
     let bytes = encode(profile).encode_to_vec();
-    let write = || -> std::io::Result<()> {
-        let mut gz = GzEncoder::new(BufWriter::new(File::create(path)?), Compression::default());
-        gz.write_all(&bytes)?;
-        gz.finish()?.flush()
-    };
-    write().with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Reads a pprof profile from `path`, gzipped or not.
-pub fn read(path: &Path) -> anyhow::Result<proto::Profile> {
-    let mut raw = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut raw))
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    // pprof itself accepts plain protobuf too, so only gunzip what has the gzip magic.
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .with_context(|| format!("cannot decompress {}", path.display()))?;
-        out
-    } else {
-        raw
-    };
-    proto::Profile::decode(bytes.as_slice())
-        .with_context(|| format!("{} is not a pprof profile", path.display()))
-}
-
-/// Reads `path` (such as `DIR/cpu.pb.gz`) back into the profile model, named after the file
-/// (`cpu`).
-pub fn load(path: &Path) -> anyhow::Result<Profile> {
-    let raw = read(path)?;
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
-    let file = file.unwrap_or_default();
-    let name = file
-        .strip_suffix(".pb.gz")
-        .or_else(|| file.strip_suffix(".pb"))
-        .unwrap_or(&file);
-    decode(&raw, name).with_context(|| format!("{} is not a usable profile", path.display()))
-}
-
-/// Converts pprof's protobuf message back into the profile model, the inverse of [`encode`]:
-/// `decode(&encode(p), &p.name)` equals `p`.
-///
-/// pprof keeps no kernel flag, so a location is a kernel one when its mapping is
-/// [`KERNEL_MAPPING`] or, without a mapping, when its frame is a `[kernel ...]` marker. A
-/// label is a string when its string index is set; an unset one is the number in `num`,
-/// unless the key carries strings in other samples (an empty string, such as the name of
-/// a thread that was never seen, is stored as index 0). A location without lines gets one
-/// `module+0xoffset` (or `[unknown]`) line, as the symbolizer names what it cannot resolve.
-/// Malformed input (an index out of range, a missing id, a sample with the wrong number of
-/// values) is an error, never a panic.
-pub fn decode(p: &proto::Profile, name: &str) -> anyhow::Result<Profile> {
-    let string = |i: i64| -> anyhow::Result<&str> {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| p.string_table.get(i))
-            .map(String::as_str)
-            .with_context(|| {
-                format!(
-                    "string index {i} is outside the string table of {} entries",
-                    p.string_table.len()
-                )
-            })
-    };
-    let value_type = |t: &proto::ValueType| -> anyhow::Result<ValueType> {
-        Ok(ValueType::new(string(t.r#type)?, string(t.unit)?))
-    };
-
-    let sample_types = p
-        .sample_type
-        .iter()
-        .map(value_type)
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    // Every summary reads the default sample type: a profile without one has nothing to say.
-    if sample_types.is_empty() {
-        bail!("it has no sample types");
-    }
-    let default_kind = string(p.default_sample_type)?;
-    // pprof shows the last sample type when the profile names none.
-    let default_sample_type = sample_types
-        .iter()
-        .position(|t| t.kind == default_kind && !default_kind.is_empty())
-        .unwrap_or(sample_types.len().saturating_sub(1));
-    let period_type = p.period_type.as_ref().map(value_type).transpose()?;
-    let comments = p
-        .comment
-        .iter()
-        .map(|&c| string(c).map(str::to_owned))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-
-    let mut mapping_index = HashMap::new();
-    let mut mappings = Vec::with_capacity(p.mapping.len());
-    for m in &p.mapping {
-        if m.id == 0 || mapping_index.insert(m.id, mappings.len()).is_some() {
-            bail!("mapping id {} is zero or used twice", m.id);
-        }
-        let build_id = string(m.build_id)?;
-        mappings.push(Mapping {
-            start: m.memory_start,
-            limit: m.memory_limit,
-            file_offset: m.file_offset,
-            path: string(m.filename)?.to_owned(),
-            build_id: (!build_id.is_empty()).then(|| build_id.to_owned()),
-        });
-    }
-
-    let mut functions = HashMap::new();
-    for f in &p.function {
-        let file = string(f.filename)?;
-        let entry = (string(f.name)?, (!file.is_empty()).then_some(file));
-        if f.id == 0 || functions.insert(f.id, entry).is_some() {
-            bail!("function id {} is zero or used twice", f.id);
-        }
-    }
-
-    let mut location_index = HashMap::new();
-    let mut locations = Vec::with_capacity(p.location.len());
-    for loc in &p.location {
-        if loc.id == 0 || location_index.insert(loc.id, locations.len()).is_some() {
-            bail!("location id {} is zero or used twice", loc.id);
-        }
-        let mapping = match loc.mapping_id {
-            0 => None,
-            id => Some(*mapping_index.get(&id).with_context(|| {
-                format!("location {} names mapping {id}, which is missing", loc.id)
-            })?),
-        };
-        let mut lines = loc
-            .line
-            .iter()
-            .map(|l| {
-                let (function, file) = functions.get(&l.function_id).with_context(|| {
-                    format!(
-                        "location {} names function {}, which is missing",
-                        loc.id, l.function_id
-                    )
-                })?;
-                Ok(Line {
-                    function: (*function).to_owned(),
-                    file: file.map(str::to_owned),
-                    line: u32::try_from(l.line).unwrap_or(0),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let mapping_path = mapping.map(|m: usize| mappings[m].path.as_str());
-        if lines.is_empty() {
-            lines.push(unsymbolized(loc.address, mapping.map(|m| &mappings[m])));
-        }
-        let kernel = match mapping_path {
-            Some(path) => path == KERNEL_MAPPING,
-            None => lines[0].function.starts_with("[kernel"),
-        };
-        locations.push(Location {
-            address: loc.address,
-            mapping,
-            lines,
-            kernel,
-        });
-    }
-
-    // Keys that carry a string somewhere: an unset string index on them is "".
-    let mut string_keys = HashSet::new();
-    for l in p.sample.iter().flat_map(|s| &s.label) {
-        if l.str != 0 {
-            string_keys.insert(l.key);
-        }
-    }
-    let mut stack_index: HashMap<Vec<usize>, usize> = HashMap::new();
-    let mut stacks = Vec::new();
-    let mut samples = Vec::with_capacity(p.sample.len());
-    for (i, s) in p.sample.iter().enumerate() {
-        if s.value.len() != sample_types.len() {
-            bail!(
-                "sample {i} has {} values for {} sample types",
-                s.value.len(),
-                sample_types.len()
-            );
-        }
-        let stack =
-            s.location_id
-                .iter()
-                .map(|id| {
-                    location_index.get(id).copied().with_context(|| {
-                        format!("sample {i} names location {id}, which is missing")
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-        let next = stacks.len();
-        let stack = *stack_index.entry(stack.clone()).or_insert_with(|| {
-            stacks.push(stack);
-            next
-        });
-        let labels = s
-            .label
-            .iter()
-            .map(|l| {
-                let key = string(l.key)?.to_owned();
-                let value = if l.str != 0 || (l.num == 0 && string_keys.contains(&l.key)) {
-                    LabelValue::Str(string(l.str)?.to_owned())
-                } else {
-                    LabelValue::Num(l.num)
-                };
-                Ok(Label { key, value })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        samples.push(Sample {
-            stack,
-            values: s.value.clone(),
-            labels,
-        });
-    }
-
-    Ok(Profile {
-        name: name.to_owned(),
-        sample_types,
-        default_sample_type,
-        period_type,
-        period: p.period,
-        start: from_unix_nanos(p.time_nanos),
-        duration: Duration::from_nanos(p.duration_nanos.max(0).unsigned_abs()),
-        comments,
-        mappings,
-        locations,
-        stacks,
-        samples,
-    })
-}
-
-/// The line of a location pprof left unsymbolized: `module+0xoffset`, or `[unknown]`.
-fn unsymbolized(address: u64, mapping: Option<&Mapping>) -> Line {
-    let function = match mapping {
-        Some(m) if !m.path.is_empty() => {
-            let module = m.path.rsplit('/').next().unwrap_or(&m.path);
-            let offset = address.wrapping_sub(m.start).wrapping_add(m.file_offset);
-            format!("{module}+{offset:#x}")
-        }
-        _ => "[unknown]".to_owned(),
-    };
-    Line {
-        function,
-        file: None,
-        line: 0,
-    }
-}
-
-/// The time `nanos` after the Unix epoch (before it when negative).
-fn from_unix_nanos(nanos: i64) -> SystemTime {
-    let d = Duration::from_nanos(nanos.unsigned_abs());
-    if nanos >= 0 {
-        UNIX_EPOCH + d
-    } else {
-        UNIX_EPOCH - d
-    }
+    let mut gz = GzEncoder::new(out, Compression::default());
+    gz.write_all(&bytes)?;
+    gz.finish()?.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::output::fixture;
+    use crate::output::pprof_read::{Kind, decode, decode_bytes};
+    use crate::profile::{Label, Mapping, Sample};
+    use crate::symbolize::KERNEL_MAPPING;
+
+    /// The gzipped pprof file of `profile`.
+    fn file(profile: &Profile) -> Vec<u8> {
+        let mut out = Vec::new();
+        write(profile, &mut out).unwrap();
+        out
+    }
 
     /// Compares two profiles field by field (Profile has no PartialEq: nothing else needs it).
     fn assert_same(a: &Profile, b: &Profile) {
@@ -568,19 +323,40 @@ mod tests {
     #[test]
     fn decode_inverts_encode() {
         for p in [fixture::profile(), rich_profile(), fixture::empty()] {
-            let back = decode(&encode(&p), &p.name).unwrap();
+            let back = decode(&encode(&p), Kind::Cpu).unwrap();
             assert_same(&back, &p);
         }
     }
 
     #[test]
-    fn load_names_the_profile_after_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("io.pb.gz");
+    fn the_kind_comes_from_the_sample_types() {
         let mut p = rich_profile();
-        write(&p, &path).unwrap();
-        p.name = "io".to_owned();
-        assert_same(&load(&path).unwrap(), &p);
+        assert_same(&decode_bytes(&file(&p), Kind::Cpu).unwrap(), &p);
+        let err = format!("{:#}", decode_bytes(&file(&p), Kind::Io).unwrap_err());
+        assert!(
+            err.contains("not an I/O profile")
+                && err.contains("samples/count, cpu/nanoseconds")
+                && err.contains("those of a CPU profile"),
+            "{err}"
+        );
+        p.sample_types = [
+            "alloc_objects",
+            "alloc_space",
+            "inuse_objects",
+            "inuse_space",
+        ]
+        .iter()
+        .map(|k| ValueType::new(k, "count"))
+        .collect();
+        for s in &mut p.samples {
+            s.values = vec![1, 2, 3, 4];
+        }
+        let err = format!("{:#}", decode_bytes(&file(&p), Kind::Io).unwrap_err());
+        assert!(
+            err.contains("alloc_objects/count, alloc_space/count")
+                && err.contains("another program's profile"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -588,29 +364,29 @@ mod tests {
         let good = encode(&fixture::profile());
         let mut p = good.clone();
         p.sample[0].value.pop();
-        let err = format!("{:#}", decode(&p, "cpu").unwrap_err());
+        let err = format!("{:#}", decode(&p, Kind::Cpu).unwrap_err());
         assert!(
             err.contains("sample 0 has 1 values for 2 sample types"),
             "{err}"
         );
         let mut p = good.clone();
         p.sample[0].location_id.push(99);
-        assert!(format!("{:#}", decode(&p, "cpu").unwrap_err()).contains("location 99"));
+        assert!(format!("{:#}", decode(&p, Kind::Cpu).unwrap_err()).contains("location 99"));
         let mut p = good.clone();
         p.location[0].line[0].function_id = 77;
-        assert!(format!("{:#}", decode(&p, "cpu").unwrap_err()).contains("function 77"));
+        assert!(format!("{:#}", decode(&p, Kind::Cpu).unwrap_err()).contains("function 77"));
         let mut p = good.clone();
         p.comment.push(10_000);
-        assert!(format!("{:#}", decode(&p, "cpu").unwrap_err()).contains("string index"));
+        assert!(format!("{:#}", decode(&p, Kind::Cpu).unwrap_err()).contains("string index"));
         let mut p = good.clone();
         p.location[1].id = p.location[0].id;
-        assert!(decode(&p, "cpu").is_err());
+        assert!(decode(&p, Kind::Cpu).is_err());
         let mut p = good;
         p.sample_type.clear();
         for s in &mut p.sample {
             s.value.clear();
         }
-        assert!(format!("{:#}", decode(&p, "cpu").unwrap_err()).contains("no sample types"));
+        assert!(format!("{:#}", decode(&p, Kind::Cpu).unwrap_err()).contains("sample types none"));
     }
 
     #[test]
@@ -618,7 +394,7 @@ mod tests {
         let mut p = encode(&fixture::profile());
         p.location[0].line.clear();
         p.default_sample_type = 0;
-        let back = decode(&p, "cpu").unwrap();
+        let back = decode(&p, Kind::Cpu).unwrap();
         // 0x1100 in a mapping starting at 0x1000 of /usr/bin/app.
         assert_eq!(back.locations[0].lines[0].function, "app+0x100");
         assert_eq!(
@@ -632,10 +408,11 @@ mod tests {
     }
 
     fn round_trip() -> proto::Profile {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cpu.pb.gz");
-        write(&fixture::profile(), &path).unwrap();
-        read(&path).unwrap()
+        let bytes = file(&fixture::profile());
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut raw)
+            .unwrap();
+        proto::Profile::decode(raw.as_slice()).unwrap()
     }
 
     #[test]
@@ -730,12 +507,13 @@ mod tests {
 
     #[test]
     fn reads_plain_protobuf_and_reports_garbage() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plain.pb");
-        std::fs::write(&path, encode(&fixture::profile()).encode_to_vec()).unwrap();
-        assert_eq!(read(&path).unwrap(), encode(&fixture::profile()));
-        std::fs::write(&path, b"\xff\xff\xff").unwrap();
-        assert!(format!("{:#}", read(&path).unwrap_err()).contains("plain.pb"));
+        let plain = encode(&fixture::profile()).encode_to_vec();
+        assert_same(
+            &decode_bytes(&plain, Kind::Cpu).unwrap(),
+            &fixture::profile(),
+        );
+        assert!(decode_bytes(b"\xff\xff\xff", Kind::Cpu).is_err());
+        assert!(decode_bytes(b"\x1f\x8b\x08\x00garbage", Kind::Cpu).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! sample type.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::io::Write;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -115,7 +115,7 @@ pub fn render(profile: &Profile) -> File {
                 name: format!("{} {} ({})", profile.name, t.kind, t.unit),
                 unit: unit(&t.unit),
                 start_value: 0,
-                end_value: weights.iter().sum(),
+                end_value: weights.iter().fold(0, |sum: i64, &w| sum.saturating_add(w)),
                 samples,
                 weights,
             }
@@ -132,10 +132,10 @@ pub fn render(profile: &Profile) -> File {
     }
 }
 
-/// Writes `{name}.speedscope.json` for `profile` to `path`.
-pub fn write(profile: &Profile, path: &Path) -> anyhow::Result<()> {
+/// Writes the speedscope file of `profile` into `out`.
+pub fn write(profile: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
     let json = serde_json::to_vec(&render(profile)).context("cannot encode JSON")?;
-    std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))
+    Ok(out.write_all(&json)?)
 }
 
 /// speedscope's unit for a pprof unit: it knows time and bytes, and counts are "none".
@@ -155,10 +155,9 @@ mod tests {
     use crate::output::fixture::{self, PERIOD};
 
     fn parsed(profile: &Profile) -> Value {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cpu.speedscope.json");
-        write(profile, &path).unwrap();
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+        let mut out = Vec::new();
+        write(profile, &mut out).unwrap();
+        serde_json::from_slice(&out).unwrap()
     }
 
     /// The stacks of profile `i` as frame names, root first, with their weights.

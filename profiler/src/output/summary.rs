@@ -88,12 +88,15 @@ fn function_values(profile: &Profile, index: usize) -> (HashMap<&str, i64>, Hash
             .first()
             .and_then(|&l| profile.locations[l].lines.first())
             .map_or("[unknown]", |l| l.function.as_str());
-        *self_values.entry(leaf).or_default() += v;
+        // Saturating throughout: values read from a file can add up past i64::MAX.
+        let slot = self_values.entry(leaf).or_default();
+        *slot = slot.saturating_add(v);
         // A set, so a recursive function is counted once per stack: otherwise its total
         // could exceed the profile's.
         let functions: BTreeSet<&str> = profile.stack_functions(sample.stack).into_iter().collect();
         for f in functions {
-            *total_values.entry(f).or_default() += v;
+            let slot = total_values.entry(f).or_default();
+            *slot = slot.saturating_add(v);
         }
     }
     (self_values, total_values)
@@ -181,9 +184,10 @@ pub(crate) fn group(n: i64) -> String {
 /// Nanoseconds in the largest unit that keeps the number readable: µs, ms or s.
 pub(crate) fn human_time(ns: i64) -> String {
     let n = ns as f64;
-    if ns.abs() >= 1_000_000_000 {
+    // unsigned_abs: i64::MIN, which a file can hold, has no i64 absolute value.
+    if ns.unsigned_abs() >= 1_000_000_000 {
         format!("{:.2} s", n / 1e9)
-    } else if ns.abs() >= 1_000_000 {
+    } else if ns.unsigned_abs() >= 1_000_000 {
         format!("{:.1} ms", n / 1e6)
     } else {
         format!("{:.1} µs", n / 1e3)

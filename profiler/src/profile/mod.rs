@@ -8,4 +8,6 @@ mod builder;
 mod model;
 
 pub use builder::ProfileBuilder;
-pub use model::{Label, LabelValue, Line, Location, Mapping, Profile, Sample, ValueType};
+pub use model::{
+    KERNEL_MAPPING, Label, LabelValue, Line, Location, Mapping, Profile, Sample, ValueType,
+};

@@ -2,6 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
+/// The pseudo file name of kernel code, as perf calls it: the mapping of kernel locations.
+pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
+
 /// Index of a [`Location`] in [`Profile::locations`].
 pub type LocationId = usize;
 /// Index of a stack in [`Profile::stacks`].
@@ -177,6 +180,10 @@ impl Profile {
 
     /// The total of sample value `index` over all samples.
     pub fn total(&self, index: usize) -> i64 {
-        self.samples.iter().map(|s| s.values[index]).sum()
+        // Saturating: values from a file can add up past i64::MAX.
+        self.samples
+            .iter()
+            .filter_map(|s| s.values.get(index))
+            .fold(0, |sum: i64, &v| sum.saturating_add(v))
     }
 }

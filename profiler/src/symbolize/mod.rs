@@ -23,10 +23,8 @@ use blazesym::symbolize::source::{Elf, Kernel, Source};
 use blazesym::symbolize::{CodeInfo, Input, Symbolized, Symbolizer as Blazesym};
 
 use crate::collect::procmaps::{MapEntry, ProcessInfo};
+pub use crate::profile::KERNEL_MAPPING;
 use crate::profile::{Line, Mapping};
-
-/// The pseudo file name of kernel code, as perf calls it.
-pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
 
 /// A symbolized user address: the mapping it fell in and its frames, innermost first.
 #[derive(Debug, Clone)]

@@ -371,8 +371,11 @@ fn add(acc: &mut [i64], values: &[i64]) {
     }
 }
 
-/// Turns arena node `at` into a [`Node`], pruning children under every floor; counts the
-/// frames kept and pruned (a pruned frame's whole subtree counts).
+/// Turns the arena under node `at` into a [`Node`] tree, pruning children under every
+/// floor; counts the frames kept and pruned (a pruned frame's whole subtree counts).
+///
+/// Without recursion: a tree is as deep as the deepest stack, which a file can make
+/// deeper than the thread's stack allows.
 fn finish(
     arena: &[Building],
     at: usize,
@@ -380,33 +383,55 @@ fn finish(
     pruned: &mut usize,
     nodes: &mut usize,
 ) -> Node {
-    let b = &arena[at];
-    *nodes += 1;
-    let mut children: Vec<usize> = b.children.values().copied().collect();
-    // By name, so the output does not depend on hash order.
-    children.sort_by_key(|&c| arena[c].name);
-    let mut kept = Vec::new();
-    for c in children {
-        let visible = arena[c]
-            .values
-            .iter()
-            .zip(floors)
-            .any(|(&v, floor)| floor.is_some_and(|f| v as f64 >= f));
-        if visible {
-            kept.push(finish(arena, c, floors, pruned, nodes));
-        } else {
-            *pruned += subtree_size(arena, c);
+    // The kept nodes in pre-order, each with its kept children sorted by name (so the
+    // output does not depend on hash order).
+    let mut order: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut pending = vec![at];
+    while let Some(n) = pending.pop() {
+        *nodes += 1;
+        let mut children: Vec<usize> = arena[n].children.values().copied().collect();
+        children.sort_by_key(|&c| arena[c].name);
+        let mut kept = Vec::new();
+        for c in children {
+            let visible = arena[c]
+                .values
+                .iter()
+                .zip(floors)
+                .any(|(&v, floor)| floor.is_some_and(|f| v as f64 >= f));
+            if visible {
+                kept.push(c);
+            } else {
+                *pruned += subtree_size(arena, c);
+            }
         }
+        pending.extend(kept.iter().copied());
+        order.push((n, kept));
     }
-    Node(b.name, b.file, b.line, b.flags, b.values.clone(), kept)
+    // In reverse pre-order every child is built before its parent.
+    let mut built: HashMap<usize, Node> = HashMap::new();
+    for (n, kept) in order.into_iter().rev() {
+        let children = kept
+            .iter()
+            .filter_map(|c| built.remove(c))
+            .collect::<Vec<_>>();
+        let b = &arena[n];
+        let node = Node(b.name, b.file, b.line, b.flags, b.values.clone(), children);
+        built.insert(n, node);
+    }
+    built
+        .remove(&at)
+        .unwrap_or_else(|| Node(0, 0, 0, 0, Vec::new(), Vec::new()))
 }
 
+/// The frames under and including node `at`, counted without recursion.
 fn subtree_size(arena: &[Building], at: usize) -> usize {
-    1 + arena[at]
-        .children
-        .values()
-        .map(|&c| subtree_size(arena, c))
-        .sum::<usize>()
+    let mut count = 0;
+    let mut pending = vec![at];
+    while let Some(n) = pending.pop() {
+        count += 1;
+        pending.extend(arena[n].children.values().copied());
+    }
+    count
 }
 
 /// Per function, self (stacks it is the innermost frame of) and total (stacks it appears in,
@@ -426,14 +451,14 @@ fn function_rows(profile: &Profile, strings: &mut Strings) -> (Vec<FunctionRow>,
             .entry(leaf)
             .or_insert_with(|| (vec![0; types], vec![0; types]));
         for t in 0..types {
-            row.0[t] += value(t);
+            row.0[t] = row.0[t].saturating_add(value(t));
         }
         for f in functions {
             let row = rows
                 .entry(f)
                 .or_insert_with(|| (vec![0; types], vec![0; types]));
             for t in 0..types {
-                row.1[t] += value(t);
+                row.1[t] = row.1[t].saturating_add(value(t));
             }
         }
     }

@@ -7,10 +7,11 @@
 
 mod data;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 
+use super::OutputDir;
 use crate::analysis::findings::Analysis;
 use crate::profile::Profile;
 
@@ -60,18 +61,19 @@ pub fn render(
 
 /// Renders the report and writes it to `dir/report.html`, handed to the sudo user; returns
 /// its path.
+///
+/// # Errors
+/// `cannot write DIR/report.html: reason`, with nothing left at that name.
 pub fn write(
     profiles: &[Profile],
     analysis: &Analysis,
     fallback: RunFacts,
-    dir: &Path,
+    dir: &OutputDir,
 ) -> anyhow::Result<PathBuf> {
-    let page = render(profiles, analysis, fallback)?;
-    super::ensure_dir(dir)?;
-    let path = dir.join(FILE_NAME);
-    std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
-    super::give(&path)?;
-    Ok(path)
+    dir.write(FILE_NAME, |out| {
+        let page = render(profiles, analysis, fallback)?;
+        Ok(out.write_all(page.as_bytes())?)
+    })
 }
 
 /// The facts of the machine the profiler runs on now: for a live run's report only, since a

@@ -1,0 +1,441 @@
+//! Running as root safely: output files are created without following links planted in
+//! the output directory and handed only to the sudo user, an output that cannot be
+//! written costs only itself, and `profiler report` turns hostile pprof files (a gzip
+//! bomb, a huge string table, a 50,000-frame stack, overflowing values, a corrupt file
+//! beside good ones, another program's profile, an empty file) into one clear line each,
+//! within its documented memory cap, measured from the child's peak RSS.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::{
+    NOBODY, Run, fixture, prerequisites, profiler_bin, run_command, set_mode, temp_dir,
+};
+
+/// The peak memory `profiler report` stays under for one pprof file (README, Output).
+const MEMORY_CAP_KIB: i64 = 512 * 1024;
+
+/// The sudo user the runs below hand their files to.
+const USER: u32 = 65534;
+
+/// `profiler -o out --profiles cpu --format ... -- cpu_split 1`, as if started by sudo
+/// from user nobody.
+fn run_as_sudo_nobody(out: &Path) -> Run {
+    let mut cmd = Command::new(profiler_bin());
+    let cpu_split = fixture("cpu_split");
+    cmd.arg("-o")
+        .arg(out)
+        .args(["--profiles", "cpu", "--format", "pprof,folded,svg,html"])
+        .args(["--duration", "5s", "--"])
+        .arg(&cpu_split)
+        .arg("1")
+        .env("SUDO_UID", NOBODY)
+        .env("SUDO_GID", NOBODY);
+    run_command(cmd)
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn planted_links_are_replaced_and_only_our_files_change_owner() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let secret = tmp.path().join("secret");
+    fs::write(&secret, b"root's file\n").unwrap();
+    set_mode(&secret, 0o600);
+    // An existing, root-owned output directory with links planted at two output names.
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    std::os::unix::fs::symlink(&secret, out.join("cpu.svg")).unwrap();
+    fs::hard_link(&secret, out.join("cpu.folded")).unwrap();
+
+    let run = run_as_sudo_nobody(&out);
+    run.assert_success();
+    run.assert_no_panic();
+
+    let meta = fs::metadata(&secret).unwrap();
+    assert_eq!(
+        fs::read(&secret).unwrap(),
+        b"root's file\n",
+        "written through"
+    );
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (0, 0),
+        "the link target changed owner"
+    );
+    assert_eq!(meta.nlink(), 1, "the hardlink should have been replaced");
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    let dir = fs::metadata(&out).unwrap();
+    assert_eq!(dir.uid(), 0, "an existing -o directory keeps its owner");
+    for name in ["cpu.svg", "cpu.folded", "cpu.pb.gz", "report.html"] {
+        let m = fs::symlink_metadata(out.join(name)).unwrap();
+        assert!(m.is_file() && m.len() > 0, "{name} is not a non-empty file");
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (USER, USER),
+            "{name} not given to the user"
+        );
+        assert_ne!(m.ino(), meta.ino(), "{name} is still the planted link");
+    }
+    assert_eq!(
+        names(&out),
+        ["cpu.folded", "cpu.pb.gz", "cpu.svg", "report.html"],
+        "temporary files were left behind"
+    );
+
+    // A directory the profiler creates is the user's.
+    let new = tmp.path().join("new");
+    run_as_sudo_nobody(&new).assert_success();
+    assert_eq!(fs::metadata(&new).unwrap().uid(), USER);
+}
+
+#[test]
+fn an_output_that_cannot_be_written_costs_only_itself() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    // rename(2) cannot put a file where a directory is.
+    fs::create_dir(out.join("cpu.svg")).unwrap();
+    // Nor over an immutable file, where the filesystem has the attribute.
+    let folded = out.join("cpu.folded");
+    fs::write(&folded, b"old\n").unwrap();
+    let immutable = Command::new("chattr")
+        .arg("+i")
+        .arg(&folded)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !immutable {
+        eprintln!("chattr +i failed on this filesystem: checking only the directory case");
+        fs::remove_file(&folded).unwrap();
+    }
+
+    let run = run_as_sudo_nobody(&out);
+    if immutable {
+        let _ = Command::new("chattr").arg("-i").arg(&folded).status();
+    }
+    run.assert_no_panic();
+    assert_eq!(run.status.code(), Some(1), "{}", run.transcript());
+    let errors = run.error_lines();
+    let mut failed = vec!["cpu.svg"];
+    if immutable {
+        failed.push("cpu.folded");
+    }
+    assert_eq!(errors.len(), failed.len(), "{}", run.transcript());
+    for name in &failed {
+        assert!(
+            errors
+                .iter()
+                .any(|l| l.contains(&format!("cannot write {}", out.join(name).display()))),
+            "no error line for {name}\n{}",
+            run.transcript()
+        );
+    }
+    // The others and the summary are still written.
+    assert!(run.stdout.contains("wrote to "), "{}", run.transcript());
+    assert!(run.stdout.contains("burn_alpha"), "{}", run.transcript());
+    for name in ["cpu.pb.gz", "report.html"] {
+        assert!(fs::metadata(out.join(name)).unwrap().len() > 0, "{name}");
+    }
+    assert!(names(&out.join("cpu.svg")).is_empty());
+    if immutable {
+        assert_eq!(fs::read(&folded).unwrap(), b"old\n");
+    } else {
+        assert!(fs::metadata(&folded).unwrap().len() > 0);
+    }
+    assert_eq!(
+        names(&out),
+        ["cpu.folded", "cpu.pb.gz", "cpu.svg", "report.html"],
+        "a partial or temporary file was left behind"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Hand-encoded pprof files
+
+/// A protobuf message under construction.
+#[derive(Default, Clone)]
+struct Msg(Vec<u8>);
+
+impl Msg {
+    fn varint(&mut self, mut v: u64) -> &mut Self {
+        while v >= 0x80 {
+            self.0.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+        self
+    }
+
+    fn int(&mut self, field: u64, v: i64) -> &mut Self {
+        self.varint(field << 3).varint(v as u64)
+    }
+
+    fn bytes(&mut self, field: u64, b: &[u8]) -> &mut Self {
+        self.varint(field << 3 | 2).varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+        self
+    }
+
+    fn packed(&mut self, field: u64, values: &[i64]) -> &mut Self {
+        let mut inner = Msg::default();
+        for &v in values {
+            inner.varint(v as u64);
+        }
+        self.bytes(field, &inner.0)
+    }
+}
+
+/// A profile with the given sample types and one function `main` at location 1, and
+/// samples of (stack of location ids, values).
+fn profile(types: &[(&str, &str)], samples: &[(Vec<i64>, Vec<i64>)]) -> Msg {
+    let mut strings = vec![""];
+    let mut p = Msg::default();
+    for (kind, unit) in types {
+        let t = strings.len() as i64;
+        strings.extend([*kind, *unit]);
+        p.bytes(1, &Msg::default().int(1, t).int(2, t + 1).0);
+    }
+    for (stack, values) in samples {
+        p.bytes(2, &Msg::default().packed(1, stack).packed(2, values).0);
+    }
+    let main = strings.len() as i64;
+    strings.push("main");
+    let line = Msg::default().int(1, 1).0.clone();
+    p.bytes(4, &Msg::default().int(1, 1).bytes(4, &line).0);
+    p.bytes(5, &Msg::default().int(1, 1).int(2, main).0);
+    for s in strings {
+        p.bytes(6, s.as_bytes());
+    }
+    p
+}
+
+const CPU: &[(&str, &str)] = &[("samples", "count"), ("cpu", "nanoseconds")];
+const IO: &[(&str, &str)] = &[
+    ("calls", "count"),
+    ("bytes", "bytes"),
+    ("time", "nanoseconds"),
+    ("errors", "count"),
+];
+const BLOCK: &[(&str, &str)] = &[("contentions", "count"), ("delay", "nanoseconds")];
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// What `profiler report DIR` did, with its peak RSS.
+struct Report {
+    run: Run,
+    max_rss_kib: i64,
+}
+
+/// Runs `profiler report dir` and measures its peak RSS with wait4; kills it after 60 s.
+fn report(dir: &Path) -> Report {
+    let scratch = temp_dir();
+    let (out, err) = (scratch.path().join("out"), scratch.path().join("err"));
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, which also gives its rusage"
+    )]
+    let child = Command::new(profiler_bin())
+        .args(["report".as_ref(), dir.as_os_str()] as [&OsStr; 2])
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("start profiler report");
+    let pid = child.id() as libc::pid_t;
+    let start = Instant::now();
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our child; status and usage point to live locals.
+        let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(done >= 0, "wait4 failed");
+        if done == pid {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: as above; reaps the killed child.
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            panic!("profiler report {} ran over 60 s", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let run = Run {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: fs::read_to_string(&out).unwrap(),
+        stderr: fs::read_to_string(&err).unwrap(),
+        elapsed: start.elapsed(),
+    };
+    run.assert_no_panic();
+    let report = Report {
+        run,
+        max_rss_kib: usage.ru_maxrss,
+    };
+    assert!(
+        report.max_rss_kib < MEMORY_CAP_KIB,
+        "profiler report peaked at {} KiB, over the {MEMORY_CAP_KIB} KiB cap\n{}",
+        report.max_rss_kib,
+        report.run.transcript()
+    );
+    report
+}
+
+/// A directory holding `files` (name, contents).
+fn dir_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = temp_dir();
+    for (name, contents) in files {
+        fs::write(dir.path().join(name), contents).unwrap();
+    }
+    dir
+}
+
+/// Asserts `profiler report` on `files` fails with one line naming `file` and one of
+/// `keywords`, within the memory cap.
+fn refused(files: &[(&str, &[u8])], file: &str, keywords: &[&str]) -> Report {
+    let dir = dir_with(files);
+    let r = report(dir.path());
+    let line = r.run.assert_error_mentioning(keywords);
+    assert!(line.contains(file), "{line:?} does not name {file}");
+    assert!(!dir.path().join("report.html").exists());
+    eprintln!("{line} (peak RSS {} KiB)", r.max_rss_kib);
+    r
+}
+
+#[test]
+fn a_gzip_bomb_is_refused_within_the_memory_cap() {
+    // About 2.2 GB of zeros, gzipped to about 2 MB.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    while gz.get_ref().len() < 2 << 20 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bomb = gz.finish().unwrap();
+    refused(
+        &[("cpu.pb.gz", &bomb)],
+        "cpu.pb.gz",
+        &["larger than 64 MiB"],
+    );
+}
+
+#[test]
+fn a_huge_string_table_is_refused_before_decoding() {
+    // 25 million empty strings: 50 MB on the wire, 600 MB as Strings.
+    let mut p = profile(CPU, &[(vec![1], vec![1, 10])]);
+    for _ in 0..25_000_000 {
+        p.0.extend_from_slice(&[0x32, 0x00]);
+    }
+    let file = gzip(&p.0);
+    refused(&[("cpu.pb.gz", &file)], "cpu.pb.gz", &["MiB"]);
+}
+
+#[test]
+fn a_50000_frame_stack_is_refused_without_overflowing() {
+    let p = profile(CPU, &[(vec![1; 50_000], vec![1, 10])]);
+    let file = gzip(&p.0);
+    refused(&[("cpu.pb.gz", &file)], "cpu.pb.gz", &["50000 frames"]);
+}
+
+#[test]
+fn values_that_overflow_saturate() {
+    let max = i64::MAX;
+    let p = profile(CPU, &[(vec![1], vec![max, max]), (vec![1], vec![max, max])]);
+    let dir = dir_with(&[("cpu.pb.gz", &gzip(&p.0))]);
+    let r = report(dir.path());
+    r.run.assert_success();
+    assert!(r.run.stdout.contains("main"), "{}", r.run.transcript());
+    // What wrapping would have printed: a negative total.
+    assert!(
+        !r.run.stdout.contains("-1") && !r.run.stdout.contains("-9"),
+        "{}",
+        r.run.transcript()
+    );
+    let html = fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains(&format!("\"totals\":[{max},{max}]")),
+        "totals wrapped"
+    );
+}
+
+#[test]
+fn a_corrupt_profile_costs_only_itself() {
+    let io = profile(IO, &[(vec![1], vec![20_000, 20_000, 5_000_000, 0])]);
+    let block = profile(BLOCK, &[(vec![1], vec![3, 7_000_000])]);
+    let dir = dir_with(&[
+        ("cpu.pb.gz", b"\x1f\x8b\x08\x00 this is not gzip"),
+        ("io.pb.gz", &gzip(&io.0)),
+        ("block.pb.gz", &gzip(&block.0)),
+    ]);
+    let r = report(dir.path());
+    assert_eq!(r.run.status.code(), Some(1), "{}", r.run.transcript());
+    let errors = r.run.error_lines();
+    assert_eq!(errors.len(), 1, "{}", r.run.transcript());
+    assert!(errors[0].contains("cpu.pb.gz"), "{}", errors[0]);
+    for shown in ["io profile", "block", "main", "20,000"] {
+        assert!(
+            r.run.stdout.contains(shown),
+            "the summary lacks {shown:?}\n{}",
+            r.run.transcript()
+        );
+    }
+    assert!(fs::metadata(dir.path().join("report.html")).unwrap().len() > 0);
+}
+
+#[test]
+fn another_programs_profile_is_refused_by_its_sample_types() {
+    let heap = profile(
+        &[
+            ("alloc_objects", "count"),
+            ("alloc_space", "bytes"),
+            ("inuse_objects", "count"),
+            ("inuse_space", "bytes"),
+        ],
+        &[(vec![1], vec![1, 4096, 1, 4096])],
+    );
+    refused(
+        &[("io.pb.gz", &gzip(&heap.0))],
+        "io.pb.gz",
+        &[
+            "io.pb.gz is not an I/O profile of this profiler (sample types alloc_objects/count, \
+           alloc_space/bytes, inuse_objects/count, inuse_space/bytes): another program's",
+        ],
+    );
+    // A CPU profile saved under the I/O profile's name is not shown as I/O either.
+    let cpu = profile(CPU, &[(vec![1], vec![1, 10])]);
+    refused(
+        &[("io.pb.gz", &gzip(&cpu.0))],
+        "io.pb.gz",
+        &["those of a CPU profile"],
+    );
+}
+
+#[test]
+fn an_empty_profile_file_is_named() {
+    refused(&[("block.pb.gz", b"")], "block.pb.gz", &["is empty"]);
+}
