@@ -33,7 +33,7 @@ static STACK_MODE: u8 = stack_mode::DWARF;
 /// Bytes of user stack copied per sample in DWARF mode (a multiple of 8, at most
 /// [`MAX_USER_STACK_BYTES`]); set by userspace at load time.
 #[unsafe(no_mangle)]
-static USER_STACK_BYTES: u32 = 16384;
+static USER_STACK_BYTES: u32 = 8192;
 
 /// Data waiting in the sample ring buffer above which a new sample wakes userspace; below
 /// it, userspace drains the buffer on its own timer. Set by userspace at load time.

@@ -44,7 +44,7 @@ struct Args {
     frequency: u64,
 
     /// How user stacks are taken: `dwarf[,SIZE]` copies SIZE bytes of stack per sample
-    /// (default 16384, at most 65536) and unwinds them from the files' call frame
+    /// (default 8192, as perf's, at most 65536) and unwinds them from the files' call frame
     /// information; `fp` walks frame pointers only.
     #[arg(long, value_name = "MODE", default_value = "dwarf", value_parser = parse_call_graph)]
     call_graph: CallGraph,
@@ -150,7 +150,7 @@ fn parse_call_graph(text: &str) -> Result<CallGraph, String> {
                     stack_bytes: bytes & !7,
                 }),
                 _ => Err(format!(
-                    "the stack size must be a number of bytes from 8 to {max}, as in dwarf,16384"
+                    "the stack size must be a number of bytes from 8 to {max}, as in dwarf,32768"
                 )),
             }
         }

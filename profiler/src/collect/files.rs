@@ -55,10 +55,12 @@ fn read_build_id(file: &File) -> Option<Vec<u8>> {
     elf.build_id().ok().flatten().map(<[u8]>::to_vec)
 }
 
-/// Every mapped file seen so far, by device and inode.
+/// Every mapped file seen so far, by device and inode, and by build ID: the same library
+/// in many containers' images is one file here, opened and parsed once.
 #[derive(Debug, Default)]
 pub struct FileTable {
     files: HashMap<FileKey, Option<Arc<ObjectFile>>>,
+    by_build_id: HashMap<Vec<u8>, Arc<ObjectFile>>,
     vdso: Option<Option<Arc<ObjectFile>>>,
 }
 
@@ -84,7 +86,16 @@ impl FileTable {
         if let Some(known) = self.files.get(&key) {
             return known.clone();
         }
-        let opened = open_mapped(pid, key, start, end, path).map(Arc::new);
+        let opened = open_mapped(pid, key, start, end, path).map(|file| {
+            match &file.build_id {
+                Some(id) => self
+                    .by_build_id
+                    .entry(id.clone())
+                    .or_insert_with(|| Arc::new(file))
+                    .clone(),
+                None => Arc::new(file),
+            }
+        });
         if opened.is_none() {
             log::debug!("cannot open {path} mapped by pid {pid}: unwound by frame pointers");
         }
@@ -178,5 +189,15 @@ mod tests {
             .open(pid, entry.key, entry.start, entry.end, &entry.path)
             .unwrap();
         assert!(Arc::ptr_eq(&file, &again));
+        // Another inode with the same build ID (a copy in a container image) is the same
+        // file to the profiler.
+        let copy = FileKey {
+            inode: entry.key.inode + 1,
+            ..entry.key
+        };
+        let same = table
+            .open(pid, copy, entry.start, entry.end, &entry.path)
+            .unwrap();
+        assert_eq!(file.build_id.is_some(), Arc::ptr_eq(&file, &same));
     }
 }

@@ -70,7 +70,8 @@ pub fn render(profile: &Profile, top: usize) -> String {
 /// once for all profiles, and what was traced or sampled is in the files and the report, so
 /// the summary keeps to what was received, recorded and lost.
 pub(crate) fn shown_in_terminal(comment: &str) -> bool {
-    !["run:", "sampling:", "traced:"]
+    // `unwinding:` covers the whole run, like `run:`: the terminal shows it once, first.
+    !["run:", "sampling:", "traced:", "unwinding:"]
         .iter()
         .any(|prefix| comment.starts_with(prefix))
 }

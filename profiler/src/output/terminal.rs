@@ -85,7 +85,7 @@ impl Style {
 /// The summaries of `profiles` with what `analysis` found, `top` rows per table.
 ///
 /// The `run:` comment every profile starts with is printed once, first, rather than once per
-/// profile.
+/// profile, and so is the `unwinding:` comment, which covers every profile's stacks.
 pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Style) -> String {
     let mut out = String::new();
     let run = profiles
@@ -94,7 +94,18 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
         .filter(|c| c.starts_with("run: "));
     if let Some(run) = run {
         out.push_str(&style.bold(run));
-        out.push_str("\n\n");
+        out.push('\n');
+    }
+    let unwinding = profiles
+        .iter()
+        .flat_map(|p| &p.comments)
+        .find(|c| c.starts_with("unwinding: "));
+    if let Some(unwinding) = unwinding {
+        out.push_str(unwinding);
+        out.push('\n');
+    }
+    if run.is_some() || unwinding.is_some() {
+        out.push('\n');
     }
     for profile in profiles {
         let text = match profile.name.as_str() {
@@ -270,6 +281,22 @@ mod tests {
         p.comments
             .insert(0, "run: host h, kernel k, 2 CPUs".to_owned());
         p
+    }
+
+    #[test]
+    fn unwinding_is_printed_once_after_the_run() {
+        let mut cpu = with_run_line();
+        cpu.comments.push("unwinding: call graph fp".to_owned());
+        let mut io = cpu.clone();
+        io.name = "io".to_owned();
+        let profiles = [cpu, io];
+        let analysis = Analysis::of(&profiles, SmallIo::default());
+        let text = render(&profiles, &analysis, 5, &Style::plain());
+        assert!(
+            text.starts_with("run: host h, kernel k, 2 CPUs\nunwinding: call graph fp\n\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("unwinding:").count(), 1, "{text}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The one profile model that every collector fills and every output reads.
 //!
-//! Collectors record samples against raw addresses ([`RawStack`]); the symbolizer turns
-//! them into a [`Profile`] once, at the end of the run. Outputs (pprof, folded stacks,
+//! Collectors record samples against raw addresses (unwound stacks, see
+//! `crate::collect::samples`); the builders symbolize them into a [`Profile`] once, at the
+//! end of the run. Outputs (pprof, folded stacks,
 //! flame graphs, the summary) only ever see the symbolized [`Profile`].
 
 mod builder;
