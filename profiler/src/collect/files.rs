@@ -86,15 +86,13 @@ impl FileTable {
         if let Some(known) = self.files.get(&key) {
             return known.clone();
         }
-        let opened = open_mapped(pid, key, start, end, path).map(|file| {
-            match &file.build_id {
-                Some(id) => self
-                    .by_build_id
-                    .entry(id.clone())
-                    .or_insert_with(|| Arc::new(file))
-                    .clone(),
-                None => Arc::new(file),
-            }
+        let opened = open_mapped(pid, key, start, end, path).map(|file| match &file.build_id {
+            Some(id) => self
+                .by_build_id
+                .entry(id.clone())
+                .or_insert_with(|| Arc::new(file))
+                .clone(),
+            None => Arc::new(file),
         });
         if opened.is_none() {
             log::debug!("cannot open {path} mapped by pid {pid}: unwound by frame pointers");
