@@ -26,14 +26,17 @@ pub fn unwinding(run: &RunOutcome) -> String {
     let secs = run.duration.as_secs_f64().max(1e-9);
     format!(
         "unwinding: call graph {}; {} stack samples ({} bytes, {:.2} MB/s, through a {} MiB \
-         ring buffer), {} distinct stacks; {} hit the copy limit before reaching the root, \
-         {} stopped early, {} deeper than {} frames",
+         ring buffer), {} distinct stacks, unwound in {} ms ({:.0} samples/s on one core); {} \
+         hit the copy limit before reaching the root, {} stopped early, {} deeper than {} \
+         frames",
         run.call_graph,
         stats.samples,
         stats.bytes,
         stats.bytes as f64 / secs / 1e6,
         run.ring_bytes >> 20,
         run.samples.stacks.len(),
+        stats.busy.as_millis(),
+        stats.samples as f64 / stats.busy.as_secs_f64().max(1e-9),
         stats.copy_limit,
         stats.stopped,
         stats.too_deep,

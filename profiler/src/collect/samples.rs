@@ -102,6 +102,8 @@ pub struct UnwindStats {
     pub too_deep: u64,
     /// Items that could not be parsed (never sent by the kernel programs).
     pub malformed: u64,
+    /// Time spent unwinding and counting the samples (reading mappings included).
+    pub busy: Duration,
 }
 
 /// The run's samples, counted by stack.
@@ -131,6 +133,12 @@ impl Collector {
     /// Counts one ring-buffer item, reading the process's mappings first when the sample
     /// falls outside what is known of them.
     pub fn add(&mut self, item: &[u8], processes: &mut ProcessTable) {
+        let started = Instant::now();
+        self.count(item, processes);
+        self.samples.stats.busy += started.elapsed();
+    }
+
+    fn count(&mut self, item: &[u8], processes: &mut ProcessTable) {
         self.samples.stats.bytes += item.len() as u64;
         let Some(view) = SampleView::parse(item) else {
             self.samples.stats.malformed += 1;
