@@ -229,6 +229,23 @@ pub struct BlockValue {
 /// call always does); every call is counted.
 pub const IO_STACK_SAMPLE_EVERY: u64 = 64;
 
+impl BlockKey {
+    /// The wait site of a futex wait that entered the kernel (the same at its exit, and
+    /// for a wait still in progress when the run ends).
+    #[inline(always)]
+    pub fn of(entry: &InFlight) -> Self {
+        Self {
+            pid: entry.pid,
+            tid: entry.tid,
+            uaddr: entry.uaddr,
+            ip: entry.ip,
+            sp: entry.sp,
+            bp: entry.bp,
+            ret: entry.ret,
+        }
+    }
+}
+
 /// Key of the I/O aggregation map: a call site, told apart by the registers that locate
 /// the call (no user memory is read to build it, which keeps each call cheap).
 ///

@@ -31,23 +31,10 @@ const ERESTART_RESTARTBLOCK: i64 = 516;
 static BLOCK_WAITS: HashMap<BlockKey, BlockValue> =
     HashMap::with_max_entries(MAX_BLOCK_KEYS, BPF_F_NO_PREALLOC);
 
-#[inline(always)]
-fn key_of(entry: &InFlight) -> BlockKey {
-    BlockKey {
-        pid: entry.pid,
-        tid: entry.tid,
-        uaddr: entry.uaddr,
-        ip: entry.ip,
-        sp: entry.sp,
-        bp: entry.bp,
-        ret: entry.ret,
-    }
-}
-
 /// Records the site of a wait that is starting, sampling its stack.
 #[inline(always)]
 pub fn on_enter(ctx: &BtfTracePointContext, entry: &InFlight) {
-    let key = key_of(entry);
+    let key = BlockKey::of(entry);
     if let Some(value) = BLOCK_WAITS.get_ptr(&key) {
         // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
         let waits: u64 = unsafe { (*value).waits.iter().sum() };
@@ -83,7 +70,7 @@ pub fn on_exit(entry: &InFlight, result: i64, nanos: u64) {
         EAGAIN => wait_outcome::NO_WAIT,
         _ => wait_outcome::NO_WAIT,
     };
-    let Some(value) = BLOCK_WAITS.get_ptr_mut(&key_of(entry)) else {
+    let Some(value) = BLOCK_WAITS.get_ptr_mut(&BlockKey::of(entry)) else {
         return; // The site was lost at entry (map full), and counted there.
     };
     count(counter::BLOCK_WAITS);

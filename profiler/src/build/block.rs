@@ -65,15 +65,7 @@ pub fn build<'run>(
         if skip(entry.pid) {
             continue;
         }
-        let key = BlockKey {
-            pid: entry.pid,
-            tid: entry.tid,
-            uaddr: entry.uaddr,
-            ip: entry.ip,
-            sp: entry.sp,
-            bp: entry.bp,
-            ret: entry.ret,
-        };
+        let key = BlockKey::of(entry);
         // Counted up to the end of the window: the wait goes on, the profile does not.
         let nanos = run.window_end_ktime_ns.saturating_sub(entry.start_ns);
         let comm = comms.get(&entry.tid).cloned().unwrap_or_default();

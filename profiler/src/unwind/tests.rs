@@ -80,12 +80,18 @@ fn names(process: &ProcessInfo, frames: &[u64]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn unwinds_this_thread_through_its_callers() {
-    let captured = unwind_level_one();
+/// This process's id and a snapshot of its mappings.
+fn this_process() -> (u32, ProcessTable) {
     let pid = std::process::id();
     let mut table = ProcessTable::default();
     assert!(table.snapshot(pid));
+    (pid, table)
+}
+
+#[test]
+fn unwinds_this_thread_through_its_callers() {
+    let captured = unwind_level_one();
+    let (pid, table) = this_process();
     let process = table.get(pid).unwrap();
     let mut unwinder = StackUnwinder::default();
     let stack = StackCopy {
@@ -109,9 +115,7 @@ fn unwinds_this_thread_through_its_callers() {
 #[test]
 fn a_short_copy_ends_at_the_copy_limit() {
     let captured = unwind_level_one();
-    let pid = std::process::id();
-    let mut table = ProcessTable::default();
-    assert!(table.snapshot(pid));
+    let (pid, table) = this_process();
     let process = table.get(pid).unwrap();
     let mut unwinder = StackUnwinder::default();
     let short = StackCopy {
