@@ -1,8 +1,8 @@
 //! Rows 1–3: how much slower the same work runs while observed, as paired A/B runs.
 //!
 //! 1. CPU sampling: a CPU-bound fixture under the profiler's CPU profile (whole host) at
-//!    99 and 999 Hz (in `--call-graph dwarf` mode when the build has it: a copy of the
-//!    user stack per sample), perf record with frame-pointer stacks (`-g`) and with
+//!    99 and 999 Hz (in `--call-graph dwarf` mode: a copy of the user stack per sample),
+//!    perf record with frame-pointer stacks (`-g`) and with
 //!    `--call-graph dwarf`, and bpftrace at the same rates, plus an A/A control (no
 //!    observer in either half) that shows the noise floor of the machine.
 //! 2. Syscall tracing: a pread loop under the profiler's I/O profile, bpftrace (with and
@@ -180,12 +180,7 @@ pub fn cpu_sampling(ctx: &Ctx) -> Result<Section> {
         is_profiler: false,
     }];
     let mut skipped = Vec::new();
-    let dwarf = super::unwind::supports_call_graph(&ctx.profiler);
-    let mode: &[&str] = if dwarf {
-        &["--call-graph", "dwarf"]
-    } else {
-        &[]
-    };
+    let mode: &[&str] = &["--call-graph", "dwarf"];
     for hz in [99, 999] {
         let hz_s = hz.to_string();
         let mut flags = vec!["--profiles", "cpu", "-F", &hz_s];
@@ -278,7 +273,7 @@ pub fn cpu_sampling(ctx: &Ctx) -> Result<Section> {
             "`bench_cpu work {chunks}` (single thread, a fixed amount of CPU work, about \
              {:.1} s unprofiled; it prints its own elapsed time) timed unprofiled (A) and \
              while observed (B). Observers sample the whole host: `profiler --profiles cpu \
-             -F HZ{}`, `perf record -g -a -F HZ -e cpu-clock -o FILE` (frame pointers), \
+             -F HZ --call-graph dwarf` (8 KiB of user stack copied per sample), `perf record -g -a -F HZ -e cpu-clock -o FILE` (frame pointers), \
              `perf record --call-graph dwarf -a -F HZ -e cpu-clock -o FILE` (8 KiB of user \
              stack copied per sample), and `bpftrace -e \
              'profile:hz:HZ {{ @[kstack, ustack] = count(); }}'`; each is started, given \
@@ -286,7 +281,6 @@ pub fn cpu_sampling(ctx: &Ctx) -> Result<Section> {
              stopped with SIGINT after the fixture. The A/A control runs the fixture \
              unobserved in both halves: its spread is the machine's noise floor.",
             ctx.plan.cpu_work_secs,
-            if dwarf { " --call-graph dwarf" } else { "" },
             ctx.plan.settle.as_secs_f64()
         ),
     );

@@ -80,25 +80,6 @@ pub fn window_seconds(stdout: &str) -> Option<f64> {
     })
 }
 
-/// The CPU profile's `lost:` line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Lost {
-    /// Samples dropped because the aggregation map was full.
-    pub samples: u64,
-    pub user_stacks: u64,
-    pub kernel_stacks: u64,
-}
-
-/// `lost: 0 samples (aggregation map full), 0 user and 0 kernel stacks (...)`
-pub fn lost(stdout: &str) -> Option<Lost> {
-    let l = line(stdout, "lost:")?;
-    Some(Lost {
-        samples: number_before(l, " samples")? as u64,
-        user_stacks: number_before(l, " user and")? as u64,
-        kernel_stacks: number_before(l, " kernel stacks")? as u64,
-    })
-}
-
 /// The `profiler cost:` line.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cost {
@@ -128,6 +109,12 @@ pub fn cost(stdout: &str) -> Option<Cost> {
 /// `finished: all files written 650 ms after the window closed`
 pub fn finished_ms(stdout: &str) -> Option<f64> {
     number_before(line(stdout, "finished:")?, " ms after")
+}
+
+/// How fast the profiler unwound its samples: the `unwinding:` line's `(N samples/s on one
+/// core)`.
+pub fn unwinding_rate(stdout: &str) -> Option<f64> {
+    number_before(line(stdout, "unwinding:")?, " samples/s on one core")
 }
 
 /// What the summary says about the ring buffer that carries the stack copies of
@@ -332,14 +319,6 @@ finished: all files written 650 ms after the window closed
         );
         assert_eq!(samples_recorded(SUMMARY), Some(190));
         assert_eq!(window_seconds(SUMMARY), Some(3.0));
-        assert_eq!(
-            lost(SUMMARY),
-            Some(Lost {
-                samples: 1,
-                user_stacks: 22,
-                kernel_stacks: 3
-            })
-        );
         assert_eq!(
             cost(SUMMARY),
             Some(Cost {

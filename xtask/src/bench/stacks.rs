@@ -2,12 +2,11 @@
 //!
 //! Both profile `bench_stacks`, whose threads spend their time in a chosen number of
 //! distinct call stacks (a random walk down a binary tree of two functions), in command
-//! mode, with `--call-graph dwarf` when the build has it (issue 10: every sample copies
-//! the user stack through a ring buffer and is unwound at the end, so the end-of-run
-//! latency includes the unwinding). Row 6 times the end of the run (`finished: ... ms after the window closed`) with
-//! about 10k and 100k distinct stacks; row 7 runs 1, 2, 4 and 8 threads over the same
-//! stacks to see how samples, aggregation keys, map memory and RSS grow, and turns the
-//! per-key growth into a formula for a large host.
+//! mode, with `--call-graph dwarf` (the default: every sample copies the user stack through
+//! a ring buffer and is unwound as it arrives). Row 6 times the end of the run (`finished:
+//! ... ms after the window closed`) with about 10k and 100k distinct stacks; row 7 runs 1,
+//! 2, 4 and 8 threads over the same stacks to see how samples, ring-buffer traffic, map
+//! memory and RSS grow, and turns the growth into a formula for a large host.
 
 use anyhow::{Context, Result};
 
@@ -18,10 +17,10 @@ use super::runner::{self, Finished, RUN_TIMEOUT, Workdir};
 use super::stats::{Spread, linear_fit};
 use super::{Ctx, title};
 
-/// The profiler's stack map capacity (profiler-common's MAX_STACKS).
-const STACK_MAP_ENTRIES: u64 = 16_384;
-/// The CPU aggregation map's capacity (profiler-common's MAX_CPU_KEYS).
-const CPU_KEYS: u64 = 65_536;
+/// Bytes of one sample through the ring buffer with the default `--call-graph dwarf`: the
+/// fixed part (header and kernel frames, profiler-common's SAMPLE_FIXED_BYTES) and 8 KiB
+/// of stack.
+const SAMPLE_BYTES: f64 = 1184.0 + 8192.0;
 /// bench_stacks names its threads bstk-N.
 fn ours(comm: &str) -> bool {
     comm.starts_with("bstk-")
@@ -49,10 +48,8 @@ fn profile_stacks(
         "-F".into(),
         hz.to_string().into(),
     ];
-    if super::unwind::supports_call_graph(&ctx.profiler) {
-        profiler.push("--call-graph".into());
-        profiler.push("dwarf".into());
-    }
+    profiler.push("--call-graph".into());
+    profiler.push("dwarf".into());
     profiler.extend(["-o".into(), dir.out.clone().into_os_string(), "--".into()]);
     let mut cmd = runner::command(&profiler);
     cmd.args(argv(
@@ -78,20 +75,17 @@ pub fn latency(ctx: &Ctx) -> Result<Section> {
         (10_000u64, ctx.plan.stacks_10k_secs),
         (100_000, ctx.plan.stacks_100k_secs),
     ];
-    let dwarf = super::unwind::supports_call_graph(&ctx.profiler);
-    let mode = if dwarf { " --call-graph dwarf" } else { "" };
     let mut section = Section::new(
         title("latency"),
         format!(
-            "`profiler --profiles cpu -F {hz}{mode} -o DIR -- bench_stacks STACKS SECONDS \
-             {threads}` with 10,000 and 100,000 distinct stacks in the fixture ({} run(s) \
-             each). The latency is the profiler's `finished: all files written N ms after \
-             the window closed`; *distinct stacks* counts the different call stacks in \
-             cpu.folded (the sampler only sees stacks it happened to sample, and the \
-             profiler's stack map holds {STACK_MAP_ENTRIES} stacks, so the 100k run \
-             overflows it by design); *lost* is the summary's `lost:` line; *ring buffer* \
-             is the summary's `ring buffer:` line (records lost to a full ring buffer, and \
-             the throughput of the stack copies), when the build prints one.",
+            "`profiler --profiles cpu -F {hz} --call-graph dwarf -o DIR -- bench_stacks \
+             STACKS SECONDS {threads}` with 10,000 and 100,000 distinct stacks in the fixture \
+             ({} run(s) each). The latency is the profiler's `finished: all files written N \
+             ms after the window closed`; *distinct stacks* counts the different call stacks \
+             in cpu.folded (the sampler only sees stacks it happened to sample); *ring \
+             buffer* is the summary's `lost: N samples (ring buffer full)` and the \
+             `unwinding:` line's throughput; *unwound* is that line's samples per second of \
+             the profiler's unwinding time on one core.",
             ctx.plan.latency_reps
         ),
     );
@@ -100,15 +94,13 @@ pub fn latency(ctx: &Ctx) -> Result<Section> {
         "Run, s",
         "Samples recorded",
         "Distinct stacks in the profile",
-        "Lost user stacks",
-        "Lost samples (map full)",
         "Ring buffer: lost, MB/s",
+        "Unwound, samples/s on one core",
         "End-of-run latency, ms",
     ]);
     for (stacks, secs) in sizes {
         let mut latencies = Vec::new();
-        let (mut distinct, mut samples, mut lost_user, mut lost_samples) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut distinct, mut samples, mut rates) = (Vec::new(), Vec::new(), Vec::new());
         let (mut ring_lost, mut ring_mb) = (Vec::new(), Vec::new());
         for rep in 1..=ctx.plan.latency_reps {
             println!(
@@ -118,23 +110,18 @@ pub fn latency(ctx: &Ctx) -> Result<Section> {
             let run = profile_stacks(ctx, &dir, hz, stacks, secs, threads)?;
             let out = &run.done.stdout;
             let ms = need(parse::finished_ms(out), "finished:", out)?;
-            // The stack-copy build may word (or drop) the stack-map losses differently.
-            let lost = parse::lost(out).unwrap_or_default();
-            if let Some(ring) = parse::ring_buffer(out) {
-                ring_lost.extend(ring.lost.map(|n| n as f64));
-                ring_mb.extend(ring.mb_per_s);
-            }
+            let ring = need(parse::ring_buffer(out), "unwinding:", out)?;
+            ring_lost.extend(ring.lost.map(|n| n as f64));
+            ring_mb.extend(ring.mb_per_s);
+            rates.push(need(parse::unwinding_rate(out), "unwinding:", out)?);
             let n = run.folded.distinct_stacks(ours);
             println!(
-                "xtask: bench: {stacks} stacks: {n} distinct in the profile, {} user stacks \
-                 lost, finished {ms:.0} ms after the window",
-                lost.user_stacks
+                "xtask: bench: {stacks} stacks: {n} distinct in the profile, finished {ms:.0} \
+                 ms after the window"
             );
             latencies.push(ms);
             distinct.push(n as f64);
             samples.push(need(parse::samples_recorded(out), "samples:", out)? as f64);
-            lost_user.push(lost.user_stacks as f64);
-            lost_samples.push(lost.samples as f64);
         }
         let of = |v: &[f64]| Spread::of(v).expect("at least one run");
         let latency = of(&latencies);
@@ -143,12 +130,6 @@ pub fn latency(ctx: &Ctx) -> Result<Section> {
             format!("{secs}"),
             report::spread(of(&samples), 0),
             report::spread(of(&distinct), 0),
-            format!(
-                "{} = {:.1}% of samples",
-                report::spread(of(&lost_user), 0),
-                100.0 * of(&lost_user).median / of(&samples).median.max(1.0)
-            ),
-            report::spread(of(&lost_samples), 0),
             match (Spread::of(&ring_lost), Spread::of(&ring_mb)) {
                 (None, None) => "-".to_string(),
                 (lost, mb) => format!(
@@ -157,6 +138,7 @@ pub fn latency(ctx: &Ctx) -> Result<Section> {
                     mb.map_or("?".to_string(), |s| report::spread(s, 1))
                 ),
             },
+            report::spread(of(&rates), 0),
             report::spread(latency, 0),
         ]);
         if stacks == 10_000 {
@@ -172,24 +154,12 @@ pub fn latency(ctx: &Ctx) -> Result<Section> {
         }
     }
     section.tables.push(table);
-    if dwarf {
-        section.notes.push(
-            "In `--call-graph dwarf` mode every sample carries its own copy of the user \
-             stack through a ring buffer and is unwound in userspace: there is no stack map \
-             to collide in, so no user stack should be lost to collisions; samples dropped \
-             because the ring buffer was full are in the ring-buffer column (and the \
-             summary's `lost:` line)."
-                .to_string(),
-        );
-    } else {
-        section.notes.push(format!(
-            "Lost user stacks are samples whose stack could not be stored: the stack map has \
-             {STACK_MAP_ENTRIES} hash buckets and the kernel drops a new stack whose bucket is \
-             taken (a collision) as well as when the map is full, so losses start well before \
-             {STACK_MAP_ENTRIES} distinct stacks. Those samples are kept under a `[user stack \
-             lost]` frame."
-        ));
-    }
+    section.notes.push(
+        "Every sample carries its own copy of the user stack through a ring buffer and is \
+         unwound in userspace as it arrives: there is no stack map to collide in, so no \
+         stack is lost but to a full ring buffer, which the ring-buffer column counts."
+            .to_string(),
+    );
     Ok(section)
 }
 
@@ -203,17 +173,17 @@ pub fn scale(ctx: &Ctx) -> Result<Section> {
     let mut section = Section::new(
         title("scale"),
         format!(
-            "`profiler --profiles cpu -F {hz} -o DIR -- bench_stacks {stacks} {secs} \
-             THREADS` for 1, 2, 4 and 8 threads on this {cpus}-CPU machine. Every thread \
-             walks the same {stacks} stacks under its own name, so the CPU aggregation map \
-             holds about THREADS x {stacks} keys (pid, tid, user stack, kernel stack); \
-             *keys* counts the distinct (thread, stack) lines of cpu.folded. The ticks the \
+            "`profiler --profiles cpu -F {hz} --call-graph dwarf -o DIR -- bench_stacks \
+             {stacks} {secs} THREADS` for 1, 2, 4 and 8 threads on this {cpus}-CPU machine. \
+             Every thread walks the same {stacks} stacks under its own name, so the profile \
+             holds about THREADS x {stacks} keys (thread, stack); *keys* counts the distinct \
+             (thread, stack) lines of cpu.folded. The ticks the \
              profiler received on busy CPUs (the `received:` line, whole host) are compared \
              with F x busy CPUs (the host's busy CPU-seconds over the window); the \
              fixture's own samples per second fall short of that when other work shares \
-             the CPUs. Map memory is the `profiler cost:` line \
-             (the kernel's memlock figure, which grows with the entries of the \
-             non-preallocated maps); RSS is the profiler's peak."
+             the CPUs. *Ring buffer* and *unwound* come from the `unwinding:` line. Map \
+             memory is the `profiler cost:` line (the kernel's memlock figure, mostly the \
+             sample ring buffer, which is sized from the rate); RSS is the profiler's peak."
         ),
     );
     let mut table = Table::new(&[
@@ -224,12 +194,15 @@ pub fn scale(ctx: &Ctx) -> Result<Section> {
         "Fixture samples/s",
         "Keys (thread, stack)",
         "Distinct stacks",
+        "Ring buffer, MB/s",
+        "Unwound, samples/s on one core",
         "BPF map memory, MiB",
         "Profiler peak RSS, MiB",
     ]);
     let mut map_points = Vec::new();
     let mut rss_points = Vec::new();
     let mut per_run_ns = Vec::new();
+    let mut unwind_rates = Vec::new();
     for threads in [1usize, 2, 4, 8] {
         let run = profile_stacks(ctx, &dir, hz, stacks, secs, threads)?;
         let out = &run.done.stdout;
@@ -243,6 +216,9 @@ pub fn scale(ctx: &Ctx) -> Result<Section> {
             per_run_ns.push(ms * 1e6 / runs as f64);
         }
         let keys = run.folded.keys(ours) as f64;
+        let ring_mb = parse::ring_buffer(out).and_then(|r| r.mb_per_s);
+        let unwound = need(parse::unwinding_rate(out), "unwinding:", out)?;
+        unwind_rates.push(unwound);
         let busy = received.busy_cpu_seconds / window;
         let rate = samples / window;
         let ticks = received.ticks / window;
@@ -260,6 +236,8 @@ pub fn scale(ctx: &Ctx) -> Result<Section> {
             format!("{rate:.0}"),
             format!("{keys:.0}"),
             run.folded.distinct_stacks(ours).to_string(),
+            ring_mb.map_or("-".to_string(), |mb| format!("{mb:.1}")),
+            format!("{unwound:.0}"),
             format!("{:.1}", cost.map_mib),
             format!("{rss:.1}"),
         ]);
@@ -293,17 +271,25 @@ pub fn scale(ctx: &Ctx) -> Result<Section> {
         }
         None => "kernel time per sample unknown (kernel.bpf_stats_enabled unavailable)".to_string(),
     };
+    let unwind_rate = Spread::of(&unwind_rates).map_or(0.0, |s| s.median);
+    let unwind_share = |hz: f64| 128.0 * hz / unwind_rate.max(1.0) * 100.0;
+    let ring_mb = |hz: f64| 128.0 * hz * SAMPLE_BYTES / 1e6;
     section.notes.push(format!(
-        "Formula for a 128-CPU host: samples/s = F x busy CPUs (99 x 128 = 12,672/s at \
-         99 Hz when every CPU is busy; 999 x 128 = 127,872/s at 999 Hz); {kernel}. \
-         Aggregation keys = distinct (pid, tid, user stack, kernel stack), at most \
-         {CPU_KEYS} (the map's capacity; beyond it samples are lost); distinct stacks at \
-         most {STACK_MAP_ENTRIES}. BPF map memory ≈ {:.1} MiB + {map_per_key:.0} B x keys, \
-         i.e. at most about {:.1} MiB with a full aggregation map; the per-CPU maps add a \
-         few hundred bytes per CPU. Profiler RSS ≈ {:.1} MiB + {rss_per_key:.0} B x keys.",
+        "Formula for a 128-CPU host at 99 Hz with every CPU busy: samples/s = F x busy CPUs = \
+         12,672/s (127,872/s at 999 Hz); {kernel}; ring-buffer traffic at most samples/s x \
+         {SAMPLE_BYTES:.0} B (the fixed part plus the default 8 KiB stack copy; a shallower \
+         stack sends less) = {:.0} MB/s at 99 Hz ({:.0} MB/s at 999 Hz), through a buffer \
+         sized to half a second of it (a power of two, at most 256 MiB); unwinding in \
+         userspace at the {unwind_rate:.0} samples/s measured here takes {:.0}% of one CPU \
+         at 99 Hz ({:.0}% at 999 Hz). Memory: the ring buffer, plus profiler RSS ≈ {:.1} \
+         MiB + {rss_per_key:.0} B x (thread, stack) keys; BPF map memory here ≈ {:.1} MiB + \
+         {map_per_key:.0} B x keys.",
+        ring_mb(99.0),
+        ring_mb(999.0),
+        unwind_share(99.0),
+        unwind_share(999.0),
+        mib(rss_base),
         mib(map_base),
-        mib(map_base + map_per_key * CPU_KEYS as f64),
-        mib(rss_base)
     ));
     Ok(section)
 }

@@ -24,19 +24,11 @@ use super::parse::{self, Folded};
 use super::report::{Goal, Section, Status, Table};
 use super::runner::{self, RUN_TIMEOUT, Running, STOP_TIMEOUT, Workdir};
 use super::{Ctx, title};
-use crate::util::output_of;
 
 /// Sampling rate of every tool in this row: enough samples in a few seconds.
 const HZ: u64 = 499;
 /// Debian's python3 (not a pyenv shim that may come first on PATH).
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
-
-/// Whether this profiler build has `--call-graph` (issue 10); older builds walk frame
-/// pointers only and reject the flag.
-pub fn supports_call_graph(profiler: &Path) -> bool {
-    output_of(Command::new(profiler).arg("--help"))
-        .is_some_and(|help| help.contains("--call-graph"))
-}
 
 /// A program to profile.
 struct Subject {
@@ -80,7 +72,7 @@ fn profiler_share(
     dir: &Workdir,
     subject: &Subject,
     secs: f64,
-    mode: Option<&str>,
+    mode: &str,
 ) -> Result<Share> {
     dir.fresh_out()?;
     let mut args: Vec<OsString> = vec![
@@ -90,10 +82,8 @@ fn profiler_share(
         "-F".into(),
         HZ.to_string().into(),
     ];
-    if let Some(mode) = mode {
-        args.push("--call-graph".into());
-        args.push(mode.into());
-    }
+    args.push("--call-graph".into());
+    args.push(mode.into());
     args.push("-o".into());
     args.push(dir.out.clone().into_os_string());
     args.push("--".into());
@@ -205,7 +195,6 @@ fn pct(hits: u64, total: u64) -> f64 {
 pub fn unwinding(ctx: &Ctx) -> Result<Section> {
     let dir = Workdir::new(&ctx.scratch, "unwind")?;
     let secs = ctx.plan.accuracy_secs;
-    let call_graph = supports_call_graph(&ctx.profiler);
     let deep = ctx.fixtures.deep.clone();
     let mut subjects = vec![Subject {
         name: "stacks_deep (C, -O2 -fomit-frame-pointer)",
@@ -263,21 +252,14 @@ pub fn unwinding(ctx: &Ctx) -> Result<Section> {
     let mut compared = Vec::new();
     for subject in &subjects {
         let mut runs: Vec<(String, Share)> = Vec::new();
-        if call_graph {
-            runs.push((
-                "profiler --call-graph dwarf".into(),
-                profiler_share(ctx, &dir, subject, secs, Some("dwarf"))?,
-            ));
-            runs.push((
-                "profiler --call-graph fp".into(),
-                profiler_share(ctx, &dir, subject, secs, Some("fp"))?,
-            ));
-        } else {
-            runs.push((
-                "profiler (this build has no --call-graph)".into(),
-                profiler_share(ctx, &dir, subject, secs, None)?,
-            ));
-        }
+        runs.push((
+            "profiler --call-graph dwarf".into(),
+            profiler_share(ctx, &dir, subject, secs, "dwarf")?,
+        ));
+        runs.push((
+            "profiler --call-graph fp".into(),
+            profiler_share(ctx, &dir, subject, secs, "fp")?,
+        ));
         if perf {
             runs.push((
                 "perf record --call-graph dwarf".into(),
@@ -350,13 +332,6 @@ pub fn unwinding(ctx: &Ctx) -> Result<Section> {
             ),
             _ => Goal::new(goal, "perf not measured", Status::NotMeasured),
         });
-    }
-    if !call_graph {
-        notes.push(
-            "This profiler build has no `--call-graph` flag: its stacks come from the \
-             kernel's frame-pointer walk."
-                .to_string(),
-        );
     }
     section.notes.extend(notes);
     section.notes.push(
