@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    SPLIT_HZ, SPLIT_SECONDS, UNWOUND_SHARE, assert_received, assert_share, assert_split, in_order,
-    named, profile_command,
+    SPLIT_CPU_SECONDS, SPLIT_HZ, UNWOUND_SHARE, WALL_CAP_SECONDS, assert_received, assert_share,
+    assert_split, in_order, named, profile_command,
 };
 use integration_tests::{
     ERROR_PREFIX, FixtureResult, Folded, fixture, prerequisites, profiler_command, run_command,
@@ -31,7 +31,12 @@ fn call_graph_fp_still_profiles_frame_pointer_fixture() {
     profile_command(
         HZ,
         &["--call-graph", "fp"],
-        &[exe.as_os_str(), SPLIT_SECONDS.as_ref(), result.as_os_str()],
+        &[
+            exe.as_os_str(),
+            WALL_CAP_SECONDS.as_ref(),
+            result.as_os_str(),
+            SPLIT_CPU_SECONDS.as_ref(),
+        ],
         &out,
     );
     let measured = FixtureResult::read(&result);

@@ -13,19 +13,22 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use common::{UNWOUND_SHARE, assert_received, assert_share, in_order_names, profile_command};
+use common::{
+    UNWOUND_SHARE, WALL_CAP_SECONDS, assert_received, assert_share, in_order_names, profile_command,
+};
 use integration_tests::{FixtureResult, Folded, fixture, prerequisites, temp_dir};
 
 /// The sampling rate of these tests.
 const HZ: u64 = 199;
 
 /// `sh` script run in a new mount namespace: mounts a tmpfs on $1, copies the
-/// fixture $2 there as `app`, and runs it for $3 seconds with result file $4.
+/// fixture $2 there as `app`, and runs it for $3 seconds of wall time at most
+/// and $5 seconds of its own CPU time, with result file $4.
 const IN_NAMESPACE: &str =
-    r#"mount -t tmpfs none "$1" && cp "$2" "$1/app" && exec "$1/app" "$3" "$4""#;
+    r#"mount -t tmpfs none "$1" && cp "$2" "$1/app" && exec "$1/app" "$3" "$4" "$5""#;
 
 /// The command line `unshare -m --propagation private sh -c IN_NAMESPACE ...`.
-fn unshare_argv(mnt: &Path, seconds: &str, result: &Path) -> Vec<OsString> {
+fn unshare_argv(mnt: &Path, cpu_seconds: &str, result: &Path) -> Vec<OsString> {
     let mut argv: Vec<OsString> = ["unshare", "-m", "--propagation", "private", "sh", "-c"]
         .iter()
         .map(OsString::from)
@@ -34,8 +37,9 @@ fn unshare_argv(mnt: &Path, seconds: &str, result: &Path) -> Vec<OsString> {
     argv.push("sh".into());
     argv.push(mnt.into());
     argv.push(fixture("stacks_ns_app").into());
-    argv.push(seconds.into());
+    argv.push(WALL_CAP_SECONDS.into());
     argv.push(result.into());
+    argv.push(cpu_seconds.into());
     argv
 }
 
@@ -101,9 +105,7 @@ fn binary_in_private_mount_namespace_is_symbolized() {
     let out = tmp.path().join("out");
     let result = tmp.path().join("result.txt");
     let mnt = mount_point(tmp.path());
-    // 4 s, so that the app gets the 1 s of CPU a profile needs to mean
-    // anything even on a busy machine.
-    let argv = unshare_argv(&mnt, "4", &result);
+    let argv = unshare_argv(&mnt, "3", &result);
     let argv: Vec<&OsStr> = argv.iter().map(OsString::as_os_str).collect();
     profile_command(HZ, &["--profiles", "cpu"], &argv, &out);
     let measured = FixtureResult::read(&result);
@@ -124,19 +126,21 @@ fn binary_in_private_mount_namespace_is_symbolized_after_it_exited() {
     let out = tmp.path().join("out");
     let result = tmp.path().join("result.txt");
     let mnt = mount_point(tmp.path());
-    // The app runs 3 s (at least the 1 s of CPU a profile needs to mean
-    // anything, even on a busy machine) and exits, taking its mount namespace
-    // (and the only path to its file) with it; the shell keeps the profile
-    // going 2.5 s more.
-    let inner = unshare_argv(&mnt, "3", &result);
+    // The app runs until it has had 1.5 s of CPU and exits, taking its mount
+    // namespace (and the only path to its file) with it; the shell keeps the
+    // profile going 2.5 s more.
+    let inner = unshare_argv(&mnt, "1.5", &result);
     let script = r#""$@"; sleep 2.5"#;
     let mut argv: Vec<&OsStr> = vec!["sh".as_ref(), "-c".as_ref(), script.as_ref(), "sh".as_ref()];
     argv.extend(inner.iter().map(OsString::as_os_str));
     let run = profile_command(HZ, &["--profiles", "cpu"], &argv, &out);
     let measured = FixtureResult::read(&result);
+    // The app ran at least as long as its CPU time.
+    let app_s = measured.u64("burn_ns") as f64 / 1e9;
     assert!(
-        run.elapsed.as_secs_f64() >= 5.0,
-        "the profile ended {:.2?} after the start: it did not outlive the app by seconds",
+        run.elapsed.as_secs_f64() >= app_s + 2.0,
+        "the profile ended {:.2?} after the start, the app ran {app_s:.2} s of CPU: it did not \
+         outlive the app by seconds",
         run.elapsed
     );
     let pid = measured.get("pid");

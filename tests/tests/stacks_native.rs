@@ -20,8 +20,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    SPLIT_HZ, SPLIT_SECONDS, UNWOUND_SHARE, assert_received, assert_share, assert_split, in_order,
-    in_order_names, named, plain, profile_command,
+    SPLIT_CPU_SECONDS, SPLIT_HZ, UNWOUND_SHARE, WALL_CAP_SECONDS, assert_received, assert_share,
+    assert_split, in_order, in_order_names, named, plain, profile_command,
 };
 use integration_tests::{
     FixtureResult, Folded, Stack, fixture, prerequisites, run_command, temp_dir,
@@ -43,7 +43,12 @@ fn deep_chains_without_frame_pointers_unwind_to_their_roots() {
     profile_command(
         SPLIT_HZ,
         &[],
-        &[exe.as_os_str(), SPLIT_SECONDS.as_ref(), result.as_os_str()],
+        &[
+            exe.as_os_str(),
+            WALL_CAP_SECONDS.as_ref(),
+            result.as_os_str(),
+            SPLIT_CPU_SECONDS.as_ref(),
+        ],
         &out,
     );
     let measured = FixtureResult::read(&result);
@@ -109,7 +114,12 @@ fn libc_function_callers_through_one_call_site_split_by_their_own_clock() {
     profile_command(
         SPLIT_HZ,
         &[],
-        &[exe.as_os_str(), SPLIT_SECONDS.as_ref(), result.as_os_str()],
+        &[
+            exe.as_os_str(),
+            WALL_CAP_SECONDS.as_ref(),
+            result.as_os_str(),
+            SPLIT_CPU_SECONDS.as_ref(),
+        ],
         &out,
     );
     let measured = FixtureResult::read(&result);
@@ -194,7 +204,13 @@ fn rust_release_build_unwinds_through_std_iterator_adapters() {
     profile_command(
         HZ,
         &["--profiles", "cpu"],
-        &[exe.as_os_str(), "3".as_ref(), result.as_os_str()],
+        // 3 s of its own CPU time, however long that takes.
+        &[
+            exe.as_os_str(),
+            WALL_CAP_SECONDS.as_ref(),
+            result.as_os_str(),
+            "3".as_ref(),
+        ],
         &out,
     );
     let measured = FixtureResult::read(&result);
@@ -237,17 +253,18 @@ fn rust_release_build_unwinds_through_std_iterator_adapters() {
 /// Debian's python3 (built without frame pointers), not a pyenv shim on PATH.
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
-/// A pure-Python busy loop of about 3 s; then writes `cpu_ns=N`, the
-/// process's own CPU time, to the file named by its first argument, if any.
+/// A pure-Python busy loop until the process has used 3 s of CPU (at most
+/// 40 s of wall time); then writes `cpu_ns=N`, the process's own CPU time, to
+/// the file named by its first argument, if any.
 const PY_BUSY: &str = "\
 import sys, time
-def stk_spin(until):
+def stk_spin(cpu_s, until):
     x = 0
-    while time.monotonic() < until:
+    while time.process_time() < cpu_s and time.monotonic() < until:
         for i in range(1000):
             x += i * i
     return x
-stk_spin(time.monotonic() + 3)
+stk_spin(3, time.monotonic() + 40)
 if len(sys.argv) > 1:
     with open(sys.argv[1], 'w') as f:
         f.write('cpu_ns=%d\\n' % time.process_time_ns())
