@@ -44,6 +44,8 @@ pub mod sample_flag {
     pub const STACK_ENDS: u32 = 2;
     /// The user stack could not be read at all.
     pub const USER_UNREADABLE: u32 = 4;
+    /// The thread has no user context (a kernel thread): no user stack, and none lost.
+    pub const NO_USER: u32 = 8;
 }
 
 /// How user stacks are taken, set by userspace at load time (`--call-graph`).

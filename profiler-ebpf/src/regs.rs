@@ -10,5 +10,7 @@ pub const SI: usize = 13 * 8;
 pub const DI: usize = 14 * 8;
 /// The user instruction pointer.
 pub const IP: usize = 16 * 8;
+/// The code segment: its low two bits are the privilege level (3 in user mode).
+pub const CS: usize = 17 * 8;
 /// The user stack pointer.
 pub const SP: usize = 19 * 8;

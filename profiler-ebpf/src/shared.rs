@@ -33,7 +33,7 @@ static STACK_MODE: u8 = stack_mode::DWARF;
 /// Bytes of user stack copied per sample in DWARF mode (a multiple of 8, at most
 /// [`MAX_USER_STACK_BYTES`]); set by userspace at load time.
 #[unsafe(no_mangle)]
-static USER_STACK_BYTES: u32 = 8192;
+static USER_STACK_BYTES: u32 = 16384;
 
 /// Data waiting in the sample ring buffer above which a new sample wakes userspace; below
 /// it, userspace drains the buffer on its own timer. Set by userspace at load time.
@@ -163,11 +163,17 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
         let user_reg = |offset: usize| {
             bpf_probe_read_kernel((regs + offset) as *const u64).unwrap_or(0)
         };
+        // A kernel thread (or an io_uring worker) has no user context: its saved registers
+        // are not user mode (`cs` without privilege level 3), and it has no user stack to
+        // lose.
+        let user_mode = user_reg(regs::CS) & 3 == 3;
         header.ip = user_reg(regs::IP);
         header.sp = user_reg(regs::SP);
         header.bp = user_reg(regs::BP);
         let user = (*record).user.as_mut_ptr();
-        if core::ptr::read_volatile(&STACK_MODE) == stack_mode::FP {
+        if !user_mode {
+            header.flags |= sample_flag::NO_USER;
+        } else if core::ptr::read_volatile(&STACK_MODE) == stack_mode::FP {
             header.flags |= sample_flag::USER_FRAMES;
             let got = bpf_get_stack(
                 ctx.as_ptr(),
@@ -186,7 +192,7 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
                 header.flags |= sample_flag::STACK_ENDS;
             }
         }
-        if header.user_bytes == 0 && tgid != 0 {
+        if header.user_bytes == 0 && user_mode {
             header.flags |= sample_flag::USER_UNREADABLE;
             count(counter::USER_STACK_UNREADABLE);
         }

@@ -44,7 +44,7 @@ struct Args {
     frequency: u64,
 
     /// How user stacks are taken: `dwarf[,SIZE]` copies SIZE bytes of stack per sample
-    /// (default 8192, as perf's, at most 65536) and unwinds them from the files' call frame
+    /// (default 16384, at most 65536) and unwinds them from the files' call frame
     /// information; `fp` walks frame pointers only.
     #[arg(long, value_name = "MODE", default_value = "dwarf", value_parser = parse_call_graph)]
     call_graph: CallGraph,

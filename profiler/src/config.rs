@@ -74,7 +74,7 @@ pub enum CallGraph {
 impl CallGraph {
     /// Bytes of stack copied per sample in DWARF mode unless `--call-graph dwarf,SIZE`
     /// says otherwise (see BENCHMARKS.md for how it was chosen).
-    pub const DEFAULT_STACK_BYTES: u32 = 8192;
+    pub const DEFAULT_STACK_BYTES: u32 = 16384;
     /// The largest `SIZE` accepted (what the kernel programs can copy).
     pub const MAX_STACK_BYTES: u32 = profiler_common::MAX_USER_STACK_BYTES as u32;
 

@@ -15,6 +15,11 @@ fn get() -> Option<libc::rlimit> {
     (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
 }
 
+/// The soft limit on open files now (raised to the hard one by [`raise`] at start).
+pub fn soft_limit() -> Option<u64> {
+    get().map(|limit| limit.rlim_cur)
+}
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit, remembering the original for
 /// [`restore_in_child`]. A failure only leaves the limit as it was.
 pub fn raise() {
@@ -61,6 +66,22 @@ pub fn exhaustion(err: &anyhow::Error) -> Option<i32> {
         .find(|&errno| errno == libc::EMFILE || errno == libc::ENFILE)
 }
 
+/// `err`, with running out of descriptors added to its causes when this process has none
+/// left right now: a library can report a failed open as something else (aya's tracefs
+/// lookup says "tracefs not found"), and the descriptors are closed by the time the error
+/// reaches `main`.
+pub fn note_if_exhausted(err: anyhow::Error) -> anyhow::Error {
+    if exhaustion(&err).is_some() {
+        return err;
+    }
+    match std::fs::File::open("/dev/null") {
+        Err(open) if matches!(open.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+            anyhow::Error::new(open).context(format!("{err:#}"))
+        }
+        _ => err,
+    }
+}
+
 /// `err` said as running out of descriptors when that is its cause, so the user raises the
 /// limit instead of chasing what the failing call was about; other errors are unchanged.
 pub fn explain(err: anyhow::Error) -> anyhow::Error {
@@ -101,6 +122,12 @@ mod tests {
         let other = anyhow::Error::from(std::io::Error::from_raw_os_error(libc::EPERM));
         assert_eq!(exhaustion(&other), None);
         assert!(!format!("{:#}", explain(other)).contains("open files"));
+    }
+
+    #[test]
+    fn an_error_with_descriptors_left_is_left_alone() {
+        let err = anyhow::anyhow!("tracefs not found");
+        assert_eq!(format!("{:#}", note_if_exhausted(err)), "tracefs not found");
     }
 
     #[test]

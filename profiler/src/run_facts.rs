@@ -28,7 +28,8 @@ pub fn unwinding(run: &RunOutcome) -> String {
         "unwinding: call graph {}; {} stack samples ({} bytes, {:.2} MB/s, through a {} MiB \
          ring buffer), {} distinct stacks, unwound in {} ms ({:.0} samples/s on one core); {} \
          hit the copy limit before reaching the root, {} stopped early, {} deeper than {} \
-         frames",
+         frames; {} of processes gone before their mappings were read (instruction \
+         pointer only), {} malformed; {} mapped files not held (open-file limit)",
         run.call_graph,
         stats.samples,
         stats.bytes,
@@ -40,7 +41,10 @@ pub fn unwinding(run: &RunOutcome) -> String {
         stats.copy_limit,
         stats.stopped,
         stats.too_deep,
-        crate::unwind::MAX_FRAMES
+        crate::unwind::MAX_FRAMES,
+        stats.no_mappings,
+        stats.malformed,
+        run.processes.files_not_held()
     )
 }
 

@@ -25,7 +25,7 @@ const DEBIAN_BPF_SYSROOT: &str = "/usr/lib/rustlib/bpfel-unknown-none/lib";
 /// bpf-linker is built against, and dynamically links, this LLVM (package `llvm-22-dev`).
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
-/// Debian's python3 (package `python3`), which tests/tests/stacks.rs profiles.
+/// Debian's python3 (package `python3`), which tests/tests/stacks_native.rs profiles.
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
 /// Which toolchain builds the eBPF crate.

@@ -1,12 +1,12 @@
 //! Builds the blocking profile: futex waits by call stack and futex address, with their time
 //! and how they ended, as Go's block and mutex profiles count them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use profiler_common::{BlockKey, counter, wait_outcome};
 
 use crate::build::cpu::comm;
-use crate::build::stacks::{StackResolver, stacks_by_site};
+use crate::build::stacks::{MissingStack, StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
@@ -58,9 +58,11 @@ pub fn build<'run>(
                 continue;
             }
             let labels = labels(key, &comm, wait_outcome::NAMES[outcome]);
-            resolver.add_site(&mut builder, key.pid, sampled, &[waits, nanos], &labels);
+            let missing = MissingStack::RingBufferFull;
+            resolver.add_site(&mut builder, sampled, missing, &[waits, nanos], &labels);
         }
     }
+    let recorded: HashSet<BlockKey> = run.block_waits.iter().map(|(key, _)| *key).collect();
     for entry in &run.waits_in_progress {
         if skip(entry.pid) {
             continue;
@@ -69,9 +71,16 @@ pub fn build<'run>(
         // Counted up to the end of the window: the wait goes on, the profile does not.
         let nanos = run.window_end_ktime_ns.saturating_sub(entry.start_ns);
         let comm = comms.get(&entry.tid).cloned().unwrap_or_default();
+        // A wait whose site is not in the map was not recorded at its entry: the map was
+        // full, so its stack was never taken either.
+        let missing = if recorded.contains(&key) {
+            MissingStack::RingBufferFull
+        } else {
+            MissingStack::MapFull
+        };
         let sampled = stacks_of.get(&key).map_or(&[][..], Vec::as_slice);
         let labels = labels(&key, &comm, IN_PROGRESS);
-        resolver.add_site(&mut builder, entry.pid, sampled, &[1, nanos], &labels);
+        resolver.add_site(&mut builder, sampled, missing, &[1, nanos], &labels);
     }
     builder.build()
 }

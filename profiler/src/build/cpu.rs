@@ -2,8 +2,6 @@
 
 use profiler_common::{COMM_LEN, counter};
 
-use crate::collect::samples::{StackHandle, StackTable, UserStack};
-
 use crate::build::stacks::StackResolver;
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
@@ -36,13 +34,13 @@ pub fn build<'run>(
     resolver.prepare_run(run, config);
     let mut samples: Vec<_> = run.samples.cpu.iter().collect();
     // The same profile whatever the hash map's order.
-    samples.sort_by_key(|(key, _)| (key.pid, key.tid, key.kernel, user_order(key.user)));
+    samples.sort_by_key(|(key, _)| (key.pid, key.tid, key.kernel, key.user.order()));
     for (key, &count) in samples {
         // In command mode the profiler is a target for the instant it forks the command.
         if config.is_own_process(key.pid) {
             continue;
         }
-        let stack = resolver.intern(&mut builder, key.pid, key.user, key.kernel);
+        let stack = resolver.intern(&mut builder, key.user, key.kernel);
         let count = count as i64;
         let labels = vec![
             Label::num("pid", i64::from(key.pid)),
@@ -52,13 +50,6 @@ pub fn build<'run>(
         builder.add_sample(stack, &[count, count * period_ns], labels);
     }
     builder.build()
-}
-
-fn user_order(user: UserStack) -> (u8, StackHandle) {
-    match user {
-        UserStack::Frames(handle) => (0, handle),
-        UserStack::Unreadable => (1, StackTable::EMPTY),
-    }
 }
 
 /// A NUL-padded kernel command name as text.

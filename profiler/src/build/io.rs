@@ -3,7 +3,7 @@
 use profiler_common::{counter, io_syscall};
 
 use crate::build::cpu::comm;
-use crate::build::stacks::{StackResolver, stacks_by_site};
+use crate::build::stacks::{MissingStack, StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
@@ -66,7 +66,8 @@ pub fn build<'run>(
         }
         let sampled = stacks_of.remove(key).unwrap_or_default();
         let totals = [value.calls, value.bytes, value.nanos, value.errors];
-        resolver.add_site(&mut builder, key.pid, &sampled, &totals, &labels);
+        let missing = MissingStack::RingBufferFull;
+        resolver.add_site(&mut builder, &sampled, missing, &totals, &labels);
     }
     builder.build()
 }

@@ -39,12 +39,27 @@ pub fn stacks_by_site<K: Copy + Eq + std::hash::Hash>(
     }
     // The same order whatever the hash map's, so profiles come out the same.
     for stacks in by_site.values_mut() {
-        stacks.sort_by_key(|s| match s.user {
-            UserStack::Frames(handle) => (0, handle),
-            UserStack::Unreadable => (1, StackTable::EMPTY),
-        });
+        stacks.sort_by_key(|s| s.user.order());
     }
     by_site
+}
+
+/// Why a call site has no sampled stack, for the marker frame that stands in for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingStack {
+    /// Its stack samples were dropped because the sample ring buffer was full.
+    RingBufferFull,
+    /// The site itself could not be recorded (its aggregation map was full).
+    MapFull,
+}
+
+impl MissingStack {
+    fn marker(self) -> &'static str {
+        match self {
+            Self::RingBufferFull => "[user stack lost: ring buffer full]",
+            Self::MapFull => "[user stack lost: map full]",
+        }
+    }
 }
 
 /// Resolves stacks of one run into locations of profiles being built.
@@ -90,36 +105,36 @@ impl<'run> StackResolver<'run> {
             .cpu
             .keys()
             .filter(|key| profiles.cpu && !skip(key.pid))
-            .map(|key| (key.pid, key.user, key.kernel));
+            .map(|key| (key.user, key.kernel));
         // Call sites intern their sampled user stacks alone (see `add_site`).
         let io = samples
             .io
             .keys()
             .filter(|(site, _)| profiles.io && !skip(site.pid))
-            .map(|(site, user)| (site.pid, *user, StackTable::EMPTY));
+            .map(|(_, user)| (*user, StackTable::EMPTY));
         let block = samples
             .block
             .keys()
             .filter(|(site, _)| profiles.block && !skip(site.pid))
-            .map(|(site, user)| (site.pid, *user, StackTable::EMPTY));
+            .map(|(_, user)| (*user, StackTable::EMPTY));
         let mut count = 0;
-        for (pid, user, kernel) in cpu.chain(io).chain(block) {
+        for (user, kernel) in cpu.chain(io).chain(block) {
             count += 1;
-            self.request(pid, user, kernel);
+            self.request(user, kernel);
         }
         self.symbolizer.resolve_requests();
         log::debug!("symbolized {count} stacks in {:?}", started.elapsed());
     }
 
-    /// Interns the stack of a sample of process `pid` into `builder`, leaf first: kernel
-    /// frames, then user frames. Never empty: a sample without any frame gets `[unknown]`.
+    /// Interns the stack of a sample into `builder`, leaf first: kernel frames, then user
+    /// frames, symbolized in the address space they were unwound in. Never empty: a sample
+    /// without any frame gets `[unknown]`.
     ///
     /// Reads what [`Self::prepare_run`] symbolized; a stack it was not given is symbolized
     /// on its own, which is slow.
     pub fn intern(
         &mut self,
         builder: &mut ProfileBuilder,
-        pid: u32,
         user: UserStack,
         kernel: StackHandle,
     ) -> usize {
@@ -135,10 +150,10 @@ impl<'run> StackResolver<'run> {
                 kernel: true,
             }));
         }
-        let process = self.processes.get(pid);
         match user {
-            UserStack::Frames(handle) => {
-                for (i, &addr) in self.stacks.frames(handle).iter().enumerate() {
+            UserStack::Frames { stack, space } => {
+                let process = space.and_then(|s| self.processes.space_info(s));
+                for (i, &addr) in self.stacks.frames(stack).iter().enumerate() {
                     let frame = self.symbolizer.user(process, addr, i > 0);
                     let mapping = frame.mapping.map(|m| builder.mapping(m));
                     locations.push(builder.location(Location {
@@ -159,19 +174,19 @@ impl<'run> StackResolver<'run> {
         builder.stack(locations)
     }
 
-    /// Adds the exact totals of a call site of process `pid` to `builder`, split over the
+    /// Adds the exact totals of a call site to `builder`, split over the
     /// user stacks sampled at it in proportion to how often each was seen; a site whose
-    /// stack samples were all lost gets a lost-stack marker.
+    /// stack samples were all lost gets a marker saying why (`missing`).
     pub fn add_site(
         &mut self,
         builder: &mut ProfileBuilder,
-        pid: u32,
         sampled: &[SampledStack],
+        missing: MissingStack,
         totals: &[u64],
         labels: &[Label],
     ) {
         if sampled.is_empty() {
-            let location = builder.location(marker("[user stack lost: ring buffer full]", false));
+            let location = builder.location(marker(missing.marker(), false));
             let stack = builder.stack(vec![location]);
             let values: Vec<i64> = totals.iter().map(|&t| t as i64).collect();
             builder.add_sample(stack, &values, labels.to_vec());
@@ -180,22 +195,22 @@ impl<'run> StackResolver<'run> {
         let weights: Vec<u64> = sampled.iter().map(|s| s.seen).collect();
         let shares: Vec<Vec<u64>> = totals.iter().map(|&t| apportion(t, &weights)).collect();
         for (i, stack) in sampled.iter().enumerate() {
-            let stack = self.intern(builder, pid, stack.user, StackTable::EMPTY);
+            let stack = self.intern(builder, stack.user, StackTable::EMPTY);
             let values: Vec<i64> = shares.iter().map(|share| share[i] as i64).collect();
             builder.add_sample(stack, &values, labels.to_vec());
         }
     }
 
     /// Asks the symbolizer for a stack's addresses.
-    fn request(&mut self, pid: u32, user: UserStack, kernel: StackHandle) {
+    fn request(&mut self, user: UserStack, kernel: StackHandle) {
         for (i, &addr) in self.stacks.frames(kernel).iter().enumerate() {
             self.symbolizer.request_kernel(addr, i > 0);
         }
-        let UserStack::Frames(handle) = user else {
+        let UserStack::Frames { stack, space } = user else {
             return;
         };
-        let process = self.processes.get(pid);
-        for (i, &addr) in self.stacks.frames(handle).iter().enumerate() {
+        let process = space.and_then(|s| self.processes.space_info(s));
+        for (i, &addr) in self.stacks.frames(stack).iter().enumerate() {
             self.symbolizer.request_user(process, addr, i > 0);
         }
     }
@@ -295,17 +310,15 @@ mod tests {
         let leaf = a_leaf as fn() -> _ as usize as u64;
         let caller = interns_kernel_then_user_frames_with_markers as fn() as usize as u64 + 8;
         let mut stacks = StackTable::default();
-        let user = UserStack::Frames(stacks.intern(vec![leaf, caller]));
+        let user = UserStack::Frames {
+            stack: stacks.intern(vec![leaf, caller]),
+            space: processes.space(pid),
+        };
         let mut resolver = StackResolver::new(&stacks, &processes);
         let mut b = builder();
-        let full = resolver.intern(&mut b, pid, user, StackTable::EMPTY);
-        let unreadable = resolver.intern(&mut b, pid, UserStack::Unreadable, StackTable::EMPTY);
-        let empty = resolver.intern(
-            &mut b,
-            pid,
-            UserStack::Frames(StackTable::EMPTY),
-            StackTable::EMPTY,
-        );
+        let full = resolver.intern(&mut b, user, StackTable::EMPTY);
+        let unreadable = resolver.intern(&mut b, UserStack::Unreadable, StackTable::EMPTY);
+        let empty = resolver.intern(&mut b, UserStack::NONE, StackTable::EMPTY);
         let profile = b.build();
         let names = profile.stack_functions(full);
         assert!(names.iter().any(|n| n.contains("a_leaf")), "{names:?}");
@@ -328,7 +341,7 @@ mod tests {
         let processes = ProcessTable::default();
         let mut resolver = StackResolver::new(&stacks, &processes);
         let mut b = builder();
-        resolver.add_site(&mut b, 1, &[], &[42], &[]);
+        resolver.add_site(&mut b, &[], MissingStack::RingBufferFull, &[42], &[]);
         let profile = b.build();
         assert_eq!(profile.total(0), 42);
         assert_eq!(

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::Arc;
 
 use crate::collect::procmaps::FileKey;
@@ -59,10 +59,18 @@ fn read_build_id(file: &File) -> Option<Vec<u8>> {
 /// in many containers' images is one file here, opened and parsed once.
 #[derive(Debug, Default)]
 pub struct FileTable {
-    files: HashMap<FileKey, Option<Arc<ObjectFile>>>,
-    by_build_id: HashMap<Vec<u8>, Arc<ObjectFile>>,
+    files: HashMap<FileKey, Arc<ObjectFile>>,
+    /// By build ID and size: a patched copy (patchelf keeps the build ID but moves the
+    /// contents) is another file.
+    by_build_id: HashMap<(Vec<u8>, u64), Arc<ObjectFile>>,
     vdso: Option<Option<Arc<ObjectFile>>>,
+    /// Files not held because the open-file limit was near.
+    pub not_held: u64,
 }
+
+/// Descriptors left free for everything else the run opens (symbolizing through
+/// `/proc/self/fd`, the output files) when mapped files are held.
+const FD_RESERVE: u64 = 256;
 
 impl FileTable {
     /// The file mapped at `start..end` of process `pid` (named `path` in its maps), opened
@@ -84,23 +92,28 @@ impl FileTable {
             return None;
         }
         if let Some(known) = self.files.get(&key) {
-            return known.clone();
+            return Some(known.clone());
         }
-        let opened = open_mapped(pid, key, start, end, path).map(|file| match &file.build_id {
-            Some(id) => self
+        if self.files.len() as u64 + FD_RESERVE >= crate::fdlimit::soft_limit().unwrap_or(1024) {
+            self.not_held += 1;
+            return None;
+        }
+        // A failure is not remembered: another process mapping the same file (one that has
+        // not exited yet) may still share it.
+        let Some(file) = open_mapped(pid, key, start, end, path) else {
+            log::debug!("cannot open {path} mapped by pid {pid}: unwound by frame pointers");
+            return None;
+        };
+        let file = match (&file.build_id, file.file.metadata()) {
+            (Some(id), Ok(meta)) => self
                 .by_build_id
-                .entry(id.clone())
+                .entry((id.clone(), meta.len()))
                 .or_insert_with(|| Arc::new(file))
                 .clone(),
-            None => Arc::new(file),
-        });
-        if opened.is_none() {
-            log::debug!("cannot open {path} mapped by pid {pid}: unwound by frame pointers");
-        }
-        // A failure is remembered too: a process that maps a file it cannot share is not
-        // asked again for every sample.
-        self.files.insert(key, opened.clone());
-        opened
+            _ => Arc::new(file),
+        };
+        self.files.insert(key, file.clone());
+        Some(file)
     }
 }
 
@@ -111,7 +124,13 @@ fn open_mapped(pid: u32, key: FileKey, start: u64, end: u64, path: &str) -> Opti
     if let Ok(file) = File::open(format!("/proc/{pid}/map_files/{start:x}-{end:x}")) {
         return Some(ObjectFile::new(name, file));
     }
-    let file = File::open(&name).ok()?;
+    // Whatever is at that path on the host is opened without blocking (a FIFO or a
+    // device there must not stall the run) and checked to be the mapped file.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&name)
+        .ok()?;
     let meta = file.metadata().ok()?;
     let same = libc::major(meta.dev()) == key.major
         && libc::minor(meta.dev()) == key.minor

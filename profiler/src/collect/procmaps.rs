@@ -72,7 +72,17 @@ pub struct ProcessTable {
     files: FileTable,
     /// The process each forked process (or thread) came from.
     parents: HashMap<u32, u32>,
+    /// Frozen snapshots of address spaces, referenced by samples (see [`Self::space`]).
+    spaces: Vec<ProcessInfo>,
+    /// The snapshot of each process's current mappings: (generation, space).
+    current_space: HashMap<u32, (u64, SpaceId)>,
 }
+
+/// An address space as it was when samples were unwound in it: a process's mappings at
+/// one generation. Samples are symbolized in it, not in the process's last snapshot,
+/// which an exec, or another process reusing the pid, may have replaced by the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpaceId(u32);
 
 impl ProcessTable {
     /// Reads the process's mappings and the kinds of all its descriptors now, merged into
@@ -138,7 +148,11 @@ impl ProcessTable {
             // exit before the events of its other new call sites are read. Descriptors
             // closed since keep the kind they had: calls on them were counted.
             let fds = read_fd_kinds(pid);
-            self.processes.entry(pid).or_default().fds.extend(fds);
+            // A process gone already gets no entry without mappings, which would keep it
+            // from inheriting its parent's (see `inherit`).
+            if !fds.is_empty() {
+                self.processes.entry(pid).or_default().fds.extend(fds);
+            }
         }
     }
 
@@ -195,6 +209,31 @@ impl ProcessTable {
     /// What is known of `pid`.
     pub fn get(&self, pid: u32) -> Option<&ProcessInfo> {
         self.processes.get(&pid)
+    }
+
+    /// The address space of `pid` as its mappings are now, frozen for the samples unwound
+    /// in it; `None` when its mappings were never read.
+    pub fn space(&mut self, pid: u32) -> Option<SpaceId> {
+        let info = self.processes.get(&pid)?;
+        if let Some(&(generation, space)) = self.current_space.get(&pid)
+            && generation == info.generation
+        {
+            return Some(space);
+        }
+        let space = SpaceId(u32::try_from(self.spaces.len()).ok()?);
+        self.spaces.push(info.clone());
+        self.current_space.insert(pid, (info.generation, space));
+        Some(space)
+    }
+
+    /// A frozen address space.
+    pub fn space_info(&self, space: SpaceId) -> Option<&ProcessInfo> {
+        self.spaces.get(space.0 as usize)
+    }
+
+    /// Files that were not held open because the open-file limit was near.
+    pub fn files_not_held(&self) -> u64 {
+        self.files.not_held
     }
 }
 
@@ -384,6 +423,25 @@ mod tests {
         let (execd, changed) = merge_maps(vec![entry(0x9000, 0xa000, "/bin/b")], cut_short);
         assert!(changed);
         assert_eq!(execd.len(), 1);
+    }
+
+    #[test]
+    fn a_space_is_frozen_at_its_generation() {
+        let mut table = ProcessTable::default();
+        let pid = std::process::id();
+        assert!(table.snapshot(pid));
+        let first = table.space(pid).unwrap();
+        assert_eq!(table.space(pid), Some(first));
+        // New mappings make a new space; the old one keeps what it had.
+        let before = table.space_info(first).unwrap().maps.len();
+        let info = table.processes.get_mut(&pid).unwrap();
+        info.maps.clear();
+        info.generation += 1;
+        let second = table.space(pid).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(table.space_info(first).unwrap().maps.len(), before);
+        assert!(table.space_info(second).unwrap().maps.is_empty());
+        assert_eq!(table.space(u32::MAX), None);
     }
 
     #[test]

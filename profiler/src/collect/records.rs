@@ -57,6 +57,11 @@ impl<'a> SampleView<'a> {
         self.header.flags & sample_flag::STACK_ENDS != 0
     }
 
+    /// Whether the thread has no user context (a kernel thread).
+    pub fn no_user(&self) -> bool {
+        self.header.flags & sample_flag::NO_USER != 0
+    }
+
     /// Whether the user stack could not be read at all.
     pub fn user_unreadable(&self) -> bool {
         self.header.flags & sample_flag::USER_UNREADABLE != 0

@@ -3,34 +3,39 @@
 //! their counts are kept, never the stack copies.
 
 use std::collections::HashMap;
+
+use indexmap::IndexSet;
 use std::time::{Duration, Instant};
 
 use profiler_common::{BlockKey, COMM_LEN, IoKey, sample_kind};
 
-use crate::collect::procmaps::{ProcessInfo, ProcessTable};
+use crate::collect::procmaps::{ProcessInfo, ProcessTable, SpaceId};
 use crate::collect::records::SampleView;
 use crate::unwind::{StackCopy, StackEnd, StackUnwinder, Unwound};
 
-/// How soon a process's mappings may be read again because a stack left them: JIT code
-/// lives outside any file, and must not make every sample re-read the maps.
+/// How soon a process's mappings may be read again because a return address left them:
+/// a stack that unwound into garbage must not make every sample re-read the maps.
 const REMAP_EVERY: Duration = Duration::from_millis(500);
+
+/// How soon a process's mappings may be read again because a sample's very instruction
+/// lies outside them (an exec, a new library): soon, but not for every sample of a
+/// process that is gone.
+const REMAP_UNKNOWN_IP_EVERY: Duration = Duration::from_millis(10);
 
 /// A distinct stack, by its index in a [`StackTable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StackHandle(u32);
 
-/// Every distinct stack of the run, interned: addresses, leaf first.
+/// Every distinct stack of the run, interned: addresses, leaf first, each stored once.
 #[derive(Debug)]
 pub struct StackTable {
-    frames: Vec<Vec<u64>>,
-    index: HashMap<Vec<u64>, StackHandle>,
+    stacks: IndexSet<Box<[u64]>>,
 }
 
 impl Default for StackTable {
     fn default() -> Self {
         let mut table = Self {
-            frames: Vec::new(),
-            index: HashMap::new(),
+            stacks: IndexSet::new(),
         };
         table.intern(Vec::new());
         table
@@ -43,33 +48,50 @@ impl StackTable {
 
     /// The id of `frames`, adding it if it is new.
     pub fn intern(&mut self, frames: Vec<u64>) -> StackHandle {
-        if let Some(&id) = self.index.get(&frames) {
-            return id;
-        }
-        let id = StackHandle(u32::try_from(self.frames.len()).unwrap_or(u32::MAX));
-        self.frames.push(frames.clone());
-        self.index.insert(frames, id);
-        id
+        let (index, _) = self.stacks.insert_full(frames.into_boxed_slice());
+        StackHandle(u32::try_from(index).unwrap_or(u32::MAX))
     }
 
     /// The addresses of a stack, leaf first.
     pub fn frames(&self, id: StackHandle) -> &[u64] {
-        self.frames.get(id.0 as usize).map_or(&[], Vec::as_slice)
+        self.stacks.get_index(id.0 as usize).map_or(&[], |s| s)
     }
 
     /// Number of distinct stacks.
     pub fn len(&self) -> usize {
-        self.frames.len()
+        self.stacks.len()
     }
 }
 
 /// A sample's user stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UserStack {
-    /// Unwound (or walked) into these frames.
-    Frames(StackHandle),
+    /// Unwound (or walked) into these frames, in this address space (`None` where the
+    /// process's mappings could never be read, or it has no user context).
+    Frames {
+        /// The frames.
+        stack: StackHandle,
+        /// The address space they are addresses in.
+        space: Option<SpaceId>,
+    },
     /// The kernel could not read any of it.
     Unreadable,
+}
+
+impl UserStack {
+    /// No user stack at all: a kernel thread's.
+    pub const NONE: Self = Self::Frames {
+        stack: StackTable::EMPTY,
+        space: None,
+    };
+
+    /// A total order, so that profiles come out the same whatever a hash map's order.
+    pub fn order(&self) -> (u8, StackHandle, Option<SpaceId>) {
+        match *self {
+            Self::Frames { stack, space } => (0, stack, space),
+            Self::Unreadable => (1, StackTable::EMPTY, None),
+        }
+    }
 }
 
 /// What one CPU sample is counted by.
@@ -102,6 +124,9 @@ pub struct UnwindStats {
     pub too_deep: u64,
     /// Items that could not be parsed (never sent by the kernel programs).
     pub malformed: u64,
+    /// Samples of processes whose mappings could never be read (gone before the first
+    /// read, and no parent's to inherit): only their instruction pointer is kept.
+    pub no_mappings: u64,
     /// Time spent unwinding and counting the samples (reading mappings included).
     pub busy: Duration,
 }
@@ -146,11 +171,16 @@ impl Collector {
         };
         self.samples.stats.samples += 1;
         let header = view.header;
-        let user = if view.user_unreadable() {
+        let user = if view.no_user() {
+            UserStack::NONE
+        } else if view.user_unreadable() {
             UserStack::Unreadable
         } else {
             let frames = self.user_frames(&view, processes);
-            UserStack::Frames(self.samples.stacks.intern(frames))
+            UserStack::Frames {
+                stack: self.samples.stacks.intern(frames),
+                space: processes.space(header.pid),
+            }
         };
         match header.kind {
             sample_kind::CPU => {
@@ -188,10 +218,7 @@ impl Collector {
             .get(pid)
             .is_some_and(|p| p.find(header.ip).is_some());
         if !known {
-            // New code at the very instruction (an exec, a new library): always worth a
-            // read, unlike a return address outside the mappings (see `remap`).
-            self.remapped.insert(pid, Instant::now());
-            processes.snapshot_maps(pid);
+            self.remap(pid, processes, REMAP_UNKNOWN_IP_EVERY);
         }
         if let Some(frames) = view.user_frames() {
             // Frame-pointer mode: the kernel walked them; the mappings are only needed
@@ -205,14 +232,17 @@ impl Collector {
         };
         let regs = (header.ip, header.sp, header.bp);
         let Some(process) = processes.get(pid) else {
+            self.samples.stats.no_mappings += 1;
             return vec![header.ip];
         };
+        let generation = process.generation;
         let mut unwound = self.unwinder.unwind(pid, process, regs, stack);
-        // A return address outside every known mapping is code mapped since (dlopen):
-        // read the mappings again and unwind once more.
+        // A return address outside every known mapping may be code mapped since (dlopen):
+        // read the mappings again, and unwind once more if they changed.
         if outside_mappings(process, &unwound)
-            && self.remap(pid, processes)
+            && self.remap(pid, processes, REMAP_EVERY)
             && let Some(process) = processes.get(pid)
+            && process.generation != generation
         {
             unwound = self.unwinder.unwind(pid, process, regs, stack);
         }
@@ -240,14 +270,14 @@ impl Collector {
         unwound.frames
     }
 
-    /// Reads the mappings of `pid` again unless that was done very recently; returns
-    /// whether it did.
-    fn remap(&mut self, pid: u32, processes: &mut ProcessTable) -> bool {
+    /// Reads the mappings of `pid` again unless that was done less than `every` ago;
+    /// returns whether it did.
+    fn remap(&mut self, pid: u32, processes: &mut ProcessTable, every: Duration) -> bool {
         let now = Instant::now();
         if self
             .remapped
             .get(&pid)
-            .is_some_and(|&at| now.duration_since(at) < REMAP_EVERY)
+            .is_some_and(|&at| now.duration_since(at) < every)
         {
             return false;
         }

@@ -122,9 +122,13 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let possible_cpus = aya::util::nr_cpus().map_err(|(path, err)| {
         anyhow::anyhow!("cannot read the possible CPUs from {path}: {err}")
     })?;
+    let cpus = aya::util::online_cpus()
+        .map_err(|(path, err)| anyhow::anyhow!("cannot read the online CPUs from {path}: {err}"))?;
+    // Sized by the CPUs that can take samples now, not by the possible ones (a VM may list
+    // hundreds it does not have).
     let ring_bytes = probes::ring_bytes(
         config.frequency,
-        possible_cpus,
+        cpus.len(),
         config.call_graph.record_bytes(),
     );
     let options = LoadOptions {
@@ -158,8 +162,6 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     if config.profiles.io || config.profiles.block {
         probes.attach_syscalls()?;
     }
-    let cpus = aya::util::online_cpus()
-        .map_err(|(path, err)| anyhow::anyhow!("cannot read the online CPUs from {path}: {err}"))?;
     if config.profiles.cpu {
         probes.attach_cpu_sampling(&cpus, config.frequency)?;
     }
@@ -193,10 +195,13 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             }
             guard = sample_ring.readable_mut() => {
                 let mut guard = guard.context("cannot poll the sample ring buffer")?;
+                drain_events(events.get_mut(), &mut processes);
                 drain_samples(guard.get_inner_mut(), &mut collector, &mut processes);
                 guard.clear_ready();
             }
             _ = drain.tick() => {
+                // Forks first: a child's samples may need its parent's mappings.
+                drain_events(events.get_mut(), &mut processes);
                 drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
             }
             _ = tick.tick() => {

@@ -59,6 +59,13 @@ pub struct StackCopy<'a> {
 }
 
 impl StackCopy<'_> {
+    /// Whether `addr` lies in the stack just above the copy (within the largest copy the
+    /// kernel programs can make).
+    fn just_past(&self, addr: u64) -> bool {
+        let end = self.sp.saturating_add(self.bytes.len() as u64);
+        (end..end.saturating_add(profiler_common::MAX_USER_STACK_BYTES as u64)).contains(&addr)
+    }
+
     fn word(&self, addr: u64) -> Option<u64> {
         let start = usize::try_from(addr.checked_sub(self.sp)?).ok()?;
         let bytes = self.bytes.get(start..start.checked_add(8)?)?;
@@ -109,7 +116,11 @@ impl StackUnwinder {
             match frames.next() {
                 Ok(Some(frame)) => addresses.push(frame.address()),
                 Ok(None) => break StackEnd::Root,
-                Err(FrameError::CouldNotReadStack(addr)) if !stack.ends && addr >= sp => {
+                // Just past the copy, where the thread's stack goes on: the copy was too
+                // short. Anywhere else the walk went astray.
+                Err(FrameError::CouldNotReadStack(addr))
+                    if !stack.ends && stack.just_past(addr) =>
+                {
                     break StackEnd::CopyLimit;
                 }
                 Err(_) => break StackEnd::Stopped,
@@ -131,28 +142,19 @@ impl StackUnwinder {
             return;
         }
         let mut unwinder = UnwinderX86_64::new();
-        // One module per file, spanning all of that file's executable mappings.
-        let mut spans: Vec<(&Arc<ObjectFile>, u64, u64, u64, u64)> = Vec::new();
+        // One module per executable mapping, each with its own bias: a file mapped twice
+        // (dlmopen, or a library unloaded and loaded again elsewhere) is two modules.
         for entry in &process.maps {
             let Some(file) = &entry.file else { continue };
-            match spans.iter_mut().find(|s| Arc::ptr_eq(s.0, file)) {
-                Some(span) => {
-                    span.1 = span.1.min(entry.start);
-                    span.2 = span.2.max(entry.end);
-                }
-                None => spans.push((file, entry.start, entry.end, entry.start, entry.offset)),
-            }
-        }
-        for (file, low, high, start, offset) in spans {
             let Some(sections) = self.sections_of(file) else {
                 continue;
             };
-            let Some(bias) = sections.bias(start, offset) else {
+            let Some(bias) = sections.bias(entry.start, entry.offset) else {
                 continue;
             };
             unwinder.add_module(Module::new(
                 file.path.clone(),
-                low..high,
+                entry.start..entry.end,
                 bias,
                 sections.module_info(),
             ));

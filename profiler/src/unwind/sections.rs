@@ -38,8 +38,17 @@ pub struct UnwindSections {
     eh_frame: Option<Section>,
     eh_frame_hdr: Option<Section>,
     debug_frame: Option<Section>,
-    /// (file offset, file size, stated address) of each loadable segment.
-    segments: Vec<(u64, u64, u64)>,
+    /// Each loadable segment.
+    segments: Vec<Segment>,
+}
+
+/// Where a loadable segment lies in the file and in memory.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    offset: u64,
+    size: u64,
+    vaddr: u64,
+    executable: bool,
 }
 
 impl UnwindSections {
@@ -70,7 +79,16 @@ impl UnwindSections {
                 .segments()
                 .map(|s| {
                     let (offset, size) = s.file_range();
-                    (offset, size, s.address())
+                    let executable = matches!(
+                        s.flags(),
+                        object::SegmentFlags::Elf { p_flags } if p_flags & object::elf::PF_X != 0
+                    );
+                    Segment {
+                        offset,
+                        size,
+                        vaddr: s.address(),
+                        executable,
+                    }
                 })
                 .collect(),
         })
@@ -79,24 +97,29 @@ impl UnwindSections {
     /// The load bias of a mapping of this file at `start` from file offset `offset`: what is
     /// added to a stated address to get the address in the process.
     pub fn bias(&self, start: u64, offset: u64) -> Option<u64> {
-        // A mapping starts at a page boundary, usually before its segment's first byte
-        // (which can share its page with the segment before): the segment whose first page
-        // the mapping starts at is the one, else the one that holds the offset.
+        // A mapping starts at a page boundary, usually before its segment's first byte,
+        // which can share its page with the segment before (lld and mold put the code in
+        // the first page's tail): the executable segment whose first page the mapping
+        // starts at is the one (the profiler keeps only executable mappings), else any
+        // segment starting there, else the one that holds the offset.
         let page = |o: u64| o & !(PAGE - 1);
-        let &(seg_offset, _, seg_vaddr) = self
+        let starts_here = |s: &&Segment| page(s.offset) == offset;
+        let segment = self
             .segments
             .iter()
-            .find(|&&(o, _, _)| page(o) == offset)
+            .filter(starts_here)
+            .find(|s| s.executable)
+            .or_else(|| self.segments.iter().find(starts_here))
             .or_else(|| {
                 self.segments
                     .iter()
-                    .find(|&&(o, size, _)| (o..o + size.max(1)).contains(&offset))
+                    .find(|s| (s.offset..s.offset + s.size.max(1)).contains(&offset))
             })?;
         Some(
             start
-                .wrapping_add(seg_offset)
+                .wrapping_add(segment.offset)
                 .wrapping_sub(offset)
-                .wrapping_sub(seg_vaddr),
+                .wrapping_sub(segment.vaddr),
         )
     }
 
@@ -129,13 +152,35 @@ mod tests {
         let sections = UnwindSections::read(&file).expect("an ELF file");
         assert!(sections.eh_frame.is_some() && sections.eh_frame_hdr.is_some());
         assert!(sections.text.is_some());
-        // A mapping of a segment's first page, loaded with a bias of 0x5000_0000.
-        for &(offset, _, vaddr) in &sections.segments {
-            let start = 0x5000_0000 + (vaddr & !(PAGE - 1));
-            assert_eq!(
-                sections.bias(start, offset & !(PAGE - 1)),
-                Some(0x5000_0000)
-            );
-        }
+        // A mapping of the executable segment's first page, loaded with a bias of
+        // 0x5000_0000.
+        let code = sections.segments.iter().find(|s| s.executable).unwrap();
+        let start = 0x5000_0000 + (code.vaddr & !(PAGE - 1));
+        assert_eq!(
+            sections.bias(start, code.offset & !(PAGE - 1)),
+            Some(0x5000_0000)
+        );
+    }
+
+    #[test]
+    fn the_code_segment_wins_a_shared_first_page() {
+        // lld's layout: a read-only segment at offset 0, the code at 0x5e0 in the same
+        // file page, loaded one page higher; the code mapping starts at file offset 0.
+        let segment = |offset, vaddr, executable| Segment {
+            offset,
+            size: 0x100,
+            vaddr,
+            executable,
+        };
+        let sections = UnwindSections {
+            text: None,
+            got: None,
+            eh_frame: None,
+            eh_frame_hdr: None,
+            debug_frame: None,
+            segments: vec![segment(0, 0, false), segment(0x5e0, 0x15e0, true)],
+        };
+        let base = 0x5641_52ff_8000;
+        assert_eq!(sections.bias(base + 0x1000, 0), Some(base));
     }
 }

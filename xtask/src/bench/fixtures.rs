@@ -5,7 +5,7 @@
 //! a benchmark should time optimized code. The bench compiles them itself rather than
 //! borrowing the tests' build, so it needs no test build and always runs current sources.
 //!
-//! The exception is `stacks_deep` (shared with tests/tests/stacks.rs), built WITHOUT
+//! The exception is `stacks_deep` (shared with tests/tests/stacks_native.rs), built WITHOUT
 //! frame pointers with the tests' flags: the unwinding row measures who still finds its
 //! callers.
 

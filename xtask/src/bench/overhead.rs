@@ -273,7 +273,7 @@ pub fn cpu_sampling(ctx: &Ctx) -> Result<Section> {
             "`bench_cpu work {chunks}` (single thread, a fixed amount of CPU work, about \
              {:.1} s unprofiled; it prints its own elapsed time) timed unprofiled (A) and \
              while observed (B). Observers sample the whole host: `profiler --profiles cpu \
-             -F HZ --call-graph dwarf` (8 KiB of user stack copied per sample), `perf record -g -a -F HZ -e cpu-clock -o FILE` (frame pointers), \
+             -F HZ --call-graph dwarf` (16 KiB of user stack copied per sample), `perf record -g -a -F HZ -e cpu-clock -o FILE` (frame pointers), \
              `perf record --call-graph dwarf -a -F HZ -e cpu-clock -o FILE` (8 KiB of user \
              stack copied per sample), and `bpftrace -e \
              'profile:hz:HZ {{ @[kstack, ustack] = count(); }}'`; each is started, given \

@@ -18,9 +18,9 @@ use super::stats::{Spread, linear_fit};
 use super::{Ctx, title};
 
 /// Bytes of one sample through the ring buffer with the default `--call-graph dwarf`: the
-/// fixed part (header and kernel frames, profiler-common's SAMPLE_FIXED_BYTES) and 8 KiB
+/// fixed part (header and kernel frames, profiler-common's SAMPLE_FIXED_BYTES) and 16 KiB
 /// of stack.
-const SAMPLE_BYTES: f64 = 1184.0 + 8192.0;
+const SAMPLE_BYTES: f64 = 1184.0 + 16384.0;
 /// bench_stacks names its threads bstk-N.
 fn ours(comm: &str) -> bool {
     comm.starts_with("bstk-")
@@ -277,7 +277,7 @@ pub fn scale(ctx: &Ctx) -> Result<Section> {
     section.notes.push(format!(
         "Formula for a 128-CPU host at 99 Hz with every CPU busy: samples/s = F x busy CPUs = \
          12,672/s (127,872/s at 999 Hz); {kernel}; ring-buffer traffic at most samples/s x \
-         {SAMPLE_BYTES:.0} B (the fixed part plus the default 8 KiB stack copy; a shallower \
+         {SAMPLE_BYTES:.0} B (the fixed part plus the default 16 KiB stack copy; a shallower \
          stack sends less) = {:.0} MB/s at 99 Hz ({:.0} MB/s at 999 Hz), through a buffer \
          sized to half a second of it (a power of two, at most 256 MiB); unwinding in \
          userspace at the {unwind_rate:.0} samples/s measured here takes {:.0}% of one CPU \
