@@ -41,9 +41,9 @@ pub struct IoSite {
     pub nanos: u64,
     /// Calls that failed.
     pub errors: u64,
-    /// What the calls asked for (bytes; messages for `*mmsg`). In a profile written before
-    /// requests were recorded, the bytes moved, which is how that build judged calls.
-    pub requested: u64,
+    /// What the calls asked for (bytes; messages for `*mmsg`); `None` in a profile written
+    /// before requests were recorded.
+    pub requested: Option<u64>,
     /// Calls that moved less than they asked for.
     pub short: u64,
     /// Calls that failed with `EAGAIN`: nothing was there yet.
@@ -62,13 +62,14 @@ impl IoSite {
         }
     }
 
-    /// Average bytes asked for per call.
-    pub fn avg_requested(&self) -> f64 {
-        if self.calls == 0 {
+    /// Average bytes asked for per call, where the profile recorded requests.
+    pub fn avg_requested(&self) -> Option<f64> {
+        let requested = self.requested?;
+        Some(if self.calls == 0 {
             0.0
         } else {
-            self.requested as f64 / self.calls as f64
-        }
+            requested as f64 / self.calls as f64
+        })
     }
 
     /// Share of the calls that failed with `EAGAIN`, 0 to 1.
@@ -145,8 +146,13 @@ impl SmallIoFinding {
     /// One line telling the case by its numbers.
     pub fn case(&self) -> String {
         let site = &self.site;
-        let asks = human_bytes(site.avg_requested());
+        let asks = human_bytes(site.avg_requested().unwrap_or(0.0));
         match self.kind {
+            SmallIoKind::SmallRequests { .. } if site.requested.is_none() => format!(
+                "{} by the bytes moved: this profile was written before requests were \
+                 recorded, so small arrivals would look the same",
+                self.kind.name()
+            ),
             SmallIoKind::SmallRequests { .. } => {
                 format!("{}: asks for {asks} per call", self.kind.name())
             }
@@ -199,7 +205,7 @@ pub fn sites(profile: &Profile) -> Vec<IoSite> {
                 bytes: 0,
                 nanos: 0,
                 errors: 0,
-                requested: 0,
+                requested: (profile.sample_types.len() > REQUESTED).then_some(0),
                 short: 0,
                 eagain: 0,
             }
@@ -210,14 +216,9 @@ pub fn sites(profile: &Profile) -> Vec<IoSite> {
         site.bytes = site.bytes.saturating_add(value(BYTES));
         site.nanos = site.nanos.saturating_add(value(TIME));
         site.errors = site.errors.saturating_add(value(ERRORS));
-        // A profile written before requests were recorded has four values: judge its
-        // calls by what they moved, as that build did.
-        let requested = if sample.values.len() > REQUESTED {
-            value(REQUESTED)
-        } else {
-            value(BYTES)
-        };
-        site.requested = site.requested.saturating_add(requested);
+        if let Some(requested) = &mut site.requested {
+            *requested = requested.saturating_add(value(REQUESTED));
+        }
         site.short = site.short.saturating_add(value(SHORT));
         site.eagain = site.eagain.saturating_add(value(EAGAIN));
         if let Some(kind) = sample.label_str("descriptor")
@@ -268,7 +269,9 @@ fn classify(site: &IoSite, small_bytes: f64) -> Option<SmallIoKind> {
     if site.eagain_share() >= EMPTY_POLL_SHARE {
         return Some(SmallIoKind::EmptyPolls);
     }
-    if site.avg_requested() <= small_bytes {
+    // A profile written before requests were recorded is judged by the bytes moved, as
+    // the build that wrote it did.
+    if site.avg_requested().unwrap_or(site.avg_bytes()) <= small_bytes {
         let needed = site.bytes.div_ceil(BUFFER_BYTES).max(1);
         return Some(SmallIoKind::SmallRequests {
             calls_saved: site.calls.saturating_sub(needed),
@@ -375,7 +378,7 @@ mod tests {
             bytes,
             nanos: 0,
             errors: 0,
-            requested: bytes,
+            requested: Some(bytes),
             short: 0,
             eagain: 0,
             language,
@@ -413,7 +416,7 @@ mod tests {
     fn tells_small_arrivals_from_small_requests() {
         // Asks for 8 KiB, gets 40 B: on a socket a chatty peer, on a file its end.
         let mut socket = site("recvfrom", 10_000, 400_000, Language::C);
-        (socket.requested, socket.short) = (10_000 * 8192, 10_000);
+        (socket.requested, socket.short) = (Some(10_000 * 8192), 10_000);
         socket.descriptors = vec!["socket".to_owned()];
         let found = small_io(std::slice::from_ref(&socket), SmallIo::default(), 1.0);
         assert_eq!(found.len(), 1, "{found:?}");
@@ -429,12 +432,17 @@ mod tests {
         let mut file = socket.clone();
         file.descriptors = vec!["file".to_owned()];
         assert!(small_io(&[file], SmallIo::default(), 1.0).is_empty());
+        // Without requests (an earlier build's profile) it is judged by the bytes moved.
+        socket.requested = None;
+        let found = small_io(&[socket], SmallIo::default(), 1.0);
+        assert!(matches!(found[0].kind, SmallIoKind::SmallRequests { .. }));
+        assert!(found[0].case().contains("before requests were recorded"));
     }
 
     #[test]
     fn empty_polls_come_first() {
         let mut poll = site("read", 10_000, 0, Language::C);
-        (poll.requested, poll.errors, poll.eagain) = (10_000 * 65536, 10_000, 10_000);
+        (poll.requested, poll.errors, poll.eagain) = (Some(10_000 * 65536), 10_000, 10_000);
         poll.descriptors = vec!["pipe".to_owned()];
         let found = small_io(&[poll], SmallIo::default(), 1.0);
         assert_eq!(found[0].kind, SmallIoKind::EmptyPolls);

@@ -339,7 +339,7 @@ mod tests {
                 bytes: 5000,
                 nanos: 0,
                 errors: 0,
-                requested: 5000,
+                requested: Some(5000),
                 short: 0,
                 eagain: 0,
                 language: Language::C,
