@@ -26,6 +26,7 @@ const FIXTURES: &[&str] = &[
     "io_mix",
     "io_bystander",
     "io_siblings",
+    "io_cases",
     "block_mutex",
     "block_condvar",
     "block_uncontended",

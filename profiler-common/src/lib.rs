@@ -128,7 +128,25 @@ pub mod io_syscall {
     pub const RECVMMSG: u32 = 14;
     /// Index of `sendmmsg`, whose result counts messages, not bytes.
     pub const SENDMMSG: u32 = 15;
+    /// Index of `readv`, the first of the six vector calls (`readv` to `pwritev2`).
+    pub const READV: u32 = 4;
+    /// Index of `pwritev2`, the last of the six vector calls.
+    pub const PWRITEV2: u32 = 9;
+    /// Index of `recvmsg`, whose request is the total of its `msghdr`'s iovecs.
+    pub const RECVMSG: u32 = 12;
+    /// Index of `sendmsg`, whose request is the total of its `msghdr`'s iovecs.
+    pub const SENDMSG: u32 = 13;
 }
+
+/// Iovecs of a vector call (or of a `msghdr`) whose lengths the kernel program reads to
+/// total the bytes requested; a call with more counts only these, and is counted in
+/// [`counter::IO_REQUESTED_PARTIAL`]. Each is one user-memory read, paid by vector calls
+/// only; 8 covers the scatter/gather of nearly every program.
+pub const MAX_IOVECS: u64 = 8;
+
+/// The result of a call that would have blocked on a non-blocking descriptor
+/// (`-EAGAIN`, which is also `-EWOULDBLOCK` on Linux).
+pub const EAGAIN_RESULT: i64 = -11;
 
 /// The futex waits the blocking profile traces, numbered after the I/O syscalls in
 /// [`InFlight::syscall`].
@@ -168,6 +186,8 @@ pub struct InFlight {
     pub bp: u64,
     /// The return address above that frame, or 0 (futex waits only).
     pub ret: u64,
+    /// What the call asked for (I/O calls only): bytes, or messages for the `*mmsg` calls.
+    pub requested: u64,
 }
 
 /// One in this many waits of a blocking call site has its full user stack taken (the
@@ -287,6 +307,14 @@ pub struct IoValue {
     pub nanos: u64,
     /// Calls that failed (negative result).
     pub errors: u64,
+    /// What the calls asked for, failed ones included: the count or buffer length, the
+    /// iovecs' total for the vector calls and `*msg` (up to [`MAX_IOVECS`] of them), the
+    /// number of messages for `*mmsg`.
+    pub requested: u64,
+    /// Calls that moved less than they asked for (`0 <= result < requested`).
+    pub short: u64,
+    /// Calls that failed with `EAGAIN`/`EWOULDBLOCK`: nothing was there yet.
+    pub eagain: u64,
     /// The descriptor of the first call, to tell what it was (file, socket, pipe...).
     pub fd: i64,
     /// The thread's command name at the first call.
@@ -336,8 +364,11 @@ pub mod counter {
     pub const IO_STACKS: u32 = 17;
     /// Stack samples of wait sites sent to userspace.
     pub const BLOCK_STACKS: u32 = 18;
+    /// Vector calls with more than [`super::MAX_IOVECS`] iovecs, whose bytes requested count
+    /// only the first ones.
+    pub const IO_REQUESTED_PARTIAL: u32 = 19;
     /// Number of counters.
-    pub const COUNT: u32 = 19;
+    pub const COUNT: u32 = 20;
 }
 
 /// Kinds of [`ProcEvent`].
@@ -372,11 +403,11 @@ pub struct ProcEvent {
 
 // The layouts both sides rely on: no padding anywhere (checked where it could hide).
 const _: () = {
-    assert!(size_of::<InFlight>() == 64);
+    assert!(size_of::<InFlight>() == 72);
     assert!(size_of::<BlockKey>() == 48);
     assert!(size_of::<IoKey>() == 48);
     assert!(size_of::<BlockValue>() == 80);
-    assert!(size_of::<IoValue>() == 56 + IO_HIST_BUCKETS * 8);
+    assert!(size_of::<IoValue>() == 80 + IO_HIST_BUCKETS * 8);
     assert!(size_of::<ProcEvent>() == 32);
     assert!(size_of::<SampleHeader>() == 168);
     assert!(size_of::<SampleRecord>() == SAMPLE_FIXED_BYTES + MAX_USER_STACK_BYTES);

@@ -5,18 +5,19 @@
 //! registers alone (ip, sp, bp), every call is counted exactly there, and one call in
 //! `IO_STACK_SAMPLE_EVERY` per site sends its stack to userspace, which attributes each
 //! site's exact totals to the stacks sampled at it.
-//! `syscalls.rs` pairs entry and exit.
+//! `syscalls.rs` pairs entry and exit; what a call asked for is read at its entry
+//! ([`requested`]) and added at its exit beside what it moved.
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
-    helpers::bpf_get_current_comm,
+    helpers::{bpf_get_current_comm, bpf_probe_read_user},
     macros::map,
     maps::{HashMap, PerCpuArray},
     programs::BtfTracePointContext,
 };
 use profiler_common::{
-    COMM_LEN, IO_HIST_BUCKETS, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoValue, MAX_IO_KEYS,
-    counter,
+    COMM_LEN, EAGAIN_RESULT, IO_HIST_BUCKETS, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoValue,
+    MAX_IO_KEYS, MAX_IOVECS, counter, io_syscall,
 };
 
 use crate::regs;
@@ -55,7 +56,7 @@ pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos:
     if let Some(value) = IO_CALLS.get_ptr_mut(&key) {
         // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
         let calls = unsafe {
-            add_call(&mut *value, result, nanos);
+            add_call(&mut *value, result, entry.requested, nanos);
             (*value).calls
         };
         if calls % IO_STACK_SAMPLE_EVERY == 0 {
@@ -72,7 +73,7 @@ pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos:
         *value = core::mem::zeroed();
         value.fd = fd as i64;
         value.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-        add_call(value, result, nanos);
+        add_call(value, result, entry.requested, nanos);
         if IO_CALLS.insert(&key, &*value, BPF_NOEXIST as u64).is_err() {
             count(counter::LOST_IO_FULL);
             return;
@@ -92,15 +93,67 @@ fn sample_stack(ctx: &BtfTracePointContext, site: &IoKey) {
     }
 }
 
+/// What an I/O syscall asks for, from its arguments at entry: the count (or buffer length)
+/// in `rdx` for most calls, which costs nothing; the iovecs' total for the vector calls and
+/// `recvmsg`/`sendmsg`, which costs a user read per iovec; `vlen`, the messages asked for,
+/// for the `*mmsg` calls, whose results (and bytes) count messages too.
 #[inline(always)]
-fn add_call(value: &mut IoValue, result: i64, nanos: u64) {
+pub fn requested(syscall: u32, regs: *const u64) -> u64 {
+    // SAFETY: the tracepoint's BTF-typed pt_regs argument, checked by the verifier; user
+    // memory is read through a probe-read helper.
+    unsafe {
+        let (si, dx) = (*regs.add(regs::SI / 8), *regs.add(regs::DX / 8));
+        match syscall {
+            io_syscall::READV..=io_syscall::PWRITEV2 => iovec_total(si, dx),
+            io_syscall::RECVMSG | io_syscall::SENDMSG => {
+                // struct user_msghdr { void *msg_name; int msg_namelen;
+                //                      struct iovec *msg_iov; size_t msg_iovlen; ... }
+                let iov = bpf_probe_read_user((si + 16) as *const u64).unwrap_or(0);
+                let len = bpf_probe_read_user((si + 24) as *const u64).unwrap_or(0);
+                iovec_total(iov, len)
+            }
+            _ => dx,
+        }
+    }
+}
+
+/// The total length of the first [`MAX_IOVECS`] of `iovecs` iovecs at `iov`; a call with
+/// more is counted in `IO_REQUESTED_PARTIAL`.
+#[inline(always)]
+fn iovec_total(iov: u64, iovecs: u64) -> u64 {
+    if iovecs > MAX_IOVECS {
+        count(counter::IO_REQUESTED_PARTIAL);
+    }
+    let mut total = 0u64;
+    // A constant bound the verifier sees; `iovecs` only ends the loop early.
+    for i in 0..MAX_IOVECS {
+        if i >= iovecs {
+            break;
+        }
+        // struct iovec { void *iov_base; size_t iov_len; }
+        let at = iov.wrapping_add(i * 16 + 8) as *const u64;
+        // SAFETY: a probe read of user memory, which fails cleanly on a bad address.
+        total = total.wrapping_add(unsafe { bpf_probe_read_user(at) }.unwrap_or(0));
+    }
+    total
+}
+
+#[inline(always)]
+fn add_call(value: &mut IoValue, result: i64, requested: u64, nanos: u64) {
     value.calls += 1;
     value.nanos += nanos;
+    value.requested += requested;
     if result < 0 {
         value.errors += 1;
+        if result == EAGAIN_RESULT {
+            value.eagain += 1;
+        }
         return;
     }
     let bytes = result as u64;
+    if bytes < requested {
+        value.short += 1;
+    }
     value.bytes += bytes;
     let bucket = log2_bucket(bytes);
     if bucket < IO_HIST_BUCKETS {

@@ -4,6 +4,8 @@
 
 /// `rbp`, the frame pointer.
 pub const BP: usize = 4 * 8;
+/// `rdx`, the third syscall argument.
+pub const DX: usize = 12 * 8;
 /// `rsi`, the second syscall argument.
 pub const SI: usize = 13 * 8;
 /// `rdi`, the first syscall argument.

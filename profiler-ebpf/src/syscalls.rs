@@ -139,6 +139,8 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
         let site = site_registers(regs);
         (entry.ip, entry.sp, entry.bp, entry.ret) = (site.ip, site.sp, site.bp, site.ret);
         block::on_enter(&ctx, &entry);
+    } else {
+        entry.requested = io::requested(syscall, regs);
     }
     let Some(slot) = IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {
         return 0;

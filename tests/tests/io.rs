@@ -14,6 +14,10 @@ use integration_tests::{
     spawn_profiler, temp_dir,
 };
 
+// The three small-I/O cases, on their own fixture.
+#[path = "io/cases.rs"]
+mod cases;
+
 // ---------------------------------------------------------------------------
 // What the fixtures did
 
@@ -463,6 +467,16 @@ fn assert_pprof_exact(raw: &RawProfile, expected: &[Expected]) {
         assert_eq!(bytes, e.bytes() as i64, "bytes of {f}\n{}", raw.describe(f));
         let errors = raw.sum("errors", |s| s.has(f));
         assert_eq!(errors, 0, "{f} made no failing call\n{}", raw.describe(f));
+        // The fixture exits on any short call: each asked for exactly what it moved.
+        let requested = raw.sum("requested", |s| s.has(f));
+        assert_eq!(
+            requested,
+            e.bytes() as i64,
+            "requested of {f}\n{}",
+            raw.describe(f)
+        );
+        let short = raw.sum("short", |s| s.has(f));
+        assert_eq!(short, 0, "{f} made no short call\n{}", raw.describe(f));
         let time = raw.sum("time", |s| s.has(f));
         assert!(time > 0, "{f} has no time in syscalls\n{}", raw.describe(f));
     }
@@ -770,7 +784,7 @@ fn go_tool_pprof_reads_io_profile_with_functions_and_syscall_labels() {
         "socket_ping",
         "vector_writes",
     ];
-    for index in ["bytes", "calls"] {
+    for index in ["bytes", "calls", "requested"] {
         // -nodefraction=0: tiny_reads moves 0.3% of the bytes, below the default cut.
         let top = pprof(&[
             "-top".as_ref(),

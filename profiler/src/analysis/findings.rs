@@ -62,9 +62,13 @@ impl Analysis {
     pub fn thresholds(&self) -> Vec<String> {
         vec![
             format!(
-                "small I/O: a call site averaging at most {} bytes per call at {} or more \
-                 calls per second",
-                self.small_io_thresholds.max_avg_bytes, self.small_io_thresholds.min_calls_per_sec
+                "small I/O: a call site making {} or more calls per second that asks for at \
+                 most {} bytes per call on average (small requests), or asks for more but \
+                 gets at most that from a socket or pipe (small arrivals), or finds nothing \
+                 (EAGAIN) in at least {:.0}% of its calls (empty polls)",
+                self.small_io_thresholds.min_calls_per_sec,
+                self.small_io_thresholds.max_avg_bytes,
+                io::EMPTY_POLL_SHARE * 100.0
             ),
             "contention: a futex that two or more threads waited on".to_owned(),
             format!(

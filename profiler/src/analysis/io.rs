@@ -1,15 +1,24 @@
 //! I/O call sites and the small-I/O hot paths among them, with what to do about each.
+//!
+//! A hot path is one of three cases ([`SmallIoKind`]), told apart by what the calls asked
+//! for, what they got and how many found nothing; each needs a different fix, and only
+//! the first is fixed by buffering.
 
 use std::collections::HashMap;
 
-use crate::build::io::{BYTES, CALLS, ERRORS, TIME};
+use crate::build::io::{BYTES, CALLS, EAGAIN, ERRORS, REQUESTED, SHORT, TIME};
 use crate::config::SmallIo;
 use crate::profile::Profile;
 
 use super::language::{self, Language};
+use crate::output::io_summary::human_bytes;
+use crate::output::summary::group;
 
 /// Bytes a buffered reader or writer would move per syscall, for the saving estimate.
 pub const BUFFER_BYTES: u64 = 64 * 1024;
+
+/// Share of a site's calls failing with `EAGAIN` from which it is an empty poll.
+pub const EMPTY_POLL_SHARE: f64 = 0.5;
 
 /// One call site: a stack and the syscall it made, with everything summed over threads.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +41,13 @@ pub struct IoSite {
     pub nanos: u64,
     /// Calls that failed.
     pub errors: u64,
+    /// What the calls asked for (bytes; messages for `*mmsg`); `None` in a profile written
+    /// before requests were recorded.
+    pub requested: Option<u64>,
+    /// Calls that moved less than they asked for.
+    pub short: u64,
+    /// Calls that failed with `EAGAIN`: nothing was there yet.
+    pub eagain: u64,
     /// The language the frames are written in.
     pub language: Language,
 }
@@ -46,23 +62,129 @@ impl IoSite {
         }
     }
 
+    /// Average bytes asked for per call, where the profile recorded requests.
+    pub fn avg_requested(&self) -> Option<f64> {
+        let requested = self.requested?;
+        Some(if self.calls == 0 {
+            0.0
+        } else {
+            requested as f64 / self.calls as f64
+        })
+    }
+
+    /// Share of the calls that failed with `EAGAIN`, 0 to 1.
+    pub fn eagain_share(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.eagain as f64 / self.calls as f64
+        }
+    }
+
+    /// Whether the descriptor is a socket or a pipe, where data arrives as a peer sends it.
+    pub fn on_stream(&self) -> bool {
+        self.descriptors
+            .iter()
+            .any(|d| d == "socket" || d == "pipe")
+    }
+
     /// Whether the syscall moves data into the program.
     pub fn is_read(&self) -> bool {
         self.syscall.contains("read") || self.syscall.starts_with("recv")
     }
 }
 
-/// A call site doing many small calls, and what buffering would save.
+/// Why a hot call site makes many small calls, which decides what fixes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmallIoKind {
+    /// The program asks for little per call: buffering would merge its calls.
+    SmallRequests {
+        /// Calls that moving the same bytes through a [`BUFFER_BYTES`] buffer would remove.
+        calls_saved: u64,
+    },
+    /// The program asks for plenty but each read of a socket or pipe gets little: the
+    /// peer sends small pieces, and no buffer on this side merges them.
+    SmallArrivals,
+    /// At least [`EMPTY_POLL_SHARE`] of the calls failed with `EAGAIN`: a non-blocking
+    /// descriptor retried in a loop.
+    EmptyPolls,
+}
+
+impl SmallIoKind {
+    /// The case's name, as the summary and the report show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SmallIoKind::SmallRequests { .. } => "small requests",
+            SmallIoKind::SmallArrivals => "small arrivals",
+            SmallIoKind::EmptyPolls => "empty polls",
+        }
+    }
+
+    /// The calls buffering would save, for the one case buffering fixes.
+    pub fn calls_saved(self) -> Option<u64> {
+        match self {
+            SmallIoKind::SmallRequests { calls_saved } => Some(calls_saved),
+            SmallIoKind::SmallArrivals | SmallIoKind::EmptyPolls => None,
+        }
+    }
+}
+
+/// A call site making many small calls: which case it is, and what to do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SmallIoFinding {
     /// The site.
     pub site: IoSite,
+    /// Which of the three cases it is.
+    pub kind: SmallIoKind,
     /// Calls per second over the run.
     pub calls_per_sec: f64,
-    /// Calls that moving the same bytes through a [`BUFFER_BYTES`] buffer would remove.
-    pub calls_saved: u64,
-    /// What to do, in the site's language.
+    /// What to do, in the site's language where that matters.
     pub hint: String,
+}
+
+impl SmallIoFinding {
+    /// One line telling the case by its numbers.
+    pub fn case(&self) -> String {
+        let site = &self.site;
+        let asks = human_bytes(site.avg_requested().unwrap_or(0.0));
+        match self.kind {
+            SmallIoKind::SmallRequests { .. } if site.requested.is_none() => format!(
+                "{} by the bytes moved: this profile was written before requests were \
+                 recorded, so small arrivals would look the same",
+                self.kind.name()
+            ),
+            SmallIoKind::SmallRequests { .. } => {
+                format!("{}: asks for {asks} per call", self.kind.name())
+            }
+            SmallIoKind::SmallArrivals => format!(
+                "{}: asks for {asks} per call, gets {} ({} of {} calls short)",
+                self.kind.name(),
+                human_bytes(site.avg_bytes()),
+                group(site.short as i64),
+                group(site.calls as i64),
+            ),
+            SmallIoKind::EmptyPolls => format!(
+                "{}: {:.0}% of the calls ({} of {}) found nothing (EAGAIN)",
+                self.kind.name(),
+                site.eagain_share() * 100.0,
+                group(site.eagain as i64),
+                group(site.calls as i64),
+            ),
+        }
+    }
+
+    /// The saving line, only where buffering would really save the calls.
+    pub fn saving(&self) -> Option<String> {
+        let saved = self.kind.calls_saved()?;
+        let site = &self.site;
+        Some(format!(
+            "{} of {} calls if the same {} moved through a {} buffer",
+            group(saved as i64),
+            group(site.calls as i64),
+            human_bytes(site.bytes as f64),
+            human_bytes(BUFFER_BYTES as f64),
+        ))
+    }
 }
 
 /// The call sites of an I/O profile, most calls first.
@@ -83,6 +205,9 @@ pub fn sites(profile: &Profile) -> Vec<IoSite> {
                 bytes: 0,
                 nanos: 0,
                 errors: 0,
+                requested: (profile.sample_types.len() > REQUESTED).then_some(0),
+                short: 0,
+                eagain: 0,
             }
         });
         let value = |i: usize| sample.values.get(i).copied().unwrap_or(0).max(0) as u64;
@@ -91,6 +216,11 @@ pub fn sites(profile: &Profile) -> Vec<IoSite> {
         site.bytes = site.bytes.saturating_add(value(BYTES));
         site.nanos = site.nanos.saturating_add(value(TIME));
         site.errors = site.errors.saturating_add(value(ERRORS));
+        if let Some(requested) = &mut site.requested {
+            *requested = requested.saturating_add(value(REQUESTED));
+        }
+        site.short = site.short.saturating_add(value(SHORT));
+        site.eagain = site.eagain.saturating_add(value(EAGAIN));
         if let Some(kind) = sample.label_str("descriptor")
             && !site.descriptors.iter().any(|d| d == kind)
         {
@@ -111,21 +241,69 @@ pub fn small_io(sites: &[IoSite], thresholds: SmallIo, seconds: f64) -> Vec<Smal
     let seconds = seconds.max(1e-3);
     sites
         .iter()
-        .filter(|site| site.calls > 0 && site.avg_bytes() <= thresholds.max_avg_bytes as f64)
         .filter_map(|site| {
             let calls_per_sec = site.calls as f64 / seconds;
-            if calls_per_sec < thresholds.min_calls_per_sec {
+            if site.calls == 0 || calls_per_sec < thresholds.min_calls_per_sec {
                 return None;
             }
-            let needed = site.bytes.div_ceil(BUFFER_BYTES).max(1);
+            let kind = classify(site, thresholds.max_avg_bytes as f64)?;
+            let hint = match kind {
+                SmallIoKind::SmallRequests { .. } => hint(site),
+                SmallIoKind::SmallArrivals => arrivals_hint(site),
+                SmallIoKind::EmptyPolls => polls_hint(site),
+            };
             Some(SmallIoFinding {
                 calls_per_sec,
-                calls_saved: site.calls.saturating_sub(needed),
-                hint: hint(site),
+                kind,
+                hint,
                 site: site.clone(),
             })
         })
         .collect()
+}
+
+/// Which case a hot site is, if any. Empty polls come first: whatever such a loop asks
+/// for, it mostly gets nothing. Then what the site asks for decides between a program
+/// that should buffer and a peer that sends little.
+fn classify(site: &IoSite, small_bytes: f64) -> Option<SmallIoKind> {
+    if site.eagain_share() >= EMPTY_POLL_SHARE {
+        return Some(SmallIoKind::EmptyPolls);
+    }
+    // A profile written before requests were recorded is judged by the bytes moved, as
+    // the build that wrote it did.
+    if site.avg_requested().unwrap_or(site.avg_bytes()) <= small_bytes {
+        let needed = site.bytes.div_ceil(BUFFER_BYTES).max(1);
+        return Some(SmallIoKind::SmallRequests {
+            calls_saved: site.calls.saturating_sub(needed),
+        });
+    }
+    // A file read that gets little is at its end, which no peer changes.
+    (site.is_read() && site.on_stream() && site.avg_bytes() <= small_bytes)
+        .then_some(SmallIoKind::SmallArrivals)
+}
+
+fn arrivals_hint(site: &IoSite) -> String {
+    if site.descriptors.iter().any(|d| d == "socket") {
+        "the peer sends small messages and each read gets one: batch or pipeline the \
+         requests so more is in flight per round trip, and coalesce messages where they are \
+         sent (one writev/sendmsg per batch, MSG_MORE or TCP_CORK); reading more per call \
+         here cannot help"
+            .to_owned()
+    } else {
+        "the writer at the other end of the pipe writes small pieces and each read gets \
+         one: have it gather them into larger writes (one writev per batch); reading more \
+         per call here cannot help"
+            .to_owned()
+    }
+}
+
+fn polls_hint(site: &IoSite) -> String {
+    let what = if site.is_read() { "data" } else { "room" };
+    format!(
+        "the descriptor is non-blocking and retried in a loop, one syscall per empty look: \
+         wait until there is {what} with epoll (or poll), or hand the call to io_uring, \
+         instead of retrying"
+    )
 }
 
 fn hint(site: &IoSite) -> String {
@@ -200,6 +378,9 @@ mod tests {
             bytes,
             nanos: 0,
             errors: 0,
+            requested: Some(bytes),
+            short: 0,
+            eagain: 0,
             language,
         }
     }
@@ -216,8 +397,58 @@ mod tests {
         assert_eq!(found[0].site.syscall, "pread64");
         assert_eq!(found[0].calls_per_sec, 10_000.0);
         // 100,000 bytes fit in two 64 KiB buffers.
-        assert_eq!(found[0].calls_saved, 99_998);
+        assert_eq!(
+            found[0].kind,
+            SmallIoKind::SmallRequests {
+                calls_saved: 99_998
+            }
+        );
         assert!(found[0].hint.contains("fread"), "{}", found[0].hint);
+        assert!(
+            found[0]
+                .saving()
+                .unwrap()
+                .starts_with("99,998 of 100,000 calls")
+        );
+    }
+
+    #[test]
+    fn tells_small_arrivals_from_small_requests() {
+        // Asks for 8 KiB, gets 40 B: on a socket a chatty peer, on a file its end.
+        let mut socket = site("recvfrom", 10_000, 400_000, Language::C);
+        (socket.requested, socket.short) = (Some(10_000 * 8192), 10_000);
+        socket.descriptors = vec!["socket".to_owned()];
+        let found = small_io(std::slice::from_ref(&socket), SmallIo::default(), 1.0);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].kind, SmallIoKind::SmallArrivals);
+        assert_eq!(found[0].saving(), None);
+        assert!(!found[0].hint.contains("buffer"), "{}", found[0].hint);
+        assert!(found[0].hint.contains("TCP_CORK"), "{}", found[0].hint);
+        assert!(
+            found[0]
+                .case()
+                .contains("asks for 8.0 KiB per call, gets 40 B")
+        );
+        let mut file = socket.clone();
+        file.descriptors = vec!["file".to_owned()];
+        assert!(small_io(&[file], SmallIo::default(), 1.0).is_empty());
+        // Without requests (an earlier build's profile) it is judged by the bytes moved.
+        socket.requested = None;
+        let found = small_io(&[socket], SmallIo::default(), 1.0);
+        assert!(matches!(found[0].kind, SmallIoKind::SmallRequests { .. }));
+        assert!(found[0].case().contains("before requests were recorded"));
+    }
+
+    #[test]
+    fn empty_polls_come_first() {
+        let mut poll = site("read", 10_000, 0, Language::C);
+        (poll.requested, poll.errors, poll.eagain) = (Some(10_000 * 65536), 10_000, 10_000);
+        poll.descriptors = vec!["pipe".to_owned()];
+        let found = small_io(&[poll], SmallIo::default(), 1.0);
+        assert_eq!(found[0].kind, SmallIoKind::EmptyPolls);
+        assert_eq!(found[0].saving(), None);
+        assert!(found[0].hint.contains("epoll"), "{}", found[0].hint);
+        assert!(found[0].case().contains("100% of the calls"));
     }
 
     #[test]

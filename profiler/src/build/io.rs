@@ -6,6 +6,7 @@ use crate::build::cpu::comm;
 use crate::build::stacks::{MissingStack, StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
+use crate::output::pprof_read::IO_SAMPLE_TYPES;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::run_facts;
 
@@ -17,10 +18,16 @@ pub const BYTES: usize = 1;
 pub const TIME: usize = 2;
 /// Index of `errors`.
 pub const ERRORS: usize = 3;
+/// Index of `requested`: what the calls asked for (bytes; messages for `*mmsg`).
+pub const REQUESTED: usize = 4;
+/// Index of `short`: calls that moved less than they asked for.
+pub const SHORT: usize = 5;
+/// Index of `eagain`: calls that failed with `EAGAIN`/`EWOULDBLOCK`.
+pub const EAGAIN: usize = 6;
 
-/// Builds the symbolized I/O profile: sample types `calls/count` (the default),
-/// `bytes/bytes`, `time/nanoseconds` and `errors/count`; labels `syscall`, `pid`, `comm`, and
-/// `descriptor` (file, socket, pipe, tty, ...) where it was seen.
+/// Builds the symbolized I/O profile: sample types [`IO_SAMPLE_TYPES`] (`calls/count` the
+/// default); labels `syscall`, `pid`, `comm`, and `descriptor` (file, socket, pipe, tty,
+/// ...) where it was seen.
 pub fn build<'run>(
     run: &'run RunOutcome,
     config: &Config,
@@ -28,12 +35,10 @@ pub fn build<'run>(
 ) -> Profile {
     let mut builder = ProfileBuilder::new(
         "io",
-        vec![
-            ValueType::new("calls", "count"),
-            ValueType::new("bytes", "bytes"),
-            ValueType::new("time", "nanoseconds"),
-            ValueType::new("errors", "count"),
-        ],
+        IO_SAMPLE_TYPES
+            .iter()
+            .map(|&(kind, unit)| ValueType::new(kind, unit))
+            .collect(),
         run.start,
         run.duration,
     );
@@ -65,7 +70,15 @@ pub fn build<'run>(
             labels.push(Label::str("descriptor", *kind));
         }
         let sampled = stacks_of.remove(key).unwrap_or_default();
-        let totals = [value.calls, value.bytes, value.nanos, value.errors];
+        let totals = [
+            value.calls,
+            value.bytes,
+            value.nanos,
+            value.errors,
+            value.requested,
+            value.short,
+            value.eagain,
+        ];
         let missing = MissingStack::RingBufferFull;
         resolver.add_site(&mut builder, &sampled, missing, &totals, &labels);
     }
@@ -78,8 +91,16 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
         run_facts::describe(run, config),
         "traced: every call of read, write, pread64, pwrite64, readv, writev, preadv(2), \
          pwritev(2), recvfrom, sendto, recvmsg, sendmsg, recvmmsg and sendmmsg (for the *mmsg \
-         calls, bytes are messages); stacks are sampled 1 call in 64 per call site"
+         calls, bytes and requested are messages); stacks are sampled 1 call in 64 per call \
+         site"
             .to_owned(),
+        format!(
+            "requested: what each call asked for, failed calls included (for vector calls \
+             and *msg, the first {} iovecs: {} calls had more); short: calls that moved less; \
+             eagain: calls that found nothing (EAGAIN)",
+            profiler_common::MAX_IOVECS,
+            c.get(counter::IO_REQUESTED_PARTIAL)
+        ),
         format!(
             "calls: {} traced; lost: {} (I/O map full), {} (entry overwritten by a thread \
              sharing its slot); stack samples: {} taken, {} lost (ring buffer full)",
@@ -91,4 +112,26 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
         ),
         run_facts::unwinding(run),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_name_their_sample_types() {
+        let at = |i: usize| IO_SAMPLE_TYPES[i].0;
+        assert_eq!(
+            [CALLS, BYTES, TIME, ERRORS, REQUESTED, SHORT, EAGAIN].map(at),
+            [
+                "calls",
+                "bytes",
+                "time",
+                "errors",
+                "requested",
+                "short",
+                "eagain"
+            ]
+        );
+    }
 }

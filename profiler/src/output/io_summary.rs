@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::analysis::io::{BUFFER_BYTES, IoSite, SmallIoFinding};
+use crate::analysis::io::{IoSite, SmallIoFinding};
 use crate::output::summary::{group, human_time, shorten};
 
 /// Renders the `top` call sites by calls and every small-I/O finding.
@@ -20,15 +20,18 @@ pub fn render(sites: &[IoSite], findings: &[SmallIoFinding], seconds: f64, top: 
     let _ = writeln!(out, "Top {top} I/O call sites by calls:");
     let _ = writeln!(
         out,
-        "  {:>12}  {:>10}  {:>9}  {:>10}  {:>10}  {:<9}  call site",
-        "calls", "bytes", "avg/call", "time", "calls/s", "syscall"
+        "  {:>12}  {:>10}  {:>11}  {:>10}  {:>9}  {:>10}  {:>10}  {:<9}  call site",
+        "calls", "requested", "transferred", "asked/call", "got/call", "time", "calls/s", "syscall"
     );
     for site in sites.iter().take(top) {
         let _ = writeln!(
             out,
-            "  {:>12}  {:>10}  {:>9}  {:>10}  {:>10}  {:<9}  {}",
+            "  {:>12}  {:>10}  {:>11}  {:>10}  {:>9}  {:>10}  {:>10}  {:<9}  {}",
             group(site.calls as i64),
+            site.requested
+                .map_or("-".to_owned(), |r| human_bytes(r as f64)),
             human_bytes(site.bytes as f64),
+            site.avg_requested().map_or("-".to_owned(), human_bytes),
             human_bytes(site.avg_bytes()),
             human_time(site.nanos as i64),
             group((site.calls as f64 / seconds.max(1e-3)).round() as i64),
@@ -43,7 +46,8 @@ pub fn render(sites: &[IoSite], findings: &[SmallIoFinding], seconds: f64, top: 
     }
     let _ = writeln!(
         out,
-        "Small I/O hot paths (many small calls; buffering would remove most):"
+        "Small I/O hot paths (small requests: buffer them; small arrivals: the peer sends \
+         little; empty polls: wait instead of retrying):"
     );
     for finding in findings {
         let site = &finding.site;
@@ -57,16 +61,12 @@ pub fn render(sites: &[IoSite], findings: &[SmallIoFinding], seconds: f64, top: 
             human_bytes(site.avg_bytes()),
             descriptor_note(site),
         );
+        let _ = writeln!(out, "    case: {}", finding.case());
         let _ = writeln!(out, "    path: {}", shorten(&site.path.join(" > ")));
         let _ = writeln!(out, "    fix:  {}", finding.hint);
-        let _ = writeln!(
-            out,
-            "    saves: {} of {} calls if the same {} moved through a {} buffer",
-            group(finding.calls_saved as i64),
-            group(site.calls as i64),
-            human_bytes(site.bytes as f64),
-            human_bytes(BUFFER_BYTES as f64),
-        );
+        if let Some(saving) = finding.saving() {
+            let _ = writeln!(out, "    saves: {saving}");
+        }
     }
     out
 }
@@ -102,6 +102,7 @@ pub fn human_bytes(bytes: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::io::SmallIoKind;
     use crate::analysis::language::Language;
 
     fn site(calls: u64, bytes: u64) -> IoSite {
@@ -119,6 +120,9 @@ mod tests {
             bytes,
             nanos: 1_500_000,
             errors: 0,
+            requested: Some(bytes),
+            short: 0,
+            eagain: 0,
             language: Language::C,
         }
     }
@@ -129,7 +133,9 @@ mod tests {
         let findings = vec![SmallIoFinding {
             site: sites[0].clone(),
             calls_per_sec: 10_000.0,
-            calls_saved: 19_999,
+            kind: SmallIoKind::SmallRequests {
+                calls_saved: 19_999,
+            },
             hint: "read through stdio".to_owned(),
         }];
         let text = render(&sites, &findings, 2.0, 10);
@@ -146,6 +152,16 @@ mod tests {
         );
         assert!(text.contains("fix:  read through stdio"), "{text}");
         assert!(text.contains("saves: 19,999 of 20,000 calls"), "{text}");
+        assert!(
+            text.contains("case: small requests: asks for 1 B per call"),
+            "{text}"
+        );
+        let arrivals = SmallIoFinding {
+            kind: SmallIoKind::SmallArrivals,
+            ..findings[0].clone()
+        };
+        let text = render(&sites, &[arrivals], 2.0, 10);
+        assert!(!text.contains("saves:"), "{text}");
     }
 
     #[test]

@@ -42,12 +42,27 @@ pub const MAX_DISTINCT_FRAMES: usize = 500_000;
 /// The most frames over all samples, which bounds the time the summaries take.
 pub const MAX_SAMPLE_FRAMES: usize = 20_000_000;
 
+/// The I/O profile's sample types, in order (`build::io` writes them and names their
+/// indices). The first four are those of profiles written before `requested`, `short` and
+/// `eagain` were appended, so a reader of the old ones finds every index where it was.
+pub const IO_SAMPLE_TYPES: [(&str, &str); 7] = [
+    ("calls", "count"),
+    ("bytes", "bytes"),
+    ("time", "nanoseconds"),
+    ("errors", "count"),
+    ("requested", "bytes"),
+    ("short", "count"),
+    ("eagain", "count"),
+];
+
 /// The profiles this profiler writes, each recognized by its sample types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// `cpu.pb.gz`: samples/count, cpu/nanoseconds.
     Cpu,
-    /// `io.pb.gz`: calls/count, bytes/bytes, time/nanoseconds, errors/count.
+    /// `io.pb.gz`: calls/count, bytes/bytes, time/nanoseconds, errors/count,
+    /// requested/bytes, short/count, eagain/count (or only the first four, as written
+    /// before requests were recorded).
     Io,
     /// `block.pb.gz`: contentions/count, delay/nanoseconds.
     Block,
@@ -79,26 +94,33 @@ impl Kind {
     pub fn sample_types(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Kind::Cpu => &[("samples", "count"), ("cpu", "nanoseconds")],
-            Kind::Io => &[
-                ("calls", "count"),
-                ("bytes", "bytes"),
-                ("time", "nanoseconds"),
-                ("errors", "count"),
-            ],
+            Kind::Io => &IO_SAMPLE_TYPES,
             Kind::Block => &[("contentions", "count"), ("delay", "nanoseconds")],
         }
     }
 
-    /// The kind whose sample types are exactly `types`, if any.
+    /// The sample types an earlier build wrote for it, still read: for the I/O profile,
+    /// the four it had before `requested`, `short` and `eagain` were appended.
+    fn earlier_sample_types(self) -> Option<&'static [(&'static str, &'static str)]> {
+        match self {
+            Kind::Io => Some(&IO_SAMPLE_TYPES[..4]),
+            Kind::Cpu | Kind::Block => None,
+        }
+    }
+
+    /// The kind whose sample types are exactly `types` (as this build or an earlier one
+    /// wrote them), if any.
     pub fn of(types: &[ValueType]) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| {
-            let want = k.sample_types();
+        let same = |want: &[(&str, &str)]| {
             want.len() == types.len()
                 && want
                     .iter()
                     .zip(types)
                     .all(|(&(kind, unit), t)| t.kind == kind && t.unit == unit)
-        })
+        };
+        Kind::ALL
+            .into_iter()
+            .find(|k| same(k.sample_types()) || k.earlier_sample_types().is_some_and(same))
     }
 }
 
@@ -495,6 +517,13 @@ mod tests {
             assert_eq!(Kind::of(&types), Some(kind));
             assert_eq!(Kind::of(&types[1..]), None);
         }
+        // An I/O profile written before requests were recorded is still one.
+        let earlier: Vec<ValueType> = IO_SAMPLE_TYPES[..4]
+            .iter()
+            .map(|(k, u)| ValueType::new(k, u))
+            .collect();
+        assert_eq!(Kind::of(&earlier), Some(Kind::Io));
+        assert_eq!(Kind::of(&earlier[..3]), None);
         let heap = [ValueType::new("alloc_objects", "count")];
         let err = check_kind(&heap, Kind::Io).unwrap_err();
         assert!(err.is::<WrongKind>());

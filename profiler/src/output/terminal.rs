@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn small_io_findings_are_cut_at_top() {
-        use crate::analysis::io::{IoSite, SmallIoFinding};
+        use crate::analysis::io::{IoSite, SmallIoFinding, SmallIoKind};
         use crate::analysis::language::Language;
         let finding = |caller: &str| SmallIoFinding {
             site: IoSite {
@@ -339,10 +339,13 @@ mod tests {
                 bytes: 5000,
                 nanos: 0,
                 errors: 0,
+                requested: Some(5000),
+                short: 0,
+                eagain: 0,
                 language: Language::C,
             },
             calls_per_sec: 5000.0,
-            calls_saved: 4999,
+            kind: SmallIoKind::SmallRequests { calls_saved: 4999 },
             hint: "buffer".into(),
         };
         let mut io = fixture::profile();

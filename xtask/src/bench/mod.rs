@@ -51,6 +51,11 @@ pub struct BenchArgs {
     /// older build to compare with, or while the tree does not build).
     #[arg(long, value_name = "PATH")]
     profiler: Option<PathBuf>,
+    /// Also bench this profiler binary (e.g. the previous build) in row 2, with the same
+    /// flags and the same workload, beside the benched one in the same run: a change's
+    /// I/O cost then shows on the same machine under the same load.
+    #[arg(long, value_name = "PATH")]
+    baseline_profiler: Option<PathBuf>,
 }
 
 /// Row ids for `--only`, in bench order.
@@ -143,6 +148,8 @@ pub struct Ctx {
     pub plan: Plan,
     /// The release `profiler` binary.
     pub profiler: PathBuf,
+    /// Another profiler binary row 2 benches beside it (`--baseline-profiler`).
+    pub baseline_profiler: Option<PathBuf>,
     pub fixtures: Fixtures,
     pub peers: Peers,
     /// Scratch space for logs and outputs (target/bench/run), wiped at the start.
@@ -196,6 +203,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         Some(path) => bail!("--profiler {}: no such file", path.display()),
         None => build_cmd::build(true)?,
     };
+    let baseline_profiler = match &args.baseline_profiler {
+        Some(path) if path.is_file() => Some(path.canonicalize()?),
+        Some(path) => bail!(
+            "--baseline-profiler {}: no such file; give the path of a profiler binary",
+            path.display()
+        ),
+        None => None,
+    };
     let peers = peers::prepare()?;
     let bench_dir = host_target_dir().join("bench");
     let fixtures = Fixtures::build(&bench_dir.join("bin"))?;
@@ -213,6 +228,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let ctx = Ctx {
         plan,
         profiler,
+        baseline_profiler,
         fixtures,
         peers,
         scratch,
@@ -286,6 +302,9 @@ fn reproduce_command(args: &BenchArgs) -> String {
     }
     if let Some(path) = &args.profiler {
         command.push_str(&format!(" --profiler {}", path.display()));
+    }
+    if let Some(path) = &args.baseline_profiler {
+        command.push_str(&format!(" --baseline-profiler {}", path.display()));
     }
     command
 }

@@ -144,7 +144,12 @@ fn scaled(probe: u64, probe_secs: f64, seconds: f64, min: u64) -> u64 {
 
 /// The profiler in the background over the whole host.
 fn profiler_bg(ctx: &Ctx, dir: &Workdir, extra: &[&str]) -> Observer {
-    let mut argv = vec![ctx.profiler.clone().into_os_string()];
+    profiler_bin_bg(ctx, &ctx.profiler, dir, extra)
+}
+
+/// The profiler binary `bin` in the background over the whole host.
+fn profiler_bin_bg(ctx: &Ctx, bin: &std::path::Path, dir: &Workdir, extra: &[&str]) -> Observer {
+    let mut argv = vec![bin.as_os_str().to_owned()];
     argv.extend(extra.iter().map(OsString::from));
     argv.push("-o".into());
     argv.push(dir.out.clone().into_os_string());
@@ -413,6 +418,23 @@ pub fn syscalls(ctx: &Ctx) -> Result<Section> {
         is_profiler: true,
     }];
     let mut skipped = Vec::new();
+    let mut baseline_note = None;
+    // The baseline runs the same flags and workload right after, so the two builds' I/O
+    // costs are compared under the same load; its failure is noted, not fatal.
+    if let Some(baseline) = &ctx.baseline_profiler {
+        configs.push(Config {
+            who: "profiler (baseline)".into(),
+            setting: "--profiles io".into(),
+            observer: Some(profiler_bin_bg(ctx, baseline, &dir, &["--profiles", "io"])),
+            fixture: pread(calls),
+            is_profiler: false,
+        });
+        baseline_note = Some(format!(
+            "profiler (baseline) is `{}` (--baseline-profiler), benched with the same flags \
+             and calls as this build, each pair with its own unprofiled run.",
+            baseline.display()
+        ));
+    }
     if ctx.peers.bpftrace.ready() {
         for (setting, count) in [
             ("count by user stack", "@c[ustack] = count();"),
@@ -558,6 +580,7 @@ pub fn syscalls(ctx: &Ctx) -> Result<Section> {
          perf trace 55x, strace 67x."
             .to_string(),
     );
+    section.notes.extend(baseline_note);
     section.notes.extend(skipped);
     Ok(section)
 }

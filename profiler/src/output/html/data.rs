@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits};
 use crate::analysis::cpu::{Kind, MemoryHotSpot};
 use crate::analysis::findings::Analysis;
-use crate::analysis::io::{BUFFER_BYTES, SmallIoFinding};
+use crate::analysis::io::SmallIoFinding;
 use crate::output::io_summary::human_bytes;
 use crate::output::process_frame;
 use crate::output::summary::{group, human_time};
@@ -182,7 +182,7 @@ pub struct FunctionRow(pub u32, pub Vec<i64>, pub Vec<i64>);
 /// A finding of the summary, with what to show in the flame graph.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FindingData {
-    /// `small-io`, `contention`, `allocation` or `gc`.
+    /// `small-io` (its case is the first detail), `contention`, `allocation` or `gc`.
     pub kind: &'static str,
     /// The profile (tab) it is about.
     pub profile: &'static str,
@@ -547,17 +547,14 @@ fn small_io(finding: &SmallIoFinding) -> FindingData {
             group(finding.calls_per_sec.round() as i64),
             human_bytes(site.avg_bytes()),
         ),
-        details: vec![
+        details: [
             format!("process: {}", site.comm),
+            format!("case: {}", finding.case()),
             format!("path: {}", site.path.join(" > ")),
-            format!(
-                "saves: {} of {} calls if the same {} moved through a {} buffer",
-                group(finding.calls_saved as i64),
-                group(site.calls as i64),
-                human_bytes(site.bytes as f64),
-                human_bytes(BUFFER_BYTES as f64),
-            ),
-        ],
+        ]
+        .into_iter()
+        .chain(finding.saving().map(|s| format!("saves: {s}")))
+        .collect(),
         hint: finding.hint.clone(),
         functions: vec![site.caller.clone()],
         path,
