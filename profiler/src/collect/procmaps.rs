@@ -221,7 +221,12 @@ impl ProcessTable {
             return Some(space);
         }
         let space = SpaceId(u32::try_from(self.spaces.len()).ok()?);
-        self.spaces.push(info.clone());
+        // Only the mappings are frozen: descriptor kinds label call sites by the latest.
+        self.spaces.push(ProcessInfo {
+            maps: info.maps.clone(),
+            fds: HashMap::new(),
+            generation: info.generation,
+        });
         self.current_space.insert(pid, (info.generation, space));
         Some(space)
     }
