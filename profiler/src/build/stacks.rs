@@ -14,7 +14,12 @@ use crate::collect::procmaps::ProcessTable;
 use crate::collect::samples::{StackHandle, StackTable, UserStack};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::profile::{Label, Line, Location, Mapping, ProfileBuilder};
+use crate::profile::{Label, Line, Location, Mapping, ProfileBuilder, RawFrame};
+
+/// The [`RawFrame::space`] of kernel frames.
+const KERNEL_SPACE: u64 = u64::MAX;
+/// The [`RawFrame::space`] of user frames whose process's mappings were never read.
+const NO_SPACE: u64 = u64::MAX - 1;
 use crate::symbolize::{KERNEL_MAPPING, Symbolizer};
 
 /// A user stack sampled at a call site and how often it was seen there.
@@ -140,27 +145,44 @@ impl<'run> StackResolver<'run> {
     ) -> usize {
         let mut locations = Vec::new();
         for (i, &addr) in self.stacks.frames(kernel).iter().enumerate() {
-            let lines = self.symbolizer.kernel(addr, i > 0);
-            // Interned on first use, so that a user binary can be pprof's main mapping.
-            let mapping = builder.mapping(kernel_mapping());
-            locations.push(builder.location(Location {
+            let frame = RawFrame {
+                space: KERNEL_SPACE,
                 address: addr,
-                mapping: Some(mapping),
-                lines,
-                kernel: true,
+                call_site: i > 0,
+            };
+            let symbolizer = &mut self.symbolizer;
+            locations.push(builder.frame_location(frame, |builder| {
+                let lines = symbolizer.kernel(addr, i > 0);
+                // Interned on first use, so that a user binary can be pprof's main mapping.
+                let mapping = builder.mapping(kernel_mapping());
+                Location {
+                    address: addr,
+                    mapping: Some(mapping),
+                    lines,
+                    kernel: true,
+                }
             }));
         }
         match user {
             UserStack::Frames { stack, space } => {
                 let process = space.and_then(|s| self.processes.space_info(s));
+                let space = space.map_or(NO_SPACE, |s| u64::from(s.index()));
                 for (i, &addr) in self.stacks.frames(stack).iter().enumerate() {
-                    let frame = self.symbolizer.user(process, addr, i > 0);
-                    let mapping = frame.mapping.map(|m| builder.mapping(m));
-                    locations.push(builder.location(Location {
+                    let raw = RawFrame {
+                        space,
                         address: addr,
-                        mapping,
-                        lines: frame.lines,
-                        kernel: false,
+                        call_site: i > 0,
+                    };
+                    let symbolizer = &mut self.symbolizer;
+                    locations.push(builder.frame_location(raw, |builder| {
+                        let frame = symbolizer.user(process, addr, i > 0);
+                        let mapping = frame.mapping.map(|m| builder.mapping(m));
+                        Location {
+                            address: addr,
+                            mapping,
+                            lines: frame.lines,
+                            kernel: false,
+                        }
                     }));
                 }
             }

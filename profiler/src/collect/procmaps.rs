@@ -84,6 +84,13 @@ pub struct ProcessTable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpaceId(u32);
 
+impl SpaceId {
+    /// Its number, unique in the run.
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
+
 impl ProcessTable {
     /// Reads the process's mappings and the kinds of all its descriptors now, merged into
     /// any older snapshot. A process that is gone keeps its last snapshot; returns whether

@@ -6,6 +6,18 @@ use std::time::{Duration, SystemTime};
 use super::model::Sample;
 use super::model::{Label, Location, LocationId, Mapping, MappingId, Profile, StackId, ValueType};
 
+/// A frame before symbolization: an address in some address space, as a return address
+/// (`call_site`) or not. Equal raw frames always make equal locations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RawFrame {
+    /// Which address space the address is in (the caller's numbering; one for the kernel).
+    pub space: u64,
+    /// The address.
+    pub address: u64,
+    /// Whether it is a return address (looked up one byte before).
+    pub call_site: bool,
+}
+
 /// Builds a [`Profile`], interning mappings, locations and stacks and merging samples
 /// that share a stack and labels.
 #[derive(Debug)]
@@ -13,6 +25,7 @@ pub struct ProfileBuilder {
     profile: Profile,
     mapping_ids: HashMap<Mapping, MappingId>,
     location_ids: HashMap<Location, LocationId>,
+    frame_ids: HashMap<RawFrame, LocationId>,
     stack_ids: HashMap<Vec<LocationId>, StackId>,
     sample_ids: HashMap<(StackId, Vec<Label>), usize>,
 }
@@ -42,6 +55,7 @@ impl ProfileBuilder {
             },
             mapping_ids: HashMap::new(),
             location_ids: HashMap::new(),
+            frame_ids: HashMap::new(),
             stack_ids: HashMap::new(),
             sample_ids: HashMap::new(),
         }
@@ -93,6 +107,23 @@ impl ProfileBuilder {
         let id = self.profile.locations.len();
         self.profile.locations.push(location.clone());
         self.location_ids.insert(location, id);
+        id
+    }
+
+    /// Interns the location of a raw frame, made by `make` only the first time the frame is
+    /// seen: symbolizing a frame and hashing its lines is what building a profile costs, and
+    /// the same frames recur in thousands of stacks.
+    pub fn frame_location(
+        &mut self,
+        frame: RawFrame,
+        make: impl FnOnce(&mut Self) -> Location,
+    ) -> LocationId {
+        if let Some(&id) = self.frame_ids.get(&frame) {
+            return id;
+        }
+        let location = make(self);
+        let id = self.location(location);
+        self.frame_ids.insert(frame, id);
         id
     }
 

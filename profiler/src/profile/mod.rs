@@ -8,7 +8,7 @@
 mod builder;
 mod model;
 
-pub use builder::ProfileBuilder;
+pub use builder::{ProfileBuilder, RawFrame};
 pub use model::{
     KERNEL_MAPPING, Label, LabelValue, Line, Location, Mapping, Profile, Sample, ValueType,
 };
