@@ -132,17 +132,34 @@ fn run(config: &Config) -> Result<Outcome> {
     if config.profiles.block {
         profiles.push(build::block::build(&outcome, config, &mut resolver));
     }
+    log::debug!(
+        "profiles built {:?} after the window",
+        outcome.window_end.elapsed()
+    );
+    let analysis = Analysis::of(&profiles, config.small_io);
+    // The report is written beside the other files, on a thread of its own: it is the
+    // largest of them, and the end of the run is what the user waits for.
     let mut written = Vec::new();
     let mut write_failures = 0;
-    for profile in &profiles {
-        let results = output::write_profile(profile, &out_dir, &config.formats);
-        write_failures += output::note_results(results, &mut written);
-    }
-    let analysis = Analysis::of(&profiles, config.small_io);
-    if config.formats.html {
-        let page = html::write(&profiles, &analysis, html::live_facts(), &out_dir);
-        write_failures += output::note_results([page], &mut written);
-    }
+    std::thread::scope(|scope| {
+        let page = config.formats.html.then(|| {
+            scope.spawn(|| html::write(&profiles, &analysis, html::live_facts(), &out_dir))
+        });
+        for profile in &profiles {
+            let results = output::write_profile(profile, &out_dir, &config.formats);
+            write_failures += output::note_results(results, &mut written);
+        }
+        if let Some(page) = page {
+            let page = page
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            write_failures += output::note_results([page], &mut written);
+        }
+    });
+    log::debug!(
+        "files written {:?} after the window",
+        outcome.window_end.elapsed()
+    );
 
     let style = Style::for_stdout();
     let mut text = terminal::render(&profiles, &analysis, config.top, &style);

@@ -229,8 +229,16 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     probes.stop();
     drain_events(events.get_mut(), &mut processes);
     drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
+    log::debug!(
+        "last samples drained {:?} after the window",
+        started.elapsed() - duration
+    );
     processes.refresh();
     probes.flush_logs();
+    log::debug!(
+        "mappings read again {:?} after the window",
+        started.elapsed() - duration
+    );
     if let (Some(pid), StopReason::Elapsed | StopReason::Signal(_)) = (command_pid, &stop) {
         crate::console::eprint_line(&format!(
             "profiler: the command (pid {pid}) is still running; it was left alone"
