@@ -279,7 +279,7 @@ pub fn scale(ctx: &Ctx) -> Result<Section> {
          12,672/s (127,872/s at 999 Hz); {kernel}; ring-buffer traffic at most samples/s x \
          {SAMPLE_BYTES:.0} B (the fixed part plus the default 16 KiB stack copy; a shallower \
          stack sends less) = {:.0} MB/s at 99 Hz ({:.0} MB/s at 999 Hz), through a buffer \
-         sized to half a second of it (a power of two, at most 256 MiB); unwinding in \
+         sized to a quarter of a second of it (a power of two, at most 256 MiB); unwinding in \
          userspace at the {unwind_rate:.0} samples/s measured here takes {:.0}% of one CPU \
          at 99 Hz ({:.0}% at 999 Hz). Memory: the ring buffer, plus profiler RSS ≈ {:.1} \
          MiB + {rss_per_key:.0} B x (thread, stack) keys; BPF map memory here ≈ {:.1} MiB + \
