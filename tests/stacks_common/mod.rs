@@ -14,7 +14,9 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use integration_tests::{Folded, Run, Stack, assert_outputs, run_profiler};
+use integration_tests::{
+    FixtureResult, Folded, Run, Stack, assert_outputs, fixture, run_profiler, temp_dir,
+};
 
 /// Largest allowed gap, in percentage points, between a split in the profile
 /// and the fixture's own CPU-clock measurement of it.
@@ -65,6 +67,30 @@ pub fn profile_command(hz: u64, extra: &[&str], argv: &[&OsStr], out: &Path) -> 
     run.assert_success();
     assert_outputs(out);
     run
+}
+
+/// Runs fixture `name` under `profiler -F HZ [extra]` on a budget of `cpu_seconds` of its
+/// own CPU time (capped at [`WALL_CAP_SECONDS`] of wall time), and returns what the
+/// fixture measured and the profile's folded stacks of its command name.
+pub fn profile_budgeted(
+    name: &str,
+    hz: u64,
+    extra: &[&str],
+    cpu_seconds: &str,
+) -> (FixtureResult, Folded) {
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let result = tmp.path().join("result.txt");
+    let exe = fixture(name);
+    let argv = [
+        exe.as_os_str(),
+        WALL_CAP_SECONDS.as_ref(),
+        result.as_os_str(),
+        cpu_seconds.as_ref(),
+    ];
+    profile_command(hz, extra, &argv, &out);
+    let measured = FixtureResult::read(&result);
+    (measured, Folded::load(&out).with_comm(name))
 }
 
 /// A frame's name without a Rust symbol hash (`::h0123456789abcdef`) and

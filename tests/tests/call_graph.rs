@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    SPLIT_CPU_SECONDS, SPLIT_HZ, UNWOUND_SHARE, WALL_CAP_SECONDS, assert_received, assert_share,
-    assert_split, in_order, named, profile_command,
+    SPLIT_CPU_SECONDS, SPLIT_HZ, UNWOUND_SHARE, assert_received, assert_share, assert_split,
+    in_order, named, profile_budgeted, profile_command,
 };
 use integration_tests::{
     ERROR_PREFIX, FixtureResult, Folded, fixture, prerequisites, profiler_command, run_command,
@@ -24,23 +24,8 @@ fn call_graph_fp_still_profiles_frame_pointer_fixture() {
     // Enough samples for the 3-point tolerance to span 3 sd of the sampling
     // noise of cpu_split's 70/30 split (see SPLIT_HZ).
     const HZ: u64 = SPLIT_HZ;
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
-    let result = tmp.path().join("result.txt");
-    let exe = fixture("cpu_split");
-    profile_command(
-        HZ,
-        &["--call-graph", "fp"],
-        &[
-            exe.as_os_str(),
-            WALL_CAP_SECONDS.as_ref(),
-            result.as_os_str(),
-            SPLIT_CPU_SECONDS.as_ref(),
-        ],
-        &out,
-    );
-    let measured = FixtureResult::read(&result);
-    let folded = Folded::load(&out);
+    let (measured, folded) =
+        profile_budgeted("cpu_split", HZ, &["--call-graph", "fp"], SPLIT_CPU_SECONDS);
     let (alpha_ns, beta_ns) = (measured.u64("alpha_ns"), measured.u64("beta_ns"));
     let alpha = folded.samples_containing("burn_alpha");
     let beta = folded.samples_containing("burn_beta");

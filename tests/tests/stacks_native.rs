@@ -20,12 +20,10 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{
-    SPLIT_CPU_SECONDS, SPLIT_HZ, UNWOUND_SHARE, WALL_CAP_SECONDS, assert_received, assert_share,
-    assert_split, in_order, in_order_names, named, plain, profile_command,
+    SPLIT_CPU_SECONDS, SPLIT_HZ, UNWOUND_SHARE, assert_received, assert_share, assert_split,
+    in_order, in_order_names, named, plain, profile_budgeted, profile_command,
 };
-use integration_tests::{
-    FixtureResult, Folded, Stack, fixture, prerequisites, run_command, temp_dir,
-};
+use integration_tests::{FixtureResult, Folded, Stack, prerequisites, run_command, temp_dir};
 
 // ---------------------------------------------------------------------------
 // 1. Deep chains without frame pointers
@@ -35,24 +33,7 @@ fn deep_chains_without_frame_pointers_unwind_to_their_roots() {
     if !prerequisites() {
         return;
     }
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
-    let result = tmp.path().join("result.txt");
-    let exe = fixture("stacks_deep");
-    // The default call graph (dwarf).
-    profile_command(
-        SPLIT_HZ,
-        &[],
-        &[
-            exe.as_os_str(),
-            WALL_CAP_SECONDS.as_ref(),
-            result.as_os_str(),
-            SPLIT_CPU_SECONDS.as_ref(),
-        ],
-        &out,
-    );
-    let measured = FixtureResult::read(&result);
-    let folded = Folded::load(&out).with_comm("stacks_deep");
+    let (measured, folded) = profile_budgeted("stacks_deep", SPLIT_HZ, &[], SPLIT_CPU_SECONDS);
     let (a_ns, b_ns) = (measured.u64("a_ns"), measured.u64("b_ns"));
     assert_received(
         "stacks_deep (its chains, timed by its own thread CPU clock)",
@@ -107,23 +88,7 @@ fn libc_function_callers_through_one_call_site_split_by_their_own_clock() {
     if !prerequisites() {
         return;
     }
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
-    let result = tmp.path().join("result.txt");
-    let exe = fixture("stacks_libc");
-    profile_command(
-        SPLIT_HZ,
-        &[],
-        &[
-            exe.as_os_str(),
-            WALL_CAP_SECONDS.as_ref(),
-            result.as_os_str(),
-            SPLIT_CPU_SECONDS.as_ref(),
-        ],
-        &out,
-    );
-    let measured = FixtureResult::read(&result);
-    let folded = Folded::load(&out).with_comm("stacks_libc");
+    let (measured, folded) = profile_budgeted("stacks_libc", SPLIT_HZ, &[], SPLIT_CPU_SECONDS);
     let (one_ns, two_ns) = (measured.u64("one_ns"), measured.u64("two_ns"));
     assert_received(
         "stacks_libc (its callers, timed by its own thread CPU clock)",
@@ -197,24 +162,7 @@ fn rust_release_build_unwinds_through_std_iterator_adapters() {
         return;
     }
     const HZ: u64 = 499;
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
-    let result = tmp.path().join("result.txt");
-    let exe = fixture("stacks_rust");
-    profile_command(
-        HZ,
-        &["--profiles", "cpu"],
-        // 3 s of its own CPU time, however long that takes.
-        &[
-            exe.as_os_str(),
-            WALL_CAP_SECONDS.as_ref(),
-            result.as_os_str(),
-            "3".as_ref(),
-        ],
-        &out,
-    );
-    let measured = FixtureResult::read(&result);
-    let folded = Folded::load(&out).with_comm("stacks_rust");
+    let (measured, folded) = profile_budgeted("stacks_rust", HZ, &["--profiles", "cpu"], "3");
     assert_received(
         "stacks_rust (its work loop, timed by its own thread CPU clock)",
         folded.total(),
