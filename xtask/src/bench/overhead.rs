@@ -198,50 +198,30 @@ pub fn cpu_sampling(ctx: &Ctx) -> Result<Section> {
             is_profiler: true,
         });
         if ctx.peers.perf.ready() {
-            let data = dir.out.join("perf.data");
-            configs.push(Config {
-                who: "perf record".into(),
-                setting: format!("{hz} Hz"),
-                observer: Some(Observer::Background {
-                    argv: vec![
-                        "perf".into(),
-                        "record".into(),
-                        "-g".into(),
-                        "-a".into(),
-                        "-F".into(),
-                        hz_s.clone().into(),
-                        "-e".into(),
-                        "cpu-clock".into(),
-                        "-o".into(),
-                        data.into_os_string(),
-                    ],
-                    ready: Ready::After(ctx.plan.settle),
-                }),
-                fixture: work.clone(),
-                is_profiler: false,
-            });
-            configs.push(Config {
-                who: "perf record --call-graph dwarf".into(),
-                setting: format!("{hz} Hz"),
-                observer: Some(Observer::Background {
-                    argv: vec![
-                        "perf".into(),
-                        "record".into(),
-                        "--call-graph".into(),
-                        "dwarf".into(),
-                        "-a".into(),
-                        "-F".into(),
-                        hz_s.clone().into(),
-                        "-e".into(),
-                        "cpu-clock".into(),
-                        "-o".into(),
-                        dir.out.join("perf-dwarf.data").into_os_string(),
-                    ],
-                    ready: Ready::After(ctx.plan.settle),
-                }),
-                fixture: work.clone(),
-                is_profiler: false,
-            });
+            // Frame-pointer stacks, and perf's own stack copies (8 KiB per sample).
+            for (who, stacks, file) in [
+                ("perf record", &["-g"][..], "perf.data"),
+                (
+                    "perf record --call-graph dwarf",
+                    &["--call-graph", "dwarf"][..],
+                    "perf-dwarf.data",
+                ),
+            ] {
+                let mut argv: Vec<std::ffi::OsString> = vec!["perf".into(), "record".into()];
+                argv.extend(stacks.iter().map(Into::into));
+                argv.extend(["-a", "-F", &hz_s, "-e", "cpu-clock", "-o"].map(Into::into));
+                argv.push(dir.out.join(file).into_os_string());
+                configs.push(Config {
+                    who: who.into(),
+                    setting: format!("{hz} Hz"),
+                    observer: Some(Observer::Background {
+                        argv,
+                        ready: Ready::After(ctx.plan.settle),
+                    }),
+                    fixture: work.clone(),
+                    is_profiler: false,
+                });
+            }
         } else {
             skipped.push(format!(
                 "perf record at {hz} Hz skipped: perf {}",
