@@ -138,7 +138,7 @@ mod tests {
                     file: None,
                     line: 0,
                 }],
-                kernel: false,
+                kind: crate::profile::FrameKind::Function,
             })
         };
         let (lock, consume) = (loc(&mut b, "contend_lock"), loc(&mut b, "consume"));

@@ -91,7 +91,7 @@ pub fn memory_hot_spots_over(profile: &Profile, min_share: f64) -> Vec<MemoryHot
             .iter()
             .rev()
             .map(|&l| &profile.locations[l])
-            .filter(|loc| !loc.kernel)
+            .filter(|loc| !loc.kind.is_kernel())
             .flat_map(|loc| loc.lines.iter().rev())
             .map(|line| line.function.as_str())
             .collect();
@@ -304,7 +304,7 @@ mod tests {
                 .rev()
                 .map(|f| match f.strip_prefix("k:") {
                     Some(k) => b.location(Location {
-                        kernel: true,
+                        kind: crate::profile::FrameKind::Kernel,
                         ..location(k.len() as u64, None, vec![line(k)])
                     }),
                     None => b.location(location(f.len() as u64 + 100, None, vec![line(f)])),

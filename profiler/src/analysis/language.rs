@@ -73,7 +73,7 @@ pub fn user_caller(profile: &Profile, stack: usize) -> String {
     profile.stacks[stack]
         .iter()
         .map(|&id| &profile.locations[id])
-        .filter(|loc| !loc.kernel && !is_system_library(profile, loc))
+        .filter(|loc| !loc.kind.is_kernel() && !is_system_library(profile, loc))
         .flat_map(|loc| loc.lines.iter())
         .map(|line| line.function.clone())
         .next()

@@ -6,9 +6,10 @@ use std::collections::{HashMap, HashSet};
 use profiler_common::{BlockKey, counter, wait_outcome};
 
 use crate::build::cpu::comm;
-use crate::build::stacks::{MissingStack, StackResolver, stacks_by_site};
+use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
+use crate::profile::LostStack;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::run_facts;
 
@@ -58,7 +59,7 @@ pub fn build<'run>(
                 continue;
             }
             let labels = labels(key, &comm, wait_outcome::NAMES[outcome]);
-            let missing = MissingStack::RingBufferFull;
+            let missing = LostStack::RingBufferFull;
             resolver.add_site(&mut builder, sampled, missing, &[waits, nanos], &labels);
         }
     }
@@ -74,9 +75,9 @@ pub fn build<'run>(
         // A wait whose site is not in the map was not recorded at its entry: the map was
         // full, so its stack was never taken either.
         let missing = if recorded.contains(&key) {
-            MissingStack::RingBufferFull
+            LostStack::RingBufferFull
         } else {
-            MissingStack::MapFull
+            LostStack::MapFull
         };
         let sampled = stacks_of.get(&key).map_or(&[][..], Vec::as_slice);
         let labels = labels(&key, &comm, IN_PROGRESS);

@@ -3,10 +3,11 @@
 use profiler_common::{counter, io_syscall};
 
 use crate::build::cpu::comm;
-use crate::build::stacks::{MissingStack, StackResolver, stacks_by_site};
+use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::output::pprof_read::IO_SAMPLE_TYPES;
+use crate::profile::LostStack;
 use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
 use crate::run_facts;
 
@@ -79,7 +80,7 @@ pub fn build<'run>(
             value.short,
             value.eagain,
         ];
-        let missing = MissingStack::RingBufferFull;
+        let missing = LostStack::RingBufferFull;
         resolver.add_site(&mut builder, &sampled, missing, &totals, &labels);
     }
     builder.build()

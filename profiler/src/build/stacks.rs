@@ -14,7 +14,9 @@ use crate::collect::procmaps::ProcessTable;
 use crate::collect::samples::{StackHandle, StackTable, UserStack};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::profile::{Label, Line, Location, Mapping, ProfileBuilder, RawFrame};
+use crate::profile::{
+    FrameKind, Label, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame,
+};
 
 /// The [`RawFrame::space`] of kernel frames.
 const KERNEL_SPACE: u64 = u64::MAX;
@@ -47,24 +49,6 @@ pub fn stacks_by_site<K: Copy + Eq + std::hash::Hash>(
         stacks.sort_by_key(|s| s.user.order());
     }
     by_site
-}
-
-/// Why a call site has no sampled stack, for the marker frame that stands in for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MissingStack {
-    /// Its stack samples were dropped because the sample ring buffer was full.
-    RingBufferFull,
-    /// The site itself could not be recorded (its aggregation map was full).
-    MapFull,
-}
-
-impl MissingStack {
-    fn marker(self) -> &'static str {
-        match self {
-            Self::RingBufferFull => "[user stack lost: ring buffer full]",
-            Self::MapFull => "[user stack lost: map full]",
-        }
-    }
 }
 
 /// Resolves stacks of one run into locations of profiles being built.
@@ -152,14 +136,14 @@ impl<'run> StackResolver<'run> {
             };
             let symbolizer = &mut self.symbolizer;
             locations.push(builder.frame_location(frame, |builder| {
-                let lines = symbolizer.kernel(addr, i > 0);
+                let frame = symbolizer.kernel(addr, i > 0);
                 // Interned on first use, so that a user binary can be pprof's main mapping.
                 let mapping = builder.mapping(kernel_mapping());
                 Location {
                     address: addr,
                     mapping: Some(mapping),
-                    lines,
-                    kernel: true,
+                    lines: frame.lines,
+                    kind: frame.kind,
                 }
             }));
         }
@@ -175,23 +159,23 @@ impl<'run> StackResolver<'run> {
                     };
                     let symbolizer = &mut self.symbolizer;
                     locations.push(builder.frame_location(raw, |builder| {
-                        let frame = symbolizer.user(process, addr, i > 0);
-                        let mapping = frame.mapping.map(|m| builder.mapping(m));
+                        let user = symbolizer.user(process, addr, i > 0);
+                        let mapping = user.mapping.map(|m| builder.mapping(m));
                         Location {
                             address: addr,
                             mapping,
-                            lines: frame.lines,
-                            kernel: false,
+                            lines: user.frame.lines,
+                            kind: user.frame.kind,
                         }
                     }));
                 }
             }
             UserStack::Unreadable => {
-                locations.push(builder.location(marker("[user stack unreadable]", false)));
+                locations.push(builder.location(lost(LostStack::Unreadable)));
             }
         }
         if locations.is_empty() {
-            locations.push(builder.location(marker("[unknown]", false)));
+            locations.push(builder.location(lost(LostStack::NoFrames)));
         }
         builder.stack(locations)
     }
@@ -203,12 +187,12 @@ impl<'run> StackResolver<'run> {
         &mut self,
         builder: &mut ProfileBuilder,
         sampled: &[SampledStack],
-        missing: MissingStack,
+        missing: LostStack,
         totals: &[u64],
         labels: &[Label],
     ) {
         if sampled.is_empty() {
-            let location = builder.location(marker(missing.marker(), false));
+            let location = builder.location(lost(missing));
             let stack = builder.stack(vec![location]);
             let values: Vec<i64> = totals.iter().map(|&t| t as i64).collect();
             builder.add_sample(stack, &values, labels.to_vec());
@@ -248,16 +232,17 @@ fn kernel_mapping() -> Mapping {
     }
 }
 
-fn marker(name: &str, kernel: bool) -> Location {
+/// The stand-in location for user frames that could not be collected.
+fn lost(why: LostStack) -> Location {
     Location {
         address: 0,
         mapping: None,
         lines: vec![Line {
-            function: name.to_owned(),
+            function: why.frame_name().to_owned(),
             file: None,
             line: 0,
         }],
-        kernel,
+        kind: FrameKind::Lost(why),
     }
 }
 
@@ -363,7 +348,7 @@ mod tests {
         let processes = ProcessTable::default();
         let mut resolver = StackResolver::new(&stacks, &processes);
         let mut b = builder();
-        resolver.add_site(&mut b, &[], MissingStack::RingBufferFull, &[42], &[]);
+        resolver.add_site(&mut b, &[], LostStack::RingBufferFull, &[42], &[]);
         let profile = b.build();
         assert_eq!(profile.total(0), 42);
         assert_eq!(

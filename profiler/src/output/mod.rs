@@ -134,7 +134,7 @@ pub(crate) mod fixture {
             address,
             mapping,
             lines,
-            kernel: false,
+            kind: crate::profile::FrameKind::Function,
         }
     }
 

@@ -56,24 +56,32 @@ pub fn encode(profile: &Profile) -> proto::Profile {
         .map(|t| value_type(&mut strings, t))
         .collect();
 
-    // Functions are keyed by (name, file): the same name in two files is two functions.
+    // Functions are keyed by (name, file, kind): the same name in two files is two
+    // functions, and a frame that is not a plain function keeps its kind.
     let mut functions: Vec<proto::Function> = Vec::new();
-    let mut function_ids: HashMap<(&str, Option<&str>), u64> = HashMap::new();
+    let mut function_ids: HashMap<(&str, Option<&str>, &str), u64> = HashMap::new();
     let mut location = Vec::with_capacity(profile.locations.len());
     for (i, loc) in profile.locations.iter().enumerate() {
         let line = loc
             .lines
             .iter()
             .map(|l| {
-                let key = (l.function.as_str(), l.file.as_deref());
+                let tag = loc.kind.tag();
+                let key = (l.function.as_str(), l.file.as_deref(), tag);
                 let function_id = *function_ids.entry(key).or_insert_with(|| {
                     let name = strings.intern(&l.function);
                     let id = functions.len() as u64 + 1;
                     functions.push(proto::Function {
                         id,
                         name,
-                        // The symbolizer only keeps demangled names, so both names agree.
-                        system_name: name,
+                        // The symbolizer only keeps demangled names, so both names agree;
+                        // a frame that is not a named function carries its kind's tag
+                        // instead, which `profiler report` reads back.
+                        system_name: if tag.is_empty() {
+                            name
+                        } else {
+                            strings.intern(tag)
+                        },
                         filename: strings.intern(l.file.as_deref().unwrap_or("")),
                         start_line: 0,
                     });
@@ -209,22 +217,10 @@ impl Default for MappingFlags {
 impl MappingFlags {
     fn add(&mut self, loc: &Location) {
         self.any = true;
-        self.functions &= loc.lines.iter().all(|l| is_symbolized(&l.function));
+        self.functions &= loc.kind.is_named();
         self.filenames &= loc.lines.iter().all(|l| l.file.is_some());
         self.line_numbers &= loc.lines.iter().all(|l| l.line != 0);
         self.inline_frames |= loc.lines.len() > 1;
-    }
-}
-
-/// Whether a function name came from symbols rather than the symbolizer's fallbacks
-/// (`[unknown]`, `module+0xoffset`).
-fn is_symbolized(function: &str) -> bool {
-    if function == "[unknown]" {
-        return false;
-    }
-    match function.rsplit_once("+0x") {
-        Some((_, hex)) => hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()),
-        None => true,
     }
 }
 
@@ -250,7 +246,7 @@ mod tests {
     use super::*;
     use crate::output::fixture;
     use crate::output::pprof_read::{Kind, decode, decode_bytes};
-    use crate::profile::{Label, Mapping, Sample};
+    use crate::profile::{FrameKind, Label, LostStack, Mapping, Sample, Unnamed};
     use crate::symbolize::KERNEL_MAPPING;
 
     /// The gzipped pprof file of `profile`.
@@ -291,13 +287,13 @@ mod tests {
             address: 0xffff_ffff_8100_0000,
             mapping: Some(1),
             lines: vec![fixture::line("do_syscall_64")],
-            kernel: true,
+            kind: FrameKind::Kernel,
         });
         p.locations.push(Location {
             address: 0,
             mapping: None,
-            lines: vec![fixture::line("[kernel stack lost: stack-map collision]")],
-            kernel: true,
+            lines: vec![fixture::line(LostStack::MapFull.frame_name())],
+            kind: FrameKind::Lost(LostStack::MapFull),
         });
         let (syscall, marker) = (p.locations.len() - 2, p.locations.len() - 1);
         p.stacks.push(vec![syscall, 0]);
@@ -519,11 +515,10 @@ mod tests {
     #[test]
     fn partly_symbolized_mapping_claims_nothing() {
         let mut p = fixture::profile();
-        p.locations.push(fixture::location(
-            0x1400,
-            Some(0),
-            vec![fixture::line("app+0x400")],
-        ));
+        p.locations.push(Location {
+            kind: FrameKind::Unnamed(Unnamed::NoSymbol),
+            ..fixture::location(0x1400, Some(0), vec![fixture::line("app+0x400")])
+        });
         p.mappings.push(p.mappings[0].clone());
         p.mappings[1].path = "/usr/lib/unused.so".into();
         let m = encode(&p).mapping;
@@ -533,10 +528,21 @@ mod tests {
     }
 
     #[test]
-    fn fallback_names_are_not_symbolized() {
-        assert!(!is_symbolized("[unknown]"));
-        assert!(!is_symbolized("libc.so.6+0x1f2a"));
-        assert!(is_symbolized("main"));
-        assert!(is_symbolized("operator+0xyz"));
+    fn functions_are_told_by_kind_not_by_name() {
+        // A real function may look like a fallback name (`operator+0xyz`, `f+0x1`).
+        let mut p = fixture::profile();
+        for l in &mut p.locations {
+            l.lines = vec![fixture::line("operator+0x1")];
+        }
+        assert!(encode(&p).mapping[0].has_functions);
+        p.locations[0].kind = FrameKind::Unnamed(Unnamed::NoSymbol);
+        let message = encode(&p);
+        assert!(!message.mapping[0].has_functions);
+        let back = decode(&message, Kind::Cpu).unwrap();
+        assert_eq!(
+            back.locations[0].kind,
+            FrameKind::Unnamed(Unnamed::NoSymbol)
+        );
+        assert_eq!(back.locations[0].lines, p.locations[0].lines);
     }
 }

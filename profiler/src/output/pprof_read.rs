@@ -21,7 +21,8 @@ use prost::Message;
 use super::proto;
 use super::wire;
 use crate::profile::{
-    KERNEL_MAPPING, Label, LabelValue, Line, Location, Mapping, Profile, Sample, ValueType,
+    FrameKind, KERNEL_MAPPING, Label, LabelValue, Line, Location, Mapping, Profile, Sample,
+    Unnamed, ValueType,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -205,8 +206,9 @@ pub fn decode_bytes(raw: &[u8], kind: Kind) -> anyhow::Result<Profile> {
 /// Converts pprof's protobuf message into the profile model, the inverse of
 /// [`super::pprof::encode`], after checking its sample types are those of `kind`.
 ///
-/// pprof keeps no kernel flag, so a location is a kernel one when its mapping is
-/// [`KERNEL_MAPPING`] or, without a mapping, when its frame is a `[kernel ...]` marker. A
+/// A location's kind is the one its function's system name tags (see
+/// [`FrameKind::tag`]); untagged, it is kernel code when its mapping is [`KERNEL_MAPPING`],
+/// unnamed when it has no lines, and a named function otherwise. A
 /// label is a string when its string index is set; an unset one is the number in `num`,
 /// unless the key carries strings in other samples (an empty string, such as the name of
 /// a thread that was never seen, is stored as index 0). A location without lines gets one
@@ -283,7 +285,9 @@ pub fn decode(p: &proto::Profile, kind: Kind) -> anyhow::Result<Profile> {
     let mut functions = HashMap::new();
     for f in &p.function {
         let file = string(f.filename)?;
-        let entry = (string(f.name)?, (!file.is_empty()).then_some(file));
+        // A frame that is not a named function carries its kind's tag as system name.
+        let kind = FrameKind::from_tag(string(f.system_name)?);
+        let entry = (string(f.name)?, (!file.is_empty()).then_some(file), kind);
         if f.id == 0 || functions.insert(f.id, entry).is_some() {
             bail!("function id {} is zero or used twice", f.id);
         }
@@ -309,8 +313,9 @@ pub fn decode(p: &proto::Profile, kind: Kind) -> anyhow::Result<Profile> {
             );
         }
         let mut lines = Vec::with_capacity(loc.line.len());
+        let mut kind_tag = None;
         for l in &loc.line {
-            let (function, file) = functions.get(&l.function_id).with_context(|| {
+            let (function, file, kind) = functions.get(&l.function_id).with_context(|| {
                 format!(
                     "location {} names function {}, which is missing",
                     loc.id, l.function_id
@@ -321,6 +326,7 @@ pub fn decode(p: &proto::Profile, kind: Kind) -> anyhow::Result<Profile> {
                 file: file.map(&mut owned).transpose()?,
                 line: u32::try_from(l.line).unwrap_or(0),
             });
+            kind_tag = kind_tag.or(*kind);
         }
         let mapping_path = mapping.map(|m: usize| mappings[m].path.as_str());
         if lines.is_empty() {
@@ -328,15 +334,21 @@ pub fn decode(p: &proto::Profile, kind: Kind) -> anyhow::Result<Profile> {
             owned(&line.function)?;
             lines.push(line);
         }
-        let kernel = match mapping_path {
-            Some(path) => path == KERNEL_MAPPING,
-            None => lines[0].function.starts_with("[kernel"),
+        let kind = match kind_tag {
+            Some(kind) => kind,
+            None if mapping_path == Some(KERNEL_MAPPING) => FrameKind::Kernel,
+            None if loc.line.is_empty() => FrameKind::Unnamed(if mapping.is_some() {
+                Unnamed::NoSymbol
+            } else {
+                Unnamed::NoMapping
+            }),
+            None => FrameKind::Function,
         };
         locations.push(Location {
             address: loc.address,
             mapping,
             lines,
-            kernel,
+            kind,
         });
     }
 

@@ -184,7 +184,7 @@ mod tests {
                 file: None,
                 line: 0,
             }],
-            kernel: false,
+            kind: crate::profile::FrameKind::Function,
         }
     }
 

@@ -6,9 +6,11 @@
 //! flame graphs, the summary) only ever see the symbolized [`Profile`].
 
 mod builder;
+mod frame;
 mod model;
 
 pub use builder::{ProfileBuilder, RawFrame};
+pub use frame::{FrameKind, LostStack, Unnamed, module_offset};
 pub use model::{
     KERNEL_MAPPING, Label, LabelValue, Line, Location, Mapping, Profile, Sample, ValueType,
 };

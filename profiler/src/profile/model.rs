@@ -2,6 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::frame::FrameKind;
+
 /// The pseudo file name of kernel code, as perf calls it: the mapping of kernel locations.
 pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
 
@@ -49,8 +51,8 @@ pub struct Mapping {
 /// One source-level frame of a location: a function, and where in it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Line {
-    /// Demangled function name; for an address that could not be symbolized,
-    /// `module+0xoffset` or `[unknown]`.
+    /// Demangled function name; for a location that is not a named function (see
+    /// [`Location::kind`]), the display name its kind gives it (`module+0xoffset`...).
     pub function: String,
     /// Source file, where debug information gave one.
     pub file: Option<String>,
@@ -67,8 +69,8 @@ pub struct Location {
     pub mapping: Option<MappingId>,
     /// Frames at this address, innermost (inlined callee) first, never empty.
     pub lines: Vec<Line>,
-    /// Whether this is a kernel address.
-    pub kernel: bool,
+    /// What the location stands for: a named function, or why it has none.
+    pub kind: FrameKind,
 }
 
 /// The value of a sample label: pprof labels are strings or numbers.

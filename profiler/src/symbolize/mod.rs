@@ -3,8 +3,9 @@
 //! User addresses are resolved against the mapping snapshots taken while each process lived
 //! (see [`crate::collect::procmaps`]): the address becomes a file offset in the mapped ELF
 //! file, read through the descriptor held since the mapping was first seen, which works just
-//! as well after the process has exited and for files in other mount namespaces. An address that cannot be symbolized is
-//! data, not an error: it becomes a `module+0xoffset` or `[unknown]` frame.
+//! as well after the process has exited and for files in other mount namespaces. An address
+//! that cannot be symbolized is data, not an error: its frame carries the reason as a
+//! [`FrameKind::Unnamed`] and is displayed as `module+0xoffset` or `[unknown]`.
 //!
 //! Symbolization takes two passes, so that the run's memory stays small. First every address
 //! that will be needed is requested ([`Symbolizer::request_user`],
@@ -24,15 +25,24 @@ use blazesym::symbolize::{CodeInfo, Input, Symbolized, Symbolizer as Blazesym};
 
 use crate::collect::procmaps::{MapEntry, ProcessInfo};
 pub use crate::profile::KERNEL_MAPPING;
-use crate::profile::{Line, Mapping};
+use crate::profile::{FrameKind, Line, Mapping, Unnamed, module_offset};
 
-/// A symbolized user address: the mapping it fell in and its frames, innermost first.
+/// A symbolized address: its source frames and what kind of frame it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Source frames, innermost (inlined callee) first, never empty.
+    pub lines: Vec<Line>,
+    /// A named function, or why the address has no name.
+    pub kind: FrameKind,
+}
+
+/// A symbolized user address: the mapping it fell in and its frame.
 #[derive(Debug, Clone)]
 pub struct UserFrame {
     /// The mapping of the address, if the process's snapshot had one.
     pub mapping: Option<Mapping>,
-    /// Source frames, innermost (inlined callee) first, never empty.
-    pub lines: Vec<Line>,
+    /// Its frame.
+    pub frame: Frame,
 }
 
 /// Symbolizes user and kernel addresses in batches, keeping the resulting frames (not the
@@ -40,12 +50,12 @@ pub struct UserFrame {
 #[derive(Default)]
 pub struct Symbolizer {
     /// Frames of the kernel addresses resolved so far, by lookup address.
-    kernel_lines: HashMap<u64, Vec<Line>>,
+    kernel_lines: HashMap<u64, Frame>,
     /// Kernel lookup addresses requested and not resolved yet.
     kernel_requests: BTreeSet<u64>,
     /// Frames of the user addresses resolved so far, by file (the path through which it is
     /// opened) and offset in it.
-    file_lines: HashMap<String, HashMap<u64, Vec<Line>>>,
+    file_lines: HashMap<String, HashMap<u64, Frame>>,
     /// File offsets requested and not resolved yet, by file: the path to open it by, and
     /// the path to name it by.
     file_requests: BTreeMap<(String, String), BTreeSet<u64>>,
@@ -138,7 +148,7 @@ impl Symbolizer {
         let Some((entry, file_offset)) = locate(process, addr, call_site) else {
             return UserFrame {
                 mapping: None,
-                lines: vec![unknown_line("[unknown]")],
+                frame: unnamed(None, 0, Unnamed::NoMapping),
             };
         };
         let mapping = Mapping {
@@ -148,19 +158,27 @@ impl Symbolizer {
             path: entry.path.clone(),
             build_id: entry.file.as_ref().and_then(|f| f.build_id_hex()),
         };
-        let lines = match &entry.file {
-            Some(file) => self.file_lines(&file.open_path(), &entry.path, file_offset),
-            None => vec![unknown_line(&module_offset(&entry.path, file_offset))],
+        let frame = match &entry.file {
+            Some(file) => self.file_frame(&file.open_path(), &entry.path, file_offset),
+            None => {
+                // A pseudo file such as `[heap]` or `[anon:...]` has no file behind it.
+                let why = if entry.path.starts_with('/') {
+                    Unnamed::FileNotHeld
+                } else {
+                    Unnamed::Anonymous
+                };
+                unnamed(Some(&entry.path), file_offset, why)
+            }
         };
         UserFrame {
             mapping: Some(mapping),
-            lines,
+            frame,
         }
     }
 
     /// Symbolizes the kernel address `addr`; `call_site` as for [`Self::user`], and an
     /// address that was not requested is symbolized on its own.
-    pub fn kernel(&mut self, addr: u64, call_site: bool) -> Vec<Line> {
+    pub fn kernel(&mut self, addr: u64, call_site: bool) -> Frame {
         let lookup = lookup_address(addr, call_site);
         if !self.kernel_lines.contains_key(&lookup) {
             log::debug!("{KERNEL_MAPPING}+{lookup:#x} was not requested: symbolized alone");
@@ -170,7 +188,7 @@ impl Symbolizer {
         self.kernel_lines[&lookup].clone()
     }
 
-    fn file_lines(&mut self, open: &str, name: &str, file_offset: u64) -> Vec<Line> {
+    fn file_frame(&mut self, open: &str, name: &str, file_offset: u64) -> Frame {
         let known = self
             .file_lines
             .get(open)
@@ -193,9 +211,13 @@ impl Symbolizer {
         // wherever debug information exists.
         let source = Source::Elf(Elf::new(open));
         let symbolized = blazesym.symbolize(&source, Input::FileOffset(offsets));
-        let lines = batch_lines(name, offsets, symbolized, |offset| {
-            module_offset(name, offset)
-        });
+        let lines = batch_frames(
+            name,
+            offsets,
+            symbolized,
+            FrameKind::Function,
+            |offset, why| unnamed(Some(name), offset, why),
+        );
         self.file_lines
             .entry(open.to_owned())
             .or_default()
@@ -210,7 +232,7 @@ impl Symbolizer {
 }
 
 /// The frames of kernel lookup addresses, symbolized in one batch.
-fn symbolize_kernel(addrs: &[u64]) -> Vec<Vec<Line>> {
+fn symbolize_kernel(addrs: &[u64]) -> Vec<Frame> {
     let started = Instant::now();
     let kernel = Kernel {
         kallsyms: MaybeDefault::Default,
@@ -222,9 +244,16 @@ fn symbolize_kernel(addrs: &[u64]) -> Vec<Vec<Line>> {
     // Dropped at the end of the batch, and with it the parsed kallsyms.
     let blazesym = Blazesym::new();
     let symbolized = blazesym.symbolize(&Source::Kernel(kernel), Input::AbsAddr(addrs));
-    let lines = batch_lines(KERNEL_MAPPING, addrs, symbolized, |addr| {
-        format!("{KERNEL_MAPPING}+{addr:#x}")
-    });
+    let lines = batch_frames(
+        KERNEL_MAPPING,
+        addrs,
+        symbolized,
+        FrameKind::Kernel,
+        |addr, _| Frame {
+            lines: vec![unknown_line(&format!("{KERNEL_MAPPING}+{addr:#x}"))],
+            kind: FrameKind::KernelUnnamed,
+        },
+    );
     log::debug!(
         "symbolized {} kernel addresses in {:?}",
         addrs.len(),
@@ -264,22 +293,24 @@ fn locate(process: Option<&ProcessInfo>, addr: u64, call_site: bool) -> Option<(
     Some((entry, lookup - entry.start + entry.offset))
 }
 
-/// The frames of each input of a batch, in input order: an input blazesym could not
-/// symbolize, or a batch that failed as a whole (a file gone since), gets the one frame
-/// `unknown(input)`.
-fn batch_lines(
+/// The frames of each input of a batch, in input order, of kind `named` where blazesym
+/// found a symbol: an input it could not symbolize gets `unknown(input, NoSymbol)`, and
+/// every input of a batch that failed as a whole (a file gone since, not an ELF file)
+/// `unknown(input, FileUnreadable)`.
+fn batch_frames(
     source: &str,
     inputs: &[u64],
     symbolized: blazesym::Result<Vec<Symbolized<'_>>>,
-    unknown: impl Fn(u64) -> String,
-) -> Vec<Vec<Line>> {
+    named: FrameKind,
+    unknown: impl Fn(u64, Unnamed) -> Frame,
+) -> Vec<Frame> {
     let symbolized = match symbolized {
         Ok(symbolized) => symbolized,
         Err(err) => {
             log::debug!("{source}: {} addresses not symbolized: {err}", inputs.len());
             return inputs
                 .iter()
-                .map(|&input| vec![unknown_line(&unknown(input))])
+                .map(|&input| unknown(input, Unnamed::FileUnreadable))
                 .collect();
         }
     };
@@ -288,14 +319,25 @@ fn batch_lines(
     inputs
         .iter()
         .map(|&input| match symbolized.next() {
-            Some(Symbolized::Sym(sym)) => sym_lines(&sym),
+            Some(Symbolized::Sym(sym)) => Frame {
+                lines: sym_lines(&sym),
+                kind: named,
+            },
             Some(Symbolized::Unknown(reason)) => {
                 log::debug!("{source}+{input:#x} not symbolized: {reason}");
-                vec![unknown_line(&unknown(input))]
+                unknown(input, Unnamed::NoSymbol)
             }
-            None => vec![unknown_line(&unknown(input))],
+            None => unknown(input, Unnamed::NoSymbol),
         })
         .collect()
+}
+
+/// The frame of an unnamed user address at `offset` in the file at `path`.
+fn unnamed(path: Option<&str>, offset: u64, why: Unnamed) -> Frame {
+    Frame {
+        lines: vec![unknown_line(&module_offset(path, offset))],
+        kind: FrameKind::Unnamed(why),
+    }
 }
 
 /// The lines of a symbol, innermost inlined function first.
@@ -326,16 +368,6 @@ fn unknown_line(name: &str) -> Line {
     }
 }
 
-/// `libc.so.6+0x1234`: the file's base name and the offset in it, as perf prints them.
-fn module_offset(path: &str, offset: u64) -> String {
-    let name = path
-        .rsplit('/')
-        .next()
-        .filter(|n| !n.is_empty())
-        .unwrap_or("[anon]");
-    format!("{name}+{offset:#x}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,11 +395,12 @@ mod tests {
         );
         assert!(
             frame
+                .frame
                 .lines
                 .iter()
                 .any(|l| l.function.contains("a_function_to_find")),
             "{:?}",
-            frame.lines
+            frame.frame.lines
         );
     }
 
@@ -404,17 +437,18 @@ mod tests {
         for &(addr, call_site) in &addrs {
             let batch = batched.user(me, addr, call_site);
             let single = Symbolizer::new().user(me, addr, call_site);
-            assert_eq!(batch.lines, single.lines);
+            assert_eq!(batch.frame, single.frame);
             assert_eq!(batch.mapping, single.mapping);
         }
         let frame = batched.user(me, addrs[1].0, true);
         assert!(
             frame
+                .frame
                 .lines
                 .iter()
                 .any(|l| l.function.contains("another_function_to_find")),
             "{:?}",
-            frame.lines
+            frame.frame.lines
         );
     }
 
@@ -450,10 +484,12 @@ mod tests {
         assert_eq!(symbolizer.file_requests.len(), 1);
         symbolizer.resolve_requests();
         let gone = symbolizer.user(Some(&process), 0x1010, false);
-        assert_eq!(gone.lines[0].function, "libgone.so+0x3010");
+        assert_eq!(gone.frame.lines[0].function, "libgone.so+0x3010");
+        assert_eq!(gone.frame.kind, FrameKind::Unnamed(Unnamed::FileNotHeld));
         assert_eq!(gone.mapping.map(|m| m.build_id), Some(None));
         let junk = symbolizer.user(Some(&process), 0x5010, false);
-        assert_eq!(junk.lines[0].function, "libjunk.so+0x3010");
+        assert_eq!(junk.frame.lines[0].function, "libjunk.so+0x3010");
+        assert_eq!(junk.frame.kind, FrameKind::Unnamed(Unnamed::FileUnreadable));
         assert_eq!(
             junk.mapping.map(|m| m.path),
             Some("/container/lib/libjunk.so".to_owned())
@@ -479,8 +515,7 @@ mod tests {
     fn unknown_addresses_become_frames() {
         let mut symbolizer = Symbolizer::new();
         let frame = symbolizer.user(None, 0x1234, true);
-        assert_eq!(frame.lines[0].function, "[unknown]");
-        assert_eq!(module_offset("/usr/lib/libc.so.6", 0x10), "libc.so.6+0x10");
-        assert_eq!(module_offset("", 0x10), "[anon]+0x10");
+        assert_eq!(frame.frame.lines[0].function, "[unknown]");
+        assert_eq!(frame.frame.kind, FrameKind::Unnamed(Unnamed::NoMapping));
     }
 }

@@ -162,9 +162,11 @@ pub struct ProfileData {
 }
 
 /// A frame of the tree, serialized as a compact array:
-/// `[name, file, line, flags, [value per type], [children]]`, where `name` and `file` index
-/// [`ProfileData::strings`] (`file` 0 when unknown), `line` is 0 when unknown, `flags` holds
-/// [`KERNEL`] and [`PROCESS`], and values are totals (self is total minus the children's).
+/// `[name, file, line, flags, [value per type], [children], why]`, where `name`, `file`
+/// and `why` index [`ProfileData::strings`] (`file` 0 when unknown, `why` 0 for a named
+/// frame, else why it has no name: [`crate::profile::FrameKind::reason`]), `line` is 0
+/// when unknown, `flags` holds [`KERNEL`] and [`PROCESS`], and values are totals (self is
+/// total minus the children's).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Node(
     pub u32,
@@ -173,6 +175,7 @@ pub struct Node(
     pub u8,
     pub Vec<i64>,
     pub Vec<Node>,
+    pub u32,
 );
 
 /// A row of a function table: `[name, [self per type], [total per type]]`.
@@ -258,6 +261,7 @@ struct Building {
     line: u32,
     line_weight: i64,
     flags: u8,
+    why: u32,
     values: Vec<i64>,
     children: HashMap<u32, usize>,
 }
@@ -274,6 +278,7 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
         line: 0,
         line_weight: 0,
         flags: 0,
+        why: 0,
         values: vec![0; types],
         children: HashMap::new(),
     }];
@@ -283,26 +288,27 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
             .collect();
         let weight = values.get(index).copied().unwrap_or(0);
         let process = strings.intern(&process_frame(sample));
-        let frames = std::iter::once((process, 0, 0, PROCESS)).chain(
+        let frames = std::iter::once((process, 0, 0, PROCESS, 0)).chain(
             profile.stacks[sample.stack]
                 .iter()
                 .rev()
                 .map(|&l| &profile.locations[l])
                 .flat_map(|loc| loc.lines.iter().rev().map(move |line| (loc, line)))
                 .map(|(loc, line)| {
-                    let flags = if loc.kernel { KERNEL } else { 0 };
+                    let flags = if loc.kind.is_kernel() { KERNEL } else { 0 };
                     (
                         strings.intern(&line.function),
                         line.file.as_deref().map_or(0, |f| strings.intern(f)),
                         line.line,
                         flags,
+                        loc.kind.reason().map_or(0, |why| strings.intern(why)),
                     )
                 })
                 .collect::<Vec<_>>(),
         );
         let mut at = 0;
         add(&mut arena[at].values, &values);
-        for (name, file, line, flags) in frames {
+        for (name, file, line, flags, why) in frames {
             let next = match arena[at].children.get(&name) {
                 Some(&child) => child,
                 None => {
@@ -312,6 +318,7 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
                         line,
                         line_weight: i64::MIN,
                         flags,
+                        why,
                         values: vec![0; types],
                         children: HashMap::new(),
                     });
@@ -415,12 +422,20 @@ fn finish(
             .filter_map(|c| built.remove(c))
             .collect::<Vec<_>>();
         let b = &arena[n];
-        let node = Node(b.name, b.file, b.line, b.flags, b.values.clone(), children);
+        let node = Node(
+            b.name,
+            b.file,
+            b.line,
+            b.flags,
+            b.values.clone(),
+            children,
+            b.why,
+        );
         built.insert(n, node);
     }
     built
         .remove(&at)
-        .unwrap_or_else(|| Node(0, 0, 0, 0, Vec::new(), Vec::new()))
+        .unwrap_or_else(|| Node(0, 0, 0, 0, Vec::new(), Vec::new(), 0))
 }
 
 /// The frames under and including node `at`, counted without recursion.
@@ -752,7 +767,7 @@ mod tests {
         );
         let user = b.location(location(1, None, vec![line("main")]));
         let kernel = b.location(crate::profile::Location {
-            kernel: true,
+            kind: crate::profile::FrameKind::Kernel,
             ..location(2, None, vec![line("do_syscall_64")])
         });
         let s = b.stack(vec![kernel, user]);
@@ -762,6 +777,30 @@ mod tests {
         let main = child(&d, pid, "main");
         assert_eq!(main.3, 0);
         assert_eq!(child(&d, main, "do_syscall_64").3, KERNEL);
+    }
+
+    #[test]
+    fn unnamed_frames_say_why() {
+        use crate::profile::{FrameKind, Unnamed};
+        let mut b = ProfileBuilder::new(
+            "cpu",
+            vec![ValueType::new("samples", "count")],
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        let user = b.location(location(1, None, vec![line("main")]));
+        let kind = FrameKind::Unnamed(Unnamed::NoSymbol);
+        let unnamed = b.location(crate::profile::Location {
+            kind,
+            ..location(2, None, vec![line("app+0x10")])
+        });
+        let s = b.stack(vec![unnamed, user]);
+        b.add_sample(s, &[1], vec![Label::num("pid", 9)]);
+        let d = profile_data(&b.build());
+        let main = child(&d, child(&d, &d.tree, "9"), "main");
+        assert_eq!(main.6, 0);
+        let why = child(&d, main, "app+0x10").6;
+        assert_eq!(Some(d.strings[why as usize].as_str()), kind.reason());
     }
 
     #[test]

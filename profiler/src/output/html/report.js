@@ -241,7 +241,7 @@
       this.build();
     }
 
-    /** The nested [name, file, line, flags, values, children] arrays as linked objects. */
+    /** The nested [name, file, line, flags, values, children, why] arrays as linked objects. */
     flatten(tree) {
       const s = this.profile.strings;
       const nodes = [];
@@ -250,6 +250,7 @@
         const [t, parent] = todo.pop();
         const node = {
           id: nodes.length, name: s[t[0]], file: t[1] ? s[t[1]] : '', line: t[2], flags: t[3],
+          why: t[6] ? s[t[6]] : '',
           values: t[4], children: [], parent, depth: parent ? parent.depth + 1 : 0,
         };
         nodes.push(node);
@@ -310,6 +311,7 @@
       if (n.flags & 2) lines.push(el('div', { class: 'where', text: 'process' }));
       else if (n.file) lines.push(el('div', { class: 'where', text: n.file + (n.line ? ':' + n.line : '') }));
       if (n.flags & 1) lines.push(el('div', { class: 'where', text: 'kernel' }));
+      if (n.why) lines.push(el('div', { class: 'where', text: 'not named: ' + n.why }));
       p.types.forEach((t, i) => {
         lines.push(el('div', {
           text: t.kind + ': ' + fmt(n.values[i], t.unit) + ' (' + pct(n.values[i], p.totals[i]) + '), self ' +
