@@ -6,7 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use profiler::output::pprof_read::{Kind, decode_bytes};
+use profiler::output::pprof_read::decode_bytes;
+use profiler::profile::ProfileKind as Kind;
 
 fuzz_target!(|data: &[u8]| {
     // Every kind: an input can only get past the sample-type check for the kind it is.

@@ -27,7 +27,7 @@ use crate::config::{Config, ReportConfig, Target};
 use crate::output::html::{self, RunFacts};
 use crate::output::terminal::{self, Style};
 use crate::output::{OutputDir, pprof_read};
-use crate::profile::Profile;
+use crate::profile::{Profile, ProfileKind};
 
 fn main() -> ExitCode {
     let invocation = match cli::parse() {
@@ -193,7 +193,7 @@ fn report_again(report: &ReportConfig) -> Result<Outcome> {
     }
     let mut profiles: Vec<Profile> = Vec::new();
     let mut failures = 0;
-    for kind in pprof_read::Kind::ALL {
+    for kind in ProfileKind::ALL {
         let path = dir.join(format!("{}.pb.gz", kind.name()));
         if path.symlink_metadata().is_err() {
             continue;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::build::block::{CONTENTIONS, DELAY};
+use crate::profile::BlockValue;
 use crate::profile::Profile;
 
 use super::language;
@@ -63,9 +63,19 @@ pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
         if let Some(tid) = sample.label_num("tid") {
             acc.tids.insert(tid);
         }
-        let delay = sample.values.get(DELAY).copied().unwrap_or(0).max(0) as u64;
+        let delay = sample
+            .values
+            .get(BlockValue::Delay.index())
+            .copied()
+            .unwrap_or(0)
+            .max(0) as u64;
         // Saturating: values read from a file can add up past the largest number.
-        let waits = sample.values.get(CONTENTIONS).copied().unwrap_or(0).max(0) as u64;
+        let waits = sample
+            .values
+            .get(BlockValue::Contentions.index())
+            .copied()
+            .unwrap_or(0)
+            .max(0) as u64;
         acc.waits = acc.waits.saturating_add(waits);
         acc.delay = acc.delay.saturating_add(delay);
         let waiter = acc
@@ -101,7 +111,12 @@ pub fn by_process(profile: &Profile) -> Vec<(i64, String, u64)> {
         let entry = totals
             .entry(sample.label_num("pid").unwrap_or(0))
             .or_insert_with(|| (sample.label_str("comm").unwrap_or("").to_owned(), 0));
-        let delay = sample.values.get(DELAY).copied().unwrap_or(0).max(0) as u64;
+        let delay = sample
+            .values
+            .get(BlockValue::Delay.index())
+            .copied()
+            .unwrap_or(0)
+            .max(0) as u64;
         entry.1 = entry.1.saturating_add(delay);
     }
     let mut all: Vec<(i64, String, u64)> = totals
@@ -120,8 +135,8 @@ mod tests {
     use crate::profile::{Label, Line, Location, ProfileBuilder, ValueType};
 
     fn profile() -> Profile {
-        let mut b = ProfileBuilder::new(
-            "block",
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Block,
             vec![
                 ValueType::new("contentions", "count"),
                 ValueType::new("delay", "nanoseconds"),

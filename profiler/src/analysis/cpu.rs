@@ -289,8 +289,8 @@ mod tests {
     /// A CPU profile from (root-first function names, samples) pairs; names starting with
     /// `k:` are kernel frames.
     fn profile(stacks: &[(&[&str], i64)]) -> Profile {
-        let mut b = ProfileBuilder::new(
-            "cpu",
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
             vec![
                 ValueType::new("samples", "count"),
                 ValueType::new("cpu", "nanoseconds"),

@@ -2,7 +2,7 @@
 //! report show the same findings.
 
 use crate::config::SmallIo;
-use crate::profile::Profile;
+use crate::profile::{Profile, ProfileKind};
 
 use super::block::{self, FutexWaits};
 use super::cpu::{self, MemoryHotSpot};
@@ -28,26 +28,25 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    /// Analyzes the profiles named `cpu`, `io` and `block` among `profiles`.
+    /// Analyzes each profile by its kind.
     pub fn of(profiles: &[Profile], small_io: SmallIo) -> Self {
         let mut analysis = Self {
             small_io_thresholds: small_io,
             ..Self::default()
         };
         for profile in profiles {
-            match profile.name.as_str() {
-                "cpu" => analysis.memory = cpu::memory_hot_spots(profile),
-                "io" => {
+            match profile.kind {
+                ProfileKind::Cpu => analysis.memory = cpu::memory_hot_spots(profile),
+                ProfileKind::Io => {
                     let seconds = profile.duration.as_secs_f64();
                     analysis.io_sites = io::sites(profile);
                     analysis.small_io = io::small_io(&analysis.io_sites, small_io, seconds);
                     analysis.io_seconds = seconds;
                 }
-                "block" => {
+                ProfileKind::Block => {
                     analysis.blocked = block::by_process(profile);
                     analysis.futexes = block::by_futex(profile);
                 }
-                _ => {}
             }
         }
         analysis

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
-use crate::build::io::{BYTES, CALLS, EAGAIN, ERRORS, REQUESTED, SHORT, TIME};
 use crate::config::SmallIo;
+use crate::profile::IoValue;
 use crate::profile::Profile;
 
 use super::language::{self, Language};
@@ -205,22 +205,22 @@ pub fn sites(profile: &Profile) -> Vec<IoSite> {
                 bytes: 0,
                 nanos: 0,
                 errors: 0,
-                requested: (profile.sample_types.len() > REQUESTED).then_some(0),
+                requested: (profile.sample_types.len() > IoValue::Requested.index()).then_some(0),
                 short: 0,
                 eagain: 0,
             }
         });
-        let value = |i: usize| sample.values.get(i).copied().unwrap_or(0).max(0) as u64;
+        let value = |v: IoValue| sample.values.get(v.index()).copied().unwrap_or(0).max(0) as u64;
         // Saturating: values read from a file can add up past the largest number.
-        site.calls = site.calls.saturating_add(value(CALLS));
-        site.bytes = site.bytes.saturating_add(value(BYTES));
-        site.nanos = site.nanos.saturating_add(value(TIME));
-        site.errors = site.errors.saturating_add(value(ERRORS));
+        site.calls = site.calls.saturating_add(value(IoValue::Calls));
+        site.bytes = site.bytes.saturating_add(value(IoValue::Bytes));
+        site.nanos = site.nanos.saturating_add(value(IoValue::Time));
+        site.errors = site.errors.saturating_add(value(IoValue::Errors));
         if let Some(requested) = &mut site.requested {
-            *requested = requested.saturating_add(value(REQUESTED));
+            *requested = requested.saturating_add(value(IoValue::Requested));
         }
-        site.short = site.short.saturating_add(value(SHORT));
-        site.eagain = site.eagain.saturating_add(value(EAGAIN));
+        site.short = site.short.saturating_add(value(IoValue::Short));
+        site.eagain = site.eagain.saturating_add(value(IoValue::Eagain));
         if let Some(kind) = sample.label_str("descriptor")
             && !site.descriptors.iter().any(|d| d == kind)
         {

@@ -9,14 +9,9 @@ use crate::build::cpu::comm;
 use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::profile::LostStack;
-use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
+use crate::profile::{Label, LostStack, Profile, ProfileBuilder, ProfileKind};
 use crate::run_facts;
 
-/// Index of `contentions` in the blocking profile's sample types.
-pub const CONTENTIONS: usize = 0;
-/// Index of `delay`.
-pub const DELAY: usize = 1;
 /// The `outcome` label of a wait still in progress when the window closed.
 pub const IN_PROGRESS: &str = "in progress";
 
@@ -29,16 +24,7 @@ pub fn build<'run>(
     config: &Config,
     resolver: &mut StackResolver<'run>,
 ) -> Profile {
-    let mut builder = ProfileBuilder::new(
-        "block",
-        vec![
-            ValueType::new("contentions", "count"),
-            ValueType::new("delay", "nanoseconds"),
-        ],
-        run.start,
-        run.duration,
-    );
-    builder.default_sample_type(DELAY);
+    let mut builder = ProfileBuilder::new(ProfileKind::Block, run.start, run.duration);
     for comment in accounting(run, config) {
         builder.comment(comment);
     }

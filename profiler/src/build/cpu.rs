@@ -5,7 +5,8 @@ use profiler_common::{COMM_LEN, counter};
 use crate::build::stacks::StackResolver;
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
+use crate::profile::CpuValue;
+use crate::profile::{Label, Profile, ProfileBuilder, ProfileKind, ValueType};
 use crate::run_facts;
 
 /// Builds the symbolized CPU profile: sample types `samples/count` and `cpu/nanoseconds`,
@@ -16,18 +17,8 @@ pub fn build<'run>(
     resolver: &mut StackResolver<'run>,
 ) -> Profile {
     let period_ns = 1_000_000_000 / config.frequency as i64;
-    let mut builder = ProfileBuilder::new(
-        "cpu",
-        vec![
-            ValueType::new("samples", "count"),
-            ValueType::new("cpu", "nanoseconds"),
-        ],
-        run.start,
-        run.duration,
-    );
+    let mut builder = ProfileBuilder::new(ProfileKind::Cpu, run.start, run.duration);
     builder.period(ValueType::new("cpu", "nanoseconds"), period_ns);
-    // Samples, not nanoseconds, weight the folded stacks and flame graph, as with perf.
-    builder.default_sample_type(0);
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
@@ -47,7 +38,10 @@ pub fn build<'run>(
             Label::num("tid", i64::from(key.tid)),
             Label::str("comm", comm(&key.comm)),
         ];
-        builder.add_sample(stack, &[count, count * period_ns], labels);
+        let mut values = [0; CpuValue::Cpu.index() + 1];
+        values[CpuValue::Samples.index()] = count;
+        values[CpuValue::Cpu.index()] = count * period_ns;
+        builder.add_sample(stack, &values, labels);
     }
     builder.build()
 }

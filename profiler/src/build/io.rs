@@ -6,44 +6,18 @@ use crate::build::cpu::comm;
 use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::output::pprof_read::IO_SAMPLE_TYPES;
-use crate::profile::LostStack;
-use crate::profile::{Label, Profile, ProfileBuilder, ValueType};
+use crate::profile::{IoValue, Label, LostStack, Profile, ProfileBuilder, ProfileKind};
 use crate::run_facts;
 
-/// Index of `calls` in the I/O profile's sample types.
-pub const CALLS: usize = 0;
-/// Index of `bytes`.
-pub const BYTES: usize = 1;
-/// Index of `time`.
-pub const TIME: usize = 2;
-/// Index of `errors`.
-pub const ERRORS: usize = 3;
-/// Index of `requested`: what the calls asked for (bytes; messages for `*mmsg`).
-pub const REQUESTED: usize = 4;
-/// Index of `short`: calls that moved less than they asked for.
-pub const SHORT: usize = 5;
-/// Index of `eagain`: calls that failed with `EAGAIN`/`EWOULDBLOCK`.
-pub const EAGAIN: usize = 6;
-
-/// Builds the symbolized I/O profile: sample types [`IO_SAMPLE_TYPES`] (`calls/count` the
-/// default); labels `syscall`, `pid`, `comm`, and `descriptor` (file, socket, pipe, tty,
+/// Builds the symbolized I/O profile: sample types as [`ProfileKind::Io`] names them
+/// (`calls/count` the default); labels `syscall`, `pid`, `comm`, and `descriptor` (file, socket, pipe, tty,
 /// ...) where it was seen.
 pub fn build<'run>(
     run: &'run RunOutcome,
     config: &Config,
     resolver: &mut StackResolver<'run>,
 ) -> Profile {
-    let mut builder = ProfileBuilder::new(
-        "io",
-        IO_SAMPLE_TYPES
-            .iter()
-            .map(|&(kind, unit)| ValueType::new(kind, unit))
-            .collect(),
-        run.start,
-        run.duration,
-    );
-    builder.default_sample_type(CALLS);
+    let mut builder = ProfileBuilder::new(ProfileKind::Io, run.start, run.duration);
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
@@ -71,15 +45,18 @@ pub fn build<'run>(
             labels.push(Label::str("descriptor", *kind));
         }
         let sampled = stacks_of.remove(key).unwrap_or_default();
-        let totals = [
-            value.calls,
-            value.bytes,
-            value.nanos,
-            value.errors,
-            value.requested,
-            value.short,
-            value.eagain,
-        ];
+        let mut totals = [0; IoValue::Eagain.index() + 1];
+        for (v, total) in [
+            (IoValue::Calls, value.calls),
+            (IoValue::Bytes, value.bytes),
+            (IoValue::Time, value.nanos),
+            (IoValue::Errors, value.errors),
+            (IoValue::Requested, value.requested),
+            (IoValue::Short, value.short),
+            (IoValue::Eagain, value.eagain),
+        ] {
+            totals[v.index()] = total;
+        }
         let missing = LostStack::RingBufferFull;
         resolver.add_site(&mut builder, &sampled, missing, &totals, &labels);
     }
@@ -113,26 +90,4 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
         ),
         run_facts::unwinding(run),
     ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn indices_name_their_sample_types() {
-        let at = |i: usize| IO_SAMPLE_TYPES[i].0;
-        assert_eq!(
-            [CALLS, BYTES, TIME, ERRORS, REQUESTED, SHORT, EAGAIN].map(at),
-            [
-                "calls",
-                "bytes",
-                "time",
-                "errors",
-                "requested",
-                "short",
-                "eagain"
-            ]
-        );
-    }
 }

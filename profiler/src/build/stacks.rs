@@ -285,8 +285,8 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     fn builder() -> ProfileBuilder {
-        ProfileBuilder::new(
-            "t",
+        ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::ZERO,

@@ -4,8 +4,8 @@
 use std::fmt::Write;
 
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits};
-use crate::build::block::{CONTENTIONS, DELAY};
 use crate::output::summary::{group, human_time, shorten, shown_in_terminal};
+use crate::profile::BlockValue;
 use crate::profile::Profile;
 
 /// How many waiting functions a contended lock lists.
@@ -88,12 +88,20 @@ fn top_stacks(profile: &Profile) -> Vec<(usize, i64, i64)> {
     for sample in &profile.samples {
         let entry = by_stack.entry(sample.stack).or_default();
         // Saturating: values read from a file can add up past i64::MAX.
-        entry.0 = entry
-            .0
-            .saturating_add(sample.values.get(CONTENTIONS).copied().unwrap_or(0));
-        entry.1 = entry
-            .1
-            .saturating_add(sample.values.get(DELAY).copied().unwrap_or(0));
+        entry.0 = entry.0.saturating_add(
+            sample
+                .values
+                .get(BlockValue::Contentions.index())
+                .copied()
+                .unwrap_or(0),
+        );
+        entry.1 = entry.1.saturating_add(
+            sample
+                .values
+                .get(BlockValue::Delay.index())
+                .copied()
+                .unwrap_or(0),
+        );
     }
     let mut all: Vec<(usize, i64, i64)> = by_stack
         .into_iter()
@@ -120,8 +128,8 @@ mod tests {
     }
 
     fn empty_profile() -> Profile {
-        crate::profile::ProfileBuilder::new(
-            "block",
+        crate::profile::ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Block,
             vec![],
             std::time::SystemTime::UNIX_EPOCH,
             std::time::Duration::ZERO,

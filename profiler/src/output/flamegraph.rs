@@ -7,7 +7,7 @@ use inferno::flamegraph::color::{BasicPalette, Palette};
 use inferno::flamegraph::{self, Options};
 
 use super::folded;
-use crate::profile::Profile;
+use crate::profile::{Profile, ProfileKind};
 
 /// Renders `profile` as an SVG flame graph into `out`; an empty profile gets a small SVG
 /// that says "no samples".
@@ -27,7 +27,7 @@ fn render(profile: &Profile) -> std::io::Result<Vec<u8>> {
     let mut options = Options::default();
     options.title = title;
     options.count_name = count_name(profile);
-    options.colors = palette(&profile.name);
+    options.colors = palette(profile.kind);
     options.subtitle = Some(format!(
         "{} over {:.1} s",
         profile
@@ -47,7 +47,7 @@ fn render(profile: &Profile) -> std::io::Result<Vec<u8>> {
 
 /// "CPU profile", "IO profile", ...: the profile's name as a heading.
 fn title(profile: &Profile) -> String {
-    format!("{} profile", profile.name.to_uppercase())
+    format!("{} profile", profile.kind.name().to_uppercase())
 }
 
 /// What one unit of width stands for, as shown in the tooltips ("123 samples").
@@ -62,12 +62,11 @@ fn count_name(profile: &Profile) -> String {
 }
 
 /// Flame graph colors by profile kind: warm for CPU, blues for I/O, cooler for waiting.
-fn palette(name: &str) -> Palette {
-    Palette::Basic(match name {
-        "io" => BasicPalette::Io,
-        "block" | "offcpu" | "off-cpu" | "wait" => BasicPalette::Blue,
-        "mem" | "memory" | "alloc" => BasicPalette::Mem,
-        _ => BasicPalette::Hot,
+fn palette(kind: ProfileKind) -> Palette {
+    Palette::Basic(match kind {
+        ProfileKind::Cpu => BasicPalette::Hot,
+        ProfileKind::Io => BasicPalette::Io,
+        ProfileKind::Block => BasicPalette::Blue,
     })
 }
 

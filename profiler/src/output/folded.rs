@@ -109,8 +109,8 @@ mod tests {
 
     #[test]
     fn merges_drops_and_sanitizes() {
-        let mut b = ProfileBuilder::new(
-            "io",
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Io,
             vec![ValueType::new("bytes", "bytes")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),

@@ -46,7 +46,7 @@ pub fn write_profile(
         .into_iter()
         .filter(|(wanted, _, _)| *wanted)
         .map(|(_, extension, write)| {
-            let name = format!("{}.{extension}", profile.name);
+            let name = format!("{}.{extension}", profile.kind.name());
             dir.write(&name, |out| write(profile, out))
         })
         .collect()
@@ -146,8 +146,8 @@ pub(crate) mod fixture {
     ///   into `run` (one location, two lines)
     /// - `main -> run -> b` 6 samples, pid 200 tid 200, no comm
     pub fn profile() -> Profile {
-        let mut b = ProfileBuilder::new(
-            "cpu",
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
             vec![
                 ValueType::new("samples", "count"),
                 ValueType::new("cpu", "nanoseconds"),
@@ -222,8 +222,8 @@ pub(crate) mod fixture {
 
     /// A profile with the same types as [`profile`] and no samples.
     pub fn empty() -> Profile {
-        ProfileBuilder::new(
-            "cpu",
+        ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
             vec![
                 ValueType::new("samples", "count"),
                 ValueType::new("cpu", "nanoseconds"),

@@ -245,7 +245,8 @@ pub fn write(profile: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::output::fixture;
-    use crate::output::pprof_read::{Kind, decode, decode_bytes};
+    use crate::output::pprof_read::{decode, decode_bytes};
+    use crate::profile::ProfileKind;
     use crate::profile::{FrameKind, Label, LostStack, Mapping, Sample, Unnamed};
     use crate::symbolize::KERNEL_MAPPING;
 
@@ -258,7 +259,7 @@ mod tests {
 
     /// Compares two profiles field by field (Profile has no PartialEq: nothing else needs it).
     fn assert_same(a: &Profile, b: &Profile) {
-        assert_eq!(a.name, b.name);
+        assert_eq!(a.kind, b.kind);
         assert_eq!(a.sample_types, b.sample_types);
         assert_eq!(a.default_sample_type, b.default_sample_type);
         assert_eq!(a.period_type, b.period_type);
@@ -319,7 +320,7 @@ mod tests {
     #[test]
     fn decode_inverts_encode() {
         for p in [fixture::profile(), rich_profile(), fixture::empty()] {
-            let back = decode(&encode(&p), Kind::Cpu).unwrap();
+            let back = decode(&encode(&p), ProfileKind::Cpu).unwrap();
             assert_same(&back, &p);
         }
     }
@@ -327,8 +328,11 @@ mod tests {
     #[test]
     fn the_kind_comes_from_the_sample_types() {
         let mut p = rich_profile();
-        assert_same(&decode_bytes(&file(&p), Kind::Cpu).unwrap(), &p);
-        let err = format!("{:#}", decode_bytes(&file(&p), Kind::Io).unwrap_err());
+        assert_same(&decode_bytes(&file(&p), ProfileKind::Cpu).unwrap(), &p);
+        let err = format!(
+            "{:#}",
+            decode_bytes(&file(&p), ProfileKind::Io).unwrap_err()
+        );
         assert!(
             err.contains("not an I/O profile")
                 && err.contains("samples/count, cpu/nanoseconds")
@@ -347,7 +351,10 @@ mod tests {
         for s in &mut p.samples {
             s.values = vec![1, 2, 3, 4];
         }
-        let err = format!("{:#}", decode_bytes(&file(&p), Kind::Io).unwrap_err());
+        let err = format!(
+            "{:#}",
+            decode_bytes(&file(&p), ProfileKind::Io).unwrap_err()
+        );
         assert!(
             err.contains("alloc_objects/count, alloc_space/count")
                 && err.contains("another program's profile"),
@@ -360,29 +367,34 @@ mod tests {
         let good = encode(&fixture::profile());
         let mut p = good.clone();
         p.sample[0].value.pop();
-        let err = format!("{:#}", decode(&p, Kind::Cpu).unwrap_err());
+        let err = format!("{:#}", decode(&p, ProfileKind::Cpu).unwrap_err());
         assert!(
             err.contains("sample 0 has 1 values for 2 sample types"),
             "{err}"
         );
         let mut p = good.clone();
         p.sample[0].location_id.push(99);
-        assert!(format!("{:#}", decode(&p, Kind::Cpu).unwrap_err()).contains("location 99"));
+        assert!(format!("{:#}", decode(&p, ProfileKind::Cpu).unwrap_err()).contains("location 99"));
         let mut p = good.clone();
         p.location[0].line[0].function_id = 77;
-        assert!(format!("{:#}", decode(&p, Kind::Cpu).unwrap_err()).contains("function 77"));
+        assert!(format!("{:#}", decode(&p, ProfileKind::Cpu).unwrap_err()).contains("function 77"));
         let mut p = good.clone();
         p.comment.push(10_000);
-        assert!(format!("{:#}", decode(&p, Kind::Cpu).unwrap_err()).contains("string index"));
+        assert!(
+            format!("{:#}", decode(&p, ProfileKind::Cpu).unwrap_err()).contains("string index")
+        );
         let mut p = good.clone();
         p.location[1].id = p.location[0].id;
-        assert!(decode(&p, Kind::Cpu).is_err());
+        assert!(decode(&p, ProfileKind::Cpu).is_err());
         let mut p = good;
         p.sample_type.clear();
         for s in &mut p.sample {
             s.value.clear();
         }
-        assert!(format!("{:#}", decode(&p, Kind::Cpu).unwrap_err()).contains("sample types none"));
+        assert!(
+            format!("{:#}", decode(&p, ProfileKind::Cpu).unwrap_err())
+                .contains("sample types none")
+        );
     }
 
     #[test]
@@ -390,7 +402,7 @@ mod tests {
         let mut p = encode(&fixture::profile());
         p.location[0].line.clear();
         p.default_sample_type = 0;
-        let back = decode(&p, Kind::Cpu).unwrap();
+        let back = decode(&p, ProfileKind::Cpu).unwrap();
         // 0x1100 in a mapping starting at 0x1000 of /usr/bin/app.
         assert_eq!(back.locations[0].lines[0].function, "app+0x100");
         assert_eq!(
@@ -505,11 +517,11 @@ mod tests {
     fn reads_plain_protobuf_and_reports_garbage() {
         let plain = encode(&fixture::profile()).encode_to_vec();
         assert_same(
-            &decode_bytes(&plain, Kind::Cpu).unwrap(),
+            &decode_bytes(&plain, ProfileKind::Cpu).unwrap(),
             &fixture::profile(),
         );
-        assert!(decode_bytes(b"\xff\xff\xff", Kind::Cpu).is_err());
-        assert!(decode_bytes(b"\x1f\x8b\x08\x00garbage", Kind::Cpu).is_err());
+        assert!(decode_bytes(b"\xff\xff\xff", ProfileKind::Cpu).is_err());
+        assert!(decode_bytes(b"\x1f\x8b\x08\x00garbage", ProfileKind::Cpu).is_err());
     }
 
     #[test]
@@ -538,7 +550,7 @@ mod tests {
         p.locations[0].kind = FrameKind::Unnamed(Unnamed::NoSymbol);
         let message = encode(&p);
         assert!(!message.mapping[0].has_functions);
-        let back = decode(&message, Kind::Cpu).unwrap();
+        let back = decode(&message, ProfileKind::Cpu).unwrap();
         assert_eq!(
             back.locations[0].kind,
             FrameKind::Unnamed(Unnamed::NoSymbol)

@@ -21,8 +21,8 @@ use prost::Message;
 use super::proto;
 use super::wire;
 use crate::profile::{
-    FrameKind, KERNEL_MAPPING, Label, LabelValue, Line, Location, Mapping, Profile, Sample,
-    Unnamed, ValueType,
+    FrameKind, KERNEL_MAPPING, Label, LabelValue, Line, Location, Mapping, Profile, ProfileKind,
+    Sample, Unnamed, ValueType,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -43,94 +43,12 @@ pub const MAX_DISTINCT_FRAMES: usize = 500_000;
 /// The most frames over all samples, which bounds the time the summaries take.
 pub const MAX_SAMPLE_FRAMES: usize = 20_000_000;
 
-/// The I/O profile's sample types, in order (`build::io` writes them and names their
-/// indices). The first four are those of profiles written before `requested`, `short` and
-/// `eagain` were appended, so a reader of the old ones finds every index where it was.
-pub const IO_SAMPLE_TYPES: [(&str, &str); 7] = [
-    ("calls", "count"),
-    ("bytes", "bytes"),
-    ("time", "nanoseconds"),
-    ("errors", "count"),
-    ("requested", "bytes"),
-    ("short", "count"),
-    ("eagain", "count"),
-];
-
-/// The profiles this profiler writes, each recognized by its sample types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// `cpu.pb.gz`: samples/count, cpu/nanoseconds.
-    Cpu,
-    /// `io.pb.gz`: calls/count, bytes/bytes, time/nanoseconds, errors/count,
-    /// requested/bytes, short/count, eagain/count (or only the first four, as written
-    /// before requests were recorded).
-    Io,
-    /// `block.pb.gz`: contentions/count, delay/nanoseconds.
-    Block,
-}
-
-impl Kind {
-    /// Every kind, in the order reports show them.
-    pub const ALL: [Kind; 3] = [Kind::Cpu, Kind::Io, Kind::Block];
-
-    /// The profile's name, which is also its file's stem.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Cpu => "cpu",
-            Kind::Io => "io",
-            Kind::Block => "block",
-        }
-    }
-
-    /// The name people use for it.
-    pub fn title(self) -> &'static str {
-        match self {
-            Kind::Cpu => "CPU",
-            Kind::Io => "I/O",
-            Kind::Block => "blocking",
-        }
-    }
-
-    /// The sample types (kind, unit) this profiler writes for it, in order.
-    pub fn sample_types(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            Kind::Cpu => &[("samples", "count"), ("cpu", "nanoseconds")],
-            Kind::Io => &IO_SAMPLE_TYPES,
-            Kind::Block => &[("contentions", "count"), ("delay", "nanoseconds")],
-        }
-    }
-
-    /// The sample types an earlier build wrote for it, still read: for the I/O profile,
-    /// the four it had before `requested`, `short` and `eagain` were appended.
-    fn earlier_sample_types(self) -> Option<&'static [(&'static str, &'static str)]> {
-        match self {
-            Kind::Io => Some(&IO_SAMPLE_TYPES[..4]),
-            Kind::Cpu | Kind::Block => None,
-        }
-    }
-
-    /// The kind whose sample types are exactly `types` (as this build or an earlier one
-    /// wrote them), if any.
-    pub fn of(types: &[ValueType]) -> Option<Kind> {
-        let same = |want: &[(&str, &str)]| {
-            want.len() == types.len()
-                && want
-                    .iter()
-                    .zip(types)
-                    .all(|(&(kind, unit), t)| t.kind == kind && t.unit == unit)
-        };
-        Kind::ALL
-            .into_iter()
-            .find(|k| same(k.sample_types()) || k.earlier_sample_types().is_some_and(same))
-    }
-}
-
 /// Reads `path` (such as `DIR/io.pb.gz`) as a profile of `kind`, refusing one whose sample
 /// types are another's.
 ///
 /// # Errors
 /// One message naming the file and what is wrong with it.
-pub fn load(path: &Path, kind: Kind) -> anyhow::Result<Profile> {
+pub fn load(path: &Path, kind: ProfileKind) -> anyhow::Result<Profile> {
     let shown = path.display();
     let raw = read_file(path).with_context(|| format!("cannot read {shown}"))?;
     if raw.is_empty() {
@@ -180,7 +98,7 @@ fn read_capped(r: impl Read, limit: u64, what: &str) -> anyhow::Result<Vec<u8>> 
 ///
 /// # Errors
 /// When the bytes are not a pprof profile of `kind` or exceed a limit.
-pub fn decode_bytes(raw: &[u8], kind: Kind) -> anyhow::Result<Profile> {
+pub fn decode_bytes(raw: &[u8], kind: ProfileKind) -> anyhow::Result<Profile> {
     // pprof itself accepts plain protobuf too, so only gunzip what has the gzip magic.
     let decompressed;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
@@ -215,7 +133,7 @@ pub fn decode_bytes(raw: &[u8], kind: Kind) -> anyhow::Result<Profile> {
 /// `module+0xoffset` (or `[unknown]`) line, as the symbolizer names what it cannot resolve.
 /// Malformed input (an index out of range, a missing id, a sample with the wrong number of
 /// values) or one over a limit is an error, never a panic.
-pub fn decode(p: &proto::Profile, kind: Kind) -> anyhow::Result<Profile> {
+pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> {
     let mut copied = 0u64;
     let string = |i: i64| -> anyhow::Result<&str> {
         usize::try_from(i)
@@ -427,7 +345,7 @@ pub fn decode(p: &proto::Profile, kind: Kind) -> anyhow::Result<Profile> {
     }
 
     Ok(Profile {
-        name: kind.name().to_owned(),
+        kind,
         sample_types,
         default_sample_type,
         period_type,
@@ -443,8 +361,8 @@ pub fn decode(p: &proto::Profile, kind: Kind) -> anyhow::Result<Profile> {
 }
 
 /// Fails unless `types` are the sample types of `kind`, saying what they are instead.
-fn check_kind(types: &[ValueType], kind: Kind) -> anyhow::Result<()> {
-    let found = Kind::of(types);
+fn check_kind(types: &[ValueType], kind: ProfileKind) -> anyhow::Result<()> {
+    let found = ProfileKind::of(types);
     if found == Some(kind) {
         return Ok(());
     }
@@ -469,7 +387,7 @@ fn check_kind(types: &[ValueType], kind: Kind) -> anyhow::Result<()> {
         .iter()
         .map(|(k, u)| format!("{k}/{u}"))
         .collect();
-    let article = if kind == Kind::Io { "an" } else { "a" };
+    let article = if kind == ProfileKind::Io { "an" } else { "a" };
     Err(WrongKind(format!(
         "not {article} {title} profile of this profiler (sample types {listed}): {what}, \
          while {article} {title} profile has {}; remove the file or replace it with one a \
@@ -520,24 +438,24 @@ mod tests {
 
     #[test]
     fn kinds_are_told_by_their_sample_types() {
-        for kind in Kind::ALL {
+        for kind in ProfileKind::ALL {
             let types: Vec<ValueType> = kind
                 .sample_types()
                 .iter()
                 .map(|(k, u)| ValueType::new(k, u))
                 .collect();
-            assert_eq!(Kind::of(&types), Some(kind));
-            assert_eq!(Kind::of(&types[1..]), None);
+            assert_eq!(ProfileKind::of(&types), Some(kind));
+            assert_eq!(ProfileKind::of(&types[1..]), None);
         }
         // An I/O profile written before requests were recorded is still one.
-        let earlier: Vec<ValueType> = IO_SAMPLE_TYPES[..4]
+        let earlier: Vec<ValueType> = ProfileKind::Io.sample_types()[..4]
             .iter()
             .map(|(k, u)| ValueType::new(k, u))
             .collect();
-        assert_eq!(Kind::of(&earlier), Some(Kind::Io));
-        assert_eq!(Kind::of(&earlier[..3]), None);
+        assert_eq!(ProfileKind::of(&earlier), Some(ProfileKind::Io));
+        assert_eq!(ProfileKind::of(&earlier[..3]), None);
         let heap = [ValueType::new("alloc_objects", "count")];
-        let err = check_kind(&heap, Kind::Io).unwrap_err();
+        let err = check_kind(&heap, ProfileKind::Io).unwrap_err();
         assert!(err.is::<WrongKind>());
         assert!(
             err.to_string().starts_with(
@@ -549,7 +467,7 @@ mod tests {
 
     #[test]
     fn an_empty_message_is_refused_by_kind() {
-        let err = decode_bytes(&[], Kind::Cpu).unwrap_err();
+        let err = decode_bytes(&[], ProfileKind::Cpu).unwrap_err();
         assert!(format!("{err:#}").contains("sample types none"), "{err:#}");
     }
 }

@@ -112,7 +112,7 @@ pub fn render(profile: &Profile) -> File {
             }
             Sampled {
                 r#type: "sampled",
-                name: format!("{} {} ({})", profile.name, t.kind, t.unit),
+                name: format!("{} {} ({})", profile.kind.name(), t.kind, t.unit),
                 unit: unit(&t.unit),
                 start_value: 0,
                 end_value: weights.iter().fold(0, |sum: i64, &w| sum.saturating_add(w)),
@@ -126,7 +126,7 @@ pub fn render(profile: &Profile) -> File {
         schema: SCHEMA,
         shared: Shared { frames },
         profiles,
-        name: format!("{} profile", profile.name),
+        name: format!("{} profile", profile.kind.name()),
         active_profile_index: profile.default_sample_type,
         exporter: "profiler",
     }

@@ -15,7 +15,13 @@ pub fn render(profile: &Profile, top: usize) -> String {
     let vt = profile.sample_types.get(index).unwrap_or(&fallback);
     let mut out = String::new();
     // Writing to a String cannot fail, so the fmt::Results below are ignored.
-    let _ = writeln!(out, "{} profile: {} ({})", profile.name, vt.kind, vt.unit);
+    let _ = writeln!(
+        out,
+        "{} profile: {} ({})",
+        profile.kind.name(),
+        vt.kind,
+        vt.unit
+    );
     for comment in profile.comments.iter().filter(|c| shown_in_terminal(c)) {
         let _ = writeln!(out, "  {comment}");
     }
@@ -205,8 +211,8 @@ mod tests {
 
     /// main->a (3), main->b->a (1), main->b (6), counted in samples.
     fn known() -> Profile {
-        let mut b = ProfileBuilder::new(
-            "cpu",
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
@@ -240,8 +246,8 @@ mod tests {
 
     #[test]
     fn recursion_counts_once_per_stack() {
-        let mut b = ProfileBuilder::new(
-            "cpu",
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),

@@ -10,7 +10,7 @@ use crate::analysis::cpu::{self, MemoryHotSpot};
 use crate::analysis::findings::Analysis;
 use crate::output::summary::{group, shorten};
 use crate::output::{block_summary, io_summary, summary};
-use crate::profile::Profile;
+use crate::profile::{Profile, ProfileKind};
 
 /// ANSI styling, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +108,8 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
         out.push('\n');
     }
     for profile in profiles {
-        let text = match profile.name.as_str() {
-            "io" => {
+        let text = match profile.kind {
+            ProfileKind::Io => {
                 let mut text = String::from("io profile: calls (count)\n");
                 for comment in profile
                     .comments
@@ -136,13 +136,13 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                 }
                 text
             }
-            "block" => block_summary::render(profile, &analysis.blocked, &analysis.futexes, top),
-            _ => {
+            ProfileKind::Block => {
+                block_summary::render(profile, &analysis.blocked, &analysis.futexes, top)
+            }
+            ProfileKind::Cpu => {
                 let mut text = summary::render(profile, top);
-                if profile.name == "cpu" {
-                    text.push('\n');
-                    text.push_str(&memory_section(&analysis.memory));
-                }
+                text.push('\n');
+                text.push_str(&memory_section(&analysis.memory));
                 text
             }
         };
@@ -288,7 +288,7 @@ mod tests {
         let mut cpu = with_run_line();
         cpu.comments.push("unwinding: call graph fp".to_owned());
         let mut io = cpu.clone();
-        io.name = "io".to_owned();
+        io.kind = ProfileKind::Io;
         let profiles = [cpu, io];
         let analysis = Analysis::of(&profiles, SmallIo::default());
         let text = render(&profiles, &analysis, 5, &Style::plain());
@@ -349,7 +349,7 @@ mod tests {
             hint: "buffer".into(),
         };
         let mut io = fixture::profile();
-        io.name = "io".into();
+        io.kind = ProfileKind::Io;
         let analysis = Analysis {
             io_sites: vec![finding("a").site],
             small_io: vec![finding("a"), finding("b"), finding("c")],

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use super::kind::ProfileKind;
 use super::model::Sample;
 use super::model::{Label, Location, LocationId, Mapping, MappingId, Profile, StackId, ValueType};
 
@@ -31,18 +32,13 @@ pub struct ProfileBuilder {
 }
 
 impl ProfileBuilder {
-    /// Starts a profile named `name` (`cpu`, `io`, `block`) with the given sample types.
-    pub fn new(
-        name: &str,
-        sample_types: Vec<ValueType>,
-        start: SystemTime,
-        duration: Duration,
-    ) -> Self {
+    /// Starts a profile of `kind`, with its schema's sample types and default one.
+    pub fn new(kind: ProfileKind, start: SystemTime, duration: Duration) -> Self {
         Self {
             profile: Profile {
-                name: name.to_owned(),
-                sample_types,
-                default_sample_type: 0,
+                kind,
+                sample_types: kind.value_types(),
+                default_sample_type: kind.default_sample_type(),
                 period_type: None,
                 period: 0,
                 start,
@@ -61,7 +57,24 @@ impl ProfileBuilder {
         }
     }
 
-    /// Sets the sample type viewers show first.
+    /// Starts a profile of `kind` with other sample types than its schema's, for tests of
+    /// outputs, which must show whatever a profile holds.
+    #[cfg(test)]
+    pub fn with_sample_types(
+        kind: ProfileKind,
+        sample_types: Vec<ValueType>,
+        start: SystemTime,
+        duration: Duration,
+    ) -> Self {
+        let mut builder = Self::new(kind, start, duration);
+        builder.profile.sample_types = sample_types;
+        builder.profile.default_sample_type = 0;
+        builder
+    }
+
+    /// Sets the sample type viewers show first, for test profiles whose types are not
+    /// their kind's schema.
+    #[cfg(test)]
     pub fn default_sample_type(&mut self, index: usize) -> &mut Self {
         assert!(
             index < self.profile.sample_types.len(),
@@ -190,8 +203,8 @@ mod tests {
 
     #[test]
     fn interns_and_merges() {
-        let mut b = ProfileBuilder::new(
-            "cpu",
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),

@@ -7,10 +7,12 @@
 
 mod builder;
 mod frame;
+mod kind;
 mod model;
 
 pub use builder::{ProfileBuilder, RawFrame};
 pub use frame::{FrameKind, LostStack, Unnamed, module_offset};
+pub use kind::{BlockValue, CpuValue, IoValue, ProfileKind};
 pub use model::{
     KERNEL_MAPPING, Label, LabelValue, Line, Location, Mapping, Profile, Sample, ValueType,
 };

@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::frame::FrameKind;
+use super::kind::ProfileKind;
 
 /// The pseudo file name of kernel code, as perf calls it: the mapping of kernel locations.
 pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
@@ -141,8 +142,8 @@ impl Sample {
 /// A symbolized profile: sample types, interned locations and stacks, and samples.
 #[derive(Debug, Clone)]
 pub struct Profile {
-    /// Short name, used for file names: `cpu`, `io`, `block`.
-    pub name: String,
+    /// Which profile this is; its schema says what the sample values are.
+    pub kind: ProfileKind,
     /// What each entry of [`Sample::values`] measures.
     pub sample_types: Vec<ValueType>,
     /// Index into `sample_types` that viewers show by default.

@@ -14,7 +14,7 @@ use crate::analysis::io::SmallIoFinding;
 use crate::output::io_summary::human_bytes;
 use crate::output::process_frame;
 use crate::output::summary::{group, human_time};
-use crate::profile::Profile;
+use crate::profile::{Profile, ProfileKind};
 
 /// A frame is pruned from the tree when, for every sample type, it holds less than this
 /// share of the profile's total: narrower than a pixel at full width, and it keeps a
@@ -216,13 +216,13 @@ pub fn build(profiles: &[Profile], analysis: &Analysis, run: RunFacts) -> Report
     }
 }
 
-/// The tab label of a profile.
-fn title(name: &str) -> String {
-    match name {
-        "cpu" => "CPU".to_owned(),
-        "io" => "I/O".to_owned(),
-        "block" => "Blocking".to_owned(),
-        other => other.to_owned(),
+/// The tab label of a profile: its kind's title, capitalized.
+fn title(kind: ProfileKind) -> String {
+    let title = kind.title();
+    let mut chars = title.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -348,8 +348,8 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
     let tree = finish(&arena, 0, &floors, &mut pruned, &mut nodes);
     let (functions, functions_omitted) = function_rows(profile, &mut strings);
     ProfileData {
-        name: profile.name.clone(),
-        title: title(&profile.name),
+        name: profile.kind.name().to_owned(),
+        title: title(profile.kind),
         types: profile
             .sample_types
             .iter()
@@ -553,7 +553,7 @@ fn small_io(finding: &SmallIoFinding) -> FindingData {
     };
     FindingData {
         kind: "small-io",
-        profile: "io",
+        profile: ProfileKind::Io.name(),
         title: format!(
             "{} in {}: {} calls ({}/s) of {} on average{descriptors}",
             site.syscall,
@@ -581,7 +581,7 @@ fn contention(futex: &FutexWaits) -> FindingData {
     let waiters: Vec<String> = futex.waiters.iter().map(|(f, _)| f.clone()).collect();
     FindingData {
         kind: "contention",
-        profile: "block",
+        profile: ProfileKind::Block.name(),
         title: format!(
             "futex {} in {} (pid {}): {} threads waited {} times, {} in all",
             futex.futex,
@@ -620,7 +620,7 @@ fn memory(spot: &MemoryHotSpot) -> FindingData {
             Kind::Allocation => "allocation",
             Kind::GarbageCollection => "gc",
         },
-        profile: "cpu",
+        profile: ProfileKind::Cpu.name(),
         title: format!(
             "{}: {:.1}% of CPU samples ({} of {}) have {} frames",
             spot.kind.describe(),
@@ -709,8 +709,8 @@ mod tests {
 
     #[test]
     fn frames_under_the_threshold_are_pruned_and_counted() {
-        let mut b = ProfileBuilder::new(
-            "cpu",
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
             vec![
                 ValueType::new("samples", "count"),
                 ValueType::new("bytes", "bytes"),
@@ -759,8 +759,8 @@ mod tests {
 
     #[test]
     fn kernel_frames_are_flagged() {
-        let mut b = ProfileBuilder::new(
-            "cpu",
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
@@ -782,8 +782,8 @@ mod tests {
     #[test]
     fn unnamed_frames_say_why() {
         use crate::profile::{FrameKind, Unnamed};
-        let mut b = ProfileBuilder::new(
-            "cpu",
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),

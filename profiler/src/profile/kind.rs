@@ -1,0 +1,210 @@
+//! The profiles this profiler writes, as types: each kind's schema (sample types by name,
+//! the default one, its title and file name) and typed indices of its values.
+//!
+//! Every builder starts its profile from the kind's schema, every output asks the kind
+//! what it is (never the profile's name), and `profiler report` checks a file's sample
+//! types against the kind its name promises.
+
+use super::model::ValueType;
+
+/// A profile this profiler writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProfileKind {
+    /// `cpu.pb.gz`: where the CPU time went, by sampled stack.
+    Cpu,
+    /// `io.pb.gz`: every traced read/write-family syscall, by call stack.
+    Io,
+    /// `block.pb.gz`: futex waits by call stack, as Go's block profile counts them.
+    Block,
+}
+
+/// The values of a CPU profile's samples, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuValue {
+    /// `samples/count`: samples taken.
+    Samples,
+    /// `cpu/nanoseconds`: the CPU time they stand for.
+    Cpu,
+}
+
+/// The values of an I/O profile's samples, in order. The first four are those of
+/// profiles written before `requested`, `short` and `eagain` were appended, so a reader of
+/// the old ones finds every value where it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoValue {
+    /// `calls/count`.
+    Calls,
+    /// `bytes/bytes`: what the calls moved.
+    Bytes,
+    /// `time/nanoseconds`: time spent in the calls.
+    Time,
+    /// `errors/count`: calls that failed.
+    Errors,
+    /// `requested/bytes`: what the calls asked for (bytes; messages for `*mmsg`).
+    Requested,
+    /// `short/count`: calls that moved less than they asked for.
+    Short,
+    /// `eagain/count`: calls that failed with `EAGAIN`/`EWOULDBLOCK`.
+    Eagain,
+}
+
+/// The values of a blocking profile's samples, in order, as Go's block profile has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockValue {
+    /// `contentions/count`: waits.
+    Contentions,
+    /// `delay/nanoseconds`: time waited.
+    Delay,
+}
+
+macro_rules! value_index {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// Index of this value in a sample's values.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    )*};
+}
+value_index!(CpuValue, IoValue, BlockValue);
+
+/// The I/O profile's sample types (kind, unit), in [`IoValue`] order.
+const IO_SAMPLE_TYPES: [(&str, &str); 7] = [
+    ("calls", "count"),
+    ("bytes", "bytes"),
+    ("time", "nanoseconds"),
+    ("errors", "count"),
+    ("requested", "bytes"),
+    ("short", "count"),
+    ("eagain", "count"),
+];
+
+impl ProfileKind {
+    /// Every kind, in the order reports show them.
+    pub const ALL: [ProfileKind; 3] = [Self::Cpu, Self::Io, Self::Block];
+
+    /// The profile's name, which is also its file's stem.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Io => "io",
+            Self::Block => "block",
+        }
+    }
+
+    /// The name people use for it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Cpu => "CPU",
+            Self::Io => "I/O",
+            Self::Block => "blocking",
+        }
+    }
+
+    /// The sample types (kind, unit) this profiler writes for it, in value order.
+    pub fn sample_types(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::Cpu => &[("samples", "count"), ("cpu", "nanoseconds")],
+            Self::Io => &IO_SAMPLE_TYPES,
+            Self::Block => &[("contentions", "count"), ("delay", "nanoseconds")],
+        }
+    }
+
+    /// The sample types as the model's [`ValueType`]s.
+    pub fn value_types(self) -> Vec<ValueType> {
+        self.sample_types()
+            .iter()
+            .map(|&(kind, unit)| ValueType::new(kind, unit))
+            .collect()
+    }
+
+    /// The index of the sample type viewers show first: samples for CPU (as perf weights
+    /// its stacks), calls for I/O, delay for blocking (as Go's block profile).
+    pub fn default_sample_type(self) -> usize {
+        match self {
+            Self::Cpu => CpuValue::Samples.index(),
+            Self::Io => IoValue::Calls.index(),
+            Self::Block => BlockValue::Delay.index(),
+        }
+    }
+
+    /// The sample types an earlier build wrote for it, still read: for the I/O profile,
+    /// the four it had before `requested`, `short` and `eagain` were appended.
+    pub fn earlier_sample_types(self) -> Option<&'static [(&'static str, &'static str)]> {
+        match self {
+            Self::Io => Some(&IO_SAMPLE_TYPES[..4]),
+            Self::Cpu | Self::Block => None,
+        }
+    }
+
+    /// The kind whose sample types are exactly `types` (as this build or an earlier one
+    /// wrote them), if any.
+    pub fn of(types: &[ValueType]) -> Option<ProfileKind> {
+        let same = |want: &[(&str, &str)]| {
+            want.len() == types.len()
+                && want
+                    .iter()
+                    .zip(types)
+                    .all(|(&(kind, unit), t)| t.kind == kind && t.unit == unit)
+        };
+        Self::ALL
+            .into_iter()
+            .find(|k| same(k.sample_types()) || k.earlier_sample_types().is_some_and(same))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_indices_name_the_schema_in_order() {
+        trait IndexOf {
+            fn index_of(self, name: &str) -> Option<usize>;
+        }
+        impl IndexOf for ProfileKind {
+            fn index_of(self, name: &str) -> Option<usize> {
+                self.sample_types()
+                    .iter()
+                    .position(|&(kind, _)| kind == name)
+            }
+        }
+        let io = ProfileKind::Io;
+        for (value, name) in [
+            (IoValue::Calls, "calls"),
+            (IoValue::Bytes, "bytes"),
+            (IoValue::Time, "time"),
+            (IoValue::Errors, "errors"),
+            (IoValue::Requested, "requested"),
+            (IoValue::Short, "short"),
+            (IoValue::Eagain, "eagain"),
+        ] {
+            assert_eq!(io.index_of(name), Some(value.index()));
+        }
+        assert_eq!(io.sample_types().len(), IoValue::Eagain.index() + 1);
+        let block = ProfileKind::Block;
+        assert_eq!(
+            block.index_of("contentions"),
+            Some(BlockValue::Contentions.index())
+        );
+        assert_eq!(block.index_of("delay"), Some(BlockValue::Delay.index()));
+        let cpu = ProfileKind::Cpu;
+        assert_eq!(cpu.index_of("samples"), Some(CpuValue::Samples.index()));
+        assert_eq!(cpu.index_of("cpu"), Some(CpuValue::Cpu.index()));
+    }
+
+    #[test]
+    fn every_kind_is_recognized_by_its_sample_types() {
+        for kind in ProfileKind::ALL {
+            assert_eq!(ProfileKind::of(&kind.value_types()), Some(kind));
+            assert!(kind.default_sample_type() < kind.sample_types().len());
+        }
+        let old_io: Vec<ValueType> = ProfileKind::Io.value_types()[..4].to_vec();
+        assert_eq!(ProfileKind::of(&old_io), Some(ProfileKind::Io));
+        assert_eq!(
+            ProfileKind::of(&[ValueType::new("alloc_objects", "count")]),
+            None
+        );
+    }
+}
