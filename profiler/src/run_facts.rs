@@ -1,22 +1,25 @@
-//! The facts of a run that every profile carries as its first comment, so a profile read back
-//! later (by `go tool pprof` or `profiler report`) still says where and how it was taken.
+//! The facts of a run in words: the typed [`RunFacts`] every profile carries as its first
+//! comment, and the unwinding line of the summary.
 
 use std::ffi::CStr;
 
 use crate::collect::session::RunOutcome;
 use crate::config::{Config, Target};
+use crate::profile::RunFacts;
 
-/// `run: host H, kernel K, N CPUs; target: T; window: Ss from TIME; why it ended`.
+/// The facts of `run`, as [`RunFacts::encode`] writes them into every profile.
 pub fn describe(run: &RunOutcome, config: &Config) -> String {
     let (host, kernel) = uname();
-    format!(
-        "run: host {host}, kernel {kernel}, {} CPUs; target: {}; window: {:.2}s from {}; {}",
-        run.cpus,
-        target(&config.target),
-        run.duration.as_secs_f64(),
-        humantime::format_rfc3339_seconds(run.start),
-        run.stop
-    )
+    RunFacts {
+        host: Some(host),
+        kernel: Some(kernel),
+        cpus: u64::try_from(run.cpus).ok(),
+        target: Some(target(&config.target)),
+        window: Some(run.duration),
+        started: Some(run.start),
+        ended: Some(run.stop.to_string()),
+    }
+    .encode()
 }
 
 /// `unwinding: call graph MODE; N stack samples (B bytes through a R MiB ring buffer), D

@@ -6,11 +6,13 @@
 //! flame graphs, the summary) only ever see the symbolized [`Profile`].
 
 mod builder;
+mod facts;
 mod frame;
 mod kind;
 mod model;
 
 pub use builder::{ProfileBuilder, RawFrame};
+pub use facts::RunFacts;
 pub use frame::{FrameKind, LostStack, Unnamed, module_offset};
 pub use kind::{BlockValue, CpuValue, IoValue, ProfileKind};
 pub use model::{

@@ -70,34 +70,24 @@ pub struct RunFacts {
 }
 
 impl RunFacts {
-    /// Parses the `run: host H, kernel K, N CPUs; target: T; window: Ss from TIME; why`
-    /// comment every profile starts with; fields it cannot find stay `None`.
+    /// The header's facts from a profile's comment that [`crate::profile::RunFacts`]
+    /// encoded; fields it cannot find stay `None`, and any other comment gives none.
     pub fn from_comment(comment: &str) -> Self {
-        let mut facts = Self::default();
-        let Some(rest) = comment.strip_prefix("run: ") else {
-            return facts;
+        let Some(facts) = crate::profile::RunFacts::decode(comment) else {
+            return Self::default();
         };
-        // The target is free text (a command line), so cut around the fixed labels.
-        let (machine, rest) = rest.split_once("; target: ").unwrap_or((rest, ""));
-        for part in machine.split(", ") {
-            if let Some(host) = part.strip_prefix("host ") {
-                facts.host = Some(host.to_owned());
-            } else if let Some(kernel) = part.strip_prefix("kernel ") {
-                facts.kernel = Some(kernel.to_owned());
-            } else if let Some(n) = part.strip_suffix(" CPUs") {
-                facts.cpus = n.parse().ok();
-            }
+        Self {
+            host: facts.host,
+            kernel: facts.kernel,
+            cpus: facts.cpus,
+            target: facts.target,
+            window: facts.window.map(|w| format!("{:.2}s", w.as_secs_f64())),
+            started: facts
+                .started
+                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            ended: facts.ended,
+            source: String::new(),
         }
-        let Some((target, window)) = rest.rsplit_once("; window: ") else {
-            return facts;
-        };
-        facts.target = Some(target.to_owned());
-        let (window, ended) = window.split_once("; ").unwrap_or((window, ""));
-        let (length, started) = window.split_once(" from ").unwrap_or((window, ""));
-        facts.window = Some(length.to_owned());
-        facts.started = (!started.is_empty()).then(|| started.to_owned());
-        facts.ended = (!ended.is_empty()).then(|| ended.to_owned());
-        facts
     }
 
     /// `self`, with what it lacks taken from `other`.
