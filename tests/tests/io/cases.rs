@@ -7,7 +7,9 @@ use std::ffi::OsStr;
 
 use integration_tests::{FixtureResult, prerequisites, profiler_command, run_command};
 
-use super::{Finding, IoRun, RawProfile, RawSample, profile_command, small_io_findings};
+use super::findings::{Finding, small_io_findings};
+use super::raw::{RawProfile, RawSample};
+use super::run::{IoRun, profile_command};
 
 /// The `io_cases` functions and the syscall each makes.
 const FUNCTIONS: [(&str, &str); 5] = [

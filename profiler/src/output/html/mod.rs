@@ -6,6 +6,11 @@
 //! from. Nothing is fetched at run time, and the page's Content-Security-Policy forbids it.
 
 mod data;
+mod facts;
+mod findings;
+mod strings;
+mod table;
+mod tree;
 
 use std::path::PathBuf;
 
@@ -15,7 +20,7 @@ use super::OutputDir;
 use crate::analysis::findings::Analysis;
 use crate::profile::Profile;
 
-pub use data::RunFacts;
+pub use facts::RunFacts;
 
 const TEMPLATE: &str = include_str!("template.html");
 const CSS: &str = include_str!("report.css");

@@ -1,0 +1,176 @@
+//! The findings panel's data: what the analysis found, each with the frames to show in the
+//! flame graph, at most [`MAX_FINDINGS_PER_KIND`] of each kind.
+
+use serde::Serialize;
+
+use crate::analysis::block::{CONTENTION_HINT, FutexWaits};
+use crate::analysis::cpu::{Kind, MemoryHotSpot};
+use crate::analysis::findings::Analysis;
+use crate::analysis::io::SmallIoFinding;
+use crate::output::io_summary::human_bytes;
+use crate::output::summary::{group, human_time};
+use crate::profile::ProfileKind;
+
+/// At most this many findings of one kind are listed, the most costly first; a whole-host
+/// run can have a hundred contended futexes, and the flame graphs show the rest.
+pub const MAX_FINDINGS_PER_KIND: usize = 20;
+
+/// A finding of the summary, with what to show in the flame graph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FindingData {
+    /// `small-io` (its case is the first detail), `contention`, `allocation` or `gc`.
+    pub kind: &'static str,
+    /// The profile (tab) it is about.
+    pub profile: &'static str,
+    /// One line saying what was found.
+    pub title: String,
+    /// Further lines: the call path, what waited, the saving.
+    pub details: Vec<String>,
+    /// What to do.
+    pub hint: String,
+    /// Functions to highlight.
+    pub functions: Vec<String>,
+    /// Frames from the root (process first) leading to the place to zoom to; may stop short
+    /// or be empty.
+    pub path: Vec<String>,
+    /// The function to zoom to (the heaviest frame of that name under `path`).
+    pub focus: String,
+}
+
+/// The findings, in the order of the panel: small I/O, contention, then CPU memory hot
+/// spots, each kind cut at [`MAX_FINDINGS_PER_KIND`]; and what was cut, in words.
+pub(super) fn findings(analysis: &Analysis) -> (Vec<FindingData>, Vec<String>) {
+    let mut out: Vec<FindingData> = Vec::new();
+    let mut omitted = Vec::new();
+    let mut take = |all: Vec<FindingData>, what: &str| {
+        if all.len() > MAX_FINDINGS_PER_KIND {
+            omitted.push(format!(
+                "{} more {what}, smaller than those listed",
+                all.len() - MAX_FINDINGS_PER_KIND
+            ));
+        }
+        out.extend(all.into_iter().take(MAX_FINDINGS_PER_KIND));
+    };
+    // Both analyses rank their findings, most calls and most delay first.
+    take(
+        analysis.small_io.iter().map(small_io).collect(),
+        "small-I/O hot paths",
+    );
+    take(
+        analysis.contended().map(contention).collect(),
+        "contended locks",
+    );
+    take(
+        analysis.memory.iter().map(memory).collect(),
+        "memory hot spots",
+    );
+    (out, omitted)
+}
+
+fn small_io(finding: &SmallIoFinding) -> FindingData {
+    let site = &finding.site;
+    // Up to the caller: the frames below it are the C library's and the kernel's.
+    let upto = site
+        .path
+        .iter()
+        .rposition(|f| *f == site.caller)
+        .map_or(site.path.len(), |i| i + 1);
+    let mut path = vec![crate::output::folded::frame_name(&site.comm)];
+    path.extend(site.path[..upto].iter().cloned());
+    let descriptors = if site.descriptors.is_empty() {
+        String::new()
+    } else {
+        format!(", on a {}", site.descriptors.join("/"))
+    };
+    FindingData {
+        kind: "small-io",
+        profile: ProfileKind::Io.name(),
+        title: format!(
+            "{} in {}: {} calls ({}/s) of {} on average{descriptors}",
+            site.syscall,
+            site.caller,
+            group(site.calls as i64),
+            group(finding.calls_per_sec.round() as i64),
+            human_bytes(site.avg_bytes()),
+        ),
+        details: [
+            format!("process: {}", site.comm),
+            format!("case: {}", finding.case()),
+            format!("path: {}", site.path.join(" > ")),
+        ]
+        .into_iter()
+        .chain(finding.saving().map(|s| format!("saves: {s}")))
+        .collect(),
+        hint: finding.hint.clone(),
+        functions: vec![site.caller.clone()],
+        path,
+        focus: site.caller.clone(),
+    }
+}
+
+fn contention(futex: &FutexWaits) -> FindingData {
+    let waiters: Vec<String> = futex.waiters.iter().map(|(f, _)| f.clone()).collect();
+    FindingData {
+        kind: "contention",
+        profile: ProfileKind::Block.name(),
+        title: format!(
+            "futex {} in {} (pid {}): {} threads waited {} times, {} in all",
+            futex.futex,
+            futex.comm,
+            futex.pid,
+            futex.threads,
+            group(futex.waits as i64),
+            human_time(futex.delay as i64)
+        ),
+        details: futex
+            .waiters
+            .iter()
+            .take(3)
+            .map(|(f, d)| format!("waited in {f} ({})", human_time(*d as i64)))
+            .collect(),
+        hint: CONTENTION_HINT.to_owned(),
+        focus: waiters.first().cloned().unwrap_or_default(),
+        functions: waiters,
+        path: vec![crate::output::folded::frame_name(&futex.comm)],
+    }
+}
+
+fn memory(spot: &MemoryHotSpot) -> FindingData {
+    let list = |v: &[(String, i64)]| {
+        v.iter()
+            .map(|(f, n)| format!("{f} ({:.1}%)", 100.0 * *n as f64 / spot.total.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut details = vec![format!("in {}", list(&spot.functions))];
+    if !spot.callers.is_empty() {
+        details.push(format!("called from {}", list(&spot.callers)));
+    }
+    FindingData {
+        kind: match spot.kind {
+            Kind::Allocation => "allocation",
+            Kind::GarbageCollection => "gc",
+        },
+        profile: ProfileKind::Cpu.name(),
+        title: format!(
+            "{}: {:.1}% of CPU samples ({} of {}) have {} frames",
+            spot.kind.describe(),
+            100.0 * spot.share(),
+            group(spot.value),
+            group(spot.total),
+            match spot.kind {
+                Kind::Allocation => "allocator",
+                Kind::GarbageCollection => "garbage-collector",
+            }
+        ),
+        details,
+        hint: spot.hint.clone(),
+        functions: spot.functions.iter().map(|(f, _)| f.clone()).collect(),
+        path: Vec::new(),
+        focus: spot
+            .functions
+            .first()
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default(),
+    }
+}

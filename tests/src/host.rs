@@ -1,0 +1,43 @@
+//! Facts of the host the tests run on, and running things as an unprivileged user.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+
+/// Function names from `/proc/kallsyms` (module suffixes dropped).
+pub fn kernel_symbols() -> HashSet<String> {
+    let text = std::fs::read_to_string("/proc/kallsyms").expect("read /proc/kallsyms");
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A pid that no process has (checked against `/proc`).
+pub fn unused_pid() -> u32 {
+    (0..1000u32)
+        .map(|i| 4_194_000 - i)
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .expect("some pid near 4194000 is free")
+}
+
+/// The uid and gid of user nobody, for checks that run the profiler unprivileged.
+pub const NOBODY: &str = "65534";
+
+/// A `setpriv` command that runs what follows as user nobody with no groups.
+pub fn setpriv_nobody() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        &format!("--reuid={NOBODY}"),
+        &format!("--regid={NOBODY}"),
+        "--clear-groups",
+    ]);
+    cmd
+}
+
+/// Sets a path's permission bits, failing the test if it cannot.
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
