@@ -1,20 +1,14 @@
 //! `profiler`: a system-wide sampling profiler for Linux on eBPF.
 
 mod analysis;
+mod app;
 mod build;
-mod cli;
 mod collect;
 mod config;
-mod console;
-mod cpustat;
-mod fdlimit;
-mod launch;
 mod output;
-mod preflight;
 mod profile;
-mod run_facts;
-mod selfcost;
 mod symbolize;
+mod sys;
 mod unwind;
 
 use std::process::ExitCode;
@@ -22,12 +16,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 
 use crate::analysis::findings::Analysis;
-use crate::cli::Invocation;
+use crate::app::preflight;
+use crate::config::cli::{self, Invocation};
 use crate::config::{Config, ReportConfig, Target};
 use crate::output::html::{self, RunFacts};
 use crate::output::terminal::{self, Style};
 use crate::output::{OutputDir, pprof_read};
 use crate::profile::{Profile, ProfileKind};
+use crate::sys::{console, fdlimit};
 
 fn main() -> ExitCode {
     let invocation = match cli::parse() {
@@ -120,18 +116,7 @@ fn run(config: &Config) -> Result<Outcome> {
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(collect::session::run(config))?;
 
-    let mut resolver =
-        build::stacks::StackResolver::new(&outcome.samples.stacks, &outcome.processes);
-    let mut profiles = Vec::new();
-    if config.profiles.cpu {
-        profiles.push(build::cpu::build(&outcome, config, &mut resolver));
-    }
-    if config.profiles.io {
-        profiles.push(build::io::build(&outcome, config, &mut resolver));
-    }
-    if config.profiles.block {
-        profiles.push(build::block::build(&outcome, config, &mut resolver));
-    }
+    let profiles = build::profiles(&outcome, config);
     log::debug!(
         "profiles built {:?} after the window",
         outcome.window_end.elapsed()

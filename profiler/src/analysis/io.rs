@@ -11,8 +11,7 @@ use crate::profile::IoValue;
 use crate::profile::Profile;
 
 use super::language::{self, Language};
-use crate::output::io_summary::human_bytes;
-use crate::output::summary::group;
+use crate::analysis::units::{group, human_bytes};
 
 /// Bytes a buffered reader or writer would move per syscall, for the saving estimate.
 pub const BUFFER_BYTES: u64 = 64 * 1024;

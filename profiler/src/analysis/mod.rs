@@ -5,3 +5,4 @@ pub mod cpu;
 pub mod findings;
 pub mod io;
 pub mod language;
+pub mod units;

@@ -6,11 +6,11 @@ use std::collections::{HashMap, HashSet};
 use profiler_common::{BlockKey, counter, wait_outcome};
 
 use crate::build::cpu::comm;
+use crate::build::facts;
 use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::{Label, LostStack, Profile, ProfileBuilder, ProfileKind};
-use crate::run_facts;
 
 /// The `outcome` label of a wait still in progress when the window closed.
 pub const IN_PROGRESS: &str = "in progress";
@@ -28,14 +28,9 @@ pub fn build<'run>(
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
-    resolver.prepare_run(run, config);
     let stacks_of = stacks_by_site(&run.samples.block);
     let mut comms = HashMap::new();
-    let skip = |pid: u32| config.is_own_process(pid);
     for (key, value) in &run.block_waits {
-        if skip(key.pid) {
-            continue;
-        }
         let comm = comm(&value.comm);
         comms.insert(key.tid, comm.clone());
         let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
@@ -51,9 +46,6 @@ pub fn build<'run>(
     }
     let recorded: HashSet<BlockKey> = run.block_waits.iter().map(|(key, _)| *key).collect();
     for entry in &run.waits_in_progress {
-        if skip(entry.pid) {
-            continue;
-        }
         let key = BlockKey::of(entry);
         // Counted up to the end of the window: the wait goes on, the profile does not.
         let nanos = run.window_end_ktime_ns.saturating_sub(entry.start_ns);
@@ -85,7 +77,7 @@ fn labels(key: &BlockKey, comm: &str, outcome: &str) -> Vec<Label> {
 fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
     let c = &run.counters;
     vec![
-        run_facts::describe(run, config),
+        facts::describe(run, config),
         "traced: futex waits (WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, WAIT_REQUEUE_PI, \
          futex_waitv, futex_wait) from entry to return; wakes are not waits"
             .to_owned(),
@@ -98,6 +90,6 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
             c.get(counter::BLOCK_STACKS),
             c.get(counter::LOST_BLOCK_STACK)
         ),
-        run_facts::unwinding(run),
+        facts::unwinding(run),
     ]
 }

@@ -2,12 +2,12 @@
 
 use profiler_common::{COMM_LEN, counter};
 
+use crate::build::facts;
 use crate::build::stacks::StackResolver;
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::CpuValue;
 use crate::profile::{Label, Profile, ProfileBuilder, ProfileKind, ValueType};
-use crate::run_facts;
 
 /// Builds the symbolized CPU profile: sample types `samples/count` and `cpu/nanoseconds`,
 /// labels `pid`, `tid` and `comm`, and comments saying what was received, expected and lost.
@@ -22,15 +22,10 @@ pub fn build<'run>(
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
-    resolver.prepare_run(run, config);
     let mut samples: Vec<_> = run.samples.cpu.iter().collect();
     // The same profile whatever the hash map's order.
     samples.sort_by_key(|(key, _)| (key.pid, key.tid, key.kernel, key.user.order()));
     for (key, &count) in samples {
-        // In command mode the profiler is a target for the instant it forks the command.
-        if config.is_own_process(key.pid) {
-            continue;
-        }
         let stack = resolver.intern(&mut builder, key.user, key.kernel);
         let count = count as i64;
         let labels = vec![
@@ -61,7 +56,7 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
     let busy_ticks = ticks.saturating_sub(c.get(counter::IDLE));
     let expected_busy = config.frequency as f64 * run.busy_cpu_seconds;
     let mut lines = vec![
-        run_facts::describe(run, config),
+        facts::describe(run, config),
         format!(
             "sampling: cpu-clock at {} Hz on every CPU; call graph: {}",
             config.frequency, run.call_graph
@@ -88,7 +83,7 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
             c.get(counter::USER_STACK_UNREADABLE),
             c.get(counter::LOST_KERNEL_STACK)
         ),
-        run_facts::unwinding(run),
+        facts::unwinding(run),
     ];
     let proc_lost = c.get(counter::LOST_PROC_EVENTS);
     let forks_lost = c.get(counter::LOST_FORKS);

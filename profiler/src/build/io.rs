@@ -3,11 +3,11 @@
 use profiler_common::{counter, io_syscall};
 
 use crate::build::cpu::comm;
+use crate::build::facts;
 use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::{IoValue, Label, LostStack, Profile, ProfileBuilder, ProfileKind};
-use crate::run_facts;
 
 /// Builds the symbolized I/O profile: sample types as [`ProfileKind::Io`] names them
 /// (`calls/count` the default); labels `syscall`, `pid`, `comm`, and `descriptor` (file, socket, pipe, tty,
@@ -21,13 +21,8 @@ pub fn build<'run>(
     for comment in accounting(run, config) {
         builder.comment(comment);
     }
-    resolver.prepare_run(run, config);
     let mut stacks_of = stacks_by_site(&run.samples.io);
     for (key, value) in &run.io_calls {
-        // In command mode the profiler is a target for the instant it forks the command.
-        if config.is_own_process(key.pid) {
-            continue;
-        }
         let syscall = io_syscall::NAMES
             .get(key.syscall as usize)
             .copied()
@@ -66,7 +61,7 @@ pub fn build<'run>(
 fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
     let c = &run.counters;
     vec![
-        run_facts::describe(run, config),
+        facts::describe(run, config),
         "traced: every call of read, write, pread64, pwrite64, readv, writev, preadv(2), \
          pwritev(2), recvfrom, sendto, recvmsg, sendmsg, recvmmsg and sendmmsg (for the *mmsg \
          calls, bytes and requested are messages); stacks are sampled 1 call in 64 per call \
@@ -88,6 +83,6 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
             c.get(counter::IO_STACKS),
             c.get(counter::LOST_IO_STACK)
         ),
-        run_facts::unwinding(run),
+        facts::unwinding(run),
     ]
 }

@@ -2,9 +2,32 @@
 //!
 //! In: a [`crate::collect::session::RunOutcome`]. Out: one [`crate::profile::Profile`] per
 //! profile kind ([`cpu`], [`io`], [`block`]); [`stacks`] interns their stacks, symbolizing
-//! every address once.
+//! every address once, in the one preparation pass [`profiles`] makes before the builders.
 
 pub mod block;
 pub mod cpu;
+pub mod facts;
 pub mod io;
 pub mod stacks;
+
+use crate::collect::session::RunOutcome;
+use crate::config::Config;
+use crate::profile::Profile;
+
+/// Builds the profiles `config` asks for from `run`: one preparation pass symbolizes every
+/// address they will need, then each builder interns its stacks from the results.
+pub fn profiles(run: &RunOutcome, config: &Config) -> Vec<Profile> {
+    let mut resolver = stacks::StackResolver::new(&run.samples.stacks, &run.processes);
+    resolver.prepare_run(run, config.profiles);
+    let mut profiles = Vec::new();
+    if config.profiles.cpu {
+        profiles.push(cpu::build(run, config, &mut resolver));
+    }
+    if config.profiles.io {
+        profiles.push(io::build(run, config, &mut resolver));
+    }
+    if config.profiles.block {
+        profiles.push(block::build(run, config, &mut resolver));
+    }
+    profiles
+}

@@ -2,8 +2,8 @@
 //! frames, with a marker where a user stack could not be read. Every profile builds its
 //! stacks here.
 //!
-//! Before the first stack is interned, [`StackResolver::prepare_run`] goes over every stack
-//! the run's profiles will intern and symbolizes all their addresses in one batch per file
+//! Before the first stack is interned, [`StackResolver::prepare_run`] (called once, by
+//! [`crate::build::prepare`]) goes over every stack the run's profiles will intern and symbolizes all their addresses in one batch per file
 //! (see [`crate::symbolize`]), so that each file is read once and its parsed data freed
 //! before the next. Interning then only reads the results.
 
@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::collect::procmaps::ProcessTable;
 use crate::collect::samples::{StackHandle, StackTable, UserStack};
 use crate::collect::session::RunOutcome;
-use crate::config::Config;
+use crate::config::ProfileSet;
 use crate::profile::{
     FrameKind, Label, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame,
 };
@@ -56,8 +56,6 @@ pub struct StackResolver<'run> {
     stacks: &'run StackTable,
     processes: &'run ProcessTable,
     symbolizer: Symbolizer,
-    /// Whether [`Self::prepare_run`] was called.
-    prepared_run: bool,
 }
 
 impl<'run> StackResolver<'run> {
@@ -67,7 +65,6 @@ impl<'run> StackResolver<'run> {
             stacks,
             processes,
             symbolizer: Symbolizer::new(),
-            prepared_run: false,
         }
     }
 
@@ -77,34 +74,25 @@ impl<'run> StackResolver<'run> {
     }
 
     /// Symbolizes, in one batch per file, every address of the stacks the profiles of `run`
-    /// that `config` asks for will intern; only the first call does anything, so each
-    /// profile can make it before interning.
-    pub fn prepare_run(&mut self, run: &'run RunOutcome, config: &Config) {
-        if self.prepared_run {
-            return;
-        }
-        self.prepared_run = true;
+    /// that `profiles` asks for will intern.
+    pub fn prepare_run(&mut self, run: &'run RunOutcome, profiles: ProfileSet) {
         let started = Instant::now();
-        // As the profiles do: in command mode the profiler is a target for the instant it
-        // forks the command, and its own samples are left out.
-        let skip = |pid: u32| config.is_own_process(pid);
-        let profiles = config.profiles;
         let samples = &run.samples;
         let cpu = samples
             .cpu
             .keys()
-            .filter(|key| profiles.cpu && !skip(key.pid))
+            .filter(|_| profiles.cpu)
             .map(|key| (key.user, key.kernel));
         // Call sites intern their sampled user stacks alone (see `add_site`).
         let io = samples
             .io
             .keys()
-            .filter(|(site, _)| profiles.io && !skip(site.pid))
+            .filter(|_| profiles.io)
             .map(|(_, user)| (*user, StackTable::EMPTY));
         let block = samples
             .block
             .keys()
-            .filter(|(site, _)| profiles.block && !skip(site.pid))
+            .filter(|_| profiles.block)
             .map(|(_, user)| (*user, StackTable::EMPTY));
         let mut count = 0;
         for (user, kernel) in cpu.chain(io).chain(block) {

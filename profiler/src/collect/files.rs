@@ -94,7 +94,8 @@ impl FileTable {
         if let Some(known) = self.files.get(&key) {
             return Some(known.clone());
         }
-        if self.files.len() as u64 + FD_RESERVE >= crate::fdlimit::soft_limit().unwrap_or(1024) {
+        if self.files.len() as u64 + FD_RESERVE >= crate::sys::fdlimit::soft_limit().unwrap_or(1024)
+        {
             self.not_held += 1;
             return None;
         }

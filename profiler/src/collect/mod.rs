@@ -6,10 +6,13 @@
 //! ([`samples`]), and the processes' mappings with their files held open
 //! ([`procmaps`], [`files`]). Nothing here symbolizes: that happens once, afterwards.
 
+pub mod cpustat;
 pub mod files;
+pub mod launch;
 pub mod probes;
 pub mod procmaps;
 pub mod records;
 pub mod samples;
+pub mod selfcost;
 pub mod session;
 pub mod tracefs;

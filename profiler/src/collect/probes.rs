@@ -137,7 +137,7 @@ impl Probes {
             program
                 .attach("sched", name)
                 .with_context(|| format!("cannot attach to tracepoint sched/{name}"))
-                .map_err(crate::fdlimit::note_if_exhausted)?;
+                .map_err(crate::sys::fdlimit::note_if_exhausted)?;
         }
         Ok(())
     }
@@ -163,7 +163,7 @@ impl Probes {
                     let err = anyhow::Error::from(err);
                     // Out of descriptors is said as such (see fdlimit::explain), not
                     // blamed on the kernel's settings.
-                    if crate::fdlimit::exhaustion(&err).is_some() {
+                    if crate::sys::fdlimit::exhaustion(&err).is_some() {
                         return err.context(format!("cannot sample CPU {cpu}"));
                     }
                     err.context(format!(

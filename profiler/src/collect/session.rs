@@ -16,14 +16,16 @@ use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::app::preflight;
+use crate::collect::cpustat::CpuTimes;
+use crate::collect::launch;
 use crate::collect::probes::{self, Counters, LoadOptions, Probes};
 use crate::collect::procmaps::ProcessTable;
 use crate::collect::samples::{Collector, Samples};
+use crate::collect::selfcost::KernelCost;
 use crate::collect::tracefs;
 use crate::config::{CallGraph, Config, Target};
-use crate::cpustat::CpuTimes;
-use crate::selfcost::KernelCost;
-use crate::{fdlimit, launch, preflight};
+use crate::sys::fdlimit;
 
 const TICK: Duration = Duration::from_millis(250);
 /// How often the sample ring buffer is drained when no sample wakes the profiler earlier:
@@ -240,7 +242,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         started.elapsed() - duration
     );
     if let (Some(pid), StopReason::Elapsed | StopReason::Signal(_)) = (command_pid, &stop) {
-        crate::console::eprint_line(&format!(
+        crate::sys::console::eprint_line(&format!(
             "profiler: the command (pid {pid}) is still running; it was left alone"
         ));
     }
@@ -251,7 +253,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         .into_iter()
         .filter(|entry| entry.syscall >= futex_syscall::FUTEX)
         .collect();
-    Ok(RunOutcome {
+    let mut outcome = RunOutcome {
         start,
         duration,
         stop,
@@ -268,7 +270,25 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         waits_in_progress,
         window_end_ktime_ns,
         processes,
-    })
+    };
+    if config.is_own_process(std::process::id()) {
+        outcome.drop_process(std::process::id());
+    }
+    Ok(outcome)
+}
+
+impl RunOutcome {
+    /// Leaves out every record of process `pid`: the one place the profiler's own records
+    /// are dropped (see [`Config::is_own_process`]), so no builder filters them again.
+    fn drop_process(&mut self, pid: u32) {
+        let samples = &mut self.samples;
+        samples.cpu.retain(|key, _| key.pid != pid);
+        samples.io.retain(|(site, _), _| site.pid != pid);
+        samples.block.retain(|(site, _), _| site.pid != pid);
+        self.io_calls.retain(|(key, _)| key.pid != pid);
+        self.block_waits.retain(|(key, _)| key.pid != pid);
+        self.waits_in_progress.retain(|entry| entry.pid != pid);
+    }
 }
 
 /// Starts the command so that it is a target from its first instruction: the profiler makes

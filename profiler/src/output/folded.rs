@@ -17,7 +17,7 @@ pub fn lines(profile: &Profile) -> Vec<String> {
         let Some(&weight) = sample.values.get(profile.default_sample_type) else {
             continue;
         };
-        let mut key = comm(sample);
+        let mut key = process_frame(sample);
         for frame in profile.stack_functions(sample.stack) {
             key.push(';');
             key.push_str(&frame_name(frame));
@@ -41,20 +41,6 @@ pub fn write(profile: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The first frame of a sample's line: its command name, else its pid, else `[unknown]`.
-fn comm(sample: &Sample) -> String {
-    let name = match (sample.label_str("comm"), sample.label_num("pid")) {
-        (Some(comm), _) => frame_name(comm),
-        (None, Some(pid)) => pid.to_string(),
-        (None, None) => String::new(),
-    };
-    if name.is_empty() {
-        "[unknown]".to_owned()
-    } else {
-        name
-    }
-}
-
 /// A frame name made safe for the folded format.
 ///
 /// The format has no escaping: `;` separates frames, the last whitespace separates the
@@ -74,6 +60,21 @@ pub fn frame_name(name: &str) -> String {
         "[unknown]".to_owned()
     } else {
         out
+    }
+}
+
+/// The first frame of a sample's stack in every flame graph (folded, SVG, HTML,
+/// speedscope): its command name, else its pid, else `[unknown]`, as [`write`] writes it.
+pub fn process_frame(sample: &Sample) -> String {
+    let name = match (sample.label_str("comm"), sample.label_num("pid")) {
+        (Some(comm), _) => frame_name(comm),
+        (None, Some(pid)) => pid.to_string(),
+        (None, None) => String::new(),
+    };
+    if name.is_empty() {
+        "[unknown]".to_owned()
+    } else {
+        name
     }
 }
 

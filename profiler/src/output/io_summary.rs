@@ -1,6 +1,7 @@
 //! The I/O part of the terminal summary: the busiest call sites, and the small-I/O hot paths
 //! with what to do about them.
 
+pub use crate::analysis::units::human_bytes;
 use std::fmt::Write;
 
 use crate::analysis::io::{IoSite, SmallIoFinding};
@@ -80,22 +81,6 @@ fn descriptor_note(site: &IoSite) -> String {
         String::new()
     } else {
         format!(", on a {}", site.descriptors.join("/"))
-    }
-}
-
-/// Bytes in B, KiB, MiB or GiB.
-pub fn human_bytes(bytes: f64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value:.0} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::config::Formats;
-use crate::profile::{Profile, Sample};
+use crate::profile::Profile;
 
 pub use safe_file::OutputDir;
 
@@ -71,42 +71,6 @@ pub fn note_results(
         }
     }
     failed
-}
-
-/// The first frame of a sample's stack in every flame graph (folded, SVG, HTML,
-/// speedscope): its command name, else its pid, else `[unknown]`, as [`folded`] writes it.
-pub fn process_frame(sample: &Sample) -> String {
-    let name = match (sample.label_str("comm"), sample.label_num("pid")) {
-        (Some(comm), _) => folded::frame_name(comm),
-        (None, Some(pid)) => pid.to_string(),
-        (None, None) => String::new(),
-    };
-    if name.is_empty() {
-        "[unknown]".to_owned()
-    } else {
-        name
-    }
-}
-
-/// The user who ran sudo, when running as root under sudo: who the output is for.
-///
-/// The profiler must run as root to load eBPF programs, but its output is for the person
-/// who started it: root-owned files in their directory would be a nuisance to delete.
-/// Without root (a stale SUDO_UID in the environment) there is nobody to hand files to.
-pub fn invoking_user() -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    sudo_ids(
-        std::env::var("SUDO_UID").ok().as_deref(),
-        std::env::var("SUDO_GID").ok().as_deref(),
-    )
-}
-
-/// The uid and gid sudo recorded, when both are present and numeric.
-fn sudo_ids(uid: Option<&str>, gid: Option<&str>) -> Option<(u32, u32)> {
-    Some((uid?.trim().parse().ok()?, gid?.trim().parse().ok()?))
 }
 
 /// A small profile shared by the output tests.
@@ -238,14 +202,8 @@ pub(crate) mod fixture {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sudo_ids_need_both_numbers() {
-        assert_eq!(sudo_ids(Some("1000"), Some("1001")), Some((1000, 1001)));
-        assert_eq!(sudo_ids(Some("1000"), None), None);
-        assert_eq!(sudo_ids(None, Some("1000")), None);
-        assert_eq!(sudo_ids(Some("me"), Some("1000")), None);
-    }
+    use crate::output::folded::process_frame;
+    use crate::profile::Sample;
 
     #[test]
     fn writes_three_files() {

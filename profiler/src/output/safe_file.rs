@@ -200,7 +200,7 @@ where
 
 /// Under sudo as root, gives the open file or directory to the user who ran sudo.
 fn give_fd(fd: &impl AsRawFd) -> io::Result<()> {
-    let Some((uid, gid)) = super::invoking_user() else {
+    let Some((uid, gid)) = crate::sys::sudo::invoking_user() else {
         return Ok(());
     };
     // SAFETY: fchown on a descriptor we hold has no memory-safety preconditions.

@@ -8,7 +8,7 @@ use std::io::Write;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::process_frame;
+use super::folded::process_frame;
 use crate::profile::Profile;
 
 /// The schema URL speedscope checks to recognize its own format.

@@ -1,5 +1,6 @@
 //! The terminal summary of a profile: run facts, totals, and the top functions.
 
+pub(crate) use crate::analysis::units::{group, human_time};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
 
@@ -173,32 +174,6 @@ pub(crate) fn shorten(name: &str) -> String {
     let mut s: String = name.chars().take(MAX_NAME - 1).collect();
     s.push('…');
     s
-}
-
-/// A number with thousands separators: 1234567 -> 1,234,567.
-pub(crate) fn group(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
-
-/// Nanoseconds in the largest unit that keeps the number readable: µs, ms or s.
-pub(crate) fn human_time(ns: i64) -> String {
-    let n = ns as f64;
-    // unsigned_abs: i64::MIN, which a file can hold, has no i64 absolute value.
-    if ns.unsigned_abs() >= 1_000_000_000 {
-        format!("{:.2} s", n / 1e9)
-    } else if ns.unsigned_abs() >= 1_000_000 {
-        format!("{:.1} ms", n / 1e6)
-    } else {
-        format!("{:.1} µs", n / 1e3)
-    }
 }
 
 #[cfg(test)]

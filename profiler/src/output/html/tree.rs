@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::strings::Strings;
 use super::table::{FunctionRow, function_rows};
-use crate::output::process_frame;
+use crate::output::folded::process_frame;
 use crate::profile::{Profile, ProfileKind};
 
 /// A frame is pruned from the tree when, for every sample type, it holds less than this

@@ -1,5 +1,7 @@
 //! The run's settings as plain data: the core never sees clap.
 
+pub mod cli;
+
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

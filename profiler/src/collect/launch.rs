@@ -22,7 +22,7 @@ pub fn spawn(argv: &[OsString], as_root: bool) -> Result<Child> {
     let mut command = Command::new(program);
     command.args(args).kill_on_drop(false);
     // SAFETY: the hook only calls setrlimit, which is async-signal-safe.
-    unsafe { command.pre_exec(crate::fdlimit::restore_in_child) };
+    unsafe { command.pre_exec(crate::sys::fdlimit::restore_in_child) };
     let user = if as_root { None } else { invoking_user() };
     if let Some(user) = &user {
         user.apply(&mut command);
