@@ -111,10 +111,6 @@ pub const MAX_IO_KEYS: u32 = 32768;
 /// Slots of the in-flight syscall table, indexed by thread id modulo its size.
 pub const IN_FLIGHT_SLOTS: u32 = 65536;
 
-/// Buckets of the bytes-per-call histogram: bucket `b` counts calls of `2^(b-1)..2^b` bytes
-/// (bucket 0: zero bytes).
-pub const IO_HIST_BUCKETS: usize = 34;
-
 /// The read/write-family syscalls the I/O profile traces, in the order of their indices.
 pub mod io_syscall {
     /// The syscalls' names, indexed by the syscall index stored in [`super::IoKey`].
@@ -319,8 +315,6 @@ pub struct IoValue {
     pub fd: i64,
     /// The thread's command name at the first call.
     pub comm: [u8; COMM_LEN],
-    /// Calls by log2 of their byte count, see [`IO_HIST_BUCKETS`].
-    pub hist: [u64; IO_HIST_BUCKETS],
 }
 
 /// Indices of the per-CPU counters the kernel programs keep: what was seen and what was lost.
@@ -407,7 +401,7 @@ const _: () = {
     assert!(size_of::<BlockKey>() == 48);
     assert!(size_of::<IoKey>() == 48);
     assert!(size_of::<BlockValue>() == 80);
-    assert!(size_of::<IoValue>() == 80 + IO_HIST_BUCKETS * 8);
+    assert!(size_of::<IoValue>() == 80);
     assert!(size_of::<ProcEvent>() == 32);
     assert!(size_of::<SampleHeader>() == 168);
     assert!(size_of::<SampleRecord>() == SAMPLE_FIXED_BYTES + MAX_USER_STACK_BYTES);

@@ -16,13 +16,13 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use profiler_common::{
-    COMM_LEN, EAGAIN_RESULT, IO_HIST_BUCKETS, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoValue,
+    COMM_LEN, EAGAIN_RESULT, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoValue,
     MAX_IO_KEYS, MAX_IOVECS, counter, io_syscall,
 };
 
 use crate::regs;
 use crate::shared::{Context, Site, count, notify_new_key, send_sample};
-use crate::syscalls::site_registers;
+use crate::site::site_registers;
 
 /// What the calls did, by call site.
 #[map]
@@ -155,29 +155,4 @@ fn add_call(value: &mut IoValue, result: i64, requested: u64, nanos: u64) {
         value.short += 1;
     }
     value.bytes += bytes;
-    let bucket = log2_bucket(bytes);
-    if bucket < IO_HIST_BUCKETS {
-        value.hist[bucket] += 1;
-    }
-}
-
-/// 0 for 0, else 1 + floor(log2(n)), capped at the last bucket; branchy rather than
-/// `leading_zeros`, which the BPF backend cannot lower.
-#[inline(always)]
-fn log2_bucket(mut n: u64) -> usize {
-    if n == 0 {
-        return 0;
-    }
-    let mut bucket = 1;
-    for shift in [32u32, 16, 8, 4, 2, 1] {
-        if n >> shift != 0 {
-            n >>= shift;
-            bucket += shift as usize;
-        }
-    }
-    if bucket >= IO_HIST_BUCKETS {
-        IO_HIST_BUCKETS - 1
-    } else {
-        bucket
-    }
 }

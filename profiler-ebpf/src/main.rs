@@ -11,6 +11,7 @@ mod io;
 mod regs;
 mod sched;
 mod shared;
+mod site;
 mod syscalls;
 
 #[cfg(not(test))]

@@ -6,6 +6,7 @@ mod build;
 mod collect;
 mod config;
 mod output;
+mod process;
 mod profile;
 mod symbolize;
 mod sys;
@@ -103,7 +104,7 @@ fn init_logging(verbose: bool) {
 /// [`collect::session::StopReason::exit_status`]) unless an output could not be written.
 fn run(config: &Config) -> Result<Outcome> {
     preflight::check_privileges()?;
-    preflight::check_btf(&preflight::btf_path())?;
+    preflight::check_btf(&collect::probes::btf_path())?;
     if let Target::Pids(pids) = &config.target {
         preflight::check_pids(pids)?;
     }

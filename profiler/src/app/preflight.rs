@@ -1,7 +1,7 @@
 //! Checks made before anything is loaded, each failing with what to do about it.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
@@ -9,14 +9,6 @@ use crate::output::OutputDir;
 
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
-
-/// Where the kernel publishes its BTF; `PROFILER_BTF_PATH` overrides it (tests use this to
-/// simulate a kernel without BTF).
-pub fn btf_path() -> PathBuf {
-    std::env::var_os("PROFILER_BTF_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux"))
-}
 
 /// Fails unless the process may load eBPF programs and open perf events.
 ///

@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::collect::procmaps::ProcessTable;
 use crate::collect::samples::{StackHandle, StackTable, UserStack};
 use crate::collect::session::RunOutcome;
 use crate::config::ProfileSet;
+use crate::process::procmaps::ProcessTable;
 use crate::profile::{
     FrameKind, Label, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame,
 };

@@ -4,13 +4,11 @@
 //! In: the run's [`crate::config::Config`]. Out: a [`session::RunOutcome`] with the
 //! kernel's exact per-site counts, every stack sample unwound and counted by stack
 //! ([`samples`]), and the processes' mappings with their files held open
-//! ([`procmaps`], [`files`]). Nothing here symbolizes: that happens once, afterwards.
+//! ([`crate::process`]). Nothing here symbolizes: that happens once, afterwards.
 
 pub mod cpustat;
-pub mod files;
 pub mod launch;
 pub mod probes;
-pub mod procmaps;
 pub mod records;
 pub mod samples;
 pub mod selfcost;

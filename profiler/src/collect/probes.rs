@@ -1,6 +1,6 @@
 //! Loads the embedded eBPF object, attaches its programs, and reads their maps.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
@@ -10,6 +10,14 @@ use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use profiler_common::{BlockKey, BlockValue, InFlight, IoKey, IoValue, counter, stack_mode};
 
 use crate::config::CallGraph;
+
+/// Where the kernel publishes its BTF; `PROFILER_BTF_PATH` overrides it (tests use this to
+/// simulate a kernel without BTF).
+pub fn btf_path() -> PathBuf {
+    std::env::var_os("PROFILER_BTF_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux"))
+}
 
 /// The eBPF object built by `cargo xtask build`, embedded so the binary is all a host needs.
 static EBPF_OBJECT: &[u8] =

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use profiler_common::{BlockKey, COMM_LEN, IoKey, sample_kind};
 
-use crate::collect::procmaps::{ProcessInfo, ProcessTable, SpaceId};
 use crate::collect::records::SampleView;
+use crate::process::procmaps::{ProcessInfo, ProcessTable, SpaceId};
 use crate::unwind::{StackCopy, StackEnd, StackUnwinder, Unwound};
 
 /// How soon a process's mappings may be read again because a return address left them:

@@ -16,15 +16,14 @@ use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::app::preflight;
 use crate::collect::cpustat::CpuTimes;
 use crate::collect::launch;
 use crate::collect::probes::{self, Counters, LoadOptions, Probes};
-use crate::collect::procmaps::ProcessTable;
 use crate::collect::samples::{Collector, Samples};
 use crate::collect::selfcost::KernelCost;
 use crate::collect::tracefs;
 use crate::config::{CallGraph, Config, Target};
+use crate::process::procmaps::ProcessTable;
 use crate::sys::fdlimit;
 
 const TICK: Duration = Duration::from_millis(250);
@@ -142,7 +141,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         ring_bytes,
         possible_cpus: u32::try_from(possible_cpus).unwrap_or(u32::MAX),
     };
-    let mut probes = Probes::load(&preflight::btf_path(), &options)?;
+    let mut probes = Probes::load(&probes::btf_path(), &options)?;
     probes.attach_tracepoints()?;
     let mut processes = ProcessTable::default();
     if let Target::Pids(pids) = &config.target {

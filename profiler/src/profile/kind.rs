@@ -5,7 +5,24 @@
 //! what it is (never the profile's name), and `profiler report` checks a file's sample
 //! types against the kind its name promises.
 
-use super::model::ValueType;
+/// What a sample value measures and in which unit, as pprof's `ValueType` (`cpu`/`nanoseconds`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueType {
+    /// The quantity, such as `samples`, `cpu` or `calls`.
+    pub kind: String,
+    /// Its unit, such as `count`, `nanoseconds` or `bytes`.
+    pub unit: String,
+}
+
+impl ValueType {
+    /// Builds a value type from its kind and unit.
+    pub fn new(kind: &str, unit: &str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            unit: unit.to_owned(),
+        }
+    }
+}
 
 /// A profile this profiler writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

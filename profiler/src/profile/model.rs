@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use super::frame::FrameKind;
 use super::kind::ProfileKind;
+pub use super::kind::ValueType;
 
 /// The pseudo file name of kernel code, as perf calls it: the mapping of kernel locations.
 pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
@@ -14,25 +15,6 @@ pub type LocationId = usize;
 pub type StackId = usize;
 /// Index of a [`Mapping`] in [`Profile::mappings`].
 pub type MappingId = usize;
-
-/// What a sample value measures and in which unit, as pprof's `ValueType` (`cpu`/`nanoseconds`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValueType {
-    /// The quantity, such as `samples`, `cpu` or `calls`.
-    pub kind: String,
-    /// Its unit, such as `count`, `nanoseconds` or `bytes`.
-    pub unit: String,
-}
-
-impl ValueType {
-    /// Builds a value type from its kind and unit.
-    pub fn new(kind: &str, unit: &str) -> Self {
-        Self {
-            kind: kind.to_owned(),
-            unit: unit.to_owned(),
-        }
-    }
-}
 
 /// A file or pseudo-file mapped into a process: where its code came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,7 +1,7 @@
 //! Turns raw addresses into source frames with blazesym, once, at the end of the run.
 //!
 //! User addresses are resolved against the mapping snapshots taken while each process lived
-//! (see [`crate::collect::procmaps`]): the address becomes a file offset in the mapped ELF
+//! (see [`crate::process::procmaps`]): the address becomes a file offset in the mapped ELF
 //! file, read through the descriptor held since the mapping was first seen, which works just
 //! as well after the process has exited and for files in other mount namespaces. An address
 //! that cannot be symbolized is data, not an error: its frame carries the reason as a
@@ -23,7 +23,7 @@ use blazesym::MaybeDefault;
 use blazesym::symbolize::source::{Elf, Kernel, Source};
 use blazesym::symbolize::{CodeInfo, Input, Symbolized, Symbolizer as Blazesym};
 
-use crate::collect::procmaps::{MapEntry, ProcessInfo};
+use crate::process::procmaps::{MapEntry, ProcessInfo};
 pub use crate::profile::KERNEL_MAPPING;
 use crate::profile::{FrameKind, Line, Mapping, Unnamed, module_offset};
 
@@ -371,8 +371,8 @@ fn unknown_line(name: &str) -> Line {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::files::ObjectFile;
-    use crate::collect::procmaps::{FileKey, ProcessTable};
+    use crate::process::files::ObjectFile;
+    use crate::process::procmaps::{FileKey, ProcessTable};
     use std::sync::Arc;
 
     #[inline(never)]

@@ -1,7 +1,7 @@
 //! Unwinding: from a sample's user registers and its copy of the user stack to the return
 //! addresses of every frame, with framehop, the way samply and `perf --call-graph dwarf` do.
 //!
-//! In: a process's mappings with their files held open ([`crate::collect::procmaps`]), and
+//! In: a process's mappings with their files held open ([`crate::process::procmaps`]), and
 //! per sample the registers (ip, sp, bp) and stack bytes the kernel copied. Out: the
 //! addresses of the stack, leaf first, and why the walk ended, as data ([`StackEnd`]).
 //! Each file's unwind sections are read once and shared by every process that maps it; each
@@ -15,8 +15,8 @@ use std::sync::Arc;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{Error as FrameError, Module, Unwinder};
 
-use crate::collect::files::ObjectFile;
-use crate::collect::procmaps::ProcessInfo;
+use crate::process::files::ObjectFile;
+use crate::process::procmaps::ProcessInfo;
 use sections::{Bytes, UnwindSections};
 
 /// Frames at most in one stack: deeper stacks are cut at the root end.

@@ -1,7 +1,7 @@
 use std::arch::asm;
 
 use super::*;
-use crate::collect::procmaps::ProcessTable;
+use crate::process::procmaps::ProcessTable;
 use crate::symbolize::Symbolizer;
 
 /// Registers and a copy of the stack of this thread, as the kernel takes them.

@@ -11,7 +11,16 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::Arc;
 
-use crate::collect::procmaps::FileKey;
+/// The identity of a mapped file: its device and inode, as `/proc/PID/maps` gives them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// Device major number.
+    pub major: u32,
+    /// Device minor number.
+    pub minor: u32,
+    /// Inode number.
+    pub inode: u64,
+}
 
 /// One mapped ELF file, held open for the rest of the run.
 #[derive(Debug)]
@@ -193,7 +202,7 @@ mod tests {
     #[test]
     fn opens_this_process_s_executable_once() {
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let entries = crate::collect::procmaps::parse_maps(&maps);
+        let entries = crate::process::procmaps::parse_maps(&maps);
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         let exe = exe.to_string_lossy();
         let entry = entries.iter().find(|e| e.path == exe).expect("own mapping");

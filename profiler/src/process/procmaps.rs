@@ -1,5 +1,5 @@
 //! Snapshots of processes taken while they live: executable mappings with their files held
-//! open (see [`crate::collect::files`]), so that samples of a process that exits before the
+//! open (see [`crate::process::files`]), so that samples of a process that exits before the
 //! end of the run can still be unwound and symbolized, and what kind of file each open
 //! descriptor is, to label I/O call sites.
 
@@ -8,18 +8,8 @@ use std::fs;
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::collect::files::{FileTable, ObjectFile};
-
-/// The identity of a mapped file: its device and inode, as `/proc/PID/maps` gives them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct FileKey {
-    /// Device major number.
-    pub major: u32,
-    /// Device minor number.
-    pub minor: u32,
-    /// Inode number.
-    pub inode: u64,
-}
+pub use crate::process::files::FileKey;
+use crate::process::files::{FileTable, ObjectFile};
 
 /// One executable mapping of a process, from `/proc/PID/maps`.
 #[derive(Debug, Clone)]

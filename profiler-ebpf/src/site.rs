@@ -1,0 +1,47 @@
+//! The registers that key a call site, read from a syscall's user registers: what the I/O
+//! and blocking programs aggregate by, so they live apart from both.
+
+use aya_ebpf::helpers::bpf_probe_read_user;
+
+use crate::regs;
+
+/// Largest distance from the stack pointer at which `rbp` still counts as a frame pointer.
+const MAX_STACK_BYTES: u64 = 8 << 20;
+
+/// The registers that key a call site.
+pub struct SiteRegisters {
+    /// User instruction pointer.
+    pub ip: u64,
+    /// User stack pointer.
+    pub sp: u64,
+    /// User frame pointer, or 0 when `rbp` held data.
+    pub bp: u64,
+    /// `[bp + 8]`, the return address above that frame, or 0.
+    pub ret: u64,
+}
+
+/// Reads the registers that key a call site from the syscall's user registers. `rbp` is a
+/// frame pointer only if it points a little above the stack pointer; C libraries built
+/// without frame pointers use it for data (a futex value, say), which must not split sites.
+#[inline(always)]
+pub fn site_registers(regs: *const u64) -> SiteRegisters {
+    // SAFETY: the tracepoint's BTF-typed pt_regs argument: the verifier checks these loads
+    // against the struct's layout; the user read goes through a probe-read helper.
+    unsafe {
+        let (ip, sp, bp) = (
+            *regs.add(regs::IP / 8),
+            *regs.add(regs::SP / 8),
+            *regs.add(regs::BP / 8),
+        );
+        if bp <= sp || bp - sp > MAX_STACK_BYTES || bp % 8 != 0 {
+            return SiteRegisters {
+                ip,
+                sp,
+                bp: 0,
+                ret: 0,
+            };
+        }
+        let ret = bpf_probe_read_user((bp + 8) as *const u64).unwrap_or(0);
+        SiteRegisters { ip, sp, bp, ret }
+    }
+}

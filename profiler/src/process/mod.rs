@@ -1,0 +1,9 @@
+//! The targets' processes as the later stages need them: each process's executable
+//! mappings, snapshotted while it lived, with the mapped files held open.
+//!
+//! In: pids (from the collection's fork and exec events). Out: a [`procmaps::ProcessTable`]
+//! that unwinding reads per sample and symbolization reads at the end, after the processes
+//! may have exited. It imports no stage.
+
+pub mod files;
+pub mod procmaps;
