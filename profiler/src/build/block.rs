@@ -10,7 +10,7 @@ use crate::build::facts;
 use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::profile::{Label, LostStack, Profile, ProfileBuilder, ProfileKind};
+use crate::profile::{Label, LostStack, Profile, ProfileKind};
 
 /// The `outcome` label of a wait still in progress when the window closed.
 pub const IN_PROGRESS: &str = "in progress";
@@ -24,10 +24,7 @@ pub fn build<'run>(
     config: &Config,
     resolver: &mut StackResolver<'run>,
 ) -> Profile {
-    let mut builder = ProfileBuilder::new(ProfileKind::Block, run.start, run.duration);
-    for comment in accounting(run, config) {
-        builder.comment(comment);
-    }
+    let mut builder = facts::start(ProfileKind::Block, run, config, accounting(run));
     let stacks_of = stacks_by_site(&run.samples.block);
     let mut comms = HashMap::new();
     for (key, value) in &run.block_waits {
@@ -74,10 +71,9 @@ fn labels(key: &BlockKey, comm: &str, outcome: &str) -> Vec<Label> {
     ]
 }
 
-fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
+fn accounting(run: &RunOutcome) -> Vec<String> {
     let c = &run.counters;
     vec![
-        facts::describe(run, config),
         "traced: futex waits (WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, WAIT_REQUEUE_PI, \
          futex_waitv, futex_wait) from entry to return; wakes are not waits"
             .to_owned(),
@@ -90,6 +86,5 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
             c.get(counter::BLOCK_STACKS),
             c.get(counter::LOST_BLOCK_STACK)
         ),
-        facts::unwinding(run),
     ]
 }

@@ -7,7 +7,7 @@ use crate::build::stacks::StackResolver;
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::CpuValue;
-use crate::profile::{Label, Profile, ProfileBuilder, ProfileKind, ValueType};
+use crate::profile::{Label, Profile, ProfileKind, ValueType};
 
 /// Builds the symbolized CPU profile: sample types `samples/count` and `cpu/nanoseconds`,
 /// labels `pid`, `tid` and `comm`, and comments saying what was received, expected and lost.
@@ -17,11 +17,8 @@ pub fn build<'run>(
     resolver: &mut StackResolver<'run>,
 ) -> Profile {
     let period_ns = 1_000_000_000 / config.frequency as i64;
-    let mut builder = ProfileBuilder::new(ProfileKind::Cpu, run.start, run.duration);
+    let mut builder = facts::start(ProfileKind::Cpu, run, config, accounting(run, config));
     builder.period(ValueType::new("cpu", "nanoseconds"), period_ns);
-    for comment in accounting(run, config) {
-        builder.comment(comment);
-    }
     let mut samples: Vec<_> = run.samples.cpu.iter().collect();
     // The same profile whatever the hash map's order.
     samples.sort_by_key(|(key, _)| (key.pid, key.tid, key.kernel, key.user.order()));
@@ -56,7 +53,6 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
     let busy_ticks = ticks.saturating_sub(c.get(counter::IDLE));
     let expected_busy = config.frequency as f64 * run.busy_cpu_seconds;
     let mut lines = vec![
-        facts::describe(run, config),
         format!(
             "sampling: cpu-clock at {} Hz on every CPU; call graph: {}",
             config.frequency, run.call_graph
@@ -83,7 +79,6 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
             c.get(counter::USER_STACK_UNREADABLE),
             c.get(counter::LOST_KERNEL_STACK)
         ),
-        facts::unwinding(run),
     ];
     let proc_lost = c.get(counter::LOST_PROC_EVENTS);
     let forks_lost = c.get(counter::LOST_FORKS);

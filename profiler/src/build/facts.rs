@@ -5,7 +5,25 @@ use std::ffi::CStr;
 
 use crate::collect::session::RunOutcome;
 use crate::config::{Config, Target};
-use crate::profile::RunFacts;
+use crate::profile::{ProfileBuilder, ProfileKind, RunFacts};
+
+/// Starts a profile of `kind` from `run`, its comments the run's facts first, then
+/// `accounting` (what was traced, received and lost), then the unwinding line: the
+/// preamble every builder shares.
+pub fn start(
+    kind: ProfileKind,
+    run: &RunOutcome,
+    config: &Config,
+    accounting: Vec<String>,
+) -> ProfileBuilder {
+    let mut builder = ProfileBuilder::new(kind, run.start, run.duration);
+    builder.comment(describe(run, config));
+    for comment in accounting {
+        builder.comment(comment);
+    }
+    builder.comment(unwinding(run));
+    builder
+}
 
 /// The facts of `run`, as [`RunFacts::encode`] writes them into every profile.
 pub fn describe(run: &RunOutcome, config: &Config) -> String {

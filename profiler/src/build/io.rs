@@ -7,7 +7,7 @@ use crate::build::facts;
 use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::profile::{IoValue, Label, LostStack, Profile, ProfileBuilder, ProfileKind};
+use crate::profile::{IoValue, Label, LostStack, Profile, ProfileKind};
 
 /// Builds the symbolized I/O profile: sample types as [`ProfileKind::Io`] names them
 /// (`calls/count` the default); labels `syscall`, `pid`, `comm`, and `descriptor` (file, socket, pipe, tty,
@@ -17,10 +17,7 @@ pub fn build<'run>(
     config: &Config,
     resolver: &mut StackResolver<'run>,
 ) -> Profile {
-    let mut builder = ProfileBuilder::new(ProfileKind::Io, run.start, run.duration);
-    for comment in accounting(run, config) {
-        builder.comment(comment);
-    }
+    let mut builder = facts::start(ProfileKind::Io, run, config, accounting(run));
     let mut stacks_of = stacks_by_site(&run.samples.io);
     for (key, value) in &run.io_calls {
         let syscall = io_syscall::NAMES
@@ -58,10 +55,9 @@ pub fn build<'run>(
     builder.build()
 }
 
-fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
+fn accounting(run: &RunOutcome) -> Vec<String> {
     let c = &run.counters;
     vec![
-        facts::describe(run, config),
         "traced: every call of read, write, pread64, pwrite64, readv, writev, preadv(2), \
          pwritev(2), recvfrom, sendto, recvmsg, sendmsg, recvmmsg and sendmmsg (for the *mmsg \
          calls, bytes and requested are messages); stacks are sampled 1 call in 64 per call \
@@ -83,6 +79,5 @@ fn accounting(run: &RunOutcome, config: &Config) -> Vec<String> {
             c.get(counter::IO_STACKS),
             c.get(counter::LOST_IO_STACK)
         ),
-        facts::unwinding(run),
     ]
 }

@@ -5,9 +5,35 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{CallGraph, Config, Formats, ProfileSet, ReportConfig, SmallIo, Target};
+
+/// A profile `--profiles` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProfileArg {
+    /// CPU samples.
+    Cpu,
+    /// Read/write-family syscalls.
+    Io,
+    /// Futex waits.
+    Block,
+}
+
+/// A file kind `--format` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    /// `{name}.pb.gz`.
+    Pprof,
+    /// `{name}.folded`.
+    Folded,
+    /// `{name}.svg`.
+    Svg,
+    /// `report.html`.
+    Html,
+    /// `{name}.speedscope.json`.
+    Speedscope,
+}
 
 /// Rows per table of the terminal summary unless `--top` says otherwise: few enough that
 /// the three profiles and the findings fit on one screen.
@@ -50,18 +76,17 @@ struct Args {
     call_graph: CallGraph,
 
     /// Profiles to collect, comma-separated: cpu, io, block.
-    #[arg(long, value_delimiter = ',', default_value = "cpu,io,block", value_parser = ["cpu", "io", "block"])]
-    profiles: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "cpu,io,block")]
+    profiles: Vec<ProfileArg>,
 
     /// Files to write, comma-separated: pprof, folded, svg, html (report.html), speedscope.
     #[arg(
         long = "format",
         value_name = "FORMATS",
         value_delimiter = ',',
-        default_value = "pprof,folded,svg,html",
-        value_parser = Formats::NAMES
+        default_value = "pprof,folded,svg,html"
     )]
-    formats: Vec<String>,
+    formats: Vec<FormatArg>,
 
     #[command(flatten)]
     small_io: SmallIoArgs,
@@ -215,14 +240,20 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
         frequency: args.frequency,
         call_graph: args.call_graph,
         profiles: ProfileSet {
-            cpu: args.profiles.iter().any(|p| p == "cpu"),
-            io: args.profiles.iter().any(|p| p == "io"),
-            block: args.profiles.iter().any(|p| p == "block"),
+            cpu: args.profiles.contains(&ProfileArg::Cpu),
+            io: args.profiles.contains(&ProfileArg::Io),
+            block: args.profiles.contains(&ProfileArg::Block),
         },
         small_io: args.small_io.thresholds(),
         output_dir_is_default: args.output.is_none(),
         output_dir: args.output.unwrap_or_else(default_output_dir),
-        formats: Formats::from_names(&args.formats),
+        formats: Formats {
+            pprof: args.formats.contains(&FormatArg::Pprof),
+            folded: args.formats.contains(&FormatArg::Folded),
+            svg: args.formats.contains(&FormatArg::Svg),
+            html: args.formats.contains(&FormatArg::Html),
+            speedscope: args.formats.contains(&FormatArg::Speedscope),
+        },
         top: args.top,
         verbose: args.verbose,
         run_as_root: args.run_as_root,

@@ -125,10 +125,12 @@ pub struct Formats {
 }
 
 impl Formats {
-    /// The names `--format` accepts.
+    /// The names `--format` accepts, for tests that name formats.
+    #[cfg(test)]
     pub const NAMES: [&'static str; 5] = ["pprof", "folded", "svg", "html", "speedscope"];
 
     /// The set named by `names` (each one of [`Self::NAMES`]; others are ignored).
+    #[cfg(test)]
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
         let has = |n: &str| names.iter().any(|s| s.as_ref() == n);
         Self {

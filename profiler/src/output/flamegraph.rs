@@ -1,5 +1,6 @@
 //! SVG flame graphs, drawn by `inferno` from the folded stacks.
 
+use crate::output::escape_html as escape;
 use std::io::Write;
 
 use anyhow::Context;
@@ -87,13 +88,6 @@ fn empty_svg(title: &str) -> String {
         ),
         escape(title)
     )
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

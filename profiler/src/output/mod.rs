@@ -1,17 +1,15 @@
 //! Everything a finished [`Profile`] is turned into: pprof files, folded stacks, SVG flame
 //! graphs, speedscope files, the HTML report and the terminal summary.
 
-pub mod block_summary;
 pub mod flamegraph;
 pub mod folded;
 pub mod html;
-pub mod io_summary;
 pub mod pprof;
 pub mod pprof_read;
 pub mod proto;
 pub mod safe_file;
 pub mod speedscope;
-pub mod summary;
+pub mod strings;
 pub mod terminal;
 pub mod wire;
 
@@ -71,6 +69,15 @@ pub fn note_results(
         }
     }
     failed
+}
+
+/// `text` with the characters that mean something in HTML and XML escaped, for the SVG
+/// flame graph and the report page.
+pub fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A small profile shared by the output tests.

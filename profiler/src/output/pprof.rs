@@ -10,37 +10,10 @@ use flate2::write::GzEncoder;
 use prost::Message;
 
 use super::proto;
+use super::strings::StringTable;
 use crate::profile::{LabelValue, Location, Profile, ValueType};
 
-/// The string table under construction: each distinct string stored once, "" at index 0.
-struct Strings {
-    table: Vec<String>,
-    index: HashMap<String, i64>,
-}
-
-impl Strings {
-    fn new() -> Self {
-        let mut strings = Self {
-            table: Vec::new(),
-            index: HashMap::new(),
-        };
-        // pprof requires the empty string first, so that index 0 means "unset".
-        strings.intern("");
-        strings
-    }
-
-    fn intern(&mut self, s: &str) -> i64 {
-        if let Some(&i) = self.index.get(s) {
-            return i;
-        }
-        let i = self.table.len() as i64;
-        self.table.push(s.to_owned());
-        self.index.insert(s.to_owned(), i);
-        i
-    }
-}
-
-fn value_type(strings: &mut Strings, t: &ValueType) -> proto::ValueType {
+fn value_type(strings: &mut StringTable<i64>, t: &ValueType) -> proto::ValueType {
     proto::ValueType {
         r#type: strings.intern(&t.kind),
         unit: strings.intern(&t.unit),
@@ -49,7 +22,7 @@ fn value_type(strings: &mut Strings, t: &ValueType) -> proto::ValueType {
 
 /// Converts a profile to pprof's protobuf message.
 pub fn encode(profile: &Profile) -> proto::Profile {
-    let mut strings = Strings::new();
+    let mut strings = StringTable::<i64>::new();
     let sample_type = profile
         .sample_types
         .iter()

@@ -7,8 +7,7 @@ use crate::analysis::block::{CONTENTION_HINT, FutexWaits};
 use crate::analysis::cpu::{Kind, MemoryHotSpot};
 use crate::analysis::findings::Analysis;
 use crate::analysis::io::SmallIoFinding;
-use crate::output::io_summary::human_bytes;
-use crate::output::summary::{group, human_time};
+use crate::analysis::units::{group, human_bytes, human_time};
 use crate::profile::ProfileKind;
 
 /// At most this many findings of one kind are listed, the most costly first; a whole-host
@@ -113,15 +112,7 @@ fn contention(futex: &FutexWaits) -> FindingData {
     FindingData {
         kind: "contention",
         profile: ProfileKind::Block.name(),
-        title: format!(
-            "futex {} in {} (pid {}): {} threads waited {} times, {} in all",
-            futex.futex,
-            futex.comm,
-            futex.pid,
-            futex.threads,
-            group(futex.waits as i64),
-            human_time(futex.delay as i64)
-        ),
+        title: futex.title(),
         details: futex
             .waiters
             .iter()

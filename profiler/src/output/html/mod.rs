@@ -8,10 +8,10 @@
 mod data;
 mod facts;
 mod findings;
-mod strings;
 mod table;
 mod tree;
 
+use crate::output::escape_html as escape;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -99,13 +99,6 @@ pub fn live_facts() -> RunFacts {
         source: "this run".to_owned(),
         ..RunFacts::default()
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! A profile's function table: self and total per function, as the terminal summary counts
 //! them.
 
-use std::collections::{BTreeSet, HashMap};
+use crate::analysis::functions;
+use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::strings::Strings;
+use crate::output::strings::StringTable;
 use crate::profile::Profile;
 
 /// At most this many functions are listed in a profile's table, the largest first.
@@ -18,31 +19,14 @@ pub struct FunctionRow(pub u32, pub Vec<i64>, pub Vec<i64>);
 /// Per function, self (stacks it is the innermost frame of) and total (stacks it appears in,
 /// once per stack even when recursive) for every sample type, as the terminal summary
 /// counts them; the largest total (by the default type, then the others) first.
-pub(super) fn function_rows(profile: &Profile, strings: &mut Strings) -> (Vec<FunctionRow>, usize) {
-    let types = profile.sample_types.len();
-    let mut rows: HashMap<&str, (Vec<i64>, Vec<i64>)> = HashMap::new();
-    for sample in &profile.samples {
-        let leaf = profile.stacks[sample.stack]
-            .first()
-            .and_then(|&l| profile.locations[l].lines.first())
-            .map_or("[unknown]", |l| l.function.as_str());
-        let functions: BTreeSet<&str> = profile.stack_functions(sample.stack).into_iter().collect();
-        let value = |t: usize| sample.values.get(t).copied().unwrap_or(0);
-        let row = rows
-            .entry(leaf)
-            .or_insert_with(|| (vec![0; types], vec![0; types]));
-        for t in 0..types {
-            row.0[t] = row.0[t].saturating_add(value(t));
-        }
-        for f in functions {
-            let row = rows
-                .entry(f)
-                .or_insert_with(|| (vec![0; types], vec![0; types]));
-            for t in 0..types {
-                row.1[t] = row.1[t].saturating_add(value(t));
-            }
-        }
-    }
+pub(super) fn function_rows(
+    profile: &Profile,
+    strings: &mut StringTable<u32>,
+) -> (Vec<FunctionRow>, usize) {
+    let rows: HashMap<&str, (Vec<i64>, Vec<i64>)> = functions::function_values(profile)
+        .into_iter()
+        .map(|(name, v)| (name, (v.self_values, v.total_values)))
+        .collect();
     let index = profile.default_sample_type;
     let mut all: Vec<(&str, Vec<i64>, Vec<i64>)> = rows
         .into_iter()

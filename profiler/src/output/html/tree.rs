@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::strings::Strings;
 use super::table::{FunctionRow, function_rows};
 use crate::output::folded::process_frame;
+use crate::output::strings::StringTable;
 use crate::profile::{Profile, ProfileKind};
 
 /// A frame is pruned from the tree when, for every sample type, it holds less than this
@@ -106,7 +106,7 @@ struct Building {
 pub fn profile_data(profile: &Profile) -> ProfileData {
     let types = profile.sample_types.len();
     let index = profile.default_sample_type;
-    let mut strings = Strings::new();
+    let mut strings = StringTable::<u32>::new();
     let root_name = strings.intern("all");
     let mut arena = vec![Building {
         name: root_name,

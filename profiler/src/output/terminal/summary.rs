@@ -1,7 +1,8 @@
 //! The terminal summary of a profile: run facts, totals, and the top functions.
 
+use crate::analysis::functions;
 pub(crate) use crate::analysis::units::{group, human_time};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use crate::profile::{Profile, ValueType};
@@ -83,29 +84,15 @@ pub(crate) fn shown_in_terminal(comment: &str) -> bool {
         .any(|prefix| comment.starts_with(prefix))
 }
 
-/// Per function, the value of the stacks it is the leaf of (self) and of the stacks it
-/// appears in at all (total).
+/// Per function, the value of sample type `index` of the stacks it is the leaf of (self)
+/// and of the stacks it appears in at all (total).
 fn function_values(profile: &Profile, index: usize) -> (HashMap<&str, i64>, HashMap<&str, i64>) {
-    let mut self_values: HashMap<&str, i64> = HashMap::new();
-    let mut total_values: HashMap<&str, i64> = HashMap::new();
-    for sample in &profile.samples {
-        let v = sample.values.get(index).copied().unwrap_or(0);
-        // The innermost line of the leaf location is the function actually running;
-        // frames inlined around it are its callers.
-        let leaf = profile.stacks[sample.stack]
-            .first()
-            .and_then(|&l| profile.locations[l].lines.first())
-            .map_or("[unknown]", |l| l.function.as_str());
-        // Saturating throughout: values read from a file can add up past i64::MAX.
-        let slot = self_values.entry(leaf).or_default();
-        *slot = slot.saturating_add(v);
-        // A set, so a recursive function is counted once per stack: otherwise its total
-        // could exceed the profile's.
-        let functions: BTreeSet<&str> = profile.stack_functions(sample.stack).into_iter().collect();
-        for f in functions {
-            let slot = total_values.entry(f).or_default();
-            *slot = slot.saturating_add(v);
-        }
+    let mut self_values = HashMap::new();
+    let mut total_values = HashMap::new();
+    for (name, values) in functions::function_values(profile) {
+        let at = |v: &[i64]| v.get(index).copied().unwrap_or(0);
+        self_values.insert(name, at(&values.self_values));
+        total_values.insert(name, at(&values.total_values));
     }
     (self_values, total_values)
 }

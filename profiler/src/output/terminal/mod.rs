@@ -1,15 +1,20 @@
 //! The text printed at the end of a run (and by `profiler report`): the run's facts once,
 //! each profile's summary, the CPU memory hot spots, and where every file went and how to
-//! open it; colored only when stdout is a terminal.
+//! open it; colored only when stdout is a terminal. Each profile kind's part has a file:
+//! [`summary`] (functions by self and total), [`io`] (call sites, small-I/O findings),
+//! [`block`] (waits by process and contended futexes).
+
+pub mod block;
+pub mod io;
+pub mod summary;
 
 use std::fmt::Write;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use self::summary::{group, shorten};
 use crate::analysis::cpu::{self, MemoryHotSpot};
 use crate::analysis::findings::Analysis;
-use crate::output::summary::{group, shorten};
-use crate::output::{block_summary, io_summary, summary};
 use crate::profile::{Profile, ProfileKind};
 
 /// ANSI styling, or none.
@@ -120,7 +125,7 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                 }
                 // The findings are ranked; like every other list here, show the top ones.
                 let shown = &analysis.small_io[..analysis.small_io.len().min(top)];
-                text.push_str(&io_summary::render(
+                text.push_str(&io::render(
                     &analysis.io_sites,
                     shown,
                     analysis.io_seconds,
@@ -136,9 +141,7 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                 }
                 text
             }
-            ProfileKind::Block => {
-                block_summary::render(profile, &analysis.blocked, &analysis.futexes, top)
-            }
+            ProfileKind::Block => block::render(profile, &analysis.blocked, &analysis.futexes, top),
             ProfileKind::Cpu => {
                 let mut text = summary::render(profile, top);
                 text.push('\n');

@@ -4,8 +4,8 @@
 pub use crate::analysis::units::human_bytes;
 use std::fmt::Write;
 
+use super::summary::{group, human_time, shorten};
 use crate::analysis::io::{IoSite, SmallIoFinding};
-use crate::output::summary::{group, human_time, shorten};
 
 /// Renders the `top` call sites by calls and every small-I/O finding.
 pub fn render(sites: &[IoSite], findings: &[SmallIoFinding], seconds: f64, top: usize) -> String {

@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
+use super::summary::{group, human_time, shorten, shown_in_terminal};
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits};
-use crate::output::summary::{group, human_time, shorten, shown_in_terminal};
 use crate::profile::BlockValue;
 use crate::profile::Profile;
 
@@ -59,16 +59,7 @@ pub fn render(
     }
     let _ = writeln!(out, "Contention (futexes waited on by several threads):");
     for futex in contended.iter().take(top) {
-        let _ = writeln!(
-            out,
-            "  * futex {} in {} (pid {}): {} threads waited {} times, {} in all",
-            futex.futex,
-            futex.comm,
-            futex.pid,
-            futex.threads,
-            group(futex.waits as i64),
-            human_time(futex.delay as i64)
-        );
+        let _ = writeln!(out, "  * {}", futex.title());
         for (waiter, delay) in futex.waiters.iter().take(WAITERS_SHOWN) {
             let _ = writeln!(
                 out,
