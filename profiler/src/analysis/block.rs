@@ -78,19 +78,9 @@ pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
         if let Some(tid) = sample.label_num("tid") {
             acc.tids.insert(tid);
         }
-        let delay = sample
-            .values
-            .get(BlockValue::Delay.index())
-            .copied()
-            .unwrap_or(0)
-            .max(0) as u64;
+        let delay = sample.count(BlockValue::Delay.index());
         // Saturating: values read from a file can add up past the largest number.
-        let waits = sample
-            .values
-            .get(BlockValue::Contentions.index())
-            .copied()
-            .unwrap_or(0)
-            .max(0) as u64;
+        let waits = sample.count(BlockValue::Contentions.index());
         acc.waits = acc.waits.saturating_add(waits);
         acc.delay = acc.delay.saturating_add(delay);
         let waiter = acc
@@ -126,12 +116,7 @@ pub fn by_process(profile: &Profile) -> Vec<(i64, String, u64)> {
         let entry = totals
             .entry(sample.label_num("pid").unwrap_or(0))
             .or_insert_with(|| (sample.label_str("comm").unwrap_or("").to_owned(), 0));
-        let delay = sample
-            .values
-            .get(BlockValue::Delay.index())
-            .copied()
-            .unwrap_or(0)
-            .max(0) as u64;
+        let delay = sample.count(BlockValue::Delay.index());
         entry.1 = entry.1.saturating_add(delay);
     }
     let mut all: Vec<(i64, String, u64)> = totals

@@ -82,7 +82,7 @@ pub fn memory_hot_spots_over(profile: &Profile, min_share: f64) -> Vec<MemoryHot
     let total = profile.total(index);
     let mut found: HashMap<Kind, Acc> = HashMap::new();
     for sample in &profile.samples {
-        let v = sample.values.get(index).copied().unwrap_or(0);
+        let v = sample.value(index);
         if v <= 0 {
             continue;
         }

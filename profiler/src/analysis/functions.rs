@@ -23,7 +23,7 @@ pub fn function_values(profile: &Profile) -> HashMap<&str, FunctionValues> {
     };
     let mut rows: HashMap<&str, FunctionValues> = HashMap::new();
     for sample in &profile.samples {
-        let value = |t: usize| sample.values.get(t).copied().unwrap_or(0);
+        let value = |t: usize| sample.value(t);
         // The innermost line of the leaf location is the function actually running;
         // frames inlined around it are its callers.
         let leaf = profile.stacks[sample.stack]

@@ -209,7 +209,7 @@ pub fn sites(profile: &Profile) -> Vec<IoSite> {
                 eagain: 0,
             }
         });
-        let value = |v: IoValue| sample.values.get(v.index()).copied().unwrap_or(0).max(0) as u64;
+        let value = |v: IoValue| sample.count(v.index());
         // Saturating: values read from a file can add up past the largest number.
         site.calls = site.calls.saturating_add(value(IoValue::Calls));
         site.bytes = site.bytes.saturating_add(value(IoValue::Bytes));

@@ -104,7 +104,7 @@ pub fn render(profile: &Profile) -> File {
             let mut samples = Vec::new();
             let mut weights = Vec::new();
             for (sample, stack) in profile.samples.iter().zip(&stacks) {
-                let weight = sample.values.get(index).copied().unwrap_or(0);
+                let weight = sample.value(index);
                 if weight > 0 {
                     samples.push(stack.clone());
                     weights.push(weight);

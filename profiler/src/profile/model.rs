@@ -104,6 +104,16 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// Value `index` (see [`Profile::sample_types`]), 0 when the sample has none.
+    pub fn value(&self, index: usize) -> i64 {
+        self.values.get(index).copied().unwrap_or(0)
+    }
+
+    /// Value `index` as a count: 0 when missing or negative (a file can hold anything).
+    pub fn count(&self, index: usize) -> u64 {
+        self.value(index).max(0).unsigned_abs()
+    }
+
     /// The value of the string label `key`, if the sample has it.
     pub fn label_str(&self, key: &str) -> Option<&str> {
         self.labels.iter().find_map(|l| match &l.value {

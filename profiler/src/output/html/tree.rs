@@ -119,9 +119,7 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
         children: HashMap::new(),
     }];
     for sample in &profile.samples {
-        let values: Vec<i64> = (0..types)
-            .map(|t| sample.values.get(t).copied().unwrap_or(0))
-            .collect();
+        let values: Vec<i64> = (0..types).map(|t| sample.value(t)).collect();
         let weight = values.get(index).copied().unwrap_or(0);
         let process = strings.intern(&process_frame(sample));
         let frames = std::iter::once((process, 0, 0, PROCESS, 0)).chain(

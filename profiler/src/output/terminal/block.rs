@@ -79,20 +79,12 @@ fn top_stacks(profile: &Profile) -> Vec<(usize, i64, i64)> {
     for sample in &profile.samples {
         let entry = by_stack.entry(sample.stack).or_default();
         // Saturating: values read from a file can add up past i64::MAX.
-        entry.0 = entry.0.saturating_add(
-            sample
-                .values
-                .get(BlockValue::Contentions.index())
-                .copied()
-                .unwrap_or(0),
-        );
-        entry.1 = entry.1.saturating_add(
-            sample
-                .values
-                .get(BlockValue::Delay.index())
-                .copied()
-                .unwrap_or(0),
-        );
+        entry.0 = entry
+            .0
+            .saturating_add(sample.value(BlockValue::Contentions.index()));
+        entry.1 = entry
+            .1
+            .saturating_add(sample.value(BlockValue::Delay.index()));
     }
     let mut all: Vec<(usize, i64, i64)> = by_stack
         .into_iter()
