@@ -1,4 +1,10 @@
 //! `profiler`: a system-wide sampling profiler for Linux on eBPF.
+//!
+//! The pipeline, one folder a stage, each importing only the stages before it and the
+//! base modules (`profile`, the model; `config`; `process`; `sys`):
+//! `app::preflight` checks, `collect` gathers (unwinding each sample with `unwind`),
+//! `build` symbolizes once (`symbolize`) into profiles, `analysis` reads them for
+//! findings, and `output` writes files and the summary. [`run`] is that sequence.
 
 mod analysis;
 mod app;

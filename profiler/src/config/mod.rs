@@ -1,4 +1,5 @@
-//! The run's settings as plain data: the core never sees clap.
+//! The run's settings as plain data: [`cli`] parses the flags with clap into a [`Config`]
+//! (or a [`ReportConfig`]), and every stage reads only these structs.
 
 pub mod cli;
 

@@ -1,5 +1,9 @@
 //! Everything a finished [`Profile`] is turned into: pprof files, folded stacks, SVG flame
 //! graphs, speedscope files, the HTML report and the terminal summary.
+//!
+//! In: the profiles and their [`crate::analysis::findings::Analysis`]. Out: files created
+//! safely in the output directory ([`safe_file`]) and the text for stdout ([`terminal`]).
+//! [`pprof_read`] is the way back: `profiler report` decodes the pprof files, bounded.
 
 pub mod flamegraph;
 pub mod folded;

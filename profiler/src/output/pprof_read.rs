@@ -122,7 +122,7 @@ pub fn decode_bytes(raw: &[u8], kind: ProfileKind) -> anyhow::Result<Profile> {
 }
 
 /// Converts pprof's protobuf message into the profile model, the inverse of
-/// [`super::pprof::encode`], after checking its sample types are those of `kind`.
+/// `output::pprof::encode`, after checking its sample types are those of `kind`.
 ///
 /// A location's kind is the one its function's system name tags (see
 /// [`FrameKind::tag`]); untagged, it is kernel code when its mapping is [`KERNEL_MAPPING`],
