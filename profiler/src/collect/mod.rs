@@ -6,6 +6,7 @@
 //! ([`samples`]), and the processes' mappings with their files held open
 //! ([`crate::process`]). Nothing here symbolizes: that happens once, afterwards.
 
+pub mod bpf_symbols;
 pub mod cpustat;
 pub mod launch;
 pub mod probes;

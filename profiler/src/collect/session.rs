@@ -16,6 +16,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::collect::bpf_symbols::BpfSymbols;
 use crate::collect::cpustat::CpuTimes;
 use crate::collect::launch;
 use crate::collect::probes::{self, Counters, LoadOptions, Probes};
@@ -110,6 +111,9 @@ pub struct RunOutcome {
     pub window_end_ktime_ns: u64,
     /// Mapping snapshots of every sampled process.
     pub processes: ProcessTable,
+    /// The BPF programs loaded during the run (the profiler's own among them), which are
+    /// gone from kallsyms by the time kernel frames are symbolized.
+    pub bpf_symbols: BpfSymbols,
 }
 
 /// Runs the profiler as `config` says.
@@ -167,6 +171,8 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         probes.attach_cpu_sampling(&cpus, config.frequency)?;
     }
     let cpus = cpus.len();
+    let mut bpf_symbols = BpfSymbols::default();
+    bpf_symbols.snapshot();
     let mut child = match &config.target {
         Target::Command(argv) => Some(spawn_followed(&mut probes, argv, config.run_as_root)?),
         _ => None,
@@ -227,6 +233,8 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let kernel_cost = KernelCost::now();
     let busy_cpu_seconds = CpuTimes::now().busy_seconds_since(&cpu_times_at_start);
     status.finish_and_clear();
+    // Before the programs are detached and unloaded, and with those loaded since the start.
+    bpf_symbols.snapshot();
     probes.stop();
     drain_events(events.get_mut(), &mut processes);
     drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
@@ -269,6 +277,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         waits_in_progress,
         window_end_ktime_ns,
         processes,
+        bpf_symbols,
     };
     if config.is_own_process(std::process::id()) {
         outcome.drop_process(std::process::id());
