@@ -1,9 +1,11 @@
 //! The targets' processes as the later stages need them: each process's executable
-//! mappings, snapshotted while it lived, with the mapped files held open.
+//! mappings, snapshotted while it lived, with the mapped files held open, and the perf maps
+//! of JIT compilers among them.
 //!
 //! In: pids (from the collection's fork and exec events). Out: a [`procmaps::ProcessTable`]
 //! that unwinding reads per sample and symbolization reads at the end, after the processes
 //! may have exited. It imports no stage.
 
 pub mod files;
+pub mod perfmap;
 pub mod procmaps;

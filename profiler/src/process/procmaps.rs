@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 pub use crate::process::files::FileKey;
 use crate::process::files::{FileTable, ObjectFile};
+use crate::process::perfmap::PerfMap;
 
 /// One executable mapping of a process, from `/proc/PID/maps`.
 #[derive(Debug, Clone)]
@@ -66,6 +67,11 @@ pub struct ProcessTable {
     spaces: Vec<ProcessInfo>,
     /// The snapshot of each process's current mappings: (generation, space).
     current_space: HashMap<u32, (u64, SpaceId)>,
+    /// The process of each frozen address space, by [`SpaceId`].
+    space_pids: Vec<u32>,
+    /// The latest perf map of each process that has JIT code (anonymous executable
+    /// memory): a JIT only adds to it, so the latest names the code of every snapshot.
+    perf_maps: HashMap<u32, Arc<PerfMap>>,
 }
 
 /// An address space as it was when samples were unwound in it: a process's mappings at
@@ -120,7 +126,29 @@ impl ProcessTable {
         if merged.1 {
             info.generation += 1;
         }
+        if info
+            .maps
+            .iter()
+            .any(|m| m.file.is_none() && is_anonymous(&m.path))
+        {
+            self.read_perf_map(pid);
+        }
         true
+    }
+
+    /// Reads the perf map of a process with JIT code again, if it changed.
+    fn read_perf_map(&mut self, pid: u32) {
+        let previous = self.perf_maps.get(&pid).map(Arc::as_ref);
+        if let Some(map) = PerfMap::read(pid, previous) {
+            log::debug!("perf map of {pid}: {} functions", map.len());
+            self.perf_maps.insert(pid, Arc::new(map));
+        }
+    }
+
+    /// The perf map of the process of a frozen address space, if it had JIT code.
+    pub fn space_perf_map(&self, space: SpaceId) -> Option<&PerfMap> {
+        let pid = self.space_pids.get(space.0 as usize)?;
+        self.perf_maps.get(pid).map(Arc::as_ref)
     }
 
     /// Handles a process's new stack at user address `ip` (0 if unknown) with descriptor
@@ -225,6 +253,7 @@ impl ProcessTable {
             generation: info.generation,
         });
         self.current_space.insert(pid, (info.generation, space));
+        self.space_pids.push(pid);
         Some(space)
     }
 
@@ -315,6 +344,12 @@ pub fn fd_kind(target: &str) -> &'static str {
     } else {
         "file"
     }
+}
+
+/// Whether a mapping's path names anonymous memory (`""`, `[anon:name]`), where JIT
+/// compilers put their code.
+fn is_anonymous(path: &str) -> bool {
+    path.is_empty() || path.starts_with("[anon")
 }
 
 /// Parses the executable mappings of a `/proc/PID/maps` text, sorted by address.
