@@ -123,7 +123,7 @@ fn run(config: &Config) -> Result<Outcome> {
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(collect::session::run(config))?;
 
-    let profiles = build::profiles(&outcome, config);
+    let (profiles, name_notes) = build::profiles(&outcome, config);
     log::debug!(
         "profiles built {:?} after the window",
         outcome.window_end.elapsed()
@@ -160,9 +160,12 @@ fn run(config: &Config) -> Result<Outcome> {
         1 => "one file could not be written (see above), the others written".to_owned(),
         n => format!("{n} files could not be written (see above), the others written"),
     };
+    text.push_str(&format!("\n{}\n", outcome.kernel_cost.describe()));
+    for note in &name_notes {
+        text.push_str(&format!("{note}\n"));
+    }
     text.push_str(&format!(
-        "\n{}\nfinished: {files} {} ms after the window closed\n",
-        outcome.kernel_cost.describe(),
+        "finished: {files} {} ms after the window closed\n",
         outcome.window_end.elapsed().as_millis()
     ));
     text.push_str(&terminal::files(&config.output_dir, &written, &style));

@@ -13,11 +13,20 @@ pub mod stacks;
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::Profile;
+use crate::symbolize::Symbolizer;
+use crate::symbolize::debuginfod::Debuginfod;
 
 /// Builds the profiles `config` asks for from `run`: one preparation pass symbolizes every
-/// address they will need, then each builder interns its stacks from the results.
-pub fn profiles(run: &RunOutcome, config: &Config) -> Vec<Profile> {
-    let mut resolver = stacks::StackResolver::new(&run.samples.stacks, &run.processes);
+/// address they will need, then each builder interns its stacks from the results. Also
+/// returns the summary's notes on where names came from (separate debug info, debuginfod).
+pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>) {
+    let symbolizer = Symbolizer::with_sources(
+        &config.debuginfo_dirs,
+        Debuginfod::from_env(),
+        run.bpf_symbols.clone(),
+    );
+    let mut resolver =
+        stacks::StackResolver::with_symbolizer(&run.samples.stacks, &run.processes, symbolizer);
     resolver.prepare_run(run, config.profiles);
     let mut profiles = Vec::new();
     if config.profiles.cpu {
@@ -29,5 +38,5 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> Vec<Profile> {
     if config.profiles.block {
         profiles.push(block::build(run, config, &mut resolver));
     }
-    profiles
+    (profiles, resolver.notes())
 }

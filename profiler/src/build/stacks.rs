@@ -59,13 +59,29 @@ pub struct StackResolver<'run> {
 }
 
 impl<'run> StackResolver<'run> {
-    /// A resolver over the stacks and process snapshots of one run.
+    /// A resolver over the stacks and process snapshots of one run, with the default
+    /// sources of names.
+    #[cfg(test)]
     pub fn new(stacks: &'run StackTable, processes: &'run ProcessTable) -> Self {
+        Self::with_symbolizer(stacks, processes, Symbolizer::new())
+    }
+
+    /// A resolver naming frames with `symbolizer` (and the sources it was given).
+    pub fn with_symbolizer(
+        stacks: &'run StackTable,
+        processes: &'run ProcessTable,
+        symbolizer: Symbolizer,
+    ) -> Self {
         Self {
             stacks,
             processes,
-            symbolizer: Symbolizer::new(),
+            symbolizer,
         }
+    }
+
+    /// What the summary says of where names came from (see [`Symbolizer::notes`]).
+    pub fn notes(&self) -> Vec<String> {
+        self.symbolizer.notes()
     }
 
     /// The process snapshots of the run.
@@ -124,20 +140,21 @@ impl<'run> StackResolver<'run> {
             };
             let symbolizer = &mut self.symbolizer;
             locations.push(builder.frame_location(frame, |builder| {
-                let frame = symbolizer.kernel(addr, i > 0);
+                let kernel = symbolizer.kernel(addr, i > 0);
                 // Interned on first use, so that a user binary can be pprof's main mapping.
-                let mapping = builder.mapping(kernel_mapping());
+                let mapping = builder.mapping(kernel_mapping(kernel.module.as_deref()));
                 Location {
                     address: addr,
                     mapping: Some(mapping),
-                    lines: frame.lines,
-                    kind: frame.kind,
+                    lines: kernel.frame.lines,
+                    kind: kernel.frame.kind,
                 }
             }));
         }
         match user {
             UserStack::Frames { stack, space } => {
                 let process = space.and_then(|s| self.processes.space_info(s));
+                let jit = space.and_then(|s| self.processes.space_perf_map(s));
                 let space = space.map_or(NO_SPACE, |s| u64::from(s.index()));
                 for (i, &addr) in self.stacks.frames(stack).iter().enumerate() {
                     let raw = RawFrame {
@@ -147,7 +164,7 @@ impl<'run> StackResolver<'run> {
                     };
                     let symbolizer = &mut self.symbolizer;
                     locations.push(builder.frame_location(raw, |builder| {
-                        let user = symbolizer.user(process, addr, i > 0);
+                        let user = symbolizer.user(process, jit, addr, i > 0);
                         let mapping = user.mapping.map(|m| builder.mapping(m));
                         Location {
                             address: addr,
@@ -210,12 +227,13 @@ impl<'run> StackResolver<'run> {
     }
 }
 
-fn kernel_mapping() -> Mapping {
+/// The mapping of kernel frames: the kernel's, or a module's (`[fuse]`, as perf names it).
+fn kernel_mapping(module: Option<&str>) -> Mapping {
     Mapping {
         start: 0,
         limit: u64::MAX,
         file_offset: 0,
-        path: KERNEL_MAPPING.to_owned(),
+        path: module.map_or_else(|| KERNEL_MAPPING.to_owned(), |m| format!("[{m}]")),
         build_id: None,
     }
 }

@@ -52,16 +52,6 @@ impl BpfSymbols {
         &self.symbols
     }
 
-    /// How many program symbols were seen.
-    pub fn len(&self) -> usize {
-        self.symbols.len()
-    }
-
-    /// Whether none were.
-    pub fn is_empty(&self) -> bool {
-        self.symbols.is_empty()
-    }
-
     /// The JIT size of the program a symbol names, by the tag in its name.
     pub fn size_of(&self, name: &str) -> Option<u64> {
         let tag = name.strip_prefix("bpf_prog_")?.get(..16)?;

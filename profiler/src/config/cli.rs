@@ -107,6 +107,12 @@ struct Args {
     #[arg(long)]
     run_as_root: bool,
 
+    /// A directory of separate debug files to search before /usr/lib/debug, laid out as it
+    /// is: `.build-id/xx/rest.debug`, or debug-link targets under the binary's directory
+    /// (repeatable).
+    #[arg(long = "debuginfo-dir", value_name = "DIR")]
+    debuginfo_dirs: Vec<PathBuf>,
+
     /// A command to launch and profile, with its arguments.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -257,6 +263,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
         top: args.top,
         verbose: args.verbose,
         run_as_root: args.run_as_root,
+        debuginfo_dirs: args.debuginfo_dirs,
     }))
 }
 
@@ -412,6 +419,12 @@ mod tests {
         assert_eq!(config.output_dir, PathBuf::from("out"));
         assert!(!config.run_as_root);
         assert!(parse(&["--run-as-root", "--", "id"]).unwrap().run_as_root);
+        assert!(config.debuginfo_dirs.is_empty());
+        let dirs = parse(&["--debuginfo-dir", "/a", "--debuginfo-dir", "/b"]).unwrap();
+        assert_eq!(
+            dirs.debuginfo_dirs,
+            [PathBuf::from("/a"), PathBuf::from("/b")]
+        );
     }
 
     #[test]

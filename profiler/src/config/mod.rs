@@ -185,6 +185,8 @@ pub struct Config {
     pub verbose: bool,
     /// Run the launched command as root even under sudo, instead of as the invoking user.
     pub run_as_root: bool,
+    /// Directories of separate debug files searched before the system's (`--debuginfo-dir`).
+    pub debuginfo_dirs: Vec<PathBuf>,
 }
 
 /// What `profiler report DIR` needs: where an earlier run's pprof files are, and how to

@@ -139,7 +139,7 @@ impl ProcessTable {
     /// Reads the perf map of a process with JIT code again, if it changed.
     fn read_perf_map(&mut self, pid: u32) {
         let previous = self.perf_maps.get(&pid).map(Arc::as_ref);
-        if let Some(map) = PerfMap::read(pid, previous) {
+        if let Some(map) = PerfMap::read(pid, previous).filter(|m| !m.is_empty()) {
             log::debug!("perf map of {pid}: {} functions", map.len());
             self.perf_maps.insert(pid, Arc::new(map));
         }

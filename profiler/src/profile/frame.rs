@@ -12,6 +12,11 @@ pub enum FrameKind {
     Function,
     /// Kernel code, named from kallsyms where it could be.
     Kernel,
+    /// Code of a kernel module, named from kallsyms; its location's mapping names the
+    /// module (`[fuse]`).
+    KernelModule,
+    /// A JIT-compiled BPF program, named `bpf_prog_<tag>_<name>` as kallsyms lists it.
+    Bpf,
     /// Code generated at run time, named by the JIT's perf map.
     Jit,
     /// User code whose address could not be named, and why.
@@ -33,6 +38,9 @@ pub enum Unnamed {
     FileNotHeld,
     /// The file was read but has no symbol covering the address.
     NoSymbol,
+    /// The file is stripped (no symbol table, no DWARF, no MiniDebugInfo) and no separate
+    /// debug information was found for it (build-ID directories, debug link, debuginfod).
+    NoDebugInfo,
     /// The file could not be parsed as ELF, or reading it failed.
     FileUnreadable,
 }
@@ -53,12 +61,18 @@ pub enum LostStack {
 impl FrameKind {
     /// Whether the frame has a name from symbols (rather than a stand-in).
     pub fn is_named(self) -> bool {
-        matches!(self, Self::Function | Self::Kernel | Self::Jit)
+        matches!(
+            self,
+            Self::Function | Self::Kernel | Self::KernelModule | Self::Bpf | Self::Jit
+        )
     }
 
     /// Whether the frame is kernel code.
     pub fn is_kernel(self) -> bool {
-        matches!(self, Self::Kernel | Self::KernelUnnamed)
+        matches!(
+            self,
+            Self::Kernel | Self::KernelModule | Self::Bpf | Self::KernelUnnamed
+        )
     }
 
     /// A short machine-readable tag, written in pprof as the function's system name of
@@ -69,11 +83,14 @@ impl FrameKind {
             Self::Function => "",
             Self::Kernel => "",
             Self::Jit => "[profiler:jit]",
+            Self::KernelModule => "[profiler:kernel-module]",
+            Self::Bpf => "[profiler:bpf]",
             Self::KernelUnnamed => "[profiler:unnamed:kernel]",
             Self::Unnamed(Unnamed::NoMapping) => "[profiler:unnamed:no-mapping]",
             Self::Unnamed(Unnamed::Anonymous) => "[profiler:unnamed:anonymous]",
             Self::Unnamed(Unnamed::FileNotHeld) => "[profiler:unnamed:file-not-held]",
             Self::Unnamed(Unnamed::NoSymbol) => "[profiler:unnamed:no-symbol]",
+            Self::Unnamed(Unnamed::NoDebugInfo) => "[profiler:unnamed:no-debug-info]",
             Self::Unnamed(Unnamed::FileUnreadable) => "[profiler:unnamed:file-unreadable]",
             Self::Lost(LostStack::NoFrames) => "[profiler:lost:no-frames]",
             Self::Lost(LostStack::Unreadable) => "[profiler:lost:unreadable]",
@@ -89,13 +106,16 @@ impl FrameKind {
     }
 
     /// Every kind with a non-empty tag.
-    const TAGGED: [Self; 11] = [
+    const TAGGED: [Self; 14] = [
         Self::Jit,
+        Self::KernelModule,
+        Self::Bpf,
         Self::KernelUnnamed,
         Self::Unnamed(Unnamed::NoMapping),
         Self::Unnamed(Unnamed::Anonymous),
         Self::Unnamed(Unnamed::FileNotHeld),
         Self::Unnamed(Unnamed::NoSymbol),
+        Self::Unnamed(Unnamed::NoDebugInfo),
         Self::Unnamed(Unnamed::FileUnreadable),
         Self::Lost(LostStack::NoFrames),
         Self::Lost(LostStack::Unreadable),
@@ -106,12 +126,18 @@ impl FrameKind {
     /// Why the frame has no name, in a few words for a tooltip; `None` for named frames.
     pub fn reason(self) -> Option<&'static str> {
         Some(match self {
-            Self::Function | Self::Kernel | Self::Jit => return None,
+            Self::Function | Self::Kernel | Self::KernelModule | Self::Bpf | Self::Jit => {
+                return None;
+            }
             Self::KernelUnnamed => "no kallsyms symbol covers the address",
             Self::Unnamed(Unnamed::NoMapping) => "the address is in no mapping of the process",
             Self::Unnamed(Unnamed::Anonymous) => "anonymous memory: no file to read symbols from",
             Self::Unnamed(Unnamed::FileNotHeld) => "the mapped file could not be opened",
             Self::Unnamed(Unnamed::NoSymbol) => "no symbol in the file covers the address",
+            Self::Unnamed(Unnamed::NoDebugInfo) => {
+                "stripped file, and no debug info found for it (install its -dbgsym package, \
+                 pass --debuginfo-dir, or set DEBUGINFOD_URLS)"
+            }
             Self::Unnamed(Unnamed::FileUnreadable) => "the file could not be read as ELF",
             Self::Lost(LostStack::NoFrames) => "the sample had no frames",
             Self::Lost(LostStack::Unreadable) => "the user stack could not be read",

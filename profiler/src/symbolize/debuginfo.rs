@@ -80,16 +80,10 @@ impl ElfFacts {
             .find(|&&(offset, _, size)| file_offset >= offset && file_offset - offset < size)
             .map(|&(offset, vaddr, _)| vaddr + (file_offset - offset))
     }
-
-    /// The build ID in hex, as build-ID directories and debuginfod spell it.
-    pub fn build_id_hex(&self) -> Option<String> {
-        let id = self.build_id.as_ref()?;
-        Some(id.iter().map(|b| format!("{b:02x}")).collect())
-    }
 }
 
 /// Where a file's debug information was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DebugOrigin {
     /// In a build-ID directory of a debug root.
     BuildIdDir,
@@ -97,6 +91,17 @@ pub enum DebugOrigin {
     DebugLink,
     /// Fetched from (or cached for) a debuginfod server.
     Debuginfod,
+}
+
+impl DebugOrigin {
+    /// How the summary names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::BuildIdDir => "build-ID directories",
+            Self::DebugLink => ".gnu_debuglink",
+            Self::Debuginfod => "debuginfod",
+        }
+    }
 }
 
 /// A separate file holding debug information of an ELF file.
@@ -115,6 +120,13 @@ pub struct DebugInfoFinder {
     roots: Vec<PathBuf>,
     /// The debuginfod client, when `DEBUGINFOD_URLS` names servers.
     debuginfod: Option<Debuginfod>,
+}
+
+impl Default for DebugInfoFinder {
+    /// The system's directory only.
+    fn default() -> Self {
+        Self::new(&[], None)
+    }
 }
 
 impl DebugInfoFinder {

@@ -21,6 +21,7 @@ const MAX_BYTES: u64 = 2 << 30;
 /// A debuginfod client with a file cache.
 pub struct Debuginfod {
     client: Client,
+    urls: String,
     cache: PathBuf,
     timeout: Duration,
     state: Mutex<Activity>,
@@ -108,10 +109,16 @@ impl Debuginfod {
         };
         Some(Self {
             client,
+            urls: urls.split_ascii_whitespace().collect::<Vec<_>>().join(" "),
             cache,
             timeout,
             state: Mutex::new(Activity::default()),
         })
+    }
+
+    /// The servers, space-separated.
+    pub fn urls(&self) -> &str {
+        &self.urls
     }
 
     /// What the client did so far.
@@ -176,11 +183,6 @@ impl Debuginfod {
             let _ = std::fs::remove_file(&partial);
         }
         Ok(Some(written?))
-    }
-
-    /// The per-request timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 }
 

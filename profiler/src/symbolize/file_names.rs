@@ -1,7 +1,7 @@
 //! Names the offsets of one ELF file from the best sources it has, each offset from the
 //! first that knows it: DWARF (the file's own, else a separate debug file found as gdb
 //! finds it), a Go binary's `.gopclntab`, then the file's symbol tables (`.symtab`, `.dynsym`, and MiniDebugInfo's,
-//! which blazesym decompresses), and says what the names it gave carry (pprof's `has_*`).
+//! which blazesym decompresses).
 
 use std::path::{Path, PathBuf};
 
@@ -19,46 +19,8 @@ pub enum NoName {
     Blazesym(Reason),
     /// The file is not ELF, or could not be read.
     Unreadable,
-}
-
-/// What the names of a file carry, as pprof's mapping flags say it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Quality {
-    /// Function names.
-    pub functions: bool,
-    /// Source file names.
-    pub filenames: bool,
-    /// Line numbers.
-    pub line_numbers: bool,
-    /// Inlined functions expanded into frames of their own.
-    pub inline_frames: bool,
-}
-
-impl Quality {
-    /// What DWARF (or another full line table) gives.
-    pub const FULL: Self = Self {
-        functions: true,
-        filenames: true,
-        line_numbers: true,
-        inline_frames: true,
-    };
-    /// What a symbol table gives.
-    pub const SYMBOLS: Self = Self {
-        functions: true,
-        filenames: false,
-        line_numbers: false,
-        inline_frames: false,
-    };
-
-    /// Both qualities: the names of a file came from both sources.
-    pub fn union(self, other: Self) -> Self {
-        Self {
-            functions: self.functions || other.functions,
-            filenames: self.filenames || other.filenames,
-            line_numbers: self.line_numbers || other.line_numbers,
-            inline_frames: self.inline_frames || other.inline_frames,
-        }
-    }
+    /// The file is stripped and no separate debug information was found for it.
+    NoDebugInfo,
 }
 
 /// The names of a batch of offsets of one file.
@@ -66,8 +28,6 @@ impl Quality {
 pub struct FileNames {
     /// Per offset, in order: its frames (innermost first), or why it has none.
     pub frames: Vec<Result<Vec<Line>, NoName>>,
-    /// What the sources that named offsets carry.
-    pub quality: Quality,
     /// Where separate debug information came from, if it did.
     pub debug_origin: Option<DebugOrigin>,
 }
@@ -81,7 +41,6 @@ pub fn name_offsets(
 ) -> FileNames {
     let mut names = FileNames {
         frames: vec![Err(NoName::Unreadable); offsets.len()],
-        quality: Quality::default(),
         debug_origin: None,
     };
     let Some(facts) = ElfFacts::read(open) else {
@@ -102,18 +61,28 @@ pub fn name_offsets(
             Some(_) => fill_virtual(&mut names, offsets, &path, &facts),
         };
         if named {
-            names.quality = Quality::FULL;
             names.debug_origin = origin;
         }
     }
     // A Go binary's own table, which has file:line and inlining too, and which blazesym
     // does not read: all a Go binary built with `-ldflags='-s -w'` has.
-    if facts.has_gopclntab && fill_go(&mut names, offsets, open, &facts) {
-        names.quality = Quality::FULL;
+    if facts.has_gopclntab {
+        fill_go(&mut names, offsets, open, &facts);
     }
     // Then the file's own symbol tables, for what DWARF did not cover.
-    if fill(&mut names, offsets, open, false) {
-        names.quality = names.quality.union(Quality::SYMBOLS);
+    fill(&mut names, offsets, open, false);
+    // Nothing but `.dynsym`: what is left unnamed is so for want of debug information.
+    let stripped = !(facts.has_dwarf
+        || facts.has_symtab
+        || facts.has_debugdata
+        || facts.has_gopclntab
+        || names.debug_origin.is_some());
+    if stripped {
+        for frame in &mut names.frames {
+            if frame.is_err() {
+                *frame = Err(NoName::NoDebugInfo);
+            }
+        }
     }
     names
 }
@@ -283,7 +252,6 @@ mod tests {
             "{lines:?}"
         );
         assert!(names.frames[1].is_err());
-        assert!(names.quality.functions);
         assert_eq!(names.debug_origin, None);
     }
 
@@ -294,6 +262,5 @@ mod tests {
         std::fs::write(&path, b"junk").unwrap();
         let names = name_offsets(&path, "junk", &[0x10], &DebugInfoFinder::new(&[], None));
         assert_eq!(names.frames, vec![Err(NoName::Unreadable)]);
-        assert_eq!(names.quality, Quality::default());
     }
 }

@@ -16,16 +16,25 @@
 //! for the whole run would hold them all at once. Afterwards [`Symbolizer::user`] and
 //! [`Symbolizer::kernel`] read the frames from the results.
 
+pub mod debuginfo;
+pub mod debuginfod;
+pub mod file_names;
+pub mod gopclntab;
+pub mod kallsyms;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use blazesym::MaybeDefault;
-use blazesym::symbolize::source::{Elf, Kernel, Source};
-use blazesym::symbolize::{CodeInfo, Input, Symbolized, Symbolizer as Blazesym};
-
+use crate::collect::bpf_symbols::BpfSymbols;
+use crate::process::perfmap::PerfMap;
 use crate::process::procmaps::{MapEntry, ProcessInfo};
 pub use crate::profile::KERNEL_MAPPING;
 use crate::profile::{FrameKind, Line, Mapping, Unnamed, module_offset};
+use crate::symbolize::debuginfo::{DebugInfoFinder, DebugOrigin};
+use crate::symbolize::debuginfod::Debuginfod;
+use crate::symbolize::file_names::NoName;
+use crate::symbolize::kallsyms::{Kallsyms, KernelName};
 
 /// A symbolized address: its source frames and what kind of frame it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +54,21 @@ pub struct UserFrame {
     pub frame: Frame,
 }
 
+/// A symbolized kernel address: its frame, and the module it is in, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelFrame {
+    /// Its frame.
+    pub frame: Frame,
+    /// The module whose code it is (`fuse`), for module frames.
+    pub module: Option<String>,
+}
+
 /// Symbolizes user and kernel addresses in batches, keeping the resulting frames (not the
 /// parsed files) for the rest of the run.
 #[derive(Default)]
 pub struct Symbolizer {
     /// Frames of the kernel addresses resolved so far, by lookup address.
-    kernel_lines: HashMap<u64, Frame>,
+    kernel_lines: HashMap<u64, KernelFrame>,
     /// Kernel lookup addresses requested and not resolved yet.
     kernel_requests: BTreeSet<u64>,
     /// Frames of the user addresses resolved so far, by file (the path through which it is
@@ -59,13 +77,52 @@ pub struct Symbolizer {
     /// File offsets requested and not resolved yet, by file: the path to open it by, and
     /// the path to name it by.
     file_requests: BTreeMap<(String, String), BTreeSet<u64>>,
+    /// Where separate debug files are looked for.
+    finder: DebugInfoFinder,
+    /// The BPF programs seen during the run, for kernel frames in them.
+    bpf: BpfSymbols,
+    /// Files named from separate debug information, by where it was found.
+    debug_files: BTreeMap<DebugOrigin, u64>,
 }
 
 impl Symbolizer {
-    /// A symbolizer using DWARF where present, ELF symbols otherwise, and kallsyms for the
-    /// kernel.
+    /// A symbolizer using DWARF where present (the file's own, else separate debug files
+    /// under `/usr/lib/debug`), ELF symbols otherwise, and kallsyms for the kernel.
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A symbolizer also searching `debuginfo_dirs` and `debuginfod` for separate debug
+    /// files, and naming kernel frames in the BPF programs `bpf` saw.
+    pub fn with_sources(
+        debuginfo_dirs: &[PathBuf],
+        debuginfod: Option<Debuginfod>,
+        bpf: BpfSymbols,
+    ) -> Self {
+        Self {
+            finder: DebugInfoFinder::new(debuginfo_dirs, debuginfod),
+            bpf,
+            ..Self::default()
+        }
+    }
+
+    /// One line on where separate debug information came from, and one on what debuginfod
+    /// did, when either did anything.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.debug_files.is_empty() {
+            let parts: Vec<String> = self
+                .debug_files
+                .iter()
+                .map(|(origin, n)| format!("{n} via {}", origin.describe()))
+                .collect();
+            notes.push(format!("separate debug info: {}", parts.join(", ")));
+        }
+        if let Some(debuginfod) = self.finder.debuginfod() {
+            notes.extend(debuginfod.activity().summary(debuginfod.urls()));
+        }
+        notes
     }
 
     /// Asks for the user address `addr` of a process to be symbolized by the next
@@ -108,6 +165,7 @@ impl Symbolizer {
             .into_iter()
             .collect();
         let files = std::mem::take(&mut self.file_requests);
+        let bpf = std::mem::take(&mut self.bpf);
         std::thread::scope(|scope| {
             // Reading and parsing kallsyms takes about 100 ms but little memory, so it runs
             // beside the files, which take their memory one at a time.
@@ -116,7 +174,7 @@ impl Symbolizer {
             } else {
                 let batch = std::thread::Builder::new()
                     .name("kallsyms".to_owned())
-                    .spawn_scoped(scope, || symbolize_kernel(&kernel));
+                    .spawn_scoped(scope, || symbolize_kernel(&kernel, &bpf));
                 // Without a thread, the batch runs after the files.
                 Some(batch.map_err(|err| log::debug!("no thread for kallsyms: {err}")))
             };
@@ -129,10 +187,11 @@ impl Symbolizer {
                 Some(Ok(thread)) => thread
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                Some(Err(())) => symbolize_kernel(&kernel),
+                Some(Err(())) => symbolize_kernel(&kernel, &bpf),
             };
             self.kernel_lines.extend(kernel.iter().copied().zip(lines));
         });
+        self.bpf = bpf;
         release_freed_memory();
     }
 
@@ -143,12 +202,27 @@ impl Symbolizer {
     /// it is looked up, as perf and pprof do.
     ///
     /// The frames come from [`Self::resolve_requests`]; an address that was not requested
-    /// is symbolized on its own, which costs a parse of its file.
-    pub fn user(&mut self, process: Option<&ProcessInfo>, addr: u64, call_site: bool) -> UserFrame {
+    /// is symbolized on its own, which costs a parse of its file. An address in anonymous
+    /// memory is named by the process's JIT perf map `jit`, where it has one.
+    pub fn user(
+        &mut self,
+        process: Option<&ProcessInfo>,
+        jit: Option<&PerfMap>,
+        addr: u64,
+        call_site: bool,
+    ) -> UserFrame {
+        let jitted = || {
+            let name = jit?.lookup(lookup_address(addr, call_site))?;
+            Some(Frame {
+                lines: vec![unknown_line(name)],
+                kind: FrameKind::Jit,
+            })
+        };
         let Some((entry, file_offset)) = locate(process, addr, call_site) else {
+            // JIT code mapped after the process's last mapping snapshot.
             return UserFrame {
                 mapping: None,
-                frame: unnamed(None, 0, Unnamed::NoMapping),
+                frame: jitted().unwrap_or_else(|| unnamed(None, 0, Unnamed::NoMapping)),
             };
         };
         let mapping = Mapping {
@@ -167,7 +241,8 @@ impl Symbolizer {
                 } else {
                     Unnamed::Anonymous
                 };
-                unnamed(Some(&entry.path), file_offset, why)
+                let jitted = (why == Unnamed::Anonymous).then(jitted).flatten();
+                jitted.unwrap_or_else(|| unnamed(Some(&entry.path), file_offset, why))
             }
         };
         UserFrame {
@@ -178,11 +253,11 @@ impl Symbolizer {
 
     /// Symbolizes the kernel address `addr`; `call_site` as for [`Self::user`], and an
     /// address that was not requested is symbolized on its own.
-    pub fn kernel(&mut self, addr: u64, call_site: bool) -> Frame {
+    pub fn kernel(&mut self, addr: u64, call_site: bool) -> KernelFrame {
         let lookup = lookup_address(addr, call_site);
         if !self.kernel_lines.contains_key(&lookup) {
             log::debug!("{KERNEL_MAPPING}+{lookup:#x} was not requested: symbolized alone");
-            let lines = symbolize_kernel(&[lookup]);
+            let lines = symbolize_kernel(&[lookup], &self.bpf);
             self.kernel_lines.extend([lookup].into_iter().zip(lines));
         }
         self.kernel_lines[&lookup].clone()
@@ -204,25 +279,33 @@ impl Symbolizer {
     /// `name` in frames that cannot be symbolized.
     fn resolve_file(&mut self, open: &str, name: &str, offsets: &[u64]) {
         let started = Instant::now();
-        // A symbolizer for this file alone: dropping it at the end of the batch frees the
-        // file's mapping and its parsed symbols and DWARF before the next file is opened.
-        let blazesym = Blazesym::new();
-        // DWARF stays on (`Elf::new` looks for debug files too): file and line are wanted
-        // wherever debug information exists.
-        let source = Source::Elf(Elf::new(open));
-        let symbolized = blazesym.symbolize(&source, Input::FileOffset(offsets));
-        let lines = batch_frames(
-            name,
-            offsets,
-            symbolized,
-            FrameKind::Function,
-            |offset, why| unnamed(Some(name), offset, why),
-        );
+        // The file's parsed symbols and DWARF are dropped at the end of the batch, before
+        // the next file is opened.
+        let names = file_names::name_offsets(Path::new(open), name, offsets, &self.finder);
+        if let Some(origin) = names.debug_origin {
+            *self.debug_files.entry(origin).or_default() += 1;
+        }
+        let frames = offsets
+            .iter()
+            .zip(names.frames)
+            .map(|(&offset, named)| match named {
+                Ok(lines) => Frame {
+                    lines,
+                    kind: FrameKind::Function,
+                },
+                Err(why) => {
+                    let why = match why {
+                        NoName::Blazesym(_) => Unnamed::NoSymbol,
+                        NoName::Unreadable => Unnamed::FileUnreadable,
+                        NoName::NoDebugInfo => Unnamed::NoDebugInfo,
+                    };
+                    unnamed(Some(name), offset, why)
+                }
+            });
         self.file_lines
             .entry(open.to_owned())
             .or_default()
-            .extend(offsets.iter().copied().zip(lines));
-        drop(blazesym);
+            .extend(offsets.iter().copied().zip(frames));
         log::debug!(
             "symbolized {} offsets in {name} in {:?}",
             offsets.len(),
@@ -231,35 +314,48 @@ impl Symbolizer {
     }
 }
 
-/// The frames of kernel lookup addresses, symbolized in one batch.
-fn symbolize_kernel(addrs: &[u64]) -> Vec<Frame> {
+/// The frames of kernel lookup addresses, symbolized in one batch from kallsyms and the BPF
+/// programs of the run.
+fn symbolize_kernel(addrs: &[u64], bpf: &BpfSymbols) -> Vec<KernelFrame> {
     let started = Instant::now();
-    let kernel = Kernel {
-        kallsyms: MaybeDefault::Default,
-        // A vmlinux with debug info is rarely installed; kallsyms gives function names.
-        vmlinux: MaybeDefault::None,
-        debug_syms: false,
-        ..Default::default()
-    };
-    // Dropped at the end of the batch, and with it the parsed kallsyms.
-    let blazesym = Blazesym::new();
-    let symbolized = blazesym.symbolize(&Source::Kernel(kernel), Input::AbsAddr(addrs));
-    let lines = batch_frames(
-        KERNEL_MAPPING,
-        addrs,
-        symbolized,
-        FrameKind::Kernel,
-        |addr, _| Frame {
-            lines: vec![unknown_line(&format!("{KERNEL_MAPPING}+{addr:#x}"))],
-            kind: FrameKind::KernelUnnamed,
-        },
-    );
+    let kallsyms = Kallsyms::read(bpf)
+        .map_err(|err| log::debug!("cannot read /proc/kallsyms: {err}"))
+        .unwrap_or_default();
+    let frames = addrs
+        .iter()
+        .map(|&addr| {
+            let name = kallsyms.lookup(addr);
+            let (kind, module) = match &name {
+                None => {
+                    return KernelFrame {
+                        frame: Frame {
+                            lines: vec![unknown_line(&format!("{KERNEL_MAPPING}+{addr:#x}"))],
+                            kind: FrameKind::KernelUnnamed,
+                        },
+                        module: None,
+                    };
+                }
+                Some(KernelName::Kernel(_)) => (FrameKind::Kernel, None),
+                Some(KernelName::Bpf(_)) => (FrameKind::Bpf, None),
+                Some(KernelName::Module { module, .. }) => {
+                    (FrameKind::KernelModule, Some(module.clone()))
+                }
+            };
+            KernelFrame {
+                frame: Frame {
+                    lines: vec![unknown_line(name.as_ref().map_or("", KernelName::function))],
+                    kind,
+                },
+                module,
+            }
+        })
+        .collect();
     log::debug!(
         "symbolized {} kernel addresses in {:?}",
         addrs.len(),
         started.elapsed()
     );
-    lines
+    frames
 }
 
 /// Hands freed memory back to the kernel.
@@ -293,70 +389,11 @@ fn locate(process: Option<&ProcessInfo>, addr: u64, call_site: bool) -> Option<(
     Some((entry, lookup - entry.start + entry.offset))
 }
 
-/// The frames of each input of a batch, in input order, of kind `named` where blazesym
-/// found a symbol: an input it could not symbolize gets `unknown(input, NoSymbol)`, and
-/// every input of a batch that failed as a whole (a file gone since, not an ELF file)
-/// `unknown(input, FileUnreadable)`.
-fn batch_frames(
-    source: &str,
-    inputs: &[u64],
-    symbolized: blazesym::Result<Vec<Symbolized<'_>>>,
-    named: FrameKind,
-    unknown: impl Fn(u64, Unnamed) -> Frame,
-) -> Vec<Frame> {
-    let symbolized = match symbolized {
-        Ok(symbolized) => symbolized,
-        Err(err) => {
-            log::debug!("{source}: {} addresses not symbolized: {err}", inputs.len());
-            return inputs
-                .iter()
-                .map(|&input| unknown(input, Unnamed::FileUnreadable))
-                .collect();
-        }
-    };
-    // blazesym answers every input in order; should it answer fewer, the rest are unknown.
-    let mut symbolized = symbolized.into_iter();
-    inputs
-        .iter()
-        .map(|&input| match symbolized.next() {
-            Some(Symbolized::Sym(sym)) => Frame {
-                lines: sym_lines(&sym),
-                kind: named,
-            },
-            Some(Symbolized::Unknown(reason)) => {
-                log::debug!("{source}+{input:#x} not symbolized: {reason}");
-                unknown(input, Unnamed::NoSymbol)
-            }
-            None => unknown(input, Unnamed::NoSymbol),
-        })
-        .collect()
-}
-
 /// The frame of an unnamed user address at `offset` in the file at `path`.
 fn unnamed(path: Option<&str>, offset: u64, why: Unnamed) -> Frame {
     Frame {
         lines: vec![unknown_line(&module_offset(path, offset))],
         kind: FrameKind::Unnamed(why),
-    }
-}
-
-/// The lines of a symbol, innermost inlined function first.
-fn sym_lines(sym: &blazesym::symbolize::Sym<'_>) -> Vec<Line> {
-    let mut lines: Vec<Line> = sym
-        .inlined
-        .iter()
-        .rev()
-        .map(|inlined| line(&inlined.name, inlined.code_info.as_ref()))
-        .collect();
-    lines.push(line(&sym.name, sym.code_info.as_deref()));
-    lines
-}
-
-fn line(name: &str, code_info: Option<&CodeInfo<'_>>) -> Line {
-    Line {
-        function: name.to_owned(),
-        file: code_info.map(|info| info.to_path().display().to_string()),
-        line: code_info.and_then(|info| info.line).unwrap_or(0),
     }
 }
 
@@ -386,7 +423,7 @@ mod tests {
         assert!(table.snapshot(std::process::id()));
         let mut symbolizer = Symbolizer::new();
         let addr = a_function_to_find as fn() -> _ as usize as u64;
-        let frame = symbolizer.user(table.get(std::process::id()), addr, false);
+        let frame = symbolizer.user(table.get(std::process::id()), None, addr, false);
         assert!(
             frame
                 .mapping
@@ -435,12 +472,12 @@ mod tests {
         batched.resolve_requests();
         assert!(batched.file_requests.is_empty());
         for &(addr, call_site) in &addrs {
-            let batch = batched.user(me, addr, call_site);
-            let single = Symbolizer::new().user(me, addr, call_site);
+            let batch = batched.user(me, None, addr, call_site);
+            let single = Symbolizer::new().user(me, None, addr, call_site);
             assert_eq!(batch.frame, single.frame);
             assert_eq!(batch.mapping, single.mapping);
         }
-        let frame = batched.user(me, addrs[1].0, true);
+        let frame = batched.user(me, None, addrs[1].0, true);
         assert!(
             frame
                 .frame
@@ -483,11 +520,11 @@ mod tests {
         // nothing to read.
         assert_eq!(symbolizer.file_requests.len(), 1);
         symbolizer.resolve_requests();
-        let gone = symbolizer.user(Some(&process), 0x1010, false);
+        let gone = symbolizer.user(Some(&process), None, 0x1010, false);
         assert_eq!(gone.frame.lines[0].function, "libgone.so+0x3010");
         assert_eq!(gone.frame.kind, FrameKind::Unnamed(Unnamed::FileNotHeld));
         assert_eq!(gone.mapping.map(|m| m.build_id), Some(None));
-        let junk = symbolizer.user(Some(&process), 0x5010, false);
+        let junk = symbolizer.user(Some(&process), None, 0x5010, false);
         assert_eq!(junk.frame.lines[0].function, "libjunk.so+0x3010");
         assert_eq!(junk.frame.kind, FrameKind::Unnamed(Unnamed::FileUnreadable));
         assert_eq!(
@@ -514,8 +551,40 @@ mod tests {
     #[test]
     fn unknown_addresses_become_frames() {
         let mut symbolizer = Symbolizer::new();
-        let frame = symbolizer.user(None, 0x1234, true);
+        let frame = symbolizer.user(None, None, 0x1234, true);
         assert_eq!(frame.frame.lines[0].function, "[unknown]");
         assert_eq!(frame.frame.kind, FrameKind::Unnamed(Unnamed::NoMapping));
+        // Below the kernel's text, kallsyms names nothing.
+        assert_eq!(
+            symbolizer.kernel(0x10, false).frame.kind,
+            FrameKind::KernelUnnamed
+        );
+    }
+
+    #[test]
+    fn anonymous_code_is_named_by_the_perf_map() {
+        let process = ProcessInfo {
+            maps: vec![MapEntry {
+                start: 0x7000,
+                end: 0x9000,
+                offset: 0,
+                path: String::new(),
+                key: FileKey::default(),
+                file: None,
+            }],
+            ..ProcessInfo::default()
+        };
+        let jit = PerfMap::parse("7100 100 LazyCompile:*spin loop.js:3\n");
+        let mut symbolizer = Symbolizer::new();
+        // A return address is looked up one byte before: the end of the function.
+        let frame = symbolizer.user(Some(&process), Some(&jit), 0x7200, true);
+        assert_eq!(frame.frame.kind, FrameKind::Jit);
+        assert_eq!(frame.frame.lines[0].function, "LazyCompile:*spin loop.js:3");
+        assert!(frame.mapping.is_some());
+        let outside = symbolizer.user(Some(&process), Some(&jit), 0x7200, false);
+        assert_eq!(outside.frame.kind, FrameKind::Unnamed(Unnamed::Anonymous));
+        // Mapped after the last snapshot of the process's mappings.
+        let late = symbolizer.user(None, Some(&jit), 0x7150, false);
+        assert_eq!(late.frame.kind, FrameKind::Jit);
     }
 }

@@ -75,7 +75,12 @@ fn names(process: &ProcessInfo, frames: &[u64]) -> Vec<String> {
     frames
         .iter()
         .enumerate()
-        .flat_map(|(i, &addr)| symbolizer.user(Some(process), addr, i > 0).frame.lines)
+        .flat_map(|(i, &addr)| {
+            symbolizer
+                .user(Some(process), None, addr, i > 0)
+                .frame
+                .lines
+        })
         .map(|line| line.function)
         .collect()
 }
