@@ -33,6 +33,12 @@ pub fn encode(profile: &Profile) -> proto::Profile {
     // functions, and a frame that is not a plain function keeps its kind.
     let mut functions: Vec<proto::Function> = Vec::new();
     let mut function_ids: HashMap<(&str, Option<&str>, &str), u64> = HashMap::new();
+    // pprof names the profile after its first mapping (`File:` in `go tool pprof`).
+    let order = mapping_order(profile);
+    let mut mapping_ids = vec![0; profile.mappings.len()];
+    for (position, &m) in order.iter().enumerate() {
+        mapping_ids[m] = position as u64 + 1;
+    }
     let mut location = Vec::with_capacity(profile.locations.len());
     for (i, loc) in profile.locations.iter().enumerate() {
         let line = loc
@@ -68,7 +74,7 @@ pub fn encode(profile: &Profile) -> proto::Profile {
             .collect();
         location.push(proto::Location {
             id: i as u64 + 1,
-            mapping_id: loc.mapping.map_or(0, |m| m as u64 + 1),
+            mapping_id: loc.mapping.map_or(0, |m| mapping_ids[m]),
             address: loc.address,
             line,
             is_folded: false,
@@ -82,13 +88,11 @@ pub fn encode(profile: &Profile) -> proto::Profile {
             f.add(loc);
         }
     }
-    let mapping = profile
-        .mappings
+    let mapping = order
         .iter()
-        .zip(&flags)
-        .enumerate()
-        .map(|(i, (m, f))| proto::Mapping {
-            id: i as u64 + 1,
+        .map(|&i| (i, &profile.mappings[i], &flags[i]))
+        .map(|(i, m, f)| proto::Mapping {
+            id: mapping_ids[i],
             memory_start: m.start,
             memory_limit: m.limit,
             file_offset: m.file_offset,
@@ -160,6 +164,54 @@ pub fn encode(profile: &Profile) -> proto::Profile {
         comment,
         default_sample_type,
     }
+}
+
+/// The order mappings are written in: the main executable's first, the others as they
+/// were interned.
+fn mapping_order(profile: &Profile) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..profile.mappings.len()).collect();
+    if let Some(main) = main_executable(profile) {
+        order.retain(|&m| m != main);
+        order.insert(0, main);
+    }
+    order
+}
+
+/// The mapping of the program the samples ran in: of the mappings of files that are not
+/// shared libraries (nor pseudo files such as `[vdso]` or the kernel's), the one in the
+/// stacks of the most samples, weighted by the default sample value. In a whole-host
+/// profile that is the busiest program's.
+fn main_executable(profile: &Profile) -> Option<usize> {
+    let program: Vec<bool> = profile
+        .mappings
+        .iter()
+        .map(|m| {
+            let name = m.path.rsplit('/').next().unwrap_or("");
+            m.path.starts_with('/') && !name.is_empty() && !name.contains(".so")
+        })
+        .collect();
+    let mut weight = vec![0u128; profile.mappings.len()];
+    let mut seen = Vec::new();
+    for sample in &profile.samples {
+        let value = sample
+            .values
+            .get(profile.default_sample_type)
+            .map_or(0, |&v| u128::try_from(v).unwrap_or(0));
+        seen.clear();
+        for &loc in &profile.stacks[sample.stack] {
+            if let Some(m) = profile.locations[loc].mapping
+                && program[m]
+                && !seen.contains(&m)
+            {
+                seen.push(m);
+                // A sample of value 0 still says the program ran.
+                weight[m] += value.max(1);
+            }
+        }
+    }
+    // The first of equals, so that the choice does not depend on anything but the data.
+    let (main, &best) = weight.iter().enumerate().rev().max_by_key(|&(_, w)| *w)?;
+    (best > 0).then_some(main)
 }
 
 /// The symbolic information the locations of one mapping carry.
@@ -288,6 +340,50 @@ mod tests {
             labels: vec![Label::str("comm", "swapper/0")],
         });
         p
+    }
+
+    #[test]
+    fn the_main_executable_is_the_first_mapping() {
+        // The C library's mapping was interned first, as it is when the first sample's
+        // leaf is in it, and the kernel's is in every stack.
+        let mut p = rich_profile();
+        p.mappings.insert(
+            0,
+            Mapping {
+                start: 0x7f00_0000_0000,
+                limit: 0x7f00_0010_0000,
+                file_offset: 0x28000,
+                path: "/usr/lib/x86_64-linux-gnu/libc.so.6".to_owned(),
+                build_id: None,
+            },
+        );
+        for loc in &mut p.locations {
+            loc.mapping = loc.mapping.map(|m| m + 1);
+        }
+        p.locations.push(Location {
+            address: 0x7f00_0000_1000,
+            mapping: Some(0),
+            lines: vec![fixture::line("write")],
+            kind: FrameKind::Function,
+        });
+        let write = p.locations.len() - 1;
+        for stack in &mut p.stacks {
+            stack.insert(0, write);
+        }
+        let encoded = encode(&p);
+        let name = |m: &proto::Mapping| encoded.string_table[m.filename as usize].clone();
+        assert_eq!(name(&encoded.mapping[0]), "/usr/bin/app");
+        assert_eq!(encoded.mapping[0].id, 1);
+        assert_eq!(
+            name(&encoded.mapping[1]),
+            "/usr/lib/x86_64-linux-gnu/libc.so.6"
+        );
+        // Locations keep their mappings.
+        let back = decode(&encoded, ProfileKind::Cpu).unwrap();
+        for (a, b) in back.locations.iter().zip(&p.locations) {
+            let path = |p: &Profile, l: &Location| l.mapping.map(|m| p.mappings[m].path.clone());
+            assert_eq!(path(&back, a), path(&p, b));
+        }
     }
 
     #[test]
