@@ -32,6 +32,7 @@ const FIXTURES: &[&str] = &[
     "block_uncontended",
     "block_stuck",
     "report_mix",
+    "names_c",
 ];
 
 /// C fixtures built without frame pointers (see the module comment).

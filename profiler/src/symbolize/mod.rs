@@ -81,8 +81,9 @@ pub struct Symbolizer {
     finder: DebugInfoFinder,
     /// The BPF programs seen during the run, for kernel frames in them.
     bpf: BpfSymbols,
-    /// Files named from separate debug information, by where it was found.
-    debug_files: BTreeMap<DebugOrigin, u64>,
+    /// Files named from separate debug information (by the path they are opened by), by
+    /// where it was found.
+    debug_files: BTreeMap<DebugOrigin, BTreeSet<String>>,
 }
 
 impl Symbolizer {
@@ -115,7 +116,7 @@ impl Symbolizer {
             let parts: Vec<String> = self
                 .debug_files
                 .iter()
-                .map(|(origin, n)| format!("{n} via {}", origin.describe()))
+                .map(|(origin, files)| format!("{} via {}", files.len(), origin.describe()))
                 .collect();
             notes.push(format!("separate debug info: {}", parts.join(", ")));
         }
@@ -283,7 +284,10 @@ impl Symbolizer {
         // the next file is opened.
         let names = file_names::name_offsets(Path::new(open), name, offsets, &self.finder);
         if let Some(origin) = names.debug_origin {
-            *self.debug_files.entry(origin).or_default() += 1;
+            self.debug_files
+                .entry(origin)
+                .or_default()
+                .insert(open.to_owned());
         }
         let frames = offsets
             .iter()
