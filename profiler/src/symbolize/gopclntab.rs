@@ -336,14 +336,15 @@ impl<'a> GoPclnTab<'a> {
                     continue;
                 }
                 // After the pcHeader and six slices, and before the tables that follow.
-                for word in 30..56 {
-                    let field = |w: usize| read_uint(data, at + w * 8, 8);
-                    if field(word) == Some(start)
-                        && let Some(gofunc) =
-                            field(word + 1).filter(|&g| self.read_vaddr(g, 1).is_some())
-                    {
-                        return Some(gofunc);
-                    }
+                // `types` may start `.rodata` too (it comes two words before `rodata`):
+                // the last match is `rodata`.
+                let field = |w: usize| read_uint(data, at + w * 8, 8);
+                let gofunc = (30..50)
+                    .filter(|&w| field(w) == Some(start))
+                    .filter_map(|w| field(w + 1))
+                    .rfind(|&g| self.read_vaddr(g, 1).is_some());
+                if gofunc.is_some() {
+                    return gofunc;
                 }
             }
         }
