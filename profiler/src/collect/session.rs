@@ -214,6 +214,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             _ = tick.tick() => {
                 ticks += 1;
                 probes.flush_logs();
+                processes.refresh_perf_maps();
                 if ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
                     processes.refresh();
                 }

@@ -72,6 +72,9 @@ pub struct ProcessTable {
     /// The latest perf map of each process that has JIT code (anonymous executable
     /// memory): a JIT only adds to it, so the latest names the code of every snapshot.
     perf_maps: HashMap<u32, Arc<PerfMap>>,
+    /// Processes seen with anonymous executable memory, whose perf maps are read again on
+    /// every [`Self::refresh_perf_maps`].
+    jit_pids: std::collections::HashSet<u32>,
 }
 
 /// An address space as it was when samples were unwound in it: a process's mappings at
@@ -142,6 +145,20 @@ impl ProcessTable {
         if let Some(map) = PerfMap::read(pid, previous).filter(|m| !m.is_empty()) {
             log::debug!("perf map of {pid}: {} functions", map.len());
             self.perf_maps.insert(pid, Arc::new(map));
+        }
+    }
+
+    /// Reads the perf maps of the live processes with JIT code again where they changed: a
+    /// JIT adds to its map as it compiles, and a process may exit before the end of the run
+    /// (its map with it). A process gone since keeps the map last read.
+    pub fn refresh_perf_maps(&mut self) {
+        let pids: Vec<u32> = self.jit_pids.iter().copied().collect();
+        for pid in pids {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                self.jit_pids.remove(&pid);
+                continue;
+            }
+            self.read_perf_map(pid);
         }
     }
 
