@@ -21,23 +21,25 @@ fn a_js_function_is_named_from_the_perf_map() {
     let tmp = temp_dir();
     let out = tmp.path().join("out");
     let result = tmp.path().join("result.txt");
-    let run = run_profiler(
-        &[
-            "-F".as_ref(),
-            "499".as_ref(),
-            "--profiles".as_ref(),
-            "cpu".as_ref(),
-            "--format".as_ref(),
-            "folded".as_ref(),
-            "--".as_ref(),
-            node.as_ref(),
-            "--perf-basic-prof".as_ref(),
-            script.as_os_str(),
-            "2".as_ref(),
-            result.as_os_str(),
-        ],
-        &out,
-    );
+    let mut cmd = profiler_command(&[
+        "-o".as_ref(),
+        out.as_os_str(),
+        "-F".as_ref(),
+        "499".as_ref(),
+        "--profiles".as_ref(),
+        "cpu".as_ref(),
+        "--format".as_ref(),
+        "folded".as_ref(),
+        "--".as_ref(),
+        node.as_ref(),
+        "--perf-basic-prof".as_ref(),
+        script.as_os_str(),
+        "2".as_ref(),
+        result.as_os_str(),
+    ]);
+    // Node leaves its V8 log (isolate-*.log) in its working directory.
+    cmd.current_dir(tmp.path());
+    let run = run_command(cmd);
     run.assert_success();
     let measured = FixtureResult::read(&result);
     let folded = Folded::load(&out).with_comm("node");

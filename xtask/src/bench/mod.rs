@@ -11,6 +11,7 @@
 mod accuracy;
 mod cost;
 mod fixtures;
+mod names;
 mod overhead;
 mod parse;
 mod peers;
@@ -44,14 +45,14 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only these rows (comma-separated): cpu, syscalls, block, accuracy, cost,
-    /// latency, scale, unwind. The report then holds only those rows.
+    /// latency, scale, unwind, names. The report then holds only those rows.
     #[arg(long, value_delimiter = ',', value_parser = ROW_IDS)]
     only: Vec<String>,
     /// Bench this profiler binary instead of building target/release/profiler (e.g. an
     /// older build to compare with, or while the tree does not build).
     #[arg(long, value_name = "PATH")]
     profiler: Option<PathBuf>,
-    /// Also bench this profiler binary (e.g. the previous build) in row 2, with the same
+    /// Also bench this profiler binary (e.g. the previous build) in rows 2 and 9, with the same
     /// flags and the same workload, beside the benched one in the same run: a change's
     /// I/O cost then shows on the same machine under the same load.
     #[arg(long, value_name = "PATH")]
@@ -59,8 +60,8 @@ pub struct BenchArgs {
 }
 
 /// Row ids for `--only`, in bench order.
-const ROW_IDS: [&str; 8] = [
-    "cpu", "syscalls", "block", "accuracy", "cost", "latency", "scale", "unwind",
+const ROW_IDS: [&str; 9] = [
+    "cpu", "syscalls", "block", "accuracy", "cost", "latency", "scale", "unwind", "names",
 ];
 
 /// Durations and counts of one bench run; `--quick` shortens them all.
@@ -87,6 +88,8 @@ pub struct Plan {
     pub stacks_100k_secs: f64,
     /// Each scale run (row 7).
     pub scale_secs: f64,
+    /// Each whole-host run of the named-frames row (row 9).
+    pub names_secs: u64,
 }
 
 impl Plan {
@@ -106,6 +109,7 @@ impl Plan {
                 stacks_10k_secs: 3.0,
                 stacks_100k_secs: 5.0,
                 scale_secs: 2.0,
+                names_secs: 5,
             }
         } else {
             Plan {
@@ -121,6 +125,7 @@ impl Plan {
                 stacks_10k_secs: 4.0,
                 stacks_100k_secs: 10.0,
                 scale_secs: 4.0,
+                names_secs: 10,
             }
         }
     }
@@ -159,7 +164,7 @@ pub struct Ctx {
 type RowFn = fn(&Ctx) -> Result<Section>;
 
 /// (id, title, function) in bench order.
-const ROWS: [(&str, &str, RowFn); 8] = [
+const ROWS: [(&str, &str, RowFn); 9] = [
     ("cpu", "1. CPU sampling overhead", overhead::cpu_sampling),
     (
         "syscalls",
@@ -176,6 +181,7 @@ const ROWS: [(&str, &str, RowFn); 8] = [
         "8. Unwinding success without frame pointers",
         unwind::unwinding,
     ),
+    ("names", "9. Named frames", names::names),
 ];
 
 /// The title of a row, for the rows' own sections.
