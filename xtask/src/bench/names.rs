@@ -1,5 +1,5 @@
 //! Row 9: how many samples get a name. A whole-host profile of a machine kept busy by
-//! Debian's own programs, none with debug information installed, as a user's would be:
+//! Debian's own programs, without their -dbgsym packages, as a user's would be:
 //! `xz` compressing (liblzma's static functions), `python3` looping, `sha256sum` hashing
 //! (coreutils), and `node --perf-basic-prof` (JIT code, named only by its perf map). The
 //! share of samples whose leaf frame has a name (not `file+0xoffset`, not `[unknown]`) is
@@ -108,7 +108,7 @@ pub fn names(ctx: &Ctx) -> Result<Section> {
         format!(
             "`profiler --profiles cpu --duration {secs}s --format folded` of the whole host \
              while Debian's `xz -9`, `python3`, `sha256sum` and `node --perf-basic-prof` \
-             loop (no -dbgsym packages installed; {} run(s) per build). *Named leaf* is \
+             loop (their -dbgsym packages not installed; {} run(s) per build). *Named leaf* is \
              the share of samples whose innermost frame has a name: not `file+0xoffset`, \
              not `[unknown]` or another stand-in in brackets. The latency is the \
              `finished: ... ms after the window closed` line, which includes looking for \
