@@ -6,7 +6,11 @@
 //! ([`samples`]), and the processes' mappings with their files held open
 //! ([`crate::process`]). Nothing here symbolizes: that happens once, afterwards.
 
+pub mod allocators;
 pub mod cpustat;
+pub mod gate;
+pub mod go_heap;
+pub mod heap_probes;
 pub mod launch;
 pub mod probes;
 pub mod records;
@@ -14,3 +18,4 @@ pub mod samples;
 pub mod selfcost;
 pub mod session;
 pub mod tracefs;
+pub mod trap_cost;

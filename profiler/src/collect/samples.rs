@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use indexmap::IndexSet;
 use std::time::{Duration, Instant};
 
-use profiler_common::{BlockKey, COMM_LEN, IoKey, sample_kind};
+use profiler_common::{BlockKey, COMM_LEN, HeapSiteKey, IoKey, sample_kind};
+
+use crate::collect::go_heap::{GoAllocStack, GoHeap};
 
 use crate::collect::records::SampleView;
 use crate::process::procmaps::{ProcessInfo, ProcessTable, SpaceId};
@@ -142,6 +144,10 @@ pub struct Samples {
     pub io: HashMap<(IoKey, UserStack), u64>,
     /// Stack samples of wait sites: how often each stack was seen at each site.
     pub block: HashMap<(BlockKey, UserStack), u64>,
+    /// Stack samples of native allocation sites: how often each stack was seen at each.
+    pub heap: HashMap<(HeapSiteKey, UserStack), u64>,
+    /// The allocations the Go runtime sampled.
+    pub go_heap: GoHeap,
     /// How the stacks were unwound.
     pub stats: UnwindStats,
 }
@@ -171,6 +177,10 @@ impl Collector {
         };
         self.samples.stats.samples += 1;
         let header = view.header;
+        if header.kind == sample_kind::GO_FREE {
+            self.samples.go_heap.free(header.pid, header.heap.ptr);
+            return;
+        }
         let user = if view.no_user() {
             UserStack::NONE
         } else if view.user_unreadable() {
@@ -201,6 +211,26 @@ impl Collector {
                     .block
                     .entry((header.block_site, user))
                     .or_default() += 1;
+            }
+            sample_kind::HEAP => {
+                *self
+                    .samples
+                    .heap
+                    .entry((header.heap.site, user))
+                    .or_default() += 1
+            }
+            sample_kind::GO_ALLOC => {
+                let stack = GoAllocStack {
+                    pid: header.pid,
+                    comm: header.comm,
+                    user,
+                };
+                self.samples.go_heap.alloc(
+                    stack,
+                    header.heap.ptr,
+                    header.heap.size,
+                    header.heap.rate,
+                );
             }
             _ => self.samples.stats.malformed += 1,
         }
