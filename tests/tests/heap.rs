@@ -276,6 +276,69 @@ fn rust_with_the_system_allocator_is_counted_by_function() {
     );
 }
 
+/// Debian's jemalloc (`libjemalloc2`, which `cargo xtask setup --for-tests` installs).
+const JEMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+
+#[test]
+fn jemalloc_preloaded_is_counted_by_function() {
+    if !prerequisites() {
+        return;
+    }
+    assert!(
+        Path::new(JEMALLOC).is_file(),
+        "{JEMALLOC} is missing: run `cargo xtask setup --for-tests`"
+    );
+    let tmp = temp_dir();
+    let result = tmp.path().join("result.txt");
+    let exe = fixture("heap_native");
+    let out = tmp.path().join("out");
+    // The command inherits LD_PRELOAD, so its allocations go to jemalloc's malloc.
+    let mut cmd = integration_tests::profiler_command(&[
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--profiles".as_ref(),
+        "heap".as_ref(),
+        "--".as_ref(),
+        exe.as_os_str(),
+        N.to_string().as_ref(),
+        result.as_os_str(),
+    ]);
+    cmd.env("LD_PRELOAD", JEMALLOC);
+    let run = integration_tests::run_command(cmd);
+    run.assert_success();
+    let context = run.transcript();
+    let profile = out.join("heap.pb.gz");
+    // The profile's comments name the files probed.
+    let top = pprof(&["-top", &profile.to_string_lossy()]);
+    assert!(
+        top.stdout.contains("libjemalloc.so.2"),
+        "jemalloc was not probed\n{}",
+        top.transcript()
+    );
+    let m = FixtureResult::read(&result);
+    let objects = traces(&profile, "alloc_objects");
+    for function in ["churn_small", "keep_blocks", "grow_buffer"] {
+        let want = m.u64(&format!("{function}_allocs"));
+        let got = by_function(&objects, function);
+        assert_near(
+            &format!("alloc_objects of {function}"),
+            got,
+            want,
+            0.01,
+            &context,
+        );
+    }
+    let inuse = traces(&profile, "inuse_space");
+    let kept = m.u64("keep_blocks_bytes");
+    assert_near(
+        "inuse_space of keep_blocks",
+        by_function(&inuse, "keep_blocks"),
+        kept,
+        0.02,
+        &context,
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Go
 

