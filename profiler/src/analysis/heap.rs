@@ -160,11 +160,10 @@ pub fn sites(profile: &Profile) -> Vec<HeapSite> {
                 inuse_space: 0,
                 only_grew: false,
             });
-        let value = |i: usize| sample.values.get(i).copied().unwrap_or(0).max(0) as u64;
-        site.alloc_objects += value(HeapValue::AllocObjects.index());
-        site.alloc_space += value(HeapValue::AllocSpace.index());
-        site.inuse_objects += value(HeapValue::InuseObjects.index());
-        site.inuse_space += value(HeapValue::InuseSpace.index());
+        site.alloc_objects += sample.count(HeapValue::AllocObjects.index());
+        site.alloc_space += sample.count(HeapValue::AllocSpace.index());
+        site.inuse_objects += sample.count(HeapValue::InuseObjects.index());
+        site.inuse_space += sample.count(HeapValue::InuseSpace.index());
         site.only_grew |= sample.label_str("trend") == Some(ONLY_GREW);
     }
     let mut sites: Vec<HeapSite> = by_caller.into_values().collect();
