@@ -103,6 +103,10 @@ pub struct GoRuntime {
     /// Link-time address minus file offset of the code: with a mapping's start and
     /// offset, gives where the binary was loaded.
     pub code_delta: u64,
+    /// Link-time address range of `runtime.systemstack`: the runtime's own allocations made
+    /// on the system stack belong to the runtime, as Go's profile has them, not to the
+    /// goroutine whose frames lie beyond it.
+    pub systemstack: Option<(u64, u64)>,
 }
 
 /// What a file offers to the heap profile.
@@ -142,6 +146,7 @@ impl Allocators {
         }
         let mut by_address: BTreeMap<u64, (String, Role)> = BTreeMap::new();
         let mut addresses: HashMap<String, u64> = HashMap::new();
+        let mut sizes: HashMap<String, u64> = HashMap::new();
         for symbol in file.dynamic_symbols().chain(file.symbols()) {
             if !symbol.is_definition() {
                 continue;
@@ -149,6 +154,7 @@ impl Allocators {
             let Ok(name) = symbol.name() else { continue };
             if name.starts_with("runtime.") {
                 addresses.insert(name.to_owned(), symbol.address());
+                sizes.insert(name.to_owned(), symbol.size());
                 continue;
             }
             if symbol.kind() != object::SymbolKind::Text {
@@ -173,7 +179,13 @@ impl Allocators {
             .collect();
         Self {
             entry_points,
-            go: go_runtime(file, &addresses),
+            go: go_runtime(file, &addresses).map(|mut go| {
+                go.systemstack = addresses
+                    .get("runtime.systemstack")
+                    .zip(sizes.get("runtime.systemstack"))
+                    .map(|(&at, &size)| (at, at + size));
+                go
+            }),
         }
     }
 }
@@ -250,6 +262,7 @@ fn go_runtime(file: &object::File<'_>, symbols: &HashMap<String, u64>) -> Option
         profiling_disabled,
         rate_address: symbols.get("runtime.MemProfileRate").copied(),
         code_delta: malloc - file_offset(file, malloc)?,
+        systemstack: None,
     })
 }
 

@@ -198,6 +198,18 @@ impl HeapProbes {
         }
     }
 
+    /// Where each Go target's `runtime.systemstack` is loaded: (pid, start, end).
+    pub fn go_stack_roots(&self) -> Vec<(u32, u64, u64)> {
+        self.go
+            .iter()
+            .filter_map(|t| {
+                let (start, end) = t.runtime.systemstack?;
+                let bias = t.load_bias?;
+                Some((t.pid, start.wrapping_add(bias), end.wrapping_add(bias)))
+            })
+            .collect()
+    }
+
     /// Reads `runtime.MemProfileRate` again from every Go target still alive: a program
     /// may set it (to 1, say) after it starts.
     pub fn refresh_go_rates(&mut self) {

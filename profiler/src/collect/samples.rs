@@ -156,6 +156,9 @@ pub struct Samples {
 #[derive(Default)]
 pub struct Collector {
     samples: Samples,
+    /// Per Go process, where `runtime.systemstack` is: a sampled allocation's stack ends
+    /// there, as Go's own profile ends it.
+    go_stack_roots: HashMap<u32, (u64, u64)>,
     unwinder: StackUnwinder,
     remapped: HashMap<u32, Instant>,
 }
@@ -186,7 +189,16 @@ impl Collector {
         } else if view.user_unreadable() {
             UserStack::Unreadable
         } else {
-            let frames = self.user_frames(&view, processes);
+            let mut frames = self.user_frames(&view, processes);
+            if header.kind == sample_kind::GO_ALLOC
+                && let Some(&(start, end)) = self.go_stack_roots.get(&header.pid)
+                && let Some(at) = frames.iter().enumerate().position(|(i, &addr)| {
+                    let addr = if i > 0 { addr.saturating_sub(1) } else { addr };
+                    (start..end).contains(&addr)
+                })
+            {
+                frames.truncate(at + 1);
+            }
             UserStack::Frames {
                 stack: self.samples.stacks.intern(frames),
                 space: processes.space(header.pid),
@@ -234,6 +246,13 @@ impl Collector {
             }
             _ => self.samples.stats.malformed += 1,
         }
+    }
+
+    /// Ends the stacks of process `pid`'s Go allocations at `runtime.systemstack`
+    /// (`start..end`): the runtime allocating for itself on the system stack is not the
+    /// goroutine below it allocating.
+    pub fn set_go_stack_root(&mut self, pid: u32, start: u64, end: u64) {
+        self.go_stack_roots.insert(pid, (start, end));
     }
 
     /// The samples counted so far.

@@ -212,6 +212,9 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         )?),
         _ => None,
     };
+    if let Some(heap) = &heap {
+        sync_go_stack_roots(heap, &mut collector);
+    }
     let command_pid = child.as_ref().and_then(Child::id);
     let start = SystemTime::now();
     let started = Instant::now();
@@ -260,6 +263,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
                         }
                     }
                     heap.refresh_go_rates();
+                    sync_go_stack_roots(heap, &mut collector);
                     if ticks.is_multiple_of(HEAP_SNAPSHOT_TICKS)
                         && let Ok(sites) = probes.read_heap_sites()
                     {
@@ -364,6 +368,13 @@ impl RunOutcome {
             heap.sites.retain(|(site, _)| site.pid != pid);
             heap.live.retain(|(block, _)| block.pid != pid);
         }
+    }
+}
+
+/// Tells the collector where each Go target's `runtime.systemstack` is.
+fn sync_go_stack_roots(heap: &HeapProbes, collector: &mut Collector) {
+    for (pid, start, end) in heap.go_stack_roots() {
+        collector.set_go_stack_root(pid, start, end);
     }
 }
 
