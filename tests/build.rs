@@ -33,6 +33,7 @@ const FIXTURES: &[&str] = &[
     "block_stuck",
     "report_mix",
     "names_c",
+    "heap_native",
 ];
 
 /// C fixtures built without frame pointers (see the module comment).
@@ -40,7 +41,7 @@ const NO_FRAME_POINTER_FIXTURES: &[&str] =
     &["stacks_deep", "stacks_libc", "stacks_tree", "stacks_ns_app"];
 
 /// Rust fixtures (`fixtures/NAME.rs`), built by rustc without frame pointers.
-const RUST_FIXTURES: &[&str] = &["stacks_rust"];
+const RUST_FIXTURES: &[&str] = &["stacks_rust", "heap_rust"];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());

@@ -4,6 +4,9 @@
 //! of map keys, values and ring-buffer events byte for byte.
 #![no_std]
 
+mod heap;
+pub use heap::*;
+
 /// Length of a task's command name in the kernel (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
 
@@ -33,6 +36,14 @@ pub mod sample_kind {
     pub const IO: u32 = 2;
     /// A sampled wait of a blocking site ([`super::SampleHeader::block_site`]).
     pub const BLOCK: u32 = 3;
+    /// A sampled call of a native allocation site ([`super::SampleHeader::heap`]).
+    pub const HEAP: u32 = 4;
+    /// An allocation the Go runtime sampled for its own heap profile
+    /// ([`super::SampleHeader::heap`] holds its pointer and size).
+    pub const GO_ALLOC: u32 = 5;
+    /// An object the Go runtime freed that it had sampled ([`super::SampleHeader::heap`]
+    /// holds its pointer and size); no stack is taken.
+    pub const GO_FREE: u32 = 6;
 }
 
 /// Bits of [`SampleHeader::flags`].
@@ -87,6 +98,9 @@ pub struct SampleHeader {
     pub io_site: IoKey,
     /// The wait site, for [`sample_kind::BLOCK`].
     pub block_site: BlockKey,
+    /// The allocation, for [`sample_kind::HEAP`], [`sample_kind::GO_ALLOC`] and
+    /// [`sample_kind::GO_FREE`].
+    pub heap: HeapEvent,
 }
 
 /// Bytes of a record before its user part: the header and the kernel frames, always sent.
@@ -361,8 +375,29 @@ pub mod counter {
     /// Vector calls with more than [`super::MAX_IOVECS`] iovecs, whose bytes requested count
     /// only the first ones.
     pub const IO_REQUESTED_PARTIAL: u32 = 19;
+    /// Native allocations counted (malloc family and known allocators).
+    pub const HEAP_ALLOCS: u32 = 20;
+    /// Native allocations lost because the allocation-site map was full.
+    pub const LOST_HEAP_SITES: u32 = 21;
+    /// Allocations counted but not tracked as live (the live table was full): their
+    /// in-use figures are missing.
+    pub const LOST_HEAP_LIVE: u32 = 22;
+    /// Allocation returns not paired with their entry (another thread took the slot).
+    pub const LOST_HEAP_SLOT: u32 = 23;
+    /// Stack samples of allocation sites sent to userspace.
+    pub const HEAP_STACKS: u32 = 24;
+    /// Stack samples of allocation sites lost because the sample ring buffer was full.
+    pub const LOST_HEAP_STACK: u32 = 25;
+    /// Frees of blocks allocated in the window.
+    pub const HEAP_FREES: u32 = 26;
+    /// Frees (or reallocs) of blocks not allocated in the window, not counted.
+    pub const HEAP_FREES_UNKNOWN: u32 = 27;
+    /// Allocations the Go runtime sampled (its profiling events).
+    pub const GO_ALLOCS: u32 = 28;
+    /// Go allocation or free events lost because the sample ring buffer was full.
+    pub const LOST_GO_EVENTS: u32 = 29;
     /// Number of counters.
-    pub const COUNT: u32 = 20;
+    pub const COUNT: u32 = 30;
 }
 
 /// Kinds of [`ProcEvent`].
@@ -403,7 +438,7 @@ const _: () = {
     assert!(size_of::<BlockValue>() == 80);
     assert!(size_of::<IoValue>() == 80);
     assert!(size_of::<ProcEvent>() == 32);
-    assert!(size_of::<SampleHeader>() == 168);
+    assert!(size_of::<SampleHeader>() == 208);
     assert!(size_of::<SampleRecord>() == SAMPLE_FIXED_BYTES + MAX_USER_STACK_BYTES);
 };
 

@@ -7,6 +7,7 @@
 
 mod block;
 mod cpu;
+mod heap;
 mod io;
 mod regs;
 mod sched;

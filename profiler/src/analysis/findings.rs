@@ -6,6 +6,7 @@ use crate::profile::{Profile, ProfileKind};
 
 use super::block::{self, FutexWaits};
 use super::cpu::{self, MemoryHotSpot};
+use super::heap::{self, HeapSite, SmallAllocations};
 use super::io::{self, IoSite, SmallIoFinding};
 
 /// What the analyses found in a run's profiles (each part empty when its profile is absent).
@@ -25,6 +26,14 @@ pub struct Analysis {
     pub futexes: Vec<FutexWaits>,
     /// Allocator and garbage-collector hot spots of the CPU profile.
     pub memory: Vec<MemoryHotSpot>,
+    /// Allocation sites of the heap profile, most bytes first.
+    pub heap_sites: Vec<HeapSite>,
+    /// Sites making many small allocations.
+    pub small_allocations: Vec<SmallAllocations>,
+    /// Sites whose memory in use only grew during the window.
+    pub leak_suspects: Vec<HeapSite>,
+    /// The heap profile's window in seconds.
+    pub heap_seconds: f64,
 }
 
 impl Analysis {
@@ -46,6 +55,14 @@ impl Analysis {
                 ProfileKind::Block => {
                     analysis.blocked = block::by_process(profile);
                     analysis.futexes = block::by_futex(profile);
+                }
+                ProfileKind::Heap => {
+                    let seconds = profile.duration.as_secs_f64();
+                    analysis.heap_sites = heap::sites(profile);
+                    analysis.small_allocations =
+                        heap::small_allocations(&analysis.heap_sites, seconds);
+                    analysis.leak_suspects = heap::leak_suspects(&analysis.heap_sites);
+                    analysis.heap_seconds = seconds;
                 }
             }
         }
@@ -75,6 +92,15 @@ impl Analysis {
                  {:.0}% of the CPU samples",
                 cpu::MIN_SHARE * 100.0
             ),
+            format!(
+                "many small allocations: a heap site making {} or more allocations per second \
+                 of at most {} bytes on average",
+                heap::MIN_ALLOCS_PER_SEC,
+                heap::MAX_SMALL_BYTES
+            ),
+            "leak suspect: a heap site whose memory in use never fell and grew during the \
+             window"
+                .to_owned(),
         ]
     }
 }
@@ -88,7 +114,7 @@ mod tests {
     fn analyzes_what_is_there() {
         let a = Analysis::of(&[fixture::profile()], SmallIo::default());
         assert!(a.io_sites.is_empty() && a.futexes.is_empty() && a.memory.is_empty());
-        assert_eq!(a.thresholds().len(), 3);
+        assert_eq!(a.thresholds().len(), 5);
         let mut alloc = fixture::profile();
         for l in &mut alloc.locations {
             if l.lines[0].function == "a" {

@@ -9,6 +9,7 @@ pub mod block;
 pub mod cpu;
 pub mod findings;
 pub mod functions;
+pub mod heap;
 pub mod io;
 pub mod language;
 pub mod units;

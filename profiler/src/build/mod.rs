@@ -7,6 +7,7 @@
 pub mod block;
 pub mod cpu;
 pub mod facts;
+pub mod heap;
 pub mod io;
 pub mod stacks;
 
@@ -37,6 +38,9 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
     }
     if config.profiles.block {
         profiles.push(block::build(run, config, &mut resolver));
+    }
+    if config.profiles.heap {
+        profiles.push(heap::build(run, config, &mut resolver));
     }
     (profiles, resolver.notes())
 }

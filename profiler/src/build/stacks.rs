@@ -110,8 +110,19 @@ impl<'run> StackResolver<'run> {
             .keys()
             .filter(|_| profiles.block)
             .map(|(_, user)| (*user, StackTable::EMPTY));
+        let heap = samples
+            .heap
+            .keys()
+            .filter(|_| profiles.heap)
+            .map(|(_, user)| (*user, StackTable::EMPTY));
+        let go_heap = samples
+            .go_heap
+            .allocs
+            .keys()
+            .filter(|_| profiles.heap)
+            .map(|(stack, _)| (stack.user, StackTable::EMPTY));
         let mut count = 0;
-        for (user, kernel) in cpu.chain(io).chain(block) {
+        for (user, kernel) in cpu.chain(io).chain(block).chain(heap).chain(go_heap) {
             count += 1;
             self.request(user, kernel);
         }

@@ -14,7 +14,9 @@ use tokio::process::{Child, Command};
 ///
 /// # Errors
 /// When the program cannot be found or executed, with what to check.
-pub fn spawn(argv: &[OsString], as_root: bool) -> Result<Child> {
+/// With a `gate` (the descriptors of [`crate::collect::gate::Gate::child_ends`]), the
+/// child stops just before it executes the command, until the profiler lets it go.
+pub fn spawn(argv: &[OsString], as_root: bool, gate: Option<(i32, i32)>) -> Result<Child> {
     let Some((program, args)) = argv.split_first() else {
         bail!("no command given after `--`");
     };
@@ -26,6 +28,12 @@ pub fn spawn(argv: &[OsString], as_root: bool) -> Result<Child> {
     let user = if as_root { None } else { invoking_user() };
     if let Some(user) = &user {
         user.apply(&mut command);
+    }
+    if let Some((pid_write, go_read)) = gate {
+        // SAFETY: the hook makes only async-signal-safe system calls.
+        unsafe {
+            command.pre_exec(move || crate::collect::gate::in_child(pid_write, go_read));
+        }
     }
     let who = match &user {
         Some(user) => format!(" as user {} (from SUDO_UID)", user.uid),

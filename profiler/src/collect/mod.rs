@@ -7,7 +7,11 @@
 //! ([`crate::process`]). Nothing here symbolizes: that happens once, afterwards.
 
 pub mod bpf_symbols;
+pub mod allocators;
 pub mod cpustat;
+pub mod gate;
+pub mod go_heap;
+pub mod heap_probes;
 pub mod launch;
 pub mod probes;
 pub mod records;
@@ -15,3 +19,4 @@ pub mod samples;
 pub mod selfcost;
 pub mod session;
 pub mod tracefs;
+pub mod trap_cost;

@@ -7,7 +7,10 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
-use profiler_common::{BlockKey, BlockValue, InFlight, IoKey, IoValue, counter, stack_mode};
+use profiler_common::{
+    BlockKey, BlockValue, HEAP_PENDING_SLOTS, HeapLive, HeapLiveKey, HeapSiteKey, HeapSiteValue,
+    InFlight, IoKey, IoValue, MAX_HEAP_LIVE, MAX_HEAP_SITES, counter, stack_mode,
+};
 
 use crate::config::CallGraph;
 
@@ -45,6 +48,8 @@ pub struct LoadOptions {
     pub io: bool,
     /// Trace futex waits.
     pub block: bool,
+    /// Collect the heap profile (sizes the heap maps; the probes are attached per process).
+    pub heap: bool,
     /// How user stacks are taken.
     pub call_graph: CallGraph,
     /// Size of the sample ring buffer (a power of two number of pages).
@@ -83,6 +88,7 @@ impl Probes {
         // Userspace drains the buffer on its timer; a sample wakes it early only when a
         // quarter of the buffer waits.
         let wakeup_bytes = u64::from(options.ring_bytes / 4);
+        let heap_size = |entries: u32| if options.heap { entries } else { 1 };
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("FILTER_PIDS", &filter, true)
@@ -97,7 +103,11 @@ impl Probes {
             .override_global("USER_STACK_BYTES", &stack_bytes, true)
             .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
             .map_max_entries("SAMPLES", options.ring_bytes)
-            .map_max_entries("SAMPLE_SCRATCH", options.possible_cpus * 2)
+            .map_max_entries("SAMPLE_SCRATCH", options.possible_cpus * 3)
+            // The heap maps cost memory only when the heap profile is collected.
+            .map_max_entries("HEAP_LIVE", heap_size(MAX_HEAP_LIVE))
+            .map_max_entries("HEAP_SITES", heap_size(MAX_HEAP_SITES))
+            .map_max_entries("HEAP_PENDING", heap_size(HEAP_PENDING_SLOTS))
             .load(EBPF_OBJECT)
             .context("cannot load the eBPF programs into the kernel")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -119,6 +129,17 @@ impl Probes {
         targets
             .insert(pid, 1, 0)
             .with_context(|| format!("cannot add pid {pid} to the target map"))
+    }
+
+    /// The processes in the kernel-side target filter (targets and the children they forked).
+    pub fn targets(&self) -> Vec<u32> {
+        let Ok(map) = self.map("TARGETS") else {
+            return Vec::new();
+        };
+        let Ok(targets) = BpfHashMap::<_, u32, u8>::try_from(map) else {
+            return Vec::new();
+        };
+        targets.keys().filter_map(Result::ok).collect()
     }
 
     /// Removes a process from the kernel-side target filter.
@@ -205,9 +226,19 @@ impl Probes {
         Ok(())
     }
 
+    /// The loaded object, for the heap probes to attach to processes
+    /// (see [`crate::collect::heap_probes`]).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     /// Stops sampling and tracing, so the maps hold still while they are read.
     pub fn stop(&mut self) {
-        for name in ["cpu_sample", "sys_enter", "sys_exit"] {
+        let heap = crate::collect::heap_probes::PROGRAMS;
+        for name in ["cpu_sample", "sys_enter", "sys_exit"]
+            .into_iter()
+            .chain(heap)
+        {
             let Some(program) = self.ebpf.program_mut(name) else {
                 continue;
             };
@@ -215,6 +246,7 @@ impl Probes {
             let unloaded = match program {
                 aya::programs::Program::PerfEvent(p) => p.unload(),
                 aya::programs::Program::BtfTracePoint(p) => p.unload(),
+                aya::programs::Program::UProbe(p) => p.unload(),
                 _ => Ok(()),
             };
             if let Err(err) = unloaded {
@@ -286,6 +318,39 @@ impl Probes {
         self.read_hash("BLOCK_WAITS")
     }
 
+    /// Native allocations and frees by site, summed over CPUs.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read_heap_sites(&self) -> Result<Vec<(HeapSiteKey, HeapSiteValue)>> {
+        let map: aya::maps::PerCpuHashMap<_, HeapSiteKey, HeapSiteValue> =
+            aya::maps::PerCpuHashMap::try_from(self.map("HEAP_SITES")?)?;
+        let mut sites = Vec::new();
+        for entry in map.iter() {
+            let (key, values) = entry.context("cannot read the map HEAP_SITES")?;
+            let mut total = HeapSiteValue::default();
+            for value in values.iter() {
+                total.allocs = total.allocs.wrapping_add(value.allocs);
+                total.bytes = total.bytes.wrapping_add(value.bytes);
+                total.frees = total.frees.wrapping_add(value.frees);
+                total.freed_bytes = total.freed_bytes.wrapping_add(value.freed_bytes);
+                if total.comm[0] == 0 {
+                    total.comm = value.comm;
+                }
+            }
+            sites.push((key, total));
+        }
+        Ok(sites)
+    }
+
+    /// The blocks allocated in the window and still live.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read_heap_live(&self) -> Result<Vec<(HeapLiveKey, HeapLive)>> {
+        self.read_hash("HEAP_LIVE")
+    }
+
     /// Every entry of the hash map `name`.
     fn read_hash<K: aya::Pod, V: aya::Pod>(&self, name: &str) -> Result<Vec<(K, V)>> {
         let map: BpfHashMap<_, K, V> = BpfHashMap::try_from(self.map(name)?)?;
@@ -328,6 +393,9 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::progra
     ebpf.program_mut(name)
         .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))
 }
+
+/// Smallest sample ring buffer of a run with the heap profile.
+pub const HEAP_RING_BYTES: u32 = 32 << 20;
 
 /// Bytes of sample ring buffer for a run: a quarter of a second of samples at the expected
 /// rate (`frequency` on every one of `cpus`, plus stack samples of I/O and blocking sites),

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use indexmap::IndexSet;
 use std::time::{Duration, Instant};
 
-use profiler_common::{BlockKey, COMM_LEN, IoKey, sample_kind};
+use profiler_common::{BlockKey, COMM_LEN, HeapSiteKey, IoKey, sample_kind};
+
+use crate::collect::go_heap::{GoAllocStack, GoHeap};
 
 use crate::collect::records::SampleView;
 use crate::process::procmaps::{ProcessInfo, ProcessTable, SpaceId};
@@ -142,6 +144,10 @@ pub struct Samples {
     pub io: HashMap<(IoKey, UserStack), u64>,
     /// Stack samples of wait sites: how often each stack was seen at each site.
     pub block: HashMap<(BlockKey, UserStack), u64>,
+    /// Stack samples of native allocation sites: how often each stack was seen at each.
+    pub heap: HashMap<(HeapSiteKey, UserStack), u64>,
+    /// The allocations the Go runtime sampled.
+    pub go_heap: GoHeap,
     /// How the stacks were unwound.
     pub stats: UnwindStats,
 }
@@ -150,6 +156,9 @@ pub struct Samples {
 #[derive(Default)]
 pub struct Collector {
     samples: Samples,
+    /// Per Go process, where `runtime.systemstack` is: a sampled allocation's stack ends
+    /// there, as Go's own profile ends it.
+    go_stack_roots: HashMap<u32, (u64, u64)>,
     unwinder: StackUnwinder,
     remapped: HashMap<u32, Instant>,
 }
@@ -171,12 +180,25 @@ impl Collector {
         };
         self.samples.stats.samples += 1;
         let header = view.header;
+        if header.kind == sample_kind::GO_FREE {
+            self.samples.go_heap.free(header.pid, header.heap.ptr);
+            return;
+        }
         let user = if view.no_user() {
             UserStack::NONE
         } else if view.user_unreadable() {
             UserStack::Unreadable
         } else {
-            let frames = self.user_frames(&view, processes);
+            let mut frames = self.user_frames(&view, processes);
+            if header.kind == sample_kind::GO_ALLOC
+                && let Some(&(start, end)) = self.go_stack_roots.get(&header.pid)
+                && let Some(at) = frames.iter().enumerate().position(|(i, &addr)| {
+                    let addr = if i > 0 { addr.saturating_sub(1) } else { addr };
+                    (start..end).contains(&addr)
+                })
+            {
+                frames.truncate(at + 1);
+            }
             UserStack::Frames {
                 stack: self.samples.stacks.intern(frames),
                 space: processes.space(header.pid),
@@ -202,8 +224,35 @@ impl Collector {
                     .entry((header.block_site, user))
                     .or_default() += 1;
             }
+            sample_kind::HEAP => {
+                *self
+                    .samples
+                    .heap
+                    .entry((header.heap.site, user))
+                    .or_default() += 1
+            }
+            sample_kind::GO_ALLOC => {
+                let stack = GoAllocStack {
+                    pid: header.pid,
+                    comm: header.comm,
+                    user,
+                };
+                self.samples.go_heap.alloc(
+                    stack,
+                    header.heap.ptr,
+                    header.heap.size,
+                    header.heap.rate,
+                );
+            }
             _ => self.samples.stats.malformed += 1,
         }
+    }
+
+    /// Ends the stacks of process `pid`'s Go allocations at `runtime.systemstack`
+    /// (`start..end`): the runtime allocating for itself on the system stack is not the
+    /// goroutine below it allocating.
+    pub fn set_go_stack_root(&mut self, pid: u32, start: u64, end: u64) {
+        self.go_stack_roots.insert(pid, (start, end));
     }
 
     /// The samples counted so far.

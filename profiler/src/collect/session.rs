@@ -2,6 +2,7 @@
 //! stack samples as they arrive until the end of the window, then collect what the kernel
 //! aggregated.
 
+use std::collections::HashMap;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -9,7 +10,8 @@ use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use profiler_common::{
-    BlockKey, BlockValue, InFlight, IoKey, IoValue, ProcEvent, counter, futex_syscall, proc_event,
+    BlockKey, BlockValue, HeapLive, HeapLiveKey, HeapSiteKey, HeapSiteValue, InFlight, IoKey,
+    IoValue, ProcEvent, counter, futex_syscall, proc_event,
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -18,6 +20,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::collect::bpf_symbols::BpfSymbols;
 use crate::collect::cpustat::CpuTimes;
+use crate::collect::gate::{self, Gate};
+use crate::collect::heap_probes::HeapProbes;
 use crate::collect::launch;
 use crate::collect::probes::{self, Counters, LoadOptions, Probes};
 use crate::collect::samples::{Collector, Samples};
@@ -114,7 +118,24 @@ pub struct RunOutcome {
     /// The BPF programs loaded during the run (the profiler's own among them), which are
     /// gone from kallsyms by the time kernel frames are symbolized.
     pub bpf_symbols: BpfSymbols,
+    /// The heap profile's findings, when it was collected.
+    pub heap: Option<HeapRun>,
 }
+
+/// What the heap profile collected.
+pub struct HeapRun {
+    /// What was probed.
+    pub probes: HeapProbes,
+    /// Native allocations and frees by site, summed over CPUs.
+    pub sites: Vec<(HeapSiteKey, HeapSiteValue)>,
+    /// Native blocks allocated in the window and live at its end.
+    pub live: Vec<(HeapLiveKey, HeapLive)>,
+    /// Bytes in use (allocated in the window, not freed) per site, about once a second.
+    pub timeline: Vec<HashMap<HeapSiteKey, i64>>,
+}
+
+/// How often (in ticks) the heap sites' in-use bytes are read for the growth findings.
+const HEAP_SNAPSHOT_TICKS: u32 = 4;
 
 /// Runs the profiler as `config` says.
 ///
@@ -131,29 +152,44 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         .map_err(|(path, err)| anyhow::anyhow!("cannot read the online CPUs from {path}: {err}"))?;
     // Sized by the CPUs that can take samples now, not by the possible ones (a VM may list
     // hundreds it does not have).
-    let ring_bytes = probes::ring_bytes(
+    let mut ring_bytes = probes::ring_bytes(
         config.frequency,
         cpus.len(),
         config.call_graph.record_bytes(),
     );
+    if config.profiles.heap {
+        // A Go runtime sampling every allocation (MemProfileRate = 1) sends a record per
+        // allocation: room for bursts of them.
+        ring_bytes = ring_bytes.max(probes::HEAP_RING_BYTES);
+    }
     let options = LoadOptions {
         filter: !matches!(config.target, Target::Host),
         fork_child_pid_offset: fork_offset,
         io: config.profiles.io,
         block: config.profiles.block,
+        heap: config.profiles.heap,
         call_graph: config.call_graph,
         ring_bytes,
         possible_cpus: u32::try_from(possible_cpus).unwrap_or(u32::MAX),
     };
     let mut probes = Probes::load(&probes::btf_path(), &options)?;
     probes.attach_tracepoints()?;
+    let mut heap = if config.profiles.heap {
+        Some(HeapProbes::load(probes.ebpf_mut())?)
+    } else {
+        None
+    };
     let mut processes = ProcessTable::default();
     if let Target::Pids(pids) = &config.target {
         for &pid in pids {
             probes.add_target(pid)?;
             processes.snapshot(pid);
+            if let Some(heap) = &mut heap {
+                heap.attach_process(probes.ebpf_mut(), pid);
+            }
         }
     }
+    let mut timeline = Vec::new();
     // SAFETY: the ring buffer owns its map fd and keeps it open until it is dropped, which is
     // when the AsyncFd is.
     let mut events =
@@ -174,9 +210,17 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let mut bpf_symbols = BpfSymbols::default();
     bpf_symbols.snapshot();
     let mut child = match &config.target {
-        Target::Command(argv) => Some(spawn_followed(&mut probes, argv, config.run_as_root)?),
+        Target::Command(argv) => Some(spawn_followed(
+            &mut probes,
+            argv,
+            config.run_as_root,
+            heap.as_mut(),
+        )?),
         _ => None,
     };
+    if let Some(heap) = &heap {
+        sync_go_stack_roots(heap, &mut collector);
+    }
     let command_pid = child.as_ref().and_then(Child::id);
     let start = SystemTime::now();
     let started = Instant::now();
@@ -218,6 +262,21 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
                 if ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
                     processes.refresh();
                 }
+                if let Some(heap) = &mut heap {
+                    // New processes (forked children) and new mappings (dlopen) get probes.
+                    for pid in probes.targets() {
+                        if !config.is_own_process(pid) {
+                            heap.attach_process(probes.ebpf_mut(), pid);
+                        }
+                    }
+                    heap.refresh_go_rates();
+                    sync_go_stack_roots(heap, &mut collector);
+                    if ticks.is_multiple_of(HEAP_SNAPSHOT_TICKS)
+                        && let Ok(sites) = probes.read_heap_sites()
+                    {
+                        timeline.push(in_use_by_site(&sites));
+                    }
+                }
                 if let Ok(counters) = probes.counters() {
                     status.set_message(status_text(started.elapsed(), config.duration, &counters));
                 }
@@ -231,6 +290,9 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     };
     let duration = started.elapsed();
     let window_end_ktime_ns = monotonic_ns();
+    if let Some(heap) = &mut heap {
+        heap.refresh_go_rates();
+    }
     let kernel_cost = KernelCost::now();
     let busy_cpu_seconds = CpuTimes::now().busy_seconds_since(&cpu_times_at_start);
     status.finish_and_clear();
@@ -254,6 +316,19 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             "profiler: the command (pid {pid}) is still running; it was left alone"
         ));
     }
+    let heap = match heap {
+        Some(heap_probes) => {
+            let sites = probes.read_heap_sites()?;
+            timeline.push(in_use_by_site(&sites));
+            Some(HeapRun {
+                probes: heap_probes,
+                live: probes.read_heap_live()?,
+                sites,
+                timeline,
+            })
+        }
+        None => None,
+    };
     let io_calls = probes.read_io_calls()?;
     let block_waits = probes.read_block_waits()?;
     let waits_in_progress = probes
@@ -279,6 +354,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         window_end_ktime_ns,
         processes,
         bpf_symbols,
+        heap,
     };
     if config.is_own_process(std::process::id()) {
         outcome.drop_process(std::process::id());
@@ -297,19 +373,44 @@ impl RunOutcome {
         self.io_calls.retain(|(key, _)| key.pid != pid);
         self.block_waits.retain(|(key, _)| key.pid != pid);
         self.waits_in_progress.retain(|entry| entry.pid != pid);
+        samples.heap.retain(|(site, _), _| site.pid != pid);
+        if let Some(heap) = &mut self.heap {
+            heap.sites.retain(|(site, _)| site.pid != pid);
+            heap.live.retain(|(block, _)| block.pid != pid);
+        }
     }
+}
+
+/// Tells the collector where each Go target's `runtime.systemstack` is.
+fn sync_go_stack_roots(heap: &HeapProbes, collector: &mut Collector) {
+    for (pid, start, end) in heap.go_stack_roots() {
+        collector.set_go_stack_root(pid, start, end);
+    }
+}
+
+fn in_use_by_site(sites: &[(HeapSiteKey, HeapSiteValue)]) -> HashMap<HeapSiteKey, i64> {
+    sites
+        .iter()
+        .map(|(key, value)| (*key, value.bytes.wrapping_sub(value.freed_bytes) as i64))
+        .collect()
 }
 
 /// Starts the command so that it is a target from its first instruction: the profiler makes
 /// itself a target for the instant of the fork, so the fork tracepoint adds the child.
+/// For the heap profile the child also waits before it executes until its allocators
+/// have probes.
 fn spawn_followed(
     probes: &mut Probes,
     argv: &[std::ffi::OsString],
     as_root: bool,
+    heap: Option<&mut HeapProbes>,
 ) -> Result<Child> {
     let me = std::process::id();
     probes.add_target(me)?;
-    let child = launch::spawn(argv, as_root);
+    let child = match heap {
+        Some(heap) => spawn_gated(probes, heap, argv, as_root),
+        None => launch::spawn(argv, as_root, None),
+    };
     probes.remove_target(me)?;
     let child = child?;
     // Added again explicitly in case the fork was not seen (the tracepoint is best effort).
@@ -317,6 +418,37 @@ fn spawn_followed(
         probes.add_target(pid)?;
     }
     Ok(child)
+}
+
+/// Forks the command on a thread of its own (spawning returns only once the child has
+/// executed), attaches the heap probes to the child while it waits at the gate, then lets
+/// it go.
+fn spawn_gated(
+    probes: &mut Probes,
+    heap: &mut HeapProbes,
+    argv: &[std::ffi::OsString],
+    as_root: bool,
+) -> Result<Child> {
+    let files = argv.first().map(gate::command_files).unwrap_or_default();
+    let mut gate = Gate::new()?;
+    let ends = gate.child_ends();
+    let parent_end = gate.take_parent_end();
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::scope(|scope| {
+        let spawner = scope.spawn(move || {
+            let _runtime = runtime.enter();
+            let child = launch::spawn(argv, as_root, Some(ends));
+            drop(parent_end);
+            child
+        });
+        if let Some(pid) = gate.wait_child() {
+            heap.attach_future_files(probes.ebpf_mut(), pid, &files);
+            gate.open();
+        }
+        spawner
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -18,6 +18,8 @@ enum ProfileArg {
     Io,
     /// Futex waits.
     Block,
+    /// Allocations and memory in use (needs --pid or a command).
+    Heap,
 }
 
 /// A file kind `--format` names.
@@ -75,7 +77,8 @@ struct Args {
     #[arg(long, value_name = "MODE", default_value = "dwarf", value_parser = parse_call_graph)]
     call_graph: CallGraph,
 
-    /// Profiles to collect, comma-separated: cpu, io, block.
+    /// Profiles to collect, comma-separated: cpu, io, block, heap (heap needs --pid or a
+    /// command, and is not in the default set: a uprobe traps on every allocation).
     #[arg(long, value_delimiter = ',', default_value = "cpu,io,block")]
     profiles: Vec<ProfileArg>,
 
@@ -249,6 +252,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
             cpu: args.profiles.contains(&ProfileArg::Cpu),
             io: args.profiles.contains(&ProfileArg::Io),
             block: args.profiles.contains(&ProfileArg::Block),
+            heap: args.profiles.contains(&ProfileArg::Heap),
         },
         small_io: args.small_io.thresholds(),
         output_dir_is_default: args.output.is_none(),
@@ -370,11 +374,19 @@ mod tests {
             ProfileSet {
                 cpu: false,
                 io: true,
-                block: false
+                block: false,
+                heap: false
             }
         );
         assert!(parse(&["--profiles", "block,cpu"]).unwrap().profiles.block);
-        assert!(parse(&["--profiles", "heap"]).is_err());
+        assert!(
+            parse(&["--profiles", "heap", "-p", "1"])
+                .unwrap()
+                .profiles
+                .heap
+        );
+        assert!(!parse(&[]).unwrap().profiles.heap);
+        assert!(parse(&["--profiles", "memory"]).is_err());
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct ProfileSet {
     pub io: bool,
     /// Futex waits by call stack.
     pub block: bool,
+    /// Allocations and memory in use by call stack (not by default: a uprobe traps on
+    /// every allocation).
+    pub heap: bool,
 }
 
 impl Default for ProfileSet {
@@ -38,6 +41,7 @@ impl Default for ProfileSet {
             cpu: true,
             io: true,
             block: true,
+            heap: false,
         }
     }
 }

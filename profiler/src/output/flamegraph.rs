@@ -62,12 +62,14 @@ fn count_name(profile: &Profile) -> String {
     }
 }
 
-/// Flame graph colors by profile kind: warm for CPU, blues for I/O, cooler for waiting.
+/// Flame graph colors by profile kind: warm for CPU, blues for I/O, cooler for waiting,
+/// greens for memory.
 fn palette(kind: ProfileKind) -> Palette {
     Palette::Basic(match kind {
         ProfileKind::Cpu => BasicPalette::Hot,
         ProfileKind::Io => BasicPalette::Io,
         ProfileKind::Block => BasicPalette::Blue,
+        ProfileKind::Heap => BasicPalette::Mem,
     })
 }
 

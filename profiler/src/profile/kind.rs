@@ -33,6 +33,9 @@ pub enum ProfileKind {
     Io,
     /// `block.pb.gz`: futex waits by call stack, as Go's block profile counts them.
     Block,
+    /// `heap.pb.gz`: allocations and memory in use by call stack, with Go's heap profile's
+    /// sample types.
+    Heap,
 }
 
 /// The values of a CPU profile's samples, in order.
@@ -74,6 +77,19 @@ pub enum BlockValue {
     Delay,
 }
 
+/// The values of a heap profile's samples, in order, exactly as Go's heap profile has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapValue {
+    /// `alloc_objects/count`: allocations made in the window.
+    AllocObjects,
+    /// `alloc_space/bytes`: the bytes they asked for.
+    AllocSpace,
+    /// `inuse_objects/count`: of them, those still live when the window closed.
+    InuseObjects,
+    /// `inuse_space/bytes`: their bytes.
+    InuseSpace,
+}
+
 macro_rules! value_index {
     ($($t:ty),*) => {$(
         impl $t {
@@ -84,7 +100,7 @@ macro_rules! value_index {
         }
     )*};
 }
-value_index!(CpuValue, IoValue, BlockValue);
+value_index!(CpuValue, IoValue, BlockValue, HeapValue);
 
 /// The I/O profile's sample types (kind, unit), in [`IoValue`] order.
 const IO_SAMPLE_TYPES: [(&str, &str); 7] = [
@@ -97,9 +113,17 @@ const IO_SAMPLE_TYPES: [(&str, &str); 7] = [
     ("eagain", "count"),
 ];
 
+/// The heap profile's sample types (kind, unit), in [`HeapValue`] order.
+const HEAP_SAMPLE_TYPES: [(&str, &str); 4] = [
+    ("alloc_objects", "count"),
+    ("alloc_space", "bytes"),
+    ("inuse_objects", "count"),
+    ("inuse_space", "bytes"),
+];
+
 impl ProfileKind {
     /// Every kind, in the order reports show them.
-    pub const ALL: [ProfileKind; 3] = [Self::Cpu, Self::Io, Self::Block];
+    pub const ALL: [ProfileKind; 4] = [Self::Cpu, Self::Io, Self::Block, Self::Heap];
 
     /// The profile's name, which is also its file's stem.
     pub fn name(self) -> &'static str {
@@ -107,6 +131,7 @@ impl ProfileKind {
             Self::Cpu => "cpu",
             Self::Io => "io",
             Self::Block => "block",
+            Self::Heap => "heap",
         }
     }
 
@@ -116,6 +141,7 @@ impl ProfileKind {
             Self::Cpu => "CPU",
             Self::Io => "I/O",
             Self::Block => "blocking",
+            Self::Heap => "heap",
         }
     }
 
@@ -125,6 +151,7 @@ impl ProfileKind {
             Self::Cpu => &[("samples", "count"), ("cpu", "nanoseconds")],
             Self::Io => &IO_SAMPLE_TYPES,
             Self::Block => &[("contentions", "count"), ("delay", "nanoseconds")],
+            Self::Heap => &HEAP_SAMPLE_TYPES,
         }
     }
 
@@ -137,12 +164,15 @@ impl ProfileKind {
     }
 
     /// The index of the sample type viewers show first: samples for CPU (as perf weights
-    /// its stacks), calls for I/O, delay for blocking (as Go's block profile).
+    /// its stacks), calls for I/O, delay for blocking (as Go's block profile), in-use bytes for the heap (as
+    /// Go's heap profile).
     pub fn default_sample_type(self) -> usize {
         match self {
             Self::Cpu => CpuValue::Samples.index(),
             Self::Io => IoValue::Calls.index(),
             Self::Block => BlockValue::Delay.index(),
+            // As Go's heap profile.
+            Self::Heap => HeapValue::InuseSpace.index(),
         }
     }
 
@@ -151,7 +181,7 @@ impl ProfileKind {
     pub fn earlier_sample_types(self) -> Option<&'static [(&'static str, &'static str)]> {
         match self {
             Self::Io => Some(&IO_SAMPLE_TYPES[..4]),
-            Self::Cpu | Self::Block => None,
+            Self::Cpu | Self::Block | Self::Heap => None,
         }
     }
 

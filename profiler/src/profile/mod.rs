@@ -14,7 +14,7 @@ mod model;
 pub use builder::{ProfileBuilder, RawFrame};
 pub use facts::RunFacts;
 pub use frame::{FrameKind, LostStack, Unnamed, module_offset};
-pub use kind::{BlockValue, CpuValue, IoValue, ProfileKind};
+pub use kind::{BlockValue, CpuValue, HeapValue, IoValue, ProfileKind};
 pub use model::{
     KERNEL_MAPPING, Label, LabelValue, Line, Location, Mapping, Profile, Sample, ValueType,
 };

@@ -31,6 +31,8 @@ pub struct Fixtures {
     pub stacks: PathBuf,
     /// `stacks_deep SECONDS`: two 12-deep call chains without frame pointers.
     pub deep: PathBuf,
+    /// `bench_malloc ITERATIONS`: malloc(32)+free rounds.
+    pub malloc: PathBuf,
 }
 
 /// The fixtures built without frame pointers, and their flags (as tests/build.rs).
@@ -47,12 +49,13 @@ const NO_FRAME_POINTER_FLAGS: [&str; 8] = [
 ];
 
 /// The bench's fixtures; `cpu_split` is shared with the integration tests.
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 6] = [
     "bench_cpu",
     "bench_pread",
     "bench_contention",
     "cpu_split",
     "bench_stacks",
+    "bench_malloc",
 ];
 
 impl Fixtures {
@@ -96,6 +99,7 @@ impl Fixtures {
             split: bin("cpu_split"),
             stacks: bin("bench_stacks"),
             deep: bin("stacks_deep"),
+            malloc: bin("bench_malloc"),
         })
     }
 }

@@ -2,8 +2,8 @@
 //! against peers (perf, bpftrace, strace) in one run, and write BENCHMARKS.md.
 //!
 //! The rows, in order: CPU sampling overhead, syscall-tracing overhead, blocking-profile
-//! overhead, sample accuracy, the profiler's own cost, end-of-run latency, scale, and
-//! unwinding success on code without frame pointers.
+//! overhead, sample accuracy, the profiler's own cost, end-of-run latency, scale,
+//! unwinding success on code without frame pointers, and the heap profile's cost.
 //! Each row returns a [`report::Section`]; a row that fails to run is recorded as failed
 //! and makes the bench exit non-zero after the report is written, while a missed goal is
 //! only reported. Benchmarks assert nothing and are never part of `cargo xtask test`.
@@ -12,6 +12,7 @@ mod accuracy;
 mod cost;
 mod fixtures;
 mod names;
+mod heap;
 mod overhead;
 mod parse;
 mod peers;
@@ -45,7 +46,7 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only these rows (comma-separated): cpu, syscalls, block, accuracy, cost,
-    /// latency, scale, unwind, names. The report then holds only those rows.
+    /// latency, scale, unwind, names, heap. The report then holds only those rows.
     #[arg(long, value_delimiter = ',', value_parser = ROW_IDS)]
     only: Vec<String>,
     /// Bench this profiler binary instead of building target/release/profiler (e.g. an
@@ -60,8 +61,9 @@ pub struct BenchArgs {
 }
 
 /// Row ids for `--only`, in bench order.
-const ROW_IDS: [&str; 9] = [
+const ROW_IDS: [&str; 10] = [
     "cpu", "syscalls", "block", "accuracy", "cost", "latency", "scale", "unwind", "names",
+    "heap",
 ];
 
 /// Durations and counts of one bench run; `--quick` shortens them all.
@@ -164,7 +166,7 @@ pub struct Ctx {
 type RowFn = fn(&Ctx) -> Result<Section>;
 
 /// (id, title, function) in bench order.
-const ROWS: [(&str, &str, RowFn); 9] = [
+const ROWS: [(&str, &str, RowFn); 10] = [
     ("cpu", "1. CPU sampling overhead", overhead::cpu_sampling),
     (
         "syscalls",
@@ -182,6 +184,7 @@ const ROWS: [(&str, &str, RowFn); 9] = [
         unwind::unwinding,
     ),
     ("names", "9. Named frames", names::names),
+    ("heap", "10. Heap-profile cost", heap::heap),
 ];
 
 /// The title of a row, for the rows' own sections.

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits};
 use crate::analysis::cpu::{Kind, MemoryHotSpot};
 use crate::analysis::findings::Analysis;
+use crate::analysis::heap::{HeapSite, LEAK_HINT, SmallAllocations};
 use crate::analysis::io::SmallIoFinding;
 use crate::analysis::units::{group, human_bytes, human_time};
 use crate::profile::ProfileKind;
@@ -17,7 +18,8 @@ pub const MAX_FINDINGS_PER_KIND: usize = 20;
 /// A finding of the summary, with what to show in the flame graph.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FindingData {
-    /// `small-io` (its case is the first detail), `contention`, `allocation` or `gc`.
+    /// `small-io` (its case is the first detail), `contention`, `allocation`, `gc`,
+    /// `small-allocations` or `leak-suspect`.
     pub kind: &'static str,
     /// The profile (tab) it is about.
     pub profile: &'static str,
@@ -36,8 +38,8 @@ pub struct FindingData {
     pub focus: String,
 }
 
-/// The findings, in the order of the panel: small I/O, contention, then CPU memory hot
-/// spots, each kind cut at [`MAX_FINDINGS_PER_KIND`]; and what was cut, in words.
+/// The findings, in the order of the panel: small I/O, contention, CPU memory hot spots,
+/// then the heap's small allocations and leak suspects, each kind cut at [`MAX_FINDINGS_PER_KIND`]; and what was cut, in words.
 pub(super) fn findings(analysis: &Analysis) -> (Vec<FindingData>, Vec<String>) {
     let mut out: Vec<FindingData> = Vec::new();
     let mut omitted = Vec::new();
@@ -63,7 +65,63 @@ pub(super) fn findings(analysis: &Analysis) -> (Vec<FindingData>, Vec<String>) {
         analysis.memory.iter().map(memory).collect(),
         "memory hot spots",
     );
+    take(
+        analysis
+            .small_allocations
+            .iter()
+            .map(small_allocations)
+            .collect(),
+        "sites with many small allocations",
+    );
+    take(
+        analysis.leak_suspects.iter().map(leak_suspect).collect(),
+        "leak suspects",
+    );
     (out, omitted)
+}
+
+fn small_allocations(finding: &SmallAllocations) -> FindingData {
+    let site = &finding.site;
+    FindingData {
+        kind: "small-allocations",
+        profile: ProfileKind::Heap.name(),
+        title: format!(
+            "{} makes {} allocations per second of {} on average",
+            site.caller,
+            group(finding.per_second.round() as i64),
+            human_bytes(site.average())
+        ),
+        details: vec![
+            format!("process: {} (pid {})", site.comm, site.pid),
+            format!(
+                "allocations: {} ({} in the window)",
+                group(site.alloc_objects as i64),
+                human_bytes(site.alloc_space as f64)
+            ),
+        ],
+        hint: finding.hint().to_owned(),
+        functions: vec![site.caller.clone()],
+        path: Vec::new(),
+        focus: site.caller.clone(),
+    }
+}
+
+fn leak_suspect(site: &HeapSite) -> FindingData {
+    FindingData {
+        kind: "leak-suspect",
+        profile: ProfileKind::Heap.name(),
+        title: format!(
+            "{} holds {} in {} blocks, and its memory in use only grew",
+            site.caller,
+            human_bytes(site.inuse_space as f64),
+            group(site.inuse_objects as i64)
+        ),
+        details: vec![format!("process: {} (pid {})", site.comm, site.pid)],
+        hint: LEAK_HINT.to_owned(),
+        functions: vec![site.caller.clone()],
+        path: Vec::new(),
+        focus: site.caller.clone(),
+    }
 }
 
 fn small_io(finding: &SmallIoFinding) -> FindingData {

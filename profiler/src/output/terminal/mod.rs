@@ -5,6 +5,7 @@
 //! [`block`] (waits by process and contended futexes).
 
 pub mod block;
+pub mod heap;
 pub mod io;
 pub mod summary;
 
@@ -142,6 +143,13 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                 text
             }
             ProfileKind::Block => block::render(profile, &analysis.blocked, &analysis.futexes, top),
+            ProfileKind::Heap => heap::render(
+                profile,
+                &analysis.heap_sites,
+                &analysis.small_allocations,
+                &analysis.leak_suspects,
+                top,
+            ),
             ProfileKind::Cpu => {
                 let mut text = summary::render(profile, top);
                 text.push('\n');
@@ -214,7 +222,7 @@ fn findings_line(analysis: &Analysis) -> String {
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let contended = analysis.contended().count();
     format!(
-        "Findings: {}, {}, {}.",
+        "Findings: {}, {}, {}{}.",
         plural(
             analysis.small_io.len(),
             "small-I/O hot path",
@@ -226,6 +234,24 @@ fn findings_line(analysis: &Analysis) -> String {
             "allocation/GC hot spot",
             "allocation/GC hot spots"
         ),
+        heap_findings(analysis),
+    )
+}
+
+/// The heap findings' part of the findings line, when the heap profile was collected.
+fn heap_findings(analysis: &Analysis) -> String {
+    if analysis.heap_sites.is_empty() {
+        return String::new();
+    }
+    format!(
+        ", {} with many small allocations, {} leak suspect{}",
+        analysis.small_allocations.len(),
+        analysis.leak_suspects.len(),
+        if analysis.leak_suspects.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
     )
 }
 

@@ -1,0 +1,307 @@
+//! Builds the heap profile: allocations made in the window and memory still in use at its
+//! end, by call stack, with Go's heap-profile sample types, so `go tool pprof` reads it as
+//! it reads a Go heap profile.
+
+use std::collections::HashMap;
+
+use profiler_common::{HeapSiteKey, counter};
+
+use crate::build::cpu::comm;
+use crate::build::facts;
+use crate::build::stacks::{StackResolver, stacks_by_site};
+use crate::collect::allocators::go_version;
+use crate::collect::go_heap::GoAllocStack;
+use crate::collect::session::{HeapRun, RunOutcome};
+use crate::config::Config;
+use crate::profile::{HeapValue, Label, LostStack, Profile, ProfileBuilder, ProfileKind};
+
+const ALLOC_OBJECTS: usize = HeapValue::AllocObjects.index();
+const ALLOC_SPACE: usize = HeapValue::AllocSpace.index();
+const INUSE_OBJECTS: usize = HeapValue::InuseObjects.index();
+const INUSE_SPACE: usize = HeapValue::InuseSpace.index();
+/// The `trend` label of a site whose memory in use only grew during the window.
+pub const ONLY_GREW: &str = "only grew";
+/// Go's sampling rate when a process's `runtime.MemProfileRate` could not be read.
+const GO_DEFAULT_RATE: i64 = 512 * 1024;
+/// Snapshots of a site's in-use bytes needed before its growth means anything.
+const MIN_SNAPSHOTS: usize = 3;
+
+/// Builds the symbolized heap profile: sample types as [`ProfileKind::Heap`] names them
+/// (`inuse_space` the default); labels `pid`, `comm`, and `trend` on sites whose memory in use only grew.
+pub fn build<'run>(
+    run: &'run RunOutcome,
+    config: &Config,
+    resolver: &mut StackResolver<'run>,
+) -> Profile {
+    let mut builder = ProfileBuilder::new(ProfileKind::Heap, run.start, run.duration);
+    let Some(heap) = &run.heap else {
+        return builder.build();
+    };
+    for comment in accounting(run, heap, config) {
+        builder.comment(comment);
+    }
+    let mut live: HashMap<HeapSiteKey, (u64, u64)> = HashMap::new();
+    for (key, block) in &heap.live {
+        let site = HeapSiteKey {
+            pid: key.pid,
+            _pad: 0,
+            ret: block.ret,
+        };
+        let entry = live.entry(site).or_default();
+        entry.0 += 1;
+        entry.1 += block.size;
+    }
+    let growing = only_growing(&heap.timeline);
+    let mut stacks_of = stacks_by_site(&run.samples.heap);
+    let mut sites: Vec<_> = heap.sites.iter().collect();
+    sites.sort_by_key(|(key, _)| (key.pid, key.ret));
+    for (key, value) in sites {
+        let (objects, bytes) = live.get(key).copied().unwrap_or_default();
+        let mut labels = vec![
+            Label::num("pid", i64::from(key.pid)),
+            Label::str("comm", comm(&value.comm)),
+        ];
+        if growing.contains_key(key) {
+            labels.push(Label::str("trend", ONLY_GREW));
+        }
+        let sampled = stacks_of.remove(key).unwrap_or_default();
+        let totals = [value.allocs, value.bytes, objects, bytes];
+        resolver.add_site(
+            &mut builder,
+            &sampled,
+            LostStack::RingBufferFull,
+            &totals,
+            &labels,
+        );
+    }
+    add_go(run, heap, resolver, &mut builder);
+    builder.build()
+}
+
+/// The Go runtime's sampled allocations, weighted as Go weights them.
+fn add_go<'run>(
+    run: &'run RunOutcome,
+    heap: &HeapRun,
+    resolver: &mut StackResolver<'run>,
+    builder: &mut ProfileBuilder,
+) {
+    let rate_of = |pid: u32| go_rate(run, heap, pid).unwrap_or(GO_DEFAULT_RATE);
+    // Totals per stack first: Go scales a stack's counts by its average object size.
+    let mut by_stack: HashMap<GoAllocStack, [u64; 4]> = HashMap::new();
+    for (&(stack, size), &count) in &run.samples.go_heap.allocs {
+        let totals = by_stack.entry(stack).or_default();
+        totals[ALLOC_OBJECTS] += count;
+        totals[ALLOC_SPACE] += count * size;
+    }
+    for (stack, size) in run.samples.go_heap.live() {
+        let totals = by_stack.entry(*stack).or_default();
+        totals[INUSE_OBJECTS] += 1;
+        totals[INUSE_SPACE] += size;
+    }
+    let mut stacks: Vec<_> = by_stack.into_iter().collect();
+    stacks.sort_by_key(|(stack, _)| (stack.pid, stack.user.order()));
+    for (stack, totals) in stacks {
+        let rate = rate_of(stack.pid);
+        let (alloc_objects, alloc_space) =
+            scale_heap_sample(totals[ALLOC_OBJECTS], totals[ALLOC_SPACE], rate);
+        let (inuse_objects, inuse_space) =
+            scale_heap_sample(totals[INUSE_OBJECTS], totals[INUSE_SPACE], rate);
+        let labels = vec![
+            Label::num("pid", i64::from(stack.pid)),
+            Label::str("comm", comm(&stack.comm)),
+        ];
+        let location = resolver.intern(
+            builder,
+            stack.user,
+            crate::collect::samples::StackTable::EMPTY,
+        );
+        builder.add_sample(
+            location,
+            &[alloc_objects, alloc_space, inuse_objects, inuse_space],
+            labels,
+        );
+    }
+}
+
+/// `runtime.MemProfileRate` of a Go process: as its sampling events read it, else as
+/// last read from its memory.
+fn go_rate(run: &RunOutcome, heap: &HeapRun, pid: u32) -> Option<i64> {
+    let from_events = run.samples.go_heap.rates.get(&pid).map(|&r| r as i64);
+    let from_memory = || heap.probes.go.iter().find(|t| t.pid == pid)?.rate;
+    from_events.or_else(from_memory)
+}
+
+/// Go's `scaleHeapSample`: a stack's sampled `count` objects of `bytes` in total stand for
+/// `1 / (1 - e^(-avg/rate))` times as many, since an object of `avg` bytes is sampled with
+/// probability `1 - e^(-avg/rate)`.
+pub fn scale_heap_sample(count: u64, bytes: u64, rate: i64) -> (i64, i64) {
+    if count == 0 || bytes == 0 {
+        return (0, 0);
+    }
+    if rate <= 1 {
+        return (count as i64, bytes as i64);
+    }
+    let average = bytes as f64 / count as f64;
+    let scale = 1.0 / (1.0 - (-average / rate as f64).exp());
+    ((count as f64 * scale) as i64, (bytes as f64 * scale) as i64)
+}
+
+/// Sites whose in-use bytes never fell and rose over the window, with their growth.
+pub fn only_growing(timeline: &[HashMap<HeapSiteKey, i64>]) -> HashMap<HeapSiteKey, i64> {
+    let mut growing = HashMap::new();
+    let Some(last) = timeline.last() else {
+        return growing;
+    };
+    for (&site, &end) in last {
+        let series: Vec<i64> = timeline
+            .iter()
+            .filter_map(|snapshot| snapshot.get(&site).copied())
+            .collect();
+        if series.len() < MIN_SNAPSHOTS || end <= 0 {
+            continue;
+        }
+        let never_fell = series.windows(2).all(|w| w[1] >= w[0]);
+        if never_fell && end > series[0] {
+            growing.insert(site, end - series[0]);
+        }
+    }
+    growing
+}
+
+/// The `cost:` comment: how many traps the targets took and, from the trap cost measured at
+/// the start, what they cost them.
+fn cost(run: &RunOutcome, heap: &HeapRun, traps: u64) -> String {
+    let c = &run.counters;
+    let secs = run.duration.as_secs_f64().max(1e-9);
+    let head = format!(
+        "cost: a uprobe traps on every allocation and free of the targets: {traps} traps in \
+         {secs:.1}s ({:.0}/s)",
+        traps as f64 / secs
+    );
+    let Some(cost) = heap.probes.trap_cost else {
+        return format!("{head}; the cost of a trap could not be measured here");
+    };
+    let allocs = c.get(counter::HEAP_ALLOCS);
+    let frees = c.get(counter::HEAP_FREES) + c.get(counter::HEAP_FREES_UNKNOWN);
+    let spent = cost.entry_and_return * u32::try_from(allocs).unwrap_or(u32::MAX)
+        + cost.entry * u32::try_from(frees + c.get(counter::GO_ALLOCS)).unwrap_or(u32::MAX);
+    format!(
+        "{head}; measured here at the start, an allocation's two traps cost {:.2} µs and a \
+         free's one {:.2} µs, so about {:.2}s of the targets' time went to the probes",
+        cost.entry_and_return.as_secs_f64() * 1e6,
+        cost.entry.as_secs_f64() * 1e6,
+        spent.as_secs_f64()
+    )
+}
+
+fn accounting(run: &RunOutcome, heap: &HeapRun, config: &Config) -> Vec<String> {
+    let c = &run.counters;
+    let files: Vec<&str> = heap.probes.files.iter().map(String::as_str).collect();
+    let traps = c.get(counter::HEAP_ALLOCS) * 2
+        + c.get(counter::HEAP_FREES)
+        + c.get(counter::HEAP_FREES_UNKNOWN)
+        + c.get(counter::GO_ALLOCS);
+    let mut lines = vec![
+        facts::describe(run, config),
+        format!(
+            "traced: uprobes on {} allocator entry points (malloc, calloc, realloc, \
+             reallocarray, free, posix_memalign, aligned_alloc, memalign, valloc, pvalloc and \
+             jemalloc, mimalloc, tcmalloc names; C++ operator new goes through malloc) in {}; \
+             the Go runtime's own sampled profiling events (mProf_Malloc, freeSpecial); stacks \
+             are sampled 1 allocation in {} per site and CPU",
+            heap.probes.entry_points,
+            if files.is_empty() {
+                "no file".to_owned()
+            } else {
+                files.join(", ")
+            },
+            profiler_common::HEAP_STACK_SAMPLE_EVERY
+        ),
+        cost(run, heap, traps),
+        format!(
+            "allocations: {} native counted, {} frees of them, {} frees of blocks from before \
+             the window (not counted); lost: {} (site map full), {} not tracked as live \
+             (live table of {} full: their in-use figures are missing), {} returns unpaired; \
+             stack samples: {} taken, {} lost (ring buffer full)",
+            c.get(counter::HEAP_ALLOCS),
+            c.get(counter::HEAP_FREES),
+            c.get(counter::HEAP_FREES_UNKNOWN),
+            c.get(counter::LOST_HEAP_SITES),
+            c.get(counter::LOST_HEAP_LIVE),
+            profiler_common::MAX_HEAP_LIVE,
+            c.get(counter::LOST_HEAP_SLOT),
+            c.get(counter::HEAP_STACKS),
+            c.get(counter::LOST_HEAP_STACK)
+        ),
+        "in use: blocks allocated in the window and not freed by its end (memory allocated \
+         before the window is not counted)"
+            .to_owned(),
+    ];
+    for target in &heap.probes.go {
+        let go = &target.runtime;
+        let rate = go_rate(run, heap, target.pid);
+        // A program may turn profiling on by setting the rate itself.
+        let disabled = match rate {
+            Some(rate) => rate <= 0,
+            None => go.profiling_disabled,
+        };
+        if disabled {
+            lines.push(format!(
+                "note: Go memory profiling is disabled in pid {} ({}, {}): the linker turns \
+                 it off when nothing references runtime.MemProfile; import runtime/pprof or \
+                 set runtime.MemProfileRate to profile its Go allocations",
+                target.pid, target.path, go.version
+            ));
+        } else {
+            let rate = rate.unwrap_or(GO_DEFAULT_RATE);
+            let (major, minor) = go_version(&go.version);
+            lines.push(format!(
+                "go: pid {} ({}, go{major}.{minor}): {} allocations sampled by the runtime at \
+                 MemProfileRate {rate} bytes, weighted as Go weights them; {} frees of \
+                 objects sampled before the window; {} events lost (ring buffer full)",
+                target.pid,
+                target.path,
+                c.get(counter::GO_ALLOCS),
+                run.samples.go_heap.frees_before,
+                c.get(counter::LOST_GO_EVENTS)
+            ));
+        }
+    }
+    for failure in &heap.probes.failures {
+        lines.push(format!("not probed: {failure}"));
+    }
+    lines.push(facts::unwinding(run));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_as_go_does() {
+        assert_eq!(scale_heap_sample(10, 320, 1), (10, 320));
+        assert_eq!(scale_heap_sample(0, 0, 512 * 1024), (0, 0));
+        // An object as large as the rate is sampled with probability 1 - 1/e.
+        let (objects, bytes) = scale_heap_sample(1000, 1000 * 524_288, 524_288);
+        assert_eq!(objects, 1581);
+        assert_eq!(bytes, 1581 * 524_288 + bytes % 524_288);
+    }
+
+    #[test]
+    fn growth_is_a_series_that_never_fell() {
+        let site = |ret| HeapSiteKey {
+            pid: 1,
+            _pad: 0,
+            ret,
+        };
+        let snapshots: Vec<HashMap<HeapSiteKey, i64>> = [[10, 5], [20, 9], [30, 4], [40, 6]]
+            .iter()
+            .map(|v| HashMap::from([(site(1), v[0]), (site(2), v[1])]))
+            .collect();
+        let growing = only_growing(&snapshots);
+        assert_eq!(growing.get(&site(1)), Some(&30));
+        assert!(!growing.contains_key(&site(2)));
+        assert!(only_growing(&snapshots[..2]).is_empty());
+    }
+}

@@ -1,0 +1,311 @@
+//! Finds the allocator entry points a file defines, by symbol: the malloc family of a C
+//! library, jemalloc (also under its `je_` and tikv-jemallocator's `_rjem_` prefixes),
+//! mimalloc and tcmalloc; and, in a Go binary, the runtime's heap-profiling hooks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+use profiler_common::heap_fn;
+
+/// What a probed entry point does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Allocates (or resizes); the [`heap_fn`] says where its arguments are.
+    Alloc(u64),
+    /// Frees the block in its first argument.
+    Free,
+}
+
+/// The allocator entry points by name, as C libraries and well-known allocators export them.
+const C_NAMES: &[(&str, Role)] = &[
+    ("malloc", Role::Alloc(heap_fn::SIZE)),
+    ("calloc", Role::Alloc(heap_fn::CALLOC)),
+    ("realloc", Role::Alloc(heap_fn::REALLOC)),
+    ("reallocarray", Role::Alloc(heap_fn::REALLOCARRAY)),
+    ("posix_memalign", Role::Alloc(heap_fn::POSIX_MEMALIGN)),
+    ("aligned_alloc", Role::Alloc(heap_fn::ALIGNED)),
+    ("memalign", Role::Alloc(heap_fn::ALIGNED)),
+    ("valloc", Role::Alloc(heap_fn::SIZE)),
+    ("pvalloc", Role::Alloc(heap_fn::SIZE)),
+    ("free", Role::Free),
+    ("cfree", Role::Free),
+];
+
+/// jemalloc's own entry points, beside the C names it may export under a prefix.
+const JEMALLOC_NAMES: &[(&str, Role)] = &[
+    ("mallocx", Role::Alloc(heap_fn::SIZE)),
+    ("rallocx", Role::Alloc(heap_fn::REALLOC)),
+    ("sdallocx", Role::Free),
+    ("dallocx", Role::Free),
+];
+
+/// Prefixes jemalloc builds export its names under: tikv-jemallocator's (Rust) and the
+/// library's own `je_`.
+const JEMALLOC_PREFIXES: &[&str] = &["_rjem_", "je_"];
+
+/// mimalloc's entry points (the Rust `mimalloc` crate calls the aligned ones).
+const MIMALLOC_NAMES: &[(&str, Role)] = &[
+    ("mi_malloc", Role::Alloc(heap_fn::SIZE)),
+    ("mi_zalloc", Role::Alloc(heap_fn::SIZE)),
+    ("mi_calloc", Role::Alloc(heap_fn::CALLOC)),
+    ("mi_realloc", Role::Alloc(heap_fn::REALLOC)),
+    ("mi_malloc_aligned", Role::Alloc(heap_fn::SIZE_ALIGNED)),
+    ("mi_zalloc_aligned", Role::Alloc(heap_fn::SIZE_ALIGNED)),
+    ("mi_realloc_aligned", Role::Alloc(heap_fn::REALLOC)),
+    ("mi_free", Role::Free),
+];
+
+/// tcmalloc's entry points (it also exports the C names as aliases, deduplicated by
+/// address).
+const TCMALLOC_NAMES: &[(&str, Role)] = &[
+    ("tc_malloc", Role::Alloc(heap_fn::SIZE)),
+    ("tc_calloc", Role::Alloc(heap_fn::CALLOC)),
+    ("tc_realloc", Role::Alloc(heap_fn::REALLOC)),
+    ("tc_memalign", Role::Alloc(heap_fn::ALIGNED)),
+    ("tc_posix_memalign", Role::Alloc(heap_fn::POSIX_MEMALIGN)),
+    ("tc_free", Role::Free),
+];
+
+/// One entry point to probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryPoint {
+    /// Its symbol (the first name found at its address).
+    pub name: String,
+    /// What it does.
+    pub role: Role,
+    /// Its offset in the file, where the uprobe goes.
+    pub file_offset: u64,
+}
+
+/// The Go runtime's heap-profiling hooks in a Go binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoRuntime {
+    /// `runtime.buildVersion`, such as `go1.21.13`.
+    pub version: String,
+    /// File offset of `runtime.mProf_Malloc`.
+    pub malloc_offset: u64,
+    /// Whether `mProf_Malloc` takes `(mp, p, size)` (from Go 1.23) rather than `(p, size)`.
+    pub malloc_takes_m: bool,
+    /// Whether the binary is position independent (loaded at an address known only once
+    /// it runs).
+    pub pie: bool,
+    /// File offset of `runtime.freeSpecial`, if the binary has it.
+    pub free_offset: Option<u64>,
+    /// `freeSpecial`'s cookie: `_KindSpecialProfile` and the offset of `special.kind`.
+    pub free_cookie: u64,
+    /// Whether the linker disabled memory profiling (nothing references
+    /// `runtime.MemProfile`): the runtime then never samples.
+    pub profiling_disabled: bool,
+    /// Virtual address of `runtime.MemProfileRate`, to read from the process.
+    pub rate_address: Option<u64>,
+    /// Link-time address minus file offset of the code: with a mapping's start and
+    /// offset, gives where the binary was loaded.
+    pub code_delta: u64,
+    /// Link-time address range of `runtime.systemstack`: the runtime's own allocations made
+    /// on the system stack belong to the runtime, as Go's profile has them, not to the
+    /// goroutine whose frames lie beyond it.
+    pub systemstack: Option<(u64, u64)>,
+}
+
+/// What a file offers to the heap profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allocators {
+    /// Native entry points, one per address.
+    pub entry_points: Vec<EntryPoint>,
+    /// The Go runtime's hooks, for a Go binary.
+    pub go: Option<GoRuntime>,
+}
+
+impl Allocators {
+    /// Reads `path`'s symbols.
+    ///
+    /// # Errors
+    /// When the file cannot be read or is not an ELF file.
+    pub fn of_file(path: &Path) -> Result<Self> {
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let file = object::File::parse(&*data)
+            .with_context(|| format!("{} is not an ELF file", path.display()))?;
+        Ok(Self::of_object(&file))
+    }
+
+    fn of_object(file: &object::File<'_>) -> Self {
+        let mut wanted: HashMap<String, Role> = HashMap::new();
+        for &(name, role) in C_NAMES.iter().chain(MIMALLOC_NAMES).chain(TCMALLOC_NAMES) {
+            wanted.insert(name.to_owned(), role);
+        }
+        for &(name, role) in JEMALLOC_NAMES {
+            wanted.insert(name.to_owned(), role);
+        }
+        for prefix in JEMALLOC_PREFIXES {
+            for &(name, role) in C_NAMES.iter().chain(JEMALLOC_NAMES) {
+                wanted.insert(format!("{prefix}{name}"), role);
+            }
+        }
+        let mut by_address: BTreeMap<u64, (String, Role)> = BTreeMap::new();
+        let mut addresses: HashMap<String, u64> = HashMap::new();
+        let mut sizes: HashMap<String, u64> = HashMap::new();
+        for symbol in file.dynamic_symbols().chain(file.symbols()) {
+            if !symbol.is_definition() {
+                continue;
+            }
+            let Ok(name) = symbol.name() else { continue };
+            if name.starts_with("runtime.") {
+                addresses.insert(name.to_owned(), symbol.address());
+                sizes.insert(name.to_owned(), symbol.size());
+                continue;
+            }
+            if symbol.kind() != object::SymbolKind::Text {
+                continue;
+            }
+            // glibc's versioned duplicates (`malloc@@GLIBC_2.2.5`) name the same address.
+            if let Some(&role) = wanted.get(name) {
+                by_address
+                    .entry(symbol.address())
+                    .or_insert((name.to_owned(), role));
+            }
+        }
+        let entry_points = by_address
+            .into_iter()
+            .filter_map(|(address, (name, role))| {
+                Some(EntryPoint {
+                    name,
+                    role,
+                    file_offset: file_offset(file, address)?,
+                })
+            })
+            .collect();
+        Self {
+            entry_points,
+            go: go_runtime(file, &addresses).map(|mut go| {
+                go.systemstack = addresses
+                    .get("runtime.systemstack")
+                    .zip(sizes.get("runtime.systemstack"))
+                    .map(|(&at, &size)| (at, at + size));
+                go
+            }),
+        }
+    }
+}
+
+/// The file offset of the function `name` in the ELF file at `path`, if it defines it.
+pub fn function_offset(path: &Path, name: &str) -> Option<u64> {
+    let data = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let symbol = file
+        .symbols()
+        .chain(file.dynamic_symbols())
+        .find(|s| s.is_definition() && s.name() == Ok(name))?;
+    file_offset(&file, symbol.address())
+}
+
+/// The file offset of virtual address `address`, from the segment that holds it.
+fn file_offset(file: &object::File<'_>, address: u64) -> Option<u64> {
+    file.segments().find_map(|segment| {
+        let (start, size) = (segment.address(), segment.size());
+        let (offset, file_size) = segment.file_range();
+        (address >= start && address < start + size.min(file_size))
+            .then(|| address - start + offset)
+    })
+}
+
+/// The bytes at virtual address `address` in the file's initialized data.
+fn read_at<'data>(file: &object::File<'data>, address: u64, len: u64) -> Option<&'data [u8]> {
+    file.sections().find_map(|section| {
+        let start = section.address();
+        if address < start || address + len > start + section.size() {
+            return None;
+        }
+        let data = section.data().ok()?;
+        let at = usize::try_from(address - start).ok()?;
+        data.get(at..at + usize::try_from(len).ok()?)
+    })
+}
+
+fn go_runtime(file: &object::File<'_>, symbols: &HashMap<String, u64>) -> Option<GoRuntime> {
+    let malloc = *symbols.get("runtime.mProf_Malloc")?;
+    let version = symbols
+        .get("runtime.buildVersion")
+        .and_then(|&at| read_at(file, at, 16))
+        .and_then(|header| {
+            let ptr = u64::from_le_bytes(header[..8].try_into().ok()?);
+            let len = u64::from_le_bytes(header[8..16].try_into().ok()?);
+            let text = read_at(file, ptr, len.min(64))?;
+            Some(String::from_utf8_lossy(text).into_owned())
+        })
+        .unwrap_or_default();
+    let (major, minor) = go_version(&version);
+    let newer = |m: u32| (major, minor) >= (1, m);
+    let profile_kind: u64 = if newer(26) {
+        4
+    } else if newer(23) {
+        3
+    } else {
+        2
+    };
+    let kind_offset: u64 = if newer(22) { 16 } else { 10 };
+    let profiling_disabled = symbols
+        .get("runtime.disableMemoryProfiling")
+        .and_then(|&at| read_at(file, at, 1))
+        .is_some_and(|b| b[0] != 0);
+    Some(GoRuntime {
+        version,
+        malloc_offset: file_offset(file, malloc)?,
+        malloc_takes_m: newer(23),
+        pie: file.kind() != object::ObjectKind::Executable,
+        free_offset: symbols
+            .get("runtime.freeSpecial")
+            .and_then(|&at| file_offset(file, at)),
+        free_cookie: profile_kind | (kind_offset << 8),
+        profiling_disabled,
+        rate_address: symbols.get("runtime.MemProfileRate").copied(),
+        code_delta: malloc - file_offset(file, malloc)?,
+        systemstack: None,
+    })
+}
+
+/// `(major, minor)` of a version such as `go1.21.13` (`(0, 0)` when unreadable).
+pub fn go_version(version: &str) -> (u32, u32) {
+    let mut parts = version
+        .trim_start_matches("go")
+        .split(['.', 'r', 'b', ' ', '-']);
+    let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_c_library_s_malloc_family() {
+        let libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib64/libc.so.6"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .expect("a C library");
+        let found = Allocators::of_file(libc).unwrap();
+        let names: Vec<&str> = found.entry_points.iter().map(|e| e.name.as_str()).collect();
+        for name in ["malloc", "calloc", "realloc", "free", "posix_memalign"] {
+            assert!(names.contains(&name), "{names:?}");
+        }
+        let mut offsets: Vec<u64> = found.entry_points.iter().map(|e| e.file_offset).collect();
+        offsets.dedup();
+        assert_eq!(
+            offsets.len(),
+            found.entry_points.len(),
+            "one probe per address"
+        );
+        assert!(found.go.is_none());
+    }
+
+    #[test]
+    fn reads_go_versions() {
+        assert_eq!(go_version("go1.21.13"), (1, 21));
+        assert_eq!(go_version("go1.27rc1"), (1, 27));
+        assert_eq!(go_version(""), (0, 0));
+    }
+}

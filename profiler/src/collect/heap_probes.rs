@@ -1,0 +1,267 @@
+//! Attaches the heap profile's uprobes to the allocators each target maps: one set of
+//! probes per (process, file), scoped to that process, so no other process on the host
+//! traps.
+
+use std::collections::{BTreeSet, HashSet};
+use std::num::NonZeroU32;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use aya::Ebpf;
+use aya::programs::UProbe;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+
+use crate::collect::allocators::{Allocators, GoRuntime, Role};
+use crate::process::procmaps::{FileKey, parse_maps};
+
+/// The heap profile's kernel programs (see `profiler-ebpf/src/heap.rs`).
+pub const PROGRAMS: [&str; 5] = [
+    "heap_alloc",
+    "heap_alloc_return",
+    "heap_free",
+    "go_malloc",
+    "go_free",
+];
+
+/// A Go process whose runtime's own heap-profiling events are traced.
+#[derive(Debug, Clone)]
+pub struct GoTarget {
+    /// The process.
+    pub pid: u32,
+    /// Its executable.
+    pub path: String,
+    /// What its runtime offers.
+    pub runtime: GoRuntime,
+    /// Where its executable is loaded, minus where it was linked (0 unless PIE; `None`
+    /// for a PIE binary probed before it was mapped).
+    pub load_bias: Option<u64>,
+    /// `runtime.MemProfileRate` as last read from the process.
+    pub rate: Option<i64>,
+}
+
+/// What the heap probes were attached to, and what could not be.
+#[derive(Debug, Default)]
+pub struct HeapProbes {
+    attached: HashSet<(u32, FileKey)>,
+    /// Files whose allocator entry points are probed.
+    pub files: BTreeSet<String>,
+    /// Entry points probed (over every process and file).
+    pub entry_points: usize,
+    /// Go processes whose runtime events are traced.
+    pub go: Vec<GoTarget>,
+    /// Attachments that failed, one line each.
+    pub failures: Vec<String>,
+    /// What a trap cost, measured at the start.
+    pub trap_cost: Option<crate::collect::trap_cost::TrapCost>,
+    /// Threads of targets (not processes), which get no probes of their own.
+    threads: HashSet<u32>,
+}
+
+impl HeapProbes {
+    /// Loads the heap programs into the kernel (once, before any attachment).
+    ///
+    /// # Errors
+    /// When the kernel refuses a program.
+    pub fn load(ebpf: &mut Ebpf) -> Result<Self> {
+        for name in PROGRAMS {
+            uprobe(ebpf, name)?
+                .load()
+                .with_context(|| format!("cannot load the heap program {name}"))?;
+        }
+        let trap_cost = crate::collect::trap_cost::measure(ebpf);
+        Ok(Self {
+            trap_cost,
+            ..Self::default()
+        })
+    }
+
+    /// Probes every allocator `pid` maps now that is not probed yet.
+    pub fn attach_process(&mut self, ebpf: &mut Ebpf, pid: u32) {
+        // The target filter holds threads too; a uprobe scoped to a process covers its
+        // threads (they share its memory), and a second one would count each call twice.
+        if self.threads.contains(&pid) {
+            return;
+        }
+        if !is_process(pid) {
+            self.threads.insert(pid);
+            return;
+        }
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            return; // Gone: nothing to probe.
+        };
+        let mut seen = HashSet::new();
+        for map in parse_maps(&text) {
+            if map.key.inode == 0 || !map.path.starts_with('/') || !seen.insert(map.key) {
+                continue;
+            }
+            let path = PathBuf::from(format!("/proc/{pid}/root{}", map.path));
+            let mapped_delta = map.start.wrapping_sub(map.offset);
+            self.attach_file(ebpf, pid, map.key, &path, &map.path, Some(mapped_delta));
+        }
+    }
+
+    /// Probes the files `pid` will map once it executes (a launched command that waits
+    /// for the probes before it runs).
+    pub fn attach_future_files(&mut self, ebpf: &mut Ebpf, pid: u32, files: &[PathBuf]) {
+        for path in files {
+            let Ok(meta) = std::fs::metadata(path) else {
+                continue;
+            };
+            let dev = meta.dev();
+            let key = FileKey {
+                major: libc::major(dev),
+                minor: libc::minor(dev),
+                inode: meta.ino(),
+            };
+            let shown = path.to_string_lossy().into_owned();
+            self.attach_file(ebpf, pid, key, path, &shown, None);
+        }
+    }
+
+    fn attach_file(
+        &mut self,
+        ebpf: &mut Ebpf,
+        pid: u32,
+        key: FileKey,
+        path: &Path,
+        shown: &str,
+        mapped_delta: Option<u64>,
+    ) {
+        if !self.attached.insert((pid, key)) {
+            return;
+        }
+        let Ok(found) = Allocators::of_file(path) else {
+            return; // Not an ELF file (a locale archive, a font): nothing to probe.
+        };
+        let Some(scope) = NonZeroU32::new(pid).map(UProbeScope::OneProcess) else {
+            return;
+        };
+        let mut probed = 0;
+        for entry in &found.entry_points {
+            let attached = match entry.role {
+                Role::Alloc(func) => {
+                    attach(ebpf, "heap_alloc_return", entry.file_offset, 0, path, scope).and_then(
+                        |()| attach(ebpf, "heap_alloc", entry.file_offset, func, path, scope),
+                    )
+                }
+                Role::Free => attach(ebpf, "heap_free", entry.file_offset, 0, path, scope),
+            };
+            match attached {
+                Ok(()) => probed += 1,
+                Err(err) => self
+                    .failures
+                    .push(format!("{} in {shown} (pid {pid}): {err:#}", entry.name)),
+            }
+        }
+        if let Some(go) = found.go.clone() {
+            // Where the process holds MemProfileRate: the link-time address unless the
+            // binary is position independent and not mapped yet.
+            let load_bias = match mapped_delta {
+                Some(delta) => Some(delta.wrapping_sub(go.code_delta)),
+                None if !go.pie => Some(0),
+                None => None,
+            };
+            let rate_address = go
+                .rate_address
+                .zip(load_bias)
+                .map_or(0, |(at, bias)| at.wrapping_add(bias) & !(1 << 63));
+            let cookie = rate_address | (u64::from(go.malloc_takes_m) << 63);
+            let mut result = attach(ebpf, "go_malloc", go.malloc_offset, cookie, path, scope);
+            if let (Ok(()), Some(offset)) = (&result, go.free_offset) {
+                result = attach(ebpf, "go_free", offset, go.free_cookie, path, scope);
+            }
+            match result {
+                Ok(()) => {
+                    self.files.insert(shown.to_owned());
+                    let mut target = GoTarget {
+                        pid,
+                        path: shown.to_owned(),
+                        runtime: go,
+                        load_bias,
+                        rate: None,
+                    };
+                    // A command about to start still holds the profiler's memory.
+                    if mapped_delta.is_some() {
+                        target.rate = read_rate(&target);
+                    }
+                    self.go.push(target);
+                }
+                Err(err) => self
+                    .failures
+                    .push(format!("the Go runtime of {shown} (pid {pid}): {err:#}")),
+            }
+        }
+        if probed > 0 {
+            self.entry_points += probed;
+            self.files.insert(shown.to_owned());
+        }
+    }
+
+    /// Where each Go target's `runtime.systemstack` is loaded: (pid, start, end).
+    pub fn go_stack_roots(&self) -> Vec<(u32, u64, u64)> {
+        self.go
+            .iter()
+            .filter_map(|t| {
+                let (start, end) = t.runtime.systemstack?;
+                let bias = t.load_bias?;
+                Some((t.pid, start.wrapping_add(bias), end.wrapping_add(bias)))
+            })
+            .collect()
+    }
+
+    /// Reads `runtime.MemProfileRate` again from every Go target still alive: a program
+    /// may set it (to 1, say) after it starts.
+    pub fn refresh_go_rates(&mut self) {
+        for target in &mut self.go {
+            if let Some(rate) = read_rate(target) {
+                target.rate = Some(rate);
+            }
+        }
+    }
+}
+
+fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))?;
+    Ok(program.try_into()?)
+}
+
+fn attach(
+    ebpf: &mut Ebpf,
+    program: &str,
+    file_offset: u64,
+    cookie: u64,
+    path: &Path,
+    scope: UProbeScope,
+) -> Result<()> {
+    let point = UProbeAttachPoint {
+        location: UProbeAttachLocation::AbsoluteOffset(file_offset),
+        cookie: Some(cookie),
+    };
+    uprobe(ebpf, program)?
+        .attach(point, path, scope)
+        .map_err(|err| crate::fdlimit::note_if_exhausted(err.into()))?;
+    Ok(())
+}
+
+/// Whether `pid` is a process (thread-group leader), not another thread of one.
+fn is_process(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            == Some(pid)
+    })
+}
+
+/// `runtime.MemProfileRate` of a live Go process, read from its memory.
+fn read_rate(target: &GoTarget) -> Option<i64> {
+    let address = target.runtime.rate_address?.wrapping_add(target.load_bias?);
+    let mem = std::fs::File::open(format!("/proc/{}/mem", target.pid)).ok()?;
+    let mut word = [0u8; 8];
+    mem.read_exact_at(&mut word, address).ok()?;
+    Some(i64::from_le_bytes(word))
+}

@@ -1,0 +1,103 @@
+//! Measures what a uprobe trap costs on this machine, at the start of a heap-profile run:
+//! a function of the profiler's own is called with and without the heap programs' probes
+//! on it, so the summary can say what the run's traps cost the targets in time, not only
+//! how many there were.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aya::Ebpf;
+use aya::programs::UProbe;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+
+use crate::collect::allocators::function_offset;
+
+/// Calls timed per measurement: enough to average out, a few milliseconds under probes.
+const CALLS: u32 = 2000;
+
+/// What one trap cost, measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrapCost {
+    /// A uprobe at a function's entry (what a free costs).
+    pub entry: Duration,
+    /// An entry uprobe with a uretprobe (what an allocation costs).
+    pub entry_and_return: Duration,
+}
+
+/// The function the probes are put on while measuring: its own symbol, never inlined.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn profiler_trap_cost_probe_point(x: u64) -> u64 {
+    std::hint::black_box(x).wrapping_add(1)
+}
+
+/// Rounds per measurement: the fastest is kept, as the one least disturbed by other work
+/// on a shared machine.
+const ROUNDS: usize = 3;
+
+fn time_calls() -> Duration {
+    (0..ROUNDS)
+        .map(|_| {
+            let started = Instant::now();
+            let mut x = 0;
+            for _ in 0..CALLS {
+                x = profiler_trap_cost_probe_point(x);
+            }
+            std::hint::black_box(x);
+            started.elapsed() / CALLS
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// Measures the cost of the heap programs' traps on the profiler itself (which is not a
+/// target, so the programs return at once, as they do for most of a target's cost is the
+/// trap); `None` when the probes cannot be attached to it.
+pub fn measure(ebpf: &mut Ebpf) -> Option<TrapCost> {
+    let exe = Path::new("/proc/self/exe");
+    let offset = function_offset(exe, "profiler_trap_cost_probe_point")?;
+    let scope = UProbeScope::OneProcess(NonZeroU32::new(std::process::id())?);
+    let plain = time_calls();
+    let entry = with_probes(ebpf, &["heap_free"], offset, exe, scope)?;
+    let both = with_probes(
+        ebpf,
+        &["heap_alloc_return", "heap_alloc"],
+        offset,
+        exe,
+        scope,
+    )?;
+    Some(TrapCost {
+        entry: entry.saturating_sub(plain),
+        entry_and_return: both.saturating_sub(plain),
+    })
+}
+
+/// The time per call with `programs` attached at `offset`, detached again afterwards.
+fn with_probes(
+    ebpf: &mut Ebpf,
+    programs: &[&str],
+    offset: u64,
+    exe: &Path,
+    scope: UProbeScope,
+) -> Option<Duration> {
+    let mut links = Vec::new();
+    for &name in programs {
+        let program: &mut UProbe = ebpf.program_mut(name)?.try_into().ok()?;
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(offset),
+            cookie: Some(0),
+        };
+        match program.attach(point, exe, scope) {
+            Ok(link) => links.push((name, link)),
+            Err(err) => log::debug!("cannot measure the trap cost: {err}"),
+        }
+    }
+    let measured = (links.len() == programs.len()).then(time_calls);
+    for (name, link) in links {
+        if let Some(Ok(program)) = ebpf.program_mut(name).map(<&mut UProbe>::try_from) {
+            let _ = program.detach(link);
+        }
+    }
+    measured
+}

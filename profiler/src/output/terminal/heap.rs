@@ -1,0 +1,83 @@
+//! The heap part of the terminal summary: the functions that allocated most and hold most,
+//! then the sites making many small allocations and the leak suspects, with their fixes.
+
+use std::fmt::Write;
+
+use super::summary::{group, shown_in_terminal};
+use crate::analysis::heap::{HeapSite, LEAK_HINT, SmallAllocations};
+use crate::analysis::units::human_bytes;
+use crate::profile::Profile;
+
+/// Renders the heap profile's comments, its top `top` sites by bytes allocated and by
+/// bytes in use, and its findings.
+pub fn render(
+    profile: &Profile,
+    sites: &[HeapSite],
+    small: &[SmallAllocations],
+    leaks: &[HeapSite],
+    top: usize,
+) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail, so the fmt::Results below are ignored.
+    let _ = writeln!(out, "heap profile: inuse_space (bytes)");
+    for comment in profile.comments.iter().filter(|c| shown_in_terminal(c)) {
+        let _ = writeln!(out, "  {comment}");
+    }
+    if sites.is_empty() {
+        let _ = writeln!(out, "No allocations were recorded.");
+        return out;
+    }
+    let _ = writeln!(out, "Top {top} allocating functions by bytes allocated:");
+    let _ = writeln!(
+        out,
+        "  {:>12} {:>10} {:>12} {:>10}  function",
+        "allocated", "objects", "in use", "objects"
+    );
+    let row = |out: &mut String, s: &HeapSite| {
+        let _ = writeln!(
+            out,
+            "  {:>12} {:>10} {:>12} {:>10}  {} ({})",
+            human_bytes(s.alloc_space as f64),
+            group(s.alloc_objects as i64),
+            human_bytes(s.inuse_space as f64),
+            group(s.inuse_objects as i64),
+            s.caller,
+            s.comm
+        );
+    };
+    for site in sites.iter().take(top) {
+        row(&mut out, site);
+    }
+    let mut holding: Vec<&HeapSite> = sites.iter().filter(|s| s.inuse_space > 0).collect();
+    holding.sort_by_key(|s| std::cmp::Reverse(s.inuse_space));
+    if !holding.is_empty() {
+        let _ = writeln!(out, "Top {top} functions by bytes in use at the end:");
+        for site in holding.into_iter().take(top) {
+            row(&mut out, site);
+        }
+    }
+    for finding in small.iter().take(top) {
+        let s = &finding.site;
+        let _ = writeln!(
+            out,
+            "Many small allocations: {} makes {}/s of {} on average ({} in the window).\n  \
+             Fix: {}",
+            s.caller,
+            group(finding.per_second.round() as i64),
+            human_bytes(s.average()),
+            group(s.alloc_objects as i64),
+            finding.hint()
+        );
+    }
+    for s in leaks.iter().take(top) {
+        let _ = writeln!(
+            out,
+            "Leak suspect: {} holds {} in {} blocks, and its memory in use only grew.\n  \
+             Fix: {LEAK_HINT}",
+            s.caller,
+            human_bytes(s.inuse_space as f64),
+            group(s.inuse_objects as i64)
+        );
+    }
+    out
+}
