@@ -397,18 +397,6 @@ pub const MAX_GO_WAIT_KEYS: u32 = 16384;
 /// Goroutines the kernel programs can hold as parked at once.
 pub const MAX_PARKED_GOROUTINES: u32 = 65536;
 
-/// What the goroutine probes need to know of one traced Go process, set by userspace when
-/// it recognises the process's binary.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GoProcess {
-    /// Byte offset of `goid` in the runtime's `g` (from the binary's DWARF, or its Go
-    /// version).
-    pub goid_offset: u32,
-    /// Reserved, zero.
-    pub _pad: u32,
-}
-
 /// Key of the goroutine wait aggregation map: a goroutine's park site, keyed by
 /// registers like [`BlockKey`] (no stack is walked in the kernel), and why it parked.
 #[repr(C)]
@@ -510,7 +498,6 @@ const _: () = {
     assert!(size_of::<GoWaitValue>() == 32);
     assert!(size_of::<ParkedKey>() == 16);
     assert!(size_of::<Parked>() == 56);
-    assert!(size_of::<GoProcess>() == 8);
     assert!(size_of::<SampleRecord>() == SAMPLE_FIXED_BYTES + MAX_USER_STACK_BYTES);
 };
 
@@ -534,6 +521,4 @@ mod pod {
     unsafe impl aya::Pod for super::ParkedKey {}
     // SAFETY: a u64, then a key without padding (size asserted above).
     unsafe impl aya::Pod for super::Parked {}
-    // SAFETY: two u32s (size asserted above).
-    unsafe impl aya::Pod for super::GoProcess {}
 }

@@ -2,10 +2,15 @@
 //! and wait reason, from uprobes on the Go runtime (userspace attaches them to each Go
 //! binary it finds; see `collect/goroutines.rs`).
 //!
-//! `runtime.gopark` is probed at entry, where the parking goroutine is in R14 (Go's
+//! `runtime.gopark` is probed at entry (or on the branch of its stack check, which the
+//! kernel emulates rather than single-steps), where the parking goroutine is in R14 (Go's
 //! register ABI, Go 1.17+ on x86-64) and its wait reason in CL (the third argument);
 //! `runtime.ready` at entry, with the goroutine being made runnable in RAX. Never a
 //! uretprobe: goroutine stacks move, and a return probe would corrupt them.
+//!
+//! Each probe is attached to a binary with a cookie: the offset of `goid` in that binary's
+//! `g`, so a process is traced from its first instruction (a launched command too) without
+//! userspace having to name it first; the target filter keeps the profiled ones.
 //!
 //! A park records its start in [`PARKED`], keyed by the goroutine's `g`, and samples the
 //! stack (the first park of a site and one in [`GO_STACK_SAMPLE_EVERY`]); `ready` adds
@@ -15,23 +20,22 @@
 //! [`PARKED`] and counted up to the end.
 
 use aya_ebpf::{
+    EbpfContext,
     bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_NOEXIST},
-    helpers::{bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user,
+        generated::bpf_get_attach_cookie,
+    },
     macros::{map, uprobe},
     maps::HashMap,
     programs::ProbeContext,
 };
 use profiler_common::{
-    COMM_LEN, GO_STACK_SAMPLE_EVERY, GoProcess, GoWaitKey, GoWaitValue, MAX_GO_WAIT_KEYS,
-    MAX_PARKED_GOROUTINES, MAX_TARGETS, Parked, ParkedKey, counter,
+    COMM_LEN, GO_STACK_SAMPLE_EVERY, GoWaitKey, GoWaitValue, MAX_GO_WAIT_KEYS,
+    MAX_PARKED_GOROUTINES, Parked, ParkedKey, counter,
 };
 
 use crate::shared::{Context, Site, count, current_ids, is_target, notify_new_key, send_sample};
-
-/// The Go processes whose goroutines are traced (tgid -> what the probes need), filled by
-/// userspace as it recognises their binaries.
-#[map]
-static GO_PROCESSES: HashMap<u32, GoProcess> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// Goroutines parked and not yet made ready.
 #[map]
@@ -46,13 +50,11 @@ static GO_WAITS: HashMap<GoWaitKey, GoWaitValue> =
 #[uprobe]
 pub fn go_park(ctx: ProbeContext) -> u32 {
     let (tgid, _) = current_ids();
-    // SAFETY: the value is copied out at once.
-    let Some(process) = (unsafe { GO_PROCESSES.get(&tgid) }).copied() else {
-        return 0;
-    };
     if !is_target(tgid) {
         return 0;
     }
+    // SAFETY: the helper reads the cookie of the attachment that ran this program.
+    let goid_offset = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     // SAFETY: the context of a uprobe is the task's saved user registers.
     let (g, reason, sp, bp) = unsafe {
         let regs = &*ctx.regs;
@@ -65,7 +67,7 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
     let site = GoWaitKey {
         pid: tgid,
         reason: u32::from(reason),
-        goid: read(g + u64::from(process.goid_offset)),
+        goid: read(g + goid_offset),
         sp,
         caller: read(sp),
         bp,
@@ -113,11 +115,8 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
 /// `runtime.ready` entry: a goroutine is made runnable; its park, if traced, ends.
 #[uprobe]
 pub fn go_ready(ctx: ProbeContext) -> u32 {
+    // Only goroutines a traced park recorded are looked up: no target check needed.
     let (tgid, _) = current_ids();
-    // SAFETY: presence check only.
-    if unsafe { GO_PROCESSES.get(&tgid) }.is_none() {
-        return 0;
-    }
     // SAFETY: the context of a uprobe is the task's saved user registers.
     let g = unsafe { (*ctx.regs).rax };
     let key = ParkedKey { pid: tgid, _pad: 0, g };

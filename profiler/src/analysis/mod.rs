@@ -9,6 +9,8 @@ pub mod block;
 pub mod cpu;
 pub mod findings;
 pub mod functions;
+pub mod go_cpu;
+pub mod goroutines;
 pub mod io;
 pub mod language;
 pub mod units;

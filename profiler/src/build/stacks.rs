@@ -94,8 +94,13 @@ impl<'run> StackResolver<'run> {
             .keys()
             .filter(|_| profiles.block)
             .map(|(_, user)| (*user, StackTable::EMPTY));
+        let go = samples
+            .go
+            .keys()
+            .filter(|_| profiles.goroutines)
+            .map(|(_, user)| (*user, StackTable::EMPTY));
         let mut count = 0;
-        for (user, kernel) in cpu.chain(io).chain(block) {
+        for (user, kernel) in cpu.chain(io).chain(block).chain(go) {
             count += 1;
             self.request(user, kernel);
         }

@@ -7,6 +7,9 @@
 //! ([`crate::process`]). Nothing here symbolizes: that happens once, afterwards.
 
 pub mod cpustat;
+pub mod elf_data;
+pub mod golang;
+pub mod goroutines;
 pub mod launch;
 pub mod probes;
 pub mod records;

@@ -97,7 +97,10 @@ impl Probes {
             .override_global("USER_STACK_BYTES", &stack_bytes, true)
             .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
             .map_max_entries("SAMPLES", options.ring_bytes)
-            .map_max_entries("SAMPLE_SCRATCH", options.possible_cpus * 2)
+            .map_max_entries(
+                "SAMPLE_SCRATCH",
+                options.possible_cpus * profiler_common::SCRATCH_SLOTS_PER_CPU,
+            )
             .load(EBPF_OBJECT)
             .context("cannot load the eBPF programs into the kernel")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -207,7 +210,15 @@ impl Probes {
 
     /// Stops sampling and tracing, so the maps hold still while they are read.
     pub fn stop(&mut self) {
-        for name in ["cpu_sample", "sys_enter", "sys_exit"] {
+        let names = [
+            "cpu_sample",
+            "sys_enter",
+            "sys_exit",
+            "go_park",
+            "go_ready",
+            "sched_process_exec",
+        ];
+        for name in names {
             let Some(program) = self.ebpf.program_mut(name) else {
                 continue;
             };
@@ -215,6 +226,8 @@ impl Probes {
             let unloaded = match program {
                 aya::programs::Program::PerfEvent(p) => p.unload(),
                 aya::programs::Program::BtfTracePoint(p) => p.unload(),
+                aya::programs::Program::UProbe(p) => p.unload(),
+                aya::programs::Program::TracePoint(p) => p.unload(),
                 _ => Ok(()),
             };
             if let Err(err) = unloaded {
@@ -287,7 +300,7 @@ impl Probes {
     }
 
     /// Every entry of the hash map `name`.
-    fn read_hash<K: aya::Pod, V: aya::Pod>(&self, name: &str) -> Result<Vec<(K, V)>> {
+    pub(crate) fn read_hash<K: aya::Pod, V: aya::Pod>(&self, name: &str) -> Result<Vec<(K, V)>> {
         let map: BpfHashMap<_, K, V> = BpfHashMap::try_from(self.map(name)?)?;
         map.iter()
             .map(|entry| entry.with_context(|| format!("cannot read the map {name}")))
@@ -309,6 +322,11 @@ impl Probes {
             }
         }
         Ok(busy)
+    }
+
+    /// The loaded object, for the goroutine probes (see [`crate::collect::goroutines`]).
+    pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     fn map(&self, name: &str) -> Result<&aya::maps::Map> {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use indexmap::IndexSet;
 use std::time::{Duration, Instant};
 
-use profiler_common::{BlockKey, COMM_LEN, IoKey, sample_kind};
+use profiler_common::{BlockKey, COMM_LEN, GoWaitKey, IoKey, sample_kind};
 
 use crate::collect::records::SampleView;
 use crate::process::procmaps::{ProcessInfo, ProcessTable, SpaceId};
@@ -142,6 +142,8 @@ pub struct Samples {
     pub io: HashMap<(IoKey, UserStack), u64>,
     /// Stack samples of wait sites: how often each stack was seen at each site.
     pub block: HashMap<(BlockKey, UserStack), u64>,
+    /// Stack samples of goroutine wait sites: how often each stack was seen at each site.
+    pub go: HashMap<(GoWaitKey, UserStack), u64>,
     /// How the stacks were unwound.
     pub stats: UnwindStats,
 }
@@ -201,6 +203,9 @@ impl Collector {
                     .block
                     .entry((header.block_site, user))
                     .or_default() += 1;
+            }
+            sample_kind::GO_WAIT => {
+                *self.samples.go.entry((header.go_site, user)).or_default() += 1;
             }
             _ => self.samples.stats.malformed += 1,
         }

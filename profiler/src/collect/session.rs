@@ -17,6 +17,7 @@ use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::collect::cpustat::CpuTimes;
+use crate::collect::goroutines::{GoTracer, GoroutineWaits};
 use crate::collect::launch;
 use crate::collect::probes::{self, Counters, LoadOptions, Probes};
 use crate::collect::samples::{Collector, Samples};
@@ -110,6 +111,8 @@ pub struct RunOutcome {
     pub window_end_ktime_ns: u64,
     /// Mapping snapshots of every sampled process.
     pub processes: ProcessTable,
+    /// What the goroutine probes of Go processes recorded.
+    pub goroutines: GoroutineWaits,
 }
 
 /// Runs the profiler as `config` says.
@@ -144,11 +147,19 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let mut probes = Probes::load(&probes::btf_path(), &options)?;
     probes.attach_tracepoints()?;
     let mut processes = ProcessTable::default();
+    let mut go = GoTracer::default();
+    if config.profiles.goroutines {
+        go.load(&mut probes)?;
+    }
     if let Target::Pids(pids) = &config.target {
         for &pid in pids {
             probes.add_target(pid)?;
             processes.snapshot(pid);
+            go.consider(&mut probes, pid);
         }
+    }
+    if matches!(config.target, Target::Host) {
+        go.scan_host(&mut probes);
     }
     // SAFETY: the ring buffer owns its map fd and keeps it open until it is dropped, which is
     // when the AsyncFd is.
@@ -167,6 +178,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         probes.attach_cpu_sampling(&cpus, config.frequency)?;
     }
     let cpus = cpus.len();
+    if let Target::Command(argv) = &config.target
+        && let Some(program) = argv.first()
+    {
+        go.prepare_command(&mut probes, program);
+    }
     let mut child = match &config.target {
         Target::Command(argv) => Some(spawn_followed(&mut probes, argv, config.run_as_root)?),
         _ => None,
@@ -191,18 +207,18 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             exit = wait_child(&mut child) => break StopReason::CommandExited(exit?),
             guard = events.readable_mut() => {
                 let mut guard = guard.context("cannot poll the process-event ring buffer")?;
-                drain_events(guard.get_inner_mut(), &mut processes);
+                drain_events(guard.get_inner_mut(), &mut processes, &mut go, &mut probes);
                 guard.clear_ready();
             }
             guard = sample_ring.readable_mut() => {
                 let mut guard = guard.context("cannot poll the sample ring buffer")?;
-                drain_events(events.get_mut(), &mut processes);
+                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
                 drain_samples(guard.get_inner_mut(), &mut collector, &mut processes);
                 guard.clear_ready();
             }
             _ = drain.tick() => {
                 // Forks first: a child's samples may need its parent's mappings.
-                drain_events(events.get_mut(), &mut processes);
+                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
                 drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
             }
             _ = tick.tick() => {
@@ -228,7 +244,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let busy_cpu_seconds = CpuTimes::now().busy_seconds_since(&cpu_times_at_start);
     status.finish_and_clear();
     probes.stop();
-    drain_events(events.get_mut(), &mut processes);
+    drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
     drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
     log::debug!(
         "last samples drained {:?} after the window",
@@ -245,6 +261,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             "profiler: the command (pid {pid}) is still running; it was left alone"
         ));
     }
+    let goroutines = go.finish(&mut probes)?;
     let io_calls = probes.read_io_calls()?;
     let block_waits = probes.read_block_waits()?;
     let waits_in_progress = probes
@@ -269,6 +286,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         waits_in_progress,
         window_end_ktime_ns,
         processes,
+        goroutines,
     };
     if config.is_own_process(std::process::id()) {
         outcome.drop_process(std::process::id());
@@ -287,6 +305,9 @@ impl RunOutcome {
         self.io_calls.retain(|(key, _)| key.pid != pid);
         self.block_waits.retain(|(key, _)| key.pid != pid);
         self.waits_in_progress.retain(|entry| entry.pid != pid);
+        samples.go.retain(|(site, _), _| site.pid != pid);
+        self.goroutines.waits.retain(|(key, _)| key.pid != pid);
+        self.goroutines.parked.retain(|entry| entry.site.pid != pid);
     }
 }
 
@@ -326,7 +347,12 @@ async fn wait_child(child: &mut Option<Child>) -> Result<ExitStatus> {
 /// Reads what is needed of every process that recorded a new stack, while it still lives:
 /// its mappings when they do not cover the new stack (new code was mapped: the C library
 /// after the dynamic loader, a `dlopen`), and the kind of a new call site's descriptor.
-fn drain_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
+fn drain_events(
+    ring: &mut RingBuf<MapData>,
+    processes: &mut ProcessTable,
+    go: &mut GoTracer,
+    probes: &mut Probes,
+) {
     while let Some(item) = ring.next() {
         if item.len() < size_of::<ProcEvent>() {
             continue;
@@ -334,8 +360,12 @@ fn drain_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
         // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
         let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
         match event.kind {
-            proc_event::NEW_KEY => processes.note_new_key(event.pid, event.ip, event.fd),
+            proc_event::NEW_KEY => {
+                processes.note_new_key(event.pid, event.ip, event.fd);
+                go.note_pid(probes, event.pid);
+            }
             proc_event::FORK => processes.note_fork(event.parent, event.pid),
+            proc_event::EXEC => go.consider(probes, event.pid),
             _ => {}
         }
     }

@@ -18,6 +18,8 @@ enum ProfileArg {
     Io,
     /// Futex waits.
     Block,
+    /// Goroutine waits of Go programs.
+    Goroutines,
 }
 
 /// A file kind `--format` names.
@@ -75,8 +77,10 @@ struct Args {
     #[arg(long, value_name = "MODE", default_value = "dwarf", value_parser = parse_call_graph)]
     call_graph: CallGraph,
 
-    /// Profiles to collect, comma-separated: cpu, io, block.
-    #[arg(long, value_delimiter = ',', default_value = "cpu,io,block")]
+    /// Profiles to collect, comma-separated: cpu, io, block (futex waits), goroutines
+    /// (goroutine waits of Go programs, by uprobes on the Go runtime; into the blocking
+    /// profile).
+    #[arg(long, value_delimiter = ',', default_value = "cpu,io,block,goroutines")]
     profiles: Vec<ProfileArg>,
 
     /// Files to write, comma-separated: pprof, folded, svg, html (report.html), speedscope.
@@ -243,6 +247,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
             cpu: args.profiles.contains(&ProfileArg::Cpu),
             io: args.profiles.contains(&ProfileArg::Io),
             block: args.profiles.contains(&ProfileArg::Block),
+            goroutines: args.profiles.contains(&ProfileArg::Goroutines),
         },
         small_io: args.small_io.thresholds(),
         output_dir_is_default: args.output.is_none(),
@@ -363,9 +368,12 @@ mod tests {
             ProfileSet {
                 cpu: false,
                 io: true,
-                block: false
+                block: false,
+                goroutines: false,
             }
         );
+        let go = parse(&["--profiles", "goroutines"]).unwrap().profiles;
+        assert!(go.goroutines && !go.block && go.blocking());
         assert!(parse(&["--profiles", "block,cpu"]).unwrap().profiles.block);
         assert!(parse(&["--profiles", "heap"]).is_err());
     }

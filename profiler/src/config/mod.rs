@@ -30,6 +30,17 @@ pub struct ProfileSet {
     pub io: bool,
     /// Futex waits by call stack.
     pub block: bool,
+    /// Goroutine waits of Go processes by goroutine stack and wait reason (written into
+    /// the blocking profile).
+    pub goroutines: bool,
+}
+
+impl ProfileSet {
+    /// Whether the blocking profile is written: it holds futex waits, goroutine waits, or
+    /// both.
+    pub fn blocking(&self) -> bool {
+        self.block || self.goroutines
+    }
 }
 
 impl Default for ProfileSet {
@@ -38,6 +49,7 @@ impl Default for ProfileSet {
             cpu: true,
             io: true,
             block: true,
+            goroutines: true,
         }
     }
 }

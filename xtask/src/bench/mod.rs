@@ -2,8 +2,8 @@
 //! against peers (perf, bpftrace, strace) in one run, and write BENCHMARKS.md.
 //!
 //! The rows, in order: CPU sampling overhead, syscall-tracing overhead, blocking-profile
-//! overhead, sample accuracy, the profiler's own cost, end-of-run latency, scale, and
-//! unwinding success on code without frame pointers.
+//! overhead, sample accuracy, the profiler's own cost, end-of-run latency, scale,
+//! unwinding success on code without frame pointers, and goroutine-tracing overhead.
 //! Each row returns a [`report::Section`]; a row that fails to run is recorded as failed
 //! and makes the bench exit non-zero after the report is written, while a missed goal is
 //! only reported. Benchmarks assert nothing and are never part of `cargo xtask test`.
@@ -11,6 +11,7 @@
 mod accuracy;
 mod cost;
 mod fixtures;
+mod goroutines;
 mod overhead;
 mod parse;
 mod peers;
@@ -44,7 +45,7 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only these rows (comma-separated): cpu, syscalls, block, accuracy, cost,
-    /// latency, scale, unwind. The report then holds only those rows.
+    /// latency, scale, unwind, goroutines. The report then holds only those rows.
     #[arg(long, value_delimiter = ',', value_parser = ROW_IDS)]
     only: Vec<String>,
     /// Bench this profiler binary instead of building target/release/profiler (e.g. an
@@ -59,8 +60,16 @@ pub struct BenchArgs {
 }
 
 /// Row ids for `--only`, in bench order.
-const ROW_IDS: [&str; 8] = [
-    "cpu", "syscalls", "block", "accuracy", "cost", "latency", "scale", "unwind",
+const ROW_IDS: [&str; 9] = [
+    "cpu",
+    "syscalls",
+    "block",
+    "accuracy",
+    "cost",
+    "latency",
+    "scale",
+    "unwind",
+    "goroutines",
 ];
 
 /// Durations and counts of one bench run; `--quick` shortens them all.
@@ -159,7 +168,7 @@ pub struct Ctx {
 type RowFn = fn(&Ctx) -> Result<Section>;
 
 /// (id, title, function) in bench order.
-const ROWS: [(&str, &str, RowFn); 8] = [
+const ROWS: [(&str, &str, RowFn); 9] = [
     ("cpu", "1. CPU sampling overhead", overhead::cpu_sampling),
     (
         "syscalls",
@@ -175,6 +184,11 @@ const ROWS: [(&str, &str, RowFn); 8] = [
         "unwind",
         "8. Unwinding success without frame pointers",
         unwind::unwinding,
+    ),
+    (
+        "goroutines",
+        "9. Goroutine-tracing overhead (Go programs)",
+        goroutines::goroutine_tracing,
     ),
 ];
 
@@ -320,7 +334,7 @@ const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 /// The rows that report the kernel programs' run time, and so need
 /// `kernel.bpf_stats_enabled`.
-const STATS_ROWS: [&str; 3] = ["cost", "latency", "scale"];
+const STATS_ROWS: [&str; 4] = ["cost", "latency", "scale", "goroutines"];
 
 impl BpfStats {
     /// Remembers the current value, to put back when dropped.
