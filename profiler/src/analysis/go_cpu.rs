@@ -112,8 +112,8 @@ mod tests {
     use crate::profile::{Line, Location, ProfileBuilder, ValueType};
 
     fn profile(stacks: &[(&[&str], i64)]) -> Profile {
-        let mut b = ProfileBuilder::new(
-            "cpu",
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
@@ -132,7 +132,7 @@ mod tests {
                             file: None,
                             line: 0,
                         }],
-                        kernel: false,
+                        kind: crate::profile::FrameKind::Function,
                     })
                 })
                 .collect();

@@ -170,7 +170,7 @@ mod tests {
                             file: None,
                             line: 0,
                         }],
-                        kernel: false,
+                        kind: crate::profile::FrameKind::Function,
                     })
                 })
                 .collect();
