@@ -427,6 +427,67 @@ fn a_go_program_executed_later_in_whole_host_mode_is_traced() {
     });
 }
 
+/// `--pid` of a Go program already running: its binary is found and probed at the start,
+/// and its mutex waits from then on are there, at most Go's own total for the whole run.
+#[test]
+fn a_running_go_program_given_by_pid_is_traced() {
+    if !prerequisites() {
+        return;
+    }
+    for_each_toolchain("--pid", |toolchain| {
+        let binary = go::build(toolchain, "go_block");
+        let tmp = temp_dir();
+        let out = tmp.path().join("out");
+        let result = tmp.path().join("result.txt");
+        let mut cmd = std::process::Command::new(&binary);
+        cmd.arg("mutex").arg("4").arg(&result);
+        let fixture = Running::spawn(cmd);
+        let pid = fixture.pid().to_string();
+        let run = run_profiler(
+            &[
+                "--profiles",
+                "goroutines",
+                "--duration",
+                "2s",
+                "--format",
+                "pprof",
+                "--pid",
+                &pid,
+            ],
+            &out,
+        );
+        run.assert_success();
+        fixture.wait().assert_success();
+        let ours = raw_samples(&out.join("block.pb.gz"));
+        let mut go_pb = result.clone().into_os_string();
+        go_pb.push(".block.pb.gz");
+        let want = delay_under(&raw_samples(Path::new(&go_pb)), "main.contendMutex");
+        let got: i64 = ours
+            .iter()
+            .filter(|s| s.has("main.contendMutex") && s.label("pid") == pid)
+            .map(RawSample::delay)
+            .sum();
+        // Two of the fixture's four seconds were profiled.
+        let share = got as f64 / want.max(1) as f64;
+        if !(0.2..=0.5 * (1.0 + TOLERANCE)).contains(&share) {
+            return Err(format!(
+                "{} under main.contendMutex of pid {pid} in a 2 s window of a 4 s run where \
+                 Go's own block profile has {} for the run ({:.0}%)\n{}",
+                ms(got as f64),
+                ms(want as f64),
+                100.0 * share,
+                run.transcript()
+            ));
+        }
+        Ok(format!(
+            "profile {} (2 s window) vs Go's {} (4 s run): {:.0}%",
+            ms(got as f64),
+            ms(want as f64),
+            100.0 * share
+        ))
+    });
+}
+
 #[test]
 fn go_allocation_finding_names_the_allocating_function() {
     if !prerequisites() {

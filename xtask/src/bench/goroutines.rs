@@ -39,7 +39,11 @@ fn build_fixture(bin_dir: &Path) -> Result<PathBuf> {
         .arg("-o")
         .arg(&out)
         .arg(workspace_root().join("tests/fixtures/go_block.go"))
-        .env("GOCACHE", bin_dir.join("go-cache"))
+        // Outside the scratch directory, which every bench run wipes.
+        .env(
+            "GOCACHE",
+            crate::util::host_target_dir().join("bench/go-cache"),
+        )
         .env("GO111MODULE", "off")
         .env("GOTOOLCHAIN", "local")
         .env("CGO_ENABLED", "0");
