@@ -3,7 +3,7 @@
 //! counts them (`contentions`, `delay`); and the futex waits of Go runtime threads that
 //! only mean "idle" (the scheduler parking an M), marked so findings look past them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use profiler_common::{GoWaitKey, counter};
 
@@ -130,13 +130,13 @@ pub fn add<'run>(
         );
     }
     let recorded: HashSet<GoWaitKey> = go.waits.iter().map(|(key, _)| *key).collect();
-    let comm_of = |key: &GoWaitKey| {
-        go.waits
-            .iter()
-            .find(|(k, _)| k.pid == key.pid)
-            .map(|(_, v)| comm(&v.comm))
-            .unwrap_or_default()
-    };
+    // A goroutine parked since before its first finished wait has no comm of its own:
+    // its process's.
+    let comms: HashMap<u32, String> = go
+        .waits
+        .iter()
+        .map(|(key, value)| (key.pid, comm(&value.comm)))
+        .collect();
     for parked in &go.parked {
         let key = &parked.site;
         // Counted up to the end of the window: the wait goes on, the profile does not.
@@ -147,7 +147,8 @@ pub fn add<'run>(
             LostStack::MapFull
         };
         let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
-        let labels = labels(run, key, &comm_of(key), crate::build::block::IN_PROGRESS);
+        let comm = comms.get(&key.pid).map_or("", String::as_str);
+        let labels = labels(run, key, comm, crate::build::block::IN_PROGRESS);
         resolver.add_site(builder, sampled, missing, &[1, nanos], &labels);
     }
 }

@@ -149,9 +149,11 @@ pub fn goroutine_tracing(ctx: &Ctx) -> Result<Section> {
         let kernel = match costs.as_slice() {
             [] => "unknown (bpf stats off)".to_owned(),
             all => {
-                let mut per: Vec<f64> = all.iter().map(|c| c.0).collect();
-                per.sort_by(f64::total_cmp);
-                format!("{:.0} ({} runs)", per[per.len() / 2], all[all.len() / 2].1)
+                // The median run's cost, with that run's count.
+                let mut all = all.to_vec();
+                all.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let (ns, runs) = all[all.len() / 2];
+                format!("{ns:.0} ({runs} runs)")
             }
         };
         table.row(vec![
