@@ -73,7 +73,7 @@ pub fn syscall_hot_spot(profile: &Profile) -> Option<GoSyscallHotSpot> {
     let mut value = 0i64;
     let mut callers: HashMap<&str, i64> = HashMap::new();
     for sample in &profile.samples {
-        let v = sample.values.get(index).copied().unwrap_or(0);
+        let v = sample.value(index);
         if v <= 0 {
             continue;
         }

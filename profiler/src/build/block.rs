@@ -26,7 +26,12 @@ pub fn build<'run>(
     config: &Config,
     resolver: &mut StackResolver<'run>,
 ) -> Profile {
-    let mut accounted = accounting(run);
+    // With goroutine waits only (`--profiles goroutines`) no futex was traced.
+    let mut accounted = if config.profiles.block {
+        accounting(run)
+    } else {
+        Vec::new()
+    };
     if config.profiles.goroutines {
         accounted.extend(goroutines::accounting(run));
     }
@@ -84,10 +89,6 @@ fn labels(key: &BlockKey, comm: &str, outcome: &str) -> Vec<Label> {
 
 fn accounting(run: &RunOutcome) -> Vec<String> {
     let c = &run.counters;
-    if !config.profiles.block {
-        // Goroutine waits only (`--profiles goroutines`): no futex was traced.
-        return vec![facts::describe(run, config), facts::unwinding(run)];
-    }
     vec![
         "traced: futex waits (WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, WAIT_REQUEUE_PI, \
          futex_waitv, futex_wait) from entry to return; wakes are not waits"
