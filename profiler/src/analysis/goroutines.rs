@@ -117,11 +117,12 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
         if let Some(g) = sample.label_num("goroutine") {
             acc.goroutines.insert(g);
         }
-        let value = |i: usize| sample.values.get(i).copied().unwrap_or(0).max(0) as u64;
         acc.waits = acc
             .waits
-            .saturating_add(value(BlockValue::Contentions.index()));
-        acc.delay = acc.delay.saturating_add(value(BlockValue::Delay.index()));
+            .saturating_add(sample.count(BlockValue::Contentions.index()));
+        acc.delay = acc
+            .delay
+            .saturating_add(sample.count(BlockValue::Delay.index()));
     }
     let window = profile.duration.as_nanos() as f64;
     let mut all: Vec<GoWaitFinding> = groups
