@@ -2,7 +2,8 @@
 //!
 //! In: a [`crate::collect::session::RunOutcome`]. Out: one [`crate::profile::Profile`] per
 //! profile kind ([`cpu`], [`io`], [`block`], with [`goroutines`] in the blocking one);
-//! [`stacks`] interns their stacks, symbolizing every address once, in the one preparation pass [`profiles`] makes before the builders.
+//! [`stacks`] interns their stacks, symbolizing every address once, in the one
+//! preparation pass [`profiles`] makes before the builders.
 
 pub mod block;
 pub mod cpu;
