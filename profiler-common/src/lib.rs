@@ -44,6 +44,8 @@ pub mod sample_kind {
     /// An object the Go runtime freed that it had sampled ([`super::SampleHeader::heap`]
     /// holds its pointer and size); no stack is taken.
     pub const GO_FREE: u32 = 6;
+    /// A sampled park of a goroutine ([`super::SampleHeader::go_site`]).
+    pub const GO_WAIT: u32 = 7;
 }
 
 /// Bits of [`SampleHeader::flags`].
@@ -101,10 +103,16 @@ pub struct SampleHeader {
     /// The allocation, for [`sample_kind::HEAP`], [`sample_kind::GO_ALLOC`] and
     /// [`sample_kind::GO_FREE`].
     pub heap: HeapEvent,
+    /// The goroutine's wait site, for [`sample_kind::GO_WAIT`].
+    pub go_site: GoWaitKey,
 }
 
 /// Bytes of a record before its user part: the header and the kernel frames, always sent.
 pub const SAMPLE_FIXED_BYTES: usize = size_of::<SampleHeader>() + MAX_KERNEL_FRAMES * 8;
+
+/// Slots of the kernel's sample scratch array per CPU: one per kind of program that builds
+/// samples (the CPU sampler, the syscall tracepoints, the Go runtime uprobes).
+pub const SCRATCH_SLOTS_PER_CPU: u32 = 3;
 
 /// One stack sample as the kernel builds it; only its first [`SAMPLE_FIXED_BYTES`] plus
 /// `header.user_bytes` bytes are sent.
@@ -396,8 +404,87 @@ pub mod counter {
     pub const GO_ALLOCS: u32 = 28;
     /// Go allocation or free events lost because the sample ring buffer was full.
     pub const LOST_GO_EVENTS: u32 = 29;
+    /// Goroutine waits recorded (parked, then made ready).
+    pub const GO_WAITS: u32 = 30;
+    /// Goroutine waits lost because the goroutine wait map was full.
+    pub const LOST_GO_WAIT_FULL: u32 = 31;
+    /// Goroutine parks lost because the table of parked goroutines was full.
+    pub const LOST_GO_PARKED_FULL: u32 = 32;
+    /// Goroutines that parked again before their previous park's end was seen (the
+    /// runtime readied them without `runtime.ready`, as the network poller does): that
+    /// wait's time is unknown and not counted.
+    pub const GO_END_UNSEEN: u32 = 33;
+    /// Stack samples of goroutine waits sent to userspace.
+    pub const GO_STACKS: u32 = 34;
+    /// Stack samples of goroutine waits lost because the sample ring buffer was full.
+    pub const LOST_GO_STACK: u32 = 35;
     /// Number of counters.
-    pub const COUNT: u32 = 30;
+    pub const COUNT: u32 = 36;
+}
+
+/// One in this many waits of a goroutine wait site has its full user stack taken (the
+/// first always does).
+pub const GO_STACK_SAMPLE_EVERY: u64 = 64;
+
+/// Entries of the goroutine wait aggregation map.
+pub const MAX_GO_WAIT_KEYS: u32 = 16384;
+
+/// Goroutines the kernel programs can hold as parked at once.
+pub const MAX_PARKED_GOROUTINES: u32 = 65536;
+
+/// Key of the goroutine wait aggregation map: a goroutine's park site, keyed by
+/// registers like [`BlockKey`] (no stack is walked in the kernel), and why it parked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GoWaitKey {
+    /// Process id.
+    pub pid: u32,
+    /// The runtime's `waitReason`, an index into the binary's `runtime.waitReasonStrings`.
+    pub reason: u32,
+    /// The goroutine id (`g.goid`).
+    pub goid: u64,
+    /// User stack pointer at `runtime.gopark`'s entry (the goroutine's stack).
+    pub sp: u64,
+    /// The return address at `sp`: where in its caller `runtime.gopark` was called.
+    pub caller: u64,
+    /// User frame pointer at entry: the caller's frame.
+    pub bp: u64,
+    /// The return address above that frame (`[bp + 8]`), or 0 when it cannot be read.
+    pub ret: u64,
+}
+
+/// Value of the goroutine wait aggregation map: finished waits of one site.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GoWaitValue {
+    /// Waits that ended (the goroutine was made ready).
+    pub waits: u64,
+    /// Nanoseconds from park to ready, summed.
+    pub nanos: u64,
+    /// The parking thread's command name at the first wait.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Key of the table of parked goroutines: the goroutine's `g` in its process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ParkedKey {
+    /// Process id.
+    pub pid: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
+    /// Address of the goroutine's `g` (R14 at `runtime.gopark`, RAX at `runtime.ready`).
+    pub g: u64,
+}
+
+/// A goroutine parked and not yet made ready.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Parked {
+    /// `bpf_ktime_get_ns` at the park.
+    pub start_ns: u64,
+    /// Where and why it parked.
+    pub site: GoWaitKey,
 }
 
 /// Kinds of [`ProcEvent`].
@@ -409,6 +496,9 @@ pub mod proc_event {
     /// A process (or thread) was forked from [`super::ProcEvent::parent`]: until it maps
     /// anything of its own, its mappings are its parent's.
     pub const FORK: u32 = 2;
+    /// A target executed a new program: userspace checks whether it is a Go binary whose
+    /// goroutines to trace.
+    pub const EXEC: u32 = 3;
 }
 
 /// An announcement from the kernel programs to userspace through the ring buffer.
@@ -438,7 +528,11 @@ const _: () = {
     assert!(size_of::<BlockValue>() == 80);
     assert!(size_of::<IoValue>() == 80);
     assert!(size_of::<ProcEvent>() == 32);
-    assert!(size_of::<SampleHeader>() == 208);
+    assert!(size_of::<SampleHeader>() == 256);
+    assert!(size_of::<GoWaitKey>() == 48);
+    assert!(size_of::<GoWaitValue>() == 32);
+    assert!(size_of::<ParkedKey>() == 16);
+    assert!(size_of::<Parked>() == 56);
     assert!(size_of::<SampleRecord>() == SAMPLE_FIXED_BYTES + MAX_USER_STACK_BYTES);
 };
 
@@ -454,4 +548,12 @@ mod pod {
     unsafe impl aya::Pod for super::InFlight {}
     // SAFETY: u64s, then 16 bytes, then u64s: no padding (size asserted above).
     unsafe impl aya::Pod for super::IoValue {}
+    // SAFETY: two u32s, then u64s: no padding (size asserted above).
+    unsafe impl aya::Pod for super::GoWaitKey {}
+    // SAFETY: two u64s, then 16 bytes: no padding (size asserted above).
+    unsafe impl aya::Pod for super::GoWaitValue {}
+    // SAFETY: two u32s and a u64: no padding (size asserted above).
+    unsafe impl aya::Pod for super::ParkedKey {}
+    // SAFETY: a u64, then a key without padding (size asserted above).
+    unsafe impl aya::Pod for super::Parked {}
 }

@@ -7,6 +7,7 @@
 
 mod block;
 mod cpu;
+mod goroutine;
 mod heap;
 mod io;
 mod regs;

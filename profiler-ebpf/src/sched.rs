@@ -4,7 +4,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use aya_log_ebpf::{debug, warn};
 use profiler_common::counter;
 
-use crate::shared::{TARGETS, count, current_ids, filtering, notify_fork};
+use crate::shared::{TARGETS, count, current_ids, filtering, is_target, notify_exec, notify_fork};
 
 /// Offset of `child_pid` in the `sched_process_fork` tracepoint record; it moved between
 /// kernel versions, so userspace reads it from the event's format file.
@@ -52,6 +52,17 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     // A process entry (tid == tgid) stays: other threads may outlive the main thread.
     if tid != tgid {
         let _ = TARGETS.remove(&tid);
+    }
+    0
+}
+
+/// Tells userspace that a target executed a new program, which may be a Go binary whose
+/// goroutines to trace (attached only when goroutine waits are traced).
+#[tracepoint]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    let (tgid, _) = current_ids();
+    if is_target(tgid) {
+        notify_exec(tgid);
     }
     0
 }

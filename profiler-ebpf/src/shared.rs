@@ -15,7 +15,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use profiler_common::{
-    BlockKey, COMM_LEN, HeapEvent, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS, MAX_USER_FRAMES,
+    BlockKey, COMM_LEN, GoWaitKey, HeapEvent, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS,
+    MAX_USER_FRAMES,
     MAX_USER_STACK_BYTES, PROC_EVENTS_BYTES, ProcEvent, SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES,
     SampleRecord, counter, proc_event, sample_flag, stack_mode,
 };
@@ -44,11 +45,11 @@ static WAKEUP_BYTES: u64 = 1 << 20;
 #[map]
 pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
-/// Where a sample is built before it is sent: two slots per CPU (see [`Context`]), too
-/// large for the BPF stack and for a per-CPU map. Userspace sets the size to [`CONTEXTS`]
+/// Where a sample is built before it is sent: [`SCRATCH_SLOTS`] per CPU (see [`Context`]),
+/// too large for the BPF stack and for a per-CPU map. Userspace sets the size to that many
 /// times the number of possible CPUs at load time.
 #[map]
-static SAMPLE_SCRATCH: Array<SampleRecord> = Array::with_max_entries(CONTEXTS, 0);
+static SAMPLE_SCRATCH: Array<SampleRecord> = Array::with_max_entries(SCRATCH_SLOTS, 0);
 
 /// Stack samples to userspace; userspace sizes it from the sampling rate at load time.
 #[map]
@@ -70,12 +71,12 @@ pub enum Context {
     Sampler = 0,
     /// The syscall tracepoints.
     Syscall = 1,
-    /// The allocator uprobes (which run in the thread's own context, not in a syscall).
+    /// The uprobes (allocators, the Go runtime), which run in the thread's own context.
     Uprobe = 2,
 }
 
 /// Scratch slots per CPU, one per [`Context`].
-pub const CONTEXTS: u32 = 3;
+const SCRATCH_SLOTS: u32 = profiler_common::SCRATCH_SLOTS_PER_CPU;
 
 /// Adds one to a counter of this CPU.
 #[inline(always)]
@@ -118,6 +119,8 @@ pub enum Site<'a> {
     /// An allocation: a native site, or one the Go runtime sampled (`kind` is one of
     /// [`profiler_common::sample_kind`]).
     Heap(u32, &'a HeapEvent),
+    /// A goroutine's wait site.
+    Go(&'a GoWaitKey),
 }
 
 /// Sends one stack sample of the current thread to userspace: its user registers, its
@@ -128,7 +131,7 @@ pub enum Site<'a> {
 pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bool {
     // SAFETY: a helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * CONTEXTS + slot as u32) else {
+    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * SCRATCH_SLOTS + slot as u32) else {
         return false;
     };
     let (tgid, tid) = current_ids();
@@ -169,6 +172,10 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
             Site::Heap(kind, event) => {
                 header.kind = kind;
                 header.heap = *event;
+            }
+            Site::Go(key) => {
+                header.kind = profiler_common::sample_kind::GO_WAIT;
+                header.go_site = *key;
             }
         }
         let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as usize;
@@ -297,6 +304,19 @@ pub fn notify_new_key(tgid: u32, ip: u64, fd: i64) {
     });
 }
 
+/// Tells userspace that target `tgid` executed a new program.
+#[inline(always)]
+pub fn notify_exec(tgid: u32) {
+    notify(&ProcEvent {
+        kind: proc_event::EXEC,
+        pid: tgid,
+        ip: 0,
+        fd: -1,
+        parent: 0,
+        _pad: 0,
+    });
+}
+
 /// Tells userspace that `parent` forked `child`, whose mappings are its parent's until it
 /// maps its own: a child that exits before userspace reads its mappings still symbolizes.
 #[inline(always)]
@@ -324,7 +344,7 @@ fn notify(event: &ProcEvent) {
 pub fn send_heap_event(kind: u32, event: &HeapEvent) -> bool {
     // SAFETY: a helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * CONTEXTS + Context::Uprobe as u32) else {
+    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * SCRATCH_SLOTS + Context::Uprobe as u32) else {
         return false;
     };
     let (tgid, tid) = current_ids();

@@ -68,9 +68,12 @@ pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
         waiters: HashMap<String, u64>,
     }
     let mut groups: BTreeMap<(i64, String), Acc> = BTreeMap::new();
-    for sample in &profile.samples {
+    for sample in profile.samples.iter().filter(|s| !is_idle(s)) {
         let pid = sample.label_num("pid").unwrap_or(0);
-        let futex = sample.label_str("futex").unwrap_or("?").to_owned();
+        // Goroutine waits have no futex: `goroutines` finds their contention.
+        let Some(futex) = sample.label_str("futex").map(str::to_owned) else {
+            continue;
+        };
         let acc = groups.entry((pid, futex)).or_default();
         if acc.comm.is_empty() {
             acc.comm = sample.label_str("comm").unwrap_or("").to_owned();
@@ -109,10 +112,18 @@ pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
     all
 }
 
-/// Nanoseconds blocked per process (pid, comm), most first.
+/// Whether a sample is an idle Go runtime thread's futex wait (the scheduler parking an
+/// M with nothing to run), which is not blocking anyone.
+pub fn is_idle(sample: &crate::profile::Sample) -> bool {
+    crate::build::goroutines::class_of(sample) == Some(crate::build::goroutines::WaitClass::Idle)
+        && sample.label_num("goroutine").is_none()
+}
+
+/// Nanoseconds blocked per process (pid, comm), most first; idle Go runtime threads are
+/// left out.
 pub fn by_process(profile: &Profile) -> Vec<(i64, String, u64)> {
     let mut totals: BTreeMap<i64, (String, u64)> = BTreeMap::new();
-    for sample in &profile.samples {
+    for sample in profile.samples.iter().filter(|s| !is_idle(s)) {
         let entry = totals
             .entry(sample.label_num("pid").unwrap_or(0))
             .or_insert_with(|| (sample.label_str("comm").unwrap_or("").to_owned(), 0));

@@ -112,7 +112,14 @@ pub fn memory_hot_spots_over(profile: &Profile, min_share: f64) -> Vec<MemoryHot
                 let slot = acc.functions.entry(f).or_default();
                 *slot = slot.saturating_add(v);
             }
-            if let Some(caller) = first.checked_sub(1).map(|i| frames[i]) {
+            // The Go runtime's own frames above the match (gcAssistAlloc under
+            // mallocgc, a collector worker under goexit) are not who to look at.
+            if let Some(caller) = frames[..first]
+                .iter()
+                .rev()
+                .copied()
+                .find(|f| !f.starts_with("runtime."))
+            {
                 let slot = acc.callers.entry(caller).or_default();
                 *slot = slot.saturating_add(v);
             }

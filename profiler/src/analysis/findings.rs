@@ -6,6 +6,8 @@ use crate::profile::{Profile, ProfileKind};
 
 use super::block::{self, FutexWaits};
 use super::cpu::{self, MemoryHotSpot};
+use super::go_cpu::{self, GoSyscallHotSpot};
+use super::goroutines::{self, GoWaitFinding, GoWaitKind};
 use super::heap::{self, HeapSite, SmallAllocations};
 use super::io::{self, IoSite, SmallIoFinding};
 
@@ -34,6 +36,10 @@ pub struct Analysis {
     pub leak_suspects: Vec<HeapSite>,
     /// The heap profile's window in seconds.
     pub heap_seconds: f64,
+    /// Contended Go mutexes and busy channel sites, from goroutine waits.
+    pub go_waits: Vec<GoWaitFinding>,
+    /// CPU time in Go's read/write syscalls (small I/O), by the calling Go function.
+    pub go_syscalls: Option<GoSyscallHotSpot>,
 }
 
 impl Analysis {
@@ -45,7 +51,10 @@ impl Analysis {
         };
         for profile in profiles {
             match profile.kind {
-                ProfileKind::Cpu => analysis.memory = cpu::memory_hot_spots(profile),
+                ProfileKind::Cpu => {
+                    analysis.memory = cpu::memory_hot_spots(profile);
+                    analysis.go_syscalls = go_cpu::syscall_hot_spot(profile);
+                }
                 ProfileKind::Io => {
                     let seconds = profile.duration.as_secs_f64();
                     analysis.io_sites = io::sites(profile);
@@ -55,6 +64,7 @@ impl Analysis {
                 ProfileKind::Block => {
                     analysis.blocked = block::by_process(profile);
                     analysis.futexes = block::by_futex(profile);
+                    analysis.go_waits = goroutines::findings(profile);
                 }
                 ProfileKind::Heap => {
                     let seconds = profile.duration.as_secs_f64();
@@ -74,6 +84,18 @@ impl Analysis {
         self.futexes.iter().filter(|f| f.contended())
     }
 
+    /// The contended Go mutexes.
+    pub fn go_mutexes(&self) -> impl Iterator<Item = &GoWaitFinding> {
+        self.go_waits.iter().filter(|f| f.kind == GoWaitKind::Mutex)
+    }
+
+    /// The Go channel sites goroutines waited at most.
+    pub fn go_channels(&self) -> impl Iterator<Item = &GoWaitFinding> {
+        self.go_waits
+            .iter()
+            .filter(|f| f.kind == GoWaitKind::Channel)
+    }
+
     /// What it takes to be a finding, in words.
     pub fn thresholds(&self) -> Vec<String> {
         vec![
@@ -86,7 +108,14 @@ impl Analysis {
                 self.small_io_thresholds.max_avg_bytes,
                 io::EMPTY_POLL_SHARE * 100.0
             ),
-            "contention: a futex that two or more threads waited on".to_owned(),
+            "contention: a futex that two or more threads waited on (idle Go runtime threads \
+             left out), or a Go sync.Mutex/RWMutex that two or more goroutines waited on"
+                .to_owned(),
+            format!(
+                "channel waits: goroutines waiting together at least {:.0}% of the window at \
+                 one channel operation or select",
+                goroutines::MIN_CHANNEL_SHARE * 100.0
+            ),
             format!(
                 "allocation / garbage collection: allocator or collector frames in at least \
                  {:.0}% of the CPU samples",
@@ -101,6 +130,10 @@ impl Analysis {
             "leak suspect: a heap site whose memory in use never fell and grew during the \
              window"
                 .to_owned(),
+            format!(
+                "Go small I/O: syscall.Read/Write frames in at least {:.0}% of the CPU samples",
+                go_cpu::MIN_SHARE * 100.0
+            ),
         ]
     }
 }
@@ -114,7 +147,7 @@ mod tests {
     fn analyzes_what_is_there() {
         let a = Analysis::of(&[fixture::profile()], SmallIo::default());
         assert!(a.io_sites.is_empty() && a.futexes.is_empty() && a.memory.is_empty());
-        assert_eq!(a.thresholds().len(), 5);
+        assert_eq!(a.thresholds().len(), 7);
         let mut alloc = fixture::profile();
         for l in &mut alloc.locations {
             if l.lines[0].function == "a" {

@@ -1,7 +1,8 @@
 //! What the profiles mean: findings with hints, read from the profile model.
 //!
 //! In: the built [`crate::profile::Profile`]s. Out: an [`findings::Analysis`] (small-I/O
-//! hot paths, contended futexes, allocator and GC hot spots) that the outputs show, plus
+//! hot paths, contended futexes, contended Go mutexes and busy channels ([`goroutines`]),
+//! allocator and GC hot spots, Go small I/O ([`go_cpu`])) that the outputs show, plus
 //! the quantities-in-words helpers ([`units`]) and per-function self/total values
 //! ([`functions`]) they share.
 
@@ -9,6 +10,8 @@ pub mod block;
 pub mod cpu;
 pub mod findings;
 pub mod functions;
+pub mod go_cpu;
+pub mod goroutines;
 pub mod heap;
 pub mod io;
 pub mod language;

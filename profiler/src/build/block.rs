@@ -7,6 +7,7 @@ use profiler_common::{BlockKey, counter, wait_outcome};
 
 use crate::build::cpu::comm;
 use crate::build::facts;
+use crate::build::goroutines;
 use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
@@ -17,14 +18,24 @@ pub const IN_PROGRESS: &str = "in progress";
 
 /// Builds the symbolized blocking profile: sample types `contentions/count` and
 /// `delay/nanoseconds` (the default, which weights the folded stacks and flame graph);
-/// labels `pid`, `tid`, `comm`, `futex` (the address, in hex) and `outcome` (woken, timed
-/// out, interrupted, no wait, or in progress).
+/// futex waits labelled `pid`, `tid`, `comm`, `futex` (the address, in hex) and `outcome`
+/// (woken, timed out, interrupted, no wait, or in progress), those of idle Go runtime
+/// threads also `class` = `idle`; goroutine waits as [`goroutines::add`] labels them.
 pub fn build<'run>(
     run: &'run RunOutcome,
     config: &Config,
     resolver: &mut StackResolver<'run>,
 ) -> Profile {
-    let mut builder = facts::start(ProfileKind::Block, run, config, accounting(run));
+    // With goroutine waits only (`--profiles goroutines`) no futex was traced.
+    let mut accounted = if config.profiles.block {
+        accounting(run)
+    } else {
+        Vec::new()
+    };
+    if config.profiles.goroutines {
+        accounted.extend(goroutines::accounting(run));
+    }
+    let mut builder = facts::start(ProfileKind::Block, run, config, accounted);
     let stacks_of = stacks_by_site(&run.samples.block);
     let mut comms = HashMap::new();
     for (key, value) in &run.block_waits {
@@ -58,7 +69,12 @@ pub fn build<'run>(
         let labels = labels(&key, &comm, IN_PROGRESS);
         resolver.add_site(&mut builder, sampled, missing, &[1, nanos], &labels);
     }
-    builder.build()
+    if config.profiles.goroutines {
+        goroutines::add(&mut builder, run, resolver);
+    }
+    let mut profile = builder.build();
+    goroutines::mark_idle_threads(&mut profile);
+    profile
 }
 
 fn labels(key: &BlockKey, comm: &str, outcome: &str) -> Vec<Label> {

@@ -1,12 +1,14 @@
 //! Building: turn a run's counts and stacks into symbolized profiles.
 //!
 //! In: a [`crate::collect::session::RunOutcome`]. Out: one [`crate::profile::Profile`] per
-//! profile kind ([`cpu`], [`io`], [`block`]); [`stacks`] interns their stacks, symbolizing
-//! every address once, in the one preparation pass [`profiles`] makes before the builders.
+//! profile kind ([`cpu`], [`io`], [`block`], with [`goroutines`] in the blocking one);
+//! [`stacks`] interns their stacks, symbolizing every address once, in the one
+//! preparation pass [`profiles`] makes before the builders.
 
 pub mod block;
 pub mod cpu;
 pub mod facts;
+pub mod goroutines;
 pub mod heap;
 pub mod io;
 pub mod stacks;
@@ -36,7 +38,7 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
     if config.profiles.io {
         profiles.push(io::build(run, config, &mut resolver));
     }
-    if config.profiles.block {
+    if config.profiles.blocking() {
         profiles.push(block::build(run, config, &mut resolver));
     }
     if config.profiles.heap {

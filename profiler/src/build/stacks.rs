@@ -121,8 +121,19 @@ impl<'run> StackResolver<'run> {
             .keys()
             .filter(|_| profiles.heap)
             .map(|(stack, _)| (stack.user, StackTable::EMPTY));
+        let go = samples
+            .go
+            .keys()
+            .filter(|_| profiles.goroutines)
+            .map(|(_, user)| (*user, StackTable::EMPTY));
         let mut count = 0;
-        for (user, kernel) in cpu.chain(io).chain(block).chain(heap).chain(go_heap) {
+        for (user, kernel) in cpu
+            .chain(io)
+            .chain(block)
+            .chain(heap)
+            .chain(go_heap)
+            .chain(go)
+        {
             count += 1;
             self.request(user, kernel);
         }

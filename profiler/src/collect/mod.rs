@@ -6,11 +6,14 @@
 //! ([`samples`]), and the processes' mappings with their files held open
 //! ([`crate::process`]). Nothing here symbolizes: that happens once, afterwards.
 
-pub mod bpf_symbols;
 pub mod allocators;
+pub mod bpf_symbols;
 pub mod cpustat;
+pub mod elf_data;
 pub mod gate;
 pub mod go_heap;
+pub mod golang;
+pub mod goroutines;
 pub mod heap_probes;
 pub mod launch;
 pub mod probes;

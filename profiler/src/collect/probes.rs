@@ -27,8 +27,14 @@ static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler-ebpf.o"));
 
 /// Totals of the kernel programs' per-CPU counters (see [`profiler_common::counter`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counters(pub [u64; counter::COUNT as usize]);
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self([0; counter::COUNT as usize])
+    }
+}
 
 impl Counters {
     /// The counter at `index`.
@@ -103,7 +109,10 @@ impl Probes {
             .override_global("USER_STACK_BYTES", &stack_bytes, true)
             .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
             .map_max_entries("SAMPLES", options.ring_bytes)
-            .map_max_entries("SAMPLE_SCRATCH", options.possible_cpus * 3)
+            .map_max_entries(
+                "SAMPLE_SCRATCH",
+                options.possible_cpus * profiler_common::SCRATCH_SLOTS_PER_CPU,
+            )
             // The heap maps cost memory only when the heap profile is collected.
             .map_max_entries("HEAP_LIVE", heap_size(MAX_HEAP_LIVE))
             .map_max_entries("HEAP_SITES", heap_size(MAX_HEAP_SITES))
@@ -226,18 +235,25 @@ impl Probes {
         Ok(())
     }
 
-    /// The loaded object, for the heap probes to attach to processes
-    /// (see [`crate::collect::heap_probes`]).
+    /// The loaded object, for the heap and goroutine probes to attach to processes
+    /// (see [`crate::collect::heap_probes`], [`crate::collect::goroutines`]).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
 
     /// Stops sampling and tracing, so the maps hold still while they are read.
     pub fn stop(&mut self) {
-        let heap = crate::collect::heap_probes::PROGRAMS;
-        for name in ["cpu_sample", "sys_enter", "sys_exit"]
+        let names = [
+            "cpu_sample",
+            "sys_enter",
+            "sys_exit",
+            "go_park",
+            "go_ready",
+            "sched_process_exec",
+        ];
+        for name in names
             .into_iter()
-            .chain(heap)
+            .chain(crate::collect::heap_probes::PROGRAMS)
         {
             let Some(program) = self.ebpf.program_mut(name) else {
                 continue;
@@ -247,6 +263,7 @@ impl Probes {
                 aya::programs::Program::PerfEvent(p) => p.unload(),
                 aya::programs::Program::BtfTracePoint(p) => p.unload(),
                 aya::programs::Program::UProbe(p) => p.unload(),
+                aya::programs::Program::TracePoint(p) => p.unload(),
                 _ => Ok(()),
             };
             if let Err(err) = unloaded {
@@ -352,7 +369,7 @@ impl Probes {
     }
 
     /// Every entry of the hash map `name`.
-    fn read_hash<K: aya::Pod, V: aya::Pod>(&self, name: &str) -> Result<Vec<(K, V)>> {
+    pub(crate) fn read_hash<K: aya::Pod, V: aya::Pod>(&self, name: &str) -> Result<Vec<(K, V)>> {
         let map: BpfHashMap<_, K, V> = BpfHashMap::try_from(self.map(name)?)?;
         map.iter()
             .map(|entry| entry.with_context(|| format!("cannot read the map {name}")))

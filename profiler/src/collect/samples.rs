@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use indexmap::IndexSet;
 use std::time::{Duration, Instant};
 
-use profiler_common::{BlockKey, COMM_LEN, HeapSiteKey, IoKey, sample_kind};
+use profiler_common::{BlockKey, COMM_LEN, GoWaitKey, HeapSiteKey, IoKey, sample_kind};
 
 use crate::collect::go_heap::{GoAllocStack, GoHeap};
 
@@ -148,6 +148,8 @@ pub struct Samples {
     pub heap: HashMap<(HeapSiteKey, UserStack), u64>,
     /// The allocations the Go runtime sampled.
     pub go_heap: GoHeap,
+    /// Stack samples of goroutine wait sites: how often each stack was seen at each site.
+    pub go: HashMap<(GoWaitKey, UserStack), u64>,
     /// How the stacks were unwound.
     pub stats: UnwindStats,
 }
@@ -243,6 +245,9 @@ impl Collector {
                     header.heap.size,
                     header.heap.rate,
                 );
+            }
+            sample_kind::GO_WAIT => {
+                *self.samples.go.entry((header.go_site, user)).or_default() += 1;
             }
             _ => self.samples.stats.malformed += 1,
         }

@@ -21,6 +21,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::collect::bpf_symbols::BpfSymbols;
 use crate::collect::cpustat::CpuTimes;
 use crate::collect::gate::{self, Gate};
+use crate::collect::goroutines::{GoTracer, GoroutineWaits};
 use crate::collect::heap_probes::HeapProbes;
 use crate::collect::launch;
 use crate::collect::probes::{self, Counters, LoadOptions, Probes};
@@ -120,6 +121,8 @@ pub struct RunOutcome {
     pub bpf_symbols: BpfSymbols,
     /// The heap profile's findings, when it was collected.
     pub heap: Option<HeapRun>,
+    /// What the goroutine probes of Go processes recorded.
+    pub goroutines: GoroutineWaits,
 }
 
 /// What the heap profile collected.
@@ -180,6 +183,10 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         None
     };
     let mut processes = ProcessTable::default();
+    let mut go = GoTracer::default();
+    if config.profiles.goroutines {
+        go.load(&mut probes)?;
+    }
     if let Target::Pids(pids) = &config.target {
         for &pid in pids {
             probes.add_target(pid)?;
@@ -187,7 +194,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             if let Some(heap) = &mut heap {
                 heap.attach_process(probes.ebpf_mut(), pid);
             }
+            go.consider(&mut probes, pid);
         }
+    }
+    if matches!(config.target, Target::Host) {
+        go.scan_host(&mut probes);
     }
     let mut timeline = Vec::new();
     // SAFETY: the ring buffer owns its map fd and keeps it open until it is dropped, which is
@@ -207,6 +218,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         probes.attach_cpu_sampling(&cpus, config.frequency)?;
     }
     let cpus = cpus.len();
+    if let Target::Command(argv) = &config.target
+        && let Some(program) = argv.first()
+    {
+        go.prepare_command(&mut probes, program);
+    }
     let mut bpf_symbols = BpfSymbols::default();
     bpf_symbols.snapshot();
     let mut child = match &config.target {
@@ -241,18 +257,18 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             exit = wait_child(&mut child) => break StopReason::CommandExited(exit?),
             guard = events.readable_mut() => {
                 let mut guard = guard.context("cannot poll the process-event ring buffer")?;
-                drain_events(guard.get_inner_mut(), &mut processes);
+                drain_events(guard.get_inner_mut(), &mut processes, &mut go, &mut probes);
                 guard.clear_ready();
             }
             guard = sample_ring.readable_mut() => {
                 let mut guard = guard.context("cannot poll the sample ring buffer")?;
-                drain_events(events.get_mut(), &mut processes);
+                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
                 drain_samples(guard.get_inner_mut(), &mut collector, &mut processes);
                 guard.clear_ready();
             }
             _ = drain.tick() => {
                 // Forks first: a child's samples may need its parent's mappings.
-                drain_events(events.get_mut(), &mut processes);
+                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
                 drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
             }
             _ = tick.tick() => {
@@ -299,7 +315,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     // Before the programs are detached and unloaded, and with those loaded since the start.
     bpf_symbols.snapshot();
     probes.stop();
-    drain_events(events.get_mut(), &mut processes);
+    drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
     drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
     log::debug!(
         "last samples drained {:?} after the window",
@@ -329,6 +345,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         }
         None => None,
     };
+    let goroutines = go.finish(&mut probes)?;
     let io_calls = probes.read_io_calls()?;
     let block_waits = probes.read_block_waits()?;
     let waits_in_progress = probes
@@ -355,6 +372,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         processes,
         bpf_symbols,
         heap,
+        goroutines,
     };
     if config.is_own_process(std::process::id()) {
         outcome.drop_process(std::process::id());
@@ -378,6 +396,9 @@ impl RunOutcome {
             heap.sites.retain(|(site, _)| site.pid != pid);
             heap.live.retain(|(block, _)| block.pid != pid);
         }
+        samples.go.retain(|(site, _), _| site.pid != pid);
+        self.goroutines.waits.retain(|(key, _)| key.pid != pid);
+        self.goroutines.parked.retain(|entry| entry.site.pid != pid);
     }
 }
 
@@ -468,7 +489,12 @@ async fn wait_child(child: &mut Option<Child>) -> Result<ExitStatus> {
 /// Reads what is needed of every process that recorded a new stack, while it still lives:
 /// its mappings when they do not cover the new stack (new code was mapped: the C library
 /// after the dynamic loader, a `dlopen`), and the kind of a new call site's descriptor.
-fn drain_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
+fn drain_events(
+    ring: &mut RingBuf<MapData>,
+    processes: &mut ProcessTable,
+    go: &mut GoTracer,
+    probes: &mut Probes,
+) {
     while let Some(item) = ring.next() {
         if item.len() < size_of::<ProcEvent>() {
             continue;
@@ -476,8 +502,12 @@ fn drain_events(ring: &mut RingBuf<MapData>, processes: &mut ProcessTable) {
         // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
         let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
         match event.kind {
-            proc_event::NEW_KEY => processes.note_new_key(event.pid, event.ip, event.fd),
+            proc_event::NEW_KEY => {
+                processes.note_new_key(event.pid, event.ip, event.fd);
+                go.note_pid(probes, event.pid);
+            }
             proc_event::FORK => processes.note_fork(event.parent, event.pid),
+            proc_event::EXEC => go.consider(probes, event.pid),
             _ => {}
         }
     }

@@ -20,6 +20,8 @@ enum ProfileArg {
     Block,
     /// Allocations and memory in use (needs --pid or a command).
     Heap,
+    /// Goroutine waits of Go programs.
+    Goroutines,
 }
 
 /// A file kind `--format` names.
@@ -77,9 +79,11 @@ struct Args {
     #[arg(long, value_name = "MODE", default_value = "dwarf", value_parser = parse_call_graph)]
     call_graph: CallGraph,
 
-    /// Profiles to collect, comma-separated: cpu, io, block, heap (heap needs --pid or a
-    /// command, and is not in the default set: a uprobe traps on every allocation).
-    #[arg(long, value_delimiter = ',', default_value = "cpu,io,block")]
+    /// Profiles to collect, comma-separated: cpu, io, block (futex waits), goroutines
+    /// (goroutine waits of Go programs, by uprobes on the Go runtime; into the blocking
+    /// profile), heap (needs --pid or a command, and is not in the default set: a uprobe
+    /// traps on every allocation).
+    #[arg(long, value_delimiter = ',', default_value = "cpu,io,block,goroutines")]
     profiles: Vec<ProfileArg>,
 
     /// Files to write, comma-separated: pprof, folded, svg, html (report.html), speedscope.
@@ -253,6 +257,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
             io: args.profiles.contains(&ProfileArg::Io),
             block: args.profiles.contains(&ProfileArg::Block),
             heap: args.profiles.contains(&ProfileArg::Heap),
+            goroutines: args.profiles.contains(&ProfileArg::Goroutines),
         },
         small_io: args.small_io.thresholds(),
         output_dir_is_default: args.output.is_none(),
@@ -375,9 +380,12 @@ mod tests {
                 cpu: false,
                 io: true,
                 block: false,
-                heap: false
+                goroutines: false,
+                heap: false,
             }
         );
+        let go = parse(&["--profiles", "goroutines"]).unwrap().profiles;
+        assert!(go.goroutines && !go.block && go.blocking());
         assert!(parse(&["--profiles", "block,cpu"]).unwrap().profiles.block);
         assert!(
             parse(&["--profiles", "heap", "-p", "1"])

@@ -33,6 +33,17 @@ pub struct ProfileSet {
     /// Allocations and memory in use by call stack (not by default: a uprobe traps on
     /// every allocation).
     pub heap: bool,
+    /// Goroutine waits of Go processes by goroutine stack and wait reason (written into
+    /// the blocking profile).
+    pub goroutines: bool,
+}
+
+impl ProfileSet {
+    /// Whether the blocking profile is written: it holds futex waits, goroutine waits, or
+    /// both.
+    pub fn blocking(&self) -> bool {
+        self.block || self.goroutines
+    }
 }
 
 impl Default for ProfileSet {
@@ -41,6 +52,7 @@ impl Default for ProfileSet {
             cpu: true,
             io: true,
             block: true,
+            goroutines: true,
             heap: false,
         }
     }

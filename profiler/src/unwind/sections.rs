@@ -63,7 +63,8 @@ impl UnwindSections {
         };
         let section = |name: &str| {
             let section = elf.section_by_name(name)?;
-            let data = section.uncompressed_data().ok()?;
+            // Go compresses its `.debug_frame`.
+            let data = crate::collect::elf_data::section_bytes(&section)?;
             Some(Section {
                 svma: section.address()..section.address() + section.size(),
                 data: Bytes(Arc::from(&*data)),

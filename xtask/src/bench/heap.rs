@@ -1,4 +1,4 @@
-//! Row 10: what the heap profile costs. A malloc(32)+free loop (the cheapest allocation
+//! Row 11: what the heap profile costs. A malloc(32)+free loop (the cheapest allocation
 //! there is, so the cost per call stands out) and one real allocation-heavy program from
 //! Debian (perl building a hash of arrays), each unprofiled and under the profiler's
 //! `--profiles heap`, bpftrace uprobes (counting, and tracking live pointers with a
@@ -170,7 +170,7 @@ fn counted(stdout: &str) -> Option<u64> {
     before.split_whitespace().last()?.parse().ok()
 }
 
-/// Row 10.
+/// Row 11.
 pub fn heap(ctx: &Ctx) -> Result<Section> {
     let dir = Workdir::new(&ctx.scratch, "heap")?;
     let mut section = Section::new(

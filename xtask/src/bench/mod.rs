@@ -3,7 +3,8 @@
 //!
 //! The rows, in order: CPU sampling overhead, syscall-tracing overhead, blocking-profile
 //! overhead, sample accuracy, the profiler's own cost, end-of-run latency, scale,
-//! unwinding success on code without frame pointers, and the heap profile's cost.
+//! unwinding success on code without frame pointers, goroutine-tracing overhead, named
+//! frames, and the heap profile's cost.
 //! Each row returns a [`report::Section`]; a row that fails to run is recorded as failed
 //! and makes the bench exit non-zero after the report is written, while a missed goal is
 //! only reported. Benchmarks assert nothing and are never part of `cargo xtask test`.
@@ -11,8 +12,9 @@
 mod accuracy;
 mod cost;
 mod fixtures;
-mod names;
+mod goroutines;
 mod heap;
+mod names;
 mod overhead;
 mod parse;
 mod peers;
@@ -46,7 +48,8 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only these rows (comma-separated): cpu, syscalls, block, accuracy, cost,
-    /// latency, scale, unwind, names, heap. The report then holds only those rows.
+    /// latency, scale, unwind, goroutines, names, heap. The report then holds only those
+    /// rows.
     #[arg(long, value_delimiter = ',', value_parser = ROW_IDS)]
     only: Vec<String>,
     /// Bench this profiler binary instead of building target/release/profiler (e.g. an
@@ -61,8 +64,17 @@ pub struct BenchArgs {
 }
 
 /// Row ids for `--only`, in bench order.
-const ROW_IDS: [&str; 10] = [
-    "cpu", "syscalls", "block", "accuracy", "cost", "latency", "scale", "unwind", "names",
+const ROW_IDS: [&str; 11] = [
+    "cpu",
+    "syscalls",
+    "block",
+    "accuracy",
+    "cost",
+    "latency",
+    "scale",
+    "unwind",
+    "goroutines",
+    "names",
     "heap",
 ];
 
@@ -90,7 +102,7 @@ pub struct Plan {
     pub stacks_100k_secs: f64,
     /// Each scale run (row 7).
     pub scale_secs: f64,
-    /// Each whole-host run of the named-frames row (row 9).
+    /// Each whole-host run of the named-frames row (row 10).
     pub names_secs: u64,
 }
 
@@ -166,7 +178,7 @@ pub struct Ctx {
 type RowFn = fn(&Ctx) -> Result<Section>;
 
 /// (id, title, function) in bench order.
-const ROWS: [(&str, &str, RowFn); 10] = [
+const ROWS: [(&str, &str, RowFn); 11] = [
     ("cpu", "1. CPU sampling overhead", overhead::cpu_sampling),
     (
         "syscalls",
@@ -183,8 +195,13 @@ const ROWS: [(&str, &str, RowFn); 10] = [
         "8. Unwinding success without frame pointers",
         unwind::unwinding,
     ),
-    ("names", "9. Named frames", names::names),
-    ("heap", "10. Heap-profile cost", heap::heap),
+    (
+        "goroutines",
+        "9. Goroutine-tracing overhead (Go programs)",
+        goroutines::goroutine_tracing,
+    ),
+    ("names", "10. Named frames", names::names),
+    ("heap", "11. Heap-profile cost", heap::heap),
 ];
 
 /// The title of a row, for the rows' own sections.
@@ -329,7 +346,7 @@ const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 /// The rows that report the kernel programs' run time, and so need
 /// `kernel.bpf_stats_enabled`.
-const STATS_ROWS: [&str; 3] = ["cost", "latency", "scale"];
+const STATS_ROWS: [&str; 4] = ["cost", "latency", "scale", "goroutines"];
 
 impl BpfStats {
     /// Remembers the current value, to put back when dropped.

@@ -1,4 +1,4 @@
-//! Row 9: how many samples get a name. A whole-host profile of a machine kept busy by
+//! Row 10: how many samples get a name. A whole-host profile of a machine kept busy by
 //! Debian's own programs, without their -dbgsym packages, as a user's would be:
 //! `xz` compressing (liblzma's static functions), `python3` looping, `sha256sum` hashing
 //! (coreutils), and `node --perf-basic-prof` (JIT code, named only by its perf map). The
@@ -99,7 +99,7 @@ fn profile_host(ctx: &Ctx, profiler: &std::path::Path, dir: &Workdir) -> Result<
     })
 }
 
-/// Row 9: the share of samples with a named leaf, before and after, and the latency.
+/// Row 10: the share of samples with a named leaf, before and after, and the latency.
 pub fn names(ctx: &Ctx) -> Result<Section> {
     let dir = Workdir::new(&ctx.scratch, "names")?;
     let secs = ctx.plan.names_secs;

@@ -38,8 +38,9 @@ pub struct FindingData {
     pub focus: String,
 }
 
-/// The findings, in the order of the panel: small I/O, contention, CPU memory hot spots,
-/// then the heap's small allocations and leak suspects, each kind cut at [`MAX_FINDINGS_PER_KIND`]; and what was cut, in words.
+/// The findings, in the order of the panel: small I/O, contention (futexes, then Go
+/// locks and channels), CPU memory hot spots, then the heap's small allocations and leak
+/// suspects, each kind cut at [`MAX_FINDINGS_PER_KIND`]; and what was cut, in words.
 pub(super) fn findings(analysis: &Analysis) -> (Vec<FindingData>, Vec<String>) {
     let mut out: Vec<FindingData> = Vec::new();
     let mut omitted = Vec::new();
@@ -60,6 +61,10 @@ pub(super) fn findings(analysis: &Analysis) -> (Vec<FindingData>, Vec<String>) {
     take(
         analysis.contended().map(contention).collect(),
         "contended locks",
+    );
+    take(
+        analysis.go_waits.iter().map(go_wait).collect(),
+        "Go lock and channel waits",
     );
     take(
         analysis.memory.iter().map(memory).collect(),
@@ -162,6 +167,28 @@ fn small_io(finding: &SmallIoFinding) -> FindingData {
         functions: vec![site.caller.clone()],
         path,
         focus: site.caller.clone(),
+    }
+}
+
+fn go_wait(finding: &crate::analysis::goroutines::GoWaitFinding) -> FindingData {
+    FindingData {
+        kind: "contention",
+        profile: "block",
+        title: format!(
+            "{} in {} (pid {}): {} goroutines waited {} times in {}, {} in all",
+            finding.function,
+            finding.comm,
+            finding.pid,
+            finding.goroutines,
+            group(finding.waits as i64),
+            finding.operation,
+            human_time(finding.delay as i64)
+        ),
+        details: vec![format!("process: {}", finding.comm)],
+        hint: finding.kind.hint().to_owned(),
+        focus: finding.function.clone(),
+        functions: vec![finding.function.clone()],
+        path: vec![crate::output::folded::frame_name(&finding.comm)],
     }
 }
 

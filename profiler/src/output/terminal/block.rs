@@ -4,7 +4,8 @@
 use std::fmt::Write;
 
 use super::summary::{group, human_time, shorten, shown_in_terminal};
-use crate::analysis::block::{CONTENTION_HINT, FutexWaits};
+use crate::analysis::block::{CONTENTION_HINT, FutexWaits, is_idle};
+use crate::analysis::goroutines::{GoWaitFinding, GoWaitKind};
 use crate::profile::BlockValue;
 use crate::profile::Profile;
 
@@ -37,7 +38,10 @@ pub fn render(
         );
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "Top {top} waiting stacks by delay:");
+    let _ = writeln!(
+        out,
+        "Top {top} waiting stacks by delay (idle Go runtime threads left out):"
+    );
     for (stack, waits, delay) in top_stacks(profile).into_iter().take(top) {
         let path = profile.stack_functions(stack).join(" > ");
         let _ = writeln!(
@@ -73,10 +77,47 @@ pub fn render(
     out
 }
 
+/// The Go findings: contended mutexes by the function that took the lock, and the channel
+/// sites goroutines waited at most, each with its fix; empty when there is none.
+pub fn go_section(findings: &[GoWaitFinding], top: usize) -> String {
+    let mut out = String::new();
+    for (kind, heading) in [
+        (
+            GoWaitKind::Mutex,
+            "Go lock contention (sync.Mutex/RWMutex waited on by several goroutines):",
+        ),
+        (
+            GoWaitKind::Channel,
+            "Go channel waits (where goroutines waited most for a hand-off):",
+        ),
+    ] {
+        let of_kind: Vec<&GoWaitFinding> = findings.iter().filter(|f| f.kind == kind).collect();
+        if of_kind.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{heading}");
+        for f in of_kind.iter().take(top) {
+            let _ = writeln!(
+                out,
+                "  * {} in {} (pid {}): {} goroutines waited {} times in {}, {} in all",
+                shorten(&f.function),
+                f.comm,
+                f.pid,
+                f.goroutines,
+                group(f.waits as i64),
+                f.operation,
+                human_time(f.delay as i64)
+            );
+        }
+        let _ = writeln!(out, "  fix: {}", kind.hint());
+    }
+    out
+}
+
 /// Stacks by delay, summed over labels: (stack, waits, delay), most delay first.
 fn top_stacks(profile: &Profile) -> Vec<(usize, i64, i64)> {
     let mut by_stack = std::collections::HashMap::<usize, (i64, i64)>::new();
-    for sample in &profile.samples {
+    for sample in profile.samples.iter().filter(|s| !is_idle(s)) {
         let entry = by_stack.entry(sample.stack).or_default();
         // Saturating: values read from a file can add up past i64::MAX.
         entry.0 = entry

@@ -142,7 +142,11 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                 }
                 text
             }
-            ProfileKind::Block => block::render(profile, &analysis.blocked, &analysis.futexes, top),
+            ProfileKind::Block => {
+                let mut text = block::render(profile, &analysis.blocked, &analysis.futexes, top);
+                text.push_str(&block::go_section(&analysis.go_waits, top));
+                text
+            }
             ProfileKind::Heap => heap::render(
                 profile,
                 &analysis.heap_sites,
@@ -154,6 +158,7 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                 let mut text = summary::render(profile, top);
                 text.push('\n');
                 text.push_str(&memory_section(&analysis.memory));
+                text.push_str(&go_syscall_section(analysis.go_syscalls.as_ref()));
                 text
             }
         };
@@ -167,6 +172,35 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
     out.push_str(&style.bold(&findings_line(analysis)));
     out.push('\n');
     out
+}
+
+/// Go's read/write syscalls as a CPU hot spot, with the calling Go functions and the fix;
+/// empty when they are not one.
+fn go_syscall_section(spot: Option<&crate::analysis::go_cpu::GoSyscallHotSpot>) -> String {
+    let Some(spot) = spot else {
+        return String::new();
+    };
+    let callers: Vec<String> = spot
+        .callers
+        .iter()
+        .map(|(f, n)| {
+            format!(
+                "{} ({:.1}%)",
+                shorten(f),
+                100.0 * *n as f64 / spot.total.max(1) as f64
+            )
+        })
+        .collect();
+    format!(
+        "Go small I/O: {:.1}% of CPU samples in syscall.Read/Write, called from {}\n    fix:  {}\n",
+        100.0 * spot.share(),
+        if callers.is_empty() {
+            "?".to_owned()
+        } else {
+            callers.join(", ")
+        },
+        crate::analysis::go_cpu::HINT
+    )
 }
 
 /// The allocator and garbage-collector hot spots of the CPU profile, with their fixes.
@@ -220,15 +254,17 @@ fn memory_section(spots: &[MemoryHotSpot]) -> String {
 fn findings_line(analysis: &Analysis) -> String {
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    let contended = analysis.contended().count();
+    let contended = analysis.contended().count() + analysis.go_mutexes().count();
+    let channels = analysis.go_channels().count();
     format!(
-        "Findings: {}, {}, {}{}.",
+        "Findings: {}, {}, {}, {}{}.",
         plural(
             analysis.small_io.len(),
             "small-I/O hot path",
             "small-I/O hot paths"
         ),
         plural(contended, "contended lock", "contended locks"),
+        plural(channels, "busy Go channel", "busy Go channels"),
         plural(
             analysis.memory.len(),
             "allocation/GC hot spot",

@@ -1,0 +1,248 @@
+//! Go contention in a blocking profile, in Go's terms: `sync.Mutex`/`RWMutex` waits by the
+//! function that took the lock, and channel waits by the function that sent, received or
+//! selected, each with what to do about it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::build::goroutines::{WaitClass, class_of};
+use crate::profile::{BlockValue, Profile};
+
+/// The share of the profile's window that goroutines must have waited at one channel site,
+/// together, for it to be a finding.
+pub const MIN_CHANNEL_SHARE: f64 = 0.05;
+
+/// What goroutines waited on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GoWaitKind {
+    /// A `sync.Mutex` or `sync.RWMutex`.
+    Mutex,
+    /// A channel operation or `select`.
+    Channel,
+}
+
+impl GoWaitKind {
+    /// What to do about it.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::Mutex => {
+                "goroutines queue on this lock: shorten the critical section (compute outside \
+                 Lock/Unlock), shard the data over several mutexes, batch updates per \
+                 goroutine and merge them, or publish read-mostly data copy-on-write \
+                 (atomic.Pointer) instead of locking it"
+            }
+            Self::Channel => {
+                "goroutines wait here for channel hand-offs: give the channel a buffer \
+                 (make(chan T, n)) so senders and receivers do not wait for each other, send \
+                 batches (a slice per message) instead of single items, or hand off less \
+                 often (fewer pipeline stages)"
+            }
+        }
+    }
+}
+
+/// One Go wait site worth looking at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoWaitFinding {
+    /// A mutex or a channel.
+    pub kind: GoWaitKind,
+    /// The process.
+    pub pid: i64,
+    /// Its name.
+    pub comm: String,
+    /// The Go function that waited: the caller of the lock or channel operation.
+    pub function: String,
+    /// The operation it waited in (`sync.(*Mutex).Lock`, or the wait reason of a channel
+    /// wait such as `chan receive`).
+    pub operation: String,
+    /// Distinct goroutines that waited there.
+    pub goroutines: usize,
+    /// Waits.
+    pub waits: u64,
+    /// Nanoseconds waited.
+    pub delay: u64,
+}
+
+/// Whether a frame belongs to the Go runtime or the standard library's locks and
+/// channels, which the findings look past to the code that called them.
+fn is_machinery(function: &str) -> bool {
+    function.starts_with("runtime.")
+        || function.starts_with("sync.")
+        || function.starts_with("internal/")
+        || function.starts_with('[')
+}
+
+/// The contended mutexes (waited on by two goroutines or more) and the channel sites where
+/// goroutines waited at least [`MIN_CHANNEL_SHARE`] of the window, most delay first.
+pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
+    #[derive(Default)]
+    struct Acc {
+        comm: String,
+        goroutines: BTreeSet<i64>,
+        waits: u64,
+        delay: u64,
+    }
+    let mut groups: BTreeMap<(GoWaitKind, i64, String, String), Acc> = BTreeMap::new();
+    for sample in &profile.samples {
+        let kind = match class_of(sample) {
+            Some(WaitClass::Lock) => GoWaitKind::Mutex,
+            Some(WaitClass::Channel) => GoWaitKind::Channel,
+            _ => continue,
+        };
+        // Leaf first: the first frame outside the machinery is the code that waited.
+        let mut frames = profile.stack_functions(sample.stack);
+        frames.reverse();
+        let Some(at) = frames.iter().position(|f| !is_machinery(f)) else {
+            continue; // The runtime's own goroutines.
+        };
+        let operation = match kind {
+            GoWaitKind::Mutex => {
+                // Semaphores also serve WaitGroup (Go 1.19 names both `semacquire`).
+                let Some(lock) = at.checked_sub(1).map(|i| frames[i]) else {
+                    continue;
+                };
+                if !lock.contains("Mutex)") {
+                    continue;
+                }
+                lock.to_owned()
+            }
+            GoWaitKind::Channel => sample.label_str("reason").unwrap_or("chan").to_owned(),
+        };
+        let pid = sample.label_num("pid").unwrap_or(0);
+        let acc = groups
+            .entry((kind, pid, frames[at].to_owned(), operation))
+            .or_default();
+        if acc.comm.is_empty() {
+            acc.comm = sample.label_str("comm").unwrap_or("").to_owned();
+        }
+        if let Some(g) = sample.label_num("goroutine") {
+            acc.goroutines.insert(g);
+        }
+        acc.waits = acc
+            .waits
+            .saturating_add(sample.count(BlockValue::Contentions.index()));
+        acc.delay = acc
+            .delay
+            .saturating_add(sample.count(BlockValue::Delay.index()));
+    }
+    let window = profile.duration.as_nanos() as f64;
+    let mut all: Vec<GoWaitFinding> = groups
+        .into_iter()
+        .map(|((kind, pid, function, operation), acc)| GoWaitFinding {
+            kind,
+            pid,
+            comm: acc.comm,
+            function,
+            operation,
+            goroutines: acc.goroutines.len(),
+            waits: acc.waits,
+            delay: acc.delay,
+        })
+        .filter(|f| match f.kind {
+            GoWaitKind::Mutex => f.goroutines >= 2,
+            GoWaitKind::Channel => f.delay as f64 >= MIN_CHANNEL_SHARE * window,
+        })
+        .collect();
+    all.sort_by_key(|f| std::cmp::Reverse(f.delay));
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::profile::{Label, Line, Location, ProfileBuilder, ProfileKind};
+
+    fn profile() -> Profile {
+        let mut b = ProfileBuilder::new(
+            ProfileKind::Block,
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        let stack = |b: &mut ProfileBuilder, names: &[&str]| {
+            let locations = names
+                .iter()
+                .map(|name| {
+                    b.location(Location {
+                        address: name.len() as u64,
+                        mapping: None,
+                        lines: vec![Line {
+                            function: (*name).to_owned(),
+                            file: None,
+                            line: 0,
+                        }],
+                        kind: crate::profile::FrameKind::Function,
+                    })
+                })
+                .collect();
+            b.stack(locations)
+        };
+        // Locations are leaf first.
+        let lock = stack(
+            &mut b,
+            &[
+                "runtime.gopark",
+                "sync.(*Mutex).lockSlow",
+                "sync.(*Mutex).Lock",
+                "main.put",
+                "main.main",
+            ],
+        );
+        let wg = stack(
+            &mut b,
+            &["runtime.gopark", "sync.(*WaitGroup).Wait", "main.main"],
+        );
+        let recv = stack(
+            &mut b,
+            &[
+                "runtime.gopark",
+                "runtime.chanrecv1",
+                "main.work",
+                "runtime.goexit",
+            ],
+        );
+        let labels = |g: i64, class: &str, reason: &str| {
+            vec![
+                Label::num("pid", 7),
+                Label::num("goroutine", g),
+                Label::str("comm", "app"),
+                Label::str("class", class),
+                Label::str("reason", reason),
+            ]
+        };
+        b.add_sample(
+            lock,
+            &[10, 500_000_000],
+            labels(1, "lock", "sync.Mutex.Lock"),
+        );
+        b.add_sample(
+            lock,
+            &[12, 700_000_000],
+            labels(2, "lock", "sync.Mutex.Lock"),
+        );
+        b.add_sample(wg, &[3, 900_000_000], labels(3, "lock", "semacquire"));
+        b.add_sample(recv, &[5, 80_000_000], labels(4, "channel", "chan receive"));
+        b.add_sample(recv, &[5, 1_000_000], labels(5, "sleep", "sleep"));
+        b.build()
+    }
+
+    #[test]
+    fn names_the_lock_caller_and_the_channel_waiter() {
+        let found = findings(&profile());
+        assert_eq!(found.len(), 2, "{found:?}");
+        let lock = &found[0];
+        assert_eq!(
+            (lock.kind, lock.function.as_str(), lock.operation.as_str()),
+            (GoWaitKind::Mutex, "main.put", "sync.(*Mutex).Lock")
+        );
+        assert_eq!(
+            (lock.goroutines, lock.waits, lock.delay),
+            (2, 22, 1_200_000_000)
+        );
+        let chan = &found[1];
+        assert_eq!(
+            (chan.kind, chan.function.as_str(), chan.operation.as_str()),
+            (GoWaitKind::Channel, "main.work", "chan receive")
+        );
+    }
+}

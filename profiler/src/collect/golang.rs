@@ -1,0 +1,348 @@
+//! Recognises Go binaries and reads what the goroutine probes need from them: the Go
+//! version (build info), the file offsets of `runtime.gopark` and `runtime.ready`, the
+//! offsets of `goid` and `atomicstatus` in the runtime's `g` (from DWARF, else by
+//! version), and the names of the wait reasons (`runtime.waitReasonStrings`), read from the
+//! binary because their numbering shifts between releases.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+
+/// Oldest Go release whose register ABI the probes read (`g` in R14, arguments in
+/// registers): 1.17 on x86-64.
+const MIN_MINOR: u32 = 17;
+
+/// Largest binary the profiler reads whole to inspect (a Go service of 500 MB is rare).
+const MAX_BINARY_BYTES: u64 = 1 << 30;
+
+/// What the goroutine probes need of one Go binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoBinary {
+    /// The Go release that built it (`go1.21.13`), from its build info.
+    pub version: String,
+    /// File offset to probe `runtime.gopark` at: its entry, or just past its first
+    /// instruction (see [`probe_address`]).
+    pub gopark_offset: u64,
+    /// File offset to probe `runtime.ready` at, likewise.
+    pub ready_offset: u64,
+    /// Byte offset of `goid` in `runtime.g`.
+    pub goid_offset: u32,
+    /// Byte offset of `atomicstatus` in `runtime.g`, to tell at the end of a run whether a
+    /// goroutine recorded as parked still is.
+    pub status_offset: u32,
+    /// Where the offsets in `g` came from.
+    pub layout_from: LayoutSource,
+    /// Wait reason names by the runtime's `waitReason` value (empty when the table could
+    /// not be read: reasons are then shown by number).
+    pub reasons: Vec<String>,
+}
+
+/// Where the offsets of `g`'s fields came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutSource {
+    /// The binary's DWARF.
+    Dwarf,
+    /// The profiler's table for the binary's Go version (the binary has no DWARF).
+    VersionTable,
+}
+
+/// Why a binary's goroutines cannot be traced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotTraceable {
+    /// Not an ELF file the profiler can read.
+    Unreadable(String),
+    /// Not a Go binary (no build info).
+    NotGo,
+    /// Built by a Go older than 1.17, whose stack-based calling convention the probes do
+    /// not read.
+    TooOld(String),
+    /// A runtime symbol the probes need is missing (a stripped binary).
+    NoSymbol(&'static str),
+    /// The layout of `g` is unknown: no DWARF, and a version the profiler has no table for.
+    UnknownLayout(String),
+}
+
+impl std::fmt::Display for NotTraceable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreadable(why) => write!(f, "cannot read it: {why}"),
+            Self::NotGo => write!(f, "not a Go binary"),
+            Self::TooOld(v) => write!(f, "built by {v}; goroutine waits need Go 1.17 or later"),
+            Self::NoSymbol(name) => write!(
+                f,
+                "it has no symbol {name} (stripped with -s?); rebuild without -ldflags=-s"
+            ),
+            Self::UnknownLayout(v) => write!(
+                f,
+                "it has no DWARF (-ldflags=-w) and {v} is not in the profiler's table of \
+                 goroutine layouts; rebuild without -w"
+            ),
+        }
+    }
+}
+
+/// Whether the file at `path` looks like a Go binary, from its section headers only.
+pub fn is_go(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let cache = object::ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
+        return false;
+    };
+    elf.section_by_name(".go.buildinfo").is_some()
+}
+
+/// Reads what the goroutine probes need from the Go binary at `path`.
+///
+/// # Errors
+/// When it is not a Go binary the probes can trace, and why (see [`NotTraceable`]).
+pub fn inspect(path: &Path) -> Result<GoBinary, NotTraceable> {
+    let unreadable = |err: &dyn std::fmt::Display| NotTraceable::Unreadable(err.to_string());
+    let len = std::fs::metadata(path).map_err(|e| unreadable(&e))?.len();
+    if len > MAX_BINARY_BYTES {
+        return Err(NotTraceable::Unreadable(format!(
+            "it is larger than {MAX_BINARY_BYTES} bytes"
+        )));
+    }
+    let data = std::fs::read(path).map_err(|e| unreadable(&e))?;
+    let elf = object::File::parse(&*data).map_err(|e| unreadable(&e))?;
+    let version = build_version(&elf).ok_or(NotTraceable::NotGo)?;
+    if minor_version(&version).is_some_and(|minor| minor < MIN_MINOR) {
+        return Err(NotTraceable::TooOld(version));
+    }
+    let symbol = |name: &'static str| {
+        elf.symbols()
+            .find(|s| s.name() == Ok(name))
+            .ok_or(NotTraceable::NoSymbol(name))
+    };
+    let file_offset = |name: &'static str| {
+        let addr = probe_address(&elf, symbol(name)?.address());
+        file_offset_of(&elf, addr).ok_or(NotTraceable::NoSymbol(name))
+    };
+    let gopark_offset = file_offset("runtime.gopark")?;
+    let ready_offset = file_offset("runtime.ready")?;
+    let reasons = symbol("runtime.waitReasonStrings")
+        .ok()
+        .map(|s| string_table(&elf, s.address(), s.size()))
+        .unwrap_or_default();
+    let (goid_offset, status_offset, layout_from) = match g_layout_from_dwarf(&elf) {
+        Some((goid, status)) => (goid, status, LayoutSource::Dwarf),
+        None => {
+            let (goid, status) = g_layout_by_version(&version)
+                .ok_or_else(|| NotTraceable::UnknownLayout(version.clone()))?;
+            (goid, status, LayoutSource::VersionTable)
+        }
+    };
+    Ok(GoBinary {
+        version,
+        gopark_offset,
+        ready_offset,
+        goid_offset,
+        status_offset,
+        layout_from,
+        reasons,
+    })
+}
+
+/// The Go version in the binary's build info (`.go.buildinfo`): since Go 1.18 the version
+/// string follows the 32-byte header inline, with a varint length; before, the header
+/// holds a pointer to a Go string.
+fn build_version(elf: &object::File<'_>) -> Option<String> {
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    let section = elf.section_by_name(".go.buildinfo")?;
+    let data = section.data().ok()?;
+    if !data.starts_with(MAGIC) || data.len() < 32 {
+        return None;
+    }
+    let (ptr_size, flags) = (data[14], data[15]);
+    if flags & 2 != 0 {
+        let (len, used) = uvarint(&data[32..])?;
+        let start = 32 + used;
+        let bytes = data.get(start..start.checked_add(usize::try_from(len).ok()?)?)?;
+        return String::from_utf8(bytes.to_vec()).ok();
+    }
+    if ptr_size != 8 {
+        return None;
+    }
+    let header = read_u64(elf, read_u64_at(data, 16)?)?;
+    let len = read_u64(elf, read_u64_at(data, 16)? + 8)?;
+    let bytes = read_vaddr(elf, header, len)?;
+    String::from_utf8(bytes.into_owned()).ok()
+}
+
+/// The minor release of a version string such as `go1.21.13` (21).
+fn minor_version(version: &str) -> Option<u32> {
+    let rest = version.strip_prefix("go1.")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+fn uvarint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+fn read_u64_at(data: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Where to probe the function at `entry`: past its stack-bound check when it starts
+/// with Go's usual one (`CMPQ SP, 16(R14)` then `JBE` to `morestack`), on the `JBE`.
+/// The kernel emulates a probed branch, where it must single-step a probed compare out
+/// of line (a second trap per hit); the registers the probes read are the same on both
+/// instructions, as a compare only sets flags.
+fn probe_address(elf: &object::File<'_>, entry: u64) -> u64 {
+    const CMP_SP_STACKGUARD: [u8; 4] = [0x49, 0x3b, 0x66, 0x10];
+    let Some(code) = read_vaddr(elf, entry, 6) else {
+        return entry;
+    };
+    let jbe = code[4] == 0x76 || code[4..6] == [0x0f, 0x86];
+    if code[..4] == CMP_SP_STACKGUARD && jbe {
+        entry + 4
+    } else {
+        entry
+    }
+}
+
+/// The file offset of virtual address `addr`, from the segment that maps it.
+fn file_offset_of(elf: &object::File<'_>, addr: u64) -> Option<u64> {
+    elf.segments().find_map(|seg| {
+        let (offset, size) = seg.file_range();
+        (seg.address()..seg.address() + size)
+            .contains(&addr)
+            .then(|| addr - seg.address() + offset)
+    })
+}
+
+/// `len` bytes of the file at virtual address `addr`.
+fn read_vaddr<'data>(elf: &object::File<'data>, addr: u64, len: u64) -> Option<Cow<'data, [u8]>> {
+    elf.segments().find_map(|seg| {
+        let data = seg.data_range(addr, len).ok()??;
+        Some(Cow::Borrowed(data))
+    })
+}
+
+fn read_u64(elf: &object::File<'_>, addr: u64) -> Option<u64> {
+    let bytes = read_vaddr(elf, addr, 8)?;
+    Some(u64::from_le_bytes(bytes.as_ref().try_into().ok()?))
+}
+
+/// A Go `[N]string` array at `addr` of `size` bytes: each element is a pointer and a
+/// length. An element that cannot be read is left empty.
+fn string_table(elf: &object::File<'_>, addr: u64, size: u64) -> Vec<String> {
+    (0..size / 16)
+        .map(|i| {
+            let at = addr + i * 16;
+            let (Some(ptr), Some(len)) = (read_u64(elf, at), read_u64(elf, at + 8)) else {
+                return String::new();
+            };
+            if len > 256 {
+                return String::new();
+            }
+            read_vaddr(elf, ptr, len)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The offsets of `goid` and `atomicstatus` in `runtime.g`, from the binary's DWARF.
+fn g_layout_from_dwarf(elf: &object::File<'_>) -> Option<(u32, u32)> {
+    let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, gimli::Error> {
+        Ok(elf
+            .section_by_name(id.name())
+            .and_then(|s| crate::collect::elf_data::section_bytes(&s))
+            .unwrap_or(Cow::Borrowed(&[])))
+    };
+    let sections = gimli::DwarfSections::load(load).ok()?;
+    let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
+    let mut units = dwarf.units();
+    while let Ok(Some(header)) = units.next() {
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
+        let mut entries = unit.entries();
+        let mut in_g = false;
+        let mut g_depth = 0isize;
+        let (mut goid, mut status) = (None, None);
+        while let Ok(Some(entry)) = entries.next_dfs() {
+            let depth = entry.depth();
+            if in_g && depth <= g_depth {
+                break;
+            }
+            let name = entry
+                .attr_value(gimli::DW_AT_name)
+                .and_then(|v| dwarf.attr_string(&unit, v).ok())
+                .map(|s| s.slice());
+            if !in_g {
+                if entry.tag() == gimli::DW_TAG_structure_type && name == Some(b"runtime.g") {
+                    in_g = true;
+                    g_depth = depth;
+                }
+                continue;
+            }
+            if entry.tag() != gimli::DW_TAG_member || depth != g_depth + 1 {
+                continue;
+            }
+            let offset = entry
+                .attr_value(gimli::DW_AT_data_member_location)
+                .and_then(|v| v.udata_value())
+                .and_then(|v| u32::try_from(v).ok());
+            match name {
+                Some(b"goid") => goid = offset,
+                Some(b"atomicstatus") => status = offset,
+                _ => {}
+            }
+        }
+        if in_g {
+            return Some((goid?, status?));
+        }
+    }
+    None
+}
+
+/// The offsets of `goid` and `atomicstatus` in `runtime.g` by Go release, for binaries
+/// without DWARF: only the releases whose layout was read from the DWARF of binaries they
+/// built (the layout moves between releases, back and forth: 1.24 has `goid` at 160, 1.27
+/// at 152 again), checked by `tests/tests/go_block.rs` on binaries built with `-w`.
+fn g_layout_by_version(version: &str) -> Option<(u32, u32)> {
+    match minor_version(version)? {
+        19 | 21 | 27 => Some((152, 144)),
+        24 => Some((160, 152)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_by_minor_release() {
+        assert_eq!(minor_version("go1.21.13"), Some(21));
+        assert_eq!(minor_version("go1.9"), Some(9));
+        assert_eq!(minor_version("devel +abc"), None);
+    }
+
+    #[test]
+    fn varints_decode() {
+        assert_eq!(uvarint(&[0x09, 0xff]), Some((9, 1)));
+        assert_eq!(uvarint(&[0x80, 0x01]), Some((128, 2)));
+        assert_eq!(uvarint(&[0x80]), None);
+    }
+
+    #[test]
+    fn this_rust_binary_is_not_go() {
+        let me = std::env::current_exe().unwrap();
+        assert!(!is_go(&me));
+        assert_eq!(inspect(&me), Err(NotTraceable::NotGo));
+    }
+}

@@ -1,0 +1,60 @@
+//! Builds the Go fixtures (`fixtures/*.go`) with each Go toolchain the tests cover.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use integration_tests::GoToolchain;
+
+/// Builds `fixtures/NAME.go` with `toolchain` into the test target directory and returns
+/// the binary; Go's build cache (one per toolchain) makes a rebuild quick.
+pub fn build(toolchain: &GoToolchain, name: &str) -> PathBuf {
+    build_with(toolchain, name, "", name)
+}
+
+/// Like [`build`], with linker flags (`-w`: no DWARF), into a binary named `out_name`.
+pub fn build_with(toolchain: &GoToolchain, name: &str, ldflags: &str, out_name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go");
+    let out_dir = root.join(&toolchain.version);
+    std::fs::create_dir_all(&out_dir).expect("create the Go fixture directory");
+    let out = out_dir.join(out_name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("{name}.go"));
+    let output = Command::new(&toolchain.go)
+        .arg("build")
+        .arg(format!("-ldflags={ldflags}"))
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .env("GOCACHE", root.join(format!("cache-{}", toolchain.version)))
+        .env("GOPATH", root.join("gopath"))
+        .env("GO111MODULE", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "")
+        .env("CGO_ENABLED", "0")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", toolchain.go.display()));
+    assert!(
+        output.status.success(),
+        "go {} build of {} failed:\n{}",
+        toolchain.version,
+        src.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
+
+/// Whether `toolchain`'s runtime names the wait reason `reason` (its
+/// `runtime.waitReasonStrings` has it): the reasons the runtime gives a wait changed
+/// between releases (Go 1.19 parks every semaphore wait as `semacquire`).
+pub fn runtime_has_reason(toolchain: &GoToolchain, reason: &str) -> bool {
+    let go = std::fs::canonicalize(&toolchain.go).unwrap_or_else(|_| toolchain.go.clone());
+    let goroot = go
+        .parent()
+        .and_then(Path::parent)
+        .expect("go is in GOROOT/bin");
+    let runtime2 = goroot.join("src/runtime/runtime2.go");
+    let text = std::fs::read_to_string(&runtime2)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", runtime2.display()));
+    text.contains(&format!("\"{reason}\""))
+}
