@@ -7,14 +7,12 @@ use profiler_common::{BlockKey, counter, wait_outcome};
 
 use crate::build::cpu::comm;
 use crate::build::facts;
+use crate::build::facts::IN_PROGRESS;
 use crate::build::goroutines;
 use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::{Label, LostStack, Profile, ProfileKind};
-
-/// The `outcome` label of a wait still in progress when the window closed.
-pub const IN_PROGRESS: &str = "in progress";
 
 /// Builds the symbolized blocking profile: sample types `contentions/count` and
 /// `delay/nanoseconds` (the default, which weights the folded stacks and flame graph);

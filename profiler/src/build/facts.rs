@@ -7,6 +7,9 @@ use crate::collect::session::RunOutcome;
 use crate::config::{Config, Target};
 use crate::profile::{ProfileBuilder, ProfileKind, RunFacts};
 
+/// The `outcome` label of a wait still in progress when the window closed.
+pub const IN_PROGRESS: &str = "in progress";
+
 /// Starts a profile of `kind` from `run`, its comments the run's facts first, then
 /// `accounting` (what was traced, received and lost), then the unwinding line: the
 /// preamble every builder shares.

@@ -148,7 +148,7 @@ pub fn add<'run>(
         };
         let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
         let comm = comms.get(&key.pid).map_or("", String::as_str);
-        let labels = labels(run, key, comm, crate::build::block::IN_PROGRESS);
+        let labels = labels(run, key, comm, crate::build::facts::IN_PROGRESS);
         resolver.add_site(builder, sampled, missing, &[1, nanos], &labels);
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use profiler_common::COMM_LEN;
 
-use crate::collect::samples::UserStack;
+use crate::collect::stacks::UserStack;
 
 /// Where a sampled Go allocation was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -259,7 +259,7 @@ fn g_layout_from_dwarf(elf: &object::File<'_>) -> Option<(u32, u32)> {
     let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, gimli::Error> {
         Ok(elf
             .section_by_name(id.name())
-            .and_then(|s| crate::collect::elf_data::section_bytes(&s))
+            .and_then(|s| crate::process::elf_data::section_bytes(&s))
             .unwrap_or(Cow::Borrowed(&[])))
     };
     let sections = gimli::DwarfSections::load(load).ok()?;

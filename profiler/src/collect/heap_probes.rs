@@ -242,7 +242,7 @@ fn attach(
     };
     uprobe(ebpf, program)?
         .attach(point, path, scope)
-        .map_err(|err| crate::fdlimit::note_if_exhausted(err.into()))?;
+        .map_err(|err| crate::sys::fdlimit::note_if_exhausted(err.into()))?;
     Ok(())
 }
 

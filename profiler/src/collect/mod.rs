@@ -7,9 +7,7 @@
 //! ([`crate::process`]). Nothing here symbolizes: that happens once, afterwards.
 
 pub mod allocators;
-pub mod bpf_symbols;
 pub mod cpustat;
-pub mod elf_data;
 pub mod gate;
 pub mod go_heap;
 pub mod golang;
@@ -21,5 +19,6 @@ pub mod records;
 pub mod samples;
 pub mod selfcost;
 pub mod session;
+pub mod stacks;
 pub mod tracefs;
 pub mod trap_cost;

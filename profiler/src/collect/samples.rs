@@ -4,15 +4,15 @@
 
 use std::collections::HashMap;
 
-use indexmap::IndexSet;
 use std::time::{Duration, Instant};
 
 use profiler_common::{BlockKey, COMM_LEN, GoWaitKey, HeapSiteKey, IoKey, sample_kind};
 
 use crate::collect::go_heap::{GoAllocStack, GoHeap};
+pub use crate::collect::stacks::{StackHandle, StackTable, UserStack};
 
 use crate::collect::records::SampleView;
-use crate::process::procmaps::{ProcessInfo, ProcessTable, SpaceId};
+use crate::process::procmaps::{ProcessInfo, ProcessTable};
 use crate::unwind::{StackCopy, StackEnd, StackUnwinder, Unwound};
 
 /// How soon a process's mappings may be read again because a return address left them:
@@ -23,78 +23,6 @@ const REMAP_EVERY: Duration = Duration::from_millis(500);
 /// lies outside them (an exec, a new library): soon, but not for every sample of a
 /// process that is gone.
 const REMAP_UNKNOWN_IP_EVERY: Duration = Duration::from_millis(10);
-
-/// A distinct stack, by its index in a [`StackTable`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StackHandle(u32);
-
-/// Every distinct stack of the run, interned: addresses, leaf first, each stored once.
-#[derive(Debug)]
-pub struct StackTable {
-    stacks: IndexSet<Box<[u64]>>,
-}
-
-impl Default for StackTable {
-    fn default() -> Self {
-        let mut table = Self {
-            stacks: IndexSet::new(),
-        };
-        table.intern(Vec::new());
-        table
-    }
-}
-
-impl StackTable {
-    /// The empty stack (a kernel thread's user stack, a user-mode sample's kernel stack).
-    pub const EMPTY: StackHandle = StackHandle(0);
-
-    /// The id of `frames`, adding it if it is new.
-    pub fn intern(&mut self, frames: Vec<u64>) -> StackHandle {
-        let (index, _) = self.stacks.insert_full(frames.into_boxed_slice());
-        StackHandle(u32::try_from(index).unwrap_or(u32::MAX))
-    }
-
-    /// The addresses of a stack, leaf first.
-    pub fn frames(&self, id: StackHandle) -> &[u64] {
-        self.stacks.get_index(id.0 as usize).map_or(&[], |s| s)
-    }
-
-    /// Number of distinct stacks.
-    pub fn len(&self) -> usize {
-        self.stacks.len()
-    }
-}
-
-/// A sample's user stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UserStack {
-    /// Unwound (or walked) into these frames, in this address space (`None` where the
-    /// process's mappings could never be read, or it has no user context).
-    Frames {
-        /// The frames.
-        stack: StackHandle,
-        /// The address space they are addresses in.
-        space: Option<SpaceId>,
-    },
-    /// The kernel could not read any of it.
-    Unreadable,
-}
-
-impl UserStack {
-    /// No user stack at all: a kernel thread's.
-    pub const NONE: Self = Self::Frames {
-        stack: StackTable::EMPTY,
-        space: None,
-    };
-
-    /// A total order, so that profiles come out the same whatever a hash map's order.
-    pub fn order(&self) -> (u8, StackHandle, Option<SpaceId>) {
-        match *self {
-            Self::Frames { stack, space } => (0, stack, space),
-            Self::Unreadable => (1, StackTable::EMPTY, None),
-        }
-    }
-}
 
 /// What one CPU sample is counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -18,7 +18,6 @@ use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::collect::bpf_symbols::BpfSymbols;
 use crate::collect::cpustat::CpuTimes;
 use crate::collect::gate::{self, Gate};
 use crate::collect::goroutines::{GoTracer, GoroutineWaits};
@@ -29,6 +28,7 @@ use crate::collect::samples::{Collector, Samples};
 use crate::collect::selfcost::KernelCost;
 use crate::collect::tracefs;
 use crate::config::{CallGraph, Config, Target};
+use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::procmaps::ProcessTable;
 use crate::sys::fdlimit;
 

@@ -1,6 +1,6 @@
 //! SVG flame graphs, drawn by `inferno` from the folded stacks.
 
-use crate::output::escape_html as escape;
+use crate::output::strings::escape_html as escape;
 use std::io::Write;
 
 use anyhow::Context;

@@ -9,6 +9,7 @@ pub mod flamegraph;
 pub mod folded;
 pub mod html;
 pub mod pprof;
+mod pprof_mappings;
 pub mod pprof_read;
 pub mod proto;
 pub mod safe_file;
@@ -73,15 +74,6 @@ pub fn note_results(
         }
     }
     failed
-}
-
-/// `text` with the characters that mean something in HTML and XML escaped, for the SVG
-/// flame graph and the report page.
-pub fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A small profile shared by the output tests.

@@ -9,9 +9,10 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use prost::Message;
 
+use super::pprof_mappings::{MappingFlags, mapping_order};
 use super::proto;
 use super::strings::StringTable;
-use crate::profile::{LabelValue, Location, Profile, ValueType};
+use crate::profile::{LabelValue, Profile, ValueType};
 
 fn value_type(strings: &mut StringTable<i64>, t: &ValueType) -> proto::ValueType {
     proto::ValueType {
@@ -166,89 +167,6 @@ pub fn encode(profile: &Profile) -> proto::Profile {
     }
 }
 
-/// The order mappings are written in: the main executable's first, the others as they
-/// were interned.
-fn mapping_order(profile: &Profile) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..profile.mappings.len()).collect();
-    if let Some(main) = main_executable(profile) {
-        order.retain(|&m| m != main);
-        order.insert(0, main);
-    }
-    order
-}
-
-/// The mapping of the program the samples ran in: of the mappings of files that are not
-/// shared libraries (nor pseudo files such as `[vdso]` or the kernel's), the one in the
-/// stacks of the most samples, weighted by the default sample value. In a whole-host
-/// profile that is the busiest program's.
-fn main_executable(profile: &Profile) -> Option<usize> {
-    let program: Vec<bool> = profile
-        .mappings
-        .iter()
-        .map(|m| {
-            let name = m.path.rsplit('/').next().unwrap_or("");
-            m.path.starts_with('/') && !name.is_empty() && !name.contains(".so")
-        })
-        .collect();
-    let mut weight = vec![0u128; profile.mappings.len()];
-    let mut seen = Vec::new();
-    for sample in &profile.samples {
-        let value = sample
-            .values
-            .get(profile.default_sample_type)
-            .map_or(0, |&v| u128::try_from(v).unwrap_or(0));
-        seen.clear();
-        for &loc in &profile.stacks[sample.stack] {
-            if let Some(m) = profile.locations[loc].mapping
-                && program[m]
-                && !seen.contains(&m)
-            {
-                seen.push(m);
-                // A sample of value 0 still says the program ran.
-                weight[m] += value.max(1);
-            }
-        }
-    }
-    // The first of equals, so that the choice does not depend on anything but the data.
-    let (main, &best) = weight.iter().enumerate().rev().max_by_key(|&(_, w)| *w)?;
-    (best > 0).then_some(main)
-}
-
-/// The symbolic information the locations of one mapping carry.
-///
-/// A "has" flag is set only when every location has it, so that pprof, which may
-/// symbolize mappings lacking information, is never told a partly symbolized one is done.
-#[derive(Clone, Copy)]
-struct MappingFlags {
-    any: bool,
-    functions: bool,
-    filenames: bool,
-    line_numbers: bool,
-    inline_frames: bool,
-}
-
-impl Default for MappingFlags {
-    fn default() -> Self {
-        Self {
-            any: false,
-            functions: true,
-            filenames: true,
-            line_numbers: true,
-            inline_frames: false,
-        }
-    }
-}
-
-impl MappingFlags {
-    fn add(&mut self, loc: &Location) {
-        self.any = true;
-        self.functions &= loc.kind.is_named();
-        self.filenames &= loc.lines.iter().all(|l| l.file.is_some());
-        self.line_numbers &= loc.lines.iter().all(|l| l.line != 0);
-        self.inline_frames |= loc.lines.len() > 1;
-    }
-}
-
 /// Nanoseconds since the Unix epoch, negative for times before it.
 fn unix_nanos(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
@@ -272,7 +190,7 @@ mod tests {
     use crate::output::fixture;
     use crate::output::pprof_read::{decode, decode_bytes};
     use crate::profile::ProfileKind;
-    use crate::profile::{FrameKind, Label, LostStack, Mapping, Sample, Unnamed};
+    use crate::profile::{FrameKind, Label, Location, LostStack, Mapping, Sample, Unnamed};
     use crate::symbolize::KERNEL_MAPPING;
 
     /// The gzipped pprof file of `profile`.

@@ -1,5 +1,6 @@
-//! The string table of an output: each distinct string stored once, "" at index 0, as
-//! pprof requires and the report's page data uses ("0 means none").
+//! Strings of the outputs: the string table (each distinct string stored once, "" at
+//! index 0, as pprof requires and the report's page data uses: "0 means none"), and
+//! escaping for HTML and SVG.
 
 use std::collections::HashMap;
 
@@ -45,6 +46,15 @@ impl<I: StringIndex> StringTable<I> {
         self.index.insert(text.to_owned(), i);
         i
     }
+}
+
+/// `text` with the characters that mean something in HTML and XML escaped, for the SVG
+/// flame graph and the report page.
+pub fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

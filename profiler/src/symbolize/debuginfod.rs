@@ -101,7 +101,7 @@ impl Debuginfod {
         {
             Ok(client) => client?,
             Err(err) => {
-                crate::console::eprint_line(&format!(
+                crate::sys::console::eprint_line(&format!(
                     "profiler: DEBUGINFOD_URLS is not a list of URLs ({err:#}); debuginfod is not used"
                 ));
                 return None;

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use crate::collect::bpf_symbols::{BPF_MODULE, BpfSymbols, parse_line};
+use crate::process::bpf_symbols::{BPF_MODULE, BpfSymbols, parse_line};
 
 /// What a kernel address is.
 #[derive(Debug, Clone, PartialEq, Eq)]

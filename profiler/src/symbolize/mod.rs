@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::collect::bpf_symbols::BpfSymbols;
+use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::perfmap::PerfMap;
 use crate::process::procmaps::{MapEntry, ProcessInfo};
 pub use crate::profile::KERNEL_MAPPING;

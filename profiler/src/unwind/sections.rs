@@ -64,7 +64,7 @@ impl UnwindSections {
         let section = |name: &str| {
             let section = elf.section_by_name(name)?;
             // Go compresses its `.debug_frame`.
-            let data = crate::collect::elf_data::section_bytes(&section)?;
+            let data = crate::process::elf_data::section_bytes(&section)?;
             Some(Section {
                 svma: section.address()..section.address() + section.size(),
                 data: Bytes(Arc::from(&*data)),

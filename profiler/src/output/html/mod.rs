@@ -11,7 +11,7 @@ mod findings;
 mod table;
 mod tree;
 
-use crate::output::escape_html as escape;
+use crate::output::strings::escape_html as escape;
 use std::path::PathBuf;
 
 use anyhow::Context;
