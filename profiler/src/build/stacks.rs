@@ -3,9 +3,9 @@
 //! stacks here.
 //!
 //! Before the first stack is interned, [`StackResolver::prepare_run`] (called once, by
-//! [`crate::build::prepare`]) goes over every stack the run's profiles will intern and symbolizes all their addresses in one batch per file
-//! (see [`crate::symbolize`]), so that each file is read once and its parsed data freed
-//! before the next. Interning then only reads the results.
+//! [`crate::build::profiles`]) goes over every stack the run's profiles will intern and
+//! symbolizes all their addresses in one batch per file (see [`crate::symbolize`]), so
+//! that each file is read once and its parsed data freed before the next. Interning then only reads the results.
 
 use std::collections::HashMap;
 use std::time::Instant;
