@@ -109,7 +109,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::profile::{Line, Location, ProfileBuilder, ValueType};
+    use crate::profile::{ProfileBuilder, ValueType};
 
     fn profile(stacks: &[(&[&str], i64)]) -> Profile {
         let mut b = ProfileBuilder::with_sample_types(
@@ -124,16 +124,11 @@ mod tests {
                 .iter()
                 .rev()
                 .map(|name| {
-                    b.location(Location {
-                        address: name.len() as u64,
-                        mapping: None,
-                        lines: vec![Line {
-                            function: (*name).to_owned(),
-                            file: None,
-                            line: 0,
-                        }],
-                        kind: crate::profile::FrameKind::Function,
-                    })
+                    b.location(crate::output::fixture::location(
+                        name.len() as u64,
+                        None,
+                        vec![crate::output::fixture::line(name)],
+                    ))
                 })
                 .collect();
             let stack = b.stack(locations);

@@ -151,7 +151,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::profile::{Label, Line, Location, ProfileBuilder, ProfileKind};
+    use crate::profile::{Label, ProfileBuilder, ProfileKind};
 
     fn profile() -> Profile {
         let mut b = ProfileBuilder::new(
@@ -163,16 +163,11 @@ mod tests {
             let locations = names
                 .iter()
                 .map(|name| {
-                    b.location(Location {
-                        address: name.len() as u64,
-                        mapping: None,
-                        lines: vec![Line {
-                            function: (*name).to_owned(),
-                            file: None,
-                            line: 0,
-                        }],
-                        kind: crate::profile::FrameKind::Function,
-                    })
+                    b.location(crate::output::fixture::location(
+                        name.len() as u64,
+                        None,
+                        vec![crate::output::fixture::line(name)],
+                    ))
                 })
                 .collect();
             b.stack(locations)
