@@ -368,9 +368,12 @@ fn go_build(go: &Path, name: &str, version: &str, dir: &Path) -> PathBuf {
     exe
 }
 
+/// With `MemProfileRate = 1` both profiles see every allocation, from the same runtime
+/// events, with the same stacks: they agree exactly (the issue asks for 5%). A probe that
+/// fires twice for one call (it once sat on the branch of Go's stack check, which
+/// `morestack` and preemption requests return to) or a stack not cut where Go cuts it
+/// (at `runtime.systemstack`) shows as a difference of a few allocations.
 #[test]
-#[ignore = "issue 14 (open): on a fresh clone, Go 1.24.11's main.keptBlocks showed 923 \
-            allocations against Go's own 605; passes elsewhere; run with --ignored"]
 fn go_allocations_match_go_s_own_allocs_profile() {
     if !prerequisites() {
         return;
@@ -399,7 +402,7 @@ fn go_allocations_match_go_s_own_allocs_profile() {
                 let want = by_function(&go, function);
                 assert!(want > 0, "Go's own profile has no {function}\n{context}");
                 let got = by_function(&mine, function);
-                assert_near(&format!("{index} of {function}"), got, want, 0.05, &context);
+                assert_eq!(got, want, "{index} of {function}\n{context}");
             }
         }
     }

@@ -186,11 +186,20 @@ fn cost(run: &RunOutcome, heap: &HeapRun, traps: u64) -> String {
     let spent = cost.entry_and_return * u32::try_from(allocs).unwrap_or(u32::MAX)
         + cost.entry * u32::try_from(frees + c.get(counter::GO_ALLOCS)).unwrap_or(u32::MAX);
     format!(
-        "{head}; measured here at the start, an allocation's two traps cost {:.2} µs and a \
-         free's one {:.2} µs, so about {:.2}s of the targets' time went to the probes",
+        "{head}; measured here at the start, an allocation's entry and return probes cost \
+         {:.2} µs and a free's probe {:.2} µs, so about {:.2}s of the targets' time went to \
+         the probes{}",
         cost.entry_and_return.as_secs_f64() * 1e6,
         cost.entry.as_secs_f64() * 1e6,
-        spent.as_secs_f64()
+        spent.as_secs_f64(),
+        match heap.probes.stepped {
+            0 => String::new(),
+            n => format!(
+                " (more: {n} of the {} entry points start with no instruction the kernel \
+                 emulates, so each of their calls also traps to single-step one)",
+                heap.probes.entry_points
+            ),
+        }
     )
 }
 

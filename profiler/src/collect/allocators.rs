@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use iced_x86::Register;
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 use profiler_common::heap_fn;
+
+use crate::collect::probe_point::{Reads, probe_point};
 
 /// What a probed entry point does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +78,12 @@ pub struct EntryPoint {
     pub name: String,
     /// What it does.
     pub role: Role,
-    /// Its offset in the file, where the uprobe goes.
+    /// The file offset the uprobe goes at: the entry, or the first instruction after it
+    /// that costs one trap ([`probe_point`]).
     pub file_offset: u64,
+    /// Whether the kernel emulates the probed instruction (else each hit costs a second
+    /// trap, to execute it out of line).
+    pub emulated: bool,
 }
 
 /// The Go runtime's heap-profiling hooks in a Go binary.
@@ -84,14 +91,14 @@ pub struct EntryPoint {
 pub struct GoRuntime {
     /// `runtime.buildVersion`, such as `go1.21.13`.
     pub version: String,
-    /// File offset of `runtime.mProf_Malloc`.
+    /// File offset `runtime.mProf_Malloc` is probed at (past its stack check).
     pub malloc_offset: u64,
     /// Whether `mProf_Malloc` takes `(mp, p, size)` (from Go 1.23) rather than `(p, size)`.
     pub malloc_takes_m: bool,
     /// Whether the binary is position independent (loaded at an address known only once
     /// it runs).
     pub pie: bool,
-    /// File offset of `runtime.freeSpecial`, if the binary has it.
+    /// File offset `runtime.freeSpecial` is probed at, if the binary has it.
     pub free_offset: Option<u64>,
     /// `freeSpecial`'s cookie: `_KindSpecialProfile` and the offset of `special.kind`.
     pub free_cookie: u64,
@@ -144,7 +151,7 @@ impl Allocators {
                 wanted.insert(format!("{prefix}{name}"), role);
             }
         }
-        let mut by_address: BTreeMap<u64, (String, Role)> = BTreeMap::new();
+        let mut by_address: BTreeMap<u64, (String, Role, u64)> = BTreeMap::new();
         let mut addresses: HashMap<String, u64> = HashMap::new();
         let mut sizes: HashMap<String, u64> = HashMap::new();
         for symbol in file.dynamic_symbols().chain(file.symbols()) {
@@ -162,27 +169,36 @@ impl Allocators {
             }
             // glibc's versioned duplicates (`malloc@@GLIBC_2.2.5`) name the same address.
             if let Some(&role) = wanted.get(name) {
-                by_address
-                    .entry(symbol.address())
-                    .or_insert((name.to_owned(), role));
+                by_address.entry(symbol.address()).or_insert((
+                    name.to_owned(),
+                    role,
+                    symbol.size(),
+                ));
             }
         }
         let entry_points = by_address
             .into_iter()
-            .filter_map(|(address, (name, role))| {
+            .filter_map(|(address, (name, role, size))| {
+                let reads = match role {
+                    Role::Alloc(_) => C_ALLOC_READS,
+                    Role::Free => C_FREE_READS,
+                };
+                let (at, emulated) = probe_point(file, address, size, reads);
                 Some(EntryPoint {
                     name,
                     role,
-                    file_offset: file_offset(file, address)?,
+                    file_offset: file_offset(file, at)?,
+                    emulated,
                 })
             })
             .collect();
         Self {
             entry_points,
-            go: go_runtime(file, &addresses).map(|mut go| {
-                go.systemstack = addresses
-                    .get("runtime.systemstack")
-                    .zip(sizes.get("runtime.systemstack"))
+            go: go_runtime(file, &addresses, &sizes).map(|mut go| {
+                // An assembly function: named with its ABI (`.abi0`) from Go 1.17.
+                go.systemstack = ["runtime.systemstack.abi0", "runtime.systemstack"]
+                    .into_iter()
+                    .find_map(|name| addresses.get(name).zip(sizes.get(name)))
                     .map(|(&at, &size)| (at, at + size));
                 go
             }),
@@ -200,6 +216,24 @@ pub fn function_offset(path: &Path, name: &str) -> Option<u64> {
         .find(|s| s.is_definition() && s.name() == Ok(name))?;
     file_offset(&file, symbol.address())
 }
+
+/// What `heap_alloc` and its uretprobe read: the arguments of any allocating function.
+const C_ALLOC_READS: Reads = Reads {
+    registers: &[Register::RDI, Register::RSI, Register::RDX],
+    go: false,
+};
+
+/// What `heap_free` reads: the pointer.
+const C_FREE_READS: Reads = Reads {
+    registers: &[Register::RDI],
+    go: false,
+};
+
+/// What `go_malloc` and `go_free` read: the first three arguments of Go's register ABI.
+const GO_READS: Reads = Reads {
+    registers: &[Register::RAX, Register::RBX, Register::RCX],
+    go: true,
+};
 
 /// The file offset of virtual address `address`, from the segment that holds it.
 fn file_offset(file: &object::File<'_>, address: u64) -> Option<u64> {
@@ -224,7 +258,11 @@ fn read_at<'data>(file: &object::File<'data>, address: u64, len: u64) -> Option<
     })
 }
 
-fn go_runtime(file: &object::File<'_>, symbols: &HashMap<String, u64>) -> Option<GoRuntime> {
+fn go_runtime(
+    file: &object::File<'_>,
+    symbols: &HashMap<String, u64>,
+    sizes: &HashMap<String, u64>,
+) -> Option<GoRuntime> {
     let malloc = *symbols.get("runtime.mProf_Malloc")?;
     let version = symbols
         .get("runtime.buildVersion")
@@ -250,14 +288,18 @@ fn go_runtime(file: &object::File<'_>, symbols: &HashMap<String, u64>) -> Option
         .get("runtime.disableMemoryProfiling")
         .and_then(|&at| read_at(file, at, 1))
         .is_some_and(|b| b[0] != 0);
+    let probed = |name: &str, at: u64| {
+        let size = sizes.get(name).copied().unwrap_or(0);
+        file_offset(file, probe_point(file, at, size, GO_READS).0)
+    };
     Some(GoRuntime {
         version,
-        malloc_offset: file_offset(file, malloc)?,
+        malloc_offset: probed("runtime.mProf_Malloc", malloc)?,
         malloc_takes_m: newer(23),
         pie: file.kind() != object::ObjectKind::Executable,
         free_offset: symbols
             .get("runtime.freeSpecial")
-            .and_then(|&at| file_offset(file, at)),
+            .and_then(|&at| probed("runtime.freeSpecial", at)),
         free_cookie: profile_kind | (kind_offset << 8),
         profiling_disabled,
         rate_address: symbols.get("runtime.MemProfileRate").copied(),
@@ -300,6 +342,17 @@ mod tests {
             "one probe per address"
         );
         assert!(found.go.is_none());
+        // glibc's malloc starts with a push and its free with `test; je`: both are probed
+        // where the kernel emulates, one trap a call.
+        let stepped: Vec<&str> = found
+            .entry_points
+            .iter()
+            .filter(|e| !e.emulated)
+            .map(|e| e.name.as_str())
+            .collect();
+        for name in ["malloc", "free"] {
+            assert!(!stepped.contains(&name), "single-stepped: {stepped:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,10 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use iced_x86::Register;
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+
+use crate::collect::probe_point::{Reads, probe_point};
 
 /// Oldest Go release whose register ABI the probes read (`g` in R14, arguments in
 /// registers): 1.17 on x86-64.
@@ -21,8 +24,8 @@ const MAX_BINARY_BYTES: u64 = 1 << 30;
 pub struct GoBinary {
     /// The Go release that built it (`go1.21.13`), from its build info.
     pub version: String,
-    /// File offset to probe `runtime.gopark` at: its entry, or just past its first
-    /// instruction (see [`probe_address`]).
+    /// File offset to probe `runtime.gopark` at: past its stack check, on the first
+    /// instruction that costs one trap ([`probe_point`]).
     pub gopark_offset: u64,
     /// File offset to probe `runtime.ready` at, likewise.
     pub ready_offset: u64,
@@ -117,12 +120,18 @@ pub fn inspect(path: &Path) -> Result<GoBinary, NotTraceable> {
             .find(|s| s.name() == Ok(name))
             .ok_or(NotTraceable::NoSymbol(name))
     };
-    let file_offset = |name: &'static str| {
-        let addr = probe_address(&elf, symbol(name)?.address());
+    let file_offset = |name: &'static str, registers: &'static [Register]| {
+        let function = symbol(name)?;
+        let reads = Reads {
+            registers,
+            go: true,
+        };
+        let (addr, _) = probe_point(&elf, function.address(), function.size(), reads);
         file_offset_of(&elf, addr).ok_or(NotTraceable::NoSymbol(name))
     };
-    let gopark_offset = file_offset("runtime.gopark")?;
-    let ready_offset = file_offset("runtime.ready")?;
+    // What go_park and go_ready read: the goroutine (R14, RAX) and the wait reason (CL).
+    let gopark_offset = file_offset("runtime.gopark", &[Register::R14, Register::RCX])?;
+    let ready_offset = file_offset("runtime.ready", &[Register::RAX])?;
     let reasons = symbol("runtime.waitReasonStrings")
         .ok()
         .map(|s| string_table(&elf, s.address(), s.size()))
@@ -192,24 +201,6 @@ fn uvarint(bytes: &[u8]) -> Option<(u64, usize)> {
 
 fn read_u64_at(data: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// Where to probe the function at `entry`: past its stack-bound check when it starts
-/// with Go's usual one (`CMPQ SP, 16(R14)` then `JBE` to `morestack`), on the `JBE`.
-/// The kernel emulates a probed branch, where it must single-step a probed compare out
-/// of line (a second trap per hit); the registers the probes read are the same on both
-/// instructions, as a compare only sets flags.
-fn probe_address(elf: &object::File<'_>, entry: u64) -> u64 {
-    const CMP_SP_STACKGUARD: [u8; 4] = [0x49, 0x3b, 0x66, 0x10];
-    let Some(code) = read_vaddr(elf, entry, 6) else {
-        return entry;
-    };
-    let jbe = code[4] == 0x76 || code[4..6] == [0x0f, 0x86];
-    if code[..4] == CMP_SP_STACKGUARD && jbe {
-        entry + 4
-    } else {
-        entry
-    }
 }
 
 /// The file offset of virtual address `addr`, from the segment that maps it.

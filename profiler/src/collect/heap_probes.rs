@@ -48,6 +48,8 @@ pub struct HeapProbes {
     pub files: BTreeSet<String>,
     /// Entry points probed (over every process and file).
     pub entry_points: usize,
+    /// Of those, the ones probed on an instruction the kernel single-steps.
+    pub stepped: usize,
     /// Go processes whose runtime events are traced.
     pub go: Vec<GoTarget>,
     /// Attachments that failed, one line each.
@@ -148,7 +150,10 @@ impl HeapProbes {
                 Role::Free => attach(ebpf, "heap_free", entry.file_offset, 0, path, scope),
             };
             match attached {
-                Ok(()) => probed += 1,
+                Ok(()) => {
+                    probed += 1;
+                    self.stepped += usize::from(!entry.emulated);
+                }
                 Err(err) => self
                     .failures
                     .push(format!("{} in {shown} (pid {pid}): {err:#}", entry.name)),

@@ -19,17 +19,34 @@ const CALLS: u32 = 2000;
 /// What one trap cost, measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrapCost {
-    /// A uprobe at a function's entry (what a free costs).
+    /// A uprobe on an instruction the kernel emulates (what a free costs).
     pub entry: Duration,
-    /// An entry uprobe with a uretprobe (what an allocation costs).
+    /// Such a uprobe with a uretprobe (what an allocation costs).
     pub entry_and_return: Duration,
 }
 
-/// The function the probes are put on while measuring: its own symbol, never inlined.
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub extern "C" fn profiler_trap_cost_probe_point(x: u64) -> u64 {
-    std::hint::black_box(x).wrapping_add(1)
+// The function the probes are put on while measuring, in assembly so that it starts as
+// the allocators' probed instructions do: with one the kernel emulates (`push`), so a hit
+// is one trap, not a trap and a single step.
+core::arch::global_asm!(
+    ".globl profiler_trap_cost_probe_point",
+    ".type profiler_trap_cost_probe_point, @function",
+    "profiler_trap_cost_probe_point:",
+    "push rbx",
+    "lea rax, [rdi + 1]",
+    "pop rbx",
+    "ret",
+    ".size profiler_trap_cost_probe_point, . - profiler_trap_cost_probe_point",
+);
+
+unsafe extern "C" {
+    /// Returns `x + 1`; defined above.
+    fn profiler_trap_cost_probe_point(x: u64) -> u64;
+}
+
+fn probe_point_call(x: u64) -> u64 {
+    // SAFETY: the function above reads one register argument and returns one.
+    unsafe { profiler_trap_cost_probe_point(std::hint::black_box(x)) }
 }
 
 /// Rounds per measurement: the fastest is kept, as the one least disturbed by other work
@@ -42,7 +59,7 @@ fn time_calls() -> Duration {
             let started = Instant::now();
             let mut x = 0;
             for _ in 0..CALLS {
-                x = profiler_trap_cost_probe_point(x);
+                x = probe_point_call(x);
             }
             std::hint::black_box(x);
             started.elapsed() / CALLS
