@@ -46,6 +46,10 @@ pub mod sample_kind {
     pub const GO_FREE: u32 = 6;
     /// A sampled park of a goroutine ([`super::SampleHeader::go_site`]).
     pub const GO_WAIT: u32 = 7;
+    /// A sampled call of a native allocation site counted by the `-- COMMAND` interposer
+    /// ([`super::SampleHeader::heap`]); taken in its marker function, whose frame is the
+    /// leaf and is not the program's.
+    pub const HEAP_PRELOAD: u32 = 8;
 }
 
 /// Bits of [`SampleHeader::flags`].

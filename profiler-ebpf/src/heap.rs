@@ -264,6 +264,33 @@ fn free_block(tgid: u32, ptr: u64) {
     }
 }
 
+/// `profiler_heap_preload_stack(ret, size)` in the `-- COMMAND` interposer: it counted the
+/// allocation itself and asks for its stack (the first of a site, then one in
+/// `sample_every`), keyed as `heap_alloc` keys it.
+#[uprobe]
+pub fn heap_preload_stack(ctx: ProbeContext) -> u32 {
+    let (tgid, _) = current_ids();
+    if !is_target(tgid) {
+        return 0;
+    }
+    let event = HeapEvent {
+        site: HeapSiteKey {
+            pid: tgid,
+            _pad: 0,
+            ret: reg(&ctx, RDI),
+        },
+        ptr: 0,
+        size: reg(&ctx, RSI),
+        rate: 0,
+    };
+    if send_sample(&ctx, Context::Uprobe, Site::Heap(sample_kind::HEAP_PRELOAD, &event)) {
+        count(counter::HEAP_STACKS);
+    } else {
+        count(counter::LOST_HEAP_STACK);
+    }
+    0
+}
+
 /// `runtime.mProf_Malloc`: the Go runtime sampled an allocation for its heap profile.
 /// The cookie's top bit says where its arguments are: clear for `(p, size)` (up to Go
 /// 1.22), set for `(mp, p, size)`; the other bits are the address of

@@ -93,8 +93,13 @@ fn assert_near(what: &str, got: u64, want: u64, tolerance: f64, context: &str) {
 
 /// Runs `profiler --profiles heap -- COMMAND` and returns its run and output directory.
 fn profile_command(tmp: &Path, command: &[&str]) -> (Run, PathBuf) {
+    profile_command_via(tmp, "preload", command)
+}
+
+/// [`profile_command`] with `--heap-via VIA` (`preload`, the default, or `uprobes`).
+fn profile_command_via(tmp: &Path, via: &str, command: &[&str]) -> (Run, PathBuf) {
     let out = tmp.join("out");
-    let mut args = vec!["--profiles", "heap", "--"];
+    let mut args = vec!["--profiles", "heap", "--heap-via", via, "--"];
     args.extend_from_slice(command);
     let run = run_profiler(&args, &out);
     run.assert_success();
@@ -109,11 +114,45 @@ fn native_allocations_are_counted_exactly_by_function() {
     if !prerequisites() {
         return;
     }
+    let run = native_counts("uprobes");
+    assert!(
+        run.stdout.contains("uprobe traps on every"),
+        "the summary must say what the uprobes cost\n{}",
+        run.transcript()
+    );
+}
+
+/// The same counts through the `LD_PRELOAD` interposer (the default for a command): no
+/// trap per call, and its own frames (the marker its stacks are taken in) not in them.
+#[test]
+fn native_allocations_through_the_interposer_are_counted_exactly() {
+    if !prerequisites() {
+        return;
+    }
+    let run = native_counts("preload");
+    let context = run.transcript();
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("interposed: an LD_PRELOAD library"))
+        .unwrap_or_else(|| panic!("the summary must say the interposer counted\n{context}"));
+    assert!(line.contains("without trapping"), "{line}");
+    assert!(
+        run.stdout
+            .contains("allocations: 0 native counted by uprobes"),
+        "the uprobes on the C library must be spared when the interposer counts\n{context}"
+    );
+}
+
+/// Profiles `heap_native` with `--heap-via VIA` and checks every count against the
+/// fixture's own; returns the run.
+fn native_counts(via: &str) -> Run {
     let tmp = temp_dir();
     let result = tmp.path().join("result.txt");
     let exe = fixture("heap_native");
-    let (run, out) = profile_command(
+    let (run, out) = profile_command_via(
         tmp.path(),
+        via,
         &[
             &exe.to_string_lossy(),
             &N.to_string(),
@@ -175,9 +214,10 @@ fn native_allocations_are_counted_exactly_by_function() {
     let page = std::fs::read_to_string(out.join("report.html")).expect("report.html");
     assert!(page.contains("heap"), "report.html has no heap profile");
     assert!(
-        run.stdout.contains("uprobe traps on every"),
-        "the summary must say what the uprobes cost\n{context}"
+        !folded.contains("profiler_heap_preload_stack"),
+        "the interposer's marker is not the program's frame\n{folded}"
     );
+    run
 }
 
 #[test]
@@ -293,11 +333,14 @@ fn jemalloc_preloaded_is_counted_by_function() {
     let exe = fixture("heap_native");
     let out = tmp.path().join("out");
     // The command inherits LD_PRELOAD, so its allocations go to jemalloc's malloc.
+    // Uprobes, to see that they find jemalloc's entry points by symbol.
     let mut cmd = integration_tests::profiler_command(&[
         "-o".as_ref(),
         out.as_os_str(),
         "--profiles".as_ref(),
         "heap".as_ref(),
+        "--heap-via".as_ref(),
+        "uprobes".as_ref(),
         "--".as_ref(),
         exe.as_os_str(),
         N.to_string().as_ref(),

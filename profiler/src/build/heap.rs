@@ -11,6 +11,7 @@ use crate::build::facts;
 use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::allocators::go_version;
 use crate::collect::go_heap::GoAllocStack;
+use crate::collect::preload::{Preload, RECORDED_STARTS};
 use crate::collect::session::{HeapRun, RunOutcome};
 use crate::config::Config;
 use crate::profile::{HeapValue, Label, LostStack, Profile, ProfileBuilder, ProfileKind};
@@ -173,9 +174,14 @@ pub fn only_growing(timeline: &[HashMap<HeapSiteKey, i64>]) -> HashMap<HeapSiteK
 fn cost(run: &RunOutcome, heap: &HeapRun, traps: u64) -> String {
     let c = &run.counters;
     let secs = run.duration.as_secs_f64().max(1e-9);
+    let interposer = if heap.preload.is_some() {
+        " (the interposer's calls trap only to have their stack sampled)"
+    } else {
+        ""
+    };
     let head = format!(
-        "cost: a uprobe traps on every allocation and free of the targets: {traps} traps in \
-         {secs:.1}s ({:.0}/s)",
+        "cost: a uprobe traps on every allocation and free it probes: {traps} traps in \
+         {secs:.1}s ({:.0}/s){interposer}",
         traps as f64 / secs
     );
     let Some(cost) = heap.probes.trap_cost else {
@@ -203,13 +209,53 @@ fn cost(run: &RunOutcome, heap: &HeapRun, traps: u64) -> String {
     )
 }
 
+/// The `interposed:` comment: what the `LD_PRELOAD` interposer counted, or that it did not
+/// start.
+fn interposed(preload: &Preload) -> String {
+    let (pids, starts) = preload.processes();
+    let n = preload.counts();
+    if pids.is_empty() {
+        return "note: the LD_PRELOAD interposer started in no process of the command, so its \
+                calls to malloc and free were not counted (a program that clears LD_PRELOAD \
+                or closes inherited descriptors): run again with --heap-via uprobes"
+            .to_owned();
+    }
+    const SHOWN: usize = 8;
+    let mut shown: Vec<String> = pids.iter().take(SHOWN).map(u32::to_string).collect();
+    if pids.len() > SHOWN {
+        shown.push("...".to_owned());
+    }
+    // Only the first starts are recorded by pid.
+    let at_least = if starts as usize > RECORDED_STARTS {
+        "at least "
+    } else {
+        ""
+    };
+    format!(
+        "interposed: an LD_PRELOAD library in the command ({at_least}{} processes: pid {}) \
+         counted {} \
+         allocations and {} frees of them without trapping, {} frees of blocks it did not \
+         see allocated; lost: {} (site table full), {} not tracked as live; {} stacks taken \
+         through one uprobe on its marker function",
+        pids.len(),
+        shown.join(", "),
+        n.allocs,
+        n.frees,
+        n.frees_unknown,
+        n.lost_sites,
+        n.lost_live,
+        n.stacks
+    )
+}
+
 fn accounting(run: &RunOutcome, heap: &HeapRun, config: &Config) -> Vec<String> {
     let c = &run.counters;
     let files: Vec<&str> = heap.probes.files.iter().map(String::as_str).collect();
     let traps = c.get(counter::HEAP_ALLOCS) * 2
         + c.get(counter::HEAP_FREES)
         + c.get(counter::HEAP_FREES_UNKNOWN)
-        + c.get(counter::GO_ALLOCS);
+        + c.get(counter::GO_ALLOCS)
+        + heap.preload.as_ref().map_or(0, |p| p.counts().stacks);
     let mut lines = vec![
         facts::describe(run, config),
         format!(
@@ -228,7 +274,7 @@ fn accounting(run: &RunOutcome, heap: &HeapRun, config: &Config) -> Vec<String> 
         ),
         cost(run, heap, traps),
         format!(
-            "allocations: {} native counted, {} frees of them, {} frees of blocks from before \
+            "allocations: {} native counted by uprobes, {} frees of them, {} frees of blocks from before \
              the window (not counted); lost: {} (site map full), {} not tracked as live \
              (live table of {} full: their in-use figures are missing), {} returns unpaired; \
              stack samples: {} taken, {} lost (ring buffer full)",
@@ -246,6 +292,9 @@ fn accounting(run: &RunOutcome, heap: &HeapRun, config: &Config) -> Vec<String> 
          before the window is not counted)"
             .to_owned(),
     ];
+    if let Some(preload) = &heap.preload {
+        lines.push(interposed(preload));
+    }
     for target in &heap.probes.go {
         let go = &target.runtime;
         let rate = go_rate(run, heap, target.pid);

@@ -84,6 +84,9 @@ pub struct EntryPoint {
     /// Whether the kernel emulates the probed instruction (else each hit costs a second
     /// trap, to execute it out of line).
     pub emulated: bool,
+    /// Whether it is exported under a C name (`malloc`, `free`...): an `LD_PRELOAD`
+    /// interposer takes those calls and passes them on to it, so it needs no probe there.
+    pub interposed: bool,
 }
 
 /// The Go runtime's heap-profiling hooks in a Go binary.
@@ -152,6 +155,7 @@ impl Allocators {
             }
         }
         let mut by_address: BTreeMap<u64, (String, Role, u64)> = BTreeMap::new();
+        let mut c_named: std::collections::HashSet<u64> = std::collections::HashSet::new();
         let mut addresses: HashMap<String, u64> = HashMap::new();
         let mut sizes: HashMap<String, u64> = HashMap::new();
         for symbol in file.dynamic_symbols().chain(file.symbols()) {
@@ -168,6 +172,9 @@ impl Allocators {
                 continue;
             }
             // glibc's versioned duplicates (`malloc@@GLIBC_2.2.5`) name the same address.
+            if C_NAMES.iter().any(|&(c, _)| c == name) {
+                c_named.insert(symbol.address());
+            }
             if let Some(&role) = wanted.get(name) {
                 by_address.entry(symbol.address()).or_insert((
                     name.to_owned(),
@@ -189,6 +196,7 @@ impl Allocators {
                     role,
                     file_offset: file_offset(file, at)?,
                     emulated,
+                    interposed: c_named.contains(&address),
                 })
             })
             .collect();

@@ -95,26 +95,9 @@ pub fn in_child(pid_write: RawFd, go_read: RawFd) -> std::io::Result<()> {
 /// runs: its executable (or a script's interpreter) and the libraries the dynamic loader
 /// lists for it (`ld.so --list`, which loads them without running the program).
 pub fn command_files(program: &OsString) -> Vec<PathBuf> {
-    let Some(mut exe) = resolve(Path::new(program)) else {
+    let Some(exe) = executable(program) else {
         return Vec::new();
     };
-    // A script runs its interpreter.
-    if let Ok(head) = std::fs::read(&exe).map(|d| d.into_iter().take(256).collect::<Vec<u8>>())
-        && let Some(line) = head.strip_prefix(b"#!")
-    {
-        let line = String::from_utf8_lossy(line);
-        let Some(interpreter) = line
-            .lines()
-            .next()
-            .and_then(|l| l.split_whitespace().next())
-        else {
-            return Vec::new();
-        };
-        match resolve(Path::new(interpreter)) {
-            Some(path) => exe = path,
-            None => return Vec::new(),
-        }
-    }
     let mut files = vec![exe.clone()];
     if let Some(loader) = interpreter_of(&exe) {
         files.extend(loader_list(&loader, &exe).unwrap_or_default());
@@ -122,6 +105,36 @@ pub fn command_files(program: &OsString) -> Vec<PathBuf> {
     files.sort();
     files.dedup();
     files
+}
+
+/// Whether the dynamic loader will load an `LD_PRELOAD` library into the command: it is
+/// (or its script's interpreter is) dynamically linked, and not set-user- or
+/// set-group-ID (the loader ignores such paths then).
+pub fn takes_preload(program: &OsString) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(exe) = executable(program) else {
+        return false;
+    };
+    let setid = std::fs::metadata(&exe).map_or(true, |m| m.permissions().mode() & 0o6000 != 0);
+    !setid && interpreter_of(&exe).is_some()
+}
+
+/// The file the kernel will execute for `program`: found on PATH, and a script's
+/// interpreter in place of the script.
+fn executable(program: &OsString) -> Option<PathBuf> {
+    let mut exe = resolve(Path::new(program))?;
+    // A script runs its interpreter.
+    if let Ok(head) = std::fs::read(&exe).map(|d| d.into_iter().take(256).collect::<Vec<u8>>())
+        && let Some(line) = head.strip_prefix(b"#!")
+    {
+        let line = String::from_utf8_lossy(line);
+        let interpreter = line
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().next())?;
+        exe = resolve(Path::new(interpreter))?;
+    }
+    Some(exe)
 }
 
 fn resolve(program: &Path) -> Option<PathBuf> {
@@ -186,5 +199,17 @@ mod tests {
             "{files:?}"
         );
         assert!(command_files(&OsString::from("/no/such/program")).is_empty());
+    }
+
+    #[test]
+    fn dynamic_programs_take_a_preload_and_set_id_ones_do_not() {
+        assert!(takes_preload(&OsString::from("sleep")));
+        assert!(!takes_preload(&OsString::from("/no/such/program")));
+        use std::os::unix::fs::PermissionsExt;
+        let setuid =
+            std::fs::metadata("/usr/bin/su").is_ok_and(|m| m.permissions().mode() & 0o4000 != 0);
+        if setuid {
+            assert!(!takes_preload(&OsString::from("/usr/bin/su")));
+        }
     }
 }

@@ -13,13 +13,15 @@ use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 
 use crate::collect::allocators::{Allocators, GoRuntime, Role};
+use crate::collect::preload::STACK_MARKER;
 use crate::process::procmaps::{FileKey, parse_maps};
 
 /// The heap profile's kernel programs (see `profiler-ebpf/src/heap.rs`).
-pub const PROGRAMS: [&str; 5] = [
+pub const PROGRAMS: [&str; 6] = [
     "heap_alloc",
     "heap_alloc_return",
     "heap_free",
+    "heap_preload_stack",
     "go_malloc",
     "go_free",
 ];
@@ -58,6 +60,9 @@ pub struct HeapProbes {
     pub trap_cost: Option<crate::collect::trap_cost::TrapCost>,
     /// Threads of targets (not processes), which get no probes of their own.
     threads: HashSet<u32>,
+    /// The `LD_PRELOAD` interposer's library, when a launched command loads it: a
+    /// process that maps it needs no probes on the C names it takes.
+    interposer: Option<FileKey>,
 }
 
 impl HeapProbes {
@@ -92,20 +97,34 @@ impl HeapProbes {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
             return; // Gone: nothing to probe.
         };
+        let maps = parse_maps(&text);
+        let interposed = self
+            .interposer
+            .is_some_and(|key| maps.iter().any(|m| m.key == key));
         let mut seen = HashSet::new();
-        for map in parse_maps(&text) {
+        for map in maps {
             if map.key.inode == 0 || !map.path.starts_with('/') || !seen.insert(map.key) {
                 continue;
             }
             let path = PathBuf::from(format!("/proc/{pid}/root{}", map.path));
             let mapped_delta = map.start.wrapping_sub(map.offset);
-            self.attach_file(ebpf, pid, map.key, &path, &map.path, Some(mapped_delta));
+            let how = How {
+                mapped_delta: Some(mapped_delta),
+                interposed,
+            };
+            self.attach_file(ebpf, pid, map.key, &path, &map.path, how);
         }
     }
 
     /// Probes the files `pid` will map once it executes (a launched command that waits
-    /// for the probes before it runs).
-    pub fn attach_future_files(&mut self, ebpf: &mut Ebpf, pid: u32, files: &[PathBuf]) {
+    /// for the probes before it runs); `interposed` when it will load the interposer.
+    pub fn attach_future_files(
+        &mut self,
+        ebpf: &mut Ebpf,
+        pid: u32,
+        files: &[PathBuf],
+        interposed: bool,
+    ) {
         for path in files {
             let Ok(meta) = std::fs::metadata(path) else {
                 continue;
@@ -117,7 +136,11 @@ impl HeapProbes {
                 inode: meta.ino(),
             };
             let shown = path.to_string_lossy().into_owned();
-            self.attach_file(ebpf, pid, key, path, &shown, None);
+            let how = How {
+                mapped_delta: None,
+                interposed,
+            };
+            self.attach_file(ebpf, pid, key, path, &shown, how);
         }
     }
 
@@ -128,8 +151,12 @@ impl HeapProbes {
         key: FileKey,
         path: &Path,
         shown: &str,
-        mapped_delta: Option<u64>,
+        how: How,
     ) {
+        let How {
+            mapped_delta,
+            interposed,
+        } = how;
         if !self.attached.insert((pid, key)) {
             return;
         }
@@ -141,6 +168,9 @@ impl HeapProbes {
         };
         let mut probed = 0;
         for entry in &found.entry_points {
+            if interposed && entry.interposed {
+                continue;
+            }
             let attached = match entry.role {
                 Role::Alloc(func) => {
                     attach(ebpf, "heap_alloc_return", entry.file_offset, 0, path, scope).and_then(
@@ -203,6 +233,33 @@ impl HeapProbes {
         }
     }
 
+    /// Puts the stack probe on the interposer's marker function (in every process that
+    /// loads the library; the program keeps only targets' calls), and from then on spares
+    /// the processes that map it the probes on the C names.
+    ///
+    /// # Errors
+    /// When the library has no marker or the probe cannot be attached.
+    pub fn attach_interposer(&mut self, ebpf: &mut Ebpf, library: &Path) -> Result<()> {
+        let offset = crate::collect::allocators::function_offset(library, STACK_MARKER)
+            .ok_or_else(|| anyhow!("the heap interposer has no {STACK_MARKER}"))?;
+        attach(
+            ebpf,
+            "heap_preload_stack",
+            offset,
+            0,
+            library,
+            UProbeScope::AllProcesses,
+        )
+        .context("cannot probe the heap interposer's stack marker")?;
+        let meta = std::fs::metadata(library)?;
+        self.interposer = Some(FileKey {
+            major: libc::major(meta.dev()),
+            minor: libc::minor(meta.dev()),
+            inode: meta.ino(),
+        });
+        Ok(())
+    }
+
     /// Where each Go target's `runtime.systemstack` is loaded: (pid, start, end).
     pub fn go_stack_roots(&self) -> Vec<(u32, u64, u64)> {
         self.go
@@ -224,6 +281,15 @@ impl HeapProbes {
             }
         }
     }
+}
+
+/// How a file is to be probed in a process.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    /// Its mapping's start minus its file offset; `None` before the process executes.
+    mapped_delta: Option<u64>,
+    /// Whether the process loads the interposer, which takes the C names' calls.
+    interposed: bool,
 }
 
 fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe> {

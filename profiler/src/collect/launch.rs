@@ -8,15 +8,31 @@ use std::os::unix::ffi::OsStrExt;
 use anyhow::{Result, bail};
 use tokio::process::{Child, Command};
 
-/// Starts `argv` with the profiler's stdin, stdout and stderr. Under sudo (`SUDO_UID` and
-/// `SUDO_GID` set, running as root) the command runs as that user, with their groups and
-/// `HOME`, `USER` and `LOGNAME`, unless `as_root`.
+/// What a launched command inherits beyond the profiler's own environment: variables to
+/// set, and a descriptor to keep open across its exec.
+#[derive(Debug, Default)]
+pub struct Inherit {
+    /// Variables set (or replaced) in the command's environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// A close-on-exec descriptor the command keeps.
+    pub fd: Option<i32>,
+}
+
+/// Starts `argv` with the profiler's stdin, stdout and stderr, plus `inherit`'s variables
+/// and descriptor. Under sudo (`SUDO_UID` and `SUDO_GID` set, running as root) the
+/// command runs as that user, with their groups and `HOME`, `USER` and `LOGNAME`, unless
+/// `as_root`. With a `gate` (the descriptors of
+/// [`crate::collect::gate::Gate::child_ends`]), the child stops just before it executes
+/// the command, until the profiler lets it go.
 ///
 /// # Errors
 /// When the program cannot be found or executed, with what to check.
-/// With a `gate` (the descriptors of [`crate::collect::gate::Gate::child_ends`]), the
-/// child stops just before it executes the command, until the profiler lets it go.
-pub fn spawn(argv: &[OsString], as_root: bool, gate: Option<(i32, i32)>) -> Result<Child> {
+pub fn spawn(
+    argv: &[OsString],
+    as_root: bool,
+    gate: Option<(i32, i32)>,
+    inherit: &Inherit,
+) -> Result<Child> {
     let Some((program, args)) = argv.split_first() else {
         bail!("no command given after `--`");
     };
@@ -28,6 +44,18 @@ pub fn spawn(argv: &[OsString], as_root: bool, gate: Option<(i32, i32)>) -> Resu
     let user = if as_root { None } else { invoking_user() };
     if let Some(user) = &user {
         user.apply(&mut command);
+    }
+    command.envs(inherit.env.iter().map(|(k, v)| (k, v)));
+    if let Some(fd) = inherit.fd {
+        // SAFETY: fcntl is async-signal-safe; the descriptor is the child's copy.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     if let Some((pid_write, go_read)) = gate {
         // SAFETY: the hook makes only async-signal-safe system calls.

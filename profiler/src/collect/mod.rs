@@ -14,6 +14,7 @@ pub mod golang;
 pub mod goroutines;
 pub mod heap_probes;
 pub mod launch;
+pub mod preload;
 pub mod probe_point;
 pub mod probes;
 pub mod records;

@@ -120,6 +120,11 @@ impl Collector {
             UserStack::Unreadable
         } else {
             let mut frames = self.user_frames(&view, processes);
+            if header.kind == sample_kind::HEAP_PRELOAD && !frames.is_empty() {
+                // The interposer's marker function, called from its `malloc`: that
+                // `malloc` is the leaf, as the C library's is for a uprobe's stack.
+                frames.remove(0);
+            }
             if header.kind == sample_kind::GO_ALLOC
                 && let Some(&(start, end)) = self.go_stack_roots.get(&header.pid)
                 && let Some(at) = frames.iter().enumerate().position(|(i, &addr)| {
@@ -154,7 +159,7 @@ impl Collector {
                     .entry((header.block_site, user))
                     .or_default() += 1;
             }
-            sample_kind::HEAP => {
+            sample_kind::HEAP | sample_kind::HEAP_PRELOAD => {
                 *self
                     .samples
                     .heap

@@ -22,12 +22,13 @@ use crate::collect::cpustat::CpuTimes;
 use crate::collect::gate::{self, Gate};
 use crate::collect::goroutines::{GoTracer, GoroutineWaits};
 use crate::collect::heap_probes::HeapProbes;
-use crate::collect::launch;
+use crate::collect::launch::{self, Inherit};
+use crate::collect::preload::Preload;
 use crate::collect::probes::{self, Counters, LoadOptions, Probes};
 use crate::collect::samples::{Collector, Samples};
 use crate::collect::selfcost::KernelCost;
 use crate::collect::tracefs;
-use crate::config::{CallGraph, Config, Target};
+use crate::config::{CallGraph, Config, HeapVia, Target};
 use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::procmaps::ProcessTable;
 use crate::sys::fdlimit;
@@ -135,6 +136,9 @@ pub struct HeapRun {
     pub live: Vec<(HeapLiveKey, HeapLive)>,
     /// Bytes in use (allocated in the window, not freed) per site, about once a second.
     pub timeline: Vec<HashMap<HeapSiteKey, i64>>,
+    /// The `LD_PRELOAD` interposer a launched command counted its allocations with (its
+    /// sites and live blocks are in `sites` and `live` with the kernel's).
+    pub preload: Option<Preload>,
 }
 
 /// How often (in ticks) the heap sites' in-use bytes are read for the growth findings.
@@ -225,12 +229,24 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     }
     let mut bpf_symbols = BpfSymbols::default();
     bpf_symbols.snapshot();
+    let preload = match (&config.target, &mut heap) {
+        (Target::Command(argv), Some(heap))
+            if config.heap_via == HeapVia::Preload
+                && argv.first().is_some_and(gate::takes_preload) =>
+        {
+            let preload = Preload::create()?;
+            heap.attach_interposer(probes.ebpf_mut(), preload.library())?;
+            Some(preload)
+        }
+        _ => None,
+    };
     let mut child = match &config.target {
         Target::Command(argv) => Some(spawn_followed(
             &mut probes,
             argv,
             config.run_as_root,
             heap.as_mut(),
+            preload.as_ref(),
         )?),
         _ => None,
     };
@@ -288,7 +304,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
                     heap.refresh_go_rates();
                     sync_go_stack_roots(heap, &mut collector);
                     if ticks.is_multiple_of(HEAP_SNAPSHOT_TICKS)
-                        && let Ok(sites) = probes.read_heap_sites()
+                        && let Ok(sites) = heap_sites(&probes, preload.as_ref())
                     {
                         timeline.push(in_use_by_site(&sites));
                     }
@@ -334,13 +350,18 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     }
     let heap = match heap {
         Some(heap_probes) => {
-            let sites = probes.read_heap_sites()?;
+            let sites = heap_sites(&probes, preload.as_ref())?;
             timeline.push(in_use_by_site(&sites));
+            let mut live = probes.read_heap_live()?;
+            if let Some(preload) = &preload {
+                live.extend(preload.live());
+            }
             Some(HeapRun {
                 probes: heap_probes,
-                live: probes.read_heap_live()?,
+                live,
                 sites,
                 timeline,
+                preload,
             })
         }
         None => None,
@@ -403,6 +424,18 @@ impl RunOutcome {
 }
 
 /// Tells the collector where each Go target's `runtime.systemstack` is.
+/// The native allocation sites: the kernel's, and the interposer's when it ran.
+fn heap_sites(
+    probes: &Probes,
+    preload: Option<&Preload>,
+) -> Result<Vec<(HeapSiteKey, HeapSiteValue)>> {
+    let mut sites = probes.read_heap_sites()?;
+    if let Some(preload) = preload {
+        sites.extend(preload.sites());
+    }
+    Ok(sites)
+}
+
 fn sync_go_stack_roots(heap: &HeapProbes, collector: &mut Collector) {
     for (pid, start, end) in heap.go_stack_roots() {
         collector.set_go_stack_root(pid, start, end);
@@ -425,12 +458,13 @@ fn spawn_followed(
     argv: &[std::ffi::OsString],
     as_root: bool,
     heap: Option<&mut HeapProbes>,
+    preload: Option<&Preload>,
 ) -> Result<Child> {
     let me = std::process::id();
     probes.add_target(me)?;
     let child = match heap {
-        Some(heap) => spawn_gated(probes, heap, argv, as_root),
-        None => launch::spawn(argv, as_root, None),
+        Some(heap) => spawn_gated(probes, heap, argv, as_root, preload),
+        None => launch::spawn(argv, as_root, None, &Inherit::default()),
     };
     probes.remove_target(me)?;
     let child = child?;
@@ -449,8 +483,13 @@ fn spawn_gated(
     heap: &mut HeapProbes,
     argv: &[std::ffi::OsString],
     as_root: bool,
+    preload: Option<&Preload>,
 ) -> Result<Child> {
     let files = argv.first().map(gate::command_files).unwrap_or_default();
+    let inherit = preload.map_or_else(Inherit::default, |preload| Inherit {
+        env: preload.environment(),
+        fd: Some(preload.memory_fd()),
+    });
     let mut gate = Gate::new()?;
     let ends = gate.child_ends();
     let parent_end = gate.take_parent_end();
@@ -458,12 +497,12 @@ fn spawn_gated(
     std::thread::scope(|scope| {
         let spawner = scope.spawn(move || {
             let _runtime = runtime.enter();
-            let child = launch::spawn(argv, as_root, Some(ends));
+            let child = launch::spawn(argv, as_root, Some(ends), &inherit);
             drop(parent_end);
             child
         });
         if let Some(pid) = gate.wait_child() {
-            heap.attach_future_files(probes.ebpf_mut(), pid, &files);
+            heap.attach_future_files(probes.ebpf_mut(), pid, &files, preload.is_some());
             gate.open();
         }
         spawner

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::config::{CallGraph, Config, Formats, ProfileSet, ReportConfig, SmallIo, Target};
+use crate::config::{
+    CallGraph, Config, Formats, HeapVia, ProfileSet, ReportConfig, SmallIo, Target,
+};
 
 /// A profile `--profiles` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -22,6 +24,15 @@ enum ProfileArg {
     Heap,
     /// Goroutine waits of Go programs.
     Goroutines,
+}
+
+/// How `--heap-via` counts a command's native allocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum HeapViaArg {
+    /// An LD_PRELOAD interposer: no trap per call.
+    Preload,
+    /// Uprobes on the allocators, as with --pid.
+    Uprobes,
 }
 
 /// A file kind `--format` names.
@@ -85,6 +96,12 @@ struct Args {
     /// traps on every allocation).
     #[arg(long, value_delimiter = ',', default_value = "cpu,io,block,goroutines")]
     profiles: Vec<ProfileArg>,
+
+    /// How the heap profile counts a launched command's native allocations: `preload`
+    /// loads an interposer with LD_PRELOAD (no trap per call; uprobes stay for static or
+    /// setuid programs and Go), `uprobes` traps on every call as with --pid.
+    #[arg(long, value_name = "HOW", default_value = "preload")]
+    heap_via: HeapViaArg,
 
     /// Files to write, comma-separated: pprof, folded, svg, html (report.html), speedscope.
     #[arg(
@@ -252,6 +269,10 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
         duration: args.duration,
         frequency: args.frequency,
         call_graph: args.call_graph,
+        heap_via: match args.heap_via {
+            HeapViaArg::Preload => HeapVia::Preload,
+            HeapViaArg::Uprobes => HeapVia::Uprobes,
+        },
         profiles: ProfileSet {
             cpu: args.profiles.contains(&ProfileArg::Cpu),
             io: args.profiles.contains(&ProfileArg::Io),

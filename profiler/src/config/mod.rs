@@ -126,6 +126,18 @@ impl std::fmt::Display for CallGraph {
     }
 }
 
+/// How the heap profile sees a launched command's native allocations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HeapVia {
+    /// An interposer loaded with `LD_PRELOAD` counts them without trapping; uprobes stay
+    /// for what it cannot see (a static or setuid program, allocators called by their own
+    /// names, Go).
+    #[default]
+    Preload,
+    /// Uprobes on the allocators' entry points, as for `--pid`.
+    Uprobes,
+}
+
 /// Which files are written for each profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Formats {
@@ -184,6 +196,8 @@ pub struct Config {
     pub frequency: u64,
     /// How user stacks are taken.
     pub call_graph: CallGraph,
+    /// How the heap profile counts a launched command's native allocations.
+    pub heap_via: HeapVia,
     /// The profiles to collect.
     pub profiles: ProfileSet,
     /// Thresholds of the small-I/O findings.

@@ -1,0 +1,410 @@
+/*
+ * The heap profile's interposer for `profiler --profiles heap -- COMMAND`.
+ *
+ * Loaded into the command with LD_PRELOAD, it takes the malloc family's calls, passes
+ * each to the allocator that follows it in the search order (the C library's, or one
+ * the program links), and counts it in memory it shares with the profiler: by call site
+ * (the caller's return address, as the kernel programs key it), and every live block
+ * (pointer -> size, site) so that in-use figures are exact. No call traps into the
+ * kernel; one allocation in `sample_every` per site calls profiler_heap_preload_stack,
+ * which the profiler probes to take the stack through the same path as its uprobes.
+ *
+ * The layout below is read by profiler/src/collect/preload.rs; change both together.
+ * Everything is bounded: a full table is counted, never grown.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#define MAGIC 0x3150414548465250ull /* "PRFHEAP1" */
+#define MAX_PROCESSES 64
+#define SITE_PROBES 64
+#define LIVE_PROBES 32
+
+struct header {
+    uint64_t magic;
+    uint64_t site_slots; /* powers of two */
+    uint64_t live_slots;
+    uint64_t sample_every;
+    _Atomic uint64_t allocs, frees, frees_unknown, lost_sites, lost_live, stacks;
+    _Atomic uint32_t processes;
+    uint32_t pids[MAX_PROCESSES];
+    uint32_t _pad;
+};
+
+enum { EMPTY = 0, CLAIMING = 1, READY = 2 };
+
+struct site {
+    _Atomic uint32_t state;
+    uint32_t pid;
+    uint64_t ret;
+    _Atomic uint64_t allocs, bytes, frees, freed_bytes;
+    char comm[16];
+};
+
+struct live {
+    _Atomic uint64_t ptr;
+    uint32_t pid;
+    uint32_t site;
+    uint64_t size;
+    uint64_t _pad;
+};
+
+_Static_assert(sizeof(struct header) == 88 + 4 * MAX_PROCESSES, "header layout");
+_Static_assert(sizeof(struct site) == 64, "site layout");
+_Static_assert(sizeof(struct live) == 32, "live layout");
+
+static struct header *shared;
+static struct site *sites;
+static struct live *lives;
+static uint32_t my_pid;
+
+static void *(*next_malloc)(size_t);
+static void (*next_free)(void *);
+static void *(*next_calloc)(size_t, size_t);
+static void *(*next_realloc)(void *, size_t);
+static void *(*next_memalign)(size_t, size_t);
+static int (*next_posix_memalign)(void **, size_t, size_t);
+static void *(*next_aligned_alloc)(size_t, size_t);
+static void *(*next_valloc)(size_t);
+static void *(*next_pvalloc)(size_t);
+
+/* While dlsym looks the allocator up it may allocate: those calls get this buffer. */
+static char bootstrap[64 * 1024] __attribute__((aligned(64)));
+static _Atomic size_t bootstrap_used;
+static _Atomic int init_state; /* 0 not started, 1 in progress, 2 done */
+static __thread int initializing;
+
+static int from_bootstrap(const void *p) {
+    return (const char *)p >= bootstrap && (const char *)p < bootstrap + sizeof bootstrap;
+}
+
+static void *bootstrap_alloc(size_t size) {
+    size = (size + 63) & ~(size_t)63;
+    size_t at = atomic_fetch_add(&bootstrap_used, size);
+    if (at + size > sizeof bootstrap) {
+        return NULL;
+    }
+    return bootstrap + at; /* static storage: already zero, as calloc must return */
+}
+
+/*
+ * The stack of a sampled allocation is taken at this function's entry, where the
+ * profiler puts a uprobe. Written in assembly so that it starts with a push, which the
+ * kernel emulates (one trap, not two), and with call-frame information for the unwinder.
+ */
+__asm__(".text\n"
+        ".globl profiler_heap_preload_stack\n"
+        ".type profiler_heap_preload_stack, @function\n"
+        "profiler_heap_preload_stack:\n"
+        ".cfi_startproc\n"
+        "push %rbp\n"
+        ".cfi_adjust_cfa_offset 8\n"
+        ".cfi_rel_offset %rbp, 0\n"
+        "pop %rbp\n"
+        ".cfi_adjust_cfa_offset -8\n"
+        ".cfi_restore %rbp\n"
+        "ret\n"
+        ".cfi_endproc\n"
+        ".size profiler_heap_preload_stack, . - profiler_heap_preload_stack\n");
+void profiler_heap_preload_stack(uint64_t ret, uint64_t size);
+
+static void register_process(void) {
+    my_pid = (uint32_t)getpid();
+    if (shared == NULL) {
+        return;
+    }
+    uint32_t at = atomic_fetch_add(&shared->processes, 1);
+    if (at < MAX_PROCESSES) {
+        shared->pids[at] = my_pid;
+    }
+}
+
+static void attach_shared(void) {
+    const char *fd_text = getenv("PROFILER_HEAP_FD");
+    if (fd_text == NULL) {
+        return;
+    }
+    int fd = atoi(fd_text);
+    struct header *head = mmap(NULL, sizeof(struct header), PROT_READ, MAP_SHARED, fd, 0);
+    if (head == MAP_FAILED) {
+        return;
+    }
+    uint64_t magic = head->magic, site_slots = head->site_slots, live_slots = head->live_slots;
+    munmap(head, sizeof(struct header));
+    if (magic != MAGIC || site_slots == 0 || (site_slots & (site_slots - 1)) != 0 ||
+        live_slots == 0 || (live_slots & (live_slots - 1)) != 0) {
+        return;
+    }
+    size_t len = sizeof(struct header) + site_slots * sizeof(struct site) +
+                 live_slots * sizeof(struct live);
+    char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        return;
+    }
+    sites = (struct site *)(base + sizeof(struct header));
+    lives = (struct live *)(base + sizeof(struct header) + site_slots * sizeof(struct site));
+    shared = (struct header *)base;
+}
+
+static void init(void) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&init_state, &expected, 1)) {
+        while (atomic_load(&init_state) != 2) {
+        }
+        return;
+    }
+    initializing = 1;
+    next_malloc = dlsym(RTLD_NEXT, "malloc");
+    next_free = dlsym(RTLD_NEXT, "free");
+    next_calloc = dlsym(RTLD_NEXT, "calloc");
+    next_realloc = dlsym(RTLD_NEXT, "realloc");
+    next_memalign = dlsym(RTLD_NEXT, "memalign");
+    next_posix_memalign = dlsym(RTLD_NEXT, "posix_memalign");
+    next_aligned_alloc = dlsym(RTLD_NEXT, "aligned_alloc");
+    next_valloc = dlsym(RTLD_NEXT, "valloc");
+    next_pvalloc = dlsym(RTLD_NEXT, "pvalloc");
+    attach_shared();
+    register_process();
+    initializing = 0;
+    atomic_store(&init_state, 2);
+}
+
+/* Called in the child of a fork: its counts are its own. */
+static void after_fork(void) { register_process(); }
+
+__attribute__((constructor)) static void start(void) {
+    if (atomic_load(&init_state) == 0) {
+        init();
+    }
+    pthread_atfork(NULL, NULL, after_fork);
+}
+
+static int ready(void) {
+    if (__builtin_expect(atomic_load_explicit(&init_state, memory_order_acquire) == 2, 1)) {
+        return 1;
+    }
+    if (initializing) {
+        return 0;
+    }
+    init();
+    return 1;
+}
+
+static uint64_t mix(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+/* The site of (this process, ret), claimed if new; NULL when the table is full. */
+static struct site *site_of(uint64_t ret, uint32_t *index) {
+    uint64_t mask = shared->site_slots - 1;
+    uint64_t h = mix(ret ^ ((uint64_t)my_pid << 47));
+    for (uint64_t i = 0; i < SITE_PROBES; i++) {
+        uint64_t at = (h + i) & mask;
+        struct site *s = &sites[at];
+        uint32_t state = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (state == EMPTY) {
+            uint32_t empty = EMPTY;
+            if (atomic_compare_exchange_strong(&s->state, &empty, CLAIMING)) {
+                s->pid = my_pid;
+                s->ret = ret;
+                prctl(PR_GET_NAME, s->comm, 0, 0, 0);
+                atomic_store_explicit(&s->state, READY, memory_order_release);
+                *index = (uint32_t)at;
+                return s;
+            }
+            state = empty;
+        }
+        while (state == CLAIMING) {
+            state = atomic_load_explicit(&s->state, memory_order_acquire);
+        }
+        if (s->pid == my_pid && s->ret == ret) {
+            *index = (uint32_t)at;
+            return s;
+        }
+    }
+    atomic_fetch_add_explicit(&shared->lost_sites, 1, memory_order_relaxed);
+    return NULL;
+}
+
+static inline __attribute__((always_inline)) void count_alloc(void *ptr, size_t size,
+                                                               uint64_t ret) {
+    if (shared == NULL || ptr == NULL) {
+        return;
+    }
+    atomic_fetch_add_explicit(&shared->allocs, 1, memory_order_relaxed);
+    uint32_t index;
+    struct site *s = site_of(ret, &index);
+    if (s == NULL) {
+        return;
+    }
+    uint64_t n = atomic_fetch_add_explicit(&s->allocs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->bytes, size, memory_order_relaxed);
+    if (n % shared->sample_every == 0) {
+        atomic_fetch_add_explicit(&shared->stacks, 1, memory_order_relaxed);
+        profiler_heap_preload_stack(ret, size);
+    }
+    uint64_t mask = shared->live_slots - 1;
+    uint64_t h = mix((uint64_t)ptr);
+    for (uint64_t i = 0; i < LIVE_PROBES; i++) {
+        struct live *l = &lives[(h + i) & mask];
+        uint64_t empty = 0;
+        if (atomic_load_explicit(&l->ptr, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong(&l->ptr, &empty, (uint64_t)ptr)) {
+            l->pid = my_pid;
+            l->site = index;
+            l->size = size;
+            return;
+        }
+    }
+    atomic_fetch_add_explicit(&shared->lost_live, 1, memory_order_relaxed);
+}
+
+static inline __attribute__((always_inline)) void count_free(void *ptr) {
+    if (shared == NULL || ptr == NULL) {
+        return;
+    }
+    uint64_t mask = shared->live_slots - 1;
+    uint64_t h = mix((uint64_t)ptr);
+    for (uint64_t i = 0; i < LIVE_PROBES; i++) {
+        struct live *l = &lives[(h + i) & mask];
+        if (atomic_load_explicit(&l->ptr, memory_order_acquire) == (uint64_t)ptr &&
+            l->pid == my_pid) {
+            struct site *s = &sites[l->site];
+            uint64_t size = l->size;
+            atomic_store_explicit(&l->ptr, 0, memory_order_release);
+            atomic_fetch_add_explicit(&s->frees, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&s->freed_bytes, size, memory_order_relaxed);
+            atomic_fetch_add_explicit(&shared->frees, 1, memory_order_relaxed);
+            return;
+        }
+    }
+    atomic_fetch_add_explicit(&shared->frees_unknown, 1, memory_order_relaxed);
+}
+
+#define RET() ((uint64_t)__builtin_return_address(0))
+
+void *malloc(size_t size) {
+    if (!ready()) {
+        return bootstrap_alloc(size);
+    }
+    void *p = next_malloc(size);
+    count_alloc(p, size, RET());
+    return p;
+}
+
+void free(void *ptr) {
+    if (ptr == NULL || from_bootstrap(ptr)) {
+        return;
+    }
+    if (!ready()) {
+        return;
+    }
+    count_free(ptr);
+    next_free(ptr);
+}
+
+void *calloc(size_t n, size_t size) {
+    if (!ready()) {
+        return bootstrap_alloc(n * size);
+    }
+    void *p = next_calloc(n, size);
+    count_alloc(p, n * size, RET());
+    return p;
+}
+
+static inline __attribute__((always_inline)) void *resize(void *old, size_t size,
+                                                           uint64_t ret) {
+    if (old != NULL && from_bootstrap(old)) {
+        void *p = next_malloc(size);
+        if (p != NULL) {
+            memcpy(p, old, size); /* the bootstrap buffer holds at least this much past old */
+            count_alloc(p, size, ret);
+        }
+        return p;
+    }
+    void *p = next_realloc(old, size);
+    if (p != NULL || (old != NULL && size == 0)) {
+        count_free(old); /* resized (in place or moved), or freed by a zero size */
+    }
+    count_alloc(p, size, ret);
+    return p;
+}
+
+void *realloc(void *old, size_t size) {
+    if (!ready()) {
+        return NULL;
+    }
+    return resize(old, size, RET());
+}
+
+void *reallocarray(void *old, size_t n, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (!ready()) {
+        return NULL;
+    }
+    return resize(old, total, RET());
+}
+
+void *memalign(size_t alignment, size_t size) {
+    if (!ready() || next_memalign == NULL) {
+        return NULL;
+    }
+    void *p = next_memalign(alignment, size);
+    count_alloc(p, size, RET());
+    return p;
+}
+
+int posix_memalign(void **out, size_t alignment, size_t size) {
+    if (!ready() || next_posix_memalign == NULL) {
+        return ENOMEM;
+    }
+    int err = next_posix_memalign(out, alignment, size);
+    if (err == 0) {
+        count_alloc(*out, size, RET());
+    }
+    return err;
+}
+
+void *aligned_alloc(size_t alignment, size_t size) {
+    if (!ready() || next_aligned_alloc == NULL) {
+        return NULL;
+    }
+    void *p = next_aligned_alloc(alignment, size);
+    count_alloc(p, size, RET());
+    return p;
+}
+
+void *valloc(size_t size) {
+    if (!ready() || next_valloc == NULL) {
+        return NULL;
+    }
+    void *p = next_valloc(size);
+    count_alloc(p, size, RET());
+    return p;
+}
+
+void *pvalloc(size_t size) {
+    if (!ready() || next_pvalloc == NULL) {
+        return NULL;
+    }
+    void *p = next_pvalloc(size);
+    count_alloc(p, size, RET());
+    return p;
+}

@@ -1,0 +1,329 @@
+//! The heap profile's interposer for `-- COMMAND`: a library (`preload/heap_preload.c`,
+//! built and embedded by `build.rs`) the command loads with `LD_PRELOAD`, counting its
+//! allocations in memory shared with the profiler instead of trapping into the kernel.
+//!
+//! The profiler writes the library into a fresh directory of its own, creates the shared
+//! memory (a memfd the command inherits, named to it in `PROFILER_HEAP_FD`) and reads the
+//! interposer's per-site counts from it, in the kernel programs' shape, whenever the
+//! profile needs them. The interposer's stacks come through a uprobe on its marker
+//! function (`heap_preload_stack`). Everything read here was written by the target: it
+//! is bounded by the table's fixed size and used as numbers only.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use profiler_common::{
+    COMM_LEN, HeapLive, HeapLiveKey, HeapSiteKey, HeapSiteValue, MAX_HEAP_LIVE, MAX_HEAP_SITES,
+};
+
+/// The interposer, as `build.rs` compiled it.
+const LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libprofiler-heap-preload.so"));
+
+/// Its file name in the run's directory.
+const LIBRARY_NAME: &str = "libprofiler-heap-preload.so";
+
+/// The marker function whose entry takes a sampled allocation's stack.
+pub const STACK_MARKER: &str = "profiler_heap_preload_stack";
+
+// The shared layout, as heap_preload.c declares it.
+const MAGIC: u64 = 0x3150_4145_4846_5250;
+const MAX_PROCESSES: usize = RECORDED_STARTS;
+
+/// How many starts of the interposer (in a process, or again after it executes another
+/// program) are recorded by pid.
+pub const RECORDED_STARTS: usize = 64;
+const HEADER_BYTES: usize = 88 + 4 * MAX_PROCESSES;
+const SITE_BYTES: usize = 64;
+const LIVE_BYTES: usize = 32;
+const SITE_READY: u32 = 2;
+
+/// Header words, by byte offset.
+mod at {
+    pub const MAGIC: usize = 0;
+    pub const SITE_SLOTS: usize = 8;
+    pub const LIVE_SLOTS: usize = 16;
+    pub const SAMPLE_EVERY: usize = 24;
+    pub const ALLOCS: usize = 32;
+    pub const FREES: usize = 40;
+    pub const FREES_UNKNOWN: usize = 48;
+    pub const LOST_SITES: usize = 56;
+    pub const LOST_LIVE: usize = 64;
+    pub const STACKS: usize = 72;
+    pub const PROCESSES: usize = 80;
+    pub const PIDS: usize = 84;
+}
+
+/// What the interposer counted over the whole run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PreloadCounts {
+    /// Allocations counted.
+    pub allocs: u64,
+    /// Frees of blocks it counted.
+    pub frees: u64,
+    /// Frees of blocks it did not see allocated.
+    pub frees_unknown: u64,
+    /// Allocations not counted by site: the site table was full.
+    pub lost_sites: u64,
+    /// Allocations not tracked as live: the live table was full.
+    pub lost_live: u64,
+    /// Stacks it asked for.
+    pub stacks: u64,
+}
+
+/// The interposer of one run: its library on disk and the memory it counts in.
+#[derive(Debug)]
+pub struct Preload {
+    dir: PathBuf,
+    library: PathBuf,
+    memory: OwnedFd,
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is only read through atomics, from whichever thread holds this.
+unsafe impl Send for Preload {}
+
+impl Preload {
+    /// Writes the library into a new directory under `/tmp` (readable by the command's
+    /// user, writable by root only) and creates the shared memory.
+    ///
+    /// # Errors
+    /// When the directory, the file or the memory cannot be made.
+    pub fn create() -> Result<Self> {
+        let mut template = *b"/tmp/profiler-heap-XXXXXX\0";
+        // SAFETY: a NUL-terminated template, rewritten in place.
+        if unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) }.is_null() {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot create a directory for the heap interposer under /tmp");
+        }
+        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(&template[..template.len() - 1]));
+        let made = Self::fill(&dir);
+        if made.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        made
+    }
+
+    fn fill(dir: &Path) -> Result<Self> {
+        let c_dir = CString::new(dir.as_os_str().as_bytes())?;
+        // SAFETY: plain system calls on a path and descriptors made here.
+        let library = unsafe {
+            // mkdtemp made it 0700: the command may run as the invoking user.
+            if libc::chmod(c_dir.as_ptr(), 0o755) != 0 {
+                return Err(std::io::Error::last_os_error()).context("cannot chmod");
+            }
+            let dir_fd = libc::open(
+                c_dir.as_ptr(),
+                libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            );
+            if dir_fd < 0 {
+                return Err(std::io::Error::last_os_error()).context("cannot open it");
+            }
+            let dir_fd = OwnedFd::from_raw_fd(dir_fd);
+            let name = CString::new(LIBRARY_NAME)?;
+            let fd = libc::openat(
+                dir_fd.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644,
+            );
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("cannot create the interposer's file");
+            }
+            File::from(OwnedFd::from_raw_fd(fd))
+        };
+        let mut library = library;
+        library
+            .write_all(LIBRARY)
+            .context("cannot write the interposer's file")?;
+        drop(library);
+        let (memory, base, len) = shared_memory()?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            library: dir.join(LIBRARY_NAME),
+            memory,
+            base,
+            len,
+        })
+    }
+
+    /// The library's path, as the command loads it.
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// The shared memory's descriptor, which the command must inherit.
+    pub fn memory_fd(&self) -> RawFd {
+        self.memory.as_raw_fd()
+    }
+
+    /// The environment the command runs with: the interposer first in `LD_PRELOAD`
+    /// (before any the user gave, which it then calls), and where its memory is.
+    pub fn environment(&self) -> Vec<(OsString, OsString)> {
+        let mut preload = self.library.as_os_str().to_owned();
+        if let Some(theirs) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+            preload.push(":");
+            preload.push(theirs);
+        }
+        vec![
+            ("LD_PRELOAD".into(), preload),
+            (
+                "PROFILER_HEAP_FD".into(),
+                self.memory_fd().to_string().into(),
+            ),
+        ]
+    }
+
+    fn word(&self, offset: usize) -> u64 {
+        debug_assert!(offset + 8 <= self.len && offset.is_multiple_of(8));
+        // SAFETY: in bounds of the live mapping and 8-byte aligned (page-aligned base).
+        unsafe { (*self.base.add(offset).cast::<AtomicU64>()).load(Ordering::Acquire) }
+    }
+
+    fn half(&self, offset: usize) -> u32 {
+        debug_assert!(offset + 4 <= self.len && offset.is_multiple_of(4));
+        // SAFETY: as in `word`, 4-byte aligned.
+        unsafe { (*self.base.add(offset).cast::<AtomicU32>()).load(Ordering::Acquire) }
+    }
+
+    /// The processes the interposer started in, in pid order: the first 64 it started in
+    /// (a process that executes another program starts it again, under the same pid), and
+    /// how many starts there were in all.
+    pub fn processes(&self) -> (Vec<u32>, u32) {
+        let starts = self.half(at::PROCESSES);
+        let mut pids: Vec<u32> = (0..(starts as usize).min(MAX_PROCESSES))
+            .map(|i| self.half(at::PIDS + 4 * i))
+            .filter(|&pid| pid != 0)
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        (pids, starts)
+    }
+
+    /// What it counted in total.
+    pub fn counts(&self) -> PreloadCounts {
+        PreloadCounts {
+            allocs: self.word(at::ALLOCS),
+            frees: self.word(at::FREES),
+            frees_unknown: self.word(at::FREES_UNKNOWN),
+            lost_sites: self.word(at::LOST_SITES),
+            lost_live: self.word(at::LOST_LIVE),
+            stacks: self.word(at::STACKS),
+        }
+    }
+
+    /// Its counts by site, as the kernel's site map holds them.
+    pub fn sites(&self) -> Vec<(HeapSiteKey, HeapSiteValue)> {
+        (0..MAX_HEAP_SITES as usize)
+            .filter_map(|i| {
+                let at = HEADER_BYTES + i * SITE_BYTES;
+                if self.half(at) != SITE_READY {
+                    return None;
+                }
+                let mut comm = [0u8; COMM_LEN];
+                for (j, byte) in comm.iter_mut().enumerate() {
+                    // SAFETY: within the site's 16-byte name, inside the mapping.
+                    *byte = unsafe { std::ptr::read_volatile(self.base.add(at + 48 + j)) };
+                }
+                let key = HeapSiteKey {
+                    pid: self.half(at + 4),
+                    _pad: 0,
+                    ret: self.word(at + 8),
+                };
+                let value = HeapSiteValue {
+                    allocs: self.word(at + 16),
+                    bytes: self.word(at + 24),
+                    frees: self.word(at + 32),
+                    freed_bytes: self.word(at + 40),
+                    comm,
+                };
+                Some((key, value))
+            })
+            .collect()
+    }
+}
+
+impl Preload {
+    /// The blocks it saw allocated and not freed, as the kernel's live table holds them
+    /// (the site's return address for each).
+    pub fn live(&self) -> Vec<(HeapLiveKey, HeapLive)> {
+        let lives = HEADER_BYTES + MAX_HEAP_SITES as usize * SITE_BYTES;
+        (0..MAX_HEAP_LIVE as usize)
+            .filter_map(|i| {
+                let at = lives + i * LIVE_BYTES;
+                let ptr = self.word(at);
+                if ptr == 0 {
+                    return None;
+                }
+                let site = self.half(at + 12) as usize;
+                if site >= MAX_HEAP_SITES as usize {
+                    return None; // Not the interposer's writing: ignored.
+                }
+                let key = HeapLiveKey {
+                    pid: self.half(at + 8),
+                    _pad: 0,
+                    ptr,
+                };
+                let block = HeapLive {
+                    size: self.word(at + 16),
+                    ret: self.word(HEADER_BYTES + site * SITE_BYTES + 8),
+                };
+                Some((key, block))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Preload {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `shared_memory`, unmapped once.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+        let _ = std::fs::remove_file(&self.library);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The memfd the interposer counts in, sized and mapped, with its header written.
+fn shared_memory() -> Result<(OwnedFd, *mut u8, usize)> {
+    let len =
+        HEADER_BYTES + MAX_HEAP_SITES as usize * SITE_BYTES + MAX_HEAP_LIVE as usize * LIVE_BYTES;
+    // SAFETY: plain system calls; the descriptor is owned from here on.
+    unsafe {
+        let fd = libc::memfd_create(c"profiler-heap".as_ptr(), libc::MFD_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot create the heap interposer's shared memory (memfd_create)");
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        if libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) != 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot size it (ftruncate)");
+        }
+        let base = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        );
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("cannot map it (mmap)");
+        }
+        let base = base.cast::<u8>();
+        let put = |offset: usize, value: u64| {
+            (*base.add(offset).cast::<AtomicU64>()).store(value, Ordering::Release);
+        };
+        put(at::SITE_SLOTS, u64::from(MAX_HEAP_SITES));
+        put(at::LIVE_SLOTS, u64::from(MAX_HEAP_LIVE));
+        put(at::SAMPLE_EVERY, profiler_common::HEAP_STACK_SAMPLE_EVERY);
+        put(at::MAGIC, MAGIC);
+        Ok((fd, base, len))
+    }
+}
