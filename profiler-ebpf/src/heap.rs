@@ -264,9 +264,10 @@ fn free_block(tgid: u32, ptr: u64) {
     }
 }
 
-/// `profiler_heap_preload_stack(ret, size)` in the `-- COMMAND` interposer: it counted the
-/// allocation itself and asks for its stack (the first of a site, then one in
-/// `sample_every`), keyed as `heap_alloc` keys it.
+/// `profiler_heap_preload_stack(ret, size, first)` in the `-- COMMAND` interposer: it
+/// counted the allocation itself and asks for its stack (the first of a site, then one
+/// in `sample_every`), keyed as `heap_alloc` keys it. A site's first has userspace read
+/// the process's mappings, as `heap_alloc` does, while the process still runs.
 #[uprobe]
 pub fn heap_preload_stack(ctx: ProbeContext) -> u32 {
     let (tgid, _) = current_ids();
@@ -283,6 +284,9 @@ pub fn heap_preload_stack(ctx: ProbeContext) -> u32 {
         size: reg(&ctx, RSI),
         rate: 0,
     };
+    if reg(&ctx, RDX) != 0 {
+        notify_new_key(tgid, event.site.ret, -1);
+    }
     if send_sample(&ctx, Context::Uprobe, Site::Heap(sample_kind::HEAP_PRELOAD, &event)) {
         count(counter::HEAP_STACKS);
     } else {

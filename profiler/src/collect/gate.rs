@@ -107,21 +107,41 @@ pub fn command_files(program: &OsString) -> Vec<PathBuf> {
     files
 }
 
-/// Whether the dynamic loader will load an `LD_PRELOAD` library into the command: it is
-/// (or its script's interpreter is) dynamically linked, and not set-user- or
-/// set-group-ID (the loader ignores such paths then).
+/// Whether the dynamic loader will load an `LD_PRELOAD` library into the command without
+/// harm: it is (or its script's interpreter is) dynamically linked, not set-user- or
+/// set-group-ID (the loader ignores such paths then), and has no sanitizer runtime.
 pub fn takes_preload(program: &OsString) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let Some(exe) = executable(program) else {
         return false;
     };
     let setid = std::fs::metadata(&exe).map_or(true, |m| m.permissions().mode() & 0o6000 != 0);
-    !setid && interpreter_of(&exe).is_some()
+    if setid || interpreter_of(&exe).is_none() {
+        return false;
+    }
+    // A sanitizer's runtime must come first among the libraries, or the program aborts.
+    let sanitized = command_files(program).iter().any(|f| {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        [
+            "libasan",
+            "libtsan",
+            "libmsan",
+            "liblsan",
+            "libhwasan",
+            "libubsan",
+        ]
+        .iter()
+        .any(|runtime| name.starts_with(runtime))
+    });
+    !sanitized
 }
 
 /// The file the kernel will execute for `program`: found on PATH, and a script's
 /// interpreter in place of the script.
-fn executable(program: &OsString) -> Option<PathBuf> {
+pub fn executable(program: &OsString) -> Option<PathBuf> {
     let mut exe = resolve(Path::new(program))?;
     // A script runs its interpreter.
     if let Ok(head) = std::fs::read(&exe).map(|d| d.into_iter().take(256).collect::<Vec<u8>>())

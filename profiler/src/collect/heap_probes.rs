@@ -2,7 +2,7 @@
 //! probes per (process, file), scoped to that process, so no other process on the host
 //! traps.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -45,7 +45,9 @@ pub struct GoTarget {
 /// What the heap probes were attached to, and what could not be.
 #[derive(Debug, Default)]
 pub struct HeapProbes {
-    attached: HashSet<(u32, FileKey)>,
+    /// Files probed in each process, and whether their C names were left to the
+    /// interposer (to be probed after all if the process turns out not to load it).
+    attached: HashMap<(u32, FileKey), bool>,
     /// Files whose allocator entry points are probed.
     pub files: BTreeSet<String>,
     /// Entry points probed (over every process and file).
@@ -62,7 +64,7 @@ pub struct HeapProbes {
     threads: HashSet<u32>,
     /// The `LD_PRELOAD` interposer's library, when a launched command loads it: a
     /// process that maps it needs no probes on the C names it takes.
-    interposer: Option<FileKey>,
+    interposer: Option<PathBuf>,
 }
 
 impl HeapProbes {
@@ -94,13 +96,22 @@ impl HeapProbes {
             self.threads.insert(pid);
             return;
         }
+        // A launched command between its fork and its exec is still the profiler: its
+        // files are probed for what it will be (`attach_future_files`), not for this.
+        let exe = |pid: &str| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        let program = exe(&pid.to_string());
+        if program.is_some() && program == exe("self") {
+            return;
+        }
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
             return; // Gone: nothing to probe.
         };
         let maps = parse_maps(&text);
+        // By path: the device a mapping shows is not always the one stat gives (overlayfs).
         let interposed = self
             .interposer
-            .is_some_and(|key| maps.iter().any(|m| m.key == key));
+            .as_ref()
+            .is_some_and(|library| maps.iter().any(|m| Path::new(&m.path) == library));
         let mut seen = HashSet::new();
         for map in maps {
             if map.key.inode == 0 || !map.path.starts_with('/') || !seen.insert(map.key) {
@@ -110,20 +121,23 @@ impl HeapProbes {
             let mapped_delta = map.start.wrapping_sub(map.offset);
             let how = How {
                 mapped_delta: Some(mapped_delta),
-                interposed,
+                // A program's own malloc comes before any preloaded one.
+                interposed: interposed && program.as_deref() != Some(Path::new(&map.path)),
             };
             self.attach_file(ebpf, pid, map.key, &path, &map.path, how);
         }
     }
 
     /// Probes the files `pid` will map once it executes (a launched command that waits
-    /// for the probes before it runs); `interposed` when it will load the interposer.
+    /// for the probes before it runs); `interposed` when it will load the interposer,
+    /// which takes the C names' calls except those of `program` itself.
     pub fn attach_future_files(
         &mut self,
         ebpf: &mut Ebpf,
         pid: u32,
         files: &[PathBuf],
         interposed: bool,
+        program: Option<&Path>,
     ) {
         for path in files {
             let Ok(meta) = std::fs::metadata(path) else {
@@ -138,7 +152,7 @@ impl HeapProbes {
             let shown = path.to_string_lossy().into_owned();
             let how = How {
                 mapped_delta: None,
-                interposed,
+                interposed: interposed && program != Some(path.as_path()),
             };
             self.attach_file(ebpf, pid, key, path, &shown, how);
         }
@@ -157,9 +171,13 @@ impl HeapProbes {
             mapped_delta,
             interposed,
         } = how;
-        if !self.attached.insert((pid, key)) {
-            return;
-        }
+        // Only the C names left to an interposer the process did not load, if probed before.
+        let only_c_names = match self.attached.get(&(pid, key)) {
+            None => false,
+            Some(true) if !interposed => true,
+            Some(_) => return,
+        };
+        self.attached.insert((pid, key), interposed);
         let Ok(found) = Allocators::of_file(path) else {
             return; // Not an ELF file (a locale archive, a font): nothing to probe.
         };
@@ -168,7 +186,7 @@ impl HeapProbes {
         };
         let mut probed = 0;
         for entry in &found.entry_points {
-            if interposed && entry.interposed {
+            if (interposed && entry.interposed) || (only_c_names && !entry.interposed) {
                 continue;
             }
             let attached = match entry.role {
@@ -189,7 +207,7 @@ impl HeapProbes {
                     .push(format!("{} in {shown} (pid {pid}): {err:#}", entry.name)),
             }
         }
-        if let Some(go) = found.go.clone() {
+        if let Some(go) = found.go.clone().filter(|_| !only_c_names) {
             // Where the process holds MemProfileRate: the link-time address unless the
             // binary is position independent and not mapped yet.
             let load_bias = match mapped_delta {
@@ -251,12 +269,7 @@ impl HeapProbes {
             UProbeScope::AllProcesses,
         )
         .context("cannot probe the heap interposer's stack marker")?;
-        let meta = std::fs::metadata(library)?;
-        self.interposer = Some(FileKey {
-            major: libc::major(meta.dev()),
-            minor: libc::minor(meta.dev()),
-            inode: meta.ino(),
-        });
+        self.interposer = Some(library.to_owned());
         Ok(())
     }
 
@@ -288,7 +301,9 @@ impl HeapProbes {
 struct How {
     /// Its mapping's start minus its file offset; `None` before the process executes.
     mapped_delta: Option<u64>,
-    /// Whether the process loads the interposer, which takes the C names' calls.
+    /// Whether the process loads the interposer and the file is a library (a program's
+    /// own malloc is found before any preloaded one), so that the interposer takes the
+    /// C names' calls.
     interposed: bool,
 }
 

@@ -18,9 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
-use profiler_common::{
-    COMM_LEN, HeapLive, HeapLiveKey, HeapSiteKey, HeapSiteValue, MAX_HEAP_LIVE, MAX_HEAP_SITES,
-};
+use profiler_common::{COMM_LEN, HeapSiteKey, HeapSiteValue, MAX_HEAP_SITES};
 
 /// The interposer, as `build.rs` compiled it.
 const LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libprofiler-heap-preload.so"));
@@ -40,7 +38,11 @@ const MAX_PROCESSES: usize = RECORDED_STARTS;
 pub const RECORDED_STARTS: usize = 64;
 const HEADER_BYTES: usize = 88 + 4 * MAX_PROCESSES;
 const SITE_BYTES: usize = 64;
-const LIVE_BYTES: usize = 32;
+
+/// Live blocks the interposer's table holds in each process (its private memory, 16
+/// bytes a block, touched as used): more than the kernel's table, as a program's live
+/// blocks run into millions.
+pub const LIVE_SLOTS: u32 = 1 << 22;
 const SITE_READY: u32 = 2;
 
 /// Header words, by byte offset.
@@ -137,7 +139,12 @@ impl Preload {
                 return Err(std::io::Error::last_os_error())
                     .context("cannot create the interposer's file");
             }
-            File::from(OwnedFd::from_raw_fd(fd))
+            let file = File::from(OwnedFd::from_raw_fd(fd));
+            // Readable by the command's user whatever root's umask is.
+            if libc::fchmod(file.as_raw_fd(), 0o644) != 0 {
+                return Err(std::io::Error::last_os_error()).context("cannot chmod it");
+            }
+            file
         };
         let mut library = library;
         library
@@ -219,8 +226,32 @@ impl Preload {
         }
     }
 
-    /// Its counts by site, as the kernel's site map holds them.
+    /// Its counts by site, as the kernel's site map holds them. A site's blocks in use
+    /// are its allocations less its frees (the interposer keeps its live blocks in each
+    /// process's own memory; those it could not track are counted as lost).
     pub fn sites(&self) -> Vec<(HeapSiteKey, HeapSiteValue)> {
+        // A site two threads claimed at once has two slots: one entry here.
+        let mut merged: std::collections::BTreeMap<(u32, u64), HeapSiteValue> =
+            std::collections::BTreeMap::new();
+        for (key, value) in self.slots() {
+            merged
+                .entry((key.pid, key.ret))
+                .and_modify(|sum| {
+                    // Numbers the target wrote: saturating, never a panic.
+                    sum.allocs = sum.allocs.saturating_add(value.allocs);
+                    sum.bytes = sum.bytes.saturating_add(value.bytes);
+                    sum.frees = sum.frees.saturating_add(value.frees);
+                    sum.freed_bytes = sum.freed_bytes.saturating_add(value.freed_bytes);
+                })
+                .or_insert(value);
+        }
+        merged
+            .into_iter()
+            .map(|((pid, ret), value)| (HeapSiteKey { pid, _pad: 0, ret }, value))
+            .collect()
+    }
+
+    fn slots(&self) -> Vec<(HeapSiteKey, HeapSiteValue)> {
         (0..MAX_HEAP_SITES as usize)
             .filter_map(|i| {
                 let at = HEADER_BYTES + i * SITE_BYTES;
@@ -250,37 +281,6 @@ impl Preload {
     }
 }
 
-impl Preload {
-    /// The blocks it saw allocated and not freed, as the kernel's live table holds them
-    /// (the site's return address for each).
-    pub fn live(&self) -> Vec<(HeapLiveKey, HeapLive)> {
-        let lives = HEADER_BYTES + MAX_HEAP_SITES as usize * SITE_BYTES;
-        (0..MAX_HEAP_LIVE as usize)
-            .filter_map(|i| {
-                let at = lives + i * LIVE_BYTES;
-                let ptr = self.word(at);
-                if ptr == 0 {
-                    return None;
-                }
-                let site = self.half(at + 12) as usize;
-                if site >= MAX_HEAP_SITES as usize {
-                    return None; // Not the interposer's writing: ignored.
-                }
-                let key = HeapLiveKey {
-                    pid: self.half(at + 8),
-                    _pad: 0,
-                    ptr,
-                };
-                let block = HeapLive {
-                    size: self.word(at + 16),
-                    ret: self.word(HEADER_BYTES + site * SITE_BYTES + 8),
-                };
-                Some((key, block))
-            })
-            .collect()
-    }
-}
-
 impl Drop for Preload {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `shared_memory`, unmapped once.
@@ -292,11 +292,13 @@ impl Drop for Preload {
 
 /// The memfd the interposer counts in, sized and mapped, with its header written.
 fn shared_memory() -> Result<(OwnedFd, *mut u8, usize)> {
-    let len =
-        HEADER_BYTES + MAX_HEAP_SITES as usize * SITE_BYTES + MAX_HEAP_LIVE as usize * LIVE_BYTES;
+    let len = HEADER_BYTES + MAX_HEAP_SITES as usize * SITE_BYTES;
     // SAFETY: plain system calls; the descriptor is owned from here on.
     unsafe {
-        let fd = libc::memfd_create(c"profiler-heap".as_ptr(), libc::MFD_CLOEXEC);
+        let fd = libc::memfd_create(
+            c"profiler-heap".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        );
         if fd < 0 {
             return Err(std::io::Error::last_os_error())
                 .context("cannot create the heap interposer's shared memory (memfd_create)");
@@ -304,6 +306,12 @@ fn shared_memory() -> Result<(OwnedFd, *mut u8, usize)> {
         let fd = OwnedFd::from_raw_fd(fd);
         if libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) != 0 {
             return Err(std::io::Error::last_os_error()).context("cannot size it (ftruncate)");
+        }
+        // The command may write the tables, not resize them under the profiler's reads
+        // (a shrunk mapping would fault here).
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        if libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) != 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot seal it (fcntl)");
         }
         let base = libc::mmap(
             std::ptr::null_mut(),
@@ -321,7 +329,7 @@ fn shared_memory() -> Result<(OwnedFd, *mut u8, usize)> {
             (*base.add(offset).cast::<AtomicU64>()).store(value, Ordering::Release);
         };
         put(at::SITE_SLOTS, u64::from(MAX_HEAP_SITES));
-        put(at::LIVE_SLOTS, u64::from(MAX_HEAP_LIVE));
+        put(at::LIVE_SLOTS, u64::from(LIVE_SLOTS));
         put(at::SAMPLE_EVERY, profiler_common::HEAP_STACK_SAMPLE_EVERY);
         put(at::MAGIC, MAGIC);
         Ok((fd, base, len))

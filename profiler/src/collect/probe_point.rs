@@ -78,7 +78,7 @@ pub fn point(code: &[u8], ip: u64, reads: Reads) -> Point {
             break;
         }
         let bytes = &code[offset(instr) as usize..][..instr.len()];
-        if is_emulated(instr, bytes) {
+        if is_emulated(instr, bytes) && !branches_back(instr, ip) {
             return Point {
                 offset: offset(instr),
                 emulated: true,
@@ -91,10 +91,17 @@ pub fn point(code: &[u8], ip: u64, reads: Reads) -> Point {
     fallback
 }
 
+/// Whether `instr` branches back into the function's start, up to itself: probed, it
+/// would fire on every turn of that loop.
+fn branches_back(instr: &Instruction, start: u64) -> bool {
+    instr.op0_kind() == OpKind::NearBranch64
+        && (start..=instr.ip()).contains(&instr.near_branch_target())
+}
+
 /// The index of the first instruction after Go's stack-bound check (`CMP SP, 16(R14)`,
-/// or `LEA -n(SP), R12; CMP R12, 16(R14)` for large frames, then `JBE`), or `None` when
-/// the function does not start with one: 0 when it has no check at all (a `NOSPLIT`
-/// function).
+/// `LEA -n(SP), R12; CMP R12, 16(R14)`, or for the largest frames `MOV SP, R12;
+/// SUB $n, R12; JCS; CMP R12, 16(R14)`, then `JBE`), or `None` when the function does
+/// not start with one: 0 when it has no check at all (a `NOSPLIT` function).
 fn go_stack_check(instructions: &[Instruction]) -> Option<usize> {
     let is_guard_compare = |instr: &Instruction| {
         instr.mnemonic() == Mnemonic::Cmp
@@ -105,7 +112,7 @@ fn go_stack_check(instructions: &[Instruction]) -> Option<usize> {
                     && matches!(instr.op_register(i), Register::RSP | Register::R12)
             })
     };
-    let compare = instructions.iter().take(2).position(is_guard_compare);
+    let compare = instructions.iter().take(5).position(is_guard_compare);
     let Some(compare) = compare else {
         return Some(0);
     };
@@ -118,7 +125,9 @@ fn go_stack_check(instructions: &[Instruction]) -> Option<usize> {
 /// decodes it).
 fn is_emulated(instr: &Instruction, bytes: &[u8]) -> bool {
     if instr.is_jcc_short_or_near() || instr.is_jmp_short_or_near() || instr.is_call_near() {
-        return instr.op0_kind() == OpKind::NearBranch64;
+        // The kernel refuses a branch with an operand-size prefix (which Intel ignores
+        // and AMD does not): such a probe would not attach at all.
+        return instr.op0_kind() == OpKind::NearBranch64 && !has_operand_size_prefix(bytes);
     }
     instr.code() == Code::Push_r64
         && match bytes {
@@ -126,6 +135,17 @@ fn is_emulated(instr: &Instruction, bytes: &[u8]) -> bool {
             [0x41, op] => (0x50..=0x57).contains(op),
             _ => false,
         }
+}
+
+/// Whether an instruction's prefixes (legacy, then REX) include the operand-size one.
+fn has_operand_size_prefix(bytes: &[u8]) -> bool {
+    const LEGACY: [u8; 11] = [
+        0x66, 0x67, 0xf0, 0xf2, 0xf3, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65,
+    ];
+    bytes
+        .iter()
+        .take_while(|b| LEGACY.contains(b) || (0x40..=0x4f).contains(*b))
+        .any(|&b| b == 0x66)
 }
 
 /// Whether `instr` runs straight on and writes neither memory nor a register the
@@ -264,6 +284,29 @@ mod tests {
         // cmp 0x10(%r14),%rsp; jbe; sub $0x18,%rsp: never on the check itself.
         let code = [0x49, 0x3b, 0x66, 0x10, 0x76, 0x10, 0x48, 0x83, 0xec, 0x18];
         assert_eq!(point(&code, 0x1000, GO_ARGS), Point::stepped(6));
+    }
+
+    #[test]
+    fn go_s_check_for_the_largest_frames_is_passed_too() {
+        // mov %rsp,%r12; sub $0x2000,%r12; jb; cmp 0x10(%r14),%r12; jbe; push %rbp
+        let code = [
+            0x49, 0x89, 0xe4, 0x49, 0x81, 0xec, 0x00, 0x20, 0, 0, 0x72, 0x10, 0x4d, 0x3b, 0x66,
+            0x10, 0x76, 0x10, 0x55,
+        ];
+        assert_eq!(
+            point(&code, 0x1000, GO_ARGS),
+            Point {
+                offset: 18,
+                emulated: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_loop_at_the_start_is_not_probed_on_its_branch() {
+        // L: mov (%rax),%ecx; test %ecx,%ecx; jne L: the jne runs once a turn.
+        let code = [0x8b, 0x08, 0x85, 0xc9, 0x75, 0xfa, 0x55];
+        assert_eq!(point(&code, 0x1000, C_ARGS), Point::stepped(0));
     }
 
     #[test]

@@ -132,8 +132,12 @@ pub struct HeapRun {
     pub probes: HeapProbes,
     /// Native allocations and frees by site, summed over CPUs.
     pub sites: Vec<(HeapSiteKey, HeapSiteValue)>,
-    /// Native blocks allocated in the window and live at its end.
+    /// Native blocks allocated in the window and live at its end, as the kernel tracked
+    /// them.
     pub live: Vec<(HeapLiveKey, HeapLive)>,
+    /// Objects and bytes in use at the end by the interposer's sites (its allocations
+    /// less its frees).
+    pub interposed_in_use: HashMap<HeapSiteKey, (u64, u64)>,
     /// Bytes in use (allocated in the window, not freed) per site, about once a second.
     pub timeline: Vec<HashMap<HeapSiteKey, i64>>,
     /// The `LD_PRELOAD` interposer a launched command counted its allocations with (its
@@ -234,9 +238,20 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             if config.heap_via == HeapVia::Preload
                 && argv.first().is_some_and(gate::takes_preload) =>
         {
-            let preload = Preload::create()?;
-            heap.attach_interposer(probes.ebpf_mut(), preload.library())?;
-            Some(preload)
+            let started = Preload::create().and_then(|preload| {
+                heap.attach_interposer(probes.ebpf_mut(), preload.library())?;
+                Ok(preload)
+            });
+            match started {
+                Ok(preload) => Some(preload),
+                Err(err) => {
+                    crate::sys::console::eprint_line(&format!(
+                        "profiler: the heap interposer cannot be used ({err:#}): the \
+                         command's allocations are traced by uprobes instead"
+                    ));
+                    None
+                }
+            }
         }
         _ => None,
     };
@@ -352,13 +367,22 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         Some(heap_probes) => {
             let sites = heap_sites(&probes, preload.as_ref())?;
             timeline.push(in_use_by_site(&sites));
-            let mut live = probes.read_heap_live()?;
-            if let Some(preload) = &preload {
-                live.extend(preload.live());
-            }
+            let interposed_in_use = preload
+                .as_ref()
+                .map(|p| {
+                    p.sites()
+                        .into_iter()
+                        .map(|(key, v)| {
+                            let objects = v.allocs.saturating_sub(v.frees);
+                            (key, (objects, v.bytes.saturating_sub(v.freed_bytes)))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             Some(HeapRun {
                 probes: heap_probes,
-                live,
+                live: probes.read_heap_live()?,
+                interposed_in_use,
                 sites,
                 timeline,
                 preload,
@@ -416,6 +440,7 @@ impl RunOutcome {
         if let Some(heap) = &mut self.heap {
             heap.sites.retain(|(site, _)| site.pid != pid);
             heap.live.retain(|(block, _)| block.pid != pid);
+            heap.interposed_in_use.retain(|site, _| site.pid != pid);
         }
         samples.go.retain(|(site, _), _| site.pid != pid);
         self.goroutines.waits.retain(|(key, _)| key.pid != pid);
@@ -502,7 +527,15 @@ fn spawn_gated(
             child
         });
         if let Some(pid) = gate.wait_child() {
-            heap.attach_future_files(probes.ebpf_mut(), pid, &files, preload.is_some());
+            let program = argv.first().and_then(gate::executable);
+            let interposed = preload.is_some();
+            heap.attach_future_files(
+                probes.ebpf_mut(),
+                pid,
+                &files,
+                interposed,
+                program.as_deref(),
+            );
             gate.open();
         }
         spawner
