@@ -243,8 +243,9 @@ fn interposed(preload: &Preload) -> String {
          counted {} allocations and {} frees of them without trapping but for the sampled \
          stacks, {} frees of blocks it did not see allocated (from before it started, \
          inherited over a fork, or not tracked); lost: {} (site table full), {} not \
-         tracked as live (their memory shows as in use); {} stacks taken through one \
-         uprobe on its marker function",
+         tracked as live (their memory shows as in use); {} stacks taken (the first \
+         allocation of each site, then one in {}) through one uprobe on its marker \
+         function",
         pids.len(),
         shown.join(", "),
         n.allocs,
@@ -252,7 +253,8 @@ fn interposed(preload: &Preload) -> String {
         n.frees_unknown,
         n.lost_sites,
         n.lost_live,
-        n.stacks
+        n.stacks,
+        crate::collect::preload::STACK_SAMPLE_EVERY
     )
 }
 

@@ -308,8 +308,9 @@ pub fn heap(ctx: &Ctx) -> Result<Section> {
          pointer) and one at free, which is what exact counts and exact in-use figures need. \
          bpftrace probes the first instruction (free's `test`, single-stepped) and its \
          counting program knows nothing of sizes or live blocks. The interposer takes no \
-         trap per call: it counts in memory shared with the profiler, and one allocation in \
-         64 per site calls a marker function whose uprobe takes the stack."
+         trap per call: it counts in memory shared with the profiler, and the first \
+         allocation of each site, then one in 256, calls a marker function whose uprobe \
+         takes the stack."
             .into(),
     );
     Ok(section)
