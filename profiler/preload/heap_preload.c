@@ -455,7 +455,7 @@ static inline __attribute__((always_inline)) void *resize(void *old, size_t size
 
 void *realloc(void *old, size_t size) {
     if (!ready()) {
-        return NULL;
+        return old == NULL ? bootstrap_alloc(size) : NULL;
     }
     return resize(old, size, RET());
 }

@@ -11,8 +11,9 @@ use crate::build::facts;
 use crate::build::stacks::{StackResolver, stacks_by_site};
 use crate::collect::allocators::go_version;
 use crate::collect::go_heap::GoAllocStack;
+use crate::collect::heap_run::HeapRun;
 use crate::collect::preload::{Preload, RECORDED_STARTS};
-use crate::collect::session::{HeapRun, RunOutcome};
+use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::{HeapValue, Label, LostStack, Profile, ProfileBuilder, ProfileKind};
 

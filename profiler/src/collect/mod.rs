@@ -13,6 +13,7 @@ pub mod go_heap;
 pub mod golang;
 pub mod goroutines;
 pub mod heap_probes;
+pub mod heap_run;
 pub mod launch;
 pub mod preload;
 pub mod probe_point;

@@ -2,7 +2,6 @@
 //! stack samples as they arrive until the end of the window, then collect what the kernel
 //! aggregated.
 
-use std::collections::HashMap;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,8 +9,7 @@ use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use profiler_common::{
-    BlockKey, BlockValue, HeapLive, HeapLiveKey, HeapSiteKey, HeapSiteValue, InFlight, IoKey,
-    IoValue, ProcEvent, counter, futex_syscall, proc_event,
+    BlockKey, BlockValue, InFlight, IoKey, IoValue, ProcEvent, counter, futex_syscall, proc_event,
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -22,13 +20,15 @@ use crate::collect::cpustat::CpuTimes;
 use crate::collect::gate::{self, Gate};
 use crate::collect::goroutines::{GoTracer, GoroutineWaits};
 use crate::collect::heap_probes::HeapProbes;
+use crate::collect::heap_run;
+use crate::collect::heap_run::HeapRun;
 use crate::collect::launch::{self, Inherit};
 use crate::collect::preload::Preload;
 use crate::collect::probes::{self, Counters, LoadOptions, Probes};
 use crate::collect::samples::{Collector, Samples};
 use crate::collect::selfcost::KernelCost;
 use crate::collect::tracefs;
-use crate::config::{CallGraph, Config, HeapVia, Target};
+use crate::config::{CallGraph, Config, Target};
 use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::procmaps::ProcessTable;
 use crate::sys::fdlimit;
@@ -126,28 +126,6 @@ pub struct RunOutcome {
     pub goroutines: GoroutineWaits,
 }
 
-/// What the heap profile collected.
-pub struct HeapRun {
-    /// What was probed.
-    pub probes: HeapProbes,
-    /// Native allocations and frees by site, summed over CPUs.
-    pub sites: Vec<(HeapSiteKey, HeapSiteValue)>,
-    /// Native blocks allocated in the window and live at its end, as the kernel tracked
-    /// them.
-    pub live: Vec<(HeapLiveKey, HeapLive)>,
-    /// Objects and bytes in use at the end by the interposer's sites (its allocations
-    /// less its frees).
-    pub interposed_in_use: HashMap<HeapSiteKey, (u64, u64)>,
-    /// Bytes in use (allocated in the window, not freed) per site, about once a second.
-    pub timeline: Vec<HashMap<HeapSiteKey, i64>>,
-    /// The `LD_PRELOAD` interposer a launched command counted its allocations with (its
-    /// sites and live blocks are in `sites` and `live` with the kernel's).
-    pub preload: Option<Preload>,
-}
-
-/// How often (in ticks) the heap sites' in-use bytes are read for the growth findings.
-const HEAP_SNAPSHOT_TICKS: u32 = 4;
-
 /// Runs the profiler as `config` says.
 ///
 /// # Errors
@@ -234,24 +212,8 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     let mut bpf_symbols = BpfSymbols::default();
     bpf_symbols.snapshot();
     let preload = match (&config.target, &mut heap) {
-        (Target::Command(argv), Some(heap))
-            if config.heap_via == HeapVia::Preload
-                && argv.first().is_some_and(gate::takes_preload) =>
-        {
-            let started = Preload::create().and_then(|preload| {
-                heap.attach_interposer(probes.ebpf_mut(), preload.library())?;
-                Ok(preload)
-            });
-            match started {
-                Ok(preload) => Some(preload),
-                Err(err) => {
-                    crate::sys::console::eprint_line(&format!(
-                        "profiler: the heap interposer cannot be used ({err:#}): the \
-                         command's allocations are traced by uprobes instead"
-                    ));
-                    None
-                }
-            }
+        (Target::Command(argv), Some(heap)) => {
+            heap_run::start_interposer(config, argv, heap, &mut probes)
         }
         _ => None,
     };
@@ -266,7 +228,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         _ => None,
     };
     if let Some(heap) = &heap {
-        sync_go_stack_roots(heap, &mut collector);
+        heap_run::sync_go_stack_roots(heap, &mut collector);
     }
     let command_pid = child.as_ref().and_then(Child::id);
     let start = SystemTime::now();
@@ -317,11 +279,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
                         }
                     }
                     heap.refresh_go_rates();
-                    sync_go_stack_roots(heap, &mut collector);
-                    if ticks.is_multiple_of(HEAP_SNAPSHOT_TICKS)
-                        && let Ok(sites) = heap_sites(&probes, preload.as_ref())
+                    heap_run::sync_go_stack_roots(heap, &mut collector);
+                    if ticks.is_multiple_of(heap_run::SNAPSHOT_TICKS)
+                        && let Ok(sites) = heap_run::sites(&probes, preload.as_ref())
                     {
-                        timeline.push(in_use_by_site(&sites));
+                        timeline.push(heap_run::in_use_by_site(&sites));
                     }
                 }
                 if let Ok(counters) = probes.counters() {
@@ -364,30 +326,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         ));
     }
     let heap = match heap {
-        Some(heap_probes) => {
-            let sites = heap_sites(&probes, preload.as_ref())?;
-            timeline.push(in_use_by_site(&sites));
-            let interposed_in_use = preload
-                .as_ref()
-                .map(|p| {
-                    p.sites()
-                        .into_iter()
-                        .map(|(key, v)| {
-                            let objects = v.allocs.saturating_sub(v.frees);
-                            (key, (objects, v.bytes.saturating_sub(v.freed_bytes)))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            Some(HeapRun {
-                probes: heap_probes,
-                live: probes.read_heap_live()?,
-                interposed_in_use,
-                sites,
-                timeline,
-                preload,
-            })
-        }
+        Some(heap_probes) => Some(heap_run::finish(heap_probes, &probes, preload, timeline)?),
         None => None,
     };
     let goroutines = go.finish(&mut probes)?;
@@ -446,32 +385,6 @@ impl RunOutcome {
         self.goroutines.waits.retain(|(key, _)| key.pid != pid);
         self.goroutines.parked.retain(|entry| entry.site.pid != pid);
     }
-}
-
-/// Tells the collector where each Go target's `runtime.systemstack` is.
-/// The native allocation sites: the kernel's, and the interposer's when it ran.
-fn heap_sites(
-    probes: &Probes,
-    preload: Option<&Preload>,
-) -> Result<Vec<(HeapSiteKey, HeapSiteValue)>> {
-    let mut sites = probes.read_heap_sites()?;
-    if let Some(preload) = preload {
-        sites.extend(preload.sites());
-    }
-    Ok(sites)
-}
-
-fn sync_go_stack_roots(heap: &HeapProbes, collector: &mut Collector) {
-    for (pid, start, end) in heap.go_stack_roots() {
-        collector.set_go_stack_root(pid, start, end);
-    }
-}
-
-fn in_use_by_site(sites: &[(HeapSiteKey, HeapSiteValue)]) -> HashMap<HeapSiteKey, i64> {
-    sites
-        .iter()
-        .map(|(key, value)| (*key, value.bytes.wrapping_sub(value.freed_bytes) as i64))
-        .collect()
 }
 
 /// Starts the command so that it is a target from its first instruction: the profiler makes
