@@ -134,6 +134,8 @@ impl ProcessTable {
             .iter()
             .any(|m| m.file.is_none() && is_anonymous(&m.path))
         {
+            // Read again on every tick while it lives: a JIT adds to its map as it compiles.
+            self.jit_pids.insert(pid);
             self.read_perf_map(pid);
         }
         true
