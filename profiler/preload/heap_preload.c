@@ -174,10 +174,9 @@ static void attach_shared(void) {
     }
     /*
      * The live blocks are this process's own business (the profiler reads in-use figures
-     * from the sites' counters), so their table is private memory, in huge pages where
-     * the system allows: a record is looked up at random and each 4 KiB page would cost
-     * a TLB miss (in a VM, a two-level page walk), which made perl's hash build twice as
-     * slow as unprofiled.
+     * from the sites' counters), so their table is private memory: a fork's child can
+     * forget its copy, and huge pages, where the system allows them, spare the lookups
+     * TLB misses (see live_slot for what the lookups' order did).
      */
     size_t live_len = live_slots * sizeof(struct live);
     void *table = mmap(NULL, live_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
