@@ -161,22 +161,11 @@ fn native_counts(via: &str) -> Run {
     );
     let m = FixtureResult::read(&result);
     let profile = out.join("heap.pb.gz");
-    let objects = traces(&profile, "alloc_objects");
+    let context = run.transcript();
+    assert_allocs_and_kept_blocks(&profile, &m, &context);
     let space = traces(&profile, "alloc_space");
     let inuse = traces(&profile, "inuse_space");
     let inuse_objects = traces(&profile, "inuse_objects");
-    let context = run.transcript();
-    for function in ["churn_small", "keep_blocks", "grow_buffer"] {
-        let want = m.u64(&format!("{function}_allocs"));
-        let got = by_function(&objects, function);
-        assert_near(
-            &format!("alloc_objects of {function}"),
-            got,
-            want,
-            0.01,
-            &context,
-        );
-    }
     let churn_bytes = m.u64("churn_small_bytes");
     let got = by_function(&space, "churn_small");
     assert_near(
@@ -187,8 +176,6 @@ fn native_counts(via: &str) -> Run {
         &context,
     );
     let kept = m.u64("keep_blocks_bytes");
-    let got = by_function(&inuse, "keep_blocks");
-    assert_near("inuse_space of keep_blocks", got, kept, 0.02, &context);
     let got = by_function(&inuse_objects, "keep_blocks");
     let kept_objects = m.u64("keep_blocks_allocs");
     assert_near(
@@ -381,7 +368,13 @@ fn preloaded_allocator_counts(library: &str, via: &str) {
         );
     }
     let m = FixtureResult::read(&result);
-    let objects = traces(&profile, "alloc_objects");
+    assert_allocs_and_kept_blocks(&profile, &m, &context);
+}
+
+/// `heap_native`'s profile against its own counts: `alloc_objects` of each function
+/// within 1%, and the kept blocks' `inuse_space` within 2%.
+fn assert_allocs_and_kept_blocks(profile: &Path, m: &FixtureResult, context: &str) {
+    let objects = traces(profile, "alloc_objects");
     for function in ["churn_small", "keep_blocks", "grow_buffer"] {
         let want = m.u64(&format!("{function}_allocs"));
         let got = by_function(&objects, function);
@@ -390,17 +383,16 @@ fn preloaded_allocator_counts(library: &str, via: &str) {
             got,
             want,
             0.01,
-            &context,
+            context,
         );
     }
-    let inuse = traces(&profile, "inuse_space");
-    let kept = m.u64("keep_blocks_bytes");
+    let inuse = traces(profile, "inuse_space");
     assert_near(
         "inuse_space of keep_blocks",
         by_function(&inuse, "keep_blocks"),
-        kept,
+        m.u64("keep_blocks_bytes"),
         0.02,
-        &context,
+        context,
     );
 }
 

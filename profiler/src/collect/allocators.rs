@@ -7,10 +7,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use iced_x86::Register;
-use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+use object::{Object, ObjectSymbol};
 use profiler_common::heap_fn;
 
 use crate::collect::probe_point::{Reads, probe_point};
+use crate::process::elf_data::{bytes_at, file_offset};
 
 /// What a probed entry point does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,27 +244,9 @@ const GO_READS: Reads = Reads {
     go: true,
 };
 
-/// The file offset of virtual address `address`, from the segment that holds it.
-fn file_offset(file: &object::File<'_>, address: u64) -> Option<u64> {
-    file.segments().find_map(|segment| {
-        let (start, size) = (segment.address(), segment.size());
-        let (offset, file_size) = segment.file_range();
-        (address >= start && address < start + size.min(file_size))
-            .then(|| address - start + offset)
-    })
-}
-
-/// The bytes at virtual address `address` in the file's initialized data.
+/// Exactly `len` bytes of the file's initialized data at virtual address `address`.
 fn read_at<'data>(file: &object::File<'data>, address: u64, len: u64) -> Option<&'data [u8]> {
-    file.sections().find_map(|section| {
-        let start = section.address();
-        if address < start || address + len > start + section.size() {
-            return None;
-        }
-        let data = section.data().ok()?;
-        let at = usize::try_from(address - start).ok()?;
-        data.get(at..at + usize::try_from(len).ok()?)
-    })
+    bytes_at(file, address, len).filter(|bytes| bytes.len() as u64 == len)
 }
 
 fn go_runtime(

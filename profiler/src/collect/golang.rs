@@ -11,6 +11,7 @@ use iced_x86::Register;
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 use crate::collect::probe_point::{Reads, probe_point};
+use crate::process::elf_data;
 
 /// Oldest Go release whose register ABI the probes read (`g` in R14, arguments in
 /// registers): 1.17 on x86-64.
@@ -127,7 +128,7 @@ pub fn inspect(path: &Path) -> Result<GoBinary, NotTraceable> {
             go: true,
         };
         let (addr, _) = probe_point(&elf, function.address(), function.size(), reads);
-        file_offset_of(&elf, addr).ok_or(NotTraceable::NoSymbol(name))
+        elf_data::file_offset(&elf, addr).ok_or(NotTraceable::NoSymbol(name))
     };
     // What go_park and go_ready read: the goroutine (R14, RAX) and the wait reason (CL).
     let gopark_offset = file_offset("runtime.gopark", &[Register::R14, Register::RCX])?;
@@ -201,16 +202,6 @@ fn uvarint(bytes: &[u8]) -> Option<(u64, usize)> {
 
 fn read_u64_at(data: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// The file offset of virtual address `addr`, from the segment that maps it.
-fn file_offset_of(elf: &object::File<'_>, addr: u64) -> Option<u64> {
-    elf.segments().find_map(|seg| {
-        let (offset, size) = seg.file_range();
-        (seg.address()..seg.address() + size)
-            .contains(&addr)
-            .then(|| addr - seg.address() + offset)
-    })
 }
 
 /// `len` bytes of the file at virtual address `addr`.

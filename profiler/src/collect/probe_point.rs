@@ -18,11 +18,11 @@
 //! check or its branch fires again on each such return; the point is taken after the
 //! branch, where a call arrives once.
 
+use crate::process::elf_data::bytes_at;
 use iced_x86::{
     Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
     OpAccess, OpKind, Register,
 };
-use object::{Object, ObjectSection};
 
 /// Instructions looked at from a function's start: its prologue, no further.
 const MAX_INSTRUCTIONS: usize = 16;
@@ -186,17 +186,7 @@ pub fn probe_point(file: &object::File<'_>, address: u64, size: u64, reads: Read
     } else {
         size.min(CODE_BYTES as u64)
     };
-    let code = file.sections().find_map(|section| {
-        let start = section.address();
-        let end = start + section.size();
-        if address < start || address >= end {
-            return None;
-        }
-        let data = section.data().ok()?;
-        let at = usize::try_from(address - start).ok()?;
-        let len = usize::try_from(wanted.min(end - address)).ok()?;
-        data.get(at..at + len)
-    });
+    let code = bytes_at(file, address, wanted);
     code.map_or((address, false), |code| {
         let at = point(code, address, reads);
         (address + at.offset, at.emulated)
