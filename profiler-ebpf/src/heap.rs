@@ -27,6 +27,7 @@ use profiler_common::{
     sample_kind,
 };
 
+use crate::regs;
 use crate::shared::{
     Context, Site, count, current_ids, is_target, notify_new_key, send_heap_event, send_sample,
 };
@@ -47,28 +48,15 @@ static HEAP_LIVE: HashMap<HeapLiveKey, HeapLive> = HashMap::with_max_entries(MAX
 static HEAP_PENDING: Array<HeapPending> = Array::with_max_entries(HEAP_PENDING_SLOTS, 0);
 
 
+/// The user register at byte offset `offset` of `pt_regs` (see `regs.rs`).
 #[inline(always)]
-fn regs_of(ctx: &impl EbpfContext) -> *const u64 {
-    ctx.as_ptr() as *const u64
-}
-
-/// Register `index` of `pt_regs` (in 8-byte words; see `regs.rs` for the layout).
-#[inline(always)]
-fn reg(ctx: &impl EbpfContext, word: usize) -> u64 {
+fn reg(ctx: &impl EbpfContext, offset: usize) -> u64 {
     // SAFETY: uprobe programs get the user registers as their context; the verifier
     // checks every load against the context's size. Volatile, so that the compiler does
     // not turn a choice between registers into a load at a variable offset, which the
     // verifier refuses for a context.
-    unsafe { core::ptr::read_volatile(regs_of(ctx).add(word)) }
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(offset).cast::<u64>()) }
 }
-
-const RDI: usize = 14;
-const RSI: usize = 13;
-const RDX: usize = 12;
-const RAX: usize = 10;
-const RBX: usize = 5;
-const RCX: usize = 11;
-const RSP: usize = 19;
 
 /// Entry of an allocating function (which one, in the attach cookie): counts the call at
 /// its site and remembers it until it returns.
@@ -80,7 +68,7 @@ pub fn heap_alloc(ctx: ProbeContext) -> u32 {
     }
     // SAFETY: the helper reads the cookie userspace gave this attachment.
     let func = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let sp = reg(&ctx, RSP);
+    let sp = reg(&ctx, regs::SP);
     let Some(slot) = HEAP_PENDING.get_ptr_mut(tid & (HEAP_PENDING_SLOTS - 1)) else {
         return 0;
     };
@@ -95,7 +83,7 @@ pub fn heap_alloc(ctx: ProbeContext) -> u32 {
             count(counter::LOST_HEAP_SLOT);
         }
     }
-    let (a0, a1, a2) = (reg(&ctx, RDI), reg(&ctx, RSI), reg(&ctx, RDX));
+    let (a0, a1, a2) = (reg(&ctx, regs::DI), reg(&ctx, regs::SI), reg(&ctx, regs::DX));
     let (size, old) = match func {
         heap_fn::CALLOC => (a0.wrapping_mul(a1), 0),
         heap_fn::REALLOC => (a1, a0),
@@ -183,14 +171,14 @@ pub fn heap_alloc_return(ctx: RetProbeContext) -> u32 {
     };
     // SAFETY: as in `heap_alloc`.
     let pending = unsafe {
-        if (*slot).tid != tid || (*slot).sp >= reg(&ctx, RSP) {
+        if (*slot).tid != tid || (*slot).sp >= reg(&ctx, regs::SP) {
             return 0; // Another thread's, or a nested call returning inside ours.
         }
         let pending = *slot;
         (*slot).tid = 0;
         pending
     };
-    let returned = reg(&ctx, RAX);
+    let returned = reg(&ctx, regs::AX);
     let ptr = match pending.func {
         heap_fn::POSIX_MEMALIGN if returned == 0 => {
             // SAFETY: a probe read of the pointer the call wrote; never faults.
@@ -229,7 +217,7 @@ pub fn heap_free(ctx: ProbeContext) -> u32 {
     if !is_target(tgid) {
         return 0;
     }
-    let ptr = reg(&ctx, RDI);
+    let ptr = reg(&ctx, regs::DI);
     if ptr != 0 {
         free_block(tgid, ptr);
     }
@@ -278,13 +266,13 @@ pub fn heap_preload_stack(ctx: ProbeContext) -> u32 {
         site: HeapSiteKey {
             pid: tgid,
             _pad: 0,
-            ret: reg(&ctx, RDI),
+            ret: reg(&ctx, regs::DI),
         },
         ptr: 0,
-        size: reg(&ctx, RSI),
+        size: reg(&ctx, regs::SI),
         rate: 0,
     };
-    if reg(&ctx, RDX) != 0 {
+    if reg(&ctx, regs::DX) != 0 {
         notify_new_key(tgid, event.site.ret, -1);
     }
     if send_sample(&ctx, Context::Uprobe, Site::Heap(sample_kind::HEAP_PRELOAD, &event)) {
@@ -307,7 +295,7 @@ pub fn go_malloc(ctx: ProbeContext) -> u32 {
     }
     // SAFETY: the helper reads the cookie userspace gave this attachment.
     let layout = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let (rax, rbx, rcx) = (reg(&ctx, RAX), reg(&ctx, RBX), reg(&ctx, RCX));
+    let (rax, rbx, rcx) = (reg(&ctx, regs::AX), reg(&ctx, regs::BX), reg(&ctx, regs::CX));
     let (ptr, size) = if layout >> 63 == 0 {
         (rax, rbx)
     } else {
@@ -351,7 +339,7 @@ pub fn go_free(ctx: ProbeContext) -> u32 {
     let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let (profile_kind, kind_offset) = (cookie & 0xff, (cookie >> 8) & 0xff);
     // type special struct { next *special; offset uint16 (uintptr from Go 1.22); kind byte }
-    let special = reg(&ctx, RAX);
+    let special = reg(&ctx, regs::AX);
     // SAFETY: a probe read of the runtime's record; never faults.
     let kind = unsafe { bpf_probe_read_user((special + kind_offset) as *const u8) }.unwrap_or(0);
     if u64::from(kind) != profile_kind {
@@ -363,8 +351,8 @@ pub fn go_free(ctx: ProbeContext) -> u32 {
             _pad: 0,
             ret: 0,
         },
-        ptr: reg(&ctx, RBX),
-        size: reg(&ctx, RCX),
+        ptr: reg(&ctx, regs::BX),
+        size: reg(&ctx, regs::CX),
         rate: 0,
     };
     if !send_heap_event(sample_kind::GO_FREE, &event) {

@@ -4,6 +4,12 @@
 
 /// `rbp`, the frame pointer.
 pub const BP: usize = 4 * 8;
+/// `rbx`, the second argument of Go's register ABI.
+pub const BX: usize = 5 * 8;
+/// `rax`, the return value (and the first argument of Go's register ABI).
+pub const AX: usize = 10 * 8;
+/// `rcx`, the third argument of Go's register ABI.
+pub const CX: usize = 11 * 8;
 /// `rdx`, the third syscall argument.
 pub const DX: usize = 12 * 8;
 /// `rsi`, the second syscall argument.
