@@ -22,14 +22,16 @@ pub struct Run {
     pub stderr: String,
     /// Wall time from spawn to exit.
     pub elapsed: Duration,
+    /// Its peak resident set in KiB (`ru_maxrss` from `wait4`), or 0 when not measured.
+    pub peak_rss_kib: i64,
 }
 
 impl Run {
     /// stdout and stderr, for assertion messages.
     pub fn transcript(&self) -> String {
         format!(
-            "exit status: {}\nelapsed: {:.2?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.elapsed, self.stdout, self.stderr
+            "exit status: {}\nelapsed: {:.2?}\npeak RSS: {} KiB\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.elapsed, self.peak_rss_kib, self.stdout, self.stderr
         )
     }
 
@@ -134,16 +136,18 @@ impl Running {
     }
 
     /// Waits for the process up to `timeout`; on timeout kills it and panics
-    /// with what it printed. Also fails on a panic message in stderr.
+    /// with what it printed. Also fails on a panic message in stderr. The process is
+    /// reaped by `wait4`, which also gives its peak RSS ([`Run::peak_rss_kib`]).
     pub fn wait_timeout(mut self, timeout: Duration) -> Run {
-        let status = loop {
-            match self.child.try_wait().expect("wait for profiler") {
-                Some(status) => break status,
+        let (status, peak_rss_kib) = loop {
+            match reap(self.child.id(), false) {
+                Some(done) => break done,
                 None if self.started.elapsed() > timeout => {
                     let _ = self.child.kill();
-                    let status = self.child.wait().expect("reap killed process");
+                    let (status, rss) = reap(self.child.id(), true).expect("reap killed process");
                     let what = self.what.clone();
-                    let run = self.finish(status);
+                    let mut run = self.finish(status);
+                    run.peak_rss_kib = rss;
                     panic!(
                         "{what} did not finish within {timeout:?}; killed it\n{}",
                         run.transcript()
@@ -153,7 +157,8 @@ impl Running {
             }
         };
         let what = std::mem::take(&mut self.what);
-        let run = self.finish(status);
+        let mut run = self.finish(status);
+        run.peak_rss_kib = peak_rss_kib;
         if !run.stderr.is_empty() || !run.stdout.is_empty() {
             // Shown only for failing tests (the test harness captures it).
             eprintln!("--- {what} ---\n{}", run.transcript());
@@ -188,7 +193,30 @@ impl Running {
             stdout: join(self.stdout.take()),
             stderr: join(self.stderr.take()),
             elapsed,
+            peak_rss_kib: 0,
         }
+    }
+}
+
+/// Reaps child `pid` with `wait4` (blocking when `block`): its exit status and peak RSS in
+/// KiB, or `None` while it runs.
+fn reap(pid: u32, block: bool) -> Option<(ExitStatus, i64)> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: pid is a child of this process; status and usage point to live locals.
+        let done = unsafe { libc::wait4(pid as libc::pid_t, &mut status, flags, &mut usage) };
+        if done == pid as libc::pid_t {
+            return Some((ExitStatus::from_raw(status), usage.ru_maxrss));
+        }
+        if done == 0 {
+            return None;
+        }
+        let err = std::io::Error::last_os_error();
+        assert_eq!(err.kind(), std::io::ErrorKind::Interrupted, "wait4({pid}): {err}");
     }
 }
 

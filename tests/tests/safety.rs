@@ -292,6 +292,7 @@ fn report(dir: &Path) -> Report {
         stdout: fs::read_to_string(&out).unwrap(),
         stderr: fs::read_to_string(&err).unwrap(),
         elapsed: start.elapsed(),
+        peak_rss_kib: usage.ru_maxrss,
     };
     run.assert_no_panic();
     let report = Report {

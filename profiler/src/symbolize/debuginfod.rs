@@ -36,8 +36,20 @@ impl fmt::Debug for Debuginfod {
     }
 }
 
+/// What a client is made from, to make the same client in another process (the
+/// symbolization workers).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DebuginfodSettings {
+    /// The servers, space-separated.
+    pub urls: String,
+    /// The cache directory.
+    pub cache: PathBuf,
+    /// How long one request may take.
+    pub timeout: Duration,
+}
+
 /// What the client did in the run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Activity {
     /// Files downloaded, and their bytes.
     pub fetched: u64,
@@ -54,6 +66,18 @@ pub struct Activity {
 }
 
 impl Activity {
+    /// Adds what another client (a worker's) did.
+    pub fn merge(&mut self, other: &Activity) {
+        self.fetched += other.fetched;
+        self.bytes += other.bytes;
+        self.cached += other.cached;
+        self.missing += other.missing;
+        self.elapsed += other.elapsed;
+        if self.gave_up.is_none() {
+            self.gave_up.clone_from(&other.gave_up);
+        }
+    }
+
     /// One line for the run's summary, or `None` when nothing was asked.
     pub fn summary(&self, urls: &str) -> Option<String> {
         if self.fetched + self.cached + self.missing == 0 && self.gave_up.is_none() {
@@ -114,6 +138,27 @@ impl Debuginfod {
             timeout,
             state: Mutex::new(Activity::default()),
         })
+    }
+
+    /// What this client is made from, for [`Self::from_settings`] in another process.
+    pub fn settings(&self) -> DebuginfodSettings {
+        DebuginfodSettings {
+            urls: self.urls.clone(),
+            cache: self.cache.clone(),
+            timeout: self.timeout,
+        }
+    }
+
+    /// The client `settings` describe.
+    pub fn from_settings(settings: &DebuginfodSettings) -> Option<Self> {
+        Self::new(&settings.urls, settings.cache.clone(), settings.timeout)
+    }
+
+    /// Adds what another process's client did to this one's activity.
+    pub fn merge_activity(&self, other: &Activity) {
+        if let Ok(mut state) = self.state.lock() {
+            state.merge(other);
+        }
     }
 
     /// The servers, space-separated.
