@@ -203,9 +203,12 @@ impl Drop for CleanRootCache {
     }
 }
 
-/// Every file, directory and link under `dir` (not followed): kind, owner, mode, and
-/// contents or target.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, u32, Vec<u8>)> {
+/// What [`snapshot`] saw: by path, owner, mode, and contents or link target.
+type Snapshot = BTreeMap<PathBuf, (u32, u32, Vec<u8>)>;
+
+/// Every file, directory and link under `dir` (not followed): owner, mode (with the
+/// kind), and contents or target.
+fn snapshot(dir: &Path) -> Snapshot {
     let mut seen = BTreeMap::new();
     let mut dirs = vec![dir.to_owned()];
     while let Some(d) = dirs.pop() {
@@ -295,12 +298,12 @@ impl Planted {
         ]
     }
 
-    fn before(&self) -> [BTreeMap<PathBuf, (u32, u32, Vec<u8>)>; 2] {
+    fn before(&self) -> [Snapshot; 2] {
         [snapshot(&self.home), snapshot(&self.root_only)]
     }
 
     /// Nothing nobody planted, and nothing root-only, changed.
-    fn assert_untouched(&self, before: &[BTreeMap<PathBuf, (u32, u32, Vec<u8>)>; 2], run: &Run) {
+    fn assert_untouched(&self, before: &[Snapshot; 2], run: &Run) {
         assert!(
             self.before() == *before,
             "files under nobody's HOME or the root-only directory changed\n{}",

@@ -32,6 +32,13 @@ pub const RUN_BUDGET: Duration = Duration::from_secs(10);
 /// lower it.
 pub const MAX_BYTES: u64 = 2 << 30;
 /// Requests at once in [`Debuginfod::prefetch`].
+#[cfg_attr(
+    not(test),
+    allow(
+        dead_code,
+        reason = "for a caller that knows the build IDs it will ask for"
+    )
+)]
 const PARALLEL: usize = 4;
 
 /// A debuginfod client with a file cache.
@@ -355,6 +362,13 @@ impl Debuginfod {
 
     /// Fetches the debug files of `build_ids` into the cache, [`PARALLEL`] requests at a
     /// time, so that the [`Self::fetch`]es that follow answer at once.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "for a caller that knows the build IDs it will ask for"
+        )
+    )]
     pub fn prefetch(&self, build_ids: &[Vec<u8>]) {
         let next = AtomicUsize::new(0);
         let work = || {
