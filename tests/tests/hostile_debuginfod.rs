@@ -507,7 +507,10 @@ fn a_6_gib_body_is_refused_by_its_length() {
     let _clean = CleanRootCache(program.ids.clone());
     let url = serve(|stream| {
         let total = 6u64 << 30;
-        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n");
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+        );
         stream_body(stream, total);
     });
     let planted = plant(&program.ids[0]);
@@ -566,7 +569,7 @@ fn a_file_of_another_build_id_is_not_cached() {
     let url = serve(move |stream| {
         let _ = write!(
             stream,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             debug.len()
         );
         let _ = stream.write_all(&debug);
@@ -601,7 +604,7 @@ fn a_slow_404_for_every_build_id_is_bounded_by_the_runs_budget() {
         std::thread::sleep(Duration::from_millis(250));
         let _ = write!(
             stream,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         );
     });
     let planted = plant(&program.ids[0]);
@@ -613,4 +616,52 @@ fn a_slow_404_for_every_build_id_is_bounded_by_the_runs_budget() {
     let line = debuginfod_line(&run);
     assert!(line.contains("budget for debuginfod was spent"), "{line}");
     assert!(folded.total() > 0, "{}", run.transcript());
+}
+
+#[test]
+fn whole_host_with_a_slow_404_for_every_build_id_ends_within_the_budget() {
+    if !prerequisites() {
+        return;
+    }
+    // nobody runs the program; root profiles the whole host, as in the issue.
+    let program = program(150);
+    let _clean = CleanRootCache(program.ids.clone());
+    let url = serve(|stream| {
+        std::thread::sleep(Duration::from_millis(250));
+        let _ = write!(
+            stream,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    });
+    let planted = plant(&program.ids[0]);
+    let before = planted.before();
+    let mut args = vec!["8".to_owned()];
+    args.extend(program.libs.iter().map(|l| l.to_str().unwrap().to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut app = as_nobody(&program.app, &args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the program as nobody");
+    // Let it load its libraries.
+    std::thread::sleep(Duration::from_millis(500));
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let mut cmd = profiler_command(&["-d", "3s", "-F", "999", "--format", "pprof,folded"]);
+    cmd.arg("-o").arg(&out).env_remove("DEBUGINFOD_CACHE_PATH");
+    for (key, value) in planted.env(&url) {
+        cmd.env(key, value);
+    }
+    let run = run_command(cmd);
+    let _ = app.kill();
+    let _ = app.wait();
+    run.assert_success();
+    planted.assert_untouched(&before, &run);
+    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
+    let line = debuginfod_line(&run);
+    assert!(line.contains("budget for debuginfod was spent"), "{line}");
+    assert!(
+        Folded::load(&out).with_comm("app").total() > 0,
+        "{}",
+        run.transcript()
+    );
 }
