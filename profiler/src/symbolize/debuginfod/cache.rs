@@ -310,6 +310,8 @@ impl Cache {
         })();
         if !matches!(kept, Ok(Stored::Kept(_))) {
             let _ = rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty());
+            // The entry's directory too, when nothing else is in it.
+            let _ = rustix::fs::unlinkat(&self.dir, hex, AtFlags::REMOVEDIR);
         }
         kept
     }
