@@ -16,6 +16,42 @@ pub type StackId = usize;
 /// Index of a [`Mapping`] in [`Profile::mappings`].
 pub type MappingId = usize;
 
+/// The most lines (inlined frames and the function they are inlined into) one location
+/// keeps. Deeper chains keep their [`INLINE_KEPT_INNER`] innermost and
+/// [`INLINE_KEPT_OUTER`] outermost lines around one [`elided_inline_line`] frame that says
+/// how many were left out: a 100-deep `always_inline` chain in a 600-deep recursion would
+/// otherwise be a 60,000-frame stack in every output.
+pub const MAX_INLINE_LINES: usize = INLINE_KEPT_INNER + 1 + INLINE_KEPT_OUTER;
+/// Innermost lines (the hot callee side) an over-long inline chain keeps.
+pub const INLINE_KEPT_INNER: usize = 16;
+/// Outermost lines (the function that holds the code, and its callers' side) an over-long
+/// inline chain keeps.
+pub const INLINE_KEPT_OUTER: usize = 15;
+/// Prefix of the name of the frame standing for elided inlined frames.
+pub const ELIDED_INLINE_PREFIX: &str = "[elided: ";
+
+/// The line standing for `count` inlined frames left out of a location.
+pub fn elided_inline_line(count: usize) -> Line {
+    Line {
+        function: format!("{ELIDED_INLINE_PREFIX}{count} inlined frames]"),
+        file: None,
+        line: 0,
+    }
+}
+
+/// Caps `lines` (innermost first) at [`MAX_INLINE_LINES`]; returns how many were elided.
+pub fn cap_inline_lines(lines: &mut Vec<Line>) -> usize {
+    if lines.len() <= MAX_INLINE_LINES {
+        return 0;
+    }
+    let elided = lines.len() - INLINE_KEPT_INNER - INLINE_KEPT_OUTER;
+    let outer = lines.split_off(lines.len() - INLINE_KEPT_OUTER);
+    lines.truncate(INLINE_KEPT_INNER);
+    lines.push(elided_inline_line(elided));
+    lines.extend(outer);
+    elided
+}
+
 /// A file or pseudo-file mapped into a process: where its code came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Mapping {
