@@ -385,9 +385,10 @@ impl Msg {
 }
 
 /// A CPU profile of one location with `lines` inline lines (each its own function), and
-/// `samples` samples at it, each with its own `comm` label: small on disk, a tree of
-/// samples times lines once every sample is a process of its own.
-fn ballooning_profile(lines: usize, samples: usize) -> Vec<u8> {
+/// `samples` samples of a stack of `depth` times that location, each with its own `comm`
+/// label: small on disk, a tree of samples times frames once every sample is a process
+/// of its own.
+fn ballooning_profile(lines: usize, samples: usize, depth: usize) -> Vec<u8> {
     let mut strings: Vec<String> = ["", "samples", "count", "cpu", "nanoseconds", "comm"]
         .map(str::to_owned)
         .to_vec();
@@ -400,7 +401,7 @@ fn ballooning_profile(lines: usize, samples: usize) -> Vec<u8> {
         let label = Msg::default().int(1, 5).int(2, comm).0.clone();
         let mut sample = Msg::default();
         sample
-            .bytes(1, &Msg::default().varint(1).0)
+            .bytes(1, &vec![1u8; depth])
             .bytes(2, &Msg::default().varint(1).varint(10_000_000).0)
             .bytes(3, &label);
         p.bytes(2, &sample.0);
@@ -429,7 +430,7 @@ fn report_of_a_small_ballooning_file_stays_under_its_memory_cap() {
     if !prerequisites() {
         return;
     }
-    let file = ballooning_profile(2048, 9700);
+    let file = ballooning_profile(2048, 9700, 1);
     assert!(
         (20_000..60_000).contains(&file.len()),
         "the crafted file is {} bytes, not the 35 KB of the issue",
@@ -444,6 +445,32 @@ fn report_of_a_small_ballooning_file_stays_under_its_memory_cap() {
         run.stdout.contains("inlined frames: "),
         "the cut inline chain is not counted\n{}",
         run.stdout
+    );
+    eprintln!(
+        "report of {} bytes: {:.1?}, peak RSS {} MiB",
+        file.len(),
+        run.elapsed,
+        run.peak_rss_kib / 1024
+    );
+}
+
+#[test]
+fn report_of_a_file_at_its_frame_limits_stays_within_bounds() {
+    if !prerequisites() {
+        return;
+    }
+    // Stacks of 2,048 locations of 32 lines each (the most report keeps), 3,800 samples
+    // of them, each its own process: 249 million frames, just under the limit.
+    let file = ballooning_profile(32, 3800, 2048);
+    let dir = temp_dir();
+    std::fs::write(dir.path().join("cpu.pb.gz"), &file).unwrap();
+    let run = report(dir.path());
+    run.assert_success();
+    assert_bounded(&run, Duration::ZERO, Duration::from_secs(90), REPORT_RSS_MIB);
+    let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        page.contains("stacks are cut short in the flame graph"),
+        "the report's tree was not cut at its budget, or does not say so"
     );
     eprintln!(
         "report of {} bytes: {:.1?}, peak RSS {} MiB",

@@ -209,6 +209,28 @@ impl Profile {
         out
     }
 
+    /// Per stack, the positive sum of sample value `index` over its samples, in the order
+    /// stacks are first sampled: what an analysis that reads only stacks and one value
+    /// walks, so that each distinct stack costs its frames once, however many samples
+    /// (threads, processes, labels) share it.
+    pub fn stack_totals(&self, index: usize) -> Vec<(StackId, i64)> {
+        let mut at: Vec<Option<usize>> = vec![None; self.stacks.len()];
+        let mut totals: Vec<(StackId, i64)> = Vec::new();
+        for sample in &self.samples {
+            let Some(slot) = at.get_mut(sample.stack) else {
+                continue;
+            };
+            let i = *slot.get_or_insert_with(|| {
+                totals.push((sample.stack, 0));
+                totals.len() - 1
+            });
+            // Saturating: values from a file can add up past i64::MAX.
+            totals[i].1 = totals[i].1.saturating_add(sample.value(index));
+        }
+        totals.retain(|&(_, v)| v > 0);
+        totals
+    }
+
     /// The total of sample value `index` over all samples.
     pub fn total(&self, index: usize) -> i64 {
         // Saturating: values from a file can add up past i64::MAX.

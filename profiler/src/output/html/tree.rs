@@ -132,6 +132,7 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
         let values: Vec<i64> = (0..types).map(|t| sample.value(t)).collect();
         let weight = values.get(index).copied().unwrap_or(0);
         let process = strings.intern(&process_frame(sample));
+        // Lazily: a sample cut at the tree's budget costs no more than the frames it keeps.
         let frames = std::iter::once((process, 0, 0, PROCESS, 0)).chain(
             profile.stacks[sample.stack]
                 .iter()
@@ -147,8 +148,7 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
                         flags,
                         loc.kind.reason().map_or(0, |why| strings.intern(why)),
                     )
-                })
-                .collect::<Vec<_>>(),
+                }),
         );
         let mut at = 0;
         add(&mut arena[at].values, &values);
@@ -462,6 +462,27 @@ mod tests {
         assert_eq!(main.6, 0);
         let why = child(&d, main, "app+0x10").6;
         assert_eq!(Some(d.strings[why as usize].as_str()), kind.reason());
+    }
+
+    #[test]
+    fn the_tree_stops_at_its_budget_and_says_so() {
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
+            vec![ValueType::new("samples", "count")],
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        let f = b.location(location(1, None, vec![line("f")]));
+        let s = b.stack(vec![f; 1000]);
+        // A process of its own per sample: 1,000 paths of 1,001 frames.
+        for comm in 0..1000 {
+            b.add_sample(s, &[1], vec![Label::str("comm", format!("c{comm}"))]);
+        }
+        let d = profile_data(&b.build());
+        assert!(d.nodes <= MAX_TREE_NODES, "{} nodes", d.nodes);
+        assert_eq!(d.tree[0].4, [1000], "every sample still counts at the root");
+        let note = d.comments.iter().find(|c| c.contains("cut short")).unwrap();
+        assert!(note.starts_with("report: 501 samples'"), "{note}");
     }
 
     #[test]
