@@ -384,25 +384,46 @@ impl Msg {
     }
 }
 
-/// A CPU profile of one location with `lines` inline lines (each its own function), and
-/// `samples` samples of a stack of `depth` times that location, each with its own `comm`
-/// label: small on disk, a tree of samples times frames once every sample is a process
-/// of its own.
-fn ballooning_profile(lines: usize, samples: usize, depth: usize) -> Vec<u8> {
-    let mut strings: Vec<String> = ["", "samples", "count", "cpu", "nanoseconds", "comm"]
-        .map(str::to_owned)
-        .to_vec();
+/// The sample types of the CPU and I/O profiles.
+const CPU: &[(&str, &str)] = &[("samples", "count"), ("cpu", "nanoseconds")];
+const IO: &[(&str, &str)] = &[
+    ("calls", "count"),
+    ("bytes", "bytes"),
+    ("time", "nanoseconds"),
+    ("errors", "count"),
+];
+
+/// A profile with sample `types` of one location with `lines` inline lines (each its own
+/// function), and `samples` samples of a stack of `depth` times that location, each with
+/// its own `comm` label: small on disk, a tree of samples times frames once every sample
+/// is a process of its own.
+fn ballooning_profile(
+    types: &[(&str, &str)],
+    lines: usize,
+    samples: usize,
+    depth: usize,
+) -> Vec<u8> {
+    let mut strings: Vec<String> = vec![String::new()];
     let mut p = Msg::default();
-    p.bytes(1, &Msg::default().int(1, 1).int(2, 2).0);
-    p.bytes(1, &Msg::default().int(1, 3).int(2, 4).0);
+    for (kind, unit) in types {
+        let t = strings.len() as i64;
+        strings.extend([kind.to_string(), unit.to_string()]);
+        p.bytes(1, &Msg::default().int(1, t).int(2, t + 1).0);
+    }
+    let comm_key = strings.len() as i64;
+    strings.push("comm".to_owned());
+    let mut values = Msg::default();
+    for _ in types {
+        values.varint(1);
+    }
     for s in 0..samples {
         let comm = strings.len() as i64;
         strings.push(format!("c{s}"));
-        let label = Msg::default().int(1, 5).int(2, comm).0.clone();
+        let label = Msg::default().int(1, comm_key).int(2, comm).0.clone();
         let mut sample = Msg::default();
         sample
             .bytes(1, &vec![1u8; depth])
-            .bytes(2, &Msg::default().varint(1).varint(10_000_000).0)
+            .bytes(2, &values.0)
             .bytes(3, &label);
         p.bytes(2, &sample.0);
     }
@@ -430,7 +451,7 @@ fn report_of_a_small_ballooning_file_stays_under_its_memory_cap() {
     if !prerequisites() {
         return;
     }
-    let file = ballooning_profile(2048, 9700, 1);
+    let file = ballooning_profile(CPU, 2048, 9700, 1);
     assert!(
         (20_000..60_000).contains(&file.len()),
         "the crafted file is {} bytes, not the 35 KB of the issue",
@@ -460,10 +481,16 @@ fn report_of_a_file_at_its_frame_limits_stays_within_bounds() {
         return;
     }
     // Stacks of 2,048 locations of 32 lines each (the most report keeps), 3,800 samples
-    // of them, each its own process: 249 million frames, just under the limit.
-    let file = ballooning_profile(32, 3800, 2048);
+    // of them, each its own process: 249 million frames, just under the limit; as a CPU
+    // and as an I/O profile.
+    let file = ballooning_profile(CPU, 32, 3800, 2048);
     let dir = temp_dir();
     std::fs::write(dir.path().join("cpu.pb.gz"), &file).unwrap();
+    std::fs::write(
+        dir.path().join("io.pb.gz"),
+        ballooning_profile(IO, 32, 3800, 2048),
+    )
+    .unwrap();
     let run = report(dir.path());
     run.assert_success();
     assert_bounded(&run, Duration::ZERO, Duration::from_secs(90), REPORT_RSS_MIB);
