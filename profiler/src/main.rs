@@ -27,9 +27,9 @@ use crate::app::preflight;
 use crate::config::cli::{self, Invocation};
 use crate::config::{Config, ReportConfig, Target};
 use crate::output::html::{self, RunFacts};
+use crate::output::strings::escape_terminal_lines;
 use crate::output::terminal::{self, Style};
 use crate::output::{OutputDir, pprof_read};
-use crate::output::strings::escape_terminal_lines;
 use crate::profile::{Profile, ProfileKind};
 use crate::sys::{console, fdlimit};
 
@@ -210,7 +210,10 @@ fn report_again(report: &ReportConfig) -> Result<Outcome> {
         match pprof_read::load(&path, kind) {
             Ok(profile) => profiles.push(profile),
             Err(err) => {
-                eprintln!("profiler: error: {}", escape_terminal_lines(&format!("{err:#}")));
+                eprintln!(
+                    "profiler: error: {}",
+                    escape_terminal_lines(&format!("{err:#}"))
+                );
                 failures += 1;
             }
         }

@@ -206,7 +206,12 @@ fn check_deep_inline_run(run: &Run, out: &Path) {
     for kind in ["cpu", "io", "block"] {
         for ext in ["pb.gz", "folded", "svg"] {
             let path = out.join(format!("{kind}.{ext}"));
-            assert!(path.is_file(), "{} missing\n{}", path.display(), run.transcript());
+            assert!(
+                path.is_file(),
+                "{} missing\n{}",
+                path.display(),
+                run.transcript()
+            );
         }
     }
     // No temporary file left behind.
@@ -218,12 +223,12 @@ fn check_deep_inline_run(run: &Run, out: &Path) {
     // The deep stacks are in the folded file, with the inline chains cut and said.
     let folded = std::fs::read_to_string(out.join("cpu.folded")).unwrap();
     let deep: Vec<&str> = folded.lines().filter(|l| l.contains(";recurse;")).collect();
-    assert!(!deep.is_empty(), "no sample in recurse\n{}", run.transcript());
-    let deepest = deep
-        .iter()
-        .map(|l| l.split(';').count())
-        .max()
-        .unwrap_or(0);
+    assert!(
+        !deep.is_empty(),
+        "no sample in recurse\n{}",
+        run.transcript()
+    );
+    let deepest = deep.iter().map(|l| l.split(';').count()).max().unwrap_or(0);
     assert!(
         deepest > 1000,
         "the deepest stack has {deepest} frames: the recursion was not seen"
@@ -271,7 +276,12 @@ fn check_deep_inline_run(run: &Run, out: &Path) {
     // `profiler report` reads back everything the run wrote.
     let again = report(out);
     again.assert_success();
-    assert_bounded(&again, Duration::ZERO, Duration::from_secs(60), REPORT_RSS_MIB);
+    assert_bounded(
+        &again,
+        Duration::ZERO,
+        Duration::from_secs(60),
+        REPORT_RSS_MIB,
+    );
     assert!(
         again.stdout.contains("inlined frames: "),
         "the report's summary lost the elision count\n{}",
@@ -356,7 +366,10 @@ fn escape_sequences_in_names_never_reach_the_terminal() {
     assert_escaped("the report's stderr", &again.stderr, &[]);
     // The files keep the names as they are: escaping is for terminals only.
     let folded = std::fs::read_to_string(out.join("cpu.folded")).unwrap();
-    assert!(folded.contains("spin_\x1b[31mred"), "cpu.folded lost the name");
+    assert!(
+        folded.contains("spin_\x1b[31mred"),
+        "cpu.folded lost the name"
+    );
 }
 
 /// A protobuf message under construction (pprof's fields by number).
@@ -461,7 +474,12 @@ fn report_of_a_small_ballooning_file_stays_under_its_memory_cap() {
     std::fs::write(dir.path().join("cpu.pb.gz"), &file).unwrap();
     let run = report(dir.path());
     run.assert_success();
-    assert_bounded(&run, Duration::ZERO, Duration::from_secs(60), REPORT_RSS_MIB);
+    assert_bounded(
+        &run,
+        Duration::ZERO,
+        Duration::from_secs(60),
+        REPORT_RSS_MIB,
+    );
     assert!(
         run.stdout.contains("inlined frames: "),
         "the cut inline chain is not counted\n{}",
@@ -493,7 +511,12 @@ fn report_of_a_file_at_its_frame_limits_stays_within_bounds() {
     .unwrap();
     let run = report(dir.path());
     run.assert_success();
-    assert_bounded(&run, Duration::ZERO, Duration::from_secs(90), REPORT_RSS_MIB);
+    assert_bounded(
+        &run,
+        Duration::ZERO,
+        Duration::from_secs(90),
+        REPORT_RSS_MIB,
+    );
     let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(
         page.contains("stacks are cut short in the flame graph"),
@@ -519,7 +542,10 @@ fn report_refuses_a_fifo_with_one_line_and_no_hang() {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
     let run = report(dir.path());
     let line = run.assert_error_mentioning(&["FIFO"]);
-    assert!(line.contains("cpu.pb.gz"), "{line:?} does not name the file");
+    assert!(
+        line.contains("cpu.pb.gz"),
+        "{line:?} does not name the file"
+    );
     assert!(
         run.elapsed < Duration::from_secs(10),
         "took {:.1?}",

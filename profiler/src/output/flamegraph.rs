@@ -102,7 +102,11 @@ fn within_budget(
             let frames = &parsed[at].0;
             let shared = i.checked_sub(1).map_or(0, |prev| {
                 let before = &parsed[order[prev]].0;
-                frames.iter().zip(before).take_while(|(a, b)| a == b).count()
+                frames
+                    .iter()
+                    .zip(before)
+                    .take_while(|(a, b)| a == b)
+                    .count()
             });
             (frames.len(), shared)
         })
@@ -256,7 +260,13 @@ mod tests {
         let lines: Vec<String> = (0..40)
             .map(|s| {
                 let frames: Vec<String> = (0..1000)
-                    .map(|d| if d < 10 { format!("f{d}") } else { format!("s{s}_{d}") })
+                    .map(|d| {
+                        if d < 10 {
+                            format!("f{d}")
+                        } else {
+                            format!("s{s}_{d}")
+                        }
+                    })
                     .collect();
                 format!("{} 1", frames.join(";"))
             })
@@ -270,7 +280,10 @@ mod tests {
         assert_eq!(cut.depth, 33, "{cut:?}");
         assert_eq!((cut.stacks, cut.frames), (40, 40 * (1000 - 33)));
         assert_eq!(kept.len(), 40);
-        assert!(kept.iter().all(|l| l.ends_with(&format!(";{ELIDED_FRAME} 1"))));
+        assert!(
+            kept.iter()
+                .all(|l| l.ends_with(&format!(";{ELIDED_FRAME} 1")))
+        );
         assert!(kept.windows(2).all(|w| w[0] <= w[1]), "still sorted");
         // Within budget, nothing changes.
         let (same, none) = within_budget(sorted.clone(), 1_000_000, MAX_SVG_DEPTH);

@@ -30,8 +30,8 @@ use super::proto;
 use super::wire;
 use crate::profile::{
     ELIDED_INLINE_PREFIX, FrameKind, INLINE_KEPT_INNER, INLINE_KEPT_OUTER, KERNEL_MAPPING, Label,
-    LabelValue, Line, Location, MAX_INLINE_LINES, Mapping, Profile, ProfileKind, Sample,
-    Unnamed, ValueType, elided_inline_line,
+    LabelValue, Line, Location, MAX_INLINE_LINES, Mapping, Profile, ProfileKind, Sample, Unnamed,
+    ValueType, elided_inline_line,
 };
 
 const MIB: u64 = 1024 * 1024;

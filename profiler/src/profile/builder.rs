@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use super::kind::ProfileKind;
 use super::model::Sample;
 use super::model::{
-    Label, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile, StackId,
-    ValueType, cap_inline_lines,
+    Label, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile, StackId, ValueType,
+    cap_inline_lines,
 };
 
 /// A frame before symbolization: an address in some address space, as a return address
@@ -254,16 +254,19 @@ mod tests {
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
         );
-        let lines: Vec<Line> = (0..3001).map(|i| loc(&format!("f{i}")).lines[0].clone()).collect();
-        let deep = b.location(Location {
-            lines,
-            ..loc("x")
-        });
+        let lines: Vec<Line> = (0..3001)
+            .map(|i| loc(&format!("f{i}")).lines[0].clone())
+            .collect();
+        let deep = b.location(Location { lines, ..loc("x") });
         let short = b.location(loc("main"));
         let s = b.stack(vec![deep, short]);
         b.add_sample(s, &[1], vec![]);
         let p = b.build();
-        let names: Vec<&str> = p.locations[deep].lines.iter().map(|l| l.function.as_str()).collect();
+        let names: Vec<&str> = p.locations[deep]
+            .lines
+            .iter()
+            .map(|l| l.function.as_str())
+            .collect();
         assert_eq!(names.len(), MAX_INLINE_LINES);
         assert_eq!(names[0], "f0", "the innermost frame stays");
         assert_eq!(names[15], "f15");
@@ -271,7 +274,11 @@ mod tests {
         assert_eq!(names[17], "f2986");
         assert_eq!(names[31], "f3000", "the outermost frame stays");
         assert_eq!(p.locations[short].lines.len(), 1);
-        let note = p.comments.iter().find(|c| c.starts_with("inlined frames:")).unwrap();
+        let note = p
+            .comments
+            .iter()
+            .find(|c| c.starts_with("inlined frames:"))
+            .unwrap();
         assert!(note.contains("2970 elided at 1 locations"), "{note}");
     }
 }

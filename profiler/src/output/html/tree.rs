@@ -310,7 +310,11 @@ mod tests {
 
     /// The children of `node`, a frame of `data`'s tree.
     fn kids<'a>(data: &'a ProfileData, node: &Node) -> Vec<&'a Node> {
-        let at = data.tree.iter().position(|n| std::ptr::eq(n, node)).unwrap() as u32;
+        let at = data
+            .tree
+            .iter()
+            .position(|n| std::ptr::eq(n, node))
+            .unwrap() as u32;
         data.tree.iter().skip(1).filter(|n| n.5 == at).collect()
     }
 

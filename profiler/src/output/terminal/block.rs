@@ -6,9 +6,9 @@ use std::fmt::Write;
 use super::summary::{group, human_time, shorten, shown_in_terminal};
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits, is_idle};
 use crate::analysis::goroutines::{GoWaitFinding, GoWaitKind};
+use crate::output::strings::escape_terminal;
 use crate::profile::BlockValue;
 use crate::profile::Profile;
-use crate::output::strings::escape_terminal;
 
 /// How many waiting functions a contended lock lists.
 const WAITERS_SHOWN: usize = 3;

@@ -4,9 +4,9 @@
 use std::fmt::Write;
 
 use super::summary::{group, shorten, shown_in_terminal};
-use crate::output::strings::escape_terminal;
 use crate::analysis::heap::{HeapSite, LEAK_HINT, SmallAllocations};
 use crate::analysis::units::human_bytes;
+use crate::output::strings::escape_terminal;
 use crate::profile::Profile;
 
 /// Renders the heap profile's comments, its top `top` sites by bytes allocated and by

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use self::summary::{group, shorten};
 use crate::analysis::cpu::{self, MemoryHotSpot};
 use crate::analysis::findings::Analysis;
-use crate::profile::{Profile, ProfileKind};
 use crate::output::strings::{escape_terminal, escape_terminal_lines};
+use crate::profile::{Profile, ProfileKind};
 
 /// ANSI styling, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

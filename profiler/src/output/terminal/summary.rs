@@ -5,8 +5,8 @@ pub(crate) use crate::analysis::units::{group, human_time};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use crate::profile::{Profile, ValueType};
 use crate::output::strings::escape_terminal;
+use crate::profile::{Profile, ValueType};
 
 /// Longest function name shown before it is cut, so one C++ template cannot wreck the table.
 const MAX_NAME: usize = 120;
