@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         Err(err) if console::reader_went_away(&err) => ExitCode::FAILURE,
         Err(err) => {
             let err = fdlimit::explain(err);
-            console::eprint_line(&format!("profiler: error: {err:#}"));
+            console::eprint_line(&escape_terminal_lines(&format!("profiler: error: {err:#}")));
             ExitCode::FAILURE
         }
     }
