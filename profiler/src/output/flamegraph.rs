@@ -25,12 +25,17 @@ pub const MAX_SVG_FRAMES: usize = 60_000;
 /// The most frames of one stack an SVG flame graph draws (16 pixels each, beyond this the
 /// graph is taller than anyone scrolls).
 pub const MAX_SVG_DEPTH: usize = 2048;
+/// The most characters of a frame's name an SVG flame graph shows (in its tooltip; the
+/// label is cut to the frame's width anyway): with [`MAX_SVG_FRAMES`], it bounds the
+/// file's size whatever names a target gives its functions.
+pub const MAX_SVG_NAME_CHARS: usize = 256;
 /// The frame standing for the frames cut below it.
 const ELIDED_FRAME: &str = "[deeper frames elided]";
 
 /// The SVG document for `profile`.
 fn render(profile: &Profile) -> std::io::Result<Vec<u8>> {
-    let (lines, cut) = within_budget(folded::lines(profile), MAX_SVG_FRAMES, MAX_SVG_DEPTH);
+    let lines = short_names(folded::lines(profile), MAX_SVG_NAME_CHARS);
+    let (lines, cut) = within_budget(lines, MAX_SVG_FRAMES, MAX_SVG_DEPTH);
     let title = title(profile);
     if lines.is_empty() {
         // inferno refuses empty input, and an empty file would look like a crash.
@@ -63,6 +68,42 @@ fn render(profile: &Profile) -> std::io::Result<Vec<u8>> {
     let mut svg = Vec::new();
     flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), &mut svg)?;
     Ok(svg)
+}
+
+/// Folded `lines` (sorted) with every frame name over `max_chars` characters cut to that
+/// with an ellipsis, merged and sorted again when any was.
+fn short_names(lines: Vec<String>, max_chars: usize) -> Vec<String> {
+    let too_long = |line: &String| {
+        line.rsplit_once(' ')
+            .is_some_and(|(stack, _)| stack.split(';').any(|f| f.chars().count() > max_chars))
+    };
+    if !lines.iter().any(too_long) {
+        return lines;
+    }
+    let mut merged: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for line in &lines {
+        let Some((stack, count)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let frames: Vec<String> = stack
+            .split(';')
+            .map(|f| {
+                if f.chars().count() > max_chars {
+                    let mut short: String = f.chars().take(max_chars - 1).collect();
+                    short.push('…');
+                    short
+                } else {
+                    f.to_owned()
+                }
+            })
+            .collect();
+        let slot = merged.entry(frames.join(";")).or_default();
+        *slot = slot.saturating_add(count.parse().unwrap_or(0));
+    }
+    merged
+        .into_iter()
+        .map(|(key, count)| format!("{key} {count}"))
+        .collect()
 }
 
 /// What [`within_budget`] cut: the depth kept, and the frames and stacks cut below it.
@@ -291,6 +332,17 @@ mod tests {
         // Too deep for the graph, however few frames.
         let (_, cut) = within_budget(sorted, 1_000_000, 100);
         assert_eq!(cut.unwrap().depth, 100);
+    }
+
+    #[test]
+    fn long_names_are_cut_for_the_graph() {
+        let long = "n".repeat(10_000);
+        let lines = vec![format!("app;{long}a;leaf 2"), format!("app;{long}b;leaf 3")];
+        let short = short_names(lines, 100);
+        let cut = format!("{}…", "n".repeat(99));
+        assert_eq!(short, [format!("app;{cut};leaf 5")], "merged once cut");
+        let fine = vec!["app;main 1".to_owned()];
+        assert_eq!(short_names(fine.clone(), 100), fine);
     }
 
     #[test]
