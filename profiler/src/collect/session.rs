@@ -231,6 +231,9 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         heap_run::sync_go_stack_roots(heap, &mut collector);
     }
     let command_pid = child.as_ref().and_then(Child::id);
+    if let Some(preload) = &preload {
+        preload.note_pids(command_pid);
+    }
     let start = SystemTime::now();
     let started = Instant::now();
     let cpu_times_at_start = CpuTimes::now();
@@ -270,6 +273,9 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
                 processes.refresh_perf_maps();
                 if ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
                     processes.refresh();
+                }
+                if let Some(preload) = &preload {
+                    preload.note_pids(probes.targets());
                 }
                 if let Some(heap) = &mut heap {
                     // New processes (forked children) and new mappings (dlopen) get probes.
@@ -324,6 +330,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         crate::sys::console::eprint_line(&format!(
             "profiler: the command (pid {pid}) is still running; it was left alone"
         ));
+    }
+    if let (Some(preload), Some(pid)) = (&preload, command_pid) {
+        // Children that lived between two ticks were seen forking.
+        preload.note_pids(processes.descendants(pid));
+        preload.note_pids(probes.targets());
     }
     let heap = match heap {
         Some(heap_probes) => Some(heap_run::finish(heap_probes, &probes, preload, timeline)?),

@@ -285,6 +285,26 @@ impl ProcessTable {
         }
     }
 
+    /// The processes (and threads) seen forked from `root`, directly or not.
+    pub fn descendants(&self, root: u32) -> Vec<u32> {
+        self.parents
+            .keys()
+            .copied()
+            .filter(|&child| {
+                // A bounded walk up: reused pids could make a loop.
+                let mut at = child;
+                for _ in 0..64 {
+                    match self.parents.get(&at) {
+                        Some(&parent) if parent == root => return true,
+                        Some(&parent) => at = parent,
+                        None => return false,
+                    }
+                }
+                false
+            })
+            .collect()
+    }
+
     /// Notes that `parent` forked `child` (a process or a thread).
     pub fn note_fork(&mut self, parent: u32, child: u32) {
         self.parents.insert(child, parent);
