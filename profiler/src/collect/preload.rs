@@ -144,7 +144,10 @@ impl Preload {
     /// # Errors
     /// When the directory, the file or the memory cannot be made.
     pub fn create() -> Result<Self> {
-        let mut template = *b"/tmp/profiler-heap-XXXXXX\0";
+        sweep_stale(Path::new(TEMP_PARENT));
+        // The creator's pid in the name tells a later run whether the directory is stale.
+        let template = format!("{TEMP_PARENT}/{TEMP_PREFIX}{}-XXXXXX", std::process::id());
+        let mut template = CString::new(template)?.into_bytes_with_nul();
         // SAFETY: a NUL-terminated template, rewritten in place.
         if unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) }.is_null() {
             return Err(std::io::Error::last_os_error())
@@ -433,6 +436,50 @@ impl Drop for Preload {
         unsafe { libc::munmap(self.base.cast(), self.len) };
         let _ = std::fs::remove_file(&self.library);
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Where the interposer's directory is made: the command (maybe another user) must be
+/// able to map the library from it.
+const TEMP_PARENT: &str = "/tmp";
+
+/// The name of the interposer's directory, then the creator's pid, `-` and mkdtemp's
+/// suffix.
+const TEMP_PREFIX: &str = "profiler-heap-";
+
+/// Removes the interposer directories of earlier runs that were killed before they could
+/// (SIGKILL): root's own (only root can have put anything in them), named with a pid that
+/// no longer runs. Anything else under the prefix is left alone.
+fn sweep_stale(parent: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    // Bounded: /tmp may hold anything.
+    for entry in entries.flatten().take(1 << 16) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Not followed: a symlink planted under the prefix is not a directory here.
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        let _ = std::fs::remove_file(dir.join(LIBRARY_NAME));
+        if std::fs::remove_dir(&dir).is_ok() {
+            log::debug!("removed {}, left by a run that was killed", dir.display());
+        }
     }
 }
 
