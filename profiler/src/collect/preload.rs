@@ -12,13 +12,13 @@
 //! counts are ones an allocator could have made in the time; the others are refused and
 //! counted as such, never shown as facts.
 
+use std::collections::HashSet;
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
@@ -216,7 +216,10 @@ impl Preload {
     /// are believed only for them. The profiler's own pid is never one.
     pub fn note_pids(&self, pids: impl IntoIterator<Item = u32>) {
         let me = std::process::id();
-        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         known.extend(pids.into_iter().filter(|&pid| pid != me && pid != 0));
     }
 
@@ -304,10 +307,16 @@ impl Preload {
             .count() as u64;
         let max = self.max_allocs();
         let c = self.raw_counts();
-        refused.header += [c.allocs, c.frees_unknown, c.lost_sites, c.lost_live, c.stacks]
-            .into_iter()
-            .filter(|&n| n > max)
-            .count() as u64;
+        refused.header += [
+            c.allocs,
+            c.frees_unknown,
+            c.lost_sites,
+            c.lost_live,
+            c.stacks,
+        ]
+        .into_iter()
+        .filter(|&n| n > max)
+        .count() as u64;
         refused.header += u64::from(c.frees > c.allocs.saturating_add(FREES_SLACK));
         refused
     }

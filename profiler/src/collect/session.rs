@@ -37,6 +37,8 @@ const TICK: Duration = Duration::from_millis(250);
 /// How often the sample ring buffer is drained when no sample wakes the profiler earlier:
 /// often, so that a short-lived process's mappings are read while it still lives.
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// The longest the sample ring buffer is drained at once during the window.
+const DRAIN_BUDGET: Duration = Duration::from_millis(100);
 /// How often live processes' mappings are re-read, to catch `dlopen` and late mappings.
 const REFRESH_EVERY_TICKS: u32 = 16;
 
@@ -259,13 +261,14 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             guard = sample_ring.readable_mut() => {
                 let mut guard = guard.context("cannot poll the sample ring buffer")?;
                 drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
-                drain_samples(guard.get_inner_mut(), &mut collector, &mut processes);
-                guard.clear_ready();
+                if drain_samples(guard.get_inner_mut(), &mut collector, &mut processes, Some(DRAIN_BUDGET)) {
+                    guard.clear_ready();
+                }
             }
             _ = drain.tick() => {
                 // Forks first: a child's samples may need its parent's mappings.
                 drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
-                drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
+                drain_samples(sample_ring.get_mut(), &mut collector, &mut processes, Some(DRAIN_BUDGET));
             }
             _ = tick.tick() => {
                 ticks += 1;
@@ -315,7 +318,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     bpf_symbols.snapshot();
     probes.stop();
     drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
-    drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
+    drain_samples(sample_ring.get_mut(), &mut collector, &mut processes, None);
     log::debug!(
         "last samples drained {:?} after the window",
         started.elapsed() - duration
@@ -509,15 +512,25 @@ fn drain_events(
     }
 }
 
-/// Unwinds and counts every stack sample waiting in the ring buffer.
+/// Unwinds and counts the stack samples waiting in the ring buffer, for at most `budget`
+/// during the window (samples arriving as fast as they are unwound, from a process that
+/// keeps executing itself, must not keep the loop from the end of the window); returns
+/// whether the ring buffer was emptied.
 fn drain_samples(
     ring: &mut RingBuf<MapData>,
     collector: &mut Collector,
     processes: &mut ProcessTable,
-) {
+    budget: Option<Duration>,
+) -> bool {
+    let started = Instant::now();
     while let Some(item) = ring.next() {
         collector.add(&item, processes);
+        drop(item);
+        if budget.is_some_and(|budget| started.elapsed() >= budget) {
+            return false;
+        }
     }
+    true
 }
 
 fn is_alive(pid: u32) -> bool {

@@ -79,10 +79,7 @@ impl Parser {
         if size == 0 || name.is_empty() {
             return;
         }
-        let (Ok(at), Ok(len)) = (
-            u32::try_from(self.names.len()),
-            u32::try_from(name.len()),
-        ) else {
+        let (Ok(at), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len())) else {
             return;
         };
         self.names.push_str(name);
@@ -300,7 +297,9 @@ mod tests {
         let path = format!("/tmp/perf-{me}.map");
         std::fs::write(&path, "1000 10 jitted_function\n").unwrap();
         let map = PerfMap::read(me, None, MAX_BYTES);
-        let again = map.as_ref().and_then(|m| PerfMap::read(me, Some(m), MAX_BYTES));
+        let again = map
+            .as_ref()
+            .and_then(|m| PerfMap::read(me, Some(m), MAX_BYTES));
         std::fs::remove_file(&path).unwrap();
         let map = map.expect("a map owned by this process's user is read");
         assert_eq!(map.lookup(0x1008), Some("jitted_function"));

@@ -206,7 +206,8 @@ fn read_bounded<'data>(
     if range.uncompressed_size > cap || range.compressed_size > compressed_cap {
         return Err(Refused::OverBudget);
     }
-    let mut raw = vec![0u8; usize::try_from(range.compressed_size).map_err(|_| Refused::OverBudget)?];
+    let mut raw =
+        vec![0u8; usize::try_from(range.compressed_size).map_err(|_| Refused::OverBudget)?];
     file.read_exact_at(&mut raw, range.offset)
         .map_err(|_| Refused::BadCompression)?;
     if range.format == CompressionFormat::None {
