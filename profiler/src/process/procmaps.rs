@@ -626,6 +626,26 @@ mod tests {
     }
 
     #[test]
+    fn a_process_s_frozen_spaces_are_bounded() {
+        let mut table = ProcessTable::default();
+        let pid = std::process::id();
+        assert!(table.snapshot(pid));
+        let first = table.space(pid).unwrap();
+        let mut last = first;
+        // A process that executes itself again and again: a new generation each time.
+        for _ in 0..MAX_SPACES_PER_PROCESS + 10 {
+            table.processes.get_mut(&pid).unwrap().generation += 1;
+            last = table.space(pid).unwrap();
+        }
+        assert_eq!(table.spaces_dropped(), 11);
+        assert!(table.space_info(first).unwrap().maps.is_empty());
+        assert!(!table.space_info(last).unwrap().maps.is_empty());
+        let (kept, mappings) = &table.kept_spaces[&pid];
+        assert_eq!(kept.len(), MAX_SPACES_PER_PROCESS);
+        assert!(*mappings <= MAX_SPACE_MAPPINGS_PER_PROCESS);
+    }
+
+    #[test]
     fn classifies_descriptors() {
         assert_eq!(fd_kind("socket:[1234]"), "socket");
         assert_eq!(fd_kind("pipe:[99]"), "pipe");
