@@ -37,7 +37,8 @@ const TICK: Duration = Duration::from_millis(250);
 /// How often the sample ring buffer is drained when no sample wakes the profiler earlier:
 /// often, so that a short-lived process's mappings are read while it still lives.
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
-/// The longest the sample ring buffer is drained at once during the window.
+/// The longest a ring buffer (samples, process events) is drained at once during the
+/// window: one flooded as fast as it is read must not hold the window open.
 const DRAIN_BUDGET: Duration = Duration::from_millis(100);
 /// How often live processes' mappings are re-read, to catch `dlopen` and late mappings.
 const REFRESH_EVERY_TICKS: u32 = 16;
@@ -255,19 +256,20 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             exit = wait_child(&mut child) => break StopReason::CommandExited(exit?),
             guard = events.readable_mut() => {
                 let mut guard = guard.context("cannot poll the process-event ring buffer")?;
-                drain_events(guard.get_inner_mut(), &mut processes, &mut go, &mut probes);
-                guard.clear_ready();
+                if drain_events(guard.get_inner_mut(), &mut processes, &mut go, &mut probes, Some(DRAIN_BUDGET)) {
+                    guard.clear_ready();
+                }
             }
             guard = sample_ring.readable_mut() => {
                 let mut guard = guard.context("cannot poll the sample ring buffer")?;
-                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
+                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes, Some(DRAIN_BUDGET));
                 if drain_samples(guard.get_inner_mut(), &mut collector, &mut processes, Some(DRAIN_BUDGET)) {
                     guard.clear_ready();
                 }
             }
             _ = drain.tick() => {
                 // Forks first: a child's samples may need its parent's mappings.
-                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
+                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes, Some(DRAIN_BUDGET));
                 drain_samples(sample_ring.get_mut(), &mut collector, &mut processes, Some(DRAIN_BUDGET));
             }
             _ = tick.tick() => {
@@ -317,7 +319,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     // Before the programs are detached and unloaded, and with those loaded since the start.
     bpf_symbols.snapshot();
     probes.stop();
-    drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
+    drain_events(events.get_mut(), &mut processes, &mut go, &mut probes, None);
     drain_samples(sample_ring.get_mut(), &mut collector, &mut processes, None);
     log::debug!(
         "last samples drained {:?} after the window",
@@ -493,22 +495,37 @@ fn drain_events(
     processes: &mut ProcessTable,
     go: &mut GoTracer,
     probes: &mut Probes,
-) {
+    budget: Option<Duration>,
+) -> bool {
+    let started = Instant::now();
     while let Some(item) = ring.next() {
-        if item.len() < size_of::<ProcEvent>() {
-            continue;
+        handle_event(&item, processes, go, probes);
+        drop(item);
+        if budget.is_some_and(|budget| started.elapsed() >= budget) {
+            return false;
         }
-        // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
-        let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-        match event.kind {
-            proc_event::NEW_KEY => {
-                processes.note_new_key(event.pid, event.ip, event.fd);
-                go.note_pid(probes, event.pid);
-            }
-            proc_event::FORK => processes.note_fork(event.parent, event.pid),
-            proc_event::EXEC => go.consider(probes, event.pid),
-            _ => {}
+    }
+    true
+}
+
+/// Handles one process event.
+fn handle_event(item: &[u8], processes: &mut ProcessTable, go: &mut GoTracer, probes: &mut Probes) {
+    if item.len() < size_of::<ProcEvent>() {
+        return;
+    }
+    // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
+    let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+    match event.kind {
+        proc_event::NEW_KEY => {
+            processes.note_new_key(event.pid, event.ip, event.fd);
+            go.note_pid(probes, event.pid);
         }
+        proc_event::FORK => processes.note_fork(event.parent, event.pid),
+        proc_event::EXEC => {
+            processes.note_exec(event.pid);
+            go.consider(probes, event.pid);
+        }
+        _ => {}
     }
 }
 

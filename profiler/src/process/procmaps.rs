@@ -69,6 +69,10 @@ impl ProcessInfo {
     }
 }
 
+/// Executable mappings kept per process, old ones included: past it, only the current
+/// ones are kept.
+const MAX_MAPPINGS: usize = 1 << 16;
+
 /// Frozen address spaces kept per process: a process that executes itself again and
 /// again (one generation each time) must not grow the profiler without bound. The oldest
 /// are emptied first; their samples' frames stay unnamed (no mapping).
@@ -101,6 +105,8 @@ pub struct ProcessTable {
     /// Processes seen with anonymous executable memory, whose perf maps are read again on
     /// every [`Self::refresh_perf_maps`].
     jit_pids: std::collections::HashSet<u32>,
+    /// Processes that executed a new program since their mappings were last read.
+    execd: std::collections::HashSet<u32>,
     /// When each process's perf map may be read again.
     perf_map_due: HashMap<u32, Instant>,
     /// What the perf maps read cost and dropped.
@@ -170,7 +176,14 @@ impl ProcessTable {
         // Mappings gone since keep their place where nothing new took it: a read that races
         // the process's exit can come back cut short, and code unmapped since (dlclose) was
         // still sampled.
-        let merged = merge_maps(maps, std::mem::take(&mut info.maps));
+        let old = std::mem::take(&mut info.maps);
+        let merged = if self.execd.remove(&pid) {
+            maps.sort_by_key(|m| m.start);
+            let changed = maps != old;
+            (maps, changed)
+        } else {
+            merge_maps(maps, old)
+        };
         info.maps = merged.0;
         if merged.1 {
             info.generation += 1;
@@ -305,6 +318,13 @@ impl ProcessTable {
             .collect()
     }
 
+    /// Notes that `pid` executed a new program: its next mappings replace the old ones
+    /// rather than merge with them (the same program executed again may share none of
+    /// its old addresses, and must not pile them up).
+    pub fn note_exec(&mut self, pid: u32) {
+        self.execd.insert(pid);
+    }
+
     /// Notes that `parent` forked `child` (a process or a thread).
     pub fn note_fork(&mut self, parent: u32, child: u32) {
         self.parents.insert(child, parent);
@@ -437,10 +457,15 @@ fn read_whole(path: &str) -> Option<String> {
 }
 
 /// `new` plus the entries of `old` that overlap none of `new`, sorted by address, and
-/// whether that differs from `old`. When `new` shares no mapping with `old`, the process
-/// has exec'd another program and `old` is dropped.
+/// whether that differs from `old`. When `new` shares no mapping with `old` (but
+/// `[vsyscall]`, at the same address in every process), the process has exec'd another
+/// program and `old` is dropped; so it is when the two would hold more than
+/// [`MAX_MAPPINGS`].
 fn merge_maps(mut new: Vec<MapEntry>, old: Vec<MapEntry>) -> (Vec<MapEntry>, bool) {
-    if !new.iter().any(|n| old.contains(n)) {
+    let shared = new
+        .iter()
+        .any(|n| n.path != "[vsyscall]" && old.contains(n));
+    if !shared || new.len() + old.len() > MAX_MAPPINGS {
         new.sort_by_key(|m| m.start);
         return (new, true);
     }
@@ -604,6 +629,13 @@ mod tests {
         let (execd, changed) = merge_maps(vec![entry(0x9000, 0xa000, "/bin/b")], cut_short);
         assert!(changed);
         assert_eq!(execd.len(), 1);
+        // `[vsyscall]` is where it was in every program: it does not make an exec a merge.
+        let vsyscall = || entry(0xffff_ffff_ff60_0000, 0xffff_ffff_ff60_1000, "[vsyscall]");
+        let (again, _) = merge_maps(
+            vec![entry(0xb000, 0xc000, "/bin/b"), vsyscall()],
+            vec![entry(0x9000, 0xa000, "/bin/b"), vsyscall()],
+        );
+        assert_eq!(again.len(), 2);
     }
 
     #[test]
