@@ -12,7 +12,7 @@ use std::io::Write;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{Module, Unwinder};
 use libfuzzer_sys::fuzz_target;
-use profiler::unwind::sections::UnwindSections;
+use profiler::unwind::sections::{MAX_SECTION_BYTES, UnwindSections};
 
 /// Where the fuzzed module is loaded.
 const BASE: u64 = 0x5555_0000_0000;
@@ -23,7 +23,8 @@ fuzz_target!(|data: &[u8]| {
     if file.write_all(data).is_err() {
         return;
     }
-    let Some(sections) = UnwindSections::read(&file) else {
+    // One file's worth of the run's budget, as the unwinder gives the first file it reads.
+    let Ok(sections) = UnwindSections::read(&file, 3 * MAX_SECTION_BYTES) else {
         return;
     };
     let Some(bias) = sections.bias(BASE, 0) else {
