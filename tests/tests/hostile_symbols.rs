@@ -74,7 +74,7 @@ import struct, sys, zlib
 if sys.argv[1] == "stream":
     out = open(sys.argv[2], "wb")
     out.write(struct.pack("<IIQQ", 1, 0, 1 << 30, 1))
-    c = zlib.compressobj(1)
+    c = zlib.compressobj(9)
     chunk = bytes(1 << 20)
     for _ in range(1024):
         out.write(c.compress(chunk))
@@ -207,7 +207,10 @@ fn build_attack(dir: &Path) -> PathBuf {
         ],
     );
     let size = |name: &str| std::fs::metadata(dir.join(name)).unwrap().len();
-    assert!(size("libbombdd.so") < 1 << 20 && size("libbombz.so") < 4 << 20);
+    assert!(
+        size("libbombdd.so") < 1 << 20 && size("libbombz.so") < 2 << 20,
+        "the bombs are not small files"
+    );
     dir.join("victim")
 }
 

@@ -148,6 +148,16 @@ fn check_debugdata<'a>(section: &impl ObjectSection<'a>) -> Option<Refusal> {
     let Ok(data) = section.data() else {
         return None;
     };
+    check_xz(data)
+}
+
+/// Why the xz stream `data` must not be inflated, if it must not.
+fn check_xz(data: &[u8]) -> Option<Refusal> {
+    let refuse = |why: &str| {
+        Some(Refusal::DebugData {
+            why: why.to_owned(),
+        })
+    };
     if let Some(stated) = xz_stated_size(data).filter(|&s| s > SECTION_CAP) {
         return Some(Refusal::DebugDataStated { stated });
     }
@@ -252,6 +262,28 @@ mod tests {
         assert_eq!(xz_stated_size(&padded), Some(3));
         assert_eq!(xz_stated_size(b"not xz at all"), None);
         assert_eq!(xz_stated_size(&[0; 3]), None);
+    }
+
+    #[test]
+    fn a_stream_is_refused_for_what_it_inflates_to_whatever_its_index_says() {
+        let small = xz(&[1; 1000]);
+        assert_eq!(check_xz(&small), None);
+        // Over the cap, and cut before its index: only inflating it tells.
+        let mut big = xz(&vec![0; usize::try_from(SECTION_CAP).unwrap() + (1 << 20)]);
+        assert_eq!(
+            check_xz(&big),
+            Some(Refusal::DebugDataStated {
+                stated: SECTION_CAP + (1 << 20)
+            })
+        );
+        big.truncate(big.len() - 64);
+        assert_eq!(xz_stated_size(&big), None);
+        assert_eq!(
+            check_xz(&big),
+            Some(Refusal::DebugData {
+                why: "inflates past the 256 MiB cap".to_owned()
+            })
+        );
     }
 
     #[test]
