@@ -4,7 +4,9 @@
 //! - `libbombdd.so`, stripped, whose MiniDebugInfo (`.gnu_debugdata`) is an xz of 1 GiB of
 //!   zeros (152 KiB);
 //! - `libbombz.so`, stripped but for its DWARF, whose `.debug_info` is flagged compressed
-//!   (`SHF_COMPRESSED`) and is a zlib of 1 GiB of zeros (1 MiB).
+//!   (`SHF_COMPRESSED`) and is a zlib of 1 GiB of zeros (1 MiB);
+//! - `libbomblie.so`, the same whose header states 1 KiB: nothing tells before inflating,
+//!   and the symbolization worker's memory limit stops it.
 //!
 //! Each run must end within a stated bound after its window, stay under the symbolization
 //! workers' memory budget (README, "Budgets against hostile input"), name the program's
@@ -47,6 +49,7 @@ const VICTIM: &str = r#"
 #include <time.h>
 extern unsigned long bombdd_spin(unsigned long);
 extern unsigned long bombz_spin(unsigned long);
+extern unsigned long bomblie_spin(unsigned long);
 __attribute__((noinline)) unsigned long victim_own_work(unsigned long n) {
     volatile unsigned long x = 0;
     for (unsigned long i = 0; i < n; i++) x += i ^ (x >> 3);
@@ -61,19 +64,25 @@ int main(int argc, char **argv) {
         sum += victim_own_work(200000);
         sum += bombdd_spin(200000);
         sum += bombz_spin(200000);
+        sum += bomblie_spin(200000);
         clock_gettime(CLOCK_MONOTONIC, &now);
     } while (now.tv_sec - start.tv_sec + (now.tv_nsec - start.tv_nsec) / 1e9 < secs);
     return sum == 42;
 }
 "#;
 
-/// Writes `.debug_info`'s new contents (an ELF64 compression header stating 1 GiB, then a
-/// zlib stream of 1 GiB of zeros), or, with `flag`, sets `SHF_COMPRESSED` on the section.
+/// Writes `.debug_info`'s new contents (an ELF64 compression header stating the size given,
+/// then a zlib stream of 1 GiB of zeros), or with `restate` the same contents as another
+/// file's stating another size, or with `flag` sets `SHF_COMPRESSED` on the section.
 const CRAFT_ZLIB: &str = r#"
 import struct, sys, zlib
-if sys.argv[1] == "stream":
+if sys.argv[1] == "restate":
+    data = bytearray(open(sys.argv[3], "rb").read())
+    struct.pack_into("<Q", data, 8, int(sys.argv[4]))
+    open(sys.argv[2], "wb").write(data)
+elif sys.argv[1] == "stream":
     out = open(sys.argv[2], "wb")
-    out.write(struct.pack("<IIQQ", 1, 0, 1 << 30, 1))
+    out.write(struct.pack("<IIQQ", 1, 0, int(sys.argv[3]), 1))
     c = zlib.compressobj(9)
     chunk = bytes(1 << 20)
     for _ in range(1024):
@@ -112,12 +121,13 @@ fn build_attack(dir: &Path) -> PathBuf {
     for (name, text) in [
         ("bombdd.c", library_source("bombdd")),
         ("bombz.c", library_source("bombz")),
+        ("bomblie.c", library_source("bomblie")),
         ("victim.c", VICTIM.to_owned()),
         ("craft_zlib.py", CRAFT_ZLIB.to_owned()),
     ] {
         std::fs::write(dir.join(name), text).unwrap();
     }
-    for lib in ["bombdd", "bombz"] {
+    for lib in ["bombdd", "bombz", "bomblie"] {
         nobody(
             dir,
             "/usr/bin/cc",
@@ -158,39 +168,50 @@ fn build_attack(dir: &Path) -> PathBuf {
             "libbombdd.so",
         ],
     );
-    // Compressed DWARF: the library without symbol tables, its .debug_info replaced.
-    nobody(
-        dir,
-        "/usr/bin/strip",
-        &[
-            "--strip-all",
-            "--keep-section=.debug_info",
-            "--keep-section=.debug_abbrev",
-            "libbombz.full.so",
-            "-o",
-            "libbombz.stripped.so",
-        ],
-    );
-    nobody(
-        dir,
-        "/usr/bin/python3",
-        &["craft_zlib.py", "stream", "debug_info.bin"],
-    );
-    nobody(
-        dir,
-        "/usr/bin/objcopy",
-        &[
-            "--update-section",
-            ".debug_info=debug_info.bin",
-            "libbombz.stripped.so",
-            "libbombz.so",
-        ],
-    );
-    nobody(
-        dir,
-        "/usr/bin/python3",
-        &["craft_zlib.py", "flag", "libbombz.so"],
-    );
+    // Compressed DWARF: the library without symbol tables, its .debug_info replaced, its
+    // header stating the truth (1 GiB) or a lie (1 KiB).
+    for (lib, stated) in [("bombz", 1u64 << 30), ("bomblie", 1024)] {
+        nobody(
+            dir,
+            "/usr/bin/strip",
+            &[
+                "--strip-all",
+                "--keep-section=.debug_info",
+                "--keep-section=.debug_abbrev",
+                &format!("lib{lib}.full.so"),
+                "-o",
+                &format!("lib{lib}.stripped.so"),
+            ],
+        );
+        let contents = format!("{lib}.debug_info");
+        let stated = stated.to_string();
+        let craft = match lib {
+            "bombz" => vec!["craft_zlib.py", "stream", &contents, &stated],
+            _ => vec![
+                "craft_zlib.py",
+                "restate",
+                &contents,
+                "bombz.debug_info",
+                &stated,
+            ],
+        };
+        nobody(dir, "/usr/bin/python3", &craft);
+        nobody(
+            dir,
+            "/usr/bin/objcopy",
+            &[
+                "--update-section",
+                &format!(".debug_info={contents}"),
+                &format!("lib{lib}.stripped.so"),
+                &format!("lib{lib}.so"),
+            ],
+        );
+        nobody(
+            dir,
+            "/usr/bin/python3",
+            &["craft_zlib.py", "flag", &format!("lib{lib}.so")],
+        );
+    }
     nobody(
         dir,
         "/usr/bin/cc",
@@ -203,12 +224,15 @@ fn build_attack(dir: &Path) -> PathBuf {
             "-L.",
             "-lbombdd",
             "-lbombz",
+            "-lbomblie",
             "-Wl,-rpath,$ORIGIN",
         ],
     );
     let size = |name: &str| std::fs::metadata(dir.join(name)).unwrap().len();
     assert!(
-        size("libbombdd.so") < 1 << 20 && size("libbombz.so") < 2 << 20,
+        size("libbombdd.so") < 1 << 20
+            && size("libbombz.so") < 2 << 20
+            && size("libbomblie.so") < 2 << 20,
         "the bombs are not small files"
     );
     dir.join("victim")
@@ -239,7 +263,7 @@ fn assert_refused(out: &Path, run: &integration_tests::Run) {
         "the program's own function is not named\n{}",
         folded.summary(20)
     );
-    for lib in ["libbombdd.so", "libbombz.so"] {
+    for lib in ["libbombdd.so", "libbombz.so", "libbomblie.so"] {
         let hidden = format!(
             "{}_hidden_spin",
             lib.trim_start_matches("lib").trim_end_matches(".so")

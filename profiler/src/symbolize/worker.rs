@@ -316,6 +316,8 @@ enum Failure {
     Timeout,
     /// The worker closed its answers (it died), or sent what is not an answer.
     Died,
+    /// The answer was longer than [`MAX_ANSWER`].
+    TooLong,
 }
 
 /// A running worker, owned by the thread that started it (the kernel kills it when that
@@ -335,6 +337,9 @@ impl Worker {
         let mut cmd = Command::new(&command.program);
         cmd.args(&command.args)
             .envs(command.env.iter().map(|(k, v)| (k, v)))
+            // Not in the terminal's process group: Ctrl-C is the profiler's to handle (it
+            // stops the window), and must not take a worker down mid-file.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(if setup.verbose {
@@ -416,7 +421,7 @@ impl Worker {
                 return Ok(line);
             }
             if self.buf.len() > MAX_ANSWER {
-                return Err(Failure::Died);
+                return Err(Failure::TooLong);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -625,6 +630,13 @@ fn name_one(
                     ),
                 )
             }
+        }
+        Err(Failure::TooLong) => {
+            running.kill();
+            Outcome::Stopped(
+                Unnamed::OverMemoryBudget,
+                format!("its names took over {} MiB", MAX_ANSWER >> 20),
+            )
         }
         Err(Failure::Died) => {
             let how = running.reap();
