@@ -32,6 +32,10 @@ use crate::output::{OutputDir, pprof_read};
 use crate::profile::{Profile, ProfileKind};
 use crate::sys::{console, fdlimit};
 
+/// The system allocator, noting failed allocations for the symbolization workers.
+#[global_allocator]
+static ALLOCATOR: symbolize::worker::NotingAllocator = symbolize::worker::NotingAllocator;
+
 fn main() -> ExitCode {
     // A symbolization worker the profiler started (see `symbolize::worker`): not an
     // option of the command line, and never listed by `--help`.

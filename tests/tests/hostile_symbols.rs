@@ -6,7 +6,7 @@
 //! - `libbombz.so`, stripped but for its DWARF, whose `.debug_info` is flagged compressed
 //!   (`SHF_COMPRESSED`) and is a zlib of 1 GiB of zeros (1 MiB);
 //! - `libbomblie.so`, the same whose header states 1 KiB: nothing tells before inflating,
-//!   and the symbolization worker's memory limit stops it.
+//!   and the symbolization worker's memory limit stops it (and is named as the reason).
 //!
 //! Each run must end within a stated bound after its window, stay under the symbolization
 //! workers' memory budget (README, "Budgets against hostile input"), name the program's
@@ -293,6 +293,10 @@ fn assert_refused(out: &Path, run: &integration_tests::Run) {
     );
     assert!(
         line.contains("libbombz.so (compressed .debug_info states 1024 MiB, over the 256 MiB cap)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("libbomblie.so (reading it reached the symbolizer's 1024 MiB memory limit)"),
         "{line}"
     );
     // The reason is data the pprof file carries for `profiler report`.

@@ -47,6 +47,12 @@ pub enum Refusal {
         /// What was wrong, in a few words.
         why: String,
     },
+    /// An allocation failed while the file was named: something inflated past what its
+    /// header stated, up to the worker's memory limit.
+    MemoryLimit {
+        /// The worker's `RLIMIT_DATA`.
+        limit: Option<u64>,
+    },
 }
 
 impl Refusal {
@@ -69,6 +75,15 @@ impl Refusal {
                 mib(SECTION_CAP)
             ),
             Self::DebugData { why } => format!(".gnu_debugdata {why}"),
+            Self::MemoryLimit { limit: Some(limit) } => {
+                format!(
+                    "reading it reached the symbolizer's {} memory limit",
+                    mib(*limit)
+                )
+            }
+            Self::MemoryLimit { limit: None } => {
+                "reading it ran out of memory in the symbolizer".to_owned()
+            }
         }
     }
 }

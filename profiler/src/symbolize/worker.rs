@@ -14,6 +14,7 @@
 //! limit) is replaced the same way. Those files keep their frames unnamed, the reason
 //! carried as [`Unnamed`].
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs::File;
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -21,7 +22,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::profile::{Line, Unnamed};
@@ -42,6 +43,59 @@ pub const RUN_BUDGET: Duration = Duration::from_secs(30);
 pub const MEMORY_BUDGET: u64 = 1 << 30;
 /// The largest answer read from a worker: a file's frames, a few lines an offset.
 const MAX_ANSWER: usize = 128 << 20;
+
+/// The profiler's allocator: the system's, noting when an allocation fails, so that a
+/// worker that reached its memory limit while naming a file (blazesym inflating a section
+/// whose header lied, into a buffer that could not grow) says so instead of naming less.
+pub struct NotingAllocator;
+
+static ALLOCATION_FAILED: AtomicBool = AtomicBool::new(false);
+
+fn noted(ptr: *mut u8) -> *mut u8 {
+    if ptr.is_null() {
+        ALLOCATION_FAILED.store(true, Ordering::Relaxed);
+    }
+    ptr
+}
+
+// SAFETY: every call is passed to the system allocator unchanged.
+unsafe impl GlobalAlloc for NotingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's guarantees are System's.
+        noted(unsafe { System.alloc(layout) })
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as above.
+        noted(unsafe { System.alloc_zeroed(layout) })
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as above.
+        noted(unsafe { System.realloc(ptr, layout, new_size) })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Whether an allocation failed since the last call.
+fn allocation_failed() -> bool {
+    ALLOCATION_FAILED.swap(false, Ordering::Relaxed)
+}
+
+/// This process's `RLIMIT_DATA`, if it has one.
+fn data_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_DATA, &mut limit) } == 0;
+    (got && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
 
 /// What every worker of a run is told once: where separate debug files are looked for.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -269,16 +323,28 @@ pub fn serve() -> std::process::ExitCode {
         let Ok(job) = line.and_then(|l| Ok(serde_json::from_str::<Job>(&l)?)) else {
             return std::process::ExitCode::FAILURE;
         };
+        allocation_failed();
         #[cfg(test)]
         tests::misbehave(&job.name);
         let named = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             file_names::name_offsets(Path::new(&job.open), &job.name, &job.offsets, &finder)
         }));
-        let names = named.unwrap_or_else(|_| file_names::FileNames {
+        let mut names = named.unwrap_or_else(|_| file_names::FileNames {
             frames: vec![Err(NoName::Unreadable); job.offsets.len()],
             debug_origin: None,
             refused: Vec::new(),
         });
+        if allocation_failed() {
+            // What was not named may have been, had the limit been higher.
+            names.refused.push(Refusal::MemoryLimit {
+                limit: data_limit(),
+            });
+            for frame in &mut names.frames {
+                if frame.is_err() {
+                    *frame = Err(NoName::OverBudget);
+                }
+            }
+        }
         let activity = finder.debuginfod().map(|d| {
             let now = d.activity();
             let delta = activity_delta(&now, &reported);
@@ -694,6 +760,11 @@ pub mod tests {
         match name {
             "[test:hang]" => std::thread::sleep(Duration::from_secs(3600)),
             "[test:abort]" => std::process::abort(),
+            "[test:fail-allocation]" => {
+                // As blazesym's inflating does: the allocation fails, and is handled.
+                let mut buf: Vec<u8> = Vec::new();
+                assert!(buf.try_reserve(1 << 40).is_err());
+            }
             "[test:allocate]" => {
                 // Past the memory limit, as an inflating section would go.
                 let mut held: Vec<Vec<u8>> = Vec::new();
@@ -832,6 +903,32 @@ pub mod tests {
         for i in [1, 3, 5] {
             assert!(is_named(&outcomes[i]), "{i}: {outcomes:?}");
         }
+    }
+
+    #[test]
+    fn a_file_that_reached_the_memory_limit_says_so() {
+        let jobs = vec![job("[test:fail-allocation]"), job("/bin/after")];
+        let outcomes = name_files(
+            &jobs,
+            &harness_command(),
+            &Setup::default(),
+            Budgets::default(),
+            Instant::now(),
+            &|_| {},
+        );
+        let Outcome::Named(named) = &outcomes[0] else {
+            panic!("{outcomes:?}");
+        };
+        assert_eq!(
+            named.refused,
+            [Refusal::MemoryLimit {
+                limit: Some(MEMORY_BUDGET)
+            }]
+        );
+        // Named from what fit, and the rest over the budget.
+        assert!(named.frames[0].is_ok());
+        assert_eq!(named.frames[1], Err(Unnamed::OverMemoryBudget));
+        assert!(is_named(&outcomes[1]), "{outcomes:?}");
     }
 
     #[test]
