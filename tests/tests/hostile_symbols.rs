@@ -373,3 +373,111 @@ fn bomb_libraries_are_refused_in_a_whole_host_run() {
     assert_refused(&out, &run);
     drop(program);
 }
+
+/// A stripped library whose `.gnu_debuglink` names a FIFO beside it: opening the candidate
+/// blocks until someone writes it, which nobody does. The worker naming the library is
+/// stopped at its time budget (or, once debug files are opened without blocking, never
+/// waits at all): the run ends, the program's own functions are named.
+#[test]
+fn a_debuglink_to_a_fifo_costs_at_most_the_file_budget() {
+    if !prerequisites() {
+        return;
+    }
+    let (_guard, dir) = attacker_dir();
+    std::fs::write(dir.join("fifo.c"), library_source("fifo")).unwrap();
+    std::fs::write(
+        dir.join("victim.c"),
+        VICTIM
+            .replace("bombdd", "fifo")
+            .replace("extern unsigned long bombz_spin(unsigned long);", "")
+            .replace("extern unsigned long bomblie_spin(unsigned long);", "")
+            .replace("sum += bombz_spin(200000);", "")
+            .replace("sum += bomblie_spin(200000);", ""),
+    )
+    .unwrap();
+    nobody(
+        &dir,
+        "/usr/bin/cc",
+        &[
+            "-O1",
+            "-g",
+            "-fPIC",
+            "-shared",
+            "-o",
+            "libfifo.full.so",
+            "fifo.c",
+        ],
+    );
+    nobody(
+        &dir,
+        "/usr/bin/strip",
+        &["--strip-all", "libfifo.full.so", "-o", "libfifo.so"],
+    );
+    std::fs::write(dir.join("libfifo.debug"), b"not yet a FIFO").unwrap();
+    nobody(
+        &dir,
+        "/usr/bin/objcopy",
+        &["--add-gnu-debuglink=libfifo.debug", "libfifo.so"],
+    );
+    std::fs::remove_file(dir.join("libfifo.debug")).unwrap();
+    nobody(&dir, "/usr/bin/mkfifo", &["libfifo.debug"]);
+    nobody(
+        &dir,
+        "/usr/bin/cc",
+        &[
+            "-O1",
+            "-g",
+            "-o",
+            "victim",
+            "victim.c",
+            "-L.",
+            "-lfifo",
+            "-Wl,-rpath,$ORIGIN",
+        ],
+    );
+    let program = start_victim(&dir.join("victim"), 60);
+    std::thread::sleep(Duration::from_millis(300));
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let pid = program.pid().to_string();
+    let run = spawn_profiler(
+        &[
+            "--pid",
+            pid.as_str(),
+            "--duration",
+            "3s",
+            "--profiles",
+            "cpu",
+            "--format",
+            "pprof,folded",
+        ],
+        &out,
+    )
+    .wait();
+    eprintln!(
+        "FIFO debuglink run: {:.1?} ({:.1?} after the window), peak RSS {} MiB",
+        run.elapsed,
+        run.elapsed.saturating_sub(WINDOW),
+        run.peak_rss_kib / 1024
+    );
+    run.assert_success();
+    // The file's budget (10 s) and the rest of the run.
+    assert_bounded(&run, WINDOW, Duration::from_secs(25), BUDGET_MIB);
+    let folded = Folded::load(&out).with_comm("victim");
+    assert!(
+        folded.samples_containing("victim_own_work") > 0,
+        "the program's own function is not named\n{}",
+        folded.summary(20)
+    );
+    if let Some(line) = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("symbolization budgets:"))
+    {
+        assert!(
+            line.contains("libfifo.so (over its 10s time budget)"),
+            "{line}"
+        );
+    }
+    drop(program);
+}
