@@ -302,8 +302,13 @@ fn named_of(answer: Answer, offsets: usize) -> Named {
 /// The worker's side: reads the setup and then jobs on standard input, and answers each on
 /// descriptor 3, until standard input closes.
 pub fn serve() -> std::process::ExitCode {
-    // SAFETY: the parent opened descriptor 3 for the answers before executing the worker,
-    // and nothing else in this process owns it.
+    // SAFETY: fcntl only asks whether descriptor 3 is open.
+    if unsafe { libc::fcntl(3, libc::F_GETFD) } < 0 {
+        // Not started by the profiler, which opens it for the answers.
+        return std::process::ExitCode::FAILURE;
+    }
+    // SAFETY: descriptor 3 is open (checked above): the parent opened it for the answers
+    // before executing the worker, and nothing else in this process owns it.
     let mut out = unsafe { File::from_raw_fd(3) };
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
