@@ -33,7 +33,16 @@ use crate::output::{OutputDir, pprof_read};
 use crate::profile::{Profile, ProfileKind};
 use crate::sys::{console, fdlimit};
 
+/// The system allocator, noting failed allocations for the symbolization workers.
+#[global_allocator]
+static ALLOCATOR: symbolize::worker::NotingAllocator = symbolize::worker::NotingAllocator;
+
 fn main() -> ExitCode {
+    // A symbolization worker the profiler started (see `symbolize::worker`): not an
+    // option of the command line, and never listed by `--help`.
+    if std::env::args_os().nth(1).as_deref() == Some(symbolize::worker::WORKER_ARG.as_ref()) {
+        return symbolize::worker::serve();
+    }
     let invocation = match cli::parse() {
         Ok(invocation) => invocation,
         // A value our own parsers refused (a duration too long, ...) is one line, like

@@ -43,6 +43,14 @@ pub enum Unnamed {
     NoDebugInfo,
     /// The file could not be parsed as ELF, or reading it failed.
     FileUnreadable,
+    /// Naming the file took longer than its time budget, and its symbolizing process was
+    /// stopped.
+    OverTimeBudget,
+    /// The file's debug information would inflate past its memory budget and was not read,
+    /// or its symbolizing process died on it (out of its memory limit).
+    OverMemoryBudget,
+    /// The run's time budget for naming files was spent before this file's turn.
+    RunBudgetSpent,
 }
 
 /// Why a sample has no user stack frames.
@@ -92,6 +100,9 @@ impl FrameKind {
             Self::Unnamed(Unnamed::NoSymbol) => "[profiler:unnamed:no-symbol]",
             Self::Unnamed(Unnamed::NoDebugInfo) => "[profiler:unnamed:no-debug-info]",
             Self::Unnamed(Unnamed::FileUnreadable) => "[profiler:unnamed:file-unreadable]",
+            Self::Unnamed(Unnamed::OverTimeBudget) => "[profiler:unnamed:over-time-budget]",
+            Self::Unnamed(Unnamed::OverMemoryBudget) => "[profiler:unnamed:over-memory-budget]",
+            Self::Unnamed(Unnamed::RunBudgetSpent) => "[profiler:unnamed:run-budget-spent]",
             Self::Lost(LostStack::NoFrames) => "[profiler:lost:no-frames]",
             Self::Lost(LostStack::Unreadable) => "[profiler:lost:unreadable]",
             Self::Lost(LostStack::RingBufferFull) => "[profiler:lost:ring-buffer-full]",
@@ -106,7 +117,7 @@ impl FrameKind {
     }
 
     /// Every kind with a non-empty tag.
-    const TAGGED: [Self; 14] = [
+    const TAGGED: [Self; 17] = [
         Self::Jit,
         Self::KernelModule,
         Self::Bpf,
@@ -117,6 +128,9 @@ impl FrameKind {
         Self::Unnamed(Unnamed::NoSymbol),
         Self::Unnamed(Unnamed::NoDebugInfo),
         Self::Unnamed(Unnamed::FileUnreadable),
+        Self::Unnamed(Unnamed::OverTimeBudget),
+        Self::Unnamed(Unnamed::OverMemoryBudget),
+        Self::Unnamed(Unnamed::RunBudgetSpent),
         Self::Lost(LostStack::NoFrames),
         Self::Lost(LostStack::Unreadable),
         Self::Lost(LostStack::RingBufferFull),
@@ -139,6 +153,15 @@ impl FrameKind {
                  pass --debuginfo-dir, or set DEBUGINFOD_URLS)"
             }
             Self::Unnamed(Unnamed::FileUnreadable) => "the file could not be read as ELF",
+            Self::Unnamed(Unnamed::OverTimeBudget) => {
+                "naming this file took longer than its time budget and was stopped"
+            }
+            Self::Unnamed(Unnamed::OverMemoryBudget) => {
+                "this file's debug information would take more memory than its budget: not read"
+            }
+            Self::Unnamed(Unnamed::RunBudgetSpent) => {
+                "the run's time budget for naming files was spent before this file"
+            }
             Self::Lost(LostStack::NoFrames) => "the sample had no frames",
             Self::Lost(LostStack::Unreadable) => "the user stack could not be read",
             Self::Lost(LostStack::RingBufferFull) => "stack samples dropped: ring buffer full",

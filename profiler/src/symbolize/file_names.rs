@@ -1,7 +1,9 @@
 //! Names the offsets of one ELF file from the best sources it has, each offset from the
 //! first that knows it: DWARF (the file's own, else a separate debug file found as gdb
-//! finds it), a Go binary's `.gopclntab`, then the file's symbol tables (`.symtab`, `.dynsym`, and MiniDebugInfo's,
-//! which blazesym decompresses).
+//! finds it), a Go binary's `.gopclntab`, then the file's symbol tables (`.symtab`,
+//! `.dynsym`, and MiniDebugInfo's, which blazesym decompresses). Compressed debug
+//! information is checked first ([`inflation`]): what would inflate past its cap is not
+//! read, and the file is named from what is left.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +12,9 @@ use blazesym::symbolize::{CodeInfo, Input, Reason, Sym, Symbolized, Symbolizer};
 
 use crate::profile::Line;
 use crate::symbolize::debuginfo::{DebugInfoFinder, DebugOrigin, ElfFacts};
+use crate::symbolize::dynsym::DynSymbols;
 use crate::symbolize::gopclntab::GoPclnTab;
+use crate::symbolize::inflation::{self, Refusal};
 
 /// Why an offset of a file got no name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,6 +25,9 @@ pub enum NoName {
     Unreadable,
     /// The file is stripped and no separate debug information was found for it.
     NoDebugInfo,
+    /// The debug information that could have named it was over its memory budget (see
+    /// [`FileNames::refused`]) and was not read.
+    OverBudget,
 }
 
 /// The names of a batch of offsets of one file.
@@ -30,6 +37,9 @@ pub struct FileNames {
     pub frames: Vec<Result<Vec<Line>, NoName>>,
     /// Where separate debug information came from, if it did.
     pub debug_origin: Option<DebugOrigin>,
+    /// Debug information of the file (or of its separate debug file) that was not read,
+    /// and why.
+    pub refused: Vec<Refusal>,
 }
 
 /// Names `offsets` of the ELF file opened by path `open` and named `name` by its process.
@@ -42,18 +52,33 @@ pub fn name_offsets(
     let mut names = FileNames {
         frames: vec![Err(NoName::Unreadable); offsets.len()],
         debug_origin: None,
+        refused: Vec::new(),
     };
     let Some(facts) = ElfFacts::read(open) else {
         return names;
     };
+    let verdict = if facts.has_dwarf || facts.has_debugdata {
+        inflation::check(open)
+    } else {
+        inflation::Verdict::default()
+    };
+    names.refused.extend(verdict.dwarf.clone());
+    names.refused.extend(verdict.debugdata.clone());
     // DWARF first: the file's own, else a separate file's, whose addresses are virtual
-    // ones (its file offsets are not the binary's).
-    let dwarf = if facts.has_dwarf {
+    // ones (its file offsets are not the binary's). A separate file is checked as the
+    // file itself is.
+    let dwarf = if facts.has_dwarf && verdict.dwarf.is_none() {
         Some((open.to_path_buf(), None))
     } else {
         finder
             .find(name, &facts)
-            .map(|debug| (debug.path, Some(debug.origin)))
+            .and_then(|debug| match inflation::check(&debug.path).dwarf {
+                Some(refusal) => {
+                    names.refused.push(refusal);
+                    None
+                }
+                None => Some((debug.path, Some(debug.origin))),
+            })
     };
     if let Some((path, origin)) = dwarf {
         let named = match origin {
@@ -69,8 +94,23 @@ pub fn name_offsets(
     if facts.has_gopclntab {
         fill_go(&mut names, offsets, open, &facts);
     }
-    // Then the file's own symbol tables, for what DWARF did not cover.
-    fill(&mut names, offsets, open, false);
+    // Then the file's own symbol tables, for what DWARF did not cover. Without `.symtab`
+    // blazesym would inflate MiniDebugInfo whatever it holds: a refused one leaves the
+    // dynamic symbols, read here instead.
+    if verdict.debugdata.is_some() && !facts.has_symtab {
+        fill_dynsym(&mut names, offsets, open, &facts);
+    } else {
+        fill(&mut names, offsets, open, false);
+    }
+    // What is left unnamed is so for want of the debug information that was refused.
+    if !names.refused.is_empty() {
+        for frame in &mut names.frames {
+            if frame.is_err() {
+                *frame = Err(NoName::OverBudget);
+            }
+        }
+        return names;
+    }
     // Nothing but `.dynsym`: what is left unnamed is so for want of debug information.
     let stripped = !(facts.has_dwarf
         || facts.has_symtab
@@ -85,6 +125,20 @@ pub fn name_offsets(
         }
     }
     names
+}
+
+/// Names the still unnamed offsets from the dynamic symbol table of the file at `path`.
+fn fill_dynsym(names: &mut FileNames, offsets: &[u64], path: &Path, facts: &ElfFacts) {
+    let Some(symbols) = DynSymbols::read(path) else {
+        return;
+    };
+    for (frame, &offset) in names.frames.iter_mut().zip(offsets) {
+        if frame.is_err()
+            && let Some(lines) = facts.vaddr(offset).and_then(|a| symbols.lookup(a))
+        {
+            *frame = Ok(lines);
+        }
+    }
 }
 
 /// Names the still unnamed offsets from the file at `path` (its DWARF when `dwarf`);

@@ -10,17 +10,22 @@
 //! Symbolization takes two passes, so that the run's memory stays small. First every address
 //! that will be needed is requested ([`Symbolizer::request_user`],
 //! [`Symbolizer::request_kernel`]); then [`Symbolizer::resolve_requests`] symbolizes them in
-//! one batch for the kernel and one batch per file, each with a blazesym symbolizer of its
-//! own that is dropped after the batch. A file's parsed (and often decompressed) symbols and
-//! DWARF can take tens of MiB, and a whole host maps hundreds of files: one symbolizer kept
-//! for the whole run would hold them all at once. Afterwards [`Symbolizer::user`] and
-//! [`Symbolizer::kernel`] read the frames from the results.
+//! one batch for the kernel (in this process: kallsyms is the kernel's) and one batch per
+//! file, each in a worker process ([`worker`]) under a memory limit and a time budget: the
+//! files are the targets', and a crafted one must cost the run neither its memory nor its
+//! time. A file's parsed (and often decompressed) symbols and DWARF can take tens of MiB,
+//! and a whole host maps hundreds of files: they stay in the workers, and only the frames
+//! come back. Afterwards [`Symbolizer::user`] and [`Symbolizer::kernel`] read the frames
+//! from the results.
 
 pub mod debuginfo;
 pub mod debuginfod;
+pub mod dynsym;
 pub mod file_names;
 pub mod gopclntab;
+pub mod inflation;
 pub mod kallsyms;
+pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -33,8 +38,8 @@ pub use crate::profile::KERNEL_MAPPING;
 use crate::profile::{FrameKind, Line, Mapping, Unnamed, module_offset};
 use crate::symbolize::debuginfo::{DebugInfoFinder, DebugOrigin};
 use crate::symbolize::debuginfod::Debuginfod;
-use crate::symbolize::file_names::NoName;
 use crate::symbolize::kallsyms::{Kallsyms, KernelName};
+use crate::symbolize::worker::{Budgets, Job, Outcome, Setup, WorkerCommand};
 
 /// A symbolized address: its source frames and what kind of frame it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +89,17 @@ pub struct Symbolizer {
     /// Files named from separate debug information (by the path they are opened by), by
     /// where it was found.
     debug_files: BTreeMap<DebugOrigin, BTreeSet<String>>,
+    /// The `--debuginfo-dir` roots, for the workers.
+    roots: Vec<PathBuf>,
+    /// How workers are started, and their budgets.
+    command: WorkerCommand,
+    budgets: Budgets,
+    /// When the first file was given to a worker: the run's budget counts from there.
+    run_start: Option<Instant>,
+    /// Files (by the name their process gave them) not fully named for a budget, and why.
+    over_budget: BTreeMap<String, String>,
+    /// Files named in this process because no worker could be started.
+    named_here: u64,
 }
 
 impl Symbolizer {
@@ -104,8 +120,16 @@ impl Symbolizer {
         Self {
             finder: DebugInfoFinder::new(debuginfo_dirs, debuginfod),
             bpf,
+            roots: debuginfo_dirs.to_vec(),
             ..Self::default()
         }
+    }
+
+    /// The same symbolizer with other worker budgets (for tests).
+    #[cfg(test)]
+    pub fn with_budgets(mut self, budgets: Budgets) -> Self {
+        self.budgets = budgets;
+        self
     }
 
     /// One line on where separate debug information came from, and one on what debuginfod
@@ -122,6 +146,17 @@ impl Symbolizer {
         }
         if let Some(debuginfod) = self.finder.debuginfod() {
             notes.extend(debuginfod.activity().summary(debuginfod.urls()));
+        }
+        if !self.over_budget.is_empty() {
+            notes.push(over_budget_note(&self.over_budget));
+        }
+        if self.named_here > 0 {
+            notes.push(format!(
+                "symbolization: no worker process could be started; {} file{} named in the \
+                 profiler itself, without the memory and time budgets",
+                self.named_here,
+                if self.named_here == 1 { "" } else { "s" }
+            ));
         }
         notes
     }
@@ -179,10 +214,15 @@ impl Symbolizer {
                 // Without a thread, the batch runs after the files.
                 Some(batch.map_err(|err| log::debug!("no thread for kallsyms: {err}")))
             };
-            for ((open, name), offsets) in files {
-                let offsets: Vec<u64> = offsets.into_iter().collect();
-                self.resolve_file(&open, &name, &offsets);
-            }
+            let jobs: Vec<Job> = files
+                .into_iter()
+                .map(|((open, name), offsets)| Job {
+                    open,
+                    name,
+                    offsets: offsets.into_iter().collect(),
+                })
+                .collect();
+            self.resolve_files(jobs);
             let lines = match kernel_batch {
                 None => return,
                 Some(Ok(thread)) => thread
@@ -279,43 +319,153 @@ impl Symbolizer {
     /// Symbolizes offsets of one file in one batch: the file opened by path `open`, named
     /// `name` in frames that cannot be symbolized.
     fn resolve_file(&mut self, open: &str, name: &str, offsets: &[u64]) {
+        self.resolve_files(vec![Job {
+            open: open.to_owned(),
+            name: name.to_owned(),
+            offsets: offsets.to_vec(),
+        }]);
+    }
+
+    /// Symbolizes each job's offsets in worker processes, a batch a file; a file no worker
+    /// could take is named here.
+    fn resolve_files(&mut self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
         let started = Instant::now();
-        // The file's parsed symbols and DWARF are dropped at the end of the batch, before
-        // the next file is opened.
-        let names = file_names::name_offsets(Path::new(open), name, offsets, &self.finder);
-        if let Some(origin) = names.debug_origin {
+        let run_start = *self.run_start.get_or_insert(started);
+        // The workers open the held files through this process's descriptors.
+        let me = format!("/proc/{}/", std::process::id());
+        let remote: Vec<Job> = jobs
+            .iter()
+            .map(|job| Job {
+                open: job.open.replacen("/proc/self/", &me, 1),
+                ..job.clone()
+            })
+            .collect();
+        let debuginfod = self.finder.debuginfod();
+        let setup = Setup {
+            roots: self.roots.clone(),
+            // Servers given up on are not asked again by new workers.
+            debuginfod: debuginfod
+                .filter(|d| d.activity().gave_up.is_none())
+                .map(Debuginfod::settings),
+            verbose: log::log_enabled!(log::Level::Debug),
+        };
+        let merge = |activity: &debuginfod::Activity| {
+            if let Some(debuginfod) = debuginfod {
+                debuginfod.merge_activity(activity);
+            }
+        };
+        let outcomes = worker::name_files(
+            &remote,
+            &self.command,
+            &setup,
+            self.budgets,
+            run_start,
+            &merge,
+        );
+        for (job, outcome) in jobs.iter().zip(outcomes) {
+            let named = match outcome {
+                Outcome::Named(named) => named,
+                Outcome::Stopped(why, text) => {
+                    self.over_budget.insert(job.name.clone(), text);
+                    worker::Named {
+                        frames: vec![Err(why); job.offsets.len()],
+                        debug_origin: None,
+                        refused: Vec::new(),
+                    }
+                }
+                Outcome::NoWorker => {
+                    self.named_here += 1;
+                    self.name_here(job)
+                }
+            };
+            self.store(job, named);
+        }
+        log::debug!("symbolized {} files in {:?}", jobs.len(), started.elapsed());
+    }
+
+    /// Names a job's file in this process (when no worker can be started).
+    fn name_here(&self, job: &Job) -> worker::Named {
+        let names =
+            file_names::name_offsets(Path::new(&job.open), &job.name, &job.offsets, &self.finder);
+        worker::Named {
+            frames: names
+                .frames
+                .into_iter()
+                .map(|f| f.map_err(worker::unnamed_of))
+                .collect(),
+            debug_origin: names.debug_origin,
+            refused: names.refused,
+        }
+    }
+
+    /// Keeps the frames of a named file.
+    fn store(&mut self, job: &Job, named: worker::Named) {
+        if let Some(origin) = named.debug_origin {
             self.debug_files
                 .entry(origin)
                 .or_default()
-                .insert(open.to_owned());
+                .insert(job.open.clone());
         }
-        let frames = offsets
+        if !named.refused.is_empty() {
+            let why: Vec<String> = named.refused.iter().map(|r| r.describe()).collect();
+            self.over_budget.insert(job.name.clone(), why.join("; "));
+        }
+        let name = job.name.as_str();
+        let frames = job
+            .offsets
             .iter()
-            .zip(names.frames)
+            .zip(named.frames)
             .map(|(&offset, named)| match named {
                 Ok(lines) => Frame {
                     lines,
                     kind: FrameKind::Function,
                 },
-                Err(why) => {
-                    let why = match why {
-                        NoName::Blazesym(_) => Unnamed::NoSymbol,
-                        NoName::Unreadable => Unnamed::FileUnreadable,
-                        NoName::NoDebugInfo => Unnamed::NoDebugInfo,
-                    };
-                    unnamed(Some(name), offset, why)
-                }
+                Err(why) => unnamed(Some(name), offset, why),
             });
         self.file_lines
-            .entry(open.to_owned())
+            .entry(job.open.clone())
             .or_default()
-            .extend(offsets.iter().copied().zip(frames));
-        log::debug!(
-            "symbolized {} offsets in {name} in {:?}",
-            offsets.len(),
-            started.elapsed()
-        );
+            .extend(job.offsets.iter().copied().zip(frames));
     }
+}
+
+/// The summary's line on the files not fully named for a budget: the first few by name,
+/// each with why.
+fn over_budget_note(files: &BTreeMap<String, String>) -> String {
+    const SHOWN: usize = 5;
+    let shown: Vec<String> = files
+        .iter()
+        .take(SHOWN)
+        .map(|(name, why)| format!("{} ({why})", escape_control(name)))
+        .collect();
+    let more = match files.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(", and {n} more (-v lists them)"),
+    };
+    for (name, why) in files.iter().skip(SHOWN) {
+        log::debug!("not fully named: {} ({why})", escape_control(name));
+    }
+    format!(
+        "symbolization budgets: {} file{} not fully named, {}{more}",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        shown.join(", ")
+    )
+}
+
+/// `text` with control characters shown as escapes (`\x1b`): a file name is the target's
+/// and must not drive the terminal.
+fn escape_control(text: &str) -> String {
+    text.chars()
+        .map(|c| match u32::from(c) {
+            code if c.is_control() && code < 0x100 => format!("\\x{code:02x}"),
+            _ if c.is_control() => c.escape_unicode().to_string(),
+            _ => c.to_string(),
+        })
+        .collect()
 }
 
 /// The frames of kernel lookup addresses, symbolized in one batch from kallsyms and the BPF
@@ -535,6 +685,58 @@ mod tests {
             junk.mapping.map(|m| m.path),
             Some("/container/lib/libjunk.so".to_owned())
         );
+    }
+
+    #[test]
+    fn a_file_over_its_time_budget_keeps_the_reason_and_is_named_in_the_summary() {
+        let me = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+        let held = Arc::new(ObjectFile {
+            path: "[test:hang]".to_owned(),
+            file: me,
+            build_id: None,
+        });
+        let process = ProcessInfo {
+            maps: vec![MapEntry {
+                start: 0x5000,
+                end: 0x6000,
+                offset: 0,
+                // A worker of the unit tests hangs on a file of this name.
+                path: "[test:hang]".to_owned(),
+                key: FileKey::default(),
+                file: Some(held),
+            }],
+            ..ProcessInfo::default()
+        };
+        let mut symbolizer = Symbolizer::new().with_budgets(Budgets {
+            per_file: std::time::Duration::from_secs(1),
+            ..Budgets::default()
+        });
+        symbolizer.request_user(Some(&process), 0x5010, false);
+        let started = Instant::now();
+        symbolizer.resolve_requests();
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let frame = symbolizer.user(Some(&process), None, 0x5010, false);
+        assert_eq!(
+            frame.frame.kind,
+            FrameKind::Unnamed(Unnamed::OverTimeBudget)
+        );
+        assert_eq!(frame.frame.lines[0].function, "[test:hang]+0x10");
+        assert_eq!(
+            symbolizer.notes(),
+            [
+                "symbolization budgets: 1 file not fully named, [test:hang] (over its 1s time \
+              budget)"
+            ]
+        );
+    }
+
+    #[test]
+    fn control_characters_of_file_names_are_escaped() {
+        assert_eq!(
+            escape_control("/tmp/\x1b[31mlib.so"),
+            "/tmp/\\x1b[31mlib.so"
+        );
+        assert_eq!(escape_control("/tmp/é\u{85}"), "/tmp/é\\x85");
     }
 
     #[test]
