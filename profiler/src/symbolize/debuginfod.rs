@@ -129,6 +129,27 @@ impl Activity {
         }
     }
 
+    /// What was done since `before`, an earlier reading of the same client: what a worker
+    /// reports with each answer, for [`Self::merge`] in the parent.
+    pub fn since(&self, before: &Activity) -> Activity {
+        let newer = |now: &Option<String>, then: &Option<String>| {
+            now.clone().filter(|_| then.is_none())
+        };
+        Activity {
+            fetched: self.fetched.saturating_sub(before.fetched),
+            bytes: self.bytes.saturating_sub(before.bytes),
+            cached: self.cached.saturating_sub(before.cached),
+            missing: self.missing.saturating_sub(before.missing),
+            too_large: self.too_large.saturating_sub(before.too_large),
+            wrong_build_id: self.wrong_build_id.saturating_sub(before.wrong_build_id),
+            over_budget: self.over_budget.saturating_sub(before.over_budget),
+            not_asked: self.not_asked.saturating_sub(before.not_asked),
+            gave_up: newer(&self.gave_up, &before.gave_up),
+            cache_refused: newer(&self.cache_refused, &before.cache_refused),
+            elapsed: self.elapsed.saturating_sub(before.elapsed),
+        }
+    }
+
     /// One line for the run's summary, or `None` when nothing was asked and nothing
     /// refused.
     pub fn summary(&self, urls: &str) -> Option<String> {
@@ -250,7 +271,9 @@ impl Debuginfod {
         Some(client)
     }
 
-    /// A client for the space-separated server `urls`, caching under `cache`.
+    /// A client for the space-separated server `urls`, caching under `cache` (the tests'
+    /// way to point a client at a server and a cache of their own).
+    #[cfg(test)]
     pub fn new(urls: &str, cache: PathBuf, timeout: Duration) -> Option<Self> {
         Self::build(urls, &cache, timeout, MAX_BYTES, None)
     }

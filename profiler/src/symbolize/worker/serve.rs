@@ -120,7 +120,7 @@ pub fn serve() -> std::process::ExitCode {
         }
         let activity = finder.debuginfod().map(|d| {
             let now = d.activity();
-            let delta = activity_delta(&now, &reported);
+            let delta = now.since(&reported);
             reported = now;
             delta
         });
@@ -134,16 +134,4 @@ pub fn serve() -> std::process::ExitCode {
         }
     }
     std::process::ExitCode::SUCCESS
-}
-
-/// What a client did between two readings of its activity.
-pub(super) fn activity_delta(now: &Activity, before: &Activity) -> Activity {
-    Activity {
-        fetched: now.fetched.saturating_sub(before.fetched),
-        bytes: now.bytes.saturating_sub(before.bytes),
-        cached: now.cached.saturating_sub(before.cached),
-        missing: now.missing.saturating_sub(before.missing),
-        gave_up: now.gave_up.clone().filter(|_| before.gave_up.is_none()),
-        elapsed: now.elapsed.saturating_sub(before.elapsed),
-    }
 }

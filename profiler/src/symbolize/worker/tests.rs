@@ -4,7 +4,6 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::serve::activity_delta;
 use super::*;
 
 /// The environment variable that makes [`serve_as_worker`] serve.
@@ -259,8 +258,8 @@ fn activity_deltas_count_only_what_is_new() {
         gave_up: Some("timeout".to_owned()),
         ..Activity::default()
     };
-    let delta = activity_delta(&now, &before);
+    let delta = now.since(&before);
     assert_eq!((delta.fetched, delta.bytes), (1, 5));
     assert_eq!(delta.gave_up.as_deref(), Some("timeout"));
-    assert_eq!(activity_delta(&now, &now).gave_up, None);
+    assert_eq!(now.since(&now).gave_up, None);
 }
