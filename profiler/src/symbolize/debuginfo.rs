@@ -3,14 +3,33 @@
 //! (next to it, in `.debug/` beside it, under a root plus its directory, the CRC checked),
 //! and a debuginfod server. MiniDebugInfo (`.gnu_debugdata`) is read by blazesym from the
 //! file itself when nothing here is found.
+//!
+//! Every candidate is a path other users may control (a debug link names a file beside
+//! their binary): it is opened with [`open_regular`] (no symlink, no FIFO or device, no
+//! blocking), read within a budget, and the very descriptor that was checked is the one
+//! the debug information is later read from.
 
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use object::{Object, ObjectSection, ObjectSegment};
 
+use crate::process::elf_data::BoundedFile;
 use crate::symbolize::debuginfod::Debuginfod;
+use crate::sys::safe_open::open_regular;
+
+/// The largest separate debug file taken (and CRC-checked): bigger than any real one
+/// (the largest distribution debug files, browsers' and LLVM's, are 1 to 3 GiB), so a
+/// larger file, such as a sparse file of 100 GiB, is refused before a byte of it is read.
+pub const MAX_DEBUG_FILE_BYTES: u64 = 4 << 30;
+
+/// What reading an ELF file's facts may read: its headers, program and section header
+/// tables and notes, never its contents (no real header table comes near).
+const FACTS_PER_READ: u64 = 16 << 20;
+const FACTS_TOTAL: u64 = 64 << 20;
 
 /// Where distributions install separate debug files (Debian's `-dbgsym`, Fedora's
 /// `-debuginfo`), and where gdb and perf look by default.
@@ -36,10 +55,22 @@ pub struct ElfFacts {
 }
 
 impl ElfFacts {
-    /// Reads the facts of the ELF file at `path`; `None` when it is not a readable ELF file.
+    /// Reads the facts of the ELF file at `path` (opened with [`open_regular`]); `None`
+    /// when it is not a readable regular ELF file.
     pub fn read(path: &Path) -> Option<Self> {
-        let file = File::open(path).ok()?;
-        let cache = object::ReadCache::new(file);
+        match open_regular(path) {
+            Ok(file) => Self::of_file(&file),
+            Err(err) => {
+                log::debug!("{}: {err}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Reads the facts of the open ELF file `file`, reading its headers only, within a
+    /// budget; `None` when it is not a readable ELF file.
+    pub fn of_file(file: &File) -> Option<Self> {
+        let cache = BoundedFile::new(file.try_clone().ok()?, FACTS_PER_READ, FACTS_TOTAL);
         let elf = object::File::parse(&cache).ok()?;
         let section = |name: &str| elf.section_by_name(name);
         let debuglink = elf
@@ -104,13 +135,29 @@ impl DebugOrigin {
     }
 }
 
-/// A separate file holding debug information of an ELF file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A separate file holding debug information of an ELF file, held open: it is read from
+/// the descriptor that was checked, whatever becomes of its path.
+#[derive(Debug, Clone)]
 pub struct DebugFile {
-    /// Its path.
+    /// Where it was found.
     pub path: PathBuf,
     /// How it was found.
     pub origin: DebugOrigin,
+    file: Arc<File>,
+}
+
+impl PartialEq for DebugFile {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.path, self.origin) == (&other.path, other.origin)
+    }
+}
+
+impl DebugFile {
+    /// The path to give libraries that open files by path: the held descriptor, valid
+    /// while this value lives.
+    pub fn open_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
 }
 
 /// Looks for separate debug files under a list of roots, then on debuginfod servers.
@@ -145,29 +192,39 @@ impl DebugInfoFinder {
     /// The separate debug file of the ELF file `binary` (its path as the process named
     /// it) with `facts`, in gdb's order: build-ID directories, the debug link, debuginfod.
     pub fn find(&self, binary: &str, facts: &ElfFacts) -> Option<DebugFile> {
-        let found = |path: PathBuf, origin| Some(DebugFile { path, origin });
+        let found = |path: PathBuf, origin, file| {
+            Some(DebugFile {
+                path,
+                origin,
+                file: Arc::new(file),
+            })
+        };
         if let Some(id) = &facts.build_id {
             for path in build_id_candidates(&self.roots, id) {
-                if has_build_id(&path, id) {
-                    return found(path, DebugOrigin::BuildIdDir);
+                if let Some(file) = with_build_id(&path, id) {
+                    return found(path, DebugOrigin::BuildIdDir, file);
                 }
             }
         }
         if let Some((name, crc)) = &facts.debuglink {
             for path in debuglink_candidates(&self.roots, Path::new(binary), name) {
+                if path.as_path() == Path::new(binary) {
+                    continue;
+                }
                 // A debug file is one whose CRC matches: another build's would name
                 // the wrong functions.
-                if path.as_path() != Path::new(binary) && crc32_of(&path) == Some(*crc) {
-                    return found(path, DebugOrigin::DebugLink);
+                let Ok(file) = open_regular(&path) else {
+                    continue;
+                };
+                if crc32_of_file(&file, &path) == Some(*crc) {
+                    return found(path, DebugOrigin::DebugLink, file);
                 }
             }
         }
         let id = facts.build_id.as_ref()?;
         let path = self.debuginfod.as_ref()?.fetch(id)?;
-        has_build_id(&path, id).then_some(DebugFile {
-            path,
-            origin: DebugOrigin::Debuginfod,
-        })
+        let file = with_build_id(&path, id)?;
+        found(path, DebugOrigin::Debuginfod, file)
     }
 }
 
@@ -191,8 +248,10 @@ pub fn build_id_candidates(roots: &[PathBuf], build_id: &[u8]) -> Vec<PathBuf> {
 /// Where gdb looks for a debug link's `name`: beside the binary, in `.debug/` beside it,
 /// and under each root followed by the binary's directory.
 pub fn debuglink_candidates(roots: &[PathBuf], binary: &Path, name: &str) -> Vec<PathBuf> {
-    // The link is a file name; a path in it would lead anywhere.
-    if name.is_empty() || name.contains('/') {
+    // The link is a file name; a path in it would lead anywhere. A mapped file is never
+    // in /proc on the host, and a directory there (the profiler's own descriptors among
+    // them) is no place to look.
+    if name.is_empty() || name.contains('/') || binary.starts_with("/proc") {
         return Vec::new();
     }
     let dir = binary.parent().unwrap_or(Path::new("/"));
@@ -202,21 +261,41 @@ pub fn debuglink_candidates(roots: &[PathBuf], binary: &Path, name: &str) -> Vec
     out
 }
 
-/// Whether the ELF file at `path` has build ID `id`.
-fn has_build_id(path: &Path, id: &[u8]) -> bool {
-    ElfFacts::read(path).is_some_and(|facts| facts.build_id.as_deref() == Some(id))
+/// The ELF file at `path`, open, when it is a regular file of at most
+/// [`MAX_DEBUG_FILE_BYTES`] with build ID `id`.
+fn with_build_id(path: &Path, id: &[u8]) -> Option<File> {
+    let file = open_regular(path).ok()?;
+    if !within_cap(&file, path) {
+        return None;
+    }
+    let facts = ElfFacts::of_file(&file)?;
+    (facts.build_id.as_deref() == Some(id)).then_some(file)
 }
 
-/// The CRC32 of a whole file, as `.gnu_debuglink` records it; `None` when it cannot be read.
-pub fn crc32_of(path: &Path) -> Option<u32> {
-    let mut file = File::open(path).ok()?;
-    if !file.metadata().ok()?.is_file() {
+/// Whether `file` is small enough to be a debug file.
+fn within_cap(file: &File, path: &Path) -> bool {
+    let len = file.metadata().map_or(u64::MAX, |meta| meta.len());
+    if len > MAX_DEBUG_FILE_BYTES {
+        log::debug!(
+            "{}: {len} bytes, over the {MAX_DEBUG_FILE_BYTES}-byte cap of a debug file: refused",
+            path.display()
+        );
+    }
+    len <= MAX_DEBUG_FILE_BYTES
+}
+
+/// The CRC32 of the whole of `file` (opened from `path`), as `.gnu_debuglink` records
+/// it; `None` when it cannot be read or is over [`MAX_DEBUG_FILE_BYTES`].
+fn crc32_of_file(file: &File, path: &Path) -> Option<u32> {
+    if !within_cap(file, path) {
         return None;
     }
     let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0; 1 << 16];
+    let mut buf = vec![0; 1 << 20];
+    // The cap bounds the read too, should the file grow while it is read.
+    let mut reader = file.take(MAX_DEBUG_FILE_BYTES);
     loop {
-        match file.read(&mut buf) {
+        match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => hasher.update(&buf[..n]),
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
@@ -229,6 +308,10 @@ pub fn crc32_of(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn crc32_of(path: &Path) -> Option<u32> {
+        crc32_of_file(&open_regular(path).ok()?, path)
+    }
 
     #[test]
     fn build_id_paths_split_the_first_byte() {
@@ -300,13 +383,53 @@ mod tests {
         std::fs::write(candidate, b"not the debug file").unwrap();
         assert_eq!(finder.find("/nowhere/app", &facts), None);
         std::fs::copy(&me, candidate).unwrap();
+        let found = finder.find("/nowhere/app", &facts).unwrap();
         assert_eq!(
-            finder.find("/nowhere/app", &facts),
-            Some(DebugFile {
-                path: candidate.clone(),
-                origin: DebugOrigin::BuildIdDir
-            })
+            (&found.path, found.origin),
+            (candidate, DebugOrigin::BuildIdDir)
         );
+        // What is read is the file that was checked, whatever is at the path now.
+        std::fs::remove_file(candidate).unwrap();
+        let held = ElfFacts::read(&found.open_path()).unwrap();
+        assert_eq!(held.build_id.as_deref(), Some(&id[..]));
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    #[test]
+    fn a_debuglink_to_a_fifo_a_device_or_a_huge_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("app");
+        let fifo = dir.path().join("fifo.debug");
+        mkfifo(&fifo);
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.debug")).unwrap();
+        let sparse = dir.path().join("sparse.debug");
+        std::fs::File::create(&sparse)
+            .unwrap()
+            .set_len(100 << 30)
+            .unwrap();
+        let finder = DebugInfoFinder::new(&[], None);
+        for name in ["fifo.debug", "zero.debug", "sparse.debug"] {
+            let facts = ElfFacts {
+                debuglink: Some((name.to_owned(), 0)),
+                ..ElfFacts::default()
+            };
+            let started = std::time::Instant::now();
+            assert_eq!(finder.find(binary.to_str().unwrap(), &facts), None);
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "{name}: {:?}",
+                started.elapsed()
+            );
+        }
+        assert_eq!(crc32_of(&fifo), None);
+        assert_eq!(crc32_of(&sparse), None);
+        // Nothing is looked for in /proc.
+        assert!(debuglink_candidates(&[], Path::new("/proc/self/fd/3"), "4").is_empty());
     }
 
     #[test]

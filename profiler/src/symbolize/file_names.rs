@@ -48,12 +48,19 @@ pub fn name_offsets(
     };
     // DWARF first: the file's own, else a separate file's, whose addresses are virtual
     // ones (its file offsets are not the binary's).
+    // A separate debug file is held open until the end: it is read through the
+    // descriptor that was checked.
+    let debug = if facts.has_dwarf {
+        None
+    } else {
+        finder.find(name, &facts)
+    };
     let dwarf = if facts.has_dwarf {
         Some((open.to_path_buf(), None))
     } else {
-        finder
-            .find(name, &facts)
-            .map(|debug| (debug.path, Some(debug.origin)))
+        debug
+            .as_ref()
+            .map(|debug| (debug.open_path(), Some(debug.origin)))
     };
     if let Some((path, origin)) = dwarf {
         let named = match origin {
@@ -111,36 +118,48 @@ fn fill_virtual(names: &mut FileNames, offsets: &[u64], path: &Path, facts: &Elf
     fill_some(names, &todo, path, true, true)
 }
 
-/// Names the offsets of `todo` (index in the batch, and the file offset, or the virtual
-/// address when `virtual_addrs`) from the file at `path`.
-/// Names the still unnamed offsets of a Go binary from its `.gopclntab`.
+/// Names the still unnamed offsets of a Go binary from its `.gopclntab`, read within the
+/// budget of [`GoPclnTab::open`]; a table that breaks a bound names nothing, and its
+/// offsets are left to the symbol tables.
 fn fill_go(names: &mut FileNames, offsets: &[u64], path: &Path, facts: &ElfFacts) -> bool {
     if names.frames.iter().all(Result::is_ok) {
         return false;
     }
-    let data = match std::fs::read(path) {
-        Ok(data) => data,
+    let file = match crate::sys::safe_open::open_regular(path) {
+        Ok(file) => GoPclnTab::open(file),
         Err(err) => {
             log::debug!("{}: {err}", path.display());
             return false;
         }
     };
-    let Some(table) = GoPclnTab::parse(&data) else {
+    let Some(table) = GoPclnTab::parse(&file) else {
         return false;
     };
-    let mut named = false;
+    let mut found = Vec::new();
     for (i, &offset) in offsets.iter().enumerate() {
         if names.frames[i].is_ok() {
             continue;
         }
         if let Some(lines) = facts.vaddr(offset).and_then(|pc| table.frames(pc)) {
-            names.frames[i] = Ok(lines);
-            named = true;
+            found.push((i, lines));
         }
+        if table.refused() {
+            log::debug!(
+                "{}: .gopclntab broke a bound of its walk: not used for names",
+                path.display()
+            );
+            return false;
+        }
+    }
+    let named = !found.is_empty();
+    for (i, lines) in found {
+        names.frames[i] = Ok(lines);
     }
     named
 }
 
+/// Names the offsets of `todo` (index in the batch, and the file offset, or the virtual
+/// address when `virtual_addrs`) from the file at `path`.
 fn fill_some(
     names: &mut FileNames,
     todo: &[(usize, u64)],

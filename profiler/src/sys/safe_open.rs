@@ -1,0 +1,179 @@
+//! Opens files that other users control (their binaries, debug files beside them, files
+//! under debug roots) for reading as root: never through a symlink, never a FIFO, device,
+//! socket or directory, and never blocking.
+//!
+//! The path is first opened with `O_PATH|O_NOFOLLOW`, which opens nothing behind it (no
+//! FIFO waits for a writer, no device driver runs), and checked with `fstat` to be a
+//! regular file; only then is that very inode reopened for reading through
+//! `/proc/self/fd`, `O_NONBLOCK|O_NOCTTY|O_CLOEXEC`, so swapping the path in between
+//! changes nothing.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Where the profiler reaches its own descriptors (the files it holds for the run).
+const OWN_FDS: &str = "/proc/self/fd/";
+
+/// Opens the regular file at `path` for reading without following a symlink at its last
+/// component and without blocking; anything but a regular file is refused
+/// (`ErrorKind::InvalidInput`) before it is opened for reading.
+///
+/// A path of the profiler's own descriptor table (`/proc/self/fd/N`, how held files are
+/// passed to libraries that take paths) is followed: it is a link the kernel resolves to
+/// a file the profiler already opened, and it is checked the same way.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let own = path
+        .to_str()
+        .and_then(|p| p.strip_prefix(OWN_FDS))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let nofollow = if own { 0 } else { libc::O_NOFOLLOW };
+    let handle = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | nofollow)
+        .open(path)?;
+    let meta = handle.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(format!("{OWN_FDS}{}", handle.as_raw_fd()))?;
+    // Reopening an `O_PATH` descriptor opens its inode; this only guards the guarantee.
+    let reopened = file.metadata()?;
+    if reopened.dev() != meta.dev() || reopened.ino() != meta.ino() {
+        return Err(io::Error::other(format!(
+            "{} changed while it was opened",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Opens a magic link of `/proc` (`/proc/PID/map_files/...`, `/proc/PID/exe`) that names
+/// a file a process maps: the link is followed (that is what it is for), but what it
+/// leads to is checked as [`open_regular`] checks it, so a mapped device is never opened.
+pub fn open_proc_link(path: &Path) -> io::Result<File> {
+    let handle = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)?;
+    if !handle.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} does not lead to a regular file", path.display()),
+        ));
+    }
+    open_regular(Path::new(&format!("{OWN_FDS}{}", handle.as_raw_fd())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn refused(path: &Path) -> io::ErrorKind {
+        let started = Instant::now();
+        let err = open_regular(path).expect_err("refused");
+        // None of these may wait for anything.
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{path:?} blocked"
+        );
+        err.kind()
+    }
+
+    #[test]
+    fn opens_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"contents").unwrap();
+        let file = open_regular(&path).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 8);
+        // Reading it as usual works: the descriptor is an ordinary read-only one.
+        let mut text = String::new();
+        io::Read::read_to_string(&mut &file, &mut text).unwrap();
+        assert_eq!(text, "contents");
+    }
+
+    #[test]
+    fn refuses_fifos_symlinks_devices_and_directories_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert_eq!(refused(&fifo), io::ErrorKind::InvalidInput);
+
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(refused(&link), io::ErrorKind::InvalidInput);
+        let to_device = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &to_device).unwrap();
+        assert_eq!(refused(&to_device), io::ErrorKind::InvalidInput);
+        let to_fifo = dir.path().join("to-fifo");
+        std::os::unix::fs::symlink(&fifo, &to_fifo).unwrap();
+        assert_eq!(refused(&to_fifo), io::ErrorKind::InvalidInput);
+
+        assert_eq!(refused(Path::new("/dev/zero")), io::ErrorKind::InvalidInput);
+        assert_eq!(refused(Path::new("/dev/null")), io::ErrorKind::InvalidInput);
+        assert_eq!(refused(dir.path()), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            refused(&dir.path().join("missing")),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn follows_only_the_profiler_s_own_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("held");
+        std::fs::write(&path, b"held").unwrap();
+        let held = File::open(&path).unwrap();
+        let own = format!("{OWN_FDS}{}", held.as_raw_fd());
+        assert_eq!(
+            open_regular(Path::new(&own))
+                .unwrap()
+                .metadata()
+                .unwrap()
+                .len(),
+            4
+        );
+        // A descriptor that is not a regular file is refused the same way.
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let own_fifo = format!("{OWN_FDS}{}", reader.as_raw_fd());
+        assert_eq!(refused(Path::new(&own_fifo)), io::ErrorKind::InvalidInput);
+        // Anything else under /proc is not the profiler's own descriptor table.
+        assert_eq!(
+            refused(Path::new("/proc/self/exe")),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn proc_links_lead_to_regular_files_only() {
+        assert!(open_proc_link(Path::new("/proc/self/exe")).is_ok());
+        let fd = File::open("/dev/null").unwrap();
+        let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        assert_eq!(
+            open_proc_link(Path::new(&link)).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+}
