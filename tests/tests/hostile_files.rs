@@ -10,7 +10,8 @@
 //! own functions, and change no file outside its output directory.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -257,13 +258,34 @@ func attackerSpin() {
 func main() {
 	for {
 		attackerSpin()
+		helpers()
 	}
 }
 "#;
 
+/// Functions enough that a profile samples a few hundred distinct addresses, each a
+/// lookup in the table.
+const GO_HELPERS: usize = 200;
+
+/// The helpers' source: `helperN` spinning a little each, and `helpers` calling them all.
+fn go_helpers() -> String {
+    let mut src = String::from("package main\n\nfunc helpers() {\n");
+    for i in 0..GO_HELPERS {
+        src.push_str(&format!("\thelper{i}()\n"));
+    }
+    src.push_str("}\n");
+    for i in 0..GO_HELPERS {
+        src.push_str(&format!(
+            "\n//go:noinline\nfunc helper{i}() {{\n\tfor i := uint64(0); i < 200000; i++ {{\n\t\tsink += i ^ {i}\n\t}}\n}}\n"
+        ));
+    }
+    src
+}
+
 /// A Go program built by the attacker without DWARF (so its `.gopclntab` names it).
 fn go_attacker(dir: &Path) -> PathBuf {
     std::fs::write(dir.join("main.go"), GO_MAIN).unwrap();
+    std::fs::write(dir.join("helpers.go"), go_helpers()).unwrap();
     std::fs::write(dir.join("go.mod"), "module attacker\n\ngo 1.16\n").unwrap();
     let mut cmd = as_nobody(&go_binary(), &["build", "-ldflags=-w", "-o", "goprog", "."]);
     cmd.current_dir(dir)
@@ -324,7 +346,7 @@ const CRAFTED_RUN: usize = 96 << 20;
 /// appended to the file points every function's line and file tables at one run of
 /// "value + 1, pc + 0" pairs, which a naive walk follows to its end at every lookup.
 fn craft_pclntab(path: &Path) {
-    let mut data = std::fs::read(path).unwrap();
+    let data = std::fs::read(path).unwrap();
     let header = section_header(&data, ".gopclntab");
     let offset = u64_at(&data, header + 0x18) as usize;
     let size = u64_at(&data, header + 0x20) as usize;
@@ -342,13 +364,23 @@ fn craft_pclntab(path: &Path) {
         tab[func + 20..func + 24].copy_from_slice(&run_at.to_le_bytes());
         tab[func + 24..func + 28].copy_from_slice(&run_at.to_le_bytes());
     }
-    tab.extend(std::iter::repeat_n([2u8, 0u8], CRAFTED_RUN / 2).flatten());
+    // Appended in pieces: the test's own memory is the profiler's too (its peak RSS, as
+    // wait4 gives it, counts what the test held when it started the profiler).
     let copy_at = data.len().next_multiple_of(4096);
-    data.resize(copy_at, 0);
-    data.extend_from_slice(&tab);
-    data[header + 0x18..header + 0x20].copy_from_slice(&(copy_at as u64).to_le_bytes());
-    data[header + 0x20..header + 0x28].copy_from_slice(&(tab.len() as u64).to_le_bytes());
-    std::fs::write(path, data).unwrap();
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(&vec![0; copy_at - data.len()]).unwrap();
+    file.write_all(&tab).unwrap();
+    let run: Vec<u8> = std::iter::repeat_n([2u8, 0u8], 1 << 19).flatten().collect();
+    for _ in 0..CRAFTED_RUN / run.len() {
+        file.write_all(&run).unwrap();
+    }
+    // Not through the appending descriptor: pwrite would append.
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let size = (tab.len() + CRAFTED_RUN) as u64;
+    file.write_all_at(&(copy_at as u64).to_le_bytes(), header as u64 + 0x18)
+        .unwrap();
+    file.write_all_at(&size.to_le_bytes(), header as u64 + 0x20)
+        .unwrap();
 }
 
 #[test]
@@ -361,9 +393,10 @@ fn a_crafted_pclntab_is_refused_in_bounded_time() {
     craft_pclntab(&program);
     let attacker = Attacker::start(&dir, &program);
     let (_, folded, _, _tmp) = profile(&[attacker.pid()], PID_RSS_MIB, &[&dir]);
-    // Named from the symbol table instead.
+    // Named from the symbol table instead, the helpers too.
+    let helpers = folded.samples_where(|s| s.frames.iter().any(|f| f.starts_with("main.helper")));
     assert!(
-        folded.samples_containing("main.attackerSpin") > 0,
+        folded.samples_containing("main.attackerSpin") > 0 && helpers > 0,
         "the Go program is not named\n{}",
         folded.summary(20)
     );

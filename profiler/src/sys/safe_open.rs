@@ -21,15 +21,17 @@ const OWN_FDS: &str = "/proc/self/fd/";
 /// component and without blocking; anything but a regular file is refused
 /// (`ErrorKind::InvalidInput`) before it is opened for reading.
 ///
-/// A path of the profiler's own descriptor table (`/proc/self/fd/N`, how held files are
-/// passed to libraries that take paths) is followed: it is a link the kernel resolves to
-/// a file the profiler already opened, and it is checked the same way.
+/// A path of a descriptor table (`/proc/self/fd/N`, or `/proc/PID/fd/N` of a process of
+/// the profiler's own, how held files are passed to libraries and to other processes that
+/// take paths) is followed: it is a link the kernel resolves to a file already open, and
+/// it is checked the same way. Callers never build such a path from a target's input
+/// (debug links are looked for nowhere under `/proc`).
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    let own = path
-        .to_str()
-        .and_then(|p| p.strip_prefix(OWN_FDS))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    let nofollow = if own { 0 } else { libc::O_NOFOLLOW };
+    let nofollow = if is_descriptor(path) {
+        0
+    } else {
+        libc::O_NOFOLLOW
+    };
     let handle = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | nofollow)
@@ -54,6 +56,18 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
         )));
     }
     Ok(file)
+}
+
+/// Whether `path` is `/proc/self/fd/N` or `/proc/PID/fd/N`.
+fn is_descriptor(path: &Path) -> bool {
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let Some(rest) = path.to_str().and_then(|p| p.strip_prefix("/proc/")) else {
+        return false;
+    };
+    match rest.split('/').collect::<Vec<_>>()[..] {
+        [who, "fd", n] => (who == "self" || number(who)) && number(n),
+        _ => false,
+    }
 }
 
 /// Opens a magic link of `/proc` (`/proc/PID/map_files/...`, `/proc/PID/exe`) that names
@@ -147,6 +161,9 @@ mod tests {
                 .len(),
             4
         );
+        // As another process (a worker) reaches it.
+        let by_pid = format!("/proc/{}/fd/{}", std::process::id(), held.as_raw_fd());
+        assert!(open_regular(Path::new(&by_pid)).is_ok());
         // A descriptor that is not a regular file is refused the same way.
         let fifo = dir.path().join("fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
@@ -159,11 +176,12 @@ mod tests {
             .unwrap();
         let own_fifo = format!("{OWN_FDS}{}", reader.as_raw_fd());
         assert_eq!(refused(Path::new(&own_fifo)), io::ErrorKind::InvalidInput);
-        // Anything else under /proc is not the profiler's own descriptor table.
-        assert_eq!(
-            refused(Path::new("/proc/self/exe")),
-            io::ErrorKind::InvalidInput
-        );
+        // Anything else under /proc is not a descriptor table.
+        for other in ["/proc/self/exe", "/proc/self/cwd/x", "/proc/self/fd/1/x"] {
+            assert!(open_regular(Path::new(other)).is_err(), "{other}");
+        }
+        assert!(!is_descriptor(Path::new("/proc/self/fd/")));
+        assert!(!is_descriptor(Path::new("/proc/x1/fd/3")));
     }
 
     #[test]
