@@ -68,9 +68,15 @@ fn snapshot(dir: &Path) -> Snapshot {
             if meta.is_dir() {
                 todo.push(path.clone());
             }
-            let contents = (meta.is_file() && meta.len() < (16 << 20))
-                .then(|| std::fs::read(&path).unwrap());
-            let key = (meta.mode(), meta.len(), meta.mtime(), meta.mtime_nsec(), contents);
+            let contents =
+                (meta.is_file() && meta.len() < (16 << 20)).then(|| std::fs::read(&path).unwrap());
+            let key = (
+                meta.mode(),
+                meta.len(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+                contents,
+            );
             out.insert(path, key);
         }
     }
@@ -108,7 +114,11 @@ impl Drop for Attacker {
 /// Profiles for [`WINDOW`] with `targets` (`--pid` flags, or none for the whole host),
 /// CPU only, and checks the run: exit 0, its bound, `rss_mib`, no file of `watched`
 /// changed.
-fn profile(targets: &[String], rss_mib: i64, watched: &[&Path]) -> (Run, Folded, PathBuf, tempfile::TempDir) {
+fn profile(
+    targets: &[String],
+    rss_mib: i64,
+    watched: &[&Path],
+) -> (Run, Folded, PathBuf, tempfile::TempDir) {
     let before: Vec<Snapshot> = watched.iter().map(|d| snapshot(d)).collect();
     let tmp = temp_dir();
     let out = tmp.path().join("out");
@@ -177,13 +187,25 @@ fn mkfifo(path: &Path) {
 /// `/dev/zero` and a sparse file of 100 GiB, and a program calling each in turn.
 fn debuglink_attacker(dir: &Path) -> PathBuf {
     for lib in ["fifo", "zero", "sparse"] {
-        std::fs::write(dir.join(format!("{lib}.c")), LIBRARY.replace("LIBNAME", lib)).unwrap();
+        std::fs::write(
+            dir.join(format!("{lib}.c")),
+            LIBRARY.replace("LIBNAME", lib),
+        )
+        .unwrap();
         let so = format!("lib{lib}.so");
-        nobody(dir, "cc", &["-O1", "-shared", "-fPIC", "-o", &so, &format!("{lib}.c")]);
+        nobody(
+            dir,
+            "cc",
+            &["-O1", "-shared", "-fPIC", "-o", &so, &format!("{lib}.c")],
+        );
         // objcopy reads the link's target for its CRC: a real file first.
         let debug = format!("{lib}.debug");
         std::fs::write(dir.join(&debug), b"placeholder").unwrap();
-        nobody(dir, "objcopy", &[&format!("--add-gnu-debuglink={debug}"), &so]);
+        nobody(
+            dir,
+            "objcopy",
+            &[&format!("--add-gnu-debuglink={debug}"), &so],
+        );
         std::fs::remove_file(dir.join(&debug)).unwrap();
     }
     mkfifo(&dir.join("fifo.debug"));
@@ -198,7 +220,17 @@ fn debuglink_attacker(dir: &Path) -> PathBuf {
     nobody(
         dir,
         "cc",
-        &["-O1", "-o", "linked", "main.c", "-L.", "-lfifo", "-lzero", "-lsparse", "-Wl,-rpath,$ORIGIN"],
+        &[
+            "-O1",
+            "-o",
+            "linked",
+            "main.c",
+            "-L.",
+            "-lfifo",
+            "-lzero",
+            "-lsparse",
+            "-Wl,-rpath,$ORIGIN",
+        ],
     );
     dir.join("linked")
 }
@@ -294,7 +326,11 @@ fn go_attacker(dir: &Path) -> PathBuf {
         .env("GOPATH", dir.join(".gopath"))
         .env("GOFLAGS", "-mod=mod");
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "go build: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dir.join("goprog")
 }
 
@@ -352,7 +388,10 @@ fn craft_pclntab(path: &Path) {
     let size = u64_at(&data, header + 0x20) as usize;
     let mut tab = data[offset..offset + size].to_vec();
     let magic = u32_at(&tab, 0);
-    assert!(magic == 0xffff_fff0 || magic == 0xffff_fff1, "a Go 1.18+ table: {magic:#x}");
+    assert!(
+        magic == 0xffff_fff0 || magic == 0xffff_fff1,
+        "a Go 1.18+ table: {magic:#x}"
+    );
     let nfunc = u64_at(&tab, 8) as usize;
     let pctab = u64_at(&tab, 8 + 6 * 8) as usize;
     let functab = u64_at(&tab, 8 + 7 * 8) as usize;
@@ -436,11 +475,23 @@ fn build_twin(dir: &Path, digest: &str, own: &str, program: &str, run: fn(&Path,
     )
     .unwrap();
     let id = format!("-Wl,--build-id={TWIN_ID}");
-    run(dir, "cc", &["-O1", "-shared", "-fPIC", &id, "-o", "libtwin.so", "twin.c"]);
     run(
         dir,
         "cc",
-        &["-O1", "-o", program, "main.c", "-L.", "-ltwin", "-Wl,-rpath,$ORIGIN"],
+        &["-O1", "-shared", "-fPIC", &id, "-o", "libtwin.so", "twin.c"],
+    );
+    run(
+        dir,
+        "cc",
+        &[
+            "-O1",
+            "-o",
+            program,
+            "main.c",
+            "-L.",
+            "-ltwin",
+            "-Wl,-rpath,$ORIGIN",
+        ],
     );
 }
 
@@ -451,7 +502,13 @@ fn twin_run(whole_host: bool) {
     // Root's program and library, in a directory only root writes.
     let root_dir = temp_dir();
     set_mode(root_dir.path(), 0o755);
-    build_twin(root_dir.path(), "REAL_Digest", "root_own_spin", "twin_root", root);
+    build_twin(
+        root_dir.path(),
+        "REAL_Digest",
+        "root_own_spin",
+        "twin_root",
+        root,
+    );
     let (_guard, dir) = attacker_dir();
     build_twin(&dir, "PWN__Digest", "evil_own_spin", "twin_evil", nobody);
     let sizes: Vec<u64> = [root_dir.path(), &dir]
@@ -471,14 +528,19 @@ fn twin_run(whole_host: bool) {
     } else {
         vec![evil.pid(), victim.id().to_string()]
     };
-    let rss = if whole_host { HOST_RSS_MIB } else { PID_RSS_MIB };
+    let rss = if whole_host {
+        HOST_RSS_MIB
+    } else {
+        PID_RSS_MIB
+    };
     let (_, folded, _, _tmp) = profile(&targets, rss, &[&dir, root_dir.path()]);
     let _ = victim.kill();
     let _ = victim.wait();
     let rooted = folded.with_comm("twin_root");
     let evil_stacks = folded.with_comm("twin_evil");
     assert!(
-        rooted.samples_containing("REAL_Digest") > 0 && rooted.samples_containing("root_own_spin") > 0,
+        rooted.samples_containing("REAL_Digest") > 0
+            && rooted.samples_containing("root_own_spin") > 0,
         "root's frames are not named from root's library\n{}",
         folded.summary(20)
     );
