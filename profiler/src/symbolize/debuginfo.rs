@@ -21,9 +21,10 @@ use crate::process::elf_data::BoundedFile;
 use crate::symbolize::debuginfod::Debuginfod;
 use crate::sys::safe_open::open_regular;
 
-/// The largest separate debug file taken (and CRC-checked): bigger than any real one
-/// (the largest distribution debug files, browsers' and LLVM's, are 1 to 3 GiB), so a
-/// larger file, such as a sparse file of 100 GiB, is refused before a byte of it is read.
+/// The largest separate debug file taken (and CRC-checked): bigger than any real one (the
+/// 32-bit DWARF distributions use cannot address a section past 4 GiB, and their biggest
+/// packages are built with `-g1` to stay far below), so a larger file, such as a sparse
+/// file of 100 GiB, is refused before a byte of it is read.
 pub const MAX_DEBUG_FILE_BYTES: u64 = 4 << 30;
 
 /// What reading an ELF file's facts may read: its headers, program and section header

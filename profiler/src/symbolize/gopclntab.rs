@@ -11,7 +11,7 @@
 //! parser. The file is the profiled program's, not trusted: every read is bounds-checked,
 //! only the sections the table needs are read, each within [`MAX_GO_SECTION_BYTES`], and
 //! every walk is bounded by the table's own sizes and a budget of steps
-//! ([`STEP_BUDGET`]); a table that breaks a bound is [refused](GoPclnTab::refused) as a
+//! ([`STEP_BUDGET`], [`STEPS_PER_LOOKUP`]); a table that breaks a bound is [refused](GoPclnTab::refused) as a
 //! whole.
 
 use std::cell::Cell;
@@ -35,9 +35,13 @@ pub const MAX_GO_SECTION_BYTES: u64 = 256 << 20;
 /// What reading one Go binary's tables may read in all.
 const MAX_GO_BYTES: u64 = 512 << 20;
 /// Steps of all the walks of one table together (a pc-value pair decoded, 64 bytes of a
-/// name scanned): a lookup in a real table takes tens to thousands, so this is far more
-/// than naming every sampled address of a real binary takes, and under a second.
+/// name scanned), to start with: a lookup in a real table takes tens to thousands, so
+/// this alone names some hundred thousand addresses of a real binary, in under a second.
 const STEP_BUDGET: u64 = 1 << 26;
+/// Steps each lookup adds to the budget, so that a long profile of a big binary is never
+/// refused for its number of addresses, while a crafted table's cost stays linear in
+/// them.
+const STEPS_PER_LOOKUP: u64 = 1 << 11;
 /// The longest function or file name read (Go's longest generic names are a few KiB).
 const MAX_NAME_BYTES: usize = 64 << 10;
 
@@ -68,7 +72,7 @@ pub struct GoPclnTab<'a> {
     /// The address funcdata offsets are relative to (`moduledata.gofunc`, Go 1.18+), where
     /// the module data was found; without it there are no inline trees.
     gofunc: Option<u64>,
-    /// Steps left of [`STEP_BUDGET`].
+    /// Steps left of [`STEP_BUDGET`] and the [`STEPS_PER_LOOKUP`] of the lookups so far.
     steps: Cell<u64>,
     /// Whether a walk broke a bound: the table is not to be believed.
     refused: Cell<bool>,
@@ -178,6 +182,8 @@ impl<'a> GoPclnTab<'a> {
         if self.refused() {
             return None;
         }
+        self.steps
+            .set(self.steps.get().saturating_add(STEPS_PER_LOOKUP));
         let func = self.find_func(pc)?;
         let entry = self.func_entry(func)?;
         let name = self.func_name(func)?;
