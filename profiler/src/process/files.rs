@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::process::elf_data::BoundedFile;
-use crate::sys::safe_open::{open_proc_link, open_regular};
+use crate::sys::safe_open::{open_regular, open_regular_following};
 
 /// The identity of a mapped file: its device and inode, as `/proc/PID/maps` gives them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -130,11 +130,11 @@ impl FileTable {
 
 /// Opens a mapped file through the process's `map_files` entry (its own mount namespace),
 /// else by path when the host's file there is the very same (device and inode); a
-/// regular file only, as [`open_regular`] opens it (a mapped device is never opened).
+/// regular file only (a mapped device is never opened), never blocking.
 fn open_mapped(pid: u32, key: FileKey, start: u64, end: u64, path: &str) -> Option<ObjectFile> {
     let name = path.trim_end_matches(" (deleted)").to_owned();
     let link = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
-    match open_proc_link(Path::new(&link)) {
+    match open_regular_following(Path::new(&link)) {
         Ok(file) => return Some(ObjectFile::new(name, file)),
         Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
             log::debug!("{name} mapped by pid {pid}: {err}");

@@ -4,10 +4,11 @@
 //! and a debuginfod server. MiniDebugInfo (`.gnu_debugdata`) is read by blazesym from the
 //! file itself when nothing here is found.
 //!
-//! Every candidate is a path other users may control (a debug link names a file beside
-//! their binary): it is opened with [`open_regular`] (no symlink, no FIFO or device, no
-//! blocking), read within a budget, and the very descriptor that was checked is the one
-//! the debug information is later read from.
+//! Every candidate may be a path other users control (a debug link names a file beside
+//! their binary): a debug-link candidate is opened with [`open_regular`] (no symlink, no
+//! FIFO or device, no blocking), a build-ID entry with [`open_regular_following`] (a
+//! symlink to a regular file only), each read within a budget, and the very descriptor
+//! that was checked is the one the debug information is later read from.
 
 use std::fs::File;
 use std::io::Read;
@@ -19,7 +20,7 @@ use object::{Object, ObjectSection, ObjectSegment};
 
 use crate::process::elf_data::BoundedFile;
 use crate::symbolize::debuginfod::Debuginfod;
-use crate::sys::safe_open::open_regular;
+use crate::sys::safe_open::{open_regular, open_regular_following};
 
 /// The largest separate debug file taken (and CRC-checked): bigger than any real one (the
 /// 32-bit DWARF distributions use cannot address a section past 4 GiB, and their biggest
@@ -263,9 +264,11 @@ pub fn debuglink_candidates(roots: &[PathBuf], binary: &Path, name: &str) -> Vec
 }
 
 /// The ELF file at `path`, open, when it is a regular file of at most
-/// [`MAX_DEBUG_FILE_BYTES`] with build ID `id`.
+/// [`MAX_DEBUG_FILE_BYTES`] with build ID `id`. A symlink is followed (distributions
+/// link build-ID entries to their debug files) to a regular file only: the build ID is
+/// what makes it the file, wherever it is.
 fn with_build_id(path: &Path, id: &[u8]) -> Option<File> {
-    let file = open_regular(path).ok()?;
+    let file = open_regular_following(path).ok()?;
     if !within_cap(&file, path) {
         return None;
     }
@@ -393,6 +396,31 @@ mod tests {
         std::fs::remove_file(candidate).unwrap();
         let held = ElfFacts::read(&found.open_path()).unwrap();
         assert_eq!(held.build_id.as_deref(), Some(&id[..]));
+    }
+
+    #[test]
+    fn a_build_id_entry_may_link_to_its_debug_file_but_not_to_a_fifo() {
+        let me = std::env::current_exe().unwrap();
+        let facts = ElfFacts::read(&me).unwrap();
+        let Some(id) = facts.build_id.clone() else {
+            eprintln!("skipping: this test binary has no build ID");
+            return;
+        };
+        let root = tempfile::tempdir().unwrap();
+        let finder = DebugInfoFinder::new(&[root.path().to_path_buf()], None);
+        let candidate = &build_id_candidates(&[root.path().to_path_buf()], &id)[0];
+        std::fs::create_dir_all(candidate.parent().unwrap()).unwrap();
+        let fifo = root.path().join("fifo");
+        mkfifo(&fifo);
+        std::os::unix::fs::symlink(&fifo, candidate).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(finder.find("/nowhere/app", &facts), None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // As Fedora lays them out: the entry links to the debug file.
+        std::fs::remove_file(candidate).unwrap();
+        std::os::unix::fs::symlink(&me, candidate).unwrap();
+        let found = finder.find("/nowhere/app", &facts).unwrap();
+        assert_eq!(found.origin, DebugOrigin::BuildIdDir);
     }
 
     fn mkfifo(path: &Path) {

@@ -27,11 +27,20 @@ const OWN_FDS: &str = "/proc/self/fd/";
 /// it is checked the same way. Callers never build such a path from a target's input
 /// (debug links are looked for nowhere under `/proc`).
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    let nofollow = if is_descriptor(path) {
-        0
-    } else {
-        libc::O_NOFOLLOW
-    };
+    open_checked(path, is_descriptor(path))
+}
+
+/// As [`open_regular`], but a symlink (or a `/proc` magic link such as
+/// `/proc/PID/map_files/...`) is followed, and what it leads to is checked and opened
+/// the same way: never a FIFO, device or directory, never blocking. For build-ID
+/// directories, where distributions keep symlinks (Fedora's `.build-id/xx/rest.debug`
+/// links to the debug file), and for the files processes map.
+pub fn open_regular_following(path: &Path) -> io::Result<File> {
+    open_checked(path, true)
+}
+
+fn open_checked(path: &Path, follow: bool) -> io::Result<File> {
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
     let handle = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | nofollow)
@@ -68,23 +77,6 @@ fn is_descriptor(path: &Path) -> bool {
         [who, "fd", n] => (who == "self" || number(who)) && number(n),
         _ => false,
     }
-}
-
-/// Opens a magic link of `/proc` (`/proc/PID/map_files/...`, `/proc/PID/exe`) that names
-/// a file a process maps: the link is followed (that is what it is for), but what it
-/// leads to is checked as [`open_regular`] checks it, so a mapped device is never opened.
-pub fn open_proc_link(path: &Path) -> io::Result<File> {
-    let handle = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH)
-        .open(path)?;
-    if !handle.metadata()?.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} does not lead to a regular file", path.display()),
-        ));
-    }
-    open_regular(Path::new(&format!("{OWN_FDS}{}", handle.as_raw_fd())))
 }
 
 #[cfg(test)]
@@ -185,13 +177,36 @@ mod tests {
     }
 
     #[test]
-    fn proc_links_lead_to_regular_files_only() {
-        assert!(open_proc_link(Path::new("/proc/self/exe")).is_ok());
+    fn links_followed_lead_to_regular_files_only() {
+        assert!(open_regular_following(Path::new("/proc/self/exe")).is_ok());
         let fd = File::open("/dev/null").unwrap();
         let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let kind = |path: &Path| open_regular_following(path).unwrap_err().kind();
+        assert_eq!(kind(Path::new(&link)), io::ErrorKind::InvalidInput);
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"x").unwrap();
+        let to_file = dir.path().join("to-file");
+        std::os::unix::fs::symlink("target", &to_file).unwrap();
         assert_eq!(
-            open_proc_link(Path::new(&link)).unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
+            open_regular_following(&to_file)
+                .unwrap()
+                .metadata()
+                .unwrap()
+                .len(),
+            1
         );
+        let to_device = dir.path().join("to-device");
+        std::os::unix::fs::symlink("/dev/zero", &to_device).unwrap();
+        assert_eq!(kind(&to_device), io::ErrorKind::InvalidInput);
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let to_fifo = dir.path().join("to-fifo");
+        std::os::unix::fs::symlink(&fifo, &to_fifo).unwrap();
+        let started = Instant::now();
+        assert_eq!(kind(&to_fifo), io::ErrorKind::InvalidInput);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }
