@@ -235,7 +235,17 @@ fn debuglink_attacker(dir: &Path) -> PathBuf {
     dir.join("linked")
 }
 
-fn assert_debuglink_run(folded: &Folded) {
+fn assert_debuglink_run(run: &Run, folded: &Folded) {
+    // The refusals are counted in the summary.
+    let refused = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("refused: "))
+        .unwrap_or_else(|| panic!("no refusals in the summary\n{}", run.transcript()));
+    assert!(
+        refused.contains("not regular files") && refused.contains("over 4 GiB"),
+        "{refused}"
+    );
     let mine = folded.with_comm("linked");
     assert!(
         mine.samples_containing("attacker_own_spin") > 0,
@@ -260,8 +270,8 @@ fn debuglinks_to_a_fifo_a_device_and_a_sparse_file_end_in_time_by_pid() {
     let (_guard, dir) = attacker_dir();
     let program = debuglink_attacker(&dir);
     let attacker = Attacker::start(&dir, &program);
-    let (_, folded, _, _tmp) = profile(&[attacker.pid()], PID_RSS_MIB, &[&dir]);
-    assert_debuglink_run(&folded);
+    let (run, folded, _, _tmp) = profile(&[attacker.pid()], PID_RSS_MIB, &[&dir]);
+    assert_debuglink_run(&run, &folded);
 }
 
 #[test]
@@ -272,8 +282,8 @@ fn debuglinks_to_a_fifo_a_device_and_a_sparse_file_end_in_time_whole_host() {
     let (_guard, dir) = attacker_dir();
     let program = debuglink_attacker(&dir);
     let _attacker = Attacker::start(&dir, &program);
-    let (_, folded, _, _tmp) = profile(&[], HOST_RSS_MIB, &[&dir]);
-    assert_debuglink_run(&folded);
+    let (run, folded, _, _tmp) = profile(&[], HOST_RSS_MIB, &[&dir]);
+    assert_debuglink_run(&run, &folded);
 }
 
 const GO_MAIN: &str = r#"package main
@@ -431,7 +441,13 @@ fn a_crafted_pclntab_is_refused_in_bounded_time() {
     let program = go_attacker(&dir);
     craft_pclntab(&program);
     let attacker = Attacker::start(&dir, &program);
-    let (_, folded, _, _tmp) = profile(&[attacker.pid()], PID_RSS_MIB, &[&dir]);
+    let (run, folded, _, _tmp) = profile(&[attacker.pid()], PID_RSS_MIB, &[&dir]);
+    assert!(
+        run.stdout
+            .contains("1 Go line table (.gopclntab) that broke its bounds"),
+        "the refusal is not in the summary\n{}",
+        run.transcript()
+    );
     // Named from the symbol table instead, the helpers too.
     let helpers = folded.samples_where(|s| s.frames.iter().any(|f| f.starts_with("main.helper")));
     assert!(

@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use object::{Object, ObjectSection, ObjectSegment};
 
@@ -162,6 +162,58 @@ impl DebugFile {
     }
 }
 
+/// What was refused while looking for names, for the summary: nothing refused is lost
+/// silently.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refusals {
+    /// Debug-file candidates that are not regular files (a FIFO, a device, a symlink
+    /// where none is taken), refused without being opened.
+    pub not_regular: u64,
+    /// Debug files over [`MAX_DEBUG_FILE_BYTES`].
+    pub too_big: u64,
+    /// Go line tables (`.gopclntab`) that broke a bound of their reading or walks.
+    pub gopclntab: u64,
+}
+
+impl Refusals {
+    /// Adds what another finder (a worker's) refused.
+    pub fn merge(&mut self, other: &Refusals) {
+        self.not_regular += other.not_regular;
+        self.too_big += other.too_big;
+        self.gopclntab += other.gopclntab;
+    }
+
+    /// The summary's line, when anything was refused.
+    pub fn summary(&self) -> Option<String> {
+        let count =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = Vec::new();
+        if self.not_regular > 0 {
+            parts.push(
+                count(
+                    self.not_regular,
+                    "debug-file candidate that is not a regular file",
+                    "debug-file candidates that are not regular files",
+                ) + " (FIFO, device, symlink)",
+            );
+        }
+        if self.too_big > 0 {
+            let cap = format!(" over {} GiB", MAX_DEBUG_FILE_BYTES >> 30);
+            parts.push(count(self.too_big, "debug file", "debug files") + &cap);
+        }
+        if self.gopclntab > 0 {
+            parts.push(
+                count(
+                    self.gopclntab,
+                    "Go line table (.gopclntab) that broke its bounds",
+                    "Go line tables (.gopclntab) that broke their bounds",
+                ) + ", named from symbol tables instead",
+            );
+        }
+        (!parts.is_empty()).then(|| format!("refused: {}", parts.join(", ")))
+    }
+}
+
 /// Looks for separate debug files under a list of roots, then on debuginfod servers.
 #[derive(Debug)]
 pub struct DebugInfoFinder {
@@ -169,6 +221,8 @@ pub struct DebugInfoFinder {
     roots: Vec<PathBuf>,
     /// The debuginfod client, when `DEBUGINFOD_URLS` names servers.
     debuginfod: Option<Debuginfod>,
+    /// What was refused so far.
+    refusals: Mutex<Refusals>,
 }
 
 impl Default for DebugInfoFinder {
@@ -183,7 +237,69 @@ impl DebugInfoFinder {
     pub fn new(extra_roots: &[PathBuf], debuginfod: Option<Debuginfod>) -> Self {
         let mut roots = extra_roots.to_vec();
         roots.push(PathBuf::from(SYSTEM_DEBUG_ROOT));
-        Self { roots, debuginfod }
+        Self {
+            roots,
+            debuginfod,
+            refusals: Mutex::default(),
+        }
+    }
+
+    /// What was refused so far.
+    pub fn refusals(&self) -> Refusals {
+        *self
+            .refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a refusal.
+    pub fn refuse(&self, count: impl FnOnce(&mut Refusals)) {
+        count(
+            &mut self
+                .refusals
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+    }
+
+    /// The candidate at `path`, open, when it is a regular file within
+    /// [`MAX_DEBUG_FILE_BYTES`] (symlinks followed when `follow`); refusals counted.
+    fn open_candidate(&self, path: &Path, follow: bool) -> Option<File> {
+        let opened = if follow {
+            open_regular_following(path)
+        } else {
+            open_regular(path)
+        };
+        let file = match opened {
+            Ok(file) => file,
+            Err(err) => {
+                if err.kind() == std::io::ErrorKind::InvalidInput {
+                    log::debug!("{err}: refused");
+                    self.refuse(|r| r.not_regular += 1);
+                }
+                return None;
+            }
+        };
+        let len = file.metadata().ok()?.len();
+        if len > MAX_DEBUG_FILE_BYTES {
+            log::debug!(
+                "{}: {len} bytes, over the {MAX_DEBUG_FILE_BYTES}-byte cap of a debug file: \
+                 refused",
+                path.display()
+            );
+            self.refuse(|r| r.too_big += 1);
+            return None;
+        }
+        Some(file)
+    }
+
+    /// The ELF file at `path`, open, when it is a debug file with build ID `id`. A symlink
+    /// is followed (distributions link build-ID entries to their debug files) to a
+    /// regular file only: the build ID is what makes it the file, wherever it is.
+    fn with_build_id(&self, path: &Path, id: &[u8]) -> Option<File> {
+        let file = self.open_candidate(path, true)?;
+        let facts = ElfFacts::of_file(&file)?;
+        (facts.build_id.as_deref() == Some(id)).then_some(file)
     }
 
     /// The debuginfod client, to report what it fetched.
@@ -203,7 +319,7 @@ impl DebugInfoFinder {
         };
         if let Some(id) = &facts.build_id {
             for path in build_id_candidates(&self.roots, id) {
-                if let Some(file) = with_build_id(&path, id) {
+                if let Some(file) = self.with_build_id(&path, id) {
                     return found(path, DebugOrigin::BuildIdDir, file);
                 }
             }
@@ -215,17 +331,17 @@ impl DebugInfoFinder {
                 }
                 // A debug file is one whose CRC matches: another build's would name
                 // the wrong functions.
-                let Ok(file) = open_regular(&path) else {
+                let Some(file) = self.open_candidate(&path, false) else {
                     continue;
                 };
-                if crc32_of_file(&file, &path) == Some(*crc) {
+                if crc32_of_file(&file) == Some(*crc) {
                     return found(path, DebugOrigin::DebugLink, file);
                 }
             }
         }
         let id = facts.build_id.as_ref()?;
         let path = self.debuginfod.as_ref()?.fetch(id)?;
-        let file = with_build_id(&path, id)?;
+        let file = self.with_build_id(&path, id)?;
         found(path, DebugOrigin::Debuginfod, file)
     }
 }
@@ -263,35 +379,10 @@ pub fn debuglink_candidates(roots: &[PathBuf], binary: &Path, name: &str) -> Vec
     out
 }
 
-/// The ELF file at `path`, open, when it is a regular file of at most
-/// [`MAX_DEBUG_FILE_BYTES`] with build ID `id`. A symlink is followed (distributions
-/// link build-ID entries to their debug files) to a regular file only: the build ID is
-/// what makes it the file, wherever it is.
-fn with_build_id(path: &Path, id: &[u8]) -> Option<File> {
-    let file = open_regular_following(path).ok()?;
-    if !within_cap(&file, path) {
-        return None;
-    }
-    let facts = ElfFacts::of_file(&file)?;
-    (facts.build_id.as_deref() == Some(id)).then_some(file)
-}
-
-/// Whether `file` is small enough to be a debug file.
-fn within_cap(file: &File, path: &Path) -> bool {
-    let len = file.metadata().map_or(u64::MAX, |meta| meta.len());
-    if len > MAX_DEBUG_FILE_BYTES {
-        log::debug!(
-            "{}: {len} bytes, over the {MAX_DEBUG_FILE_BYTES}-byte cap of a debug file: refused",
-            path.display()
-        );
-    }
-    len <= MAX_DEBUG_FILE_BYTES
-}
-
-/// The CRC32 of the whole of `file` (opened from `path`), as `.gnu_debuglink` records
-/// it; `None` when it cannot be read or is over [`MAX_DEBUG_FILE_BYTES`].
-fn crc32_of_file(file: &File, path: &Path) -> Option<u32> {
-    if !within_cap(file, path) {
+/// The CRC32 of the whole of `file`, as `.gnu_debuglink` records it, reading at most
+/// [`MAX_DEBUG_FILE_BYTES`]; `None` when it cannot be read or is larger.
+fn crc32_of_file(file: &File) -> Option<u32> {
+    if file.metadata().ok()?.len() > MAX_DEBUG_FILE_BYTES {
         return None;
     }
     let mut hasher = crc32fast::Hasher::new();
@@ -314,7 +405,7 @@ mod tests {
     use super::*;
 
     fn crc32_of(path: &Path) -> Option<u32> {
-        crc32_of_file(&open_regular(path).ok()?, path)
+        crc32_of_file(&open_regular(path).ok()?)
     }
 
     #[test]
@@ -457,6 +548,16 @@ mod tests {
         }
         assert_eq!(crc32_of(&fifo), None);
         assert_eq!(crc32_of(&sparse), None);
+        // Each refusal is counted for the summary.
+        let refused = finder.refusals();
+        assert_eq!((refused.not_regular, refused.too_big), (2, 1));
+        assert!(
+            refused
+                .summary()
+                .unwrap()
+                .contains("2 debug-file candidates")
+        );
+        assert_eq!(Refusals::default().summary(), None);
         // Nothing is looked for in /proc.
         assert!(debuglink_candidates(&[], Path::new("/proc/self/fd/3"), "4").is_empty());
     }

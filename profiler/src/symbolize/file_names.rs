@@ -74,7 +74,7 @@ pub fn name_offsets(
     // A Go binary's own table, which has file:line and inlining too, and which blazesym
     // does not read: all a Go binary built with `-ldflags='-s -w'` has.
     if facts.has_gopclntab {
-        fill_go(&mut names, offsets, open, &facts);
+        fill_go(&mut names, offsets, open, &facts, finder);
     }
     // Then the file's own symbol tables, for what DWARF did not cover.
     fill(&mut names, offsets, open, false);
@@ -120,8 +120,14 @@ fn fill_virtual(names: &mut FileNames, offsets: &[u64], path: &Path, facts: &Elf
 
 /// Names the still unnamed offsets of a Go binary from its `.gopclntab`, read within the
 /// budget of [`GoPclnTab::open`]; a table that breaks a bound names nothing, and its
-/// offsets are left to the symbol tables.
-fn fill_go(names: &mut FileNames, offsets: &[u64], path: &Path, facts: &ElfFacts) -> bool {
+/// offsets are left to the symbol tables, and the refusal is counted in `finder`.
+fn fill_go(
+    names: &mut FileNames,
+    offsets: &[u64],
+    path: &Path,
+    facts: &ElfFacts,
+    finder: &DebugInfoFinder,
+) -> bool {
     if names.frames.iter().all(Result::is_ok) {
         return false;
     }
@@ -133,6 +139,9 @@ fn fill_go(names: &mut FileNames, offsets: &[u64], path: &Path, facts: &ElfFacts
         }
     };
     let Some(table) = GoPclnTab::parse(&file) else {
+        if file.over_budget() {
+            finder.refuse(|r| r.gopclntab += 1);
+        }
         return false;
     };
     let mut found = Vec::new();
@@ -143,11 +152,12 @@ fn fill_go(names: &mut FileNames, offsets: &[u64], path: &Path, facts: &ElfFacts
         if let Some(lines) = facts.vaddr(offset).and_then(|pc| table.frames(pc)) {
             found.push((i, lines));
         }
-        if table.refused() {
+        if table.refused() || file.over_budget() {
             log::debug!(
                 "{}: .gopclntab broke a bound of its walk: not used for names",
                 path.display()
             );
+            finder.refuse(|r| r.gopclntab += 1);
             return false;
         }
     }

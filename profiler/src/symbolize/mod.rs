@@ -123,6 +123,7 @@ impl Symbolizer {
         if let Some(debuginfod) = self.finder.debuginfod() {
             notes.extend(debuginfod.activity().summary(debuginfod.urls()));
         }
+        notes.extend(self.finder.refusals().summary());
         notes
     }
 
