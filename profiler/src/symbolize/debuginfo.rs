@@ -175,14 +175,16 @@ pub struct Refusals {
     pub gopclntab: u64,
 }
 
-impl Refusals {
-    /// Adds what another finder (a worker's) refused.
-    pub fn merge(&mut self, other: &Refusals) {
+/// Adds what another finder (a worker's) refused: `finder.refuse(|r| *r += &theirs)`.
+impl std::ops::AddAssign<&Refusals> for Refusals {
+    fn add_assign(&mut self, other: &Refusals) {
         self.not_regular += other.not_regular;
         self.too_big += other.too_big;
         self.gopclntab += other.gopclntab;
     }
+}
 
+impl Refusals {
     /// The summary's line, when anything was refused.
     pub fn summary(&self) -> Option<String> {
         let count =
@@ -558,6 +560,10 @@ mod tests {
                 .contains("2 debug-file candidates")
         );
         assert_eq!(Refusals::default().summary(), None);
+        let mut total = Refusals::default();
+        total += &refused;
+        total += &refused;
+        assert_eq!(total.too_big, 2);
         // Nothing is looked for in /proc.
         assert!(debuglink_candidates(&[], Path::new("/proc/self/fd/3"), "4").is_empty());
     }
