@@ -27,6 +27,7 @@ use crate::app::preflight;
 use crate::config::cli::{self, Invocation};
 use crate::config::{Config, ReportConfig, Target};
 use crate::output::html::{self, RunFacts};
+use crate::output::strings::escape_terminal_lines;
 use crate::output::terminal::{self, Style};
 use crate::output::{OutputDir, pprof_read};
 use crate::profile::{Profile, ProfileKind};
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
         Err(err) if console::reader_went_away(&err) => ExitCode::FAILURE,
         Err(err) => {
             let err = fdlimit::explain(err);
-            console::eprint_line(&format!("profiler: error: {err:#}"));
+            console::eprint_line(&escape_terminal_lines(&format!("profiler: error: {err:#}")));
             ExitCode::FAILURE
         }
     }
@@ -101,6 +102,13 @@ fn init_logging(verbose: bool) {
     };
     env_logger::Builder::new()
         .format_timestamp(None)
+        // Log lines carry paths and names the targets chose: escaped, as every terminal
+        // sink escapes them.
+        .format(|buf, record| {
+            use std::io::Write;
+            let message = escape_terminal_lines(&record.args().to_string());
+            writeln!(buf, "[{} {}] {message}", record.level(), record.target())
+        })
         .parse_filters(filters)
         .parse_env("PROFILER_LOG")
         .init();
@@ -202,7 +210,10 @@ fn report_again(report: &ReportConfig) -> Result<Outcome> {
         match pprof_read::load(&path, kind) {
             Ok(profile) => profiles.push(profile),
             Err(err) => {
-                eprintln!("profiler: error: {err:#}");
+                eprintln!(
+                    "profiler: error: {}",
+                    escape_terminal_lines(&format!("{err:#}"))
+                );
                 failures += 1;
             }
         }

@@ -27,8 +27,8 @@ mod setup;
 pub use fixture::{FixtureProcess, FixtureResult};
 pub use folded::{Folded, Stack};
 pub use go::{GoToolchain, go_binary, go_toolchains, pprof};
-pub use hostile::{as_nobody, assert_bounded, attacker_dir};
 pub use host::{NOBODY, kernel_symbols, set_mode, setpriv_nobody, unused_pid};
+pub use hostile::{as_nobody, assert_bounded, attacker_dir};
 pub use process::{DEFAULT_TIMEOUT, ERROR_PREFIX, Run, Running, run_command};
 pub use profiler::{assert_outputs, profiler_command, run_profiler, spawn_profiler};
 pub use setup::{

@@ -216,7 +216,11 @@ fn reap(pid: u32, block: bool) -> Option<(ExitStatus, i64)> {
             return None;
         }
         let err = std::io::Error::last_os_error();
-        assert_eq!(err.kind(), std::io::ErrorKind::Interrupted, "wait4({pid}): {err}");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::Interrupted,
+            "wait4({pid}): {err}"
+        );
     }
 }
 

@@ -60,13 +60,16 @@ enum Command {
     /// Measure the profiler against unprofiled runs and peers (perf, bpftrace, strace)
     /// and write BENCHMARKS.md. Needs root; never run by `test`.
     Bench(bench::BenchArgs),
-    /// Fuzz the pprof decoder `profiler report` uses, for a bounded time (installs
-    /// cargo-fuzz if missing; needs nightly or falls back to RUSTC_BOOTSTRAP=1). Not run
-    /// by `test`.
+    /// Fuzz every parser of bytes others control (pprof files, ELF unwind sections, Go's
+    /// pclntab, perf maps), each for a bounded time (installs cargo-fuzz if missing; needs
+    /// nightly or falls back to RUSTC_BOOTSTRAP=1). Not run by `test`.
     Fuzz {
-        /// How long to fuzz.
+        /// How long to fuzz each target.
         #[arg(long, default_value_t = 300)]
         seconds: u64,
+        /// Only this target (pprof_decode, elf_unwind, gopclntab, perf_map).
+        #[arg(long)]
+        target: Option<String>,
     },
 }
 
@@ -78,7 +81,7 @@ fn main() -> ExitCode {
         Command::Run { release: _, args } => build_cmd::run(&args),
         Command::Test => test_cmd::test().map(|_| 0),
         Command::Bench(args) => bench::bench(&args).map(|_| 0),
-        Command::Fuzz { seconds } => fuzz_cmd::fuzz(seconds).map(|_| 0),
+        Command::Fuzz { seconds, target } => fuzz_cmd::fuzz(seconds, target.as_deref()).map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

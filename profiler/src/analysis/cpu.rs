@@ -81,13 +81,10 @@ pub fn memory_hot_spots_over(profile: &Profile, min_share: f64) -> Vec<MemoryHot
     let index = profile.default_sample_type;
     let total = profile.total(index);
     let mut found: HashMap<Kind, Acc> = HashMap::new();
-    for sample in &profile.samples {
-        let v = sample.value(index);
-        if v <= 0 {
-            continue;
-        }
+    // By stack: each distinct stack's frames are walked once.
+    for (stack, v) in profile.stack_totals(index) {
         // Root first, user frames only: the kernel has its own, unrelated `free`s.
-        let frames: Vec<&str> = profile.stacks[sample.stack]
+        let frames: Vec<&str> = profile.stacks[stack]
             .iter()
             .rev()
             .map(|&l| &profile.locations[l])
@@ -124,7 +121,7 @@ pub fn memory_hot_spots_over(profile: &Profile, min_share: f64) -> Vec<MemoryHot
                 *slot = slot.saturating_add(v);
             }
             if acc.heaviest.is_none_or(|(w, _)| v > w) {
-                acc.heaviest = Some((v, sample.stack));
+                acc.heaviest = Some((v, stack));
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Self and total values per function, as the terminal summary and the report's function
 //! table both rank them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 
 use crate::profile::Profile;
 
@@ -21,12 +21,24 @@ pub fn function_values(profile: &Profile) -> HashMap<&str, FunctionValues> {
         self_values: vec![0; types],
         total_values: vec![0; types],
     };
-    let mut rows: HashMap<&str, FunctionValues> = HashMap::new();
+    // Summed by stack first, so each distinct stack is walked once however many samples
+    // (threads, processes, labels) share it: a file can repeat one deep stack in every
+    // sample.
+    let mut by_stack: HashMap<usize, Vec<i64>> = HashMap::new();
     for sample in &profile.samples {
-        let value = |t: usize| sample.value(t);
+        let sums = by_stack
+            .entry(sample.stack)
+            .or_insert_with(|| vec![0; types]);
+        for (t, slot) in sums.iter_mut().enumerate() {
+            *slot = slot.saturating_add(sample.value(t));
+        }
+    }
+    let mut rows: HashMap<&str, FunctionValues> = HashMap::new();
+    for (stack, values) in by_stack {
+        let value = |t: usize| values[t];
         // The innermost line of the leaf location is the function actually running;
         // frames inlined around it are its callers.
-        let leaf = profile.stacks[sample.stack]
+        let leaf = profile.stacks[stack]
             .first()
             .and_then(|&l| profile.locations[l].lines.first())
             .map_or("[unknown]", |l| l.function.as_str());
@@ -37,7 +49,7 @@ pub fn function_values(profile: &Profile) -> HashMap<&str, FunctionValues> {
         }
         // A set, so a recursive function is counted once per stack: otherwise its total
         // could exceed the profile's.
-        let functions: BTreeSet<&str> = profile.stack_functions(sample.stack).into_iter().collect();
+        let functions: HashSet<&str> = profile.stack_functions(stack).into_iter().collect();
         for f in functions {
             let row = rows.entry(f).or_insert_with(zero);
             for (t, slot) in row.total_values.iter_mut().enumerate() {

@@ -72,13 +72,10 @@ pub fn syscall_hot_spot(profile: &Profile) -> Option<GoSyscallHotSpot> {
     let total = profile.total(index);
     let mut value = 0i64;
     let mut callers: HashMap<&str, i64> = HashMap::new();
-    for sample in &profile.samples {
-        let v = sample.value(index);
-        if v <= 0 {
-            continue;
-        }
+    // By stack: each distinct stack's frames are walked once.
+    for (stack, v) in profile.stack_totals(index) {
         // Root first.
-        let frames = profile.stack_functions(sample.stack);
+        let frames = profile.stack_functions(stack);
         let Some(first) = frames.iter().position(|f| SYSCALL_FRAMES.contains(f)) else {
             continue;
         };

@@ -69,7 +69,7 @@ pub fn unwinding(run: &RunOutcome) -> String {
         stats.no_mappings,
         stats.malformed,
         run.processes.files_not_held()
-    )
+    ) + &crate::collect::budgets::describe(run)
 }
 
 /// What was profiled, in words.

@@ -222,11 +222,22 @@ fn cost(run: &RunOutcome, heap: &HeapRun, traps: u64) -> String {
 fn interposed(preload: &Preload) -> String {
     let (pids, starts) = preload.processes();
     let n = preload.counts();
+    let refused = preload.refused();
+    let refused = match refused.total() {
+        0 => String::new(),
+        total => format!(
+            "; {total} forged or impossible records refused ({} naming a process that is not \
+             the command's, {} with counts no allocator could make in the time, {} impossible \
+             totals shown as 0): the command wrote them into the interposer's memory",
+            refused.foreign_pids, refused.impossible, refused.header
+        ),
+    };
     if pids.is_empty() {
         return "note: the LD_PRELOAD interposer started in no process of the command, so its \
                 calls to malloc and free were not counted (a program that clears LD_PRELOAD \
                 or closes inherited descriptors): run again with --heap-via uprobes"
-            .to_owned();
+            .to_owned()
+            + &refused;
     }
     const SHOWN: usize = 8;
     let mut shown: Vec<String> = pids.iter().take(SHOWN).map(u32::to_string).collect();
@@ -246,7 +257,7 @@ fn interposed(preload: &Preload) -> String {
          inherited over a fork, or not tracked); lost: {} (site table full), {} not \
          tracked as live (their memory shows as in use); {} stacks taken (the first \
          allocation of each site, then one in {}) through one uprobe on its marker \
-         function",
+         function{refused}",
         pids.len(),
         shown.join(", "),
         n.allocs,

@@ -7,6 +7,7 @@
 //! ([`crate::process`]). Nothing here symbolizes: that happens once, afterwards.
 
 pub mod allocators;
+pub mod budgets;
 pub mod cpustat;
 pub mod gate;
 pub mod go_heap;

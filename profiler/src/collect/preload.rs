@@ -7,15 +7,21 @@
 //! interposer's per-site counts from it, in the kernel programs' shape, whenever the
 //! profile needs them. The interposer's stacks come through a uprobe on its marker
 //! function (`heap_preload_stack`). Everything read here was written by the target: it
-//! is bounded by the table's fixed size and used as numbers only.
+//! is bounded by the table's fixed size and used as numbers only, and a record is believed
+//! only when its pid is one of the command's processes as the run followed them and its
+//! counts are ones an allocator could have made in the time; the others are refused and
+//! counted as such, never shown as facts.
 
+use std::collections::HashSet;
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use profiler_common::{COMM_LEN, HeapSiteKey, HeapSiteValue, MAX_HEAP_SITES};
@@ -84,6 +90,17 @@ pub struct PreloadCounts {
     pub stacks: u64,
 }
 
+/// Allocations one site can make in a second, at most: a `malloc` takes more than a
+/// nanosecond, on each of a host's CPUs (counted generously as 1,024).
+const MAX_ALLOCS_PER_SECOND: u64 = 1_000_000_000 * 1024;
+
+/// The largest block one allocation can give: the user address space.
+const MAX_BLOCK_BYTES: u64 = 1 << 47;
+
+/// Frees a site may show beyond its allocations: its two counters are read one after the
+/// other while the command runs.
+const FREES_SLACK: u64 = 1 << 16;
+
 /// The interposer of one run: its library on disk and the memory it counts in.
 #[derive(Debug)]
 pub struct Preload {
@@ -92,6 +109,29 @@ pub struct Preload {
     memory: OwnedFd,
     base: *mut u8,
     len: usize,
+    /// When it was set up: no count can exceed what the time since allows.
+    created: Instant,
+    /// The command's processes as the run followed them: the only pids believed.
+    known: Mutex<HashSet<u32>>,
+}
+
+/// Records of the shared memory refused: what the command wrote there that cannot be true.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refused {
+    /// Site records naming a process that is not one of the command's.
+    pub foreign_pids: u64,
+    /// Site records with counts no allocator could have made in the time, or more frees
+    /// than allocations.
+    pub impossible: u64,
+    /// Header words (totals, starts) that were impossible; shown as refused, not as numbers.
+    pub header: u64,
+}
+
+impl Refused {
+    /// All records refused.
+    pub fn total(&self) -> u64 {
+        self.foreign_pids + self.impossible + self.header
+    }
 }
 
 // SAFETY: the mapping is only read through atomics, from whichever thread holds this.
@@ -104,7 +144,10 @@ impl Preload {
     /// # Errors
     /// When the directory, the file or the memory cannot be made.
     pub fn create() -> Result<Self> {
-        let mut template = *b"/tmp/profiler-heap-XXXXXX\0";
+        sweep_stale(Path::new(TEMP_PARENT));
+        // The creator's pid in the name tells a later run whether the directory is stale.
+        let template = format!("{TEMP_PARENT}/{TEMP_PREFIX}{}-XXXXXX", std::process::id());
+        let mut template = CString::new(template)?.into_bytes_with_nul();
         // SAFETY: a NUL-terminated template, rewritten in place.
         if unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) }.is_null() {
             return Err(std::io::Error::last_os_error())
@@ -164,7 +207,33 @@ impl Preload {
             memory,
             base,
             len,
+            created: Instant::now(),
+            known: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Notes processes of the command (it, and the children the run followed): records
+    /// are believed only for them. The profiler's own pid is never one.
+    pub fn note_pids(&self, pids: impl IntoIterator<Item = u32>) {
+        let me = std::process::id();
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.extend(pids.into_iter().filter(|&pid| pid != me && pid != 0));
+    }
+
+    fn is_known(&self, pid: u32) -> bool {
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&pid)
+    }
+
+    /// The most allocations anything could have counted since the interposer was set up.
+    fn max_allocs(&self) -> u64 {
+        let secs = self.created.elapsed().as_secs() + 1;
+        secs.saturating_mul(MAX_ALLOCS_PER_SECOND)
     }
 
     /// The library's path, as the command loads it.
@@ -209,19 +278,89 @@ impl Preload {
     /// The processes the interposer started in, in pid order: the first 64 it started in
     /// (a process that executes another program starts it again, under the same pid), and
     /// how many starts there were in all.
+    /// Pids that are not the command's are left out (counted by [`Self::refused`]).
     pub fn processes(&self) -> (Vec<u32>, u32) {
         let starts = self.half(at::PROCESSES);
         let mut pids: Vec<u32> = (0..(starts as usize).min(MAX_PROCESSES))
             .map(|i| self.half(at::PIDS + 4 * i))
-            .filter(|&pid| pid != 0)
+            .filter(|&pid| pid != 0 && self.is_known(pid))
             .collect();
         pids.sort_unstable();
         pids.dedup();
         (pids, starts)
     }
 
-    /// What it counted in total.
+    /// What the command wrote into the shared memory that was refused.
+    pub fn refused(&self) -> Refused {
+        let mut refused = Refused::default();
+        for (key, value) in self.slots() {
+            match self.judge(&key, &value) {
+                Ok(()) => {}
+                Err(Judged::Foreign) => refused.foreign_pids += 1,
+                Err(Judged::Impossible) => refused.impossible += 1,
+            }
+        }
+        let starts = self.half(at::PROCESSES);
+        refused.foreign_pids += (0..(starts as usize).min(MAX_PROCESSES))
+            .map(|i| self.half(at::PIDS + 4 * i))
+            .filter(|&pid| pid != 0 && !self.is_known(pid))
+            .count() as u64;
+        let max = self.max_allocs();
+        let c = self.raw_counts();
+        refused.header += [
+            c.allocs,
+            c.frees_unknown,
+            c.lost_sites,
+            c.lost_live,
+            c.stacks,
+        ]
+        .into_iter()
+        .filter(|&n| n > max)
+        .count() as u64;
+        refused.header += u64::from(c.frees > c.allocs.saturating_add(FREES_SLACK));
+        refused
+    }
+
+    /// Whether a site record can be believed.
+    fn judge(&self, key: &HeapSiteKey, value: &HeapSiteValue) -> Result<(), Judged> {
+        if !self.is_known(key.pid) {
+            return Err(Judged::Foreign);
+        }
+        let possible = value.allocs <= self.max_allocs()
+            && value.frees <= value.allocs.saturating_add(FREES_SLACK)
+            && value.bytes <= value.allocs.saturating_mul(MAX_BLOCK_BYTES)
+            && value.freed_bytes
+                <= value
+                    .bytes
+                    .saturating_add(FREES_SLACK.saturating_mul(MAX_BLOCK_BYTES));
+        if possible {
+            Ok(())
+        } else {
+            Err(Judged::Impossible)
+        }
+    }
+
+    /// What it counted in total; a total no allocator could have reached in the time is
+    /// shown as 0 (and counted by [`Self::refused`]).
     pub fn counts(&self) -> PreloadCounts {
+        let max = self.max_allocs();
+        let c = self.raw_counts();
+        let believe = |n: u64| if n > max { 0 } else { n };
+        PreloadCounts {
+            allocs: believe(c.allocs),
+            frees: if c.frees > c.allocs.saturating_add(FREES_SLACK) || c.allocs > max {
+                0
+            } else {
+                c.frees
+            },
+            frees_unknown: believe(c.frees_unknown),
+            lost_sites: believe(c.lost_sites),
+            lost_live: believe(c.lost_live),
+            stacks: believe(c.stacks),
+        }
+    }
+
+    fn raw_counts(&self) -> PreloadCounts {
         PreloadCounts {
             allocs: self.word(at::ALLOCS),
             frees: self.word(at::FREES),
@@ -240,6 +379,9 @@ impl Preload {
         let mut merged: std::collections::BTreeMap<(u32, u64), HeapSiteValue> =
             std::collections::BTreeMap::new();
         for (key, value) in self.slots() {
+            if self.judge(&key, &value).is_err() {
+                continue;
+            }
             merged
                 .entry((key.pid, key.ret))
                 .and_modify(|sum| {
@@ -274,11 +416,15 @@ impl Preload {
                     _pad: 0,
                     ret: self.word(at + 8),
                 };
+                // Frees before allocations: a free read is of a block whose allocation
+                // was counted before it.
+                let frees = self.word(at + 32);
+                let freed_bytes = self.word(at + 40);
                 let value = HeapSiteValue {
                     allocs: self.word(at + 16),
                     bytes: self.word(at + 24),
-                    frees: self.word(at + 32),
-                    freed_bytes: self.word(at + 40),
+                    frees,
+                    freed_bytes,
                     comm,
                 };
                 Some((key, value))
@@ -287,12 +433,62 @@ impl Preload {
     }
 }
 
+/// Why a site record was refused.
+enum Judged {
+    Foreign,
+    Impossible,
+}
+
 impl Drop for Preload {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `shared_memory`, unmapped once.
         unsafe { libc::munmap(self.base.cast(), self.len) };
         let _ = std::fs::remove_file(&self.library);
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Where the interposer's directory is made: the command (maybe another user) must be
+/// able to map the library from it.
+const TEMP_PARENT: &str = "/tmp";
+
+/// The name of the interposer's directory, then the creator's pid, `-` and mkdtemp's
+/// suffix.
+const TEMP_PREFIX: &str = "profiler-heap-";
+
+/// Removes the interposer directories of earlier runs that were killed before they could
+/// (SIGKILL): root's own (only root can have put anything in them), named with a pid that
+/// no longer runs. Anything else under the prefix is left alone.
+fn sweep_stale(parent: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    // Bounded: /tmp may hold anything.
+    for entry in entries.flatten().take(1 << 16) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Not followed: a symlink planted under the prefix is not a directory here.
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        let _ = std::fs::remove_file(dir.join(LIBRARY_NAME));
+        if std::fs::remove_dir(&dir).is_ok() {
+            log::debug!("removed {}, left by a run that was killed", dir.display());
+        }
     }
 }
 
@@ -339,5 +535,75 @@ fn shared_memory() -> Result<(OwnedFd, *mut u8, usize)> {
         put(at::SAMPLE_EVERY, STACK_SAMPLE_EVERY);
         put(at::MAGIC, MAGIC);
         Ok((fd, base, len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a site record into slot `slot` as a command could.
+    fn forge(preload: &Preload, slot: usize, pid: u32, allocs: u64, frees: u64) {
+        let at = HEADER_BYTES + slot * SITE_BYTES;
+        // SAFETY: within the mapping, aligned; the test is the only writer.
+        unsafe {
+            let put = |offset: usize, value: u64| {
+                (*preload.base.add(at + offset).cast::<AtomicU64>())
+                    .store(value, Ordering::Release);
+            };
+            put(8, 0x1000 + slot as u64);
+            put(16, allocs);
+            put(24, allocs * 16);
+            put(32, frees);
+            put(40, frees * 16);
+            (*preload.base.add(at + 4).cast::<AtomicU32>()).store(pid, Ordering::Release);
+            (*preload.base.add(at).cast::<AtomicU32>()).store(SITE_READY, Ordering::Release);
+        }
+    }
+
+    #[test]
+    fn only_the_command_s_possible_records_are_believed() {
+        let preload = Preload::create().unwrap();
+        let command = 4_000_000;
+        preload.note_pids([command, std::process::id()]);
+        forge(&preload, 0, command, 10, 4);
+        forge(&preload, 1, 1, 10, 4);
+        forge(&preload, 2, std::process::id(), 10, 4);
+        forge(&preload, 3, command, u64::MAX, 4);
+        forge(&preload, 4, command, 10, 1 << 40);
+        let sites = preload.sites();
+        assert_eq!(sites.len(), 1);
+        assert_eq!((sites[0].0.pid, sites[0].1.allocs), (command, 10));
+        let refused = preload.refused();
+        assert_eq!((refused.foreign_pids, refused.impossible), (2, 2));
+        // A forged total is shown as nothing, and counted.
+        // SAFETY: within the mapping, aligned.
+        unsafe {
+            (*preload.base.add(at::LOST_SITES).cast::<AtomicU64>())
+                .store(u64::MAX, Ordering::Release)
+        };
+        assert_eq!(preload.counts().lost_sites, 0);
+        assert_eq!(preload.refused().header, 1);
+    }
+
+    #[test]
+    fn a_killed_run_s_directory_is_swept_and_nothing_else() {
+        let parent = tempfile::tempdir().unwrap();
+        let dead = 4_194_000
+            + (0..1000)
+                .find(|i| !Path::new(&format!("/proc/{}", 4_194_000 + i)).exists())
+                .unwrap();
+        let stale = parent.path().join(format!("{TEMP_PREFIX}{dead}-abcdef"));
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join(LIBRARY_NAME), b"library").unwrap();
+        let live = parent
+            .path()
+            .join(format!("{TEMP_PREFIX}{}-abcdef", std::process::id()));
+        std::fs::create_dir(&live).unwrap();
+        let other = parent.path().join(format!("{TEMP_PREFIX}{dead}-link"));
+        std::os::unix::fs::symlink(&live, &other).unwrap();
+        sweep_stale(parent.path());
+        assert!(!stale.exists());
+        assert!(live.exists() && other.symlink_metadata().is_ok());
     }
 }

@@ -13,7 +13,7 @@ pub use crate::collect::stacks::{StackHandle, StackTable, UserStack};
 
 use crate::collect::records::SampleView;
 use crate::process::procmaps::{ProcessInfo, ProcessTable};
-use crate::unwind::{StackCopy, StackEnd, StackUnwinder, Unwound};
+use crate::unwind::{SectionStats, StackCopy, StackEnd, StackUnwinder, Unwound};
 
 /// How soon a process's mappings may be read again because a return address left them:
 /// a stack that unwound into garbage must not make every sample re-read the maps.
@@ -59,6 +59,8 @@ pub struct UnwindStats {
     pub no_mappings: u64,
     /// Time spent unwinding and counting the samples (reading mappings included).
     pub busy: Duration,
+    /// What reading the files' unwind sections held and refused.
+    pub sections: SectionStats,
 }
 
 /// The run's samples, counted by stack.
@@ -194,7 +196,8 @@ impl Collector {
     }
 
     /// The samples counted so far.
-    pub fn finish(self) -> Samples {
+    pub fn finish(mut self) -> Samples {
+        self.samples.stats.sections = self.unwinder.section_stats();
         self.samples
     }
 

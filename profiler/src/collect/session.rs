@@ -37,6 +37,9 @@ const TICK: Duration = Duration::from_millis(250);
 /// How often the sample ring buffer is drained when no sample wakes the profiler earlier:
 /// often, so that a short-lived process's mappings are read while it still lives.
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
+/// The longest a ring buffer (samples, process events) is drained at once during the
+/// window: one flooded as fast as it is read must not hold the window open.
+const DRAIN_BUDGET: Duration = Duration::from_millis(100);
 /// How often live processes' mappings are re-read, to catch `dlopen` and late mappings.
 const REFRESH_EVERY_TICKS: u32 = 16;
 
@@ -231,6 +234,9 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         heap_run::sync_go_stack_roots(heap, &mut collector);
     }
     let command_pid = child.as_ref().and_then(Child::id);
+    if let Some(preload) = &preload {
+        preload.note_pids(command_pid);
+    }
     let start = SystemTime::now();
     let started = Instant::now();
     let cpu_times_at_start = CpuTimes::now();
@@ -250,19 +256,21 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
             exit = wait_child(&mut child) => break StopReason::CommandExited(exit?),
             guard = events.readable_mut() => {
                 let mut guard = guard.context("cannot poll the process-event ring buffer")?;
-                drain_events(guard.get_inner_mut(), &mut processes, &mut go, &mut probes);
-                guard.clear_ready();
+                if drain_events(guard.get_inner_mut(), &mut processes, &mut go, &mut probes, Some(DRAIN_BUDGET)) {
+                    guard.clear_ready();
+                }
             }
             guard = sample_ring.readable_mut() => {
                 let mut guard = guard.context("cannot poll the sample ring buffer")?;
-                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
-                drain_samples(guard.get_inner_mut(), &mut collector, &mut processes);
-                guard.clear_ready();
+                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes, Some(DRAIN_BUDGET));
+                if drain_samples(guard.get_inner_mut(), &mut collector, &mut processes, Some(DRAIN_BUDGET)) {
+                    guard.clear_ready();
+                }
             }
             _ = drain.tick() => {
                 // Forks first: a child's samples may need its parent's mappings.
-                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
-                drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
+                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes, Some(DRAIN_BUDGET));
+                drain_samples(sample_ring.get_mut(), &mut collector, &mut processes, Some(DRAIN_BUDGET));
             }
             _ = tick.tick() => {
                 ticks += 1;
@@ -270,6 +278,9 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
                 processes.refresh_perf_maps();
                 if ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
                     processes.refresh();
+                }
+                if let Some(preload) = &preload {
+                    preload.note_pids(probes.targets());
                 }
                 if let Some(heap) = &mut heap {
                     // New processes (forked children) and new mappings (dlopen) get probes.
@@ -308,8 +319,8 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     // Before the programs are detached and unloaded, and with those loaded since the start.
     bpf_symbols.snapshot();
     probes.stop();
-    drain_events(events.get_mut(), &mut processes, &mut go, &mut probes);
-    drain_samples(sample_ring.get_mut(), &mut collector, &mut processes);
+    drain_events(events.get_mut(), &mut processes, &mut go, &mut probes, None);
+    drain_samples(sample_ring.get_mut(), &mut collector, &mut processes, None);
     log::debug!(
         "last samples drained {:?} after the window",
         started.elapsed() - duration
@@ -324,6 +335,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         crate::sys::console::eprint_line(&format!(
             "profiler: the command (pid {pid}) is still running; it was left alone"
         ));
+    }
+    if let (Some(preload), Some(pid)) = (&preload, command_pid) {
+        // Children that lived between two ticks were seen forking.
+        preload.note_pids(processes.descendants(pid));
+        preload.note_pids(probes.targets());
     }
     let heap = match heap {
         Some(heap_probes) => Some(heap_run::finish(heap_probes, &probes, preload, timeline)?),
@@ -479,34 +495,59 @@ fn drain_events(
     processes: &mut ProcessTable,
     go: &mut GoTracer,
     probes: &mut Probes,
-) {
+    budget: Option<Duration>,
+) -> bool {
+    let started = Instant::now();
     while let Some(item) = ring.next() {
-        if item.len() < size_of::<ProcEvent>() {
-            continue;
+        handle_event(&item, processes, go, probes);
+        drop(item);
+        if budget.is_some_and(|budget| started.elapsed() >= budget) {
+            return false;
         }
-        // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
-        let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-        match event.kind {
-            proc_event::NEW_KEY => {
-                processes.note_new_key(event.pid, event.ip, event.fd);
-                go.note_pid(probes, event.pid);
-            }
-            proc_event::FORK => processes.note_fork(event.parent, event.pid),
-            proc_event::EXEC => go.consider(probes, event.pid),
-            _ => {}
+    }
+    true
+}
+
+/// Handles one process event.
+fn handle_event(item: &[u8], processes: &mut ProcessTable, go: &mut GoTracer, probes: &mut Probes) {
+    if item.len() < size_of::<ProcEvent>() {
+        return;
+    }
+    // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
+    let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+    match event.kind {
+        proc_event::NEW_KEY => {
+            processes.note_new_key(event.pid, event.ip, event.fd);
+            go.note_pid(probes, event.pid);
         }
+        proc_event::FORK => processes.note_fork(event.parent, event.pid),
+        proc_event::EXEC => {
+            processes.note_exec(event.pid);
+            go.consider(probes, event.pid);
+        }
+        _ => {}
     }
 }
 
-/// Unwinds and counts every stack sample waiting in the ring buffer.
+/// Unwinds and counts the stack samples waiting in the ring buffer, for at most `budget`
+/// during the window (samples arriving as fast as they are unwound, from a process that
+/// keeps executing itself, must not keep the loop from the end of the window); returns
+/// whether the ring buffer was emptied.
 fn drain_samples(
     ring: &mut RingBuf<MapData>,
     collector: &mut Collector,
     processes: &mut ProcessTable,
-) {
+    budget: Option<Duration>,
+) -> bool {
+    let started = Instant::now();
     while let Some(item) = ring.next() {
         collector.add(&item, processes);
+        drop(item);
+        if budget.is_some_and(|budget| started.elapsed() >= budget) {
+            return false;
+        }
     }
+    true
 }
 
 fn is_alive(pid: u32) -> bool {

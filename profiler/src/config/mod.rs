@@ -279,7 +279,10 @@ fn create_unique_dir(base: &Path) -> Result<PathBuf> {
             PathBuf::from(name)
         };
         match std::fs::create_dir(&candidate) {
-            Ok(()) => return Ok(candidate),
+            Ok(()) => {
+                give_to_invoking_user(&candidate);
+                return Ok(candidate);
+            }
             Err(err) if err.kind() == ErrorKind::AlreadyExists => continue,
             Err(err) => return Err(err.into()),
         }
@@ -288,6 +291,28 @@ fn create_unique_dir(base: &Path) -> Result<PathBuf> {
         "{} and {MAX_SUFFIX} suffixed names are all taken",
         base.display()
     )
+}
+
+/// Hands a directory this run just created to the user who ran sudo, as the README
+/// says: through a descriptor of the directory itself, not following a link, and only if
+/// it is still root's (the one made here).
+fn give_to_invoking_user(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let Some((uid, gid)) = crate::sys::sudo::invoking_user() else {
+        return;
+    };
+    let Ok(handle) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+    else {
+        return;
+    };
+    if handle.metadata().is_ok_and(|m| m.uid() == 0) {
+        // SAFETY: a descriptor held open above.
+        unsafe { libc::fchown(handle.as_raw_fd(), uid, gid) };
+    }
 }
 
 #[cfg(test)]

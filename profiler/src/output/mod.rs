@@ -22,6 +22,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::config::Formats;
+use crate::output::strings::escape_terminal_lines;
 use crate::profile::Profile;
 
 pub use safe_file::OutputDir;
@@ -68,7 +69,11 @@ pub fn note_results(
         match result {
             Ok(path) => written.push(path),
             Err(err) => {
-                eprintln!("profiler: error: {err:#}");
+                // An error can quote a path or a name a target chose.
+                eprintln!(
+                    "profiler: error: {}",
+                    escape_terminal_lines(&format!("{err:#}"))
+                );
                 failed += 1;
             }
         }

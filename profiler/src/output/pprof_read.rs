@@ -4,13 +4,21 @@
 //! at most [`MAX_FILE_BYTES`] are read and [`MAX_DECOMPRESSED_BYTES`] decompressed, a file
 //! whose decoded tables would take over [`MAX_DECODED_BYTES`] is refused before decoding,
 //! and the model built from it is held to [`MAX_MODEL_STRING_BYTES`] of copied strings,
-//! [`MAX_STACK_FRAMES`] frames per stack and [`MAX_DISTINCT_FRAMES`] frames over all its
-//! distinct stacks. Together these keep `profiler report` of one file under 512 MiB of
-//! memory, the cap its tests hold it to.
+//! [`MAX_INLINE_LINES`] lines per location (as the profile builder keeps them: the excess
+//! is one elision frame, counted in a comment), [`MAX_STACK_LOCATIONS`] locations per
+//! stack, [`MAX_DISTINCT_FRAMES`] frames over all its distinct stacks and
+//! [`MAX_SAMPLE_FRAMES`] over all samples. Together with the report's own budgets
+//! (its flame-graph tree holds at most `MAX_TREE_NODES` frames) these keep `profiler
+//! report` of one file under 512 MiB of memory, the cap its tests hold it to.
+//!
+//! Every limit is at least what the profiler itself writes, so `report` reads back any run:
+//! a stack has at most `unwind::MAX_FRAMES` user and 127 kernel locations, each of at most
+//! [`MAX_INLINE_LINES`] lines.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,8 +29,9 @@ use prost::Message;
 use super::proto;
 use super::wire;
 use crate::profile::{
-    FrameKind, KERNEL_MAPPING, Label, LabelValue, Line, Location, Mapping, Profile, ProfileKind,
-    Sample, Unnamed, ValueType,
+    ELIDED_INLINE_PREFIX, FrameKind, INLINE_KEPT_INNER, INLINE_KEPT_OUTER, KERNEL_MAPPING, Label,
+    LabelValue, Line, Location, MAX_INLINE_LINES, Mapping, Profile, ProfileKind, Sample, Unnamed,
+    ValueType, elided_inline_line,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -35,13 +44,14 @@ pub const MAX_DECOMPRESSED_BYTES: u64 = 64 * MIB;
 pub const MAX_DECODED_BYTES: u64 = 128 * MIB;
 /// The most string bytes the model of one file may copy out of its string table.
 pub const MAX_MODEL_STRING_BYTES: u64 = 64 * MIB;
-/// The most frames (inlined ones included) of one stack.
-pub const MAX_STACK_FRAMES: usize = 2048;
-/// The most frames over all distinct stacks of one profile, which bounds the report's
-/// flame-graph trees.
-pub const MAX_DISTINCT_FRAMES: usize = 500_000;
-/// The most frames over all samples, which bounds the time the summaries take.
-pub const MAX_SAMPLE_FRAMES: usize = 20_000_000;
+/// The most locations of one stack (the profiler writes at most 512 user and 127 kernel
+/// ones, and a stand-in).
+pub const MAX_STACK_LOCATIONS: usize = 2048;
+/// The most frames over all distinct stacks of one profile (inlined ones included).
+pub const MAX_DISTINCT_FRAMES: usize = 32_000_000;
+/// The most frames over all samples (inlined ones included), which bounds the time the
+/// summaries take.
+pub const MAX_SAMPLE_FRAMES: usize = 256_000_000;
 
 /// Reads `path` (such as `DIR/io.pb.gz`) as a profile of `kind`, refusing one whose sample
 /// types are another's.
@@ -73,9 +83,39 @@ impl std::fmt::Display for WrongKind {
 
 impl std::error::Error for WrongKind {}
 
-/// Up to [`MAX_FILE_BYTES`] of `path`, failing when there is more.
+/// Up to [`MAX_FILE_BYTES`] of `path`, failing when there is more or when it is not a
+/// regular file.
+///
+/// Opened without following a symlink and without blocking (a FIFO at the name would
+/// hang a blocking open until a writer came), then checked to be a regular file before a
+/// byte is read.
 fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let file = File::open(path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ELOOP) => anyhow::anyhow!(
+                "it is a symbolic link, which `profiler report` does not follow: give the \
+                 directory the file is in"
+            ),
+            _ => err.into(),
+        })?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_block_device() || kind.is_char_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        bail!("it is {what}, not a regular file: remove it or replace it with a run's file");
+    }
     read_capped(file, MAX_FILE_BYTES, "the file")
 }
 
@@ -213,6 +253,8 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
 
     let mut location_index = HashMap::new();
     let mut locations = Vec::with_capacity(p.location.len());
+    // Locations whose inline chain was cut here, and the lines cut.
+    let mut elided_at = (0usize, 0usize);
     for loc in &p.location {
         if loc.id == 0 || location_index.insert(loc.id, locations.len()).is_some() {
             bail!("location id {} is zero or used twice", loc.id);
@@ -223,28 +265,41 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
                 format!("location {} names mapping {id}, which is missing", loc.id)
             })?),
         };
-        if loc.line.len() > MAX_STACK_FRAMES {
-            bail!(
-                "location {} has {} lines, more than the {MAX_STACK_FRAMES} frames a stack may have",
-                loc.id,
-                loc.line.len()
-            );
-        }
-        let mut lines = Vec::with_capacity(loc.line.len());
+        // Over-long inline chains are cut as the profile builder cuts them; the strings
+        // of the elided lines are never copied.
+        let elided = loc.line.len().saturating_sub(MAX_INLINE_LINES);
+        let elided = if elided > 0 {
+            loc.line.len() - INLINE_KEPT_INNER - INLINE_KEPT_OUTER
+        } else {
+            0
+        };
+        let mut lines = Vec::with_capacity(loc.line.len().min(MAX_INLINE_LINES));
         let mut kind_tag = None;
-        for l in &loc.line {
+        for (n, l) in loc.line.iter().enumerate() {
             let (function, file, kind) = functions.get(&l.function_id).with_context(|| {
                 format!(
                     "location {} names function {}, which is missing",
                     loc.id, l.function_id
                 )
             })?;
+            kind_tag = kind_tag.or(*kind);
+            if elided > 0 && (INLINE_KEPT_INNER..INLINE_KEPT_INNER + elided).contains(&n) {
+                if n == INLINE_KEPT_INNER {
+                    let line = elided_inline_line(elided);
+                    owned(&line.function)?;
+                    lines.push(line);
+                }
+                continue;
+            }
             lines.push(Line {
                 function: owned(function)?,
                 file: file.map(&mut owned).transpose()?,
                 line: u32::try_from(l.line).unwrap_or(0),
             });
-            kind_tag = kind_tag.or(*kind);
+        }
+        if elided > 0 {
+            elided_at.0 += 1;
+            elided_at.1 += elided;
         }
         let mapping_path = mapping.map(|m: usize| mappings[m].path.as_str());
         if lines.is_empty() {
@@ -289,9 +344,9 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
                 sample_types.len()
             );
         }
-        if s.location_id.len() > MAX_STACK_FRAMES {
+        if s.location_id.len() > MAX_STACK_LOCATIONS {
             bail!(
-                "sample {i} has a stack of {} frames, more than the {MAX_STACK_FRAMES} \
+                "sample {i} has a stack of {} frames, more than the {MAX_STACK_LOCATIONS} \
                  `profiler report` reads",
                 s.location_id.len()
             );
@@ -304,12 +359,6 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
                 .with_context(|| format!("sample {i} names location {id}, which is missing"))?;
             frames += locations[l].lines.len();
             stack.push(l);
-        }
-        if frames > MAX_STACK_FRAMES {
-            bail!(
-                "sample {i} has a stack of {frames} frames with inlined ones, more than the \
-                 {MAX_STACK_FRAMES} `profiler report` reads"
-            );
         }
         sample_frames += frames;
         if sample_frames > MAX_SAMPLE_FRAMES {
@@ -344,6 +393,15 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
         });
     }
 
+    let mut comments = comments;
+    if elided_at.0 > 0 {
+        comments.push(format!(
+            "inlined frames: {} elided at {} locations whose inline chain was over the \
+             {MAX_INLINE_LINES} frames a location keeps, when the file was read; each shows \
+             one `{ELIDED_INLINE_PREFIX}N inlined frames]` frame",
+            elided_at.1, elided_at.0
+        ));
+    }
     Ok(Profile {
         kind,
         sample_types,

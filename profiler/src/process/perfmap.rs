@@ -9,82 +9,173 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::SystemTime;
 
-/// The most of a perf map read (a busy JVM writes tens of MiB).
-const MAX_BYTES: u64 = 256 << 20;
+/// The most bytes of one perf map read (a busy JVM writes tens of MiB); the entries past
+/// it are counted as dropped, not read.
+pub const MAX_BYTES: u64 = 64 << 20;
 
-/// A JIT's perf map: generated functions by address range.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PerfMap {
-    /// By start address: (end, name). Ranges do not overlap: a later line replaces the
-    /// earlier ones it overlaps (a JIT reuses memory of code it threw away).
-    ranges: BTreeMap<u64, (u64, Box<str>)>,
-    /// The file's size and modification time when read, to skip reading it unchanged.
-    stamp: Option<(u64, SystemTime)>,
+/// Past the read cap, how many more bytes are scanned (not kept) to count the entries
+/// dropped; beyond that the count is a lower bound.
+const MAX_COUNTED_BYTES: u64 = 192 << 20;
+
+/// One generated function: its address range and where its name lies in the arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    start: u64,
+    end: u64,
+    name_at: u32,
+    name_len: u32,
 }
 
-impl PerfMap {
-    /// Parses perf map text; lines that do not parse are skipped.
-    pub fn parse(text: &str) -> Self {
-        let mut map = Self::default();
-        for line in text.lines() {
-            let mut fields = line.splitn(3, ' ');
-            let (Some(start), Some(size), Some(name)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
-            let (Some(start), Some(size)) = (hex(start), hex(size)) else {
-                continue;
-            };
-            let name = name.trim();
-            if size == 0 || name.is_empty() {
-                continue;
-            }
-            map.insert(start, start.saturating_add(size), name);
+/// A JIT's perf map: generated functions by address range, kept compact (one arena of
+/// names, 24 bytes per function), so that its memory follows what was read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerfMap {
+    /// Sorted by start; ranges do not overlap: a later line replaces the earlier ones it
+    /// overlaps (a JIT reuses memory of code it threw away).
+    entries: Vec<Entry>,
+    names: String,
+    /// The file's inode, size and modification time when read, to skip reading it
+    /// unchanged.
+    stamp: Option<(u64, u64, SystemTime)>,
+    /// Lines past the read cap, not read.
+    dropped: u64,
+    /// Whether the file went on past what was scanned to count them.
+    dropped_more: bool,
+    /// Bytes of the file read.
+    read_bytes: u64,
+}
+
+/// Parses perf map lines into a map, as a stream: each line is parsed as it is read.
+struct Parser {
+    /// By start: (end, name's place in `names`).
+    ranges: BTreeMap<u64, (u64, u32, u32)>,
+    names: String,
+}
+
+impl Parser {
+    fn new() -> Self {
+        Self {
+            ranges: BTreeMap::new(),
+            names: String::new(),
         }
-        map
     }
 
-    fn insert(&mut self, start: u64, end: u64, name: &str) {
+    fn line(&mut self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line);
+        let mut fields = line.splitn(3, ' ');
+        let (Some(start), Some(size), Some(name)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return;
+        };
+        let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+        let (Some(start), Some(size)) = (hex(start), hex(size)) else {
+            return;
+        };
+        let name = name.trim();
+        if size == 0 || name.is_empty() {
+            return;
+        }
+        let (Ok(at), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len())) else {
+            return;
+        };
+        self.names.push_str(name);
+        self.insert(start, start.saturating_add(size), at, len);
+    }
+
+    fn insert(&mut self, start: u64, end: u64, at: u32, len: u32) {
         let overlapping: Vec<u64> = self
             .ranges
             .range(..end)
             .rev()
-            .take_while(|&(_, &(e, _))| e > start)
+            .take_while(|&(_, &(e, _, _))| e > start)
             .map(|(&s, _)| s)
             .collect();
         for s in overlapping {
             self.ranges.remove(&s);
         }
-        // An earlier range that starts before this one and ends inside it was caught by
-        // `take_while` only if it ends past `start`: it did, and is gone.
-        self.ranges.insert(start, (end, name.into()));
+        self.ranges.insert(start, (end, at, len));
+    }
+
+    /// The map, with only the names of the functions kept.
+    fn finish(self) -> PerfMap {
+        let mut names = String::new();
+        let entries = self
+            .ranges
+            .into_iter()
+            .map(|(start, (end, at, len))| {
+                let name = &self.names[at as usize..(at + len) as usize];
+                let name_at = names.len() as u32;
+                names.push_str(name);
+                Entry {
+                    start,
+                    end,
+                    name_at,
+                    name_len: len,
+                }
+            })
+            .collect();
+        names.shrink_to_fit();
+        PerfMap {
+            entries,
+            names,
+            ..PerfMap::default()
+        }
+    }
+}
+
+impl PerfMap {
+    /// Parses perf map text; lines that do not parse are skipped.
+    #[cfg(test)]
+    pub fn parse(text: &str) -> Self {
+        let mut parser = Parser::new();
+        for line in text.lines() {
+            parser.line(line.as_bytes());
+        }
+        parser.finish()
     }
 
     /// The function holding `addr`.
     pub fn lookup(&self, addr: u64) -> Option<&str> {
-        let (_, (end, name)) = self.ranges.range(..=addr).next_back()?;
-        (addr < *end).then_some(&**name)
+        let i = self.entries.partition_point(|e| e.start <= addr);
+        let entry = self.entries[..i].last().filter(|e| addr < e.end)?;
+        let at = entry.name_at as usize;
+        self.names.get(at..at + entry.name_len as usize)
     }
 
     /// How many functions it names.
     pub fn len(&self) -> usize {
-        self.ranges.len()
+        self.entries.len()
     }
 
     /// Whether it names none.
     pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+        self.entries.is_empty()
     }
 
-    /// Reads the perf map of live process `pid`; `Ok(None)` when it has none, or it is
-    /// unchanged since `previous` was read.
-    pub fn read(pid: u32, previous: Option<&PerfMap>) -> Option<PerfMap> {
+    /// Bytes it holds.
+    pub fn held_bytes(&self) -> u64 {
+        (self.entries.len() * size_of::<Entry>() + self.names.len()) as u64
+    }
+
+    /// Lines past the read cap that were not read, and whether there were more than that
+    /// (the file went on past what was scanned to count them).
+    pub fn dropped(&self) -> (u64, bool) {
+        (self.dropped, self.dropped_more)
+    }
+
+    /// Bytes of the file that were read.
+    pub fn read_bytes(&self) -> u64 {
+        self.read_bytes
+    }
+
+    /// Reads the perf map of live process `pid`, at most `cap` bytes of it (at most
+    /// [`MAX_BYTES`]); `None` when it has none, or it is unchanged since `previous` was
+    /// read.
+    pub fn read(pid: u32, previous: Option<&PerfMap>, cap: u64) -> Option<PerfMap> {
         let uid = process_uid(pid)?;
         // Through the process's own root, so a process in a container is read too.
         let paths = [
@@ -103,11 +194,11 @@ impl PerfMap {
             log::debug!("perf map of {pid} ignored: not a regular file of its user");
             return None;
         }
-        let stamp = (meta.len(), meta.modified().ok()?);
+        let stamp = (meta.ino(), meta.len(), meta.modified().ok()?);
         if previous.is_some_and(|p| p.stamp == Some(stamp)) {
             return None;
         }
-        let mut map = Self::parse(&read_capped(file)?);
+        let mut map = read_capped(file, cap.min(MAX_BYTES))?;
         map.stamp = Some(stamp);
         Some(map)
     }
@@ -125,10 +216,54 @@ fn process_uid(pid: u32) -> Option<u32> {
         .ok()
 }
 
-fn read_capped(file: File) -> Option<String> {
-    let mut bytes = Vec::new();
-    file.take(MAX_BYTES).read_to_end(&mut bytes).ok()?;
-    Some(String::from_utf8_lossy(&bytes).into_owned())
+/// Parses at most `cap` bytes of the map, line by line (a line cut by the cap is not
+/// read), then counts the lines past it without keeping them.
+fn read_capped(file: File, cap: u64) -> Option<PerfMap> {
+    let mut reader = BufReader::with_capacity(64 * 1024, file.take(cap));
+    let mut parser = Parser::new();
+    let mut line = Vec::new();
+    let mut read = 0u64;
+    let mut at_cap = false;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).ok()?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        at_cap = read == cap;
+        if line.last() != Some(&b'\n') && at_cap {
+            // Cut by the cap: it is counted with the rest.
+            read -= n as u64;
+            break;
+        }
+        parser.line(&line);
+    }
+    let mut rest = reader.into_inner().into_inner();
+    let mut map = parser.finish();
+    map.read_bytes = read;
+    // Past the cap: only counted, in fixed chunks.
+    if !at_cap {
+        return Some(map);
+    }
+    // A line cut by the cap ends in what is counted here.
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut counted = 0u64;
+    let mut dropped = 0u64;
+    loop {
+        if counted >= MAX_COUNTED_BYTES {
+            map.dropped_more = true;
+            break;
+        }
+        let Ok(n) = rest.read(&mut chunk) else { break };
+        if n == 0 {
+            break;
+        }
+        counted += n as u64;
+        dropped += chunk[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    map.dropped = dropped;
+    Some(map)
 }
 
 #[cfg(test)]
@@ -161,21 +296,45 @@ mod tests {
         let me = std::process::id();
         let path = format!("/tmp/perf-{me}.map");
         std::fs::write(&path, "1000 10 jitted_function\n").unwrap();
-        let map = PerfMap::read(me, None);
-        let again = map.as_ref().and_then(|m| PerfMap::read(me, Some(m)));
+        let map = PerfMap::read(me, None, MAX_BYTES);
+        let again = map
+            .as_ref()
+            .and_then(|m| PerfMap::read(me, Some(m), MAX_BYTES));
         std::fs::remove_file(&path).unwrap();
         let map = map.expect("a map owned by this process's user is read");
         assert_eq!(map.lookup(0x1008), Some("jitted_function"));
         assert_eq!(again, None);
-        assert_eq!(PerfMap::read(u32::MAX, None), None);
+        assert_eq!(PerfMap::read(u32::MAX, None, MAX_BYTES), None);
         // The same name as a symlink to another file is not followed (one test, so that
         // the two never race for the name).
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("secret");
         std::fs::write(&target, "1000 10 secret\n").unwrap();
         std::os::unix::fs::symlink(&target, &path).unwrap();
-        let map = PerfMap::read(me, None);
+        let map = PerfMap::read(me, None, MAX_BYTES);
         std::fs::remove_file(&path).unwrap();
         assert_eq!(map, None);
+    }
+
+    #[test]
+    fn reads_up_to_the_cap_and_counts_the_lines_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map");
+        let text: String = (0..100)
+            .map(|i| format!("{:x} 10 function_{i:03}\n", 0x1000 + i * 0x10))
+            .collect();
+        std::fs::write(&path, &text).unwrap();
+        let line = text.lines().next().unwrap().len() as u64 + 1;
+        // Ten lines and half of the eleventh.
+        let map = read_capped(File::open(&path).unwrap(), line * 10 + line / 2).unwrap();
+        assert_eq!(map.len(), 10);
+        assert_eq!(map.lookup(0x1000 + 9 * 0x10), Some("function_009"));
+        assert_eq!(map.lookup(0x1000 + 10 * 0x10), None);
+        assert_eq!(map.dropped(), (90, false));
+        assert_eq!(map.read_bytes(), line * 10);
+        let whole = read_capped(File::open(&path).unwrap(), MAX_BYTES).unwrap();
+        assert_eq!((whole.len(), whole.dropped()), (100, (0, false)));
+        // Names are kept once each, with nothing for lines replaced by later ones.
+        assert!(whole.held_bytes() < text.len() as u64 + 100 * 24);
     }
 }

@@ -3,14 +3,27 @@
 //! end of the run can still be unwound and symbolized, and what kind of file each open
 //! descriptor is, to label I/O call sites.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io::Read;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub use crate::process::files::FileKey;
 use crate::process::files::{FileTable, ObjectFile};
-use crate::process::perfmap::PerfMap;
+use crate::process::perfmap::{self, PerfMap};
+
+/// The most bytes of perf maps held over all processes: a map past what is left is read
+/// only so far, the rest counted as dropped.
+pub const MAX_PERF_MAP_BYTES: u64 = 256 << 20;
+
+/// How soon a process's perf map may be read again, at least.
+const PERF_MAP_EVERY: Duration = Duration::from_millis(250);
+
+/// How soon it may be read again, in multiples of its last read's time: a map rewritten
+/// all the time costs the run at most about a twentieth of its time, and cannot stretch
+/// it.
+const PERF_MAP_COST_FACTOR: u32 = 20;
 
 /// One executable mapping of a process, from `/proc/PID/maps`.
 #[derive(Debug, Clone)]
@@ -56,6 +69,18 @@ impl ProcessInfo {
     }
 }
 
+/// Executable mappings kept per process, old ones included: past it, only the current
+/// ones are kept.
+const MAX_MAPPINGS: usize = 1 << 16;
+
+/// Frozen address spaces kept per process: a process that executes itself again and
+/// again (one generation each time) must not grow the profiler without bound. The oldest
+/// are emptied first; their samples' frames stay unnamed (no mapping).
+pub const MAX_SPACES_PER_PROCESS: usize = 4096;
+
+/// Mappings kept over a process's frozen address spaces, for the same reason.
+pub const MAX_SPACE_MAPPINGS_PER_PROCESS: usize = 1 << 16;
+
 /// The latest snapshot of every process seen during the run.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
@@ -69,12 +94,39 @@ pub struct ProcessTable {
     current_space: HashMap<u32, (u64, SpaceId)>,
     /// The process of each frozen address space, by [`SpaceId`].
     space_pids: Vec<u32>,
+    /// Each process's frozen spaces still holding their mappings, oldest first, and how
+    /// many mappings they hold together.
+    kept_spaces: HashMap<u32, (VecDeque<SpaceId>, usize)>,
+    /// Frozen spaces emptied to keep within the per-process budgets.
+    spaces_dropped: u64,
     /// The latest perf map of each process that has JIT code (anonymous executable
     /// memory): a JIT only adds to it, so the latest names the code of every snapshot.
     perf_maps: HashMap<u32, Arc<PerfMap>>,
     /// Processes seen with anonymous executable memory, whose perf maps are read again on
     /// every [`Self::refresh_perf_maps`].
     jit_pids: std::collections::HashSet<u32>,
+    /// Processes that executed a new program since their mappings were last read.
+    execd: std::collections::HashSet<u32>,
+    /// When each process's perf map may be read again.
+    perf_map_due: HashMap<u32, Instant>,
+    /// What the perf maps read cost and dropped.
+    perf_map_stats: PerfMapStats,
+}
+
+/// What reading JIT perf maps held, cost and dropped over the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerfMapStats {
+    /// Bytes the latest maps hold.
+    pub held_bytes: u64,
+    /// Lines past the read cap (or what was left of [`MAX_PERF_MAP_BYTES`]) in the latest
+    /// maps, not read.
+    pub dropped: u64,
+    /// Whether some map went on past what was scanned to count its dropped lines.
+    pub dropped_more: bool,
+    /// Reads of changed maps.
+    pub reads: u64,
+    /// Time spent reading them.
+    pub time: Duration,
 }
 
 /// An address space as it was when samples were unwound in it: a process's mappings at
@@ -124,7 +176,14 @@ impl ProcessTable {
         // Mappings gone since keep their place where nothing new took it: a read that races
         // the process's exit can come back cut short, and code unmapped since (dlclose) was
         // still sampled.
-        let merged = merge_maps(maps, std::mem::take(&mut info.maps));
+        let old = std::mem::take(&mut info.maps);
+        let merged = if self.execd.remove(&pid) {
+            maps.sort_by_key(|m| m.start);
+            let changed = maps != old;
+            (maps, changed)
+        } else {
+            merge_maps(maps, old)
+        };
         info.maps = merged.0;
         if merged.1 {
             info.generation += 1;
@@ -141,13 +200,52 @@ impl ProcessTable {
         true
     }
 
-    /// Reads the perf map of a process with JIT code again, if it changed.
+    /// Reads the perf map of a process with JIT code again, if it changed and was not
+    /// read too recently (see [`PERF_MAP_COST_FACTOR`]).
     fn read_perf_map(&mut self, pid: u32) {
-        let previous = self.perf_maps.get(&pid).map(Arc::as_ref);
-        if let Some(map) = PerfMap::read(pid, previous).filter(|m| !m.is_empty()) {
-            log::debug!("perf map of {pid}: {} functions", map.len());
-            self.perf_maps.insert(pid, Arc::new(map));
+        let now = Instant::now();
+        if self.perf_map_due.get(&pid).is_some_and(|&due| now < due) {
+            return;
         }
+        let previous = self.perf_maps.get(&pid).map(Arc::as_ref);
+        let previous_bytes = previous.map_or(0, PerfMap::held_bytes);
+        // What the other processes' maps leave, this one's own included.
+        let left = MAX_PERF_MAP_BYTES
+            .saturating_sub(self.perf_map_stats.held_bytes)
+            .saturating_add(previous_bytes);
+        let read = PerfMap::read(pid, previous, left.min(perfmap::MAX_BYTES));
+        let spent = now.elapsed();
+        self.perf_map_due.insert(
+            pid,
+            now + (spent * PERF_MAP_COST_FACTOR).max(PERF_MAP_EVERY),
+        );
+        let Some(map) = read.filter(|m| !m.is_empty()) else {
+            return;
+        };
+        let stats = &mut self.perf_map_stats;
+        stats.reads += 1;
+        stats.time += spent;
+        let (dropped, more) = map.dropped();
+        let (old_dropped, _) = previous.map_or((0, false), PerfMap::dropped);
+        stats.dropped = stats.dropped - old_dropped + dropped;
+        stats.dropped_more |= more;
+        stats.held_bytes = stats.held_bytes - previous_bytes + map.held_bytes();
+        if dropped > 0 {
+            log::debug!(
+                "perf map of {pid}: {} functions from {} bytes, {dropped} lines past the cap \
+                 not read",
+                map.len(),
+                map.read_bytes()
+            );
+        } else {
+            log::debug!("perf map of {pid}: {} functions", map.len());
+        }
+        self.perf_maps.insert(pid, Arc::new(map));
+    }
+
+    /// What the perf maps held, cost and dropped.
+    pub fn perf_map_stats(&self) -> PerfMapStats {
+        self.perf_map_stats
     }
 
     /// Reads the perf maps of the live processes with JIT code again where they changed: a
@@ -198,6 +296,33 @@ impl ProcessTable {
                 self.processes.entry(pid).or_default().fds.extend(fds);
             }
         }
+    }
+
+    /// The processes (and threads) seen forked from `root`, directly or not.
+    pub fn descendants(&self, root: u32) -> Vec<u32> {
+        self.parents
+            .keys()
+            .copied()
+            .filter(|&child| {
+                // A bounded walk up: reused pids could make a loop.
+                let mut at = child;
+                for _ in 0..64 {
+                    match self.parents.get(&at) {
+                        Some(&parent) if parent == root => return true,
+                        Some(&parent) => at = parent,
+                        None => return false,
+                    }
+                }
+                false
+            })
+            .collect()
+    }
+
+    /// Notes that `pid` executed a new program: its next mappings replace the old ones
+    /// rather than merge with them (the same program executed again may share none of
+    /// its old addresses, and must not pile them up).
+    pub fn note_exec(&mut self, pid: u32) {
+        self.execd.insert(pid);
     }
 
     /// Notes that `parent` forked `child` (a process or a thread).
@@ -266,14 +391,34 @@ impl ProcessTable {
         }
         let space = SpaceId(u32::try_from(self.spaces.len()).ok()?);
         // Only the mappings are frozen: descriptor kinds label call sites by the latest.
+        let maps = info.maps.clone();
+        let generation = info.generation;
+        let (kept, mappings) = self.kept_spaces.entry(pid).or_default();
+        while let Some(&oldest) = kept.front()
+            && (kept.len() >= MAX_SPACES_PER_PROCESS
+                || *mappings + maps.len() > MAX_SPACE_MAPPINGS_PER_PROCESS)
+        {
+            kept.pop_front();
+            let dropped = std::mem::take(&mut self.spaces[oldest.0 as usize].maps);
+            *mappings -= dropped.len();
+            self.spaces_dropped += 1;
+        }
+        kept.push_back(space);
+        *mappings += maps.len();
         self.spaces.push(ProcessInfo {
-            maps: info.maps.clone(),
+            maps,
             fds: HashMap::new(),
-            generation: info.generation,
+            generation,
         });
-        self.current_space.insert(pid, (info.generation, space));
+        self.current_space.insert(pid, (generation, space));
         self.space_pids.push(pid);
         Some(space)
+    }
+
+    /// Frozen address spaces emptied to keep within [`MAX_SPACES_PER_PROCESS`] and
+    /// [`MAX_SPACE_MAPPINGS_PER_PROCESS`].
+    pub fn spaces_dropped(&self) -> u64 {
+        self.spaces_dropped
     }
 
     /// A frozen address space.
@@ -312,10 +457,15 @@ fn read_whole(path: &str) -> Option<String> {
 }
 
 /// `new` plus the entries of `old` that overlap none of `new`, sorted by address, and
-/// whether that differs from `old`. When `new` shares no mapping with `old`, the process
-/// has exec'd another program and `old` is dropped.
+/// whether that differs from `old`. When `new` shares no mapping with `old` (but
+/// `[vsyscall]`, at the same address in every process), the process has exec'd another
+/// program and `old` is dropped; so it is when the two would hold more than
+/// [`MAX_MAPPINGS`].
 fn merge_maps(mut new: Vec<MapEntry>, old: Vec<MapEntry>) -> (Vec<MapEntry>, bool) {
-    if !new.iter().any(|n| old.contains(n)) {
+    let shared = new
+        .iter()
+        .any(|n| n.path != "[vsyscall]" && old.contains(n));
+    if !shared || new.len() + old.len() > MAX_MAPPINGS {
         new.sort_by_key(|m| m.start);
         return (new, true);
     }
@@ -479,6 +629,13 @@ mod tests {
         let (execd, changed) = merge_maps(vec![entry(0x9000, 0xa000, "/bin/b")], cut_short);
         assert!(changed);
         assert_eq!(execd.len(), 1);
+        // `[vsyscall]` is where it was in every program: it does not make an exec a merge.
+        let vsyscall = || entry(0xffff_ffff_ff60_0000, 0xffff_ffff_ff60_1000, "[vsyscall]");
+        let (again, _) = merge_maps(
+            vec![entry(0xb000, 0xc000, "/bin/b"), vsyscall()],
+            vec![entry(0x9000, 0xa000, "/bin/b"), vsyscall()],
+        );
+        assert_eq!(again.len(), 2);
     }
 
     #[test]
@@ -498,6 +655,26 @@ mod tests {
         assert_eq!(table.space_info(first).unwrap().maps.len(), before);
         assert!(table.space_info(second).unwrap().maps.is_empty());
         assert_eq!(table.space(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_process_s_frozen_spaces_are_bounded() {
+        let mut table = ProcessTable::default();
+        let pid = std::process::id();
+        assert!(table.snapshot(pid));
+        let first = table.space(pid).unwrap();
+        let mut last = first;
+        // A process that executes itself again and again: a new generation each time.
+        for _ in 0..MAX_SPACES_PER_PROCESS + 10 {
+            table.processes.get_mut(&pid).unwrap().generation += 1;
+            last = table.space(pid).unwrap();
+        }
+        assert_eq!(table.spaces_dropped(), 11);
+        assert!(table.space_info(first).unwrap().maps.is_empty());
+        assert!(!table.space_info(last).unwrap().maps.is_empty());
+        let (kept, mappings) = &table.kept_spaces[&pid];
+        assert_eq!(kept.len(), MAX_SPACES_PER_PROCESS);
+        assert!(*mappings <= MAX_SPACE_MAPPINGS_PER_PROCESS);
     }
 
     #[test]

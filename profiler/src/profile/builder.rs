@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use super::kind::ProfileKind;
 use super::model::Sample;
-use super::model::{Label, Location, LocationId, Mapping, MappingId, Profile, StackId, ValueType};
+use super::model::{
+    Label, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile, StackId, ValueType,
+    cap_inline_lines,
+};
 
 /// A frame before symbolization: an address in some address space, as a return address
 /// (`call_site`) or not. Equal raw frames always make equal locations.
@@ -29,6 +32,9 @@ pub struct ProfileBuilder {
     frame_ids: HashMap<RawFrame, LocationId>,
     stack_ids: HashMap<Vec<LocationId>, StackId>,
     sample_ids: HashMap<(StackId, Vec<Label>), usize>,
+    /// Locations whose inline chain was over [`MAX_INLINE_LINES`], and the lines elided
+    /// from them, said in a comment when the profile is built.
+    elided: (usize, usize),
 }
 
 impl ProfileBuilder {
@@ -54,6 +60,7 @@ impl ProfileBuilder {
             frame_ids: HashMap::new(),
             stack_ids: HashMap::new(),
             sample_ids: HashMap::new(),
+            elided: (0, 0),
         }
     }
 
@@ -108,14 +115,20 @@ impl ProfileBuilder {
         id
     }
 
-    /// Interns a location.
-    pub fn location(&mut self, location: Location) -> LocationId {
+    /// Interns a location, its inline chain capped at [`MAX_INLINE_LINES`] (the excess
+    /// is one elision frame, and counted).
+    pub fn location(&mut self, mut location: Location) -> LocationId {
         debug_assert!(
             !location.lines.is_empty(),
             "a location needs at least one line"
         );
+        let elided = cap_inline_lines(&mut location.lines);
         if let Some(&id) = self.location_ids.get(&location) {
             return id;
+        }
+        if elided > 0 {
+            self.elided.0 += 1;
+            self.elided.1 += elided;
         }
         let id = self.profile.locations.len();
         self.profile.locations.push(location.clone());
@@ -177,8 +190,16 @@ impl ProfileBuilder {
         }
     }
 
-    /// Finishes the profile.
-    pub fn build(self) -> Profile {
+    /// Finishes the profile; a comment says how many inlined frames were elided, if any.
+    pub fn build(mut self) -> Profile {
+        let (locations, lines) = self.elided;
+        if locations > 0 {
+            self.profile.comments.push(format!(
+                "inlined frames: {lines} elided at {locations} locations whose inline chain \
+                 was over the {MAX_INLINE_LINES} frames a location keeps; each shows one \
+                 `[elided: N inlined frames]` frame"
+            ));
+        }
         self.profile
     }
 }
@@ -223,5 +244,41 @@ mod tests {
         assert_eq!(p.samples[0].values, vec![5]);
         assert_eq!(p.total(0), 10);
         assert_eq!(p.stack_functions(s1), vec!["main", "a"]);
+    }
+
+    #[test]
+    fn long_inline_chains_are_cut_and_counted() {
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
+            vec![ValueType::new("samples", "count")],
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        let lines: Vec<Line> = (0..3001)
+            .map(|i| loc(&format!("f{i}")).lines[0].clone())
+            .collect();
+        let deep = b.location(Location { lines, ..loc("x") });
+        let short = b.location(loc("main"));
+        let s = b.stack(vec![deep, short]);
+        b.add_sample(s, &[1], vec![]);
+        let p = b.build();
+        let names: Vec<&str> = p.locations[deep]
+            .lines
+            .iter()
+            .map(|l| l.function.as_str())
+            .collect();
+        assert_eq!(names.len(), MAX_INLINE_LINES);
+        assert_eq!(names[0], "f0", "the innermost frame stays");
+        assert_eq!(names[15], "f15");
+        assert_eq!(names[16], "[elided: 2970 inlined frames]");
+        assert_eq!(names[17], "f2986");
+        assert_eq!(names[31], "f3000", "the outermost frame stays");
+        assert_eq!(p.locations[short].lines.len(), 1);
+        let note = p
+            .comments
+            .iter()
+            .find(|c| c.starts_with("inlined frames:"))
+            .unwrap();
+        assert!(note.contains("2970 elided at 1 locations"), "{note}");
     }
 }

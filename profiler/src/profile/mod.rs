@@ -16,5 +16,6 @@ pub use facts::RunFacts;
 pub use frame::{FrameKind, LostStack, Unnamed, module_offset};
 pub use kind::{BlockValue, CpuValue, HeapValue, IoValue, ProfileKind};
 pub use model::{
-    KERNEL_MAPPING, Label, LabelValue, Line, Location, Mapping, Profile, Sample, ValueType,
+    ELIDED_INLINE_PREFIX, INLINE_KEPT_INNER, INLINE_KEPT_OUTER, KERNEL_MAPPING, Label, LabelValue,
+    Line, Location, MAX_INLINE_LINES, Mapping, Profile, Sample, ValueType, elided_inline_line,
 };

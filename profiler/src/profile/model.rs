@@ -16,6 +16,42 @@ pub type StackId = usize;
 /// Index of a [`Mapping`] in [`Profile::mappings`].
 pub type MappingId = usize;
 
+/// The most lines (inlined frames and the function they are inlined into) one location
+/// keeps. Deeper chains keep their [`INLINE_KEPT_INNER`] innermost and
+/// [`INLINE_KEPT_OUTER`] outermost lines around one [`elided_inline_line`] frame that says
+/// how many were left out: a 100-deep `always_inline` chain in a 600-deep recursion would
+/// otherwise be a 60,000-frame stack in every output.
+pub const MAX_INLINE_LINES: usize = INLINE_KEPT_INNER + 1 + INLINE_KEPT_OUTER;
+/// Innermost lines (the hot callee side) an over-long inline chain keeps.
+pub const INLINE_KEPT_INNER: usize = 16;
+/// Outermost lines (the function that holds the code, and its callers' side) an over-long
+/// inline chain keeps.
+pub const INLINE_KEPT_OUTER: usize = 15;
+/// Prefix of the name of the frame standing for elided inlined frames.
+pub const ELIDED_INLINE_PREFIX: &str = "[elided: ";
+
+/// The line standing for `count` inlined frames left out of a location.
+pub fn elided_inline_line(count: usize) -> Line {
+    Line {
+        function: format!("{ELIDED_INLINE_PREFIX}{count} inlined frames]"),
+        file: None,
+        line: 0,
+    }
+}
+
+/// Caps `lines` (innermost first) at [`MAX_INLINE_LINES`]; returns how many were elided.
+pub fn cap_inline_lines(lines: &mut Vec<Line>) -> usize {
+    if lines.len() <= MAX_INLINE_LINES {
+        return 0;
+    }
+    let elided = lines.len() - INLINE_KEPT_INNER - INLINE_KEPT_OUTER;
+    let outer = lines.split_off(lines.len() - INLINE_KEPT_OUTER);
+    lines.truncate(INLINE_KEPT_INNER);
+    lines.push(elided_inline_line(elided));
+    lines.extend(outer);
+    elided
+}
+
 /// A file or pseudo-file mapped into a process: where its code came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Mapping {
@@ -171,6 +207,28 @@ impl Profile {
             }
         }
         out
+    }
+
+    /// Per stack, the positive sum of sample value `index` over its samples, in the order
+    /// stacks are first sampled: what an analysis that reads only stacks and one value
+    /// walks, so that each distinct stack costs its frames once, however many samples
+    /// (threads, processes, labels) share it.
+    pub fn stack_totals(&self, index: usize) -> Vec<(StackId, i64)> {
+        let mut at: Vec<Option<usize>> = vec![None; self.stacks.len()];
+        let mut totals: Vec<(StackId, i64)> = Vec::new();
+        for sample in &self.samples {
+            let Some(slot) = at.get_mut(sample.stack) else {
+                continue;
+            };
+            let i = *slot.get_or_insert_with(|| {
+                totals.push((sample.stack, 0));
+                totals.len() - 1
+            });
+            // Saturating: values from a file can add up past i64::MAX.
+            totals[i].1 = totals[i].1.saturating_add(sample.value(index));
+        }
+        totals.retain(|&(_, v)| v > 0);
+        totals
     }
 
     /// The total of sample value `index` over all samples.

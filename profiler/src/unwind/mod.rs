@@ -11,16 +11,41 @@ pub mod sections;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{Error as FrameError, Module, Unwinder};
 
 use crate::process::files::ObjectFile;
 use crate::process::procmaps::ProcessInfo;
-use sections::{Bytes, UnwindSections};
+use sections::{Bytes, Refused, UnwindSections};
 
 /// Frames at most in one stack: deeper stacks are cut at the root end.
 pub const MAX_FRAMES: usize = 512;
+
+/// The most bytes of unwind sections held over all files of a run: a busy host's
+/// libraries hold tens of MiB; files past it unwind by frame pointers.
+pub const MAX_RUN_SECTION_BYTES: u64 = 512 << 20;
+
+/// The most time spent reading unwind sections over a run (it happens between samples):
+/// files past it unwind by frame pointers.
+pub const MAX_RUN_SECTION_TIME: Duration = Duration::from_secs(3);
+
+/// What reading the files' unwind sections cost and refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SectionStats {
+    /// Files whose unwind sections are held.
+    pub files: u64,
+    /// Bytes of unwind sections held.
+    pub bytes: u64,
+    /// Files refused for a section over its budget (or the run's), unwound by frame
+    /// pointers.
+    pub over_budget: u64,
+    /// Files refused for a compressed section that does not inflate to its stated size.
+    pub bad_compression: u64,
+    /// Time spent reading them.
+    pub time: Duration,
+}
 
 /// Why an unwound stack ends where it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +113,7 @@ pub struct StackUnwinder {
     files: Vec<Arc<ObjectFile>>,
     processes: HashMap<u32, ProcessUnwinder>,
     cache: CacheX86_64,
+    stats: SectionStats,
 }
 
 impl StackUnwinder {
@@ -168,12 +194,49 @@ impl StackUnwinder {
         );
     }
 
+    /// What reading unwind sections cost and refused so far.
+    pub fn section_stats(&self) -> SectionStats {
+        self.stats
+    }
+
     fn sections_of(&mut self, file: &Arc<ObjectFile>) -> Option<Arc<UnwindSections>> {
         let key = Arc::as_ptr(file);
         if let Some(known) = self.sections.get(&key) {
             return known.clone();
         }
-        let sections = UnwindSections::read(&file.file).map(Arc::new);
+        let stats = &mut self.stats;
+        let read = if stats.time >= MAX_RUN_SECTION_TIME {
+            Err(Refused::OverBudget)
+        } else {
+            let started = Instant::now();
+            let read = UnwindSections::read(
+                &file.file,
+                MAX_RUN_SECTION_BYTES.saturating_sub(stats.bytes),
+            );
+            stats.time += started.elapsed();
+            read
+        };
+        let sections = match read {
+            Ok(sections) => {
+                stats.files += 1;
+                stats.bytes += sections.bytes();
+                Some(Arc::new(sections))
+            }
+            Err(refused) => {
+                match refused {
+                    Refused::NotElf => {}
+                    Refused::OverBudget => stats.over_budget += 1,
+                    Refused::BadCompression => stats.bad_compression += 1,
+                }
+                if refused != Refused::NotElf {
+                    log::debug!(
+                        "unwind sections of {} refused ({refused:?}): unwound by frame pointers",
+                        file.path.escape_debug()
+                    );
+                }
+                None
+            }
+        };
         self.files.push(file.clone());
         self.sections.insert(key, sections.clone());
         sections

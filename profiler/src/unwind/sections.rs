@@ -1,13 +1,25 @@
 //! The unwind information of one ELF file, read once and shared by every process that maps
 //! it: `.eh_frame` with its `.eh_frame_hdr` index, or `.debug_frame`, and where they are
 //! meant to be loaded.
+//!
+//! The file may belong to any user, so each section is read within a budget decided from
+//! its stated size before anything is allocated: a section stated larger than
+//! [`MAX_SECTION_BYTES`] (compressed or not) is refused, a compressed one is inflated
+//! through a reader that stops at its stated size, and one that inflates to anything else
+//! is refused too. A refused section leaves the file to be unwound by frame pointers.
 
 use std::fs::File;
+use std::io::Read;
 use std::ops::{Deref, Range};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use framehop::ExplicitModuleSectionInfo;
-use object::{Object, ObjectSection, ObjectSegment};
+use object::{CompressionFormat, Object, ObjectSection, ObjectSegment};
+
+/// The most bytes of one unwind section read, after decompression: libxul's `.eh_frame`,
+/// among the largest there are, is under 10 MiB.
+pub const MAX_SECTION_BYTES: u64 = 64 << 20;
 
 /// The page size mappings are aligned to.
 const PAGE: u64 = 4096;
@@ -28,6 +40,18 @@ impl Deref for Bytes {
 struct Section {
     svma: Range<u64>,
     data: Bytes,
+}
+
+/// Why a file's unwind sections were not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Not an ELF file the unwinder reads.
+    NotElf,
+    /// A section stated over [`MAX_SECTION_BYTES`], or over what the run has left.
+    OverBudget,
+    /// A compressed section that does not inflate to its stated size, or in a compression
+    /// the profiler does not read.
+    BadCompression,
 }
 
 /// What framehop needs of a file to unwind through its code.
@@ -52,30 +76,41 @@ struct Segment {
 }
 
 impl UnwindSections {
-    /// Reads the unwind sections of an ELF file; only its headers and those sections are
-    /// read, never the whole file (a large library would stay resident for the run).
-    pub fn read(file: &File) -> Option<Self> {
+    /// Reads the unwind sections of an ELF file, at most `budget` bytes of them in all
+    /// (each at most [`MAX_SECTION_BYTES`]); only its headers and those sections are read,
+    /// never the whole file (a large library would stay resident for the run).
+    ///
+    /// # Errors
+    /// Why the file's sections are not used: it unwinds by frame pointers.
+    pub fn read(file: &File, budget: u64) -> Result<Self, Refused> {
         let cache = object::ReadCache::new(file);
-        let elf = object::File::parse(&cache).ok()?;
+        let elf = object::File::parse(&cache).map_err(|_| Refused::NotElf)?;
         let range = |name: &str| {
             let section = elf.section_by_name(name)?;
-            Some(section.address()..section.address() + section.size())
+            Some(section.address()..section.address().saturating_add(section.size()))
         };
-        let section = |name: &str| {
-            let section = elf.section_by_name(name)?;
-            // Go compresses its `.debug_frame`.
-            let data = crate::process::elf_data::section_bytes(&section)?;
-            Some(Section {
-                svma: section.address()..section.address() + section.size(),
-                data: Bytes(Arc::from(&*data)),
-            })
+        let mut left = budget;
+        let mut section = |name: &str| -> Result<Option<Section>, Refused> {
+            let Some(section) = elf.section_by_name(name) else {
+                return Ok(None);
+            };
+            let data = read_bounded(file, &section, left.min(MAX_SECTION_BYTES))?;
+            left -= data.len() as u64;
+            Ok(Some(Section {
+                svma: section.address()..section.address().saturating_add(section.size()),
+                data: Bytes(Arc::from(data)),
+            }))
         };
-        Some(Self {
+        let eh_frame = section(".eh_frame")?;
+        let eh_frame_hdr = section(".eh_frame_hdr")?;
+        // Go compresses its `.debug_frame`.
+        let debug_frame = section(".debug_frame")?;
+        Ok(Self {
             text: range(".text"),
             got: range(".got"),
-            eh_frame: section(".eh_frame"),
-            eh_frame_hdr: section(".eh_frame_hdr"),
-            debug_frame: section(".debug_frame"),
+            eh_frame,
+            eh_frame_hdr,
+            debug_frame,
             segments: elf
                 .segments()
                 .map(|s| {
@@ -93,6 +128,15 @@ impl UnwindSections {
                 })
                 .collect(),
         })
+    }
+
+    /// Bytes of section data held.
+    pub fn bytes(&self) -> u64 {
+        [&self.eh_frame, &self.eh_frame_hdr, &self.debug_frame]
+            .into_iter()
+            .flatten()
+            .map(|s| s.data.len() as u64)
+            .sum()
     }
 
     /// The load bias of a mapping of this file at `start` from file offset `offset`: what is
@@ -143,6 +187,44 @@ impl UnwindSections {
     }
 }
 
+/// The bytes of `section`, at most `cap` of them after decompression: its stated sizes are
+/// checked against `cap` before anything is allocated, and only its own file range is read.
+fn read_bounded<'data>(
+    file: &File,
+    section: &impl ObjectSection<'data>,
+    cap: u64,
+) -> Result<Vec<u8>, Refused> {
+    let range = section
+        .compressed_file_range()
+        .map_err(|_| Refused::BadCompression)?;
+    match range.format {
+        CompressionFormat::None | CompressionFormat::Zlib => {}
+        _ => return Err(Refused::BadCompression),
+    }
+    // zlib never grows data by more than a few bytes per 16 KiB block.
+    let compressed_cap = cap + cap / 256 + 64;
+    if range.uncompressed_size > cap || range.compressed_size > compressed_cap {
+        return Err(Refused::OverBudget);
+    }
+    let mut raw =
+        vec![0u8; usize::try_from(range.compressed_size).map_err(|_| Refused::OverBudget)?];
+    file.read_exact_at(&mut raw, range.offset)
+        .map_err(|_| Refused::BadCompression)?;
+    if range.format == CompressionFormat::None {
+        return Ok(raw);
+    }
+    let mut out = Vec::with_capacity(range.uncompressed_size as usize);
+    // Never more than stated, whatever the stream holds.
+    flate2::read::ZlibDecoder::new(&raw[..])
+        .take(range.uncompressed_size)
+        .read_to_end(&mut out)
+        .map_err(|_| Refused::BadCompression)?;
+    if out.len() as u64 != range.uncompressed_size {
+        return Err(Refused::BadCompression);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,7 +232,13 @@ mod tests {
     #[test]
     fn reads_this_executable_s_call_frame_information() {
         let file = File::open("/proc/self/exe").unwrap();
-        let sections = UnwindSections::read(&file).expect("an ELF file");
+        let sections = UnwindSections::read(&file, u64::MAX).expect("an ELF file");
+        assert!(sections.bytes() > 0);
+        // A budget smaller than its sections refuses the file.
+        assert_eq!(
+            UnwindSections::read(&file, 16).err(),
+            Some(Refused::OverBudget)
+        );
         assert!(sections.eh_frame.is_some() && sections.eh_frame_hdr.is_some());
         assert!(sections.text.is_some());
         // A mapping of the executable segment's first page, loaded with a bias of

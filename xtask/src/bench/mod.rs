@@ -14,6 +14,7 @@ mod cost;
 mod fixtures;
 mod goroutines;
 mod heap;
+mod hostile;
 mod names;
 mod overhead;
 mod parse;
@@ -48,7 +49,7 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only these rows (comma-separated): cpu, syscalls, block, accuracy, cost,
-    /// latency, scale, unwind, goroutines, names, heap. The report then holds only those
+    /// latency, scale, unwind, goroutines, names, heap, hostile. The report then holds only those
     /// rows.
     #[arg(long, value_delimiter = ',', value_parser = ROW_IDS)]
     only: Vec<String>,
@@ -178,7 +179,7 @@ pub struct Ctx {
 type RowFn = fn(&Ctx) -> Result<Section>;
 
 /// (id, title, function) in bench order.
-const ROWS: [(&str, &str, RowFn); 11] = [
+const ROWS: [(&str, &str, RowFn); 12] = [
     ("cpu", "1. CPU sampling overhead", overhead::cpu_sampling),
     (
         "syscalls",
@@ -202,6 +203,11 @@ const ROWS: [(&str, &str, RowFn); 11] = [
     ),
     ("names", "10. Named frames", names::names),
     ("heap", "11. Heap-profile cost", heap::heap),
+    (
+        "hostile",
+        "12. A whole-host run under attack",
+        hostile::hostile,
+    ),
 ];
 
 /// The title of a row, for the rows' own sections.

@@ -241,13 +241,13 @@
       this.build();
     }
 
-    /** The nested [name, file, line, flags, values, children, why] arrays as linked objects. */
+    /** The flat [name, file, line, flags, values, parent, why] arrays (pre-order, each
+     *  after its parent) as linked objects. */
     flatten(tree) {
       const s = this.profile.strings;
       const nodes = [];
-      const todo = [[tree, null]];
-      while (todo.length) {
-        const [t, parent] = todo.pop();
+      for (const t of tree) {
+        const parent = nodes.length ? nodes[t[5]] : null;
         const node = {
           id: nodes.length, name: s[t[0]], file: t[1] ? s[t[1]] : '', line: t[2], flags: t[3],
           why: t[6] ? s[t[6]] : '',
@@ -255,7 +255,6 @@
         };
         nodes.push(node);
         if (parent) parent.children.push(node);
-        for (let i = t[5].length - 1; i >= 0; i--) todo.push([t[5][i], node]);
       }
       for (const n of nodes) n.self = n.values.map((v, i) => v - n.children.reduce((a, c) => a + c.values[i], 0));
       return nodes;

@@ -15,6 +15,12 @@ use crate::profile::{Profile, ProfileKind};
 /// whole-host report small. Its value stays in its caller's self.
 pub const PRUNE_SHARE: f64 = 0.001;
 
+/// The most frames the tree is built with before pruning. A sample whose path would add
+/// frames past it keeps the part already in the tree (its value shows as the last frame's
+/// self) and is counted: labels that differ in every sample (a comm per sample) would
+/// otherwise make a tree of samples times frames from a small file.
+pub const MAX_TREE_NODES: usize = 500_000;
+
 /// Node flag: a kernel frame.
 pub const KERNEL: u8 = 1;
 /// Node flag: the process level (a command name or pid, not a function).
@@ -50,8 +56,10 @@ pub struct ProfileData {
     pub totals: Vec<i64>,
     /// Function names, file names and process names, referenced by index.
     pub strings: Vec<String>,
-    /// The root of the frame tree.
-    pub tree: Node,
+    /// The frame tree, flat in pre-order: the root first, each frame after its parent, its
+    /// children in name order. Flat, so that neither writing nor reading the page recurses
+    /// as deep as the deepest stack.
+    pub tree: Vec<Node>,
     /// Frames in `tree`.
     pub nodes: usize,
     /// Frames left out of `tree` for being under [`PRUNE_SHARE`] of every sample type.
@@ -63,11 +71,12 @@ pub struct ProfileData {
 }
 
 /// A frame of the tree, serialized as a compact array:
-/// `[name, file, line, flags, [value per type], [children], why]`, where `name`, `file`
+/// `[name, file, line, flags, [value per type], parent, why]`, where `name`, `file`
 /// and `why` index [`ProfileData::strings`] (`file` 0 when unknown, `why` 0 for a named
 /// frame, else why it has no name: [`crate::profile::FrameKind::reason`]), `line` is 0
-/// when unknown, `flags` holds [`KERNEL`] and [`PROCESS`], and values are totals (self is
-/// total minus the children's).
+/// when unknown, `flags` holds [`KERNEL`] and [`PROCESS`], values are totals (self is
+/// total minus the children's), and `parent` indexes [`ProfileData::tree`] (0 for the
+/// root itself).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Node(
     pub u32,
@@ -75,7 +84,7 @@ pub struct Node(
     pub u32,
     pub u8,
     pub Vec<i64>,
-    pub Vec<Node>,
+    pub u32,
     pub u32,
 );
 
@@ -118,10 +127,12 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
         values: vec![0; types],
         children: HashMap::new(),
     }];
+    let mut cut = 0usize;
     for sample in &profile.samples {
         let values: Vec<i64> = (0..types).map(|t| sample.value(t)).collect();
         let weight = values.get(index).copied().unwrap_or(0);
         let process = strings.intern(&process_frame(sample));
+        // Lazily: a sample cut at the tree's budget costs no more than the frames it keeps.
         let frames = std::iter::once((process, 0, 0, PROCESS, 0)).chain(
             profile.stacks[sample.stack]
                 .iter()
@@ -137,14 +148,17 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
                         flags,
                         loc.kind.reason().map_or(0, |why| strings.intern(why)),
                     )
-                })
-                .collect::<Vec<_>>(),
+                }),
         );
         let mut at = 0;
         add(&mut arena[at].values, &values);
         for (name, file, line, flags, why) in frames {
             let next = match arena[at].children.get(&name) {
                 Some(&child) => child,
+                None if arena.len() >= MAX_TREE_NODES => {
+                    cut += 1;
+                    break;
+                }
                 None => {
                     arena.push(Building {
                         name,
@@ -179,8 +193,16 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
         .collect();
     let mut pruned = 0;
     let mut nodes = 0;
-    let tree = finish(&arena, 0, &floors, &mut pruned, &mut nodes);
+    let tree = finish(&arena, &floors, &mut pruned, &mut nodes);
+    drop(arena);
     let (functions, functions_omitted) = function_rows(profile, &mut strings);
+    let mut comments = profile.comments.clone();
+    if cut > 0 {
+        comments.push(format!(
+            "report: {cut} samples' stacks are cut short in the flame graph, which holds at \
+             most {MAX_TREE_NODES} frames; the table counts them in full"
+        ));
+    }
     ProfileData {
         name: profile.kind.name().to_owned(),
         title: title(profile.kind),
@@ -193,7 +215,7 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
             })
             .collect(),
         default: index,
-        comments: profile.comments.clone(),
+        comments,
         frequency: frequency(profile),
         duration_ns: u64::try_from(profile.duration.as_nanos()).unwrap_or(u64::MAX),
         totals,
@@ -212,27 +234,37 @@ fn add(acc: &mut [i64], values: &[i64]) {
     }
 }
 
-/// Turns the arena under node `at` into a [`Node`] tree, pruning children under every
-/// floor; counts the frames kept and pruned (a pruned frame's whole subtree counts).
+/// Turns the arena into the flat [`Node`] list, pre-order from the root, pruning children
+/// under every floor; counts the frames kept and pruned (a pruned frame's whole subtree
+/// counts).
 ///
-/// Without recursion: a tree is as deep as the deepest stack, which a file can make
-/// deeper than the thread's stack allows.
+/// Without recursion: a tree is as deep as the deepest stack, which a file or a target
+/// can make deeper than the thread's stack allows.
 fn finish(
     arena: &[Building],
-    at: usize,
     floors: &[Option<f64>],
     pruned: &mut usize,
     nodes: &mut usize,
-) -> Node {
-    // The kept nodes in pre-order, each with its kept children sorted by name (so the
-    // output does not depend on hash order).
-    let mut order: Vec<(usize, Vec<usize>)> = Vec::new();
-    let mut pending = vec![at];
-    while let Some(n) = pending.pop() {
-        *nodes += 1;
-        let mut children: Vec<usize> = arena[n].children.values().copied().collect();
-        children.sort_by_key(|&c| arena[c].name);
-        let mut kept = Vec::new();
+) -> Vec<Node> {
+    let mut out = Vec::new();
+    // (arena index, index of its parent in `out`).
+    let mut pending = vec![(0usize, 0u32)];
+    while let Some((n, parent)) = pending.pop() {
+        let b = &arena[n];
+        let index = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        out.push(Node(
+            b.name,
+            b.file,
+            b.line,
+            b.flags,
+            b.values.clone(),
+            parent,
+            b.why,
+        ));
+        // Sorted by name, so the output does not depend on hash order; pushed last first,
+        // so they come out first to last.
+        let mut children: Vec<usize> = b.children.values().copied().collect();
+        children.sort_by_key(|&c| std::cmp::Reverse(arena[c].name));
         for c in children {
             let visible = arena[c]
                 .values
@@ -240,36 +272,14 @@ fn finish(
                 .zip(floors)
                 .any(|(&v, floor)| floor.is_some_and(|f| v as f64 >= f));
             if visible {
-                kept.push(c);
+                pending.push((c, index));
             } else {
                 *pruned += subtree_size(arena, c);
             }
         }
-        pending.extend(kept.iter().copied());
-        order.push((n, kept));
     }
-    // In reverse pre-order every child is built before its parent.
-    let mut built: HashMap<usize, Node> = HashMap::new();
-    for (n, kept) in order.into_iter().rev() {
-        let children = kept
-            .iter()
-            .filter_map(|c| built.remove(c))
-            .collect::<Vec<_>>();
-        let b = &arena[n];
-        let node = Node(
-            b.name,
-            b.file,
-            b.line,
-            b.flags,
-            b.values.clone(),
-            children,
-            b.why,
-        );
-        built.insert(n, node);
-    }
-    built
-        .remove(&at)
-        .unwrap_or_else(|| Node(0, 0, 0, 0, Vec::new(), Vec::new(), 0))
+    *nodes = out.len();
+    out
 }
 
 /// The frames under and including node `at`, counted without recursion.
@@ -298,10 +308,20 @@ mod tests {
     use crate::output::fixture::{self, PERIOD, line, location};
     use crate::profile::{Label, ProfileBuilder, ValueType};
 
-    /// The child of `node` named `name`.
-    fn child<'a>(data: &ProfileData, node: &'a Node, name: &str) -> &'a Node {
-        node.5
+    /// The children of `node`, a frame of `data`'s tree.
+    fn kids<'a>(data: &'a ProfileData, node: &Node) -> Vec<&'a Node> {
+        let at = data
+            .tree
             .iter()
+            .position(|n| std::ptr::eq(n, node))
+            .unwrap() as u32;
+        data.tree.iter().skip(1).filter(|n| n.5 == at).collect()
+    }
+
+    /// The child of `node` named `name`.
+    fn child<'a>(data: &'a ProfileData, node: &Node, name: &str) -> &'a Node {
+        kids(data, node)
+            .into_iter()
             .find(|c| data.strings[c.0 as usize] == name)
             .unwrap_or_else(|| panic!("no child {name}"))
     }
@@ -310,10 +330,10 @@ mod tests {
     fn tree_merges_paths_root_first_with_process_level() {
         let d = profile_data(&fixture::profile());
         assert_eq!(d.totals, [10, 10 * PERIOD]);
-        let root = &d.tree;
+        let root = &d.tree[0];
         assert_eq!(d.strings[root.0 as usize], "all");
         assert_eq!(root.4, [10, 10 * PERIOD]);
-        assert_eq!(root.5.len(), 2, "two processes: app and pid 200");
+        assert_eq!(kids(&d, root).len(), 2, "two processes: app and pid 200");
         let app = child(&d, root, "app");
         assert_eq!(app.3, PROCESS);
         assert_eq!(app.4, [4, 4 * PERIOD]);
@@ -379,10 +399,9 @@ mod tests {
         // One sample but all the bytes: kept for the bytes.
         b.add_sample(s_big, &[1, 4096], app());
         let d = profile_data(&b.build());
-        let app_node = child(&d, &d.tree, "app");
+        let app_node = child(&d, &d.tree[0], "app");
         let main_node = child(&d, app_node, "main");
-        let names: Vec<&str> = main_node
-            .5
+        let names: Vec<&str> = kids(&d, main_node)
             .iter()
             .map(|c| d.strings[c.0 as usize].as_str())
             .collect();
@@ -419,7 +438,7 @@ mod tests {
         let s = b.stack(vec![kernel, user]);
         b.add_sample(s, &[1], vec![Label::num("pid", 9)]);
         let d = profile_data(&b.build());
-        let pid = child(&d, &d.tree, "9");
+        let pid = child(&d, &d.tree[0], "9");
         let main = child(&d, pid, "main");
         assert_eq!(main.3, 0);
         assert_eq!(child(&d, main, "do_syscall_64").3, KERNEL);
@@ -443,17 +462,38 @@ mod tests {
         let s = b.stack(vec![unnamed, user]);
         b.add_sample(s, &[1], vec![Label::num("pid", 9)]);
         let d = profile_data(&b.build());
-        let main = child(&d, child(&d, &d.tree, "9"), "main");
+        let main = child(&d, child(&d, &d.tree[0], "9"), "main");
         assert_eq!(main.6, 0);
         let why = child(&d, main, "app+0x10").6;
         assert_eq!(Some(d.strings[why as usize].as_str()), kind.reason());
     }
 
     #[test]
+    fn the_tree_stops_at_its_budget_and_says_so() {
+        let mut b = ProfileBuilder::with_sample_types(
+            crate::profile::ProfileKind::Cpu,
+            vec![ValueType::new("samples", "count")],
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        let f = b.location(location(1, None, vec![line("f")]));
+        let s = b.stack(vec![f; 1000]);
+        // A process of its own per sample: 1,000 paths of 1,001 frames.
+        for comm in 0..1000 {
+            b.add_sample(s, &[1], vec![Label::str("comm", format!("c{comm}"))]);
+        }
+        let d = profile_data(&b.build());
+        assert!(d.nodes <= MAX_TREE_NODES, "{} nodes", d.nodes);
+        assert_eq!(d.tree[0].4, [1000], "every sample still counts at the root");
+        let note = d.comments.iter().find(|c| c.contains("cut short")).unwrap();
+        assert!(note.starts_with("report: 501 samples'"), "{note}");
+    }
+
+    #[test]
     fn empty_profile_is_just_a_root() {
         let d = profile_data(&fixture::empty());
-        assert_eq!(d.tree.4, [0, 0]);
-        assert!(d.tree.5.is_empty() && d.functions.is_empty());
+        assert_eq!(d.tree[0].4, [0, 0]);
+        assert!(d.tree.len() == 1 && d.functions.is_empty());
         assert_eq!((d.nodes, d.pruned), (1, 0));
     }
 }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use super::summary::{group, human_time, shorten, shown_in_terminal};
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits, is_idle};
 use crate::analysis::goroutines::{GoWaitFinding, GoWaitKind};
+use crate::output::strings::escape_terminal;
 use crate::profile::BlockValue;
 use crate::profile::Profile;
 
@@ -23,7 +24,7 @@ pub fn render(
     // Writing to a String cannot fail, so the fmt::Results below are ignored.
     let _ = writeln!(out, "block profile: delay (nanoseconds)");
     for comment in profile.comments.iter().filter(|c| shown_in_terminal(c)) {
-        let _ = writeln!(out, "  {comment}");
+        let _ = writeln!(out, "  {}", escape_terminal(comment));
     }
     if per_process.is_empty() {
         let _ = writeln!(out, "No futex waits were recorded.");
@@ -33,8 +34,9 @@ pub fn render(
     for (pid, comm, delay) in per_process.iter().take(top) {
         let _ = writeln!(
             out,
-            "  {:>10}  {comm} (pid {pid})",
-            human_time(*delay as i64)
+            "  {:>10}  {} (pid {pid})",
+            human_time(*delay as i64),
+            escape_terminal(comm)
         );
     }
     let _ = writeln!(out);
@@ -101,7 +103,7 @@ pub fn go_section(findings: &[GoWaitFinding], top: usize) -> String {
                 out,
                 "  * {} in {} (pid {}): {} goroutines waited {} times in {}, {} in all",
                 shorten(&f.function),
-                f.comm,
+                escape_terminal(&f.comm),
                 f.pid,
                 f.goroutines,
                 group(f.waits as i64),

@@ -3,9 +3,10 @@
 
 use std::fmt::Write;
 
-use super::summary::{group, shown_in_terminal};
+use super::summary::{group, shorten, shown_in_terminal};
 use crate::analysis::heap::{HeapSite, LEAK_HINT, SmallAllocations};
 use crate::analysis::units::human_bytes;
+use crate::output::strings::escape_terminal;
 use crate::profile::Profile;
 
 /// Renders the heap profile's comments, its top `top` sites by bytes allocated and by
@@ -21,7 +22,7 @@ pub fn render(
     // Writing to a String cannot fail, so the fmt::Results below are ignored.
     let _ = writeln!(out, "heap profile: inuse_space (bytes)");
     for comment in profile.comments.iter().filter(|c| shown_in_terminal(c)) {
-        let _ = writeln!(out, "  {comment}");
+        let _ = writeln!(out, "  {}", escape_terminal(comment));
     }
     if sites.is_empty() {
         let _ = writeln!(out, "No allocations were recorded.");
@@ -41,8 +42,8 @@ pub fn render(
             group(s.alloc_objects as i64),
             human_bytes(s.inuse_space as f64),
             group(s.inuse_objects as i64),
-            s.caller,
-            s.comm
+            shorten(&s.caller),
+            escape_terminal(&s.comm)
         );
     };
     for site in sites.iter().take(top) {

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use self::summary::{group, shorten};
 use crate::analysis::cpu::{self, MemoryHotSpot};
 use crate::analysis::findings::Analysis;
+use crate::output::strings::{escape_terminal, escape_terminal_lines};
 use crate::profile::{Profile, ProfileKind};
 
 /// ANSI styling, or none.
@@ -99,7 +100,7 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
         .and_then(|p| p.comments.first())
         .filter(|c| c.starts_with("run: "));
     if let Some(run) = run {
-        out.push_str(&style.bold(run));
+        out.push_str(&style.bold(&escape_terminal(run)));
         out.push('\n');
     }
     let unwinding = profiles
@@ -107,7 +108,7 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
         .flat_map(|p| &p.comments)
         .find(|c| c.starts_with("unwinding: "));
     if let Some(unwinding) = unwinding {
-        out.push_str(unwinding);
+        out.push_str(&escape_terminal(unwinding));
         out.push('\n');
     }
     if run.is_some() || unwinding.is_some() {
@@ -122,7 +123,7 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                     .iter()
                     .filter(|c| summary::shown_in_terminal(c))
                 {
-                    let _ = writeln!(text, "  {comment}");
+                    let _ = writeln!(text, "  {}", escape_terminal(comment));
                 }
                 // The findings are ranked; like every other list here, show the top ones.
                 let shown = &analysis.small_io[..analysis.small_io.len().min(top)];
@@ -163,10 +164,12 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
             }
         };
         let text = match run {
-            Some(run) => text.replacen(&format!("  {run}\n"), "", 1),
+            Some(run) => text.replacen(&format!("  {}\n", escape_terminal(run)), "", 1),
             None => text,
         };
-        out.push_str(&style.summary(&text));
+        // Every target string above was escaped where it was written; this catches any
+        // that a future table forgets, before styling adds the only escapes we mean.
+        out.push_str(&style.summary(&escape_terminal_lines(&text)));
         out.push('\n');
     }
     out.push_str(&style.bold(&findings_line(analysis)));

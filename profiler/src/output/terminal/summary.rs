@@ -5,6 +5,7 @@ pub(crate) use crate::analysis::units::{group, human_time};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
+use crate::output::strings::escape_terminal;
 use crate::profile::{Profile, ValueType};
 
 /// Longest function name shown before it is cut, so one C++ template cannot wreck the table.
@@ -25,7 +26,7 @@ pub fn render(profile: &Profile, top: usize) -> String {
         vt.unit
     );
     for comment in profile.comments.iter().filter(|c| shown_in_terminal(c)) {
-        let _ = writeln!(out, "  {comment}");
+        let _ = writeln!(out, "  {}", escape_terminal(comment));
     }
 
     let total = profile.total(index);
@@ -153,10 +154,12 @@ fn table(rows: &[(&str, i64, i64)], total: i64, time_like: bool) -> String {
     out
 }
 
-/// `name`, cut to [`MAX_NAME`] characters with an ellipsis.
+/// `name` escaped for the terminal and cut to [`MAX_NAME`] characters with an ellipsis:
+/// every function name, call path and site the tables show goes through here.
 pub(crate) fn shorten(name: &str) -> String {
+    let name = escape_terminal(name);
     if name.chars().count() <= MAX_NAME {
-        return name.to_owned();
+        return name;
     }
     let mut s: String = name.chars().take(MAX_NAME - 1).collect();
     s.push('…');

@@ -1,0 +1,25 @@
+//! Feeds arbitrary bytes, as a Go binary, to the `.gopclntab` reader that names frames of
+//! Go programs built without symbols, and looks up PCs across its code.
+//!
+//! Any panic, stack overflow, endless loop or allocation beyond libFuzzer's RSS limit is a
+//! bug: the binary is the profiled program's, not trusted.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use profiler::symbolize::gopclntab::GoPclnTab;
+
+fuzz_target!(|data: &[u8]| {
+    let Some(table) = GoPclnTab::parse(data) else {
+        return;
+    };
+    // PCs from the input's own bytes, and a sweep across the usual text addresses.
+    let from_input = data
+        .chunks_exact(8)
+        .take(32)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()));
+    let sweep = (0..64u64).map(|i| 0x40_1000 + i * 0x1_0000);
+    for pc in from_input.chain(sweep) {
+        let _ = table.frames(pc);
+    }
+});

@@ -1,0 +1,667 @@
+//! The debuginfod client as root, with the environment `sudo -E` leaves (`HOME`,
+//! `XDG_CACHE_HOME`, even `DEBUGINFOD_CACHE_PATH` pointing into user nobody's directory,
+//! where links to root-only files and directories are planted) and servers that lie: a
+//! 6 GiB body, a body that never ends, a file of another build ID, a 404 that takes its
+//! time for every build ID.
+//!
+//! Each test builds a program that spins in stripped shared libraries (a static function
+//! only debug information names) with a fresh build ID, so no cache knows it, runs it under
+//! the profiler, and checks what the summary says, what root's own cache holds, that
+//! nothing nobody planted was followed, and that the run ended within its bound.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, lchown, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use integration_tests::*;
+
+/// The function only debug information names.
+const HOT: &str = "hot_spin_static";
+/// How long the program runs.
+const WINDOW: Duration = Duration::from_secs(3);
+/// The profiler's peak RSS budget in these runs.
+const RSS_MIB: i64 = 512;
+
+const LIB_C: &str = r#"
+#include <stdint.h>
+static volatile uint64_t sink;
+static __attribute__((noinline)) uint64_t hot_spin_static(uint64_t n) {
+    uint64_t h = 0;
+    for (uint64_t i = 0; i < n; i++) { h ^= i; h *= 0x100000001b3ULL; h ^= h >> 29; }
+    return h;
+}
+void hot_run(uint64_t n) { sink = hot_spin_static(n); }
+"#;
+
+/// `app SECONDS LIB...`: loads every library and calls each in turn until SECONDS passed.
+const APP_C: &str = r#"
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+int main(int argc, char **argv) {
+    double seconds = atof(argv[1]);
+    int n = argc - 2;
+    void (**run)(unsigned long) = calloc(n, sizeof *run);
+    for (int i = 0; i < n; i++) {
+        void *h = dlopen(argv[i + 2], RTLD_NOW);
+        if (!h) { fprintf(stderr, "%s\n", dlerror()); return 1; }
+        run[i] = (void (*)(unsigned long))dlsym(h, "hot_run");
+    }
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int i = 0;; i = (i + 1) % n) {
+        run[i](100000);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec + (now.tv_nsec - start.tv_nsec) / 1e9 >= seconds) break;
+    }
+    return 0;
+}
+"#;
+
+fn tool(program: &str, args: &[&std::ffi::OsStr]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A build ID no cache has seen: 16 bytes from the clock, the pid and a counter.
+fn fresh_build_id() -> Vec<u8> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let tag = (u64::from(std::process::id()) << 32) | NEXT.fetch_add(1, Ordering::Relaxed);
+    [nanos.to_be_bytes(), tag.to_be_bytes()].concat()
+}
+
+fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The program, its stripped libraries (each its own build ID) and the first one's debug
+/// file, in a root-owned directory.
+struct Program {
+    dir: tempfile::TempDir,
+    app: PathBuf,
+    libs: Vec<PathBuf>,
+    /// The build IDs of `libs`, in hex.
+    ids: Vec<String>,
+    /// What `objcopy --only-keep-debug` kept of the first library.
+    debug: PathBuf,
+}
+
+/// Builds the program and `count` stripped libraries: the first compiled with a fresh
+/// build ID, the others copies of it with their build ID bytes replaced by fresh ones.
+fn program(count: usize) -> Program {
+    let dir = temp_dir();
+    set_mode(dir.path(), 0o755);
+    let d = dir.path();
+    std::fs::write(d.join("hot.c"), LIB_C).unwrap();
+    std::fs::write(d.join("app.c"), APP_C).unwrap();
+    let first = fresh_build_id();
+    let lib = d.join("libhot0.so");
+    let debug = d.join("libhot0.debug");
+    let build_id = format!("-Wl,--build-id=0x{}", hex(&first));
+    let (hot_c, app_c, app) = (d.join("hot.c"), d.join("app.c"), d.join("app"));
+    tool(
+        "cc",
+        &[
+            "-O1".as_ref(),
+            "-g".as_ref(),
+            "-fPIC".as_ref(),
+            "-shared".as_ref(),
+            build_id.as_ref(),
+            hot_c.as_os_str(),
+            "-o".as_ref(),
+            lib.as_os_str(),
+        ],
+    );
+    tool(
+        "cc",
+        &[
+            "-O1".as_ref(),
+            app_c.as_os_str(),
+            "-ldl".as_ref(),
+            "-o".as_ref(),
+            app.as_os_str(),
+        ],
+    );
+    tool(
+        "objcopy",
+        &[
+            "--only-keep-debug".as_ref(),
+            lib.as_os_str(),
+            debug.as_os_str(),
+        ],
+    );
+    tool(
+        "objcopy",
+        &[
+            "--strip-debug".as_ref(),
+            "--strip-unneeded".as_ref(),
+            lib.as_os_str(),
+        ],
+    );
+    let stripped = std::fs::read(&lib).unwrap();
+    let at = stripped
+        .windows(first.len())
+        .position(|w| w == first)
+        .expect("the build ID in the stripped library");
+    let mut libs = vec![lib];
+    let mut ids = vec![hex(&first)];
+    for i in 1..count {
+        let id = fresh_build_id();
+        let mut copy = stripped.clone();
+        copy[at..at + id.len()].copy_from_slice(&id);
+        let path = d.join(format!("libhot{i}.so"));
+        std::fs::write(&path, copy).unwrap();
+        libs.push(path);
+        ids.push(hex(&id));
+    }
+    Program {
+        dir,
+        app,
+        libs,
+        ids,
+        debug,
+    }
+}
+
+/// Root's own debuginfod cache, from the password database as the profiler takes it.
+fn root_cache() -> PathBuf {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let home = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 5 && f[2] == "0")
+        .map_or("/root".to_owned(), |f| f[5].to_owned());
+    Path::new(&home).join(".cache/debuginfod_client")
+}
+
+/// Removes the cache entries of `ids` from root's cache when dropped.
+struct CleanRootCache(Vec<String>);
+
+impl Drop for CleanRootCache {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            let _ = std::fs::remove_dir_all(root_cache().join(id));
+        }
+    }
+}
+
+/// What [`snapshot`] saw: by path, owner, mode, and contents or link target.
+type Snapshot = BTreeMap<PathBuf, (u32, u32, Vec<u8>)>;
+
+/// Every file, directory and link under `dir` (not followed): owner, mode (with the
+/// kind), and contents or target.
+fn snapshot(dir: &Path) -> Snapshot {
+    let mut seen = BTreeMap::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let contents = if meta.is_dir() {
+                dirs.push(path.clone());
+                Vec::new()
+            } else if meta.file_type().is_symlink() {
+                std::fs::read_link(&path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else {
+                std::fs::read(&path).unwrap()
+            };
+            seen.insert(path, (meta.uid(), meta.mode(), contents));
+        }
+    }
+    seen
+}
+
+/// User nobody's HOME, as `sudo -E` leaves it to root, with links planted in every cache
+/// directory elfutils' order would pick: the entry of `id` linking to a root-only
+/// directory, and the temporary names the profiler used to write (`.debuginfo.<pid>.part`,
+/// for the pids the next runs will likely get) linking to a root-only file.
+struct Planted {
+    _guard: tempfile::TempDir,
+    home: PathBuf,
+    /// Root-only: a 0700 directory holding a 0600 file.
+    root_only: PathBuf,
+    secret: PathBuf,
+}
+
+fn plant(id: &str) -> Planted {
+    let (guard, home) = attacker_dir();
+    let root_only = guard.path().join("root-only");
+    std::fs::create_dir(&root_only).unwrap();
+    set_mode(&root_only, 0o700);
+    let secret = root_only.join("secret");
+    std::fs::write(&secret, b"root's own bytes").unwrap();
+    set_mode(&secret, 0o600);
+    let uid: u32 = NOBODY.parse().unwrap();
+    let next_pid: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .map_or(1, |s| s.trim().parse().unwrap_or(1));
+    for cache in [".cache/debuginfod_client", "xdg/debuginfod_client", "cache"] {
+        let cache = home.join(cache);
+        std::fs::create_dir_all(&cache).unwrap();
+        let entry = cache.join(id);
+        symlink(&root_only, &entry).unwrap();
+        let other = cache.join("0000000000000000000000000000000000000000");
+        std::fs::create_dir(&other).unwrap();
+        for pid in next_pid..next_pid + 300 {
+            symlink(&secret, other.join(format!(".debuginfo.{pid}.part"))).unwrap();
+        }
+        symlink(&secret, other.join("debuginfo")).unwrap();
+    }
+    // Everything in HOME is nobody's.
+    let mut dirs = vec![home.clone()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            lchown(&path, Some(uid), Some(uid)).unwrap();
+            if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    Planted {
+        _guard: guard,
+        home,
+        root_only,
+        secret,
+    }
+}
+
+impl Planted {
+    /// The environment of `sudo -E` from nobody's session, with `urls` as the servers.
+    fn env(&self, urls: &str) -> Vec<(&'static str, String)> {
+        let at = |p: &str| self.home.join(p).to_str().unwrap().to_owned();
+        vec![
+            ("HOME", at("")),
+            ("XDG_CACHE_HOME", at("xdg")),
+            ("DEBUGINFOD_CACHE_PATH", at("cache")),
+            ("DEBUGINFOD_URLS", urls.to_owned()),
+        ]
+    }
+
+    fn before(&self) -> [Snapshot; 2] {
+        [snapshot(&self.home), snapshot(&self.root_only)]
+    }
+
+    /// Nothing nobody planted, and nothing root-only, changed.
+    fn assert_untouched(&self, before: &[Snapshot; 2], run: &Run) {
+        assert!(
+            self.before() == *before,
+            "files under nobody's HOME or the root-only directory changed\n{}",
+            run.transcript()
+        );
+        assert_eq!(std::fs::read(&self.secret).unwrap(), b"root's own bytes");
+    }
+}
+
+/// Profiles `app` running over `libs` at 999 Hz with environment `env`.
+fn profile(program: &Program, libs: &[PathBuf], env: &[(&str, String)]) -> (Run, Folded) {
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let mut cmd = profiler_command(&["-F", "999", "--format", "pprof,folded"]);
+    cmd.arg("-o").arg(&out).arg("--").arg(&program.app);
+    cmd.arg(WINDOW.as_secs().to_string()).args(libs);
+    cmd.env_remove("DEBUGINFOD_CACHE_PATH");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let run = run_command(cmd);
+    run.assert_success();
+    let folded = Folded::load(&out).with_comm("app");
+    (run, folded)
+}
+
+/// The summary's debuginfod line (shown with the run's time and peak RSS).
+fn debuginfod_line(run: &Run) -> String {
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("debuginfod ("))
+        .unwrap_or_else(|| panic!("no debuginfod line\n{}", run.transcript()))
+        .to_owned();
+    eprintln!(
+        "{line}\nrun: {:.1?} for a {WINDOW:?} window, peak RSS {} KiB",
+        run.elapsed, run.peak_rss_kib
+    );
+    line
+}
+
+/// A debuginfod server serving `dir`, on a free port, stopped when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's `debuginfod` serving `dir`, once it serves `build_id`.
+fn debuginfod(dir: &Path, db: &Path, build_id: &str) -> Server {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("debuginfod")
+        .args(["-F", "-p", &port.to_string(), "-d"])
+        .arg(db)
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("debuginfod (cargo xtask setup --for-tests installs it)");
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let started = Instant::now();
+    loop {
+        let mut status = [0; 12];
+        let answered = TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+            write!(s, "GET /buildid/{build_id}/debuginfo HTTP/1.0\r\n\r\n").is_ok()
+                && s.read_exact(&mut status).is_ok()
+        });
+        if answered && &status[9..12] == b"200" {
+            return server;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "debuginfod did not serve {build_id} within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// An HTTP server on loopback answering every request, each on a thread of its own, with
+/// `answer(stream)` once the request's head is read; its URL.
+fn serve(answer: impl Fn(&mut TcpStream) + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let answer = Arc::clone(&answer);
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut buf = [0; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                answer(&mut stream);
+            });
+        }
+    });
+    url
+}
+
+/// Writes `total` bytes of a lazily generated body (an ELF header, then zeros) until the
+/// client hangs up.
+fn stream_body(stream: &mut TcpStream, total: u64) {
+    let mut chunk = vec![0u8; 1 << 20];
+    chunk[..4].copy_from_slice(b"\x7fELF");
+    let mut sent = 0;
+    while sent < total {
+        if stream.write_all(&chunk).is_err() {
+            return;
+        }
+        sent += chunk.len() as u64;
+        chunk[..4].fill(0);
+    }
+}
+
+fn assert_unnamed_and_uncached(program: &Program, folded: &Folded, run: &Run) {
+    assert!(
+        folded.total() > 0,
+        "no samples of app\n{}",
+        run.transcript()
+    );
+    assert_eq!(folded.samples_containing(HOT), 0, "{}", run.transcript());
+    assert!(
+        !root_cache()
+            .join(&program.ids[0])
+            .join("debuginfo")
+            .exists(),
+        "root's cache kept what was refused\n{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn root_never_writes_where_a_users_home_points_and_names_from_a_real_server() {
+    if !prerequisites() {
+        return;
+    }
+    let program = program(1);
+    let _clean = CleanRootCache(program.ids.clone());
+    let served = program.dir.path().join("served");
+    std::fs::create_dir(&served).unwrap();
+    std::fs::copy(&program.debug, served.join("libhot0.debug")).unwrap();
+    let server = debuginfod(
+        &served,
+        &program.dir.path().join("db.sqlite"),
+        &program.ids[0],
+    );
+    let planted = plant(&program.ids[0]);
+    let before = planted.before();
+    let (run, folded) = profile(&program, &program.libs, &planted.env(&server.url));
+    planted.assert_untouched(&before, &run);
+    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
+    let line = debuginfod_line(&run);
+    assert!(line.contains("fetched debug info of 1 file"), "{line}");
+    assert!(
+        line.contains("DEBUGINFOD_CACHE_PATH")
+            && line.contains("refused (")
+            && line.contains("not root"),
+        "{line}"
+    );
+    // Root's own cache has it, the same bytes the server has.
+    let cached = root_cache().join(&program.ids[0]).join("debuginfo");
+    assert_eq!(
+        std::fs::read(&cached).ok(),
+        std::fs::read(&program.debug).ok(),
+        "{}",
+        run.transcript()
+    );
+    let total = folded.total();
+    let hot = folded.samples_containing(HOT);
+    assert!(
+        total >= 100 && hot * 10 >= total * 7,
+        "{hot} of {total} samples of app name {HOT}\n{}\n{}",
+        folded.summary(10),
+        run.transcript()
+    );
+}
+
+#[test]
+fn a_6_gib_body_is_refused_by_its_length() {
+    if !prerequisites() {
+        return;
+    }
+    let program = program(1);
+    let _clean = CleanRootCache(program.ids.clone());
+    let url = serve(|stream| {
+        let total = 6u64 << 30;
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+        );
+        stream_body(stream, total);
+    });
+    let planted = plant(&program.ids[0]);
+    let before = planted.before();
+    let (run, folded) = profile(&program, &program.libs, &planted.env(&url));
+    planted.assert_untouched(&before, &run);
+    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
+    let line = debuginfod_line(&run);
+    assert!(
+        line.contains("over the size cap") && line.contains("fetched debug info of 0 files"),
+        "{line}"
+    );
+    assert_unnamed_and_uncached(&program, &folded, &run);
+}
+
+#[test]
+fn an_endless_body_is_cut_at_the_cap_and_deleted() {
+    if !prerequisites() {
+        return;
+    }
+    let program = program(1);
+    let _clean = CleanRootCache(program.ids.clone());
+    // No length: it would stream 6 GiB. elfutils' DEBUGINFOD_MAXSIZE lowers the cap to
+    // 64 MiB, so that the test writes little.
+    let url = serve(|stream| {
+        let _ = write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        stream_body(stream, 6 << 30);
+    });
+    let planted = plant(&program.ids[0]);
+    let before = planted.before();
+    let mut env = planted.env(&url);
+    env.push(("DEBUGINFOD_MAXSIZE", (64u64 << 20).to_string()));
+    let (run, folded) = profile(&program, &program.libs, &env);
+    planted.assert_untouched(&before, &run);
+    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
+    let line = debuginfod_line(&run);
+    assert!(line.contains("over the size cap"), "{line}");
+    assert_unnamed_and_uncached(&program, &folded, &run);
+    // Not even the partial file is left.
+    let entry = root_cache().join(&program.ids[0]);
+    let left: Vec<_> =
+        std::fs::read_dir(&entry).map_or(Vec::new(), |d| d.flatten().map(|e| e.path()).collect());
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_file_of_another_build_id_is_not_cached() {
+    if !prerequisites() {
+        return;
+    }
+    // The program loads the copy; the server answers every request with the debug file
+    // of the original, a real debug file of another build ID.
+    let program = program(2);
+    let _clean = CleanRootCache(program.ids.clone());
+    let debug = std::fs::read(&program.debug).unwrap();
+    let url = serve(move |stream| {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            debug.len()
+        );
+        let _ = stream.write_all(&debug);
+    });
+    let planted = plant(&program.ids[1]);
+    let before = planted.before();
+    let (run, folded) = profile(&program, &program.libs[1..], &planted.env(&url));
+    planted.assert_untouched(&before, &run);
+    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
+    let line = debuginfod_line(&run);
+    assert!(line.contains("with another build ID (deleted)"), "{line}");
+    assert!(folded.total() > 0, "{}", run.transcript());
+    assert_eq!(folded.samples_containing(HOT), 0, "{}", run.transcript());
+    for id in &program.ids {
+        assert!(
+            !root_cache().join(id).join("debuginfo").exists(),
+            "{}",
+            run.transcript()
+        );
+    }
+}
+
+#[test]
+fn a_slow_404_for_every_build_id_is_bounded_by_the_runs_budget() {
+    if !prerequisites() {
+        return;
+    }
+    // 150 libraries at 250 ms a 404: 37 s asked one after another, 19 s two at a time.
+    let program = program(150);
+    let _clean = CleanRootCache(program.ids.clone());
+    let url = serve(|stream| {
+        std::thread::sleep(Duration::from_millis(250));
+        let _ = write!(
+            stream,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    });
+    let planted = plant(&program.ids[0]);
+    let before = planted.before();
+    let (run, folded) = profile(&program, &program.libs, &planted.env(&url));
+    planted.assert_untouched(&before, &run);
+    // The 10 s budget, then the rest of symbolization and the outputs.
+    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
+    let line = debuginfod_line(&run);
+    assert!(line.contains("budget for debuginfod was spent"), "{line}");
+    assert!(folded.total() > 0, "{}", run.transcript());
+}
+
+#[test]
+fn whole_host_with_a_slow_404_for_every_build_id_ends_within_the_budget() {
+    if !prerequisites() {
+        return;
+    }
+    // nobody runs the program; root profiles the whole host, as in the issue.
+    let program = program(150);
+    let _clean = CleanRootCache(program.ids.clone());
+    let url = serve(|stream| {
+        std::thread::sleep(Duration::from_millis(250));
+        let _ = write!(
+            stream,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    });
+    let planted = plant(&program.ids[0]);
+    let before = planted.before();
+    let mut args = vec!["8".to_owned()];
+    args.extend(program.libs.iter().map(|l| l.to_str().unwrap().to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut app = as_nobody(&program.app, &args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the program as nobody");
+    // Let it load its libraries.
+    std::thread::sleep(Duration::from_millis(500));
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let mut cmd = profiler_command(&["-d", "3s", "-F", "999", "--format", "pprof,folded"]);
+    cmd.arg("-o").arg(&out).env_remove("DEBUGINFOD_CACHE_PATH");
+    for (key, value) in planted.env(&url) {
+        cmd.env(key, value);
+    }
+    let run = run_command(cmd);
+    let _ = app.kill();
+    let _ = app.wait();
+    run.assert_success();
+    planted.assert_untouched(&before, &run);
+    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
+    let line = debuginfod_line(&run);
+    assert!(line.contains("budget for debuginfod was spent"), "{line}");
+    assert!(
+        Folded::load(&out).with_comm("app").total() > 0,
+        "{}",
+        run.transcript()
+    );
+}
