@@ -1,16 +1,28 @@
 //! Feeds arbitrary bytes, as a Go binary, to the `.gopclntab` reader that names frames of
-//! Go programs built without symbols, and looks up PCs across its code.
+//! Go programs built without symbols, and looks up PCs across its code. The bytes are
+//! read as the profiler reads a binary: from a file (here a memory file), within the
+//! reader's budget.
 //!
 //! Any panic, stack overflow, endless loop or allocation beyond libFuzzer's RSS limit is a
 //! bug: the binary is the profiled program's, not trusted.
 
 #![no_main]
 
+use std::io::Write;
+use std::os::fd::FromRawFd;
+
 use libfuzzer_sys::fuzz_target;
 use profiler::symbolize::gopclntab::GoPclnTab;
 
 fuzz_target!(|data: &[u8]| {
-    let Some(table) = GoPclnTab::parse(data) else {
+    // SAFETY: a valid NUL-terminated name and flags; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"gopclntab".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0, "memfd_create");
+    // SAFETY: a descriptor just created and owned by nothing else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(data).unwrap();
+    let file = GoPclnTab::open(file);
+    let Some(table) = GoPclnTab::parse(&file) else {
         return;
     };
     // PCs from the input's own bytes, and a sweep across the usual text addresses.

@@ -3,13 +3,22 @@
 //! container's mount namespace, or whose process exits before the end of the run, can then
 //! still be unwound and symbolized. The vdso, which has no file, gets one: its image is the
 //! same in every process, so the profiler's own is copied into a memory file.
+//!
+//! A file is shared between processes only when it is the same file (device and inode):
+//! two files with the same build ID may still differ (a user's copy of a library with the
+//! same build ID and size but renamed symbols), and each process's frames are named from
+//! its own.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::Arc;
+
+use crate::process::elf_data::BoundedFile;
+use crate::sys::safe_open::{open_regular, open_regular_following};
 
 /// The identity of a mapped file: its device and inode, as `/proc/PID/maps` gives them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -56,22 +65,21 @@ impl ObjectFile {
     }
 }
 
-/// The GNU build ID of an ELF file, reading only its headers and notes.
+/// The GNU build ID of an ELF file, reading only its headers and notes, within a budget
+/// no real header table comes near.
 fn read_build_id(file: &File) -> Option<Vec<u8>> {
     use object::Object;
-    let cache = object::ReadCache::new(file);
+    let cache = BoundedFile::new(file.try_clone().ok()?, 16 << 20, 64 << 20);
     let elf = object::File::parse(&cache).ok()?;
     elf.build_id().ok().flatten().map(<[u8]>::to_vec)
 }
 
-/// Every mapped file seen so far, by device and inode, and by build ID: the same library
-/// in many containers' images is one file here, opened and parsed once.
+/// Every mapped file seen so far, by device and inode: a file is opened and parsed once
+/// whatever number of processes map it. Containers sharing an image layer map the same
+/// inode (overlayfs maps the lower file), so they share it too; never by build ID alone.
 #[derive(Debug, Default)]
 pub struct FileTable {
     files: HashMap<FileKey, Arc<ObjectFile>>,
-    /// By build ID and size: a patched copy (patchelf keeps the build ID but moves the
-    /// contents) is another file.
-    by_build_id: HashMap<(Vec<u8>, u64), Arc<ObjectFile>>,
     vdso: Option<Option<Arc<ObjectFile>>>,
     /// Files not held because the open-file limit was near.
     pub not_held: u64,
@@ -114,33 +122,28 @@ impl FileTable {
             log::debug!("cannot open {path} mapped by pid {pid}: unwound by frame pointers");
             return None;
         };
-        let file = match (&file.build_id, file.file.metadata()) {
-            (Some(id), Ok(meta)) => self
-                .by_build_id
-                .entry((id.clone(), meta.len()))
-                .or_insert_with(|| Arc::new(file))
-                .clone(),
-            _ => Arc::new(file),
-        };
+        let file = Arc::new(file);
         self.files.insert(key, file.clone());
         Some(file)
     }
 }
 
 /// Opens a mapped file through the process's `map_files` entry (its own mount namespace),
-/// else by path when the host's file there is the very same (device and inode).
+/// else by path when the host's file there is the very same (device and inode); a
+/// regular file only (a mapped device is never opened), never blocking.
 fn open_mapped(pid: u32, key: FileKey, start: u64, end: u64, path: &str) -> Option<ObjectFile> {
     let name = path.trim_end_matches(" (deleted)").to_owned();
-    if let Ok(file) = File::open(format!("/proc/{pid}/map_files/{start:x}-{end:x}")) {
-        return Some(ObjectFile::new(name, file));
+    let link = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
+    match open_regular_following(Path::new(&link)) {
+        Ok(file) => return Some(ObjectFile::new(name, file)),
+        Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
+            log::debug!("{name} mapped by pid {pid}: {err}");
+            return None;
+        }
+        Err(_) => {}
     }
-    // Whatever is at that path on the host is opened without blocking (a FIFO or a
-    // device there must not stall the run) and checked to be the mapped file.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&name)
-        .ok()?;
+    // Whatever is at that path on the host is checked to be the mapped file.
+    let file = open_regular(Path::new(&name)).ok()?;
     let meta = file.metadata().ok()?;
     let same = libc::major(meta.dev()) == key.major
         && libc::minor(meta.dev()) == key.minor
@@ -216,15 +219,12 @@ mod tests {
             .open(pid, entry.key, entry.start, entry.end, &entry.path)
             .unwrap();
         assert!(Arc::ptr_eq(&file, &again));
-        // Another inode with the same build ID (a copy in a container image) is the same
-        // file to the profiler.
+        // Another inode with the same build ID (a copy, the same or not) is another file.
         let copy = FileKey {
             inode: entry.key.inode + 1,
             ..entry.key
         };
-        let same = table
-            .open(pid, copy, entry.start, entry.end, &entry.path)
-            .unwrap();
-        assert_eq!(file.build_id.is_some(), Arc::ptr_eq(&file, &same));
+        let other = table.open(pid, copy, entry.start, entry.end, &entry.path);
+        assert!(other.is_none_or(|other| !Arc::ptr_eq(&file, &other)));
     }
 }

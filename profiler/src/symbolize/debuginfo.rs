@@ -3,14 +3,35 @@
 //! (next to it, in `.debug/` beside it, under a root plus its directory, the CRC checked),
 //! and a debuginfod server. MiniDebugInfo (`.gnu_debugdata`) is read by blazesym from the
 //! file itself when nothing here is found.
+//!
+//! Every candidate may be a path other users control (a debug link names a file beside
+//! their binary): a debug-link candidate is opened with [`open_regular`] (no symlink, no
+//! FIFO or device, no blocking), a build-ID entry with [`open_regular_following`] (a
+//! symlink to a regular file only), each read within a budget, and the very descriptor
+//! that was checked is the one the debug information is later read from.
 
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use object::{Object, ObjectSection, ObjectSegment};
 
+use crate::process::elf_data::BoundedFile;
 use crate::symbolize::debuginfod::Debuginfod;
+use crate::sys::safe_open::{open_regular, open_regular_following};
+
+/// The largest separate debug file taken (and CRC-checked): bigger than any real one (the
+/// 32-bit DWARF distributions use cannot address a section past 4 GiB, and their biggest
+/// packages are built with `-g1` to stay far below), so a larger file, such as a sparse
+/// file of 100 GiB, is refused before a byte of it is read.
+pub const MAX_DEBUG_FILE_BYTES: u64 = 4 << 30;
+
+/// What reading an ELF file's facts may read: its headers, program and section header
+/// tables and notes, never its contents (no real header table comes near).
+const FACTS_PER_READ: u64 = 16 << 20;
+const FACTS_TOTAL: u64 = 64 << 20;
 
 /// Where distributions install separate debug files (Debian's `-dbgsym`, Fedora's
 /// `-debuginfo`), and where gdb and perf look by default.
@@ -36,10 +57,22 @@ pub struct ElfFacts {
 }
 
 impl ElfFacts {
-    /// Reads the facts of the ELF file at `path`; `None` when it is not a readable ELF file.
+    /// Reads the facts of the ELF file at `path` (opened with [`open_regular`]); `None`
+    /// when it is not a readable regular ELF file.
     pub fn read(path: &Path) -> Option<Self> {
-        let file = File::open(path).ok()?;
-        let cache = object::ReadCache::new(file);
+        match open_regular(path) {
+            Ok(file) => Self::of_file(&file),
+            Err(err) => {
+                log::debug!("{}: {err}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Reads the facts of the open ELF file `file`, reading its headers only, within a
+    /// budget; `None` when it is not a readable ELF file.
+    pub fn of_file(file: &File) -> Option<Self> {
+        let cache = BoundedFile::new(file.try_clone().ok()?, FACTS_PER_READ, FACTS_TOTAL);
         let elf = object::File::parse(&cache).ok()?;
         let section = |name: &str| elf.section_by_name(name);
         let debuglink = elf
@@ -104,13 +137,93 @@ impl DebugOrigin {
     }
 }
 
-/// A separate file holding debug information of an ELF file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A separate file holding debug information of an ELF file, held open: it is read from
+/// the descriptor that was checked, whatever becomes of its path.
+#[derive(Debug, Clone)]
 pub struct DebugFile {
-    /// Its path.
+    /// Where it was found.
     pub path: PathBuf,
     /// How it was found.
     pub origin: DebugOrigin,
+    file: Arc<File>,
+}
+
+impl PartialEq for DebugFile {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.path, self.origin) == (&other.path, other.origin)
+    }
+}
+
+impl DebugFile {
+    /// The path to give libraries that open files by path: the held descriptor, valid
+    /// while this value lives.
+    pub fn open_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+    }
+}
+
+/// What was refused while looking for names, for the summary: nothing refused is lost
+/// silently.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refusals {
+    /// Debug-file candidates that are not regular files (a FIFO, a device, a symlink
+    /// where none is taken), refused without being opened.
+    pub not_regular: u64,
+    /// Debug files over [`MAX_DEBUG_FILE_BYTES`].
+    pub too_big: u64,
+    /// Go line tables (`.gopclntab`) that broke a bound of their reading or walks.
+    pub gopclntab: u64,
+}
+
+/// Adds what another finder (a worker's) refused: `finder.refuse(|r| *r += &theirs)`.
+impl std::ops::AddAssign<&Refusals> for Refusals {
+    fn add_assign(&mut self, other: &Refusals) {
+        self.not_regular += other.not_regular;
+        self.too_big += other.too_big;
+        self.gopclntab += other.gopclntab;
+    }
+}
+
+impl Refusals {
+    /// What was refused since `before`, an earlier reading of the same finder: what a
+    /// worker reports with each answer.
+    pub fn since(&self, before: &Refusals) -> Refusals {
+        Refusals {
+            not_regular: self.not_regular.saturating_sub(before.not_regular),
+            too_big: self.too_big.saturating_sub(before.too_big),
+            gopclntab: self.gopclntab.saturating_sub(before.gopclntab),
+        }
+    }
+
+    /// The summary's line, when anything was refused.
+    pub fn summary(&self) -> Option<String> {
+        let count =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = Vec::new();
+        if self.not_regular > 0 {
+            parts.push(
+                count(
+                    self.not_regular,
+                    "debug-file candidate that is not a regular file",
+                    "debug-file candidates that are not regular files",
+                ) + " (FIFO, device, symlink)",
+            );
+        }
+        if self.too_big > 0 {
+            let cap = format!(" over {} GiB", MAX_DEBUG_FILE_BYTES >> 30);
+            parts.push(count(self.too_big, "debug file", "debug files") + &cap);
+        }
+        if self.gopclntab > 0 {
+            parts.push(
+                count(
+                    self.gopclntab,
+                    "Go line table (.gopclntab) that broke its bounds",
+                    "Go line tables (.gopclntab) that broke their bounds",
+                ) + ", named from symbol tables instead",
+            );
+        }
+        (!parts.is_empty()).then(|| format!("refused: {}", parts.join(", ")))
+    }
 }
 
 /// Looks for separate debug files under a list of roots, then on debuginfod servers.
@@ -120,6 +233,8 @@ pub struct DebugInfoFinder {
     roots: Vec<PathBuf>,
     /// The debuginfod client, when `DEBUGINFOD_URLS` names servers.
     debuginfod: Option<Debuginfod>,
+    /// What was refused so far.
+    refusals: Mutex<Refusals>,
 }
 
 impl Default for DebugInfoFinder {
@@ -134,7 +249,69 @@ impl DebugInfoFinder {
     pub fn new(extra_roots: &[PathBuf], debuginfod: Option<Debuginfod>) -> Self {
         let mut roots = extra_roots.to_vec();
         roots.push(PathBuf::from(SYSTEM_DEBUG_ROOT));
-        Self { roots, debuginfod }
+        Self {
+            roots,
+            debuginfod,
+            refusals: Mutex::default(),
+        }
+    }
+
+    /// What was refused so far.
+    pub fn refusals(&self) -> Refusals {
+        *self
+            .refusals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a refusal.
+    pub fn refuse(&self, count: impl FnOnce(&mut Refusals)) {
+        count(
+            &mut self
+                .refusals
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+    }
+
+    /// The candidate at `path`, open, when it is a regular file within
+    /// [`MAX_DEBUG_FILE_BYTES`] (symlinks followed when `follow`); refusals counted.
+    fn open_candidate(&self, path: &Path, follow: bool) -> Option<File> {
+        let opened = if follow {
+            open_regular_following(path)
+        } else {
+            open_regular(path)
+        };
+        let file = match opened {
+            Ok(file) => file,
+            Err(err) => {
+                if err.kind() == std::io::ErrorKind::InvalidInput {
+                    log::debug!("{err}: refused");
+                    self.refuse(|r| r.not_regular += 1);
+                }
+                return None;
+            }
+        };
+        let len = file.metadata().ok()?.len();
+        if len > MAX_DEBUG_FILE_BYTES {
+            log::debug!(
+                "{}: {len} bytes, over the {MAX_DEBUG_FILE_BYTES}-byte cap of a debug file: \
+                 refused",
+                path.display()
+            );
+            self.refuse(|r| r.too_big += 1);
+            return None;
+        }
+        Some(file)
+    }
+
+    /// The ELF file at `path`, open, when it is a debug file with build ID `id`. A symlink
+    /// is followed (distributions link build-ID entries to their debug files) to a
+    /// regular file only: the build ID is what makes it the file, wherever it is.
+    fn with_build_id(&self, path: &Path, id: &[u8]) -> Option<File> {
+        let file = self.open_candidate(path, true)?;
+        let facts = ElfFacts::of_file(&file)?;
+        (facts.build_id.as_deref() == Some(id)).then_some(file)
     }
 
     /// The debuginfod client, to report what it fetched.
@@ -145,29 +322,39 @@ impl DebugInfoFinder {
     /// The separate debug file of the ELF file `binary` (its path as the process named
     /// it) with `facts`, in gdb's order: build-ID directories, the debug link, debuginfod.
     pub fn find(&self, binary: &str, facts: &ElfFacts) -> Option<DebugFile> {
-        let found = |path: PathBuf, origin| Some(DebugFile { path, origin });
+        let found = |path: PathBuf, origin, file| {
+            Some(DebugFile {
+                path,
+                origin,
+                file: Arc::new(file),
+            })
+        };
         if let Some(id) = &facts.build_id {
             for path in build_id_candidates(&self.roots, id) {
-                if has_build_id(&path, id) {
-                    return found(path, DebugOrigin::BuildIdDir);
+                if let Some(file) = self.with_build_id(&path, id) {
+                    return found(path, DebugOrigin::BuildIdDir, file);
                 }
             }
         }
         if let Some((name, crc)) = &facts.debuglink {
             for path in debuglink_candidates(&self.roots, Path::new(binary), name) {
+                if path.as_path() == Path::new(binary) {
+                    continue;
+                }
                 // A debug file is one whose CRC matches: another build's would name
                 // the wrong functions.
-                if path.as_path() != Path::new(binary) && crc32_of(&path) == Some(*crc) {
-                    return found(path, DebugOrigin::DebugLink);
+                let Some(file) = self.open_candidate(&path, false) else {
+                    continue;
+                };
+                if crc32_of_file(&file) == Some(*crc) {
+                    return found(path, DebugOrigin::DebugLink, file);
                 }
             }
         }
         let id = facts.build_id.as_ref()?;
         let path = self.debuginfod.as_ref()?.fetch(id)?;
-        has_build_id(&path, id).then_some(DebugFile {
-            path,
-            origin: DebugOrigin::Debuginfod,
-        })
+        let file = self.with_build_id(&path, id)?;
+        found(path, DebugOrigin::Debuginfod, file)
     }
 }
 
@@ -191,8 +378,10 @@ pub fn build_id_candidates(roots: &[PathBuf], build_id: &[u8]) -> Vec<PathBuf> {
 /// Where gdb looks for a debug link's `name`: beside the binary, in `.debug/` beside it,
 /// and under each root followed by the binary's directory.
 pub fn debuglink_candidates(roots: &[PathBuf], binary: &Path, name: &str) -> Vec<PathBuf> {
-    // The link is a file name; a path in it would lead anywhere.
-    if name.is_empty() || name.contains('/') {
+    // The link is a file name; a path in it would lead anywhere. A mapped file is never
+    // in /proc on the host, and a directory there (the profiler's own descriptors among
+    // them) is no place to look.
+    if name.is_empty() || name.contains('/') || binary.starts_with("/proc") {
         return Vec::new();
     }
     let dir = binary.parent().unwrap_or(Path::new("/"));
@@ -202,21 +391,18 @@ pub fn debuglink_candidates(roots: &[PathBuf], binary: &Path, name: &str) -> Vec
     out
 }
 
-/// Whether the ELF file at `path` has build ID `id`.
-fn has_build_id(path: &Path, id: &[u8]) -> bool {
-    ElfFacts::read(path).is_some_and(|facts| facts.build_id.as_deref() == Some(id))
-}
-
-/// The CRC32 of a whole file, as `.gnu_debuglink` records it; `None` when it cannot be read.
-pub fn crc32_of(path: &Path) -> Option<u32> {
-    let mut file = File::open(path).ok()?;
-    if !file.metadata().ok()?.is_file() {
+/// The CRC32 of the whole of `file`, as `.gnu_debuglink` records it, reading at most
+/// [`MAX_DEBUG_FILE_BYTES`]; `None` when it cannot be read or is larger.
+fn crc32_of_file(file: &File) -> Option<u32> {
+    if file.metadata().ok()?.len() > MAX_DEBUG_FILE_BYTES {
         return None;
     }
     let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0; 1 << 16];
+    let mut buf = vec![0; 1 << 20];
+    // The cap bounds the read too, should the file grow while it is read.
+    let mut reader = file.take(MAX_DEBUG_FILE_BYTES);
     loop {
-        match file.read(&mut buf) {
+        match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => hasher.update(&buf[..n]),
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
@@ -229,6 +415,10 @@ pub fn crc32_of(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn crc32_of(path: &Path) -> Option<u32> {
+        crc32_of_file(&open_regular(path).ok()?)
+    }
 
     #[test]
     fn build_id_paths_split_the_first_byte() {
@@ -300,13 +490,92 @@ mod tests {
         std::fs::write(candidate, b"not the debug file").unwrap();
         assert_eq!(finder.find("/nowhere/app", &facts), None);
         std::fs::copy(&me, candidate).unwrap();
+        let found = finder.find("/nowhere/app", &facts).unwrap();
         assert_eq!(
-            finder.find("/nowhere/app", &facts),
-            Some(DebugFile {
-                path: candidate.clone(),
-                origin: DebugOrigin::BuildIdDir
-            })
+            (&found.path, found.origin),
+            (candidate, DebugOrigin::BuildIdDir)
         );
+        // What is read is the file that was checked, whatever is at the path now.
+        std::fs::remove_file(candidate).unwrap();
+        let held = ElfFacts::read(&found.open_path()).unwrap();
+        assert_eq!(held.build_id.as_deref(), Some(&id[..]));
+    }
+
+    #[test]
+    fn a_build_id_entry_may_link_to_its_debug_file_but_not_to_a_fifo() {
+        let me = std::env::current_exe().unwrap();
+        let facts = ElfFacts::read(&me).unwrap();
+        let Some(id) = facts.build_id.clone() else {
+            eprintln!("skipping: this test binary has no build ID");
+            return;
+        };
+        let root = tempfile::tempdir().unwrap();
+        let finder = DebugInfoFinder::new(&[root.path().to_path_buf()], None);
+        let candidate = &build_id_candidates(&[root.path().to_path_buf()], &id)[0];
+        std::fs::create_dir_all(candidate.parent().unwrap()).unwrap();
+        let fifo = root.path().join("fifo");
+        mkfifo(&fifo);
+        std::os::unix::fs::symlink(&fifo, candidate).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(finder.find("/nowhere/app", &facts), None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // As Fedora lays them out: the entry links to the debug file.
+        std::fs::remove_file(candidate).unwrap();
+        std::os::unix::fs::symlink(&me, candidate).unwrap();
+        let found = finder.find("/nowhere/app", &facts).unwrap();
+        assert_eq!(found.origin, DebugOrigin::BuildIdDir);
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    #[test]
+    fn a_debuglink_to_a_fifo_a_device_or_a_huge_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("app");
+        let fifo = dir.path().join("fifo.debug");
+        mkfifo(&fifo);
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.debug")).unwrap();
+        let sparse = dir.path().join("sparse.debug");
+        std::fs::File::create(&sparse)
+            .unwrap()
+            .set_len(100 << 30)
+            .unwrap();
+        let finder = DebugInfoFinder::new(&[], None);
+        for name in ["fifo.debug", "zero.debug", "sparse.debug"] {
+            let facts = ElfFacts {
+                debuglink: Some((name.to_owned(), 0)),
+                ..ElfFacts::default()
+            };
+            let started = std::time::Instant::now();
+            assert_eq!(finder.find(binary.to_str().unwrap(), &facts), None);
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "{name}: {:?}",
+                started.elapsed()
+            );
+        }
+        assert_eq!(crc32_of(&fifo), None);
+        assert_eq!(crc32_of(&sparse), None);
+        // Each refusal is counted for the summary.
+        let refused = finder.refusals();
+        assert_eq!((refused.not_regular, refused.too_big), (2, 1));
+        assert!(
+            refused
+                .summary()
+                .unwrap()
+                .contains("2 debug-file candidates")
+        );
+        assert_eq!(Refusals::default().summary(), None);
+        let mut total = Refusals::default();
+        total += &refused;
+        total += &refused;
+        assert_eq!(total.too_big, 2);
+        // Nothing is looked for in /proc.
+        assert!(debuglink_candidates(&[], Path::new("/proc/self/fd/3"), "4").is_empty());
     }
 
     #[test]

@@ -65,20 +65,27 @@ pub fn name_offsets(
     names.refused.extend(verdict.dwarf.clone());
     names.refused.extend(verdict.debugdata.clone());
     // DWARF first: the file's own, else a separate file's, whose addresses are virtual
-    // ones (its file offsets are not the binary's). A separate file is checked as the
-    // file itself is.
+    // ones (its file offsets are not the binary's). A separate debug file is held open
+    // until the end, read through the descriptor that was checked, and checked before
+    // anything inflates it as the file itself is.
+    let debug = if facts.has_dwarf && verdict.dwarf.is_none() {
+        None
+    } else {
+        finder.find(name, &facts)
+    };
     let dwarf = if facts.has_dwarf && verdict.dwarf.is_none() {
         Some((open.to_path_buf(), None))
     } else {
-        finder
-            .find(name, &facts)
-            .and_then(|debug| match inflation::check(&debug.path).dwarf {
+        debug.as_ref().and_then(|debug| {
+            let path = debug.open_path();
+            match inflation::check(&path).dwarf {
                 Some(refusal) => {
                     names.refused.push(refusal);
                     None
                 }
-                None => Some((debug.path, Some(debug.origin))),
-            })
+                None => Some((path, Some(debug.origin))),
+            }
+        })
     };
     if let Some((path, origin)) = dwarf {
         let named = match origin {
@@ -92,7 +99,7 @@ pub fn name_offsets(
     // A Go binary's own table, which has file:line and inlining too, and which blazesym
     // does not read: all a Go binary built with `-ldflags='-s -w'` has.
     if facts.has_gopclntab {
-        fill_go(&mut names, offsets, open, &facts);
+        fill_go(&mut names, offsets, open, &facts, finder);
     }
     // Then the file's own symbol tables, for what DWARF did not cover. Without `.symtab`
     // blazesym would inflate MiniDebugInfo whatever it holds: a refused one leaves the
@@ -165,36 +172,58 @@ fn fill_virtual(names: &mut FileNames, offsets: &[u64], path: &Path, facts: &Elf
     fill_some(names, &todo, path, true, true)
 }
 
-/// Names the offsets of `todo` (index in the batch, and the file offset, or the virtual
-/// address when `virtual_addrs`) from the file at `path`.
-/// Names the still unnamed offsets of a Go binary from its `.gopclntab`.
-fn fill_go(names: &mut FileNames, offsets: &[u64], path: &Path, facts: &ElfFacts) -> bool {
+/// Names the still unnamed offsets of a Go binary from its `.gopclntab`, read within the
+/// budget of [`GoPclnTab::open`]; a table that breaks a bound names nothing, and its
+/// offsets are left to the symbol tables, and the refusal is counted in `finder`.
+fn fill_go(
+    names: &mut FileNames,
+    offsets: &[u64],
+    path: &Path,
+    facts: &ElfFacts,
+    finder: &DebugInfoFinder,
+) -> bool {
     if names.frames.iter().all(Result::is_ok) {
         return false;
     }
-    let data = match std::fs::read(path) {
-        Ok(data) => data,
+    let file = match crate::sys::safe_open::open_regular(path) {
+        Ok(file) => GoPclnTab::open(file),
         Err(err) => {
             log::debug!("{}: {err}", path.display());
             return false;
         }
     };
-    let Some(table) = GoPclnTab::parse(&data) else {
+    let Some(table) = GoPclnTab::parse(&file) else {
+        if file.over_budget() {
+            finder.refuse(|r| r.gopclntab += 1);
+        }
         return false;
     };
-    let mut named = false;
+    let mut found = Vec::new();
     for (i, &offset) in offsets.iter().enumerate() {
         if names.frames[i].is_ok() {
             continue;
         }
         if let Some(lines) = facts.vaddr(offset).and_then(|pc| table.frames(pc)) {
-            names.frames[i] = Ok(lines);
-            named = true;
+            found.push((i, lines));
         }
+        if table.refused() || file.over_budget() {
+            log::debug!(
+                "{}: .gopclntab broke a bound of its walk: not used for names",
+                path.display()
+            );
+            finder.refuse(|r| r.gopclntab += 1);
+            return false;
+        }
+    }
+    let named = !found.is_empty();
+    for (i, lines) in found {
+        names.frames[i] = Ok(lines);
     }
     named
 }
 
+/// Names the offsets of `todo` (index in the batch, and the file offset, or the virtual
+/// address when `virtual_addrs`) from the file at `path`.
 fn fill_some(
     names: &mut FileNames,
     todo: &[(usize, u64)],

@@ -8,18 +8,42 @@
 //! `0xfffffff1` for 1.20), as `runtime/symtab.go` and `debug/gosym` read them. No crate
 //! reads the line tables and inline trees for symbolization (`gimli` and `object` do not
 //! know the format; the crates that do recover names for reverse engineering), hence this
-//! parser. Every read is bounds-checked: the file is the profiled program's, not trusted.
+//! parser. The file is the profiled program's, not trusted: every read is bounds-checked,
+//! only the sections the table needs are read, each within [`MAX_GO_SECTION_BYTES`], and
+//! every walk is bounded by the table's own sizes and a budget of steps
+//! ([`STEP_BUDGET`], [`STEPS_PER_LOOKUP`]); a table that breaks a bound is [refused](GoPclnTab::refused) as a
+//! whole.
 
-use object::{Object, ObjectSection, ObjectSegment};
+use std::cell::Cell;
+use std::fs::File;
 
+use object::{Object, ObjectSection, ReadRef};
+
+use crate::process::elf_data::BoundedFile;
 use crate::profile::Line;
 
 /// `PCDATA_InlTreeIndex`: the pcdata table giving the inline tree index at a PC.
 const PCDATA_INL_TREE_INDEX: usize = 2;
 /// `FUNCDATA_InlTree`: the funcdata slot of the inline tree.
 const FUNCDATA_INL_TREE: usize = 3;
-/// Deepest inlining followed (the tree is the file's: a loop in it must end).
+/// Deepest inlining followed (the tree is the file's: a loop in it must end). Go's
+/// inliner stays far below it; a table that goes deeper is refused.
 const MAX_INLINE_DEPTH: usize = 64;
+/// The largest section read (`.gopclntab`, `.rodata`, the module data's): a few times the
+/// largest real ones (a 200 MB Go binary has a `.gopclntab` of some 60 MB).
+pub const MAX_GO_SECTION_BYTES: u64 = 256 << 20;
+/// What reading one Go binary's tables may read in all.
+const MAX_GO_BYTES: u64 = 512 << 20;
+/// Steps of all the walks of one table together (a pc-value pair decoded, 64 bytes of a
+/// name scanned), to start with: a lookup in a real table takes tens to thousands, so
+/// this alone names some hundred thousand addresses of a real binary, in under a second.
+const STEP_BUDGET: u64 = 1 << 26;
+/// Steps each lookup adds to the budget, so that a long profile of a big binary is never
+/// refused for its number of addresses, while a crafted table's cost stays linear in
+/// them.
+const STEPS_PER_LOOKUP: u64 = 1 << 11;
+/// The longest function or file name read (Go's longest generic names are a few KiB).
+const MAX_NAME_BYTES: usize = 64 << 10;
 
 /// The pclntab layouts, by the Go release that introduced them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,9 +53,10 @@ enum Layout {
     Go120,
 }
 
-/// A Go binary's PC-line table, over the bytes of the whole file.
+/// A Go binary's PC-line table, over the sections of its file that hold it.
 pub struct GoPclnTab<'a> {
-    elf: object::File<'a>,
+    data: &'a BoundedFile,
+    elf: object::File<'a, &'a BoundedFile>,
     tab: &'a [u8],
     layout: Layout,
     ptr: usize,
@@ -47,13 +72,30 @@ pub struct GoPclnTab<'a> {
     /// The address funcdata offsets are relative to (`moduledata.gofunc`, Go 1.18+), where
     /// the module data was found; without it there are no inline trees.
     gofunc: Option<u64>,
+    /// Steps left of [`STEP_BUDGET`] and the [`STEPS_PER_LOOKUP`] of the lookups so far.
+    steps: Cell<u64>,
+    /// Whether a walk broke a bound: the table is not to be believed.
+    refused: Cell<bool>,
 }
 
 impl<'a> GoPclnTab<'a> {
-    /// The table of the ELF file `data`, if it has a `.gopclntab` of a known layout.
-    pub fn parse(data: &'a [u8]) -> Option<Self> {
+    /// The open Go binary `file`, to be read within the budget of its tables.
+    pub fn open(file: File) -> BoundedFile {
+        BoundedFile::new(file, MAX_GO_SECTION_BYTES, MAX_GO_BYTES)
+    }
+
+    /// The table of the ELF file `data` (from [`Self::open`]), if it has a `.gopclntab` of
+    /// a known layout within [`MAX_GO_SECTION_BYTES`].
+    pub fn parse(data: &'a BoundedFile) -> Option<Self> {
         let elf = object::File::parse(data).ok()?;
         let section = elf.section_by_name(".gopclntab")?;
+        if section.size() > MAX_GO_SECTION_BYTES {
+            log::debug!(
+                ".gopclntab of {} bytes, over the {MAX_GO_SECTION_BYTES}-byte cap: not read",
+                section.size()
+            );
+        }
+        // The file refuses a read over the cap, and remembers it (`over_budget`).
         let tab = section.data().ok()?;
         let header = section.address();
         let magic = u32::from_le_bytes(tab.get(..4)?.try_into().ok()?);
@@ -85,12 +127,20 @@ impl<'a> GoPclnTab<'a> {
             0 => elf.section_by_name(".text").map_or(0, |s| s.address()),
             t => t,
         };
+        let functab = slice_from(4)?;
+        // The function table holds nfunc + 1 entries: a count beyond it is a lie.
+        let entry_size = if layout == Layout::Go116 { 16 } else { 8 };
+        if nfunc == 0 || nfunc >= functab.len() / entry_size {
+            log::debug!(".gopclntab: {nfunc} functions do not fit its function table");
+            return None;
+        }
         let mut table = Self {
+            data,
             funcnames: slice_from(0)?,
             cutab: slice_from(1)?,
             filetab: slice_from(2)?,
             pctab: slice_from(3)?,
-            functab: slice_from(4)?,
+            functab,
             elf,
             tab,
             layout,
@@ -99,14 +149,41 @@ impl<'a> GoPclnTab<'a> {
             nfunc,
             text_start,
             gofunc: None,
+            steps: Cell::new(STEP_BUDGET),
+            refused: Cell::new(false),
         };
         table.gofunc = table.find_gofunc(header);
         Some(table)
     }
 
+    /// Whether a walk broke a bound ([`STEP_BUDGET`], [`MAX_INLINE_DEPTH`]): the table is
+    /// crafted or corrupt, and nothing it named is to be believed.
+    pub fn refused(&self) -> bool {
+        self.refused.get()
+    }
+
+    /// Takes `n` steps of the budget; `None` (and the table refused) when it is spent.
+    fn step(&self, n: u64) -> Option<()> {
+        match self.steps.get().checked_sub(n) {
+            Some(left) if !self.refused.get() => {
+                self.steps.set(left);
+                Some(())
+            }
+            _ => {
+                self.refused.set(true);
+                None
+            }
+        }
+    }
+
     /// The frames of the code at virtual address `pc`, innermost (inlined) first; `None`
-    /// when no function holds it.
+    /// when no function holds it, or the table is refused.
     pub fn frames(&self, pc: u64) -> Option<Vec<Line>> {
+        if self.refused() {
+            return None;
+        }
+        self.steps
+            .set(self.steps.get().saturating_add(STEPS_PER_LOOKUP));
         let func = self.find_func(pc)?;
         let entry = self.func_entry(func)?;
         let name = self.func_name(func)?;
@@ -141,7 +218,9 @@ impl<'a> GoPclnTab<'a> {
             });
             at = entry.checked_add(parent_pc)?;
         }
-        Some(lines)
+        // Deeper than any inlining Go does: a loop in the tree.
+        self.refused.set(true);
+        None
     }
 
     /// The offset in `functab` of the `_func` record of the function holding `pc`.
@@ -191,7 +270,16 @@ impl<'a> GoPclnTab<'a> {
     }
 
     fn func_name(&self, func: usize) -> Option<&'a str> {
-        cstr(self.funcnames, self.func_field(func, 0)? as usize)
+        self.name_at(self.funcnames, self.func_field(func, 0)? as usize)
+    }
+
+    /// The name at `at` of a string table, its scan paid for from the budget.
+    fn name_at(&self, table: &'a [u8], at: usize) -> Option<&'a str> {
+        let bytes = table.get(at..)?;
+        let scanned = bytes.len().min(MAX_NAME_BYTES);
+        let end = bytes[..scanned].iter().position(|&b| b == 0);
+        self.step(end.unwrap_or(scanned) as u64 / 64 + 1)?;
+        std::str::from_utf8(&bytes[..end?]).ok()
     }
 
     /// The fields after `nameOff`: args, deferreturn, pcsp, pcfile, pcln, npcdata,
@@ -233,7 +321,7 @@ impl<'a> GoPclnTab<'a> {
         if off == u32::MAX {
             return None;
         }
-        cstr(self.filetab, off as usize).map(str::to_owned)
+        self.name_at(self.filetab, off as usize).map(str::to_owned)
     }
 
     /// The value of pcdata table `table` of `func` at `pc`.
@@ -278,12 +366,14 @@ impl<'a> GoPclnTab<'a> {
             _ => (read_u32(record, 12)?, read_u32(record, 16)?),
         };
         Some((
-            cstr(self.funcnames, name_off as usize)?,
+            self.name_at(self.funcnames, name_off as usize)?,
             u64::from(parent_pc),
         ))
     }
 
-    /// Runs the pcvalue table at `off` of `pctab` from `entry` to the value at `pc`.
+    /// Runs the pcvalue table at `off` of `pctab` from `entry` to the value at `pc`. Each
+    /// step decodes at least two bytes of the table, so a walk ends within the table, and
+    /// every step is paid from the budget, so all the walks together end too.
     fn pcvalue(&self, off: u32, entry: u64, pc: u64) -> Option<i64> {
         if off == 0 {
             return None;
@@ -292,6 +382,7 @@ impl<'a> GoPclnTab<'a> {
         let (mut value, mut at) = (-1i64, entry);
         let mut first = true;
         loop {
+            self.step(1)?;
             let (uvdelta, rest) = varint(p)?;
             if uvdelta == 0 && !first {
                 return None;
@@ -326,7 +417,12 @@ impl<'a> GoPclnTab<'a> {
         let start = rodata.address();
         let funcnames = header.checked_add(self.funcnames_offset()?)?;
         for name in [".go.module", ".noptrdata", ".data"] {
-            let Some(data) = self.elf.section_by_name(name).and_then(|s| s.data().ok()) else {
+            let Some(data) = self
+                .elf
+                .section_by_name(name)
+                .filter(|s| s.size() <= MAX_GO_SECTION_BYTES)
+                .and_then(|s| s.data().ok())
+            else {
                 continue;
             };
             for at in (0..data.len().saturating_sub(16)).step_by(8) {
@@ -357,11 +453,18 @@ impl<'a> GoPclnTab<'a> {
         read_uint(self.tab, 8 + first * self.ptr, self.ptr)
     }
 
-    /// `len` bytes of the file at virtual address `addr`.
+    /// `len` bytes of the file at virtual address `addr`, from the section holding them
+    /// (only those bytes are read).
     fn read_vaddr(&self, addr: u64, len: u64) -> Option<&'a [u8]> {
-        self.elf
-            .segments()
-            .find_map(|segment| segment.data_range(addr, len).ok().flatten())
+        let end = addr.checked_add(len)?;
+        self.elf.sections().find_map(|section| {
+            let start = section.address();
+            let (offset, size) = section.file_range()?;
+            if addr < start || end > start.checked_add(size)? {
+                return None;
+            }
+            self.data.read_bytes_at(offset + (addr - start), len).ok()
+        })
     }
 }
 
@@ -381,13 +484,6 @@ fn read_uint(data: &[u8], at: usize, size: usize) -> Option<u64> {
     }
 }
 
-/// The NUL-terminated string at `at`.
-fn cstr(data: &[u8], at: usize) -> Option<&str> {
-    let bytes = data.get(at..)?;
-    let end = bytes.iter().position(|&b| b == 0)?;
-    std::str::from_utf8(&bytes[..end]).ok()
-}
-
 /// An unsigned LEB128 varint and what follows it.
 fn varint(data: &[u8]) -> Option<(u64, &[u8])> {
     let mut value = 0u64;
@@ -403,21 +499,172 @@ fn varint(data: &[u8]) -> Option<(u64, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
 
     #[test]
-    fn varints_and_strings_are_bounds_checked() {
+    fn varints_and_reads_are_bounds_checked() {
         assert_eq!(varint(&[0x96, 0x01, 7]), Some((150, &[7u8][..])));
         assert_eq!(varint(&[0x80]), None);
-        assert_eq!(cstr(b"main.main\0x", 0), Some("main.main"));
-        assert_eq!(cstr(b"no end", 0), None);
-        assert_eq!(cstr(b"", 10), None);
         assert_eq!(read_u32(&[1, 0, 0], 0), None);
+        assert_eq!(read_uint(&[1; 8], usize::MAX - 2, 8), None);
+    }
+
+    fn open(path: &Path) -> BoundedFile {
+        GoPclnTab::open(File::open(path).unwrap())
     }
 
     #[test]
     fn a_file_without_a_go_table_is_not_one() {
-        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let me = open(&std::env::current_exe().unwrap());
         assert!(GoPclnTab::parse(&me).is_none());
-        assert!(GoPclnTab::parse(b"\x7fELF junk").is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk");
+        std::fs::write(&junk, b"\x7fELF junk").unwrap();
+        assert!(GoPclnTab::parse(&open(&junk)).is_none());
+    }
+
+    /// A small Go program built with the first `go` found, without DWARF (as the table is
+    /// then what names it); `None` (and the test says it skips) without one.
+    fn go_program(dir: &Path) -> Option<PathBuf> {
+        let go = ["/usr/bin/go", "/usr/lib/go/bin/go", "/usr/local/go/bin/go"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file());
+        let Some(go) = go else {
+            eprintln!("skipping: no go toolchain");
+            return None;
+        };
+        std::fs::write(
+            dir.join("main.go"),
+            "package main\nimport \"fmt\"\nfunc main() { fmt.Println(\"hi\") }\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("go.mod"), "module p\ngo 1.16\n").unwrap();
+        let out = std::process::Command::new(go)
+            .args(["build", "-ldflags=-w", "-o", "prog", "."])
+            .current_dir(dir)
+            .env("GOCACHE", dir.join("cache"))
+            .env("HOME", dir)
+            .env("GOFLAGS", "-mod=mod")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(dir.join("prog"))
+    }
+
+    /// The entry address of every function of the table's ELF file, from its symbols.
+    fn function_entries(path: &Path) -> Vec<(String, u64)> {
+        use object::ObjectSymbol;
+        let data = std::fs::read(path).unwrap();
+        let elf = object::File::parse(&*data).unwrap();
+        elf.symbols()
+            .filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 0)
+            .map(|s| (s.name().unwrap().to_owned(), s.address()))
+            .collect()
+    }
+
+    #[test]
+    fn a_real_table_names_every_function_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(prog) = go_program(dir.path()) else {
+            return;
+        };
+        let file = open(&prog);
+        let table = GoPclnTab::parse(&file).expect("a Go table");
+        let entries = function_entries(&prog);
+        assert!(entries.len() > 500, "{} functions", entries.len());
+        let mut named = 0;
+        for (name, entry) in &entries {
+            // One instruction in: a call site's return address, as samples give them.
+            let Some(lines) = table.frames(entry + 1) else {
+                continue;
+            };
+            named += usize::from(lines.last().is_some_and(|l| &l.function == name));
+        }
+        assert!(!table.refused());
+        assert!(
+            named * 10 >= entries.len() * 9,
+            "{named} of {}",
+            entries.len()
+        );
+        assert!(!file.over_budget());
+    }
+
+    #[test]
+    fn a_crafted_table_is_refused_in_bounded_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(prog) = go_program(dir.path()) else {
+            return;
+        };
+        // Every pc-value table made one endless run of "value + 1, pc + 0": a naive walk
+        // goes to the end of the tables for every lookup.
+        let mut data = std::fs::read(&prog).unwrap();
+        let (start, end) = {
+            let elf = object::File::parse(&*data).unwrap();
+            let section = elf.section_by_name(".gopclntab").unwrap();
+            let (offset, _) = section.file_range().unwrap();
+            let tab = section.data().unwrap();
+            let word =
+                |i: usize| u64::from_le_bytes(tab[8 + i * 8..16 + i * 8].try_into().unwrap());
+            // Go 1.18+: pctab and the function table are the 7th and 8th words.
+            (offset + word(6), offset + word(7))
+        };
+        for pair in data[start as usize..end as usize].chunks_mut(2) {
+            pair[0] = 2;
+            if pair.len() == 2 {
+                pair[1] = 0;
+            }
+        }
+        let crafted = dir.path().join("crafted");
+        std::fs::write(&crafted, &data).unwrap();
+        let file = open(&crafted);
+        let table = GoPclnTab::parse(&file).expect("still a Go table");
+        let started = Instant::now();
+        for (_, entry) in function_entries(&crafted) {
+            for pc in [entry + 1, entry + 17] {
+                table.frames(pc);
+            }
+        }
+        assert!(table.refused());
+        assert!(table.frames(start).is_none());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_section_over_the_cap_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(prog) = go_program(dir.path()) else {
+            return;
+        };
+        // The section header made to claim 1 GiB at the end of a sparse 2 GiB file.
+        let mut data = std::fs::read(&prog).unwrap();
+        let header = {
+            let elf = object::File::parse(&*data).unwrap();
+            let index = elf.section_by_name(".gopclntab").unwrap().index().0;
+            let shoff = u64::from_le_bytes(data[0x28..0x30].try_into().unwrap());
+            shoff as usize + index * 64
+        };
+        data[header + 0x18..header + 0x20].copy_from_slice(&(1u64 << 30).to_le_bytes());
+        data[header + 0x20..header + 0x28].copy_from_slice(&(1u64 << 30).to_le_bytes());
+        let crafted = dir.path().join("huge");
+        std::fs::write(&crafted, &data).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&crafted)
+            .unwrap()
+            .set_len(2 << 30)
+            .unwrap();
+        let file = open(&crafted);
+        assert!(GoPclnTab::parse(&file).is_none());
+        assert!(file.over_budget(), "refused for its size, not read");
     }
 }

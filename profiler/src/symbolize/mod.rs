@@ -158,6 +158,7 @@ impl Symbolizer {
                 if self.named_here == 1 { "" } else { "s" }
             ));
         }
+        notes.extend(self.finder.refusals().summary());
         notes
     }
 
@@ -352,10 +353,12 @@ impl Symbolizer {
                 .map(Debuginfod::settings),
             verbose: log::log_enabled!(log::Level::Debug),
         };
-        let merge = |activity: &debuginfod::Activity| {
-            if let Some(debuginfod) = debuginfod {
+        let finder = &self.finder;
+        let merge = |accounting: &worker::Accounting| {
+            if let (Some(debuginfod), Some(activity)) = (debuginfod, &accounting.debuginfod) {
                 debuginfod.merge_activity(activity);
             }
+            finder.refuse(|refusals| *refusals += &accounting.refusals);
         };
         let outcomes = worker::name_files(
             &remote,

@@ -1,6 +1,8 @@
 //! Plumbing over the operating system that every stage may use and that uses no stage:
-//! the descriptor limit, writing to the terminal, and who ran sudo.
+//! the descriptor limit, writing to the terminal, who ran sudo, and opening files other
+//! users control.
 
 pub mod console;
 pub mod fdlimit;
+pub mod safe_open;
 pub mod sudo;

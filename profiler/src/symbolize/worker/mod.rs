@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::profile::{Line, Unnamed};
-use crate::symbolize::debuginfo::DebugOrigin;
+use crate::symbolize::debuginfo::{DebugOrigin, Refusals};
 use crate::symbolize::debuginfod::{Activity, DebuginfodSettings};
 use crate::symbolize::file_names::{self, NoName};
 use crate::symbolize::inflation::Refusal;
@@ -97,8 +97,18 @@ struct Answer {
     frames: Vec<Result<Vec<WireLine>, WireWhy>>,
     debug_origin: Option<WireOrigin>,
     refused: Vec<Refusal>,
-    /// What the worker's debuginfod client did for this file.
-    debuginfod: Option<Activity>,
+    /// What the worker's finder did for this file besides naming it.
+    accounting: Accounting,
+}
+
+/// What a worker's finder did for one file besides naming it, which the parent adds to its
+/// own for the summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Accounting {
+    /// What its debuginfod client did, when it has one.
+    pub debuginfod: Option<Activity>,
+    /// What it refused while looking for debug information.
+    pub refusals: Refusals,
 }
 
 /// The names of one file's offsets.
@@ -171,7 +181,7 @@ impl Default for WorkerCommand {
 }
 
 /// The names [`file_names::name_offsets`] gave, as they cross the pipe.
-fn answer_of(names: file_names::FileNames, debuginfod: Option<Activity>) -> Answer {
+fn answer_of(names: file_names::FileNames, accounting: Accounting) -> Answer {
     let frames = names
         .frames
         .into_iter()
@@ -198,7 +208,7 @@ fn answer_of(names: file_names::FileNames, debuginfod: Option<Activity>) -> Answ
             DebugOrigin::Debuginfod => WireOrigin::Debuginfod,
         }),
         refused: names.refused,
-        debuginfod,
+        accounting,
     }
 }
 

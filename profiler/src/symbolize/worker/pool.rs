@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{Answer, Budgets, Job, MAX_ANSWER, Outcome, Setup, WORKERS, WorkerCommand, named_of};
 use crate::profile::Unnamed;
-use crate::symbolize::debuginfod::Activity;
+use super::Accounting;
 
 /// How waiting for an answer failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -212,14 +212,14 @@ fn pipe() -> std::io::Result<(File, OwnedFd)> {
 
 /// Names `jobs` in workers started by `command`, [`WORKERS`] at a time, within `budgets`
 /// counted from `run_start`; one outcome per job, in order. `merge` gets what each
-/// worker's debuginfod client did.
+/// worker's finder did besides naming (its debuginfod activity, its refusals).
 pub fn name_files(
     jobs: &[Job],
     command: &WorkerCommand,
     setup: &Setup,
     budgets: Budgets,
     run_start: Instant,
-    merge: &(dyn Fn(&Activity) + Sync),
+    merge: &(dyn Fn(&Accounting) + Sync),
 ) -> Vec<Outcome> {
     let run_deadline = run_start + budgets.per_run;
     let next = AtomicUsize::new(0);
@@ -283,7 +283,7 @@ fn name_one(
     setup: &Setup,
     budgets: Budgets,
     run_deadline: Instant,
-    merge: &(dyn Fn(&Activity) + Sync),
+    merge: &(dyn Fn(&Accounting) + Sync),
 ) -> Outcome {
     let now = Instant::now();
     if now >= run_deadline {
@@ -313,9 +313,7 @@ fn name_one(
     let deadline = file_deadline.min(run_deadline);
     match running.ask(job, deadline) {
         Ok(answer) => {
-            if let Some(activity) = &answer.debuginfod {
-                merge(activity);
-            }
+            merge(&answer.accounting);
             *worker = Some(running);
             Outcome::Named(named_of(answer, job.offsets.len()))
         }

@@ -8,8 +8,8 @@ use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Job, Setup, answer_of};
-use crate::symbolize::debuginfo::DebugInfoFinder;
+use super::{Accounting, Job, Setup, answer_of};
+use crate::symbolize::debuginfo::{DebugInfoFinder, Refusals};
 use crate::symbolize::debuginfod::{Activity, Debuginfod};
 use crate::symbolize::file_names::{self, NoName};
 use crate::symbolize::inflation::Refusal;
@@ -92,6 +92,7 @@ pub fn serve() -> std::process::ExitCode {
         .and_then(Debuginfod::from_settings);
     let finder = DebugInfoFinder::new(&setup.roots, debuginfod);
     let mut reported = Activity::default();
+    let mut refused = Refusals::default();
     for line in lines {
         let Ok(job) = line.and_then(|l| Ok(serde_json::from_str::<Job>(&l)?)) else {
             return std::process::ExitCode::FAILURE;
@@ -124,7 +125,13 @@ pub fn serve() -> std::process::ExitCode {
             reported = now;
             delta
         });
-        let answer = answer_of(names, activity);
+        let refusals = finder.refusals();
+        let accounting = Accounting {
+            debuginfod: activity,
+            refusals: refusals.since(&refused),
+        };
+        refused = refusals;
+        let answer = answer_of(names, accounting);
         let written = serde_json::to_writer(&mut out, &answer)
             .map_err(std::io::Error::from)
             .and_then(|()| out.write_all(b"\n"))
