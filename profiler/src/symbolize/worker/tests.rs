@@ -122,10 +122,16 @@ fn a_request_round_trips() {
         ],
         debug_origin: Some(WireOrigin::DebugLink),
         refused: vec![Refusal::DebugDataStated { stated: 1 << 32 }],
-        debuginfod: Some(Activity {
-            fetched: 1,
-            ..Activity::default()
-        }),
+        accounting: Accounting {
+            debuginfod: Some(Activity {
+                fetched: 1,
+                ..Activity::default()
+            }),
+            refusals: Refusals {
+                not_regular: 2,
+                ..Refusals::default()
+            },
+        },
     };
     let line = serde_json::to_string(&answer).unwrap();
     assert!(!line.contains('\n'));
@@ -148,11 +154,15 @@ fn a_worker_names_files_and_merges_debuginfod_activity() {
         &Setup::default(),
         Budgets::default(),
         Instant::now(),
-        &|_| *merged.lock().unwrap() += 1,
+        &|accounting| {
+            if accounting.debuginfod.is_some() {
+                *merged.lock().unwrap() += 1;
+            }
+        },
     );
     assert_eq!(outcomes.len(), 3);
     assert!(outcomes.iter().all(is_named), "{outcomes:?}");
-    // No debuginfod client: nothing to merge.
+    // No debuginfod client: no activity to merge.
     assert_eq!(*merged.lock().unwrap(), 0);
 }
 
