@@ -1,4 +1,4 @@
-//! Unit tests of `gopclntab.rs`, kept apart so the module stays one screenful of reading.
+//! Unit tests of `gopclntab.rs`, kept apart to keep the module under the line budget.
 
 use super::*;
 use std::path::{Path, PathBuf};
