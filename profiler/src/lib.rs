@@ -3,8 +3,9 @@
 //!
 //! The binary declares these modules itself (`main.rs`), so this library only gathers the
 //! files each parser needs, at the same paths as in the binary: the profile model and the
-//! pprof reader (`profiler report`), a Go binary's `.gopclntab`, JIT perf maps, and the
-//! unwind sections of ELF files as the unwinder loads them.
+//! pprof reader (`profiler report`), a Go binary's `.gopclntab`, JIT perf maps, the unwind
+//! sections of ELF files as the unwinder loads them, and what the symbolizer reads of an
+//! ELF file before naming anything (its facts, debug link, compressed sections).
 
 pub mod profile;
 
@@ -21,9 +22,19 @@ pub mod process {
     pub mod perfmap;
 }
 
-/// Names from a Go binary's own table.
+/// What the symbolizer reads of a file: Go's own table, an ELF file's facts and debug
+/// links, and the check of what its compressed sections would inflate to.
 pub mod symbolize {
+    pub mod debuginfo;
+    pub mod debuginfod;
     pub mod gopclntab;
+    pub mod inflation;
+}
+
+/// Opening files others control, and the terminal the debuginfod client reports to.
+pub mod sys {
+    pub mod console;
+    pub mod safe_open;
 }
 
 /// The unwind sections of an ELF file, as the unwinder loads them.

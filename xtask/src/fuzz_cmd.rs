@@ -1,8 +1,9 @@
 //! `cargo xtask fuzz`: run the fuzz targets, each for a bounded time.
 //!
 //! One target per parser of bytes that others control: pprof files (`profiler report`),
-//! ELF unwind sections as the unwinder loads them, a Go binary's `.gopclntab`, and JIT perf
-//! maps. Never part of `test` or CI: a run takes minutes and finds nothing new most days,
+//! ELF unwind sections as the unwinder loads them, what the symbolizer reads of an ELF file
+//! before naming (its facts, debug link, what compressed sections and MiniDebugInfo would
+//! inflate to), a Go binary's `.gopclntab`, and JIT perf maps. Never part of `test` or CI: a run takes minutes and finds nothing new most days,
 //! but it should be run after changing a parser. Installs cargo-fuzz when missing; cargo
 //! fuzz needs nightly, so it uses a nightly toolchain when rustup has one and otherwise
 //! lets the stable compiler accept nightly flags (RUSTC_BOOTSTRAP=1).
@@ -36,6 +37,10 @@ const TARGETS: &[Target] = &[
     },
     Target {
         name: "elf_unwind",
+        max_len: 1 << 20,
+    },
+    Target {
+        name: "elf_debug",
         max_len: 1 << 20,
     },
     Target {
@@ -141,7 +146,7 @@ fn seeds(root: &Path, target: &str) -> Result<PathBuf> {
     let dir = util::host_target_dir().join("fuzz-seeds").join(target);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     match target {
-        "elf_unwind" => elf_seeds(&dir)?,
+        "elf_unwind" | "elf_debug" => elf_seeds(&dir)?,
         "gopclntab" => go_seed(&dir)?,
         "perf_map" => fs::write(
             dir.join("node.map"),
@@ -154,8 +159,9 @@ fn seeds(root: &Path, target: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A small C library built in each form whose unwind sections the unwinder reads:
-/// `.eh_frame` with its index, `.debug_frame` only, and compressed debug sections.
+/// A small C library built in each form whose sections the unwinder and the symbolizer
+/// read: `.eh_frame` with its index, `.debug_frame` only, compressed debug sections, a
+/// `.gnu_debuglink`, and MiniDebugInfo (`.gnu_debugdata`, an xz of the symbols).
 fn elf_seeds(dir: &Path) -> Result<()> {
     let source = dir.join("seed.c");
     fs::write(
@@ -187,6 +193,33 @@ fn elf_seeds(dir: &Path) -> Result<()> {
             .arg(&out)
             .arg(&source);
         util::run(&mut cc).with_context(|| format!("cannot build the seed {name} with cc"))?;
+    }
+    let eh_frame = dir.join("eh_frame.so");
+    let with_link = dir.join("debuglink.so");
+    let mut link = Command::new("objcopy");
+    link.current_dir(dir)
+        .arg("--add-gnu-debuglink=compressed.so")
+        .arg(&eh_frame)
+        .arg(&with_link);
+    util::run(&mut link).context("cannot add a debug link to a seed with objcopy")?;
+    // MiniDebugInfo as distributions make it: the symbols, alone, xz-compressed.
+    let symbols = dir.join("symbols.elf");
+    let mut keep = Command::new("objcopy");
+    keep.args(["--only-keep-debug"]).arg(&eh_frame).arg(&symbols);
+    util::run(&mut keep).context("cannot split a seed's symbols with objcopy")?;
+    let mut xz = Command::new("xz");
+    xz.args(["-f", "-k"]).arg(&symbols);
+    util::run(&mut xz).context("cannot compress a seed's symbols with xz")?;
+    let mut add = Command::new("objcopy");
+    add.arg(format!(
+        "--add-section=.gnu_debugdata={}",
+        dir.join("symbols.elf.xz").display()
+    ))
+    .arg(&eh_frame)
+    .arg(dir.join("debugdata.so"));
+    util::run(&mut add).context("cannot add MiniDebugInfo to a seed with objcopy")?;
+    for scratch in ["seed.c", "symbols.elf", "symbols.elf.xz"] {
+        let _ = fs::remove_file(dir.join(scratch));
     }
     Ok(())
 }
