@@ -205,7 +205,9 @@ fn elf_seeds(dir: &Path) -> Result<()> {
     // MiniDebugInfo as distributions make it: the symbols, alone, xz-compressed.
     let symbols = dir.join("symbols.elf");
     let mut keep = Command::new("objcopy");
-    keep.args(["--only-keep-debug"]).arg(&eh_frame).arg(&symbols);
+    keep.args(["--only-keep-debug"])
+        .arg(&eh_frame)
+        .arg(&symbols);
     util::run(&mut keep).context("cannot split a seed's symbols with objcopy")?;
     let mut xz = Command::new("xz");
     xz.args(["-f", "-k"]).arg(&symbols);

@@ -132,9 +132,8 @@ impl Activity {
     /// What was done since `before`, an earlier reading of the same client: what a worker
     /// reports with each answer, for [`Self::merge`] in the parent.
     pub fn since(&self, before: &Activity) -> Activity {
-        let newer = |now: &Option<String>, then: &Option<String>| {
-            now.clone().filter(|_| then.is_none())
-        };
+        let newer =
+            |now: &Option<String>, then: &Option<String>| now.clone().filter(|_| then.is_none());
         Activity {
             fetched: self.fetched.saturating_sub(before.fetched),
             bytes: self.bytes.saturating_sub(before.bytes),

@@ -10,9 +10,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::Accounting;
 use super::{Answer, Budgets, Job, MAX_ANSWER, Outcome, Setup, WORKERS, WorkerCommand, named_of};
 use crate::profile::Unnamed;
-use super::Accounting;
 
 /// How waiting for an answer failed.
 #[derive(Debug, PartialEq, Eq)]
