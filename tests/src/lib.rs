@@ -15,6 +15,7 @@
 
 // Each job lives in its own module; everything is re-exported here, so tests keep naming
 // `integration_tests::NAME`.
+mod debuginfod;
 mod fixture;
 mod folded;
 mod go;
@@ -22,15 +23,20 @@ mod host;
 mod hostile;
 mod process;
 mod profiler;
+mod protobuf;
 mod setup;
 
+pub use debuginfod::{Server, debuginfod, tool};
 pub use fixture::{FixtureProcess, FixtureResult};
 pub use folded::{Folded, Stack};
 pub use go::{GoToolchain, go_binary, go_toolchains, pprof};
 pub use host::{NOBODY, kernel_symbols, set_mode, setpriv_nobody, unused_pid};
-pub use hostile::{as_nobody, assert_bounded, attacker_dir};
+pub use hostile::{
+    Attacker, Snapshot, as_nobody, assert_bounded, attacker_dir, cc_as_nobody, nobody, snapshot,
+};
 pub use process::{DEFAULT_TIMEOUT, ERROR_PREFIX, Run, Running, run_command};
-pub use profiler::{assert_outputs, profiler_command, run_profiler, spawn_profiler};
+pub use profiler::{assert_outputs, profiler_command, run_profiler, run_report, spawn_profiler};
+pub use protobuf::{BLOCK_SAMPLE_TYPES, CPU_SAMPLE_TYPES, IO_SAMPLE_TYPES, Msg};
 pub use setup::{
     FIXTURE_DIR, fixture, is_root, prerequisites, profiler_bin, temp_dir, workspace_dir,
 };

@@ -3,6 +3,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use crate::{Run, Running, profiler_bin};
 
@@ -30,6 +31,12 @@ pub fn spawn_profiler<S: AsRef<OsStr>>(args: &[S], out_dir: &Path) -> Running {
 /// (at most [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)).
 pub fn run_profiler<S: AsRef<OsStr>>(args: &[S], out_dir: &Path) -> Run {
     spawn_profiler(args, out_dir).wait()
+}
+
+/// Runs `profiler report DIR` and waits for it at most `timeout`; the run's
+/// [`Run::peak_rss_kib`] is what the report's memory caps are checked against.
+pub fn run_report(dir: &Path, timeout: Duration) -> Run {
+    Running::spawn(profiler_command(&["report".as_ref(), dir.as_os_str()])).wait_timeout(timeout)
 }
 
 /// Asserts that `dir` holds the three outputs: `cpu.folded`, `cpu.pb.gz`

@@ -20,40 +20,40 @@ const PERF_MAP_CAP: u64 = 64 << 20;
 /// maps; each budget here leaves room for one capped input, not for the attack's size.
 const RSS_BUDGET_MIB: i64 = 512;
 
-/// Prints what a run measured (shown with `--nocapture`).
-fn measured(test: &str, run: &Run) {
+/// Prints what a run measured (shown with `--nocapture`), and asserts it ended within
+/// `bound` of its `window` under [`RSS_BUDGET_MIB`].
+fn measured_within(test: &str, run: &Run, window: Duration, bound: Duration) {
     eprintln!(
         "measured {test}: {:.1?}, peak RSS {} MiB",
         run.elapsed,
         run.peak_rss_kib / 1024
     );
+    assert_bounded(run, window, bound, RSS_BUDGET_MIB);
 }
 
-/// Compiles `tests/fixtures/SOURCE` as user nobody into `dir/NAME` with `flags`.
-fn build_as_nobody(dir: &Path, source: &str, name: &str, flags: &[&str]) -> PathBuf {
-    build_linked_as_nobody(dir, source, name, flags, &[])
+/// Compiles `tests/fixtures/SOURCE` as user nobody into `dir/NAME` with `flags`, and
+/// `libs` after the source.
+fn build_as_nobody(dir: &Path, source: &str, name: &str, flags: &[&str], libs: &[&str]) -> PathBuf {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    fs::copy(fixtures.join(source), dir.join(source)).unwrap();
+    cc_as_nobody(dir, source, name, flags, libs)
 }
 
-/// [`build_as_nobody`], with `libs` after the source.
-fn build_linked_as_nobody(
-    dir: &Path,
-    source: &str,
-    name: &str,
-    flags: &[&str],
-    libs: &[&str],
-) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(source);
-    let copy = dir.join(source);
-    fs::copy(&src, &copy).unwrap();
-    let out = dir.join(name);
-    let mut args: Vec<&str> = flags.to_vec();
-    args.extend([copy.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-    args.extend(libs);
-    let run = run_command(as_nobody(Path::new("cc"), &args));
-    assert!(run.status.success(), "cc {source}\n{}", run.transcript());
-    out
+/// Runs the profiler for `window` with `args`, writing only the folded file; the run, and
+/// its output directory in its guard.
+fn profile_folded(args: &[&str], window: Duration) -> (Run, PathBuf, tempfile::TempDir) {
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let duration = format!("{}s", window.as_secs());
+    let mut all = vec!["--duration", &duration, "--format", "folded"];
+    all.extend(args);
+    let run = run_profiler(&all, &out);
+    (run, out, tmp)
+}
+
+/// Samples whose leaf is the JIT function named within the perf map's cap.
+fn jit_named(folded: &Folded) -> u64 {
+    folded.samples_where(|s| s.frames.last().is_some_and(|f| f == "JIT_spin_within_cap"))
 }
 
 /// The number in `line` right before `what` (`... 12 perf-map lines ...`).
@@ -108,7 +108,13 @@ fn start_jit(
     rewrite_ms: u64,
     seconds: u64,
 ) -> (std::process::Child, PathBuf) {
-    let program = build_as_nobody(dir, "hostile_jit_map.c", "jit_map", &["-O1", "-pthread"]);
+    let program = build_as_nobody(
+        dir,
+        "hostile_jit_map.c",
+        "jit_map",
+        &["-O1", "-pthread"],
+        &[],
+    );
     let mut child = as_nobody(
         &program,
         &[
@@ -146,26 +152,17 @@ fn a_perf_map_over_the_cap_is_read_to_the_cap_and_the_rest_counted() {
     // 80 MiB of map: 16 MiB past the cap.
     let (child, map) = start_jit(&dir, 80 << 20, 0, 40);
     let expected_dropped = lines_past(&map, PERF_MAP_CAP);
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
     let window = Duration::from_secs(5);
-    let run = run_profiler(
-        &[
-            "--pid",
-            &child.id().to_string(),
-            "--duration",
-            "5s",
-            "--profiles",
-            "cpu",
-            "--format",
-            "folded",
-        ],
-        &out,
-    );
+    let pid = child.id().to_string();
+    let (run, out, _tmp) = profile_folded(&["--pid", &pid, "--profiles", "cpu"], window);
     stop(child, &map);
     run.assert_success();
-    measured("perf map over the cap", &run);
-    assert_bounded(&run, window, Duration::from_secs(10), RSS_BUDGET_MIB);
+    measured_within(
+        "perf map over the cap",
+        &run,
+        window,
+        Duration::from_secs(10),
+    );
     let dropped = number_before(&run.stdout, "perf-map lines not read");
     assert_eq!(
         dropped,
@@ -175,8 +172,7 @@ fn a_perf_map_over_the_cap_is_read_to_the_cap_and_the_rest_counted() {
     );
     // The function named within the cap is still named.
     let folded = Folded::load(&out);
-    let spinning =
-        folded.samples_where(|s| s.frames.last().is_some_and(|f| f == "JIT_spin_within_cap"));
+    let spinning = jit_named(&folded);
     assert!(
         folded.total() >= 100 && spinning * 2 >= folded.total(),
         "{spinning} of {} samples in the named JIT code\n{}",
@@ -193,31 +189,22 @@ fn a_perf_map_rewritten_every_200ms_cannot_stretch_the_run() {
     let (_guard, dir) = attacker_dir();
     // Just under the cap, rewritten (a new file each time) every 200 ms.
     let (child, map) = start_jit(&dir, PERF_MAP_CAP - (1 << 20), 200, 40);
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
     let window = Duration::from_secs(10);
-    let run = run_profiler(
-        &[
-            "--pid",
-            &child.id().to_string(),
-            "--duration",
-            "10s",
-            "--profiles",
-            "cpu",
-            "--format",
-            "folded",
-        ],
-        &out,
-    );
+    let pid = child.id().to_string();
+    let (run, out, _tmp) = profile_folded(&["--pid", &pid, "--profiles", "cpu"], window);
     stop(child, &map);
     run.assert_success();
-    measured("perf map rewritten every 200 ms", &run);
     // Loading the programs on a busy two-CPU host takes seconds before the window.
-    assert_bounded(&run, window, Duration::from_secs(10), RSS_BUDGET_MIB);
+    measured_within(
+        "perf map rewritten every 200 ms",
+        &run,
+        window,
+        Duration::from_secs(10),
+    );
     assert_window_kept(&run, window, Duration::from_secs(3));
     let folded = Folded::load(&out);
     assert!(
-        folded.samples_where(|s| s.frames.last().is_some_and(|f| f == "JIT_spin_within_cap")) > 0,
+        jit_named(&folded) > 0,
         "the JIT code is still named\n{}",
         folded.summary(10)
     );
@@ -229,25 +216,14 @@ fn a_process_re_executing_itself_cannot_grow_the_profiler() {
         return;
     }
     let (_guard, dir) = attacker_dir();
-    let program = build_as_nobody(&dir, "hostile_reexec.c", "reexec", &["-O1", "-g"]);
+    let program = build_as_nobody(&dir, "hostile_reexec.c", "reexec", &["-O1", "-g"], &[]);
     let child = as_nobody(&program, &["30"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
     let window = Duration::from_secs(25);
-    let run = run_profiler(
-        &[
-            "--pid",
-            &child.id().to_string(),
-            "--duration",
-            "25s",
-            "--format",
-            "folded",
-        ],
-        &out,
-    );
+    let pid = child.id().to_string();
+    let (run, out, _tmp) = profile_folded(&["--pid", &pid], window);
     let output = child.wait_with_output().unwrap();
     let generations =
         FixtureResult::parse(&String::from_utf8_lossy(&output.stdout)).u64("generations");
@@ -257,8 +233,7 @@ fn a_process_re_executing_itself_cannot_grow_the_profiler() {
         run.peak_rss_kib, run.elapsed
     );
     assert!(generations > 1000, "only {generations} generations");
-    measured("re-exec loop", &run);
-    assert_bounded(&run, window, Duration::from_secs(15), RSS_BUDGET_MIB);
+    measured_within("re-exec loop", &run, window, Duration::from_secs(15));
     assert_window_kept(&run, window, Duration::from_secs(5));
     // Its samples are still there, in the program it keeps executing.
     let folded = Folded::load(&out);
@@ -326,12 +301,13 @@ fn a_compressed_unwind_section_bomb_is_refused_in_whole_host_mode() {
         "hostile_unwind_bomb.c",
         "libbomb.so",
         &[&no_eh_frame[..], &["-shared", "-fPIC", "-DBOMB_LIBRARY"]].concat(),
+        &[],
     );
     // 1 GiB stated, about 1 MiB on disk.
     plant_bomb(&library, 1 << 30);
     let dir_arg = dir.to_str().unwrap();
     let rpath = format!("-Wl,-rpath,{dir_arg}");
-    let program = build_linked_as_nobody(
+    let program = build_as_nobody(
         &dir,
         "hostile_unwind_bomb.c",
         "bomb",
@@ -342,26 +318,13 @@ fn a_compressed_unwind_section_bomb_is_refused_in_whole_host_mode() {
     // A program of the rest of the host, whose samples must not be lost.
     let bystander = FixtureProcess::spawn("cpu_split", &["30"]);
     std::thread::sleep(Duration::from_millis(300));
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
     let window = Duration::from_secs(5);
-    let run = run_profiler(
-        &[
-            "--duration",
-            "5s",
-            "--profiles",
-            "cpu",
-            "--format",
-            "folded",
-        ],
-        &out,
-    );
+    let (run, out, _tmp) = profile_folded(&["--profiles", "cpu"], window);
     let _ = bomb.kill();
     let _ = bomb.wait();
     drop(bystander);
     run.assert_success();
-    measured("unwind section bomb", &run);
-    assert_bounded(&run, window, Duration::from_secs(10), RSS_BUDGET_MIB);
+    measured_within("unwind section bomb", &run, window, Duration::from_secs(10));
     let refused = number_before(&run.stdout, "files' unwind sections refused");
     assert!(
         refused.is_some_and(|n| n >= 1),
@@ -390,7 +353,7 @@ fn forged_interposer_counters_are_refused_not_shown() {
         return;
     }
     let (_guard, dir) = attacker_dir();
-    let program = build_as_nobody(&dir, "hostile_forge_heap.c", "forge", &["-O1", "-g"]);
+    let program = build_as_nobody(&dir, "hostile_forge_heap.c", "forge", &["-O1", "-g"], &[]);
     let tmp = temp_dir();
     let out = tmp.path().join("out");
     let run = run_profiler(
@@ -406,12 +369,11 @@ fn forged_interposer_counters_are_refused_not_shown() {
     );
     // The command's status is the profiler's.
     assert_eq!(run.status.code(), Some(7), "{}", run.transcript());
-    measured("forged interposer counters", &run);
-    assert_bounded(
+    measured_within(
+        "forged interposer counters",
         &run,
         Duration::ZERO,
         Duration::from_secs(20),
-        RSS_BUDGET_MIB,
     );
     let text = format!("{}{}", run.stdout, run.stderr);
     assert!(

@@ -9,15 +9,13 @@
 //! the profiler, and checks what the summary says, what root's own cache holds, that
 //! nothing nobody planted was followed, and that the run ended within its bound.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::{MetadataExt, lchown, symlink};
+use std::os::unix::fs::{lchown, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration_tests::*;
 
@@ -65,18 +63,6 @@ int main(int argc, char **argv) {
 }
 "#;
 
-fn tool(program: &str, args: &[&std::ffi::OsStr]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A build ID no cache has seen: 16 bytes from the clock, the pid and a counter.
 fn fresh_build_id() -> Vec<u8> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -93,7 +79,8 @@ fn hex(id: &[u8]) -> String {
 }
 
 /// The program, its stripped libraries (each its own build ID) and the first one's debug
-/// file, in a root-owned directory.
+/// file, in a root-owned directory; their entries in root's cache are removed when it is
+/// dropped.
 struct Program {
     dir: tempfile::TempDir,
     app: PathBuf,
@@ -192,44 +179,13 @@ fn root_cache() -> PathBuf {
     Path::new(&home).join(".cache/debuginfod_client")
 }
 
-/// Removes the cache entries of `ids` from root's cache when dropped.
-struct CleanRootCache(Vec<String>);
-
-impl Drop for CleanRootCache {
+/// A test's program leaves nothing in root's cache: its entries go when it is dropped.
+impl Drop for Program {
     fn drop(&mut self) {
-        for id in &self.0 {
+        for id in &self.ids {
             let _ = std::fs::remove_dir_all(root_cache().join(id));
         }
     }
-}
-
-/// What [`snapshot`] saw: by path, owner, mode, and contents or link target.
-type Snapshot = BTreeMap<PathBuf, (u32, u32, Vec<u8>)>;
-
-/// Every file, directory and link under `dir` (not followed): owner, mode (with the
-/// kind), and contents or target.
-fn snapshot(dir: &Path) -> Snapshot {
-    let mut seen = BTreeMap::new();
-    let mut dirs = vec![dir.to_owned()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let contents = if meta.is_dir() {
-                dirs.push(path.clone());
-                Vec::new()
-            } else if meta.file_type().is_symlink() {
-                std::fs::read_link(&path)
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes()
-            } else {
-                std::fs::read(&path).unwrap()
-            };
-            seen.insert(path, (meta.uid(), meta.mode(), contents));
-        }
-    }
-    seen
 }
 
 /// User nobody's HOME, as `sudo -E` leaves it to root, with links planted in every cache
@@ -311,6 +267,14 @@ impl Planted {
         );
         assert_eq!(std::fs::read(&self.secret).unwrap(), b"root's own bytes");
     }
+
+    /// What every run here must keep: nothing planted changed, the run ended within 20 s of
+    /// its window under [`RSS_MIB`]. The summary's debuginfod line.
+    fn check(&self, before: &[Snapshot; 2], run: &Run) -> String {
+        self.assert_untouched(before, run);
+        assert_bounded(run, WINDOW, Duration::from_secs(20), RSS_MIB);
+        debuginfod_line(run)
+    }
 }
 
 /// Profiles `app` running over `libs` at 999 Hz with environment `env`.
@@ -330,6 +294,36 @@ fn profile(program: &Program, libs: &[PathBuf], env: &[(&str, String)]) -> (Run,
     (run, folded)
 }
 
+/// [`profile`] with the environment `sudo -E` leaves from a HOME nobody planted for `id`
+/// (`url` the server, `extra` on top), checked with [`Planted::check`]: the run, the app's
+/// samples and the summary's debuginfod line.
+fn profile_planted(
+    program: &Program,
+    libs: &[PathBuf],
+    id: &str,
+    url: &str,
+    extra: &[(&'static str, String)],
+) -> (Run, Folded, String) {
+    let planted = plant(id);
+    let before = planted.before();
+    let mut env = planted.env(url);
+    env.extend_from_slice(extra);
+    let (run, folded) = profile(program, libs, &env);
+    let line = planted.check(&before, &run);
+    (run, folded, line)
+}
+
+/// A server answering every request with a 404 after 250 ms; its URL.
+fn slow_404() -> String {
+    serve(|stream| {
+        std::thread::sleep(Duration::from_millis(250));
+        let _ = write!(
+            stream,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    })
+}
+
 /// The summary's debuginfod line (shown with the run's time and peak RSS).
 fn debuginfod_line(run: &Run) -> String {
     let line = run
@@ -343,56 +337,6 @@ fn debuginfod_line(run: &Run) -> String {
         run.elapsed, run.peak_rss_kib
     );
     line
-}
-
-/// A debuginfod server serving `dir`, on a free port, stopped when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Debian's `debuginfod` serving `dir`, once it serves `build_id`.
-fn debuginfod(dir: &Path, db: &Path, build_id: &str) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("debuginfod")
-        .args(["-F", "-p", &port.to_string(), "-d"])
-        .arg(db)
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("debuginfod (cargo xtask setup --for-tests installs it)");
-    let server = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let started = Instant::now();
-    loop {
-        let mut status = [0; 12];
-        let answered = TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
-            write!(s, "GET /buildid/{build_id}/debuginfo HTTP/1.0\r\n\r\n").is_ok()
-                && s.read_exact(&mut status).is_ok()
-        });
-        if answered && &status[9..12] == b"200" {
-            return server;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "debuginfod did not serve {build_id} within a minute"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// An HTTP server on loopback answering every request, each on a thread of its own, with
@@ -458,7 +402,6 @@ fn root_never_writes_where_a_users_home_points_and_names_from_a_real_server() {
         return;
     }
     let program = program(1);
-    let _clean = CleanRootCache(program.ids.clone());
     let served = program.dir.path().join("served");
     std::fs::create_dir(&served).unwrap();
     std::fs::copy(&program.debug, served.join("libhot0.debug")).unwrap();
@@ -467,12 +410,8 @@ fn root_never_writes_where_a_users_home_points_and_names_from_a_real_server() {
         &program.dir.path().join("db.sqlite"),
         &program.ids[0],
     );
-    let planted = plant(&program.ids[0]);
-    let before = planted.before();
-    let (run, folded) = profile(&program, &program.libs, &planted.env(&server.url));
-    planted.assert_untouched(&before, &run);
-    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
-    let line = debuginfod_line(&run);
+    let (run, folded, line) =
+        profile_planted(&program, &program.libs, &program.ids[0], &server.url, &[]);
     assert!(line.contains("fetched debug info of 1 file"), "{line}");
     assert!(
         line.contains("DEBUGINFOD_CACHE_PATH")
@@ -504,7 +443,6 @@ fn a_6_gib_body_is_refused_by_its_length() {
         return;
     }
     let program = program(1);
-    let _clean = CleanRootCache(program.ids.clone());
     let url = serve(|stream| {
         let total = 6u64 << 30;
         let _ = write!(
@@ -513,12 +451,7 @@ fn a_6_gib_body_is_refused_by_its_length() {
         );
         stream_body(stream, total);
     });
-    let planted = plant(&program.ids[0]);
-    let before = planted.before();
-    let (run, folded) = profile(&program, &program.libs, &planted.env(&url));
-    planted.assert_untouched(&before, &run);
-    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
-    let line = debuginfod_line(&run);
+    let (run, folded, line) = profile_planted(&program, &program.libs, &program.ids[0], &url, &[]);
     assert!(
         line.contains("over the size cap") && line.contains("fetched debug info of 0 files"),
         "{line}"
@@ -532,21 +465,15 @@ fn an_endless_body_is_cut_at_the_cap_and_deleted() {
         return;
     }
     let program = program(1);
-    let _clean = CleanRootCache(program.ids.clone());
     // No length: it would stream 6 GiB. elfutils' DEBUGINFOD_MAXSIZE lowers the cap to
     // 64 MiB, so that the test writes little.
     let url = serve(|stream| {
         let _ = write!(stream, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
         stream_body(stream, 6 << 30);
     });
-    let planted = plant(&program.ids[0]);
-    let before = planted.before();
-    let mut env = planted.env(&url);
-    env.push(("DEBUGINFOD_MAXSIZE", (64u64 << 20).to_string()));
-    let (run, folded) = profile(&program, &program.libs, &env);
-    planted.assert_untouched(&before, &run);
-    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
-    let line = debuginfod_line(&run);
+    let maxsize = [("DEBUGINFOD_MAXSIZE", (64u64 << 20).to_string())];
+    let (run, folded, line) =
+        profile_planted(&program, &program.libs, &program.ids[0], &url, &maxsize);
     assert!(line.contains("over the size cap"), "{line}");
     assert_unnamed_and_uncached(&program, &folded, &run);
     // Not even the partial file is left.
@@ -564,7 +491,6 @@ fn a_file_of_another_build_id_is_not_cached() {
     // The program loads the copy; the server answers every request with the debug file
     // of the original, a real debug file of another build ID.
     let program = program(2);
-    let _clean = CleanRootCache(program.ids.clone());
     let debug = std::fs::read(&program.debug).unwrap();
     let url = serve(move |stream| {
         let _ = write!(
@@ -574,12 +500,8 @@ fn a_file_of_another_build_id_is_not_cached() {
         );
         let _ = stream.write_all(&debug);
     });
-    let planted = plant(&program.ids[1]);
-    let before = planted.before();
-    let (run, folded) = profile(&program, &program.libs[1..], &planted.env(&url));
-    planted.assert_untouched(&before, &run);
-    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
-    let line = debuginfod_line(&run);
+    let (run, folded, line) =
+        profile_planted(&program, &program.libs[1..], &program.ids[1], &url, &[]);
     assert!(line.contains("with another build ID (deleted)"), "{line}");
     assert!(folded.total() > 0, "{}", run.transcript());
     assert_eq!(folded.samples_containing(HOT), 0, "{}", run.transcript());
@@ -599,21 +521,9 @@ fn a_slow_404_for_every_build_id_is_bounded_by_the_runs_budget() {
     }
     // 150 libraries at 250 ms a 404: 37 s asked one after another, 19 s two at a time.
     let program = program(150);
-    let _clean = CleanRootCache(program.ids.clone());
-    let url = serve(|stream| {
-        std::thread::sleep(Duration::from_millis(250));
-        let _ = write!(
-            stream,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-    });
-    let planted = plant(&program.ids[0]);
-    let before = planted.before();
-    let (run, folded) = profile(&program, &program.libs, &planted.env(&url));
-    planted.assert_untouched(&before, &run);
-    // The 10 s budget, then the rest of symbolization and the outputs.
-    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
-    let line = debuginfod_line(&run);
+    // The 10 s budget, then the rest of symbolization and the outputs: within the bound.
+    let (run, folded, line) =
+        profile_planted(&program, &program.libs, &program.ids[0], &slow_404(), &[]);
     assert!(line.contains("budget for debuginfod was spent"), "{line}");
     assert!(folded.total() > 0, "{}", run.transcript());
 }
@@ -625,25 +535,14 @@ fn whole_host_with_a_slow_404_for_every_build_id_ends_within_the_budget() {
     }
     // nobody runs the program; root profiles the whole host, as in the issue.
     let program = program(150);
-    let _clean = CleanRootCache(program.ids.clone());
-    let url = serve(|stream| {
-        std::thread::sleep(Duration::from_millis(250));
-        let _ = write!(
-            stream,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-    });
+    let url = slow_404();
     let planted = plant(&program.ids[0]);
     let before = planted.before();
     let mut args = vec!["8".to_owned()];
     args.extend(program.libs.iter().map(|l| l.to_str().unwrap().to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut app = as_nobody(&program.app, &args)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn the program as nobody");
-    // Let it load its libraries.
-    std::thread::sleep(Duration::from_millis(500));
+    // Started once it has loaded its libraries.
+    let app = Attacker::start(program.dir.path(), &program.app, &args);
     let tmp = temp_dir();
     let out = tmp.path().join("out");
     let mut cmd = profiler_command(&["-d", "3s", "-F", "999", "--format", "pprof,folded"]);
@@ -652,12 +551,9 @@ fn whole_host_with_a_slow_404_for_every_build_id_ends_within_the_budget() {
         cmd.env(key, value);
     }
     let run = run_command(cmd);
-    let _ = app.kill();
-    let _ = app.wait();
+    drop(app);
     run.assert_success();
-    planted.assert_untouched(&before, &run);
-    assert_bounded(&run, WINDOW, Duration::from_secs(20), RSS_MIB);
-    let line = debuginfod_line(&run);
+    let line = planted.check(&before, &run);
     assert!(line.contains("budget for debuginfod was spent"), "{line}");
     assert!(
         Folded::load(&out).with_comm("app").total() > 0,

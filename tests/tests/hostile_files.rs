@@ -9,11 +9,10 @@
 //! within a stated bound after its window under a stated peak RSS, name the attacker's
 //! own functions, and change no file outside its output directory.
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use integration_tests::*;
@@ -28,18 +27,6 @@ const PID_RSS_MIB: i64 = 400;
 /// Peak RSS of a whole-host run.
 const HOST_RSS_MIB: i64 = 800;
 
-/// Runs `program args` as user nobody in `dir`, failing the test on failure.
-fn nobody(dir: &Path, program: &str, args: &[&str]) {
-    let mut cmd = as_nobody(Path::new(program), args);
-    cmd.current_dir(dir).env("HOME", dir);
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Runs `program args` as root in `dir`.
 fn root(dir: &Path, program: &str, args: &[&str]) {
     let out = Command::new(program)
@@ -52,63 +39,6 @@ fn root(dir: &Path, program: &str, args: &[&str]) {
         "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// What is in a directory tree: per path, its type and mode, size, modification time,
-/// and for small regular files their contents.
-type Snapshot = BTreeMap<PathBuf, (u32, u64, i64, i64, Option<Vec<u8>>)>;
-
-fn snapshot(dir: &Path) -> Snapshot {
-    let mut out = Snapshot::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            if meta.is_dir() {
-                todo.push(path.clone());
-            }
-            let contents =
-                (meta.is_file() && meta.len() < (16 << 20)).then(|| std::fs::read(&path).unwrap());
-            let key = (
-                meta.mode(),
-                meta.len(),
-                meta.mtime(),
-                meta.mtime_nsec(),
-                contents,
-            );
-            out.insert(path, key);
-        }
-    }
-    out
-}
-
-/// The attacker's running program, killed at the end.
-struct Attacker(Child);
-
-impl Attacker {
-    fn start(dir: &Path, program: &Path) -> Attacker {
-        let mut cmd = as_nobody(program, &[]);
-        cmd.current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().unwrap();
-        // Past setpriv's exec and the dynamic loader.
-        std::thread::sleep(Duration::from_millis(500));
-        Attacker(child)
-    }
-
-    fn pid(&self) -> String {
-        self.0.id().to_string()
-    }
-}
-
-impl Drop for Attacker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Profiles for [`WINDOW`] with `targets` (`--pid` flags, or none for the whole host),
@@ -262,28 +192,31 @@ fn assert_debuglink_run(run: &Run, folded: &Folded) {
     }
 }
 
-#[test]
-fn debuglinks_to_a_fifo_a_device_and_a_sparse_file_end_in_time_by_pid() {
+/// The debug-link attack profiled by pid, or with `whole_host` the whole host.
+fn debuglink_run(whole_host: bool) {
     if !prerequisites() {
         return;
     }
     let (_guard, dir) = attacker_dir();
     let program = debuglink_attacker(&dir);
-    let attacker = Attacker::start(&dir, &program);
-    let (run, folded, _, _tmp) = profile(&[attacker.pid()], PID_RSS_MIB, &[&dir]);
+    let attacker = Attacker::start(&dir, &program, &[]);
+    let (targets, rss) = if whole_host {
+        (Vec::new(), HOST_RSS_MIB)
+    } else {
+        (vec![attacker.pid().to_string()], PID_RSS_MIB)
+    };
+    let (run, folded, _, _tmp) = profile(&targets, rss, &[&dir]);
     assert_debuglink_run(&run, &folded);
 }
 
 #[test]
+fn debuglinks_to_a_fifo_a_device_and_a_sparse_file_end_in_time_by_pid() {
+    debuglink_run(false);
+}
+
+#[test]
 fn debuglinks_to_a_fifo_a_device_and_a_sparse_file_end_in_time_whole_host() {
-    if !prerequisites() {
-        return;
-    }
-    let (_guard, dir) = attacker_dir();
-    let program = debuglink_attacker(&dir);
-    let _attacker = Attacker::start(&dir, &program);
-    let (run, folded, _, _tmp) = profile(&[], HOST_RSS_MIB, &[&dir]);
-    assert_debuglink_run(&run, &folded);
+    debuglink_run(true);
 }
 
 const GO_MAIN: &str = r#"package main
@@ -352,8 +285,8 @@ fn a_go_binary_extended_to_2_gib_costs_its_sections_only() {
     let (_guard, dir) = attacker_dir();
     let program = go_attacker(&dir);
     nobody(&dir, "truncate", &["-s", "2G", "goprog"]);
-    let attacker = Attacker::start(&dir, &program);
-    let (_, folded, _, _tmp) = profile(&[attacker.pid()], PID_RSS_MIB, &[&dir]);
+    let attacker = Attacker::start(&dir, &program, &[]);
+    let (_, folded, _, _tmp) = profile(&[attacker.pid().to_string()], PID_RSS_MIB, &[&dir]);
     assert!(
         folded.samples_containing("main.attackerSpin") > 0,
         "the Go program is not named\n{}",
@@ -440,8 +373,8 @@ fn a_crafted_pclntab_is_refused_in_bounded_time() {
     let (_guard, dir) = attacker_dir();
     let program = go_attacker(&dir);
     craft_pclntab(&program);
-    let attacker = Attacker::start(&dir, &program);
-    let (run, folded, _, _tmp) = profile(&[attacker.pid()], PID_RSS_MIB, &[&dir]);
+    let attacker = Attacker::start(&dir, &program, &[]);
+    let (run, folded, _, _tmp) = profile(&[attacker.pid().to_string()], PID_RSS_MIB, &[&dir]);
     assert!(
         run.stdout
             .contains("1 Go line table (.gopclntab) that broke its bounds"),
@@ -533,21 +466,19 @@ fn twin_run(whole_host: bool) {
         .collect();
     assert_eq!(sizes[0], sizes[1], "the twin must have the same size");
     // The attacker's copy is seen first.
-    let evil = Attacker::start(&dir, &dir.join("twin_evil"));
+    let evil = Attacker::start(&dir, &dir.join("twin_evil"), &[]);
     let mut victim = Command::new(root_dir.path().join("twin_root"))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let targets = if whole_host {
-        Vec::new()
+    let (targets, rss) = if whole_host {
+        (Vec::new(), HOST_RSS_MIB)
     } else {
-        vec![evil.pid(), victim.id().to_string()]
-    };
-    let rss = if whole_host {
-        HOST_RSS_MIB
-    } else {
-        PID_RSS_MIB
+        (
+            vec![evil.pid().to_string(), victim.id().to_string()],
+            PID_RSS_MIB,
+        )
     };
     let (_, folded, _, _tmp) = profile(&targets, rss, &[&dir, root_dir.path()]);
     let _ = victim.kill();

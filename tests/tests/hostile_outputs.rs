@@ -10,12 +10,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use integration_tests::{
-    Run, Running, as_nobody, assert_bounded, attacker_dir, prerequisites, profiler_command,
-    temp_dir,
+    Attacker, CPU_SAMPLE_TYPES, IO_SAMPLE_TYPES, Msg, Run, Running, assert_bounded, attacker_dir,
+    cc_as_nobody, prerequisites, profiler_command, run_report, temp_dir,
 };
 
 /// How long each profiled window lasts.
@@ -130,58 +129,13 @@ int main(void) {
 }
 "#;
 
-/// Compiles `source` as user nobody into `dir/name` with `flags`.
+/// Writes `source` into `dir/NAME.c` and compiles it as user nobody into `dir/NAME` with
+/// `flags`.
 fn build_as_nobody(dir: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
-    let src = dir.join(format!("{name}.c"));
-    std::fs::write(&src, source).unwrap();
-    integration_tests::set_mode(&src, 0o644);
-    let bin = dir.join(name);
-    let cc = which("cc");
-    let mut cmd = as_nobody(&cc, flags);
-    cmd.arg("-o").arg(&bin).arg(&src).current_dir(dir);
-    let out = cmd.output().expect("run cc as nobody");
-    assert!(
-        out.status.success(),
-        "cc {name}.c failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bin
-}
-
-/// The absolute path of `program` on PATH (setpriv wants one it can exec).
-fn which(program: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{program} is not on PATH"))
-}
-
-/// A process run as nobody, killed (and its perf map removed) when dropped.
-struct Victim {
-    running: Running,
-}
-
-impl Victim {
-    fn start(program: &Path, args: &[&str]) -> Self {
-        let running = Running::spawn(as_nobody(program, args));
-        // Let it reach its steady state (and write its perf map).
-        std::thread::sleep(Duration::from_millis(500));
-        Self { running }
-    }
-
-    fn pid(&self) -> u32 {
-        self.running.pid()
-    }
-}
-
-impl Drop for Victim {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child (setpriv execs the program in place).
-        unsafe { libc::kill(self.running.pid() as libc::pid_t, libc::SIGKILL) };
-        let _ = std::fs::remove_file(format!("/tmp/perf-{}.map", self.running.pid()));
-    }
+    let src = format!("{name}.c");
+    std::fs::write(dir.join(&src), source).unwrap();
+    integration_tests::set_mode(&dir.join(&src), 0o644);
+    cc_as_nobody(dir, &src, name, flags, &[])
 }
 
 /// Runs the profiler with `-o out`, `--duration` [`WINDOW`] and `args`, as root.
@@ -194,8 +148,22 @@ fn profile(out: &Path, args: &[&str]) -> Run {
 
 /// `profiler report dir` as root, with its peak RSS; bounded like a run.
 fn report(dir: &Path) -> Run {
-    let cmd: Command = profiler_command(&["report", dir.to_str().unwrap()]);
-    Running::spawn(cmd).wait_timeout(Duration::from_secs(120))
+    run_report(dir, Duration::from_secs(120))
+}
+
+/// `profiler report` of the crafted `file` in `dir`: it succeeds, ends within `bound` under
+/// [`REPORT_RSS_MIB`], and prints what it measured.
+fn report_within(dir: &Path, file: &[u8], bound: Duration) -> Run {
+    let run = report(dir);
+    run.assert_success();
+    assert_bounded(&run, Duration::ZERO, bound, REPORT_RSS_MIB);
+    eprintln!(
+        "report of {} bytes: {:.1?}, peak RSS {} MiB",
+        file.len(),
+        run.elapsed,
+        run.peak_rss_kib / 1024
+    );
+    run
 }
 
 /// Asserts a deep-inline run wrote every default output, each usable, the SVG within its
@@ -296,33 +264,35 @@ fn check_deep_inline_run(run: &Run, out: &Path) {
     );
 }
 
-#[test]
-fn deep_inline_recursion_with_pid_writes_every_output_within_bounds() {
+/// The deep-inline program run as nobody and profiled by pid, or with `whole_host` the
+/// whole host; the run checked by [`check_deep_inline_run`].
+fn deep_inline_run(whole_host: bool) {
     if !prerequisites() {
         return;
     }
     let (_root, dir) = attacker_dir();
     let bin = build_as_nobody(&dir, "deep_inline", &deep_inline_source(), &["-O2", "-g"]);
-    let victim = Victim::start(&bin, &[]);
+    let victim = Attacker::start(&dir, &bin, &[]);
     let tmp = temp_dir();
     let out = tmp.path().join("out");
     let pid = victim.pid().to_string();
-    let run = profile(&out, &["--pid", &pid]);
+    let targets = if whole_host {
+        vec![]
+    } else {
+        vec!["--pid", &pid]
+    };
+    let run = profile(&out, &targets);
     check_deep_inline_run(&run, &out);
 }
 
 #[test]
+fn deep_inline_recursion_with_pid_writes_every_output_within_bounds() {
+    deep_inline_run(false);
+}
+
+#[test]
 fn deep_inline_recursion_whole_host_writes_every_output_within_bounds() {
-    if !prerequisites() {
-        return;
-    }
-    let (_root, dir) = attacker_dir();
-    let bin = build_as_nobody(&dir, "deep_inline", &deep_inline_source(), &["-O2", "-g"]);
-    let _victim = Victim::start(&bin, &[]);
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
-    let run = profile(&out, &[]);
-    check_deep_inline_run(&run, &out);
+    deep_inline_run(true);
 }
 
 /// Asserts `text` (what went to a terminal) holds no ESC byte and shows `shown`.
@@ -345,7 +315,7 @@ fn escape_sequences_in_names_never_reach_the_terminal() {
     let (_root, dir) = attacker_dir();
     // Without -g: the function is named from its symbol, which carries the ESC.
     let bin = build_as_nobody(&dir, "escapes", ESCAPES_SOURCE, &["-O2", "-pthread"]);
-    let victim = Victim::start(&bin, &[]);
+    let victim = Attacker::start(&dir, &bin, &[]);
     let tmp = temp_dir();
     let out = tmp.path().join("out");
     let pid = victim.pid().to_string();
@@ -371,40 +341,6 @@ fn escape_sequences_in_names_never_reach_the_terminal() {
         "cpu.folded lost the name"
     );
 }
-
-/// A protobuf message under construction (pprof's fields by number).
-#[derive(Default, Clone)]
-struct Msg(Vec<u8>);
-
-impl Msg {
-    fn varint(&mut self, mut v: u64) -> &mut Self {
-        while v >= 0x80 {
-            self.0.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
-        self
-    }
-
-    fn int(&mut self, field: u64, v: i64) -> &mut Self {
-        self.varint(field << 3).varint(v as u64)
-    }
-
-    fn bytes(&mut self, field: u64, b: &[u8]) -> &mut Self {
-        self.varint(field << 3 | 2).varint(b.len() as u64);
-        self.0.extend_from_slice(b);
-        self
-    }
-}
-
-/// The sample types of the CPU and I/O profiles.
-const CPU: &[(&str, &str)] = &[("samples", "count"), ("cpu", "nanoseconds")];
-const IO: &[(&str, &str)] = &[
-    ("calls", "count"),
-    ("bytes", "bytes"),
-    ("time", "nanoseconds"),
-    ("errors", "count"),
-];
 
 /// A profile with sample `types` of one location with `lines` inline lines (each its own
 /// function), and `samples` samples of a stack of `depth` times that location, each with
@@ -464,7 +400,7 @@ fn report_of_a_small_ballooning_file_stays_under_its_memory_cap() {
     if !prerequisites() {
         return;
     }
-    let file = ballooning_profile(CPU, 2048, 9700, 1);
+    let file = ballooning_profile(CPU_SAMPLE_TYPES, 2048, 9700, 1);
     assert!(
         (20_000..60_000).contains(&file.len()),
         "the crafted file is {} bytes, not the 35 KB of the issue",
@@ -472,24 +408,11 @@ fn report_of_a_small_ballooning_file_stays_under_its_memory_cap() {
     );
     let dir = temp_dir();
     std::fs::write(dir.path().join("cpu.pb.gz"), &file).unwrap();
-    let run = report(dir.path());
-    run.assert_success();
-    assert_bounded(
-        &run,
-        Duration::ZERO,
-        Duration::from_secs(60),
-        REPORT_RSS_MIB,
-    );
+    let run = report_within(dir.path(), &file, Duration::from_secs(60));
     assert!(
         run.stdout.contains("inlined frames: "),
         "the cut inline chain is not counted\n{}",
         run.stdout
-    );
-    eprintln!(
-        "report of {} bytes: {:.1?}, peak RSS {} MiB",
-        file.len(),
-        run.elapsed,
-        run.peak_rss_kib / 1024
     );
 }
 
@@ -501,32 +424,19 @@ fn report_of_a_file_at_its_frame_limits_stays_within_bounds() {
     // Stacks of 2,048 locations of 32 lines each (the most report keeps), 3,800 samples
     // of them, each its own process: 249 million frames, just under the limit; as a CPU
     // and as an I/O profile.
-    let file = ballooning_profile(CPU, 32, 3800, 2048);
+    let file = ballooning_profile(CPU_SAMPLE_TYPES, 32, 3800, 2048);
     let dir = temp_dir();
     std::fs::write(dir.path().join("cpu.pb.gz"), &file).unwrap();
     std::fs::write(
         dir.path().join("io.pb.gz"),
-        ballooning_profile(IO, 32, 3800, 2048),
+        ballooning_profile(IO_SAMPLE_TYPES, 32, 3800, 2048),
     )
     .unwrap();
-    let run = report(dir.path());
-    run.assert_success();
-    assert_bounded(
-        &run,
-        Duration::ZERO,
-        Duration::from_secs(90),
-        REPORT_RSS_MIB,
-    );
+    report_within(dir.path(), &file, Duration::from_secs(90));
     let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(
         page.contains("stacks are cut short in the flame graph"),
         "the report's tree was not cut at its budget, or does not say so"
-    );
-    eprintln!(
-        "report of {} bytes: {:.1?}, peak RSS {} MiB",
-        file.len(),
-        run.elapsed,
-        run.peak_rss_kib / 1024
     );
 }
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use integration_tests::{
-    Folded, Running, as_nobody, assert_bounded, attacker_dir, prerequisites, run_command,
+    Attacker, Folded, Run, assert_bounded, attacker_dir, cc_as_nobody, nobody, prerequisites,
     spawn_profiler, temp_dir,
 };
 
@@ -103,18 +103,6 @@ else:
             f.write(struct.pack("<Q", flags | 0x800))
 "#;
 
-/// Runs `program args...` as user nobody in `dir`, failing the test if it fails.
-fn nobody(dir: &Path, program: &str, args: &[&str]) {
-    let mut cmd = as_nobody(Path::new(program), args);
-    cmd.current_dir(dir);
-    let run = run_command(cmd);
-    assert!(
-        run.status.success(),
-        "{program} {args:?} failed\n{}",
-        run.transcript()
-    );
-}
-
 /// Builds the two bomb libraries and the program linking them, as user nobody, in `dir`;
 /// the program's path.
 fn build_attack(dir: &Path) -> PathBuf {
@@ -128,19 +116,7 @@ fn build_attack(dir: &Path) -> PathBuf {
         std::fs::write(dir.join(name), text).unwrap();
     }
     for lib in ["bombdd", "bombz", "bomblie"] {
-        nobody(
-            dir,
-            "/usr/bin/cc",
-            &[
-                "-O1",
-                "-g",
-                "-fPIC",
-                "-shared",
-                "-o",
-                &format!("lib{lib}.full.so"),
-                &format!("{lib}.c"),
-            ],
-        );
+        build_library(dir, lib);
     }
     // MiniDebugInfo: the stripped library (only its dynamic symbols) with an xz of zeros.
     nobody(
@@ -212,22 +188,7 @@ fn build_attack(dir: &Path) -> PathBuf {
             &["craft_zlib.py", "flag", &format!("lib{lib}.so")],
         );
     }
-    nobody(
-        dir,
-        "/usr/bin/cc",
-        &[
-            "-O1",
-            "-g",
-            "-o",
-            "victim",
-            "victim.c",
-            "-L.",
-            "-lbombdd",
-            "-lbombz",
-            "-lbomblie",
-            "-Wl,-rpath,$ORIGIN",
-        ],
-    );
+    let victim = build_victim(dir, &["bombdd", "bombz", "bomblie"]);
     let size = |name: &str| std::fs::metadata(dir.join(name)).unwrap().len();
     assert!(
         size("libbombdd.so") < 1 << 20
@@ -235,12 +196,55 @@ fn build_attack(dir: &Path) -> PathBuf {
             && size("libbomblie.so") < 2 << 20,
         "the bombs are not small files"
     );
-    dir.join("victim")
+    victim
 }
 
-/// Starts the program as user nobody for `secs` seconds.
-fn start_victim(program: &Path, secs: u64) -> Running {
-    Running::spawn(as_nobody(program, &[&secs.to_string()]))
+/// Compiles `LIB.c` as user nobody in `dir` into `libLIB.full.so`, debug information and
+/// symbol tables in full.
+fn build_library(dir: &Path, lib: &str) {
+    cc_as_nobody(
+        dir,
+        &format!("{lib}.c"),
+        &format!("lib{lib}.full.so"),
+        &["-O1", "-g", "-fPIC", "-shared"],
+        &[],
+    );
+}
+
+/// Links `victim.c` as user nobody in `dir` into `victim`, against the libraries `libs`
+/// beside it; its path.
+fn build_victim(dir: &Path, libs: &[&str]) -> PathBuf {
+    let libs: Vec<String> = libs.iter().map(|lib| format!("-l{lib}")).collect();
+    let mut after = vec!["-L."];
+    after.extend(libs.iter().map(String::as_str));
+    after.push("-Wl,-rpath,$ORIGIN");
+    cc_as_nobody(dir, "victim.c", "victim", &["-O1", "-g"], &after)
+}
+
+/// Profiles `pid` (the whole host without one) for [`WINDOW`], CPU only, and prints what
+/// the `what` run measured; the run, and the output directory in its guard.
+fn profile(pid: Option<u32>, what: &str) -> (Run, PathBuf, tempfile::TempDir) {
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let mut args = vec![
+        "--duration".to_owned(),
+        "3s".to_owned(),
+        "--profiles".to_owned(),
+        "cpu".to_owned(),
+        "--format".to_owned(),
+        "pprof,folded".to_owned(),
+    ];
+    if let Some(pid) = pid {
+        args.extend(["--pid".to_owned(), pid.to_string()]);
+    }
+    let run = spawn_profiler(&args, &out).wait();
+    eprintln!(
+        "{what} run: {:.1?} ({:.1?} after the window), peak RSS {} MiB",
+        run.elapsed,
+        run.elapsed.saturating_sub(WINDOW),
+        run.peak_rss_kib / 1024
+    );
+    (run, out, tmp)
 }
 
 /// Whether `pprof` (a gzipped profile) holds `text`.
@@ -254,7 +258,7 @@ fn pprof_holds(pprof: &Path, text: &str) -> bool {
 }
 
 /// What every run with the bombs must show.
-fn assert_refused(out: &Path, run: &integration_tests::Run) {
+fn assert_refused(out: &Path, run: &Run) {
     run.assert_success();
     assert_bounded(run, WINDOW, AFTER_WINDOW, BUDGET_MIB);
     let folded = Folded::load(out).with_comm("victim");
@@ -306,72 +310,32 @@ fn assert_refused(out: &Path, run: &integration_tests::Run) {
     ));
 }
 
-#[test]
-fn bomb_libraries_of_a_pid_are_refused_within_budget() {
+/// The bomb libraries' program profiled by pid, or with `whole_host` the whole host, and
+/// the run checked by [`assert_refused`].
+fn bomb_run(whole_host: bool) {
     if !prerequisites() {
         return;
     }
     let (_guard, dir) = attacker_dir();
     let victim = build_attack(&dir);
-    let program = start_victim(&victim, 30);
-    // Let the program map its libraries before the profiler looks.
-    std::thread::sleep(Duration::from_millis(300));
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
-    let pid = program.pid().to_string();
-    let run = spawn_profiler(
-        &[
-            "--pid",
-            pid.as_str(),
-            "--duration",
-            "3s",
-            "--profiles",
-            "cpu",
-            "--format",
-            "pprof,folded",
-        ],
-        &out,
-    )
-    .wait();
-    eprintln!(
-        "--pid run: {:.1?} ({:.1?} after the window), peak RSS {} MiB",
-        run.elapsed,
-        run.elapsed.saturating_sub(WINDOW),
-        run.peak_rss_kib / 1024
-    );
+    let program = Attacker::start(&dir, &victim, &["30"]);
+    let (run, out, _tmp) = if whole_host {
+        profile(None, "whole-host")
+    } else {
+        profile(Some(program.pid()), "--pid")
+    };
     assert_refused(&out, &run);
     drop(program);
 }
 
 #[test]
+fn bomb_libraries_of_a_pid_are_refused_within_budget() {
+    bomb_run(false);
+}
+
+#[test]
 fn bomb_libraries_are_refused_in_a_whole_host_run() {
-    if !prerequisites() {
-        return;
-    }
-    let (_guard, dir) = attacker_dir();
-    let victim = build_attack(&dir);
-    let program = start_victim(&victim, 30);
-    std::thread::sleep(Duration::from_millis(300));
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
-    let mut cmd = integration_tests::profiler_command(&["-o"]);
-    cmd.arg(&out).args([
-        "--duration",
-        "3s",
-        "--profiles",
-        "cpu",
-        "--format",
-        "pprof,folded",
-    ]);
-    let run = Running::spawn(cmd).wait();
-    eprintln!(
-        "whole-host run: {:.1?} ({:.1?} after the window), peak RSS {} MiB",
-        run.elapsed,
-        run.elapsed.saturating_sub(WINDOW),
-        run.peak_rss_kib / 1024
-    );
-    assert_refused(&out, &run);
-    drop(program);
+    bomb_run(true);
 }
 
 /// A stripped library whose `.gnu_debuglink` names a FIFO beside it: opening the candidate
@@ -395,19 +359,7 @@ fn a_debuglink_to_a_fifo_costs_at_most_the_file_budget() {
             .replace("sum += bomblie_spin(200000);", ""),
     )
     .unwrap();
-    nobody(
-        &dir,
-        "/usr/bin/cc",
-        &[
-            "-O1",
-            "-g",
-            "-fPIC",
-            "-shared",
-            "-o",
-            "libfifo.full.so",
-            "fifo.c",
-        ],
-    );
+    build_library(&dir, "fifo");
     nobody(
         &dir,
         "/usr/bin/strip",
@@ -421,45 +373,9 @@ fn a_debuglink_to_a_fifo_costs_at_most_the_file_budget() {
     );
     std::fs::remove_file(dir.join("libfifo.debug")).unwrap();
     nobody(&dir, "/usr/bin/mkfifo", &["libfifo.debug"]);
-    nobody(
-        &dir,
-        "/usr/bin/cc",
-        &[
-            "-O1",
-            "-g",
-            "-o",
-            "victim",
-            "victim.c",
-            "-L.",
-            "-lfifo",
-            "-Wl,-rpath,$ORIGIN",
-        ],
-    );
-    let program = start_victim(&dir.join("victim"), 60);
-    std::thread::sleep(Duration::from_millis(300));
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
-    let pid = program.pid().to_string();
-    let run = spawn_profiler(
-        &[
-            "--pid",
-            pid.as_str(),
-            "--duration",
-            "3s",
-            "--profiles",
-            "cpu",
-            "--format",
-            "pprof,folded",
-        ],
-        &out,
-    )
-    .wait();
-    eprintln!(
-        "FIFO debuglink run: {:.1?} ({:.1?} after the window), peak RSS {} MiB",
-        run.elapsed,
-        run.elapsed.saturating_sub(WINDOW),
-        run.peak_rss_kib / 1024
-    );
+    let victim = build_victim(&dir, &["fifo"]);
+    let program = Attacker::start(&dir, &victim, &["60"]);
+    let (run, out, _tmp) = profile(Some(program.pid()), "FIFO debuglink");
     run.assert_success();
     // The file's budget (10 s) and the rest of the run.
     assert_bounded(&run, WINDOW, Duration::from_secs(25), BUDGET_MIB);

@@ -5,16 +5,16 @@
 //! beside good ones, another program's profile, an empty file) into one clear line each,
 //! within its documented memory cap, measured from the child's peak RSS.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration_tests::{
-    NOBODY, Run, fixture, prerequisites, profiler_bin, run_command, set_mode, temp_dir,
+    BLOCK_SAMPLE_TYPES, CPU_SAMPLE_TYPES, IO_SAMPLE_TYPES, Msg, NOBODY, Run, fixture,
+    prerequisites, profiler_bin, run_command, run_report, set_mode, temp_dir,
 };
 
 /// The peak memory `profiler report` stays under for one pprof file (README, Output).
@@ -172,39 +172,6 @@ fn an_output_that_cannot_be_written_costs_only_itself() {
 // ---------------------------------------------------------------------------
 // Hand-encoded pprof files
 
-/// A protobuf message under construction.
-#[derive(Default, Clone)]
-struct Msg(Vec<u8>);
-
-impl Msg {
-    fn varint(&mut self, mut v: u64) -> &mut Self {
-        while v >= 0x80 {
-            self.0.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
-        self
-    }
-
-    fn int(&mut self, field: u64, v: i64) -> &mut Self {
-        self.varint(field << 3).varint(v as u64)
-    }
-
-    fn bytes(&mut self, field: u64, b: &[u8]) -> &mut Self {
-        self.varint(field << 3 | 2).varint(b.len() as u64);
-        self.0.extend_from_slice(b);
-        self
-    }
-
-    fn packed(&mut self, field: u64, values: &[i64]) -> &mut Self {
-        let mut inner = Msg::default();
-        for &v in values {
-            inner.varint(v as u64);
-        }
-        self.bytes(field, &inner.0)
-    }
-}
-
 /// A profile with the given sample types and one function `main` at location 1, and
 /// samples of (stack of location ids, values).
 fn profile(types: &[(&str, &str)], samples: &[(Vec<i64>, Vec<i64>)]) -> Msg {
@@ -229,83 +196,23 @@ fn profile(types: &[(&str, &str)], samples: &[(Vec<i64>, Vec<i64>)]) -> Msg {
     p
 }
 
-const CPU: &[(&str, &str)] = &[("samples", "count"), ("cpu", "nanoseconds")];
-const IO: &[(&str, &str)] = &[
-    ("calls", "count"),
-    ("bytes", "bytes"),
-    ("time", "nanoseconds"),
-    ("errors", "count"),
-];
-const BLOCK: &[(&str, &str)] = &[("contentions", "count"), ("delay", "nanoseconds")];
-
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(bytes).unwrap();
     gz.finish().unwrap()
 }
 
-/// What `profiler report DIR` did, with its peak RSS.
-struct Report {
-    run: Run,
-    max_rss_kib: i64,
-}
-
-/// Runs `profiler report dir` and measures its peak RSS with wait4; kills it after 60 s.
-fn report(dir: &Path) -> Report {
-    let scratch = temp_dir();
-    let (out, err) = (scratch.path().join("out"), scratch.path().join("err"));
-    #[expect(
-        clippy::zombie_processes,
-        reason = "reaped by wait4 below, which also gives its rusage"
-    )]
-    let child = Command::new(profiler_bin())
-        .args(["report".as_ref(), dir.as_os_str()] as [&OsStr; 2])
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out).unwrap())
-        .stderr(fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("start profiler report");
-    let pid = child.id() as libc::pid_t;
-    let start = Instant::now();
-    let mut status = 0;
-    // SAFETY: rusage is plain data that wait4 fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: pid is our child; status and usage point to live locals.
-        let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        assert!(done >= 0, "wait4 failed");
-        if done == pid {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            // SAFETY: as above; reaps the killed child.
-            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-            panic!("profiler report {} ran over 60 s", dir.display());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    use std::os::unix::process::ExitStatusExt;
-    let run = Run {
-        status: std::process::ExitStatus::from_raw(status),
-        stdout: fs::read_to_string(&out).unwrap(),
-        stderr: fs::read_to_string(&err).unwrap(),
-        elapsed: start.elapsed(),
-        peak_rss_kib: usage.ru_maxrss,
-    };
-    run.assert_no_panic();
-    let report = Report {
-        run,
-        max_rss_kib: usage.ru_maxrss,
-    };
+/// Runs `profiler report dir` (killed after 60 s) and asserts its peak RSS stayed under
+/// the memory cap.
+fn report(dir: &Path) -> Run {
+    let run = run_report(dir, Duration::from_secs(60));
     assert!(
-        report.max_rss_kib < MEMORY_CAP_KIB,
+        run.peak_rss_kib < MEMORY_CAP_KIB,
         "profiler report peaked at {} KiB, over the {MEMORY_CAP_KIB} KiB cap\n{}",
-        report.max_rss_kib,
-        report.run.transcript()
+        run.peak_rss_kib,
+        run.transcript()
     );
-    report
+    run
 }
 
 /// A directory holding `files` (name, contents).
@@ -319,13 +226,13 @@ fn dir_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
 
 /// Asserts `profiler report` on `files` fails with one line naming `file` and one of
 /// `keywords`, within the memory cap.
-fn refused(files: &[(&str, &[u8])], file: &str, keywords: &[&str]) -> Report {
+fn refused(files: &[(&str, &[u8])], file: &str, keywords: &[&str]) -> Run {
     let dir = dir_with(files);
     let r = report(dir.path());
-    let line = r.run.assert_error_mentioning(keywords);
+    let line = r.assert_error_mentioning(keywords);
     assert!(line.contains(file), "{line:?} does not name {file}");
     assert!(!dir.path().join("report.html").exists());
-    eprintln!("{line} (peak RSS {} KiB)", r.max_rss_kib);
+    eprintln!("{line} (peak RSS {} KiB)", r.peak_rss_kib);
     r
 }
 
@@ -348,7 +255,7 @@ fn a_gzip_bomb_is_refused_within_the_memory_cap() {
 #[test]
 fn a_huge_string_table_is_refused_before_decoding() {
     // 25 million empty strings: 50 MB on the wire, 600 MB as Strings.
-    let mut p = profile(CPU, &[(vec![1], vec![1, 10])]);
+    let mut p = profile(CPU_SAMPLE_TYPES, &[(vec![1], vec![1, 10])]);
     for _ in 0..25_000_000 {
         p.0.extend_from_slice(&[0x32, 0x00]);
     }
@@ -358,7 +265,7 @@ fn a_huge_string_table_is_refused_before_decoding() {
 
 #[test]
 fn a_50000_frame_stack_is_refused_without_overflowing() {
-    let p = profile(CPU, &[(vec![1; 50_000], vec![1, 10])]);
+    let p = profile(CPU_SAMPLE_TYPES, &[(vec![1; 50_000], vec![1, 10])]);
     let file = gzip(&p.0);
     refused(&[("cpu.pb.gz", &file)], "cpu.pb.gz", &["50000 frames"]);
 }
@@ -366,18 +273,21 @@ fn a_50000_frame_stack_is_refused_without_overflowing() {
 #[test]
 fn values_that_overflow_saturate() {
     let max = i64::MAX;
-    let p = profile(CPU, &[(vec![1], vec![max, max]), (vec![1], vec![max, max])]);
+    let p = profile(
+        CPU_SAMPLE_TYPES,
+        &[(vec![1], vec![max, max]), (vec![1], vec![max, max])],
+    );
     let dir = dir_with(&[("cpu.pb.gz", &gzip(&p.0))]);
     let r = report(dir.path());
-    r.run.assert_success();
-    assert!(r.run.stdout.contains("main"), "{}", r.run.transcript());
+    r.assert_success();
+    assert!(r.stdout.contains("main"), "{}", r.transcript());
     // What wrapping would have printed: a negative number (a word, not the "-1" a
     // temporary directory's random name can hold).
-    let negative = r.run.stdout.split_whitespace().any(|word| {
+    let negative = r.stdout.split_whitespace().any(|word| {
         word.strip_prefix('-')
             .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
     });
-    assert!(!negative, "{}", r.run.transcript());
+    assert!(!negative, "{}", r.transcript());
     let html = fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(
         html.contains(&format!("\"totals\":[{max},{max}]")),
@@ -387,23 +297,26 @@ fn values_that_overflow_saturate() {
 
 #[test]
 fn a_corrupt_profile_costs_only_itself() {
-    let io = profile(IO, &[(vec![1], vec![20_000, 20_000, 5_000_000, 0])]);
-    let block = profile(BLOCK, &[(vec![1], vec![3, 7_000_000])]);
+    let io = profile(
+        IO_SAMPLE_TYPES,
+        &[(vec![1], vec![20_000, 20_000, 5_000_000, 0])],
+    );
+    let block = profile(BLOCK_SAMPLE_TYPES, &[(vec![1], vec![3, 7_000_000])]);
     let dir = dir_with(&[
         ("cpu.pb.gz", b"\x1f\x8b\x08\x00 this is not gzip"),
         ("io.pb.gz", &gzip(&io.0)),
         ("block.pb.gz", &gzip(&block.0)),
     ]);
     let r = report(dir.path());
-    assert_eq!(r.run.status.code(), Some(1), "{}", r.run.transcript());
-    let errors = r.run.error_lines();
-    assert_eq!(errors.len(), 1, "{}", r.run.transcript());
+    assert_eq!(r.status.code(), Some(1), "{}", r.transcript());
+    let errors = r.error_lines();
+    assert_eq!(errors.len(), 1, "{}", r.transcript());
     assert!(errors[0].contains("cpu.pb.gz"), "{}", errors[0]);
     for shown in ["io profile", "block", "main", "20,000"] {
         assert!(
-            r.run.stdout.contains(shown),
+            r.stdout.contains(shown),
             "the summary lacks {shown:?}\n{}",
-            r.run.transcript()
+            r.transcript()
         );
     }
     assert!(fs::metadata(dir.path().join("report.html")).unwrap().len() > 0);
@@ -436,7 +349,7 @@ fn another_programs_profile_is_refused_by_its_sample_types() {
         &["those of a heap profile"],
     );
     // A CPU profile saved under the I/O profile's name is not shown as I/O either.
-    let cpu = profile(CPU, &[(vec![1], vec![1, 10])]);
+    let cpu = profile(CPU_SAMPLE_TYPES, &[(vec![1], vec![1, 10])]);
     refused(
         &[("io.pb.gz", &gzip(&cpu.0))],
         "io.pb.gz",
