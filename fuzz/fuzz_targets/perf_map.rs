@@ -1,16 +1,28 @@
-//! Feeds arbitrary text, as a JIT perf map (`/tmp/perf-PID.map`, written by the profiled
-//! process), to the parser, and looks up addresses in the result.
+//! Feeds arbitrary bytes, as a JIT perf map (`/tmp/perf-PID.map`, written by the profiled
+//! process), to the reader the profiler uses: a stream parsed up to a cap (here a point
+//! inside the input, so the lines past it are counted as the cap makes them), then looks
+//! up addresses in the result.
 //!
 //! Any panic, stack overflow or memory beyond a small multiple of the input is a bug.
 
 #![no_main]
 
+use std::io::{Seek, Write};
+
 use libfuzzer_sys::fuzz_target;
-use profiler::process::perfmap::PerfMap;
+use profiler::process::perfmap::read_capped;
 
 fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    let map = PerfMap::parse(&text);
+    let Ok(mut file) = memfd() else { return };
+    if file.write_all(data).is_err() || file.rewind().is_err() {
+        return;
+    }
+    // The first byte places the cap: anywhere from nothing to past the end.
+    let cap = data.first().map_or(0, |&b| data.len() as u64 * u64::from(b) / 128);
+    let Some(map) = read_capped(file, cap) else {
+        return;
+    };
+    assert!(map.read_bytes() <= cap, "read past the cap");
     for addr in data
         .chunks_exact(8)
         .take(32)
@@ -19,3 +31,13 @@ fuzz_target!(|data: &[u8]| {
         let _ = map.lookup(addr);
     }
 });
+
+fn memfd() -> std::io::Result<std::fs::File> {
+    // SAFETY: a valid NUL-terminated name; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"fuzzed-map".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just created and owned by nothing else.
+    Ok(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}

@@ -217,8 +217,8 @@ fn process_uid(pid: u32) -> Option<u32> {
 }
 
 /// Parses at most `cap` bytes of the map, line by line (a line cut by the cap is not
-/// read), then counts the lines past it without keeping them.
-fn read_capped(file: File, cap: u64) -> Option<PerfMap> {
+/// read), then counts the lines past it without keeping them: how every map is read.
+pub fn read_capped(file: File, cap: u64) -> Option<PerfMap> {
     let mut reader = BufReader::with_capacity(64 * 1024, file.take(cap));
     let mut parser = Parser::new();
     let mut line = Vec::new();
