@@ -197,14 +197,18 @@ fn interpreter_of(exe: &Path) -> Option<PathBuf> {
     let data = &bounded;
     let header = object::elf::FileHeader64::<object::Endianness>::parse(data).ok()?;
     let endian = header.endian().ok()?;
-    header.program_headers(endian, data).ok()?.iter().find_map(|header| {
-        if header.p_type(endian) != object::elf::PT_INTERP {
-            return None;
-        }
-        let bytes = header.data(endian, data).ok()?;
-        let text = std::str::from_utf8(bytes).ok()?.trim_end_matches('\0');
-        Some(PathBuf::from(text))
-    })
+    header
+        .program_headers(endian, data)
+        .ok()?
+        .iter()
+        .find_map(|header| {
+            if header.p_type(endian) != object::elf::PT_INTERP {
+                return None;
+            }
+            let bytes = header.data(endian, data).ok()?;
+            let text = std::str::from_utf8(bytes).ok()?.trim_end_matches('\0');
+            Some(PathBuf::from(text))
+        })
 }
 
 fn loader_list(loader: &Path, exe: &Path) -> Result<Vec<PathBuf>> {

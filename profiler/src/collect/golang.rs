@@ -244,7 +244,8 @@ fn read_vaddr<'data, R: ReadRef<'data>>(
         if addr < start || addr.checked_add(len)? > end {
             return None;
         }
-        data.read_bytes_at(offset.checked_add(addr - start)?, len).ok()
+        data.read_bytes_at(offset.checked_add(addr - start)?, len)
+            .ok()
     })
 }
 
@@ -310,7 +311,10 @@ fn g_layout_from_dwarf<'data, R: ReadRef<'data>>(
         let stated = section
             .compressed_data()
             .map_or(u64::MAX, |c| c.uncompressed_size);
-        let Some(rest) = left.get().checked_sub(stated).filter(|_| stated <= MAX_SECTION_BYTES)
+        let Some(rest) = left
+            .get()
+            .checked_sub(stated)
+            .filter(|_| stated <= MAX_SECTION_BYTES)
         else {
             return Ok(empty);
         };

@@ -13,8 +13,8 @@ use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 
 use crate::collect::allocators::{Allocators, GoRuntime, Role};
-use crate::collect::target_elf::{Links, Refusal};
 use crate::collect::preload::STACK_MARKER;
+use crate::collect::target_elf::{Links, Refusal};
 use crate::process::procmaps::{FileKey, parse_maps};
 
 /// The heap profile's kernel programs (see `profiler-ebpf/src/heap.rs`).
@@ -191,7 +191,8 @@ impl HeapProbes {
             Ok(found) => found,
             Err(Refusal::OverBudget(why)) => {
                 if self.refused.insert(key) {
-                    self.failures.push(format!("{shown}: refused, over budget: {why}"));
+                    self.failures
+                        .push(format!("{shown}: refused, over budget: {why}"));
                 }
                 return;
             }

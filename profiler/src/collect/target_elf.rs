@@ -177,10 +177,18 @@ mod tests {
         let at = header.e_shoff.get(Endianness::Little) as usize
             + index * usize::from(header.e_shentsize.get(Endianness::Little));
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        std::os::unix::fs::FileExt::write_all_at(&file, &(1u64 << 30).to_le_bytes(), at as u64 + 24)
-            .unwrap();
-        std::os::unix::fs::FileExt::write_all_at(&file, &(1u64 << 30).to_le_bytes(), at as u64 + 32)
-            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(
+            &file,
+            &(1u64 << 30).to_le_bytes(),
+            at as u64 + 24,
+        )
+        .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(
+            &file,
+            &(1u64 << 30).to_le_bytes(),
+            at as u64 + 32,
+        )
+        .unwrap();
         match open(&path, Links::Refused) {
             Err(Refusal::OverBudget(why)) => assert!(why.contains("1024 MiB"), "{why}"),
             other => panic!("{other:?}"),
