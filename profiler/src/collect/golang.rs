@@ -199,7 +199,7 @@ fn build_version<'data, R: ReadRef<'data>>(
         return None;
     }
     let header = read_u64(elf, file, read_u64_at(data, 16)?)?;
-    let len = read_u64(elf, file, read_u64_at(data, 16)? + 8)?;
+    let len = read_u64(elf, file, read_u64_at(data, 16)?.checked_add(8)?)?;
     if len > 256 {
         return None;
     }
@@ -268,9 +268,12 @@ fn string_table<'data, R: ReadRef<'data>>(
 ) -> Vec<String> {
     (0..(size / 16).min(MAX_WAIT_REASONS))
         .map(|i| {
-            let at = addr + i * 16;
-            let (Some(ptr), Some(len)) = (read_u64(elf, data, at), read_u64(elf, data, at + 8))
-            else {
+            // A crafted symbol may lie at the top of the address space.
+            let at = addr.wrapping_add(i * 16);
+            let (Some(ptr), Some(len)) = (
+                read_u64(elf, data, at),
+                read_u64(elf, data, at.wrapping_add(8)),
+            ) else {
                 return String::new();
             };
             if len > 256 {
