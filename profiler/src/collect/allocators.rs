@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use iced_x86::Register;
-use object::{Object, ObjectSymbol};
+use object::{Object, ObjectSymbol, ReadRef};
 use profiler_common::heap_fn;
 
 use crate::collect::probe_point::{Reads, probe_point};
+use crate::collect::target_elf::{self, Links, Refusal};
 use crate::process::elf_data::{bytes_at, file_offset};
 
 /// What a probed entry point does.
@@ -130,19 +130,25 @@ pub struct Allocators {
 }
 
 impl Allocators {
-    /// Reads `path`'s symbols.
+    /// Reads `path`'s symbols (and the code at the entry points), within
+    /// [`target_elf`]'s budget: never the whole file.
     ///
     /// # Errors
-    /// When the file cannot be read or is not an ELF file.
-    pub fn of_file(path: &Path) -> Result<Self> {
-        let data =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let file = object::File::parse(&*data)
-            .with_context(|| format!("{} is not an ELF file", path.display()))?;
-        Ok(Self::of_object(&file))
+    /// When the file cannot be opened, is not a regular ELF file, or what is needed of it
+    /// is over the budget ([`Refusal::OverBudget`], to be shown).
+    pub fn of_file(path: &Path, links: Links) -> Result<Self, Refusal> {
+        let data = target_elf::open(path, links)?;
+        let file = target_elf::parse(&data)?;
+        let found = Self::of_object(&file);
+        // A Go runtime whose code or data was refused for its size is not silently
+        // missing: the file is refused as a whole.
+        match target_elf::over_budget(&data) {
+            Some(refusal) if found.go.is_none() && found.entry_points.is_empty() => Err(refusal),
+            _ => Ok(found),
+        }
     }
 
-    fn of_object(file: &object::File<'_>) -> Self {
+    fn of_object<'data, R: ReadRef<'data>>(file: &object::File<'data, R>) -> Self {
         let mut wanted: HashMap<String, Role> = HashMap::new();
         for &(name, role) in C_NAMES.iter().chain(MIMALLOC_NAMES).chain(TCMALLOC_NAMES) {
             wanted.insert(name.to_owned(), role);
@@ -215,10 +221,11 @@ impl Allocators {
     }
 }
 
-/// The file offset of the function `name` in the ELF file at `path`, if it defines it.
+/// The file offset of the function `name` in the ELF file at `path`, if it defines it
+/// (the profiler's own files: a link is followed, to a regular file only).
 pub fn function_offset(path: &Path, name: &str) -> Option<u64> {
-    let data = std::fs::read(path).ok()?;
-    let file = object::File::parse(&*data).ok()?;
+    let data = target_elf::open(path, Links::Followed).ok()?;
+    let file = target_elf::parse(&data).ok()?;
     let symbol = file
         .symbols()
         .chain(file.dynamic_symbols())
@@ -245,12 +252,16 @@ const GO_READS: Reads = Reads {
 };
 
 /// Exactly `len` bytes of the file's initialized data at virtual address `address`.
-fn read_at<'data>(file: &object::File<'data>, address: u64, len: u64) -> Option<&'data [u8]> {
+fn read_at<'data, R: ReadRef<'data>>(
+    file: &object::File<'data, R>,
+    address: u64,
+    len: u64,
+) -> Option<&'data [u8]> {
     bytes_at(file, address, len).filter(|bytes| bytes.len() as u64 == len)
 }
 
-fn go_runtime(
-    file: &object::File<'_>,
+fn go_runtime<'data, R: ReadRef<'data>>(
+    file: &object::File<'data, R>,
     symbols: &HashMap<String, u64>,
     sizes: &HashMap<String, u64>,
 ) -> Option<GoRuntime> {
@@ -320,7 +331,7 @@ mod tests {
             .map(Path::new)
             .find(|p| p.exists())
             .expect("a C library");
-        let found = Allocators::of_file(libc).unwrap();
+        let found = Allocators::of_file(libc, Links::Followed).unwrap();
         let names: Vec<&str> = found.entry_points.iter().map(|e| e.name.as_str()).collect();
         for name in ["malloc", "calloc", "realloc", "free", "posix_memalign"] {
             assert!(names.contains(&name), "{names:?}");

@@ -143,8 +143,8 @@ pub fn takes_preload(program: &OsString) -> bool {
 /// interpreter in place of the script.
 pub fn executable(program: &OsString) -> Option<PathBuf> {
     let mut exe = resolve(Path::new(program))?;
-    // A script runs its interpreter.
-    if let Ok(head) = std::fs::read(&exe).map(|d| d.into_iter().take(256).collect::<Vec<u8>>())
+    // A script runs its interpreter; only its first line is read.
+    if let Some(head) = head_of(&exe)
         && let Some(line) = head.strip_prefix(b"#!")
     {
         let line = String::from_utf8_lossy(line);
@@ -155,6 +155,22 @@ pub fn executable(program: &OsString) -> Option<PathBuf> {
         exe = resolve(Path::new(interpreter))?;
     }
     Some(exe)
+}
+
+/// The bytes a script's `#!` line may take (the kernel reads no more of it).
+const HEAD_BYTES: u64 = 256;
+
+/// Most of an executable read to find its `PT_INTERP`: its program headers and the
+/// interpreter's path.
+const PROGRAM_HEADER_BYTES: u64 = 64 << 10;
+
+/// The first [`HEAD_BYTES`] of the regular file at `path` (already resolved: its links
+/// followed, to a regular file only).
+fn head_of(path: &Path) -> Option<Vec<u8>> {
+    let file = crate::sys::safe_open::open_regular_following(path).ok()?;
+    let mut head = Vec::new();
+    file.take(HEAD_BYTES).read_to_end(&mut head).ok()?;
+    Some(head)
 }
 
 fn resolve(program: &Path) -> Option<PathBuf> {
@@ -168,20 +184,31 @@ fn resolve(program: &Path) -> Option<PathBuf> {
         .and_then(|p| std::fs::canonicalize(p).ok())
 }
 
-/// The `PT_INTERP` of an ELF executable.
+/// The `PT_INTERP` of an ELF executable, from its file header and program headers alone
+/// (at most [`PROGRAM_HEADER_BYTES`] read, never its symbols or the rest of the file).
 fn interpreter_of(exe: &Path) -> Option<PathBuf> {
-    use object::read::elf::{ElfFile64, ProgramHeader};
-    let data = std::fs::read(exe).ok()?;
-    let elf = ElfFile64::<object::Endianness>::parse(&*data).ok()?;
-    let endian = elf.endian();
-    elf.elf_program_headers().iter().find_map(|header| {
-        if header.p_type(endian) != object::elf::PT_INTERP {
-            return None;
-        }
-        let bytes = header.data(endian, &*data).ok()?;
-        let text = std::str::from_utf8(bytes).ok()?.trim_end_matches('\0');
-        Some(PathBuf::from(text))
-    })
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let file = crate::sys::safe_open::open_regular_following(exe).ok()?;
+    let bounded = crate::process::elf_data::BoundedFile::new(
+        file,
+        PROGRAM_HEADER_BYTES,
+        PROGRAM_HEADER_BYTES,
+    );
+    let data = &bounded;
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    header
+        .program_headers(endian, data)
+        .ok()?
+        .iter()
+        .find_map(|header| {
+            if header.p_type(endian) != object::elf::PT_INTERP {
+                return None;
+            }
+            let bytes = header.data(endian, data).ok()?;
+            let text = std::str::from_utf8(bytes).ok()?.trim_end_matches('\0');
+            Some(PathBuf::from(text))
+        })
 }
 
 fn loader_list(loader: &Path, exe: &Path) -> Result<Vec<PathBuf>> {

@@ -8,17 +8,21 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use iced_x86::Register;
-use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ReadRef};
 
 use crate::collect::probe_point::{Reads, probe_point};
-use crate::process::elf_data;
+use crate::collect::target_elf::{self, Links, MAX_SECTION_BYTES, Refusal};
+use crate::process::elf_data::{self, BoundedFile};
 
 /// Oldest Go release whose register ABI the probes read (`g` in R14, arguments in
 /// registers): 1.17 on x86-64.
 const MIN_MINOR: u32 = 17;
 
-/// Largest binary the profiler reads whole to inspect (a Go service of 500 MB is rare).
-const MAX_BINARY_BYTES: u64 = 1 << 30;
+/// Most DWARF decompressed to find `runtime.g`'s layout, over the few sections read.
+const MAX_DWARF_BYTES: u64 = 256 << 20;
+
+/// Most entries of `runtime.waitReasonStrings` read (Go has about 40).
+const MAX_WAIT_REASONS: u64 = 1024;
 
 /// What the goroutine probes need of one Go binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +69,19 @@ pub enum NotTraceable {
     NoSymbol(&'static str),
     /// The layout of `g` is unknown: no DWARF, and a version the profiler has no table for.
     UnknownLayout(String),
+    /// Reading what the probes need would pass the collecting side's budget
+    /// ([`target_elf`]); the sentence says which.
+    OverBudget(String),
+}
+
+impl From<Refusal> for NotTraceable {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Unreadable(why) => Self::Unreadable(why),
+            Refusal::NotElf => Self::Unreadable("not an ELF file".to_owned()),
+            Refusal::OverBudget(why) => Self::OverBudget(why),
+        }
+    }
 }
 
 impl std::fmt::Display for NotTraceable {
@@ -82,37 +99,39 @@ impl std::fmt::Display for NotTraceable {
                 "it has no DWARF (-ldflags=-w) and {v} is not in the profiler's table of \
                  goroutine layouts; rebuild without -w"
             ),
+            Self::OverBudget(why) => write!(f, "refused, over budget: {why}"),
         }
     }
 }
 
-/// Whether the file at `path` looks like a Go binary, from its section headers only.
+/// Whether the file at `path` looks like a Go binary, from its section headers only
+/// (`path` is `/proc/PID/exe` or a held descriptor's path: followed, to a regular file).
+/// Its symbol table is not read, so a Go binary refused for its size is still one.
 pub fn is_go(path: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let cache = object::ReadCache::new(file);
-    let Ok(elf) = object::File::parse(&cache) else {
-        return false;
-    };
-    elf.section_by_name(".go.buildinfo").is_some()
+    target_elf::open_unchecked(path, Links::Followed)
+        .is_ok_and(|data| target_elf::has_section(&data, b".go.buildinfo"))
 }
 
-/// Reads what the goroutine probes need from the Go binary at `path`.
+/// Reads what the goroutine probes need from the Go binary at `path` (followed as in
+/// [`is_go`]): its headers, symbol table, build info, the code at two functions and the
+/// DWARF of `runtime.g`, within [`target_elf`]'s budget; never the whole file.
 ///
 /// # Errors
 /// When it is not a Go binary the probes can trace, and why (see [`NotTraceable`]).
 pub fn inspect(path: &Path) -> Result<GoBinary, NotTraceable> {
-    let unreadable = |err: &dyn std::fmt::Display| NotTraceable::Unreadable(err.to_string());
-    let len = std::fs::metadata(path).map_err(|e| unreadable(&e))?.len();
-    if len > MAX_BINARY_BYTES {
-        return Err(NotTraceable::Unreadable(format!(
-            "it is larger than {MAX_BINARY_BYTES} bytes"
-        )));
+    let data = target_elf::open(path, Links::Followed)?;
+    let inspected = inspect_data(&data);
+    // A table the probes needed that was refused for its size is the reason, not the
+    // missing symbol, build info or layout it left behind.
+    match (inspected, target_elf::over_budget(&data)) {
+        (Err(_), Some(refusal)) => Err(refusal.into()),
+        (inspected, _) => inspected,
     }
-    let data = std::fs::read(path).map_err(|e| unreadable(&e))?;
-    let elf = object::File::parse(&*data).map_err(|e| unreadable(&e))?;
-    let version = build_version(&elf).ok_or(NotTraceable::NotGo)?;
+}
+
+fn inspect_data(data: &BoundedFile) -> Result<GoBinary, NotTraceable> {
+    let elf = target_elf::parse(data)?;
+    let version = build_version(&elf, data).ok_or(NotTraceable::NotGo)?;
     if minor_version(&version).is_some_and(|minor| minor < MIN_MINOR) {
         return Err(NotTraceable::TooOld(version));
     }
@@ -135,7 +154,7 @@ pub fn inspect(path: &Path) -> Result<GoBinary, NotTraceable> {
     let ready_offset = file_offset("runtime.ready", &[Register::RAX])?;
     let reasons = symbol("runtime.waitReasonStrings")
         .ok()
-        .map(|s| string_table(&elf, s.address(), s.size()))
+        .map(|s| string_table(&elf, data, s.address(), s.size()))
         .unwrap_or_default();
     let (goid_offset, status_offset, layout_from) = match g_layout_from_dwarf(&elf) {
         Some((goid, status)) => (goid, status, LayoutSource::Dwarf),
@@ -159,7 +178,10 @@ pub fn inspect(path: &Path) -> Result<GoBinary, NotTraceable> {
 /// The Go version in the binary's build info (`.go.buildinfo`): since Go 1.18 the version
 /// string follows the 32-byte header inline, with a varint length; before, the header
 /// holds a pointer to a Go string.
-fn build_version(elf: &object::File<'_>) -> Option<String> {
+fn build_version<'data, R: ReadRef<'data>>(
+    elf: &object::File<'data, R>,
+    file: R,
+) -> Option<String> {
     const MAGIC: &[u8] = b"\xff Go buildinf:";
     let section = elf.section_by_name(".go.buildinfo")?;
     let data = section.data().ok()?;
@@ -176,10 +198,13 @@ fn build_version(elf: &object::File<'_>) -> Option<String> {
     if ptr_size != 8 {
         return None;
     }
-    let header = read_u64(elf, read_u64_at(data, 16)?)?;
-    let len = read_u64(elf, read_u64_at(data, 16)? + 8)?;
-    let bytes = read_vaddr(elf, header, len)?;
-    String::from_utf8(bytes.into_owned()).ok()
+    let header = read_u64(elf, file, read_u64_at(data, 16)?)?;
+    let len = read_u64(elf, file, read_u64_at(data, 16)?.checked_add(8)?)?;
+    if len > 256 {
+        return None;
+    }
+    let bytes = read_vaddr(elf, file, header, len)?;
+    String::from_utf8(bytes.to_vec()).ok()
 }
 
 /// The minor release of a version string such as `go1.21.13` (21).
@@ -204,45 +229,100 @@ fn read_u64_at(data: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?))
 }
 
-/// `len` bytes of the file at virtual address `addr`.
-fn read_vaddr<'data>(elf: &object::File<'data>, addr: u64, len: u64) -> Option<Cow<'data, [u8]>> {
+/// `len` bytes of the file at virtual address `addr`: read alone, by its file offset in
+/// the segment that holds it, not with its whole segment.
+fn read_vaddr<'data, R: ReadRef<'data>>(
+    elf: &object::File<'data, R>,
+    data: R,
+    addr: u64,
+    len: u64,
+) -> Option<&'data [u8]> {
     elf.segments().find_map(|seg| {
-        let data = seg.data_range(addr, len).ok()??;
-        Some(Cow::Borrowed(data))
+        let (offset, file_size) = seg.file_range();
+        let start = seg.address();
+        let end = start.checked_add(file_size.min(seg.size()))?;
+        if addr < start || addr.checked_add(len)? > end {
+            return None;
+        }
+        data.read_bytes_at(offset.checked_add(addr - start)?, len)
+            .ok()
     })
 }
 
-fn read_u64(elf: &object::File<'_>, addr: u64) -> Option<u64> {
-    let bytes = read_vaddr(elf, addr, 8)?;
-    Some(u64::from_le_bytes(bytes.as_ref().try_into().ok()?))
+fn read_u64<'data, R: ReadRef<'data>>(
+    elf: &object::File<'data, R>,
+    data: R,
+    addr: u64,
+) -> Option<u64> {
+    let bytes = read_vaddr(elf, data, addr, 8)?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
 }
 
 /// A Go `[N]string` array at `addr` of `size` bytes: each element is a pointer and a
-/// length. An element that cannot be read is left empty.
-fn string_table(elf: &object::File<'_>, addr: u64, size: u64) -> Vec<String> {
-    (0..size / 16)
+/// length. An element that cannot be read is left empty; at most [`MAX_WAIT_REASONS`].
+fn string_table<'data, R: ReadRef<'data>>(
+    elf: &object::File<'data, R>,
+    data: R,
+    addr: u64,
+    size: u64,
+) -> Vec<String> {
+    (0..(size / 16).min(MAX_WAIT_REASONS))
         .map(|i| {
-            let at = addr + i * 16;
-            let (Some(ptr), Some(len)) = (read_u64(elf, at), read_u64(elf, at + 8)) else {
+            // A crafted symbol may lie at the top of the address space.
+            let at = addr.wrapping_add(i * 16);
+            let (Some(ptr), Some(len)) = (
+                read_u64(elf, data, at),
+                read_u64(elf, data, at.wrapping_add(8)),
+            ) else {
                 return String::new();
             };
             if len > 256 {
                 return String::new();
             }
-            read_vaddr(elf, ptr, len)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
+            read_vaddr(elf, data, ptr, len)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default()
         })
         .collect()
 }
 
-/// The offsets of `goid` and `atomicstatus` in `runtime.g`, from the binary's DWARF.
-fn g_layout_from_dwarf(elf: &object::File<'_>) -> Option<(u32, u32)> {
-    let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>, gimli::Error> {
-        Ok(elf
-            .section_by_name(id.name())
-            .and_then(|s| crate::process::elf_data::section_bytes(&s))
-            .unwrap_or(Cow::Borrowed(&[])))
+/// The DWARF sections `runtime.g`'s members are found with: entries, their
+/// abbreviations and names. The others (lines, ranges, locations) are not read.
+const DWARF_NEEDED: [gimli::SectionId; 5] = [
+    gimli::SectionId::DebugInfo,
+    gimli::SectionId::DebugAbbrev,
+    gimli::SectionId::DebugStr,
+    gimli::SectionId::DebugStrOffsets,
+    gimli::SectionId::DebugLineStr,
+];
+
+/// The offsets of `goid` and `atomicstatus` in `runtime.g`, from the binary's DWARF:
+/// only the sections needed, each decompressed only when its stated size fits what is
+/// left of [`MAX_DWARF_BYTES`].
+fn g_layout_from_dwarf<'data, R: ReadRef<'data>>(
+    elf: &object::File<'data, R>,
+) -> Option<(u32, u32)> {
+    let left = std::cell::Cell::new(MAX_DWARF_BYTES);
+    let load = |id: gimli::SectionId| -> Result<Cow<'data, [u8]>, gimli::Error> {
+        let empty = Cow::Borrowed(&[][..]);
+        if !DWARF_NEEDED.contains(&id) {
+            return Ok(empty);
+        }
+        let Some(section) = elf.section_by_name(id.name()) else {
+            return Ok(empty);
+        };
+        let stated = section
+            .compressed_data()
+            .map_or(u64::MAX, |c| c.uncompressed_size);
+        let Some(rest) = left
+            .get()
+            .checked_sub(stated)
+            .filter(|_| stated <= MAX_SECTION_BYTES)
+        else {
+            return Ok(empty);
+        };
+        left.set(rest);
+        Ok(elf_data::section_bytes(&section).unwrap_or(empty))
     };
     let sections = gimli::DwarfSections::load(load).ok()?;
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));

@@ -131,7 +131,9 @@ impl GoTracer {
     ) -> Option<(FileId, Option<Arc<GoBinary>>)> {
         // Held open, the file stays readable and probeable through its descriptor even if
         // the process exits meanwhile (a short-lived process's /proc/PID/exe vanishes).
-        let file = std::fs::File::open(path).ok()?;
+        // `/proc/PID/exe` is a link by nature: followed, to a regular file only, without
+        // blocking.
+        let file = crate::sys::safe_open::open_regular_following(path).ok()?;
         let meta = file.metadata().ok()?;
         let id = (meta.dev(), meta.ino());
         if let Some(known) = self.binaries.get(&id) {

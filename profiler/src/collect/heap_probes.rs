@@ -14,6 +14,7 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope
 
 use crate::collect::allocators::{Allocators, GoRuntime, Role};
 use crate::collect::preload::STACK_MARKER;
+use crate::collect::target_elf::{Links, Refusal};
 use crate::process::procmaps::{FileKey, parse_maps};
 
 /// The heap profile's kernel programs (see `profiler-ebpf/src/heap.rs`).
@@ -56,8 +57,11 @@ pub struct HeapProbes {
     pub stepped: usize,
     /// Go processes whose runtime events are traced.
     pub go: Vec<GoTarget>,
-    /// Attachments that failed, one line each.
+    /// Attachments that failed, and files refused for the collecting side's budget, one
+    /// line each.
     pub failures: Vec<String>,
+    /// Files refused for the budget, named once however many processes map them.
+    refused: HashSet<FileKey>,
     /// What a trap cost, measured at the start.
     pub trap_cost: Option<crate::collect::trap_cost::TrapCost>,
     /// Threads of targets (not processes), which get no probes of their own.
@@ -121,6 +125,8 @@ impl HeapProbes {
             let mapped_delta = map.start.wrapping_sub(map.offset);
             let how = How {
                 mapped_delta: Some(mapped_delta),
+                // The path is the target's: its last component is not followed.
+                links: Links::Refused,
                 // A program's own malloc comes before any preloaded one.
                 interposed: interposed && program.as_deref() != Some(Path::new(&map.path)),
             };
@@ -152,6 +158,8 @@ impl HeapProbes {
             let shown = path.to_string_lossy().into_owned();
             let how = How {
                 mapped_delta: None,
+                // The loader lists libraries by their links (`libstdc++.so.6`).
+                links: Links::Followed,
                 interposed: interposed && program != Some(path.as_path()),
             };
             self.attach_file(ebpf, pid, key, path, &shown, how);
@@ -169,6 +177,7 @@ impl HeapProbes {
     ) {
         let How {
             mapped_delta,
+            links,
             interposed,
         } = how;
         // Only the C names left to an interposer the process did not load, if probed before.
@@ -178,8 +187,18 @@ impl HeapProbes {
             Some(_) => return,
         };
         self.attached.insert((pid, key), interposed);
-        let Ok(found) = Allocators::of_file(path) else {
-            return; // Not an ELF file (a locale archive, a font): nothing to probe.
+        let found = match Allocators::of_file(path, links) {
+            Ok(found) => found,
+            Err(Refusal::OverBudget(why)) => {
+                if self.refused.insert(key) {
+                    self.failures
+                        .push(format!("{shown}: refused, over budget: {why}"));
+                }
+                return;
+            }
+            // Not an ELF file (a locale archive, a font), or not a regular file (a mapped
+            // device): nothing to probe.
+            Err(_) => return,
         };
         let Some(scope) = NonZeroU32::new(pid).map(UProbeScope::OneProcess) else {
             return;
@@ -301,6 +320,8 @@ impl HeapProbes {
 struct How {
     /// Its mapping's start minus its file offset; `None` before the process executes.
     mapped_delta: Option<u64>,
+    /// Whether the path's last component may be a link.
+    links: Links,
     /// Whether the process loads the interposer and the file is a library (a program's
     /// own malloc is found before any preloaded one), so that the interposer takes the
     /// C names' calls.

@@ -24,5 +24,6 @@ pub mod samples;
 pub mod selfcost;
 pub mod session;
 pub mod stacks;
+pub mod target_elf;
 pub mod tracefs;
 pub mod trap_cost;

@@ -180,7 +180,12 @@ fn leaves_reads_alone(
 /// The virtual address to probe the function at `address` (of `size` bytes, 0 when
 /// unknown) at, from its code in the ELF file's sections (see [`point`]), and whether the
 /// kernel emulates it; the entry itself when its code cannot be read.
-pub fn probe_point(file: &object::File<'_>, address: u64, size: u64, reads: Reads) -> (u64, bool) {
+pub fn probe_point<'data, R: object::ReadRef<'data>>(
+    file: &object::File<'data, R>,
+    address: u64,
+    size: u64,
+    reads: Reads,
+) -> (u64, bool) {
     let wanted = if size == 0 {
         CODE_BYTES as u64
     } else {

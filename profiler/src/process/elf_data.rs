@@ -36,7 +36,10 @@ pub fn section_bytes<'data>(section: &impl ObjectSection<'data>) -> Option<Cow<'
 
 /// The file offset of virtual address `address`, from the segment whose file-backed part
 /// holds it (where a uprobe on that address goes).
-pub fn file_offset(file: &object::File<'_>, address: u64) -> Option<u64> {
+pub fn file_offset<'data, R: ReadRef<'data>>(
+    file: &object::File<'data, R>,
+    address: u64,
+) -> Option<u64> {
     file.segments().find_map(|segment| {
         let start = segment.address();
         let (offset, file_size) = segment.file_range();
@@ -48,7 +51,11 @@ pub fn file_offset(file: &object::File<'_>, address: u64) -> Option<u64> {
 
 /// Up to `len` bytes of the section that holds virtual address `address`, from there:
 /// fewer where the section ends.
-pub fn bytes_at<'data>(file: &object::File<'data>, address: u64, len: u64) -> Option<&'data [u8]> {
+pub fn bytes_at<'data, R: ReadRef<'data>>(
+    file: &object::File<'data, R>,
+    address: u64,
+    len: u64,
+) -> Option<&'data [u8]> {
     file.sections().find_map(|section| {
         let start = section.address();
         let end = start + section.size();

@@ -83,8 +83,20 @@ impl UnwindSections {
     /// # Errors
     /// Why the file's sections are not used: it unwinds by frame pointers.
     pub fn read(file: &File, budget: u64) -> Result<Self, Refused> {
-        let cache = object::ReadCache::new(file);
-        let elf = object::File::parse(&cache).map_err(|_| Refused::NotElf)?;
+        // Parsing reads the symbol tables too (the `object` crate reads them eagerly): a
+        // table stated past the section cap is refused like a section, not read.
+        let cache = crate::process::elf_data::BoundedFile::new(
+            file.try_clone().map_err(|_| Refused::NotElf)?,
+            MAX_SECTION_BYTES,
+            4 * MAX_SECTION_BYTES,
+        );
+        let elf = object::File::parse(&cache).map_err(|_| {
+            if cache.over_budget() {
+                Refused::OverBudget
+            } else {
+                Refused::NotElf
+            }
+        })?;
         let range = |name: &str| {
             let section = elf.section_by_name(name)?;
             Some(section.address()..section.address().saturating_add(section.size()))

@@ -65,7 +65,7 @@ pub struct BenchArgs {
 }
 
 /// Row ids for `--only`, in bench order.
-const ROW_IDS: [&str; 11] = [
+const ROW_IDS: [&str; 12] = [
     "cpu",
     "syscalls",
     "block",
@@ -77,6 +77,7 @@ const ROW_IDS: [&str; 11] = [
     "goroutines",
     "names",
     "heap",
+    "hostile",
 ];
 
 /// Durations and counts of one bench run; `--quick` shortens them all.
