@@ -2,16 +2,21 @@
 //! be given: with no `.symtab`, blazesym inflates the file's MiniDebugInfo whatever it
 //! holds, and there is no switch to stop it.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use object::{Object, ObjectSymbol, SymbolKind};
 
+use crate::process::elf_data::BoundedFile;
 use crate::profile::Line;
+use crate::sys::safe_open::open_regular_following;
 
 /// The most symbols taken from one table: a crafted table's count is only bounded by its
 /// file's size.
 const MAX_SYMBOLS: usize = 1 << 20;
+/// The most read of the file at once, and in all: its headers, `.dynsym` and `.dynstr`
+/// (a million symbols take about 30 MiB), never a `.symtab` a header claims is huge.
+const PER_READ: u64 = 64 << 20;
+const TOTAL: u64 = 128 << 20;
 
 /// A file's function symbols, by address.
 #[derive(Debug, Default)]
@@ -24,15 +29,9 @@ impl DynSymbols {
     /// The defined function symbols of `.dynsym` of the ELF file at `path`; `None` when it
     /// cannot be read.
     pub fn read(path: &Path) -> Option<Self> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(path)
-            .ok()?;
-        if !file.metadata().ok()?.is_file() {
-            return None;
-        }
-        let cache = object::ReadCache::new(file);
+        // A `/proc/self/fd/N` path, followed to the held file, a regular one only.
+        let file = open_regular_following(path).ok()?;
+        let cache = BoundedFile::new(file, PER_READ, TOTAL);
         let elf = object::File::parse(&cache).ok()?;
         let mut symbols: Vec<(u64, u64, String)> = elf
             .dynamic_symbols()
