@@ -24,6 +24,7 @@ pub mod samples;
 pub mod selfcost;
 pub mod session;
 pub mod stacks;
+pub mod start_command;
 pub mod target_elf;
 pub mod tracefs;
 pub mod trap_cost;
