@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,15 +30,6 @@ pub const RUN_BUDGET: Duration = Duration::from_secs(10);
 /// The largest debug file taken (a browser's is about 1 GiB); `DEBUGINFOD_MAXSIZE` may
 /// lower it.
 pub const MAX_BYTES: u64 = 2 << 30;
-/// Requests at once in [`Debuginfod::prefetch`].
-#[cfg_attr(
-    not(test),
-    allow(
-        dead_code,
-        reason = "for a caller that knows the build IDs it will ask for"
-    )
-)]
-const PARALLEL: usize = 4;
 
 /// A debuginfod client with a file cache.
 pub struct Debuginfod {
@@ -380,36 +370,6 @@ impl Debuginfod {
         *self.deadline.get_or_init(|| {
             now_ms().saturating_add(u64::try_from(RUN_BUDGET.as_millis()).unwrap_or(u64::MAX))
         })
-    }
-
-    /// Fetches the debug files of `build_ids` into the cache, [`PARALLEL`] requests at a
-    /// time, so that the [`Self::fetch`]es that follow answer at once.
-    #[cfg_attr(
-        not(test),
-        allow(
-            dead_code,
-            reason = "for a caller that knows the build IDs it will ask for"
-        )
-    )]
-    pub fn prefetch(&self, build_ids: &[Vec<u8>]) {
-        let next = AtomicUsize::new(0);
-        let work = || {
-            while let Some(id) = build_ids.get(next.fetch_add(1, Ordering::Relaxed)) {
-                self.fetch(id);
-            }
-        };
-        std::thread::scope(|scope| {
-            for _ in 1..PARALLEL.min(build_ids.len()) {
-                let spawned = std::thread::Builder::new()
-                    .name("debuginfod".to_owned())
-                    .spawn_scoped(scope, work);
-                if let Err(err) = spawned {
-                    log::debug!("debuginfod: no thread for a parallel request: {err}");
-                    break;
-                }
-            }
-            work();
-        });
     }
 
     /// The debug file of `build_id`: from the cache, else downloaded into it. `None` when

@@ -4,7 +4,7 @@ use super::*;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A minimal ELF64 file whose sections are a GNU build-ID note of `id` and the section
 /// names.
@@ -66,11 +66,9 @@ fn the_crafted_file_has_its_build_id() {
     assert_eq!(cache::build_id_of(&file), Some(ID.to_vec()));
 }
 
-/// Connections a test server has open at once, and the most it had.
+/// The requests a test server answered.
 #[derive(Default)]
 struct Load {
-    open: AtomicU64,
-    most: AtomicU64,
     requests: AtomicU64,
 }
 
@@ -87,8 +85,6 @@ fn serve(answer: impl Fn(&str, &mut TcpStream) + Send + Sync + 'static) -> (Stri
             let Ok(mut stream) = stream else { continue };
             let (answer, load) = (Arc::clone(&answer), Arc::clone(&counts));
             std::thread::spawn(move || {
-                let now = load.open.fetch_add(1, Ordering::SeqCst) + 1;
-                load.most.fetch_max(now, Ordering::SeqCst);
                 load.requests.fetch_add(1, Ordering::SeqCst);
                 let mut request = Vec::new();
                 let mut buf = [0; 1024];
@@ -101,7 +97,6 @@ fn serve(answer: impl Fn(&str, &mut TcpStream) + Send + Sync + 'static) -> (Stri
                 let line = String::from_utf8_lossy(&request);
                 let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
                 answer(&path, &mut stream);
-                load.open.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
@@ -405,29 +400,6 @@ fn settings_carry_the_runs_deadline_to_another_client() {
             merged.over_budget
         ),
         (1, 2, 3, 4)
-    );
-}
-
-#[test]
-fn prefetch_asks_several_servers_requests_at_once() {
-    let cache = tempfile::tempdir().unwrap();
-    let (url, load) = serve(|path, stream| {
-        std::thread::sleep(Duration::from_millis(300));
-        respond(stream, "200 OK", &elf_with_build_id(&asked_id(path)));
-    });
-    let client = Debuginfod::new(&url, cache.path().to_owned(), Duration::from_secs(5)).unwrap();
-    let ids: Vec<Vec<u8>> = (0..8u32).map(|i| i.to_be_bytes().to_vec()).collect();
-    client.prefetch(&ids);
-    assert!(load.most.load(Ordering::SeqCst) >= 2);
-    assert_eq!(client.activity().fetched, 8);
-    // What was fetched is answered without asking again, and counted once.
-    for id in &ids {
-        assert!(client.fetch(id).is_some());
-    }
-    assert_eq!(load.requests.load(Ordering::SeqCst), 8);
-    assert_eq!(
-        (client.activity().fetched, client.activity().cached),
-        (8, 0)
     );
 }
 
