@@ -1,8 +1,9 @@
 //! Files an unprivileged user plants for root's profiler to open: a `.gnu_debuglink` that
 //! names a FIFO, a symlink to `/dev/zero` or a 100 GiB sparse file; a Go binary extended
 //! sparsely to 2 GiB; a Go binary whose `.gopclntab` (as its section header finds it) is
-//! crafted so that naive walks run for minutes; and a copy of a library with the same
-//! build ID and size as root's, but a renamed function.
+//! crafted so that naive walks run for minutes; a copy of a library with the same build
+//! ID and size as root's, but a renamed function; and a library whose DWARF links
+//! (`.gnu_debugaltlink`) to a FIFO.
 //!
 //! The attacker is user nobody, building in a directory it owns and running its programs
 //! while root profiles them (`--pid`, and the whole host). Each run must exit 0, end
@@ -207,6 +208,87 @@ fn debuglink_run(whole_host: bool) {
     };
     let (run, folded, _, _tmp) = profile(&targets, rss, &[&dir]);
     assert_debuglink_run(&run, &folded);
+}
+
+/// A library with DWARF of its own whose `.gnu_debugaltlink` names a FIFO by absolute
+/// path, and a program calling it: the library blazesym would open what the link names,
+/// by path and blocking, so its DWARF must not be handed over.
+fn altlink_attacker(dir: &Path) -> PathBuf {
+    std::fs::write(dir.join("alt.c"), LIBRARY.replace("LIBNAME", "alt")).unwrap();
+    nobody(
+        dir,
+        "cc",
+        &["-O1", "-g", "-shared", "-fPIC", "-o", "libalt.so", "alt.c"],
+    );
+    let fifo = dir.join("dwz.debug");
+    mkfifo(&fifo);
+    root(dir, "chown", &["-h", "65534:65534", "dwz.debug"]);
+    // The section as dwz writes it: the file's path, NUL, the build ID it must have.
+    let mut section = fifo.to_str().unwrap().as_bytes().to_vec();
+    section.push(0);
+    section.extend([0xab; 20]);
+    std::fs::write(dir.join("altlink.bin"), section).unwrap();
+    nobody(
+        dir,
+        "objcopy",
+        &[
+            "--add-section",
+            ".gnu_debugaltlink=altlink.bin",
+            "libalt.so",
+        ],
+    );
+    std::fs::write(
+        dir.join("main.c"),
+        "void alt_spin(void);\nint main(void) { for (;;) alt_spin(); }\n",
+    )
+    .unwrap();
+    nobody(
+        dir,
+        "cc",
+        &[
+            "-O1",
+            "-o",
+            "alt",
+            "main.c",
+            "-L.",
+            "-lalt",
+            "-Wl,-rpath,$ORIGIN",
+        ],
+    );
+    dir.join("alt")
+}
+
+#[test]
+fn dwarf_that_links_to_a_fifo_is_not_read_and_costs_no_budget() {
+    if !prerequisites() {
+        return;
+    }
+    let (_guard, dir) = attacker_dir();
+    let program = altlink_attacker(&dir);
+    let attacker = Attacker::start(&dir, &program, &[]);
+    let (run, folded, _, _tmp) = profile(&[attacker.pid().to_string()], PID_RSS_MIB, &[&dir]);
+    // Refused before blazesym opens anything: not a file that ran out its time budget.
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("refused: ")
+                && l.contains("DWARF links to files a user controls")),
+        "the linked DWARF is not counted as refused\n{}",
+        run.transcript()
+    );
+    assert!(
+        !run.stdout
+            .lines()
+            .any(|l| l.starts_with("symbolization budgets:")),
+        "a file ran out a symbolization budget\n{}",
+        run.transcript()
+    );
+    // Named from its symbol table instead.
+    assert!(
+        folded.with_comm("alt").samples_containing("alt_spin") > 0,
+        "alt_spin is not named\n{}",
+        folded.summary(20)
+    );
 }
 
 #[test]

@@ -52,6 +52,10 @@ pub struct ElfFacts {
     pub has_debugdata: bool,
     /// Whether the file is a Go binary with a PC-line table (`.gopclntab`).
     pub has_gopclntab: bool,
+    /// Whether its DWARF names other files by path (`.gnu_debuglink`,
+    /// `.gnu_debugaltlink`, `.debug_sup`): blazesym opens those itself, by path, following
+    /// links and blocking, so such DWARF is read only where root owns what they name.
+    pub links_elsewhere: bool,
     /// The loaded segments: (file offset, virtual address, size in the file).
     pub loads: Vec<(u64, u64, u64)>,
 }
@@ -95,6 +99,9 @@ impl ElfFacts {
             has_symtab: has(".symtab"),
             has_debugdata: has(".gnu_debugdata"),
             has_gopclntab: has(".gopclntab"),
+            links_elsewhere: [".gnu_debuglink", ".gnu_debugaltlink", ".debug_sup"]
+                .iter()
+                .any(|name| section(name).is_some()),
             loads: elf
                 .segments()
                 .map(|s| {
@@ -173,6 +180,9 @@ pub struct Refusals {
     pub too_big: u64,
     /// Go line tables (`.gopclntab`) that broke a bound of their reading or walks.
     pub gopclntab: u64,
+    /// Files (or their debug files) whose DWARF names other files by path in a place a
+    /// user controls: their DWARF is not read.
+    pub linked_dwarf: u64,
 }
 
 /// Adds what another finder (a worker's) refused: `finder.refuse(|r| *r += &theirs)`.
@@ -181,6 +191,7 @@ impl std::ops::AddAssign<&Refusals> for Refusals {
         self.not_regular += other.not_regular;
         self.too_big += other.too_big;
         self.gopclntab += other.gopclntab;
+        self.linked_dwarf += other.linked_dwarf;
     }
 }
 
@@ -192,6 +203,7 @@ impl Refusals {
             not_regular: self.not_regular.saturating_sub(before.not_regular),
             too_big: self.too_big.saturating_sub(before.too_big),
             gopclntab: self.gopclntab.saturating_sub(before.gopclntab),
+            linked_dwarf: self.linked_dwarf.saturating_sub(before.linked_dwarf),
         }
     }
 
@@ -222,6 +234,15 @@ impl Refusals {
                 ) + ", named from symbol tables instead",
             );
         }
+        if self.linked_dwarf > 0 {
+            parts.push(
+                count(
+                    self.linked_dwarf,
+                    "file whose DWARF links to files a user controls",
+                    "files whose DWARF links to files a user controls",
+                ) + " (debug link, altlink, supplementary file), named from symbol tables",
+            );
+        }
         (!parts.is_empty()).then(|| format!("refused: {}", parts.join(", ")))
     }
 }
@@ -245,6 +266,13 @@ impl Default for DebugInfoFinder {
 }
 
 impl DebugInfoFinder {
+    /// Whether `path` lies under one of the debug roots, which root owns (the system's,
+    /// and those given with `--debuginfo-dir`): the files a debug file there links to are
+    /// looked for beside it, in root's tree.
+    pub fn in_a_root(&self, path: &Path) -> bool {
+        self.roots.iter().any(|root| path.starts_with(root))
+    }
+
     /// A finder searching `extra_roots` before [`SYSTEM_DEBUG_ROOT`], then `debuginfod`.
     pub fn new(extra_roots: &[PathBuf], debuginfod: Option<Debuginfod>) -> Self {
         let mut roots = extra_roots.to_vec();

@@ -67,17 +67,27 @@ pub fn name_offsets(
     // DWARF first: the file's own, else a separate file's, whose addresses are virtual
     // ones (its file offsets are not the binary's). A separate debug file is held open
     // until the end, read through the descriptor that was checked, and checked before
-    // anything inflates it as the file itself is.
-    let debug = if facts.has_dwarf && verdict.dwarf.is_none() {
+    // anything inflates it as the file itself is. DWARF that names other files by path is
+    // read only from a debug root, which root owns: blazesym would open what it names.
+    let own_dwarf = facts.has_dwarf && verdict.dwarf.is_none() && !facts.links_elsewhere;
+    if facts.has_dwarf && facts.links_elsewhere {
+        finder.refuse(|refused| refused.linked_dwarf += 1);
+    }
+    let debug = if own_dwarf {
         None
     } else {
         finder.find(name, &facts)
     };
-    let dwarf = if facts.has_dwarf && verdict.dwarf.is_none() {
+    let dwarf = if own_dwarf {
         Some((open.to_path_buf(), None))
     } else {
         debug.as_ref().and_then(|debug| {
             let path = debug.open_path();
+            let links = ElfFacts::read(&path).is_none_or(|f| f.links_elsewhere);
+            if links && !finder.in_a_root(&debug.path) {
+                finder.refuse(|refused| refused.linked_dwarf += 1);
+                return None;
+            }
             match inflation::check(&path).dwarf {
                 Some(refusal) => {
                     names.refused.push(refusal);
