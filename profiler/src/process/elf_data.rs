@@ -88,8 +88,8 @@ pub struct BoundedFile {
     over: Cell<bool>,
 }
 
-/// The most [`ReadCache`] reads for a string (a section or symbol name).
-const STRING_READ: u64 = 4096;
+/// What keeping one string read costs besides its bytes (the cache's entry).
+const STRING_OVERHEAD: u64 = 64;
 /// What a read costs at least: the cache's own entry for it.
 const READ_OVERHEAD: u64 = 64;
 
@@ -146,11 +146,14 @@ impl<'a> ReadRef<'a> for &'a BoundedFile {
     }
 
     fn read_bytes_at_until(self, range: Range<u64>, delimiter: u8) -> Result<&'a [u8], ()> {
+        let bytes = (&self.cache).read_bytes_at_until(range.clone(), delimiter)?;
+        // Charged by what it holds once read (`ReadCache` reads at most 4 KiB for one): a
+        // large symbol table's many short names must not look like as many pages.
         if !self.strings.borrow().contains(&(range.start, delimiter)) {
-            self.charge(STRING_READ)?;
+            self.charge(bytes.len() as u64 + STRING_OVERHEAD)?;
             self.strings.borrow_mut().insert((range.start, delimiter));
         }
-        (&self.cache).read_bytes_at_until(range, delimiter)
+        Ok(bytes)
     }
 }
 

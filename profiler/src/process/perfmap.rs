@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::SystemTime;
 
 /// The most bytes of one perf map read (a busy JVM writes tens of MiB); the entries past
@@ -182,13 +183,11 @@ impl PerfMap {
             format!("/proc/{pid}/root/tmp/perf-{pid}.map"),
             format!("/tmp/perf-{pid}.map"),
         ];
-        let file = paths.iter().find_map(|path| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(path)
-                .ok()
-        })?;
+        // Checked to be a regular file before it is opened for reading: a device node
+        // the process's user mounted at that name must not be opened by root.
+        let file = paths
+            .iter()
+            .find_map(|path| crate::sys::safe_open::open_regular(Path::new(path)).ok())?;
         let meta = file.metadata().ok()?;
         if !meta.is_file() || (meta.uid() != uid && meta.uid() != 0) {
             log::debug!("perf map of {pid} ignored: not a regular file of its user");
