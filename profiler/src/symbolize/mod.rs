@@ -28,6 +28,7 @@ pub mod kallsyms;
 pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -215,7 +216,7 @@ impl Symbolizer {
                 // Without a thread, the batch runs after the files.
                 Some(batch.map_err(|err| log::debug!("no thread for kallsyms: {err}")))
             };
-            let jobs: Vec<Job> = files
+            let mut jobs: Vec<Job> = files
                 .into_iter()
                 .map(|((open, name), offsets)| Job {
                     open,
@@ -223,6 +224,13 @@ impl Symbolizer {
                     offsets: offsets.into_iter().collect(),
                 })
                 .collect();
+            // The run's budget goes first to root's files, then to the files with the
+            // most addresses: a user's files that spend their whole budgets cannot leave
+            // the rest of the host unnamed.
+            jobs.sort_by_cached_key(|job| {
+                let users = std::fs::metadata(&job.open).map_or(true, |m| m.uid() != 0);
+                (users, std::cmp::Reverse(job.offsets.len()))
+            });
             self.resolve_files(jobs);
             let lines = match kernel_batch {
                 None => return,
