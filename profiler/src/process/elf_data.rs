@@ -93,7 +93,18 @@ const STRING_OVERHEAD: u64 = 64;
 /// What a read costs at least: the cache's own entry for it.
 const READ_OVERHEAD: u64 = 64;
 
+/// What reading an ELF file's headers may read: its headers, program and section header
+/// tables, section names and notes, never its contents (no real header table comes near).
+const HEADERS_PER_READ: u64 = 16 << 20;
+const HEADERS_TOTAL: u64 = 64 << 20;
+
 impl BoundedFile {
+    /// `file`, to be read for its headers only (build ID, segments, section list), within
+    /// the budget every such read keeps.
+    pub fn headers(file: File) -> Self {
+        Self::new(file, HEADERS_PER_READ, HEADERS_TOTAL)
+    }
+
     /// `file`, to be read at most `per_read` bytes at a time and `total` in all.
     pub fn new(file: File, per_read: u64, total: u64) -> Self {
         Self {

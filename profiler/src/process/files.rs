@@ -69,7 +69,7 @@ impl ObjectFile {
 /// no real header table comes near.
 fn read_build_id(file: &File) -> Option<Vec<u8>> {
     use object::Object;
-    let cache = BoundedFile::new(file.try_clone().ok()?, 16 << 20, 64 << 20);
+    let cache = BoundedFile::headers(file.try_clone().ok()?);
     let elf = object::File::parse(&cache).ok()?;
     elf.build_id().ok().flatten().map(<[u8]>::to_vec)
 }

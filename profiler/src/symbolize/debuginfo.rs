@@ -28,11 +28,6 @@ use crate::sys::safe_open::{open_regular, open_regular_following};
 /// file of 100 GiB, is refused before a byte of it is read.
 pub const MAX_DEBUG_FILE_BYTES: u64 = 4 << 30;
 
-/// What reading an ELF file's facts may read: its headers, program and section header
-/// tables and notes, never its contents (no real header table comes near).
-const FACTS_PER_READ: u64 = 16 << 20;
-const FACTS_TOTAL: u64 = 64 << 20;
-
 /// Where distributions install separate debug files (Debian's `-dbgsym`, Fedora's
 /// `-debuginfo`), and where gdb and perf look by default.
 pub const SYSTEM_DEBUG_ROOT: &str = "/usr/lib/debug";
@@ -76,7 +71,7 @@ impl ElfFacts {
     /// Reads the facts of the open ELF file `file`, reading its headers only, within a
     /// budget; `None` when it is not a readable ELF file.
     pub fn of_file(file: &File) -> Option<Self> {
-        let cache = BoundedFile::new(file.try_clone().ok()?, FACTS_PER_READ, FACTS_TOTAL);
+        let cache = BoundedFile::headers(file.try_clone().ok()?);
         let elf = object::File::parse(&cache).ok()?;
         let section = |name: &str| elf.section_by_name(name);
         let debuglink = elf

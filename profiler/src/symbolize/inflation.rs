@@ -8,7 +8,6 @@
 //! really holds. Whatever is over [`SECTION_CAP`] is not read at all.
 
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use object::{Object, ObjectSection};
@@ -105,17 +104,10 @@ pub struct Verdict {
 /// that cannot be read is not refused here: reading it fails anyway.
 pub fn check(path: &Path) -> Verdict {
     let mut verdict = Verdict::default();
-    let Ok(file) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-    else {
+    let Ok(file) = crate::sys::safe_open::open_regular(path) else {
         return verdict;
     };
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return verdict;
-    }
-    let cache = object::ReadCache::new(file);
+    let cache = crate::process::elf_data::BoundedFile::headers(file);
     let Ok(elf) = object::File::parse(&cache) else {
         return verdict;
     };
@@ -160,8 +152,14 @@ fn check_debugdata<'a>(section: &impl ObjectSection<'a>) -> Option<Refusal> {
             mib(SECTION_CAP)
         ));
     }
+    // Read in one read of the header budget (16 MiB): a MiniDebugInfo that large is
+    // already far past any real one (they hold a stripped file's symbols only), and one
+    // that cannot be checked is not inflated.
     let Ok(data) = section.data() else {
-        return None;
+        return refuse(&format!(
+            "is {} compressed, more than is read to check it",
+            mib(size)
+        ));
     };
     check_xz(data)
 }

@@ -119,12 +119,16 @@ impl Worker {
     /// The next line of answers, without its newline.
     fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, Failure> {
         let mut chunk = vec![0u8; 1 << 16];
+        // Only the bytes that came since are looked at for the newline: a long answer
+        // arrives in many chunks, and scanning it whole each time would be quadratic.
+        let mut scanned = 0;
         loop {
-            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+            if let Some(at) = self.buf[scanned..].iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=scanned + at).collect();
                 line.pop();
                 return Ok(line);
             }
+            scanned = self.buf.len();
             if self.buf.len() > MAX_ANSWER {
                 return Err(Failure::TooLong);
             }
