@@ -425,8 +425,20 @@ fn go_build(go: &Path, name: &str, version: &str, dir: &Path) -> PathBuf {
     exe
 }
 
+/// The `N events lost (ring buffer full)` of the summary's `go:` line.
+fn go_events_lost(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("go: pid"))
+        .and_then(|l| l.split(" events lost (ring buffer full)").next())
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no go: line with the events lost\n{stdout}"))
+}
+
 /// With `MemProfileRate = 1` both profiles see every allocation, from the same runtime
-/// events, with the same stacks: they agree exactly (the issue asks for 5%). A probe that
+/// events, with the same stacks: they agree exactly (the issue asks for 5%) when no event
+/// was lost, and within the events the summary says were lost when some were. A probe that
 /// fires twice for one call (it once sat on the branch of Go's stack check, which
 /// `morestack` and preemption requests return to) or a stack not cut where Go cuts it
 /// (at `runtime.systemstack`) shows as a difference of a few allocations.
@@ -453,13 +465,30 @@ fn go_allocations_match_go_s_own_allocs_profile() {
         let m = FixtureResult::read(&result);
         assert_eq!(m.u64("small_pieces"), N);
         let ours = out.join("heap.pb.gz");
+        // Every allocation sends its stack through the sample ring buffer (60,000 in a
+        // fraction of a second), which can fill on a busy machine: the events it drops
+        // are counted on the summary's `go:` line, and then the counts may fall short of
+        // Go's by at most that many, never exceed them.
+        let lost = go_events_lost(&run.stdout);
         for index in ["alloc_objects", "alloc_space"] {
             let (mine, go) = (traces(&ours, index), traces(&allocs, index));
             for function in ["main.smallPieces", "main.keptBlocks"] {
                 let want = by_function(&go, function);
                 assert!(want > 0, "Go's own profile has no {function}\n{context}");
                 let got = by_function(&mine, function);
-                assert_eq!(got, want, "{index} of {function}\n{context}");
+                if lost == 0 {
+                    assert_eq!(got, want, "{index} of {function}\n{context}");
+                } else if index == "alloc_objects" {
+                    assert!(
+                        got <= want && got + lost >= want,
+                        "{index} of {function}: {got}, Go's {want}, {lost} events lost\n{context}"
+                    );
+                } else {
+                    assert!(
+                        got <= want,
+                        "{index} of {function}: {got} over Go's {want}\n{context}"
+                    );
+                }
             }
         }
     }
