@@ -10,7 +10,8 @@
 
 #![no_main]
 
-use std::io::Write;
+mod memfd;
+
 use std::path::{Path, PathBuf};
 
 use libfuzzer_sys::fuzz_target;
@@ -18,10 +19,9 @@ use profiler::symbolize::debuginfo::{ElfFacts, build_id_candidates, debuglink_ca
 use profiler::symbolize::inflation;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut file) = memfd() else { return };
-    if file.write_all(data).is_err() {
+    let Some(file) = memfd::with(data) else {
         return;
-    }
+    };
     let Some(facts) = ElfFacts::of_file(&file) else {
         return;
     };
@@ -52,13 +52,3 @@ fuzz_target!(|data: &[u8]| {
         let _ = facts.vaddr(offset);
     }
 });
-
-fn memfd() -> std::io::Result<std::fs::File> {
-    // SAFETY: a valid NUL-terminated name; the result is checked.
-    let fd = unsafe { libc::memfd_create(c"fuzzed-elf".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor just created and owned by nothing else.
-    Ok(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
-}

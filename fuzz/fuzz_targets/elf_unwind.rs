@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use std::io::Write;
+mod memfd;
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{Module, Unwinder};
@@ -19,10 +19,9 @@ const BASE: u64 = 0x5555_0000_0000;
 
 fuzz_target!(|data: &[u8]| {
     // The unwinder reads from a held file descriptor; a memory file is one.
-    let Ok(mut file) = memfd() else { return };
-    if file.write_all(data).is_err() {
+    let Some(file) = memfd::with(data) else {
         return;
-    }
+    };
     // One file's worth of the run's budget, as the unwinder gives the first file it reads.
     let Ok(sections) = UnwindSections::read(&file, 3 * MAX_SECTION_BYTES) else {
         return;
@@ -66,13 +65,3 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-
-fn memfd() -> std::io::Result<std::fs::File> {
-    // SAFETY: a valid NUL-terminated name; the result is checked.
-    let fd = unsafe { libc::memfd_create(c"fuzzed-elf".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor just created and owned by nothing else.
-    Ok(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
-}

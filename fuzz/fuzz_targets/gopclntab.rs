@@ -8,19 +8,15 @@
 
 #![no_main]
 
-use std::io::Write;
-use std::os::fd::FromRawFd;
+mod memfd;
 
 use libfuzzer_sys::fuzz_target;
 use profiler::symbolize::gopclntab::GoPclnTab;
 
 fuzz_target!(|data: &[u8]| {
-    // SAFETY: a valid NUL-terminated name and flags; the result is checked.
-    let fd = unsafe { libc::memfd_create(c"gopclntab".as_ptr(), libc::MFD_CLOEXEC) };
-    assert!(fd >= 0, "memfd_create");
-    // SAFETY: a descriptor just created and owned by nothing else.
-    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-    file.write_all(data).unwrap();
+    let Some(file) = memfd::with(data) else {
+        return;
+    };
     let file = GoPclnTab::open(file);
     let Some(table) = GoPclnTab::parse(&file) else {
         return;

@@ -7,18 +7,24 @@
 
 #![no_main]
 
-use std::io::{Seek, Write};
+mod memfd;
+
+use std::io::Seek;
 
 use libfuzzer_sys::fuzz_target;
 use profiler::process::perfmap::read_capped;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut file) = memfd() else { return };
-    if file.write_all(data).is_err() || file.rewind().is_err() {
+    let Some(mut file) = memfd::with(data) else {
+        return;
+    };
+    if file.rewind().is_err() {
         return;
     }
     // The first byte places the cap: anywhere from nothing to past the end.
-    let cap = data.first().map_or(0, |&b| data.len() as u64 * u64::from(b) / 128);
+    let cap = data
+        .first()
+        .map_or(0, |&b| data.len() as u64 * u64::from(b) / 128);
     let Some(map) = read_capped(file, cap) else {
         return;
     };
@@ -31,13 +37,3 @@ fuzz_target!(|data: &[u8]| {
         let _ = map.lookup(addr);
     }
 });
-
-fn memfd() -> std::io::Result<std::fs::File> {
-    // SAFETY: a valid NUL-terminated name; the result is checked.
-    let fd = unsafe { libc::memfd_create(c"fuzzed-map".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor just created and owned by nothing else.
-    Ok(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
-}
