@@ -23,15 +23,22 @@ pub fn section_bytes<'data>(section: &impl ObjectSection<'data>) -> Option<Cow<'
     match compressed.format {
         CompressionFormat::None => Some(Cow::Borrowed(compressed.data)),
         CompressionFormat::Zlib if compressed.uncompressed_size <= MAX_SECTION_BYTES => {
-            let mut out = Vec::with_capacity(usize::try_from(compressed.uncompressed_size).ok()?);
-            flate2::read::ZlibDecoder::new(compressed.data)
-                .take(compressed.uncompressed_size)
-                .read_to_end(&mut out)
-                .ok()?;
-            (out.len() as u64 == compressed.uncompressed_size).then_some(Cow::Owned(out))
+            inflate_exactly(compressed.data, compressed.uncompressed_size).map(Cow::Owned)
         }
         _ => None,
     }
+}
+
+/// The zlib stream `compressed` inflated to exactly the `size` bytes its section header
+/// states: never more, whatever the stream holds, and `None` when it holds anything else.
+/// The caller has checked `size` against its budget.
+pub fn inflate_exactly(compressed: &[u8], size: u64) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(usize::try_from(size).ok()?);
+    flate2::read::ZlibDecoder::new(compressed)
+        .take(size)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() as u64 == size).then_some(out)
 }
 
 /// The file offset of virtual address `address`, from the segment whose file-backed part

@@ -9,7 +9,6 @@
 //! is refused too. A refused section leaves the file to be unwound by frame pointers.
 
 use std::fs::File;
-use std::io::Read;
 use std::ops::{Deref, Range};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -225,16 +224,8 @@ fn read_bounded<'data>(
     if range.format == CompressionFormat::None {
         return Ok(raw);
     }
-    let mut out = Vec::with_capacity(range.uncompressed_size as usize);
-    // Never more than stated, whatever the stream holds.
-    flate2::read::ZlibDecoder::new(&raw[..])
-        .take(range.uncompressed_size)
-        .read_to_end(&mut out)
-        .map_err(|_| Refused::BadCompression)?;
-    if out.len() as u64 != range.uncompressed_size {
-        return Err(Refused::BadCompression);
-    }
-    Ok(out)
+    crate::process::elf_data::inflate_exactly(&raw, range.uncompressed_size)
+        .ok_or(Refused::BadCompression)
 }
 
 #[cfg(test)]
