@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::num::NonZeroU32;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
@@ -15,7 +15,9 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope
 use crate::collect::allocators::{Allocators, GoRuntime, Role};
 use crate::collect::preload::STACK_MARKER;
 use crate::collect::target_elf::{Links, Refusal};
+use crate::process::files::key_as_mapped;
 use crate::process::procmaps::{FileKey, parse_maps};
+use crate::sys::safe_open::open_regular_following;
 
 /// The heap profile's kernel programs (see `profiler-ebpf/src/heap.rs`).
 pub const PROGRAMS: [&str; 6] = [
@@ -146,14 +148,14 @@ impl HeapProbes {
         program: Option<&Path>,
     ) {
         for path in files {
-            let Ok(meta) = std::fs::metadata(path) else {
+            // Keyed as the process's mappings will show the file, so that `attach_process`
+            // knows it again once the command runs: by `stat`'s device, a file on
+            // overlayfs would be probed a second time then, and every call counted twice.
+            let Ok(file) = open_regular_following(path) else {
                 continue;
             };
-            let dev = meta.dev();
-            let key = FileKey {
-                major: libc::major(dev),
-                minor: libc::minor(dev),
-                inode: meta.ino(),
+            let Some(key) = key_as_mapped(&file) else {
+                continue;
             };
             let shown = path.to_string_lossy().into_owned();
             let how = How {

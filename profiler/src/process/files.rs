@@ -186,6 +186,52 @@ fn copy_own_vdso() -> Option<Arc<ObjectFile>> {
     Some(Arc::new(ObjectFile::new("[vdso]".to_owned(), file)))
 }
 
+/// The identity `file` has once mapped: the device and inode `/proc/PID/maps` will show
+/// for it, which is also the file the kernel keys uprobes by. It can differ from what
+/// `stat` says: on overlayfs (containers, and the test kernels' root) a mapping shows
+/// the layer's real file, `stat` the overlay's. A file probed by path before a process
+/// maps it is known again among its mappings only under this identity. The file is
+/// mapped one page, read-only and never touched, in the profiler itself, and its line
+/// read back from `/proc/self/maps`; `None` when it cannot be mapped.
+pub fn key_as_mapped(file: &File) -> Option<FileKey> {
+    const PAGE: usize = 4096;
+    // SAFETY: a fresh private read-only mapping at an address the kernel picks; it is
+    // never read (a truncated file cannot fault us) and unmapped below.
+    let address = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if address == libc::MAP_FAILED {
+        return None;
+    }
+    let key = std::fs::read_to_string("/proc/self/maps")
+        .ok()
+        .and_then(|maps| key_of_mapping_at(&maps, address as u64));
+    // SAFETY: the mapping made above, of that length, referenced nowhere else.
+    unsafe { libc::munmap(address, PAGE) };
+    key
+}
+
+/// The device and inode of the mapping that starts at `start` in a `/proc/PID/maps` text.
+fn key_of_mapping_at(maps: &str, start: u64) -> Option<FileKey> {
+    let prefix = format!("{start:x}-");
+    let line = maps.lines().find(|line| line.starts_with(&prefix))?;
+    // address perms offset dev inode path
+    let mut fields = line.split_ascii_whitespace().skip(3);
+    let (major, minor) = fields.next()?.split_once(':')?;
+    Some(FileKey {
+        major: u32::from_str_radix(major, 16).ok()?,
+        minor: u32::from_str_radix(minor, 16).ok()?,
+        inode: fields.next()?.parse().ok()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +272,33 @@ mod tests {
         };
         let other = table.open(pid, copy, entry.start, entry.end, &entry.path);
         assert!(other.is_none_or(|other| !Arc::ptr_eq(&file, &other)));
+    }
+
+    #[test]
+    fn a_file_mapped_here_has_the_identity_its_mappings_show() {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let entries = crate::process::procmaps::parse_maps(&maps);
+        let mapped = entries
+            .iter()
+            .find(|e| Path::new(&e.path) == exe)
+            .expect("own mapping");
+        let file = open_regular(&exe).unwrap();
+        assert_eq!(key_as_mapped(&file), Some(mapped.key));
+    }
+
+    #[test]
+    fn a_maps_line_gives_its_device_and_inode() {
+        let maps = "7f00-7f10 r--p 00000000 00:2f 367   /tmp/a b\n\
+                    55ae94140000-55ae94141000 r--p 00000000 fe:01 10682441 /x\n";
+        assert_eq!(
+            key_of_mapping_at(maps, 0x55ae_9414_0000),
+            Some(FileKey {
+                major: 0xfe,
+                minor: 1,
+                inode: 10_682_441
+            })
+        );
+        assert_eq!(key_of_mapping_at(maps, 0x7f0), None);
     }
 }
