@@ -145,7 +145,10 @@ fn native_allocations_through_the_interposer_are_counted_exactly() {
 }
 
 /// Profiles `heap_native` with `--heap-via VIA` and checks every count against the
-/// fixture's own; returns the run.
+/// fixture's own; returns the run. The fixture pauses a second before its counted calls,
+/// so the profiler has looked at the running process (every 250 ms) and probed what it
+/// maps by then: a library probed twice (before the exec and again after it, as once on
+/// overlayfs) is then counted twice instead of racing the fixture's end.
 fn native_counts(via: &str) -> Run {
     let tmp = temp_dir();
     let result = tmp.path().join("result.txt");
@@ -157,6 +160,7 @@ fn native_counts(via: &str) -> Run {
             &exe.to_string_lossy(),
             &N.to_string(),
             &result.to_string_lossy(),
+            "1000",
         ],
     );
     let m = FixtureResult::read(&result);
@@ -261,6 +265,7 @@ fn rust_with_the_system_allocator_is_counted_by_function() {
             &exe.to_string_lossy(),
             &N.to_string(),
             &result.to_string_lossy(),
+            "1000",
         ],
     );
     let m = FixtureResult::read(&result);

@@ -28,3 +28,4 @@ pub mod start_command;
 pub mod target_elf;
 pub mod tracefs;
 pub mod trap_cost;
+pub mod uprobe_check;

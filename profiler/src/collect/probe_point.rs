@@ -3,7 +3,8 @@
 //! A uprobe replaces an instruction with a breakpoint. When it is hit, the kernel runs
 //! the programs and then either emulates the replaced instruction or executes it out of
 //! line with the trap flag set, which costs a second trap. x86-64 kernels emulate direct
-//! branches (`jmp`, `jcc`, `call`) and, from Linux 6.8, `push` of a register; in this VM a
+//! branches (`jmp`, `jcc`, `call`) and `push` of a register (whether the running kernel
+//! does is asked once, [`crate::collect::uprobe_check`]); in this VM a
 //! probe on glibc's `free` (which starts with `test`) cost 4.5 µs a call, one on `malloc`
 //! (which starts with `push`) 1 µs. So the probe goes on the first such instruction of
 //! the function's straight-line start, provided nothing before it changes what the
@@ -18,6 +19,7 @@
 //! check or its branch fires again on each such return; the point is taken after the
 //! branch, where a call arrives once.
 
+use crate::collect::uprobe_check::{self, PushAtProbe};
 use crate::process::elf_data::bytes_at;
 use iced_x86::{
     Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
@@ -57,10 +59,27 @@ pub struct Reads {
     pub go: bool,
 }
 
+/// What the running kernel emulates at a probe besides direct branches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Emulates {
+    /// `push` of a register.
+    pub push: bool,
+}
+
+impl Emulates {
+    /// What the running kernel was seen to emulate ([`uprobe_check::running_kernel`]);
+    /// `push` when it could not be asked, as x86-64 kernels have emulated it since 4.18.
+    pub fn running_kernel() -> Self {
+        Self {
+            push: uprobe_check::running_kernel().push != PushAtProbe::Stepped,
+        }
+    }
+}
+
 /// The instruction of `code` (a function's first bytes, at virtual address `ip`) to
 /// probe: the first one the kernel emulates that every call reaches with `reads`
 /// unchanged, else the first instruction (after Go's stack check).
-pub fn point(code: &[u8], ip: u64, reads: Reads) -> Point {
+pub fn point(code: &[u8], ip: u64, reads: Reads, kernel: Emulates) -> Point {
     let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
     let mut info = InstructionInfoFactory::new();
     let instructions: Vec<Instruction> = decoder.iter().take(MAX_INSTRUCTIONS).collect();
@@ -78,7 +97,7 @@ pub fn point(code: &[u8], ip: u64, reads: Reads) -> Point {
             break;
         }
         let bytes = &code[offset(instr) as usize..][..instr.len()];
-        if is_emulated(instr, bytes) && !branches_back(instr, ip) {
+        if is_emulated(instr, bytes, kernel) && !branches_back(instr, ip) {
             return Point {
                 offset: offset(instr),
                 emulated: true,
@@ -121,15 +140,16 @@ fn go_stack_check(instructions: &[Instruction]) -> Option<usize> {
 }
 
 /// Whether the kernel emulates `instr` when it is probed: a direct branch of 64-bit
-/// operand size, or `push` of a register (one byte, or two with REX.B, as the kernel
-/// decodes it).
-fn is_emulated(instr: &Instruction, bytes: &[u8]) -> bool {
+/// operand size, or, where `kernel` does, `push` of a register (one byte, or two with
+/// REX.B, as the kernel decodes it).
+fn is_emulated(instr: &Instruction, bytes: &[u8], kernel: Emulates) -> bool {
     if instr.is_jcc_short_or_near() || instr.is_jmp_short_or_near() || instr.is_call_near() {
         // The kernel refuses a branch with an operand-size prefix (which Intel ignores
         // and AMD does not): such a probe would not attach at all.
         return instr.op0_kind() == OpKind::NearBranch64 && !has_operand_size_prefix(bytes);
     }
-    instr.code() == Code::Push_r64
+    kernel.push
+        && instr.code() == Code::Push_r64
         && match bytes {
             [op] => (0x50..=0x57).contains(op),
             [0x41, op] => (0x50..=0x57).contains(op),
@@ -193,7 +213,7 @@ pub fn probe_point<'data, R: object::ReadRef<'data>>(
     };
     let code = bytes_at(file, address, wanted);
     code.map_or((address, false), |code| {
-        let at = point(code, address, reads);
+        let at = point(code, address, reads, Emulates::running_kernel());
         (address + at.offset, at.emulated)
     })
 }
@@ -210,13 +230,15 @@ mod tests {
         registers: &[Register::RAX, Register::RBX, Register::RCX],
         go: true,
     };
+    const PUSH: Emulates = Emulates { push: true };
+    const NO_PUSH: Emulates = Emulates { push: false };
 
     #[test]
     fn a_push_at_the_start_is_the_point() {
         // glibc 2.36 malloc: push %r12; push %rbp; push %rbx; mov %rdi,%rbx
         let code = [0x41, 0x54, 0x55, 0x53, 0x48, 0x89, 0xfb];
         assert_eq!(
-            point(&code, 0x1000, C_ARGS),
+            point(&code, 0x1000, C_ARGS, PUSH),
             Point {
                 offset: 0,
                 emulated: true
@@ -228,20 +250,20 @@ mod tests {
     fn a_compare_is_stepped_over_to_its_branch() {
         // glibc 2.36 free: test %rdi,%rdi; je +0xbf; push %rbp
         let code = [0x48, 0x85, 0xff, 0x0f, 0x84, 0xbf, 0, 0, 0, 0x55];
-        assert_eq!(point(&code, 0x1000, C_ARGS).offset, 3);
+        assert_eq!(point(&code, 0x1000, C_ARGS, PUSH).offset, 3);
     }
 
     #[test]
     fn an_argument_overwritten_first_keeps_the_start() {
         // mov %rsi,%rdi; push %rbp: the program would read the wrong size at the push.
         let code = [0x48, 0x89, 0xf7, 0x55];
-        assert_eq!(point(&code, 0x1000, C_ARGS).offset, 0);
+        assert_eq!(point(&code, 0x1000, C_ARGS, PUSH).offset, 0);
         // sub $0x10,%rsp; push %rbp: the return address is no longer at the stack's top.
         let code = [0x48, 0x83, 0xec, 0x10, 0x55];
-        assert_eq!(point(&code, 0x1000, C_ARGS).offset, 0);
+        assert_eq!(point(&code, 0x1000, C_ARGS, PUSH).offset, 0);
         // mov %rdi,(%rax); push %rbp: a store may change what the program reads.
         let code = [0x48, 0x89, 0x38, 0x55];
-        assert_eq!(point(&code, 0x1000, C_ARGS).offset, 0);
+        assert_eq!(point(&code, 0x1000, C_ARGS, PUSH).offset, 0);
     }
 
     #[test]
@@ -254,9 +276,9 @@ mod tests {
         let code = [
             0x48, 0x89, 0xf8, 0x48, 0x8b, 0x15, 0x10, 0, 0, 0, 0xeb, 0x00,
         ];
-        assert_eq!(point(&code, 0x1000, free).offset, 10);
+        assert_eq!(point(&code, 0x1000, free, PUSH).offset, 10);
         // An allocation's program reads RDX too: the start stays.
-        assert_eq!(point(&code, 0x1000, C_ARGS).offset, 0);
+        assert_eq!(point(&code, 0x1000, C_ARGS, PUSH).offset, 0);
     }
 
     #[test]
@@ -265,20 +287,20 @@ mod tests {
         let code = [
             0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0xa5, 0x01, 0, 0, 0x55, 0x48, 0x89, 0xe5,
         ];
-        assert_eq!(point(&code, 0x1000, GO_ARGS).offset, 10);
+        assert_eq!(point(&code, 0x1000, GO_ARGS, PUSH).offset, 10);
         // A large frame: lea -0x100(%rsp),%r12; cmp 0x10(%r14),%r12; jbe; push %rbp
         let code = [
             0x4c, 0x8d, 0xa4, 0x24, 0x00, 0xff, 0xff, 0xff, 0x4d, 0x3b, 0x66, 0x10, 0x76, 0x10,
             0x55,
         ];
-        assert_eq!(point(&code, 0x1000, GO_ARGS).offset, 14);
+        assert_eq!(point(&code, 0x1000, GO_ARGS, PUSH).offset, 14);
     }
 
     #[test]
     fn a_go_function_without_a_push_after_its_check_is_probed_after_the_check() {
         // cmp 0x10(%r14),%rsp; jbe; sub $0x18,%rsp: never on the check itself.
         let code = [0x49, 0x3b, 0x66, 0x10, 0x76, 0x10, 0x48, 0x83, 0xec, 0x18];
-        assert_eq!(point(&code, 0x1000, GO_ARGS), Point::stepped(6));
+        assert_eq!(point(&code, 0x1000, GO_ARGS, PUSH), Point::stepped(6));
     }
 
     #[test]
@@ -289,7 +311,7 @@ mod tests {
             0x10, 0x76, 0x10, 0x55,
         ];
         assert_eq!(
-            point(&code, 0x1000, GO_ARGS),
+            point(&code, 0x1000, GO_ARGS, PUSH),
             Point {
                 offset: 18,
                 emulated: true
@@ -301,12 +323,32 @@ mod tests {
     fn a_loop_at_the_start_is_not_probed_on_its_branch() {
         // L: mov (%rax),%ecx; test %ecx,%ecx; jne L: the jne runs once a turn.
         let code = [0x8b, 0x08, 0x85, 0xc9, 0x75, 0xfa, 0x55];
-        assert_eq!(point(&code, 0x1000, C_ARGS), Point::stepped(0));
+        assert_eq!(point(&code, 0x1000, C_ARGS, PUSH), Point::stepped(0));
     }
 
     #[test]
     fn undecodable_code_keeps_the_start() {
-        assert_eq!(point(&[0x0f, 0xff], 0x1000, C_ARGS).offset, 0);
-        assert_eq!(point(&[], 0x1000, C_ARGS).offset, 0);
+        assert_eq!(point(&[0x0f, 0xff], 0x1000, C_ARGS, PUSH).offset, 0);
+        assert_eq!(point(&[], 0x1000, C_ARGS, PUSH).offset, 0);
+    }
+    #[test]
+    fn a_kernel_that_steps_push_gets_the_branch_after_it_or_the_start() {
+        // glibc 2.36 malloc: push %r12; ...: stepped either way, so the start.
+        let code = [0x41, 0x54, 0x55, 0x53, 0x48, 0x89, 0xfb];
+        assert_eq!(point(&code, 0x1000, C_ARGS, NO_PUSH), Point::stepped(0));
+        // Go after its check: cmp; jbe; push %rbp: the push is no point of one trap.
+        let code = [
+            0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0xa5, 0x01, 0, 0, 0x55, 0x48, 0x89, 0xe5,
+        ];
+        assert_eq!(point(&code, 0x1000, GO_ARGS, NO_PUSH), Point::stepped(10));
+        // glibc free: test; je: the branch is emulated on every kernel.
+        let code = [0x48, 0x85, 0xff, 0x0f, 0x84, 0xbf, 0, 0, 0, 0x55];
+        assert_eq!(
+            point(&code, 0x1000, C_ARGS, NO_PUSH),
+            Point {
+                offset: 3,
+                emulated: true
+            }
+        );
     }
 }

@@ -3,6 +3,8 @@
 
 use std::fs;
 
+use crate::collect::uprobe_check::UprobeFacts;
+
 /// Totals over every BPF program and map this process holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelCost {
@@ -14,6 +16,8 @@ pub struct KernelCost {
     pub map_bytes: u64,
     /// Whether the kernel was counting program run time.
     pub stats_enabled: bool,
+    /// What the kernel was seen to do with a uprobe, when the run placed any.
+    pub uprobes: Option<UprobeFacts>,
 }
 
 impl KernelCost {
@@ -54,6 +58,14 @@ impl KernelCost {
     /// One line for the summary.
     pub fn describe(&self) -> String {
         let maps = format!("BPF maps hold {:.1} MiB", self.map_bytes as f64 / 1048576.0);
+        let line = self.programs_and_maps(&maps);
+        match self.uprobes {
+            Some(uprobes) => format!("{line}; {}", uprobes.describe()),
+            None => line,
+        }
+    }
+
+    fn programs_and_maps(&self, maps: &str) -> String {
         if self.stats_enabled {
             format!(
                 "profiler cost: kernel programs ran {:.1} ms in {} runs; {maps}",

@@ -26,6 +26,7 @@ use crate::collect::samples::{Collector, Samples};
 use crate::collect::selfcost::KernelCost;
 use crate::collect::start_command;
 use crate::collect::tracefs;
+use crate::collect::uprobe_check;
 use crate::config::{CallGraph, Config, Target};
 use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::procmaps::ProcessTable;
@@ -164,6 +165,11 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     };
     let mut probes = Probes::load(&probes::btf_path(), &options)?;
     probes.attach_tracepoints()?;
+    if config.profiles.heap || config.profiles.goroutines {
+        // Asked before any probe is hit in the profiler: its answer shows in what the
+        // profiler's own process maps (see uprobe_check), and it decides the probe points.
+        uprobe_check::running_kernel();
+    }
     let mut heap = if config.profiles.heap {
         Some(HeapProbes::load(probes.ebpf_mut())?)
     } else {
@@ -311,7 +317,10 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
     if let Some(heap) = &mut heap {
         heap.refresh_go_rates();
     }
-    let kernel_cost = KernelCost::now();
+    let mut kernel_cost = KernelCost::now();
+    if config.profiles.heap || config.profiles.goroutines {
+        kernel_cost.uprobes = Some(uprobe_check::running_kernel());
+    }
     let busy_cpu_seconds = CpuTimes::now().busy_seconds_since(&cpu_times_at_start);
     status.finish_and_clear();
     // Before the programs are detached and unloaded, and with those loaded since the start.
