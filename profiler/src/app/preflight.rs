@@ -7,6 +7,7 @@ use anyhow::{Context, Error, Result, bail};
 use aya::Btf;
 
 use crate::collect::kernel_features::{self, KernelFeatures};
+use crate::collect::kernel_probe;
 use crate::config::{CallGraph, Config};
 use crate::output::OutputDir;
 
@@ -64,7 +65,7 @@ impl KernelCheck {
 /// One line when nothing requested can run on this kernel.
 pub fn check_kernel(config: &Config) -> Result<(Config, KernelCheck)> {
     let asked = std::time::Instant::now();
-    let (features, btf) = kernel_features::probe(&crate::collect::probes::btf_path());
+    let (features, btf) = kernel_probe::probe(&crate::collect::probes::btf_path());
     log::debug!("{features} (asked in {:?})", asked.elapsed());
     let frame_pointers = config.call_graph == CallGraph::Fp;
     let decision =

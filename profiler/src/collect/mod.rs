@@ -16,6 +16,7 @@ pub mod goroutines;
 pub mod heap_probes;
 pub mod heap_run;
 pub mod kernel_features;
+pub mod kernel_probe;
 pub mod launch;
 pub mod preload;
 pub mod probe_point;
