@@ -133,7 +133,12 @@ fn run(config: &Config) -> Result<Outcome> {
         );
     }
     preflight::check_privileges()?;
-    preflight::check_btf(&collect::probes::btf_path())?;
+    // A profile this kernel cannot collect is left out with its line; the rest runs.
+    let (config, mut kernel) = preflight::check_kernel(config)?;
+    for line in &kernel.refused {
+        console::eprint_line(&format!("profiler: {line}"));
+    }
+    let config = &config;
     if let Target::Pids(pids) = &config.target {
         preflight::check_pids(pids)?;
     }
@@ -144,7 +149,7 @@ fn run(config: &Config) -> Result<Outcome> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(collect::session::run(config))?;
+    let outcome = runtime.block_on(collect::session::run(config, kernel.btf.take()))?;
 
     let (profiles, name_notes) = build::profiles(&outcome, config);
     log::debug!(
@@ -184,6 +189,9 @@ fn run(config: &Config) -> Result<Outcome> {
         n => format!("{n} files could not be written (see above), the others written"),
     };
     text.push_str(&format!("\n{}\n", outcome.kernel_cost.describe()));
+    for line in kernel.summary_lines() {
+        text.push_str(&format!("{line}\n"));
+    }
     for note in &name_notes {
         text.push_str(&format!("{note}\n"));
     }

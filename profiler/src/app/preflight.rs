@@ -3,8 +3,12 @@
 use std::fs;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Error, Result, bail};
+use aya::Btf;
 
+use crate::collect::kernel_features::{self, KernelFeatures};
+use crate::collect::kernel_probe;
+use crate::config::{CallGraph, Config};
 use crate::output::OutputDir;
 
 const CAP_PERFMON: u32 = 38;
@@ -32,19 +36,50 @@ pub fn check_privileges() -> Result<()> {
     bail!("profiling needs root or CAP_BPF+CAP_PERFMON: run with sudo")
 }
 
-/// Fails unless the kernel exposes BTF at `path`.
+/// What the kernel check found: the features, and a line for each requested profile that
+/// this kernel cannot collect.
+pub struct KernelCheck {
+    /// What the running kernel has.
+    pub features: KernelFeatures,
+    /// One line per requested profile that is not collected.
+    pub refused: Vec<String>,
+    /// The kernel's BTF, read once for the check and the loader.
+    pub btf: Option<Btf>,
+}
+
+impl KernelCheck {
+    /// The summary's lines about the kernel: the refused profiles, or what it lacks.
+    pub fn summary_lines(&self) -> Vec<String> {
+        if self.refused.is_empty() {
+            vec![self.features.to_string()]
+        } else {
+            self.refused.clone()
+        }
+    }
+}
+
+/// Asks the running kernel for what the profiler's programs use, before anything is
+/// loaded, and keeps the requested profiles it can collect.
 ///
 /// # Errors
-/// When the file is missing.
-pub fn check_btf(path: &Path) -> Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    bail!(
-        "this kernel has no BTF at {}: the profiler needs a kernel built with \
-         CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 2021)",
-        path.display()
-    )
+/// One line when nothing requested can run on this kernel.
+pub fn check_kernel(config: &Config) -> Result<(Config, KernelCheck)> {
+    let asked = std::time::Instant::now();
+    let (features, btf) = kernel_probe::probe(&crate::collect::probes::btf_path());
+    log::debug!("{features} (asked in {:?})", asked.elapsed());
+    let frame_pointers = config.call_graph == CallGraph::Fp;
+    let decision =
+        kernel_features::decide(&features, config.profiles, frame_pointers).map_err(Error::msg)?;
+    let config = Config {
+        profiles: decision.profiles,
+        ..config.clone()
+    };
+    let check = KernelCheck {
+        features,
+        refused: decision.refused,
+        btf,
+    };
+    Ok((config, check))
 }
 
 /// Fails unless every pid names a live process.

@@ -15,6 +15,8 @@ pub mod golang;
 pub mod goroutines;
 pub mod heap_probes;
 pub mod heap_run;
+pub mod kernel_features;
+pub mod kernel_probe;
 pub mod launch;
 pub mod preload;
 pub mod probe_point;

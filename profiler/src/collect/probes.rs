@@ -72,18 +72,22 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// Loads the programs; `filter` restricts sampling to pids added with [`Self::add_target`].
+    /// Loads the programs with the kernel's BTF, read from `btf_path` unless given;
+    /// `options.filter` restricts sampling to pids added with [`Self::add_target`].
     ///
     /// # Errors
     /// When BTF cannot be read or the kernel rejects a program or map.
-    pub fn load(btf_path: &Path, options: &LoadOptions) -> Result<Self> {
-        let btf = Btf::parse_file(btf_path, Endianness::default()).with_context(|| {
-            format!(
-                "cannot read kernel BTF from {}: the profiler needs a kernel built with \
-                 CONFIG_DEBUG_INFO_BTF=y",
-                btf_path.display()
-            )
-        })?;
+    pub fn load(btf: Option<Btf>, btf_path: &Path, options: &LoadOptions) -> Result<Self> {
+        let btf = match btf {
+            Some(btf) => btf,
+            None => Btf::parse_file(btf_path, Endianness::default()).with_context(|| {
+                format!(
+                    "cannot read kernel BTF from {}: the profiler needs a kernel built with \
+                     CONFIG_DEBUG_INFO_BTF=y",
+                    btf_path.display()
+                )
+            })?,
+        };
         let filter = u8::from(options.filter);
         let trace_io = u8::from(options.io);
         let trace_block = u8::from(options.block);

@@ -6,6 +6,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
+use aya::Btf;
 use aya::maps::{MapData, RingBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use profiler_common::{
@@ -128,11 +129,11 @@ pub struct RunOutcome {
     pub goroutines: GoroutineWaits,
 }
 
-/// Runs the profiler as `config` says.
+/// Runs the profiler as `config` says, with the kernel's BTF when the kernel check read it.
 ///
 /// # Errors
 /// When a target cannot be found or started, or the kernel refuses the programs.
-pub async fn run(config: &Config) -> Result<RunOutcome> {
+pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     fdlimit::raise();
     let tracefs = tracefs::ensure_mounted()?;
     let fork_offset = tracefs::field_offset(&tracefs, "sched", "sched_process_fork", "child_pid")?;
@@ -163,7 +164,7 @@ pub async fn run(config: &Config) -> Result<RunOutcome> {
         ring_bytes,
         possible_cpus: u32::try_from(possible_cpus).unwrap_or(u32::MAX),
     };
-    let mut probes = Probes::load(&probes::btf_path(), &options)?;
+    let mut probes = Probes::load(btf, &probes::btf_path(), &options)?;
     probes.attach_tracepoints()?;
     if config.profiles.heap || config.profiles.goroutines {
         // Asked before any probe is hit in the profiler: its answer shows in what the
