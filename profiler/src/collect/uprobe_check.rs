@@ -49,11 +49,6 @@ pub struct UprobeFacts {
 }
 
 impl UprobeFacts {
-    /// Whether probe points may sit on a `push` and cost one trap.
-    pub fn push_emulated(self) -> bool {
-        self.push == PushAtProbe::Emulated
-    }
-
     /// One line for the summary's cost line: what the kernel was seen to do.
     pub fn describe(self) -> String {
         let push = match self.push {
