@@ -3,13 +3,13 @@
 //! The pipeline, one folder a stage, each importing only the stages before it and the
 //! base modules (`profile`, the model; `config`; `process`; `sys`):
 //! `app::preflight` checks, `collect` gathers (unwinding each sample with `unwind`),
-//! `build` symbolizes once (`symbolize`) into profiles, `analysis` reads them for
+//! `convert` symbolizes once (`symbolize`) into profiles, `analysis` reads them for
 //! findings, and `output` writes files and the summary. [`run`] is that sequence.
 
 mod analysis;
 mod app;
-mod build;
 mod collect;
+mod convert;
 mod config;
 mod output;
 mod process;
@@ -151,7 +151,7 @@ fn run(config: &Config) -> Result<Outcome> {
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(collect::session::run(config, kernel.btf.take()))?;
 
-    let (profiles, name_notes) = build::profiles(&outcome, config);
+    let (profiles, name_notes) = convert::profiles(&outcome, config);
     log::debug!(
         "profiles built {:?} after the window",
         outcome.window_end.elapsed()

@@ -2,8 +2,8 @@
 
 use profiler_common::{COMM_LEN, counter};
 
-use crate::build::facts;
-use crate::build::stacks::StackResolver;
+use crate::convert::facts;
+use crate::convert::stacks::StackResolver;
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::CpuValue;

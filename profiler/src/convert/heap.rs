@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use profiler_common::{HeapSiteKey, counter};
 
-use crate::build::cpu::comm;
-use crate::build::facts;
-use crate::build::stacks::{StackResolver, stacks_by_site};
+use crate::convert::cpu::comm;
+use crate::convert::facts;
+use crate::convert::stacks::{StackResolver, stacks_by_site};
 use crate::collect::allocators::go_version;
 use crate::collect::go_heap::GoAllocStack;
 use crate::collect::heap_run::HeapRun;

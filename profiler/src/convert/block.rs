@@ -5,11 +5,11 @@ use std::collections::{HashMap, HashSet};
 
 use profiler_common::{BlockKey, counter, wait_outcome};
 
-use crate::build::cpu::comm;
-use crate::build::facts;
-use crate::build::facts::IN_PROGRESS;
-use crate::build::goroutines;
-use crate::build::stacks::{StackResolver, stacks_by_site};
+use crate::convert::cpu::comm;
+use crate::convert::facts;
+use crate::convert::facts::IN_PROGRESS;
+use crate::convert::goroutines;
+use crate::convert::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::{Label, LostStack, Profile, ProfileKind};

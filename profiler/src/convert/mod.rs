@@ -1,4 +1,4 @@
-//! Building: turn a run's counts and stacks into symbolized profiles.
+//! Converting: turn a run's raw counts and stacks into symbolized profiles.
 //!
 //! In: a [`crate::collect::session::RunOutcome`]. Out: one [`crate::profile::Profile`] per
 //! profile kind ([`cpu`], [`io`], [`block`], with [`goroutines`] in the blocking one);

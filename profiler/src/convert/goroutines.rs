@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use profiler_common::{GoWaitKey, counter};
 
-use crate::build::cpu::comm;
-use crate::build::stacks::{StackResolver, stacks_by_site};
+use crate::convert::cpu::comm;
+use crate::convert::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::profile::{Label, LostStack, Profile, ProfileBuilder};
 
@@ -148,7 +148,7 @@ pub fn add<'run>(
         };
         let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
         let comm = comms.get(&key.pid).map_or("", String::as_str);
-        let labels = labels(run, key, comm, crate::build::facts::IN_PROGRESS);
+        let labels = labels(run, key, comm, crate::convert::facts::IN_PROGRESS);
         resolver.add_site(builder, sampled, missing, &[1, nanos], &labels);
     }
 }

@@ -2,9 +2,9 @@
 
 use profiler_common::{counter, io_syscall};
 
-use crate::build::cpu::comm;
-use crate::build::facts;
-use crate::build::stacks::{StackResolver, stacks_by_site};
+use crate::convert::cpu::comm;
+use crate::convert::facts;
+use crate::convert::stacks::{StackResolver, stacks_by_site};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::profile::{IoValue, Label, LostStack, Profile, ProfileKind};

@@ -3,7 +3,7 @@
 //! stacks here.
 //!
 //! Before the first stack is interned, [`StackResolver::prepare_run`] (called once, by
-//! [`crate::build::profiles`]) goes over every stack the run's profiles will intern and
+//! [`crate::convert::profiles`]) goes over every stack the run's profiles will intern and
 //! symbolizes all their addresses in one batch per file (see [`crate::symbolize`]), so
 //! that each file is read once and its parsed data freed before the next. Interning then only reads the results.
 
