@@ -149,8 +149,8 @@ fn a_closed_stdout_ends_the_run_quietly_after_the_files_are_written() {
     let tmp = temp_dir();
     let out = tmp.path().join("out");
     let mut fds = [0; 2];
-    // SAFETY: pipe fills the two descriptors it is given.
     assert_eq!(
+        // SAFETY: pipe fills the two descriptors it is given.
         unsafe { libc::pipe(fds.as_mut_ptr()) },
         0,
         "cannot make a pipe"

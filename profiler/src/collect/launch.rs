@@ -172,8 +172,8 @@ fn passwd_entry(uid: libc::uid_t) -> Option<(OsString, OsString)> {
         log::debug!("no passwd entry for uid {uid}: the command keeps HOME and USER");
         return None;
     }
-    // SAFETY: on success both fields point at NUL-terminated strings inside buf.
     let field = |p: *const libc::c_char| {
+        // SAFETY: on success both fields point at NUL-terminated strings inside buf.
         OsStr::from_bytes(unsafe { CStr::from_ptr(p) }.to_bytes()).to_owned()
     };
     Some((field(entry.pw_name), field(entry.pw_dir)))

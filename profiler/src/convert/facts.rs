@@ -94,11 +94,12 @@ pub fn target(target: &Target) -> String {
 fn uname() -> (String, String) {
     // SAFETY: utsname is plain data; uname fills it and cannot fail with a valid pointer.
     let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a utsname this function owns.
     if unsafe { libc::uname(&mut name) } != 0 {
         return ("unknown".to_owned(), "unknown".to_owned());
     }
-    // SAFETY: uname NUL-terminates every field.
     let field = |f: &[libc::c_char]| {
+        // SAFETY: uname NUL-terminates every field.
         unsafe { CStr::from_ptr(f.as_ptr()) }
             .to_string_lossy()
             .into_owned()

@@ -86,6 +86,7 @@ pub fn choose(
 /// Root's home directory from the password database (not `$HOME`, which sudo may leave
 /// the user's), `/root` when it has no entry.
 pub fn root_home() -> PathBuf {
+    // SAFETY: passwd is plain data (integers and pointers): all zeros is a valid value.
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
     let mut found: *mut libc::passwd = std::ptr::null_mut();
     let mut buf = vec![0 as libc::c_char; 16 << 10];

@@ -433,6 +433,7 @@ fn root_keeps_its_own_cache_whatever_the_environment_says() {
         move |name: &str| (name == "DEBUGINFOD_CACHE_PATH").then(|| dir.clone())
     };
     let chosen = cache::choose(0, with_path(&mine), root_home, cache::trusted_for_root).unwrap();
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         assert_eq!((chosen.path, chosen.refused), (mine.clone(), None));
     }
