@@ -9,8 +9,8 @@
 mod analysis;
 mod app;
 mod collect;
-mod convert;
 mod config;
+mod convert;
 mod output;
 mod process;
 mod profile;

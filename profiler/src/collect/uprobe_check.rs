@@ -59,7 +59,10 @@ impl UprobeFacts {
             PushAtProbe::Unknown => "was not asked how it takes a probed `push`",
         };
         let trap = self.trap.map_or(String::new(), |trap| {
-            format!("; a uprobe trap costs {:.2} µs here", trap.as_secs_f64() * 1e6)
+            format!(
+                "; a uprobe trap costs {:.2} µs here",
+                trap.as_secs_f64() * 1e6
+            )
         });
         match self.hits {
             Some((hits, calls)) if hits != calls => format!(

@@ -5,13 +5,13 @@ use std::collections::{HashMap, HashSet};
 
 use profiler_common::{BlockKey, counter, wait_outcome};
 
+use crate::collect::session::RunOutcome;
+use crate::config::Config;
 use crate::convert::cpu::comm;
 use crate::convert::facts;
 use crate::convert::facts::IN_PROGRESS;
 use crate::convert::goroutines;
 use crate::convert::stacks::{StackResolver, stacks_by_site};
-use crate::collect::session::RunOutcome;
-use crate::config::Config;
 use crate::profile::{Label, LostStack, Profile, ProfileKind};
 
 /// Builds the symbolized blocking profile: sample types `contentions/count` and

@@ -2,10 +2,10 @@
 
 use profiler_common::{COMM_LEN, counter};
 
-use crate::convert::facts;
-use crate::convert::stacks::StackResolver;
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
+use crate::convert::facts;
+use crate::convert::stacks::StackResolver;
 use crate::profile::CpuValue;
 use crate::profile::{Label, Profile, ProfileKind, ValueType};
 

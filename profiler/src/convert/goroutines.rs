@@ -7,9 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use profiler_common::{GoWaitKey, counter};
 
+use crate::collect::session::RunOutcome;
 use crate::convert::cpu::comm;
 use crate::convert::stacks::{StackResolver, stacks_by_site};
-use crate::collect::session::RunOutcome;
 use crate::profile::{Label, LostStack, Profile, ProfileBuilder};
 
 /// The label that says what kind of wait a sample is (see [`WaitClass`]).

@@ -6,15 +6,15 @@ use std::collections::HashMap;
 
 use profiler_common::{HeapSiteKey, counter};
 
-use crate::convert::cpu::comm;
-use crate::convert::facts;
-use crate::convert::stacks::{StackResolver, stacks_by_site};
 use crate::collect::allocators::go_version;
 use crate::collect::go_heap::GoAllocStack;
 use crate::collect::heap_run::HeapRun;
 use crate::collect::preload::{Preload, RECORDED_STARTS};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
+use crate::convert::cpu::comm;
+use crate::convert::facts;
+use crate::convert::stacks::{StackResolver, stacks_by_site};
 use crate::profile::{HeapValue, Label, LostStack, Profile, ProfileBuilder, ProfileKind};
 
 const ALLOC_OBJECTS: usize = HeapValue::AllocObjects.index();

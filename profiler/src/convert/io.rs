@@ -2,11 +2,11 @@
 
 use profiler_common::{counter, io_syscall};
 
+use crate::collect::session::RunOutcome;
+use crate::config::Config;
 use crate::convert::cpu::comm;
 use crate::convert::facts;
 use crate::convert::stacks::{StackResolver, stacks_by_site};
-use crate::collect::session::RunOutcome;
-use crate::config::Config;
 use crate::profile::{IoValue, Label, LostStack, Profile, ProfileKind};
 
 /// Builds the symbolized I/O profile: sample types as [`ProfileKind::Io`] names them
