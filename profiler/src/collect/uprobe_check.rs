@@ -106,7 +106,7 @@ pub fn running_kernel() -> UprobeFacts {
     static FACTS: OnceLock<UprobeFacts> = OnceLock::new();
     *FACTS.get_or_init(|| {
         let facts = check();
-        log::debug!("uprobes: {}", facts.describe());
+        log::debug!("{}", facts.describe());
         facts
     })
 }

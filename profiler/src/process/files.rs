@@ -129,7 +129,7 @@ impl FileTable {
 }
 
 /// Opens a mapped file through the process's `map_files` entry (its own mount namespace),
-/// else by path when the host's file there is the very same (device and inode); a
+/// else by path when the host's file there is the very same (device and inode as mapped); a
 /// regular file only (a mapped device is never opened), never blocking.
 fn open_mapped(pid: u32, key: FileKey, start: u64, end: u64, path: &str) -> Option<ObjectFile> {
     let name = path.trim_end_matches(" (deleted)").to_owned();
@@ -142,12 +142,14 @@ fn open_mapped(pid: u32, key: FileKey, start: u64, end: u64, path: &str) -> Opti
         }
         Err(_) => {}
     }
-    // Whatever is at that path on the host is checked to be the mapped file.
+    // Whatever is at that path on the host is checked to be the mapped file: by `stat`, or,
+    // where that differs from what mappings show (overlayfs), by mapping it here.
     let file = open_regular(Path::new(&name)).ok()?;
     let meta = file.metadata().ok()?;
-    let same = libc::major(meta.dev()) == key.major
+    let same = (libc::major(meta.dev()) == key.major
         && libc::minor(meta.dev()) == key.minor
-        && meta.ino() == key.inode;
+        && meta.ino() == key.inode)
+        || key_as_mapped(&file) == Some(key);
     same.then(|| ObjectFile::new(name, file))
 }
 
