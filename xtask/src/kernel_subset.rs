@@ -27,25 +27,22 @@ pub const CI: &[Pick] = &[
         "pid_mode_cpu_split_matches_fixture_self_measurement",
         "cpu_sample (perf_event cpu-clock) with the DWARF stack copy, by --pid",
     ),
-    pick(
-        "call_graph",
-        "call_graph_fp_still_profiles_frame_pointer_fixture",
-        "cpu_sample's frame-pointer call graph (bpf_get_stack on user stacks)",
-    ),
+    // Not `call_graph::call_graph_fp_still_profiles_frame_pointer_fixture`: it wants 80%
+    // of the ticks of 999 Hz, which TCG does not keep (69% on 6.1). User stacks through
+    // bpf_get_stack(BPF_F_USER_STACK), what `--call-graph fp` uses, are taken by the Go
+    // heap test below (Go's allocations are always walked by frame pointers).
     pick(
         "cpu",
         "kernel_frames_under_syscall_heavy_code_are_kallsyms_names",
         "cpu_sample's kernel stacks, named from kallsyms",
     ),
+    // Not `pid_mode_follows_forked_child_and_survives_target_exit`: its fixture is done
+    // in 4 s, before the profiler has started under TCG.
     pick(
         "cpu",
         "command_mode_profiles_forked_descendants",
-        "sched_process_fork and sched_process_exec: a launched command's children",
-    ),
-    pick(
-        "cpu",
-        "pid_mode_follows_forked_child_and_survives_target_exit",
-        "sched_process_fork and sched_process_exit, by --pid",
+        "sched_process_fork, sched_process_exec and sched_process_exit: a launched \
+         command's children, followed until they exit",
     ),
     pick(
         "io",

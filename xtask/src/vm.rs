@@ -120,6 +120,8 @@ fn install_virtme() -> Result<()> {
         .arg(format!("virtme-ng=={VIRTME_NG_VERSION}"))
         // Only this interpreter's pip, with no user or pyenv configuration in between.
         .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        // Root is how CI runs; into a directory of its own that is no risk to the system.
+        .env("PIP_ROOT_USER_ACTION", "ignore")
         .env_remove("PYTHONPATH");
     util::run(&mut pip).context("installing virtme-ng from PyPI (needed to boot a kernel)")?;
     if !virtme_works() {
