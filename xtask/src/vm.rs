@@ -288,11 +288,12 @@ pub fn report() {
         }
     }
     if virtme_works() {
+        // A `vng` on PATH (a pyenv shim, say) is never used: say so when there is one.
         println!(
-            "xtask: setup: virtme-ng: found {} (not the one on PATH{})",
+            "xtask: setup: virtme-ng: found {}{}",
             vng_script().display(),
             which("vng")
-                .map(|p| format!(", {}", p.display()))
+                .map(|p| format!(" (used instead of {} on PATH)", p.display()))
                 .unwrap_or_default()
         );
     } else {
