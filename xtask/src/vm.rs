@@ -201,14 +201,14 @@ impl Boot<'_> {
         cmd.stdout(writer.try_clone()?).stderr(writer);
         // Its own process group, so a timeout kills qemu with vng.
         cmd.process_group(0);
+        let log =
+            File::create(self.log).with_context(|| format!("creating {}", self.log.display()))?;
         println!("xtask: running: {}", util::display(&cmd));
         let child = cmd.spawn().context("could not start vng")?;
         // The parent's copies of the pipe's write end are gone with `cmd`, so the reader
         // sees the end once vng and qemu have exited.
         drop(cmd);
 
-        let log =
-            File::create(self.log).with_context(|| format!("creating {}", self.log.display()))?;
         let show = self.show;
         let copier = thread::spawn(move || copy_console(reader, log, show));
         let ended = wait_at_most(child, self.timeout)?;
