@@ -10,13 +10,20 @@ mod bench;
 mod build_cmd;
 mod fuzz_cmd;
 mod go_bin;
+mod kernel_image;
+mod kernel_subset;
+mod kernel_test;
+mod libtest_output;
 mod setup;
 mod test_cmd;
 mod util;
+mod vm;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use kernel_image::KernelName;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +44,10 @@ enum Command {
         /// Also install what the tests need: Go (for `go tool pprof`) and a C compiler.
         #[arg(long)]
         for_tests: bool,
+        /// Also install what `test --kernel` needs: qemu, busybox, virtme-ng (into
+        /// target/virtme-ng) and Debian's 6.1 and 6.12 kernel images.
+        #[arg(long)]
+        for_kernels: bool,
     },
     /// Build the eBPF object (always release) and the `profiler` binary that embeds it.
     Build {
@@ -55,8 +66,11 @@ enum Command {
         #[arg(last = true, value_name = "PROFILER_ARGS")]
         args: Vec<String>,
     },
-    /// Build and run the whole test suite as root, one test at a time.
-    Test,
+    /// Build and run the whole test suite as root, one test at a time; with `--kernel`,
+    /// run the integration tests inside that Debian kernel, booted in a VM.
+    ///
+    /// Example: cargo xtask test --kernel 6.1 --subset ci
+    Test(TestArgs),
     /// Measure the profiler against unprofiled runs and peers (perf, bpftrace, strace)
     /// and write BENCHMARKS.md. Needs root; never run by `test`.
     Bench(bench::BenchArgs),
@@ -73,13 +87,56 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct TestArgs {
+    /// Run the integration tests inside this Debian kernel (installed if missing), booted
+    /// under qemu by virtme-ng: 6.1, 6.12, 6.1-rt, 6.12-rt, 6.1-cloud, 6.12-cloud.
+    #[arg(long, value_name = "VERSION")]
+    kernel: Option<KernelName>,
+    /// With --kernel, only this named subset of tests (`ci`: every kernel program and
+    /// probe type in about 30 minutes; see xtask/src/kernel_subset.rs).
+    #[arg(long, requires = "kernel")]
+    subset: Option<String>,
+    /// With --kernel, only this test binary (tests/tests/NAME.rs); repeatable.
+    #[arg(long = "test", value_name = "NAME", requires = "kernel")]
+    binaries: Vec<String>,
+    /// With --kernel, kill the VM after this many minutes (default 32 with --subset,
+    /// else 240).
+    #[arg(long, requires = "kernel")]
+    timeout_minutes: Option<u64>,
+    /// With --kernel, libtest filters for every test binary, after `--`.
+    #[arg(last = true, value_name = "FILTERS", requires = "kernel")]
+    filters: Vec<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Setup { for_tests } => setup::setup(for_tests).map(|_| 0),
+        Command::Setup {
+            for_tests,
+            for_kernels,
+        } => setup::setup(for_tests).and_then(|_| {
+            if for_kernels {
+                kernel_test::setup_kernels()?;
+            }
+            Ok(0)
+        }),
         Command::Build { release } => build_cmd::build(release).map(|_| 0),
         Command::Run { release: _, args } => build_cmd::run(&args),
-        Command::Test => test_cmd::test().map(|_| 0),
+        Command::Test(TestArgs {
+            kernel: Some(kernel),
+            subset,
+            binaries,
+            timeout_minutes,
+            filters,
+        }) => kernel_test::test_kernel(kernel_test::KernelTestArgs {
+            kernel,
+            subset,
+            binaries,
+            filters,
+            timeout_minutes,
+        }),
+        Command::Test(_) => test_cmd::test().map(|_| 0),
         Command::Bench(args) => bench::bench(&args).map(|_| 0),
         Command::Fuzz { seconds, target } => fuzz_cmd::fuzz(seconds, target.as_deref()).map(|_| 0),
     };

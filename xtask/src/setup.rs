@@ -433,39 +433,50 @@ fn find_chromium() -> Option<PathBuf> {
 
 /// `apt-get update` then `apt-get install -y` the packages, through sudo if not root.
 fn apt_install(packages: &[&str]) -> Result<()> {
-    let root = util::is_root();
-    if !root && which("sudo").is_none() {
-        bail!(
-            "installing {} needs root: run `cargo xtask setup` as root or install sudo",
-            packages.join(" ")
-        );
-    }
-    let apt = |args: &[&str]| {
-        let mut cmd;
-        if root {
-            cmd = Command::new("apt-get");
-            cmd.env("DEBIAN_FRONTEND", "noninteractive");
-        } else {
-            // sudo resets the environment, so pass the variable on its command line.
-            cmd = Command::new("sudo");
-            cmd.args(["DEBIAN_FRONTEND=noninteractive", "apt-get"]);
-        }
-        cmd.args(args);
-        cmd
-    };
-
     println!(
         "xtask: setup: installing apt packages: {}",
         packages.join(" ")
     );
-    // A stale or unreachable third-party source makes `update` fail while the Debian
-    // archive itself updated fine, so only the install decides success.
-    if let Err(err) = util::run(&mut apt(&["update"])) {
+    apt_update();
+    apt_install_updated(packages)
+}
+
+/// `apt-get update`, through sudo if not root. A stale or unreachable third-party source
+/// makes it fail while the Debian archive itself updated fine, so it only warns: the
+/// install (or look-up) after it decides success.
+pub fn apt_update() {
+    if let Err(err) = apt_command(&["update"]).and_then(|mut cmd| util::run(&mut cmd)) {
         println!("xtask: warning: {err:#}; trying the install anyway");
     }
-    let mut install = apt(&["install", "-y"]);
+}
+
+/// `apt-get install -y` the packages, after [`apt_update`] has run.
+pub fn apt_install_updated(packages: &[&str]) -> Result<()> {
+    let mut install = apt_command(&["install", "-y"])?;
     install.args(packages);
     util::run(&mut install)
+}
+
+/// `apt-get ARGS` without prompts, through sudo if not root.
+fn apt_command(args: &[&str]) -> Result<Command> {
+    let root = util::is_root();
+    if !root && which("sudo").is_none() {
+        bail!(
+            "`apt-get {}` needs root: run `cargo xtask setup` as root or install sudo",
+            args.join(" ")
+        );
+    }
+    let mut cmd;
+    if root {
+        cmd = Command::new("apt-get");
+        cmd.env("DEBIAN_FRONTEND", "noninteractive");
+    } else {
+        // sudo resets the environment, so pass the variable on its command line.
+        cmd = Command::new("sudo");
+        cmd.args(["DEBIAN_FRONTEND=noninteractive", "apt-get"]);
+    }
+    cmd.args(args);
+    Ok(cmd)
 }
 
 /// `cargo install` bpf-linker 0.13 against LLVM 22; `--locked` first for the tested

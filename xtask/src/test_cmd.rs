@@ -3,6 +3,7 @@
 
 use std::env;
 use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result};
@@ -27,15 +28,7 @@ pub fn test() -> Result<()> {
     let route = setup::ensure(true)?;
     let binary = build_cmd::build_with(route, true)?;
 
-    // Variables the tests read: the embedded object (so cargo does not rebuild the
-    // profiler with another one) and the binary the integration tests launch.
-    let mut vars: Vec<(&str, OsString)> = vec![
-        ("PROFILER_EBPF_OBJECT", build_cmd::ebpf_object().into()),
-        ("PROFILER_BIN", binary.into()),
-    ];
-    if let Some(path) = path_with_go() {
-        vars.push(("PATH", path));
-    }
+    let vars = test_vars(binary);
     // The integration tests compare CPU splits between busy processes on a 2-CPU
     // machine, so concurrent tests would skew each other.
     let test_args = ["test", "--workspace", "--release", "--", "--test-threads=1"];
@@ -78,6 +71,20 @@ pub fn test() -> Result<()> {
     result.context("tests failed")?;
     println!("xtask: all tests passed");
     Ok(())
+}
+
+/// Variables the tests read: the embedded object (so cargo does not rebuild the
+/// profiler with another one), the binary the integration tests launch, and a PATH with
+/// Go when only Debian's /usr/lib/go*/bin has it.
+pub fn test_vars(binary: PathBuf) -> Vec<(&'static str, OsString)> {
+    let mut vars: Vec<(&str, OsString)> = vec![
+        ("PROFILER_EBPF_OBJECT", build_cmd::ebpf_object().into()),
+        ("PROFILER_BIN", binary.into()),
+    ];
+    if let Some(path) = path_with_go() {
+        vars.push(("PATH", path));
+    }
+    vars
 }
 
 fn assignment(var: &str, value: &OsStr) -> OsString {

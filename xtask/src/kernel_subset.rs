@@ -1,0 +1,107 @@
+//! The named subsets of the integration suite `cargo xtask test --kernel` can run, for
+//! when the whole suite is too slow under emulation.
+
+/// One test of a subset: the test binary (`tests/tests/BINARY.rs`), the test, and the
+/// kernel programs and probe types it is there for.
+pub struct Pick {
+    pub binary: &'static str,
+    pub test: &'static str,
+    pub covers: &'static str,
+}
+
+const fn pick(binary: &'static str, test: &'static str, covers: &'static str) -> Pick {
+    Pick {
+        binary,
+        test,
+        covers,
+    }
+}
+
+/// `--subset ci`, what CI runs on Debian's 6.1 and 6.12 (`.ci/run`): together these
+/// tests load and check every kernel program of `profiler-ebpf/src` and every kind of
+/// probe the profiler places, in the time two kernels have under TCG in CI's run (about
+/// 30 minutes each, boot included). Each covers:
+pub const CI: &[Pick] = &[
+    pick(
+        "cpu",
+        "pid_mode_cpu_split_matches_fixture_self_measurement",
+        "cpu_sample (perf_event cpu-clock) with the DWARF stack copy, by --pid",
+    ),
+    // Not `call_graph::call_graph_fp_still_profiles_frame_pointer_fixture`: it wants 80%
+    // of the ticks of 999 Hz, which TCG does not keep (69% on 6.1). User stacks through
+    // bpf_get_stack(BPF_F_USER_STACK), what `--call-graph fp` uses, are taken by the Go
+    // heap test below (Go's allocations are always walked by frame pointers).
+    pick(
+        "cpu",
+        "kernel_frames_under_syscall_heavy_code_are_kallsyms_names",
+        "cpu_sample's kernel stacks, named from kallsyms",
+    ),
+    // Not `pid_mode_follows_forked_child_and_survives_target_exit`: its fixture is done
+    // in 4 s, before the profiler has started under TCG.
+    pick(
+        "cpu",
+        "command_mode_profiles_forked_descendants",
+        "sched_process_fork, sched_process_exec and sched_process_exit: a launched \
+         command's children, followed until they exit",
+    ),
+    pick(
+        "io",
+        "command_mode_counts_every_call_and_byte_of_each_function_exactly",
+        "sys_enter/sys_exit (BTF raw tracepoints) for the read/write family, exact counts",
+    ),
+    pick(
+        "block",
+        "contended_mutex_delay_matches_fixture_and_names_the_lock",
+        "sys_enter/sys_exit for futex waits",
+    ),
+    pick(
+        "go_block",
+        "goroutine_waits_match_go_s_own_block_profile",
+        "go_park/go_ready uprobes on the Go runtime, against Go's own block profile",
+    ),
+    pick(
+        "heap",
+        "native_allocations_are_counted_exactly_by_function",
+        "heap_alloc/heap_alloc_return/heap_free: uprobes and uretprobes on the C library",
+    ),
+    pick(
+        "heap",
+        "native_allocations_through_the_interposer_are_counted_exactly",
+        "heap_preload_stack: the LD_PRELOAD interposer's marker uprobe",
+    ),
+    pick(
+        "heap",
+        "go_allocations_match_go_s_own_allocs_profile",
+        "go_malloc/go_free uprobes on Go's memory profiler, against Go's allocs profile",
+    ),
+    pick(
+        "names_kernel",
+        "frames_in_the_profilers_bpf_programs_are_named_after_them",
+        "the kernel's names of the profiler's own BPF programs (bpf_prog ksyms)",
+    ),
+];
+
+/// The Go releases the `ci` subset's Go tests build with (the tests' variable
+/// `PROFILER_TEST_GO_VERSIONS`): the newest only, since under TCG each release's build and
+/// runs take minutes; the host suite covers every release.
+pub const CI_GO_VERSIONS: &str = "1.27.3";
+
+/// A named subset: its tests, and the Go releases its Go tests are limited to.
+pub struct Subset {
+    pub picks: &'static [Pick],
+    pub go_versions: Option<&'static str>,
+}
+
+/// The subset called `name`, if there is one.
+pub fn by_name(name: &str) -> Option<Subset> {
+    match name {
+        "ci" => Some(Subset {
+            picks: CI,
+            go_versions: Some(CI_GO_VERSIONS),
+        }),
+        _ => None,
+    }
+}
+
+/// The names [`by_name`] knows, for error messages.
+pub const NAMES: &[&str] = &["ci"];
