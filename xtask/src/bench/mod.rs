@@ -4,7 +4,8 @@
 //! The rows, in order: CPU sampling overhead, syscall-tracing overhead, blocking-profile
 //! overhead, sample accuracy, the profiler's own cost, end-of-run latency, scale,
 //! unwinding success on code without frame pointers, goroutine-tracing overhead, named
-//! frames, and the heap profile's cost.
+//! frames, the heap profile's cost, a whole-host run under attack, and the kernels side by
+//! side (the last boots Debian's 6.1 and 6.12 under qemu).
 //! Each row returns a [`report::Section`]; a row that fails to run is recorded as failed
 //! and makes the bench exit non-zero after the report is written, while a missed goal is
 //! only reported. Benchmarks assert nothing and are never part of `cargo xtask test`.
@@ -15,6 +16,7 @@ mod fixtures;
 mod goroutines;
 mod heap;
 mod hostile;
+mod kernels;
 mod names;
 mod overhead;
 mod parse;
@@ -49,8 +51,8 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only these rows (comma-separated): cpu, syscalls, block, accuracy, cost,
-    /// latency, scale, unwind, goroutines, names, heap, hostile. The report then holds only those
-    /// rows.
+    /// latency, scale, unwind, goroutines, names, heap, hostile, kernels. The report then holds
+    /// only those rows.
     #[arg(long, value_delimiter = ',', value_parser = ROW_IDS)]
     only: Vec<String>,
     /// Bench this profiler binary instead of building target/release/profiler (e.g. an
@@ -65,7 +67,7 @@ pub struct BenchArgs {
 }
 
 /// Row ids for `--only`, in bench order.
-const ROW_IDS: [&str; 12] = [
+const ROW_IDS: [&str; 13] = [
     "cpu",
     "syscalls",
     "block",
@@ -78,6 +80,7 @@ const ROW_IDS: [&str; 12] = [
     "names",
     "heap",
     "hostile",
+    "kernels",
 ];
 
 /// Durations and counts of one bench run; `--quick` shortens them all.
@@ -180,7 +183,7 @@ pub struct Ctx {
 type RowFn = fn(&Ctx) -> Result<Section>;
 
 /// (id, title, function) in bench order.
-const ROWS: [(&str, &str, RowFn); 12] = [
+const ROWS: [(&str, &str, RowFn); 13] = [
     ("cpu", "1. CPU sampling overhead", overhead::cpu_sampling),
     (
         "syscalls",
@@ -208,6 +211,11 @@ const ROWS: [(&str, &str, RowFn); 12] = [
         "hostile",
         "12. A whole-host run under attack",
         hostile::hostile,
+    ),
+    (
+        "kernels",
+        "13. Kernels side by side: kernel program and uprobe costs",
+        kernels::kernels,
     ),
 ];
 
