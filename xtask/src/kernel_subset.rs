@@ -44,9 +44,13 @@ pub const CI: &[Pick] = &[
         "sched_process_fork, sched_process_exec and sched_process_exit: a launched \
          command's children, followed until they exit",
     ),
+    // Not `command_mode_counts_every_call_and_byte_of_each_function_exactly`: io_mix sends
+    // about 330 stack samples in a third of a second, which under TCG overflow the 2 MiB
+    // ring before the profiler drains it (counted and shown as lost, so that function's
+    // calls land under "[user stack lost]"; 2 of 5 guest runs).
     pick(
         "io",
-        "command_mode_counts_every_call_and_byte_of_each_function_exactly",
+        "sibling_functions_with_identical_frames_are_counted_apart",
         "sys_enter/sys_exit (BTF raw tracepoints) for the read/write family, exact counts",
     ),
     pick(
