@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::analysis::units::{group, human_time};
 use crate::profile::BlockValue;
 use crate::profile::Profile;
 
@@ -30,20 +29,6 @@ pub struct FutexWaits {
 }
 
 impl FutexWaits {
-    /// `futex 0x... in app (pid 7): 4 threads waited 10 times, 1.0 ms in all`: how the
-    /// summary and the report name a contended futex.
-    pub fn title(&self) -> String {
-        format!(
-            "futex {} in {} (pid {}): {} threads waited {} times, {} in all",
-            self.futex,
-            self.comm,
-            self.pid,
-            self.threads,
-            group(self.waits as i64),
-            human_time(self.delay as i64)
-        )
-    }
-
     /// Whether several threads wait on this futex: a contended lock (or a busy condition
     /// variable).
     pub fn contended(&self) -> bool {
@@ -115,7 +100,8 @@ pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
 /// Whether a sample is an idle Go runtime thread's futex wait (the scheduler parking an
 /// M with nothing to run), which is not blocking anyone.
 pub fn is_idle(sample: &crate::profile::Sample) -> bool {
-    crate::convert::goroutines::class_of(sample) == Some(crate::convert::goroutines::WaitClass::Idle)
+    crate::convert::goroutines::class_of(sample)
+        == Some(crate::convert::goroutines::WaitClass::Idle)
         && sample.label_num("goroutine").is_none()
 }
 
