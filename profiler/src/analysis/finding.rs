@@ -19,6 +19,9 @@ pub enum FindingKind {
     SmallAllocations,
     /// A heap site whose memory in use only grew.
     LeakSuspect,
+    /// Go's read/write syscalls in many CPU samples (the summary shows it; the report's
+    /// panel does not list it).
+    GoSmallIo,
 }
 
 impl FindingKind {
@@ -31,6 +34,7 @@ impl FindingKind {
             Self::GarbageCollection => "gc",
             Self::SmallAllocations => "small-allocations",
             Self::LeakSuspect => "leak-suspect",
+            Self::GoSmallIo => "go-small-io",
         }
     }
 }

@@ -4,6 +4,7 @@
 use super::block::{CONTENTION_HINT, FutexWaits};
 use super::cpu::{Kind, MemoryHotSpot};
 use super::finding::{Detail, Fact, Finding, FindingKind, Reading, Text};
+use super::go_cpu::{self, GoSyscallHotSpot};
 use super::goroutines::GoWaitFinding;
 use super::heap::{HeapSite, LEAK_HINT, SmallAllocations};
 use super::io::SmallIoFinding;
@@ -268,6 +269,41 @@ pub fn leak_suspect(site: &HeapSite) -> Finding {
         process: None,
         path: Vec::new(),
         focus: site.caller.clone(),
+    }
+}
+
+/// Go's read/write syscalls as a CPU hot spot, with every calling Go function.
+pub fn go_syscalls(spot: &GoSyscallHotSpot) -> Finding {
+    let mut title = Text::words(format!(
+        "{:.1}% of CPU samples in syscall.Read/Write, called from ",
+        100.0 * spot.share()
+    ));
+    if spot.callers.is_empty() {
+        title = title.push("?");
+    }
+    for (i, (f, n)) in spot.callers.iter().enumerate() {
+        title = title
+            .push(if i == 0 { "" } else { ", " })
+            .name(f)
+            .push(format!(
+                " ({:.1}%)",
+                100.0 * *n as f64 / spot.total.max(1) as f64
+            ));
+    }
+    Finding {
+        kind: FindingKind::GoSmallIo,
+        profile: ProfileKind::Cpu,
+        title,
+        details: Vec::new(),
+        hint: go_cpu::HINT.to_owned(),
+        functions: spot.callers.iter().map(|(f, _)| f.clone()).collect(),
+        process: None,
+        path: Vec::new(),
+        focus: spot
+            .callers
+            .first()
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default(),
     }
 }
 

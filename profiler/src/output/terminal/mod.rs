@@ -187,29 +187,13 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
 /// Go's read/write syscalls as a CPU hot spot, with the calling Go functions and the fix;
 /// empty when they are not one.
 fn go_syscall_section(spot: Option<&crate::analysis::go_cpu::GoSyscallHotSpot>) -> String {
-    let Some(spot) = spot else {
+    let Some(spot) = spot.map(words::go_syscalls) else {
         return String::new();
     };
-    let callers: Vec<String> = spot
-        .callers
-        .iter()
-        .map(|(f, n)| {
-            format!(
-                "{} ({:.1}%)",
-                shorten(f),
-                100.0 * *n as f64 / spot.total.max(1) as f64
-            )
-        })
-        .collect();
     format!(
-        "Go small I/O: {:.1}% of CPU samples in syscall.Read/Write, called from {}\n    fix:  {}\n",
-        100.0 * spot.share(),
-        if callers.is_empty() {
-            "?".to_owned()
-        } else {
-            callers.join(", ")
-        },
-        crate::analysis::go_cpu::HINT
+        "Go small I/O: {}\n    fix:  {}\n",
+        brief(&spot.title),
+        spot.hint
     )
 }
 
@@ -458,6 +442,29 @@ mod tests {
         );
         assert!(text.contains("called from churn (12.0%)"), "{text}");
         assert!(text.contains("fix:  make fewer"), "{text}");
+    }
+
+    #[test]
+    fn go_syscalls_name_every_caller_with_the_fix() {
+        use crate::analysis::go_cpu::{GoSyscallHotSpot, HINT};
+        let spot = GoSyscallHotSpot {
+            value: 30,
+            total: 100,
+            callers: vec![("main.readLoop".into(), 20), ("main.write".into(), 10)],
+        };
+        assert_eq!(
+            go_syscall_section(Some(&spot)),
+            format!(
+                "Go small I/O: 30.0% of CPU samples in syscall.Read/Write, called from \
+                 main.readLoop (20.0%), main.write (10.0%)\n    fix:  {HINT}\n"
+            )
+        );
+        let nobody = GoSyscallHotSpot {
+            callers: vec![],
+            ..spot
+        };
+        assert!(go_syscall_section(Some(&nobody)).contains("called from ?\n"));
+        assert_eq!(go_syscall_section(None), "");
     }
 
     #[test]
