@@ -99,16 +99,15 @@ mod tests {
     #[test]
     fn renders_sites_and_findings() {
         let sites = vec![site(20_000, 20_000)];
-        let findings = vec![SmallIoFinding {
+        let finding = SmallIoFinding {
             site: sites[0].clone(),
             calls_per_sec: 10_000.0,
             kind: SmallIoKind::SmallRequests {
                 calls_saved: 19_999,
             },
             hint: "read through stdio".to_owned(),
-        }];
-        let worded: Vec<Finding> = findings.iter().map(words::small_io).collect();
-        let text = render(&sites, &worded, 2.0, 10);
+        };
+        let text = render(&sites, &[words::small_io(&finding)], 2.0, 10);
         assert!(text.contains("20,000"), "{text}");
         assert!(
             text.contains(
@@ -128,7 +127,7 @@ mod tests {
         );
         let arrivals = SmallIoFinding {
             kind: SmallIoKind::SmallArrivals,
-            ..findings[0].clone()
+            ..finding
         };
         let text = render(&sites, &[words::small_io(&arrivals)], 2.0, 10);
         assert!(!text.contains("saves:"), "{text}");
