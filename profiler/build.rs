@@ -35,6 +35,9 @@ fn main() {
 fn build_interposer(manifest_dir: &std::path::Path) {
     let source = manifest_dir.join("preload/heap_preload.c");
     println!("cargo:rerun-if-changed={}", source.display());
+    // The layout it shares with the profiler, included by the source.
+    let layout = manifest_dir.join("preload/heap_preload.h");
+    println!("cargo:rerun-if-changed={}", layout.display());
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"))
         .join("libprofiler-heap-preload.so");
     let compiler = cc::Build::new()

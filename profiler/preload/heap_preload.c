@@ -9,7 +9,8 @@
  * kernel; one allocation in `sample_every` per site calls profiler_heap_preload_stack,
  * which the profiler probes to take the stack through the same path as its uprobes.
  *
- * The layout below is read by profiler/src/collect/preload.rs; change both together.
+ * The layout it shares with the profiler is heap_preload.h; profiler/src/collect/preload.rs
+ * reads it, and a test there compiles the header and fails when the two disagree.
  * Everything is bounded: a full table is counted, never grown.
  */
 #define _GNU_SOURCE
@@ -26,32 +27,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAGIC 0x3150414548465250ull /* "PRFHEAP1" */
-#define MAX_PROCESSES 64
+#include "heap_preload.h"
+
 #define SITE_PROBES 64
 #define LIVE_PROBES 256 /* in the block's window; then SPILL_PROBES scattered */
 #define SPILL_PROBES 64
-
-struct header {
-    uint64_t magic;
-    uint64_t site_slots; /* powers of two */
-    uint64_t live_slots;
-    uint64_t sample_every;
-    _Atomic uint64_t allocs, frees, frees_unknown, lost_sites, lost_live, stacks;
-    _Atomic uint32_t processes;
-    uint32_t pids[MAX_PROCESSES];
-    uint32_t _pad;
-};
-
-enum { EMPTY = 0, CLAIMING = 1, READY = 2 };
-
-struct site {
-    _Atomic uint32_t state;
-    uint32_t pid;
-    uint64_t ret;
-    _Atomic uint64_t allocs, bytes, frees, freed_bytes;
-    char comm[16];
-};
 
 /* A live block of this process (a private table): its pointer, and in `meta` its size
  * (bits 24-63, saturating), a bit set in every record (23) and its site's index (0-22). */
@@ -65,8 +45,6 @@ struct live {
 #define META_SITE_MASK 0x7fffffull
 #define META_MAX_SIZE ((1ull << (64 - META_SIZE_SHIFT)) - 1)
 
-_Static_assert(sizeof(struct header) == 88 + 4 * MAX_PROCESSES, "header layout");
-_Static_assert(sizeof(struct site) == 64, "site layout");
 _Static_assert(sizeof(struct live) == 16, "live layout");
 
 static struct header *shared;

@@ -26,11 +26,11 @@ use crate::analysis::findings::Analysis;
 use crate::app::preflight;
 use crate::config::cli::{self, Invocation};
 use crate::config::{Config, ReportConfig, Target};
-use crate::output::html::{self, RunFacts};
+use crate::output::html;
 use crate::output::strings::escape_terminal_lines;
 use crate::output::terminal::{self, Style};
 use crate::output::{OutputDir, pprof_read};
-use crate::profile::{Profile, ProfileKind};
+use crate::profile::{Profile, ProfileKind, RunFacts};
 use crate::sys::{console, fdlimit};
 
 /// The system allocator, noting failed allocations for the symbolization workers.
@@ -163,7 +163,10 @@ fn run(config: &Config) -> Result<Outcome> {
     let mut write_failures = 0;
     std::thread::scope(|scope| {
         let page = config.formats.html.then(|| {
-            scope.spawn(|| html::write(&profiles, &analysis, html::live_facts(), &out_dir))
+            scope.spawn(|| {
+                let live = html::live_facts();
+                html::write(&profiles, &analysis, live, html::LIVE_SOURCE, &out_dir)
+            })
         });
         for profile in &profiles {
             let results = output::write_profile(profile, &out_dir, &config.formats);
@@ -252,14 +255,11 @@ fn report_again(report: &ReportConfig) -> Result<Outcome> {
     let analysis = Analysis::of(&profiles, report.small_io);
     // The host facts come from the profiles' comments: this machine may not be the one
     // that was profiled.
-    let source = RunFacts {
-        source: format!("the pprof files in {}", dir.display()),
-        ..RunFacts::default()
-    };
+    let source = format!("the pprof files in {}", dir.display());
     let mut written = Vec::new();
     let page = OutputDir::open(dir)
         .with_context(|| format!("cannot open {}", dir.display()))
-        .and_then(|out| html::write(&profiles, &analysis, source, &out));
+        .and_then(|out| html::write(&profiles, &analysis, RunFacts::default(), &source, &out));
     failures += output::note_results([page], &mut written);
     let style = Style::for_stdout();
     let mut text = terminal::render(&profiles, &analysis, report.top, &style);

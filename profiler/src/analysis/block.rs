@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::analysis::units::{group, human_time};
 use crate::profile::BlockValue;
 use crate::profile::Profile;
 
@@ -30,20 +29,6 @@ pub struct FutexWaits {
 }
 
 impl FutexWaits {
-    /// `futex 0x... in app (pid 7): 4 threads waited 10 times, 1.0 ms in all`: how the
-    /// summary and the report name a contended futex.
-    pub fn title(&self) -> String {
-        format!(
-            "futex {} in {} (pid {}): {} threads waited {} times, {} in all",
-            self.futex,
-            self.comm,
-            self.pid,
-            self.threads,
-            group(self.waits as i64),
-            human_time(self.delay as i64)
-        )
-    }
-
     /// Whether several threads wait on this futex: a contended lock (or a busy condition
     /// variable).
     pub fn contended(&self) -> bool {

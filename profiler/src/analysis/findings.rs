@@ -6,10 +6,21 @@ use crate::profile::{Profile, ProfileKind};
 
 use super::block::{self, FutexWaits};
 use super::cpu::{self, MemoryHotSpot};
+use super::finding::Finding;
 use super::go_cpu::{self, GoSyscallHotSpot};
 use super::goroutines::{self, GoWaitFinding, GoWaitKind};
 use super::heap::{self, HeapSite, SmallAllocations};
 use super::io::{self, IoSite, SmallIoFinding};
+use super::words;
+
+/// Findings of one kind, ranked, with what they are called in a count.
+#[derive(Debug, Clone)]
+pub struct FindingGroup {
+    /// What they are, plural: "contended locks".
+    pub what: &'static str,
+    /// The findings, most costly first.
+    pub findings: Vec<Finding>,
+}
 
 /// What the analyses found in a run's profiles (each part empty when its profile is absent).
 #[derive(Debug, Clone, Default)]
@@ -94,6 +105,43 @@ impl Analysis {
         self.go_waits
             .iter()
             .filter(|f| f.kind == GoWaitKind::Channel)
+    }
+
+    /// Every finding as a value, by kind in the order the report lists them: small I/O,
+    /// contention (futexes, then Go locks and channels), CPU memory hot spots, then the
+    /// heap's small allocations and leak suspects.
+    pub fn groups(&self) -> Vec<FindingGroup> {
+        let group = |what, findings| FindingGroup { what, findings };
+        // Each analysis ranks its findings, most calls, delay or bytes first.
+        vec![
+            group(
+                "small-I/O hot paths",
+                self.small_io.iter().map(words::small_io).collect(),
+            ),
+            group(
+                "contended locks",
+                self.contended().map(words::contention).collect(),
+            ),
+            group(
+                "Go lock and channel waits",
+                self.go_waits.iter().map(words::go_wait).collect(),
+            ),
+            group(
+                "memory hot spots",
+                self.memory.iter().map(words::memory).collect(),
+            ),
+            group(
+                "sites with many small allocations",
+                self.small_allocations
+                    .iter()
+                    .map(words::small_allocations)
+                    .collect(),
+            ),
+            group(
+                "leak suspects",
+                self.leak_suspects.iter().map(words::leak_suspect).collect(),
+            ),
+        ]
     }
 
     /// What it takes to be a finding, in words.

@@ -4,7 +4,7 @@
 //! for, what they got and how many found nothing; each needs a different fix, and only
 //! the first is fixed by buffering.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::config::SmallIo;
 use crate::profile::IoValue;
@@ -188,7 +188,8 @@ impl SmallIoFinding {
 
 /// The call sites of an I/O profile, most calls first.
 pub fn sites(profile: &Profile) -> Vec<IoSite> {
-    let mut by_site: HashMap<(usize, &str), IoSite> = HashMap::new();
+    // By stack id, so sites alike in every compared field (two unnamed stacks) keep one order.
+    let mut by_site: BTreeMap<(usize, &str), IoSite> = BTreeMap::new();
     for sample in &profile.samples {
         let syscall = sample.label_str("syscall").unwrap_or("unknown");
         let site = by_site.entry((sample.stack, syscall)).or_insert_with(|| {

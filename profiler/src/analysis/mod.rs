@@ -1,6 +1,7 @@
 //! What the profiles mean: findings with hints, read from the profile model.
 //!
-//! In: the built [`crate::profile::Profile`]s. Out: an [`findings::Analysis`] (small-I/O
+//! In: the built [`crate::profile::Profile`]s. Out: an [`findings::Analysis`], whose
+//! findings are [`finding::Finding`] values worded once in [`words`] (small-I/O
 //! hot paths, contended futexes, contended Go mutexes and busy channels ([`goroutines`]),
 //! allocator and GC hot spots, Go small I/O ([`go_cpu`])) that the outputs show, plus
 //! the quantities-in-words helpers ([`units`]) and per-function self/total values
@@ -8,6 +9,7 @@
 
 pub mod block;
 pub mod cpu;
+pub mod finding;
 pub mod findings;
 pub mod functions;
 pub mod go_cpu;
@@ -16,3 +18,4 @@ pub mod heap;
 pub mod io;
 pub mod language;
 pub mod units;
+pub mod words;

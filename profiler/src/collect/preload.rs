@@ -41,7 +41,8 @@ pub const STACK_SAMPLE_EVERY: u64 = 256;
 /// The marker function whose entry takes a sampled allocation's stack.
 pub const STACK_MARKER: &str = "profiler_heap_preload_stack";
 
-// The shared layout, as heap_preload.c declares it.
+// The shared layout, as preload/heap_preload.h declares it (its test compiles the header
+// and compares).
 const MAGIC: u64 = 0x3150_4145_4846_5250;
 const MAX_PROCESSES: usize = RECORDED_STARTS;
 
@@ -71,6 +72,18 @@ mod at {
     pub const STACKS: usize = 72;
     pub const PROCESSES: usize = 80;
     pub const PIDS: usize = 84;
+}
+
+/// A site record's fields, by byte offset from the record.
+mod site_at {
+    pub const STATE: usize = 0;
+    pub const PID: usize = 4;
+    pub const RET: usize = 8;
+    pub const ALLOCS: usize = 16;
+    pub const BYTES: usize = 24;
+    pub const FREES: usize = 32;
+    pub const FREED_BYTES: usize = 40;
+    pub const COMM: usize = 48;
 }
 
 /// What the interposer counted over the whole run.
@@ -403,26 +416,27 @@ impl Preload {
         (0..MAX_HEAP_SITES as usize)
             .filter_map(|i| {
                 let at = HEADER_BYTES + i * SITE_BYTES;
-                if self.half(at) != SITE_READY {
+                if self.half(at + site_at::STATE) != SITE_READY {
                     return None;
                 }
                 let mut comm = [0u8; COMM_LEN];
                 for (j, byte) in comm.iter_mut().enumerate() {
                     // SAFETY: within the site's 16-byte name, inside the mapping.
-                    *byte = unsafe { std::ptr::read_volatile(self.base.add(at + 48 + j)) };
+                    *byte =
+                        unsafe { std::ptr::read_volatile(self.base.add(at + site_at::COMM + j)) };
                 }
                 let key = HeapSiteKey {
-                    pid: self.half(at + 4),
+                    pid: self.half(at + site_at::PID),
                     _pad: 0,
-                    ret: self.word(at + 8),
+                    ret: self.word(at + site_at::RET),
                 };
                 // Frees before allocations: a free read is of a block whose allocation
                 // was counted before it.
-                let frees = self.word(at + 32);
-                let freed_bytes = self.word(at + 40);
+                let frees = self.word(at + site_at::FREES);
+                let freed_bytes = self.word(at + site_at::FREED_BYTES);
                 let value = HeapSiteValue {
-                    allocs: self.word(at + 16),
-                    bytes: self.word(at + 24),
+                    allocs: self.word(at + site_at::ALLOCS),
+                    bytes: self.word(at + site_at::BYTES),
                     frees,
                     freed_bytes,
                     comm,

@@ -50,6 +50,20 @@ impl RunFacts {
         out
     }
 
+    /// `self`, with what it lacks taken from `other`: the facts a profile carries, filled in
+    /// from the host a report is made on.
+    pub fn or(self, other: RunFacts) -> Self {
+        Self {
+            host: self.host.or(other.host),
+            kernel: self.kernel.or(other.kernel),
+            cpus: self.cpus.or(other.cpus),
+            target: self.target.or(other.target),
+            window: self.window.or(other.window),
+            started: self.started.or(other.started),
+            ended: self.ended.or(other.ended),
+        }
+    }
+
     /// The facts of a comment [`Self::encode`] wrote; `None` for any other comment.
     pub fn decode(comment: &str) -> Option<Self> {
         let rest = comment.strip_prefix(PREFIX)?;
@@ -104,6 +118,22 @@ mod tests {
             ..facts
         };
         assert_eq!(RunFacts::decode(&bare.encode()), Some(bare));
+    }
+
+    #[test]
+    fn missing_facts_are_filled_in_and_present_ones_kept() {
+        let partial = RunFacts::decode("run: host vm, kernel k, 2 CPUs").unwrap();
+        let live = RunFacts {
+            host: Some("h".into()),
+            cpus: Some(8),
+            ended: Some("stopped".into()),
+            ..RunFacts::default()
+        };
+        let merged = partial.or(live);
+        assert_eq!(
+            (merged.host.as_deref(), merged.cpus, merged.ended.as_deref()),
+            (Some("vm"), Some(2), Some("stopped"))
+        );
     }
 
     #[test]

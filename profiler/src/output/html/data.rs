@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::facts::RunFacts;
+use super::facts::Header;
 use super::findings::{FindingData, findings};
 use super::tree::{ProfileData, profile_data};
 use crate::analysis::findings::Analysis;
@@ -15,7 +15,7 @@ use crate::profile::Profile;
 #[derive(Debug, Serialize)]
 pub struct ReportData {
     /// Facts about the run, for the header.
-    pub run: RunFacts,
+    pub run: Header,
     /// The profiles, in the order of the tabs.
     pub profiles: Vec<ProfileData>,
     /// The findings, in the order of the findings panel.
@@ -28,7 +28,7 @@ pub struct ReportData {
 }
 
 /// Builds the page's data from the profiles and the findings computed from them.
-pub fn build(profiles: &[Profile], analysis: &Analysis, run: RunFacts) -> ReportData {
+pub fn build(profiles: &[Profile], analysis: &Analysis, run: Header) -> ReportData {
     let (findings, findings_omitted) = findings(analysis);
     ReportData {
         run,
@@ -60,7 +60,7 @@ mod tests {
             futexes: (0..MAX_FINDINGS_PER_KIND + 5).map(futex).collect(),
             ..Analysis::default()
         };
-        let data = build(&[], &analysis, RunFacts::default());
+        let data = build(&[], &analysis, Header::default());
         assert_eq!(data.findings.len(), MAX_FINDINGS_PER_KIND);
         assert_eq!(
             data.findings_omitted,

@@ -1,66 +1,67 @@
-//! The run's facts for the report's header, read back from the `run:` comment every profile
-//! starts with.
+//! The report's header: the run's facts (the model's [`RunFacts`], read back from the `run:`
+//! comment every profile starts with) and where the report's data came from, as the page
+//! shows them.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-/// Where and how the profiles were taken.
-#[derive(Debug, Default, Clone, PartialEq, Serialize)]
-pub struct RunFacts {
-    /// The host name.
-    pub host: Option<String>,
-    /// The kernel release.
-    pub kernel: Option<String>,
-    /// Online CPUs.
-    pub cpus: Option<u64>,
-    /// What was profiled, in words.
-    pub target: Option<String>,
-    /// How long the window was, in words ("3.00s").
-    pub window: Option<String>,
-    /// When the window opened (RFC 3339).
-    pub started: Option<String>,
-    /// Why the window closed.
-    pub ended: Option<String>,
+use crate::profile::{Profile, RunFacts};
+
+/// The run's facts and the report's source, for the header.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Header {
+    /// Where and how the profiles were taken.
+    pub facts: RunFacts,
     /// Where the report's data came from: a live run, or the files of an earlier one.
     pub source: String,
 }
 
-impl RunFacts {
-    /// The header's facts from a profile's comment that [`crate::profile::RunFacts`]
-    /// encoded; fields it cannot find stay `None`, and any other comment gives none.
-    pub fn from_comment(comment: &str) -> Self {
-        let Some(facts) = crate::profile::RunFacts::decode(comment) else {
-            return Self::default();
-        };
+impl Header {
+    /// The facts of the first `run:` comment of `profiles`, with what it lacks taken from
+    /// `fallback` (the live host's facts for a run that just ended).
+    pub fn of(profiles: &[Profile], fallback: RunFacts, source: &str) -> Self {
+        let facts = profiles
+            .iter()
+            .flat_map(|p| &p.comments)
+            .find_map(|c| RunFacts::decode(c))
+            .unwrap_or_default()
+            .or(fallback);
         Self {
-            host: facts.host,
-            kernel: facts.kernel,
-            cpus: facts.cpus,
-            target: facts.target,
-            window: facts.window.map(|w| format!("{:.2}s", w.as_secs_f64())),
-            started: facts
-                .started
-                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-            ended: facts.ended,
-            source: String::new(),
+            facts,
+            source: source.to_owned(),
         }
     }
+}
 
-    /// `self`, with what it lacks taken from `other`.
-    pub fn or(self, other: RunFacts) -> Self {
-        Self {
-            host: self.host.or(other.host),
-            kernel: self.kernel.or(other.kernel),
-            cpus: self.cpus.or(other.cpus),
-            target: self.target.or(other.target),
-            window: self.window.or(other.window),
-            started: self.started.or(other.started),
-            ended: self.ended.or(other.ended),
-            source: if self.source.is_empty() {
-                other.source
-            } else {
-                self.source
-            },
+/// The header as the page's script reads it: the window in seconds to the hundredth and
+/// its start in RFC 3339, in words.
+#[derive(Serialize)]
+struct Shown<'a> {
+    host: &'a Option<String>,
+    kernel: &'a Option<String>,
+    cpus: Option<u64>,
+    target: &'a Option<String>,
+    window: Option<String>,
+    started: Option<String>,
+    ended: &'a Option<String>,
+    source: &'a str,
+}
+
+impl Serialize for Header {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let f = &self.facts;
+        Shown {
+            host: &f.host,
+            kernel: &f.kernel,
+            cpus: f.cpus,
+            target: &f.target,
+            window: f.window.map(|w| format!("{:.2}s", w.as_secs_f64())),
+            started: f
+                .started
+                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            ended: &f.ended,
+            source: &self.source,
         }
+        .serialize(serializer)
     }
 }
 
@@ -69,32 +70,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn run_facts_come_from_the_first_comment() {
-        let f = RunFacts::from_comment(
+    fn the_header_comes_from_the_first_run_comment() {
+        let mut p = crate::output::fixture::profile();
+        p.comments = vec![
+            "lost: 0".to_owned(),
             "run: host vm, kernel 6.18.44, 2 CPUs; target: command `sh -c a; b` and its \
-             children; window: 3.00s from 2026-11-27T22:53:58Z; the duration elapsed",
-        );
-        assert_eq!(f.host.as_deref(), Some("vm"));
-        assert_eq!(f.kernel.as_deref(), Some("6.18.44"));
-        assert_eq!(f.cpus, Some(2));
-        assert_eq!(
-            f.target.as_deref(),
-            Some("command `sh -c a; b` and its children")
-        );
-        assert_eq!(f.window.as_deref(), Some("3.00s"));
-        assert_eq!(f.started.as_deref(), Some("2026-11-27T22:53:58Z"));
-        assert_eq!(f.ended.as_deref(), Some("the duration elapsed"));
-        assert_eq!(RunFacts::from_comment("lost: 0"), RunFacts::default());
+             children; window: 3.00s from 2026-11-27T22:53:58Z; the duration elapsed"
+                .to_owned(),
+        ];
         let live = RunFacts {
             host: Some("h".into()),
             cpus: Some(8),
-            source: "live".into(),
-            ..Default::default()
+            ..RunFacts::default()
         };
-        let merged = RunFacts::from_comment("run: host vm, kernel k, 2 CPUs").or(live);
+        let header = Header::of(&[p], live.clone(), "live");
+        let json = serde_json::to_value(&header).unwrap();
         assert_eq!(
-            (merged.host.as_deref(), merged.cpus, merged.source.as_str()),
-            (Some("vm"), Some(2), "live")
+            json,
+            serde_json::json!({
+                "host": "vm", "kernel": "6.18.44", "cpus": 2,
+                "target": "command `sh -c a; b` and its children",
+                "window": "3.00s", "started": "2026-11-27T22:53:58Z",
+                "ended": "the duration elapsed", "source": "live"
+            })
         );
+        // Without a run comment, the fallback's facts and nothing more.
+        let bare = Header::of(&[crate::output::fixture::profile()], live, "live");
+        let json = serde_json::to_value(&bare).unwrap();
+        assert_eq!(
+            (json["host"].as_str(), json["cpus"].as_u64()),
+            (Some("h"), Some(8))
+        );
+        assert!(json["window"].is_null() && json["kernel"].is_null());
     }
 }

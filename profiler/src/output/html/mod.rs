@@ -18,9 +18,9 @@ use anyhow::Context;
 
 use super::OutputDir;
 use crate::analysis::findings::Analysis;
-use crate::profile::Profile;
+use crate::profile::{Profile, RunFacts};
 
-pub use facts::RunFacts;
+use facts::Header;
 
 const TEMPLATE: &str = include_str!("template.html");
 const CSS: &str = include_str!("report.css");
@@ -32,26 +32,22 @@ pub const FILE_NAME: &str = "report.html";
 /// The page for `profiles` and what `analysis` found in them.
 ///
 /// The header's run facts come from the `run:` comment the profiles carry; `fallback` fills
-/// what that lacks (the live host's facts for a run that just ended) and says where the
-/// data came from.
+/// what that lacks (the live host's facts for a run that just ended), and `source` says
+/// where the data came from.
 pub fn render(
     profiles: &[Profile],
     analysis: &Analysis,
     fallback: RunFacts,
+    source: &str,
 ) -> anyhow::Result<String> {
-    let facts = profiles
-        .iter()
-        .flat_map(|p| &p.comments)
-        .find(|c| c.starts_with("run: "))
-        .map(|c| RunFacts::from_comment(c))
-        .unwrap_or_default()
-        .or(fallback);
+    let header = Header::of(profiles, fallback, source);
+    let facts = &header.facts;
     let title = match (&facts.host, &facts.target) {
         (Some(host), Some(target)) => format!("Profile of {target} on {host}"),
         (Some(host), None) => format!("Profile on {host}"),
         _ => "Profile report".to_owned(),
     };
-    let data = data::build(profiles, analysis, facts);
+    let data = data::build(profiles, analysis, header);
     let json = serde_json::to_string(&data).context("cannot encode the report's data")?;
     // '<' only occurs inside JSON strings, where \u003c means the same; without it a
     // function name containing "</script>" would end the data block early.
@@ -73,13 +69,17 @@ pub fn write(
     profiles: &[Profile],
     analysis: &Analysis,
     fallback: RunFacts,
+    source: &str,
     dir: &OutputDir,
 ) -> anyhow::Result<PathBuf> {
     dir.write(FILE_NAME, |out| {
-        let page = render(profiles, analysis, fallback)?;
+        let page = render(profiles, analysis, fallback, source)?;
         Ok(out.write_all(page.as_bytes())?)
     })
 }
+
+/// Where a live run's report says its data came from.
+pub const LIVE_SOURCE: &str = "this run";
 
 /// The facts of the machine the profiler runs on now: for a live run's report only, since a
 /// report of earlier files may be rendered elsewhere.
@@ -96,7 +96,6 @@ pub fn live_facts() -> RunFacts {
         host: read("/proc/sys/kernel/hostname"),
         kernel: read("/proc/sys/kernel/osrelease"),
         cpus: u64::try_from(cpus).ok().filter(|&n| n > 0),
-        source: "this run".to_owned(),
         ..RunFacts::default()
     }
 }
@@ -127,7 +126,7 @@ mod tests {
         // A hostile name must not end the data block.
         p.locations[0].lines[0].function = "main</script><b>".to_owned();
         let analysis = Analysis::of(std::slice::from_ref(&p), SmallIo::default());
-        let page = render(&[p], &analysis, RunFacts::default()).unwrap();
+        let page = render(&[p], &analysis, RunFacts::default(), "test").unwrap();
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(page.contains("<title>Profile of the whole host on box</title>"));
         assert!(!page.contains("@DATA@") && !page.contains("/*@JS@*/"));

@@ -4,14 +4,14 @@
 use std::fmt::Write;
 
 use super::summary::{group, human_time, shorten, shown_in_terminal};
+use super::{brief, line};
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits, is_idle};
+use crate::analysis::finding::Fact;
 use crate::analysis::goroutines::{GoWaitFinding, GoWaitKind};
+use crate::analysis::words;
 use crate::output::strings::escape_terminal;
 use crate::profile::BlockValue;
 use crate::profile::Profile;
-
-/// How many waiting functions a contended lock lists.
-const WAITERS_SHOWN: usize = 3;
 
 /// Renders blocked time per process, the `top` waiting stacks and the contended futexes.
 pub fn render(
@@ -64,17 +64,11 @@ pub fn render(
         return out;
     }
     let _ = writeln!(out, "Contention (futexes waited on by several threads):");
-    for futex in contended.iter().take(top) {
-        let _ = writeln!(out, "  * {}", futex.title());
-        for (waiter, delay) in futex.waiters.iter().take(WAITERS_SHOWN) {
-            let _ = writeln!(
-                out,
-                "    waited in {} ({})",
-                shorten(waiter),
-                human_time(*delay as i64)
-            );
-        }
+    for futex in contended.iter().take(top).map(|f| words::contention(f)) {
+        let _ = writeln!(out, "  * {}", brief(&futex.title));
+        line(&mut out, "    ", futex.details_of(Fact::WaitedIn));
     }
+    // Every contended futex has the same fix: it is said once, under them all.
     let _ = writeln!(out, "  fix: {CONTENTION_HINT}");
     out
 }
@@ -99,17 +93,7 @@ pub fn go_section(findings: &[GoWaitFinding], top: usize) -> String {
         }
         let _ = writeln!(out, "{heading}");
         for f in of_kind.iter().take(top) {
-            let _ = writeln!(
-                out,
-                "  * {} in {} (pid {}): {} goroutines waited {} times in {}, {} in all",
-                shorten(&f.function),
-                escape_terminal(&f.comm),
-                f.pid,
-                f.goroutines,
-                group(f.waits as i64),
-                f.operation,
-                human_time(f.delay as i64)
-            );
+            let _ = writeln!(out, "  * {}", brief(&words::go_wait(f).title));
         }
         let _ = writeln!(out, "  fix: {}", kind.hint());
     }

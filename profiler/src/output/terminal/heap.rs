@@ -3,9 +3,11 @@
 
 use std::fmt::Write;
 
+use super::brief_whole;
 use super::summary::{group, shorten, shown_in_terminal};
-use crate::analysis::heap::{HeapSite, LEAK_HINT, SmallAllocations};
+use crate::analysis::heap::{HeapSite, SmallAllocations};
 use crate::analysis::units::human_bytes;
+use crate::analysis::words;
 use crate::output::strings::escape_terminal;
 use crate::profile::Profile;
 
@@ -57,27 +59,17 @@ pub fn render(
             row(&mut out, site);
         }
     }
-    for finding in small.iter().take(top) {
-        let s = &finding.site;
+    let small = small.iter().take(top).map(words::small_allocations);
+    let leaks = leaks.iter().take(top).map(words::leak_suspect);
+    for (heading, finding) in small
+        .map(|f| ("Many small allocations", f))
+        .chain(leaks.map(|f| ("Leak suspect", f)))
+    {
         let _ = writeln!(
             out,
-            "Many small allocations: {} makes {}/s of {} on average ({} in the window).\n  \
-             Fix: {}",
-            s.caller,
-            group(finding.per_second.round() as i64),
-            human_bytes(s.average()),
-            group(s.alloc_objects as i64),
-            finding.hint()
-        );
-    }
-    for s in leaks.iter().take(top) {
-        let _ = writeln!(
-            out,
-            "Leak suspect: {} holds {} in {} blocks, and its memory in use only grew.\n  \
-             Fix: {LEAK_HINT}",
-            s.caller,
-            human_bytes(s.inuse_space as f64),
-            group(s.inuse_objects as i64)
+            "{heading}: {}.\n  Fix: {}",
+            brief_whole(&finding.title),
+            finding.hint
         );
     }
     out

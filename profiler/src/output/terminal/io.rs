@@ -5,10 +5,12 @@ pub use crate::analysis::units::human_bytes;
 use std::fmt::Write;
 
 use super::summary::{group, human_time, shorten};
-use crate::analysis::io::{IoSite, SmallIoFinding};
+use super::{brief, line};
+use crate::analysis::finding::{Fact, Finding};
+use crate::analysis::io::IoSite;
 
-/// Renders the `top` call sites by calls and every small-I/O finding.
-pub fn render(sites: &[IoSite], findings: &[SmallIoFinding], seconds: f64, top: usize) -> String {
+/// Renders the `top` call sites by calls and every small-I/O finding given.
+pub fn render(sites: &[IoSite], findings: &[Finding], seconds: f64, top: usize) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail, so the fmt::Results below are ignored.
     if sites.is_empty() {
@@ -51,23 +53,12 @@ pub fn render(sites: &[IoSite], findings: &[SmallIoFinding], seconds: f64, top: 
          little; empty polls: wait instead of retrying):"
     );
     for finding in findings {
-        let site = &finding.site;
-        let _ = writeln!(
-            out,
-            "  * {} in {}: {} calls ({}/s) of {} on average{}",
-            site.syscall,
-            shorten(&site.caller),
-            group(site.calls as i64),
-            group(finding.calls_per_sec.round() as i64),
-            human_bytes(site.avg_bytes()),
-            descriptor_note(site),
-        );
-        let _ = writeln!(out, "    case: {}", finding.case());
-        let _ = writeln!(out, "    path: {}", shorten(&site.path.join(" > ")));
-        let _ = writeln!(out, "    fix:  {}", finding.hint);
-        if let Some(saving) = finding.saving() {
-            let _ = writeln!(out, "    saves: {saving}");
+        let _ = writeln!(out, "  * {}", brief(&finding.title));
+        for fact in [Fact::Case, Fact::Path] {
+            line(&mut out, "    ", finding.details_of(fact));
         }
+        let _ = writeln!(out, "    fix:  {}", finding.hint);
+        line(&mut out, "    ", finding.details_of(Fact::Saves));
     }
     out
 }
@@ -76,19 +67,12 @@ fn site_name(site: &IoSite) -> String {
     format!("{} ({})", site.caller, site.comm)
 }
 
-fn descriptor_note(site: &IoSite) -> String {
-    if site.descriptors.is_empty() {
-        String::new()
-    } else {
-        format!(", on a {}", site.descriptors.join("/"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::io::SmallIoKind;
+    use crate::analysis::io::{SmallIoFinding, SmallIoKind};
     use crate::analysis::language::Language;
+    use crate::analysis::words;
 
     fn site(calls: u64, bytes: u64) -> IoSite {
         IoSite {
@@ -115,15 +99,15 @@ mod tests {
     #[test]
     fn renders_sites_and_findings() {
         let sites = vec![site(20_000, 20_000)];
-        let findings = vec![SmallIoFinding {
+        let finding = SmallIoFinding {
             site: sites[0].clone(),
             calls_per_sec: 10_000.0,
             kind: SmallIoKind::SmallRequests {
                 calls_saved: 19_999,
             },
             hint: "read through stdio".to_owned(),
-        }];
-        let text = render(&sites, &findings, 2.0, 10);
+        };
+        let text = render(&sites, &[words::small_io(&finding)], 2.0, 10);
         assert!(text.contains("20,000"), "{text}");
         assert!(
             text.contains(
@@ -143,9 +127,9 @@ mod tests {
         );
         let arrivals = SmallIoFinding {
             kind: SmallIoKind::SmallArrivals,
-            ..findings[0].clone()
+            ..finding
         };
-        let text = render(&sites, &[arrivals], 2.0, 10);
+        let text = render(&sites, &[words::small_io(&arrivals)], 2.0, 10);
         assert!(!text.contains("saves:"), "{text}");
     }
 

@@ -13,9 +13,11 @@ use std::fmt::Write;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use self::summary::{group, shorten};
+use self::summary::shorten;
 use crate::analysis::cpu::{self, MemoryHotSpot};
+use crate::analysis::finding::{Fact, Reading, Text};
 use crate::analysis::findings::Analysis;
+use crate::analysis::words;
 use crate::output::strings::{escape_terminal, escape_terminal_lines};
 use crate::profile::{Profile, ProfileKind};
 
@@ -126,10 +128,15 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                     let _ = writeln!(text, "  {}", escape_terminal(comment));
                 }
                 // The findings are ranked; like every other list here, show the top ones.
-                let shown = &analysis.small_io[..analysis.small_io.len().min(top)];
+                let shown: Vec<_> = analysis
+                    .small_io
+                    .iter()
+                    .take(top)
+                    .map(words::small_io)
+                    .collect();
                 text.push_str(&io::render(
                     &analysis.io_sites,
-                    shown,
+                    &shown,
                     analysis.io_seconds,
                     top,
                 ));
@@ -180,29 +187,13 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
 /// Go's read/write syscalls as a CPU hot spot, with the calling Go functions and the fix;
 /// empty when they are not one.
 fn go_syscall_section(spot: Option<&crate::analysis::go_cpu::GoSyscallHotSpot>) -> String {
-    let Some(spot) = spot else {
+    let Some(spot) = spot.map(words::go_syscalls) else {
         return String::new();
     };
-    let callers: Vec<String> = spot
-        .callers
-        .iter()
-        .map(|(f, n)| {
-            format!(
-                "{} ({:.1}%)",
-                shorten(f),
-                100.0 * *n as f64 / spot.total.max(1) as f64
-            )
-        })
-        .collect();
     format!(
-        "Go small I/O: {:.1}% of CPU samples in syscall.Read/Write, called from {}\n    fix:  {}\n",
-        100.0 * spot.share(),
-        if callers.is_empty() {
-            "?".to_owned()
-        } else {
-            callers.join(", ")
-        },
-        crate::analysis::go_cpu::HINT
+        "Go small I/O: {}\n    fix:  {}\n",
+        brief(&spot.title),
+        spot.hint
     )
 }
 
@@ -222,35 +213,30 @@ fn memory_section(spots: &[MemoryHotSpot]) -> String {
         "Allocation and garbage collection hot spots (at least {:.0}% of the CPU samples):",
         cpu::MIN_SHARE * 100.0
     );
-    let list = |v: &[(String, i64)], total: i64| {
-        v.iter()
-            .take(3)
-            .map(|(f, n)| {
-                format!(
-                    "{} ({:.1}%)",
-                    shorten(f),
-                    100.0 * *n as f64 / total.max(1) as f64
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    for spot in spots {
-        let _ = writeln!(
-            out,
-            "  * {}: {:.1}% of CPU samples ({} of {}) in {}",
-            spot.kind.describe(),
-            100.0 * spot.share(),
-            group(spot.value),
-            group(spot.total),
-            list(&spot.functions, spot.total)
-        );
-        if !spot.callers.is_empty() {
-            let _ = writeln!(out, "    called from {}", list(&spot.callers, spot.total));
-        }
+    for spot in spots.iter().map(words::memory) {
+        let _ = writeln!(out, "  * {}", brief(&spot.title));
+        line(&mut out, "    ", spot.details_of(Fact::Callers));
         let _ = writeln!(out, "    fix:  {}", spot.hint);
     }
     out
+}
+
+/// A finding's words in the summary: the brief reading, long names cut, what a target
+/// wrote escaped.
+pub(crate) fn brief(text: &Text) -> String {
+    text.render(Reading::Brief, &shorten, &escape_terminal)
+}
+
+/// [`brief`] with names whole, for lines that have room for them.
+pub(crate) fn brief_whole(text: &Text) -> String {
+    text.render(Reading::Brief, &escape_terminal, &escape_terminal)
+}
+
+/// Writes each of `texts` ([`brief`]) on a line of its own after `indent`.
+pub(crate) fn line<'a>(out: &mut String, indent: &str, texts: impl Iterator<Item = &'a Text>) {
+    for text in texts {
+        let _ = writeln!(out, "{indent}{}", brief(text));
+    }
 }
 
 /// One line counting the findings of every kind.
@@ -456,6 +442,29 @@ mod tests {
         );
         assert!(text.contains("called from churn (12.0%)"), "{text}");
         assert!(text.contains("fix:  make fewer"), "{text}");
+    }
+
+    #[test]
+    fn go_syscalls_name_every_caller_with_the_fix() {
+        use crate::analysis::go_cpu::{GoSyscallHotSpot, HINT};
+        let spot = GoSyscallHotSpot {
+            value: 30,
+            total: 100,
+            callers: vec![("main.readLoop".into(), 20), ("main.write".into(), 10)],
+        };
+        assert_eq!(
+            go_syscall_section(Some(&spot)),
+            format!(
+                "Go small I/O: 30.0% of CPU samples in syscall.Read/Write, called from \
+                 main.readLoop (20.0%), main.write (10.0%)\n    fix:  {HINT}\n"
+            )
+        );
+        let nobody = GoSyscallHotSpot {
+            callers: vec![],
+            ..spot
+        };
+        assert!(go_syscall_section(Some(&nobody)).contains("called from ?\n"));
+        assert_eq!(go_syscall_section(None), "");
     }
 
     #[test]

@@ -1,0 +1,388 @@
+//! The words of every finding, made once from what the analyses found: the terminal
+//! summary and the HTML report lay out these [`Finding`]s and write none of their own.
+
+use super::block::{CONTENTION_HINT, FutexWaits};
+use super::cpu::{Kind, MemoryHotSpot};
+use super::finding::{Detail, Fact, Finding, FindingKind, Reading, Text};
+use super::go_cpu::{self, GoSyscallHotSpot};
+use super::goroutines::GoWaitFinding;
+use super::heap::{HeapSite, LEAK_HINT, SmallAllocations};
+use super::io::SmallIoFinding;
+use super::units::{group, human_bytes, human_time};
+use crate::profile::ProfileKind;
+
+/// How many waiting functions a contended lock's details name.
+pub const WAITERS_NAMED: usize = 3;
+
+/// How many functions a list names in the terminal's brief reading; the report names all.
+const BRIEF_LIST: usize = 3;
+
+fn detail(fact: Fact, text: Text) -> Detail {
+    Detail { fact, text }
+}
+
+/// A small-I/O hot path: the call, its rate and size, the case, the path and the saving.
+pub fn small_io(finding: &SmallIoFinding) -> Finding {
+    let site = &finding.site;
+    // Up to the caller: the frames below it are the C library's and the kernel's.
+    let upto = site
+        .path
+        .iter()
+        .rposition(|f| *f == site.caller)
+        .map_or(site.path.len(), |i| i + 1);
+    let descriptors = if site.descriptors.is_empty() {
+        String::new()
+    } else {
+        format!(", on a {}", site.descriptors.join("/"))
+    };
+    let title = Text::words(format!("{} in ", site.syscall))
+        .name(&site.caller)
+        .push(format!(
+            ": {} calls ({}/s) of {} on average{descriptors}",
+            group(site.calls as i64),
+            group(finding.calls_per_sec.round() as i64),
+            human_bytes(site.avg_bytes()),
+        ));
+    let mut details = vec![
+        detail(Fact::Process, Text::words("process: ").target(&site.comm)),
+        detail(Fact::Case, Text::words(format!("case: {}", finding.case()))),
+        detail(
+            Fact::Path,
+            Text::words("path: ").name(site.path.join(" > ")),
+        ),
+    ];
+    if let Some(saving) = finding.saving() {
+        details.push(detail(Fact::Saves, Text::words(format!("saves: {saving}"))));
+    }
+    Finding {
+        kind: FindingKind::SmallIo,
+        profile: ProfileKind::Io,
+        title,
+        details,
+        hint: finding.hint.clone(),
+        functions: vec![site.caller.clone()],
+        process: Some(site.comm.clone()),
+        path: site.path[..upto].to_vec(),
+        focus: site.caller.clone(),
+    }
+}
+
+/// A futex several threads waited on: which, where, how often and how long, and the
+/// functions that waited longest.
+pub fn contention(futex: &FutexWaits) -> Finding {
+    let title = Text::words(format!("futex {} in ", futex.futex))
+        .target(&futex.comm)
+        .push(format!(
+            " (pid {}): {} threads waited {} times, {} in all",
+            futex.pid,
+            futex.threads,
+            group(futex.waits as i64),
+            human_time(futex.delay as i64)
+        ));
+    let waiters: Vec<String> = futex.waiters.iter().map(|(f, _)| f.clone()).collect();
+    Finding {
+        kind: FindingKind::Contention,
+        profile: ProfileKind::Block,
+        title,
+        details: futex
+            .waiters
+            .iter()
+            .take(WAITERS_NAMED)
+            .map(|(f, d)| {
+                let text = Text::words("waited in ")
+                    .name(f)
+                    .push(format!(" ({})", human_time(*d as i64)));
+                detail(Fact::WaitedIn, text)
+            })
+            .collect(),
+        hint: CONTENTION_HINT.to_owned(),
+        focus: waiters.first().cloned().unwrap_or_default(),
+        functions: waiters,
+        process: Some(futex.comm.clone()),
+        path: Vec::new(),
+    }
+}
+
+/// A contended Go lock or a busy channel site.
+pub fn go_wait(finding: &GoWaitFinding) -> Finding {
+    let title = Text::default()
+        .name(&finding.function)
+        .push(" in ")
+        .target(&finding.comm)
+        .push(format!(
+            " (pid {}): {} goroutines waited {} times in {}, {} in all",
+            finding.pid,
+            finding.goroutines,
+            group(finding.waits as i64),
+            finding.operation,
+            human_time(finding.delay as i64)
+        ));
+    Finding {
+        kind: FindingKind::Contention,
+        profile: ProfileKind::Block,
+        title,
+        details: vec![detail(
+            Fact::Process,
+            Text::words("process: ").target(&finding.comm),
+        )],
+        hint: finding.kind.hint().to_owned(),
+        focus: finding.function.clone(),
+        functions: vec![finding.function.clone()],
+        process: Some(finding.comm.clone()),
+        path: Vec::new(),
+    }
+}
+
+/// `f (12.5%), g (3.0%)`: functions with their shares of `total`; past [`BRIEF_LIST`]
+/// they are in the full reading only.
+fn shares(v: &[(String, i64)], total: i64) -> Text {
+    let mut text = Text::default();
+    for (i, (f, n)) in v.iter().enumerate() {
+        let item = Text::words(if i == 0 { "" } else { ", " })
+            .name(f)
+            .push(format!(
+                " ({:.1}%)",
+                100.0 * *n as f64 / total.max(1) as f64
+            ));
+        text = if i < BRIEF_LIST {
+            text.then(item)
+        } else {
+            text.only(Reading::Full, item)
+        };
+    }
+    text
+}
+
+/// An allocator or garbage-collector hot spot of the CPU profile.
+pub fn memory(spot: &MemoryHotSpot) -> Finding {
+    let frames = match spot.kind {
+        Kind::Allocation => "allocator",
+        Kind::GarbageCollection => "garbage-collector",
+    };
+    let title = Text::words(format!(
+        "{}: {:.1}% of CPU samples ({} of {})",
+        spot.kind.describe(),
+        100.0 * spot.share(),
+        group(spot.value),
+        group(spot.total),
+    ))
+    .only(Reading::Full, Text::words(format!(" have {frames} frames")))
+    .only(
+        Reading::Brief,
+        Text::words(" in ").then(shares(&spot.functions, spot.total)),
+    );
+    let mut details = vec![detail(
+        Fact::Functions,
+        Text::words("in ").then(shares(&spot.functions, spot.total)),
+    )];
+    if !spot.callers.is_empty() {
+        details.push(detail(
+            Fact::Callers,
+            Text::words("called from ").then(shares(&spot.callers, spot.total)),
+        ));
+    }
+    Finding {
+        kind: match spot.kind {
+            Kind::Allocation => FindingKind::Allocation,
+            Kind::GarbageCollection => FindingKind::GarbageCollection,
+        },
+        profile: ProfileKind::Cpu,
+        title,
+        details,
+        hint: spot.hint.clone(),
+        functions: spot.functions.iter().map(|(f, _)| f.clone()).collect(),
+        process: None,
+        path: Vec::new(),
+        focus: spot
+            .functions
+            .first()
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default(),
+    }
+}
+
+fn heap_process(site: &HeapSite) -> Detail {
+    detail(
+        Fact::Process,
+        Text::words("process: ")
+            .target(&site.comm)
+            .push(format!(" (pid {})", site.pid)),
+    )
+}
+
+/// A heap site making many small allocations.
+pub fn small_allocations(finding: &SmallAllocations) -> Finding {
+    let site = &finding.site;
+    let title = Text::default()
+        .name(&site.caller)
+        .push(format!(
+            " makes {}",
+            group(finding.per_second.round() as i64)
+        ))
+        .only(Reading::Full, Text::words(" allocations per second"))
+        .only(Reading::Brief, Text::words("/s"))
+        .push(format!(" of {} on average", human_bytes(site.average())))
+        .only(
+            Reading::Brief,
+            Text::words(format!(
+                " ({} in the window)",
+                group(site.alloc_objects as i64)
+            )),
+        );
+    Finding {
+        kind: FindingKind::SmallAllocations,
+        profile: ProfileKind::Heap,
+        title,
+        details: vec![
+            heap_process(site),
+            detail(
+                Fact::Allocations,
+                Text::words(format!(
+                    "allocations: {} ({} in the window)",
+                    group(site.alloc_objects as i64),
+                    human_bytes(site.alloc_space as f64)
+                )),
+            ),
+        ],
+        hint: finding.hint().to_owned(),
+        functions: vec![site.caller.clone()],
+        process: None,
+        path: Vec::new(),
+        focus: site.caller.clone(),
+    }
+}
+
+/// A heap site whose memory in use only grew.
+pub fn leak_suspect(site: &HeapSite) -> Finding {
+    let title = Text::default().name(&site.caller).push(format!(
+        " holds {} in {} blocks, and its memory in use only grew",
+        human_bytes(site.inuse_space as f64),
+        group(site.inuse_objects as i64)
+    ));
+    Finding {
+        kind: FindingKind::LeakSuspect,
+        profile: ProfileKind::Heap,
+        title,
+        details: vec![heap_process(site)],
+        hint: LEAK_HINT.to_owned(),
+        functions: vec![site.caller.clone()],
+        process: None,
+        path: Vec::new(),
+        focus: site.caller.clone(),
+    }
+}
+
+/// Go's read/write syscalls as a CPU hot spot, with every calling Go function.
+pub fn go_syscalls(spot: &GoSyscallHotSpot) -> Finding {
+    let mut title = Text::words(format!(
+        "{:.1}% of CPU samples in syscall.Read/Write, called from ",
+        100.0 * spot.share()
+    ));
+    if spot.callers.is_empty() {
+        title = title.push("?");
+    }
+    for (i, (f, n)) in spot.callers.iter().enumerate() {
+        title = title
+            .push(if i == 0 { "" } else { ", " })
+            .name(f)
+            .push(format!(
+                " ({:.1}%)",
+                100.0 * *n as f64 / spot.total.max(1) as f64
+            ));
+    }
+    Finding {
+        kind: FindingKind::GoSmallIo,
+        profile: ProfileKind::Cpu,
+        title,
+        details: Vec::new(),
+        hint: go_cpu::HINT.to_owned(),
+        functions: spot.callers.iter().map(|(f, _)| f.clone()).collect(),
+        process: None,
+        path: Vec::new(),
+        focus: spot
+            .callers
+            .first()
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_lists_three_briefly_and_all_in_full() {
+        let spot = MemoryHotSpot {
+            kind: Kind::Allocation,
+            value: 12,
+            total: 100,
+            functions: ["a", "b", "c", "d"]
+                .iter()
+                .map(|f| (f.to_string(), 3))
+                .collect(),
+            callers: vec![("churn".into(), 12)],
+            hint: "fewer".into(),
+        };
+        let f = memory(&spot);
+        let same = |s: &str| s.to_owned();
+        assert_eq!(
+            f.title.render(Reading::Brief, &same, &same),
+            "allocation: 12.0% of CPU samples (12 of 100) in a (3.0%), b (3.0%), c (3.0%)"
+        );
+        assert_eq!(
+            f.title.full(),
+            "allocation: 12.0% of CPU samples (12 of 100) have allocator frames"
+        );
+        let functions = f.details_of(Fact::Functions).next().unwrap();
+        assert!(functions.full().ends_with("c (3.0%), d (3.0%)"));
+        assert_eq!(f.kind.name(), "allocation");
+    }
+
+    #[test]
+    fn heap_findings_read_as_the_summary_and_the_report_say_them() {
+        use crate::analysis::language::Language;
+        let site = HeapSite {
+            pid: 7,
+            comm: "app".into(),
+            caller: "churn".into(),
+            language: Language::C,
+            alloc_objects: 20_000,
+            alloc_space: 640_000,
+            inuse_objects: 3,
+            inuse_space: 3 * 4096,
+            only_grew: true,
+        };
+        let same = |s: &str| s.to_owned();
+        let small = small_allocations(&SmallAllocations {
+            site: site.clone(),
+            per_second: 10_000.0,
+        });
+        assert_eq!(
+            small.title.render(Reading::Brief, &same, &same),
+            "churn makes 10,000/s of 32 B on average (20,000 in the window)"
+        );
+        assert_eq!(
+            small.title.full(),
+            "churn makes 10,000 allocations per second of 32 B on average"
+        );
+        let details: Vec<String> = small.details.iter().map(|d| d.text.full()).collect();
+        assert_eq!(
+            details,
+            [
+                "process: app (pid 7)",
+                "allocations: 20,000 (625.0 KiB in the window)"
+            ]
+        );
+        let leak = leak_suspect(&site);
+        assert_eq!(
+            leak.title.full(),
+            "churn holds 12.0 KiB in 3 blocks, and its memory in use only grew"
+        );
+        assert_eq!(leak.hint, LEAK_HINT);
+        assert_eq!(
+            (leak.kind.name(), leak.profile),
+            ("leak-suspect", ProfileKind::Heap)
+        );
+    }
+}
