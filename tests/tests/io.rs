@@ -303,8 +303,11 @@ fn sibling_functions_with_identical_frames_are_counted_apart() {
         return;
     }
     // write_header and write_records call write(2) from the same stack depth with the
-    // same frame size: same ip, sp and bp at the syscall, different call stacks.
-    let r = profile_command("io_siblings", &[], &[]);
+    // same frame size: same ip, sp and bp at the syscall, different call stacks. The
+    // fixture pauses half a second first: its exec is then seen before its calls even on
+    // an emulated CPU (the kernel matrix), where this short program can otherwise finish
+    // before the profiler has read its new mappings.
+    let r = profile_command("io_siblings", &["500"], &[]);
     let m = &r.measured;
     let expected: Vec<Expected> = ["write_header", "write_records"]
         .into_iter()
