@@ -156,15 +156,19 @@ pub fn test_kernel(args: KernelTestArgs) -> Result<u8> {
     // in the middle of a test) is booted once more and runs everything again, within the
     // same timeout; the report says so.
     let mut rebooted = None;
-    if let Ended::Exited(status) = &ended
-        && !results.join("finished").exists()
-        && boot_started.elapsed() < timeout / 2
-    {
+    for attempt in 1..=MAX_REBOOTS {
+        let Ended::Exited(status) = &ended else {
+            break;
+        };
+        if results.join("finished").exists() || boot_started.elapsed() >= timeout / 2 {
+            break;
+        }
         let reached = fs::read_to_string(results.join("status"))
             .map(|s| s.lines().count())
             .unwrap_or(0);
         let note = format!(
-            "the guest died ({status}) after {reached} of {} test binaries, with nothing on              its console; it was booted again and ran them all",
+            "the guest died ({status}) after {reached} of {} test binaries, with nothing on \
+             its console; it was booted again and ran them all",
             runs.len()
         );
         println!("xtask: {note}");
@@ -172,8 +176,12 @@ pub fn test_kernel(args: KernelTestArgs) -> Result<u8> {
         for marker in ["started", "status"] {
             let _ = fs::remove_file(results.join(marker));
         }
+        // The dead guest's console (its kernel messages: --verbose) is kept for a look.
+        let _ = fs::rename(&log, results.join(format!("console-died-{attempt}.log")));
         ended = Boot {
             timeout: timeout.saturating_sub(boot_started.elapsed()),
+            writable: boot.writable.clone(),
+            command: boot.command.clone(),
             ..boot
         }
         .run()?;
@@ -444,6 +452,9 @@ fn guest_script(results: &Path, vars: &[(&str, OsString)], runs: &[BinaryRun]) -
     writeln!(s, "uname -r > \"$results/finished\"")?;
     Ok(s)
 }
+
+/// Boots after a guest died before its script ended (see `test_kernel`).
+const MAX_REBOOTS: u32 = 2;
 
 /// The results the guest left, per binary and per test.
 struct Report {

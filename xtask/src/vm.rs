@@ -190,6 +190,9 @@ impl Boot<'_> {
             GUEST_CPUS.as_ref(),
             "--memory".as_ref(),
             GUEST_MEMORY.as_ref(),
+            // The kernel's own messages on the console too: an oops or a panic in the
+            // guest is then in the log, not only a dead VM.
+            "--verbose".as_ref(),
         ]);
         for dir in &self.writable {
             cmd.arg("--rwdir").arg(dir);
