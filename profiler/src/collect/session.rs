@@ -281,6 +281,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
                 ticks += 1;
                 probes.flush_logs();
                 processes.refresh_perf_maps();
+                processes.refresh_execd();
                 if ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
                     processes.refresh();
                 }

@@ -325,6 +325,20 @@ impl ProcessTable {
         self.execd.insert(pid);
     }
 
+    /// Reads again the mappings of the processes that executed a new program since they
+    /// were last read, while they live: a short program's samples are often unwound only
+    /// after it exited, when its new mappings can no longer be read, and its old ones (a
+    /// launched command's are the profiler's own, from before its exec) name nothing. One
+    /// that is gone is forgotten here.
+    pub fn refresh_execd(&mut self) {
+        let pids: Vec<u32> = self.execd.iter().copied().collect();
+        for pid in pids {
+            if !self.snapshot_maps(pid) {
+                self.execd.remove(&pid);
+            }
+        }
+    }
+
     /// Notes that `parent` forked `child` (a process or a thread).
     pub fn note_fork(&mut self, parent: u32, child: u32) {
         self.parents.insert(child, parent);
