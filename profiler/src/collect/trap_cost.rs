@@ -1,20 +1,19 @@
 //! Measures what a uprobe trap costs on this machine, at the start of a heap-profile run:
-//! a function of the profiler's own is called with and without the heap programs' probes
-//! on it, so the summary can say what the run's traps cost the targets in time, not only
+//! the function of the profiler's own that [`uprobe_check`] asks the kernel with (it starts,
+//! as the allocators' probed instructions do, with a `push` the kernel emulates) is called
+//! with and without the heap programs' probes on it, so the summary can say what the run's traps cost the targets in time, not only
 //! how many there were.
 
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aya::Ebpf;
 use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 
 use crate::collect::allocators::function_offset;
-
-/// Calls timed per measurement: enough to average out, a few milliseconds under probes.
-const CALLS: u32 = 2000;
+use crate::collect::uprobe_check::{self, time_calls};
 
 /// What one trap cost, measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,55 +24,12 @@ pub struct TrapCost {
     pub entry_and_return: Duration,
 }
 
-// The function the probes are put on while measuring, in assembly so that it starts as
-// the allocators' probed instructions do: with one the kernel emulates (`push`), so a hit
-// is one trap, not a trap and a single step.
-core::arch::global_asm!(
-    ".globl profiler_trap_cost_probe_point",
-    ".type profiler_trap_cost_probe_point, @function",
-    "profiler_trap_cost_probe_point:",
-    "push rbx",
-    "lea rax, [rdi + 1]",
-    "pop rbx",
-    "ret",
-    ".size profiler_trap_cost_probe_point, . - profiler_trap_cost_probe_point",
-);
-
-unsafe extern "C" {
-    /// Returns `x + 1`; defined above.
-    fn profiler_trap_cost_probe_point(x: u64) -> u64;
-}
-
-fn probe_point_call(x: u64) -> u64 {
-    // SAFETY: the function above reads one register argument and returns one.
-    unsafe { profiler_trap_cost_probe_point(std::hint::black_box(x)) }
-}
-
-/// Rounds per measurement: the fastest is kept, as the one least disturbed by other work
-/// on a shared machine.
-const ROUNDS: usize = 3;
-
-fn time_calls() -> Duration {
-    (0..ROUNDS)
-        .map(|_| {
-            let started = Instant::now();
-            let mut x = 0;
-            for _ in 0..CALLS {
-                x = probe_point_call(x);
-            }
-            std::hint::black_box(x);
-            started.elapsed() / CALLS
-        })
-        .min()
-        .unwrap_or_default()
-}
-
 /// Measures the cost of the heap programs' traps on the profiler itself (which is not a
 /// target, so the programs return at once, as they do for most of a target's cost is the
 /// trap); `None` when the probes cannot be attached to it.
 pub fn measure(ebpf: &mut Ebpf) -> Option<TrapCost> {
     let exe = Path::new("/proc/self/exe");
-    let offset = function_offset(exe, "profiler_trap_cost_probe_point")?;
+    let offset = function_offset(exe, uprobe_check::PROBED)?;
     let scope = UProbeScope::OneProcess(NonZeroU32::new(std::process::id())?);
     let plain = time_calls();
     let entry = with_probes(ebpf, &["heap_free"], offset, exe, scope)?;

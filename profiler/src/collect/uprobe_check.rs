@@ -77,6 +77,10 @@ impl UprobeFacts {
     }
 }
 
+/// The name of the probed function, for finding its offset in the profiler's own file; the
+/// trap-cost measurement (`trap_cost`) probes it too, after this check.
+pub const PROBED: &str = "profiler_uprobe_check_push";
+
 // The probed function: starts with `push` as the allocators' probed instructions do.
 core::arch::global_asm!(
     ".globl profiler_uprobe_check_push",
@@ -118,7 +122,7 @@ fn check() -> UprobeFacts {
         trap: None,
     };
     let exe = Path::new("/proc/self/exe");
-    let Some(offset) = function_offset(exe, "profiler_uprobe_check_push") else {
+    let Some(offset) = function_offset(exe, PROBED) else {
         return unknown;
     };
     let stepped_before = has_out_of_line_area();
@@ -143,8 +147,9 @@ fn check() -> UprobeFacts {
     }
 }
 
-/// The time of one call, fastest of [`ROUNDS`] rounds of [`CALLS`].
-fn time_calls() -> Duration {
+/// The time of one call of the probed function, fastest of [`ROUNDS`] rounds of [`CALLS`]
+/// (under whatever probes are on it now).
+pub fn time_calls() -> Duration {
     (0..ROUNDS)
         .map(|_| {
             let started = Instant::now();
