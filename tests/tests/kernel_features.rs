@@ -4,11 +4,24 @@
 //! feature as missing (`PROFILER_KERNEL_WITHOUT`), since this machine's kernel has them
 //! all; the answers of real kernels (6.1, 6.12, 6.1 under lockdown) are in the README.
 
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use integration_tests::{
     Folded, Running, fixture, prerequisites, profiler_command, run_command, temp_dir,
 };
+
+/// The profiler with `args`, writing to `out`, told to treat `features` as missing.
+fn profiler_without(features: &str, out: &Path, args: &[&OsStr]) -> Command {
+    // Before `args`, which may end in `-- COMMAND`.
+    let mut all: Vec<&OsStr> = vec!["-o".as_ref(), out.as_os_str()];
+    all.extend_from_slice(args);
+    let mut cmd = profiler_command(&all);
+    cmd.env("PROFILER_KERNEL_WITHOUT", features);
+    cmd
+}
 
 #[test]
 fn a_profile_whose_feature_is_missing_is_refused_in_one_line_and_the_rest_runs() {
@@ -17,18 +30,19 @@ fn a_profile_whose_feature_is_missing_is_refused_in_one_line_and_the_rest_runs()
     }
     let tmp = temp_dir();
     let out = tmp.path().join("out");
-    let mut cmd = profiler_command(&[
-        "--profiles".as_ref(),
-        "cpu,io,goroutines,heap".as_ref(),
-        "--format".as_ref(),
-        "pprof,folded".as_ref(),
-        "-o".as_ref(),
-        out.as_os_str(),
-        "--".as_ref(),
-        fixture("cpu_split").as_os_str(),
-        "2".as_ref(),
-    ]);
-    cmd.env("PROFILER_KERNEL_WITHOUT", "attach_cookie");
+    let cmd = profiler_without(
+        "attach_cookie",
+        &out,
+        &[
+            "--profiles".as_ref(),
+            "cpu,io,goroutines,heap".as_ref(),
+            "--format".as_ref(),
+            "pprof,folded".as_ref(),
+            "--".as_ref(),
+            fixture("cpu_split").as_os_str(),
+            "2".as_ref(),
+        ],
+    );
     let run = Running::spawn(cmd).wait_timeout(Duration::from_secs(60));
     run.assert_success();
     run.assert_no_panic();
@@ -80,13 +94,7 @@ fn without_a_feature_every_profile_needs_nothing_runs() {
     }
     let tmp = temp_dir();
     let out = tmp.path().join("out");
-    let mut cmd = profiler_command(&[
-        "--duration".as_ref(),
-        "5s".as_ref(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]);
-    cmd.env("PROFILER_KERNEL_WITHOUT", "ring_buffer");
+    let cmd = profiler_without("ring_buffer", &out, &["--duration".as_ref(), "5s".as_ref()]);
     let run = run_command(cmd);
     let line = run.assert_error_mentioning(&["ring buffer"]);
     assert!(
@@ -106,15 +114,16 @@ fn when_every_requested_profile_is_refused_it_is_one_error_line() {
     }
     let tmp = temp_dir();
     let out = tmp.path().join("out");
-    let mut cmd = profiler_command(&[
-        "--profiles".as_ref(),
-        "io,block".as_ref(),
-        "--duration".as_ref(),
-        "5s".as_ref(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]);
-    cmd.env("PROFILER_KERNEL_WITHOUT", "btf_tracepoints");
+    let cmd = profiler_without(
+        "btf_tracepoints",
+        &out,
+        &[
+            "--profiles".as_ref(),
+            "io,block".as_ref(),
+            "--duration".as_ref(),
+            "5s".as_ref(),
+        ],
+    );
     let run = run_command(cmd);
     let line = run.assert_error_mentioning(&["tp_btf"]);
     assert!(
