@@ -56,6 +56,8 @@ pub struct KernelTestArgs {
     pub filters: Vec<String>,
     /// Kill the VM after this long; the default depends on the subset.
     pub timeout_minutes: Option<u64>,
+    /// The guest's CPUs.
+    pub cpus: u32,
 }
 
 /// The hard limit of a CI subset's VM: two kernels must fit in CI's 90 minutes with the
@@ -145,6 +147,7 @@ pub fn test_kernel(args: KernelTestArgs) -> Result<u8> {
         command: format!("bash {}", quote(&script)?),
         log: &log,
         timeout,
+        cpus: args.cpus,
         show: |line| {
             line.starts_with("xtask-guest:")
                 || (line.starts_with("test ") && line.contains(" ... "))

@@ -104,6 +104,9 @@ struct TestArgs {
     /// else 240).
     #[arg(long, requires = "kernel")]
     timeout_minutes: Option<u64>,
+    /// With --kernel, the guest's CPUs (the default is 2, as many as a small CI machine).
+    #[arg(long, requires = "kernel", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    cpus: u32,
     /// With --kernel, libtest filters for every test binary, after `--`.
     #[arg(last = true, value_name = "FILTERS", requires = "kernel")]
     filters: Vec<String>,
@@ -129,12 +132,14 @@ fn main() -> ExitCode {
             binaries,
             timeout_minutes,
             filters,
+            cpus,
         }) => kernel_test::test_kernel(kernel_test::KernelTestArgs {
             kernel,
             subset,
             binaries,
             filters,
             timeout_minutes,
+            cpus,
         }),
         Command::Test(_) => test_cmd::test().map(|_| 0),
         Command::Bench(args) => bench::bench(&args).map(|_| 0),

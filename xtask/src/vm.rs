@@ -27,9 +27,8 @@ use crate::util::{self, host_target_dir, output_of, which};
 const VIRTME_NG_VERSION: &str = "1.42";
 /// Debian's python3: the interpreter pip installs virtme-ng for (its scripts name it).
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
-/// CPUs and memory of the guest: the CI machine's CPUs; memory for the tests' programs
-/// plus the guest's /tmp, which lives in its RAM.
-const GUEST_CPUS: &str = "2";
+/// Memory of the guest: for the tests' programs plus the guest's /tmp, which lives in
+/// its RAM.
 const GUEST_MEMORY: &str = "4G";
 
 /// Debian packages the VM needs, by the file that shows each is installed.
@@ -167,6 +166,8 @@ pub struct Boot<'a> {
     pub log: &'a Path,
     /// A guest still running after this long is killed.
     pub timeout: Duration,
+    /// The guest's CPUs.
+    pub cpus: u32,
     /// Console lines worth showing as they come (the rest is only in the log).
     pub show: fn(&str) -> bool,
 }
@@ -187,7 +188,7 @@ impl Boot<'_> {
             "--run".as_ref(),
             self.image.as_os_str(),
             "--cpus".as_ref(),
-            GUEST_CPUS.as_ref(),
+            self.cpus.to_string().as_ref(),
             "--memory".as_ref(),
             GUEST_MEMORY.as_ref(),
             // The kernel's own messages on the console too: an oops or a panic in the

@@ -131,6 +131,7 @@ fn run_in_guest(ctx: &Ctx, name: &str, out: &Path) -> Result<Figures> {
         command: script(ctx, out),
         log: &log,
         timeout: GUEST_TIMEOUT,
+        cpus: 2,
         show: |_| false,
     };
     match boot.run()? {
