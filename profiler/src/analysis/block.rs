@@ -100,8 +100,7 @@ pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
 /// Whether a sample is an idle Go runtime thread's futex wait (the scheduler parking an
 /// M with nothing to run), which is not blocking anyone.
 pub fn is_idle(sample: &crate::profile::Sample) -> bool {
-    crate::convert::goroutines::class_of(sample)
-        == Some(crate::convert::goroutines::WaitClass::Idle)
+    crate::profile::labels::class_of(sample) == Some(crate::profile::labels::WaitClass::Idle)
         && sample.label_num("goroutine").is_none()
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::convert::goroutines::{WaitClass, class_of};
+use crate::profile::labels::{WaitClass, class_of};
 use crate::profile::{BlockValue, Profile};
 
 /// The share of the profile's window that goroutines must have waited at one channel site,

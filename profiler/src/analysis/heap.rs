@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::analysis::language::{self, Language};
-use crate::convert::heap::ONLY_GREW;
+use crate::profile::labels::ONLY_GREW;
 use crate::profile::{FrameKind, HeapValue, Profile};
 
 /// A site makes many small allocations from this many per second...

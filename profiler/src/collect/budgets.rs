@@ -9,7 +9,7 @@ use crate::unwind::sections::MAX_SECTION_BYTES;
 
 /// `; over budget: ...`, the clause appended to the `unwinding:` line.
 pub fn describe(run: &RunOutcome) -> String {
-    let sections = run.samples.stats.sections;
+    let sections = run.unwinding.stats.sections;
     let perf = run.processes.perf_map_stats();
     let mib = |b: u64| b >> 20;
     format!(

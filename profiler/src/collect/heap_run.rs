@@ -1,19 +1,174 @@
-//! The heap profile's part of a run: setting up the interposer for a launched command,
-//! reading the allocation sites (the kernel's and the interposer's) during and at the
-//! end of the window, and what the profile collected.
+//! The heap profile's collector: its probes on the allocators of every target, the
+//! interposer of a launched command, the allocation sites (the kernel's and the
+//! interposer's) read during and at the end of the window, and the sampled stacks.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 
 use anyhow::Result;
-use profiler_common::{HeapLive, HeapLiveKey, HeapSiteKey, HeapSiteValue};
+use profiler_common::{HeapLive, HeapLiveKey, HeapSiteKey, HeapSiteValue, sample_kind};
+use tokio::process::Child;
 
+use crate::collect::collector::{Collector, RunEnd, Sample, Seen, Tick};
 use crate::collect::gate;
+use crate::collect::go_heap::{GoAllocStack, GoHeap};
 use crate::collect::heap_probes::HeapProbes;
+use crate::collect::heap_profile;
 use crate::collect::preload::Preload;
 use crate::collect::probes::Probes;
-use crate::collect::samples::Collector;
+use crate::collect::raw_profile::RawProfile;
+use crate::collect::samples::StackSampler;
+use crate::collect::stacks::UserStack;
+use crate::collect::start_command;
 use crate::config::{Config, HeapVia};
+
+/// Counts allocations and frees of every target, and the stacks sampled at their sites.
+pub struct HeapCollector {
+    probes: HeapProbes,
+    /// The `LD_PRELOAD` interposer of a launched command, when it counts its allocations.
+    preload: Option<Preload>,
+    /// The launched command.
+    command: Option<u32>,
+    /// Bytes in use per site, about once a second.
+    timeline: Vec<HashMap<HeapSiteKey, i64>>,
+    /// Stack samples of native allocation sites: how often each stack was seen at each.
+    stacks: HashMap<(HeapSiteKey, UserStack), u64>,
+    /// The allocations the Go runtime sampled.
+    go: GoHeap,
+}
+
+impl HeapCollector {
+    /// Loads the heap programs.
+    ///
+    /// # Errors
+    /// When the kernel refuses them.
+    pub fn load(probes: &mut Probes) -> Result<Self> {
+        Ok(Self {
+            probes: HeapProbes::load(probes.ebpf_mut())?,
+            preload: None,
+            command: None,
+            timeline: Vec::new(),
+            stacks: HashMap::new(),
+            go: GoHeap::default(),
+        })
+    }
+
+    /// Launches the command `argv` as a target whose allocations are counted from its
+    /// first instruction: by the interposer when it can be used, else by probes placed
+    /// while it waits before executing.
+    ///
+    /// # Errors
+    /// When the command cannot be started.
+    pub fn spawn(
+        &mut self,
+        probes: &mut Probes,
+        config: &Config,
+        argv: &[OsString],
+        sampler: &mut StackSampler,
+    ) -> Result<Child> {
+        self.preload = start_interposer(config, argv, &mut self.probes, probes);
+        let child = start_command::spawn_followed(
+            probes,
+            argv,
+            config.run_as_root,
+            Some(&mut self.probes),
+            self.preload.as_ref(),
+        )?;
+        self.command = child.id();
+        self.sync_go_stack_roots(sampler);
+        if let Some(preload) = &self.preload {
+            preload.note_pids(self.command);
+        }
+        Ok(child)
+    }
+
+    /// Tells the unwinding stage where each Go target's `runtime.systemstack` is.
+    fn sync_go_stack_roots(&self, sampler: &mut StackSampler) {
+        for (pid, start, end) in self.probes.go_stack_roots() {
+            sampler.set_go_stack_root(pid, start, end);
+        }
+    }
+}
+
+impl Collector for HeapCollector {
+    fn takes(&self, kind: u32) -> bool {
+        matches!(
+            kind,
+            sample_kind::HEAP
+                | sample_kind::HEAP_PRELOAD
+                | sample_kind::GO_ALLOC
+                | sample_kind::GO_FREE
+        )
+    }
+
+    fn attach(&mut self, probes: &mut Probes, seen: Seen) {
+        if let Seen::Target(pid) = seen {
+            self.probes.attach_process(probes.ebpf_mut(), pid);
+        }
+    }
+
+    fn take(&mut self, sample: &Sample) {
+        let header = &sample.header;
+        match header.kind {
+            sample_kind::GO_FREE => self.go.free(header.pid, header.heap.ptr),
+            sample_kind::GO_ALLOC => {
+                let stack = GoAllocStack {
+                    pid: header.pid,
+                    comm: header.comm,
+                    user: sample.user,
+                };
+                self.go
+                    .alloc(stack, header.heap.ptr, header.heap.size, header.heap.rate);
+            }
+            _ => {
+                *self
+                    .stacks
+                    .entry((header.heap.site, sample.user))
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    fn tick(&mut self, tick: &mut Tick<'_>) {
+        let probes = &mut *tick.probes;
+        if let Some(preload) = &self.preload {
+            preload.note_pids(probes.targets());
+        }
+        // New processes (forked children) and new mappings (dlopen) get probes.
+        for pid in probes.targets() {
+            if !tick.config.is_own_process(pid) {
+                self.probes.attach_process(probes.ebpf_mut(), pid);
+            }
+        }
+        self.probes.refresh_go_rates();
+        self.sync_go_stack_roots(tick.sampler);
+        if tick.count.is_multiple_of(SNAPSHOT_TICKS)
+            && let Ok(sites) = sites(probes, self.preload.as_ref())
+        {
+            self.timeline.push(in_use_by_site(&sites));
+        }
+    }
+
+    fn close(&mut self) {
+        self.probes.refresh_go_rates();
+    }
+
+    fn finish(self: Box<Self>, probes: &mut Probes, run: &RunEnd<'_>) -> Result<RawProfile> {
+        if let (Some(preload), Some(pid)) = (&self.preload, self.command) {
+            // Children that lived between two ticks were seen forking.
+            preload.note_pids(run.processes.descendants(pid));
+            preload.note_pids(probes.targets());
+        }
+        let this = *self;
+        let mut heap = finish(this.probes, probes, this.preload, this.timeline)?;
+        heap.sites.retain(|(site, _)| run.keeps(site.pid));
+        heap.live.retain(|(block, _)| run.keeps(block.pid));
+        heap.interposed_in_use.retain(|site, _| run.keeps(site.pid));
+        let mut stacks = this.stacks;
+        stacks.retain(|(site, _), _| run.keeps(site.pid));
+        Ok(heap_profile::raw(&heap, &stacks, &this.go, run))
+    }
+}
 
 /// What the heap profile collected.
 pub struct HeapRun {
@@ -35,12 +190,12 @@ pub struct HeapRun {
 }
 
 /// How often (in ticks) the heap sites' in-use bytes are read for the growth findings.
-pub const SNAPSHOT_TICKS: u32 = 4;
+const SNAPSHOT_TICKS: u32 = 4;
 
 /// Sets up the `LD_PRELOAD` interposer for the command `argv` when `--heap-via preload`
 /// (the default) and the command can load it; `None` otherwise, or with one line when it
 /// cannot be set up (its allocations are then traced by uprobes).
-pub fn start_interposer(
+fn start_interposer(
     config: &Config,
     argv: &[OsString],
     heap: &mut HeapProbes,
@@ -69,7 +224,7 @@ pub fn start_interposer(
 ///
 /// # Errors
 /// When the kernel's maps cannot be read.
-pub fn finish(
+fn finish(
     probes_of_heap: HeapProbes,
     probes: &Probes,
     preload: Option<Preload>,
@@ -103,10 +258,7 @@ pub fn finish(
 ///
 /// # Errors
 /// When the kernel's site map cannot be read.
-pub fn sites(
-    probes: &Probes,
-    preload: Option<&Preload>,
-) -> Result<Vec<(HeapSiteKey, HeapSiteValue)>> {
+fn sites(probes: &Probes, preload: Option<&Preload>) -> Result<Vec<(HeapSiteKey, HeapSiteValue)>> {
     let mut sites = probes.read_heap_sites()?;
     if let Some(preload) = preload {
         sites.extend(preload.sites());
@@ -114,15 +266,8 @@ pub fn sites(
     Ok(sites)
 }
 
-/// Tells the collector where each Go target's `runtime.systemstack` is.
-pub fn sync_go_stack_roots(heap: &HeapProbes, collector: &mut Collector) {
-    for (pid, start, end) in heap.go_stack_roots() {
-        collector.set_go_stack_root(pid, start, end);
-    }
-}
-
 /// Bytes in use (allocated, not freed) per site.
-pub fn in_use_by_site(sites: &[(HeapSiteKey, HeapSiteValue)]) -> HashMap<HeapSiteKey, i64> {
+fn in_use_by_site(sites: &[(HeapSiteKey, HeapSiteValue)]) -> HashMap<HeapSiteKey, i64> {
     sites
         .iter()
         .map(|(key, value)| (*key, value.bytes.wrapping_sub(value.freed_bytes) as i64))

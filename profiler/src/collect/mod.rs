@@ -1,26 +1,34 @@
 //! Collection: load the kernel programs, find or launch the targets, and gather what they
 //! report until the window closes.
 //!
-//! In: the run's [`crate::config::Config`]. Out: a [`session::RunOutcome`] with the
-//! kernel's exact per-site counts, every stack sample unwound and counted by stack
-//! ([`samples`]), and the processes' mappings with their files held open
-//! ([`crate::process`]). Nothing here symbolizes: that happens once, afterwards.
+//! In: the run's [`crate::config::Config`]. Out: a [`session::RunOutcome`] with one raw
+//! profile per collector ([`collector`]: CPU, I/O, futex waits, goroutine waits, heap),
+//! their stacks unwound as the samples arrived ([`samples`]) and interned, and the
+//! processes' mappings with their files held open ([`crate::process`]). Nothing here
+//! symbolizes: that happens once, afterwards.
 
 pub mod allocators;
 pub mod budgets;
+pub mod collector;
+pub mod cpu;
 pub mod cpustat;
+pub mod futex;
 pub mod gate;
 pub mod go_heap;
 pub mod golang;
+pub mod goroutine_waits;
 pub mod goroutines;
 pub mod heap_probes;
+pub mod heap_profile;
 pub mod heap_run;
+pub mod io;
 pub mod kernel_features;
 pub mod kernel_probe;
 pub mod launch;
 pub mod preload;
 pub mod probe_point;
 pub mod probes;
+pub mod raw_profile;
 pub mod records;
 pub mod samples;
 pub mod selfcost;

@@ -1,6 +1,6 @@
 //! Reads the stack samples the kernel programs send through the ring buffer.
 
-use profiler_common::{MAX_KERNEL_FRAMES, SAMPLE_FIXED_BYTES, SampleHeader, sample_flag};
+use profiler_common::{COMM_LEN, MAX_KERNEL_FRAMES, SAMPLE_FIXED_BYTES, SampleHeader, sample_flag};
 
 /// One stack sample as it came out of the ring buffer, borrowed from it.
 #[derive(Debug, Clone, Copy)]
@@ -131,5 +131,24 @@ mod tests {
         bytes.truncate(bytes.len() - 8);
         assert!(SampleView::parse(&bytes).is_none());
         assert!(SampleView::parse(&[0; 16]).is_none());
+    }
+}
+
+/// A NUL-padded kernel command name as text.
+pub fn comm(raw: &[u8; COMM_LEN]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod comm_tests {
+    use super::*;
+
+    #[test]
+    fn comm_stops_at_nul() {
+        let mut raw = [0u8; COMM_LEN];
+        raw[..4].copy_from_slice(b"bash");
+        assert_eq!(comm(&raw), "bash");
+        assert_eq!(comm(&[b'x'; COMM_LEN]), "x".repeat(COMM_LEN));
     }
 }

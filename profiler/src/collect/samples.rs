@@ -1,17 +1,15 @@
-//! Counts the run's stack samples as they arrive: each is unwound at once (while its
-//! process's mappings are current) and its stacks interned, so only distinct stacks and
-//! their counts are kept, never the stack copies.
+//! Unwinds the run's stack samples as they arrive: each at once, while its process's
+//! mappings are current, its stacks interned, before a collector counts it.
 
 use std::collections::HashMap;
 
 use std::time::{Duration, Instant};
 
-use profiler_common::{BlockKey, COMM_LEN, GoWaitKey, HeapSiteKey, IoKey, sample_kind};
+use profiler_common::sample_kind;
 
-use crate::collect::go_heap::{GoAllocStack, GoHeap};
-pub use crate::collect::stacks::{StackHandle, StackTable, UserStack};
-
+use crate::collect::collector::Sample;
 use crate::collect::records::SampleView;
+use crate::collect::stacks::{StackTable, UserStack};
 use crate::process::procmaps::{ProcessInfo, ProcessTable};
 use crate::unwind::{SectionStats, StackCopy, StackEnd, StackUnwinder, Unwound};
 
@@ -23,21 +21,6 @@ const REMAP_EVERY: Duration = Duration::from_millis(500);
 /// lies outside them (an exec, a new library): soon, but not for every sample of a
 /// process that is gone.
 const REMAP_UNKNOWN_IP_EVERY: Duration = Duration::from_millis(10);
-
-/// What one CPU sample is counted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CpuSampleKey {
-    /// Process id.
-    pub pid: u32,
-    /// Thread id.
-    pub tid: u32,
-    /// The thread's command name, NUL padded.
-    pub comm: [u8; COMM_LEN],
-    /// The user stack.
-    pub user: UserStack,
-    /// The kernel stack.
-    pub kernel: StackHandle,
-}
 
 /// How the samples' stacks were unwound, for the profiles' accounting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,31 +46,13 @@ pub struct UnwindStats {
     pub sections: SectionStats,
 }
 
-/// The run's samples, counted by stack.
-#[derive(Debug, Default)]
-pub struct Samples {
-    /// Every distinct stack.
-    pub stacks: StackTable,
-    /// CPU samples by thread and stacks.
-    pub cpu: HashMap<CpuSampleKey, u64>,
-    /// Stack samples of I/O call sites: how often each stack was seen at each site.
-    pub io: HashMap<(IoKey, UserStack), u64>,
-    /// Stack samples of wait sites: how often each stack was seen at each site.
-    pub block: HashMap<(BlockKey, UserStack), u64>,
-    /// Stack samples of native allocation sites: how often each stack was seen at each.
-    pub heap: HashMap<(HeapSiteKey, UserStack), u64>,
-    /// The allocations the Go runtime sampled.
-    pub go_heap: GoHeap,
-    /// Stack samples of goroutine wait sites: how often each stack was seen at each site.
-    pub go: HashMap<(GoWaitKey, UserStack), u64>,
-    /// How the stacks were unwound.
-    pub stats: UnwindStats,
-}
-
-/// Unwinds and counts samples as they arrive.
+/// The unwinding stage: parses each ring-buffer item, unwinds its user stack while the
+/// process's mappings are current, and interns its stacks, so only distinct stacks are
+/// kept, never the stack copies; the collectors count the samples.
 #[derive(Default)]
-pub struct Collector {
-    samples: Samples,
+pub struct StackSampler {
+    stacks: StackTable,
+    stats: UnwindStats,
     /// Per Go process, where `runtime.systemstack` is: a sampled allocation's stack ends
     /// there, as Go's own profile ends it.
     go_stack_roots: HashMap<u32, (u64, u64)>,
@@ -95,26 +60,54 @@ pub struct Collector {
     remapped: HashMap<u32, Instant>,
 }
 
-impl Collector {
-    /// Counts one ring-buffer item, reading the process's mappings first when the sample
-    /// falls outside what is known of them.
-    pub fn add(&mut self, item: &[u8], processes: &mut ProcessTable) {
+/// The run's distinct stacks and how they were unwound, once every sample is in.
+#[derive(Debug, Default)]
+pub struct Unwinding {
+    /// Every distinct stack.
+    pub stacks: StackTable,
+    /// How the stacks were unwound.
+    pub stats: UnwindStats,
+}
+
+impl StackSampler {
+    /// Unwinds one ring-buffer item, reading the process's mappings first when the sample
+    /// falls outside what is known of them; `None` for an item that cannot be parsed.
+    pub fn add(&mut self, item: &[u8], processes: &mut ProcessTable) -> Option<Sample> {
         let started = Instant::now();
-        self.count(item, processes);
-        self.samples.stats.busy += started.elapsed();
+        let sample = self.unwind(item, processes);
+        self.stats.busy += started.elapsed();
+        sample
     }
 
-    fn count(&mut self, item: &[u8], processes: &mut ProcessTable) {
-        self.samples.stats.bytes += item.len() as u64;
+    fn unwind(&mut self, item: &[u8], processes: &mut ProcessTable) -> Option<Sample> {
+        self.stats.bytes += item.len() as u64;
         let Some(view) = SampleView::parse(item) else {
-            self.samples.stats.malformed += 1;
-            return;
+            self.stats.malformed += 1;
+            return None;
         };
-        self.samples.stats.samples += 1;
+        self.stats.samples += 1;
         let header = view.header;
+        let known = [
+            sample_kind::CPU,
+            sample_kind::IO,
+            sample_kind::BLOCK,
+            sample_kind::HEAP,
+            sample_kind::HEAP_PRELOAD,
+            sample_kind::GO_ALLOC,
+            sample_kind::GO_WAIT,
+            sample_kind::GO_FREE,
+        ];
+        if !known.contains(&header.kind) {
+            self.stats.malformed += 1;
+            return None;
+        }
         if header.kind == sample_kind::GO_FREE {
-            self.samples.go_heap.free(header.pid, header.heap.ptr);
-            return;
+            // A free carries no stack: only its address.
+            return Some(Sample {
+                header,
+                user: UserStack::NONE,
+                kernel: StackTable::EMPTY,
+            });
         }
         let user = if view.no_user() {
             UserStack::NONE
@@ -137,55 +130,20 @@ impl Collector {
                 frames.truncate(at + 1);
             }
             UserStack::Frames {
-                stack: self.samples.stacks.intern(frames),
+                stack: self.stacks.intern(frames),
                 space: processes.space(header.pid),
             }
         };
-        match header.kind {
-            sample_kind::CPU => {
-                let kernel = self.samples.stacks.intern(view.kernel_frames());
-                let key = CpuSampleKey {
-                    pid: header.pid,
-                    tid: header.tid,
-                    comm: header.comm,
-                    user,
-                    kernel,
-                };
-                *self.samples.cpu.entry(key).or_default() += 1;
-            }
-            sample_kind::IO => *self.samples.io.entry((header.io_site, user)).or_default() += 1,
-            sample_kind::BLOCK => {
-                *self
-                    .samples
-                    .block
-                    .entry((header.block_site, user))
-                    .or_default() += 1;
-            }
-            sample_kind::HEAP | sample_kind::HEAP_PRELOAD => {
-                *self
-                    .samples
-                    .heap
-                    .entry((header.heap.site, user))
-                    .or_default() += 1
-            }
-            sample_kind::GO_ALLOC => {
-                let stack = GoAllocStack {
-                    pid: header.pid,
-                    comm: header.comm,
-                    user,
-                };
-                self.samples.go_heap.alloc(
-                    stack,
-                    header.heap.ptr,
-                    header.heap.size,
-                    header.heap.rate,
-                );
-            }
-            sample_kind::GO_WAIT => {
-                *self.samples.go.entry((header.go_site, user)).or_default() += 1;
-            }
-            _ => self.samples.stats.malformed += 1,
-        }
+        let kernel = if header.kind == sample_kind::CPU {
+            self.stacks.intern(view.kernel_frames())
+        } else {
+            StackTable::EMPTY
+        };
+        Some(Sample {
+            header,
+            user,
+            kernel,
+        })
     }
 
     /// Ends the stacks of process `pid`'s Go allocations at `runtime.systemstack`
@@ -195,10 +153,13 @@ impl Collector {
         self.go_stack_roots.insert(pid, (start, end));
     }
 
-    /// The samples counted so far.
-    pub fn finish(mut self) -> Samples {
-        self.samples.stats.sections = self.unwinder.section_stats();
-        self.samples
+    /// The stacks interned and how they were unwound.
+    pub fn finish(mut self) -> Unwinding {
+        self.stats.sections = self.unwinder.section_stats();
+        Unwinding {
+            stacks: self.stacks,
+            stats: self.stats,
+        }
     }
 
     fn user_frames(&mut self, view: &SampleView<'_>, processes: &mut ProcessTable) -> Vec<u64> {
@@ -222,7 +183,7 @@ impl Collector {
         };
         let regs = (header.ip, header.sp, header.bp);
         let Some(process) = processes.get(pid) else {
-            self.samples.stats.no_mappings += 1;
+            self.stats.no_mappings += 1;
             return vec![header.ip];
         };
         let generation = process.generation;
@@ -250,7 +211,7 @@ impl Collector {
                 processes.get(pid).map_or(0, |p| p.maps.len())
             );
         }
-        let stats = &mut self.samples.stats;
+        let stats = &mut self.stats;
         match unwound.end {
             StackEnd::Root => {}
             StackEnd::CopyLimit => stats.copy_limit += 1,

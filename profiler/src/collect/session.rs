@@ -9,21 +9,22 @@ use anyhow::{Context, Result};
 use aya::Btf;
 use aya::maps::{MapData, RingBuf};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use profiler_common::{
-    BlockKey, BlockValue, InFlight, IoKey, IoValue, ProcEvent, counter, futex_syscall, proc_event,
-};
+use profiler_common::{ProcEvent, counter, proc_event};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::collect::collector::{Collector, RunEnd, Seen, Tick};
+use crate::collect::cpu::CpuCollector;
 use crate::collect::cpustat::CpuTimes;
-use crate::collect::goroutines::{GoTracer, GoroutineWaits};
-use crate::collect::heap_probes::HeapProbes;
-use crate::collect::heap_run;
-use crate::collect::heap_run::HeapRun;
+use crate::collect::futex::FutexCollector;
+use crate::collect::goroutine_waits::GoroutineCollector;
+use crate::collect::heap_run::HeapCollector;
+use crate::collect::io::IoCollector;
 use crate::collect::probes::{self, Counters, LoadOptions, Probes};
-use crate::collect::samples::{Collector, Samples};
+use crate::collect::raw_profile::RawProfile;
+use crate::collect::samples::{StackSampler, Unwinding};
 use crate::collect::selfcost::KernelCost;
 use crate::collect::start_command;
 use crate::collect::tracefs;
@@ -95,38 +96,23 @@ pub struct RunOutcome {
     pub stop: StopReason,
     /// Online CPUs.
     pub cpus: usize,
-    /// CPU-seconds the whole host was busy during the run, from `/proc/stat`.
-    pub busy_cpu_seconds: f64,
     /// What the kernel programs and maps cost during the run.
     pub kernel_cost: KernelCost,
     /// When the profiling window closed, to time the end of the run.
     pub window_end: Instant,
-    /// The kernel programs' counters at the end.
-    pub counters: Counters,
     /// How user stacks were taken.
     pub call_graph: CallGraph,
     /// Bytes of sample ring buffer the run had.
     pub ring_bytes: u32,
-    /// The stack samples, unwound and counted by stack.
-    pub samples: Samples,
-    /// What the traced I/O syscalls did, by call site.
-    pub io_calls: Vec<(IoKey, IoValue)>,
-    /// Futex waits by site and futex.
-    pub block_waits: Vec<(BlockKey, BlockValue)>,
-    /// Futex waits still in progress when the window closed.
-    pub waits_in_progress: Vec<InFlight>,
-    /// The kernel's monotonic clock (`bpf_ktime_get_ns`) when the window closed, to time the
-    /// waits still in progress.
-    pub window_end_ktime_ns: u64,
+    /// Every distinct stack of the samples, and how they were unwound.
+    pub unwinding: Unwinding,
     /// Mapping snapshots of every sampled process.
     pub processes: ProcessTable,
     /// The BPF programs loaded during the run (the profiler's own among them), which are
     /// gone from kallsyms by the time kernel frames are symbolized.
     pub bpf_symbols: BpfSymbols,
-    /// The heap profile's findings, when it was collected.
-    pub heap: Option<HeapRun>,
-    /// What the goroutine probes of Go processes recorded.
-    pub goroutines: GoroutineWaits,
+    /// Each collector's raw profile, in the order the collectors were started.
+    pub profiles: Vec<RawProfile>,
 }
 
 /// Runs the profiler as `config` says, with the kernel's BTF when the kernel check read it.
@@ -171,30 +157,39 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         // profiler's own process maps (see uprobe_check), and it decides the probe points.
         uprobe_check::running_kernel();
     }
+    let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
+    if config.profiles.cpu {
+        collectors.push(Box::new(CpuCollector::default()));
+    }
+    if config.profiles.io {
+        collectors.push(Box::new(IoCollector::default()));
+    }
+    if config.profiles.block {
+        collectors.push(Box::new(FutexCollector::default()));
+    }
+    if config.profiles.goroutines {
+        collectors.push(Box::new(GoroutineCollector::start(
+            &mut probes,
+            &config.target,
+        )?));
+    }
+    // Kept by its type until the command is launched: it launches it.
     let mut heap = if config.profiles.heap {
-        Some(HeapProbes::load(probes.ebpf_mut())?)
+        Some(HeapCollector::load(&mut probes)?)
     } else {
         None
     };
     let mut processes = ProcessTable::default();
-    let mut go = GoTracer::default();
-    if config.profiles.goroutines {
-        go.load(&mut probes)?;
-    }
     if let Target::Pids(pids) = &config.target {
         for &pid in pids {
             probes.add_target(pid)?;
             processes.snapshot(pid);
-            if let Some(heap) = &mut heap {
-                heap.attach_process(probes.ebpf_mut(), pid);
+            let heap = heap.as_mut().map(|h| h as &mut dyn Collector);
+            for collector in collectors.iter_mut().map(Box::as_mut).chain(heap) {
+                collector.attach(&mut probes, Seen::Target(pid));
             }
-            go.consider(&mut probes, pid);
         }
     }
-    if matches!(config.target, Target::Host) {
-        go.scan_host(&mut probes);
-    }
-    let mut timeline = Vec::new();
     // SAFETY: the ring buffer owns its map fd and keeps it open until it is dropped, which is
     // when the AsyncFd is.
     let mut events =
@@ -204,7 +199,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     let mut sample_ring =
         unsafe { AsyncFd::register_with_interest(probes.take_samples()?, Interest::READABLE) }
             .map_err(|err| anyhow::anyhow!("cannot poll the sample ring buffer: {err}"))?;
-    let mut collector = Collector::default();
+    let mut sampler = StackSampler::default();
     if config.profiles.io || config.profiles.block {
         probes.attach_syscalls()?;
     }
@@ -212,36 +207,25 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         probes.attach_cpu_sampling(&cpus, config.frequency)?;
     }
     let cpus = cpus.len();
-    if let Target::Command(argv) = &config.target
-        && let Some(program) = argv.first()
-    {
-        go.prepare_command(&mut probes, program);
-    }
     let mut bpf_symbols = BpfSymbols::default();
     bpf_symbols.snapshot();
-    let preload = match (&config.target, &mut heap) {
+    let mut child = match (&config.target, &mut heap) {
         (Target::Command(argv), Some(heap)) => {
-            heap_run::start_interposer(config, argv, heap, &mut probes)
+            Some(heap.spawn(&mut probes, config, argv, &mut sampler)?)
         }
-        _ => None,
-    };
-    let mut child = match &config.target {
-        Target::Command(argv) => Some(start_command::spawn_followed(
+        (Target::Command(argv), None) => Some(start_command::spawn_followed(
             &mut probes,
             argv,
             config.run_as_root,
-            heap.as_mut(),
-            preload.as_ref(),
+            None,
+            None,
         )?),
         _ => None,
     };
-    if let Some(heap) = &heap {
-        heap_run::sync_go_stack_roots(heap, &mut collector);
+    if let Some(heap) = heap {
+        collectors.push(Box::new(heap));
     }
     let command_pid = child.as_ref().and_then(Child::id);
-    if let Some(preload) = &preload {
-        preload.note_pids(command_pid);
-    }
     let start = SystemTime::now();
     let started = Instant::now();
     let cpu_times_at_start = CpuTimes::now();
@@ -261,21 +245,21 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
             exit = wait_child(&mut child) => break StopReason::CommandExited(exit?),
             guard = events.readable_mut() => {
                 let mut guard = guard.context("cannot poll the process-event ring buffer")?;
-                if drain_events(guard.get_inner_mut(), &mut processes, &mut go, &mut probes, Some(DRAIN_BUDGET)) {
+                if drain_events(guard.get_inner_mut(), &mut processes, &mut collectors, &mut probes, Some(DRAIN_BUDGET)) {
                     guard.clear_ready();
                 }
             }
             guard = sample_ring.readable_mut() => {
                 let mut guard = guard.context("cannot poll the sample ring buffer")?;
-                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes, Some(DRAIN_BUDGET));
-                if drain_samples(guard.get_inner_mut(), &mut collector, &mut processes, Some(DRAIN_BUDGET)) {
+                drain_events(events.get_mut(), &mut processes, &mut collectors, &mut probes, Some(DRAIN_BUDGET));
+                if drain_samples(guard.get_inner_mut(), &mut sampler, &mut collectors, &mut processes, Some(DRAIN_BUDGET)) {
                     guard.clear_ready();
                 }
             }
             _ = drain.tick() => {
                 // Forks first: a child's samples may need its parent's mappings.
-                drain_events(events.get_mut(), &mut processes, &mut go, &mut probes, Some(DRAIN_BUDGET));
-                drain_samples(sample_ring.get_mut(), &mut collector, &mut processes, Some(DRAIN_BUDGET));
+                drain_events(events.get_mut(), &mut processes, &mut collectors, &mut probes, Some(DRAIN_BUDGET));
+                drain_samples(sample_ring.get_mut(), &mut sampler, &mut collectors, &mut processes, Some(DRAIN_BUDGET));
             }
             _ = tick.tick() => {
                 ticks += 1;
@@ -285,23 +269,14 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
                 if ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
                     processes.refresh();
                 }
-                if let Some(preload) = &preload {
-                    preload.note_pids(probes.targets());
-                }
-                if let Some(heap) = &mut heap {
-                    // New processes (forked children) and new mappings (dlopen) get probes.
-                    for pid in probes.targets() {
-                        if !config.is_own_process(pid) {
-                            heap.attach_process(probes.ebpf_mut(), pid);
-                        }
-                    }
-                    heap.refresh_go_rates();
-                    heap_run::sync_go_stack_roots(heap, &mut collector);
-                    if ticks.is_multiple_of(heap_run::SNAPSHOT_TICKS)
-                        && let Ok(sites) = heap_run::sites(&probes, preload.as_ref())
-                    {
-                        timeline.push(heap_run::in_use_by_site(&sites));
-                    }
+                let mut tick = Tick {
+                    count: ticks,
+                    probes: &mut probes,
+                    sampler: &mut sampler,
+                    config,
+                };
+                for collector in &mut collectors {
+                    collector.tick(&mut tick);
                 }
                 if let Ok(counters) = probes.counters() {
                     status.set_message(status_text(started.elapsed(), config.duration, &counters));
@@ -316,8 +291,8 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     };
     let duration = started.elapsed();
     let window_end_ktime_ns = monotonic_ns();
-    if let Some(heap) = &mut heap {
-        heap.refresh_go_rates();
+    for collector in &mut collectors {
+        collector.close();
     }
     let mut kernel_cost = KernelCost::now();
     if config.profiles.heap || config.profiles.goroutines {
@@ -328,8 +303,20 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     // Before the programs are detached and unloaded, and with those loaded since the start.
     bpf_symbols.snapshot();
     probes.stop();
-    drain_events(events.get_mut(), &mut processes, &mut go, &mut probes, None);
-    drain_samples(sample_ring.get_mut(), &mut collector, &mut processes, None);
+    drain_events(
+        events.get_mut(),
+        &mut processes,
+        &mut collectors,
+        &mut probes,
+        None,
+    );
+    drain_samples(
+        sample_ring.get_mut(),
+        &mut sampler,
+        &mut collectors,
+        &mut processes,
+        None,
+    );
     log::debug!(
         "last samples drained {:?} after the window",
         started.elapsed() - duration
@@ -345,71 +332,39 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
             "profiler: the command (pid {pid}) is still running; it was left alone"
         ));
     }
-    if let (Some(preload), Some(pid)) = (&preload, command_pid) {
-        // Children that lived between two ticks were seen forking.
-        preload.note_pids(processes.descendants(pid));
-        preload.note_pids(probes.targets());
-    }
-    let heap = match heap {
-        Some(heap_probes) => Some(heap_run::finish(heap_probes, &probes, preload, timeline)?),
-        None => None,
+    let counters = probes.counters()?;
+    let me = std::process::id();
+    let end = RunEnd {
+        config,
+        duration,
+        cpus,
+        busy_cpu_seconds,
+        call_graph: config.call_graph,
+        window_end_ktime_ns,
+        counters: &counters,
+        processes: &processes,
+        // The one place the profiler's own records are left out, so no later stage
+        // filters them again.
+        excluded: config.is_own_process(me).then_some(me),
     };
-    let goroutines = go.finish(&mut probes)?;
-    let io_calls = probes.read_io_calls()?;
-    let block_waits = probes.read_block_waits()?;
-    let waits_in_progress = probes
-        .read_in_flight()?
-        .into_iter()
-        .filter(|entry| entry.syscall >= futex_syscall::FUTEX)
-        .collect();
-    let mut outcome = RunOutcome {
+    let mut profiles = Vec::new();
+    for collector in collectors {
+        profiles.push(collector.finish(&mut probes, &end)?);
+    }
+    Ok(RunOutcome {
         start,
         duration,
         stop,
         cpus,
-        busy_cpu_seconds,
         kernel_cost,
         window_end: started + duration,
-        counters: probes.counters()?,
         call_graph: config.call_graph,
         ring_bytes,
-        samples: collector.finish(),
-        io_calls,
-        block_waits,
-        waits_in_progress,
-        window_end_ktime_ns,
+        unwinding: sampler.finish(),
         processes,
         bpf_symbols,
-        heap,
-        goroutines,
-    };
-    if config.is_own_process(std::process::id()) {
-        outcome.drop_process(std::process::id());
-    }
-    Ok(outcome)
-}
-
-impl RunOutcome {
-    /// Leaves out every record of process `pid`: the one place the profiler's own records
-    /// are dropped (see [`Config::is_own_process`]), so no builder filters them again.
-    fn drop_process(&mut self, pid: u32) {
-        let samples = &mut self.samples;
-        samples.cpu.retain(|key, _| key.pid != pid);
-        samples.io.retain(|(site, _), _| site.pid != pid);
-        samples.block.retain(|(site, _), _| site.pid != pid);
-        self.io_calls.retain(|(key, _)| key.pid != pid);
-        self.block_waits.retain(|(key, _)| key.pid != pid);
-        self.waits_in_progress.retain(|entry| entry.pid != pid);
-        samples.heap.retain(|(site, _), _| site.pid != pid);
-        if let Some(heap) = &mut self.heap {
-            heap.sites.retain(|(site, _)| site.pid != pid);
-            heap.live.retain(|(block, _)| block.pid != pid);
-            heap.interposed_in_use.retain(|site, _| site.pid != pid);
-        }
-        samples.go.retain(|(site, _), _| site.pid != pid);
-        self.goroutines.waits.retain(|(key, _)| key.pid != pid);
-        self.goroutines.parked.retain(|entry| entry.site.pid != pid);
-    }
+        profiles,
+    })
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -432,13 +387,13 @@ async fn wait_child(child: &mut Option<Child>) -> Result<ExitStatus> {
 fn drain_events(
     ring: &mut RingBuf<MapData>,
     processes: &mut ProcessTable,
-    go: &mut GoTracer,
+    collectors: &mut [Box<dyn Collector>],
     probes: &mut Probes,
     budget: Option<Duration>,
 ) -> bool {
     let started = Instant::now();
     while let Some(item) = ring.next() {
-        handle_event(&item, processes, go, probes);
+        handle_event(&item, processes, collectors, probes);
         drop(item);
         if budget.is_some_and(|budget| started.elapsed() >= budget) {
             return false;
@@ -448,23 +403,34 @@ fn drain_events(
 }
 
 /// Handles one process event.
-fn handle_event(item: &[u8], processes: &mut ProcessTable, go: &mut GoTracer, probes: &mut Probes) {
+fn handle_event(
+    item: &[u8],
+    processes: &mut ProcessTable,
+    collectors: &mut [Box<dyn Collector>],
+    probes: &mut Probes,
+) {
     if item.len() < size_of::<ProcEvent>() {
         return;
     }
     // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
     let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-    match event.kind {
+    let seen = match event.kind {
         proc_event::NEW_KEY => {
             processes.note_new_key(event.pid, event.ip, event.fd);
-            go.note_pid(probes, event.pid);
+            Seen::NewCode(event.pid)
         }
-        proc_event::FORK => processes.note_fork(event.parent, event.pid),
+        proc_event::FORK => {
+            processes.note_fork(event.parent, event.pid);
+            return;
+        }
         proc_event::EXEC => {
             processes.note_exec(event.pid);
-            go.consider(probes, event.pid);
+            Seen::Exec(event.pid)
         }
-        _ => {}
+        _ => return,
+    };
+    for collector in collectors {
+        collector.attach(probes, seen);
     }
 }
 
@@ -474,14 +440,22 @@ fn handle_event(item: &[u8], processes: &mut ProcessTable, go: &mut GoTracer, pr
 /// whether the ring buffer was emptied.
 fn drain_samples(
     ring: &mut RingBuf<MapData>,
-    collector: &mut Collector,
+    sampler: &mut StackSampler,
+    collectors: &mut [Box<dyn Collector>],
     processes: &mut ProcessTable,
     budget: Option<Duration>,
 ) -> bool {
     let started = Instant::now();
     while let Some(item) = ring.next() {
-        collector.add(&item, processes);
+        let sample = sampler.add(&item, processes);
         drop(item);
+        if let Some(sample) = sample {
+            for collector in collectors.iter_mut() {
+                if collector.takes(sample.header.kind) {
+                    collector.take(&sample);
+                }
+            }
+        }
         if budget.is_some_and(|budget| started.elapsed() >= budget) {
             return false;
         }

@@ -406,7 +406,7 @@ mod tests {
             }
         );
         let go = parse(&["--profiles", "goroutines"]).unwrap().profiles;
-        assert!(go.goroutines && !go.block && go.blocking());
+        assert!(go.goroutines && !go.block);
         assert!(parse(&["--profiles", "block,cpu"]).unwrap().profiles.block);
         assert!(
             parse(&["--profiles", "heap", "-p", "1"])

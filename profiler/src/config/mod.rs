@@ -38,14 +38,6 @@ pub struct ProfileSet {
     pub goroutines: bool,
 }
 
-impl ProfileSet {
-    /// Whether the blocking profile is written: it holds futex waits, goroutine waits, or
-    /// both.
-    pub fn blocking(&self) -> bool {
-        self.block || self.goroutines
-    }
-}
-
 impl Default for ProfileSet {
     fn default() -> Self {
         Self {

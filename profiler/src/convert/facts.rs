@@ -1,32 +1,11 @@
 //! The facts of a run in words: the typed [`RunFacts`] every profile carries as its first
-//! comment, and the unwinding line of the summary.
+//! comment, and the unwinding line every profile carries last.
 
 use std::ffi::CStr;
 
 use crate::collect::session::RunOutcome;
 use crate::config::{Config, Target};
-use crate::profile::{ProfileBuilder, ProfileKind, RunFacts};
-
-/// The `outcome` label of a wait still in progress when the window closed.
-pub const IN_PROGRESS: &str = "in progress";
-
-/// Starts a profile of `kind` from `run`, its comments the run's facts first, then
-/// `accounting` (what was traced, received and lost), then the unwinding line: the
-/// preamble every builder shares.
-pub fn start(
-    kind: ProfileKind,
-    run: &RunOutcome,
-    config: &Config,
-    accounting: Vec<String>,
-) -> ProfileBuilder {
-    let mut builder = ProfileBuilder::new(kind, run.start, run.duration);
-    builder.comment(describe(run, config));
-    for comment in accounting {
-        builder.comment(comment);
-    }
-    builder.comment(unwinding(run));
-    builder
-}
+use crate::profile::RunFacts;
 
 /// The facts of `run`, as [`RunFacts::encode`] writes them into every profile.
 pub fn describe(run: &RunOutcome, config: &Config) -> String {
@@ -46,7 +25,7 @@ pub fn describe(run: &RunOutcome, config: &Config) -> String {
 /// `unwinding: call graph MODE; N stack samples (B bytes through a R MiB ring buffer), D
 /// distinct stacks; C hit the copy limit before the root, S stopped early`.
 pub fn unwinding(run: &RunOutcome) -> String {
-    let stats = &run.samples.stats;
+    let stats = &run.unwinding.stats;
     let secs = run.duration.as_secs_f64().max(1e-9);
     format!(
         "unwinding: call graph {}; {} stack samples ({} bytes, {:.2} MB/s, through a {} MiB \
@@ -59,7 +38,7 @@ pub fn unwinding(run: &RunOutcome) -> String {
         stats.bytes,
         stats.bytes as f64 / secs / 1e6,
         run.ring_bytes >> 20,
-        run.samples.stacks.len(),
+        run.unwinding.stacks.len(),
         stats.busy.as_millis(),
         stats.samples as f64 / stats.busy.as_secs_f64().max(1e-9),
         stats.copy_limit,

@@ -1,27 +1,26 @@
-//! Converting: turn a run's raw counts and stacks into symbolized profiles.
+//! Converting: turn a run's raw profiles into symbolized profiles, one generic pass.
 //!
-//! In: a [`crate::collect::session::RunOutcome`]. Out: one [`crate::profile::Profile`] per
-//! profile kind ([`cpu`], [`io`], [`block`], with [`goroutines`] in the blocking one);
-//! [`stacks`] interns their stacks, symbolizing every address once, in the one
-//! preparation pass [`profiles`] makes before the builders.
+//! In: a [`crate::collect::session::RunOutcome`], its collectors' raw profiles. Out: one
+//! [`crate::profile::Profile`] per profile kind, raw profiles of the same kind merged
+//! (the futex and goroutine waits make one blocking profile). Every address of every raw
+//! stack is symbolized at once ([`stacks`]), one batch per file, before any profile is
+//! built; building only reads the results.
 
-pub mod block;
-pub mod cpu;
 pub mod facts;
-pub mod goroutines;
-pub mod heap;
-pub mod io;
+pub mod idle_threads;
 pub mod stacks;
 
+use crate::collect::raw_profile::RawProfile;
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::profile::Profile;
+use crate::profile::{Profile, ProfileBuilder, ProfileKind};
 use crate::symbolize::Symbolizer;
 use crate::symbolize::debuginfod::Debuginfod;
 
-/// Builds the profiles `config` asks for from `run`: one preparation pass symbolizes every
-/// address they will need, then each builder interns its stacks from the results. Also
-/// returns the summary's notes on where names came from (separate debug info, debuginfod).
+/// Symbolizes the stacks of every raw profile of `run` at once, then builds one profile
+/// per kind: its comments the run's facts first, then each raw profile's accounting, then
+/// the unwinding line. Also returns the summary's notes on where names came from
+/// (separate debug info, debuginfod).
 pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>) {
     let symbolizer = Symbolizer::with_sources(
         &config.debuginfo_dirs,
@@ -29,20 +28,40 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
         run.bpf_symbols.clone(),
     );
     let mut resolver =
-        stacks::StackResolver::with_symbolizer(&run.samples.stacks, &run.processes, symbolizer);
-    resolver.prepare_run(run, config.profiles);
+        stacks::StackResolver::with_symbolizer(&run.unwinding.stacks, &run.processes, symbolizer);
+    resolver.prepare(
+        run.profiles
+            .iter()
+            .flat_map(|raw| raw.samples.iter().map(|sample| sample.stack)),
+    );
+    let facts = facts::describe(run, config);
+    let unwinding = facts::unwinding(run);
     let mut profiles = Vec::new();
-    if config.profiles.cpu {
-        profiles.push(cpu::build(run, config, &mut resolver));
-    }
-    if config.profiles.io {
-        profiles.push(io::build(run, config, &mut resolver));
-    }
-    if config.profiles.blocking() {
-        profiles.push(block::build(run, config, &mut resolver));
-    }
-    if config.profiles.heap {
-        profiles.push(heap::build(run, config, &mut resolver));
+    for kind in ProfileKind::ALL {
+        let raws: Vec<&RawProfile> = run.profiles.iter().filter(|r| r.kind == kind).collect();
+        if raws.is_empty() {
+            continue;
+        }
+        let mut builder = ProfileBuilder::new(kind, run.start, run.duration);
+        builder.comment(facts.clone());
+        for raw in &raws {
+            for line in &raw.accounting {
+                builder.comment(line.clone());
+            }
+            if let Some((period_type, period)) = &raw.period {
+                builder.period(period_type.clone(), *period);
+            }
+        }
+        builder.comment(unwinding.clone());
+        for sample in raws.iter().flat_map(|raw| &raw.samples) {
+            let stack = resolver.intern(&mut builder, sample.stack);
+            builder.add_sample(stack, &sample.values, sample.labels.clone());
+        }
+        let mut profile = builder.build();
+        if kind == ProfileKind::Block {
+            idle_threads::mark_idle_threads(&mut profile);
+        }
+        profiles.push(profile);
     }
     (profiles, resolver.notes())
 }

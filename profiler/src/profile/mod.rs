@@ -9,6 +9,7 @@ mod builder;
 mod facts;
 mod frame;
 mod kind;
+pub mod labels;
 mod model;
 
 pub use builder::{ProfileBuilder, RawFrame};

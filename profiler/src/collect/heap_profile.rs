@@ -1,47 +1,41 @@
-//! Builds the heap profile: allocations made in the window and memory still in use at its
-//! end, by call stack, with Go's heap-profile sample types, so `go tool pprof` reads it as
-//! it reads a Go heap profile.
+//! The heap profile's raw form: allocations made in the window and memory still in use at
+//! its end, by allocation site and sampled stack, with Go's heap-profile sample types, so
+//! `go tool pprof` reads it as it reads a Go heap profile; and what the probes cost.
 
 use std::collections::HashMap;
 
 use profiler_common::{HeapSiteKey, counter};
 
 use crate::collect::allocators::go_version;
-use crate::collect::go_heap::GoAllocStack;
+use crate::collect::collector::RunEnd;
+use crate::collect::go_heap::{GoAllocStack, GoHeap};
 use crate::collect::heap_run::HeapRun;
 use crate::collect::preload::{Preload, RECORDED_STARTS};
-use crate::collect::session::RunOutcome;
-use crate::config::Config;
-use crate::convert::cpu::comm;
-use crate::convert::facts;
-use crate::convert::stacks::{StackResolver, stacks_by_site};
-use crate::profile::{HeapValue, Label, LostStack, Profile, ProfileBuilder, ProfileKind};
+use crate::collect::raw_profile::{RawProfile, RawStack, stacks_by_site};
+use crate::collect::records::comm;
+use crate::collect::stacks::UserStack;
+use crate::profile::labels::ONLY_GREW;
+use crate::profile::{HeapValue, Label, LostStack, ProfileKind};
 
 const ALLOC_OBJECTS: usize = HeapValue::AllocObjects.index();
 const ALLOC_SPACE: usize = HeapValue::AllocSpace.index();
 const INUSE_OBJECTS: usize = HeapValue::InuseObjects.index();
 const INUSE_SPACE: usize = HeapValue::InuseSpace.index();
-/// The `trend` label of a site whose memory in use only grew during the window.
-pub const ONLY_GREW: &str = "only grew";
 /// Go's sampling rate when a process's `runtime.MemProfileRate` could not be read.
 const GO_DEFAULT_RATE: i64 = 512 * 1024;
 /// Snapshots of a site's in-use bytes needed before its growth means anything.
 const MIN_SNAPSHOTS: usize = 3;
 
-/// Builds the symbolized heap profile: sample types as [`ProfileKind::Heap`] names them
-/// (`inuse_space` the default); labels `pid`, `comm`, and `trend` on sites whose memory in use only grew.
-pub fn build<'run>(
-    run: &'run RunOutcome,
-    config: &Config,
-    resolver: &mut StackResolver<'run>,
-) -> Profile {
-    let mut builder = ProfileBuilder::new(ProfileKind::Heap, run.start, run.duration);
-    let Some(heap) = &run.heap else {
-        return builder.build();
-    };
-    for comment in accounting(run, heap, config) {
-        builder.comment(comment);
-    }
+/// The heap profile of what was collected: sample types as [`ProfileKind::Heap`] names
+/// them (`inuse_space` the default); labels `pid`, `comm`, and `trend` on sites whose
+/// memory in use only grew.
+pub fn raw(
+    heap: &HeapRun,
+    stacks: &HashMap<(HeapSiteKey, UserStack), u64>,
+    go_heap: &GoHeap,
+    run: &RunEnd<'_>,
+) -> RawProfile {
+    let mut raw = RawProfile::new(ProfileKind::Heap, accounting(run, heap, go_heap));
     let mut live: HashMap<HeapSiteKey, (u64, u64)> = HashMap::new();
     for (key, block) in &heap.live {
         let site = HeapSiteKey {
@@ -59,7 +53,7 @@ pub fn build<'run>(
         entry.1 += bytes;
     }
     let growing = only_growing(&heap.timeline);
-    let mut stacks_of = stacks_by_site(&run.samples.heap);
+    let mut stacks_of = stacks_by_site(stacks);
     let mut sites: Vec<_> = heap.sites.iter().collect();
     sites.sort_by_key(|(key, _)| (key.pid, key.ret));
     for (key, value) in sites {
@@ -73,34 +67,23 @@ pub fn build<'run>(
         }
         let sampled = stacks_of.remove(key).unwrap_or_default();
         let totals = [value.allocs, value.bytes, objects, bytes];
-        resolver.add_site(
-            &mut builder,
-            &sampled,
-            LostStack::RingBufferFull,
-            &totals,
-            &labels,
-        );
+        raw.add_site(&sampled, LostStack::RingBufferFull, &totals, &labels);
     }
-    add_go(run, heap, resolver, &mut builder);
-    builder.build()
+    add_go(heap, go_heap, &mut raw);
+    raw
 }
 
 /// The Go runtime's sampled allocations, weighted as Go weights them.
-fn add_go<'run>(
-    run: &'run RunOutcome,
-    heap: &HeapRun,
-    resolver: &mut StackResolver<'run>,
-    builder: &mut ProfileBuilder,
-) {
-    let rate_of = |pid: u32| go_rate(run, heap, pid).unwrap_or(GO_DEFAULT_RATE);
+fn add_go(heap: &HeapRun, go_heap: &GoHeap, raw: &mut RawProfile) {
+    let rate_of = |pid: u32| go_rate(go_heap, heap, pid).unwrap_or(GO_DEFAULT_RATE);
     // Totals per stack first: Go scales a stack's counts by its average object size.
     let mut by_stack: HashMap<GoAllocStack, [u64; 4]> = HashMap::new();
-    for (&(stack, size), &count) in &run.samples.go_heap.allocs {
+    for (&(stack, size), &count) in &go_heap.allocs {
         let totals = by_stack.entry(stack).or_default();
         totals[ALLOC_OBJECTS] += count;
         totals[ALLOC_SPACE] += count * size;
     }
-    for (stack, size) in run.samples.go_heap.live() {
+    for (stack, size) in go_heap.live() {
         let totals = by_stack.entry(*stack).or_default();
         totals[INUSE_OBJECTS] += 1;
         totals[INUSE_SPACE] += size;
@@ -117,14 +100,9 @@ fn add_go<'run>(
             Label::num("pid", i64::from(stack.pid)),
             Label::str("comm", comm(&stack.comm)),
         ];
-        let location = resolver.intern(
-            builder,
-            stack.user,
-            crate::collect::samples::StackTable::EMPTY,
-        );
-        builder.add_sample(
-            location,
-            &[alloc_objects, alloc_space, inuse_objects, inuse_space],
+        raw.add(
+            RawStack::user(stack.user),
+            vec![alloc_objects, alloc_space, inuse_objects, inuse_space],
             labels,
         );
     }
@@ -132,8 +110,8 @@ fn add_go<'run>(
 
 /// `runtime.MemProfileRate` of a Go process: as its sampling events read it, else as
 /// last read from its memory.
-fn go_rate(run: &RunOutcome, heap: &HeapRun, pid: u32) -> Option<i64> {
-    let from_events = run.samples.go_heap.rates.get(&pid).map(|&r| r as i64);
+fn go_rate(go_heap: &GoHeap, heap: &HeapRun, pid: u32) -> Option<i64> {
+    let from_events = go_heap.rates.get(&pid).map(|&r| r as i64);
     let from_memory = || heap.probes.go.iter().find(|t| t.pid == pid)?.rate;
     from_events.or_else(from_memory)
 }
@@ -177,8 +155,8 @@ pub fn only_growing(timeline: &[HashMap<HeapSiteKey, i64>]) -> HashMap<HeapSiteK
 
 /// The `cost:` comment: how many traps the targets took and, from the trap cost measured at
 /// the start, what they cost them.
-fn cost(run: &RunOutcome, heap: &HeapRun, traps: u64) -> String {
-    let c = &run.counters;
+fn cost(run: &RunEnd<'_>, heap: &HeapRun, traps: u64) -> String {
+    let c = run.counters;
     let secs = run.duration.as_secs_f64().max(1e-9);
     let interposer = if heap.preload.is_some() {
         " (the interposer's calls trap only to have their stack sampled)"
@@ -270,8 +248,8 @@ fn interposed(preload: &Preload) -> String {
     )
 }
 
-fn accounting(run: &RunOutcome, heap: &HeapRun, config: &Config) -> Vec<String> {
-    let c = &run.counters;
+fn accounting(run: &RunEnd<'_>, heap: &HeapRun, go_heap: &GoHeap) -> Vec<String> {
+    let c = run.counters;
     let files: Vec<&str> = heap.probes.files.iter().map(String::as_str).collect();
     let traps = c.get(counter::HEAP_ALLOCS) * 2
         + c.get(counter::HEAP_FREES)
@@ -279,7 +257,6 @@ fn accounting(run: &RunOutcome, heap: &HeapRun, config: &Config) -> Vec<String> 
         + c.get(counter::GO_ALLOCS)
         + heap.preload.as_ref().map_or(0, |p| p.counts().stacks);
     let mut lines = vec![
-        facts::describe(run, config),
         format!(
             "traced: uprobes on {} allocator entry points (malloc, calloc, realloc, \
              reallocarray, free, posix_memalign, aligned_alloc, memalign, valloc, pvalloc and \
@@ -319,7 +296,7 @@ fn accounting(run: &RunOutcome, heap: &HeapRun, config: &Config) -> Vec<String> 
     }
     for target in &heap.probes.go {
         let go = &target.runtime;
-        let rate = go_rate(run, heap, target.pid);
+        let rate = go_rate(go_heap, heap, target.pid);
         // A program may turn profiling on by setting the rate itself.
         let disabled = match rate {
             Some(rate) => rate <= 0,
@@ -342,7 +319,7 @@ fn accounting(run: &RunOutcome, heap: &HeapRun, config: &Config) -> Vec<String> 
                 target.pid,
                 target.path,
                 c.get(counter::GO_ALLOCS),
-                run.samples.go_heap.frees_before,
+                go_heap.frees_before,
                 c.get(counter::LOST_GO_EVENTS)
             ));
         }
@@ -350,7 +327,6 @@ fn accounting(run: &RunOutcome, heap: &HeapRun, config: &Config) -> Vec<String> 
     for failure in &heap.probes.failures {
         lines.push(format!("not probed: {failure}"));
     }
-    lines.push(facts::unwinding(run));
     lines
 }
 

@@ -1,0 +1,136 @@
+//! The CPU profile's collector: `cpu-clock` samples counted by thread and stacks, with
+//! what was received, expected and lost.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use profiler_common::{COMM_LEN, counter, sample_kind};
+
+use crate::collect::collector::{Collector, RunEnd, Sample};
+use crate::collect::probes::Probes;
+use crate::collect::raw_profile::{RawProfile, RawStack};
+use crate::collect::records::comm;
+use crate::collect::stacks::{StackHandle, UserStack};
+use crate::profile::{CpuValue, Label, ProfileKind, ValueType};
+
+/// What one CPU sample is counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct CpuSampleKey {
+    pid: u32,
+    tid: u32,
+    /// The thread's command name, NUL padded.
+    comm: [u8; COMM_LEN],
+    user: UserStack,
+    kernel: StackHandle,
+}
+
+/// Counts CPU samples by thread and stacks.
+#[derive(Default)]
+pub struct CpuCollector {
+    samples: HashMap<CpuSampleKey, u64>,
+}
+
+impl Collector for CpuCollector {
+    fn takes(&self, kind: u32) -> bool {
+        kind == sample_kind::CPU
+    }
+
+    fn take(&mut self, sample: &Sample) {
+        let key = CpuSampleKey {
+            pid: sample.header.pid,
+            tid: sample.header.tid,
+            comm: sample.header.comm,
+            user: sample.user,
+            kernel: sample.kernel,
+        };
+        *self.samples.entry(key).or_default() += 1;
+    }
+
+    /// Sample types `samples/count` and `cpu/nanoseconds`, labels `pid`, `tid` and
+    /// `comm`, and comments saying what was received, expected and lost.
+    fn finish(self: Box<Self>, _probes: &mut Probes, run: &RunEnd<'_>) -> Result<RawProfile> {
+        let frequency = run.config.frequency;
+        let period_ns = 1_000_000_000 / frequency as i64;
+        let mut raw = RawProfile::new(ProfileKind::Cpu, accounting(run));
+        raw.period = Some((ValueType::new("cpu", "nanoseconds"), period_ns));
+        let mut samples: Vec<_> = self
+            .samples
+            .into_iter()
+            .filter(|(key, _)| run.keeps(key.pid))
+            .collect();
+        // The same profile whatever the hash map's order.
+        samples.sort_by_key(|(key, _)| (key.pid, key.tid, key.kernel, key.user.order()));
+        for (key, count) in samples {
+            let count = count as i64;
+            let labels = vec![
+                Label::num("pid", i64::from(key.pid)),
+                Label::num("tid", i64::from(key.tid)),
+                Label::str("comm", comm(&key.comm)),
+            ];
+            let mut values = vec![0; CpuValue::Cpu.index() + 1];
+            values[CpuValue::Samples.index()] = count;
+            values[CpuValue::Cpu.index()] = count * period_ns;
+            let stack = RawStack::Sampled {
+                user: key.user,
+                kernel: key.kernel,
+            };
+            raw.add(stack, values, labels);
+        }
+        Ok(raw)
+    }
+}
+
+/// What the run saw and lost, against what it could have seen, as profile comments.
+fn accounting(run: &RunEnd<'_>) -> Vec<String> {
+    let c = run.counters;
+    let frequency = run.config.frequency;
+    let secs = run.duration.as_secs_f64();
+    let upper = frequency as f64 * secs * run.cpus as f64;
+    let ticks = c.get(counter::TICKS);
+    let busy_ticks = ticks.saturating_sub(c.get(counter::IDLE));
+    let expected_busy = frequency as f64 * run.busy_cpu_seconds;
+    let mut lines = vec![
+        format!(
+            "sampling: cpu-clock at {frequency} Hz on every CPU; call graph: {}",
+            run.call_graph
+        ),
+        format!(
+            "received: {busy_ticks} ticks on busy CPUs of {expected_busy:.0} expected \
+             ({frequency} Hz x {:.2} busy CPU-seconds from /proc/stat), {:.1}%; at most \
+             {upper:.0} ({frequency} Hz x {secs:.2}s x {} CPUs) if every CPU had been busy; \
+             idle CPUs take no ticks",
+            run.busy_cpu_seconds,
+            percent(busy_ticks as f64, expected_busy),
+            run.cpus
+        ),
+        format!(
+            "samples: {} recorded; {} ticks in other processes not recorded",
+            c.get(counter::RECORDED),
+            c.get(counter::FILTERED)
+        ),
+        format!(
+            "lost: {} samples (ring buffer full); {} user stacks unreadable, {} kernel stacks \
+             not taken",
+            c.get(counter::LOST_CPU_SAMPLES),
+            c.get(counter::USER_STACK_UNREADABLE),
+            c.get(counter::LOST_KERNEL_STACK)
+        ),
+    ];
+    let proc_lost = c.get(counter::LOST_PROC_EVENTS);
+    let forks_lost = c.get(counter::LOST_FORKS);
+    if proc_lost + forks_lost > 0 {
+        lines.push(format!(
+            "also lost: {proc_lost} process announcements (ring buffer full: those processes \
+             may be unsymbolized) and {forks_lost} forked children not followed (target map full)"
+        ));
+    }
+    lines
+}
+
+fn percent(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        100.0 * part / whole
+    } else {
+        0.0
+    }
+}

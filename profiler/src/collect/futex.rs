@@ -1,0 +1,108 @@
+//! The futex waits of the blocking profile: every wait from entry to return, counted by
+//! the kernel per site and futex with its time and how it ended, as Go's block and mutex
+//! profiles count them, and the stacks sampled at each site.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Result;
+use profiler_common::{BlockKey, counter, futex_syscall, sample_kind, wait_outcome};
+
+use crate::collect::collector::{Collector, RunEnd, Sample};
+use crate::collect::probes::Probes;
+use crate::collect::raw_profile::{RawProfile, stacks_by_site};
+use crate::collect::records::comm;
+use crate::collect::stacks::UserStack;
+use crate::profile::labels::IN_PROGRESS;
+use crate::profile::{Label, LostStack, ProfileKind};
+
+/// Counts the stacks sampled at each futex wait site.
+#[derive(Default)]
+pub struct FutexCollector {
+    stacks: HashMap<(BlockKey, UserStack), u64>,
+}
+
+impl Collector for FutexCollector {
+    fn takes(&self, kind: u32) -> bool {
+        kind == sample_kind::BLOCK
+    }
+
+    fn take(&mut self, sample: &Sample) {
+        *self
+            .stacks
+            .entry((sample.header.block_site, sample.user))
+            .or_default() += 1;
+    }
+
+    /// Sample types `contentions/count` and `delay/nanoseconds`; labels `pid`, `tid`,
+    /// `comm`, `futex` (the address, in hex) and `outcome` (woken, timed out,
+    /// interrupted, no wait, or in progress).
+    fn finish(self: Box<Self>, probes: &mut Probes, run: &RunEnd<'_>) -> Result<RawProfile> {
+        let mut waits = probes.read_block_waits()?;
+        waits.retain(|(key, _)| run.keeps(key.pid));
+        let mut in_progress = probes.read_in_flight()?;
+        in_progress.retain(|entry| entry.syscall >= futex_syscall::FUTEX && run.keeps(entry.pid));
+        let mut raw = RawProfile::new(ProfileKind::Block, accounting(run, in_progress.len()));
+        let stacks_of = stacks_by_site(&self.stacks);
+        let mut comms = HashMap::new();
+        for (key, value) in &waits {
+            let comm = comm(&value.comm);
+            comms.insert(key.tid, comm.clone());
+            let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
+            for outcome in 0..wait_outcome::COUNT {
+                let (count, nanos) = (value.waits[outcome], value.nanos[outcome]);
+                if count == 0 {
+                    continue;
+                }
+                let labels = labels(key, &comm, wait_outcome::NAMES[outcome]);
+                let missing = LostStack::RingBufferFull;
+                raw.add_site(sampled, missing, &[count, nanos], &labels);
+            }
+        }
+        let recorded: HashSet<BlockKey> = waits.iter().map(|(key, _)| *key).collect();
+        for entry in &in_progress {
+            let key = BlockKey::of(entry);
+            // Counted up to the end of the window: the wait goes on, the profile does not.
+            let nanos = run.window_end_ktime_ns.saturating_sub(entry.start_ns);
+            let comm = comms.get(&entry.tid).cloned().unwrap_or_default();
+            // A wait whose site is not in the map was not recorded at its entry: the map
+            // was full, so its stack was never taken either.
+            let missing = if recorded.contains(&key) {
+                LostStack::RingBufferFull
+            } else {
+                LostStack::MapFull
+            };
+            let sampled = stacks_of.get(&key).map_or(&[][..], Vec::as_slice);
+            let labels = labels(&key, &comm, IN_PROGRESS);
+            raw.add_site(sampled, missing, &[1, nanos], &labels);
+        }
+        Ok(raw)
+    }
+}
+
+fn labels(key: &BlockKey, comm: &str, outcome: &str) -> Vec<Label> {
+    vec![
+        Label::num("pid", i64::from(key.pid)),
+        Label::num("tid", i64::from(key.tid)),
+        Label::str("comm", comm),
+        Label::str("futex", format!("{:#x}", key.uaddr)),
+        Label::str("outcome", outcome),
+    ]
+}
+
+fn accounting(run: &RunEnd<'_>, in_progress: usize) -> Vec<String> {
+    let c = run.counters;
+    vec![
+        "traced: futex waits (WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, WAIT_REQUEUE_PI, \
+         futex_waitv, futex_wait) from entry to return; wakes are not waits"
+            .to_owned(),
+        format!(
+            "waits: {} completed, {in_progress} still in progress at the end (counted up to \
+             it); lost: {} (blocking map full); stack samples: {} taken, {} lost (ring buffer \
+             full)",
+            c.get(counter::BLOCK_WAITS),
+            c.get(counter::LOST_BLOCK_FULL),
+            c.get(counter::BLOCK_STACKS),
+            c.get(counter::LOST_BLOCK_STACK)
+        ),
+    ]
+}

@@ -1,0 +1,173 @@
+//! The goroutine waits of the blocking profile: each park of a goroutine until it was made
+//! ready, by goroutine stack and the runtime's wait reason, as Go's own block profile
+//! counts them (`contentions`, `delay`). The probes and the Go binaries they are placed
+//! in are [`GoTracer`]'s.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Result;
+use profiler_common::{GoWaitKey, counter, sample_kind};
+
+use crate::collect::collector::{Collector, RunEnd, Sample, Seen};
+use crate::collect::goroutines::{GoTracer, GoroutineWaits};
+use crate::collect::probes::Probes;
+use crate::collect::raw_profile::{RawProfile, stacks_by_site};
+use crate::collect::records::comm;
+use crate::collect::stacks::UserStack;
+use crate::config::Target;
+use crate::profile::labels::{CLASS, IN_PROGRESS, WaitClass};
+use crate::profile::{Label, LostStack, ProfileKind};
+
+/// The `outcome` of a goroutine wait that ended with the goroutine made ready.
+const READIED: &str = "woken";
+
+/// Traces goroutine waits in the target's Go processes.
+pub struct GoroutineCollector {
+    tracer: GoTracer,
+    stacks: HashMap<(GoWaitKey, UserStack), u64>,
+}
+
+impl GoroutineCollector {
+    /// Loads the goroutine probes and places them in the Go programs `target` runs now
+    /// (the whole host's) or will run (a command's program, found on `PATH`).
+    ///
+    /// # Errors
+    /// When the kernel refuses the programs.
+    pub fn start(probes: &mut Probes, target: &Target) -> Result<Self> {
+        let mut tracer = GoTracer::default();
+        tracer.load(probes)?;
+        match target {
+            Target::Host => tracer.scan_host(probes),
+            Target::Command(argv) => {
+                if let Some(program) = argv.first() {
+                    tracer.prepare_command(probes, program);
+                }
+            }
+            Target::Pids(_) => {}
+        }
+        Ok(Self {
+            tracer,
+            stacks: HashMap::new(),
+        })
+    }
+}
+
+impl Collector for GoroutineCollector {
+    fn takes(&self, kind: u32) -> bool {
+        kind == sample_kind::GO_WAIT
+    }
+
+    fn attach(&mut self, probes: &mut Probes, seen: Seen) {
+        match seen {
+            Seen::Target(pid) | Seen::Exec(pid) => self.tracer.consider(probes, pid),
+            Seen::NewCode(pid) => self.tracer.note_pid(probes, pid),
+        }
+    }
+
+    fn take(&mut self, sample: &Sample) {
+        *self
+            .stacks
+            .entry((sample.header.go_site, sample.user))
+            .or_default() += 1;
+    }
+
+    /// Labels `pid`, `goroutine` (the id), `reason` (the runtime's name), `class`, `comm`
+    /// and `outcome` (`woken`, or `in progress` for a goroutine still parked at the end,
+    /// counted up to it).
+    fn finish(self: Box<Self>, probes: &mut Probes, run: &RunEnd<'_>) -> Result<RawProfile> {
+        let mut go = self.tracer.finish(probes)?;
+        go.waits.retain(|(key, _)| run.keeps(key.pid));
+        go.parked.retain(|entry| run.keeps(entry.site.pid));
+        let mut raw = RawProfile::new(ProfileKind::Block, accounting(run, &go));
+        let stacks_of = stacks_by_site(&self.stacks);
+        for (key, value) in &go.waits {
+            if value.waits == 0 {
+                continue;
+            }
+            let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
+            let labels = labels(&go, key, &comm(&value.comm), READIED);
+            let totals = [value.waits, value.nanos];
+            raw.add_site(sampled, LostStack::RingBufferFull, &totals, &labels);
+        }
+        let recorded: HashSet<GoWaitKey> = go.waits.iter().map(|(key, _)| *key).collect();
+        // A goroutine parked since before its first finished wait has no comm of its own:
+        // its process's.
+        let comms: HashMap<u32, String> = go
+            .waits
+            .iter()
+            .map(|(key, value)| (key.pid, comm(&value.comm)))
+            .collect();
+        for parked in &go.parked {
+            let key = &parked.site;
+            // Counted up to the end of the window: the wait goes on, the profile does not.
+            let nanos = run.window_end_ktime_ns.saturating_sub(parked.start_ns);
+            let missing = if recorded.contains(key) {
+                LostStack::RingBufferFull
+            } else {
+                LostStack::MapFull
+            };
+            let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
+            let comm = comms.get(&key.pid).map_or("", String::as_str);
+            let labels = labels(&go, key, comm, IN_PROGRESS);
+            raw.add_site(sampled, missing, &[1, nanos], &labels);
+        }
+        Ok(raw)
+    }
+}
+
+/// The name of a wait reason of process `pid`, from its binary's table.
+fn reason_name(go: &GoroutineWaits, pid: u32, reason: u32) -> String {
+    go.binaries
+        .get(&pid)
+        .and_then(|b| b.reasons.get(reason as usize))
+        .filter(|name| !name.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("wait reason {reason}"))
+}
+
+fn labels(go: &GoroutineWaits, key: &GoWaitKey, comm: &str, outcome: &str) -> Vec<Label> {
+    let reason = reason_name(go, key.pid, key.reason);
+    vec![
+        Label::num("pid", i64::from(key.pid)),
+        Label::num("goroutine", i64::try_from(key.goid).unwrap_or(i64::MAX)),
+        Label::str("comm", comm),
+        Label::str(CLASS, WaitClass::of_reason(&reason).label()),
+        Label::str("reason", reason),
+        Label::str("outcome", outcome),
+    ]
+}
+
+/// What the goroutine tracing recorded and lost, for the profile's comments.
+fn accounting(run: &RunEnd<'_>, go: &GoroutineWaits) -> Vec<String> {
+    let c = run.counters;
+    let mut versions: Vec<String> = go
+        .binaries
+        .iter()
+        .map(|(pid, b)| format!("pid {pid} ({})", b.version))
+        .collect();
+    versions.sort();
+    let mut lines = vec![
+        format!(
+            "goroutine waits (uprobes on runtime.gopark and runtime.ready) of {} Go \
+             process(es){}{}",
+            go.binaries.len(),
+            if versions.is_empty() { "" } else { ": " },
+            versions.join(", ")
+        ),
+        format!(
+            "goroutine waits: {} completed, {} still parked at the end (counted up to it), {} \
+             ended unseen (readied by the network poller, or their process exited; not \
+             counted); lost: {} (wait map full), {} (parked table full); stack samples: {} \
+             taken, {} lost (ring buffer full)",
+            c.get(counter::GO_WAITS),
+            go.parked.len(),
+            c.get(counter::GO_END_UNSEEN) + go.ended_unseen,
+            c.get(counter::LOST_GO_WAIT_FULL),
+            c.get(counter::LOST_GO_PARKED_FULL),
+            c.get(counter::GO_STACKS),
+            c.get(counter::LOST_GO_STACK)
+        ),
+    ];
+    lines.extend(go.notes.iter().cloned());
+    lines
+}

@@ -1,0 +1,103 @@
+//! The I/O profile's collector: every traced read/write-family syscall, counted by the
+//! kernel per call site, and the stacks sampled at each site.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use profiler_common::{IoKey, counter, io_syscall, sample_kind};
+
+use crate::collect::collector::{Collector, RunEnd, Sample};
+use crate::collect::probes::Probes;
+use crate::collect::raw_profile::{RawProfile, stacks_by_site};
+use crate::collect::records::comm;
+use crate::collect::stacks::UserStack;
+use crate::profile::{IoValue, Label, LostStack, ProfileKind};
+
+/// Counts the stacks sampled at each I/O call site.
+#[derive(Default)]
+pub struct IoCollector {
+    stacks: HashMap<(IoKey, UserStack), u64>,
+}
+
+impl Collector for IoCollector {
+    fn takes(&self, kind: u32) -> bool {
+        kind == sample_kind::IO
+    }
+
+    fn take(&mut self, sample: &Sample) {
+        *self
+            .stacks
+            .entry((sample.header.io_site, sample.user))
+            .or_default() += 1;
+    }
+
+    /// Sample types as [`ProfileKind::Io`] names them (`calls/count` the default); labels
+    /// `syscall`, `pid`, `comm`, and `descriptor` (file, socket, pipe, tty, ...) where it
+    /// was seen.
+    fn finish(self: Box<Self>, probes: &mut Probes, run: &RunEnd<'_>) -> Result<RawProfile> {
+        let mut calls = probes.read_io_calls()?;
+        calls.retain(|(key, _)| run.keeps(key.pid));
+        let mut raw = RawProfile::new(ProfileKind::Io, accounting(run));
+        let mut stacks_of = stacks_by_site(&self.stacks);
+        for (key, value) in &calls {
+            let syscall = io_syscall::NAMES
+                .get(key.syscall as usize)
+                .copied()
+                .unwrap_or("unknown");
+            let mut labels = vec![
+                Label::str("syscall", syscall),
+                Label::num("pid", i64::from(key.pid)),
+                Label::str("comm", comm(&value.comm)),
+            ];
+            let kind = run
+                .processes
+                .get(key.pid)
+                .and_then(|p| p.fds.get(&value.fd));
+            if let Some(kind) = kind {
+                labels.push(Label::str("descriptor", *kind));
+            }
+            let sampled = stacks_of.remove(key).unwrap_or_default();
+            let mut totals = [0; IoValue::Eagain.index() + 1];
+            for (v, total) in [
+                (IoValue::Calls, value.calls),
+                (IoValue::Bytes, value.bytes),
+                (IoValue::Time, value.nanos),
+                (IoValue::Errors, value.errors),
+                (IoValue::Requested, value.requested),
+                (IoValue::Short, value.short),
+                (IoValue::Eagain, value.eagain),
+            ] {
+                totals[v.index()] = total;
+            }
+            raw.add_site(&sampled, LostStack::RingBufferFull, &totals, &labels);
+        }
+        Ok(raw)
+    }
+}
+
+fn accounting(run: &RunEnd<'_>) -> Vec<String> {
+    let c = run.counters;
+    vec![
+        "traced: every call of read, write, pread64, pwrite64, readv, writev, preadv(2), \
+         pwritev(2), recvfrom, sendto, recvmsg, sendmsg, recvmmsg and sendmmsg (for the *mmsg \
+         calls, bytes and requested are messages); stacks are sampled 1 call in 64 per call \
+         site"
+            .to_owned(),
+        format!(
+            "requested: what each call asked for, failed calls included (for vector calls \
+             and *msg, the first {} iovecs: {} calls had more); short: calls that moved less; \
+             eagain: calls that found nothing (EAGAIN)",
+            profiler_common::MAX_IOVECS,
+            c.get(counter::IO_REQUESTED_PARTIAL)
+        ),
+        format!(
+            "calls: {} traced; lost: {} (I/O map full), {} (entry overwritten by a thread \
+             sharing its slot); stack samples: {} taken, {} lost (ring buffer full)",
+            c.get(counter::IO_CALLS),
+            c.get(counter::LOST_IO_FULL),
+            c.get(counter::LOST_SLOT),
+            c.get(counter::IO_STACKS),
+            c.get(counter::LOST_IO_STACK)
+        ),
+    ]
+}

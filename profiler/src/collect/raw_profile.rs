@@ -1,0 +1,214 @@
+//! What a collector hands on at the end of a run: one raw profile of its kind, its samples
+//! on unwound but unnamed stacks with their values and labels, and what it traced,
+//! received and lost. [`crate::convert`] names every stack of every raw profile at once
+//! and turns them into [`crate::profile::Profile`]s; nothing here symbolizes.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use crate::collect::stacks::{StackHandle, StackTable, UserStack};
+use crate::profile::{Label, LostStack, ProfileKind, ValueType};
+
+/// The stack a raw sample is counted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawStack {
+    /// Unwound stacks: the kernel's (empty unless the sample was taken in it) and the
+    /// user's, leaf first.
+    Sampled {
+        /// The user stack.
+        user: UserStack,
+        /// The kernel stack.
+        kernel: StackHandle,
+    },
+    /// A call site's totals whose every stack sample was lost, and why.
+    Lost(LostStack),
+}
+
+impl RawStack {
+    /// A user stack alone, as call sites sample them.
+    pub fn user(user: UserStack) -> Self {
+        Self::Sampled {
+            user,
+            kernel: StackTable::EMPTY,
+        }
+    }
+}
+
+/// One sample of a raw profile: values in the order of its kind's sample types.
+#[derive(Debug, Clone)]
+pub struct RawSample {
+    /// Where it was counted.
+    pub stack: RawStack,
+    /// Its values, one per sample type of the profile's kind.
+    pub values: Vec<i64>,
+    /// Its labels.
+    pub labels: Vec<Label>,
+}
+
+/// One collector's profile of a run, before its stacks are named.
+#[derive(Debug, Clone)]
+pub struct RawProfile {
+    /// The profile it becomes part of (the futex and goroutine collectors both fill the
+    /// blocking profile).
+    pub kind: ProfileKind,
+    /// The sampling period, for kinds sampled at a fixed rate.
+    pub period: Option<(ValueType, i64)>,
+    /// What was traced, received and lost, as the profile's comments say it.
+    pub accounting: Vec<String>,
+    /// The samples, in the order the profile lists them.
+    pub samples: Vec<RawSample>,
+}
+
+impl RawProfile {
+    /// An empty raw profile of `kind` with its accounting.
+    pub fn new(kind: ProfileKind, accounting: Vec<String>) -> Self {
+        Self {
+            kind,
+            period: None,
+            accounting,
+            samples: Vec::new(),
+        }
+    }
+
+    /// Adds one sample.
+    pub fn add(&mut self, stack: RawStack, values: Vec<i64>, labels: Vec<Label>) {
+        self.samples.push(RawSample {
+            stack,
+            values,
+            labels,
+        });
+    }
+
+    /// Adds the exact totals of a call site, split over the user stacks sampled at it in
+    /// proportion to how often each was seen; a site whose stack samples were all lost
+    /// gets a marker saying why (`missing`).
+    pub fn add_site(
+        &mut self,
+        sampled: &[SampledStack],
+        missing: LostStack,
+        totals: &[u64],
+        labels: &[Label],
+    ) {
+        if sampled.is_empty() {
+            let values = totals.iter().map(|&t| t as i64).collect();
+            self.add(RawStack::Lost(missing), values, labels.to_vec());
+            return;
+        }
+        let weights: Vec<u64> = sampled.iter().map(|s| s.seen).collect();
+        let shares: Vec<Vec<u64>> = totals.iter().map(|&t| apportion(t, &weights)).collect();
+        for (i, stack) in sampled.iter().enumerate() {
+            let values = shares.iter().map(|share| share[i] as i64).collect();
+            self.add(RawStack::user(stack.user), values, labels.to_vec());
+        }
+    }
+}
+
+/// A user stack sampled at a call site and how often it was seen there.
+#[derive(Debug, Clone, Copy)]
+pub struct SampledStack {
+    /// The stack.
+    pub user: UserStack,
+    /// Times it was sampled at the site.
+    pub seen: u64,
+}
+
+/// The stacks sampled at each call site, with how often each was seen.
+pub fn stacks_by_site<K: Copy + Eq + Hash>(
+    samples: &HashMap<(K, UserStack), u64>,
+) -> HashMap<K, Vec<SampledStack>> {
+    let mut by_site: HashMap<K, Vec<SampledStack>> = HashMap::new();
+    for (&(site, user), &seen) in samples {
+        by_site
+            .entry(site)
+            .or_default()
+            .push(SampledStack { user, seen });
+    }
+    // The same order whatever the hash map's, so profiles come out the same.
+    for stacks in by_site.values_mut() {
+        stacks.sort_by_key(|s| s.user.order());
+    }
+    by_site
+}
+
+/// Splits `total` in proportion to `weights`, exactly: the parts add up to `total`, and the
+/// remainder goes to the largest fractional parts.
+pub fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
+    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    if sum == 0 {
+        let mut parts = vec![0; weights.len()];
+        if let Some(first) = parts.first_mut() {
+            *first = total;
+        }
+        return parts;
+    }
+    let exact: Vec<(u64, u128)> = weights
+        .iter()
+        .map(|&w| {
+            let scaled = u128::from(total) * u128::from(w);
+            ((scaled / sum) as u64, scaled % sum)
+        })
+        .collect();
+    let mut parts: Vec<u64> = exact.iter().map(|&(q, _)| q).collect();
+    let mut left = total - parts.iter().sum::<u64>();
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by(|&a, &b| exact[b].1.cmp(&exact[a].1));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        parts[i] += 1;
+        left -= 1;
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apportion_is_exact_and_proportional() {
+        assert_eq!(apportion(10, &[1]), vec![10]);
+        assert_eq!(apportion(10, &[1, 1]), vec![5, 5]);
+        assert_eq!(apportion(10, &[1, 2]), vec![3, 7]);
+        assert_eq!(apportion(7, &[0, 0]), vec![7, 0]);
+        let parts = apportion(1_000_003, &[3, 5, 7]);
+        assert_eq!(parts.iter().sum::<u64>(), 1_000_003);
+        assert_eq!(parts, vec![200_001, 333_334, 466_668]);
+    }
+
+    #[test]
+    fn a_site_without_stack_samples_keeps_its_totals() {
+        let mut raw = RawProfile::new(ProfileKind::Io, Vec::new());
+        raw.add_site(&[], LostStack::RingBufferFull, &[42, 7], &[]);
+        assert_eq!(raw.samples.len(), 1);
+        assert_eq!(
+            raw.samples[0].stack,
+            RawStack::Lost(LostStack::RingBufferFull)
+        );
+        assert_eq!(raw.samples[0].values, vec![42, 7]);
+    }
+
+    #[test]
+    fn a_site_s_totals_are_split_over_its_stacks() {
+        let mut table = StackTable::default();
+        let stack = |table: &mut StackTable, addr| UserStack::Frames {
+            stack: table.intern(vec![addr]),
+            space: None,
+        };
+        let sampled = [
+            SampledStack {
+                user: stack(&mut table, 1),
+                seen: 1,
+            },
+            SampledStack {
+                user: stack(&mut table, 2),
+                seen: 3,
+            },
+        ];
+        let mut raw = RawProfile::new(ProfileKind::Io, Vec::new());
+        raw.add_site(&sampled, LostStack::RingBufferFull, &[8, 100], &[]);
+        let values: Vec<&[i64]> = raw.samples.iter().map(|s| &s.values[..]).collect();
+        assert_eq!(values, vec![&[2, 25][..], &[6, 75][..]]);
+    }
+}

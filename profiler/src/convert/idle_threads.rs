@@ -1,0 +1,42 @@
+//! The futex waits of Go runtime threads that only mean "idle" (the scheduler parking an
+//! M), found by their symbolized stacks and marked so findings look past them.
+
+use std::collections::HashSet;
+
+use crate::profile::labels::{CLASS, WaitClass};
+use crate::profile::{Label, Profile};
+
+/// The Go scheduler's functions under which a thread's futex wait means it has nothing to
+/// run (Go 1.19's `findrunnable` became `findRunnable` in 1.20).
+const IDLE_SCHEDULER: [&str; 7] = [
+    "runtime.findRunnable",
+    "runtime.findrunnable",
+    "runtime.stopm",
+    "runtime.stoplockedm",
+    "runtime.notesleep",
+    "runtime.notetsleep",
+    "runtime.mPark",
+];
+
+/// Marks the futex waits of Go runtime threads parked for want of work
+/// (`runtime.futexsleep` under the scheduler's idle paths) with class `idle`.
+pub fn mark_idle_threads(profile: &mut Profile) {
+    let idle_stacks: HashSet<usize> = profile
+        .samples
+        .iter()
+        .filter(|s| s.label_num("goroutine").is_none())
+        .map(|s| s.stack)
+        .filter(|&stack| {
+            let functions = profile.stack_functions(stack);
+            functions.contains(&"runtime.futexsleep")
+                && functions.iter().any(|f| IDLE_SCHEDULER.contains(f))
+        })
+        .collect();
+    for sample in &mut profile.samples {
+        if idle_stacks.contains(&sample.stack) && sample.label_num("goroutine").is_none() {
+            sample
+                .labels
+                .push(Label::str(CLASS, WaitClass::Idle.label()));
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The label vocabulary that collectors write and analysis reads: the values with a
+//! meaning beyond their text.
+
+/// The `outcome` label of a wait still in progress when the window closed.
+pub const IN_PROGRESS: &str = "in progress";
+
+/// The `trend` label of a heap site whose memory in use only grew during the window.
+pub const ONLY_GREW: &str = "only grew";
+
+/// The label that says what kind of wait a sample is (see [`WaitClass`]).
+pub const CLASS: &str = "class";
+
+/// What a wait means, for findings: only synchronisation is contention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WaitClass {
+    /// A goroutine waiting for a lock: `sync.Mutex`, `sync.RWMutex`, a runtime semaphore.
+    Lock,
+    /// A goroutine waiting on a channel operation or `select`.
+    Channel,
+    /// A goroutine waiting for others: `sync.WaitGroup`, `sync.Cond`.
+    Sync,
+    /// A goroutine sleeping (`time.Sleep`).
+    Sleep,
+    /// A goroutine waiting for the network poller (a socket or pipe to become ready).
+    Network,
+    /// Garbage-collector workers and helpers idling or waiting for a cycle.
+    Gc,
+    /// A runtime thread with nothing to run (the scheduler parked its M), or another
+    /// runtime goroutine's idle wait.
+    Idle,
+    /// Any other wait reason.
+    Other,
+}
+
+impl WaitClass {
+    /// Every class, in order.
+    pub const ALL: [WaitClass; 8] = [
+        Self::Lock,
+        Self::Channel,
+        Self::Sync,
+        Self::Sleep,
+        Self::Network,
+        Self::Gc,
+        Self::Idle,
+        Self::Other,
+    ];
+
+    /// Its value of the [`CLASS`] label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Lock => "lock",
+            Self::Channel => "channel",
+            Self::Sync => "sync",
+            Self::Sleep => "sleep",
+            Self::Network => "network",
+            Self::Gc => "gc",
+            Self::Idle => "idle",
+            Self::Other => "other",
+        }
+    }
+
+    /// The class a [`CLASS`] label names.
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.label() == label)
+    }
+
+    /// The class of a runtime wait reason, by its name in `runtime.waitReasonStrings`.
+    pub fn of_reason(reason: &str) -> Self {
+        let gc = [
+            "GC",
+            "garbage collection",
+            "finalizer",
+            "force gc",
+            "wait for GC",
+        ];
+        if reason.starts_with("sync.Mutex")
+            || reason.starts_with("sync.RWMutex")
+            || reason == "semacquire"
+        {
+            Self::Lock
+        } else if reason.starts_with("chan ") || reason.starts_with("select") {
+            Self::Channel
+        } else if reason.starts_with("sync.") {
+            Self::Sync
+        } else if reason == "sleep" {
+            Self::Sleep
+        } else if reason == "IO wait" {
+            Self::Network
+        } else if gc.iter().any(|g| reason.contains(g)) {
+            Self::Gc
+        } else if reason.contains("(idle)") {
+            Self::Idle
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// The class of a blocking-profile sample: its [`CLASS`] label, or `None` for a futex wait
+/// that is not a Go runtime thread's idling.
+pub fn class_of(sample: &crate::profile::Sample) -> Option<WaitClass> {
+    sample.label_str(CLASS).and_then(WaitClass::from_label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_fall_into_classes() {
+        assert_eq!(WaitClass::of_reason("sync.Mutex.Lock"), WaitClass::Lock);
+        assert_eq!(WaitClass::of_reason("semacquire"), WaitClass::Lock);
+        assert_eq!(WaitClass::of_reason("sync.RWMutex.RLock"), WaitClass::Lock);
+        assert_eq!(WaitClass::of_reason("chan receive"), WaitClass::Channel);
+        assert_eq!(WaitClass::of_reason("select"), WaitClass::Channel);
+        assert_eq!(WaitClass::of_reason("sync.WaitGroup.Wait"), WaitClass::Sync);
+        assert_eq!(WaitClass::of_reason("sleep"), WaitClass::Sleep);
+        assert_eq!(WaitClass::of_reason("IO wait"), WaitClass::Network);
+        assert_eq!(WaitClass::of_reason("GC worker (idle)"), WaitClass::Gc);
+        assert_eq!(
+            WaitClass::of_reason("timer goroutine (idle)"),
+            WaitClass::Idle
+        );
+        assert_eq!(WaitClass::of_reason("preempted"), WaitClass::Other);
+        for class in WaitClass::ALL {
+            assert_eq!(WaitClass::from_label(class.label()), Some(class));
+        }
+    }
+}
