@@ -165,6 +165,7 @@ pub fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::FrameAddress;
 
     #[test]
     fn apportion_is_exact_and_proportional() {
@@ -193,7 +194,7 @@ mod tests {
     fn a_site_s_totals_are_split_over_its_stacks() {
         let mut table = StackTable::default();
         let stack = |table: &mut StackTable, addr| UserStack::Frames {
-            stack: table.intern(vec![addr]),
+            stack: table.intern(FrameAddress::stack([addr])),
             space: None,
         };
         let sampled = [

@@ -11,6 +11,7 @@ use crate::collect::collector::Sample;
 use crate::collect::records::SampleView;
 use crate::collect::stacks::{StackTable, UserStack};
 use crate::process::procmaps::{ProcessInfo, ProcessTable};
+use crate::profile::FrameAddress;
 use crate::unwind::{SectionStats, StackCopy, StackEnd, StackUnwinder, Unwound};
 
 /// How soon a process's mappings may be read again because a return address left them:
@@ -120,12 +121,13 @@ impl StackSampler {
                 // `malloc` is the leaf, as the C library's is for a uprobe's stack.
                 frames.remove(0);
             }
+            // Typed here, once: the leaf is where the thread was, the rest return addresses.
+            let mut frames = FrameAddress::stack(frames);
             if header.kind == sample_kind::GO_ALLOC
                 && let Some(&(start, end)) = self.go_stack_roots.get(&header.pid)
-                && let Some(at) = frames.iter().enumerate().position(|(i, &addr)| {
-                    let addr = if i > 0 { addr.saturating_sub(1) } else { addr };
-                    (start..end).contains(&addr)
-                })
+                && let Some(at) = frames
+                    .iter()
+                    .position(|frame| (start..end).contains(&frame.lookup_address()))
             {
                 frames.truncate(at + 1);
             }
@@ -135,7 +137,8 @@ impl StackSampler {
             }
         };
         let kernel = if header.kind == sample_kind::CPU {
-            self.stacks.intern(view.kernel_frames())
+            self.stacks
+                .intern(FrameAddress::stack(view.kernel_frames()))
         } else {
             StackTable::EMPTY
         };

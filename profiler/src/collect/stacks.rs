@@ -1,16 +1,17 @@
 //! The run's distinct stacks: interned frames and the user stack of a sample, as data.
 
 use crate::process::procmaps::SpaceId;
+use crate::profile::FrameAddress;
 use indexmap::IndexSet;
 
 /// A distinct stack, by its index in a [`StackTable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StackHandle(u32);
 
-/// Every distinct stack of the run, interned: addresses, leaf first, each stored once.
+/// Every distinct stack of the run, interned: frames, leaf first, each stack stored once.
 #[derive(Debug)]
 pub struct StackTable {
-    stacks: IndexSet<Box<[u64]>>,
+    stacks: IndexSet<Box<[FrameAddress]>>,
 }
 
 impl Default for StackTable {
@@ -28,13 +29,13 @@ impl StackTable {
     pub const EMPTY: StackHandle = StackHandle(0);
 
     /// The id of `frames`, adding it if it is new.
-    pub fn intern(&mut self, frames: Vec<u64>) -> StackHandle {
+    pub fn intern(&mut self, frames: Vec<FrameAddress>) -> StackHandle {
         let (index, _) = self.stacks.insert_full(frames.into_boxed_slice());
         StackHandle(u32::try_from(index).unwrap_or(u32::MAX))
     }
 
-    /// The addresses of a stack, leaf first.
-    pub fn frames(&self, id: StackHandle) -> &[u64] {
+    /// The frames of a stack, leaf first.
+    pub fn frames(&self, id: StackHandle) -> &[FrameAddress] {
         self.stacks.get_index(id.0 as usize).map_or(&[], |s| s)
     }
 

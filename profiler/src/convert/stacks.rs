@@ -12,12 +12,10 @@ use std::time::Instant;
 use crate::collect::raw_profile::RawStack;
 use crate::collect::stacks::{StackHandle, StackTable, UserStack};
 use crate::process::procmaps::ProcessTable;
-use crate::profile::{FrameKind, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame};
+use crate::profile::{
+    AddressSpace, FrameKind, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame,
+};
 
-/// The [`RawFrame::space`] of kernel frames.
-const KERNEL_SPACE: u64 = u64::MAX;
-/// The [`RawFrame::space`] of user frames whose process's mappings were never read.
-const NO_SPACE: u64 = u64::MAX - 1;
 use crate::symbolize::{KERNEL_MAPPING, Symbolizer};
 
 /// Resolves stacks of one run into locations of profiles being built.
@@ -92,19 +90,18 @@ impl<'run> StackResolver<'run> {
         kernel: StackHandle,
     ) -> usize {
         let mut locations = Vec::new();
-        for (i, &addr) in self.stacks.frames(kernel).iter().enumerate() {
-            let frame = RawFrame {
-                space: KERNEL_SPACE,
-                address: addr,
-                call_site: i > 0,
+        for &frame in self.stacks.frames(kernel) {
+            let raw = RawFrame {
+                space: AddressSpace::Kernel,
+                address: frame,
             };
             let symbolizer = &mut self.symbolizer;
-            locations.push(builder.frame_location(frame, |builder| {
-                let kernel = symbolizer.kernel(addr, i > 0);
+            locations.push(builder.frame_location(raw, |builder| {
+                let kernel = symbolizer.kernel(frame);
                 // Interned on first use, so that a user binary can be pprof's main mapping.
                 let mapping = builder.mapping(kernel_mapping(kernel.module.as_deref()));
                 Location {
-                    address: addr,
+                    address: frame.address(),
                     mapping: Some(mapping),
                     lines: kernel.frame.lines,
                     kind: kernel.frame.kind,
@@ -115,19 +112,19 @@ impl<'run> StackResolver<'run> {
             UserStack::Frames { stack, space } => {
                 let process = space.and_then(|s| self.processes.space_info(s));
                 let jit = space.and_then(|s| self.processes.space_perf_map(s));
-                let space = space.map_or(NO_SPACE, |s| u64::from(s.index()));
-                for (i, &addr) in self.stacks.frames(stack).iter().enumerate() {
+                let space =
+                    space.map_or(AddressSpace::Unknown, |s| AddressSpace::Process(s.index()));
+                for &frame in self.stacks.frames(stack) {
                     let raw = RawFrame {
                         space,
-                        address: addr,
-                        call_site: i > 0,
+                        address: frame,
                     };
                     let symbolizer = &mut self.symbolizer;
                     locations.push(builder.frame_location(raw, |builder| {
-                        let user = symbolizer.user(process, jit, addr, i > 0);
+                        let user = symbolizer.user(process, jit, frame);
                         let mapping = user.mapping.map(|m| builder.mapping(m));
                         Location {
-                            address: addr,
+                            address: frame.address(),
                             mapping,
                             lines: user.frame.lines,
                             kind: user.frame.kind,
@@ -147,15 +144,15 @@ impl<'run> StackResolver<'run> {
 
     /// Asks the symbolizer for a stack's addresses.
     fn request(&mut self, user: UserStack, kernel: StackHandle) {
-        for (i, &addr) in self.stacks.frames(kernel).iter().enumerate() {
-            self.symbolizer.request_kernel(addr, i > 0);
+        for &frame in self.stacks.frames(kernel) {
+            self.symbolizer.request_kernel(frame);
         }
         let UserStack::Frames { stack, space } = user else {
             return;
         };
         let process = space.and_then(|s| self.processes.space_info(s));
-        for (i, &addr) in self.stacks.frames(stack).iter().enumerate() {
-            self.symbolizer.request_user(process, addr, i > 0);
+        for &frame in self.stacks.frames(stack) {
+            self.symbolizer.request_user(process, frame);
         }
     }
 }
@@ -188,7 +185,7 @@ fn lost(why: LostStack) -> Location {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::ValueType;
+    use crate::profile::{FrameAddress, ValueType};
     use std::time::{Duration, SystemTime};
 
     fn builder() -> ProfileBuilder {
@@ -214,7 +211,7 @@ mod tests {
         let caller = interns_kernel_then_user_frames_with_markers as fn() as usize as u64 + 8;
         let mut stacks = StackTable::default();
         let user = UserStack::Frames {
-            stack: stacks.intern(vec![leaf, caller]),
+            stack: stacks.intern(FrameAddress::stack([leaf, caller])),
             space: processes.space(pid),
         };
         let mut resolver = StackResolver::new(&stacks, &processes);

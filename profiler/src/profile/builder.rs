@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use super::address::{AddressSpace, FrameAddress};
 use super::kind::ProfileKind;
 use super::model::Sample;
 use super::model::{
@@ -10,16 +11,14 @@ use super::model::{
     cap_inline_lines,
 };
 
-/// A frame before symbolization: an address in some address space, as a return address
-/// (`call_site`) or not. Equal raw frames always make equal locations.
+/// A frame before symbolization: an address in some address space. Equal raw frames
+/// always make equal locations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RawFrame {
-    /// Which address space the address is in (the caller's numbering; one for the kernel).
-    pub space: u64,
-    /// The address.
-    pub address: u64,
-    /// Whether it is a return address (looked up one byte before).
-    pub call_site: bool,
+    /// Which address space the address is in.
+    pub space: AddressSpace,
+    /// The address, as unwound.
+    pub address: FrameAddress,
 }
 
 /// Builds a [`Profile`], interning mappings, locations and stacks and merging samples

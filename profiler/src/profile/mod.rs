@@ -5,6 +5,7 @@
 //! end of the run. Outputs (pprof, folded stacks,
 //! flame graphs, the summary) only ever see the symbolized [`Profile`].
 
+mod address;
 mod builder;
 mod facts;
 mod frame;
@@ -12,6 +13,7 @@ mod kind;
 pub mod labels;
 mod model;
 
+pub use address::{AddressSpace, FrameAddress};
 pub use builder::{ProfileBuilder, RawFrame};
 pub use facts::RunFacts;
 pub use frame::{FrameKind, LostStack, Unnamed, module_offset};

@@ -36,7 +36,7 @@ use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::perfmap::PerfMap;
 use crate::process::procmaps::{MapEntry, ProcessInfo};
 pub use crate::profile::KERNEL_MAPPING;
-use crate::profile::{FrameKind, Line, Mapping, Unnamed, module_offset};
+use crate::profile::{FrameAddress, FrameKind, Line, Mapping, Unnamed, module_offset};
 use crate::symbolize::debuginfo::{DebugInfoFinder, DebugOrigin};
 use crate::symbolize::debuginfod::Debuginfod;
 use crate::symbolize::kallsyms::{Kallsyms, KernelName};
@@ -163,11 +163,11 @@ impl Symbolizer {
         notes
     }
 
-    /// Asks for the user address `addr` of a process to be symbolized by the next
-    /// [`Self::resolve_requests`]; `call_site` as for [`Self::user`]. Addresses outside any
-    /// file-backed mapping need no symbolization and are not recorded.
-    pub fn request_user(&mut self, process: Option<&ProcessInfo>, addr: u64, call_site: bool) {
-        let Some((entry, file_offset)) = locate(process, addr, call_site) else {
+    /// Asks for the user frame `frame` of a process to be symbolized by the next
+    /// [`Self::resolve_requests`]. Addresses outside any file-backed mapping need no
+    /// symbolization and are not recorded.
+    pub fn request_user(&mut self, process: Option<&ProcessInfo>, frame: FrameAddress) {
+        let Some((entry, file_offset)) = locate(process, frame) else {
             return;
         };
         let Some(file) = &entry.file else {
@@ -187,10 +187,10 @@ impl Symbolizer {
             .insert(file_offset);
     }
 
-    /// Asks for the kernel address `addr` to be symbolized by the next
-    /// [`Self::resolve_requests`]; `call_site` as for [`Self::user`].
-    pub fn request_kernel(&mut self, addr: u64, call_site: bool) {
-        let lookup = lookup_address(addr, call_site);
+    /// Asks for the kernel frame `frame` to be symbolized by the next
+    /// [`Self::resolve_requests`].
+    pub fn request_kernel(&mut self, frame: FrameAddress) {
+        let lookup = frame.lookup_address();
         if !self.kernel_lines.contains_key(&lookup) {
             self.kernel_requests.insert(lookup);
         }
@@ -245,11 +245,8 @@ impl Symbolizer {
         release_freed_memory();
     }
 
-    /// Symbolizes the user address `addr` of a process.
-    ///
-    /// `call_site` is true for return addresses (every frame but the leaf): the address
-    /// after a call may already belong to the next line or function, so one byte before
-    /// it is looked up, as perf and pprof do.
+    /// Symbolizes the user frame `frame` of a process, at its lookup address (one byte
+    /// before a return address, as perf and pprof do).
     ///
     /// The frames come from [`Self::resolve_requests`]; an address that was not requested
     /// is symbolized on its own, which costs a parse of its file. An address in anonymous
@@ -258,17 +255,16 @@ impl Symbolizer {
         &mut self,
         process: Option<&ProcessInfo>,
         jit: Option<&PerfMap>,
-        addr: u64,
-        call_site: bool,
+        frame: FrameAddress,
     ) -> UserFrame {
         let jitted = || {
-            let name = jit?.lookup(lookup_address(addr, call_site))?;
+            let name = jit?.lookup(frame.lookup_address())?;
             Some(Frame {
                 lines: vec![unknown_line(name)],
                 kind: FrameKind::Jit,
             })
         };
-        let Some((entry, file_offset)) = locate(process, addr, call_site) else {
+        let Some((entry, file_offset)) = locate(process, frame) else {
             // JIT code mapped after the process's last mapping snapshot.
             return UserFrame {
                 mapping: None,
@@ -301,10 +297,10 @@ impl Symbolizer {
         }
     }
 
-    /// Symbolizes the kernel address `addr`; `call_site` as for [`Self::user`], and an
-    /// address that was not requested is symbolized on its own.
-    pub fn kernel(&mut self, addr: u64, call_site: bool) -> KernelFrame {
-        let lookup = lookup_address(addr, call_site);
+    /// Symbolizes the kernel frame `frame` at its lookup address; an address that was not
+    /// requested is symbolized on its own.
+    pub fn kernel(&mut self, frame: FrameAddress) -> KernelFrame {
+        let lookup = frame.lookup_address();
         if !self.kernel_lines.contains_key(&lookup) {
             log::debug!("{KERNEL_MAPPING}+{lookup:#x} was not requested: symbolized alone");
             let lines = symbolize_kernel(&[lookup], &self.bpf);
@@ -537,19 +533,9 @@ pub fn release_freed_memory() {
     }
 }
 
-/// The address looked up for `addr`: one byte before a return address (see
-/// [`Symbolizer::user`]).
-fn lookup_address(addr: u64, call_site: bool) -> u64 {
-    if call_site {
-        addr.saturating_sub(1)
-    } else {
-        addr
-    }
-}
-
-/// The mapping of a user address and the file offset of its lookup address.
-fn locate(process: Option<&ProcessInfo>, addr: u64, call_site: bool) -> Option<(&MapEntry, u64)> {
-    let lookup = lookup_address(addr, call_site);
+/// The mapping of a user frame and the file offset of its lookup address.
+fn locate(process: Option<&ProcessInfo>, frame: FrameAddress) -> Option<(&MapEntry, u64)> {
+    let lookup = frame.lookup_address();
     let entry = process?.find(lookup)?;
     Some((entry, lookup - entry.start + entry.offset))
 }

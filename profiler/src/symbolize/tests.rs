@@ -16,7 +16,11 @@ fn symbolizes_an_address_of_this_process() {
     assert!(table.snapshot(std::process::id()));
     let mut symbolizer = Symbolizer::new();
     let addr = a_function_to_find as fn() -> _ as usize as u64;
-    let frame = symbolizer.user(table.get(std::process::id()), None, addr, false);
+    let frame = symbolizer.user(
+        table.get(std::process::id()),
+        None,
+        FrameAddress::InstructionPointer(addr),
+    );
     assert!(
         frame
             .mapping
@@ -45,32 +49,28 @@ fn batches_give_the_frames_of_single_lookups() {
     assert!(table.snapshot(std::process::id()));
     let me = table.get(std::process::id());
     let addrs = [
-        (a_function_to_find as fn() -> _ as usize as u64, false),
-        (
-            another_function_to_find as fn() -> _ as usize as u64 + 8,
-            true,
-        ),
-        (
+        FrameAddress::InstructionPointer(a_function_to_find as fn() -> _ as usize as u64),
+        FrameAddress::ReturnAddress(another_function_to_find as fn() -> _ as usize as u64 + 8),
+        FrameAddress::InstructionPointer(
             libc::getppid as unsafe extern "C" fn() -> _ as usize as u64,
-            false,
         ),
-        (0x10, true),
+        FrameAddress::ReturnAddress(0x10),
     ];
     let mut batched = Symbolizer::new();
-    for &(addr, call_site) in &addrs {
-        batched.request_user(me, addr, call_site);
+    for &frame in &addrs {
+        batched.request_user(me, frame);
     }
     // This test's binary and libc; the unmapped address needs no file.
     assert_eq!(batched.file_requests.len(), 2);
     batched.resolve_requests();
     assert!(batched.file_requests.is_empty());
-    for &(addr, call_site) in &addrs {
-        let batch = batched.user(me, None, addr, call_site);
-        let single = Symbolizer::new().user(me, None, addr, call_site);
+    for &frame in &addrs {
+        let batch = batched.user(me, None, frame);
+        let single = Symbolizer::new().user(me, None, frame);
         assert_eq!(batch.frame, single.frame);
         assert_eq!(batch.mapping, single.mapping);
     }
-    let frame = batched.user(me, None, addrs[1].0, true);
+    let frame = batched.user(me, None, addrs[1]);
     assert!(
         frame
             .frame
@@ -107,17 +107,25 @@ fn a_file_that_cannot_be_read_gives_module_offsets() {
         ..ProcessInfo::default()
     };
     let mut symbolizer = Symbolizer::new();
-    symbolizer.request_user(Some(&process), 0x1010, false);
-    symbolizer.request_user(Some(&process), 0x5010, false);
+    symbolizer.request_user(Some(&process), FrameAddress::InstructionPointer(0x1010));
+    symbolizer.request_user(Some(&process), FrameAddress::InstructionPointer(0x5010));
     // Only the held file is symbolized: a mapping whose file was never opened has
     // nothing to read.
     assert_eq!(symbolizer.file_requests.len(), 1);
     symbolizer.resolve_requests();
-    let gone = symbolizer.user(Some(&process), None, 0x1010, false);
+    let gone = symbolizer.user(
+        Some(&process),
+        None,
+        FrameAddress::InstructionPointer(0x1010),
+    );
     assert_eq!(gone.frame.lines[0].function, "libgone.so+0x3010");
     assert_eq!(gone.frame.kind, FrameKind::Unnamed(Unnamed::FileNotHeld));
     assert_eq!(gone.mapping.map(|m| m.build_id), Some(None));
-    let junk = symbolizer.user(Some(&process), None, 0x5010, false);
+    let junk = symbolizer.user(
+        Some(&process),
+        None,
+        FrameAddress::InstructionPointer(0x5010),
+    );
     assert_eq!(junk.frame.lines[0].function, "libjunk.so+0x3010");
     assert_eq!(junk.frame.kind, FrameKind::Unnamed(Unnamed::FileUnreadable));
     assert_eq!(
@@ -150,11 +158,15 @@ fn a_file_over_its_time_budget_keeps_the_reason_and_is_named_in_the_summary() {
         per_file: std::time::Duration::from_secs(1),
         ..Budgets::default()
     });
-    symbolizer.request_user(Some(&process), 0x5010, false);
+    symbolizer.request_user(Some(&process), FrameAddress::InstructionPointer(0x5010));
     let started = Instant::now();
     symbolizer.resolve_requests();
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    let frame = symbolizer.user(Some(&process), None, 0x5010, false);
+    let frame = symbolizer.user(
+        Some(&process),
+        None,
+        FrameAddress::InstructionPointer(0x5010),
+    );
     assert_eq!(
         frame.frame.kind,
         FrameKind::Unnamed(Unnamed::OverTimeBudget)
@@ -181,27 +193,35 @@ fn control_characters_of_file_names_are_escaped() {
 #[test]
 fn kernel_batches_give_the_frames_of_single_lookups() {
     let mut batched = Symbolizer::new();
-    batched.request_kernel(0x11, true);
-    batched.request_kernel(0x20, false);
+    let frames = [
+        FrameAddress::ReturnAddress(0x11),
+        FrameAddress::InstructionPointer(0x20),
+    ];
+    for frame in frames {
+        batched.request_kernel(frame);
+    }
     batched.resolve_requests();
     // A return address is looked up one byte before.
     assert!(batched.kernel_lines.contains_key(&0x10));
     assert!(batched.kernel_requests.is_empty());
-    for (addr, call_site) in [(0x11, true), (0x20, false)] {
-        let single = Symbolizer::new().kernel(addr, call_site);
-        assert_eq!(batched.kernel(addr, call_site), single);
+    for frame in frames {
+        let single = Symbolizer::new().kernel(frame);
+        assert_eq!(batched.kernel(frame), single);
     }
 }
 
 #[test]
 fn unknown_addresses_become_frames() {
     let mut symbolizer = Symbolizer::new();
-    let frame = symbolizer.user(None, None, 0x1234, true);
+    let frame = symbolizer.user(None, None, FrameAddress::ReturnAddress(0x1234));
     assert_eq!(frame.frame.lines[0].function, "[unknown]");
     assert_eq!(frame.frame.kind, FrameKind::Unnamed(Unnamed::NoMapping));
     // Below the kernel's text, kallsyms names nothing.
     assert_eq!(
-        symbolizer.kernel(0x10, false).frame.kind,
+        symbolizer
+            .kernel(FrameAddress::InstructionPointer(0x10))
+            .frame
+            .kind,
         FrameKind::KernelUnnamed
     );
 }
@@ -222,13 +242,21 @@ fn anonymous_code_is_named_by_the_perf_map() {
     let jit = PerfMap::parse("7100 100 LazyCompile:*spin loop.js:3\n");
     let mut symbolizer = Symbolizer::new();
     // A return address is looked up one byte before: the end of the function.
-    let frame = symbolizer.user(Some(&process), Some(&jit), 0x7200, true);
+    let frame = symbolizer.user(
+        Some(&process),
+        Some(&jit),
+        FrameAddress::ReturnAddress(0x7200),
+    );
     assert_eq!(frame.frame.kind, FrameKind::Jit);
     assert_eq!(frame.frame.lines[0].function, "LazyCompile:*spin loop.js:3");
     assert!(frame.mapping.is_some());
-    let outside = symbolizer.user(Some(&process), Some(&jit), 0x7200, false);
+    let outside = symbolizer.user(
+        Some(&process),
+        Some(&jit),
+        FrameAddress::InstructionPointer(0x7200),
+    );
     assert_eq!(outside.frame.kind, FrameKind::Unnamed(Unnamed::Anonymous));
     // Mapped after the last snapshot of the process's mappings.
-    let late = symbolizer.user(None, Some(&jit), 0x7150, false);
+    let late = symbolizer.user(None, Some(&jit), FrameAddress::InstructionPointer(0x7150));
     assert_eq!(late.frame.kind, FrameKind::Jit);
 }

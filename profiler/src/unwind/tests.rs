@@ -2,6 +2,7 @@ use std::arch::asm;
 
 use super::*;
 use crate::process::procmaps::ProcessTable;
+use crate::profile::FrameAddress;
 use crate::symbolize::Symbolizer;
 
 /// Registers and a copy of the stack of this thread, as the kernel takes them.
@@ -72,15 +73,9 @@ fn unwind_level_one() -> Captured {
 
 fn names(process: &ProcessInfo, frames: &[u64]) -> Vec<String> {
     let mut symbolizer = Symbolizer::new();
-    frames
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &addr)| {
-            symbolizer
-                .user(Some(process), None, addr, i > 0)
-                .frame
-                .lines
-        })
+    FrameAddress::stack(frames.iter().copied())
+        .into_iter()
+        .flat_map(|frame| symbolizer.user(Some(process), None, frame).frame.lines)
         .map(|line| line.function)
         .collect()
 }
