@@ -121,6 +121,101 @@ pub struct RunOutcome {
 /// When a target cannot be found or started, or the kernel refuses the programs.
 pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     fdlimit::raise();
+    let (probes, cpus, ring_bytes) = load(config, btf)?;
+    let mut session = Session {
+        probes,
+        collectors: Vec::new(),
+        processes: ProcessTable::default(),
+        sampler: StackSampler::default(),
+    };
+    let heap = session.start_collectors(config)?;
+    // SAFETY: the ring buffer owns its map fd and keeps it open until it is dropped, which is
+    // when the AsyncFd is.
+    let events = unsafe {
+        AsyncFd::register_with_interest(session.probes.take_proc_events()?, Interest::READABLE)
+    }
+    .map_err(|err| anyhow::anyhow!("cannot poll the process-event ring buffer: {err}"))?;
+    // SAFETY: as above, for the sample ring buffer.
+    let samples = unsafe {
+        AsyncFd::register_with_interest(session.probes.take_samples()?, Interest::READABLE)
+    }
+    .map_err(|err| anyhow::anyhow!("cannot poll the sample ring buffer: {err}"))?;
+    let mut rings = Rings { events, samples };
+    if config.profiles.io || config.profiles.block {
+        session.probes.attach_syscalls()?;
+    }
+    if config.profiles.cpu {
+        session
+            .probes
+            .attach_cpu_sampling(&cpus, config.frequency)?;
+    }
+    let mut bpf_symbols = BpfSymbols::default();
+    bpf_symbols.snapshot();
+    let mut child = session.launch(config, heap)?;
+    let command_pid = child.as_ref().and_then(Child::id);
+    let start = SystemTime::now();
+    let started = Instant::now();
+    let cpu_times_at_start = CpuTimes::now();
+    let stop = session
+        .window(config, &mut rings, &mut child, started)
+        .await?;
+    let duration = started.elapsed();
+    let window_end_ktime_ns = monotonic_ns();
+    for collector in &mut session.collectors {
+        collector.close();
+    }
+    let mut kernel_cost = KernelCost::now();
+    if config.profiles.heap || config.profiles.goroutines {
+        kernel_cost.uprobes = Some(uprobe_check::running_kernel());
+    }
+    let busy_cpu_seconds = CpuTimes::now().busy_seconds_since(&cpu_times_at_start);
+    // Before the programs are detached and unloaded, and with those loaded since the start.
+    bpf_symbols.snapshot();
+    session.drain_after_window(&mut rings, started, duration);
+    if let (Some(pid), StopReason::Elapsed | StopReason::Signal(_)) = (command_pid, &stop) {
+        crate::sys::console::eprint_line(&format!(
+            "profiler: the command (pid {pid}) is still running; it was left alone"
+        ));
+    }
+    let counters = session.probes.counters()?;
+    let me = std::process::id();
+    let end = RunEnd {
+        config,
+        duration,
+        cpus: cpus.len(),
+        busy_cpu_seconds,
+        call_graph: config.call_graph,
+        window_end_ktime_ns,
+        counters: &counters,
+        processes: &session.processes,
+        // The one place the profiler's own records are left out, so no later stage
+        // filters them again.
+        excluded: config.is_own_process(me).then_some(me),
+    };
+    let mut profiles = Vec::new();
+    for collector in session.collectors {
+        profiles.push(collector.finish(&mut session.probes, &end)?);
+    }
+    Ok(RunOutcome {
+        start,
+        duration,
+        stop,
+        cpus: cpus.len(),
+        kernel_cost,
+        window_end: started + duration,
+        call_graph: config.call_graph,
+        ring_bytes,
+        unwinding: session.sampler.finish(),
+        processes: session.processes,
+        bpf_symbols,
+        profiles,
+    })
+}
+
+/// Loads the kernel programs with maps sized for the run's CPUs, and attaches the
+/// tracepoints every profile needs; returns them, the online CPUs and the sample ring
+/// buffer's size.
+fn load(config: &Config, btf: Option<Btf>) -> Result<(Probes, Vec<u32>, u32)> {
     let tracefs = tracefs::ensure_mounted()?;
     let fork_offset = tracefs::field_offset(&tracefs, "sched", "sched_process_fork", "child_pid")?;
     let possible_cpus = aya::util::nr_cpus().map_err(|(path, err)| {
@@ -157,214 +252,253 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         // profiler's own process maps (see uprobe_check), and it decides the probe points.
         uprobe_check::running_kernel();
     }
-    let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
-    if config.profiles.cpu {
-        collectors.push(Box::new(CpuCollector::default()));
-    }
-    if config.profiles.io {
-        collectors.push(Box::new(IoCollector::default()));
-    }
-    if config.profiles.block {
-        collectors.push(Box::new(FutexCollector::default()));
-    }
-    if config.profiles.goroutines {
-        collectors.push(Box::new(GoroutineCollector::start(
-            &mut probes,
-            &config.target,
-        )?));
-    }
-    // Kept by its type until the command is launched: it launches it.
-    let mut heap = if config.profiles.heap {
-        Some(HeapCollector::load(&mut probes)?)
-    } else {
-        None
-    };
-    let mut processes = ProcessTable::default();
-    if let Target::Pids(pids) = &config.target {
-        for &pid in pids {
-            probes.add_target(pid)?;
-            processes.snapshot(pid);
-            let heap = heap.as_mut().map(|h| h as &mut dyn Collector);
-            for collector in collectors.iter_mut().map(Box::as_mut).chain(heap) {
-                collector.attach(&mut probes, Seen::Target(pid));
-            }
-        }
-    }
-    // SAFETY: the ring buffer owns its map fd and keeps it open until it is dropped, which is
-    // when the AsyncFd is.
-    let mut events =
-        unsafe { AsyncFd::register_with_interest(probes.take_proc_events()?, Interest::READABLE) }
-            .map_err(|err| anyhow::anyhow!("cannot poll the process-event ring buffer: {err}"))?;
-    // SAFETY: as above, for the sample ring buffer.
-    let mut sample_ring =
-        unsafe { AsyncFd::register_with_interest(probes.take_samples()?, Interest::READABLE) }
-            .map_err(|err| anyhow::anyhow!("cannot poll the sample ring buffer: {err}"))?;
-    let mut sampler = StackSampler::default();
-    if config.profiles.io || config.profiles.block {
-        probes.attach_syscalls()?;
-    }
-    if config.profiles.cpu {
-        probes.attach_cpu_sampling(&cpus, config.frequency)?;
-    }
-    let cpus = cpus.len();
-    let mut bpf_symbols = BpfSymbols::default();
-    bpf_symbols.snapshot();
-    let mut child = match (&config.target, &mut heap) {
-        (Target::Command(argv), Some(heap)) => {
-            Some(heap.spawn(&mut probes, config, argv, &mut sampler)?)
-        }
-        (Target::Command(argv), None) => Some(start_command::spawn_followed(
-            &mut probes,
-            argv,
-            config.run_as_root,
-            None,
-            None,
-        )?),
-        _ => None,
-    };
-    if let Some(heap) = heap {
-        collectors.push(Box::new(heap));
-    }
-    let command_pid = child.as_ref().and_then(Child::id);
-    let start = SystemTime::now();
-    let started = Instant::now();
-    let cpu_times_at_start = CpuTimes::now();
-    let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
+    Ok((probes, cpus, ring_bytes))
+}
 
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut tick = tokio::time::interval(TICK);
-    let mut drain = tokio::time::interval(DRAIN_EVERY);
-    let status = status_line();
-    let mut ticks = 0u32;
-    let stop = loop {
-        tokio::select! {
-            () = sleep_until(deadline) => break StopReason::Elapsed,
-            _ = sigint.recv() => break StopReason::Signal("Ctrl-C"),
-            _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
-            exit = wait_child(&mut child) => break StopReason::CommandExited(exit?),
-            guard = events.readable_mut() => {
-                let mut guard = guard.context("cannot poll the process-event ring buffer")?;
-                if drain_events(guard.get_inner_mut(), &mut processes, &mut collectors, &mut probes, Some(DRAIN_BUDGET)) {
-                    guard.clear_ready();
-                }
-            }
-            guard = sample_ring.readable_mut() => {
-                let mut guard = guard.context("cannot poll the sample ring buffer")?;
-                drain_events(events.get_mut(), &mut processes, &mut collectors, &mut probes, Some(DRAIN_BUDGET));
-                if drain_samples(guard.get_inner_mut(), &mut sampler, &mut collectors, &mut processes, Some(DRAIN_BUDGET)) {
-                    guard.clear_ready();
-                }
-            }
-            _ = drain.tick() => {
-                // Forks first: a child's samples may need its parent's mappings.
-                drain_events(events.get_mut(), &mut processes, &mut collectors, &mut probes, Some(DRAIN_BUDGET));
-                drain_samples(sample_ring.get_mut(), &mut sampler, &mut collectors, &mut processes, Some(DRAIN_BUDGET));
-            }
-            _ = tick.tick() => {
-                ticks += 1;
-                probes.flush_logs();
-                processes.refresh_perf_maps();
-                processes.refresh_execd();
-                if ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
-                    processes.refresh();
-                }
-                let mut tick = Tick {
-                    count: ticks,
-                    probes: &mut probes,
-                    sampler: &mut sampler,
-                    config,
-                };
-                for collector in &mut collectors {
-                    collector.tick(&mut tick);
-                }
-                if let Ok(counters) = probes.counters() {
-                    status.set_message(status_text(started.elapsed(), config.duration, &counters));
-                }
-                if let Target::Pids(pids) = &config.target
-                    && pids.iter().all(|&pid| !is_alive(pid))
-                {
-                    break StopReason::TargetsExited;
+/// The run's two ring buffers, polled by the window's loop.
+struct Rings {
+    events: AsyncFd<RingBuf<MapData>>,
+    samples: AsyncFd<RingBuf<MapData>>,
+}
+
+/// What the window's loop drives: the kernel programs, the collectors events and samples
+/// are routed to, the processes' mappings, and the unwinding stage.
+struct Session {
+    probes: Probes,
+    collectors: Vec<Box<dyn Collector>>,
+    processes: ProcessTable,
+    sampler: StackSampler,
+}
+
+impl Session {
+    /// Starts the collectors `config` asks for and attaches them to the `--pid` targets.
+    /// The heap collector is returned apart, by its type, when the command is still to be
+    /// launched: it launches it.
+    fn start_collectors(&mut self, config: &Config) -> Result<Option<HeapCollector>> {
+        let probes = &mut self.probes;
+        if config.profiles.cpu {
+            self.collectors.push(Box::new(CpuCollector::default()));
+        }
+        if config.profiles.io {
+            self.collectors.push(Box::new(IoCollector::default()));
+        }
+        if config.profiles.block {
+            self.collectors.push(Box::new(FutexCollector::default()));
+        }
+        if config.profiles.goroutines {
+            let goroutines = GoroutineCollector::start(probes, &config.target)?;
+            self.collectors.push(Box::new(goroutines));
+        }
+        let mut heap = if config.profiles.heap {
+            Some(HeapCollector::load(probes)?)
+        } else {
+            None
+        };
+        if let Target::Pids(pids) = &config.target {
+            for &pid in pids {
+                probes.add_target(pid)?;
+                self.processes.snapshot(pid);
+                let heap = heap.as_mut().map(|h| h as &mut dyn Collector);
+                for collector in self.collectors.iter_mut().map(Box::as_mut).chain(heap) {
+                    collector.attach(probes, Seen::Target(pid));
                 }
             }
         }
-    };
-    let duration = started.elapsed();
-    let window_end_ktime_ns = monotonic_ns();
-    for collector in &mut collectors {
-        collector.close();
+        if !matches!(config.target, Target::Command(_))
+            && let Some(heap) = heap.take()
+        {
+            self.collectors.push(Box::new(heap));
+        }
+        Ok(heap)
     }
-    let mut kernel_cost = KernelCost::now();
-    if config.profiles.heap || config.profiles.goroutines {
-        kernel_cost.uprobes = Some(uprobe_check::running_kernel());
+
+    /// Launches the command of a `-- COMMAND` run as a target from its first instruction
+    /// (by the heap collector when there is one); then every collector is routed to.
+    fn launch(&mut self, config: &Config, heap: Option<HeapCollector>) -> Result<Option<Child>> {
+        let Target::Command(argv) = &config.target else {
+            return Ok(None);
+        };
+        let child = match heap {
+            Some(mut heap) => {
+                let child = heap.spawn(&mut self.probes, config, argv, &mut self.sampler)?;
+                self.collectors.push(Box::new(heap));
+                child
+            }
+            None => start_command::spawn_followed(
+                &mut self.probes,
+                argv,
+                config.run_as_root,
+                None,
+                None,
+            )?,
+        };
+        Ok(Some(child))
     }
-    let busy_cpu_seconds = CpuTimes::now().busy_seconds_since(&cpu_times_at_start);
-    status.finish_and_clear();
-    // Before the programs are detached and unloaded, and with those loaded since the start.
-    bpf_symbols.snapshot();
-    probes.stop();
-    drain_events(
-        events.get_mut(),
-        &mut processes,
-        &mut collectors,
-        &mut probes,
-        None,
-    );
-    drain_samples(
-        sample_ring.get_mut(),
-        &mut sampler,
-        &mut collectors,
-        &mut processes,
-        None,
-    );
-    log::debug!(
-        "last samples drained {:?} after the window",
-        started.elapsed() - duration
-    );
-    processes.refresh();
-    probes.flush_logs();
-    log::debug!(
-        "mappings read again {:?} after the window",
-        started.elapsed() - duration
-    );
-    if let (Some(pid), StopReason::Elapsed | StopReason::Signal(_)) = (command_pid, &stop) {
-        crate::sys::console::eprint_line(&format!(
-            "profiler: the command (pid {pid}) is still running; it was left alone"
-        ));
+
+    /// The profiling window: routes events and samples as they arrive and ticks the
+    /// collectors until the duration elapses, a signal or the command ends it, or every
+    /// target exited.
+    async fn window(
+        &mut self,
+        config: &Config,
+        rings: &mut Rings,
+        child: &mut Option<Child>,
+        started: Instant,
+    ) -> Result<StopReason> {
+        let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
+        let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut tick = tokio::time::interval(TICK);
+        let mut drain = tokio::time::interval(DRAIN_EVERY);
+        let status = status_line();
+        let mut ticks = 0u32;
+        let budget = Some(DRAIN_BUDGET);
+        let stop = loop {
+            tokio::select! {
+                () = sleep_until(deadline) => break StopReason::Elapsed,
+                _ = sigint.recv() => break StopReason::Signal("Ctrl-C"),
+                _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
+                exit = wait_child(child) => break StopReason::CommandExited(exit?),
+                guard = rings.events.readable_mut() => {
+                    let mut guard = guard.context("cannot poll the process-event ring buffer")?;
+                    if self.drain_events(guard.get_inner_mut(), budget) {
+                        guard.clear_ready();
+                    }
+                }
+                guard = rings.samples.readable_mut() => {
+                    let mut guard = guard.context("cannot poll the sample ring buffer")?;
+                    self.drain_events(rings.events.get_mut(), budget);
+                    if self.drain_samples(guard.get_inner_mut(), budget) {
+                        guard.clear_ready();
+                    }
+                }
+                _ = drain.tick() => {
+                    // Forks first: a child's samples may need its parent's mappings.
+                    self.drain_events(rings.events.get_mut(), budget);
+                    self.drain_samples(rings.samples.get_mut(), budget);
+                }
+                _ = tick.tick() => {
+                    ticks += 1;
+                    self.tick(config, ticks);
+                    if let Ok(counters) = self.probes.counters() {
+                        status.set_message(status_text(started.elapsed(), config.duration, &counters));
+                    }
+                    if let Target::Pids(pids) = &config.target
+                        && pids.iter().all(|&pid| !is_alive(pid))
+                    {
+                        break StopReason::TargetsExited;
+                    }
+                }
+            }
+        };
+        status.finish_and_clear();
+        Ok(stop)
     }
-    let counters = probes.counters()?;
-    let me = std::process::id();
-    let end = RunEnd {
-        config,
-        duration,
-        cpus,
-        busy_cpu_seconds,
-        call_graph: config.call_graph,
-        window_end_ktime_ns,
-        counters: &counters,
-        processes: &processes,
-        // The one place the profiler's own records are left out, so no later stage
-        // filters them again.
-        excluded: config.is_own_process(me).then_some(me),
-    };
-    let mut profiles = Vec::new();
-    for collector in collectors {
-        profiles.push(collector.finish(&mut probes, &end)?);
+
+    /// Once a tick: the kernel programs' logs, the processes' mappings that may have
+    /// changed, and every collector's tick.
+    fn tick(&mut self, config: &Config, ticks: u32) {
+        self.probes.flush_logs();
+        self.processes.refresh_perf_maps();
+        self.processes.refresh_execd();
+        if ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
+            self.processes.refresh();
+        }
+        let mut tick = Tick {
+            count: ticks,
+            probes: &mut self.probes,
+            sampler: &mut self.sampler,
+            config,
+        };
+        for collector in &mut self.collectors {
+            collector.tick(&mut tick);
+        }
     }
-    Ok(RunOutcome {
-        start,
-        duration,
-        stop,
-        cpus,
-        kernel_cost,
-        window_end: started + duration,
-        call_graph: config.call_graph,
-        ring_bytes,
-        unwinding: sampler.finish(),
-        processes,
-        bpf_symbols,
-        profiles,
-    })
+
+    /// Stops the kernel programs and takes every event and sample still in the ring
+    /// buffers, then reads the processes' mappings a last time.
+    fn drain_after_window(&mut self, rings: &mut Rings, started: Instant, duration: Duration) {
+        self.probes.stop();
+        self.drain_events(rings.events.get_mut(), None);
+        self.drain_samples(rings.samples.get_mut(), None);
+        log::debug!(
+            "last samples drained {:?} after the window",
+            started.elapsed() - duration
+        );
+        self.processes.refresh();
+        self.probes.flush_logs();
+        log::debug!(
+            "mappings read again {:?} after the window",
+            started.elapsed() - duration
+        );
+    }
+
+    /// Reads what is needed of every process that recorded a new stack, while it still
+    /// lives: its mappings when they do not cover the new stack (new code was mapped: the
+    /// C library after the dynamic loader, a `dlopen`), and the kind of a new call site's
+    /// descriptor; and tells the collectors of new code and programs. Drains for at most
+    /// `budget`; returns whether the ring buffer was emptied.
+    fn drain_events(&mut self, ring: &mut RingBuf<MapData>, budget: Option<Duration>) -> bool {
+        let started = Instant::now();
+        while let Some(item) = ring.next() {
+            self.handle_event(&item);
+            drop(item);
+            if budget.is_some_and(|budget| started.elapsed() >= budget) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Handles one process event.
+    fn handle_event(&mut self, item: &[u8]) {
+        if item.len() < size_of::<ProcEvent>() {
+            return;
+        }
+        // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
+        let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        let seen = match event.kind {
+            proc_event::NEW_KEY => {
+                self.processes.note_new_key(event.pid, event.ip, event.fd);
+                Seen::NewCode(event.pid)
+            }
+            proc_event::FORK => {
+                self.processes.note_fork(event.parent, event.pid);
+                return;
+            }
+            proc_event::EXEC => {
+                self.processes.note_exec(event.pid);
+                Seen::Exec(event.pid)
+            }
+            _ => return,
+        };
+        for collector in &mut self.collectors {
+            collector.attach(&mut self.probes, seen);
+        }
+    }
+
+    /// Unwinds the stack samples waiting in the ring buffer and hands each to the
+    /// collectors of its kind, for at most `budget` during the window (samples arriving as
+    /// fast as they are unwound, from a process that keeps executing itself, must not keep
+    /// the loop from the end of the window); returns whether the ring buffer was emptied.
+    fn drain_samples(&mut self, ring: &mut RingBuf<MapData>, budget: Option<Duration>) -> bool {
+        let started = Instant::now();
+        while let Some(item) = ring.next() {
+            let sample = self.sampler.add(&item, &mut self.processes);
+            drop(item);
+            if let Some(sample) = sample {
+                for collector in &mut self.collectors {
+                    if collector.takes(sample.header.kind) {
+                        collector.take(&sample);
+                    }
+                }
+            }
+            if budget.is_some_and(|budget| started.elapsed() >= budget) {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -379,88 +513,6 @@ async fn wait_child(child: &mut Option<Child>) -> Result<ExitStatus> {
         Some(child) => child.wait().await.context("cannot wait for the command"),
         None => std::future::pending().await,
     }
-}
-
-/// Reads what is needed of every process that recorded a new stack, while it still lives:
-/// its mappings when they do not cover the new stack (new code was mapped: the C library
-/// after the dynamic loader, a `dlopen`), and the kind of a new call site's descriptor.
-fn drain_events(
-    ring: &mut RingBuf<MapData>,
-    processes: &mut ProcessTable,
-    collectors: &mut [Box<dyn Collector>],
-    probes: &mut Probes,
-    budget: Option<Duration>,
-) -> bool {
-    let started = Instant::now();
-    while let Some(item) = ring.next() {
-        handle_event(&item, processes, collectors, probes);
-        drop(item);
-        if budget.is_some_and(|budget| started.elapsed() >= budget) {
-            return false;
-        }
-    }
-    true
-}
-
-/// Handles one process event.
-fn handle_event(
-    item: &[u8],
-    processes: &mut ProcessTable,
-    collectors: &mut [Box<dyn Collector>],
-    probes: &mut Probes,
-) {
-    if item.len() < size_of::<ProcEvent>() {
-        return;
-    }
-    // SAFETY: the kernel wrote a ProcEvent; read_unaligned copes with any alignment.
-    let event: ProcEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-    let seen = match event.kind {
-        proc_event::NEW_KEY => {
-            processes.note_new_key(event.pid, event.ip, event.fd);
-            Seen::NewCode(event.pid)
-        }
-        proc_event::FORK => {
-            processes.note_fork(event.parent, event.pid);
-            return;
-        }
-        proc_event::EXEC => {
-            processes.note_exec(event.pid);
-            Seen::Exec(event.pid)
-        }
-        _ => return,
-    };
-    for collector in collectors {
-        collector.attach(probes, seen);
-    }
-}
-
-/// Unwinds and counts the stack samples waiting in the ring buffer, for at most `budget`
-/// during the window (samples arriving as fast as they are unwound, from a process that
-/// keeps executing itself, must not keep the loop from the end of the window); returns
-/// whether the ring buffer was emptied.
-fn drain_samples(
-    ring: &mut RingBuf<MapData>,
-    sampler: &mut StackSampler,
-    collectors: &mut [Box<dyn Collector>],
-    processes: &mut ProcessTable,
-    budget: Option<Duration>,
-) -> bool {
-    let started = Instant::now();
-    while let Some(item) = ring.next() {
-        let sample = sampler.add(&item, processes);
-        drop(item);
-        if let Some(sample) = sample {
-            for collector in collectors.iter_mut() {
-                if collector.takes(sample.header.kind) {
-                    collector.take(&sample);
-                }
-            }
-        }
-        if budget.is_some_and(|budget| started.elapsed() >= budget) {
-            return false;
-        }
-    }
-    true
 }
 
 fn is_alive(pid: u32) -> bool {
