@@ -2,19 +2,10 @@
 //! targets in `fuzz/` drive the very code the binary runs through it.
 //!
 //! The binary declares these modules itself (`main.rs`), so this library only gathers the
-//! files each parser needs, at the same paths as in the binary: the profile model and the
-//! pprof reader (`profiler report`), a Go binary's `.gopclntab`, JIT perf maps, the unwind
+//! files each parser needs, at the same paths as in the binary: a Go binary's
+//! `.gopclntab`, JIT perf maps, the unwind
 //! sections of ELF files as the unwinder loads them, and what the symbolizer reads of an
 //! ELF file before naming anything (its facts, debug link, compressed sections).
-
-pub mod profile;
-
-/// The pprof reader and what it builds on.
-pub mod output {
-    pub mod pprof_read;
-    pub mod proto;
-    pub mod wire;
-}
 
 /// Readers of what profiled processes map and write.
 pub mod process {

@@ -1,7 +1,7 @@
 //! `profiler`: a system-wide sampling profiler for Linux on eBPF.
 //!
 //! The pipeline, one folder a stage, each importing only the stages before it and the
-//! base modules (`profile`, the model; `config`; `process`; `sys`):
+//! base modules (`config`; `process`; `sys`; and the model, the `profiler_model` crate):
 //! `app::preflight` checks, `collect` gathers (unwinding each sample with `unwind`),
 //! `convert` symbolizes once (`symbolize`) into profiles, `analysis` reads them for
 //! findings, and `output` writes files and the summary. [`run`] is that sequence.
@@ -13,7 +13,6 @@ mod config;
 mod convert;
 mod output;
 mod process;
-mod profile;
 mod symbolize;
 mod sys;
 mod unwind;
@@ -21,16 +20,16 @@ mod unwind;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use profiler_model::{Profile, ProfileKind, RunFacts, pprof_read};
 
 use crate::analysis::findings::Analysis;
 use crate::app::preflight;
 use crate::config::cli::{self, Invocation};
 use crate::config::{Config, ReportConfig, Target};
+use crate::output::OutputDir;
 use crate::output::html;
 use crate::output::strings::escape_terminal_lines;
 use crate::output::terminal::{self, Style};
-use crate::output::{OutputDir, pprof_read};
-use crate::profile::{Profile, ProfileKind, RunFacts};
 use crate::sys::{console, fdlimit};
 
 /// The system allocator, noting failed allocations for the symbolization workers.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::profile::Profile;
+use profiler_model::Profile;
 
 use super::language::{self, Language};
 
@@ -286,15 +286,16 @@ fn hint(kind: Kind, language: Language) -> &'static str {
 mod tests {
     use std::time::{Duration, SystemTime};
 
+    use profiler_model::fixture::{line, location};
+    use profiler_model::{Location, ProfileBuilder, ValueType};
+
     use super::*;
-    use crate::output::fixture::{line, location};
-    use crate::profile::{Location, ProfileBuilder, ValueType};
 
     /// A CPU profile from (root-first function names, samples) pairs; names starting with
     /// `k:` are kernel frames.
     fn profile(stacks: &[(&[&str], i64)]) -> Profile {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            profiler_model::ProfileKind::Cpu,
             vec![
                 ValueType::new("samples", "count"),
                 ValueType::new("cpu", "nanoseconds"),
@@ -308,7 +309,7 @@ mod tests {
                 .rev()
                 .map(|f| match f.strip_prefix("k:") {
                     Some(k) => b.location(Location {
-                        kind: crate::profile::FrameKind::Kernel,
+                        kind: profiler_model::FrameKind::Kernel,
                         ..location(k.len() as u64, None, vec![line(k)])
                     }),
                     None => b.location(location(f.len() as u64 + 100, None, vec![line(f)])),

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::profile::Profile;
+use profiler_model::Profile;
 
 /// One function's values, one per sample type.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
+use profiler_model::{FrameKind, HeapValue, Profile};
+
 use crate::analysis::language::{self, Language};
 use crate::convert::heap::ONLY_GREW;
-use crate::profile::{FrameKind, HeapValue, Profile};
 
 /// A site makes many small allocations from this many per second...
 pub const MIN_ALLOCS_PER_SEC: f64 = 10_000.0;
@@ -205,8 +206,9 @@ pub fn leak_suspects(sites: &[HeapSite]) -> Vec<HeapSite> {
 
 #[cfg(test)]
 mod tests {
+    use profiler_model::{Label, Line, Location, ProfileBuilder, ProfileKind};
+
     use super::*;
-    use crate::profile::{Label, Line, Location, ProfileBuilder, ProfileKind};
     use std::time::{Duration, SystemTime};
 
     fn profile() -> Profile {

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 
+use profiler_model::IoValue;
+use profiler_model::Profile;
+
 use crate::config::SmallIo;
-use crate::profile::IoValue;
-use crate::profile::Profile;
 
 use super::language::{self, Language};
 use crate::analysis::units::{group, human_bytes};

@@ -1,7 +1,7 @@
 //! Tells from a stack's function names which language wrote it and where user code starts,
 //! so hints can name the fix in that language.
 
-use crate::profile::{Location, Profile};
+use profiler_model::{Location, Profile};
 
 /// The language a call site's code is written in, as far as its frames tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

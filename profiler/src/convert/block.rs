@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use profiler_common::{BlockKey, counter, wait_outcome};
+use profiler_model::{Label, LostStack, Profile, ProfileKind};
 
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
@@ -12,7 +13,6 @@ use crate::convert::facts;
 use crate::convert::facts::IN_PROGRESS;
 use crate::convert::goroutines;
 use crate::convert::stacks::{StackResolver, stacks_by_site};
-use crate::profile::{Label, LostStack, Profile, ProfileKind};
 
 /// Builds the symbolized blocking profile: sample types `contentions/count` and
 /// `delay/nanoseconds` (the default, which weights the folded stacks and flame graph);

@@ -1,13 +1,13 @@
 //! Builds the CPU profile from a run's raw samples: symbolize, label, and account for losses.
 
 use profiler_common::{COMM_LEN, counter};
+use profiler_model::CpuValue;
+use profiler_model::{Label, Profile, ProfileKind, ValueType};
 
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::convert::facts;
 use crate::convert::stacks::StackResolver;
-use crate::profile::CpuValue;
-use crate::profile::{Label, Profile, ProfileKind, ValueType};
 
 /// Builds the symbolized CPU profile: sample types `samples/count` and `cpu/nanoseconds`,
 /// labels `pid`, `tid` and `comm`, and comments saying what was received, expected and lost.

@@ -3,9 +3,10 @@
 
 use std::ffi::CStr;
 
+use profiler_model::{ProfileBuilder, ProfileKind, RunFacts};
+
 use crate::collect::session::RunOutcome;
 use crate::config::{Config, Target};
-use crate::profile::{ProfileBuilder, ProfileKind, RunFacts};
 
 /// The `outcome` label of a wait still in progress when the window closed.
 pub const IN_PROGRESS: &str = "in progress";

@@ -6,11 +6,11 @@
 use std::collections::{HashMap, HashSet};
 
 use profiler_common::{GoWaitKey, counter};
+use profiler_model::{Label, LostStack, Profile, ProfileBuilder};
 
 use crate::collect::session::RunOutcome;
 use crate::convert::cpu::comm;
 use crate::convert::stacks::{StackResolver, stacks_by_site};
-use crate::profile::{Label, LostStack, Profile, ProfileBuilder};
 
 /// The label that says what kind of wait a sample is (see [`WaitClass`]).
 pub const CLASS: &str = "class";
@@ -249,7 +249,7 @@ pub fn mark_idle_threads(profile: &mut Profile) {
 
 /// The class of a blocking-profile sample: its [`CLASS`] label, or `None` for a futex wait
 /// that is not a Go runtime thread's idling.
-pub fn class_of(sample: &crate::profile::Sample) -> Option<WaitClass> {
+pub fn class_of(sample: &profiler_model::Sample) -> Option<WaitClass> {
     sample.label_str(CLASS).and_then(WaitClass::from_label)
 }
 

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use profiler_common::{HeapSiteKey, counter};
+use profiler_model::{HeapValue, Label, LostStack, Profile, ProfileBuilder, ProfileKind};
 
 use crate::collect::allocators::go_version;
 use crate::collect::go_heap::GoAllocStack;
@@ -15,7 +16,6 @@ use crate::config::Config;
 use crate::convert::cpu::comm;
 use crate::convert::facts;
 use crate::convert::stacks::{StackResolver, stacks_by_site};
-use crate::profile::{HeapValue, Label, LostStack, Profile, ProfileBuilder, ProfileKind};
 
 const ALLOC_OBJECTS: usize = HeapValue::AllocObjects.index();
 const ALLOC_SPACE: usize = HeapValue::AllocSpace.index();

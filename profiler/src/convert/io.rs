@@ -1,13 +1,13 @@
 //! Builds the I/O profile: every traced read/write-family syscall, by call stack.
 
 use profiler_common::{counter, io_syscall};
+use profiler_model::{IoValue, Label, LostStack, Profile, ProfileKind};
 
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::convert::cpu::comm;
 use crate::convert::facts;
 use crate::convert::stacks::{StackResolver, stacks_by_site};
-use crate::profile::{IoValue, Label, LostStack, Profile, ProfileKind};
 
 /// Builds the symbolized I/O profile: sample types as [`ProfileKind::Io`] names them
 /// (`calls/count` the default); labels `syscall`, `pid`, `comm`, and `descriptor` (file, socket, pipe, tty,

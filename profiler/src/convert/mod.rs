@@ -1,6 +1,6 @@
 //! Converting: turn a run's raw counts and stacks into symbolized profiles.
 //!
-//! In: a [`crate::collect::session::RunOutcome`]. Out: one [`crate::profile::Profile`] per
+//! In: a [`crate::collect::session::RunOutcome`]. Out: one [`profiler_model::Profile`] per
 //! profile kind ([`cpu`], [`io`], [`block`], with [`goroutines`] in the blocking one);
 //! [`stacks`] interns their stacks, symbolizing every address once, in the one
 //! preparation pass [`profiles`] makes before the builders.
@@ -13,9 +13,10 @@ pub mod heap;
 pub mod io;
 pub mod stacks;
 
+use profiler_model::Profile;
+
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::profile::Profile;
 use crate::symbolize::Symbolizer;
 use crate::symbolize::debuginfod::Debuginfod;
 

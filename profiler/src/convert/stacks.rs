@@ -10,13 +10,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use profiler_model::{
+    FrameKind, Label, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame,
+};
+
 use crate::collect::samples::{StackHandle, StackTable, UserStack};
 use crate::collect::session::RunOutcome;
 use crate::config::ProfileSet;
 use crate::process::procmaps::ProcessTable;
-use crate::profile::{
-    FrameKind, Label, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame,
-};
 
 /// The [`RawFrame::space`] of kernel frames.
 const KERNEL_SPACE: u64 = u64::MAX;
@@ -308,13 +309,14 @@ pub fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
 
 #[cfg(test)]
 mod tests {
+    use profiler_model::ValueType;
+
     use super::*;
-    use crate::profile::ValueType;
     use std::time::{Duration, SystemTime};
 
     fn builder() -> ProfileBuilder {
         ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            profiler_model::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::ZERO,

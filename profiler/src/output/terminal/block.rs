@@ -3,6 +3,9 @@
 
 use std::fmt::Write;
 
+use profiler_model::BlockValue;
+use profiler_model::Profile;
+
 use super::summary::{group, human_time, shorten, shown_in_terminal};
 use super::{brief, line};
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits, is_idle};
@@ -10,8 +13,6 @@ use crate::analysis::finding::Fact;
 use crate::analysis::goroutines::{GoWaitFinding, GoWaitKind};
 use crate::analysis::words;
 use crate::output::strings::escape_terminal;
-use crate::profile::BlockValue;
-use crate::profile::Profile;
 
 /// Renders blocked time per process, the `top` waiting stacks and the contended futexes.
 pub fn render(
@@ -138,8 +139,8 @@ mod tests {
     }
 
     fn empty_profile() -> Profile {
-        crate::profile::ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Block,
+        profiler_model::ProfileBuilder::with_sample_types(
+            profiler_model::ProfileKind::Block,
             vec![],
             std::time::SystemTime::UNIX_EPOCH,
             std::time::Duration::ZERO,

@@ -9,10 +9,10 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use prost::Message;
 
-use super::pprof_mappings::{MappingFlags, mapping_order};
-use super::proto;
-use super::strings::StringTable;
-use crate::profile::{LabelValue, Profile, ValueType};
+use crate::StringTable;
+use crate::pprof_mappings::{MappingFlags, mapping_order};
+use crate::proto;
+use crate::{LabelValue, Profile, ValueType};
 
 fn value_type(strings: &mut StringTable<i64>, t: &ValueType) -> proto::ValueType {
     proto::ValueType {
@@ -187,11 +187,11 @@ pub fn write(profile: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::fixture;
-    use crate::output::pprof_read::{decode, decode_bytes};
-    use crate::profile::ProfileKind;
-    use crate::profile::{FrameKind, Label, Location, LostStack, Mapping, Sample, Unnamed};
-    use crate::symbolize::KERNEL_MAPPING;
+    use crate::KERNEL_MAPPING;
+    use crate::ProfileKind;
+    use crate::fixture;
+    use crate::pprof_read::{decode, decode_bytes};
+    use crate::{FrameKind, Label, Location, LostStack, Mapping, Sample, Unnamed};
 
     /// The gzipped pprof file of `profile`.
     fn file(profile: &Profile) -> Vec<u8> {

@@ -66,7 +66,7 @@ impl ProfileBuilder {
 
     /// Starts a profile of `kind` with other sample types than its schema's, for tests of
     /// outputs, which must show whatever a profile holds.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fixture"))]
     pub fn with_sample_types(
         kind: ProfileKind,
         sample_types: Vec<ValueType>,
@@ -81,7 +81,7 @@ impl ProfileBuilder {
 
     /// Sets the sample type viewers show first, for test profiles whose types are not
     /// their kind's schema.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fixture"))]
     pub fn default_sample_type(&mut self, index: usize) -> &mut Self {
         assert!(
             index < self.profile.sample_types.len(),
@@ -207,7 +207,7 @@ impl ProfileBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::model::Line;
+    use crate::model::Line;
 
     fn loc(name: &str) -> Location {
         Location {
@@ -218,14 +218,14 @@ mod tests {
                 file: None,
                 line: 0,
             }],
-            kind: crate::profile::FrameKind::Function,
+            kind: crate::FrameKind::Function,
         }
     }
 
     #[test]
     fn interns_and_merges() {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            crate::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn long_inline_chains_are_cut_and_counted() {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            crate::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),

@@ -1,7 +1,7 @@
 //! How pprof's mappings are written: the main executable first, so `go tool pprof` names
 //! the program, and each mapping's `has_*` flags as its locations support them.
 
-use crate::profile::{Location, Profile};
+use crate::{Location, Profile};
 
 /// The order mappings are written in: the main executable's first, the others as they
 /// were interned.

@@ -26,9 +26,9 @@ use anyhow::{Context, bail};
 use flate2::read::GzDecoder;
 use prost::Message;
 
-use super::proto;
-use super::wire;
-use crate::profile::{
+use crate::proto;
+use crate::wire;
+use crate::{
     ELIDED_INLINE_PREFIX, FrameKind, INLINE_KEPT_INNER, INLINE_KEPT_OUTER, KERNEL_MAPPING, Label,
     LabelValue, Line, Location, MAX_INLINE_LINES, Mapping, Profile, ProfileKind, Sample, Unnamed,
     ValueType, elided_inline_line,
@@ -162,7 +162,7 @@ pub fn decode_bytes(raw: &[u8], kind: ProfileKind) -> anyhow::Result<Profile> {
 }
 
 /// Converts pprof's protobuf message into the profile model, the inverse of
-/// `output::pprof::encode`, after checking its sample types are those of `kind`.
+/// [`crate::pprof::encode`], after checking its sample types are those of `kind`.
 ///
 /// A location's kind is the one its function's system name tags (see
 /// [`FrameKind::tag`]); untagged, it is kernel code when its mapping is [`KERNEL_MAPPING`],
