@@ -24,6 +24,12 @@ pub struct StringTable<I> {
     index: HashMap<String, I>,
 }
 
+impl<I: StringIndex> Default for StringTable<I> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<I: StringIndex> StringTable<I> {
     /// A table holding only "" (at index 0).
     pub fn new() -> Self {
