@@ -109,7 +109,7 @@ impl ProfileBuilder {
         if let Some(&id) = self.mapping_ids.get(&mapping) {
             return id;
         }
-        let id = self.profile.mappings.len();
+        let id = MappingId::new(self.profile.mappings.len());
         self.profile.mappings.push(mapping.clone());
         self.mapping_ids.insert(mapping, id);
         id
@@ -130,7 +130,7 @@ impl ProfileBuilder {
             self.elided.0 += 1;
             self.elided.1 += elided;
         }
-        let id = self.profile.locations.len();
+        let id = LocationId::new(self.profile.locations.len());
         self.profile.locations.push(location.clone());
         self.location_ids.insert(location, id);
         id
@@ -158,7 +158,7 @@ impl ProfileBuilder {
         if let Some(&id) = self.stack_ids.get(&locations) {
             return id;
         }
-        let id = self.profile.stacks.len();
+        let id = StackId::new(self.profile.stacks.len());
         self.profile.stacks.push(locations.clone());
         self.stack_ids.insert(locations, id);
         id
@@ -262,7 +262,8 @@ mod tests {
         let s = b.stack(vec![deep, short]);
         b.add_sample(s, &[1], vec![]);
         let p = b.build();
-        let names: Vec<&str> = p.locations[deep]
+        let names: Vec<&str> = p
+            .location(deep)
             .lines
             .iter()
             .map(|l| l.function.as_str())
@@ -273,7 +274,7 @@ mod tests {
         assert_eq!(names[16], "[elided: 2970 inlined frames]");
         assert_eq!(names[17], "f2986");
         assert_eq!(names[31], "f3000", "the outermost frame stays");
-        assert_eq!(p.locations[short].lines.len(), 1);
+        assert_eq!(p.location(short).lines.len(), 1);
         let note = p
             .comments
             .iter()

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::{Label, Line, Location, Mapping, Profile, ProfileBuilder, ValueType};
+use crate::{Label, Line, Location, Mapping, MappingId, Profile, ProfileBuilder, ValueType};
 
 /// Nanoseconds of CPU time each sample stands for.
 pub const PERIOD: i64 = 10_000_000;
@@ -17,7 +17,7 @@ pub fn line(function: &str) -> Line {
 }
 
 /// A user-space location at `address` with the given lines, innermost first.
-pub fn location(address: u64, mapping: Option<usize>, lines: Vec<Line>) -> Location {
+pub fn location(address: u64, mapping: Option<MappingId>, lines: Vec<Line>) -> Location {
     Location {
         address,
         mapping,

@@ -31,6 +31,7 @@ pub use frame::{FrameKind, LostStack, Unnamed, module_offset};
 pub use kind::{BlockValue, CpuValue, HeapValue, IoValue, ProfileKind};
 pub use model::{
     ELIDED_INLINE_PREFIX, INLINE_KEPT_INNER, INLINE_KEPT_OUTER, KERNEL_MAPPING, Label, LabelValue,
-    Line, Location, MAX_INLINE_LINES, Mapping, Profile, Sample, ValueType, elided_inline_line,
+    Line, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile, Sample, StackId,
+    ValueType, elided_inline_line,
 };
 pub use string_table::{StringIndex, StringTable};

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use profiler_model::Profile;
+use profiler_model::{Profile, StackId};
 
 use super::language::{self, Language};
 
@@ -76,7 +76,7 @@ pub fn memory_hot_spots_over(profile: &Profile, min_share: f64) -> Vec<MemoryHot
         value: i64,
         functions: HashMap<&'p str, i64>,
         callers: HashMap<&'p str, i64>,
-        heaviest: Option<(i64, usize)>,
+        heaviest: Option<(i64, StackId)>,
     }
     let index = profile.default_sample_type;
     let total = profile.total(index);
@@ -84,10 +84,11 @@ pub fn memory_hot_spots_over(profile: &Profile, min_share: f64) -> Vec<MemoryHot
     // By stack: each distinct stack's frames are walked once.
     for (stack, v) in profile.stack_totals(index) {
         // Root first, user frames only: the kernel has its own, unrelated `free`s.
-        let frames: Vec<&str> = profile.stacks[stack]
+        let frames: Vec<&str> = profile
+            .stack(stack)
             .iter()
             .rev()
-            .map(|&l| &profile.locations[l])
+            .map(|&l| profile.location(l))
             .filter(|loc| !loc.kind.is_kernel())
             .flat_map(|loc| loc.lines.iter().rev())
             .map(|line| line.function.as_str())

@@ -133,10 +133,10 @@ fn is_allocator_frame(function: &str) -> bool {
 pub fn sites(profile: &Profile) -> Vec<HeapSite> {
     let mut by_caller: HashMap<(i64, String), HeapSite> = HashMap::new();
     for sample in &profile.samples {
-        let stack = &profile.stacks[sample.stack];
+        let stack = &profile.stack(sample.stack);
         let lines: Vec<(&str, bool)> = stack
             .iter()
-            .map(|&id| &profile.locations[id])
+            .map(|&id| profile.location(id))
             .filter(|loc| matches!(loc.kind, FrameKind::Function | FrameKind::Jit))
             .flat_map(|loc| {
                 let system = language::is_system_library(profile, loc);

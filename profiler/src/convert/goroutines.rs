@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use profiler_common::{GoWaitKey, counter};
-use profiler_model::{Label, LostStack, Profile, ProfileBuilder};
+use profiler_model::{Label, LostStack, Profile, ProfileBuilder, StackId};
 
 use crate::collect::session::RunOutcome;
 use crate::convert::cpu::comm;
@@ -227,7 +227,7 @@ const IDLE_SCHEDULER: [&str; 7] = [
 /// Marks the futex waits of Go runtime threads parked for want of work
 /// (`runtime.futexsleep` under the scheduler's idle paths) with class `idle`.
 pub fn mark_idle_threads(profile: &mut Profile) {
-    let idle_stacks: HashSet<usize> = profile
+    let idle_stacks: HashSet<StackId> = profile
         .samples
         .iter()
         .filter(|s| s.label_num("goroutine").is_none())

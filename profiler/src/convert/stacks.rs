@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use profiler_model::{
-    FrameKind, Label, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame,
+    FrameKind, Label, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame, StackId,
 };
 
 use crate::collect::samples::{StackHandle, StackTable, UserStack};
@@ -153,7 +153,7 @@ impl<'run> StackResolver<'run> {
         builder: &mut ProfileBuilder,
         user: UserStack,
         kernel: StackHandle,
-    ) -> usize {
+    ) -> StackId {
         let mut locations = Vec::new();
         for (i, &addr) in self.stacks.frames(kernel).iter().enumerate() {
             let frame = RawFrame {

@@ -130,7 +130,7 @@ mod tests {
         let names: Vec<String> = p.samples.iter().map(process_frame).collect();
         assert_eq!(names, ["app", "app", "200"]);
         let unnamed = Sample {
-            stack: 0,
+            stack: p.samples[0].stack,
             values: vec![],
             labels: vec![],
         };

@@ -82,9 +82,9 @@ pub fn render(profile: &Profile) -> File {
                 file: None,
                 line: None,
             })];
-            for &loc in profile.stacks[sample.stack].iter().rev() {
+            for &loc in profile.stack(sample.stack).iter().rev() {
                 // Lines are innermost first; speedscope wants callers first.
-                for line in profile.locations[loc].lines.iter().rev() {
+                for line in profile.location(loc).lines.iter().rev() {
                     stack.push(intern(Frame {
                         name: line.function.clone(),
                         file: line.file.clone(),

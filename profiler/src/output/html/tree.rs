@@ -134,10 +134,11 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
         let process = strings.intern(&process_frame(sample));
         // Lazily: a sample cut at the tree's budget costs no more than the frames it keeps.
         let frames = std::iter::once((process, 0, 0, PROCESS, 0)).chain(
-            profile.stacks[sample.stack]
+            profile
+                .stack(sample.stack)
                 .iter()
                 .rev()
-                .map(|&l| &profile.locations[l])
+                .map(|&l| profile.location(l))
                 .flat_map(|loc| loc.lines.iter().rev().map(move |line| (loc, line)))
                 .map(|(loc, line)| {
                     let flags = if loc.kind.is_kernel() { KERNEL } else { 0 };

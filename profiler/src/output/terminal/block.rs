@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use profiler_model::BlockValue;
-use profiler_model::Profile;
+use profiler_model::{Profile, StackId};
 
 use super::summary::{group, human_time, shorten, shown_in_terminal};
 use super::{brief, line};
@@ -102,8 +102,8 @@ pub fn go_section(findings: &[GoWaitFinding], top: usize) -> String {
 }
 
 /// Stacks by delay, summed over labels: (stack, waits, delay), most delay first.
-fn top_stacks(profile: &Profile) -> Vec<(usize, i64, i64)> {
-    let mut by_stack = std::collections::HashMap::<usize, (i64, i64)>::new();
+fn top_stacks(profile: &Profile) -> Vec<(StackId, i64, i64)> {
+    let mut by_stack = std::collections::HashMap::<StackId, (i64, i64)>::new();
     for sample in profile.samples.iter().filter(|s| !is_idle(s)) {
         let entry = by_stack.entry(sample.stack).or_default();
         // Saturating: values read from a file can add up past i64::MAX.
@@ -114,7 +114,7 @@ fn top_stacks(profile: &Profile) -> Vec<(usize, i64, i64)> {
             .1
             .saturating_add(sample.value(BlockValue::Delay.index()));
     }
-    let mut all: Vec<(usize, i64, i64)> = by_stack
+    let mut all: Vec<(StackId, i64, i64)> = by_stack
         .into_iter()
         .map(|(stack, (waits, delay))| (stack, waits, delay))
         .collect();
