@@ -15,8 +15,7 @@ mod memfd;
 use std::path::{Path, PathBuf};
 
 use libfuzzer_sys::fuzz_target;
-use profiler::symbolize::debuginfo::{ElfFacts, build_id_candidates, debuglink_candidates};
-use profiler::symbolize::inflation;
+use profiler::parsers::{ElfFacts, build_id_candidates, debuglink_candidates, inflation};
 
 fuzz_target!(|data: &[u8]| {
     let Some(file) = memfd::with(data) else {

@@ -12,7 +12,7 @@ mod memfd;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{Module, Unwinder};
 use libfuzzer_sys::fuzz_target;
-use profiler::unwind::sections::{MAX_SECTION_BYTES, UnwindSections};
+use profiler::parsers::{MAX_SECTION_BYTES, UnwindSections};
 
 /// Where the fuzzed module is loaded.
 const BASE: u64 = 0x5555_0000_0000;

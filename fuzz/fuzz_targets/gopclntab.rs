@@ -11,7 +11,7 @@
 mod memfd;
 
 use libfuzzer_sys::fuzz_target;
-use profiler::symbolize::gopclntab::GoPclnTab;
+use profiler::parsers::GoPclnTab;
 
 fuzz_target!(|data: &[u8]| {
     let Some(file) = memfd::with(data) else {

@@ -12,7 +12,7 @@ mod memfd;
 use std::io::Seek;
 
 use libfuzzer_sys::fuzz_target;
-use profiler::process::perfmap::read_capped;
+use profiler::parsers::read_capped;
 
 fuzz_target!(|data: &[u8]| {
     let Some(mut file) = memfd::with(data) else {

@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use profiler::output::pprof_read::decode_bytes;
-use profiler::profile::ProfileKind as Kind;
+use profiler_model::ProfileKind as Kind;
+use profiler_model::pprof_read::decode_bytes;
 
 fuzz_target!(|data: &[u8]| {
     // Every kind: an input can only get past the sample-type check for the kind it is.

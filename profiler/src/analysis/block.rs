@@ -3,8 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::profile::BlockValue;
-use crate::profile::Profile;
+use profiler_model::{BlockValue, Profile};
 
 use super::language;
 
@@ -99,8 +98,8 @@ pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
 
 /// Whether a sample is an idle Go runtime thread's futex wait (the scheduler parking an
 /// M with nothing to run), which is not blocking anyone.
-pub fn is_idle(sample: &crate::profile::Sample) -> bool {
-    crate::profile::labels::class_of(sample) == Some(crate::profile::labels::WaitClass::Idle)
+pub fn is_idle(sample: &profiler_model::Sample) -> bool {
+    profiler_model::labels::class_of(sample) == Some(profiler_model::labels::WaitClass::Idle)
         && sample.label_num("goroutine").is_none()
 }
 
@@ -127,12 +126,13 @@ pub fn by_process(profile: &Profile) -> Vec<(i64, String, u64)> {
 mod tests {
     use std::time::{Duration, SystemTime};
 
+    use profiler_model::{Label, Line, Location, ProfileBuilder, ValueType};
+
     use super::*;
-    use crate::profile::{Label, Line, Location, ProfileBuilder, ValueType};
 
     fn profile() -> Profile {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Block,
+            profiler_model::ProfileKind::Block,
             vec![
                 ValueType::new("contentions", "count"),
                 ValueType::new("delay", "nanoseconds"),
@@ -149,7 +149,7 @@ mod tests {
                     file: None,
                     line: 0,
                 }],
-                kind: crate::profile::FrameKind::Function,
+                kind: profiler_model::FrameKind::Function,
             })
         };
         let (lock, consume) = (loc(&mut b, "contend_lock"), loc(&mut b, "consume"));

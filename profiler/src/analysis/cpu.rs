@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::profile::Profile;
+use profiler_model::{Profile, StackId};
 
 use super::language::{self, Language};
 
@@ -76,7 +76,7 @@ pub fn memory_hot_spots_over(profile: &Profile, min_share: f64) -> Vec<MemoryHot
         value: i64,
         functions: HashMap<&'p str, i64>,
         callers: HashMap<&'p str, i64>,
-        heaviest: Option<(i64, usize)>,
+        heaviest: Option<(i64, StackId)>,
     }
     let index = profile.default_sample_type;
     let total = profile.total(index);
@@ -84,10 +84,11 @@ pub fn memory_hot_spots_over(profile: &Profile, min_share: f64) -> Vec<MemoryHot
     // By stack: each distinct stack's frames are walked once.
     for (stack, v) in profile.stack_totals(index) {
         // Root first, user frames only: the kernel has its own, unrelated `free`s.
-        let frames: Vec<&str> = profile.stacks[stack]
+        let frames: Vec<&str> = profile
+            .stack(stack)
             .iter()
             .rev()
-            .map(|&l| &profile.locations[l])
+            .map(|&l| profile.location(l))
             .filter(|loc| !loc.kind.is_kernel())
             .flat_map(|loc| loc.lines.iter().rev())
             .map(|line| line.function.as_str())
@@ -286,15 +287,16 @@ fn hint(kind: Kind, language: Language) -> &'static str {
 mod tests {
     use std::time::{Duration, SystemTime};
 
+    use profiler_model::fixture::{line, location};
+    use profiler_model::{Location, ProfileBuilder, ValueType};
+
     use super::*;
-    use crate::output::fixture::{line, location};
-    use crate::profile::{Location, ProfileBuilder, ValueType};
 
     /// A CPU profile from (root-first function names, samples) pairs; names starting with
     /// `k:` are kernel frames.
     fn profile(stacks: &[(&[&str], i64)]) -> Profile {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            profiler_model::ProfileKind::Cpu,
             vec![
                 ValueType::new("samples", "count"),
                 ValueType::new("cpu", "nanoseconds"),
@@ -308,7 +310,7 @@ mod tests {
                 .rev()
                 .map(|f| match f.strip_prefix("k:") {
                     Some(k) => b.location(Location {
-                        kind: crate::profile::FrameKind::Kernel,
+                        kind: profiler_model::FrameKind::Kernel,
                         ..location(k.len() as u64, None, vec![line(k)])
                     }),
                     None => b.location(location(f.len() as u64 + 100, None, vec![line(f)])),

@@ -2,7 +2,7 @@
 //! where the report's flame graph should look. The words are made once ([`super::words`]);
 //! the terminal summary and the HTML report only lay them out.
 
-use crate::profile::ProfileKind;
+use profiler_model::ProfileKind;
 
 /// What a finding is about; the report's panel groups and colours by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! Every analysis of a run's profiles in one place, so the terminal summary and the HTML
 //! report show the same findings.
 
+use profiler_model::{Profile, ProfileKind};
+
 use crate::config::SmallIo;
-use crate::profile::{Profile, ProfileKind};
 
 use super::block::{self, FutexWaits};
 use super::cpu::{self, MemoryHotSpot};
@@ -188,8 +189,9 @@ impl Analysis {
 
 #[cfg(test)]
 mod tests {
+    use profiler_model::fixture;
+
     use super::*;
-    use crate::output::fixture;
 
     #[test]
     fn analyzes_what_is_there() {

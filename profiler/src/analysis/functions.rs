@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::profile::Profile;
+use profiler_model::{Profile, StackId};
 
 /// One function's values, one per sample type.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub fn function_values(profile: &Profile) -> HashMap<&str, FunctionValues> {
     // Summed by stack first, so each distinct stack is walked once however many samples
     // (threads, processes, labels) share it: a file can repeat one deep stack in every
     // sample.
-    let mut by_stack: HashMap<usize, Vec<i64>> = HashMap::new();
+    let mut by_stack: HashMap<StackId, Vec<i64>> = HashMap::new();
     for sample in &profile.samples {
         let sums = by_stack
             .entry(sample.stack)
@@ -38,9 +38,10 @@ pub fn function_values(profile: &Profile) -> HashMap<&str, FunctionValues> {
         let value = |t: usize| values[t];
         // The innermost line of the leaf location is the function actually running;
         // frames inlined around it are its callers.
-        let leaf = profile.stacks[stack]
+        let leaf = profile
+            .stack(stack)
             .first()
-            .and_then(|&l| profile.locations[l].lines.first())
+            .and_then(|&l| profile.location(l).lines.first())
             .map_or("[unknown]", |l| l.function.as_str());
         // Saturating throughout: values read from a file can add up past i64::MAX.
         let row = rows.entry(leaf).or_insert_with(zero);

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::profile::Profile;
+use profiler_model::Profile;
 
 /// The share of the CPU profile under Go's read/write syscalls that is a finding.
 pub const MIN_SHARE: f64 = 0.05;
@@ -105,12 +105,13 @@ pub fn syscall_hot_spot(profile: &Profile) -> Option<GoSyscallHotSpot> {
 mod tests {
     use std::time::{Duration, SystemTime};
 
+    use profiler_model::{ProfileBuilder, ValueType};
+
     use super::*;
-    use crate::profile::{ProfileBuilder, ValueType};
 
     fn profile(stacks: &[(&[&str], i64)]) -> Profile {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            profiler_model::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
@@ -121,10 +122,10 @@ mod tests {
                 .iter()
                 .rev()
                 .map(|name| {
-                    b.location(crate::output::fixture::location(
+                    b.location(profiler_model::fixture::location(
                         name.len() as u64,
                         None,
-                        vec![crate::output::fixture::line(name)],
+                        vec![profiler_model::fixture::line(name)],
                     ))
                 })
                 .collect();

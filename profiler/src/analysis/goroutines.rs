@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::profile::labels::{WaitClass, class_of};
-use crate::profile::{BlockValue, Profile};
+use profiler_model::labels::{WaitClass, class_of};
+use profiler_model::{BlockValue, Profile};
 
 /// The share of the profile's window that goroutines must have waited at one channel site,
 /// together, for it to be a finding.
@@ -150,8 +150,9 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
 mod tests {
     use std::time::{Duration, SystemTime};
 
+    use profiler_model::{Label, ProfileBuilder, ProfileKind};
+
     use super::*;
-    use crate::profile::{Label, ProfileBuilder, ProfileKind};
 
     fn profile() -> Profile {
         let mut b = ProfileBuilder::new(
@@ -163,10 +164,10 @@ mod tests {
             let locations = names
                 .iter()
                 .map(|name| {
-                    b.location(crate::output::fixture::location(
+                    b.location(profiler_model::fixture::location(
                         name.len() as u64,
                         None,
-                        vec![crate::output::fixture::line(name)],
+                        vec![profiler_model::fixture::line(name)],
                     ))
                 })
                 .collect();

@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
+use profiler_model::labels::ONLY_GREW;
+use profiler_model::{FrameKind, HeapValue, Profile};
+
 use crate::analysis::language::{self, Language};
-use crate::profile::labels::ONLY_GREW;
-use crate::profile::{FrameKind, HeapValue, Profile};
 
 /// A site makes many small allocations from this many per second...
 pub const MIN_ALLOCS_PER_SEC: f64 = 10_000.0;
@@ -132,10 +133,10 @@ fn is_allocator_frame(function: &str) -> bool {
 pub fn sites(profile: &Profile) -> Vec<HeapSite> {
     let mut by_caller: HashMap<(i64, String), HeapSite> = HashMap::new();
     for sample in &profile.samples {
-        let stack = &profile.stacks[sample.stack];
+        let stack = &profile.stack(sample.stack);
         let lines: Vec<(&str, bool)> = stack
             .iter()
-            .map(|&id| &profile.locations[id])
+            .map(|&id| profile.location(id))
             .filter(|loc| matches!(loc.kind, FrameKind::Function | FrameKind::Jit))
             .flat_map(|loc| {
                 let system = language::is_system_library(profile, loc);
@@ -205,8 +206,9 @@ pub fn leak_suspects(sites: &[HeapSite]) -> Vec<HeapSite> {
 
 #[cfg(test)]
 mod tests {
+    use profiler_model::{Label, Line, Location, ProfileBuilder, ProfileKind};
+
     use super::*;
-    use crate::profile::{Label, Line, Location, ProfileBuilder, ProfileKind};
     use std::time::{Duration, SystemTime};
 
     fn profile() -> Profile {

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 
+use profiler_model::IoValue;
+use profiler_model::{Profile, StackId};
+
 use crate::config::SmallIo;
-use crate::profile::IoValue;
-use crate::profile::Profile;
 
 use super::language::{self, Language};
 use crate::analysis::units::{group, human_bytes};
@@ -189,7 +190,7 @@ impl SmallIoFinding {
 /// The call sites of an I/O profile, most calls first.
 pub fn sites(profile: &Profile) -> Vec<IoSite> {
     // By stack id, so sites alike in every compared field (two unnamed stacks) keep one order.
-    let mut by_site: BTreeMap<(usize, &str), IoSite> = BTreeMap::new();
+    let mut by_site: BTreeMap<(StackId, &str), IoSite> = BTreeMap::new();
     for sample in &profile.samples {
         let syscall = sample.label_str("syscall").unwrap_or("unknown");
         let site = by_site.entry((sample.stack, syscall)).or_insert_with(|| {

@@ -1,7 +1,7 @@
 //! Tells from a stack's function names which language wrote it and where user code starts,
 //! so hints can name the fix in that language.
 
-use crate::profile::{Location, Profile};
+use profiler_model::{Location, Profile, StackId};
 
 /// The language a call site's code is written in, as far as its frames tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub fn detect<'a>(functions: impl IntoIterator<Item = &'a str>) -> Language {
 /// Whether a location belongs to the C library or the dynamic loader rather than to the
 /// program: the frames a hint should look past to find the code that made the call.
 pub fn is_system_library(profile: &Profile, location: &Location) -> bool {
-    let Some(mapping) = location.mapping.map(|m| &profile.mappings[m]) else {
+    let Some(mapping) = location.mapping.map(|m| profile.mapping(m)) else {
         return false;
     };
     let file = mapping.path.rsplit('/').next().unwrap_or("");
@@ -69,10 +69,11 @@ pub fn is_system_library(profile: &Profile, location: &Location) -> bool {
 
 /// The function that made a call into the system: the innermost frame of a stack outside the
 /// kernel and the system libraries (`read_bytewise` for `read_bytewise -> pread64`).
-pub fn user_caller(profile: &Profile, stack: usize) -> String {
-    profile.stacks[stack]
+pub fn user_caller(profile: &Profile, stack: StackId) -> String {
+    profile
+        .stack(stack)
         .iter()
-        .map(|&id| &profile.locations[id])
+        .map(|&id| profile.location(id))
         .filter(|loc| !loc.kind.is_kernel() && !is_system_library(profile, loc))
         .flat_map(|loc| loc.lines.iter())
         .map(|line| line.function.clone())

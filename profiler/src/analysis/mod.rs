@@ -1,6 +1,6 @@
 //! What the profiles mean: findings with hints, read from the profile model.
 //!
-//! In: the built [`crate::profile::Profile`]s. Out: an [`findings::Analysis`], whose
+//! In: the built [`profiler_model::Profile`]s. Out: an [`findings::Analysis`], whose
 //! findings are [`finding::Finding`] values worded once in [`words`] (small-I/O
 //! hot paths, contended futexes, contended Go mutexes and busy channels ([`goroutines`]),
 //! allocator and GC hot spots, Go small I/O ([`go_cpu`])) that the outputs show, plus

@@ -1,6 +1,8 @@
 //! The words of every finding, made once from what the analyses found: the terminal
 //! summary and the HTML report lay out these [`Finding`]s and write none of their own.
 
+use profiler_model::ProfileKind;
+
 use super::block::{CONTENTION_HINT, FutexWaits};
 use super::cpu::{Kind, MemoryHotSpot};
 use super::finding::{Detail, Fact, Finding, FindingKind, Reading, Text};
@@ -9,7 +11,6 @@ use super::goroutines::GoWaitFinding;
 use super::heap::{HeapSite, LEAK_HINT, SmallAllocations};
 use super::io::SmallIoFinding;
 use super::units::{group, human_bytes, human_time};
-use crate::profile::ProfileKind;
 
 /// How many waiting functions a contended lock's details name.
 pub const WAITERS_NAMED: usize = 3;

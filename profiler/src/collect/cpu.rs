@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use profiler_common::{COMM_LEN, counter, sample_kind};
+use profiler_model::{CpuValue, Label, ProfileKind, ValueType};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
 use crate::collect::raw_profile::{RawProfile, RawStack};
 use crate::collect::records::comm;
 use crate::collect::stacks::{StackHandle, UserStack};
-use crate::profile::{CpuValue, Label, ProfileKind, ValueType};
 
 /// What one CPU sample is counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

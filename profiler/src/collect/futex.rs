@@ -6,14 +6,14 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use profiler_common::{BlockKey, counter, futex_syscall, sample_kind, wait_outcome};
+use profiler_model::labels::IN_PROGRESS;
+use profiler_model::{Label, LostStack, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
 use crate::collect::raw_profile::{RawProfile, stacks_by_site};
 use crate::collect::records::comm;
 use crate::collect::stacks::UserStack;
-use crate::profile::labels::IN_PROGRESS;
-use crate::profile::{Label, LostStack, ProfileKind};
 
 /// Counts the stacks sampled at each futex wait site.
 #[derive(Default)]

@@ -7,6 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use profiler_common::{GoWaitKey, counter, sample_kind};
+use profiler_model::labels::{CLASS, IN_PROGRESS, WaitClass};
+use profiler_model::{Label, LostStack, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample, Seen};
 use crate::collect::goroutines::{GoTracer, GoroutineWaits};
@@ -15,8 +17,6 @@ use crate::collect::raw_profile::{RawProfile, stacks_by_site};
 use crate::collect::records::comm;
 use crate::collect::stacks::UserStack;
 use crate::config::Target;
-use crate::profile::labels::{CLASS, IN_PROGRESS, WaitClass};
-use crate::profile::{Label, LostStack, ProfileKind};
 
 /// The `outcome` of a goroutine wait that ended with the goroutine made ready.
 const READIED: &str = "woken";

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 
 use profiler_common::{HeapSiteKey, counter};
+use profiler_model::labels::ONLY_GREW;
+use profiler_model::{HeapValue, Label, LostStack, ProfileKind};
 
 use crate::collect::allocators::go_version;
 use crate::collect::collector::RunEnd;
@@ -14,8 +16,6 @@ use crate::collect::preload::{Preload, RECORDED_STARTS};
 use crate::collect::raw_profile::{RawProfile, RawStack, stacks_by_site};
 use crate::collect::records::comm;
 use crate::collect::stacks::UserStack;
-use crate::profile::labels::ONLY_GREW;
-use crate::profile::{HeapValue, Label, LostStack, ProfileKind};
 
 const ALLOC_OBJECTS: usize = HeapValue::AllocObjects.index();
 const ALLOC_SPACE: usize = HeapValue::AllocSpace.index();

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use profiler_common::{IoKey, counter, io_syscall, sample_kind};
+use profiler_model::{IoValue, Label, LostStack, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
 use crate::collect::raw_profile::{RawProfile, stacks_by_site};
 use crate::collect::records::comm;
 use crate::collect::stacks::UserStack;
-use crate::profile::{IoValue, Label, LostStack, ProfileKind};
 
 /// Counts the stacks sampled at each I/O call site.
 #[derive(Default)]

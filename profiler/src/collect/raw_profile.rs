@@ -1,13 +1,14 @@
 //! What a collector hands on at the end of a run: one raw profile of its kind, its samples
 //! on unwound but unnamed stacks with their values and labels, and what it traced,
 //! received and lost. [`crate::convert`] names every stack of every raw profile at once
-//! and turns them into [`crate::profile::Profile`]s; nothing here symbolizes.
+//! and turns them into [`profiler_model::Profile`]s; nothing here symbolizes.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use profiler_model::{Label, LostStack, ProfileKind, ValueType};
+
 use crate::collect::stacks::{StackHandle, StackTable, UserStack};
-use crate::profile::{Label, LostStack, ProfileKind, ValueType};
 
 /// The stack a raw sample is counted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,8 +165,9 @@ pub fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
 
 #[cfg(test)]
 mod tests {
+    use profiler_model::FrameAddress;
+
     use super::*;
-    use crate::profile::FrameAddress;
 
     #[test]
     fn apportion_is_exact_and_proportional() {

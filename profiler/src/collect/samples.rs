@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use profiler_common::sample_kind;
+use profiler_model::FrameAddress;
 
 use crate::collect::collector::Sample;
 use crate::collect::records::SampleView;
 use crate::collect::stacks::{StackTable, UserStack};
 use crate::process::procmaps::{ProcessInfo, ProcessTable};
-use crate::profile::FrameAddress;
 use crate::unwind::{SectionStats, StackCopy, StackEnd, StackUnwinder, Unwound};
 
 /// How soon a process's mappings may be read again because a return address left them:

@@ -1,7 +1,8 @@
 //! The run's distinct stacks: interned frames and the user stack of a sample, as data.
 
+use profiler_model::FrameAddress;
+
 use crate::process::procmaps::SpaceId;
-use crate::profile::FrameAddress;
 use indexmap::IndexSet;
 
 /// A distinct stack, by its index in a [`StackTable`].

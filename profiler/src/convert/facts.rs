@@ -3,9 +3,10 @@
 
 use std::ffi::CStr;
 
+use profiler_model::RunFacts;
+
 use crate::collect::session::RunOutcome;
 use crate::config::{Config, Target};
-use crate::profile::RunFacts;
 
 /// The facts of `run`, as [`RunFacts::encode`] writes them into every profile.
 pub fn describe(run: &RunOutcome, config: &Config) -> String {

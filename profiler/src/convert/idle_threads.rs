@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use crate::profile::labels::{CLASS, WaitClass};
-use crate::profile::{Label, Profile};
+use profiler_model::labels::{CLASS, WaitClass};
+use profiler_model::{Label, Profile, StackId};
 
 /// The Go scheduler's functions under which a thread's futex wait means it has nothing to
 /// run (Go 1.19's `findrunnable` became `findRunnable` in 1.20).
@@ -21,7 +21,7 @@ const IDLE_SCHEDULER: [&str; 7] = [
 /// Marks the futex waits of Go runtime threads parked for want of work
 /// (`runtime.futexsleep` under the scheduler's idle paths) with class `idle`.
 pub fn mark_idle_threads(profile: &mut Profile) {
-    let idle_stacks: HashSet<usize> = profile
+    let idle_stacks: HashSet<StackId> = profile
         .samples
         .iter()
         .filter(|s| s.label_num("goroutine").is_none())

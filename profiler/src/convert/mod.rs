@@ -1,7 +1,7 @@
 //! Converting: turn a run's raw profiles into symbolized profiles, one generic pass.
 //!
 //! In: a [`crate::collect::session::RunOutcome`], its collectors' raw profiles. Out: one
-//! [`crate::profile::Profile`] per profile kind, raw profiles of the same kind merged
+//! [`profiler_model::Profile`] per profile kind, raw profiles of the same kind merged
 //! (the futex and goroutine waits make one blocking profile). Every address of every raw
 //! stack is symbolized at once ([`stacks`]), one batch per file, before any profile is
 //! built; building only reads the results.
@@ -10,10 +10,11 @@ pub mod facts;
 pub mod idle_threads;
 pub mod stacks;
 
+use profiler_model::{Profile, ProfileBuilder, ProfileKind};
+
 use crate::collect::raw_profile::RawProfile;
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
-use crate::profile::{Profile, ProfileBuilder, ProfileKind};
 use crate::symbolize::Symbolizer;
 use crate::symbolize::debuginfod::Debuginfod;
 

@@ -9,12 +9,13 @@
 
 use std::time::Instant;
 
+use profiler_model::{
+    AddressSpace, FrameKind, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame, StackId,
+};
+
 use crate::collect::raw_profile::RawStack;
 use crate::collect::stacks::{StackHandle, StackTable, UserStack};
 use crate::process::procmaps::ProcessTable;
-use crate::profile::{
-    AddressSpace, FrameKind, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame,
-};
 
 use crate::symbolize::{KERNEL_MAPPING, Symbolizer};
 
@@ -67,7 +68,7 @@ impl<'run> StackResolver<'run> {
     }
 
     /// Interns a raw stack into `builder`: a lost one as the marker saying why.
-    pub fn intern(&mut self, builder: &mut ProfileBuilder, stack: RawStack) -> usize {
+    pub fn intern(&mut self, builder: &mut ProfileBuilder, stack: RawStack) -> StackId {
         match stack {
             RawStack::Sampled { user, kernel } => self.intern_sampled(builder, user, kernel),
             RawStack::Lost(why) => {
@@ -88,7 +89,7 @@ impl<'run> StackResolver<'run> {
         builder: &mut ProfileBuilder,
         user: UserStack,
         kernel: StackHandle,
-    ) -> usize {
+    ) -> StackId {
         let mut locations = Vec::new();
         for &frame in self.stacks.frames(kernel) {
             let raw = RawFrame {
@@ -184,13 +185,14 @@ fn lost(why: LostStack) -> Location {
 
 #[cfg(test)]
 mod tests {
+    use profiler_model::{FrameAddress, ValueType};
+
     use super::*;
-    use crate::profile::{FrameAddress, ValueType};
     use std::time::{Duration, SystemTime};
 
     fn builder() -> ProfileBuilder {
         ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            profiler_model::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::ZERO,

@@ -6,9 +6,9 @@ use std::io::Write;
 use anyhow::Context;
 use inferno::flamegraph::color::{BasicPalette, Palette};
 use inferno::flamegraph::{self, Options};
+use profiler_model::{Profile, ProfileKind};
 
 use super::folded;
-use crate::profile::{Profile, ProfileKind};
 
 /// Renders `profile` as an SVG flame graph into `out`; an empty profile gets a small SVG
 /// that says "no samples".
@@ -256,9 +256,10 @@ fn empty_svg(title: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use profiler_model::ValueType;
+    use profiler_model::fixture;
+
     use super::*;
-    use crate::output::fixture;
-    use crate::profile::ValueType;
 
     #[test]
     fn svg_names_the_functions() {

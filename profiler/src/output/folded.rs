@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use crate::profile::{Profile, Sample};
+use profiler_model::{Profile, Sample};
 
 /// The folded lines of `profile`, sorted, weighted by the default sample type.
 ///
@@ -82,9 +82,10 @@ pub fn process_frame(sample: &Sample) -> String {
 mod tests {
     use std::time::{Duration, SystemTime};
 
+    use profiler_model::fixture::{self, PERIOD};
+    use profiler_model::{Label, ProfileBuilder, ValueType};
+
     use super::*;
-    use crate::output::fixture::{self, PERIOD};
-    use crate::profile::{Label, ProfileBuilder, ValueType};
 
     #[test]
     fn fixture_lines() {
@@ -111,7 +112,7 @@ mod tests {
     #[test]
     fn merges_drops_and_sanitizes() {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Io,
+            profiler_model::ProfileKind::Io,
             vec![ValueType::new("bytes", "bytes")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::Context;
+use profiler_model::Profile;
 use serde::Serialize;
 
 use super::folded::process_frame;
-use crate::profile::Profile;
 
 /// The schema URL speedscope checks to recognize its own format.
 const SCHEMA: &str = "https://www.speedscope.app/file-format-schema.json";
@@ -82,9 +82,9 @@ pub fn render(profile: &Profile) -> File {
                 file: None,
                 line: None,
             })];
-            for &loc in profile.stacks[sample.stack].iter().rev() {
+            for &loc in profile.stack(sample.stack).iter().rev() {
                 // Lines are innermost first; speedscope wants callers first.
-                for line in profile.locations[loc].lines.iter().rev() {
+                for line in profile.location(loc).lines.iter().rev() {
                     stack.push(intern(Frame {
                         name: line.function.clone(),
                         file: line.file.clone(),
@@ -149,10 +149,10 @@ fn unit(pprof_unit: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use profiler_model::fixture::{self, PERIOD};
     use serde_json::Value;
 
     use super::*;
-    use crate::output::fixture::{self, PERIOD};
 
     fn parsed(profile: &Profile) -> Value {
         let mut out = Vec::new();

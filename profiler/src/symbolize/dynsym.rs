@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use object::{Object, ObjectSymbol, SymbolKind};
+use profiler_model::Line;
 
 use crate::process::elf_data::BoundedFile;
-use crate::profile::Line;
 use crate::sys::safe_open::open_regular_following;
 
 /// The most symbols taken from one table: a crafted table's count is only bounded by its

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{CodeInfo, Input, Reason, Sym, Symbolized, Symbolizer};
+use profiler_model::Line;
 
-use crate::profile::Line;
 use crate::symbolize::debuginfo::{DebugInfoFinder, DebugOrigin, ElfFacts};
 use crate::symbolize::dynsym::DynSymbols;
 use crate::symbolize::gopclntab::GoPclnTab;

@@ -18,9 +18,9 @@ use std::cell::Cell;
 use std::fs::File;
 
 use object::{Object, ObjectSection, ReadRef};
+use profiler_model::Line;
 
 use crate::process::elf_data::BoundedFile;
-use crate::profile::Line;
 
 /// `PCDATA_InlTreeIndex`: the pcdata table giving the inline tree index at a PC.
 const PCDATA_INL_TREE_INDEX: usize = 2;

@@ -35,8 +35,9 @@ use std::time::Instant;
 use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::perfmap::PerfMap;
 use crate::process::procmaps::{MapEntry, ProcessInfo};
-pub use crate::profile::KERNEL_MAPPING;
-use crate::profile::{FrameAddress, FrameKind, Line, Mapping, Unnamed, module_offset};
+pub use profiler_model::KERNEL_MAPPING;
+use profiler_model::{FrameAddress, FrameKind, Line, Mapping, Unnamed, module_offset};
+
 use crate::symbolize::debuginfo::{DebugInfoFinder, DebugOrigin};
 use crate::symbolize::debuginfod::Debuginfod;
 use crate::symbolize::kallsyms::{Kallsyms, KernelName};

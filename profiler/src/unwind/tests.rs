@@ -1,8 +1,9 @@
 use std::arch::asm;
 
+use profiler_model::FrameAddress;
+
 use super::*;
 use crate::process::procmaps::ProcessTable;
-use crate::profile::FrameAddress;
 use crate::symbolize::Symbolizer;
 
 /// Registers and a copy of the stack of this thread, as the kernel takes them.

@@ -3,13 +3,13 @@
 //! [`Profile`] the pprof and folded files are written from, so every view shows the same
 //! numbers.
 
+use profiler_model::Profile;
 use serde::Serialize;
 
 use super::facts::Header;
 use super::findings::{FindingData, findings};
 use super::tree::{ProfileData, profile_data};
 use crate::analysis::findings::Analysis;
-use crate::profile::Profile;
 
 /// Everything the report page shows.
 #[derive(Debug, Serialize)]

@@ -4,7 +4,7 @@
 
 use serde::{Serialize, Serializer};
 
-use crate::profile::{Profile, RunFacts};
+use profiler_model::{Profile, RunFacts};
 
 /// The run's facts and the report's source, for the header.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn the_header_comes_from_the_first_run_comment() {
-        let mut p = crate::output::fixture::profile();
+        let mut p = profiler_model::fixture::profile();
         p.comments = vec![
             "lost: 0".to_owned(),
             "run: host vm, kernel 6.18.44, 2 CPUs; target: command `sh -c a; b` and its \
@@ -95,7 +95,7 @@ mod tests {
             })
         );
         // Without a run comment, the fallback's facts and nothing more.
-        let bare = Header::of(&[crate::output::fixture::profile()], live, "live");
+        let bare = Header::of(&[profiler_model::fixture::profile()], live, "live");
         let json = serde_json::to_value(&bare).unwrap();
         assert_eq!(
             (json["host"].as_str(), json["cpus"].as_u64()),

@@ -15,10 +15,10 @@ use crate::output::strings::escape_html as escape;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use profiler_model::{Profile, RunFacts};
 
 use super::OutputDir;
 use crate::analysis::findings::Analysis;
-use crate::profile::{Profile, RunFacts};
 
 use facts::Header;
 
@@ -102,9 +102,10 @@ pub fn live_facts() -> RunFacts {
 
 #[cfg(test)]
 mod tests {
+    use profiler_model::fixture;
+
     use super::*;
     use crate::config::SmallIo;
-    use crate::output::fixture;
 
     #[test]
     fn template_has_each_placeholder_once() {

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::output::strings::StringTable;
-use crate::profile::Profile;
+use profiler_model::Profile;
+use profiler_model::StringTable;
 
 /// At most this many functions are listed in a profile's table, the largest first.
 pub const MAX_FUNCTIONS: usize = 2000;

@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 
+use profiler_model::StringTable;
+use profiler_model::{Profile, ProfileKind};
 use serde::Serialize;
 
 use super::table::{FunctionRow, function_rows};
 use crate::output::folded::process_frame;
-use crate::output::strings::StringTable;
-use crate::profile::{Profile, ProfileKind};
 
 /// A frame is pruned from the tree when, for every sample type, it holds less than this
 /// share of the profile's total: narrower than a pixel at full width, and it keeps a
@@ -73,7 +73,7 @@ pub struct ProfileData {
 /// A frame of the tree, serialized as a compact array:
 /// `[name, file, line, flags, [value per type], parent, why]`, where `name`, `file`
 /// and `why` index [`ProfileData::strings`] (`file` 0 when unknown, `why` 0 for a named
-/// frame, else why it has no name: [`crate::profile::FrameKind::reason`]), `line` is 0
+/// frame, else why it has no name: [`profiler_model::FrameKind::reason`]), `line` is 0
 /// when unknown, `flags` holds [`KERNEL`] and [`PROCESS`], values are totals (self is
 /// total minus the children's), and `parent` indexes [`ProfileData::tree`] (0 for the
 /// root itself).
@@ -134,10 +134,11 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
         let process = strings.intern(&process_frame(sample));
         // Lazily: a sample cut at the tree's budget costs no more than the frames it keeps.
         let frames = std::iter::once((process, 0, 0, PROCESS, 0)).chain(
-            profile.stacks[sample.stack]
+            profile
+                .stack(sample.stack)
                 .iter()
                 .rev()
-                .map(|&l| &profile.locations[l])
+                .map(|&l| profile.location(l))
                 .flat_map(|loc| loc.lines.iter().rev().map(move |line| (loc, line)))
                 .map(|(loc, line)| {
                     let flags = if loc.kind.is_kernel() { KERNEL } else { 0 };
@@ -304,9 +305,10 @@ fn frequency(profile: &Profile) -> Option<u64> {
 mod tests {
     use std::time::{Duration, SystemTime};
 
+    use profiler_model::fixture::{self, PERIOD, line, location};
+    use profiler_model::{Label, ProfileBuilder, ValueType};
+
     use super::*;
-    use crate::output::fixture::{self, PERIOD, line, location};
-    use crate::profile::{Label, ProfileBuilder, ValueType};
 
     /// The children of `node`, a frame of `data`'s tree.
     fn kids<'a>(data: &'a ProfileData, node: &Node) -> Vec<&'a Node> {
@@ -376,7 +378,7 @@ mod tests {
     #[test]
     fn frames_under_the_threshold_are_pruned_and_counted() {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            profiler_model::ProfileKind::Cpu,
             vec![
                 ValueType::new("samples", "count"),
                 ValueType::new("bytes", "bytes"),
@@ -425,14 +427,14 @@ mod tests {
     #[test]
     fn kernel_frames_are_flagged() {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            profiler_model::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
         );
         let user = b.location(location(1, None, vec![line("main")]));
-        let kernel = b.location(crate::profile::Location {
-            kind: crate::profile::FrameKind::Kernel,
+        let kernel = b.location(profiler_model::Location {
+            kind: profiler_model::FrameKind::Kernel,
             ..location(2, None, vec![line("do_syscall_64")])
         });
         let s = b.stack(vec![kernel, user]);
@@ -446,16 +448,16 @@ mod tests {
 
     #[test]
     fn unnamed_frames_say_why() {
-        use crate::profile::{FrameKind, Unnamed};
+        use profiler_model::{FrameKind, Unnamed};
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            profiler_model::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
         );
         let user = b.location(location(1, None, vec![line("main")]));
         let kind = FrameKind::Unnamed(Unnamed::NoSymbol);
-        let unnamed = b.location(crate::profile::Location {
+        let unnamed = b.location(profiler_model::Location {
             kind,
             ..location(2, None, vec![line("app+0x10")])
         });
@@ -471,7 +473,7 @@ mod tests {
     #[test]
     fn the_tree_stops_at_its_budget_and_says_so() {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            profiler_model::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),

@@ -3,6 +3,9 @@
 
 use std::fmt::Write;
 
+use profiler_model::BlockValue;
+use profiler_model::{Profile, StackId};
+
 use super::summary::{group, human_time, shorten, shown_in_terminal};
 use super::{brief, line};
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits, is_idle};
@@ -10,8 +13,6 @@ use crate::analysis::finding::Fact;
 use crate::analysis::goroutines::{GoWaitFinding, GoWaitKind};
 use crate::analysis::words;
 use crate::output::strings::escape_terminal;
-use crate::profile::BlockValue;
-use crate::profile::Profile;
 
 /// Renders blocked time per process, the `top` waiting stacks and the contended futexes.
 pub fn render(
@@ -101,8 +102,8 @@ pub fn go_section(findings: &[GoWaitFinding], top: usize) -> String {
 }
 
 /// Stacks by delay, summed over labels: (stack, waits, delay), most delay first.
-fn top_stacks(profile: &Profile) -> Vec<(usize, i64, i64)> {
-    let mut by_stack = std::collections::HashMap::<usize, (i64, i64)>::new();
+fn top_stacks(profile: &Profile) -> Vec<(StackId, i64, i64)> {
+    let mut by_stack = std::collections::HashMap::<StackId, (i64, i64)>::new();
     for sample in profile.samples.iter().filter(|s| !is_idle(s)) {
         let entry = by_stack.entry(sample.stack).or_default();
         // Saturating: values read from a file can add up past i64::MAX.
@@ -113,7 +114,7 @@ fn top_stacks(profile: &Profile) -> Vec<(usize, i64, i64)> {
             .1
             .saturating_add(sample.value(BlockValue::Delay.index()));
     }
-    let mut all: Vec<(usize, i64, i64)> = by_stack
+    let mut all: Vec<(StackId, i64, i64)> = by_stack
         .into_iter()
         .map(|(stack, (waits, delay))| (stack, waits, delay))
         .collect();
@@ -138,8 +139,8 @@ mod tests {
     }
 
     fn empty_profile() -> Profile {
-        crate::profile::ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Block,
+        profiler_model::ProfileBuilder::with_sample_types(
+            profiler_model::ProfileKind::Block,
             vec![],
             std::time::SystemTime::UNIX_EPOCH,
             std::time::Duration::ZERO,

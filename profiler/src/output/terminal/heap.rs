@@ -3,13 +3,14 @@
 
 use std::fmt::Write;
 
+use profiler_model::Profile;
+
 use super::brief_whole;
 use super::summary::{group, shorten, shown_in_terminal};
 use crate::analysis::heap::{HeapSite, SmallAllocations};
 use crate::analysis::units::human_bytes;
 use crate::analysis::words;
 use crate::output::strings::escape_terminal;
-use crate::profile::Profile;
 
 /// Renders the heap profile's comments, its top `top` sites by bytes allocated and by
 /// bytes in use, and its findings.

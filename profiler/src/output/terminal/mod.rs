@@ -13,13 +13,14 @@ use std::fmt::Write;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use profiler_model::{Profile, ProfileKind};
+
 use self::summary::shorten;
 use crate::analysis::cpu::{self, MemoryHotSpot};
 use crate::analysis::finding::{Fact, Reading, Text};
 use crate::analysis::findings::Analysis;
 use crate::analysis::words;
 use crate::output::strings::{escape_terminal, escape_terminal_lines};
-use crate::profile::{Profile, ProfileKind};
 
 /// ANSI styling, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,10 +326,11 @@ pub fn files(dir: &Path, written: &[PathBuf], style: &Style) -> String {
 
 #[cfg(test)]
 mod tests {
+    use profiler_model::fixture;
+
     use super::*;
     use crate::analysis::cpu::Kind;
     use crate::config::SmallIo;
-    use crate::output::fixture;
 
     fn with_run_line() -> Profile {
         let mut p = fixture::profile();

@@ -5,8 +5,9 @@ pub(crate) use crate::analysis::units::{group, human_time};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
+use profiler_model::{Profile, ValueType};
+
 use crate::output::strings::escape_terminal;
-use crate::profile::{Profile, ValueType};
 
 /// Longest function name shown before it is cut, so one C++ template cannot wreck the table.
 const MAX_NAME: usize = 120;
@@ -170,14 +171,15 @@ pub(crate) fn shorten(name: &str) -> String {
 mod tests {
     use std::time::{Duration, SystemTime};
 
+    use profiler_model::fixture::{self, PERIOD, line, location};
+    use profiler_model::{Label, ProfileBuilder};
+
     use super::*;
-    use crate::output::fixture::{self, PERIOD, line, location};
-    use crate::profile::{Label, ProfileBuilder};
 
     /// main->a (3), main->b->a (1), main->b (6), counted in samples.
     fn known() -> Profile {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            profiler_model::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
@@ -212,7 +214,7 @@ mod tests {
     #[test]
     fn recursion_counts_once_per_stack() {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            profiler_model::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),

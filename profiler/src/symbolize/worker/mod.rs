@@ -22,7 +22,8 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::profile::{Line, Unnamed};
+use profiler_model::{Line, Unnamed};
+
 use crate::symbolize::debuginfo::{DebugOrigin, Refusals};
 use crate::symbolize::debuginfod::{Activity, DebuginfodSettings};
 use crate::symbolize::file_names::{self, NoName};

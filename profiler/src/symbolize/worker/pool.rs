@@ -10,9 +10,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use profiler_model::Unnamed;
+
 use super::Accounting;
 use super::{Answer, Budgets, Job, MAX_ANSWER, Outcome, Setup, WORKERS, WorkerCommand, named_of};
-use crate::profile::Unnamed;
 
 /// How waiting for an answer failed.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! How pprof's mappings are written: the main executable first, so `go tool pprof` names
 //! the program, and each mapping's `has_*` flags as its locations support them.
 
-use crate::profile::{Location, Profile};
+use crate::{Location, Profile};
 
 /// The order mappings are written in: the main executable's first, the others as they
 /// were interned.
@@ -35,8 +35,8 @@ fn main_executable(profile: &Profile) -> Option<usize> {
             .get(profile.default_sample_type)
             .map_or(0, |&v| u128::try_from(v).unwrap_or(0));
         seen.clear();
-        for &loc in &profile.stacks[sample.stack] {
-            if let Some(m) = profile.locations[loc].mapping
+        for &loc in profile.stack(sample.stack) {
+            if let Some(m) = profile.location(loc).mapping.map(|m| m.index())
                 && program[m]
                 && !seen.contains(&m)
             {

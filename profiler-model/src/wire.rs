@@ -8,7 +8,7 @@
 
 use std::mem::size_of;
 
-use super::proto;
+use crate::proto;
 
 /// Bytes the decoded [`proto::Profile`] of `buf` would take on the heap, counted as if
 /// every vector had grown to twice its length (prost grows them by pushing).

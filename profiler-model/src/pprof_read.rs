@@ -26,12 +26,12 @@ use anyhow::{Context, bail};
 use flate2::read::GzDecoder;
 use prost::Message;
 
-use super::proto;
-use super::wire;
-use crate::profile::{
+use crate::proto;
+use crate::wire;
+use crate::{
     ELIDED_INLINE_PREFIX, FrameKind, INLINE_KEPT_INNER, INLINE_KEPT_OUTER, KERNEL_MAPPING, Label,
-    LabelValue, Line, Location, MAX_INLINE_LINES, Mapping, Profile, ProfileKind, Sample, Unnamed,
-    ValueType, elided_inline_line,
+    LabelValue, Line, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile,
+    ProfileKind, Sample, StackId, Unnamed, ValueType, elided_inline_line,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -162,7 +162,7 @@ pub fn decode_bytes(raw: &[u8], kind: ProfileKind) -> anyhow::Result<Profile> {
 }
 
 /// Converts pprof's protobuf message into the profile model, the inverse of
-/// `output::pprof::encode`, after checking its sample types are those of `kind`.
+/// [`crate::pprof::encode`], after checking its sample types are those of `kind`.
 ///
 /// A location's kind is the one its function's system name tags (see
 /// [`FrameKind::tag`]); untagged, it is kernel code when its mapping is [`KERNEL_MAPPING`],
@@ -319,7 +319,7 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
         };
         locations.push(Location {
             address: loc.address,
-            mapping,
+            mapping: mapping.map(MappingId::new),
             lines,
             kind,
         });
@@ -332,7 +332,7 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
             string_keys.insert(l.key);
         }
     }
-    let mut stack_index: HashMap<Vec<usize>, usize> = HashMap::new();
+    let mut stack_index: HashMap<Vec<LocationId>, StackId> = HashMap::new();
     let mut stacks = Vec::new();
     let mut samples = Vec::with_capacity(p.sample.len());
     let (mut distinct_frames, mut sample_frames) = (0usize, 0usize);
@@ -358,7 +358,7 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
                 .get(id)
                 .with_context(|| format!("sample {i} names location {id}, which is missing"))?;
             frames += locations[l].lines.len();
-            stack.push(l);
+            stack.push(LocationId::new(l));
         }
         sample_frames += frames;
         if sample_frames > MAX_SAMPLE_FRAMES {
@@ -371,9 +371,10 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
                 if distinct_frames > MAX_DISTINCT_FRAMES {
                     bail!("its distinct stacks hold over {MAX_DISTINCT_FRAMES} frames in all");
                 }
+                let index = StackId::new(stacks.len());
                 stacks.push(stack.clone());
-                stack_index.insert(stack, stacks.len() - 1);
-                stacks.len() - 1
+                stack_index.insert(stack, index);
+                index
             }
         };
         let mut labels = Vec::with_capacity(s.label.len());

@@ -98,7 +98,7 @@ impl WaitClass {
 
 /// The class of a blocking-profile sample: its [`CLASS`] label, or `None` for a futex wait
 /// that is not a Go runtime thread's idling.
-pub fn class_of(sample: &crate::profile::Sample) -> Option<WaitClass> {
+pub fn class_of(sample: &crate::Sample) -> Option<WaitClass> {
     sample.label_str(CLASS).and_then(WaitClass::from_label)
 }
 

@@ -65,7 +65,7 @@ impl ProfileBuilder {
 
     /// Starts a profile of `kind` with other sample types than its schema's, for tests of
     /// outputs, which must show whatever a profile holds.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fixture"))]
     pub fn with_sample_types(
         kind: ProfileKind,
         sample_types: Vec<ValueType>,
@@ -80,7 +80,7 @@ impl ProfileBuilder {
 
     /// Sets the sample type viewers show first, for test profiles whose types are not
     /// their kind's schema.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fixture"))]
     pub fn default_sample_type(&mut self, index: usize) -> &mut Self {
         assert!(
             index < self.profile.sample_types.len(),
@@ -108,7 +108,7 @@ impl ProfileBuilder {
         if let Some(&id) = self.mapping_ids.get(&mapping) {
             return id;
         }
-        let id = self.profile.mappings.len();
+        let id = MappingId::new(self.profile.mappings.len());
         self.profile.mappings.push(mapping.clone());
         self.mapping_ids.insert(mapping, id);
         id
@@ -129,7 +129,7 @@ impl ProfileBuilder {
             self.elided.0 += 1;
             self.elided.1 += elided;
         }
-        let id = self.profile.locations.len();
+        let id = LocationId::new(self.profile.locations.len());
         self.profile.locations.push(location.clone());
         self.location_ids.insert(location, id);
         id
@@ -157,7 +157,7 @@ impl ProfileBuilder {
         if let Some(&id) = self.stack_ids.get(&locations) {
             return id;
         }
-        let id = self.profile.stacks.len();
+        let id = StackId::new(self.profile.stacks.len());
         self.profile.stacks.push(locations.clone());
         self.stack_ids.insert(locations, id);
         id
@@ -206,7 +206,7 @@ impl ProfileBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::model::Line;
+    use crate::model::Line;
 
     fn loc(name: &str) -> Location {
         Location {
@@ -217,14 +217,14 @@ mod tests {
                 file: None,
                 line: 0,
             }],
-            kind: crate::profile::FrameKind::Function,
+            kind: crate::FrameKind::Function,
         }
     }
 
     #[test]
     fn interns_and_merges() {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            crate::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn long_inline_chains_are_cut_and_counted() {
         let mut b = ProfileBuilder::with_sample_types(
-            crate::profile::ProfileKind::Cpu,
+            crate::ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
@@ -261,7 +261,8 @@ mod tests {
         let s = b.stack(vec![deep, short]);
         b.add_sample(s, &[1], vec![]);
         let p = b.build();
-        let names: Vec<&str> = p.locations[deep]
+        let names: Vec<&str> = p
+            .location(deep)
             .lines
             .iter()
             .map(|l| l.function.as_str())
@@ -272,7 +273,7 @@ mod tests {
         assert_eq!(names[16], "[elided: 2970 inlined frames]");
         assert_eq!(names[17], "f2986");
         assert_eq!(names[31], "f3000", "the outermost frame stays");
-        assert_eq!(p.locations[short].lines.len(), 1);
+        assert_eq!(p.location(short).lines.len(), 1);
         let note = p
             .comments
             .iter()

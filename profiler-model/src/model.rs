@@ -9,12 +9,41 @@ pub use super::kind::ValueType;
 /// The pseudo file name of kernel code, as perf calls it: the mapping of kernel locations.
 pub const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
 
-/// Index of a [`Location`] in [`Profile::locations`].
-pub type LocationId = usize;
-/// Index of a stack in [`Profile::stacks`].
-pub type StackId = usize;
-/// Index of a [`Mapping`] in [`Profile::mappings`].
-pub type MappingId = usize;
+/// The ids of a profile's interned tables: each its own type, so that one cannot be
+/// passed for another. Only the builder and the pprof codec make them from, or read
+/// them as, positions in the tables ([`Profile::location`] and its siblings look them up).
+macro_rules! id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+        pub struct $name(usize);
+
+        impl $name {
+            /// The id of the entry at `index` of its table.
+            pub(crate) const fn new(index: usize) -> Self {
+                Self(index)
+            }
+
+            /// The position of the entry in its table (for the pprof codec).
+            pub const fn index(self) -> usize {
+                self.0
+            }
+        }
+    };
+}
+
+id!(
+    /// A [`Location`] of [`Profile::locations`].
+    LocationId
+);
+id!(
+    /// A stack of [`Profile::stacks`].
+    StackId
+);
+id!(
+    /// A [`Mapping`] of [`Profile::mappings`].
+    MappingId
+);
 
 /// The most lines (inlined frames and the function they are inlined into) one location
 /// keeps. Deeper chains keep their [`INLINE_KEPT_INNER`] innermost and
@@ -197,12 +226,36 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// The location `id`.
+    ///
+    /// # Panics
+    /// If `id` is not of this profile.
+    pub fn location(&self, id: LocationId) -> &Location {
+        &self.locations[id.0]
+    }
+
+    /// The locations of stack `id`, leaf first.
+    ///
+    /// # Panics
+    /// If `id` is not of this profile.
+    pub fn stack(&self, id: StackId) -> &[LocationId] {
+        &self.stacks[id.0]
+    }
+
+    /// The mapping `id`.
+    ///
+    /// # Panics
+    /// If `id` is not of this profile.
+    pub fn mapping(&self, id: MappingId) -> &Mapping {
+        &self.mappings[id.0]
+    }
+
     /// The frames of a stack as function names, root first, inlined frames expanded.
     pub fn stack_functions(&self, stack: StackId) -> Vec<&str> {
         let mut out = Vec::new();
-        for &loc in self.stacks[stack].iter().rev() {
+        for &loc in self.stack(stack).iter().rev() {
             // `lines` is innermost first; walking it backwards yields caller before callee.
-            for line in self.locations[loc].lines.iter().rev() {
+            for line in self.location(loc).lines.iter().rev() {
                 out.push(line.function.as_str());
             }
         }
@@ -217,7 +270,7 @@ impl Profile {
         let mut at: Vec<Option<usize>> = vec![None; self.stacks.len()];
         let mut totals: Vec<(StackId, i64)> = Vec::new();
         for sample in &self.samples {
-            let Some(slot) = at.get_mut(sample.stack) else {
+            let Some(slot) = at.get_mut(sample.stack.0) else {
                 continue;
             };
             let i = *slot.get_or_insert_with(|| {

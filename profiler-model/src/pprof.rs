@@ -9,10 +9,10 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use prost::Message;
 
-use super::pprof_mappings::{MappingFlags, mapping_order};
-use super::proto;
-use super::strings::StringTable;
-use crate::profile::{LabelValue, Profile, ValueType};
+use crate::StringTable;
+use crate::pprof_mappings::{MappingFlags, mapping_order};
+use crate::proto;
+use crate::{LabelValue, Profile, ValueType};
 
 fn value_type(strings: &mut StringTable<i64>, t: &ValueType) -> proto::ValueType {
     proto::ValueType {
@@ -75,7 +75,7 @@ pub fn encode(profile: &Profile) -> proto::Profile {
             .collect();
         location.push(proto::Location {
             id: i as u64 + 1,
-            mapping_id: loc.mapping.map_or(0, |m| mapping_ids[m]),
+            mapping_id: loc.mapping.map_or(0, |m| mapping_ids[m.index()]),
             address: loc.address,
             line,
             is_folded: false,
@@ -85,7 +85,7 @@ pub fn encode(profile: &Profile) -> proto::Profile {
     // What each mapping's locations carry, gathered in one pass over the locations.
     let mut flags = vec![MappingFlags::default(); profile.mappings.len()];
     for loc in &profile.locations {
-        if let Some(f) = loc.mapping.and_then(|m| flags.get_mut(m)) {
+        if let Some(f) = loc.mapping.and_then(|m| flags.get_mut(m.index())) {
             f.add(loc);
         }
     }
@@ -110,9 +110,10 @@ pub fn encode(profile: &Profile) -> proto::Profile {
         .samples
         .iter()
         .map(|s| proto::Sample {
-            location_id: profile.stacks[s.stack]
+            location_id: profile
+                .stack(s.stack)
                 .iter()
-                .map(|&l| l as u64 + 1)
+                .map(|&l| l.index() as u64 + 1)
                 .collect(),
             value: s.values.clone(),
             label: s
@@ -187,11 +188,14 @@ pub fn write(profile: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::fixture;
-    use crate::output::pprof_read::{decode, decode_bytes};
-    use crate::profile::ProfileKind;
-    use crate::profile::{FrameKind, Label, Location, LostStack, Mapping, Sample, Unnamed};
-    use crate::symbolize::KERNEL_MAPPING;
+    use crate::KERNEL_MAPPING;
+    use crate::ProfileKind;
+    use crate::fixture;
+    use crate::pprof_read::{decode, decode_bytes};
+    use crate::{
+        FrameKind, Label, Location, LocationId, LostStack, Mapping, MappingId, Sample, StackId,
+        Unnamed,
+    };
 
     /// The gzipped pprof file of `profile`.
     fn file(profile: &Profile) -> Vec<u8> {
@@ -229,7 +233,7 @@ mod tests {
         });
         p.locations.push(Location {
             address: 0xffff_ffff_8100_0000,
-            mapping: Some(1),
+            mapping: Some(MappingId::new(1)),
             lines: vec![fixture::line("do_syscall_64")],
             kind: FrameKind::Kernel,
         });
@@ -239,12 +243,16 @@ mod tests {
             lines: vec![fixture::line(LostStack::MapFull.frame_name())],
             kind: FrameKind::Lost(LostStack::MapFull),
         });
-        let (syscall, marker) = (p.locations.len() - 2, p.locations.len() - 1);
-        p.stacks.push(vec![syscall, 0]);
-        p.stacks.push(vec![marker, 0]);
+        let (syscall, marker) = (
+            LocationId::new(p.locations.len() - 2),
+            LocationId::new(p.locations.len() - 1),
+        );
+        let main = LocationId::new(0);
+        p.stacks.push(vec![syscall, main]);
+        p.stacks.push(vec![marker, main]);
         let n = p.stacks.len();
         p.samples.push(Sample {
-            stack: n - 2,
+            stack: StackId::new(n - 2),
             values: vec![2, 2 * fixture::PERIOD],
             labels: vec![
                 Label::num("pid", 0),
@@ -253,7 +261,7 @@ mod tests {
             ],
         });
         p.samples.push(Sample {
-            stack: n - 1,
+            stack: StackId::new(n - 1),
             values: vec![1, fixture::PERIOD],
             labels: vec![Label::str("comm", "swapper/0")],
         });
@@ -276,15 +284,15 @@ mod tests {
             },
         );
         for loc in &mut p.locations {
-            loc.mapping = loc.mapping.map(|m| m + 1);
+            loc.mapping = loc.mapping.map(|m| MappingId::new(m.index() + 1));
         }
         p.locations.push(Location {
             address: 0x7f00_0000_1000,
-            mapping: Some(0),
+            mapping: Some(MappingId::new(0)),
             lines: vec![fixture::line("write")],
             kind: FrameKind::Function,
         });
-        let write = p.locations.len() - 1;
+        let write = LocationId::new(p.locations.len() - 1);
         for stack in &mut p.stacks {
             stack.insert(0, write);
         }
@@ -299,7 +307,7 @@ mod tests {
         // Locations keep their mappings.
         let back = decode(&encoded, ProfileKind::Cpu).unwrap();
         for (a, b) in back.locations.iter().zip(&p.locations) {
-            let path = |p: &Profile, l: &Location| l.mapping.map(|m| p.mappings[m].path.clone());
+            let path = |p: &Profile, l: &Location| l.mapping.map(|m| p.mapping(m).path.clone());
             assert_eq!(path(&back, a), path(&p, b));
         }
     }
@@ -516,7 +524,11 @@ mod tests {
         let mut p = fixture::profile();
         p.locations.push(Location {
             kind: FrameKind::Unnamed(Unnamed::NoSymbol),
-            ..fixture::location(0x1400, Some(0), vec![fixture::line("app+0x400")])
+            ..fixture::location(
+                0x1400,
+                Some(MappingId::new(0)),
+                vec![fixture::line("app+0x400")],
+            )
         });
         p.mappings.push(p.mappings[0].clone());
         p.mappings[1].path = "/usr/lib/unused.so".into();
