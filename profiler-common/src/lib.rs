@@ -5,7 +5,9 @@
 #![no_std]
 
 mod heap;
+mod names;
 pub use heap::*;
+pub use names::*;
 
 /// Length of a task's command name in the kernel (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
