@@ -439,6 +439,9 @@ pub fn ring_bytes(frequency: u64, cpus: usize, record_bytes: u64) -> u32 {
 }
 
 #[cfg(test)]
+mod object_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
