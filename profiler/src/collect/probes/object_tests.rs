@@ -1,18 +1,20 @@
 //! Ties the eBPF object built into the binary to what userspace knows of it, both ways:
 //! every map, program and load-time global named in `profiler_common` (`map_name`,
-//! `program_name`, `global_name`) is in the object, the object has none they lack, and each
-//! map's key and value are the size of the shared type userspace reads it as. The eBPF
-//! crate names its items by their Rust names, which aya's macros take from the item, not
-//! from a constant; and the object is built apart from the binary, so a stale one is
-//! caught here rather than as a load failure on some host.
+//! `program_name`, `global_name`) is in the object, the object has none they lack, each
+//! map's key and value are the size of the shared type userspace reads it as, and every
+//! shared struct has in the object's debug info the size and field offsets it has here.
+//! The eBPF crate names its items by their Rust names, which aya's macros take from the
+//! item, not from a constant; and the object is built apart from the binary, so a stale
+//! one is caught here rather than as a load failure or misread fields on some host.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::mem::offset_of;
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
 use profiler_common::{
-    BlockKey, BlockValue, GoWaitKey, GoWaitValue, HeapLive, HeapLiveKey, HeapPending, HeapSiteKey,
-    HeapSiteValue, InFlight, IoKey, IoValue, Parked, ParkedKey, SampleRecord, counter, global_name,
-    map_name, program_name,
+    BlockKey, BlockValue, GoWaitKey, GoWaitValue, HeapEvent, HeapLive, HeapLiveKey, HeapPending,
+    HeapSiteKey, HeapSiteValue, InFlight, IoKey, IoValue, Parked, ParkedKey, ProcEvent,
+    SampleHeader, SampleRecord, counter, global_name, map_name, program_name,
 };
 
 /// What aya-log adds to every object that logs; userspace reaches it through aya-log,
@@ -136,4 +138,222 @@ fn each_map_holds_the_shared_types_userspace_reads_it_as() {
     }
     // Userspace sums counters 0..COUNT.
     assert_eq!(maps[map_name::COUNTERS].max_entries(), counter::COUNT);
+}
+
+/// A struct's size and its fields' offsets by name.
+type Layout = (usize, BTreeMap<String, usize>);
+
+/// The layout of a `profiler_common` struct as Rust lays it out here.
+macro_rules! layout {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        (
+            stringify!($ty),
+            (
+                size_of::<$ty>(),
+                BTreeMap::from([$((stringify!($field).to_owned(), offset_of!($ty, $field))),*]),
+            ),
+        )
+    };
+}
+
+/// The layouts of the structs the object's debug info has in `profiler_common`, by name.
+fn object_layouts() -> BTreeMap<String, Layout> {
+    let file = object::File::parse(super::EBPF_OBJECT).expect("the embedded eBPF object parses");
+    // The object is relocatable, but its debug sections' relocations are against section
+    // symbols with the offset in place: read as they are, they say the same.
+    let load = |id: gimli::SectionId| -> Result<&[u8], gimli::Error> {
+        Ok(file
+            .section_by_name(id.name())
+            .and_then(|section| section.data().ok())
+            .unwrap_or(&[]))
+    };
+    let sections = gimli::DwarfSections::load(load).expect("the debug sections load");
+    let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
+    let mut layouts = BTreeMap::new();
+    let mut units = dwarf.units();
+    while let Some(header) = units.next().expect("a unit header") {
+        let unit = dwarf.unit(header).expect("a unit");
+        let mut entries = unit.entries();
+        // The namespaces around the current entry, with their depths.
+        let mut namespaces: Vec<(isize, String)> = Vec::new();
+        // The shared struct being read: its name, depth and layout.
+        let mut current: Option<(String, isize, Layout)> = None;
+        while let Some(entry) = entries.next_dfs().expect("a debug entry") {
+            let depth = entry.depth();
+            namespaces.retain(|(at, _)| *at < depth);
+            if current.as_ref().is_some_and(|(_, at, _)| depth <= *at) {
+                let (name, _, layout) = current.take().expect("checked");
+                layouts.insert(name, layout);
+            }
+            let name = entry
+                .attr_value(gimli::DW_AT_name)
+                .and_then(|v| dwarf.attr_string(&unit, v).ok())
+                .map(|s| String::from_utf8_lossy(s.slice()).into_owned());
+            let udata = |at| entry.attr_value(at).and_then(|v| v.udata_value());
+            match (entry.tag(), name) {
+                (gimli::DW_TAG_namespace, Some(name)) => namespaces.push((depth, name)),
+                (gimli::DW_TAG_structure_type, Some(name))
+                    if namespaces
+                        .first()
+                        .is_some_and(|(_, n)| n == "profiler_common")
+                        && current.is_none() =>
+                {
+                    let size = udata(gimli::DW_AT_byte_size).expect("a struct's size");
+                    current = Some((name, depth, (size as usize, BTreeMap::new())));
+                }
+                (gimli::DW_TAG_member, Some(field)) => {
+                    if let Some((_, at, (_, fields))) = &mut current
+                        && depth == *at + 1
+                    {
+                        let offset =
+                            udata(gimli::DW_AT_data_member_location).expect("a field's offset");
+                        fields.insert(field, offset as usize);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some((name, _, layout)) = current {
+            layouts.insert(name, layout);
+        }
+    }
+    layouts
+}
+
+#[test]
+fn each_shared_struct_has_the_object_s_layout() {
+    let here: BTreeMap<&str, Layout> = BTreeMap::from([
+        layout!(SampleHeader {
+            kind,
+            pid,
+            tid,
+            flags,
+            kernel_bytes,
+            user_bytes,
+            time_ns,
+            ip,
+            sp,
+            bp,
+            comm,
+            io_site,
+            block_site,
+            heap,
+            go_site,
+        }),
+        layout!(SampleRecord {
+            header,
+            kernel,
+            user
+        }),
+        layout!(InFlight {
+            tid,
+            syscall,
+            start_ns,
+            pid,
+            _pad,
+            uaddr,
+            ip,
+            sp,
+            bp,
+            ret,
+            requested,
+        }),
+        layout!(BlockKey {
+            pid,
+            tid,
+            uaddr,
+            ip,
+            sp,
+            bp,
+            ret
+        }),
+        layout!(BlockValue { waits, nanos, comm }),
+        layout!(IoKey {
+            pid,
+            tid,
+            syscall,
+            _pad,
+            ip,
+            sp,
+            bp,
+            ret
+        }),
+        layout!(IoValue {
+            calls,
+            bytes,
+            nanos,
+            errors,
+            requested,
+            short,
+            eagain,
+            fd,
+            comm
+        }),
+        layout!(GoWaitKey {
+            pid,
+            reason,
+            goid,
+            sp,
+            caller,
+            bp,
+            ret
+        }),
+        layout!(GoWaitValue { waits, nanos, comm }),
+        layout!(ParkedKey { pid, _pad, g }),
+        layout!(Parked { start_ns, site }),
+        layout!(ProcEvent {
+            kind,
+            pid,
+            ip,
+            fd,
+            parent,
+            _pad
+        }),
+        layout!(HeapSiteKey { pid, _pad, ret }),
+        layout!(HeapSiteValue {
+            allocs,
+            bytes,
+            frees,
+            freed_bytes,
+            comm
+        }),
+        layout!(HeapLiveKey { pid, _pad, ptr }),
+        layout!(HeapLive { size, ret }),
+        layout!(HeapPending {
+            tid,
+            _pad,
+            sp,
+            size,
+            ret,
+            old,
+            func
+        }),
+        layout!(HeapEvent {
+            site,
+            ptr,
+            size,
+            rate
+        }),
+    ]);
+    let there = object_layouts();
+    let unlisted: Vec<&String> = there
+        .keys()
+        .filter(|name| !here.contains_key(name.as_str()))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "the eBPF object uses profiler_common structs this test does not list: {unlisted:?}"
+    );
+    for (name, layout) in here {
+        let Some(theirs) = there.get(name) else {
+            panic!(
+                "the eBPF object's debug info has no struct {name}: rebuild it with `cargo xtask build`"
+            );
+        };
+        assert!(
+            theirs == &layout,
+            "{name} is laid out otherwise in the eBPF object than here: (size, field offsets) \
+             {theirs:?} there, {layout:?} here; rebuild the object with `cargo xtask build`"
+        );
+    }
 }
