@@ -5,7 +5,9 @@
 #![no_std]
 
 mod heap;
+mod names;
 pub use heap::*;
+pub use names::*;
 
 /// Length of a task's command name in the kernel (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -158,6 +160,33 @@ pub mod io_syscall {
     pub const RECVMSG: u32 = 12;
     /// Index of `sendmsg`, whose request is the total of its `msghdr`'s iovecs.
     pub const SENDMSG: u32 = 13;
+
+    // Each index names the syscall its name says, so that reordering `NAMES` cannot
+    // silently move a special case (messages, vectors) onto another call.
+    const _: () = {
+        assert!(super::str_eq(NAMES[RECVMMSG as usize], "recvmmsg"));
+        assert!(super::str_eq(NAMES[SENDMMSG as usize], "sendmmsg"));
+        assert!(super::str_eq(NAMES[READV as usize], "readv"));
+        assert!(super::str_eq(NAMES[PWRITEV2 as usize], "pwritev2"));
+        assert!(super::str_eq(NAMES[RECVMSG as usize], "recvmsg"));
+        assert!(super::str_eq(NAMES[SENDMSG as usize], "sendmsg"));
+    };
+}
+
+/// Whether two strings are equal, in a constant.
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Iovecs of a vector call (or of a `msghdr`) whose lengths the kernel program reads to
@@ -182,6 +211,20 @@ pub mod futex_syscall {
     pub const FUTEX_WAIT: u32 = 18;
     /// The syscalls' names, indexed by `syscall - FUTEX`.
     pub const NAMES: [&str; 3] = ["futex", "futex_waitv", "futex_wait"];
+
+    // Numbered right after the I/O syscalls, in the order of `NAMES`: the kernel programs
+    // tell the two profiles apart by `syscall >= FUTEX`.
+    const _: () = {
+        assert!(FUTEX as usize == super::io_syscall::COUNT);
+        assert!(super::str_eq(
+            NAMES[(FUTEX_WAITV - FUTEX) as usize],
+            "futex_waitv"
+        ));
+        assert!(super::str_eq(
+            NAMES[(FUTEX_WAIT - FUTEX) as usize],
+            "futex_wait"
+        ));
+    };
 }
 
 /// A traced syscall that has entered the kernel and not yet returned, per thread.

@@ -5,10 +5,11 @@
 //! after the last kallsyms symbol below them (`__stop_runtime_ptr_*`, a data symbol).
 
 use integration_tests::*;
+use profiler_common::program_name::{SYS_ENTER, SYS_EXIT};
 
 /// The profiler's syscall programs (`profiler-ebpf/src/syscalls.rs`), which kallsyms names
 /// by their function names, truncated to the kernel's 15 characters.
-const PROGRAMS: &[&str] = &["sys_enter", "sys_exit"];
+const PROGRAMS: &[&str] = &[SYS_ENTER, SYS_EXIT];
 
 /// Whether a frame is `bpf_prog_<16 hex digits>_<name>`; the name is returned.
 fn bpf_program(frame: &str) -> Option<&str> {

@@ -109,3 +109,30 @@ pub fn by_name(name: &str) -> Option<Subset> {
 
 /// The names [`by_name`] knows, for error messages.
 pub const NAMES: &[&str] = &["ci"];
+
+#[cfg(test)]
+mod tests {
+    use super::CI;
+
+    /// The `ci` subset is there to load and check every kernel program: each program of
+    /// the eBPF object (the list its own test ties to it) is named in some pick's `covers`.
+    #[test]
+    fn the_ci_subset_covers_every_kernel_program() {
+        let named = |program: &str| {
+            CI.iter().any(|pick| {
+                pick.covers
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .any(|word| word == program)
+            })
+        };
+        let uncovered: Vec<&str> = profiler_common::program_name::ALL
+            .into_iter()
+            .filter(|program| !named(program))
+            .collect();
+        assert!(
+            uncovered.is_empty(),
+            "no test of the ci subset covers the kernel programs {uncovered:?}: add a pick \
+             that loads and checks them"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::{TracePoint, UProbe};
-use profiler_common::{GoWaitKey, GoWaitValue, Parked, ParkedKey};
+use profiler_common::{GoWaitKey, GoWaitValue, Parked, ParkedKey, map_name, program_name};
 
 use crate::collect::golang::{self, GoBinary, NotTraceable};
 use crate::collect::probes::Probes;
@@ -60,7 +60,7 @@ impl GoTracer {
     /// When the kernel refuses them.
     pub fn load(&mut self, probes: &mut Probes) -> Result<()> {
         let ebpf = probes.ebpf_mut();
-        for name in ["go_park", "go_ready"] {
+        for name in [program_name::GO_PARK, program_name::GO_READY] {
             let program: &mut UProbe = ebpf
                 .program_mut(name)
                 .with_context(|| format!("the eBPF object has no program {name}"))?
@@ -70,8 +70,13 @@ impl GoTracer {
                 .with_context(|| format!("cannot load {name}"))?;
         }
         let exec: &mut TracePoint = ebpf
-            .program_mut("sched_process_exec")
-            .context("the eBPF object has no program sched_process_exec")?
+            .program_mut(program_name::SCHED_PROCESS_EXEC)
+            .with_context(|| {
+                format!(
+                    "the eBPF object has no program {}",
+                    program_name::SCHED_PROCESS_EXEC
+                )
+            })?
             .try_into()?;
         exec.load().context("cannot load sched_process_exec")?;
         exec.attach("sched", "sched_process_exec")
@@ -194,8 +199,8 @@ impl GoTracer {
         if !self.loaded {
             return Ok(GoroutineWaits::default());
         }
-        let waits: Vec<(GoWaitKey, GoWaitValue)> = probes.read_hash("GO_WAITS")?;
-        let table: Vec<(ParkedKey, Parked)> = probes.read_hash("PARKED")?;
+        let waits: Vec<(GoWaitKey, GoWaitValue)> = probes.read_hash(map_name::GO_WAITS)?;
+        let table: Vec<(ParkedKey, Parked)> = probes.read_hash(map_name::PARKED)?;
         for pid in waits
             .iter()
             .map(|(k, _)| k.pid)
@@ -269,8 +274,8 @@ fn attach(probes: &mut Probes, exe: &Path, binary: &GoBinary) -> Result<()> {
     let ebpf = probes.ebpf_mut();
     let mut attached = Vec::new();
     for (name, offset) in [
-        ("go_park", binary.gopark_offset),
-        ("go_ready", binary.ready_offset),
+        (program_name::GO_PARK, binary.gopark_offset),
+        (program_name::GO_READY, binary.ready_offset),
     ] {
         let program: &mut UProbe = ebpf
             .program_mut(name)

@@ -11,6 +11,9 @@ use anyhow::{Context, Result, anyhow};
 use aya::Ebpf;
 use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use profiler_common::program_name::{
+    self, GO_FREE, GO_MALLOC, HEAP_ALLOC, HEAP_ALLOC_RETURN, HEAP_FREE, HEAP_PRELOAD_STACK,
+};
 
 use crate::collect::allocators::{Allocators, GoRuntime, Role};
 use crate::collect::preload::STACK_MARKER;
@@ -18,16 +21,6 @@ use crate::collect::target_elf::{Links, Refusal};
 use crate::process::files::key_as_mapped;
 use crate::process::procmaps::{FileKey, parse_maps};
 use crate::sys::safe_open::open_regular_following;
-
-/// The heap profile's kernel programs (see `profiler-ebpf/src/heap.rs`).
-pub const PROGRAMS: [&str; 6] = [
-    "heap_alloc",
-    "heap_alloc_return",
-    "heap_free",
-    "heap_preload_stack",
-    "go_malloc",
-    "go_free",
-];
 
 /// A Go process whose runtime's own heap-profiling events are traced.
 #[derive(Debug, Clone)]
@@ -79,7 +72,7 @@ impl HeapProbes {
     /// # Errors
     /// When the kernel refuses a program.
     pub fn load(ebpf: &mut Ebpf) -> Result<Self> {
-        for name in PROGRAMS {
+        for name in program_name::HEAP {
             uprobe(ebpf, name)?
                 .load()
                 .with_context(|| format!("cannot load the heap program {name}"))?;
@@ -212,11 +205,11 @@ impl HeapProbes {
             }
             let attached = match entry.role {
                 Role::Alloc(func) => {
-                    attach(ebpf, "heap_alloc_return", entry.file_offset, 0, path, scope).and_then(
-                        |()| attach(ebpf, "heap_alloc", entry.file_offset, func, path, scope),
+                    attach(ebpf, HEAP_ALLOC_RETURN, entry.file_offset, 0, path, scope).and_then(
+                        |()| attach(ebpf, HEAP_ALLOC, entry.file_offset, func, path, scope),
                     )
                 }
-                Role::Free => attach(ebpf, "heap_free", entry.file_offset, 0, path, scope),
+                Role::Free => attach(ebpf, HEAP_FREE, entry.file_offset, 0, path, scope),
             };
             match attached {
                 Ok(()) => {
@@ -241,9 +234,9 @@ impl HeapProbes {
                 .zip(load_bias)
                 .map_or(0, |(at, bias)| at.wrapping_add(bias) & !(1 << 63));
             let cookie = rate_address | (u64::from(go.malloc_takes_m) << 63);
-            let mut result = attach(ebpf, "go_malloc", go.malloc_offset, cookie, path, scope);
+            let mut result = attach(ebpf, GO_MALLOC, go.malloc_offset, cookie, path, scope);
             if let (Ok(()), Some(offset)) = (&result, go.free_offset) {
-                result = attach(ebpf, "go_free", offset, go.free_cookie, path, scope);
+                result = attach(ebpf, GO_FREE, offset, go.free_cookie, path, scope);
             }
             match result {
                 Ok(()) => {
@@ -283,7 +276,7 @@ impl HeapProbes {
             .ok_or_else(|| anyhow!("the heap interposer has no {STACK_MARKER}"))?;
         attach(
             ebpf,
-            "heap_preload_stack",
+            HEAP_PRELOAD_STACK,
             offset,
             0,
             library,

@@ -9,7 +9,8 @@ use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use profiler_common::{
     BlockKey, BlockValue, HEAP_PENDING_SLOTS, HeapLive, HeapLiveKey, HeapSiteKey, HeapSiteValue,
-    InFlight, IoKey, IoValue, MAX_HEAP_LIVE, MAX_HEAP_SITES, counter, stack_mode,
+    InFlight, IoKey, IoValue, MAX_HEAP_LIVE, MAX_HEAP_SITES, counter, global_name, map_name,
+    program_name, stack_mode,
 };
 
 use crate::config::CallGraph;
@@ -101,26 +102,26 @@ impl Probes {
         let heap_size = |entries: u32| if options.heap { entries } else { 1 };
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
-            .override_global("FILTER_PIDS", &filter, true)
+            .override_global(global_name::FILTER_PIDS, &filter, true)
             .override_global(
-                "FORK_CHILD_PID_OFFSET",
+                global_name::FORK_CHILD_PID_OFFSET,
                 &options.fork_child_pid_offset,
                 true,
             )
-            .override_global("TRACE_IO", &trace_io, true)
-            .override_global("TRACE_BLOCK", &trace_block, true)
-            .override_global("STACK_MODE", &mode, true)
-            .override_global("USER_STACK_BYTES", &stack_bytes, true)
-            .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
-            .map_max_entries("SAMPLES", options.ring_bytes)
+            .override_global(global_name::TRACE_IO, &trace_io, true)
+            .override_global(global_name::TRACE_BLOCK, &trace_block, true)
+            .override_global(global_name::STACK_MODE, &mode, true)
+            .override_global(global_name::USER_STACK_BYTES, &stack_bytes, true)
+            .override_global(global_name::WAKEUP_BYTES, &wakeup_bytes, true)
+            .map_max_entries(map_name::SAMPLES, options.ring_bytes)
             .map_max_entries(
-                "SAMPLE_SCRATCH",
+                map_name::SAMPLE_SCRATCH,
                 options.possible_cpus * profiler_common::SCRATCH_SLOTS_PER_CPU,
             )
             // The heap maps cost memory only when the heap profile is collected.
-            .map_max_entries("HEAP_LIVE", heap_size(MAX_HEAP_LIVE))
-            .map_max_entries("HEAP_SITES", heap_size(MAX_HEAP_SITES))
-            .map_max_entries("HEAP_PENDING", heap_size(HEAP_PENDING_SLOTS))
+            .map_max_entries(map_name::HEAP_LIVE, heap_size(MAX_HEAP_LIVE))
+            .map_max_entries(map_name::HEAP_SITES, heap_size(MAX_HEAP_SITES))
+            .map_max_entries(map_name::HEAP_PENDING, heap_size(HEAP_PENDING_SLOTS))
             .load(EBPF_OBJECT)
             .context("cannot load the eBPF programs into the kernel")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -138,7 +139,8 @@ impl Probes {
     /// # Errors
     /// When the target map is full.
     pub fn add_target(&mut self, pid: u32) -> Result<()> {
-        let mut targets: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(self.map_mut("TARGETS")?)?;
+        let mut targets: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(self.map_mut(map_name::TARGETS)?)?;
         targets
             .insert(pid, 1, 0)
             .with_context(|| format!("cannot add pid {pid} to the target map"))
@@ -146,7 +148,7 @@ impl Probes {
 
     /// The processes in the kernel-side target filter (targets and the children they forked).
     pub fn targets(&self) -> Vec<u32> {
-        let Ok(map) = self.map("TARGETS") else {
+        let Ok(map) = self.map(map_name::TARGETS) else {
             return Vec::new();
         };
         let Ok(targets) = BpfHashMap::<_, u32, u8>::try_from(map) else {
@@ -160,7 +162,8 @@ impl Probes {
     /// # Errors
     /// When the map cannot be updated.
     pub fn remove_target(&mut self, pid: u32) -> Result<()> {
-        let mut targets: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(self.map_mut("TARGETS")?)?;
+        let mut targets: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(self.map_mut(map_name::TARGETS)?)?;
         targets
             .remove(&pid)
             .with_context(|| format!("cannot remove pid {pid} from the target map"))
@@ -171,7 +174,10 @@ impl Probes {
     /// # Errors
     /// When tracefs is missing or the kernel refuses the attachment.
     pub fn attach_tracepoints(&mut self) -> Result<()> {
-        for name in ["sched_process_fork", "sched_process_exit"] {
+        for name in [
+            program_name::SCHED_PROCESS_FORK,
+            program_name::SCHED_PROCESS_EXIT,
+        ] {
             let program: &mut TracePoint = program_mut(&mut self.ebpf, name)?.try_into()?;
             program
                 .load()
@@ -189,7 +195,8 @@ impl Probes {
     /// # Errors
     /// When the kernel has no perf events or refuses one.
     pub fn attach_cpu_sampling(&mut self, cpus: &[u32], frequency: u64) -> Result<()> {
-        let program: &mut PerfEvent = program_mut(&mut self.ebpf, "cpu_sample")?.try_into()?;
+        let program: &mut PerfEvent =
+            program_mut(&mut self.ebpf, program_name::CPU_SAMPLE)?.try_into()?;
         program
             .load()
             .context("cannot load the CPU sampling program")?;
@@ -226,7 +233,10 @@ impl Probes {
     /// # Minimum kernel version
     /// 5.5, for BTF-enabled tracepoints.
     pub fn attach_syscalls(&mut self) -> Result<()> {
-        for (program, tracepoint) in [("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")] {
+        for (program, tracepoint) in [
+            (program_name::SYS_ENTER, "sys_enter"),
+            (program_name::SYS_EXIT, "sys_exit"),
+        ] {
             let context = || {
                 format!(
                     "cannot attach to the {tracepoint} tracepoint for the I/O and blocking profiles"
@@ -248,17 +258,14 @@ impl Probes {
     /// Stops sampling and tracing, so the maps hold still while they are read.
     pub fn stop(&mut self) {
         let names = [
-            "cpu_sample",
-            "sys_enter",
-            "sys_exit",
-            "go_park",
-            "go_ready",
-            "sched_process_exec",
+            program_name::CPU_SAMPLE,
+            program_name::SYS_ENTER,
+            program_name::SYS_EXIT,
+            program_name::GO_PARK,
+            program_name::GO_READY,
+            program_name::SCHED_PROCESS_EXEC,
         ];
-        for name in names
-            .into_iter()
-            .chain(crate::collect::heap_probes::PROGRAMS)
-        {
+        for name in names.into_iter().chain(program_name::HEAP) {
             let Some(program) = self.ebpf.program_mut(name) else {
                 continue;
             };
@@ -283,8 +290,8 @@ impl Probes {
     pub fn take_proc_events(&mut self) -> Result<RingBuf<MapData>> {
         let map = self
             .ebpf
-            .take_map("PROC_EVENTS")
-            .ok_or_else(|| anyhow!("the eBPF object has no map PROC_EVENTS"))?;
+            .take_map(map_name::PROC_EVENTS)
+            .ok_or_else(|| anyhow!("the eBPF object has no map {}", map_name::PROC_EVENTS))?;
         Ok(RingBuf::try_from(map)?)
     }
 
@@ -295,8 +302,8 @@ impl Probes {
     pub fn take_samples(&mut self) -> Result<RingBuf<MapData>> {
         let map = self
             .ebpf
-            .take_map("SAMPLES")
-            .ok_or_else(|| anyhow!("the eBPF object has no map SAMPLES"))?;
+            .take_map(map_name::SAMPLES)
+            .ok_or_else(|| anyhow!("the eBPF object has no map {}", map_name::SAMPLES))?;
         Ok(RingBuf::try_from(map)?)
     }
 
@@ -312,7 +319,7 @@ impl Probes {
     /// # Errors
     /// When the map cannot be read.
     pub fn counters(&self) -> Result<Counters> {
-        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map("COUNTERS")?)?;
+        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(map_name::COUNTERS)?)?;
         let mut totals = Counters::default();
         for (index, total) in totals.0.iter_mut().enumerate() {
             let values = array
@@ -328,7 +335,7 @@ impl Probes {
     /// # Errors
     /// When the map cannot be read.
     pub fn read_io_calls(&self) -> Result<Vec<(IoKey, IoValue)>> {
-        self.read_hash("IO_CALLS")
+        self.read_hash(map_name::IO_CALLS)
     }
 
     /// Reads the futex waits by site and futex.
@@ -336,7 +343,7 @@ impl Probes {
     /// # Errors
     /// When the map cannot be read.
     pub fn read_block_waits(&self) -> Result<Vec<(BlockKey, BlockValue)>> {
-        self.read_hash("BLOCK_WAITS")
+        self.read_hash(map_name::BLOCK_WAITS)
     }
 
     /// Native allocations and frees by site, summed over CPUs.
@@ -345,10 +352,11 @@ impl Probes {
     /// When the map cannot be read.
     pub fn read_heap_sites(&self) -> Result<Vec<(HeapSiteKey, HeapSiteValue)>> {
         let map: aya::maps::PerCpuHashMap<_, HeapSiteKey, HeapSiteValue> =
-            aya::maps::PerCpuHashMap::try_from(self.map("HEAP_SITES")?)?;
+            aya::maps::PerCpuHashMap::try_from(self.map(map_name::HEAP_SITES)?)?;
         let mut sites = Vec::new();
         for entry in map.iter() {
-            let (key, values) = entry.context("cannot read the map HEAP_SITES")?;
+            let (key, values) =
+                entry.with_context(|| format!("cannot read the map {}", map_name::HEAP_SITES))?;
             let mut total = HeapSiteValue::default();
             for value in values.iter() {
                 total.allocs = total.allocs.wrapping_add(value.allocs);
@@ -369,7 +377,7 @@ impl Probes {
     /// # Errors
     /// When the map cannot be read.
     pub fn read_heap_live(&self) -> Result<Vec<(HeapLiveKey, HeapLive)>> {
-        self.read_hash("HEAP_LIVE")
+        self.read_hash(map_name::HEAP_LIVE)
     }
 
     /// Every entry of the hash map `name`.
@@ -386,7 +394,7 @@ impl Probes {
     /// When the map cannot be read.
     pub fn read_in_flight(&self) -> Result<Vec<InFlight>> {
         let table: aya::maps::Array<_, InFlight> =
-            aya::maps::Array::try_from(self.map("IN_FLIGHT")?)?;
+            aya::maps::Array::try_from(self.map(map_name::IN_FLIGHT)?)?;
         let mut busy = Vec::new();
         for entry in table.iter() {
             let entry = entry.context("cannot read the in-flight table")?;
@@ -429,6 +437,9 @@ pub fn ring_bytes(frequency: u64, cpus: usize, record_bytes: u64) -> u32 {
     let wanted = (per_second / 4).clamp(1 << 20, 1 << 28);
     u32::try_from(wanted.next_power_of_two()).unwrap_or(1 << 28)
 }
+
+#[cfg(test)]
+mod object_tests;
 
 #[cfg(test)]
 mod tests {

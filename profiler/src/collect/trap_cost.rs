@@ -11,6 +11,7 @@ use std::time::Duration;
 use aya::Ebpf;
 use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use profiler_common::program_name;
 
 use crate::collect::allocators::function_offset;
 use crate::collect::uprobe_check::{self, time_calls};
@@ -32,10 +33,10 @@ pub fn measure(ebpf: &mut Ebpf) -> Option<TrapCost> {
     let offset = function_offset(exe, uprobe_check::PROBED)?;
     let scope = UProbeScope::OneProcess(NonZeroU32::new(std::process::id())?);
     let plain = time_calls();
-    let entry = with_probes(ebpf, &["heap_free"], offset, exe, scope)?;
+    let entry = with_probes(ebpf, &[program_name::HEAP_FREE], offset, exe, scope)?;
     let both = with_probes(
         ebpf,
-        &["heap_alloc_return", "heap_alloc"],
+        &[program_name::HEAP_ALLOC_RETURN, program_name::HEAP_ALLOC],
         offset,
         exe,
         scope,
