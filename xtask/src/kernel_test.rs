@@ -58,6 +58,8 @@ pub struct KernelTestArgs {
     pub timeout_minutes: Option<u64>,
     /// The guest's CPUs.
     pub cpus: u32,
+    /// All vCPUs on one host thread.
+    pub tcg_single_thread: bool,
 }
 
 /// The hard limit of a CI subset's VM: two kernels must fit in CI's 90 minutes with the
@@ -148,6 +150,7 @@ pub fn test_kernel(args: KernelTestArgs) -> Result<u8> {
         log: &log,
         timeout,
         cpus: args.cpus,
+        tcg_single_thread: args.tcg_single_thread,
         show: |line| {
             line.starts_with("xtask-guest:")
                 || (line.starts_with("test ") && line.contains(" ... "))

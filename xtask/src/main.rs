@@ -107,6 +107,10 @@ struct TestArgs {
     /// With --kernel, the guest's CPUs (the default is 2, as many as a small CI machine).
     #[arg(long, requires = "kernel", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     cpus: u32,
+    /// With --kernel, run every vCPU on one host thread (qemu's `-accel tcg,thread=single`)
+    /// instead of one thread each.
+    #[arg(long, requires = "kernel")]
+    tcg_single_thread: bool,
     /// With --kernel, libtest filters for every test binary, after `--`.
     #[arg(last = true, value_name = "FILTERS", requires = "kernel")]
     filters: Vec<String>,
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
             timeout_minutes,
             filters,
             cpus,
+            tcg_single_thread,
         }) => kernel_test::test_kernel(kernel_test::KernelTestArgs {
             kernel,
             subset,
@@ -140,6 +145,7 @@ fn main() -> ExitCode {
             filters,
             timeout_minutes,
             cpus,
+            tcg_single_thread,
         }),
         Command::Test(_) => test_cmd::test().map(|_| 0),
         Command::Bench(args) => bench::bench(&args).map(|_| 0),

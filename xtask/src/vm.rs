@@ -168,6 +168,9 @@ pub struct Boot<'a> {
     pub timeout: Duration,
     /// The guest's CPUs.
     pub cpus: u32,
+    /// Runs every vCPU on one host thread (`-accel tcg,thread=single`): code one vCPU
+    /// patches is then seen at once by the others.
+    pub tcg_single_thread: bool,
     /// Console lines worth showing as they come (the rest is only in the log).
     pub show: fn(&str) -> bool,
 }
@@ -197,6 +200,9 @@ impl Boot<'_> {
         ]);
         for dir in &self.writable {
             cmd.arg("--rwdir").arg(dir);
+        }
+        if self.tcg_single_thread {
+            cmd.arg("--qemu-opts=-accel tcg,thread=single");
         }
         cmd.arg("--exec").arg(&self.command);
         // No terminal in CI; the guest must not wait for one either.

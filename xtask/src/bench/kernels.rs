@@ -132,6 +132,7 @@ fn run_in_guest(ctx: &Ctx, name: &str, out: &Path) -> Result<Figures> {
         log: &log,
         timeout: GUEST_TIMEOUT,
         cpus: 2,
+        tcg_single_thread: false,
         show: |_| false,
     };
     match boot.run()? {
