@@ -22,10 +22,15 @@ const fn pick(binary: &'static str, test: &'static str, covers: &'static str) ->
 /// probe the profiler places, in the time two kernels have under TCG in CI's run (about
 /// 30 minutes each, boot included). Each covers:
 pub const CI: &[Pick] = &[
+    // Not `pid_mode_cpu_split_matches_fixture_self_measurement`: on one vCPU (6.12's
+    // guest, see .ci/run) its two threads take turns on the CPU, and under TCG the
+    // samples of a 499 Hz timer fell 4 points off the threads' own CPU-time split
+    // (72.6% against 68.3%, the test allows 3); on two it passes.
     pick(
         "cpu",
-        "pid_mode_cpu_split_matches_fixture_self_measurement",
-        "cpu_sample (perf_event cpu-clock) with the DWARF stack copy, by --pid",
+        "pid_mode_profiles_every_thread_and_excludes_busy_bystander",
+        "cpu_sample (perf_event cpu-clock) with the DWARF stack copy, by --pid, every \
+         thread of the target and none of a busy bystander",
     ),
     // Not `call_graph::call_graph_fp_still_profiles_frame_pointer_fixture`: it wants 80%
     // of the ticks of 999 Hz, which TCG does not keep (69% on 6.1). User stacks through
