@@ -206,6 +206,7 @@ impl ProfileBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::LabelKey;
     use crate::model::Line;
 
     fn loc(name: &str) -> Location {
@@ -234,9 +235,9 @@ mod tests {
         assert_eq!(b.location(loc("a")), a);
         let s1 = b.stack(vec![a, main]);
         assert_eq!(b.stack(vec![a, main]), s1);
-        b.add_sample(s1, &[2], vec![Label::num("pid", 1)]);
-        b.add_sample(s1, &[3], vec![Label::num("pid", 1)]);
-        b.add_sample(s1, &[5], vec![Label::num("pid", 2)]);
+        b.add_sample(s1, &[2], vec![Label::num(LabelKey::Pid, 1)]);
+        b.add_sample(s1, &[3], vec![Label::num(LabelKey::Pid, 1)]);
+        b.add_sample(s1, &[5], vec![Label::num(LabelKey::Pid, 2)]);
         let p = b.build();
         assert_eq!(p.locations.len(), 2);
         assert_eq!(p.samples.len(), 2);

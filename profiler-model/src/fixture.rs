@@ -1,5 +1,6 @@
 //! A small profile shared by the tests of the model and of every output.
 
+use crate::LabelKey;
 use std::time::{Duration, SystemTime};
 
 use crate::{Label, Line, Location, Mapping, MappingId, Profile, ProfileBuilder, ValueType};
@@ -93,9 +94,9 @@ pub fn profile() -> Profile {
     let s3 = b.stack(vec![run_b, main]);
     let app_labels = |tid| {
         vec![
-            Label::num("pid", 100),
-            Label::num("tid", tid),
-            Label::str("comm", "app"),
+            Label::num(LabelKey::Pid, 100),
+            Label::num(LabelKey::Tid, tid),
+            Label::str(LabelKey::Comm, "app"),
         ]
     };
     b.add_sample(s1, &[3, 3 * PERIOD], app_labels(101));
@@ -103,7 +104,10 @@ pub fn profile() -> Profile {
     b.add_sample(
         s3,
         &[6, 6 * PERIOD],
-        vec![Label::num("pid", 200), Label::num("tid", 200)],
+        vec![
+            Label::num(LabelKey::Pid, 200),
+            Label::num(LabelKey::Tid, 200),
+        ],
     );
     b.build()
 }

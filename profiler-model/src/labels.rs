@@ -1,14 +1,78 @@
-//! The label vocabulary that collectors write and analysis reads: the values with a
-//! meaning beyond their text.
+//! The label vocabulary that collectors write and analysis reads: every label key, and
+//! the values with a meaning beyond their text. Keys become strings only in the pprof
+//! writer and are read back only by the pprof reader.
+
+/// A sample label's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LabelKey {
+    /// The process id (numeric).
+    Pid,
+    /// The thread id (numeric).
+    Tid,
+    /// The thread's command name.
+    Comm,
+    /// An I/O call's syscall name.
+    Syscall,
+    /// What an I/O call's descriptor was: file, socket, pipe, tty, ...
+    Descriptor,
+    /// A futex wait's futex address, in hex.
+    Futex,
+    /// How a wait ended (see [`IN_PROGRESS`]).
+    Outcome,
+    /// A goroutine's id (numeric).
+    Goroutine,
+    /// What kind of wait a sample is (see [`WaitClass`]).
+    Class,
+    /// The Go runtime's wait reason.
+    Reason,
+    /// How a heap site's memory in use moved (see [`ONLY_GREW`]).
+    Trend,
+}
+
+impl LabelKey {
+    /// Every key, in order.
+    pub const ALL: [LabelKey; 11] = [
+        Self::Pid,
+        Self::Tid,
+        Self::Comm,
+        Self::Syscall,
+        Self::Descriptor,
+        Self::Futex,
+        Self::Outcome,
+        Self::Goroutine,
+        Self::Class,
+        Self::Reason,
+        Self::Trend,
+    ];
+
+    /// Its name in a pprof file, as `go tool pprof -tags` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pid => "pid",
+            Self::Tid => "tid",
+            Self::Comm => "comm",
+            Self::Syscall => "syscall",
+            Self::Descriptor => "descriptor",
+            Self::Futex => "futex",
+            Self::Outcome => "outcome",
+            Self::Goroutine => "goroutine",
+            Self::Class => "class",
+            Self::Reason => "reason",
+            Self::Trend => "trend",
+        }
+    }
+
+    /// The key a pprof file names `name`, if it is one of ours.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
 
 /// The `outcome` label of a wait still in progress when the window closed.
 pub const IN_PROGRESS: &str = "in progress";
 
 /// The `trend` label of a heap site whose memory in use only grew during the window.
 pub const ONLY_GREW: &str = "only grew";
-
-/// The label that says what kind of wait a sample is (see [`WaitClass`]).
-pub const CLASS: &str = "class";
 
 /// What a wait means, for findings: only synchronisation is contention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,7 +109,7 @@ impl WaitClass {
         Self::Other,
     ];
 
-    /// Its value of the [`CLASS`] label.
+    /// Its value of the [`LabelKey::Class`] label.
     pub fn label(self) -> &'static str {
         match self {
             Self::Lock => "lock",
@@ -59,7 +123,7 @@ impl WaitClass {
         }
     }
 
-    /// The class a [`CLASS`] label names.
+    /// The class a [`LabelKey::Class`] label names.
     pub fn from_label(label: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.label() == label)
     }
@@ -96,10 +160,12 @@ impl WaitClass {
     }
 }
 
-/// The class of a blocking-profile sample: its [`CLASS`] label, or `None` for a futex wait
+/// The class of a blocking-profile sample: its [`LabelKey::Class`] label, or `None` for a futex wait
 /// that is not a Go runtime thread's idling.
 pub fn class_of(sample: &crate::Sample) -> Option<WaitClass> {
-    sample.label_str(CLASS).and_then(WaitClass::from_label)
+    sample
+        .label_str(LabelKey::Class)
+        .and_then(WaitClass::from_label)
 }
 
 #[cfg(test)]
@@ -124,6 +190,9 @@ mod tests {
         assert_eq!(WaitClass::of_reason("preempted"), WaitClass::Other);
         for class in WaitClass::ALL {
             assert_eq!(WaitClass::from_label(class.label()), Some(class));
+        }
+        for key in LabelKey::ALL {
+            assert_eq!(LabelKey::from_name(key.name()), Some(key));
         }
     }
 }

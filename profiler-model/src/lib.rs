@@ -32,6 +32,7 @@ pub use builder::{ProfileBuilder, RawFrame};
 pub use facts::RunFacts;
 pub use frame::{FrameKind, LostStack, Unnamed, module_offset};
 pub use kind::{BlockValue, CpuValue, HeapValue, IoValue, ProfileKind};
+pub use labels::LabelKey;
 pub use model::{
     ELIDED_INLINE_PREFIX, INLINE_KEPT_INNER, INLINE_KEPT_OUTER, KERNEL_MAPPING, Label, LabelValue,
     Line, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile, Sample, StackId,

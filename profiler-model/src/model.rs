@@ -1,5 +1,6 @@
 //! Plain data types of a symbolized profile, shaped after pprof's `profile.proto`.
 
+use crate::labels::LabelKey;
 use std::time::{Duration, SystemTime};
 
 use super::frame::FrameKind;
@@ -134,24 +135,24 @@ pub enum LabelValue {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Label {
     /// The label's key.
-    pub key: String,
+    pub key: LabelKey,
     /// The label's value.
     pub value: LabelValue,
 }
 
 impl Label {
     /// A string label.
-    pub fn str(key: &str, value: impl Into<String>) -> Self {
+    pub fn str(key: LabelKey, value: impl Into<String>) -> Self {
         Self {
-            key: key.to_owned(),
+            key,
             value: LabelValue::Str(value.into()),
         }
     }
 
     /// A numeric label.
-    pub fn num(key: &str, value: i64) -> Self {
+    pub fn num(key: LabelKey, value: i64) -> Self {
         Self {
-            key: key.to_owned(),
+            key,
             value: LabelValue::Num(value),
         }
     }
@@ -180,7 +181,7 @@ impl Sample {
     }
 
     /// The value of the string label `key`, if the sample has it.
-    pub fn label_str(&self, key: &str) -> Option<&str> {
+    pub fn label_str(&self, key: LabelKey) -> Option<&str> {
         self.labels.iter().find_map(|l| match &l.value {
             LabelValue::Str(s) if l.key == key => Some(s.as_str()),
             _ => None,
@@ -188,7 +189,7 @@ impl Sample {
     }
 
     /// The value of the numeric label `key`, if the sample has it.
-    pub fn label_num(&self, key: &str) -> Option<i64> {
+    pub fn label_num(&self, key: LabelKey) -> Option<i64> {
         self.labels.iter().find_map(|l| match l.value {
             LabelValue::Num(n) if l.key == key => Some(n),
             _ => None,

@@ -120,7 +120,7 @@ pub fn encode(profile: &Profile) -> proto::Profile {
                 .labels
                 .iter()
                 .map(|l| {
-                    let key = strings.intern(&l.key);
+                    let key = strings.intern(l.key.name());
                     match &l.value {
                         LabelValue::Str(v) => proto::Label {
                             key,
@@ -189,6 +189,7 @@ pub fn write(profile: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::KERNEL_MAPPING;
+    use crate::LabelKey;
     use crate::ProfileKind;
     use crate::fixture;
     use crate::pprof_read::{decode, decode_bytes};
@@ -255,15 +256,15 @@ mod tests {
             stack: StackId::new(n - 2),
             values: vec![2, 2 * fixture::PERIOD],
             labels: vec![
-                Label::num("pid", 0),
-                Label::num("tid", 0),
-                Label::str("comm", ""),
+                Label::num(LabelKey::Pid, 0),
+                Label::num(LabelKey::Tid, 0),
+                Label::str(LabelKey::Comm, ""),
             ],
         });
         p.samples.push(Sample {
             stack: StackId::new(n - 1),
             values: vec![1, fixture::PERIOD],
-            labels: vec![Label::str("comm", "swapper/0")],
+            labels: vec![Label::str(LabelKey::Comm, "swapper/0")],
         });
         p
     }

@@ -15,6 +15,7 @@
 //! a stack has at most `unwind::MAX_FRAMES` user and 127 kernel locations, each of at most
 //! [`MAX_INLINE_LINES`] lines.
 
+use crate::labels::LabelKey;
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Read;
@@ -379,7 +380,10 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
         };
         let mut labels = Vec::with_capacity(s.label.len());
         for l in &s.label {
-            let key = owned(string(l.key)?)?;
+            // A key of no meaning to the profiler is no use to any of its outputs.
+            let Some(key) = LabelKey::from_name(string(l.key)?) else {
+                continue;
+            };
             let value = if l.str != 0 || (l.num == 0 && string_keys.contains(&l.key)) {
                 LabelValue::Str(owned(string(l.str)?)?)
             } else {

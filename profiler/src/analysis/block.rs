@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use profiler_model::LabelKey;
 use profiler_model::{BlockValue, Profile};
 
 use super::language;
@@ -53,16 +54,16 @@ pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
     }
     let mut groups: BTreeMap<(i64, String), Acc> = BTreeMap::new();
     for sample in profile.samples.iter().filter(|s| !is_idle(s)) {
-        let pid = sample.label_num("pid").unwrap_or(0);
+        let pid = sample.label_num(LabelKey::Pid).unwrap_or(0);
         // Goroutine waits have no futex: `goroutines` finds their contention.
-        let Some(futex) = sample.label_str("futex").map(str::to_owned) else {
+        let Some(futex) = sample.label_str(LabelKey::Futex).map(str::to_owned) else {
             continue;
         };
         let acc = groups.entry((pid, futex)).or_default();
         if acc.comm.is_empty() {
-            acc.comm = sample.label_str("comm").unwrap_or("").to_owned();
+            acc.comm = sample.label_str(LabelKey::Comm).unwrap_or("").to_owned();
         }
-        if let Some(tid) = sample.label_num("tid") {
+        if let Some(tid) = sample.label_num(LabelKey::Tid) {
             acc.tids.insert(tid);
         }
         let delay = sample.count(BlockValue::Delay.index());
@@ -100,7 +101,7 @@ pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
 /// M with nothing to run), which is not blocking anyone.
 pub fn is_idle(sample: &profiler_model::Sample) -> bool {
     profiler_model::labels::class_of(sample) == Some(profiler_model::labels::WaitClass::Idle)
-        && sample.label_num("goroutine").is_none()
+        && sample.label_num(LabelKey::Goroutine).is_none()
 }
 
 /// Nanoseconds blocked per process (pid, comm), most first; idle Go runtime threads are
@@ -109,8 +110,8 @@ pub fn by_process(profile: &Profile) -> Vec<(i64, String, u64)> {
     let mut totals: BTreeMap<i64, (String, u64)> = BTreeMap::new();
     for sample in profile.samples.iter().filter(|s| !is_idle(s)) {
         let entry = totals
-            .entry(sample.label_num("pid").unwrap_or(0))
-            .or_insert_with(|| (sample.label_str("comm").unwrap_or("").to_owned(), 0));
+            .entry(sample.label_num(LabelKey::Pid).unwrap_or(0))
+            .or_insert_with(|| (sample.label_str(LabelKey::Comm).unwrap_or("").to_owned(), 0));
         let delay = sample.count(BlockValue::Delay.index());
         entry.1 = entry.1.saturating_add(delay);
     }
@@ -156,10 +157,10 @@ mod tests {
         let (s1, s2) = (b.stack(vec![lock]), b.stack(vec![consume]));
         let labels = |tid: i64, futex: &str| {
             vec![
-                Label::num("pid", 7),
-                Label::num("tid", tid),
-                Label::str("comm", "app"),
-                Label::str("futex", futex),
+                Label::num(LabelKey::Pid, 7),
+                Label::num(LabelKey::Tid, tid),
+                Label::str(LabelKey::Comm, "app"),
+                Label::str(LabelKey::Futex, futex),
             ]
         };
         b.add_sample(s1, &[10, 500], labels(1, "0x10"));

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use profiler_model::LabelKey;
 use profiler_model::labels::{WaitClass, class_of};
 use profiler_model::{BlockValue, Profile};
 
@@ -105,16 +106,19 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
                 }
                 lock.to_owned()
             }
-            GoWaitKind::Channel => sample.label_str("reason").unwrap_or("chan").to_owned(),
+            GoWaitKind::Channel => sample
+                .label_str(LabelKey::Reason)
+                .unwrap_or("chan")
+                .to_owned(),
         };
-        let pid = sample.label_num("pid").unwrap_or(0);
+        let pid = sample.label_num(LabelKey::Pid).unwrap_or(0);
         let acc = groups
             .entry((kind, pid, frames[at].to_owned(), operation))
             .or_default();
         if acc.comm.is_empty() {
-            acc.comm = sample.label_str("comm").unwrap_or("").to_owned();
+            acc.comm = sample.label_str(LabelKey::Comm).unwrap_or("").to_owned();
         }
-        if let Some(g) = sample.label_num("goroutine") {
+        if let Some(g) = sample.label_num(LabelKey::Goroutine) {
             acc.goroutines.insert(g);
         }
         acc.waits = acc
@@ -199,11 +203,11 @@ mod tests {
         );
         let labels = |g: i64, class: &str, reason: &str| {
             vec![
-                Label::num("pid", 7),
-                Label::num("goroutine", g),
-                Label::str("comm", "app"),
-                Label::str("class", class),
-                Label::str("reason", reason),
+                Label::num(LabelKey::Pid, 7),
+                Label::num(LabelKey::Goroutine, g),
+                Label::str(LabelKey::Comm, "app"),
+                Label::str(LabelKey::Class, class),
+                Label::str(LabelKey::Reason, reason),
             ]
         };
         b.add_sample(

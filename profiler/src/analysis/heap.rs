@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use profiler_model::LabelKey;
 use profiler_model::labels::ONLY_GREW;
 use profiler_model::{FrameKind, HeapValue, Profile};
 
@@ -147,12 +148,15 @@ pub fn sites(profile: &Profile) -> Vec<HeapSite> {
             .iter()
             .find(|(f, system)| !system && !is_allocator_frame(f))
             .map_or("[unknown]", |(f, _)| f);
-        let pid = sample.label_num("pid").unwrap_or(0);
+        let pid = sample.label_num(LabelKey::Pid).unwrap_or(0);
         let site = by_caller
             .entry((pid, caller.to_owned()))
             .or_insert_with(|| HeapSite {
                 pid,
-                comm: sample.label_str("comm").unwrap_or_default().to_owned(),
+                comm: sample
+                    .label_str(LabelKey::Comm)
+                    .unwrap_or_default()
+                    .to_owned(),
                 caller: caller.to_owned(),
                 language: language::detect(lines.iter().map(|(f, _)| *f)),
                 alloc_objects: 0,
@@ -165,7 +169,7 @@ pub fn sites(profile: &Profile) -> Vec<HeapSite> {
         site.alloc_space += sample.count(HeapValue::AllocSpace.index());
         site.inuse_objects += sample.count(HeapValue::InuseObjects.index());
         site.inuse_space += sample.count(HeapValue::InuseSpace.index());
-        site.only_grew |= sample.label_str("trend") == Some(ONLY_GREW);
+        site.only_grew |= sample.label_str(LabelKey::Trend) == Some(ONLY_GREW);
     }
     let mut sites: Vec<HeapSite> = by_caller.into_values().collect();
     sites.sort_by(|a, b| {
@@ -244,9 +248,12 @@ mod tests {
         ]);
         let keep = stack(&["malloc", "app::keep", "main"]);
         let labels = |trend: bool| {
-            let mut l = vec![Label::num("pid", 7), Label::str("comm", "app")];
+            let mut l = vec![
+                Label::num(LabelKey::Pid, 7),
+                Label::str(LabelKey::Comm, "app"),
+            ];
             if trend {
-                l.push(Label::str("trend", ONLY_GREW));
+                l.push(Label::str(LabelKey::Trend, ONLY_GREW));
             }
             l
         };

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use profiler_model::IoValue;
+use profiler_model::LabelKey;
 use profiler_model::{Profile, StackId};
 
 use crate::config::SmallIo;
@@ -192,12 +193,12 @@ pub fn sites(profile: &Profile) -> Vec<IoSite> {
     // By stack id, so sites alike in every compared field (two unnamed stacks) keep one order.
     let mut by_site: BTreeMap<(StackId, &str), IoSite> = BTreeMap::new();
     for sample in &profile.samples {
-        let syscall = sample.label_str("syscall").unwrap_or("unknown");
+        let syscall = sample.label_str(LabelKey::Syscall).unwrap_or("unknown");
         let site = by_site.entry((sample.stack, syscall)).or_insert_with(|| {
             let functions = profile.stack_functions(sample.stack);
             IoSite {
                 syscall: syscall.to_owned(),
-                comm: sample.label_str("comm").unwrap_or("").to_owned(),
+                comm: sample.label_str(LabelKey::Comm).unwrap_or("").to_owned(),
                 caller: language::user_caller(profile, sample.stack),
                 language: language::detect(functions.iter().rev().copied()),
                 path: functions.into_iter().map(str::to_owned).collect(),
@@ -222,7 +223,7 @@ pub fn sites(profile: &Profile) -> Vec<IoSite> {
         }
         site.short = site.short.saturating_add(value(IoValue::Short));
         site.eagain = site.eagain.saturating_add(value(IoValue::Eagain));
-        if let Some(kind) = sample.label_str("descriptor")
+        if let Some(kind) = sample.label_str(LabelKey::Descriptor)
             && !site.descriptors.iter().any(|d| d == kind)
         {
             site.descriptors.push(kind.to_owned());

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use profiler_common::{COMM_LEN, counter, sample_kind};
+use profiler_model::LabelKey;
 use profiler_model::{CpuValue, Label, ProfileKind, ValueType};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
@@ -63,9 +64,9 @@ impl Collector for CpuCollector {
         for (key, count) in samples {
             let count = count as i64;
             let labels = vec![
-                Label::num("pid", i64::from(key.pid)),
-                Label::num("tid", i64::from(key.tid)),
-                Label::str("comm", comm(&key.comm)),
+                Label::num(LabelKey::Pid, i64::from(key.pid)),
+                Label::num(LabelKey::Tid, i64::from(key.tid)),
+                Label::str(LabelKey::Comm, comm(&key.comm)),
             ];
             let mut values = vec![0; CpuValue::Cpu.index() + 1];
             values[CpuValue::Samples.index()] = count;

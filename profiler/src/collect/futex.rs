@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use profiler_common::{BlockKey, counter, futex_syscall, sample_kind, wait_outcome};
+use profiler_model::LabelKey;
 use profiler_model::labels::IN_PROGRESS;
 use profiler_model::{Label, LostStack, ProfileKind};
 
@@ -81,11 +82,11 @@ impl Collector for FutexCollector {
 
 fn labels(key: &BlockKey, comm: &str, outcome: &str) -> Vec<Label> {
     vec![
-        Label::num("pid", i64::from(key.pid)),
-        Label::num("tid", i64::from(key.tid)),
-        Label::str("comm", comm),
-        Label::str("futex", format!("{:#x}", key.uaddr)),
-        Label::str("outcome", outcome),
+        Label::num(LabelKey::Pid, i64::from(key.pid)),
+        Label::num(LabelKey::Tid, i64::from(key.tid)),
+        Label::str(LabelKey::Comm, comm),
+        Label::str(LabelKey::Futex, format!("{:#x}", key.uaddr)),
+        Label::str(LabelKey::Outcome, outcome),
     ]
 }
 

@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use profiler_common::{GoWaitKey, counter, sample_kind};
-use profiler_model::labels::{CLASS, IN_PROGRESS, WaitClass};
+use profiler_model::LabelKey;
+use profiler_model::labels::{IN_PROGRESS, WaitClass};
 use profiler_model::{Label, LostStack, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample, Seen};
@@ -128,12 +129,15 @@ fn reason_name(go: &GoroutineWaits, pid: u32, reason: u32) -> String {
 fn labels(go: &GoroutineWaits, key: &GoWaitKey, comm: &str, outcome: &str) -> Vec<Label> {
     let reason = reason_name(go, key.pid, key.reason);
     vec![
-        Label::num("pid", i64::from(key.pid)),
-        Label::num("goroutine", i64::try_from(key.goid).unwrap_or(i64::MAX)),
-        Label::str("comm", comm),
-        Label::str(CLASS, WaitClass::of_reason(&reason).label()),
-        Label::str("reason", reason),
-        Label::str("outcome", outcome),
+        Label::num(LabelKey::Pid, i64::from(key.pid)),
+        Label::num(
+            LabelKey::Goroutine,
+            i64::try_from(key.goid).unwrap_or(i64::MAX),
+        ),
+        Label::str(LabelKey::Comm, comm),
+        Label::str(LabelKey::Class, WaitClass::of_reason(&reason).label()),
+        Label::str(LabelKey::Reason, reason),
+        Label::str(LabelKey::Outcome, outcome),
     ]
 }
 

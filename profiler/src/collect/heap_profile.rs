@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use profiler_common::{HeapSiteKey, counter};
+use profiler_model::LabelKey;
 use profiler_model::labels::ONLY_GREW;
 use profiler_model::{HeapValue, Label, LostStack, ProfileKind};
 
@@ -59,11 +60,11 @@ pub fn raw(
     for (key, value) in sites {
         let (objects, bytes) = live.get(key).copied().unwrap_or_default();
         let mut labels = vec![
-            Label::num("pid", i64::from(key.pid)),
-            Label::str("comm", comm(&value.comm)),
+            Label::num(LabelKey::Pid, i64::from(key.pid)),
+            Label::str(LabelKey::Comm, comm(&value.comm)),
         ];
         if growing.contains_key(key) {
-            labels.push(Label::str("trend", ONLY_GREW));
+            labels.push(Label::str(LabelKey::Trend, ONLY_GREW));
         }
         let sampled = stacks_of.remove(key).unwrap_or_default();
         let totals = [value.allocs, value.bytes, objects, bytes];
@@ -97,8 +98,8 @@ fn add_go(heap: &HeapRun, go_heap: &GoHeap, raw: &mut RawProfile) {
         let (inuse_objects, inuse_space) =
             scale_heap_sample(totals[INUSE_OBJECTS], totals[INUSE_SPACE], rate);
         let labels = vec![
-            Label::num("pid", i64::from(stack.pid)),
-            Label::str("comm", comm(&stack.comm)),
+            Label::num(LabelKey::Pid, i64::from(stack.pid)),
+            Label::str(LabelKey::Comm, comm(&stack.comm)),
         ];
         raw.add(
             RawStack::user(stack.user),

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use profiler_common::{IoKey, counter, io_syscall, sample_kind};
+use profiler_model::LabelKey;
 use profiler_model::{IoValue, Label, LostStack, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
@@ -45,16 +46,16 @@ impl Collector for IoCollector {
                 .copied()
                 .unwrap_or("unknown");
             let mut labels = vec![
-                Label::str("syscall", syscall),
-                Label::num("pid", i64::from(key.pid)),
-                Label::str("comm", comm(&value.comm)),
+                Label::str(LabelKey::Syscall, syscall),
+                Label::num(LabelKey::Pid, i64::from(key.pid)),
+                Label::str(LabelKey::Comm, comm(&value.comm)),
             ];
             let kind = run
                 .processes
                 .get(key.pid)
                 .and_then(|p| p.fds.get(&value.fd));
             if let Some(kind) = kind {
-                labels.push(Label::str("descriptor", *kind));
+                labels.push(Label::str(LabelKey::Descriptor, *kind));
             }
             let sampled = stacks_of.remove(key).unwrap_or_default();
             let mut totals = [0; IoValue::Eagain.index() + 1];

@@ -3,7 +3,8 @@
 
 use std::collections::HashSet;
 
-use profiler_model::labels::{CLASS, WaitClass};
+use profiler_model::LabelKey;
+use profiler_model::labels::WaitClass;
 use profiler_model::{Label, Profile, StackId};
 
 /// The Go scheduler's functions under which a thread's futex wait means it has nothing to
@@ -24,7 +25,7 @@ pub fn mark_idle_threads(profile: &mut Profile) {
     let idle_stacks: HashSet<StackId> = profile
         .samples
         .iter()
-        .filter(|s| s.label_num("goroutine").is_none())
+        .filter(|s| s.label_num(LabelKey::Goroutine).is_none())
         .map(|s| s.stack)
         .filter(|&stack| {
             let functions = profile.stack_functions(stack);
@@ -33,10 +34,10 @@ pub fn mark_idle_threads(profile: &mut Profile) {
         })
         .collect();
     for sample in &mut profile.samples {
-        if idle_stacks.contains(&sample.stack) && sample.label_num("goroutine").is_none() {
+        if idle_stacks.contains(&sample.stack) && sample.label_num(LabelKey::Goroutine).is_none() {
             sample
                 .labels
-                .push(Label::str(CLASS, WaitClass::Idle.label()));
+                .push(Label::str(LabelKey::Class, WaitClass::Idle.label()));
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use profiler_model::LabelKey;
 use profiler_model::{Profile, Sample};
 
 /// The folded lines of `profile`, sorted, weighted by the default sample type.
@@ -66,7 +67,10 @@ pub fn frame_name(name: &str) -> String {
 /// The first frame of a sample's stack in every flame graph (folded, SVG, HTML,
 /// speedscope): its command name, else its pid, else `[unknown]`, as [`write`] writes it.
 pub fn process_frame(sample: &Sample) -> String {
-    let name = match (sample.label_str("comm"), sample.label_num("pid")) {
+    let name = match (
+        sample.label_str(LabelKey::Comm),
+        sample.label_num(LabelKey::Pid),
+    ) {
         (Some(comm), _) => frame_name(comm),
         (None, Some(pid)) => pid.to_string(),
         (None, None) => String::new(),
@@ -129,12 +133,18 @@ mod tests {
         b.add_sample(
             s,
             &[5],
-            vec![Label::str("comm", "my proc;x"), Label::num("tid", 1)],
+            vec![
+                Label::str(LabelKey::Comm, "my proc;x"),
+                Label::num(LabelKey::Tid, 1),
+            ],
         );
         b.add_sample(
             s,
             &[7],
-            vec![Label::str("comm", "my proc;x"), Label::num("tid", 2)],
+            vec![
+                Label::str(LabelKey::Comm, "my proc;x"),
+                Label::num(LabelKey::Tid, 2),
+            ],
         );
         b.add_sample(zero, &[0], vec![]);
         b.add_sample(s, &[1], vec![]);

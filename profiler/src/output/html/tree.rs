@@ -306,7 +306,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use profiler_model::fixture::{self, PERIOD, line, location};
-    use profiler_model::{Label, ProfileBuilder, ValueType};
+    use profiler_model::{Label, LabelKey, ProfileBuilder, ValueType};
 
     use super::*;
 
@@ -394,7 +394,7 @@ mod tests {
         let s_hot = b.stack(vec![hot, main]);
         let s_rare = b.stack(vec![deeper, rare, main]);
         let s_big = b.stack(vec![big, main]);
-        let app = || vec![Label::str("comm", "app")];
+        let app = || vec![Label::str(LabelKey::Comm, "app")];
         b.add_sample(s_hot, &[100_000, 0], app());
         // 5 of 100,006 samples: under 0.1% of both types, so rare and deeper go.
         b.add_sample(s_rare, &[5, 0], app());
@@ -438,7 +438,7 @@ mod tests {
             ..location(2, None, vec![line("do_syscall_64")])
         });
         let s = b.stack(vec![kernel, user]);
-        b.add_sample(s, &[1], vec![Label::num("pid", 9)]);
+        b.add_sample(s, &[1], vec![Label::num(LabelKey::Pid, 9)]);
         let d = profile_data(&b.build());
         let pid = child(&d, &d.tree[0], "9");
         let main = child(&d, pid, "main");
@@ -462,7 +462,7 @@ mod tests {
             ..location(2, None, vec![line("app+0x10")])
         });
         let s = b.stack(vec![unnamed, user]);
-        b.add_sample(s, &[1], vec![Label::num("pid", 9)]);
+        b.add_sample(s, &[1], vec![Label::num(LabelKey::Pid, 9)]);
         let d = profile_data(&b.build());
         let main = child(&d, child(&d, &d.tree[0], "9"), "main");
         assert_eq!(main.6, 0);
@@ -482,7 +482,11 @@ mod tests {
         let s = b.stack(vec![f; 1000]);
         // A process of its own per sample: 1,000 paths of 1,001 frames.
         for comm in 0..1000 {
-            b.add_sample(s, &[1], vec![Label::str("comm", format!("c{comm}"))]);
+            b.add_sample(
+                s,
+                &[1],
+                vec![Label::str(LabelKey::Comm, format!("c{comm}"))],
+            );
         }
         let d = profile_data(&b.build());
         assert!(d.nodes <= MAX_TREE_NODES, "{} nodes", d.nodes);

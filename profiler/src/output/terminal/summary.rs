@@ -5,6 +5,7 @@ pub(crate) use crate::analysis::units::{group, human_time};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
+use profiler_model::LabelKey;
 use profiler_model::{Profile, ValueType};
 
 use crate::output::strings::escape_terminal;
@@ -44,9 +45,9 @@ pub fn render(profile: &Profile, top: usize) -> String {
         .samples
         .iter()
         .filter_map(|s| {
-            s.label_num("pid")
+            s.label_num(LabelKey::Pid)
                 .map(|p| p.to_string())
-                .or_else(|| s.label_str("pid").map(str::to_owned))
+                .or_else(|| s.label_str(LabelKey::Pid).map(str::to_owned))
         })
         .collect();
     let time_like = vt.unit == "nanoseconds";
@@ -190,9 +191,9 @@ mod tests {
         let s1 = b.stack(vec![a, main]);
         let s2 = b.stack(vec![a, bb, main]);
         let s3 = b.stack(vec![bb, main]);
-        b.add_sample(s1, &[3], vec![Label::num("pid", 1)]);
-        b.add_sample(s2, &[1], vec![Label::num("pid", 1)]);
-        b.add_sample(s3, &[6], vec![Label::num("pid", 2)]);
+        b.add_sample(s1, &[3], vec![Label::num(LabelKey::Pid, 1)]);
+        b.add_sample(s2, &[1], vec![Label::num(LabelKey::Pid, 1)]);
+        b.add_sample(s3, &[6], vec![Label::num(LabelKey::Pid, 2)]);
         b.build()
     }
 
