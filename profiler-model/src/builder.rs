@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use super::address::{AddressSpace, FrameAddress};
+use super::comment::Comment;
 use super::kind::ProfileKind;
 use super::model::Sample;
 use super::model::{
@@ -97,9 +98,9 @@ impl ProfileBuilder {
         self
     }
 
-    /// Adds a free-form comment.
-    pub fn comment(&mut self, text: impl Into<String>) -> &mut Self {
-        self.profile.comments.push(text.into());
+    /// Adds a comment.
+    pub fn comment(&mut self, comment: Comment) -> &mut Self {
+        self.profile.comments.push(comment);
         self
     }
 
@@ -193,11 +194,11 @@ impl ProfileBuilder {
     pub fn build(mut self) -> Profile {
         let (locations, lines) = self.elided;
         if locations > 0 {
-            self.profile.comments.push(format!(
+            self.profile.comments.push(Comment::Account(format!(
                 "inlined frames: {lines} elided at {locations} locations whose inline chain \
                  was over the {MAX_INLINE_LINES} frames a location keeps; each shows one \
                  `[elided: N inlined frames]` frame"
-            ));
+            )));
         }
         self.profile
     }
@@ -278,6 +279,7 @@ mod tests {
         let note = p
             .comments
             .iter()
+            .map(Comment::text)
             .find(|c| c.starts_with("inlined frames:"))
             .unwrap();
         assert!(note.contains("2970 elided at 1 locations"), "{note}");

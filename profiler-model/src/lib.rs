@@ -11,6 +11,7 @@
 
 mod address;
 mod builder;
+mod comment;
 mod facts;
 mod frame;
 mod kind;
@@ -29,6 +30,7 @@ pub mod fixture;
 
 pub use address::{AddressSpace, FrameAddress};
 pub use builder::{ProfileBuilder, RawFrame};
+pub use comment::Comment;
 pub use facts::RunFacts;
 pub use frame::{FrameKind, LostStack, Unnamed, module_offset};
 pub use kind::{BlockValue, CpuValue, HeapValue, IoValue, ProfileKind};

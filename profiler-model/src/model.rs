@@ -1,5 +1,6 @@
 //! Plain data types of a symbolized profile, shaped after pprof's `profile.proto`.
 
+use crate::comment::Comment;
 use crate::labels::LabelKey;
 use std::time::{Duration, SystemTime};
 
@@ -214,8 +215,9 @@ pub struct Profile {
     pub start: SystemTime,
     /// How long collection ran.
     pub duration: Duration,
-    /// Free-form notes: the run, lost samples, and what they were compared with.
-    pub comments: Vec<String>,
+    /// What the profile says of itself: the run, how it sampled, how stacks were unwound,
+    /// what was received and lost.
+    pub comments: Vec<Comment>,
     /// Mappings referenced by locations.
     pub mappings: Vec<Mapping>,
     /// Interned locations.

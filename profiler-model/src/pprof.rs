@@ -144,7 +144,11 @@ pub fn encode(profile: &Profile) -> proto::Profile {
         .period_type
         .as_ref()
         .map(|t| value_type(&mut strings, t));
-    let comment = profile.comments.iter().map(|c| strings.intern(c)).collect();
+    let comment = profile
+        .comments
+        .iter()
+        .map(|c| strings.intern(&c.text()))
+        .collect();
     let default_sample_type = profile
         .sample_types
         .get(profile.default_sample_type)

@@ -15,6 +15,7 @@
 //! a stack has at most `unwind::MAX_FRAMES` user and 127 kernel locations, each of at most
 //! [`MAX_INLINE_LINES`] lines.
 
+use crate::comment::Comment;
 use crate::labels::LabelKey;
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
@@ -220,7 +221,7 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
     let comments = p
         .comment
         .iter()
-        .map(|&c| owned(string(c)?))
+        .map(|&c| Ok(Comment::read(owned(string(c)?)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     let mut mapping_index = HashMap::new();
@@ -400,12 +401,12 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
 
     let mut comments = comments;
     if elided_at.0 > 0 {
-        comments.push(format!(
+        comments.push(Comment::Account(format!(
             "inlined frames: {} elided at {} locations whose inline chain was over the \
              {MAX_INLINE_LINES} frames a location keeps, when the file was read; each shows \
              one `{ELIDED_INLINE_PREFIX}N inlined frames]` frame",
             elided_at.1, elided_at.0
-        ));
+        )));
     }
     Ok(Profile {
         kind,

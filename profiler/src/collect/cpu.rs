@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use profiler_common::{COMM_LEN, counter, sample_kind};
 use profiler_model::LabelKey;
-use profiler_model::{CpuValue, Label, ProfileKind, ValueType};
+use profiler_model::{Comment, CpuValue, Label, ProfileKind, ValueType};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
@@ -82,7 +82,7 @@ impl Collector for CpuCollector {
 }
 
 /// What the run saw and lost, against what it could have seen, as profile comments.
-fn accounting(run: &RunEnd<'_>) -> Vec<String> {
+fn accounting(run: &RunEnd<'_>) -> Vec<Comment> {
     let c = run.counters;
     let frequency = run.config.frequency;
     let secs = run.duration.as_secs_f64();
@@ -91,11 +91,11 @@ fn accounting(run: &RunEnd<'_>) -> Vec<String> {
     let busy_ticks = ticks.saturating_sub(c.get(counter::IDLE));
     let expected_busy = frequency as f64 * run.busy_cpu_seconds;
     let mut lines = vec![
-        format!(
+        Comment::Method(format!(
             "sampling: cpu-clock at {frequency} Hz on every CPU; call graph: {}",
             run.call_graph
-        ),
-        format!(
+        )),
+        Comment::Account(format!(
             "received: {busy_ticks} ticks on busy CPUs of {expected_busy:.0} expected \
              ({frequency} Hz x {:.2} busy CPU-seconds from /proc/stat), {:.1}%; at most \
              {upper:.0} ({frequency} Hz x {secs:.2}s x {} CPUs) if every CPU had been busy; \
@@ -103,27 +103,27 @@ fn accounting(run: &RunEnd<'_>) -> Vec<String> {
             run.busy_cpu_seconds,
             percent(busy_ticks as f64, expected_busy),
             run.cpus
-        ),
-        format!(
+        )),
+        Comment::Account(format!(
             "samples: {} recorded; {} ticks in other processes not recorded",
             c.get(counter::RECORDED),
             c.get(counter::FILTERED)
-        ),
-        format!(
+        )),
+        Comment::Account(format!(
             "lost: {} samples (ring buffer full); {} user stacks unreadable, {} kernel stacks \
              not taken",
             c.get(counter::LOST_CPU_SAMPLES),
             c.get(counter::USER_STACK_UNREADABLE),
             c.get(counter::LOST_KERNEL_STACK)
-        ),
+        )),
     ];
     let proc_lost = c.get(counter::LOST_PROC_EVENTS);
     let forks_lost = c.get(counter::LOST_FORKS);
     if proc_lost + forks_lost > 0 {
-        lines.push(format!(
+        lines.push(Comment::Account(format!(
             "also lost: {proc_lost} process announcements (ring buffer full: those processes \
              may be unsymbolized) and {forks_lost} forked children not followed (target map full)"
-        ));
+        )));
     }
     lines
 }

@@ -8,7 +8,7 @@ use anyhow::Result;
 use profiler_common::{BlockKey, counter, futex_syscall, sample_kind, wait_outcome};
 use profiler_model::LabelKey;
 use profiler_model::labels::IN_PROGRESS;
-use profiler_model::{Label, LostStack, ProfileKind};
+use profiler_model::{Comment, Label, LostStack, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
@@ -90,13 +90,15 @@ fn labels(key: &BlockKey, comm: &str, outcome: &str) -> Vec<Label> {
     ]
 }
 
-fn accounting(run: &RunEnd<'_>, in_progress: usize) -> Vec<String> {
+fn accounting(run: &RunEnd<'_>, in_progress: usize) -> Vec<Comment> {
     let c = run.counters;
     vec![
-        "traced: futex waits (WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, WAIT_REQUEUE_PI, \
+        Comment::Method(
+            "traced: futex waits (WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2, WAIT_REQUEUE_PI, \
          futex_waitv, futex_wait) from entry to return; wakes are not waits"
-            .to_owned(),
-        format!(
+                .to_owned(),
+        ),
+        Comment::Account(format!(
             "waits: {} completed, {in_progress} still in progress at the end (counted up to \
              it); lost: {} (blocking map full); stack samples: {} taken, {} lost (ring buffer \
              full)",
@@ -104,6 +106,6 @@ fn accounting(run: &RunEnd<'_>, in_progress: usize) -> Vec<String> {
             c.get(counter::LOST_BLOCK_FULL),
             c.get(counter::BLOCK_STACKS),
             c.get(counter::LOST_BLOCK_STACK)
-        ),
+        )),
     ]
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 use profiler_common::{GoWaitKey, counter, sample_kind};
 use profiler_model::LabelKey;
 use profiler_model::labels::{IN_PROGRESS, WaitClass};
-use profiler_model::{Label, LostStack, ProfileKind};
+use profiler_model::{Comment, Label, LostStack, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample, Seen};
 use crate::collect::goroutines::{GoTracer, GoroutineWaits};
@@ -142,7 +142,7 @@ fn labels(go: &GoroutineWaits, key: &GoWaitKey, comm: &str, outcome: &str) -> Ve
 }
 
 /// What the goroutine tracing recorded and lost, for the profile's comments.
-fn accounting(run: &RunEnd<'_>, go: &GoroutineWaits) -> Vec<String> {
+fn accounting(run: &RunEnd<'_>, go: &GoroutineWaits) -> Vec<Comment> {
     let c = run.counters;
     let mut versions: Vec<String> = go
         .binaries
@@ -173,5 +173,6 @@ fn accounting(run: &RunEnd<'_>, go: &GoroutineWaits) -> Vec<String> {
         ),
     ];
     lines.extend(go.notes.iter().cloned());
-    lines
+    // Said in the terminal too, unlike the other profiles' `traced:` lines.
+    lines.into_iter().map(Comment::Account).collect()
 }

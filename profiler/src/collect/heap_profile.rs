@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use profiler_common::{HeapSiteKey, counter};
 use profiler_model::LabelKey;
 use profiler_model::labels::ONLY_GREW;
-use profiler_model::{HeapValue, Label, LostStack, ProfileKind};
+use profiler_model::{Comment, HeapValue, Label, LostStack, ProfileKind};
 
 use crate::collect::allocators::go_version;
 use crate::collect::collector::RunEnd;
@@ -249,7 +249,7 @@ fn interposed(preload: &Preload) -> String {
     )
 }
 
-fn accounting(run: &RunEnd<'_>, heap: &HeapRun, go_heap: &GoHeap) -> Vec<String> {
+fn accounting(run: &RunEnd<'_>, heap: &HeapRun, go_heap: &GoHeap) -> Vec<Comment> {
     let c = run.counters;
     let files: Vec<&str> = heap.probes.files.iter().map(String::as_str).collect();
     let traps = c.get(counter::HEAP_ALLOCS) * 2
@@ -257,21 +257,21 @@ fn accounting(run: &RunEnd<'_>, heap: &HeapRun, go_heap: &GoHeap) -> Vec<String>
         + c.get(counter::HEAP_FREES_UNKNOWN)
         + c.get(counter::GO_ALLOCS)
         + heap.preload.as_ref().map_or(0, |p| p.counts().stacks);
-    let mut lines = vec![
-        format!(
-            "traced: uprobes on {} allocator entry points (malloc, calloc, realloc, \
+    let method = format!(
+        "traced: uprobes on {} allocator entry points (malloc, calloc, realloc, \
              reallocarray, free, posix_memalign, aligned_alloc, memalign, valloc, pvalloc and \
              jemalloc, mimalloc, tcmalloc names; C++ operator new goes through malloc) in {}; \
              the Go runtime's own sampled profiling events (mProf_Malloc, freeSpecial); stacks \
              are sampled 1 allocation in {} per site and CPU",
-            heap.probes.entry_points,
-            if files.is_empty() {
-                "no file".to_owned()
-            } else {
-                files.join(", ")
-            },
-            profiler_common::HEAP_STACK_SAMPLE_EVERY
-        ),
+        heap.probes.entry_points,
+        if files.is_empty() {
+            "no file".to_owned()
+        } else {
+            files.join(", ")
+        },
+        profiler_common::HEAP_STACK_SAMPLE_EVERY
+    );
+    let mut lines = vec![
         cost(run, heap, traps),
         format!(
             "allocations: {} native counted by uprobes, {} frees of them, {} frees of blocks from before \
@@ -328,7 +328,9 @@ fn accounting(run: &RunEnd<'_>, heap: &HeapRun, go_heap: &GoHeap) -> Vec<String>
     for failure in &heap.probes.failures {
         lines.push(format!("not probed: {failure}"));
     }
-    lines
+    let mut comments = vec![Comment::Method(method)];
+    comments.extend(lines.into_iter().map(Comment::Account));
+    comments
 }
 
 #[cfg(test)]

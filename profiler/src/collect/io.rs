@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use profiler_common::{IoKey, counter, io_syscall, sample_kind};
 use profiler_model::LabelKey;
-use profiler_model::{IoValue, Label, LostStack, ProfileKind};
+use profiler_model::{Comment, IoValue, Label, LostStack, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
@@ -76,22 +76,24 @@ impl Collector for IoCollector {
     }
 }
 
-fn accounting(run: &RunEnd<'_>) -> Vec<String> {
+fn accounting(run: &RunEnd<'_>) -> Vec<Comment> {
     let c = run.counters;
     vec![
-        "traced: every call of read, write, pread64, pwrite64, readv, writev, preadv(2), \
+        Comment::Method(
+            "traced: every call of read, write, pread64, pwrite64, readv, writev, preadv(2), \
          pwritev(2), recvfrom, sendto, recvmsg, sendmsg, recvmmsg and sendmmsg (for the *mmsg \
          calls, bytes and requested are messages); stacks are sampled 1 call in 64 per call \
          site"
-            .to_owned(),
-        format!(
+                .to_owned(),
+        ),
+        Comment::Account(format!(
             "requested: what each call asked for, failed calls included (for vector calls \
              and *msg, the first {} iovecs: {} calls had more); short: calls that moved less; \
              eagain: calls that found nothing (EAGAIN)",
             profiler_common::MAX_IOVECS,
             c.get(counter::IO_REQUESTED_PARTIAL)
-        ),
-        format!(
+        )),
+        Comment::Account(format!(
             "calls: {} traced; lost: {} (I/O map full), {} (entry overwritten by a thread \
              sharing its slot); stack samples: {} taken, {} lost (ring buffer full)",
             c.get(counter::IO_CALLS),
@@ -99,6 +101,6 @@ fn accounting(run: &RunEnd<'_>) -> Vec<String> {
             c.get(counter::LOST_SLOT),
             c.get(counter::IO_STACKS),
             c.get(counter::LOST_IO_STACK)
-        ),
+        )),
     ]
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use profiler_model::{Label, LostStack, ProfileKind, ValueType};
+use profiler_model::{Comment, Label, LostStack, ProfileKind, ValueType};
 
 use crate::collect::stacks::{StackHandle, StackTable, UserStack};
 
@@ -54,15 +54,15 @@ pub struct RawProfile {
     pub kind: ProfileKind,
     /// The sampling period, for kinds sampled at a fixed rate.
     pub period: Option<(ValueType, i64)>,
-    /// What was traced, received and lost, as the profile's comments say it.
-    pub accounting: Vec<String>,
+    /// How it sampled or traced, and what was received and lost.
+    pub accounting: Vec<Comment>,
     /// The samples, in the order the profile lists them.
     pub samples: Vec<RawSample>,
 }
 
 impl RawProfile {
     /// An empty raw profile of `kind` with its accounting.
-    pub fn new(kind: ProfileKind, accounting: Vec<String>) -> Self {
+    pub fn new(kind: ProfileKind, accounting: Vec<Comment>) -> Self {
         Self {
             kind,
             period: None,

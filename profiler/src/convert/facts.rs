@@ -8,8 +8,8 @@ use profiler_model::RunFacts;
 use crate::collect::session::RunOutcome;
 use crate::config::{Config, Target};
 
-/// The facts of `run`, as [`RunFacts::encode`] writes them into every profile.
-pub fn describe(run: &RunOutcome, config: &Config) -> String {
+/// The facts of `run`, which every profile says first.
+pub fn describe(run: &RunOutcome, config: &Config) -> RunFacts {
     let (host, kernel) = uname();
     RunFacts {
         host: Some(host),
@@ -20,7 +20,6 @@ pub fn describe(run: &RunOutcome, config: &Config) -> String {
         started: Some(run.start),
         ended: Some(run.stop.to_string()),
     }
-    .encode()
 }
 
 /// `unwinding: call graph MODE; N stack samples (B bytes through a R MiB ring buffer), D

@@ -10,7 +10,7 @@ pub mod facts;
 pub mod idle_threads;
 pub mod stacks;
 
-use profiler_model::{Profile, ProfileBuilder, ProfileKind};
+use profiler_model::{Comment, Profile, ProfileBuilder, ProfileKind};
 
 use crate::collect::raw_profile::RawProfile;
 use crate::collect::session::RunOutcome;
@@ -44,7 +44,7 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
             continue;
         }
         let mut builder = ProfileBuilder::new(kind, run.start, run.duration);
-        builder.comment(facts.clone());
+        builder.comment(Comment::run(facts.clone()));
         for raw in &raws {
             for line in &raw.accounting {
                 builder.comment(line.clone());
@@ -53,7 +53,7 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
                 builder.period(period_type.clone(), *period);
             }
         }
-        builder.comment(unwinding.clone());
+        builder.comment(Comment::Unwinding(unwinding.clone()));
         for sample in raws.iter().flat_map(|raw| &raw.samples) {
             let stack = resolver.intern(&mut builder, sample.stack);
             builder.add_sample(stack, &sample.values, sample.labels.clone());

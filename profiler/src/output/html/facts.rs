@@ -4,7 +4,7 @@
 
 use serde::{Serialize, Serializer};
 
-use profiler_model::{Profile, RunFacts};
+use profiler_model::{Comment, Profile, RunFacts};
 
 /// The run's facts and the report's source, for the header.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,7 +22,10 @@ impl Header {
         let facts = profiles
             .iter()
             .flat_map(|p| &p.comments)
-            .find_map(|c| RunFacts::decode(c))
+            .find_map(|c| match c {
+                Comment::Run { facts, .. } => Some(facts.clone()),
+                _ => None,
+            })
             .unwrap_or_default()
             .or(fallback);
         Self {
@@ -73,10 +76,12 @@ mod tests {
     fn the_header_comes_from_the_first_run_comment() {
         let mut p = profiler_model::fixture::profile();
         p.comments = vec![
-            "lost: 0".to_owned(),
-            "run: host vm, kernel 6.18.44, 2 CPUs; target: command `sh -c a; b` and its \
+            Comment::read("lost: 0".to_owned()),
+            Comment::read(
+                "run: host vm, kernel 6.18.44, 2 CPUs; target: command `sh -c a; b` and its \
              children; window: 3.00s from 2026-11-27T22:53:58Z; the duration elapsed"
-                .to_owned(),
+                    .to_owned(),
+            ),
         ];
         let live = RunFacts {
             host: Some("h".into()),

@@ -102,7 +102,7 @@ pub fn live_facts() -> RunFacts {
 
 #[cfg(test)]
 mod tests {
-    use profiler_model::fixture;
+    use profiler_model::{Comment, fixture};
 
     use super::*;
     use crate::config::SmallIo;
@@ -120,9 +120,11 @@ mod tests {
         let mut p = fixture::profile();
         p.comments.insert(
             0,
-            "run: host box, kernel 6.1, 4 CPUs; target: the whole host; window: 2.00s from \
+            Comment::read(
+                "run: host box, kernel 6.1, 4 CPUs; target: the whole host; window: 2.00s from \
              2023-11-14T22:13:20Z; the duration elapsed"
-                .to_owned(),
+                    .to_owned(),
+            ),
         );
         // A hostile name must not end the data block.
         p.locations[0].lines[0].function = "main</script><b>".to_owned();

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use profiler_model::StringTable;
-use profiler_model::{Profile, ProfileKind};
+use profiler_model::{Comment, Profile, ProfileKind};
 use serde::Serialize;
 
 use super::table::{FunctionRow, function_rows};
@@ -197,7 +197,7 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
     let tree = finish(&arena, &floors, &mut pruned, &mut nodes);
     drop(arena);
     let (functions, functions_omitted) = function_rows(profile, &mut strings);
-    let mut comments = profile.comments.clone();
+    let mut comments: Vec<String> = profile.comments.iter().map(Comment::text).collect();
     if cut > 0 {
         comments.push(format!(
             "report: {cut} samples' stacks are cut short in the flame graph, which holds at \

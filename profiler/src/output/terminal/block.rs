@@ -25,7 +25,7 @@ pub fn render(
     // Writing to a String cannot fail, so the fmt::Results below are ignored.
     let _ = writeln!(out, "block profile: delay (nanoseconds)");
     for comment in profile.comments.iter().filter(|c| shown_in_terminal(c)) {
-        let _ = writeln!(out, "  {}", escape_terminal(comment));
+        let _ = writeln!(out, "  {}", escape_terminal(&comment.text()));
     }
     if per_process.is_empty() {
         let _ = writeln!(out, "No futex waits were recorded.");

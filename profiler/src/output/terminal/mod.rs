@@ -13,7 +13,7 @@ use std::fmt::Write;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use profiler_model::{Profile, ProfileKind};
+use profiler_model::{Comment, Profile, ProfileKind};
 
 use self::summary::shorten;
 use crate::analysis::cpu::{self, MemoryHotSpot};
@@ -101,17 +101,17 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
     let run = profiles
         .first()
         .and_then(|p| p.comments.first())
-        .filter(|c| c.starts_with("run: "));
+        .filter(|c| matches!(c, Comment::Run { .. }));
     if let Some(run) = run {
-        out.push_str(&style.bold(&escape_terminal(run)));
+        out.push_str(&style.bold(&escape_terminal(&run.text())));
         out.push('\n');
     }
     let unwinding = profiles
         .iter()
         .flat_map(|p| &p.comments)
-        .find(|c| c.starts_with("unwinding: "));
+        .find(|c| matches!(c, Comment::Unwinding(_)));
     if let Some(unwinding) = unwinding {
-        out.push_str(&escape_terminal(unwinding));
+        out.push_str(&escape_terminal(&unwinding.text()));
         out.push('\n');
     }
     if run.is_some() || unwinding.is_some() {
@@ -126,7 +126,7 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                     .iter()
                     .filter(|c| summary::shown_in_terminal(c))
                 {
-                    let _ = writeln!(text, "  {}", escape_terminal(comment));
+                    let _ = writeln!(text, "  {}", escape_terminal(&comment.text()));
                 }
                 // The findings are ranked; like every other list here, show the top ones.
                 let shown: Vec<_> = analysis
@@ -170,10 +170,6 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                 text.push_str(&go_syscall_section(analysis.go_syscalls.as_ref()));
                 text
             }
-        };
-        let text = match run {
-            Some(run) => text.replacen(&format!("  {}\n", escape_terminal(run)), "", 1),
-            None => text,
         };
         // Every target string above was escaped where it was written; this catches any
         // that a future table forgets, before styling adds the only escapes we mean.
@@ -335,14 +331,15 @@ mod tests {
     fn with_run_line() -> Profile {
         let mut p = fixture::profile();
         p.comments
-            .insert(0, "run: host h, kernel k, 2 CPUs".to_owned());
+            .insert(0, Comment::read("run: host h, kernel k, 2 CPUs".to_owned()));
         p
     }
 
     #[test]
     fn unwinding_is_printed_once_after_the_run() {
         let mut cpu = with_run_line();
-        cpu.comments.push("unwinding: call graph fp".to_owned());
+        cpu.comments
+            .push(Comment::read("unwinding: call graph fp".to_owned()));
         let mut io = cpu.clone();
         io.kind = ProfileKind::Io;
         let profiles = [cpu, io];

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use profiler_model::LabelKey;
-use profiler_model::{Profile, ValueType};
+use profiler_model::{Comment, Profile, ValueType};
 
 use crate::output::strings::escape_terminal;
 
@@ -28,7 +28,7 @@ pub fn render(profile: &Profile, top: usize) -> String {
         vt.unit
     );
     for comment in profile.comments.iter().filter(|c| shown_in_terminal(c)) {
-        let _ = writeln!(out, "  {}", escape_terminal(comment));
+        let _ = writeln!(out, "  {}", escape_terminal(&comment.text()));
     }
 
     let total = profile.total(index);
@@ -80,11 +80,9 @@ pub fn render(profile: &Profile, top: usize) -> String {
 /// Whether a profile comment belongs in the terminal summary: the run's facts are printed
 /// once for all profiles, and what was traced or sampled is in the files and the report, so
 /// the summary keeps to what was received, recorded and lost.
-pub(crate) fn shown_in_terminal(comment: &str) -> bool {
-    // `unwinding:` covers the whole run, like `run:`: the terminal shows it once, first.
-    !["run:", "sampling:", "traced:", "unwinding:"]
-        .iter()
-        .any(|prefix| comment.starts_with(prefix))
+pub(crate) fn shown_in_terminal(comment: &Comment) -> bool {
+    // The unwinding covers the whole run, like its facts: the terminal shows it once, first.
+    matches!(comment, Comment::Account(_))
 }
 
 /// Per function, the value of sample type `index` of the stacks it is the leaf of (self)
@@ -283,10 +281,18 @@ mod tests {
 
     #[test]
     fn run_facts_and_tracing_notes_stay_out_of_the_terminal() {
-        assert!(!shown_in_terminal("run: host vm"));
-        assert!(!shown_in_terminal("traced: every call"));
-        assert!(shown_in_terminal("received: 10 ticks"));
-        assert!(shown_in_terminal("lost: 0 samples"));
+        assert!(!shown_in_terminal(&Comment::read(
+            "run: host vm".to_owned()
+        )));
+        assert!(!shown_in_terminal(&Comment::read(
+            "traced: every call".to_owned()
+        )));
+        assert!(shown_in_terminal(&Comment::read(
+            "received: 10 ticks".to_owned()
+        )));
+        assert!(shown_in_terminal(&Comment::read(
+            "lost: 0 samples".to_owned()
+        )));
     }
 
     #[test]
