@@ -85,7 +85,13 @@ mod tests {
             Comment::Account("lost: 0 samples".to_owned()),
         ];
         for comment in comments {
-            assert_eq!(Comment::read(comment.text()), comment);
+            let again = Comment::read(comment.text());
+            assert_eq!(again.text(), comment.text());
+            assert_eq!(
+                std::mem::discriminant(&again),
+                std::mem::discriminant(&comment),
+                "{comment}"
+            );
         }
     }
 }
