@@ -136,18 +136,14 @@ impl ProfileBuilder {
         id
     }
 
-    /// Interns the location of a raw frame, made by `make` only the first time the frame is
-    /// seen: symbolizing a frame and hashing its lines is what building a profile costs, and
-    /// the same frames recur in thousands of stacks.
-    pub fn frame_location(
-        &mut self,
-        frame: RawFrame,
-        make: impl FnOnce(&mut Self) -> Location,
-    ) -> LocationId {
-        if let Some(&id) = self.frame_ids.get(&frame) {
-            return id;
-        }
-        let location = make(self);
+    /// The location of a raw frame already interned: hashing a location's lines is what
+    /// building a profile costs, and the same frames recur in thousands of stacks.
+    pub fn frame_location(&self, frame: RawFrame) -> Option<LocationId> {
+        self.frame_ids.get(&frame).copied()
+    }
+
+    /// Interns `location` as the location of the raw frame `frame`.
+    pub fn add_frame_location(&mut self, frame: RawFrame, location: Location) -> LocationId {
         let id = self.location(location);
         self.frame_ids.insert(frame, id);
         id

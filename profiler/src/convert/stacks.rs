@@ -7,6 +7,7 @@
 //! read once and its parsed data freed before the next. Interning then only reads the
 //! results.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use profiler_model::{
@@ -15,7 +16,7 @@ use profiler_model::{
 
 use crate::collect::raw_profile::RawStack;
 use crate::collect::stacks::{StackHandle, StackTable, UserStack};
-use crate::process::procmaps::ProcessTable;
+use crate::process::procmaps::{ProcessTable, SpaceId};
 
 use crate::symbolize::{KERNEL_MAPPING, Symbolizer};
 
@@ -24,6 +25,16 @@ pub struct StackResolver<'run> {
     stacks: &'run StackTable,
     processes: &'run ProcessTable,
     symbolizer: Symbolizer,
+    /// Every frame [`Self::prepare`] was given, named.
+    named: HashMap<RawFrame, Named>,
+}
+
+/// What a frame was named: its mapping, source lines and kind.
+#[derive(Debug, Clone)]
+struct Named {
+    mapping: Option<Mapping>,
+    lines: Vec<Line>,
+    kind: FrameKind,
 }
 
 impl<'run> StackResolver<'run> {
@@ -44,6 +55,7 @@ impl<'run> StackResolver<'run> {
             stacks,
             processes,
             symbolizer,
+            named: HashMap::new(),
         }
     }
 
@@ -52,90 +64,79 @@ impl<'run> StackResolver<'run> {
         self.symbolizer.notes()
     }
 
-    /// Symbolizes, in one batch per file, every address of `stacks`: all the stacks the
-    /// run's profiles will intern.
+    /// Names every frame of `stacks`, all the stacks the run's profiles will intern: the
+    /// symbolizer is asked for all their addresses, resolves them in one batch per file,
+    /// and each distinct frame's name is kept for the profiles to read.
     pub fn prepare(&mut self, stacks: impl Iterator<Item = RawStack>) {
         let started = Instant::now();
-        let mut count = 0;
+        let mut frames: Vec<(RawFrame, Option<SpaceId>)> = Vec::new();
+        let mut seen = HashSet::new();
         for stack in stacks {
-            if let RawStack::Sampled { user, kernel } = stack {
-                count += 1;
-                self.request(user, kernel);
+            let RawStack::Sampled { user, kernel } = stack else {
+                continue;
+            };
+            for raw in self.raw_frames(user, kernel) {
+                if seen.insert(raw.0) {
+                    frames.push(raw);
+                }
+            }
+        }
+        for &(raw, space) in &frames {
+            match raw.space {
+                AddressSpace::Kernel => self.symbolizer.request_kernel(raw.address),
+                _ => {
+                    let process = space.and_then(|s| self.processes.space_info(s));
+                    self.symbolizer.request_user(process, raw.address);
+                }
             }
         }
         self.symbolizer.resolve_requests();
-        log::debug!("symbolized {count} stacks in {:?}", started.elapsed());
+        for (raw, space) in frames {
+            let named = self.name(raw, space);
+            self.named.insert(raw, named);
+        }
+        log::debug!(
+            "named {} distinct frames in {:?}",
+            self.named.len(),
+            started.elapsed()
+        );
     }
 
     /// Interns a raw stack into `builder`: a lost one as the marker saying why.
     pub fn intern(&mut self, builder: &mut ProfileBuilder, stack: RawStack) -> StackId {
-        match stack {
-            RawStack::Sampled { user, kernel } => self.intern_sampled(builder, user, kernel),
+        let (user, kernel) = match stack {
+            RawStack::Sampled { user, kernel } => (user, kernel),
             RawStack::Lost(why) => {
                 let location = builder.location(lost(why));
-                builder.stack(vec![location])
+                return builder.stack(vec![location]);
             }
-        }
-    }
-
-    /// Interns the stack of a sample into `builder`, leaf first: kernel frames, then user
-    /// frames, symbolized in the address space they were unwound in. Never empty: a sample
-    /// without any frame gets `[unknown]`.
-    ///
-    /// Reads what [`Self::prepare`] symbolized; a stack it was not given is symbolized
-    /// on its own, which is slow.
-    fn intern_sampled(
-        &mut self,
-        builder: &mut ProfileBuilder,
-        user: UserStack,
-        kernel: StackHandle,
-    ) -> StackId {
+        };
         let mut locations = Vec::new();
-        for &frame in self.stacks.frames(kernel) {
-            let raw = RawFrame {
-                space: AddressSpace::Kernel,
-                address: frame,
-            };
-            let symbolizer = &mut self.symbolizer;
-            locations.push(builder.frame_location(raw, |builder| {
-                let kernel = symbolizer.kernel(frame);
-                // Interned on first use, so that a user binary can be pprof's main mapping.
-                let mapping = builder.mapping(kernel_mapping(kernel.module.as_deref()));
-                Location {
-                    address: frame.address(),
-                    mapping: Some(mapping),
-                    lines: kernel.frame.lines,
-                    kind: kernel.frame.kind,
-                }
-            }));
-        }
-        match user {
-            UserStack::Frames { stack, space } => {
-                let process = space.and_then(|s| self.processes.space_info(s));
-                let jit = space.and_then(|s| self.processes.space_perf_map(s));
-                let space =
-                    space.map_or(AddressSpace::Unknown, |s| AddressSpace::Process(s.index()));
-                for &frame in self.stacks.frames(stack) {
-                    let raw = RawFrame {
-                        space,
-                        address: frame,
+        for (raw, space) in self.raw_frames(user, kernel) {
+            let id = match builder.frame_location(raw) {
+                Some(id) => id,
+                None => {
+                    let named = match self.named.get(&raw) {
+                        Some(named) => named.clone(),
+                        // Not prepared: named on its own, which is slow.
+                        None => self.name(raw, space),
                     };
-                    let symbolizer = &mut self.symbolizer;
-                    locations.push(builder.frame_location(raw, |builder| {
-                        let user = symbolizer.user(process, jit, frame);
-                        let mapping = user.mapping.map(|m| builder.mapping(m));
-                        Location {
-                            address: frame.address(),
-                            mapping,
-                            lines: user.frame.lines,
-                            kind: user.frame.kind,
-                        }
-                    }));
+                    // Interned on first use, so that a user binary can be pprof's main
+                    // mapping.
+                    let mapping = named.mapping.map(|m| builder.mapping(m));
+                    let location = Location {
+                        address: raw.address.address(),
+                        mapping,
+                        lines: named.lines,
+                        kind: named.kind,
+                    };
+                    builder.add_frame_location(raw, location)
                 }
-            }
-            UserStack::Unreadable => {
-                locations.push(builder.location(lost(LostStack::Unreadable)));
-            }
+            };
+            locations.push(id);
+        }
+        if user == UserStack::Unreadable {
+            locations.push(builder.location(lost(LostStack::Unreadable)));
         }
         if locations.is_empty() {
             locations.push(builder.location(lost(LostStack::NoFrames)));
@@ -143,17 +144,43 @@ impl<'run> StackResolver<'run> {
         builder.stack(locations)
     }
 
-    /// Asks the symbolizer for a stack's addresses.
-    fn request(&mut self, user: UserStack, kernel: StackHandle) {
-        for &frame in self.stacks.frames(kernel) {
-            self.symbolizer.request_kernel(frame);
+    /// A sample's frames, leaf first: kernel frames, then user frames, each with the
+    /// address space it was unwound in.
+    fn raw_frames(&self, user: UserStack, kernel: StackHandle) -> Vec<(RawFrame, Option<SpaceId>)> {
+        let mut frames: Vec<_> = self
+            .stacks
+            .frames(kernel)
+            .iter()
+            .map(|&address| {
+                let space = AddressSpace::Kernel;
+                (RawFrame { space, address }, None)
+            })
+            .collect();
+        if let UserStack::Frames { stack, space: id } = user {
+            let space = id.map_or(AddressSpace::Unknown, |s| AddressSpace::Process(s.index()));
+            let user = self.stacks.frames(stack).iter();
+            frames.extend(user.map(|&address| (RawFrame { space, address }, id)));
         }
-        let UserStack::Frames { stack, space } = user else {
-            return;
-        };
+        frames
+    }
+
+    /// Names one frame, from what the symbolizer resolved.
+    fn name(&mut self, raw: RawFrame, space: Option<SpaceId>) -> Named {
+        if raw.space == AddressSpace::Kernel {
+            let kernel = self.symbolizer.kernel(raw.address);
+            return Named {
+                mapping: Some(kernel_mapping(kernel.module.as_deref())),
+                lines: kernel.frame.lines,
+                kind: kernel.frame.kind,
+            };
+        }
         let process = space.and_then(|s| self.processes.space_info(s));
-        for &frame in self.stacks.frames(stack) {
-            self.symbolizer.request_user(process, frame);
+        let jit = space.and_then(|s| self.processes.space_perf_map(s));
+        let user = self.symbolizer.user(process, jit, raw.address);
+        Named {
+            mapping: user.mapping,
+            lines: user.frame.lines,
+            kind: user.frame.kind,
         }
     }
 }
