@@ -1,9 +1,10 @@
 //! The one profile model that every collector fills and every output reads, and its pprof
-//! codec: the binary, the fuzz targets and the tests all use this crate.
+//! codec, used by the binary and the fuzz targets (the integration tests read profiles
+//! through `go tool pprof`, as users do).
 //!
-//! Collectors record samples against raw addresses (unwound stacks, see the profiler's
-//! `collect::samples`); its converters symbolize them into a [`Profile`] once, at the
-//! end of the run, through [`ProfileBuilder`]. Outputs (pprof, folded stacks,
+//! Collectors record samples against raw addresses, as frames typed when they were
+//! unwound ([`FrameAddress`]); the profiler's converter symbolizes them into a
+//! [`Profile`] once, at the end of the run, through [`ProfileBuilder`]. Outputs (pprof, folded stacks,
 //! flame graphs, the summary) only ever see the symbolized [`Profile`].
 //!
 //! [`pprof`] encodes a profile as a gzipped pprof file; [`pprof_read`] is the way back
