@@ -12,7 +12,7 @@ use profiler_model::{Comment, HeapValue, Label, LostStack, ProfileKind};
 use crate::collect::allocators::go_version;
 use crate::collect::collector::RunEnd;
 use crate::collect::go_heap::{GoAllocStack, GoHeap};
-use crate::collect::heap_run::HeapRun;
+use crate::collect::heap::HeapRun;
 use crate::collect::preload::{Preload, RECORDED_STARTS};
 use crate::collect::raw_profile::{RawProfile, RawStack, stacks_by_site};
 use crate::collect::records::comm;

@@ -20,7 +20,7 @@ use crate::collect::cpu::CpuCollector;
 use crate::collect::cpustat::CpuTimes;
 use crate::collect::futex::FutexCollector;
 use crate::collect::goroutine_waits::GoroutineCollector;
-use crate::collect::heap_run::HeapCollector;
+use crate::collect::heap::HeapCollector;
 use crate::collect::io::IoCollector;
 use crate::collect::probes::{self, Counters, LoadOptions, Probes};
 use crate::collect::raw_profile::RawProfile;
