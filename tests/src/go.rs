@@ -36,7 +36,7 @@ pub fn go_binary() -> PathBuf {
 }
 
 /// Runs `go tool pprof <args>` and returns its run (at most
-/// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)).
+/// [`default_timeout`](crate::default_timeout)).
 pub fn pprof<S: AsRef<OsStr>>(args: &[S]) -> Run {
     let mut cmd = Command::new(go_binary());
     cmd.args(["tool", "pprof"]).args(args);

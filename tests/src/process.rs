@@ -5,8 +5,21 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// How long a profiler run may take before it is killed and the test fails.
+/// How long a profiler run may take before it is killed and the test fails, on this
+/// machine; see [`default_timeout`] for an emulated one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// [`DEFAULT_TIMEOUT`] times `PROFILER_TEST_TIME_SCALE` (1 to 10, default 1), which
+/// `cargo xtask test --kernel` sets in its guest: under qemu's TCG a profiler sharing one
+/// emulated CPU with busy fixtures needs several times longer to end, without hanging.
+pub fn default_timeout() -> Duration {
+    let scale = std::env::var("PROFILER_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(1)
+        .clamp(1, 10);
+    DEFAULT_TIMEOUT * scale
+}
 
 /// The prefix of the one stderr line the profiler prints for a fatal error.
 pub const ERROR_PREFIX: &str = "profiler: error: ";
@@ -167,9 +180,9 @@ impl Running {
         run
     }
 
-    /// [`Running::wait_timeout`] with [`DEFAULT_TIMEOUT`].
+    /// [`Running::wait_timeout`] with [`default_timeout`].
     pub fn wait(self) -> Run {
-        self.wait_timeout(DEFAULT_TIMEOUT)
+        self.wait_timeout(default_timeout())
     }
 
     fn finish(&mut self, status: ExitStatus) -> Run {

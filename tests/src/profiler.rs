@@ -28,7 +28,7 @@ pub fn spawn_profiler<S: AsRef<OsStr>>(args: &[S], out_dir: &Path) -> Running {
 }
 
 /// Runs the profiler with `-o out_dir` followed by `args` and waits for it
-/// (at most [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT)).
+/// (at most [`default_timeout`](crate::default_timeout)).
 pub fn run_profiler<S: AsRef<OsStr>>(args: &[S], out_dir: &Path) -> Run {
     spawn_profiler(args, out_dir).wait()
 }
