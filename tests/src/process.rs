@@ -247,7 +247,7 @@ impl Drop for Running {
 }
 
 /// Runs an arbitrary command (e.g. the profiler under `setpriv`) and waits for
-/// it (at most [`DEFAULT_TIMEOUT`]).
+/// it (at most [`default_timeout`]).
 pub fn run_command(cmd: Command) -> Run {
     Running::spawn(cmd).wait()
 }
