@@ -88,20 +88,6 @@ impl StackSampler {
         };
         self.stats.samples += 1;
         let header = view.header;
-        let known = [
-            sample_kind::CPU,
-            sample_kind::IO,
-            sample_kind::BLOCK,
-            sample_kind::HEAP,
-            sample_kind::HEAP_PRELOAD,
-            sample_kind::GO_ALLOC,
-            sample_kind::GO_WAIT,
-            sample_kind::GO_FREE,
-        ];
-        if !known.contains(&header.kind) {
-            self.stats.malformed += 1;
-            return None;
-        }
         if header.kind == sample_kind::GO_FREE {
             // A free carries no stack: only its address.
             return Some(Sample {
@@ -147,6 +133,12 @@ impl StackSampler {
             user,
             kernel,
         })
+    }
+
+    /// Counts a sample no collector took: a kind the kernel programs do not send for the
+    /// run's profiles, as malformed as an item that cannot be parsed.
+    pub fn refuse(&mut self) {
+        self.stats.malformed += 1;
     }
 
     /// Ends the stacks of process `pid`'s Go allocations at `runtime.systemstack`

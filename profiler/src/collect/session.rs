@@ -487,10 +487,15 @@ impl Session {
             let sample = self.sampler.add(&item, &mut self.processes);
             drop(item);
             if let Some(sample) = sample {
+                let mut taken = false;
                 for collector in &mut self.collectors {
                     if collector.takes(sample.header.kind) {
                         collector.take(&sample);
+                        taken = true;
                     }
+                }
+                if !taken {
+                    self.sampler.refuse();
                 }
             }
             if budget.is_some_and(|budget| started.elapsed() >= budget) {
