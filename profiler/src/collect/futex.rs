@@ -12,14 +12,13 @@ use profiler_model::{Comment, Label, LostStack, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
-use crate::collect::raw_profile::{RawProfile, stacks_by_site};
+use crate::collect::raw_profile::{RawProfile, SiteStacks};
 use crate::collect::records::comm;
-use crate::collect::stacks::UserStack;
 
 /// Counts the stacks sampled at each futex wait site.
 #[derive(Default)]
 pub struct FutexCollector {
-    stacks: HashMap<(BlockKey, UserStack), u64>,
+    stacks: SiteStacks<BlockKey>,
 }
 
 impl Collector for FutexCollector {
@@ -28,10 +27,7 @@ impl Collector for FutexCollector {
     }
 
     fn take(&mut self, sample: &Sample) {
-        *self
-            .stacks
-            .entry((sample.header.block_site, sample.user))
-            .or_default() += 1;
+        self.stacks.count(sample.header.block_site, sample.user);
     }
 
     /// Sample types `contentions/count` and `delay/nanoseconds`; labels `pid`, `tid`,
@@ -43,7 +39,7 @@ impl Collector for FutexCollector {
         let mut in_progress = probes.read_in_flight()?;
         in_progress.retain(|entry| entry.syscall >= futex_syscall::FUTEX && run.keeps(entry.pid));
         let mut raw = RawProfile::new(ProfileKind::Block, accounting(run, in_progress.len()));
-        let stacks_of = stacks_by_site(&self.stacks);
+        let stacks_of = self.stacks.by_site();
         let mut comms = HashMap::new();
         for (key, value) in &waits {
             let comm = comm(&value.comm);

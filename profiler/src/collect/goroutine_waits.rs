@@ -14,9 +14,8 @@ use profiler_model::{Comment, Label, LostStack, ProfileKind};
 use crate::collect::collector::{Collector, RunEnd, Sample, Seen};
 use crate::collect::goroutines::{GoTracer, GoroutineWaits};
 use crate::collect::probes::Probes;
-use crate::collect::raw_profile::{RawProfile, stacks_by_site};
+use crate::collect::raw_profile::{RawProfile, SiteStacks};
 use crate::collect::records::comm;
-use crate::collect::stacks::UserStack;
 use crate::config::Target;
 
 /// The `outcome` of a goroutine wait that ended with the goroutine made ready.
@@ -25,7 +24,7 @@ const READIED: &str = "woken";
 /// Traces goroutine waits in the target's Go processes.
 pub struct GoroutineCollector {
     tracer: GoTracer,
-    stacks: HashMap<(GoWaitKey, UserStack), u64>,
+    stacks: SiteStacks<GoWaitKey>,
 }
 
 impl GoroutineCollector {
@@ -48,7 +47,7 @@ impl GoroutineCollector {
         }
         Ok(Self {
             tracer,
-            stacks: HashMap::new(),
+            stacks: SiteStacks::default(),
         })
     }
 }
@@ -66,10 +65,7 @@ impl Collector for GoroutineCollector {
     }
 
     fn take(&mut self, sample: &Sample) {
-        *self
-            .stacks
-            .entry((sample.header.go_site, sample.user))
-            .or_default() += 1;
+        self.stacks.count(sample.header.go_site, sample.user);
     }
 
     /// Labels `pid`, `goroutine` (the id), `reason` (the runtime's name), `class`, `comm`
@@ -80,7 +76,7 @@ impl Collector for GoroutineCollector {
         go.waits.retain(|(key, _)| run.keeps(key.pid));
         go.parked.retain(|entry| run.keeps(entry.site.pid));
         let mut raw = RawProfile::new(ProfileKind::Block, accounting(run, &go));
-        let stacks_of = stacks_by_site(&self.stacks);
+        let stacks_of = self.stacks.by_site();
         for (key, value) in &go.waits {
             if value.waits == 0 {
                 continue;

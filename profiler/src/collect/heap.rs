@@ -16,9 +16,8 @@ use crate::collect::heap_probes::HeapProbes;
 use crate::collect::heap_profile;
 use crate::collect::preload::Preload;
 use crate::collect::probes::Probes;
-use crate::collect::raw_profile::RawProfile;
+use crate::collect::raw_profile::{RawProfile, SiteStacks};
 use crate::collect::samples::StackSampler;
-use crate::collect::stacks::UserStack;
 use crate::collect::start_command;
 use crate::config::{Config, HeapVia};
 
@@ -32,7 +31,7 @@ pub struct HeapCollector {
     /// Bytes in use per site, about once a second.
     timeline: Vec<HashMap<HeapSiteKey, i64>>,
     /// Stack samples of native allocation sites: how often each stack was seen at each.
-    stacks: HashMap<(HeapSiteKey, UserStack), u64>,
+    stacks: SiteStacks<HeapSiteKey>,
     /// The allocations the Go runtime sampled.
     go: GoHeap,
 }
@@ -48,7 +47,7 @@ impl HeapCollector {
             preload: None,
             command: None,
             timeline: Vec::new(),
-            stacks: HashMap::new(),
+            stacks: SiteStacks::default(),
             go: GoHeap::default(),
         })
     }
@@ -121,10 +120,7 @@ impl Collector for HeapCollector {
                     .alloc(stack, header.heap.ptr, header.heap.size, header.heap.rate);
             }
             _ => {
-                *self
-                    .stacks
-                    .entry((header.heap.site, sample.user))
-                    .or_default() += 1;
+                self.stacks.count(header.heap.site, sample.user);
             }
         }
     }
@@ -165,7 +161,7 @@ impl Collector for HeapCollector {
         heap.live.retain(|(block, _)| run.keeps(block.pid));
         heap.interposed_in_use.retain(|site, _| run.keeps(site.pid));
         let mut stacks = this.stacks;
-        stacks.retain(|(site, _), _| run.keeps(site.pid));
+        stacks.retain(|site| run.keeps(site.pid));
         Ok(heap_profile::raw(&heap, &stacks, &this.go, run))
     }
 }

@@ -14,9 +14,8 @@ use crate::collect::collector::RunEnd;
 use crate::collect::go_heap::{GoAllocStack, GoHeap};
 use crate::collect::heap::HeapRun;
 use crate::collect::preload::{Preload, RECORDED_STARTS};
-use crate::collect::raw_profile::{RawProfile, RawStack, stacks_by_site};
+use crate::collect::raw_profile::{RawProfile, RawStack, SiteStacks};
 use crate::collect::records::comm;
-use crate::collect::stacks::UserStack;
 
 const ALLOC_OBJECTS: usize = HeapValue::AllocObjects.index();
 const ALLOC_SPACE: usize = HeapValue::AllocSpace.index();
@@ -32,7 +31,7 @@ const MIN_SNAPSHOTS: usize = 3;
 /// memory in use only grew.
 pub fn raw(
     heap: &HeapRun,
-    stacks: &HashMap<(HeapSiteKey, UserStack), u64>,
+    stacks: &SiteStacks<HeapSiteKey>,
     go_heap: &GoHeap,
     run: &RunEnd<'_>,
 ) -> RawProfile {
@@ -54,7 +53,7 @@ pub fn raw(
         entry.1 += bytes;
     }
     let growing = only_growing(&heap.timeline);
-    let mut stacks_of = stacks_by_site(stacks);
+    let mut stacks_of = stacks.by_site();
     let mut sites: Vec<_> = heap.sites.iter().collect();
     sites.sort_by_key(|(key, _)| (key.pid, key.ret));
     for (key, value) in sites {

@@ -1,8 +1,6 @@
 //! The I/O profile's collector: every traced read/write-family syscall, counted by the
 //! kernel per call site, and the stacks sampled at each site.
 
-use std::collections::HashMap;
-
 use anyhow::Result;
 use profiler_common::{IoKey, counter, io_syscall, sample_kind};
 use profiler_model::LabelKey;
@@ -10,14 +8,13 @@ use profiler_model::{Comment, IoValue, Label, LostStack, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
-use crate::collect::raw_profile::{RawProfile, stacks_by_site};
+use crate::collect::raw_profile::{RawProfile, SiteStacks};
 use crate::collect::records::comm;
-use crate::collect::stacks::UserStack;
 
 /// Counts the stacks sampled at each I/O call site.
 #[derive(Default)]
 pub struct IoCollector {
-    stacks: HashMap<(IoKey, UserStack), u64>,
+    stacks: SiteStacks<IoKey>,
 }
 
 impl Collector for IoCollector {
@@ -26,10 +23,7 @@ impl Collector for IoCollector {
     }
 
     fn take(&mut self, sample: &Sample) {
-        *self
-            .stacks
-            .entry((sample.header.io_site, sample.user))
-            .or_default() += 1;
+        self.stacks.count(sample.header.io_site, sample.user);
     }
 
     /// Sample types as [`ProfileKind::Io`] names them (`calls/count` the default); labels
@@ -39,7 +33,7 @@ impl Collector for IoCollector {
         let mut calls = probes.read_io_calls()?;
         calls.retain(|(key, _)| run.keeps(key.pid));
         let mut raw = RawProfile::new(ProfileKind::Io, accounting(run));
-        let mut stacks_of = stacks_by_site(&self.stacks);
+        let mut stacks_of = self.stacks.by_site();
         for (key, value) in &calls {
             let syscall = io_syscall::NAMES
                 .get(key.syscall as usize)

@@ -113,22 +113,46 @@ pub struct SampledStack {
     pub seen: u64,
 }
 
-/// The stacks sampled at each call site, with how often each was seen.
-pub fn stacks_by_site<K: Copy + Eq + Hash>(
-    samples: &HashMap<(K, UserStack), u64>,
-) -> HashMap<K, Vec<SampledStack>> {
-    let mut by_site: HashMap<K, Vec<SampledStack>> = HashMap::new();
-    for (&(site, user), &seen) in samples {
+/// The user stacks sampled at each call site of a profile, counted as they arrive.
+#[derive(Debug)]
+pub struct SiteStacks<K> {
+    seen: HashMap<(K, UserStack), u64>,
+}
+
+impl<K> Default for SiteStacks<K> {
+    fn default() -> Self {
+        Self {
+            seen: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash> SiteStacks<K> {
+    /// Counts one sample of `user` at `site`.
+    pub fn count(&mut self, site: K, user: UserStack) {
+        *self.seen.entry((site, user)).or_default() += 1;
+    }
+
+    /// Keeps only the stacks of the sites `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.seen.retain(|(site, _), _| keep(site));
+    }
+
+    /// The stacks sampled at each site, with how often each was seen.
+    pub fn by_site(&self) -> HashMap<K, Vec<SampledStack>> {
+        let mut by_site: HashMap<K, Vec<SampledStack>> = HashMap::new();
+        for (&(site, user), &seen) in &self.seen {
+            by_site
+                .entry(site)
+                .or_default()
+                .push(SampledStack { user, seen });
+        }
+        // The same order whatever the hash map's, so profiles come out the same.
+        for stacks in by_site.values_mut() {
+            stacks.sort_by_key(|s| s.user.order());
+        }
         by_site
-            .entry(site)
-            .or_default()
-            .push(SampledStack { user, seen });
     }
-    // The same order whatever the hash map's, so profiles come out the same.
-    for stacks in by_site.values_mut() {
-        stacks.sort_by_key(|s| s.user.order());
-    }
-    by_site
 }
 
 /// Splits `total` in proportion to `weights`, exactly: the parts add up to `total`, and the
