@@ -7,7 +7,7 @@
 //! read once and its parsed data freed before the next. Interning then only reads the
 //! results.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use profiler_model::{
@@ -69,19 +69,13 @@ impl<'run> StackResolver<'run> {
     /// and each distinct frame's name is kept for the profiles to read.
     pub fn prepare(&mut self, stacks: impl Iterator<Item = RawStack>) {
         let started = Instant::now();
-        let mut frames: Vec<(RawFrame, Option<SpaceId>)> = Vec::new();
-        let mut seen = HashSet::new();
+        let mut frames: HashMap<RawFrame, Option<SpaceId>> = HashMap::new();
         for stack in stacks {
-            let RawStack::Sampled { user, kernel } = stack else {
-                continue;
-            };
-            for raw in self.raw_frames(user, kernel) {
-                if seen.insert(raw.0) {
-                    frames.push(raw);
-                }
+            if let RawStack::Sampled { user, kernel } = stack {
+                frames.extend(self.raw_frames(user, kernel));
             }
         }
-        for &(raw, space) in &frames {
+        for (&raw, &space) in &frames {
             match raw.space {
                 AddressSpace::Kernel => self.symbolizer.request_kernel(raw.address),
                 _ => {
