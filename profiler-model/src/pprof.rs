@@ -198,8 +198,8 @@ mod tests {
     use crate::fixture;
     use crate::pprof_read::{decode, decode_bytes};
     use crate::{
-        FrameKind, Label, Location, LocationId, LostStack, Mapping, MappingId, Sample, StackId,
-        Unnamed,
+        Comment, FrameKind, Label, Location, LocationId, LostStack, Mapping, MappingId, Sample,
+        StackId, Unnamed,
     };
 
     /// The gzipped pprof file of `profile`.
@@ -408,6 +408,31 @@ mod tests {
         assert_eq!(
             back.default_sample_type, 1,
             "pprof's default is the last type"
+        );
+    }
+
+    #[test]
+    fn labels_of_unknown_keys_are_left_out_and_counted() {
+        let mut p = encode(&fixture::profile());
+        let key = p.string_table.len() as i64;
+        p.string_table.push("span_id".to_owned());
+        let labels_before = p.sample[0].label.len();
+        p.sample[0].label.push(proto::Label {
+            key,
+            str: 0,
+            num: 7,
+            num_unit: 0,
+        });
+        let back = decode(&p, ProfileKind::Cpu).unwrap();
+        assert_eq!(back.samples[0].labels.len(), labels_before);
+        let note = back
+            .comments
+            .iter()
+            .map(Comment::text)
+            .find(|c| c.starts_with("labels:"));
+        assert_eq!(
+            note.as_deref(),
+            Some("labels: 1 left out whose keys the profiler does not know")
         );
     }
 

@@ -338,6 +338,7 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
     let mut stacks = Vec::new();
     let mut samples = Vec::with_capacity(p.sample.len());
     let (mut distinct_frames, mut sample_frames) = (0usize, 0usize);
+    let mut unknown_labels = 0u64;
     for (i, s) in p.sample.iter().enumerate() {
         if s.value.len() != sample_types.len() {
             bail!(
@@ -381,8 +382,10 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
         };
         let mut labels = Vec::with_capacity(s.label.len());
         for l in &s.label {
-            // A key of no meaning to the profiler is no use to any of its outputs.
+            // A key of no meaning to the profiler is no use to any of its outputs; the
+            // profile says how many were left out.
             let Some(key) = LabelKey::from_name(string(l.key)?) else {
+                unknown_labels += 1;
                 continue;
             };
             let value = if l.str != 0 || (l.num == 0 && string_keys.contains(&l.key)) {
@@ -400,6 +403,11 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
     }
 
     let mut comments = comments;
+    if unknown_labels > 0 {
+        comments.push(Comment::Account(format!(
+            "labels: {unknown_labels} left out whose keys the profiler does not know"
+        )));
+    }
     if elided_at.0 > 0 {
         comments.push(Comment::Account(format!(
             "inlined frames: {} elided at {} locations whose inline chain was over the \
