@@ -51,9 +51,11 @@ pub mod map_name {
     pub const OFFCPU_WINDOW_END: &str = "OFFCPU_WINDOW_END";
     /// Each CPU's off-CPU stack-sample budget for the current second.
     pub const OFFCPU_RATE: &str = "OFFCPU_RATE";
+    /// Where the off-CPU programs build a new thread's state ([`crate::OffCpuThread`]).
+    pub const OFFCPU_NEW_THREAD: &str = "OFFCPU_NEW_THREAD";
 
     /// Every map of the profiler's own (aya-log's and the data sections' are not).
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 21] = [
         TARGETS,
         SAMPLE_SCRATCH,
         SAMPLES,
@@ -74,6 +76,7 @@ pub mod map_name {
         OFFCPU_SWITCH_IN,
         OFFCPU_WINDOW_END,
         OFFCPU_RATE,
+        OFFCPU_NEW_THREAD,
     ];
 }
 

@@ -19,8 +19,8 @@ use aya_ebpf::{
 };
 use profiler_common::{
     COMM_LEN, MAX_OFFCPU_DONE, MAX_OFFCPU_SITES, MAX_OFFCPU_THREADS, NO_SYSCALL,
-    OFFCPU_STACK_SAMPLE_EVERY, OFFCPU_STACKS_PER_CPU_SECOND, OffCpuKey, OffCpuRate,
-    OffCpuSwitchIn, OffCpuThread, OffCpuValue, OffCpuWait, counter, offcpu_class,
+    OFFCPU_STACK_SAMPLE_EVERY, OFFCPU_STACKS_PER_CPU_SECOND, OffCpuKey, OffCpuRate, OffCpuSwitchIn,
+    OffCpuThread, OffCpuValue, OffCpuWait, counter, offcpu_class,
 };
 
 use crate::regs;
@@ -69,6 +69,10 @@ static OFFCPU_SWITCH_IN: PerCpuArray<OffCpuSwitchIn> = PerCpuArray::with_max_ent
 #[map]
 static OFFCPU_WINDOW_END: Array<u64> = Array::with_max_entries(1, 0);
 
+/// Where a new thread's state is built before it is inserted.
+#[map]
+static OFFCPU_NEW_THREAD: PerCpuArray<OffCpuThread> = PerCpuArray::with_max_entries(1, 0);
+
 /// Each CPU's stack samples in the current second.
 #[map]
 static OFFCPU_RATE: PerCpuArray<OffCpuRate> = PerCpuArray::with_max_entries(1, 0);
@@ -97,7 +101,13 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
     };
     // SAFETY: this CPU's slot; the switch runs with interrupts off.
     let last = unsafe { *slot };
-    switch_out(&ctx, now, preempt & 0xff != 0, prev_state & 0xffff_ffff, &last);
+    switch_out(
+        &ctx,
+        now,
+        preempt & 0xff != 0,
+        prev_state & 0xffff_ffff,
+        &last,
+    );
     // SAFETY: as above.
     unsafe {
         (*slot).task = next;
@@ -140,16 +150,20 @@ fn switch_out(
             if !is_target(tgid) || (!user_mode && !crate::shared::filtering()) {
                 return;
             }
-            let fresh = OffCpuThread {
-                pid: tgid,
-                tid,
-                first_in_ns: switched_in,
-                first_out_ns: if switched_in == 0 { now } else { 0 },
-                comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
-                ..OffCpuThread::default()
+            let Some(fresh) = fresh_thread() else {
+                return;
             };
+            // SAFETY: this CPU's scratch entry, zeroed by `fresh_thread`.
+            unsafe {
+                (*fresh).pid = tgid;
+                (*fresh).tid = tid;
+                (*fresh).first_in_ns = switched_in;
+                (*fresh).first_out_ns = if switched_in == 0 { now } else { 0 };
+                (*fresh).comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+            }
+            // SAFETY: as above; the map copies the value.
             if OFFCPU_THREADS
-                .insert(&task, &fresh, BPF_NOEXIST as u64)
+                .insert(&task, unsafe { &*fresh }, BPF_NOEXIST as u64)
                 .is_err()
             {
                 count(counter::LOST_OFFCPU_THREADS_FULL);
@@ -229,7 +243,11 @@ fn begin_wait(
     state.seq = state.seq.wrapping_add(1);
     state.out_ns = now;
     // Preempted, it is runnable from the start: no wakeup will come.
-    state.wake_ns = if key.class == offcpu_class::RUNQUEUE { now } else { 0 };
+    state.wake_ns = if key.class == offcpu_class::RUNQUEUE {
+        now
+    } else {
+        0
+    };
     state.waker_pid = 0;
     state.waker_tid = 0;
     state.sampled = 0;
@@ -244,6 +262,9 @@ fn begin_wait(
             sample = true;
             notify_new_key(key.pid, key.ip, key.fd);
         }
+        // A new site is also where a thread that executed a new program shows its new
+        // name; reading it on every switch would cost every switch.
+        state.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
         state.site = key;
     }
     if sample && within_rate(now) {
@@ -383,20 +404,21 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> u32 {
         return 0; // A kernel thread's child, host-wide: not followed.
     }
     let task: u64 = ctx.arg(0);
-    let born = OffCpuThread {
-        born_ns: now,
-        out_ns: now,
-        wake_ns: now,
-        site: OffCpuKey {
-            class: offcpu_class::RUNQUEUE,
-            syscall: NO_SYSCALL,
-            fd: -1,
-            ..OffCpuKey::default()
-        },
-        ..OffCpuThread::default()
+    let Some(born) = fresh_thread() else {
+        return 0;
     };
+    // SAFETY: this CPU's scratch entry, zeroed by `fresh_thread`.
+    unsafe {
+        (*born).born_ns = now;
+        (*born).out_ns = now;
+        (*born).wake_ns = now;
+        (*born).site.class = offcpu_class::RUNQUEUE;
+        (*born).site.syscall = NO_SYSCALL;
+        (*born).site.fd = -1;
+    }
     // Over the entry of an exited thread whose task's address this one reuses.
-    if OFFCPU_THREADS.insert(&task, &born, 0).is_err() {
+    // SAFETY: as above; the map copies the value.
+    if OFFCPU_THREADS.insert(&task, unsafe { &*born }, 0).is_err() {
         count(counter::LOST_OFFCPU_THREADS_FULL);
     }
     0
@@ -432,9 +454,8 @@ pub fn on_exit(tgid: u32, tid: u32) {
         state.first_out_ns = now;
     }
     state.exit_ns = now;
-    let done = *state;
     let key = (u64::from(tgid) << 32) | u64::from(tid);
-    if OFFCPU_DONE.insert(&key, &done, 0).is_err() {
+    if OFFCPU_DONE.insert(&key, &*state, 0).is_err() {
         count(counter::LOST_OFFCPU_DONE_FULL);
     }
     // The entry stays, marked, so the switches of its last moments do not follow it
@@ -443,12 +464,21 @@ pub fn on_exit(tgid: u32, tid: u32) {
     state.sampled = 0;
 }
 
+/// This CPU's scratch thread state, zeroed: a state is too large to build on the BPF
+/// stack beside the rest of the switch. The programs that use it run with interrupts off.
+#[inline(always)]
+fn fresh_thread() -> Option<*mut OffCpuThread> {
+    let fresh = OFFCPU_NEW_THREAD.get_ptr_mut(0)?;
+    // SAFETY: this CPU's entry; `write_bytes` zeroes a plain-data struct.
+    unsafe { core::ptr::write_bytes(fresh, 0, 1) };
+    Some(fresh)
+}
+
 /// Reads a saved user register of the current task.
 #[inline(always)]
 fn read_reg(regs: usize, offset: usize) -> u64 {
     // SAFETY: a probe read never faults.
-    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((regs + offset) as *const u64) }
-        .unwrap_or(0)
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((regs + offset) as *const u64) }.unwrap_or(0)
 }
 
 /// Whether this CPU may send one more stack sample this second; counts it when not.

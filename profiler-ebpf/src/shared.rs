@@ -7,8 +7,8 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         generated::{
-            bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_get_stack,
-            bpf_probe_read_user, bpf_task_pt_regs,
+            bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_get_stack, bpf_probe_read_user,
+            bpf_task_pt_regs,
         },
     },
     macros::map,
@@ -16,9 +16,9 @@ use aya_ebpf::{
 };
 use profiler_common::{
     BlockKey, COMM_LEN, GoWaitKey, HeapEvent, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS,
-    MAX_USER_FRAMES, OffCpuWait,
-    MAX_USER_STACK_BYTES, PROC_EVENTS_BYTES, ProcEvent, SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES,
-    SampleRecord, counter, proc_event, sample_flag, stack_mode,
+    MAX_USER_FRAMES, MAX_USER_STACK_BYTES, OffCpuWait, PROC_EVENTS_BYTES, ProcEvent,
+    SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES, SampleRecord, counter, proc_event, sample_flag,
+    stack_mode,
 };
 
 use crate::regs;
@@ -202,9 +202,8 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
             }
         }
         let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as usize;
-        let user_reg = |offset: usize| {
-            bpf_probe_read_kernel((regs + offset) as *const u64).unwrap_or(0)
-        };
+        let user_reg =
+            |offset: usize| bpf_probe_read_kernel((regs + offset) as *const u64).unwrap_or(0);
         // A kernel thread (or an io_uring worker) has no user context: its saved registers
         // are not user mode (`cs` without privilege level 3), and it has no user stack to
         // lose.
@@ -246,13 +245,12 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
             .min(size_of::<SampleRecord>() as u64);
         // Waking userspace for every sample would cost a context switch each; it drains
         // the buffer on a timer too, and is woken early only when the buffer fills.
-        let wakeup = if SAMPLES.query(BPF_RB_AVAIL_DATA as u64)
-            >= core::ptr::read_volatile(&WAKEUP_BYTES)
-        {
-            BPF_RB_FORCE_WAKEUP
-        } else {
-            BPF_RB_NO_WAKEUP
-        };
+        let wakeup =
+            if SAMPLES.query(BPF_RB_AVAIL_DATA as u64) >= core::ptr::read_volatile(&WAKEUP_BYTES) {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            };
         let bytes = core::slice::from_raw_parts(record.cast::<u8>(), len as usize);
         SAMPLES.output::<[u8]>(bytes, u64::from(wakeup)).is_ok()
     }
@@ -367,7 +365,8 @@ fn notify(event: &ProcEvent) {
 pub fn send_heap_event(kind: u32, event: &HeapEvent) -> bool {
     // SAFETY: a helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * SCRATCH_SLOTS + Context::Uprobe as u32) else {
+    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * SCRATCH_SLOTS + Context::Uprobe as u32)
+    else {
         return false;
     };
     let (tgid, tid) = current_ids();

@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 use super::address::{AddressSpace, FrameAddress};
 use super::comment::Comment;
 use super::kind::ProfileKind;
-use super::model::{Sample, Waker};
 use super::model::{
     Label, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile, StackId, ValueType,
     cap_inline_lines,
 };
+use super::model::{Sample, Waker};
 
 /// A frame before symbolization: an address in some address space. Equal raw frames
 /// always make equal locations.

@@ -12,6 +12,7 @@
 
 mod address;
 mod builder;
+pub mod callers;
 mod comment;
 mod facts;
 mod frame;

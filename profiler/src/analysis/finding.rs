@@ -22,6 +22,8 @@ pub enum FindingKind {
     /// Go's read/write syscalls in many CPU samples (the summary shows it; the report's
     /// panel does not list it).
     GoSmallIo,
+    /// A thread off CPU for a large share of the window, for a reason with a fix.
+    OffCpu,
 }
 
 impl FindingKind {
@@ -35,6 +37,7 @@ impl FindingKind {
             Self::SmallAllocations => "small-allocations",
             Self::LeakSuspect => "leak-suspect",
             Self::GoSmallIo => "go-small-io",
+            Self::OffCpu => "off-cpu",
         }
     }
 }

@@ -12,6 +12,7 @@ use super::go_cpu::{self, GoSyscallHotSpot};
 use super::goroutines::{self, GoWaitFinding, GoWaitKind};
 use super::heap::{self, HeapSite, SmallAllocations};
 use super::io::{self, IoSite, SmallIoFinding};
+use super::offcpu::{self, OffCpuWaits};
 use super::words;
 
 /// Findings of one kind, ranked, with what they are called in a count.
@@ -52,6 +53,9 @@ pub struct Analysis {
     pub go_waits: Vec<GoWaitFinding>,
     /// CPU time in Go's read/write syscalls (small I/O), by the calling Go function.
     pub go_syscalls: Option<GoSyscallHotSpot>,
+    /// Off-CPU time by process, reason and function, the longest first; `None` without
+    /// the off-CPU profile.
+    pub offcpu: Option<Vec<OffCpuWaits>>,
 }
 
 impl Analysis {
@@ -78,7 +82,7 @@ impl Analysis {
                     analysis.futexes = block::by_futex(profile);
                     analysis.go_waits = goroutines::findings(profile);
                 }
-                ProfileKind::OffCpu => {}
+                ProfileKind::OffCpu => analysis.offcpu = Some(offcpu::waits(profile)),
                 ProfileKind::Heap => {
                     let seconds = profile.duration.as_secs_f64();
                     analysis.heap_sites = heap::sites(profile);
@@ -95,6 +99,11 @@ impl Analysis {
     /// The futexes several threads waited on.
     pub fn contended(&self) -> impl Iterator<Item = &FutexWaits> {
         self.futexes.iter().filter(|f| f.contended())
+    }
+
+    /// The off-CPU waits with a fix to name.
+    pub fn offcpu_findings(&self) -> impl Iterator<Item = &OffCpuWaits> {
+        self.offcpu.iter().flatten().filter(|w| w.is_finding())
     }
 
     /// The contended Go mutexes.
@@ -143,12 +152,16 @@ impl Analysis {
                 "leak suspects",
                 self.leak_suspects.iter().map(words::leak_suspect).collect(),
             ),
+            group(
+                "off-CPU waits with a fix",
+                self.offcpu_findings().map(words::offcpu).collect(),
+            ),
         ]
     }
 
     /// What it takes to be a finding, in words.
     pub fn thresholds(&self) -> Vec<String> {
-        vec![
+        let mut lines = vec![
             format!(
                 "small I/O: a call site making {} or more calls per second that asks for at \
                  most {} bytes per call on average (small requests), or asks for more but \
@@ -184,7 +197,15 @@ impl Analysis {
                 "Go small I/O: syscall.Read/Write frames in at least {:.0}% of the CPU samples",
                 go_cpu::MIN_SHARE * 100.0
             ),
-        ]
+        ];
+        if self.offcpu.is_some() {
+            lines.push(format!(
+                "off-CPU waits: one function's waits for the disk, in page faults, for a CPU,                  or short sleeps in a loop ({:.0} or more a second), taking at least {:.0}% of                  the window of the threads that waited there",
+                offcpu::POLLING_SLEEPS_PER_SECOND,
+                offcpu::FINDING_SHARE * 100.0
+            ));
+        }
+        lines
     }
 }
 

@@ -1,8 +1,6 @@
 //! Tells from a stack's function names which language wrote it and where user code starts,
 //! so hints can name the fix in that language.
 
-use profiler_model::{Location, Profile, StackId};
-
 /// The language a call site's code is written in, as far as its frames tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
@@ -48,38 +46,7 @@ pub fn detect<'a>(functions: impl IntoIterator<Item = &'a str>) -> Language {
     if cpp { Language::Cpp } else { Language::C }
 }
 
-/// Whether a location belongs to the C library or the dynamic loader rather than to the
-/// program: the frames a hint should look past to find the code that made the call.
-pub fn is_system_library(profile: &Profile, location: &Location) -> bool {
-    let Some(mapping) = location.mapping.map(|m| profile.mapping(m)) else {
-        return false;
-    };
-    let file = mapping.path.rsplit('/').next().unwrap_or("");
-    [
-        "libc.so",
-        "libc-",
-        "ld-linux",
-        "libpthread",
-        "libstdc++",
-        "libgcc_s",
-    ]
-    .iter()
-    .any(|lib| file.starts_with(lib))
-}
-
-/// The function that made a call into the system: the innermost frame of a stack outside the
-/// kernel and the system libraries (`read_bytewise` for `read_bytewise -> pread64`).
-pub fn user_caller(profile: &Profile, stack: StackId) -> String {
-    profile
-        .stack(stack)
-        .iter()
-        .map(|&id| profile.location(id))
-        .filter(|loc| !loc.kind.is_kernel() && !is_system_library(profile, loc))
-        .flat_map(|loc| loc.lines.iter())
-        .map(|line| line.function.clone())
-        .next()
-        .unwrap_or_else(|| "[unknown]".to_owned())
-}
+pub use profiler_model::callers::{is_system_library, user_caller};
 
 #[cfg(test)]
 mod tests {

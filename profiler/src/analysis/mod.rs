@@ -17,5 +17,6 @@ pub mod goroutines;
 pub mod heap;
 pub mod io;
 pub mod language;
+pub mod offcpu;
 pub mod units;
 pub mod words;

@@ -10,6 +10,7 @@ use super::go_cpu::{self, GoSyscallHotSpot};
 use super::goroutines::GoWaitFinding;
 use super::heap::{HeapSite, LEAK_HINT, SmallAllocations};
 use super::io::SmallIoFinding;
+use super::offcpu::{self, OffCpuWaits};
 use super::units::{group, human_bytes, human_time};
 
 /// How many waiting functions a contended lock's details name.
@@ -305,6 +306,45 @@ pub fn go_syscalls(spot: &GoSyscallHotSpot) -> Finding {
             .first()
             .map(|(f, _)| f.clone())
             .unwrap_or_default(),
+    }
+}
+
+/// A thread off CPU for a large share of the window: where, why, how long, and the fix.
+pub fn offcpu(w: &OffCpuWaits) -> Finding {
+    let title = Text::default().name(&w.function).push(format!(
+        " waits off CPU ({}): {} in {} waits, {:.0}% of {} window",
+        w.reason.label(),
+        human_time(w.delay as i64),
+        group(w.waits as i64),
+        100.0 * w.share(),
+        if w.threads > 1 {
+            format!("{} threads'", w.threads)
+        } else {
+            "its thread's".to_owned()
+        }
+    ));
+    let mut details = vec![detail(
+        Fact::Process,
+        Text::words("process: ")
+            .target(&w.comm)
+            .push(format!(" (pid {})", w.pid)),
+    )];
+    if let Some(waker) = &w.waker {
+        details.push(detail(
+            Fact::WaitedIn,
+            Text::words("woken by ").target(waker),
+        ));
+    }
+    Finding {
+        kind: FindingKind::OffCpu,
+        profile: ProfileKind::OffCpu,
+        title,
+        details,
+        hint: offcpu::hint(w.reason).to_owned(),
+        functions: vec![w.function.clone()],
+        process: Some(w.comm.clone()),
+        path: Vec::new(),
+        focus: w.function.clone(),
     }
 }
 

@@ -260,8 +260,9 @@ struct Sampled {
 impl OffCpuCollector {
     /// The sampled waits grouped by site, then by stacks and waker, in a fixed order.
     fn sampled_by_site(&self) -> HashMap<OffCpuKey, Vec<Sampled>> {
-        let mut groups: HashMap<(OffCpuKey, RawStack, Option<RawWaker>), (u64, u64, u64)> =
-            HashMap::new();
+        // (seen, delay, runnable) of the waits of one site with the same stacks and waker.
+        type Group = (OffCpuKey, RawStack, Option<RawWaker>);
+        let mut groups: HashMap<Group, (u64, u64, u64)> = HashMap::new();
         for (id, (site, stack)) in &self.waits {
             let times = self.ends.get(id).copied().unwrap_or_default();
             let waker = self.wakers.get(id).cloned();
@@ -282,8 +283,11 @@ impl OffCpuCollector {
         }
         for stacks in by_site.values_mut() {
             stacks.sort_by(|a, b| {
-                (b.delay, b.seen, &b.waker.as_ref().map(|w| &w.comm))
-                    .cmp(&(a.delay, a.seen, &a.waker.as_ref().map(|w| &w.comm)))
+                (b.delay, b.seen, &b.waker.as_ref().map(|w| &w.comm)).cmp(&(
+                    a.delay,
+                    a.seen,
+                    &a.waker.as_ref().map(|w| &w.comm),
+                ))
             });
         }
         by_site
@@ -292,7 +296,9 @@ impl OffCpuCollector {
 
 /// A fixed order of sites, so profiles come out the same whatever the maps' order.
 fn key_order(k: &OffCpuKey) -> (u32, u32, u32, i32, i64, u64, u64, u64, u64) {
-    (k.pid, k.tid, k.class, k.syscall, k.fd, k.ip, k.sp, k.bp, k.ret)
+    (
+        k.pid, k.tid, k.class, k.syscall, k.fd, k.ip, k.sp, k.bp, k.ret,
+    )
 }
 
 /// The reason of a site's waits.
@@ -344,7 +350,13 @@ fn add_split(
             labels.to_vec(),
         );
         if runnable[i] > 0 {
-            push(raw, s.stack, None, [0, runnable[i]], runnable_labels.clone());
+            push(
+                raw,
+                s.stack,
+                None,
+                [0, runnable[i]],
+                runnable_labels.clone(),
+            );
         }
     }
 }

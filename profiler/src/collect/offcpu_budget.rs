@@ -198,7 +198,10 @@ fn equation(t: &ThreadBudget) -> String {
         }
     }
     if t.unseen_ns > 0 {
-        out.push_str(&format!(" + off CPU since before the window {}", secs(t.unseen_ns)));
+        out.push_str(&format!(
+            " + off CPU since before the window {}",
+            secs(t.unseen_ns)
+        ));
     }
     let unrecorded = t.unrecorded_ns();
     if unrecorded > 0 {

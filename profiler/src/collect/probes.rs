@@ -488,6 +488,9 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::progra
         .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))
 }
 
+/// Smallest sample ring buffer of a run with the off-CPU profile.
+pub const OFFCPU_RING_BYTES: u32 = 16 << 20;
+
 /// Smallest sample ring buffer of a run with the heap profile.
 pub const HEAP_RING_BYTES: u32 = 32 << 20;
 

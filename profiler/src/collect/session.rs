@@ -19,10 +19,10 @@ use crate::collect::collector::{Collector, RunEnd, Seen, Tick};
 use crate::collect::cpu::CpuCollector;
 use crate::collect::cpustat::CpuTimes;
 use crate::collect::futex::FutexCollector;
-use crate::collect::offcpu::OffCpuCollector;
 use crate::collect::goroutine_waits::GoroutineCollector;
 use crate::collect::heap::HeapCollector;
 use crate::collect::io::IoCollector;
+use crate::collect::offcpu::OffCpuCollector;
 use crate::collect::probes::{self, Counters, LoadOptions, Probes};
 use crate::collect::raw_profile::RawProfile;
 use crate::collect::samples::{StackSampler, Unwinding};
@@ -235,6 +235,10 @@ fn load(config: &Config, btf: Option<Btf>) -> Result<(Probes, Vec<u32>, u32)> {
         // A Go runtime sampling every allocation (MemProfileRate = 1) sends a record per
         // allocation: room for bursts of them.
         ring_bytes = ring_bytes.max(probes::HEAP_RING_BYTES);
+    }
+    if config.profiles.offcpu {
+        // The first wait of every site sends its stacks at once: room for that burst.
+        ring_bytes = ring_bytes.max(probes::OFFCPU_RING_BYTES);
     }
     let options = LoadOptions {
         filter: !matches!(config.target, Target::Host),

@@ -109,20 +109,20 @@ pub fn waker_name(profile: &Profile, waker: &Waker) -> String {
     if kernel_functions().any(|f| INTERRUPT_ENTRIES.iter().any(|e| f.starts_with(e))) {
         return if kernel_functions().any(|f| f == "hrtimer_wakeup") {
             "timer (interrupt)".to_owned()
-        } else if kernel_functions().any(|f| {
-            f.starts_with("blk_") || f.starts_with("bio_") || f.contains("_end_io")
-        }) {
+        } else if kernel_functions()
+            .any(|f| f.starts_with("blk_") || f.starts_with("bio_") || f.contains("_end_io"))
+        {
             "I/O completion (interrupt)".to_owned()
         } else {
             "interrupt".to_owned()
         };
     }
-    let user = locations
-        .iter()
-        .filter(|l| !l.kind.is_kernel() && l.kind.is_named())
-        .find_map(|l| l.lines.first().map(|line| line.function.as_str()));
-    match user {
-        Some(function) => format!("{function} ({})", waker.comm),
-        None => format!("{} (kernel)", waker.comm),
+    if locations.iter().all(|l| l.kind.is_kernel()) {
+        return format!("{} (kernel)", waker.comm);
     }
+    format!(
+        "{} ({})",
+        profiler_model::callers::user_caller(profile, waker.stack),
+        waker.comm
+    )
 }

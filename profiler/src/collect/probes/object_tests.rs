@@ -14,8 +14,8 @@ use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
 use profiler_common::{
     BlockKey, BlockValue, GoWaitKey, GoWaitValue, HeapEvent, HeapLive, HeapLiveKey, HeapPending,
     HeapSiteKey, HeapSiteValue, InFlight, IoKey, IoValue, OffCpuKey, OffCpuRate, OffCpuSwitchIn,
-    OffCpuThread, OffCpuValue, OffCpuWait, Parked, ParkedKey, ProcEvent, SampleHeader, SampleRecord, counter,
-    global_name, map_name, program_name,
+    OffCpuThread, OffCpuValue, OffCpuWait, Parked, ParkedKey, ProcEvent, SampleHeader,
+    SampleRecord, counter, global_name, map_name, program_name,
 };
 
 /// What aya-log adds to every object that logs; userspace reaches it through aya-log,
@@ -138,9 +138,18 @@ fn each_map_holds_the_shared_types_userspace_reads_it_as() {
             size_of::<u64>(),
             size_of::<OffCpuThread>(),
         ),
-        (map_name::OFFCPU_SWITCH_IN, index, size_of::<OffCpuSwitchIn>()),
+        (
+            map_name::OFFCPU_SWITCH_IN,
+            index,
+            size_of::<OffCpuSwitchIn>(),
+        ),
         (map_name::OFFCPU_WINDOW_END, index, size_of::<u64>()),
         (map_name::OFFCPU_RATE, index, size_of::<OffCpuRate>()),
+        (
+            map_name::OFFCPU_NEW_THREAD,
+            index,
+            size_of::<OffCpuThread>(),
+        ),
     ];
     let listed: Vec<&str> = expected.iter().map(|(name, ..)| *name).collect();
     assert_eq!(listed, map_name::ALL, "every map has its types here");

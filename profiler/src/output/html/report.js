@@ -79,6 +79,7 @@
     cpu: { user: [0, 55], kernel: [185, 200] },
     io: { user: [190, 225], kernel: [95, 135] },
     block: { user: [255, 290], kernel: [165, 185] },
+    offcpu: { user: [170, 195], kernel: [205, 220] },
   };
 
   function color(profile, name, flags) {
@@ -202,6 +203,7 @@
     contention: 'lock contention',
     allocation: 'allocation',
     gc: 'garbage collection',
+    'off-cpu': 'off CPU',
   };
 
   function renderFindings(panel) {

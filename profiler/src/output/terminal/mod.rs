@@ -7,6 +7,7 @@
 pub mod block;
 pub mod heap;
 pub mod io;
+pub mod offcpu;
 pub mod summary;
 
 use std::fmt::Write;
@@ -163,7 +164,9 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                 &analysis.leak_suspects,
                 top,
             ),
-            ProfileKind::OffCpu => summary::render(profile, top),
+            ProfileKind::OffCpu => {
+                offcpu::render(profile, analysis.offcpu.as_deref().unwrap_or(&[]), top)
+            }
             ProfileKind::Cpu => {
                 let mut text = summary::render(profile, top);
                 text.push('\n');
@@ -258,6 +261,18 @@ fn findings_line(analysis: &Analysis) -> String {
             "allocation/GC hot spots"
         ),
         heap_findings(analysis),
+    ) + &offcpu_findings(analysis)
+}
+
+/// The off-CPU findings' part of the findings line, when the off-CPU profile was collected.
+fn offcpu_findings(analysis: &Analysis) -> String {
+    if analysis.offcpu.is_none() {
+        return String::new();
+    }
+    let n = analysis.offcpu_findings().count();
+    format!(
+        " {n} off-CPU wait{} with a fix.",
+        if n == 1 { "" } else { "s" }
     )
 }
 
