@@ -133,6 +133,32 @@ fn when_every_requested_profile_is_refused_it_is_one_error_line() {
     assert!(!out.exists(), "{}", run.transcript());
 }
 
+#[test]
+fn a_kernel_without_sched_switch_s_state_refuses_the_off_cpu_profile_alone() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let cmd = profiler_without(
+        "sched_switch_state",
+        &out,
+        &[
+            "--profiles".as_ref(),
+            "offcpu".as_ref(),
+            "--duration".as_ref(),
+            "5s".as_ref(),
+        ],
+    );
+    let run = run_command(cmd);
+    let line = run.assert_error_mentioning(&["sched_switch"]);
+    assert!(
+        line.contains("off-CPU profile not collected") && line.contains("5.18"),
+        "{line}"
+    );
+    assert!(!out.exists(), "{}", run.transcript());
+}
+
 /// This kernel's release, as the profiler names it.
 fn release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")

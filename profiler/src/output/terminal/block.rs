@@ -28,7 +28,12 @@ pub fn render(
         let _ = writeln!(out, "  {}", escape_terminal(&comment.text()));
     }
     if per_process.is_empty() {
-        let _ = writeln!(out, "No futex waits were recorded.");
+        // No futex wait is not no wait: a thread may have waited for the disk, a socket or
+        // a timer, which only the off-CPU profile times.
+        let _ = writeln!(
+            out,
+            "No futex waits were recorded (waits for the disk, sockets, pipes, timers or a              CPU are in the off-CPU profile: --profiles offcpu)."
+        );
         return out;
     }
     let _ = writeln!(out, "Blocked time per process:");
