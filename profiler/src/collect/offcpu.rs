@@ -394,12 +394,19 @@ struct Names {
 impl Names {
     fn of<'a>(threads: impl Iterator<Item = &'a OffCpuThread>) -> Self {
         let mut names = Self::default();
+        let mut others = Vec::new();
         for t in threads {
             let name = comm(&t.comm);
             if t.tid == t.pid {
                 names.processes.insert(t.pid, name.clone());
+            } else {
+                others.push((t.pid, name.clone()));
             }
             names.threads.insert(t.tid, name);
+        }
+        // A process whose main thread never left the CPU is named after another thread.
+        for (pid, name) in others {
+            names.processes.entry(pid).or_insert(name);
         }
         names
     }
