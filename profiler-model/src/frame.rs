@@ -66,6 +66,9 @@ pub enum LostStack {
     MapFull,
     /// No wait of the site had its stacks taken: the CPU was over its stack-sample rate.
     RateLimited,
+    /// The thread waited through the whole window: it never left or regained a CPU, so no
+    /// stack was taken.
+    WholeWindow,
 }
 
 impl FrameKind {
@@ -110,6 +113,7 @@ impl FrameKind {
             Self::Lost(LostStack::RingBufferFull) => "[profiler:lost:ring-buffer-full]",
             Self::Lost(LostStack::MapFull) => "[profiler:lost:map-full]",
             Self::Lost(LostStack::RateLimited) => "[profiler:lost:rate-limited]",
+            Self::Lost(LostStack::WholeWindow) => "[profiler:lost:whole-window]",
         }
     }
 
@@ -120,7 +124,7 @@ impl FrameKind {
     }
 
     /// Every kind with a non-empty tag.
-    const TAGGED: [Self; 18] = [
+    const TAGGED: [Self; 19] = [
         Self::Jit,
         Self::KernelModule,
         Self::Bpf,
@@ -139,6 +143,7 @@ impl FrameKind {
         Self::Lost(LostStack::RingBufferFull),
         Self::Lost(LostStack::MapFull),
         Self::Lost(LostStack::RateLimited),
+        Self::Lost(LostStack::WholeWindow),
     ];
 
     /// Why the frame has no name, in a few words for a tooltip; `None` for named frames.
@@ -173,6 +178,9 @@ impl FrameKind {
             Self::Lost(LostStack::RateLimited) => {
                 "no stack taken: the CPU was over its stack-sample rate"
             }
+            Self::Lost(LostStack::WholeWindow) => {
+                "waited the whole window without leaving or regaining a CPU: no stack taken"
+            }
         })
     }
 }
@@ -186,6 +194,7 @@ impl LostStack {
             Self::RingBufferFull => "[user stack lost: ring buffer full]",
             Self::MapFull => "[user stack lost: map full]",
             Self::RateLimited => "[user stack not taken: rate limited]",
+            Self::WholeWindow => "[waited the whole window: no stack taken]",
         }
     }
 }

@@ -41,11 +41,12 @@ pub struct OffCpuWaits {
 }
 
 impl OffCpuWaits {
-    /// Its time as a share of the window of the threads that waited there.
+    /// Its time as a share of the window of the threads that waited there, at most all
+    /// of it: the programs start timing a little before the window's clock does.
     pub fn share(&self) -> f64 {
         let window = self.seconds * self.threads.max(1) as f64;
         if window > 0.0 {
-            self.delay as f64 / 1e9 / window
+            (self.delay as f64 / 1e9 / window).min(1.0)
         } else {
             0.0
         }

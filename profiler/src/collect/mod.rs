@@ -27,6 +27,7 @@ pub mod kernel_probe;
 pub mod launch;
 pub mod offcpu;
 pub mod offcpu_budget;
+pub mod offcpu_idle;
 pub mod offcpu_reason;
 pub mod preload;
 pub mod probe_point;

@@ -3,15 +3,16 @@
 //! each with its own time, so a site's totals are split over its stacks by delay; and who
 //! woke them. The per-thread time budget comes from the same exact sums.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use profiler_common::{OffCpuKey, OffCpuThread, counter, sample_kind};
 use profiler_model::labels::{IN_PROGRESS, OffCpuReason};
 use profiler_model::{Comment, Label, LabelKey, LostStack, OffCpuValue, ProfileKind};
 
-use crate::collect::collector::{Collector, RunEnd, Sample};
+use crate::collect::collector::{Collector, RunEnd, Sample, Seen};
 use crate::collect::offcpu_budget::{Budget, ThreadBudget};
+use crate::collect::offcpu_idle::{self, Snapshot};
 use crate::collect::offcpu_reason::reason;
 use crate::collect::probes::Probes;
 use crate::collect::raw_profile::{RawProfile, RawSample, RawStack, RawWaker, apportion};
@@ -44,6 +45,10 @@ pub struct OffCpuCollector {
     wakers: HashMap<WaitId, RawWaker>,
     /// Sampled waits not kept (over [`MAX_SAMPLED_WAITS`]).
     dropped: u64,
+    /// The `--pid` targets.
+    targets: Vec<u32>,
+    /// Their threads as `/proc` showed them when the window closed.
+    at_close: Vec<Snapshot>,
 }
 
 impl OffCpuCollector {
@@ -107,10 +112,17 @@ impl Collector for OffCpuCollector {
         }
     }
 
+    fn attach(&mut self, _probes: &mut Probes, seen: Seen) {
+        if let Seen::Target(pid) = seen {
+            self.targets.push(pid);
+        }
+    }
+
     fn close(&mut self, probes: &mut Probes, window_end_ktime_ns: u64) {
         if let Err(err) = probes.end_offcpu_window(window_end_ktime_ns) {
             log::warn!("{err:#}");
         }
+        self.at_close = offcpu_idle::snapshot(&self.targets);
     }
 
     /// Sample types `waits/count` and `delay/nanoseconds` (the default); labels `pid`,
@@ -179,7 +191,7 @@ impl Collector for OffCpuCollector {
         for thread in done.iter().filter(|t| run.keeps(t.pid)) {
             threads.push(ThreadBudget::of(thread, this.window_start_ns, end));
         }
-        let names = Names::of(live.iter().map(|(_, t)| t).chain(&done));
+        let mut names = Names::of(live.iter().map(|(_, t)| t).chain(&done));
         let mut by_site = this.sampled_by_site();
         let mut raw = RawProfile::new(ProfileKind::OffCpu, Vec::new());
         let mut reasons: HashMap<u32, Vec<(OffCpuReason, u64)>> = HashMap::new();
@@ -221,6 +233,29 @@ impl Collector for OffCpuCollector {
             for &(why, nanos) in reasons.get(&budget.tid).map_or(&[][..], Vec::as_slice) {
                 budget.add_reason(why, nanos);
             }
+        }
+        // Threads the tracepoints never saw waited through the whole window.
+        let seen: HashSet<u32> = threads.iter().map(|t| t.tid).collect();
+        let wall = end.saturating_sub(this.window_start_ns);
+        for idle in &this.at_close {
+            let Some(class) = idle.class else { continue };
+            if seen.contains(&idle.tid) || !run.keeps(idle.pid) {
+                continue;
+            }
+            names.add(idle.pid, idle.tid, &idle.name);
+            let why = reason(class, idle.syscall, idle.descriptor);
+            let key = OffCpuKey {
+                pid: idle.pid,
+                tid: idle.tid,
+                ..OffCpuKey::default()
+            };
+            let labels = names.labels(&key, why, Some(IN_PROGRESS));
+            let whole = RawStack::Lost(LostStack::WholeWindow);
+            push(&mut raw, whole, None, [1, wall], labels);
+            let mut budget =
+                ThreadBudget::waiting(idle.pid, idle.tid, &idle.name, this.window_start_ns, end);
+            budget.add_reason(why, wall);
+            threads.push(budget);
         }
         let budget = Budget {
             threads,
@@ -409,6 +444,16 @@ impl Names {
             names.processes.entry(pid).or_insert(name);
         }
         names
+    }
+
+    /// Names a thread `/proc` showed, and its process after it when it is the main one.
+    fn add(&mut self, pid: u32, tid: u32, name: &str) {
+        self.threads.insert(tid, name.to_owned());
+        if tid == pid {
+            self.processes.insert(pid, name.to_owned());
+        } else {
+            self.processes.entry(pid).or_insert_with(|| name.to_owned());
+        }
     }
 
     fn process(&self, pid: u32, tid: u32) -> String {

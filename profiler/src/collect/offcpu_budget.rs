@@ -72,6 +72,28 @@ impl ThreadBudget {
         }
     }
 
+    /// The budget of a thread that waited through the whole window, from
+    /// `window_start_ns` to `window_end_ns`, its reason to be added.
+    pub fn waiting(
+        pid: u32,
+        tid: u32,
+        name: &str,
+        window_start_ns: u64,
+        window_end_ns: u64,
+    ) -> Self {
+        Self {
+            pid,
+            tid,
+            thread: name.to_owned(),
+            start_ns: window_start_ns,
+            stop_ns: window_end_ns,
+            oncpu_ns: 0,
+            unseen_ns: 0,
+            by_reason: [0; OffCpuReason::ALL.len()],
+            kernel_ns: window_end_ns.saturating_sub(window_start_ns),
+        }
+    }
+
     /// Adds a wait the kernel had not settled when the window closed.
     pub fn add_wait(&mut self, _class: u32, delay_ns: u64, runnable_ns: u64) {
         self.kernel_ns += delay_ns + runnable_ns;
