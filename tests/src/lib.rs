@@ -15,6 +15,7 @@
 
 // Each job lives in its own module; everything is re-exported here, so tests keep naming
 // `integration_tests::NAME`.
+mod block_scratch;
 mod debuginfod;
 mod fixture;
 mod folded;
@@ -26,6 +27,7 @@ mod profiler;
 mod protobuf;
 mod setup;
 
+pub use block_scratch::BlockScratch;
 pub use debuginfod::{Server, debuginfod, tool};
 pub use fixture::{FixtureProcess, FixtureResult};
 pub use folded::{Folded, Stack};
