@@ -1,0 +1,479 @@
+//! Off-CPU-profile tests: each mode of the `offcpu_waits` fixture waits one way from its
+//! own named function and measures that function's wall time (and its thread's CPU time)
+//! itself. With `--profiles cpu,offcpu`, the function's CPU samples / frequency plus its
+//! off-CPU delay must make up its wall time, the delay must carry the reason of the way it
+//! waited, and a reply's wait must name the peer function that sent the reply as its waker.
+
+#[path = "io/raw.rs"]
+mod raw;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::Path;
+
+use integration_tests::{
+    BlockScratch, FixtureResult, Folded, Run, fixture, prerequisites, run_profiler, temp_dir,
+};
+use raw::{RawProfile, RawSample};
+
+/// The fixture, and the process name the kernel gives it.
+const FIXTURE: &str = "offcpu_waits";
+/// Its reply thread's name (set with prctl; the process name stays [`FIXTURE`]).
+const PEER_THREAD: &str = "peer";
+/// How long each mode runs, in seconds.
+const SECONDS: &str = "3";
+/// The CPU profile's sampling rate (`-F`), per CPU-second.
+const FREQUENCY: f64 = 499.0;
+/// Largest allowed gap between a function's CPU + off-CPU time in the profile and the wall
+/// time it measured itself, relative to that wall time. The CPU part is sampled (at 499 Hz,
+/// a few hundred samples at least: a few % of noise); the off-CPU part is exact.
+const TOLERANCE: f64 = 0.10;
+/// The smallest share of a reply wait's delay that must name the replying function as its
+/// waker: every reply is sent by it, but a signal (the fixture's stop timer) may wake one
+/// wait, and the waker is known per sampled wait only.
+const WAKER_SHARE: f64 = 0.75;
+
+// ---------------------------------------------------------------------------
+// Running the profiler on a mode
+
+/// One `--profiles cpu,offcpu` run of a mode of the fixture, with its outputs read back.
+struct OffCpuRun {
+    _tmp: tempfile::TempDir,
+    run: Run,
+    measured: FixtureResult,
+    /// `cpu.folded`.
+    cpu: Folded,
+    /// `offcpu.pb.gz`, through `go tool pprof -raw`.
+    offcpu: RawProfile,
+    /// `offcpu.folded` (waker parts included, after a `--` frame).
+    offcpu_folded: Folded,
+}
+
+/// Runs `profiler --profiles cpu,offcpu -F 499 -- offcpu_waits MODE SECONDS DIR RESULT`.
+fn profile_mode(mode: &str, dir: &Path) -> OffCpuRun {
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let result = tmp.path().join("result.txt");
+    let exe = fixture(FIXTURE);
+    let mut args: Vec<&OsStr> = [
+        "--profiles",
+        "cpu,offcpu",
+        "-F",
+        "499",
+        "--duration",
+        "60s",
+        "--",
+    ]
+    .map(OsStr::new)
+    .to_vec();
+    args.push(exe.as_os_str());
+    args.extend([mode, SECONDS].map(OsStr::new));
+    args.push(dir.as_os_str());
+    args.push(result.as_os_str());
+    let run = run_profiler(&args, &out);
+    run.assert_success();
+    let measured = FixtureResult::read(&result);
+    for name in ["offcpu.folded", "offcpu.pb.gz", "offcpu.svg", "cpu.folded"] {
+        let p = out.join(name);
+        let len = std::fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("output {} missing: {e}\n{}", p.display(), run.transcript()))
+            .len();
+        assert!(len > 0, "output {} is empty", p.display());
+    }
+    let svg = std::fs::read_to_string(out.join("offcpu.svg")).expect("offcpu.svg is UTF-8");
+    assert!(svg.contains("<svg"), "offcpu.svg is not an SVG document");
+    let offcpu = RawProfile::load(&out.join("offcpu.pb.gz"));
+    assert_sample_types(&offcpu);
+    OffCpuRun {
+        cpu: Folded::load(&out),
+        offcpu_folded: load_folded(&out.join("offcpu.folded")),
+        offcpu,
+        _tmp: tmp,
+        run,
+        measured,
+    }
+}
+
+fn load_folded(p: &Path) -> Folded {
+    let text =
+        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+    Folded::parse(&text)
+}
+
+/// The profile's sample types are waits/count and delay/nanoseconds, delay the default.
+fn assert_sample_types(raw: &RawProfile) {
+    let header: Vec<&str> = raw
+        .text
+        .lines()
+        .skip_while(|l| l.trim() != "Samples:")
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["waits/count", "delay/nanoseconds[dflt]"],
+        "offcpu.pb.gz should have the sample types waits/count and delay/nanoseconds, \
+         delay the default"
+    );
+}
+
+/// A scratch directory on a block device, or `None` (after saying why) when none can be
+/// made here.
+fn block_scratch() -> Option<BlockScratch> {
+    match BlockScratch::new() {
+        Ok(s) => Some(s),
+        Err(why) => {
+            eprintln!("skipping: this test needs a block-backed scratch directory: {why}");
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What the profile says about one function
+
+/// A function's time in the profiles.
+struct FunctionTime {
+    /// CPU samples with the function on the stack, and their time at [`FREQUENCY`].
+    cpu_samples: u64,
+    cpu_ns: f64,
+    /// Off-CPU delay with the function on the blocked stack, in total and by reason.
+    off_ns: i64,
+    by_reason: BTreeMap<String, i64>,
+}
+
+impl OffCpuRun {
+    fn time_of(&self, function: &str) -> FunctionTime {
+        let cpu_samples = self.cpu.samples_containing(function);
+        let mut by_reason = BTreeMap::new();
+        for s in self.offcpu.containing(function) {
+            *by_reason
+                .entry(s.label("reason").unwrap_or("(none)").to_owned())
+                .or_default() += s.value("delay");
+        }
+        FunctionTime {
+            cpu_samples,
+            cpu_ns: cpu_samples as f64 * 1e9 / FREQUENCY,
+            off_ns: by_reason.values().sum(),
+            by_reason,
+        }
+    }
+
+    /// The fixture's measurements and the heaviest stacks of both profiles, for messages.
+    fn context(&self, function: &str) -> String {
+        let samples = self.offcpu.containing(function).count();
+        let described = self.offcpu.describe(function);
+        let shown: Vec<&str> = described.lines().take(25).collect();
+        format!(
+            "fixture: {:?}\ncpu.folded: {}offcpu.folded: {}offcpu.pb.gz, {samples} samples \
+             under {function} ({} shown):\n{}\nprofiler stdout:\n{}",
+            self.measured.0,
+            self.cpu.summary(8),
+            self.offcpu_folded.summary(8),
+            shown.len(),
+            shown.join("\n"),
+            self.run.stdout
+        )
+    }
+
+    /// Asserts CPU samples / frequency + off-CPU delay under `function` = the wall time it
+    /// measured itself, within [`TOLERANCE`]; returns its time in the profiles.
+    fn assert_wall_time(&self, function: &str, wall_ns: u64) -> FunctionTime {
+        let t = self.time_of(function);
+        let total = t.cpu_ns + t.off_ns as f64;
+        let gap = (total - wall_ns as f64) / wall_ns as f64;
+        assert!(
+            gap.abs() <= TOLERANCE,
+            "{function}: {} CPU samples ({}) + {} off-CPU {:?} = {} in the profiles, where the \
+             function measured {} of wall time itself ({:+.1}%, more than {:.0}% off)\n{}",
+            t.cpu_samples,
+            ms(t.cpu_ns),
+            ms(t.off_ns as f64),
+            ms_map(&t.by_reason),
+            ms(total),
+            ms(wall_ns as f64),
+            100.0 * gap,
+            100.0 * TOLERANCE,
+            self.context(function)
+        );
+        t
+    }
+
+    /// Asserts that the biggest reason of the delay under `function` is `reason`.
+    fn assert_dominant_reason(&self, function: &str, reason: &str) {
+        let t = self.time_of(function);
+        let top = t.by_reason.iter().max_by_key(|(_, ns)| **ns);
+        assert_eq!(
+            top.map(|(r, _)| r.as_str()),
+            Some(reason),
+            "{function} waited mostly in {reason} by its own code, but its off-CPU delay by \
+             reason is {:?}\n{}",
+            ms_map(&t.by_reason),
+            self.context(function)
+        );
+    }
+
+    /// Asserts that the waits under `function` carry the fixture's process and thread as
+    /// their pid, tid, comm and thread labels.
+    fn assert_thread_labels(&self, function: &str, tid: &str, thread: &str) {
+        let pid = self.measured.get("pid");
+        for s in self.offcpu.containing(function) {
+            for (key, want) in [
+                ("pid", pid),
+                ("tid", tid),
+                ("comm", FIXTURE),
+                ("thread", thread),
+            ] {
+                assert_eq!(
+                    s.label(key),
+                    Some(want),
+                    "a wait under {function} has the wrong {key} label: {}",
+                    s.describe()
+                );
+            }
+        }
+    }
+
+    /// Asserts that at least [`WAKER_SHARE`] of the `reason` delay under `function` has the
+    /// waker label `waker`.
+    fn assert_waker(&self, function: &str, reason: &str, waker: &str) {
+        let of_reason = |s: &RawSample| s.has(function) && s.label("reason") == Some(reason);
+        let total = self.offcpu.sum("delay", of_reason);
+        let named = self
+            .offcpu
+            .sum("delay", |s| of_reason(s) && s.label("waker") == Some(waker));
+        let mut by_waker: BTreeMap<String, i64> = BTreeMap::new();
+        for s in self.offcpu.samples.iter().filter(|s| of_reason(s)) {
+            *by_waker
+                .entry(s.label("waker").unwrap_or("(none)").to_owned())
+                .or_default() += s.value("delay");
+        }
+        assert!(
+            total > 0 && named as f64 >= WAKER_SHARE * total as f64,
+            "{function}: only {} of its {} of {reason} waits name {waker:?} as the waker \
+             (wanted {:.0}% at least); by waker: {:?}\n{}",
+            ms(named as f64),
+            ms(total as f64),
+            100.0 * WAKER_SHARE,
+            ms_map(&by_waker),
+            self.context(function)
+        );
+    }
+
+    /// Asserts that offcpu.folded draws a wait of `function` with its waker's stack after
+    /// the `--` separator, `waker_function` in it and the waker's name last.
+    fn assert_folded_waker(&self, function: &str, waker_function: &str) {
+        let found = self.offcpu_folded.stacks.iter().any(|s| {
+            let Some(sep) = s.frames.iter().position(|f| f == "--") else {
+                return false;
+            };
+            let (blocked, waker) = (&s.frames[..sep], &s.frames[sep + 1..]);
+            // The waker's name closes the line: its process's, or (as bcc's offwaketime
+            // prints it) its thread's.
+            blocked.iter().any(|f| f == function)
+                && waker.iter().any(|f| f == waker_function)
+                && waker
+                    .last()
+                    .is_some_and(|f| f == FIXTURE || f == PEER_THREAD)
+        });
+        assert!(
+            found,
+            "offcpu.folded has no line with {function} before a `--` frame and \
+             {waker_function} after it, ending in the waker's name ({FIXTURE} or \
+             {PEER_THREAD}); lines with a `--`:\n{}",
+            self.offcpu_folded
+                .stacks
+                .iter()
+                .filter(|s| s.has("--"))
+                .take(20)
+                .map(|s| format!("  {};{} {}", s.comm, s.frames.join(";"), s.count))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+fn ms(ns: f64) -> String {
+    format!("{:.1} ms", ns / 1e6)
+}
+
+fn ms_map(m: &BTreeMap<String, i64>) -> BTreeMap<&str, String> {
+    m.iter().map(|(k, v)| (k.as_str(), ms(*v as f64))).collect()
+}
+
+/// Asserts that the fixture's `function` spent at least a fifth of its wall time off CPU
+/// by its own clocks, or the run says nothing about waiting.
+fn assert_fixture_waited(r: &OffCpuRun, function: &str) -> u64 {
+    let wall = r.measured.u64(&format!("{function}_wall_ns"));
+    let cpu = r.measured.u64(&format!("{function}_cpu_ns"));
+    assert!(
+        wall >= 1_000_000_000 && wall.saturating_sub(cpu) * 5 >= wall,
+        "{function} ran {} and was on CPU {} of it by its own clocks: it hardly waited, the \
+         run cannot test the off-CPU profile\n{:?}",
+        ms(wall as f64),
+        ms(cpu as f64),
+        r.measured.0
+    );
+    wall
+}
+
+/// One function of the fixture, profiled alone: its wall time made up, the right reason.
+fn check_single(mode: &str, dir: &Path, function: &str, reason: &str) -> OffCpuRun {
+    let r = profile_mode(mode, dir);
+    let wall = assert_fixture_waited(&r, function);
+    r.assert_wall_time(function, wall);
+    r.assert_dominant_reason(function, reason);
+    let tid = r.measured.get(&format!("{function}_tid")).to_owned();
+    r.assert_thread_labels(function, &tid, FIXTURE);
+    r
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+
+/// 4 KiB pwrite + fdatasync, over and over: the waits are the disk's.
+#[test]
+fn fdatasync_waits_are_disk_and_make_up_the_wall_time() {
+    if !prerequisites() {
+        return;
+    }
+    let Some(scratch) = block_scratch() else {
+        return;
+    };
+    eprintln!("scratch: {}", scratch.describe());
+    check_single("fsync", scratch.path(), "fsync_loop", "disk");
+}
+
+/// 1 ms nanosleeps: sleep, ended by the timer interrupt.
+#[test]
+fn nanosleep_waits_are_sleep_woken_by_the_timer() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let r = check_single("sleep", tmp.path(), "sleep_loop", "sleep");
+    r.assert_waker("sleep_loop", "sleep", "timer (interrupt)");
+}
+
+/// poll(NULL, 0, 2): poll, ended by the timer interrupt.
+#[test]
+fn poll_timeouts_are_poll_woken_by_the_timer() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let r = check_single("poll", tmp.path(), "poll_loop", "poll");
+    r.assert_waker("poll_loop", "poll", "timer (interrupt)");
+}
+
+/// A request over a pipe (or a socket) to a peer thread that thinks 20 ms before replying:
+/// the reader waits in `reason`, woken by peer_reply; the peer mostly sleeps.
+fn check_round_trips(mode: &str, reader: &str, reason: &str) {
+    let tmp = temp_dir();
+    let r = check_single(mode, tmp.path(), reader, reason);
+    let waker = format!("peer_reply ({FIXTURE})");
+    r.assert_waker(reader, reason, &waker);
+    r.assert_folded_waker(reader, "peer_reply");
+
+    let peer_wall = assert_fixture_waited(&r, "peer_reply");
+    r.assert_wall_time("peer_reply", peer_wall);
+    r.assert_dominant_reason("peer_reply", "sleep");
+    let peer_tid = r.measured.get("peer_reply_tid").to_owned();
+    r.assert_thread_labels("peer_reply", &peer_tid, PEER_THREAD);
+}
+
+#[test]
+fn pipe_reply_waits_are_pipe_and_name_the_peer_as_waker() {
+    if !prerequisites() {
+        return;
+    }
+    check_round_trips("pipe", "pipe_reader", "pipe");
+}
+
+#[test]
+fn socket_reply_waits_are_net_and_name_the_peer_as_waker() {
+    if !prerequisites() {
+        return;
+    }
+    check_round_trips("socket", "socket_reader", "net");
+}
+
+/// One byte read per page of a mapped file whose cache was dropped: every touch is a major
+/// fault waiting for the disk.
+#[test]
+fn major_fault_waits_are_pagefault() {
+    if !prerequisites() {
+        return;
+    }
+    let Some(scratch) = block_scratch() else {
+        return;
+    };
+    eprintln!("scratch: {}", scratch.describe());
+    let r = profile_mode("fault", scratch.path());
+    let touches = r.measured.u64("fault_loop_calls");
+    let majflt = r.measured.u64("fault_loop_majflt");
+    assert!(
+        touches >= 1000 && majflt * 10 >= touches * 9,
+        "fault_loop touched {touches} pages and took {majflt} major faults: the page cache \
+         was not dropped, the run cannot test fault waits\n{:?}",
+        r.measured.0
+    );
+    let wall = assert_fixture_waited(&r, "fault_loop");
+    r.assert_wall_time("fault_loop", wall);
+    r.assert_dominant_reason("fault_loop", "pagefault");
+    let tid = r.measured.get("fault_loop_tid").to_owned();
+    r.assert_thread_labels("fault_loop", &tid, FIXTURE);
+}
+
+/// Four spinners pinned to one CPU: each is runnable, waiting for the CPU, whenever it is
+/// not running, so its runqueue delay is its wall time minus its CPU time.
+#[test]
+fn spinners_sharing_one_cpu_wait_in_the_runqueue_for_wall_minus_cpu() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let r = profile_mode("runqueue", tmp.path());
+    let list =
+        |key: &str| -> Vec<String> { r.measured.get(key).split(',').map(str::to_owned).collect() };
+    let number = |v: &String| -> u64 {
+        v.parse()
+            .unwrap_or_else(|e| panic!("fixture value {v:?} is not a number: {e}"))
+    };
+    let tids = list("spin_worker_tids");
+    let walls: Vec<u64> = list("spin_worker_wall_ns").iter().map(number).collect();
+    let cpus: Vec<u64> = list("spin_worker_cpu_ns").iter().map(number).collect();
+    let function = "spin_worker";
+
+    for ((tid, &wall), &cpu) in tids.iter().zip(&walls).zip(&cpus) {
+        let waited = wall.saturating_sub(cpu);
+        assert!(
+            wall >= 1_000_000_000 && waited * 5 >= wall,
+            "spinner {tid} ran {} with {} of CPU: it hardly waited for the CPU, the run \
+             cannot test runqueue time\n{:?}",
+            ms(wall as f64),
+            ms(cpu as f64),
+            r.measured.0
+        );
+        let runqueue = r.offcpu.sum("delay", |s| {
+            s.has(function) && s.label("tid") == Some(tid) && s.label("reason") == Some("runqueue")
+        });
+        let gap = (runqueue as f64 - waited as f64) / waited as f64;
+        assert!(
+            gap.abs() <= TOLERANCE,
+            "spinner {tid}: {} of runqueue delay under {function} in the profile, where it \
+             measured wall {} - CPU {} = {} itself ({:+.1}%, more than {:.0}% off)\n{}",
+            ms(runqueue as f64),
+            ms(wall as f64),
+            ms(cpu as f64),
+            ms(waited as f64),
+            100.0 * gap,
+            100.0 * TOLERANCE,
+            r.context(function)
+        );
+    }
+    // All spinners together: their CPU samples and delays make up their wall times.
+    r.assert_wall_time(function, walls.iter().sum());
+    r.assert_dominant_reason(function, "runqueue");
+}
