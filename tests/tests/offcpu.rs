@@ -149,7 +149,7 @@ impl OffCpuRun {
         let mut by_reason = BTreeMap::new();
         for s in self.offcpu.containing(function) {
             *by_reason
-                .entry(s.label("reason").unwrap_or("(none)").to_owned())
+                .entry(label(s, "reason").unwrap_or_else(|| "(none)".to_owned()))
                 .or_default() += s.value("delay");
         }
         FunctionTime {
@@ -183,6 +183,17 @@ impl OffCpuRun {
         let t = self.time_of(function);
         let total = t.cpu_ns + t.off_ns as f64;
         let gap = (total - wall_ns as f64) / wall_ns as f64;
+        eprintln!(
+            "{function}: wall {} by its own clock; profiles: CPU {} ({} samples) + off-CPU {} \
+             {:?} = {} ({:+.1}%)",
+            ms(wall_ns as f64),
+            ms(t.cpu_ns),
+            t.cpu_samples,
+            ms(t.off_ns as f64),
+            ms_map(&t.by_reason),
+            ms(total),
+            100.0 * gap
+        );
         assert!(
             gap.abs() <= TOLERANCE,
             "{function}: {} CPU samples ({}) + {} off-CPU {:?} = {} in the profiles, where the \
@@ -226,7 +237,7 @@ impl OffCpuRun {
                 ("thread", thread),
             ] {
                 assert_eq!(
-                    s.label(key),
+                    label(s, key).as_deref(),
                     Some(want),
                     "a wait under {function} has the wrong {key} label: {}",
                     s.describe()
@@ -240,13 +251,13 @@ impl OffCpuRun {
     fn assert_waker(&self, function: &str, reason: &str, waker: &str) {
         let of_reason = |s: &RawSample| s.has(function) && s.label("reason") == Some(reason);
         let total = self.offcpu.sum("delay", of_reason);
-        let named = self
-            .offcpu
-            .sum("delay", |s| of_reason(s) && s.label("waker") == Some(waker));
+        let named = self.offcpu.sum("delay", |s| {
+            of_reason(s) && label(s, "waker").as_deref() == Some(waker)
+        });
         let mut by_waker: BTreeMap<String, i64> = BTreeMap::new();
         for s in self.offcpu.samples.iter().filter(|s| of_reason(s)) {
             *by_waker
-                .entry(s.label("waker").unwrap_or("(none)").to_owned())
+                .entry(label(s, "waker").unwrap_or_else(|| "(none)".to_owned()))
                 .or_default() += s.value("delay");
         }
         assert!(
@@ -292,6 +303,13 @@ impl OffCpuRun {
                 .join("\n")
         );
     }
+}
+
+/// The value of label `key` of `s`, `None` when it has none. `pprof -raw` prints a label's
+/// values space-separated, so a value with spaces (`timer (interrupt)`, `peer_reply (comm)`)
+/// comes back as several words, joined again here.
+fn label(s: &RawSample, key: &str) -> Option<String> {
+    s.labels.get(key).map(|words| words.join(" "))
 }
 
 fn ms(ns: f64) -> String {
