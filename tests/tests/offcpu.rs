@@ -28,6 +28,8 @@ const FREQUENCY: f64 = 499.0;
 /// time it measured itself, relative to that wall time. The CPU part is sampled (at 499 Hz,
 /// a few hundred samples at least: a few % of noise); the off-CPU part is exact.
 const TOLERANCE: f64 = 0.10;
+/// The reason of the time a thread is runnable, waiting for a CPU.
+const RUNQUEUE: &str = "runqueue";
 /// The smallest share of a reply wait's delay that must name the replying function as its
 /// waker: every reply is sent by it, but a signal (the fixture's stop timer) may wake one
 /// wait, and the waker is known per sampled wait only.
@@ -211,15 +213,30 @@ impl OffCpuRun {
         t
     }
 
-    /// Asserts that the biggest reason of the delay under `function` is `reason`.
+    /// Asserts that `reason` has more than half of the delay under `function`, leaving out
+    /// `runqueue` unless that is the reason asked for: after every wait the thread is
+    /// runnable until a CPU takes it, and how long is up to the scheduler and the machine's
+    /// load (on a loop device, whose worker thread competes for the same CPUs, it was as
+    /// long as the disk waits themselves), not to the fixture.
     fn assert_dominant_reason(&self, function: &str, reason: &str) {
         let t = self.time_of(function);
-        let top = t.by_reason.iter().max_by_key(|(_, ns)| **ns);
-        assert_eq!(
-            top.map(|(r, _)| r.as_str()),
-            Some(reason),
-            "{function} waited mostly in {reason} by its own code, but its off-CPU delay by \
-             reason is {:?}\n{}",
+        let counted = |r: &str| reason == RUNQUEUE || r != RUNQUEUE;
+        let of_reason = t.by_reason.get(reason).copied().unwrap_or(0);
+        let total: i64 = t
+            .by_reason
+            .iter()
+            .filter(|(r, _)| counted(r))
+            .map(|(_, ns)| ns)
+            .sum();
+        assert!(
+            of_reason > 0 && 2 * of_reason > total,
+            "{function} waited in {reason} by its own code, but that is not most of its \
+             off-CPU delay{}: by reason {:?}\n{}",
+            if reason == RUNQUEUE {
+                ""
+            } else {
+                " (runqueue left out)"
+            },
             ms_map(&t.by_reason),
             self.context(function)
         );
@@ -475,7 +492,7 @@ fn spinners_sharing_one_cpu_wait_in_the_runqueue_for_wall_minus_cpu() {
             r.measured.0
         );
         let runqueue = r.offcpu.sum("delay", |s| {
-            s.has(function) && s.label("tid") == Some(tid) && s.label("reason") == Some("runqueue")
+            s.has(function) && s.label("tid") == Some(tid) && s.label("reason") == Some(RUNQUEUE)
         });
         let gap = (runqueue as f64 - waited as f64) / waited as f64;
         assert!(
@@ -493,5 +510,5 @@ fn spinners_sharing_one_cpu_wait_in_the_runqueue_for_wall_minus_cpu() {
     }
     // All spinners together: their CPU samples and delays make up their wall times.
     r.assert_wall_time(function, walls.iter().sum());
-    r.assert_dominant_reason(function, "runqueue");
+    r.assert_dominant_reason(function, RUNQUEUE);
 }
