@@ -10,9 +10,11 @@ mod raw;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::Path;
+use std::time::Duration;
 
 use integration_tests::{
-    BlockScratch, FixtureResult, Folded, Run, fixture, prerequisites, run_profiler, temp_dir,
+    BlockScratch, FixtureResult, Folded, Run, fixture, monotonic_ns, prerequisites, run_profiler,
+    temp_dir,
 };
 use raw::{RawProfile, RawSample};
 
@@ -49,10 +51,18 @@ struct OffCpuRun {
     offcpu: RawProfile,
     /// `offcpu.folded` (waker parts included, after a `--` frame).
     offcpu_folded: Folded,
+    /// CLOCK_MONOTONIC just before the profiler was started and just after it exited.
+    started_ns: u64,
+    exited_ns: u64,
 }
 
 /// Runs `profiler --profiles cpu,offcpu -F 499 -- offcpu_waits MODE SECONDS DIR RESULT`.
 fn profile_mode(mode: &str, dir: &Path) -> OffCpuRun {
+    profile_mode_for(mode, dir, "60s")
+}
+
+/// [`profile_mode`] with a window of `duration` (`--duration`).
+fn profile_mode_for(mode: &str, dir: &Path, duration: &str) -> OffCpuRun {
     let tmp = temp_dir();
     let out = tmp.path().join("out");
     let result = tmp.path().join("result.txt");
@@ -63,7 +73,7 @@ fn profile_mode(mode: &str, dir: &Path) -> OffCpuRun {
         "-F",
         "499",
         "--duration",
-        "60s",
+        duration,
         "--",
     ]
     .map(OsStr::new)
@@ -72,7 +82,9 @@ fn profile_mode(mode: &str, dir: &Path) -> OffCpuRun {
     args.extend([mode, SECONDS].map(OsStr::new));
     args.push(dir.as_os_str());
     args.push(result.as_os_str());
+    let started_ns = monotonic_ns();
     let run = run_profiler(&args, &out);
+    let exited_ns = monotonic_ns();
     run.assert_success();
     let measured = FixtureResult::read(&result);
     for name in ["offcpu.folded", "offcpu.pb.gz", "offcpu.svg", "cpu.folded"] {
@@ -93,6 +105,8 @@ fn profile_mode(mode: &str, dir: &Path) -> OffCpuRun {
         _tmp: tmp,
         run,
         measured,
+        started_ns,
+        exited_ns,
     }
 }
 
@@ -511,4 +525,60 @@ fn spinners_sharing_one_cpu_wait_in_the_runqueue_for_wall_minus_cpu() {
     // All spinners together: their CPU samples and delays make up their wall times.
     r.assert_wall_time(function, walls.iter().sum());
     r.assert_dominant_reason(function, RUNQUEUE);
+}
+
+/// A read that never ends, begun right after the launch; the window closes 2 s later with
+/// the read still waiting: it is counted, once, up to the end of the window, marked as in
+/// progress.
+#[test]
+fn wait_in_progress_at_the_end_is_counted_up_to_it() {
+    if !prerequisites() {
+        return;
+    }
+    const WINDOW: Duration = Duration::from_secs(2);
+    let tmp = temp_dir();
+    // The fixture outlives the window by 1 s, then exits by itself.
+    let r = profile_mode_for("stuck", tmp.path(), "2s");
+    let function = "stuck_reader";
+    let wait_start = r.measured.u64("stuck_reader_wait_start_ns");
+    let tid = r.measured.get("stuck_reader_tid").to_owned();
+    let context = r.context(function);
+    let waiting: Vec<&RawSample> = r.offcpu.containing(function).collect();
+    assert!(
+        !waiting.is_empty(),
+        "no wait under {function} in the profile\n{context}"
+    );
+    for s in &waiting {
+        assert_eq!(
+            label(s, "outcome").as_deref(),
+            Some("in progress"),
+            "the never-ending read under {function} is not marked in progress: {}\n{context}",
+            s.describe()
+        );
+        assert_eq!(
+            label(s, "reason").as_deref(),
+            Some("pipe"),
+            "the never-ending read of a pipe under {function} has the wrong reason: {}\n\
+             {context}",
+            s.describe()
+        );
+    }
+    r.assert_thread_labels(function, &tid, FIXTURE);
+    let waits: i64 = waiting.iter().map(|s| s.value("waits")).sum();
+    assert_eq!(waits, 1, "one wait, counted once\n{context}");
+    let delay = waiting.iter().map(|s| s.value("delay")).sum::<i64>() as u64;
+
+    // The window opened after the profiler started and lasted WINDOW; it closed before the
+    // profiler exited. The read began after the launch, and so inside the window.
+    let lower = (r.started_ns + WINDOW.as_nanos() as u64).saturating_sub(wait_start);
+    let upper = r.exited_ns - wait_start;
+    assert!(
+        (lower.saturating_sub(5_000_000)..=upper).contains(&delay),
+        "the in-progress read has {} of delay; it waited from {} ms after the profiler's start \
+         to the window's end, which is {}..{}\n{context}",
+        ms(delay as f64),
+        (wait_start - r.started_ns) / 1_000_000,
+        ms(lower as f64),
+        ms(upper as f64)
+    );
 }
