@@ -582,3 +582,171 @@ fn wait_in_progress_at_the_end_is_counted_up_to_it() {
         ms(upper as f64)
     );
 }
+
+/// One `budget:` line of the terminal summary: `budget: NAME (pid P), N threads: T s = on
+/// CPU X s + runnable Y s + REASON Z s ...` for a process, `budget:   thread NAME (tid T):
+/// ...` for each of its threads.
+#[derive(Debug)]
+struct BudgetLine {
+    name: String,
+    /// `pid` or `tid`, and its value.
+    id_kind: String,
+    id: String,
+    total_s: f64,
+    /// The terms after `=`, by name (`on CPU`, `runnable`, reasons).
+    terms: BTreeMap<String, f64>,
+}
+
+impl BudgetLine {
+    fn parse(line: &str) -> Option<BudgetLine> {
+        let rest = line.trim_start().strip_prefix("budget:")?.trim_start();
+        let rest = rest.strip_prefix("thread ").unwrap_or(rest);
+        let open = rest.rfind(" (")?;
+        let name = rest[..open].to_owned();
+        let after = &rest[open + 2..];
+        let close = after.find(')')?;
+        let (id_kind, id) = after[..close].split_once(' ')?;
+        let (_, sums) = after[close..].split_once(": ")?;
+        let (total, terms) = sums.split_once(" = ")?;
+        let seconds = |t: &str| t.trim().strip_suffix(" s")?.trim().parse::<f64>().ok();
+        let mut parsed = BTreeMap::new();
+        for term in terms.split(" + ") {
+            let (key, value) = term.trim().rsplit_once(' ').and_then(|(k, unit)| {
+                let (key, number) = k.rsplit_once(' ')?;
+                Some((key, seconds(&format!("{number} {unit}"))?))
+            })?;
+            parsed.insert(key.to_owned(), value);
+        }
+        Some(BudgetLine {
+            name,
+            id_kind: id_kind.to_owned(),
+            id: id.to_owned(),
+            total_s: seconds(total)?,
+            terms: parsed,
+        })
+    }
+}
+
+/// The run's window in seconds, from the summary's `window: 3.01s from ...`.
+fn window_seconds(stdout: &str) -> f64 {
+    stdout
+        .split("window: ")
+        .nth(1)
+        .and_then(|w| w.split('s').next())
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("the summary has no `window: N.NNs`:\n{stdout}"))
+}
+
+/// Four spinners on one CPU: the time budget of each thread adds up to its time in the
+/// window (its own wall time, the whole window for the main thread) within 2%, and its
+/// on-CPU and runnable parts are the CPU time and wall minus CPU time the spinner measured.
+#[test]
+fn time_budget_per_thread_adds_up_to_the_window_and_to_the_spinners_own_clocks() {
+    if !prerequisites() {
+        return;
+    }
+    const BUDGET_TOLERANCE: f64 = 0.02;
+    let tmp = temp_dir();
+    let r = profile_mode("runqueue", tmp.path());
+    let stdout = &r.run.stdout;
+    let window = window_seconds(stdout);
+    let budgets: Vec<BudgetLine> = stdout.lines().filter_map(BudgetLine::parse).collect();
+    let pid = r.measured.get("pid");
+    let context = format!(
+        "fixture: {:?}\nbudget lines: {budgets:#?}\nprofiler stdout:\n{stdout}",
+        r.measured.0
+    );
+    let close = |got: f64, want: f64, tolerance: f64| (got - want).abs() <= tolerance * want;
+
+    let process = budgets
+        .iter()
+        .find(|b| b.id_kind == "pid" && b.id == pid)
+        .unwrap_or_else(|| panic!("no budget line for the fixture's process {pid}\n{context}"));
+    assert_eq!(
+        process.name, FIXTURE,
+        "the budget names the fixture's process by another name\n{context}"
+    );
+    for b in budgets.iter().filter(|b| b.id_kind == "tid") {
+        let sum: f64 = b.terms.values().sum();
+        assert!(
+            close(sum, b.total_s, BUDGET_TOLERANCE),
+            "thread {}: its budget's parts add up to {sum:.3} s, not to its {:.3} s\n{context}",
+            b.id,
+            b.total_s
+        );
+        assert!(
+            b.total_s <= window * (1.0 + BUDGET_TOLERANCE),
+            "thread {}: a budget of {:.3} s in a window of {window:.2} s\n{context}",
+            b.id,
+            b.total_s
+        );
+    }
+    let thread = |tid: &str| {
+        budgets
+            .iter()
+            .find(|b| b.id_kind == "tid" && b.id == tid)
+            .unwrap_or_else(|| panic!("no budget line for thread {tid}\n{context}"))
+    };
+    // The main thread lives through the whole window (the command is the run).
+    let main = thread(pid);
+    assert!(
+        close(main.total_s, window, BUDGET_TOLERANCE),
+        "the main thread's budget is {:.3} s in a window of {window:.2} s it lived through\n\
+         {context}",
+        main.total_s
+    );
+
+    let list =
+        |key: &str| -> Vec<String> { r.measured.get(key).split(',').map(str::to_owned).collect() };
+    let tids = list("spin_worker_tids");
+    let walls = list("spin_worker_wall_ns");
+    let cpus = list("spin_worker_cpu_ns");
+    for ((tid, wall), cpu) in tids.iter().zip(&walls).zip(&cpus) {
+        let wall_s = wall.parse::<f64>().expect("wall is a number") / 1e9;
+        let cpu_s = cpu.parse::<f64>().expect("cpu is a number") / 1e9;
+        let b = thread(tid);
+        let on_cpu = b.terms.get("on CPU").copied().unwrap_or(0.0);
+        let runnable = b.terms.get("runnable").copied().unwrap_or(0.0);
+        // The thread lived a little longer than its spinning: start, barrier, exit.
+        assert!(
+            wall_s <= b.total_s * (1.0 + BUDGET_TOLERANCE) && b.total_s <= window,
+            "spinner {tid}: budget {:.3} s, but it spun {wall_s:.3} s by its own clock in a \
+             window of {window:.2} s\n{context}",
+            b.total_s
+        );
+        assert!(
+            close(on_cpu, cpu_s, TOLERANCE),
+            "spinner {tid}: {on_cpu:.3} s on CPU in its budget, {cpu_s:.3} s of CPU time by \
+             its own clock\n{context}"
+        );
+        assert!(
+            close(runnable, wall_s - cpu_s, TOLERANCE),
+            "spinner {tid}: {runnable:.3} s runnable in its budget, wall {wall_s:.3} s - CPU \
+             {cpu_s:.3} s = {:.3} s by its own clocks\n{context}",
+            wall_s - cpu_s
+        );
+    }
+}
+
+#[test]
+fn budget_lines_parse() {
+    let b = BudgetLine::parse(
+        "  budget:   thread offcpu_waits (tid 976): 3.008 s = on CPU 0.493 s + runnable 2.515 s \
+         + lock 0.000 s",
+    )
+    .expect("parses");
+    assert_eq!(
+        (b.name.as_str(), b.id_kind.as_str()),
+        ("offcpu_waits", "tid")
+    );
+    assert_eq!(b.id, "976");
+    assert_eq!(b.total_s, 3.008);
+    assert_eq!(b.terms["on CPU"] + b.terms["runnable"], 3.008);
+    let p = BudgetLine::parse(
+        "  budget: offcpu_waits (pid 974), 5 threads: 15.044 s = on CPU 1.981 s + runnable \
+         10.065 s",
+    )
+    .expect("parses");
+    assert_eq!((p.id_kind.as_str(), p.id.as_str()), ("pid", "974"));
+    assert_eq!(p.terms.len(), 2);
+}
