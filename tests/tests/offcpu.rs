@@ -3,6 +3,11 @@
 //! itself. With `--profiles cpu,offcpu`, the function's CPU samples / frequency plus its
 //! off-CPU delay must make up its wall time, the delay must carry the reason of the way it
 //! waited, and a reply's wait must name the peer function that sent the reply as its waker.
+//! A wait still open when the window closes is counted up to its end, marked in progress;
+//! each thread's time budget in the summary adds up to its time in the window.
+//!
+//! fdatasync and page faults need a block device under the fixture's files: the tests use
+//! [`BlockScratch`] (a loop-mounted ext4 image where the temporary directory is tmpfs).
 
 #[path = "io/raw.rs"]
 mod raw;
