@@ -54,6 +54,10 @@ impl BlockScratch {
         run(Command::new("mkfs.ext4")
             .args(["-q", "-F", "-E", "nodiscard"])
             .arg(&image))?;
+        // A guest without udev has no /dev/loop-control until the module is loaded (losetup
+        // then fails with "cannot find an unused loop device"); where loop is built in or
+        // already loaded, modprobe does nothing, and where it fails, losetup says why.
+        let _ = Command::new("modprobe").arg("loop").output();
         let device = run(Command::new("losetup")
             .args(["--find", "--show"])
             .arg(&image))?
