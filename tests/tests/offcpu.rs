@@ -432,15 +432,15 @@ fn poll_timeouts_are_poll_woken_by_the_timer() {
 fn check_round_trips(mode: &str, reader: &str, reason: &str) {
     let tmp = temp_dir();
     let r = check_single(mode, tmp.path(), reader, reason);
-    let waker = format!("peer_reply ({FIXTURE})");
-    r.assert_waker(reader, reason, &waker);
-    r.assert_folded_waker(reader, "peer_reply");
-
     let peer_wall = assert_fixture_waited(&r, "peer_reply");
     r.assert_wall_time("peer_reply", peer_wall);
     r.assert_dominant_reason("peer_reply", "sleep");
     let peer_tid = r.measured.get("peer_reply_tid").to_owned();
     r.assert_thread_labels("peer_reply", &peer_tid, PEER_THREAD);
+
+    // The waker: the label names the peer's function and its process.
+    r.assert_folded_waker(reader, "peer_reply");
+    r.assert_waker(reader, reason, &format!("peer_reply ({FIXTURE})"));
 }
 
 #[test]
