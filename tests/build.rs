@@ -34,6 +34,7 @@ const FIXTURES: &[&str] = &[
     "report_mix",
     "names_c",
     "heap_native",
+    "offcpu_waits",
 ];
 
 /// C fixtures built without frame pointers (see the module comment).

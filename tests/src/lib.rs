@@ -15,6 +15,7 @@
 
 // Each job lives in its own module; everything is re-exported here, so tests keep naming
 // `integration_tests::NAME`.
+mod block_scratch;
 mod debuginfod;
 mod fixture;
 mod folded;
@@ -26,11 +27,12 @@ mod profiler;
 mod protobuf;
 mod setup;
 
+pub use block_scratch::BlockScratch;
 pub use debuginfod::{Server, debuginfod, tool};
 pub use fixture::{FixtureProcess, FixtureResult};
 pub use folded::{Folded, Stack};
 pub use go::{GoToolchain, go_binary, go_toolchains, pprof};
-pub use host::{NOBODY, kernel_symbols, set_mode, setpriv_nobody, unused_pid};
+pub use host::{NOBODY, kernel_symbols, monotonic_ns, set_mode, setpriv_nobody, unused_pid};
 pub use hostile::{
     Attacker, Snapshot, as_nobody, assert_bounded, attacker_dir, cc_as_nobody, nobody, snapshot,
 };
