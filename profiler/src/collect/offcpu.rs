@@ -4,6 +4,7 @@
 //! woke them. The per-thread time budget comes from the same exact sums.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 
 use anyhow::Result;
 use profiler_common::{OffCpuKey, OffCpuThread, counter, sample_kind};
@@ -49,6 +50,8 @@ pub struct OffCpuCollector {
     targets: Vec<u32>,
     /// Their threads as `/proc` showed them when the window closed.
     at_close: Vec<Snapshot>,
+    /// The names of the processes that woke sampled waits, read while they live.
+    waker_processes: HashMap<u32, String>,
 }
 
 impl OffCpuCollector {
@@ -103,9 +106,16 @@ impl Collector for OffCpuCollector {
                 self.ends.insert(id, times);
             }
             _ => {
+                let pid = sample.header.pid;
+                let thread = comm(&sample.header.comm);
+                let process = self
+                    .waker_processes
+                    .entry(pid)
+                    .or_insert_with(|| process_name(pid).unwrap_or(thread))
+                    .clone();
                 let waker = RawWaker {
                     stack,
-                    comm: comm(&sample.header.comm),
+                    comm: process,
                 };
                 self.wakers.insert(id, waker);
             }
@@ -264,6 +274,21 @@ impl Collector for OffCpuCollector {
         raw.accounting = accounting(run, this.dropped, &budget);
         Ok(raw)
     }
+}
+
+/// The name of process `pid` (its main thread's), read from `/proc`; `None` for the idle
+/// task (an interrupt's waker) or a process already gone.
+fn process_name(pid: u32) -> Option<String> {
+    if pid == 0 {
+        return None;
+    }
+    let mut name = String::new();
+    std::fs::File::open(format!("/proc/{pid}/comm"))
+        .ok()?
+        .take(64)
+        .read_to_string(&mut name)
+        .ok()?;
+    Some(name.trim_end().to_owned())
 }
 
 /// A site's exact totals.
