@@ -64,8 +64,9 @@ pub enum LostStack {
     RingBufferFull,
     /// The call site itself could not be recorded: its aggregation map was full.
     MapFull,
-    /// No wait of the site had its stacks taken: the CPU was over its stack-sample rate.
-    RateLimited,
+    /// No wait of the site had its stacks taken: one wait in 64 is sampled, and the first
+    /// of a site unless its CPU was over its stack-sample rate or the ring buffer was full.
+    NotSampled,
     /// The thread waited through the whole window: it never left or regained a CPU, so no
     /// stack was taken.
     WholeWindow,
@@ -112,7 +113,7 @@ impl FrameKind {
             Self::Lost(LostStack::Unreadable) => "[profiler:lost:unreadable]",
             Self::Lost(LostStack::RingBufferFull) => "[profiler:lost:ring-buffer-full]",
             Self::Lost(LostStack::MapFull) => "[profiler:lost:map-full]",
-            Self::Lost(LostStack::RateLimited) => "[profiler:lost:rate-limited]",
+            Self::Lost(LostStack::NotSampled) => "[profiler:lost:not-sampled]",
             Self::Lost(LostStack::WholeWindow) => "[profiler:lost:whole-window]",
         }
     }
@@ -142,7 +143,7 @@ impl FrameKind {
         Self::Lost(LostStack::Unreadable),
         Self::Lost(LostStack::RingBufferFull),
         Self::Lost(LostStack::MapFull),
-        Self::Lost(LostStack::RateLimited),
+        Self::Lost(LostStack::NotSampled),
         Self::Lost(LostStack::WholeWindow),
     ];
 
@@ -175,8 +176,9 @@ impl FrameKind {
             Self::Lost(LostStack::Unreadable) => "the user stack could not be read",
             Self::Lost(LostStack::RingBufferFull) => "stack samples dropped: ring buffer full",
             Self::Lost(LostStack::MapFull) => "the call site was not recorded: map full",
-            Self::Lost(LostStack::RateLimited) => {
-                "no stack taken: the CPU was over its stack-sample rate"
+            Self::Lost(LostStack::NotSampled) => {
+                "no wait of this site had its stack taken (1 in 64 are; the profile's comments \
+                 count those over the rate or lost)"
             }
             Self::Lost(LostStack::WholeWindow) => {
                 "waited the whole window without leaving or regaining a CPU: no stack taken"
@@ -193,7 +195,7 @@ impl LostStack {
             Self::Unreadable => "[user stack unreadable]",
             Self::RingBufferFull => "[user stack lost: ring buffer full]",
             Self::MapFull => "[user stack lost: map full]",
-            Self::RateLimited => "[user stack not taken: rate limited]",
+            Self::NotSampled => "[stack not sampled]",
             Self::WholeWindow => "[waited the whole window: no stack taken]",
         }
     }

@@ -69,6 +69,13 @@ pub const CI: &[Pick] = &[
         "go_park/go_ready uprobes on the Go runtime, against Go's own block profile",
     ),
     pick(
+        "offcpu",
+        "pipe_reply_waits_are_pipe_and_name_the_peer_as_waker",
+        "sched_switch, sched_waking and sched_wakeup_new (BTF tracepoints): off-CPU waits \
+         timed to their wakeup with the waker's stack, a new thread's first run, and \
+         sched_process_exit settling an exiting thread's budget",
+    ),
+    pick(
         "heap",
         "native_allocations_are_counted_exactly_by_function",
         "heap_alloc/heap_alloc_return/heap_free: uprobes and uretprobes on the C library",

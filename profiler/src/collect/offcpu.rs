@@ -205,20 +205,10 @@ impl Collector for OffCpuCollector {
         let mut by_site = this.sampled_by_site();
         let mut raw = RawProfile::new(ProfileKind::OffCpu, Vec::new());
         let mut reasons: HashMap<u32, Vec<(OffCpuReason, u64)>> = HashMap::new();
-        let mut ordered: Vec<(&OffCpuKey, &Totals)> = totals.iter().collect();
-        ordered.sort_by_key(|(key, _)| key_order(key));
-        for (key, t) in ordered {
-            let why = site_reason(key, run);
-            let labels = names.labels(key, why, None);
-            let stacks = by_site.remove(key).unwrap_or_default();
-            add_split(&mut raw, &stacks, t, &labels, names.runnable(&labels));
-            let per = reasons.entry(key.tid).or_default();
-            per.push((why, t.nanos));
-            per.push((OffCpuReason::Runqueue, t.runnable));
-        }
         for (key, id, delay, runnable) in in_progress {
             let why = site_reason(&key, run);
             let labels = names.labels(&key, why, Some(IN_PROGRESS));
+            // Its own stacks when it was sampled, else those sampled at its site.
             let stacks: Vec<Sampled> = match this.waits.get(&id) {
                 Some((_, stack)) => vec![Sampled {
                     stack: *stack,
@@ -227,7 +217,16 @@ impl Collector for OffCpuCollector {
                     delay,
                     runnable,
                 }],
-                None => Vec::new(),
+                None => by_site
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    // Nothing has woken this one yet.
+                    .map(|s| Sampled {
+                        waker: None,
+                        ..s.clone()
+                    })
+                    .collect(),
             };
             let t = Totals {
                 waits: 1,
@@ -238,6 +237,17 @@ impl Collector for OffCpuCollector {
             let per = reasons.entry(key.tid).or_default();
             per.push((why, delay));
             per.push((OffCpuReason::Runqueue, runnable));
+        }
+        let mut ordered: Vec<(&OffCpuKey, &Totals)> = totals.iter().collect();
+        ordered.sort_by_key(|(key, _)| key_order(key));
+        for (key, t) in ordered {
+            let why = site_reason(key, run);
+            let labels = names.labels(key, why, None);
+            let stacks = by_site.remove(key).unwrap_or_default();
+            add_split(&mut raw, &stacks, t, &labels, names.runnable(&labels));
+            let per = reasons.entry(key.tid).or_default();
+            per.push((why, t.nanos));
+            per.push((OffCpuReason::Runqueue, t.runnable));
         }
         for budget in &mut threads {
             for &(why, nanos) in reasons.get(&budget.tid).map_or(&[][..], Vec::as_slice) {
@@ -382,7 +392,7 @@ fn add_split(
     runnable_labels: Vec<Label>,
 ) {
     if stacks.is_empty() {
-        let lost = RawStack::Lost(LostStack::RateLimited);
+        let lost = RawStack::Lost(LostStack::NotSampled);
         push(raw, lost, None, [t.waits, t.nanos], labels.to_vec());
         if t.runnable > 0 {
             push(raw, lost, None, [0, t.runnable], runnable_labels);
