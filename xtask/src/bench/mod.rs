@@ -21,6 +21,7 @@ mod kernels;
 mod names;
 mod offcpu;
 mod offcpu_go;
+mod offcpu_host;
 mod overhead;
 mod parse;
 mod peers;

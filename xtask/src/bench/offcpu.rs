@@ -4,6 +4,9 @@
 //! call graphs. The issue's bar: the profile joins the default set only if it adds at
 //! most 5% per switch.
 //!
+//! The Go part is in `offcpu_go.rs`, the whole-host part (a busy host under the profile
+//! without `--pid`) in `offcpu_host.rs`.
+//!
 //! The fixture (`bench_pingpong ROUNDS wait`) forks its peer, prints both pids and waits
 //! for SIGUSR1, so every observer attaches by pid (`--pid`, `-p`, a pid filter) before
 //! the first round, as a user would attach to a running service.
@@ -16,6 +19,7 @@ use anyhow::{Context, Result, bail};
 
 use super::fixtures::argv;
 use super::offcpu_go::go_channels;
+use super::offcpu_host::whole_host;
 use super::parse::need_field;
 use super::report::{self, Goal, Section, Status, Table};
 use super::runner::{self, ObserverFailed, Ready, Running, Workdir};
@@ -157,11 +161,6 @@ pub fn offcpu(ctx: &Ctx) -> Result<Section> {
          (`finish_task_switch`); the bpftrace script stands in for it on the tracepoint."
             .to_string(),
     );
-    notes.push(
-        "TODO: a whole-host row (a busy host, e.g. `stress-ng --switch 4`, under `profiler \
-         --profiles offcpu` without `--pid`), reporting the ring buffer's losses."
-            .to_string(),
-    );
 
     let mut table = Table::new(&[
         "Observer",
@@ -232,6 +231,11 @@ pub fn offcpu(ctx: &Ctx) -> Result<Section> {
                 .goals
                 .push(Goal::new(go_goal, "not measured", Status::NotMeasured));
         }
+    }
+    if refused.is_none() {
+        whole_host(ctx, &dir, &mut section)?;
+    } else {
+        notes.push("Whole host not measured: this build has no off-CPU profile.".to_string());
     }
     section.notes.extend(notes);
     Ok(section)
