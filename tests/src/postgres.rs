@@ -299,6 +299,30 @@ impl Postgres {
         self.postmaster.as_ref().expect("server running").id()
     }
 
+    /// The postmaster and its children now (checkpointer, WAL writer, connected
+    /// backends, ...), from `/proc/*/stat`: `profiler --pid` follows only the children a
+    /// target forks during the run, so a profile of the whole server names them all.
+    pub fn processes(&self) -> Vec<u32> {
+        let postmaster = self.pid();
+        let mut children: Vec<u32> = std::fs::read_dir("/proc")
+            .expect("read /proc")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| {
+                        // After the parenthesized comm: state, then the parent's pid.
+                        let rest = stat.rsplit_once(')')?.1;
+                        rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                    })
+                    == Some(postmaster)
+            })
+            .collect();
+        children.sort_unstable();
+        std::iter::once(postmaster).chain(children).collect()
+    }
+
     /// The TCP port it listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

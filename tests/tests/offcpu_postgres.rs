@@ -2,9 +2,10 @@
 //! TPC-B), checked against what the server measures about itself.
 //!
 //! The test starts its own server (tests/src/postgres.rs), profiles the postmaster and
-//! its children with `--profiles offcpu,cpu` and, inside that window, runs a bounded
-//! `pgbench -c 4 -j 2 -T 6` while a session of its own samples `pg_stat_activity` every
-//! 10 ms. Two figures of the server are compared with the profile:
+//! its children (`--pid` with every server process, since the profiler follows only the
+//! children forked during the run) with `--profiles offcpu,cpu` and, inside that
+//! window, runs a bounded `pgbench -c 4 -j 2 -T 6` while a session of its own samples
+//! `pg_stat_activity` every 10 ms. Two figures of the server are compared with the profile:
 //!
 //! - WAL syncs: `pg_stat_wal.wal_sync_time` is the wall time spent in `issue_xlog_fsync`
 //!   (the `fdatasync` of the WAL, by backends committing and by the WAL writer), timed by
@@ -88,12 +89,19 @@ fn postgres_wal_syncs_and_client_waits_match_the_servers_own_figures() {
 
     let tmp = temp_dir();
     let out = tmp.path().join("out");
-    let pid = pg.pid().to_string();
+    // The server's processes that exist now (the WAL writer syncs too); backends that
+    // connect later are children the profiler follows.
+    let pids = pg
+        .processes()
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let freq = FREQUENCY.to_string();
     let profiler = spawn_profiler(
         &[
             "--pid",
-            &pid,
+            &pids,
             "--profiles",
             "offcpu,cpu",
             "-F",
