@@ -35,7 +35,9 @@ pub use host::{NOBODY, kernel_symbols, set_mode, setpriv_nobody, unused_pid};
 pub use hostile::{
     Attacker, Snapshot, as_nobody, assert_bounded, attacker_dir, cc_as_nobody, nobody, snapshot,
 };
-pub use postgres::{Activity, ActivitySample, Postgres, Sampler, WalStats, postgres_bin_dir};
+pub use postgres::{
+    Activity, ActivitySample, Postgres, Sampler, WalStats, is_tmpfs, postgres_bin_dir,
+};
 pub use process::{DEFAULT_TIMEOUT, ERROR_PREFIX, Run, Running, default_timeout, run_command};
 pub use profiler::{assert_outputs, profiler_command, run_profiler, run_report, spawn_profiler};
 pub use protobuf::{BLOCK_SAMPLE_TYPES, CPU_SAMPLE_TYPES, IO_SAMPLE_TYPES, Msg};

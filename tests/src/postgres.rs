@@ -68,6 +68,20 @@ pub fn postgres_bin_dir() -> Result<(u32, PathBuf), String> {
     Ok((version, bin))
 }
 
+/// Whether `path` is on tmpfs, where `fdatasync` waits for no device: a test about WAL
+/// syncs needs its server's files (the temporary directory) on a disk.
+pub fn is_tmpfs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs is plain data.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to a NUL-terminated path and to the struct to fill.
+    let ok = unsafe { libc::statfs(c_path.as_ptr(), &mut st) } == 0;
+    ok && st.f_type as i64 == TMPFS_MAGIC
+}
+
 /// The uid and gid of `name`, or `None` if there is no such user.
 fn user_ids(name: &str) -> Option<(u32, u32)> {
     let c = std::ffi::CString::new(name).ok()?;
@@ -333,17 +347,6 @@ impl Postgres {
     /// The cluster's data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("run/data")
-    }
-
-    /// Whether the data directory is on tmpfs, where WAL syncs wait for no device.
-    pub fn on_tmpfs(&self) -> bool {
-        let path = std::ffi::CString::new(self.data_dir().into_os_string().into_encoded_bytes())
-            .expect("no NUL in a temp path");
-        // SAFETY: statfs is plain data; the path is NUL-terminated.
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointers to a path and to the struct to fill.
-        let ok = unsafe { libc::statfs(path.as_ptr(), &mut st) } == 0;
-        ok && st.f_type as i64 == TMPFS_MAGIC
     }
 
     /// The server's log so far, for failure messages.

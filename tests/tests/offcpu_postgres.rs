@@ -48,7 +48,7 @@ use std::io::Read as _;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use integration_tests::{Postgres, prerequisites, spawn_profiler, temp_dir};
+use integration_tests::{Postgres, is_tmpfs, prerequisites, spawn_profiler, temp_dir};
 
 // The pprof reader of the I/O tests: samples with values, frames and labels.
 #[allow(dead_code)]
@@ -73,6 +73,15 @@ fn postgres_wal_syncs_and_client_waits_match_the_servers_own_figures() {
     if !prerequisites() {
         return;
     }
+    let tmp_dir = std::env::temp_dir();
+    if is_tmpfs(&tmp_dir) {
+        eprintln!(
+            "skipping: {} is on tmpfs, where fdatasync waits for no device; set TMPDIR to a \
+             disk-backed directory",
+            tmp_dir.display()
+        );
+        return;
+    }
     let pg = match Postgres::start() {
         Ok(pg) => pg,
         Err(why) => {
@@ -80,14 +89,6 @@ fn postgres_wal_syncs_and_client_waits_match_the_servers_own_figures() {
             return;
         }
     };
-    if pg.on_tmpfs() {
-        eprintln!(
-            "skipping: the data directory {} is on tmpfs, where fdatasync waits for no \
-             device (set TMPDIR to a disk-backed directory)",
-            pg.data_dir().display()
-        );
-        return;
-    }
     pg.pgbench_init(4);
     // Start from clean shared buffers so the run's own writes are what the server times.
     pg.psql("CHECKPOINT");
