@@ -6,8 +6,10 @@
 
 mod heap;
 mod names;
+mod offcpu;
 pub use heap::*;
 pub use names::*;
+pub use offcpu::*;
 
 /// Length of a task's command name in the kernel (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -52,6 +54,15 @@ pub mod sample_kind {
     /// ([`super::SampleHeader::heap`]); taken in its marker function, whose frame is the
     /// leaf and is not the program's.
     pub const HEAP_PRELOAD: u32 = 8;
+    /// A sampled off-CPU wait at its switch-out, with the thread's kernel stack
+    /// ([`super::SampleHeader::offcpu`] holds its site and number).
+    pub const OFFCPU: u32 = 9;
+    /// A sampled off-CPU wait that ended: no stack, only its times and waker
+    /// ([`super::SampleHeader::offcpu`]).
+    pub const OFFCPU_END: u32 = 10;
+    /// The stacks of the thread that woke a sampled wait ([`super::SampleHeader::offcpu`]
+    /// names the wakee and its wait).
+    pub const OFFCPU_WAKER: u32 = 11;
 }
 
 /// Bits of [`SampleHeader::flags`].
@@ -111,14 +122,18 @@ pub struct SampleHeader {
     pub heap: HeapEvent,
     /// The goroutine's wait site, for [`sample_kind::GO_WAIT`].
     pub go_site: GoWaitKey,
+    /// The wait, for [`sample_kind::OFFCPU`], [`sample_kind::OFFCPU_END`] and
+    /// [`sample_kind::OFFCPU_WAKER`].
+    pub offcpu: OffCpuWait,
 }
 
 /// Bytes of a record before its user part: the header and the kernel frames, always sent.
 pub const SAMPLE_FIXED_BYTES: usize = size_of::<SampleHeader>() + MAX_KERNEL_FRAMES * 8;
 
 /// Slots of the kernel's sample scratch array per CPU: one per kind of program that builds
-/// samples (the CPU sampler, the syscall tracepoints, the Go runtime uprobes).
-pub const SCRATCH_SLOTS_PER_CPU: u32 = 3;
+/// samples (the CPU sampler, the syscall tracepoints, the uprobes, the context switch and
+/// the wakeup).
+pub const SCRATCH_SLOTS_PER_CPU: u32 = 5;
 
 /// One stack sample as the kernel builds it; only its first [`SAMPLE_FIXED_BYTES`] plus
 /// `header.user_bytes` bytes are sent.
@@ -465,8 +480,25 @@ pub mod counter {
     pub const GO_STACKS: u32 = 34;
     /// Stack samples of goroutine waits lost because the sample ring buffer was full.
     pub const LOST_GO_STACK: u32 = 35;
+    /// Off-CPU waits that ended in the window.
+    pub const OFFCPU_WAITS: u32 = 36;
+    /// Off-CPU stack samples sent (waits and wakers).
+    pub const OFFCPU_STACKS: u32 = 37;
+    /// Off-CPU stack samples lost because the ring buffer was full.
+    pub const LOST_OFFCPU_STACK: u32 = 38;
+    /// Off-CPU stack samples not taken to keep a CPU under its rate.
+    pub const OFFCPU_STACKS_RATE_LIMITED: u32 = 39;
+    /// Off-CPU waits whose site could not be recorded (map full): counted in their
+    /// thread's budget only.
+    pub const LOST_OFFCPU_SITES_FULL: u32 = 40;
+    /// Threads the off-CPU programs could not follow (map full).
+    pub const LOST_OFFCPU_THREADS_FULL: u32 = 41;
+    /// Exited threads whose budget could not be kept (map full).
+    pub const LOST_OFFCPU_DONE_FULL: u32 = 42;
+    /// Ends of sampled waits lost because the ring buffer was full.
+    pub const LOST_OFFCPU_END: u32 = 43;
     /// Number of counters.
-    pub const COUNT: u32 = 36;
+    pub const COUNT: u32 = 44;
 }
 
 /// One in this many waits of a goroutine wait site has its full user stack taken (the
@@ -575,7 +607,7 @@ const _: () = {
     assert!(size_of::<BlockValue>() == 80);
     assert!(size_of::<IoValue>() == 80);
     assert!(size_of::<ProcEvent>() == 32);
-    assert!(size_of::<SampleHeader>() == 256);
+    assert!(size_of::<SampleHeader>() == 256 + 88);
     assert!(size_of::<GoWaitKey>() == 48);
     assert!(size_of::<GoWaitValue>() == 32);
     assert!(size_of::<ParkedKey>() == 16);

@@ -37,9 +37,23 @@ pub mod map_name {
     pub const PARKED: &str = "PARKED";
     /// The goroutine wait aggregation map ([`crate::GoWaitKey`] -> [`crate::GoWaitValue`]).
     pub const GO_WAITS: &str = "GO_WAITS";
+    /// The off-CPU aggregation map ([`crate::OffCpuKey`] -> [`crate::OffCpuValue`]).
+    pub const OFFCPU_SITES: &str = "OFFCPU_SITES";
+    /// Threads the off-CPU programs follow (`task_struct` address ->
+    /// [`crate::OffCpuThread`]).
+    pub const OFFCPU_THREADS: &str = "OFFCPU_THREADS";
+    /// Threads that exited in the window (pid << 32 | tid -> [`crate::OffCpuThread`]).
+    pub const OFFCPU_DONE: &str = "OFFCPU_DONE";
+    /// Each CPU's latest switch-in ([`crate::OffCpuSwitchIn`]).
+    pub const OFFCPU_SWITCH_IN: &str = "OFFCPU_SWITCH_IN";
+    /// The window's end (`bpf_ktime_get_ns`), written by userspace when it closes: nothing
+    /// after it is added.
+    pub const OFFCPU_WINDOW_END: &str = "OFFCPU_WINDOW_END";
+    /// Each CPU's off-CPU stack-sample budget for the current second.
+    pub const OFFCPU_RATE: &str = "OFFCPU_RATE";
 
     /// Every map of the profiler's own (aya-log's and the data sections' are not).
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 20] = [
         TARGETS,
         SAMPLE_SCRATCH,
         SAMPLES,
@@ -54,6 +68,12 @@ pub mod map_name {
         HEAP_PENDING,
         PARKED,
         GO_WAITS,
+        OFFCPU_SITES,
+        OFFCPU_THREADS,
+        OFFCPU_DONE,
+        OFFCPU_SWITCH_IN,
+        OFFCPU_WINDOW_END,
+        OFFCPU_RATE,
     ];
 }
 
@@ -88,6 +108,15 @@ pub mod program_name {
     pub const GO_PARK: &str = "go_park";
     /// The uprobe on `runtime.ready`.
     pub const GO_READY: &str = "go_ready";
+    /// The BTF `sched_switch` tracepoint of the off-CPU profile.
+    pub const SCHED_SWITCH: &str = "sched_switch";
+    /// The BTF `sched_waking` tracepoint of the off-CPU profile: who woke a wait.
+    pub const SCHED_WAKING: &str = "sched_waking";
+    /// The BTF `sched_wakeup_new` tracepoint of the off-CPU profile: a thread's birth.
+    pub const SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
+
+    /// The off-CPU profile's programs, named after their BTF tracepoints.
+    pub const OFFCPU: [&str; 3] = [SCHED_SWITCH, SCHED_WAKING, SCHED_WAKEUP_NEW];
 
     /// The heap profile's programs.
     pub const HEAP: [&str; 6] = [
@@ -100,7 +129,7 @@ pub mod program_name {
     ];
 
     /// Every program.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 17] = [
         CPU_SAMPLE,
         SCHED_PROCESS_FORK,
         SCHED_PROCESS_EXIT,
@@ -115,6 +144,9 @@ pub mod program_name {
         GO_FREE,
         GO_PARK,
         GO_READY,
+        SCHED_SWITCH,
+        SCHED_WAKING,
+        SCHED_WAKEUP_NEW,
     ];
 }
 

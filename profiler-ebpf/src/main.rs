@@ -10,6 +10,7 @@ mod cpu;
 mod goroutine;
 mod heap;
 mod io;
+mod offcpu;
 mod regs;
 mod sched;
 mod shared;

@@ -16,6 +16,8 @@ pub const DX: usize = 12 * 8;
 pub const SI: usize = 13 * 8;
 /// `rdi`, the first syscall argument.
 pub const DI: usize = 14 * 8;
+/// The syscall number at entry, or -1 for an exception or an interrupt.
+pub const ORIG_AX: usize = 15 * 8;
 /// The user instruction pointer.
 pub const IP: usize = 16 * 8;
 /// The code segment: its low two bits are the privilege level (3 in user mode).

@@ -45,10 +45,12 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Drops thread entries the fork tracepoint added, so the target map does not fill up.
+/// Drops thread entries the fork tracepoint added, so the target map does not fill up, and
+/// keeps an exiting thread's off-CPU budget.
 #[tracepoint]
 pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current_ids();
+    crate::offcpu::on_exit(tgid, tid);
     // A process entry (tid == tgid) stays: other threads may outlive the main thread.
     if tid != tgid {
         let _ = TARGETS.remove(&tid);

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use profiler_common::{
     BlockKey, COMM_LEN, GoWaitKey, HeapEvent, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS,
-    MAX_USER_FRAMES,
+    MAX_USER_FRAMES, OffCpuWait,
     MAX_USER_STACK_BYTES, PROC_EVENTS_BYTES, ProcEvent, SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES,
     SampleRecord, counter, proc_event, sample_flag, stack_mode,
 };
@@ -73,6 +73,11 @@ pub enum Context {
     Syscall = 1,
     /// The uprobes (allocators, the Go runtime), which run in the thread's own context.
     Uprobe = 2,
+    /// The context switch, which runs with interrupts off (and an exiting thread's last
+    /// settling, which cannot be preempted by a switch).
+    Switch = 3,
+    /// The wakeup, which can run from an interrupt during any of the others.
+    Waking = 4,
 }
 
 /// Scratch slots per CPU, one per [`Context`].
@@ -121,6 +126,10 @@ pub enum Site<'a> {
     Heap(u32, &'a HeapEvent),
     /// A goroutine's wait site.
     Go(&'a GoWaitKey),
+    /// An off-CPU wait at its switch-out: the kernel stack is taken.
+    OffCpu(&'a OffCpuWait),
+    /// Whoever woke a sampled off-CPU wait: the kernel stack is taken.
+    OffCpuWaker(&'a OffCpuWait),
 }
 
 /// Sends one stack sample of the current thread to userspace: its user registers, its
@@ -146,20 +155,21 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
         header.user_bytes = 0;
         header.time_ns = bpf_ktime_get_ns();
         header.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+        let mut kernel_stack = false;
         match site {
             Site::Cpu => {
                 header.kind = profiler_common::sample_kind::CPU;
-                let got = bpf_get_stack(
-                    ctx.as_ptr(),
-                    (*record).kernel.as_mut_ptr().cast(),
-                    (MAX_KERNEL_FRAMES * 8) as u32,
-                    0,
-                );
-                if got >= 0 {
-                    header.kernel_bytes = got as u32;
-                } else {
-                    count(counter::LOST_KERNEL_STACK);
-                }
+                kernel_stack = true;
+            }
+            Site::OffCpu(wait) => {
+                header.kind = profiler_common::sample_kind::OFFCPU;
+                header.offcpu = *wait;
+                kernel_stack = true;
+            }
+            Site::OffCpuWaker(wait) => {
+                header.kind = profiler_common::sample_kind::OFFCPU_WAKER;
+                header.offcpu = *wait;
+                kernel_stack = true;
             }
             Site::Io(key) => {
                 header.kind = profiler_common::sample_kind::IO;
@@ -176,6 +186,19 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
             Site::Go(key) => {
                 header.kind = profiler_common::sample_kind::GO_WAIT;
                 header.go_site = *key;
+            }
+        }
+        if kernel_stack {
+            let got = bpf_get_stack(
+                ctx.as_ptr(),
+                (*record).kernel.as_mut_ptr().cast(),
+                (MAX_KERNEL_FRAMES * 8) as u32,
+                0,
+            );
+            if got >= 0 {
+                header.kernel_bytes = got as u32;
+            } else {
+                count(counter::LOST_KERNEL_STACK);
             }
         }
         let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as usize;
@@ -359,6 +382,34 @@ pub fn send_heap_event(kind: u32, event: &HeapEvent) -> bool {
         header.user_bytes = 0;
         header.time_ns = bpf_ktime_get_ns();
         header.heap = *event;
+        let bytes = core::slice::from_raw_parts(record.cast::<u8>(), SAMPLE_FIXED_BYTES);
+        SAMPLES
+            .output::<[u8]>(bytes, u64::from(BPF_RB_NO_WAKEUP))
+            .is_ok()
+    }
+}
+
+/// Sends the end of a sampled off-CPU wait of process `pid`: the fixed part of a sample
+/// only, from the context switch. Returns false when the ring buffer was full.
+#[inline(always)]
+pub fn send_wait_end(pid: u32, wait: &OffCpuWait) -> bool {
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * SCRATCH_SLOTS + Context::Switch as u32)
+    else {
+        return false;
+    };
+    // SAFETY: the slot belongs to this CPU and the switch while it runs.
+    unsafe {
+        let header = &mut (*record).header;
+        header.kind = profiler_common::sample_kind::OFFCPU_END;
+        header.pid = pid;
+        header.tid = wait.tid;
+        header.flags = sample_flag::NO_USER;
+        header.kernel_bytes = 0;
+        header.user_bytes = 0;
+        header.time_ns = bpf_ktime_get_ns();
+        header.offcpu = *wait;
         let bytes = core::slice::from_raw_parts(record.cast::<u8>(), SAMPLE_FIXED_BYTES);
         SAMPLES
             .output::<[u8]>(bytes, u64::from(BPF_RB_NO_WAKEUP))

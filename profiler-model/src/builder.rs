@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use super::address::{AddressSpace, FrameAddress};
 use super::comment::Comment;
 use super::kind::ProfileKind;
-use super::model::Sample;
+use super::model::{Sample, Waker};
 use super::model::{
     Label, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile, StackId, ValueType,
     cap_inline_lines,
@@ -31,7 +31,7 @@ pub struct ProfileBuilder {
     location_ids: HashMap<Location, LocationId>,
     frame_ids: HashMap<RawFrame, LocationId>,
     stack_ids: HashMap<Vec<LocationId>, StackId>,
-    sample_ids: HashMap<(StackId, Vec<Label>), usize>,
+    sample_ids: HashMap<(StackId, Vec<Label>, Option<Waker>), usize>,
     /// Locations whose inline chain was over [`MAX_INLINE_LINES`], and the lines elided
     /// from them, said in a comment when the profile is built.
     elided: (usize, usize),
@@ -162,12 +162,24 @@ impl ProfileBuilder {
 
     /// Adds values for a stack with labels; values of an equal (stack, labels) pair are summed.
     pub fn add_sample(&mut self, stack: StackId, values: &[i64], labels: Vec<Label>) {
+        self.add_sample_woken(stack, values, labels, None);
+    }
+
+    /// Adds values for `stack` with `labels`, woken by `waker` (an off-CPU wait): merged
+    /// only with samples woken by the same stack.
+    pub fn add_sample_woken(
+        &mut self,
+        stack: StackId,
+        values: &[i64],
+        labels: Vec<Label>,
+        waker: Option<Waker>,
+    ) {
         assert_eq!(
             values.len(),
             self.profile.sample_types.len(),
             "one value per sample type"
         );
-        match self.sample_ids.entry((stack, labels)) {
+        match self.sample_ids.entry((stack, labels, waker)) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let sample = &mut self.profile.samples[*e.get()];
                 for (acc, v) in sample.values.iter_mut().zip(values) {
@@ -175,12 +187,13 @@ impl ProfileBuilder {
                 }
             }
             std::collections::hash_map::Entry::Vacant(e) => {
-                let labels = e.key().1.clone();
+                let (_, labels, waker) = e.key().clone();
                 e.insert(self.profile.samples.len());
                 self.profile.samples.push(Sample {
                     stack,
                     values: values.to_vec(),
                     labels,
+                    waker,
                 });
             }
         }

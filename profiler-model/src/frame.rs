@@ -64,6 +64,8 @@ pub enum LostStack {
     RingBufferFull,
     /// The call site itself could not be recorded: its aggregation map was full.
     MapFull,
+    /// No wait of the site had its stacks taken: the CPU was over its stack-sample rate.
+    RateLimited,
 }
 
 impl FrameKind {
@@ -107,6 +109,7 @@ impl FrameKind {
             Self::Lost(LostStack::Unreadable) => "[profiler:lost:unreadable]",
             Self::Lost(LostStack::RingBufferFull) => "[profiler:lost:ring-buffer-full]",
             Self::Lost(LostStack::MapFull) => "[profiler:lost:map-full]",
+            Self::Lost(LostStack::RateLimited) => "[profiler:lost:rate-limited]",
         }
     }
 
@@ -117,7 +120,7 @@ impl FrameKind {
     }
 
     /// Every kind with a non-empty tag.
-    const TAGGED: [Self; 17] = [
+    const TAGGED: [Self; 18] = [
         Self::Jit,
         Self::KernelModule,
         Self::Bpf,
@@ -135,6 +138,7 @@ impl FrameKind {
         Self::Lost(LostStack::Unreadable),
         Self::Lost(LostStack::RingBufferFull),
         Self::Lost(LostStack::MapFull),
+        Self::Lost(LostStack::RateLimited),
     ];
 
     /// Why the frame has no name, in a few words for a tooltip; `None` for named frames.
@@ -166,6 +170,9 @@ impl FrameKind {
             Self::Lost(LostStack::Unreadable) => "the user stack could not be read",
             Self::Lost(LostStack::RingBufferFull) => "stack samples dropped: ring buffer full",
             Self::Lost(LostStack::MapFull) => "the call site was not recorded: map full",
+            Self::Lost(LostStack::RateLimited) => {
+                "no stack taken: the CPU was over its stack-sample rate"
+            }
         })
     }
 }
@@ -178,6 +185,7 @@ impl LostStack {
             Self::Unreadable => "[user stack unreadable]",
             Self::RingBufferFull => "[user stack lost: ring buffer full]",
             Self::MapFull => "[user stack lost: map full]",
+            Self::RateLimited => "[user stack not taken: rate limited]",
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum ProfileKind {
     /// `heap.pb.gz`: allocations and memory in use by call stack, with Go's heap profile's
     /// sample types.
     Heap,
+    /// `offcpu.pb.gz`: where threads waited off CPU, by call stack and reason.
+    OffCpu,
 }
 
 /// The values of a CPU profile's samples, in order.
@@ -77,6 +79,15 @@ pub enum BlockValue {
     Delay,
 }
 
+/// The values of an off-CPU profile's samples, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffCpuValue {
+    /// `waits/count`: times a thread left the CPU there.
+    Waits,
+    /// `delay/nanoseconds`: time off CPU.
+    Delay,
+}
+
 /// The values of a heap profile's samples, in order, exactly as Go's heap profile has them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeapValue {
@@ -100,7 +111,7 @@ macro_rules! value_index {
         }
     )*};
 }
-value_index!(CpuValue, IoValue, BlockValue, HeapValue);
+value_index!(CpuValue, IoValue, BlockValue, HeapValue, OffCpuValue);
 
 /// The I/O profile's sample types (kind, unit), in [`IoValue`] order.
 const IO_SAMPLE_TYPES: [(&str, &str); 7] = [
@@ -123,7 +134,7 @@ const HEAP_SAMPLE_TYPES: [(&str, &str); 4] = [
 
 impl ProfileKind {
     /// Every kind, in the order reports show them.
-    pub const ALL: [ProfileKind; 4] = [Self::Cpu, Self::Io, Self::Block, Self::Heap];
+    pub const ALL: [ProfileKind; 5] = [Self::Cpu, Self::Io, Self::Block, Self::OffCpu, Self::Heap];
 
     /// The profile's name, which is also its file's stem.
     pub fn name(self) -> &'static str {
@@ -132,6 +143,7 @@ impl ProfileKind {
             Self::Io => "io",
             Self::Block => "block",
             Self::Heap => "heap",
+            Self::OffCpu => "offcpu",
         }
     }
 
@@ -142,6 +154,7 @@ impl ProfileKind {
             Self::Io => "I/O",
             Self::Block => "blocking",
             Self::Heap => "heap",
+            Self::OffCpu => "off-CPU",
         }
     }
 
@@ -152,6 +165,7 @@ impl ProfileKind {
             Self::Io => &IO_SAMPLE_TYPES,
             Self::Block => &[("contentions", "count"), ("delay", "nanoseconds")],
             Self::Heap => &HEAP_SAMPLE_TYPES,
+            Self::OffCpu => &[("waits", "count"), ("delay", "nanoseconds")],
         }
     }
 
@@ -173,6 +187,7 @@ impl ProfileKind {
             Self::Block => BlockValue::Delay.index(),
             // As Go's heap profile.
             Self::Heap => HeapValue::InuseSpace.index(),
+            Self::OffCpu => OffCpuValue::Delay.index(),
         }
     }
 
@@ -181,7 +196,7 @@ impl ProfileKind {
     pub fn earlier_sample_types(self) -> Option<&'static [(&'static str, &'static str)]> {
         match self {
             Self::Io => Some(&IO_SAMPLE_TYPES[..4]),
-            Self::Cpu | Self::Block | Self::Heap => None,
+            Self::Cpu | Self::Block | Self::Heap | Self::OffCpu => None,
         }
     }
 

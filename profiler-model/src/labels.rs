@@ -27,11 +27,15 @@ pub enum LabelKey {
     Reason,
     /// How a heap site's memory in use moved (see [`ONLY_GREW`]).
     Trend,
+    /// The thread's own name, where `comm` names its process (off-CPU).
+    Thread,
+    /// Who woke an off-CPU wait: `function (process)`, or an interrupt.
+    Waker,
 }
 
 impl LabelKey {
     /// Every key, in order.
-    pub const ALL: [LabelKey; 11] = [
+    pub const ALL: [LabelKey; 13] = [
         Self::Pid,
         Self::Tid,
         Self::Comm,
@@ -43,6 +47,8 @@ impl LabelKey {
         Self::Class,
         Self::Reason,
         Self::Trend,
+        Self::Thread,
+        Self::Waker,
     ];
 
     /// Its name in a pprof file, as `go tool pprof -tags` shows it.
@@ -59,6 +65,8 @@ impl LabelKey {
             Self::Class => "class",
             Self::Reason => "reason",
             Self::Trend => "trend",
+            Self::Thread => "thread",
+            Self::Waker => "waker",
         }
     }
 
@@ -160,6 +168,64 @@ impl WaitClass {
     }
 }
 
+/// Why a thread was off CPU: the off-CPU profile's [`LabelKey::Reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OffCpuReason {
+    /// Runnable, waiting for a CPU: preempted, or woken and not yet running.
+    Runqueue,
+    /// Waiting for the disk: fsync and its kin, direct or uncached file I/O.
+    Disk,
+    /// Waiting in a page fault: a major fault or a swap-in.
+    Pagefault,
+    /// Waiting on a socket.
+    Net,
+    /// Waiting in poll, select, epoll or io_uring for any of several events.
+    Poll,
+    /// Sleeping: nanosleep, a timer.
+    Sleep,
+    /// Waiting for a lock: a futex, a semaphore, a file lock, a kernel lock.
+    Lock,
+    /// Waiting on a pipe or FIFO.
+    Pipe,
+    /// Any other wait: a child, a signal, a terminal, stopped.
+    Other,
+}
+
+impl OffCpuReason {
+    /// Every reason, in the order budgets list them.
+    pub const ALL: [OffCpuReason; 9] = [
+        Self::Runqueue,
+        Self::Disk,
+        Self::Pagefault,
+        Self::Net,
+        Self::Poll,
+        Self::Sleep,
+        Self::Lock,
+        Self::Pipe,
+        Self::Other,
+    ];
+
+    /// Its value of the [`LabelKey::Reason`] label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Runqueue => "runqueue",
+            Self::Disk => "disk",
+            Self::Pagefault => "pagefault",
+            Self::Net => "net",
+            Self::Poll => "poll",
+            Self::Sleep => "sleep",
+            Self::Lock => "lock",
+            Self::Pipe => "pipe",
+            Self::Other => "other",
+        }
+    }
+
+    /// The reason a [`LabelKey::Reason`] label of an off-CPU sample names.
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.label() == label)
+    }
+}
+
 /// The class of a blocking-profile sample: its [`LabelKey::Class`] label, or `None` for a futex wait
 /// that is not a Go runtime thread's idling.
 pub fn class_of(sample: &crate::Sample) -> Option<WaitClass> {
@@ -190,6 +256,9 @@ mod tests {
         assert_eq!(WaitClass::of_reason("preempted"), WaitClass::Other);
         for class in WaitClass::ALL {
             assert_eq!(WaitClass::from_label(class.label()), Some(class));
+        }
+        for reason in OffCpuReason::ALL {
+            assert_eq!(OffCpuReason::from_label(reason.label()), Some(reason));
         }
         for key in LabelKey::ALL {
             assert_eq!(LabelKey::from_name(key.name()), Some(key));

@@ -34,11 +34,11 @@ pub use builder::{ProfileBuilder, RawFrame};
 pub use comment::Comment;
 pub use facts::RunFacts;
 pub use frame::{FrameKind, LostStack, Unnamed, module_offset};
-pub use kind::{BlockValue, CpuValue, HeapValue, IoValue, ProfileKind};
+pub use kind::{BlockValue, CpuValue, HeapValue, IoValue, OffCpuValue, ProfileKind};
 pub use labels::LabelKey;
 pub use model::{
     ELIDED_INLINE_PREFIX, INLINE_KEPT_INNER, INLINE_KEPT_OUTER, KERNEL_MAPPING, Label, LabelValue,
     Line, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile, Sample, StackId,
-    ValueType, elided_inline_line,
+    ValueType, Waker, elided_inline_line,
 };
 pub use string_table::{StringIndex, StringTable};

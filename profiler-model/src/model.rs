@@ -168,6 +168,18 @@ pub struct Sample {
     pub values: Vec<i64>,
     /// Labels such as `pid`, `tid` and `comm`.
     pub labels: Vec<Label>,
+    /// Who woke it, for an off-CPU wait whose waker's stacks were taken (pprof files keep
+    /// only its `waker` label).
+    pub waker: Option<Waker>,
+}
+
+/// The thread that woke an off-CPU wait.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Waker {
+    /// Its stack at the wakeup, an index into [`Profile::stacks`].
+    pub stack: StackId,
+    /// Its process's name.
+    pub comm: String,
 }
 
 impl Sample {

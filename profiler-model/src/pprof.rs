@@ -264,11 +264,13 @@ mod tests {
                 Label::num(LabelKey::Tid, 0),
                 Label::str(LabelKey::Comm, ""),
             ],
+            waker: None,
         });
         p.samples.push(Sample {
             stack: StackId::new(n - 1),
             values: vec![1, fixture::PERIOD],
             labels: vec![Label::str(LabelKey::Comm, "swapper/0")],
+            waker: None,
         });
         p
     }

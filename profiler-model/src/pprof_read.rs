@@ -399,6 +399,7 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
             stack,
             values: s.value.clone(),
             labels,
+            waker: None,
         });
     }
 

@@ -78,6 +78,7 @@ impl Analysis {
                     analysis.futexes = block::by_futex(profile);
                     analysis.go_waits = goroutines::findings(profile);
                 }
+                ProfileKind::OffCpu => {}
                 ProfileKind::Heap => {
                     let seconds = profile.duration.as_secs_f64();
                     analysis.heap_sites = heap::sites(profile);

@@ -95,9 +95,10 @@ pub trait Collector {
     /// Once a tick of the window.
     fn tick(&mut self, _tick: &mut Tick<'_>) {}
 
-    /// The window closed: what must be read of the targets before the samples still in
-    /// flight are taken.
-    fn close(&mut self) {}
+    /// The window closed at `window_end_ktime_ns` (the kernel's monotonic clock): what
+    /// must be read of the targets, or told to the kernel programs, before the samples still
+    /// in flight are taken.
+    fn close(&mut self, _probes: &mut Probes, _window_end_ktime_ns: u64) {}
 
     /// After the window, with the kernel programs stopped and every sample taken: reads
     /// what the kernel aggregated and hands on the raw profile.

@@ -145,7 +145,7 @@ impl Collector for HeapCollector {
         }
     }
 
-    fn close(&mut self) {
+    fn close(&mut self, _probes: &mut Probes, _window_end_ktime_ns: u64) {
         self.probes.refresh_go_rates();
     }
 

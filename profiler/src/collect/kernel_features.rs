@@ -38,13 +38,16 @@ pub enum Feature {
     Uretprobes,
     /// BPF links for perf events, through which a probe is given its cookie.
     PerfLink,
+    /// A `sched_switch` tracepoint that passes the task's state at the switch (the
+    /// off-CPU profile tells a preemption from a sleep by it).
+    SchedSwitchState,
     /// `bpf_get_attach_cookie` in uprobe programs.
     AttachCookie,
 }
 
 impl Feature {
     /// Every feature, in the order the README's table lists them.
-    pub const ALL: [Feature; 15] = [
+    pub const ALL: [Feature; 16] = [
         Feature::Btf,
         Feature::GlobalData,
         Feature::RingBuffer,
@@ -60,6 +63,7 @@ impl Feature {
         Feature::Uretprobes,
         Feature::PerfLink,
         Feature::AttachCookie,
+        Feature::SchedSwitchState,
     ];
 
     /// The feature in the words of the lines the user sees, and whether it is plural.
@@ -80,6 +84,7 @@ impl Feature {
             Feature::Uretprobes => ("uretprobes", true),
             Feature::PerfLink => ("BPF perf links", true),
             Feature::AttachCookie => ("uprobe BPF cookies", true),
+            Feature::SchedSwitchState => ("the task state argument of sched_switch", false),
         }
     }
 
@@ -96,6 +101,7 @@ impl Feature {
             Feature::RingBuffer => (5, 8),
             Feature::CurrentTaskBtf => (5, 11),
             Feature::TaskPtRegs | Feature::PerfLink | Feature::AttachCookie => (5, 15),
+            Feature::SchedSwitchState => (5, 18),
         }
     }
 
@@ -132,7 +138,8 @@ impl Feature {
             // Kernel stacks of CPU samples; a Go runtime's allocations walk frame pointers.
             Feature::GetStack => Some(&[Cpu, Heap]),
             Feature::PerfEventPrograms => Some(&[Cpu]),
-            Feature::BtfTracepoints => Some(&[Io, Block]),
+            Feature::BtfTracepoints => Some(&[Io, Block, OffCpu]),
+            Feature::SchedSwitchState => Some(&[OffCpu]),
             Feature::Uprobes | Feature::PerfLink | Feature::AttachCookie => {
                 Some(&[Goroutines, Heap])
             }
@@ -159,6 +166,7 @@ impl Feature {
             Feature::Uretprobes => "uretprobes",
             Feature::PerfLink => "perf_link",
             Feature::AttachCookie => "attach_cookie",
+            Feature::SchedSwitchState => "sched_switch_state",
         }
     }
 }
@@ -176,15 +184,18 @@ pub enum Profile {
     Goroutines,
     /// The heap profile.
     Heap,
+    /// The off-CPU profile.
+    OffCpu,
 }
 
 impl Profile {
-    const ALL: [Profile; 5] = [
+    const ALL: [Profile; 6] = [
         Profile::Cpu,
         Profile::Io,
         Profile::Block,
         Profile::Goroutines,
         Profile::Heap,
+        Profile::OffCpu,
     ];
 
     fn flag(self, set: &mut ProfileSet) -> &mut bool {
@@ -194,6 +205,7 @@ impl Profile {
             Profile::Block => &mut set.block,
             Profile::Goroutines => &mut set.goroutines,
             Profile::Heap => &mut set.heap,
+            Profile::OffCpu => &mut set.offcpu,
         }
     }
 
@@ -205,6 +217,7 @@ impl Profile {
             Profile::Block => "futex waits (blocking profile) not traced",
             Profile::Goroutines => "goroutine waits not traced",
             Profile::Heap => "heap profile not collected",
+            Profile::OffCpu => "off-CPU profile not collected",
         }
     }
 }
@@ -361,6 +374,7 @@ mod tests {
             block: true,
             goroutines: true,
             heap: true,
+            offcpu: true,
         }
     }
 
@@ -491,6 +505,7 @@ mod tests {
             block: true,
             goroutines: false,
             heap: false,
+            offcpu: false,
         };
         let err = decide(&kernel, wanted, false).unwrap_err();
         assert!(err.starts_with("no requested profile can run on this kernel: I/O profile"));

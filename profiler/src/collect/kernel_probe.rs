@@ -52,6 +52,12 @@ pub fn probe(btf_path: &Path) -> (KernelFeatures, Option<Btf>) {
         btf.id_by_type_name_kind("btf_trace_sys_enter", BtfKind::Typedef)
             .is_ok()
     });
+    // The state argument came with 5.18; its typedef, with the tracepoint itself.
+    let sched_switch_state = by_version(Feature::SchedSwitchState)
+        && btf.as_ref().is_ok_and(|btf| {
+            btf.id_by_type_name_kind("btf_trace_sched_switch", BtfKind::Typedef)
+                .is_ok()
+        });
     let aya_found = aya::features();
     let uprobe_pmu = Path::new("/sys/bus/event_source/devices/uprobe");
     let present = [
@@ -113,6 +119,7 @@ pub fn probe(btf_path: &Path) -> (KernelFeatures, Option<Btf>) {
         ),
         (Feature::PerfLink, aya_found.bpf_perf_link()),
         (Feature::AttachCookie, aya_found.bpf_cookie()),
+        (Feature::SchedSwitchState, sched_switch_state),
     ];
     let mut found = KernelFeatures::complete(&release);
     for (feature, has) in present {

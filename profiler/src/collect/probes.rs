@@ -9,8 +9,8 @@ use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use profiler_common::{
     BlockKey, BlockValue, HEAP_PENDING_SLOTS, HeapLive, HeapLiveKey, HeapSiteKey, HeapSiteValue,
-    InFlight, IoKey, IoValue, MAX_HEAP_LIVE, MAX_HEAP_SITES, counter, global_name, map_name,
-    program_name, stack_mode,
+    InFlight, IoKey, IoValue, MAX_HEAP_LIVE, MAX_HEAP_SITES, OffCpuKey, OffCpuSwitchIn,
+    OffCpuThread, OffCpuValue, counter, global_name, map_name, program_name, stack_mode,
 };
 
 use crate::config::CallGraph;
@@ -249,6 +249,70 @@ impl Probes {
         Ok(())
     }
 
+    /// Starts timing every switch-out of a target thread to its switch-in, and who woke it,
+    /// through the BTF `sched_switch`, `sched_waking` and `sched_wakeup_new` tracepoints.
+    ///
+    /// # Errors
+    /// When the kernel refuses a program.
+    ///
+    /// # Minimum kernel version
+    /// 5.18, whose `sched_switch` passes the task's state at the switch.
+    pub fn attach_offcpu(&mut self) -> Result<()> {
+        for name in program_name::OFFCPU {
+            let context =
+                || format!("cannot attach to the {name} tracepoint for the off-CPU profile");
+            let prog: &mut BtfTracePoint = program_mut(&mut self.ebpf, name)?.try_into()?;
+            prog.load(name, &self.btf).with_context(context)?;
+            prog.attach().with_context(context)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the off-CPU programs the window closed at `ktime_ns` (`bpf_ktime_get_ns`):
+    /// nothing after it is added.
+    ///
+    /// # Errors
+    /// When the map cannot be written.
+    pub fn end_offcpu_window(&mut self, ktime_ns: u64) -> Result<()> {
+        let mut end: aya::maps::Array<_, u64> =
+            aya::maps::Array::try_from(self.map_mut(map_name::OFFCPU_WINDOW_END)?)?;
+        end.set(0, ktime_ns, 0)
+            .context("cannot close the off-CPU window")
+    }
+
+    /// The off-CPU waits by site.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read_offcpu_sites(&self) -> Result<Vec<(OffCpuKey, OffCpuValue)>> {
+        self.read_hash(map_name::OFFCPU_SITES)
+    }
+
+    /// The threads the off-CPU programs follow, by `task_struct` address, and those that
+    /// exited, by `pid << 32 | tid`.
+    ///
+    /// # Errors
+    /// When a map cannot be read.
+    #[allow(clippy::type_complexity)]
+    pub fn read_offcpu_threads(&self) -> Result<(Vec<(u64, OffCpuThread)>, Vec<OffCpuThread>)> {
+        let live = self.read_hash(map_name::OFFCPU_THREADS)?;
+        let done = self.read_hash::<u64, OffCpuThread>(map_name::OFFCPU_DONE)?;
+        Ok((live, done.into_iter().map(|(_, thread)| thread).collect()))
+    }
+
+    /// Each CPU's latest switch-in: the thread on it when the programs stopped.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read_offcpu_switch_ins(&self) -> Result<Vec<OffCpuSwitchIn>> {
+        let array: PerCpuArray<_, OffCpuSwitchIn> =
+            PerCpuArray::try_from(self.map(map_name::OFFCPU_SWITCH_IN)?)?;
+        let values = array
+            .get(&0, 0)
+            .context("cannot read the off-CPU switch-ins")?;
+        Ok(values.iter().copied().collect())
+    }
+
     /// The loaded object, for the heap and goroutine probes to attach to processes
     /// (see [`crate::collect::heap_probes`], [`crate::collect::goroutines`]).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
@@ -265,7 +329,8 @@ impl Probes {
             program_name::GO_READY,
             program_name::SCHED_PROCESS_EXEC,
         ];
-        for name in names.into_iter().chain(program_name::HEAP) {
+        let more = program_name::HEAP.into_iter().chain(program_name::OFFCPU);
+        for name in names.into_iter().chain(more) {
             let Some(program) = self.ebpf.program_mut(name) else {
                 continue;
             };

@@ -11,7 +11,7 @@ use profiler_model::{Comment, Label, LostStack, ProfileKind, ValueType};
 use crate::collect::stacks::{StackHandle, StackTable, UserStack};
 
 /// The stack a raw sample is counted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RawStack {
     /// Unwound stacks: the kernel's (empty unless the sample was taken in it) and the
     /// user's, leaf first.
@@ -44,6 +44,18 @@ pub struct RawSample {
     pub values: Vec<i64>,
     /// Its labels.
     pub labels: Vec<Label>,
+    /// Who woke it, for an off-CPU wait whose waker's stacks were taken.
+    pub waker: Option<RawWaker>,
+}
+
+/// The thread that woke an off-CPU wait, as its stacks were taken at the wakeup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RawWaker {
+    /// Its stacks (kernel and user: a wakeup from an interrupt has the interrupted thread's
+    /// user stack, which the converter leaves out).
+    pub stack: RawStack,
+    /// Its process's command name, or its own.
+    pub comm: String,
 }
 
 /// One collector's profile of a run, before its stacks are named.
@@ -77,6 +89,7 @@ impl RawProfile {
             stack,
             values,
             labels,
+            waker: None,
         });
     }
 

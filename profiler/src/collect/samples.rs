@@ -88,8 +88,8 @@ impl StackSampler {
         };
         self.stats.samples += 1;
         let header = view.header;
-        if header.kind == sample_kind::GO_FREE {
-            // A free carries no stack: only its address.
+        if matches!(header.kind, sample_kind::GO_FREE | sample_kind::OFFCPU_END) {
+            // A Go free carries no stack, only its address; a wait's end only its times.
             return Some(Sample {
                 header,
                 user: UserStack::NONE,
@@ -122,7 +122,8 @@ impl StackSampler {
                 space: processes.space(header.pid),
             }
         };
-        let kernel = if header.kind == sample_kind::CPU {
+        // Taken by the CPU sampler and the off-CPU programs only.
+        let kernel = if header.kernel_bytes > 0 {
             self.stacks
                 .intern(FrameAddress::stack(view.kernel_frames()))
         } else {

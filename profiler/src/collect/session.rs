@@ -19,6 +19,7 @@ use crate::collect::collector::{Collector, RunEnd, Seen, Tick};
 use crate::collect::cpu::CpuCollector;
 use crate::collect::cpustat::CpuTimes;
 use crate::collect::futex::FutexCollector;
+use crate::collect::offcpu::OffCpuCollector;
 use crate::collect::goroutine_waits::GoroutineCollector;
 use crate::collect::heap::HeapCollector;
 use crate::collect::io::IoCollector;
@@ -160,9 +161,9 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         .window(config, &mut rings, &mut child, started)
         .await?;
     let duration = started.elapsed();
-    let window_end_ktime_ns = monotonic_ns();
+    let window_end_ktime_ns = crate::sys::clock::monotonic_ns();
     for collector in &mut session.collectors {
-        collector.close();
+        collector.close(&mut session.probes, window_end_ktime_ns);
     }
     let mut kernel_cost = KernelCost::now();
     if config.profiles.heap || config.profiles.goroutines {
@@ -288,6 +289,10 @@ impl Session {
         if config.profiles.goroutines {
             let goroutines = GoroutineCollector::start(probes, &config.target)?;
             self.collectors.push(Box::new(goroutines));
+        }
+        if config.profiles.offcpu {
+            self.collectors
+                .push(Box::new(OffCpuCollector::start(probes)?));
         }
         let mut heap = if config.profiles.heap {
             Some(HeapCollector::load(probes)?)
@@ -555,17 +560,6 @@ fn status_text(elapsed: Duration, duration: Option<Duration>, counters: &Counter
         counters.get(counter::RECORDED),
         counters.get(counter::IO_CALLS)
     )
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ enum ProfileArg {
     Heap,
     /// Goroutine waits of Go programs.
     Goroutines,
+    /// Every wait off CPU, with its reason and waker.
+    Offcpu,
 }
 
 /// How `--heap-via` counts a command's native allocations.
@@ -279,6 +281,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
             block: args.profiles.contains(&ProfileArg::Block),
             heap: args.profiles.contains(&ProfileArg::Heap),
             goroutines: args.profiles.contains(&ProfileArg::Goroutines),
+            offcpu: args.profiles.contains(&ProfileArg::Offcpu),
         },
         small_io: args.small_io.thresholds(),
         output_dir_is_default: args.output.is_none(),
@@ -403,6 +406,7 @@ mod tests {
                 block: false,
                 goroutines: false,
                 heap: false,
+                offcpu: false,
             }
         );
         let go = parse(&["--profiles", "goroutines"]).unwrap().profiles;

@@ -36,6 +36,9 @@ pub struct ProfileSet {
     /// Goroutine waits of Go processes by goroutine stack and wait reason (written into
     /// the blocking profile).
     pub goroutines: bool,
+    /// Every wait off CPU by call stack, reason and waker (not by default: it runs on every
+    /// context switch of the host).
+    pub offcpu: bool,
 }
 
 impl Default for ProfileSet {
@@ -46,6 +49,7 @@ impl Default for ProfileSet {
             block: true,
             goroutines: true,
             heap: false,
+            offcpu: false,
         }
     }
 }

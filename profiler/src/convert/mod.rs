@@ -8,9 +8,10 @@
 
 pub mod facts;
 pub mod idle_threads;
+pub mod offcpu_stacks;
 pub mod stacks;
 
-use profiler_model::{Comment, Profile, ProfileBuilder, ProfileKind};
+use profiler_model::{Comment, Label, LabelKey, Profile, ProfileBuilder, ProfileKind, Waker};
 
 use crate::collect::raw_profile::RawProfile;
 use crate::collect::session::RunOutcome;
@@ -30,11 +31,11 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
     );
     let mut resolver =
         stacks::StackResolver::with_symbolizer(&run.unwinding.stacks, &run.processes, symbolizer);
-    resolver.prepare(
-        run.profiles
-            .iter()
-            .flat_map(|raw| raw.samples.iter().map(|sample| sample.stack)),
-    );
+    resolver.prepare(run.profiles.iter().flat_map(|raw| {
+        raw.samples.iter().flat_map(|sample| {
+            std::iter::once(sample.stack).chain(sample.waker.as_ref().map(|w| w.stack))
+        })
+    }));
     let facts = facts::describe(run, config);
     let unwinding = facts::unwinding(run);
     let mut profiles = Vec::new();
@@ -56,11 +57,22 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
         builder.comment(Comment::Unwinding(unwinding.clone()));
         for sample in raws.iter().flat_map(|raw| &raw.samples) {
             let stack = resolver.intern(&mut builder, sample.stack);
-            builder.add_sample(stack, &sample.values, sample.labels.clone());
+            let mut labels = sample.labels.clone();
+            let waker = sample.waker.as_ref().map(|waker| {
+                // Named once the profile is built and its stacks can be read.
+                labels.push(Label::str(LabelKey::Waker, waker.comm.as_str()));
+                Waker {
+                    stack: resolver.intern(&mut builder, waker.stack),
+                    comm: waker.comm.clone(),
+                }
+            });
+            builder.add_sample_woken(stack, &sample.values, labels, waker);
         }
         let mut profile = builder.build();
-        if kind == ProfileKind::Block {
-            idle_threads::mark_idle_threads(&mut profile);
+        match kind {
+            ProfileKind::Block => idle_threads::mark_idle_threads(&mut profile),
+            ProfileKind::OffCpu => offcpu_stacks::finish(&mut profile),
+            _ => {}
         }
         profiles.push(profile);
     }

@@ -231,6 +231,7 @@ fn palette(kind: ProfileKind) -> Palette {
         ProfileKind::Cpu => BasicPalette::Hot,
         ProfileKind::Io => BasicPalette::Io,
         ProfileKind::Block => BasicPalette::Blue,
+        ProfileKind::OffCpu => BasicPalette::Aqua,
         ProfileKind::Heap => BasicPalette::Mem,
     })
 }

@@ -1,5 +1,6 @@
 //! Folded stacks, the line format flame-graph tools (`flamegraph.pl`, inferno, speedscope)
-//! read: `comm;root;...;leaf count`, one line per distinct stack.
+//! read: `comm;root;...;leaf count`, one line per distinct stack; an off-CPU wait with its
+//! waker's stack goes on as `;--;waker leaf;...;waker root;waker comm`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,6 +23,17 @@ pub fn lines(profile: &Profile) -> Vec<String> {
         for frame in profile.stack_functions(sample.stack) {
             key.push(';');
             key.push_str(&frame_name(frame));
+        }
+        if let Some(waker) = &sample.waker {
+            // As bcc's offwaketime folds them: the waker's stack above a `--` frame, leaf
+            // first, and its process on top.
+            key.push_str(";--");
+            for frame in profile.stack_functions(waker.stack).iter().rev() {
+                key.push(';');
+                key.push_str(&frame_name(frame));
+            }
+            key.push(';');
+            key.push_str(&frame_name(&waker.comm));
         }
         let slot = weights.entry(key).or_default();
         *slot = slot.saturating_add(weight);

@@ -2,6 +2,7 @@
 //! the descriptor limit, writing to the terminal, who ran sudo, and opening files other
 //! users control.
 
+pub mod clock;
 pub mod console;
 pub mod fdlimit;
 pub mod safe_open;

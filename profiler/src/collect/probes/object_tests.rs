@@ -13,8 +13,9 @@ use std::mem::offset_of;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
 use profiler_common::{
     BlockKey, BlockValue, GoWaitKey, GoWaitValue, HeapEvent, HeapLive, HeapLiveKey, HeapPending,
-    HeapSiteKey, HeapSiteValue, InFlight, IoKey, IoValue, Parked, ParkedKey, ProcEvent,
-    SampleHeader, SampleRecord, counter, global_name, map_name, program_name,
+    HeapSiteKey, HeapSiteValue, InFlight, IoKey, IoValue, OffCpuKey, OffCpuRate, OffCpuSwitchIn,
+    OffCpuThread, OffCpuValue, OffCpuWait, Parked, ParkedKey, ProcEvent, SampleHeader, SampleRecord, counter,
+    global_name, map_name, program_name,
 };
 
 /// What aya-log adds to every object that logs; userspace reaches it through aya-log,
@@ -122,6 +123,24 @@ fn each_map_holds_the_shared_types_userspace_reads_it_as() {
             size_of::<GoWaitKey>(),
             size_of::<GoWaitValue>(),
         ),
+        (
+            map_name::OFFCPU_SITES,
+            size_of::<OffCpuKey>(),
+            size_of::<OffCpuValue>(),
+        ),
+        (
+            map_name::OFFCPU_THREADS,
+            size_of::<u64>(),
+            size_of::<OffCpuThread>(),
+        ),
+        (
+            map_name::OFFCPU_DONE,
+            size_of::<u64>(),
+            size_of::<OffCpuThread>(),
+        ),
+        (map_name::OFFCPU_SWITCH_IN, index, size_of::<OffCpuSwitchIn>()),
+        (map_name::OFFCPU_WINDOW_END, index, size_of::<u64>()),
+        (map_name::OFFCPU_RATE, index, size_of::<OffCpuRate>()),
     ];
     let listed: Vec<&str> = expected.iter().map(|(name, ..)| *name).collect();
     assert_eq!(listed, map_name::ALL, "every map has its types here");
@@ -239,6 +258,7 @@ fn each_shared_struct_has_the_object_s_layout() {
             block_site,
             heap,
             go_site,
+            offcpu,
         }),
         layout!(SampleRecord {
             header,
@@ -334,6 +354,53 @@ fn each_shared_struct_has_the_object_s_layout() {
             size,
             rate
         }),
+        layout!(OffCpuKey {
+            pid,
+            tid,
+            class,
+            syscall,
+            fd,
+            ip,
+            sp,
+            bp,
+            ret
+        }),
+        layout!(OffCpuValue {
+            waits,
+            nanos,
+            runnable_nanos
+        }),
+        layout!(OffCpuWait {
+            site,
+            seq,
+            tid,
+            waker_pid,
+            waker_tid,
+            delay_ns,
+            runnable_ns
+        }),
+        layout!(OffCpuThread {
+            pid,
+            tid,
+            born_ns,
+            first_in_ns,
+            first_out_ns,
+            out_ns,
+            wake_ns,
+            waker_pid,
+            waker_tid,
+            seq,
+            sampled,
+            exit_ns,
+            site,
+            oncpu_ns,
+            runnable_ns,
+            class_ns,
+            class_waits,
+            comm
+        }),
+        layout!(OffCpuSwitchIn { task, at_ns }),
+        layout!(OffCpuRate { second_ns, sent }),
     ]);
     let there = object_layouts();
     let unlisted: Vec<&String> = there

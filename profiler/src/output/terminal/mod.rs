@@ -163,6 +163,7 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                 &analysis.leak_suspects,
                 top,
             ),
+            ProfileKind::OffCpu => summary::render(profile, top),
             ProfileKind::Cpu => {
                 let mut text = summary::render(profile, top);
                 text.push('\n');

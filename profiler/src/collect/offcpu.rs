@@ -1,0 +1,463 @@
+//! The off-CPU profile: every wait of a target thread, from its switch-out to its wakeup
+//! and its switch-in, counted exactly by the kernel per site; the stacks of sampled waits,
+//! each with its own time, so a site's totals are split over its stacks by delay; and who
+//! woke them. The per-thread time budget comes from the same exact sums.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use profiler_common::{OffCpuKey, OffCpuThread, counter, sample_kind};
+use profiler_model::labels::{IN_PROGRESS, OffCpuReason};
+use profiler_model::{Comment, Label, LabelKey, LostStack, OffCpuValue, ProfileKind};
+
+use crate::collect::collector::{Collector, RunEnd, Sample};
+use crate::collect::offcpu_budget::{Budget, ThreadBudget};
+use crate::collect::offcpu_reason::reason;
+use crate::collect::probes::Probes;
+use crate::collect::raw_profile::{RawProfile, RawSample, RawStack, RawWaker, apportion};
+use crate::collect::records::comm;
+
+/// Sampled waits kept per run: the kernel sends at most a few thousand a second per CPU;
+/// past this many the rest are counted and their time still goes to their sites.
+const MAX_SAMPLED_WAITS: usize = 1 << 20;
+
+/// A wait, by its thread and its number in that thread.
+type WaitId = (u32, u32);
+
+/// The times of a sampled wait and its waker's ids.
+#[derive(Debug, Clone, Copy, Default)]
+struct WaitTimes {
+    delay_ns: u64,
+    runnable_ns: u64,
+}
+
+/// Collects the off-CPU profile.
+#[derive(Default)]
+pub struct OffCpuCollector {
+    /// The kernel's clock when the programs were attached: the window's start.
+    window_start_ns: u64,
+    /// Sampled waits: their site and stacks.
+    waits: HashMap<WaitId, (OffCpuKey, RawStack)>,
+    /// The times of sampled waits that ended.
+    ends: HashMap<WaitId, WaitTimes>,
+    /// The wakers of sampled waits.
+    wakers: HashMap<WaitId, RawWaker>,
+    /// Sampled waits not kept (over [`MAX_SAMPLED_WAITS`]).
+    dropped: u64,
+}
+
+impl OffCpuCollector {
+    /// Attaches the off-CPU programs; the window starts now.
+    ///
+    /// # Errors
+    /// When the kernel refuses a program.
+    pub fn start(probes: &mut Probes) -> Result<Self> {
+        probes.attach_offcpu()?;
+        Ok(Self {
+            window_start_ns: crate::sys::clock::monotonic_ns(),
+            ..Self::default()
+        })
+    }
+
+    fn full(&mut self) -> bool {
+        let full = self.waits.len() + self.ends.len() + self.wakers.len() >= MAX_SAMPLED_WAITS;
+        if full {
+            self.dropped += 1;
+        }
+        full
+    }
+}
+
+impl Collector for OffCpuCollector {
+    fn takes(&self, kind: u32) -> bool {
+        matches!(
+            kind,
+            sample_kind::OFFCPU | sample_kind::OFFCPU_END | sample_kind::OFFCPU_WAKER
+        )
+    }
+
+    fn take(&mut self, sample: &Sample) {
+        if self.full() {
+            return;
+        }
+        let wait = sample.header.offcpu;
+        let id = (wait.tid, wait.seq);
+        let stack = RawStack::Sampled {
+            user: sample.user,
+            kernel: sample.kernel,
+        };
+        match sample.header.kind {
+            sample_kind::OFFCPU => {
+                self.waits.insert(id, (wait.site, stack));
+            }
+            sample_kind::OFFCPU_END => {
+                let times = WaitTimes {
+                    delay_ns: wait.delay_ns,
+                    runnable_ns: wait.runnable_ns,
+                };
+                self.ends.insert(id, times);
+            }
+            _ => {
+                let waker = RawWaker {
+                    stack,
+                    comm: comm(&sample.header.comm),
+                };
+                self.wakers.insert(id, waker);
+            }
+        }
+    }
+
+    fn close(&mut self, probes: &mut Probes, window_end_ktime_ns: u64) {
+        if let Err(err) = probes.end_offcpu_window(window_end_ktime_ns) {
+            log::warn!("{err:#}");
+        }
+    }
+
+    /// Sample types `waits/count` and `delay/nanoseconds` (the default); labels `pid`,
+    /// `tid`, `comm` (the process's name), `thread`, `reason`, and `outcome` for a wait still
+    /// in progress at the end; the waker goes with the sample for the converter to name.
+    fn finish(self: Box<Self>, probes: &mut Probes, run: &RunEnd<'_>) -> Result<RawProfile> {
+        let mut sites = probes.read_offcpu_sites()?;
+        sites.retain(|(key, _)| run.keeps(key.pid));
+        let (live, done) = probes.read_offcpu_threads()?;
+        let switch_ins = probes.read_offcpu_switch_ins()?;
+        let end = run.window_end_ktime_ns;
+        let mut this = *self;
+        let mut totals: HashMap<OffCpuKey, Totals> = sites
+            .iter()
+            .map(|(key, v)| {
+                let t = Totals {
+                    waits: v.waits,
+                    nanos: v.nanos,
+                    runnable: v.runnable_nanos,
+                };
+                (*key, t)
+            })
+            .collect();
+        let mut threads: Vec<ThreadBudget> = Vec::new();
+        let mut in_progress: Vec<(OffCpuKey, WaitId, u64, u64)> = Vec::new();
+        for (task, thread) in &live {
+            // An exited thread's budget is in `done`; a thread born but never run has none.
+            if !run.keeps(thread.pid) || thread.pid == 0 || thread.exit_ns != 0 {
+                continue;
+            }
+            let mut budget = ThreadBudget::of(thread, this.window_start_ns, end);
+            if thread.out_ns != 0 {
+                let mut key = thread.site;
+                (key.pid, key.tid) = (thread.pid, thread.tid);
+                let id = (thread.tid, thread.seq);
+                let switched_in = switch_ins
+                    .iter()
+                    .find(|s| s.task == *task && s.at_ns >= thread.out_ns)
+                    .map(|s| s.at_ns.min(end));
+                // What the kernel had not settled: the wait that ended when the thread was
+                // switched in last (it runs now), or the one still going on.
+                let until = switched_in.unwrap_or(end);
+                let woke = match thread.wake_ns {
+                    0 => until,
+                    w => w.min(until),
+                };
+                let delay = woke.saturating_sub(thread.out_ns);
+                let runnable = until.saturating_sub(woke);
+                budget.add_wait(thread.site.class, delay, runnable);
+                if thread.sampled != 0 {
+                    this.ends.entry(id).or_insert(WaitTimes {
+                        delay_ns: delay,
+                        runnable_ns: runnable,
+                    });
+                }
+                match switched_in {
+                    Some(at) => {
+                        budget.oncpu_ns += end.saturating_sub(at);
+                        totals.entry(key).or_default().add(1, delay, runnable);
+                    }
+                    None => in_progress.push((key, id, delay, runnable)),
+                }
+            }
+            threads.push(budget);
+        }
+        for thread in done.iter().filter(|t| run.keeps(t.pid)) {
+            threads.push(ThreadBudget::of(thread, this.window_start_ns, end));
+        }
+        let names = Names::of(live.iter().map(|(_, t)| t).chain(&done));
+        let mut by_site = this.sampled_by_site();
+        let mut raw = RawProfile::new(ProfileKind::OffCpu, Vec::new());
+        let mut reasons: HashMap<u32, Vec<(OffCpuReason, u64)>> = HashMap::new();
+        let mut ordered: Vec<(&OffCpuKey, &Totals)> = totals.iter().collect();
+        ordered.sort_by_key(|(key, _)| key_order(key));
+        for (key, t) in ordered {
+            let why = site_reason(key, run);
+            let labels = names.labels(key, why, None);
+            let stacks = by_site.remove(key).unwrap_or_default();
+            add_split(&mut raw, &stacks, t, &labels, names.runnable(&labels));
+            let per = reasons.entry(key.tid).or_default();
+            per.push((why, t.nanos));
+            per.push((OffCpuReason::Runqueue, t.runnable));
+        }
+        for (key, id, delay, runnable) in in_progress {
+            let why = site_reason(&key, run);
+            let labels = names.labels(&key, why, Some(IN_PROGRESS));
+            let stacks: Vec<Sampled> = match this.waits.get(&id) {
+                Some((_, stack)) => vec![Sampled {
+                    stack: *stack,
+                    waker: None,
+                    seen: 1,
+                    delay,
+                    runnable,
+                }],
+                None => Vec::new(),
+            };
+            let t = Totals {
+                waits: 1,
+                nanos: delay,
+                runnable,
+            };
+            add_split(&mut raw, &stacks, &t, &labels, names.runnable(&labels));
+            let per = reasons.entry(key.tid).or_default();
+            per.push((why, delay));
+            per.push((OffCpuReason::Runqueue, runnable));
+        }
+        for budget in &mut threads {
+            for &(why, nanos) in reasons.get(&budget.tid).map_or(&[][..], Vec::as_slice) {
+                budget.add_reason(why, nanos);
+            }
+        }
+        let budget = Budget {
+            threads,
+            names: names.processes.clone(),
+        };
+        raw.accounting = accounting(run, this.dropped, &budget);
+        Ok(raw)
+    }
+}
+
+/// A site's exact totals.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    waits: u64,
+    nanos: u64,
+    runnable: u64,
+}
+
+impl Totals {
+    fn add(&mut self, waits: u64, nanos: u64, runnable: u64) {
+        self.waits += waits;
+        self.nanos += nanos;
+        self.runnable += runnable;
+    }
+}
+
+/// The sampled waits of one site that had the same stacks and waker, and their own times.
+#[derive(Debug, Clone)]
+struct Sampled {
+    stack: RawStack,
+    waker: Option<RawWaker>,
+    seen: u64,
+    delay: u64,
+    runnable: u64,
+}
+
+impl OffCpuCollector {
+    /// The sampled waits grouped by site, then by stacks and waker, in a fixed order.
+    fn sampled_by_site(&self) -> HashMap<OffCpuKey, Vec<Sampled>> {
+        let mut groups: HashMap<(OffCpuKey, RawStack, Option<RawWaker>), (u64, u64, u64)> =
+            HashMap::new();
+        for (id, (site, stack)) in &self.waits {
+            let times = self.ends.get(id).copied().unwrap_or_default();
+            let waker = self.wakers.get(id).cloned();
+            let group = groups.entry((*site, *stack, waker)).or_default();
+            group.0 += 1;
+            group.1 += times.delay_ns;
+            group.2 += times.runnable_ns;
+        }
+        let mut by_site: HashMap<OffCpuKey, Vec<Sampled>> = HashMap::new();
+        for ((site, stack, waker), (seen, delay, runnable)) in groups {
+            by_site.entry(site).or_default().push(Sampled {
+                stack,
+                waker,
+                seen,
+                delay,
+                runnable,
+            });
+        }
+        for stacks in by_site.values_mut() {
+            stacks.sort_by(|a, b| {
+                (b.delay, b.seen, &b.waker.as_ref().map(|w| &w.comm))
+                    .cmp(&(a.delay, a.seen, &a.waker.as_ref().map(|w| &w.comm)))
+            });
+        }
+        by_site
+    }
+}
+
+/// A fixed order of sites, so profiles come out the same whatever the maps' order.
+fn key_order(k: &OffCpuKey) -> (u32, u32, u32, i32, i64, u64, u64, u64, u64) {
+    (k.pid, k.tid, k.class, k.syscall, k.fd, k.ip, k.sp, k.bp, k.ret)
+}
+
+/// The reason of a site's waits.
+fn site_reason(key: &OffCpuKey, run: &RunEnd<'_>) -> OffCpuReason {
+    let descriptor = run
+        .processes
+        .get(key.pid)
+        .and_then(|p| p.fds.get(&key.fd))
+        .copied();
+    reason(key.class, key.syscall, descriptor)
+}
+
+/// Adds a site's totals split over its sampled stacks: waits by how often each was seen,
+/// time off CPU and runnable time by the sampled waits' own times (by count when none
+/// ended in the window); the runnable part as its own sample with reason `runqueue`.
+fn add_split(
+    raw: &mut RawProfile,
+    stacks: &[Sampled],
+    t: &Totals,
+    labels: &[Label],
+    runnable_labels: Vec<Label>,
+) {
+    if stacks.is_empty() {
+        let lost = RawStack::Lost(LostStack::RateLimited);
+        push(raw, lost, None, [t.waits, t.nanos], labels.to_vec());
+        if t.runnable > 0 {
+            push(raw, lost, None, [0, t.runnable], runnable_labels);
+        }
+        return;
+    }
+    let seen: Vec<u64> = stacks.iter().map(|s| s.seen).collect();
+    let by_time = |time: fn(&Sampled) -> u64| -> Vec<u64> {
+        let weights: Vec<u64> = stacks.iter().map(time).collect();
+        if weights.iter().all(|&w| w == 0) {
+            seen.clone()
+        } else {
+            weights
+        }
+    };
+    let waits = apportion(t.waits, &seen);
+    let nanos = apportion(t.nanos, &by_time(|s| s.delay));
+    let runnable = apportion(t.runnable, &by_time(|s| s.runnable));
+    for (i, s) in stacks.iter().enumerate() {
+        push(
+            raw,
+            s.stack,
+            s.waker.clone(),
+            [waits[i], nanos[i]],
+            labels.to_vec(),
+        );
+        if runnable[i] > 0 {
+            push(raw, s.stack, None, [0, runnable[i]], runnable_labels.clone());
+        }
+    }
+}
+
+fn push(
+    raw: &mut RawProfile,
+    stack: RawStack,
+    waker: Option<RawWaker>,
+    [waits, delay]: [u64; 2],
+    labels: Vec<Label>,
+) {
+    if waits == 0 && delay == 0 {
+        return;
+    }
+    let mut values = vec![0; OffCpuValue::Delay.index() + 1];
+    values[OffCpuValue::Waits.index()] = waits as i64;
+    values[OffCpuValue::Delay.index()] = delay as i64;
+    raw.samples.push(RawSample {
+        stack,
+        values,
+        labels,
+        waker,
+    });
+}
+
+/// The names of the run's processes and threads, as the off-CPU programs saw them.
+#[derive(Default)]
+struct Names {
+    /// Process id -> its main thread's name.
+    processes: HashMap<u32, String>,
+    /// Thread id -> its name.
+    threads: HashMap<u32, String>,
+}
+
+impl Names {
+    fn of<'a>(threads: impl Iterator<Item = &'a OffCpuThread>) -> Self {
+        let mut names = Self::default();
+        for t in threads {
+            let name = comm(&t.comm);
+            if t.tid == t.pid {
+                names.processes.insert(t.pid, name.clone());
+            }
+            names.threads.insert(t.tid, name);
+        }
+        names
+    }
+
+    fn process(&self, pid: u32, tid: u32) -> String {
+        self.processes
+            .get(&pid)
+            .or_else(|| self.threads.get(&tid))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn labels(&self, key: &OffCpuKey, why: OffCpuReason, outcome: Option<&str>) -> Vec<Label> {
+        let mut labels = vec![
+            Label::num(LabelKey::Pid, i64::from(key.pid)),
+            Label::num(LabelKey::Tid, i64::from(key.tid)),
+            Label::str(LabelKey::Comm, self.process(key.pid, key.tid)),
+            Label::str(
+                LabelKey::Thread,
+                self.threads.get(&key.tid).cloned().unwrap_or_default(),
+            ),
+            Label::str(LabelKey::Reason, why.label()),
+        ];
+        if let Some(outcome) = outcome {
+            labels.push(Label::str(LabelKey::Outcome, outcome));
+        }
+        labels
+    }
+
+    /// The labels of the runnable part of a wait: the same, with reason `runqueue`.
+    fn runnable(&self, labels: &[Label]) -> Vec<Label> {
+        labels
+            .iter()
+            .map(|label| {
+                if label.key == LabelKey::Reason {
+                    Label::str(LabelKey::Reason, OffCpuReason::Runqueue.label())
+                } else {
+                    label.clone()
+                }
+            })
+            .collect()
+    }
+}
+
+fn accounting(run: &RunEnd<'_>, dropped: u64, budget: &Budget) -> Vec<Comment> {
+    let c = run.counters;
+    let mut lines = vec![
+        Comment::Method(
+            "traced: every switch-out of a target thread to its wakeup and switch-in \
+             (sched_switch, sched_waking); exact totals per wait site, stacks of the first \
+             wait of a site and 1 wait in 64, split by their own delays"
+                .to_owned(),
+        ),
+        Comment::Account(format!(
+            "waits: {} ended; stack samples: {} taken, {} lost (ring buffer full), {} not taken \
+             (over {} a second per CPU), {} not kept; lost: {} sites (map full: their time is \
+             in the budget only), {} threads not followed (map full), {} exited threads' \
+             budgets (map full), {} ends of sampled waits (ring buffer full)",
+            c.get(counter::OFFCPU_WAITS),
+            c.get(counter::OFFCPU_STACKS),
+            c.get(counter::LOST_OFFCPU_STACK),
+            c.get(counter::OFFCPU_STACKS_RATE_LIMITED),
+            profiler_common::OFFCPU_STACKS_PER_CPU_SECOND,
+            dropped,
+            c.get(counter::LOST_OFFCPU_SITES_FULL),
+            c.get(counter::LOST_OFFCPU_THREADS_FULL),
+            c.get(counter::LOST_OFFCPU_DONE_FULL),
+            c.get(counter::LOST_OFFCPU_END),
+        )),
+    ];
+    lines.extend(budget.lines().into_iter().map(Comment::Account));
+    lines
+}
