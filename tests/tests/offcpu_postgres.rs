@@ -2,10 +2,11 @@
 //! TPC-B), checked against what the server measures about itself.
 //!
 //! The test starts its own server (tests/src/postgres.rs), profiles the postmaster and
-//! its children (`--pid` with every server process, since the profiler follows only the
-//! children forked during the run) with `--profiles offcpu,cpu` and, inside that
-//! window, runs a bounded `pgbench -c 4 -j 2 -T 6` while a session of its own samples
-//! `pg_stat_activity` every 10 ms. Two figures of the server are compared with the profile:
+//! its children (`--pid` with the server's own processes, since the profiler follows
+//! only the children forked during the run) with `--profiles offcpu,cpu` and, inside
+//! that window, runs a bounded `pgbench -c 4 -j 2 -T 6` while a session of its own
+//! samples `pg_stat_activity` every 10 ms. Two figures of the server are compared with
+//! the profile:
 //!
 //! - WAL syncs: `pg_stat_wal.wal_sync_time` is the wall time spent in `issue_xlog_fsync`
 //!   (the `fdatasync` of the WAL, by backends committing and by the WAL writer), timed by
@@ -95,8 +96,8 @@ fn postgres_wal_syncs_and_client_waits_match_the_servers_own_figures() {
 
     let tmp = temp_dir();
     let out = tmp.path().join("out");
-    // The server's processes that exist now (the WAL writer syncs too); backends that
-    // connect later are children the profiler follows.
+    // The server's own processes (the WAL writer syncs too); backends that connect
+    // later are children the profiler follows.
     let pids = pg
         .processes()
         .iter()
@@ -219,15 +220,24 @@ fn postgres_wal_syncs_and_client_waits_match_the_servers_own_figures() {
     let waits = Time::under(&offcpu, &cpu, client_read);
     let sampled = activity.share("ClientRead");
     let profiled = waits.total_ms() / lived_ms;
+    // Off-CPU time of the backends whose user stack the profile did not take: it cannot
+    // be told to be under secure_read, so it shows why the profile's share would be low.
+    let no_user_stack = Time::under(&offcpu, &cpu, |s: &RawSample| {
+        pid_of(s).is_some_and(|p| backends.contains(&p))
+            && s.frames
+                .iter()
+                .any(|f| f.starts_with("[user stack not taken"))
+    });
     eprintln!(
         "backends {:?}: {} samples of pg_stat_activity, ClientRead {:.1}%; profile: {:.1}% \
          of {lived_ms:.0} ms of backend lifetime under secure_read/WaitEventSetWait ({}); \
-         all sampled wait events: {}",
+         backends' waits without a user stack: {}; all sampled wait events: {}",
         activity.pids(),
         activity.samples.len(),
         sampled * 100.0,
         profiled * 100.0,
         waits.describe(),
+        no_user_stack.describe(),
         activity
             .shares()
             .iter()
