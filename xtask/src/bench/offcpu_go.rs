@@ -74,7 +74,9 @@ pub(super) fn go_channels(
     }
     if ctx.peers.bpftrace.ready() {
         let program = "tracepoint:sched:sched_switch { \
-                         if (comm == \"go_block\") { @start[tid] = nsecs; @state[tid] = args->prev_state; } \
+                         if (comm == \"go_block\") { \
+                           @start[tid] = nsecs; @state[tid] = args->prev_state; \
+                         } \
                          $t = @start[args->next_pid]; \
                          if ($t) { \
                            @off[args->next_pid, @state[args->next_pid]] = sum(nsecs - $t); \
