@@ -181,6 +181,12 @@ pub(super) fn go_channels(
         }
     }
     section.tables.push(table);
+    section.notes.push(format!(
+        "Go: a hand-off is mostly the calibrated spin, with {switches} context switches \
+         each, so a cost per switch shows here diluted by about the ratio of a hand-off's \
+         time to a switch's: this table says whether a Go service parking at this rate \
+         notices the profile, the pipe table what a switch costs."
+    ));
     Ok(ours)
 }
 
