@@ -22,6 +22,7 @@ mod folded;
 mod go;
 mod host;
 mod hostile;
+mod postgres;
 mod process;
 mod profiler;
 mod protobuf;
@@ -35,6 +36,9 @@ pub use go::{GoToolchain, go_binary, go_toolchains, pprof};
 pub use host::{NOBODY, kernel_symbols, monotonic_ns, set_mode, setpriv_nobody, unused_pid};
 pub use hostile::{
     Attacker, Snapshot, as_nobody, assert_bounded, attacker_dir, cc_as_nobody, nobody, snapshot,
+};
+pub use postgres::{
+    Activity, ActivitySample, Postgres, Sampler, WalStats, is_tmpfs, postgres_bin_dir,
 };
 pub use process::{DEFAULT_TIMEOUT, ERROR_PREFIX, Run, Running, default_timeout, run_command};
 pub use profiler::{assert_outputs, profiler_command, run_profiler, run_report, spawn_profiler};

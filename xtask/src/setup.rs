@@ -81,6 +81,8 @@ const NAME_TOOLS: &[(&str, &str)] = &[
     ("objcopy", "binutils"),
     ("xz", "xz-utils"),
     ("node", "nodejs"),
+    // Not a name test's: tests/tests/offcpu_postgres.rs runs Debian's PostgreSQL server.
+    ("pgbench", "postgresql"),
 ];
 
 impl Checks {

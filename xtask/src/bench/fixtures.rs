@@ -33,6 +33,8 @@ pub struct Fixtures {
     pub deep: PathBuf,
     /// `bench_malloc ITERATIONS`: malloc(32)+free rounds.
     pub malloc: PathBuf,
+    /// `bench_pingpong ROUNDS [wait]`: two processes passing a byte through pipes.
+    pub pingpong: PathBuf,
 }
 
 /// The fixtures built without frame pointers, and their flags (as tests/build.rs).
@@ -49,13 +51,14 @@ const NO_FRAME_POINTER_FLAGS: [&str; 8] = [
 ];
 
 /// The bench's fixtures; `cpu_split` is shared with the integration tests.
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
     "bench_cpu",
     "bench_pread",
     "bench_contention",
     "cpu_split",
     "bench_stacks",
     "bench_malloc",
+    "bench_pingpong",
 ];
 
 impl Fixtures {
@@ -100,6 +103,7 @@ impl Fixtures {
             stacks: bin("bench_stacks"),
             deep: bin("stacks_deep"),
             malloc: bin("bench_malloc"),
+            pingpong: bin("bench_pingpong"),
         })
     }
 }

@@ -22,7 +22,7 @@ const TARGET_HANDOFFS_PER_SEC: f64 = 100_000.0;
 
 /// The Go tool to build the fixture with: the newest `cargo xtask setup --for-tests`
 /// installed, else `go` on PATH.
-fn go_tool() -> PathBuf {
+pub(super) fn go_tool() -> PathBuf {
     let newest = workspace_root().join("target/go-toolchains/1.27.3/go/bin/go");
     if newest.is_file() {
         newest
@@ -31,7 +31,7 @@ fn go_tool() -> PathBuf {
     }
 }
 
-fn build_fixture(bin_dir: &Path) -> Result<PathBuf> {
+pub(super) fn build_fixture(bin_dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(bin_dir)?;
     let out = bin_dir.join("go_block");
     let mut cmd = Command::new(go_tool());
@@ -52,7 +52,7 @@ fn build_fixture(bin_dir: &Path) -> Result<PathBuf> {
 }
 
 /// `(hand-offs, elapsed seconds)` from the fixture's output.
-fn handoffs(out: &str) -> Result<(f64, f64)> {
+pub(super) fn handoffs(out: &str) -> Result<(f64, f64)> {
     Ok((
         need_field(out, "rounds", "go_block pingpong")?,
         need_field(out, "elapsed_ns", "go_block pingpong")? / 1e9,

@@ -5,7 +5,8 @@
 //! overhead, sample accuracy, the profiler's own cost, end-of-run latency, scale,
 //! unwinding success on code without frame pointers, goroutine-tracing overhead, named
 //! frames, the heap profile's cost, a whole-host run under attack, and the kernels side by
-//! side (the last boots Debian's 6.1 and 6.12 under qemu).
+//! side (the last boots Debian's 6.1 and 6.12 under qemu), and the off-CPU profile's cost
+//! per context switch.
 //! Each row returns a [`report::Section`]; a row that fails to run is recorded as failed
 //! and makes the bench exit non-zero after the report is written, while a missed goal is
 //! only reported. Benchmarks assert nothing and are never part of `cargo xtask test`.
@@ -18,6 +19,9 @@ mod heap;
 mod hostile;
 mod kernels;
 mod names;
+mod offcpu;
+mod offcpu_go;
+mod offcpu_host;
 mod overhead;
 mod parse;
 mod peers;
@@ -51,7 +55,7 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only these rows (comma-separated): cpu, syscalls, block, accuracy, cost,
-    /// latency, scale, unwind, goroutines, names, heap, hostile, kernels. The report then holds
+    /// latency, scale, unwind, goroutines, names, heap, hostile, kernels, offcpu. The report then holds
     /// only those rows.
     #[arg(long, value_delimiter = ',', value_parser = ROW_IDS)]
     only: Vec<String>,
@@ -67,7 +71,7 @@ pub struct BenchArgs {
 }
 
 /// Row ids for `--only`, in bench order.
-const ROW_IDS: [&str; 13] = [
+const ROW_IDS: [&str; 14] = [
     "cpu",
     "syscalls",
     "block",
@@ -81,6 +85,7 @@ const ROW_IDS: [&str; 13] = [
     "heap",
     "hostile",
     "kernels",
+    "offcpu",
 ];
 
 /// Durations and counts of one bench run; `--quick` shortens them all.
@@ -183,7 +188,7 @@ pub struct Ctx {
 type RowFn = fn(&Ctx) -> Result<Section>;
 
 /// (id, title, function) in bench order.
-const ROWS: [(&str, &str, RowFn); 13] = [
+const ROWS: [(&str, &str, RowFn); 14] = [
     ("cpu", "1. CPU sampling overhead", overhead::cpu_sampling),
     (
         "syscalls",
@@ -216,6 +221,11 @@ const ROWS: [(&str, &str, RowFn); 13] = [
         "kernels",
         "13. Kernels side by side: kernel program and uprobe costs",
         kernels::kernels,
+    ),
+    (
+        "offcpu",
+        "14. Off-CPU profile: cost per context switch",
+        offcpu::offcpu,
     ),
 ];
 

@@ -399,7 +399,7 @@ pub fn observed(observer: &Observer, fixture: &[OsString], dir: &Workdir) -> Res
 
 /// Waits until a background observer is attached and hands it back; fails (as
 /// [`ObserverFailed`]) if it exits first.
-fn wait_ready(mut bg: Running, ready: Ready) -> Result<Running> {
+pub fn wait_ready(mut bg: Running, ready: Ready) -> Result<Running> {
     let (text, settle) = match ready {
         Ready::After(delay) => (None, delay),
         Ready::Line(text, settle) => (Some(text), settle),
