@@ -444,6 +444,12 @@ pub fn on_exit(tgid: u32, tid: u32) {
     };
     // SAFETY: the current thread's entry.
     let state = unsafe { &mut *state };
+    if state.pid == 0 {
+        // Born in the window and exiting before it ever left the CPU.
+        state.pid = tgid;
+        state.tid = tid;
+        state.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    }
     if state.out_ns != 0 {
         settle(state, if switched_in != 0 { switched_in } else { now });
     }
