@@ -480,25 +480,23 @@ pub mod counter {
     pub const GO_STACKS: u32 = 34;
     /// Stack samples of goroutine waits lost because the sample ring buffer was full.
     pub const LOST_GO_STACK: u32 = 35;
-    /// Off-CPU waits that ended in the window.
-    pub const OFFCPU_WAITS: u32 = 36;
     /// Off-CPU stack samples sent (waits and wakers).
-    pub const OFFCPU_STACKS: u32 = 37;
+    pub const OFFCPU_STACKS: u32 = 36;
     /// Off-CPU stack samples lost because the ring buffer was full.
-    pub const LOST_OFFCPU_STACK: u32 = 38;
+    pub const LOST_OFFCPU_STACK: u32 = 37;
     /// Off-CPU stack samples not taken to keep a CPU under its rate.
-    pub const OFFCPU_STACKS_RATE_LIMITED: u32 = 39;
-    /// Off-CPU waits whose site could not be recorded (map full): counted in their
-    /// thread's budget only.
-    pub const LOST_OFFCPU_SITES_FULL: u32 = 40;
+    pub const OFFCPU_STACKS_RATE_LIMITED: u32 = 38;
+    /// Times a thread's waits at one site could not be added to the site (map full):
+    /// their time is in the thread's budget only.
+    pub const LOST_OFFCPU_SITES_FULL: u32 = 39;
     /// Threads the off-CPU programs could not follow (map full).
-    pub const LOST_OFFCPU_THREADS_FULL: u32 = 41;
+    pub const LOST_OFFCPU_THREADS_FULL: u32 = 40;
     /// Exited threads whose budget could not be kept (map full).
-    pub const LOST_OFFCPU_DONE_FULL: u32 = 42;
+    pub const LOST_OFFCPU_DONE_FULL: u32 = 41;
     /// Ends of sampled waits lost because the ring buffer was full.
-    pub const LOST_OFFCPU_END: u32 = 43;
+    pub const LOST_OFFCPU_END: u32 = 42;
     /// Number of counters.
-    pub const COUNT: u32 = 44;
+    pub const COUNT: u32 = 43;
 }
 
 /// One in this many waits of a goroutine wait site has its full user stack taken (the

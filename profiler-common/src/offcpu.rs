@@ -117,6 +117,15 @@ pub struct OffCpuThread {
     pub exit_ns: u64,
     /// Where the pending wait is.
     pub site: OffCpuKey,
+    /// The site of its last wait that was not a preemption.
+    pub run_site: OffCpuKey,
+    /// The finished waits at `run_site` not yet added to the aggregation map: a thread that
+    /// waits at one site again and again adds them there only when it moves on (userspace
+    /// adds what is left at the end).
+    pub run: OffCpuValue,
+    /// Its finished waits for a CPU (preemptions, and its first run), never added to the
+    /// aggregation map: one site per thread, whose totals userspace takes from here.
+    pub runq: OffCpuValue,
     /// Nanoseconds on CPU from a switch-in seen in the window to the next switch-out.
     pub oncpu_ns: u64,
     /// Nanoseconds from a wakeup to the switch-in, over its finished waits.
@@ -173,7 +182,10 @@ const _: () = {
     assert!(size_of::<OffCpuWait>() == 88);
     assert!(size_of::<OffCpuSwitchIn>() == 16);
     assert!(size_of::<OffCpuRate>() == 16);
-    assert!(size_of::<OffCpuThread>() == 8 * 9 + 56 + 16 + 8 * 2 * offcpu_class::COUNT + 16);
+    assert!(
+        size_of::<OffCpuThread>()
+            == 8 * 9 + 56 * 2 + 24 * 2 + 16 + 8 * 2 * offcpu_class::COUNT + 16
+    );
 };
 
 #[cfg(feature = "user")]

@@ -27,7 +27,7 @@ use crate::regs;
 use crate::shared::{
     Context, Site, count, current_ids, is_target, notify_new_key, send_sample, send_wait_end,
 };
-use crate::site::task_site_registers;
+use crate::site::site_registers_of;
 
 /// `TASK_DEAD` in `__state`: the thread's last switch-out, never followed by a switch-in.
 const TASK_DEAD: u64 = 0x80;
@@ -140,7 +140,8 @@ fn switch_out(
             bpf_task_pt_regs(bpf_get_current_task_btf()) as usize,
         )
     };
-    let user_mode = read_reg(regs, regs::CS) & 3 == 3;
+    let user = UserRegs::read(regs);
+    let user_mode = user.cs & 3 == 3;
     let switched_in = if last.task == task { last.at_ns } else { 0 };
     let state = match OFFCPU_THREADS.get_ptr_mut(&task) {
         Some(state) => state,
@@ -193,7 +194,7 @@ fn switch_out(
     if switched_in != 0 {
         state.oncpu_ns += now.saturating_sub(switched_in);
     }
-    begin_wait(ctx, state, now, preempt, prev_state, regs, user_mode);
+    begin_wait(ctx, state, now, preempt, prev_state, &user);
 }
 
 /// Starts the current thread's wait: its site from the scheduler's arguments and its saved
@@ -205,9 +206,9 @@ fn begin_wait(
     now: u64,
     preempt: bool,
     prev_state: u64,
-    regs: usize,
-    user_mode: bool,
+    user: &UserRegs,
 ) {
+    let user_mode = user.cs & 3 == 3;
     let mut key = OffCpuKey {
         pid: state.pid,
         tid: state.tid,
@@ -217,7 +218,7 @@ fn begin_wait(
         ..OffCpuKey::default()
     };
     if !preempt && prev_state != 0 {
-        let orig_ax = read_reg(regs, regs::ORIG_AX) as i64;
+        let orig_ax = user.orig_ax as i64;
         key.class = if prev_state & TASK_STOPPED_OR_TRACED != 0 {
             offcpu_class::STOPPED
         } else if !user_mode {
@@ -233,11 +234,18 @@ fn begin_wait(
             if orig_ax >= 0 {
                 key.syscall = orig_ax as i32;
                 if FD_SYSCALLS.contains(&orig_ax) {
-                    key.fd = read_reg(regs, regs::DI) as i64;
+                    key.fd = user.di as i64;
                 }
             }
-            let site = task_site_registers(regs);
-            (key.ip, key.sp, key.bp, key.ret) = (site.ip, site.sp, site.bp, site.ret);
+            let bp = read_reg(user.base, regs::BP);
+            let last = &state.run_site;
+            if (user.ip, user.sp, bp) == (last.ip, last.sp, last.bp) {
+                // The same place as its last wait (a loop): so is the return address above.
+                (key.ip, key.sp, key.bp, key.ret) = (last.ip, last.sp, last.bp, last.ret);
+            } else {
+                let site = site_registers_of(user.ip, user.sp, bp);
+                (key.ip, key.sp, key.bp, key.ret) = (site.ip, site.sp, site.bp, site.ret);
+            }
         }
     }
     state.seq = state.seq.wrapping_add(1);
@@ -252,7 +260,12 @@ fn begin_wait(
     state.waker_tid = 0;
     state.sampled = 0;
     let mut sample = state.seq % OFFCPU_STACK_SAMPLE_EVERY == 1;
-    if key != state.site {
+    if key.class == offcpu_class::RUNQUEUE {
+        // Summed apart in `runq`: preemptions between the waits of a loop leave its site's
+        // sums where they are. The first is sampled.
+        sample |= state.runq.waits == 0;
+    } else if key != state.run_site {
+        flush(state);
         // SAFETY: presence check only.
         if unsafe { OFFCPU_SITES.get(&key) }.is_none()
             && OFFCPU_SITES
@@ -265,8 +278,9 @@ fn begin_wait(
         // A new site is also where a thread that executed a new program shows its new
         // name; reading it on every switch would cost every switch.
         state.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-        state.site = key;
+        state.run_site = key;
     }
+    state.site = key;
     if sample && within_rate(now) {
         let wait = OffCpuWait {
             site: key,
@@ -300,32 +314,18 @@ fn settle(state: &mut OffCpuThread, in_ns: u64) {
         state.class_waits[class] += 1;
     }
     state.runnable_ns += runnable;
+    // `site` is `run_site` unless the wait was a preemption (see `begin_wait`).
+    let sums = if state.site.class == offcpu_class::RUNQUEUE {
+        &mut state.runq
+    } else {
+        &mut state.run
+    };
+    sums.waits += 1;
+    sums.nanos += delay;
+    sums.runnable_nanos += runnable;
     let mut key = state.site;
     key.pid = state.pid;
     key.tid = state.tid;
-    match OFFCPU_SITES.get_ptr_mut(&key) {
-        // SAFETY: the key holds the thread id, so only this thread's CPU updates it.
-        Some(value) => unsafe {
-            (*value).waits += 1;
-            (*value).nanos += delay;
-            (*value).runnable_nanos += runnable;
-        },
-        None => {
-            // A site first seen at its end: a thread's wait for its first run.
-            let value = OffCpuValue {
-                waits: 1,
-                nanos: delay,
-                runnable_nanos: runnable,
-            };
-            if OFFCPU_SITES
-                .insert(&key, &value, BPF_NOEXIST as u64)
-                .is_err()
-            {
-                count(counter::LOST_OFFCPU_SITES_FULL);
-            }
-        }
-    }
-    count(counter::OFFCPU_WAITS);
     if state.sampled != 0 {
         let wait = OffCpuWait {
             site: key,
@@ -342,6 +342,36 @@ fn settle(state: &mut OffCpuThread, in_ns: u64) {
     }
     state.out_ns = 0;
     state.sampled = 0;
+}
+
+/// Adds the thread's finished waits at its last site to the aggregation map, as it moves
+/// to another site.
+#[inline(always)]
+fn flush(state: &mut OffCpuThread) {
+    if state.run.waits == 0 {
+        return;
+    }
+    let mut key = state.run_site;
+    key.pid = state.pid;
+    key.tid = state.tid;
+    match OFFCPU_SITES.get_ptr_mut(&key) {
+        // SAFETY: the key holds the thread id, so only this thread's CPU updates it.
+        Some(value) => unsafe {
+            (*value).waits += state.run.waits;
+            (*value).nanos += state.run.nanos;
+            (*value).runnable_nanos += state.run.runnable_nanos;
+        },
+        None => {
+            // A site first seen at its end: a new thread's wait for its first run.
+            if OFFCPU_SITES
+                .insert(&key, &state.run, BPF_NOEXIST as u64)
+                .is_err()
+            {
+                count(counter::LOST_OFFCPU_SITES_FULL);
+            }
+        }
+    }
+    state.run = OffCpuValue::default();
 }
 
 /// Notes who woke a traced thread that waits, and takes the waker's stacks when the wait
@@ -478,6 +508,45 @@ fn fresh_thread() -> Option<*mut OffCpuThread> {
     // SAFETY: this CPU's entry; `write_bytes` zeroes a plain-data struct.
     unsafe { core::ptr::write_bytes(fresh, 0, 1) };
     Some(fresh)
+}
+
+/// The saved user registers a switch-out reads, `rdi` to `rsp` in one probe read (they
+/// are adjacent in `pt_regs`); `rbp` is read apart, only when the site needs it.
+struct UserRegs {
+    /// Where the task's `pt_regs` are.
+    base: usize,
+    di: u64,
+    orig_ax: u64,
+    ip: u64,
+    cs: u64,
+    sp: u64,
+}
+
+// The one read relies on this order in `pt_regs`.
+const _: () = assert!(
+    regs::ORIG_AX == regs::DI + 8
+        && regs::IP == regs::DI + 16
+        && regs::CS == regs::DI + 24
+        && regs::SP == regs::DI + 40
+);
+
+impl UserRegs {
+    #[inline(always)]
+    fn read(base: usize) -> Self {
+        // rdi, orig_ax, rip, cs, eflags, rsp.
+        let words: [u64; 6] =
+            // SAFETY: a probe read never faults.
+            unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((base + regs::DI) as *const [u64; 6]) }
+                .unwrap_or([0; 6]);
+        Self {
+            base,
+            di: words[0],
+            orig_ax: words[1],
+            ip: words[2],
+            cs: words[3],
+            sp: words[5],
+        }
+    }
 }
 
 /// Reads a saved user register of the current task.

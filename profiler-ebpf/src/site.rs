@@ -1,7 +1,7 @@
 //! The registers that key a call site, read from a syscall's user registers: what the I/O
 //! and blocking programs aggregate by, so they live apart from both.
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_user};
+use aya_ebpf::helpers::bpf_probe_read_user;
 
 use crate::regs;
 
@@ -33,25 +33,14 @@ pub fn site_registers(regs: *const u64) -> SiteRegisters {
             *regs.add(regs::SP / 8),
             *regs.add(regs::BP / 8),
         );
-        with_return(ip, sp, bp)
+        site_registers_of(ip, sp, bp)
     }
-}
-
-/// Reads the registers that key a call site from a task's saved user registers at `regs`
-/// (from `bpf_task_pt_regs`), which only a probe read may touch.
-#[inline(always)]
-pub fn task_site_registers(regs: usize) -> SiteRegisters {
-    // SAFETY: probe reads never fault.
-    let read = |offset: usize| unsafe {
-        bpf_probe_read_kernel((regs + offset) as *const u64).unwrap_or(0)
-    };
-    with_return(read(regs::IP), read(regs::SP), read(regs::BP))
 }
 
 /// The site of `ip`, `sp` and `bp`, with the return address above `bp` when `bp` is a
 /// frame pointer.
 #[inline(always)]
-fn with_return(ip: u64, sp: u64, bp: u64) -> SiteRegisters {
+pub fn site_registers_of(ip: u64, sp: u64, bp: u64) -> SiteRegisters {
     if bp <= sp || bp - sp > MAX_STACK_BYTES || bp % 8 != 0 {
         return SiteRegisters {
             ip,

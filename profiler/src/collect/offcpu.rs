@@ -156,6 +156,29 @@ impl Collector for OffCpuCollector {
                 (*key, t)
             })
             .collect();
+        // The sums each thread kept for itself: at its last site, and its waits for a CPU.
+        let kept = live
+            .iter()
+            .map(|(_, t)| t)
+            .filter(|t| t.exit_ns == 0)
+            .chain(&done)
+            .filter(|t| t.pid != 0 && run.keeps(t.pid));
+        for thread in kept {
+            let (pid, tid) = (thread.pid, thread.tid);
+            for (site, sums) in [
+                (thread.run_site, thread.run),
+                (runqueue_key(pid, tid), thread.runq),
+            ] {
+                if sums.waits > 0 {
+                    let key = OffCpuKey { pid, tid, ..site };
+                    totals
+                        .entry(key)
+                        .or_default()
+                        .add(sums.waits, sums.nanos, sums.runnable_nanos);
+                }
+            }
+        }
+        let ended: u64 = totals.values().map(|t| t.waits).sum();
         let mut threads: Vec<ThreadBudget> = Vec::new();
         let mut in_progress: Vec<(OffCpuKey, WaitId, u64, u64)> = Vec::new();
         for (task, thread) in &live {
@@ -281,8 +304,20 @@ impl Collector for OffCpuCollector {
             threads,
             names: names.processes.clone(),
         };
-        raw.accounting = accounting(run, this.dropped, &budget);
+        raw.accounting = accounting(run, ended, this.dropped, &budget);
         Ok(raw)
+    }
+}
+
+/// The one site of a thread's waits for a CPU, as the kernel program keys it.
+fn runqueue_key(pid: u32, tid: u32) -> OffCpuKey {
+    OffCpuKey {
+        pid,
+        tid,
+        class: profiler_common::offcpu_class::RUNQUEUE,
+        syscall: profiler_common::NO_SYSCALL,
+        fd: -1,
+        ..OffCpuKey::default()
     }
 }
 
@@ -531,7 +566,7 @@ impl Names {
     }
 }
 
-fn accounting(run: &RunEnd<'_>, dropped: u64, budget: &Budget) -> Vec<Comment> {
+fn accounting(run: &RunEnd<'_>, ended: u64, dropped: u64, budget: &Budget) -> Vec<Comment> {
     let c = run.counters;
     let mut lines = vec![
         Comment::Method(
@@ -542,10 +577,10 @@ fn accounting(run: &RunEnd<'_>, dropped: u64, budget: &Budget) -> Vec<Comment> {
         ),
         Comment::Account(format!(
             "waits: {} ended; stack samples: {} taken, {} lost (ring buffer full), {} not taken \
-             (over {} a second per CPU), {} not kept; lost: {} sites (map full: their time is \
+             (over {} a second per CPU), {} not kept; lost: {} additions to sites (map full: their time is \
              in the budget only), {} threads not followed (map full), {} exited threads' \
              budgets (map full), {} ends of sampled waits (ring buffer full)",
-            c.get(counter::OFFCPU_WAITS),
+            ended,
             c.get(counter::OFFCPU_STACKS),
             c.get(counter::LOST_OFFCPU_STACK),
             c.get(counter::OFFCPU_STACKS_RATE_LIMITED),
