@@ -10,6 +10,8 @@ pub struct CpuTimes {
     pub busy: u64,
     /// Busy time plus idle and iowait.
     pub total: u64,
+    /// Context switches of the host since boot (`ctxt`).
+    pub context_switches: u64,
 }
 
 impl CpuTimes {
@@ -40,9 +42,14 @@ fn parse(text: &str) -> Option<CpuTimes> {
     let get = |i: usize| fields.get(i).copied().unwrap_or(0);
     // Guest time is already counted in user and nice.
     let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+    let context_switches = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ctxt ")?.trim().parse().ok())
+        .unwrap_or(0);
     Some(CpuTimes {
         busy,
         total: busy + get(3) + get(4),
+        context_switches,
     })
 }
 
@@ -57,7 +64,8 @@ mod tests {
             parse(text),
             Some(CpuTimes {
                 busy: 161,
-                total: 1171
+                total: 1171,
+                context_switches: 0
             })
         );
         assert_eq!(parse("intr 1 2 3\n"), None);

@@ -18,6 +18,9 @@ pub struct KernelCost {
     pub stats_enabled: bool,
     /// What the kernel was seen to do with a uprobe, when the run placed any.
     pub uprobes: Option<UprobeFacts>,
+    /// The host's context switches in the window and its seconds, when the off-CPU
+    /// programs ran on each of them.
+    pub context_switches: Option<(u64, std::time::Duration)>,
 }
 
 impl KernelCost {
@@ -58,7 +61,14 @@ impl KernelCost {
     /// One line for the summary.
     pub fn describe(&self) -> String {
         let maps = format!("BPF maps hold {:.1} MiB", self.map_bytes as f64 / 1048576.0);
-        let line = self.programs_and_maps(&maps);
+        let mut line = self.programs_and_maps(&maps);
+        if let Some((switches, window)) = self.context_switches {
+            line.push_str(&format!(
+                "; the off-CPU programs ran on each of the host's {switches} context switches \
+                 ({:.0} a second; what each costs: BENCHMARKS.md row 14)",
+                switches as f64 / window.as_secs_f64().max(1e-9)
+            ));
+        }
         match self.uprobes {
             Some(uprobes) => format!("{line}; {}", uprobes.describe()),
             None => line,

@@ -169,7 +169,14 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     if config.profiles.heap || config.profiles.goroutines {
         kernel_cost.uprobes = Some(uprobe_check::running_kernel());
     }
-    let busy_cpu_seconds = CpuTimes::now().busy_seconds_since(&cpu_times_at_start);
+    let cpu_times = CpuTimes::now();
+    let busy_cpu_seconds = cpu_times.busy_seconds_since(&cpu_times_at_start);
+    if config.profiles.offcpu {
+        let switches = cpu_times
+            .context_switches
+            .saturating_sub(cpu_times_at_start.context_switches);
+        kernel_cost.context_switches = Some((switches, duration));
+    }
     // Before the programs are detached and unloaded, and with those loaded since the start.
     bpf_symbols.snapshot();
     session.drain_after_window(&mut rings, started, duration);
