@@ -133,22 +133,23 @@ fn switch_out(
     if tid == 0 {
         return; // The idle task.
     }
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let switched_in = if last.task == task { last.at_ns } else { 0 };
+    let tracked = OFFCPU_THREADS.get_ptr_mut(&task);
+    if tracked.is_none() && !is_target(tgid) {
+        return; // Before any register is read: most switches of a host are not targets'.
+    }
     // SAFETY: helpers without arguments.
-    let (task, regs) = unsafe {
-        (
-            bpf_get_current_task(),
-            bpf_task_pt_regs(bpf_get_current_task_btf()) as usize,
-        )
-    };
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as usize;
     let user = UserRegs::read(regs);
     let user_mode = user.cs & 3 == 3;
-    let switched_in = if last.task == task { last.at_ns } else { 0 };
-    let state = match OFFCPU_THREADS.get_ptr_mut(&task) {
+    let state = match tracked {
         Some(state) => state,
         None => {
             // Kernel threads are followed only when they belong to a target (io_uring
             // workers), never host-wide.
-            if !is_target(tgid) || (!user_mode && !crate::shared::filtering()) {
+            if !user_mode && !crate::shared::filtering() {
                 return;
             }
             let Some(fresh) = fresh_thread() else {
