@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::MAX_INLINE_LINES;
 
 /// Lines the profiler wrote before accounts were typed, one of each shape: they must read
 /// as that shape and write back byte for byte.

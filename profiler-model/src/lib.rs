@@ -12,6 +12,7 @@
 
 mod account;
 mod account_walk;
+mod account_words;
 mod address;
 mod builder;
 mod comment;

@@ -405,9 +405,7 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
 
     let mut comments = comments;
     if unknown_labels > 0 {
-        comments.push(Comment::Account(Account::LabelsLeftOut(
-            unknown_labels as u64,
-        )));
+        comments.push(Comment::Account(Account::LabelsLeftOut(unknown_labels)));
     }
     if elided_at.0 > 0 {
         comments.push(Comment::Account(Account::Elided {

@@ -173,7 +173,7 @@ fn cost(run: &RunEnd<'_>, heap: &HeapRun, traps: u64) -> Account {
             free_us: cost.entry.as_secs_f64() * 1e6,
             spent_seconds: spent.as_secs_f64(),
             stepped: (heap.probes.stepped > 0)
-                .then(|| (heap.probes.stepped as u64, heap.probes.entry_points as u64)),
+                .then_some((heap.probes.stepped as u64, heap.probes.entry_points as u64)),
         }
     });
     Account::Cost(TrapCost {

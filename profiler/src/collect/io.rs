@@ -84,7 +84,7 @@ fn accounting(run: &RunEnd<'_>) -> Vec<Comment> {
                 .to_owned(),
         ),
         Comment::Account(Account::IoRequested {
-            iovecs: profiler_common::MAX_IOVECS as u64,
+            iovecs: profiler_common::MAX_IOVECS,
             more: c.get(counter::IO_REQUESTED_PARTIAL),
         }),
         Comment::Account(Account::Tally(Tally {
