@@ -238,3 +238,18 @@ fn losses_count_by_cause() {
     assert_eq!(of(|c| *c == Cause::StackUnreadable), 2);
     assert_eq!(of(|c| *c == Cause::StackNotTaken), 3);
 }
+
+#[test]
+fn any_cut_of_the_words_reads_back_as_it_was() {
+    // Files are others' input: a line cut anywhere, or with a unit in the middle of a
+    // number, is kept as it was, never misread or dropped.
+    for account in every_shape() {
+        let text = account.text();
+        for (at, _) in text.char_indices() {
+            let cut = &text[..at];
+            assert_eq!(Account::read(cut.to_owned()).text(), cut);
+            let spliced = format!("{cut}µ{}", &text[at..]);
+            assert_eq!(Account::read(spliced.clone()).text(), spliced);
+        }
+    }
+}
