@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use super::account::Account;
 use super::address::{AddressSpace, FrameAddress};
 use super::comment::Comment;
 use super::kind::ProfileKind;
 use super::model::{
-    Label, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile, StackId, ValueType,
-    cap_inline_lines,
+    Label, Location, LocationId, Mapping, MappingId, Profile, StackId, ValueType, cap_inline_lines,
 };
 use super::model::{Sample, Waker};
 
@@ -32,7 +32,7 @@ pub struct ProfileBuilder {
     frame_ids: HashMap<RawFrame, LocationId>,
     stack_ids: HashMap<Vec<LocationId>, StackId>,
     sample_ids: HashMap<(StackId, Vec<Label>, Option<Waker>), usize>,
-    /// Locations whose inline chain was over [`MAX_INLINE_LINES`], and the lines elided
+    /// Locations whose inline chain was over [`MAX_INLINE_LINES`](crate::MAX_INLINE_LINES), and the lines elided
     /// from them, said in a comment when the profile is built.
     elided: (usize, usize),
 }
@@ -115,7 +115,7 @@ impl ProfileBuilder {
         id
     }
 
-    /// Interns a location, its inline chain capped at [`MAX_INLINE_LINES`] (the excess
+    /// Interns a location, its inline chain capped at [`MAX_INLINE_LINES`](crate::MAX_INLINE_LINES) (the excess
     /// is one elision frame, and counted).
     pub fn location(&mut self, mut location: Location) -> LocationId {
         debug_assert!(
@@ -203,11 +203,13 @@ impl ProfileBuilder {
     pub fn build(mut self) -> Profile {
         let (locations, lines) = self.elided;
         if locations > 0 {
-            self.profile.comments.push(Comment::Account(format!(
-                "inlined frames: {lines} elided at {locations} locations whose inline chain \
-                 was over the {MAX_INLINE_LINES} frames a location keeps; each shows one \
-                 `[elided: N inlined frames]` frame"
-            )));
+            self.profile
+                .comments
+                .push(Comment::Account(Account::Elided {
+                    lines: lines as u64,
+                    locations: locations as u64,
+                    on_read: false,
+                }));
         }
         self.profile
     }
@@ -217,7 +219,7 @@ impl ProfileBuilder {
 mod tests {
     use super::*;
     use crate::LabelKey;
-    use crate::model::Line;
+    use crate::model::{Line, MAX_INLINE_LINES};
 
     fn loc(name: &str) -> Location {
         Location {

@@ -2,6 +2,7 @@
 //! traced, how its stacks were unwound, and what it received and lost. They become text
 //! only in the pprof writer and are typed again only by the pprof reader.
 
+use crate::account::Account;
 use crate::facts::RunFacts;
 
 /// One comment of a profile.
@@ -21,8 +22,8 @@ pub enum Comment {
     /// How the run's stacks were unwound (`unwinding: ...`), the same in every profile of
     /// a run.
     Unwinding(String),
-    /// What was received, expected and lost, and any other note.
-    Account(String),
+    /// What was received, expected and lost, what it cost, and any other note.
+    Account(Account),
 }
 
 /// The words a comment of each kind starts with, for the reader alone.
@@ -33,10 +34,8 @@ impl Comment {
     /// The comment as text, as it is written into a pprof file.
     pub fn text(&self) -> String {
         match self {
-            Self::Run { text, .. }
-            | Self::Method(text)
-            | Self::Unwinding(text)
-            | Self::Account(text) => text.clone(),
+            Self::Run { text, .. } | Self::Method(text) | Self::Unwinding(text) => text.clone(),
+            Self::Account(account) => account.text(),
         }
     }
 
@@ -55,7 +54,7 @@ impl Comment {
         } else if text.starts_with(UNWINDING) {
             Self::Unwinding(text)
         } else {
-            Self::Account(text)
+            Self::Account(Account::read(text))
         }
     }
 }
@@ -82,11 +81,15 @@ mod tests {
             Comment::Method("sampling: cpu-clock at 99 Hz".to_owned()),
             Comment::Method("traced: every call of read".to_owned()),
             Comment::Unwinding("unwinding: call graph fp".to_owned()),
-            Comment::Account("lost: 0 samples".to_owned()),
+            Comment::Account(Account::Note("lost: 0 samples".to_owned())),
+            Comment::Account(Account::LabelsLeftOut(2)),
         ];
         for comment in comments {
             let again = Comment::read(comment.text());
             assert_eq!(again.text(), comment.text());
+            if let Comment::Account(_) = comment {
+                assert_eq!(again, comment);
+            }
             assert_eq!(
                 std::mem::discriminant(&again),
                 std::mem::discriminant(&comment),

@@ -1,6 +1,6 @@
 //! A small profile shared by the tests of the model and of every output.
 
-use crate::{Comment, LabelKey};
+use crate::{Account, Comment, LabelKey};
 use std::time::{Duration, SystemTime};
 
 use crate::{Label, Line, Location, Mapping, MappingId, Profile, ProfileBuilder, ValueType};
@@ -46,8 +46,8 @@ pub fn profile() -> Profile {
     );
     b.default_sample_type(1)
         .period(ValueType::new("cpu", "nanoseconds"), PERIOD)
-        .comment(Comment::Account("window 2s".to_owned()))
-        .comment(Comment::Account("lost 0 samples".to_owned()));
+        .comment(Comment::Account(Account::Note("window 2s".to_owned())))
+        .comment(Comment::Account(Account::Note("lost 0 samples".to_owned())));
     let app = b.mapping(Mapping {
         start: 0x1000,
         limit: 0x9000,

@@ -10,6 +10,9 @@
 //! [`pprof`] encodes a profile as a gzipped pprof file; [`pprof_read`] is the way back
 //! (`profiler report`), every allocation its input drives bounded.
 
+mod account;
+mod account_walk;
+mod account_words;
 mod address;
 mod builder;
 pub mod callers;
@@ -30,6 +33,10 @@ pub mod wire;
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
 
+pub use account::{
+    Account, Cause, Count, Counted, GoHeap, Interposed, Interposer, Loss, Measured, Refused,
+    Subject, Table, Tally, Ticks, TrapCost,
+};
 pub use address::{AddressSpace, FrameAddress};
 pub use builder::{ProfileBuilder, RawFrame};
 pub use comment::Comment;

@@ -15,6 +15,7 @@
 //! a stack has at most `unwind::MAX_FRAMES` user and 127 kernel locations, each of at most
 //! [`MAX_INLINE_LINES`] lines.
 
+use crate::account::Account;
 use crate::comment::Comment;
 use crate::labels::LabelKey;
 use std::collections::{HashMap, HashSet};
@@ -31,9 +32,9 @@ use prost::Message;
 use crate::proto;
 use crate::wire;
 use crate::{
-    ELIDED_INLINE_PREFIX, FrameKind, INLINE_KEPT_INNER, INLINE_KEPT_OUTER, KERNEL_MAPPING, Label,
-    LabelValue, Line, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile,
-    ProfileKind, Sample, StackId, Unnamed, ValueType, elided_inline_line,
+    FrameKind, INLINE_KEPT_INNER, INLINE_KEPT_OUTER, KERNEL_MAPPING, Label, LabelValue, Line,
+    Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile, ProfileKind, Sample,
+    StackId, Unnamed, ValueType, elided_inline_line,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -405,17 +406,14 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
 
     let mut comments = comments;
     if unknown_labels > 0 {
-        comments.push(Comment::Account(format!(
-            "labels: {unknown_labels} left out whose keys the profiler does not know"
-        )));
+        comments.push(Comment::Account(Account::LabelsLeftOut(unknown_labels)));
     }
     if elided_at.0 > 0 {
-        comments.push(Comment::Account(format!(
-            "inlined frames: {} elided at {} locations whose inline chain was over the \
-             {MAX_INLINE_LINES} frames a location keeps, when the file was read; each shows \
-             one `{ELIDED_INLINE_PREFIX}N inlined frames]` frame",
-            elided_at.1, elided_at.0
-        )));
+        comments.push(Comment::Account(Account::Elided {
+            lines: elided_at.1 as u64,
+            locations: elided_at.0 as u64,
+            on_read: true,
+        }));
     }
     Ok(Profile {
         kind,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use profiler_common::{COMM_LEN, counter, sample_kind};
 use profiler_model::LabelKey;
-use profiler_model::{Comment, CpuValue, Label, ProfileKind, ValueType};
+use profiler_model::{Account, Comment, CpuValue, Label, ProfileKind, Ticks, ValueType};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
@@ -85,53 +85,37 @@ impl Collector for CpuCollector {
 fn accounting(run: &RunEnd<'_>) -> Vec<Comment> {
     let c = run.counters;
     let frequency = run.config.frequency;
-    let secs = run.duration.as_secs_f64();
-    let upper = frequency as f64 * secs * run.cpus as f64;
     let ticks = c.get(counter::TICKS);
     let busy_ticks = ticks.saturating_sub(c.get(counter::IDLE));
-    let expected_busy = frequency as f64 * run.busy_cpu_seconds;
     let mut lines = vec![
         Comment::Method(format!(
             "sampling: cpu-clock at {frequency} Hz on every CPU; call graph: {}",
             run.call_graph
         )),
-        Comment::Account(format!(
-            "received: {busy_ticks} ticks on busy CPUs of {expected_busy:.0} expected \
-             ({frequency} Hz x {:.2} busy CPU-seconds from /proc/stat), {:.1}%; at most \
-             {upper:.0} ({frequency} Hz x {secs:.2}s x {} CPUs) if every CPU had been busy; \
-             idle CPUs take no ticks",
+        Comment::Account(Account::Ticks(Ticks::new(
+            busy_ticks,
+            frequency,
             run.busy_cpu_seconds,
-            percent(busy_ticks as f64, expected_busy),
-            run.cpus
-        )),
-        Comment::Account(format!(
-            "samples: {} recorded; {} ticks in other processes not recorded",
-            c.get(counter::RECORDED),
-            c.get(counter::FILTERED)
-        )),
-        Comment::Account(format!(
-            "lost: {} samples (ring buffer full); {} user stacks unreadable, {} kernel stacks \
-             not taken",
-            c.get(counter::LOST_CPU_SAMPLES),
-            c.get(counter::USER_STACK_UNREADABLE),
-            c.get(counter::LOST_KERNEL_STACK)
-        )),
+            run.duration.as_secs_f64(),
+            run.cpus as u64,
+        ))),
+        Comment::Account(Account::Recorded {
+            recorded: c.get(counter::RECORDED),
+            filtered: c.get(counter::FILTERED),
+        }),
+        Comment::Account(Account::SamplesLost {
+            samples: c.get(counter::LOST_CPU_SAMPLES),
+            user_stacks: c.get(counter::USER_STACK_UNREADABLE),
+            kernel_stacks: c.get(counter::LOST_KERNEL_STACK),
+        }),
     ];
-    let proc_lost = c.get(counter::LOST_PROC_EVENTS);
-    let forks_lost = c.get(counter::LOST_FORKS);
-    if proc_lost + forks_lost > 0 {
-        lines.push(Comment::Account(format!(
-            "also lost: {proc_lost} process announcements (ring buffer full: those processes \
-             may be unsymbolized) and {forks_lost} forked children not followed (target map full)"
-        )));
+    let announcements = c.get(counter::LOST_PROC_EVENTS);
+    let forks = c.get(counter::LOST_FORKS);
+    if announcements + forks > 0 {
+        lines.push(Comment::Account(Account::ProcessesLost {
+            announcements,
+            forks,
+        }));
     }
     lines
-}
-
-fn percent(part: f64, whole: f64) -> f64 {
-    if whole > 0.0 {
-        100.0 * part / whole
-    } else {
-        0.0
-    }
 }

@@ -8,7 +8,10 @@ use anyhow::Result;
 use profiler_common::{BlockKey, counter, futex_syscall, sample_kind, wait_outcome};
 use profiler_model::LabelKey;
 use profiler_model::labels::IN_PROGRESS;
-use profiler_model::{Comment, Label, LostStack, ProfileKind};
+use profiler_model::{
+    Account, Cause, Comment, Count, Counted, Label, Loss, LostStack, ProfileKind, Subject, Table,
+    Tally,
+};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
@@ -94,14 +97,24 @@ fn accounting(run: &RunEnd<'_>, in_progress: usize) -> Vec<Comment> {
          futex_waitv, futex_wait) from entry to return; wakes are not waits"
                 .to_owned(),
         ),
-        Comment::Account(format!(
-            "waits: {} completed, {in_progress} still in progress at the end (counted up to \
-             it); lost: {} (blocking map full); stack samples: {} taken, {} lost (ring buffer \
-             full)",
-            c.get(counter::BLOCK_WAITS),
-            c.get(counter::LOST_BLOCK_FULL),
-            c.get(counter::BLOCK_STACKS),
-            c.get(counter::LOST_BLOCK_STACK)
-        )),
+        Comment::Account(Account::Tally(Tally {
+            subject: Subject::Waits,
+            counts: vec![
+                Count {
+                    count: c.get(counter::BLOCK_WAITS),
+                    what: Counted::Completed,
+                },
+                Count {
+                    count: in_progress as u64,
+                    what: Counted::InProgress,
+                },
+            ],
+            lost: vec![Loss {
+                count: c.get(counter::LOST_BLOCK_FULL),
+                cause: Cause::MapFull(Table::Blocking),
+            }],
+            stacks_taken: c.get(counter::BLOCK_STACKS),
+            stacks_lost: c.get(counter::LOST_BLOCK_STACK),
+        })),
     ]
 }

@@ -9,7 +9,10 @@ use anyhow::Result;
 use profiler_common::{GoWaitKey, counter, sample_kind};
 use profiler_model::LabelKey;
 use profiler_model::labels::{IN_PROGRESS, WaitClass};
-use profiler_model::{Comment, Label, LostStack, ProfileKind};
+use profiler_model::{
+    Account, Cause, Comment, Count, Counted, Label, Loss, LostStack, ProfileKind, Subject, Table,
+    Tally,
+};
 
 use crate::collect::collector::{Collector, RunEnd, Sample, Seen};
 use crate::collect::goroutines::{GoTracer, GoroutineWaits};
@@ -146,29 +149,47 @@ fn accounting(run: &RunEnd<'_>, go: &GoroutineWaits) -> Vec<Comment> {
         .map(|(pid, b)| format!("pid {pid} ({})", b.version))
         .collect();
     versions.sort();
-    let mut lines = vec![
-        format!(
-            "goroutine waits (uprobes on runtime.gopark and runtime.ready) of {} Go \
-             process(es){}{}",
-            go.binaries.len(),
-            if versions.is_empty() { "" } else { ": " },
-            versions.join(", ")
-        ),
-        format!(
-            "goroutine waits: {} completed, {} still parked at the end (counted up to it), {} \
-             ended unseen (readied by the network poller, or their process exited; not \
-             counted); lost: {} (wait map full), {} (parked table full); stack samples: {} \
-             taken, {} lost (ring buffer full)",
-            c.get(counter::GO_WAITS),
-            go.parked.len(),
-            c.get(counter::GO_END_UNSEEN) + go.ended_unseen,
-            c.get(counter::LOST_GO_WAIT_FULL),
-            c.get(counter::LOST_GO_PARKED_FULL),
-            c.get(counter::GO_STACKS),
-            c.get(counter::LOST_GO_STACK)
-        ),
-    ];
-    lines.extend(go.notes.iter().cloned());
+    let ended_unseen = c.get(counter::GO_END_UNSEEN) + go.ended_unseen;
     // Said in the terminal too, unlike the other profiles' `traced:` lines.
-    lines.into_iter().map(Comment::Account).collect()
+    let method = format!(
+        "goroutine waits (uprobes on runtime.gopark and runtime.ready) of {} Go \
+         process(es){}{}",
+        go.binaries.len(),
+        if versions.is_empty() { "" } else { ": " },
+        versions.join(", ")
+    );
+    let tally = Tally {
+        subject: Subject::GoroutineWaits,
+        counts: vec![
+            Count {
+                count: c.get(counter::GO_WAITS),
+                what: Counted::Completed,
+            },
+            Count {
+                count: go.parked.len() as u64,
+                what: Counted::Parked,
+            },
+            Count {
+                count: ended_unseen,
+                what: Counted::EndedUnseen,
+            },
+        ],
+        lost: vec![
+            Loss {
+                count: c.get(counter::LOST_GO_WAIT_FULL),
+                cause: Cause::MapFull(Table::Wait),
+            },
+            Loss {
+                count: c.get(counter::LOST_GO_PARKED_FULL),
+                cause: Cause::MapFull(Table::Parked),
+            },
+        ],
+        stacks_taken: c.get(counter::GO_STACKS),
+        stacks_lost: c.get(counter::LOST_GO_STACK),
+    };
+    [Account::Note(method), Account::Tally(tally)]
+        .into_iter()
+        .chain(go.notes.iter().cloned().map(Account::Note))
+        .map(Comment::Account)
+        .collect()
 }

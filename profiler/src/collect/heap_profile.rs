@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use profiler_common::{HeapSiteKey, counter};
 use profiler_model::LabelKey;
 use profiler_model::labels::ONLY_GREW;
-use profiler_model::{Comment, HeapValue, Label, LostStack, ProfileKind};
+use profiler_model::{
+    Account, Cause, Comment, Count, Counted, HeapValue, Interposed, Interposer, Label, Loss,
+    LostStack, Measured, ProfileKind, Refused, Subject, Table, Tally, TrapCost,
+};
 
 use crate::collect::allocators::go_version;
 use crate::collect::collector::RunEnd;
@@ -153,99 +156,74 @@ pub fn only_growing(timeline: &[HashMap<HeapSiteKey, i64>]) -> HashMap<HeapSiteK
     growing
 }
 
-/// The `cost:` comment: how many traps the targets took and, from the trap cost measured at
-/// the start, what they cost them.
-fn cost(run: &RunEnd<'_>, heap: &HeapRun, traps: u64) -> String {
+/// The `cost:` account: how many traps the targets took and, from the trap cost measured
+/// at the start, what they cost them.
+fn cost(run: &RunEnd<'_>, heap: &HeapRun, traps: u64) -> Account {
     let c = run.counters;
-    let secs = run.duration.as_secs_f64().max(1e-9);
-    let interposer = if heap.preload.is_some() {
-        " (the interposer's calls trap only to have their stack sampled)"
-    } else {
-        ""
-    };
-    let head = format!(
-        "cost: a uprobe traps on every allocation and free it probes: {traps} traps in \
-         {secs:.1}s ({:.0}/s){interposer}",
-        traps as f64 / secs
-    );
-    let Some(cost) = heap.probes.trap_cost else {
-        return format!("{head}; the cost of a trap could not be measured here");
-    };
-    let allocs = c.get(counter::HEAP_ALLOCS);
-    let frees = c.get(counter::HEAP_FREES) + c.get(counter::HEAP_FREES_UNKNOWN);
-    let stacks = heap.preload.as_ref().map_or(0, |p| p.counts().stacks);
-    let entries = frees + c.get(counter::GO_ALLOCS) + stacks;
-    let spent = cost.entry_and_return * u32::try_from(allocs).unwrap_or(u32::MAX)
-        + cost.entry * u32::try_from(entries).unwrap_or(u32::MAX);
-    format!(
-        "{head}; measured here at the start, an allocation's entry and return probes cost \
-         {:.2} µs and a free's probe {:.2} µs, so about {:.2}s of the targets' time went to \
-         the probes{}",
-        cost.entry_and_return.as_secs_f64() * 1e6,
-        cost.entry.as_secs_f64() * 1e6,
-        spent.as_secs_f64(),
-        match heap.probes.stepped {
-            0 => String::new(),
-            n => format!(
-                " (more: {n} of the {} entry points start with no instruction the kernel \
-                 emulates, so each of their calls also traps to single-step one)",
-                heap.probes.entry_points
-            ),
+    let seconds = run.duration.as_secs_f64().max(1e-9);
+    let measured = heap.probes.trap_cost.as_ref().map(|cost| {
+        let allocs = c.get(counter::HEAP_ALLOCS);
+        let frees = c.get(counter::HEAP_FREES) + c.get(counter::HEAP_FREES_UNKNOWN);
+        let stacks = heap.preload.as_ref().map_or(0, |p| p.counts().stacks);
+        let entries = frees + c.get(counter::GO_ALLOCS) + stacks;
+        let spent = cost.entry_and_return * u32::try_from(allocs).unwrap_or(u32::MAX)
+            + cost.entry * u32::try_from(entries).unwrap_or(u32::MAX);
+        Measured {
+            allocation_us: cost.entry_and_return.as_secs_f64() * 1e6,
+            free_us: cost.entry.as_secs_f64() * 1e6,
+            spent_seconds: spent.as_secs_f64(),
+            stepped: (heap.probes.stepped > 0)
+                .then_some((heap.probes.stepped as u64, heap.probes.entry_points as u64)),
         }
-    )
+    });
+    Account::Cost(TrapCost {
+        traps,
+        seconds,
+        per_second: traps as f64 / seconds,
+        interposer: heap.preload.is_some(),
+        measured,
+    })
 }
 
-/// The `interposed:` comment: what the `LD_PRELOAD` interposer counted, or that it did not
+/// The `interposed:` account: what the `LD_PRELOAD` interposer counted, or that it did not
 /// start.
-fn interposed(preload: &Preload) -> String {
+fn interposed(preload: &Preload) -> Account {
     let (pids, starts) = preload.processes();
     let n = preload.counts();
     let refused = preload.refused();
-    let refused = match refused.total() {
-        0 => String::new(),
-        total => format!(
-            "; {total} forged or impossible records refused ({} naming a process that is not \
-             the command's, {} with counts no allocator could make in the time, {} impossible \
-             totals shown as 0): the command wrote them into the interposer's memory",
-            refused.foreign_pids, refused.impossible, refused.header
-        ),
-    };
-    if pids.is_empty() {
-        return "note: the LD_PRELOAD interposer started in no process of the command, so its \
-                calls to malloc and free were not counted (a program that clears LD_PRELOAD \
-                or closes inherited descriptors): run again with --heap-via uprobes"
-            .to_owned()
-            + &refused;
-    }
+    let refused = (refused.total() > 0).then(|| Refused {
+        total: refused.total(),
+        foreign: refused.foreign_pids,
+        impossible: refused.impossible,
+        header: refused.header,
+    });
     const SHOWN: usize = 8;
     let mut shown: Vec<String> = pids.iter().take(SHOWN).map(u32::to_string).collect();
     if pids.len() > SHOWN {
         shown.push("...".to_owned());
     }
-    // Only the first starts are recorded by pid.
-    let at_least = if starts as usize > RECORDED_STARTS {
-        "at least "
-    } else {
-        ""
-    };
-    format!(
-        "interposed: an LD_PRELOAD library in the command ({at_least}{} processes: pid {}) \
-         counted {} allocations and {} frees of them without trapping but for the sampled \
-         stacks, {} frees of blocks it did not see allocated (from before it started, \
-         inherited over a fork, or not tracked); lost: {} (site table full), {} not \
-         tracked as live (their memory shows as in use); {} stacks taken (the first \
-         allocation of each site, then one in {}) through one uprobe on its marker \
-         function{refused}",
-        pids.len(),
-        shown.join(", "),
-        n.allocs,
-        n.frees,
-        n.frees_unknown,
-        n.lost_sites,
-        n.lost_live,
-        n.stacks,
-        crate::collect::preload::STACK_SAMPLE_EVERY
-    )
+    let started = (!pids.is_empty()).then(|| Interposer {
+        // Only the first starts are recorded by pid.
+        at_least: starts as usize > RECORDED_STARTS,
+        processes: pids.len() as u64,
+        pids: shown.join(", "),
+        allocations: n.allocs,
+        frees: n.frees,
+        frees_unknown: n.frees_unknown,
+        lost: vec![
+            Loss {
+                count: n.lost_sites,
+                cause: Cause::MapFull(Table::InterposerSites),
+            },
+            Loss {
+                count: n.lost_live,
+                cause: Cause::MapFull(Table::InterposerLive),
+            },
+        ],
+        stacks: n.stacks,
+        every: crate::collect::preload::STACK_SAMPLE_EVERY,
+    });
+    Account::Interposed(Interposed { started, refused })
 }
 
 fn accounting(run: &RunEnd<'_>, heap: &HeapRun, go_heap: &GoHeap) -> Vec<Comment> {
@@ -272,24 +250,46 @@ fn accounting(run: &RunEnd<'_>, heap: &HeapRun, go_heap: &GoHeap) -> Vec<Comment
     );
     let mut lines = vec![
         cost(run, heap, traps),
-        format!(
-            "allocations: {} native counted by uprobes, {} frees of them, {} frees of blocks from before \
-             the window (not counted); lost: {} (site map full), {} not tracked as live \
-             (live table of {} full: their in-use figures are missing), {} returns unpaired; \
-             stack samples: {} taken, {} lost (ring buffer full)",
-            c.get(counter::HEAP_ALLOCS),
-            c.get(counter::HEAP_FREES),
-            c.get(counter::HEAP_FREES_UNKNOWN),
-            c.get(counter::LOST_HEAP_SITES),
-            c.get(counter::LOST_HEAP_LIVE),
-            profiler_common::MAX_HEAP_LIVE,
-            c.get(counter::LOST_HEAP_SLOT),
-            c.get(counter::HEAP_STACKS),
-            c.get(counter::LOST_HEAP_STACK)
+        Account::Tally(Tally {
+            subject: Subject::Allocations,
+            counts: vec![
+                Count {
+                    count: c.get(counter::HEAP_ALLOCS),
+                    what: Counted::Allocated,
+                },
+                Count {
+                    count: c.get(counter::HEAP_FREES),
+                    what: Counted::Freed,
+                },
+                Count {
+                    count: c.get(counter::HEAP_FREES_UNKNOWN),
+                    what: Counted::FreedFromBefore,
+                },
+            ],
+            lost: vec![
+                Loss {
+                    count: c.get(counter::LOST_HEAP_SITES),
+                    cause: Cause::MapFull(Table::Sites),
+                },
+                Loss {
+                    count: c.get(counter::LOST_HEAP_LIVE),
+                    cause: Cause::MapFull(Table::Live {
+                        capacity: u64::from(profiler_common::MAX_HEAP_LIVE),
+                    }),
+                },
+                Loss {
+                    count: c.get(counter::LOST_HEAP_SLOT),
+                    cause: Cause::Unpaired,
+                },
+            ],
+            stacks_taken: c.get(counter::HEAP_STACKS),
+            stacks_lost: c.get(counter::LOST_HEAP_STACK),
+        }),
+        Account::Note(
+            "in use: blocks allocated in the window and not freed by its end (memory \
+             allocated before the window is not counted)"
+                .to_owned(),
         ),
-        "in use: blocks allocated in the window and not freed by its end (memory allocated \
-         before the window is not counted)"
-            .to_owned(),
     ];
     if let Some(preload) = &heap.preload {
         lines.push(interposed(preload));
@@ -303,29 +303,28 @@ fn accounting(run: &RunEnd<'_>, heap: &HeapRun, go_heap: &GoHeap) -> Vec<Comment
             None => go.profiling_disabled,
         };
         if disabled {
-            lines.push(format!(
+            lines.push(Account::Note(format!(
                 "note: Go memory profiling is disabled in pid {} ({}, {}): the linker turns \
                  it off when nothing references runtime.MemProfile; import runtime/pprof or \
                  set runtime.MemProfileRate to profile its Go allocations",
                 target.pid, target.path, go.version
-            ));
+            )));
         } else {
             let rate = rate.unwrap_or(GO_DEFAULT_RATE);
             let (major, minor) = go_version(&go.version);
-            lines.push(format!(
-                "go: pid {} ({}, go{major}.{minor}): {} allocations sampled by the runtime at \
-                 MemProfileRate {rate} bytes, weighted as Go weights them; {} frees of \
-                 objects sampled before the window; {} events lost (ring buffer full)",
-                target.pid,
-                target.path,
-                c.get(counter::GO_ALLOCS),
-                go_heap.frees_before,
-                c.get(counter::LOST_GO_EVENTS)
-            ));
+            lines.push(Account::GoHeap(profiler_model::GoHeap {
+                pid: u64::from(target.pid),
+                path: target.path.clone(),
+                version: (u64::from(major), u64::from(minor)),
+                allocations: c.get(counter::GO_ALLOCS),
+                rate: u64::try_from(rate).unwrap_or(0),
+                frees_before: go_heap.frees_before,
+                lost: c.get(counter::LOST_GO_EVENTS),
+            }));
         }
     }
     for failure in &heap.probes.failures {
-        lines.push(format!("not probed: {failure}"));
+        lines.push(Account::Note(format!("not probed: {failure}")));
     }
     let mut comments = vec![Comment::Method(method)];
     comments.extend(lines.into_iter().map(Comment::Account));

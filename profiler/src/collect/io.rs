@@ -4,7 +4,10 @@
 use anyhow::Result;
 use profiler_common::{IoKey, counter, io_syscall, sample_kind};
 use profiler_model::LabelKey;
-use profiler_model::{Comment, IoValue, Label, LostStack, ProfileKind};
+use profiler_model::{
+    Account, Cause, Comment, Count, Counted, IoValue, Label, Loss, LostStack, ProfileKind, Subject,
+    Table, Tally,
+};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
@@ -80,21 +83,28 @@ fn accounting(run: &RunEnd<'_>) -> Vec<Comment> {
          site"
                 .to_owned(),
         ),
-        Comment::Account(format!(
-            "requested: what each call asked for, failed calls included (for vector calls \
-             and *msg, the first {} iovecs: {} calls had more); short: calls that moved less; \
-             eagain: calls that found nothing (EAGAIN)",
-            profiler_common::MAX_IOVECS,
-            c.get(counter::IO_REQUESTED_PARTIAL)
-        )),
-        Comment::Account(format!(
-            "calls: {} traced; lost: {} (I/O map full), {} (entry overwritten by a thread \
-             sharing its slot); stack samples: {} taken, {} lost (ring buffer full)",
-            c.get(counter::IO_CALLS),
-            c.get(counter::LOST_IO_FULL),
-            c.get(counter::LOST_SLOT),
-            c.get(counter::IO_STACKS),
-            c.get(counter::LOST_IO_STACK)
-        )),
+        Comment::Account(Account::IoRequested {
+            iovecs: profiler_common::MAX_IOVECS,
+            more: c.get(counter::IO_REQUESTED_PARTIAL),
+        }),
+        Comment::Account(Account::Tally(Tally {
+            subject: Subject::Calls,
+            counts: vec![Count {
+                count: c.get(counter::IO_CALLS),
+                what: Counted::Traced,
+            }],
+            lost: vec![
+                Loss {
+                    count: c.get(counter::LOST_IO_FULL),
+                    cause: Cause::MapFull(Table::Io),
+                },
+                Loss {
+                    count: c.get(counter::LOST_SLOT),
+                    cause: Cause::SlotShared,
+                },
+            ],
+            stacks_taken: c.get(counter::IO_STACKS),
+            stacks_lost: c.get(counter::LOST_IO_STACK),
+        })),
     ]
 }

@@ -9,6 +9,7 @@ use std::io::Read;
 use anyhow::Result;
 use profiler_common::{OffCpuKey, OffCpuThread, counter, sample_kind};
 use profiler_model::labels::{IN_PROGRESS, OffCpuReason};
+use profiler_model::{Account, Cause, Count, Counted, Loss, Subject, Table, Tally};
 use profiler_model::{Comment, Label, LabelKey, LostStack, OffCpuValue, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample, Seen};
@@ -566,6 +567,10 @@ impl Names {
     }
 }
 
+fn loss(count: u64, cause: Cause) -> Loss {
+    Loss { count, cause }
+}
+
 fn accounting(run: &RunEnd<'_>, ended: u64, dropped: u64, budget: &Budget) -> Vec<Comment> {
     let c = run.counters;
     let mut lines = vec![
@@ -575,23 +580,39 @@ fn accounting(run: &RunEnd<'_>, ended: u64, dropped: u64, budget: &Budget) -> Ve
              wait of a site and 1 wait in 64, split by their own delays"
                 .to_owned(),
         ),
-        Comment::Account(format!(
-            "waits: {} ended; stack samples: {} taken, {} lost (ring buffer full), {} not taken \
-             (over {} a second per CPU), {} not kept; lost: {} additions to sites (map full: their time is \
-             in the budget only), {} threads not followed (map full), {} exited threads' \
-             budgets (map full), {} ends of sampled waits (ring buffer full)",
-            ended,
-            c.get(counter::OFFCPU_STACKS),
-            c.get(counter::LOST_OFFCPU_STACK),
-            c.get(counter::OFFCPU_STACKS_RATE_LIMITED),
-            profiler_common::OFFCPU_STACKS_PER_CPU_SECOND,
-            dropped,
-            c.get(counter::LOST_OFFCPU_SITES_FULL),
-            c.get(counter::LOST_OFFCPU_THREADS_FULL),
-            c.get(counter::LOST_OFFCPU_DONE_FULL),
-            c.get(counter::LOST_OFFCPU_END),
-        )),
+        Comment::Account(Account::Tally(Tally {
+            subject: Subject::OffCpuWaits,
+            counts: vec![Count {
+                count: ended,
+                what: Counted::Completed,
+            }],
+            lost: vec![
+                loss(c.get(counter::OFFCPU_STACKS_RATE_LIMITED), Cause::OverRate),
+                loss(dropped, Cause::OverLimit),
+                loss(c.get(counter::LOST_OFFCPU_END), Cause::EndsLost),
+                loss(
+                    c.get(counter::LOST_OFFCPU_SITES_FULL),
+                    Cause::MapFull(Table::OffCpuSites),
+                ),
+                loss(
+                    c.get(counter::LOST_OFFCPU_THREADS_FULL),
+                    Cause::MapFull(Table::OffCpuThreads),
+                ),
+                loss(
+                    c.get(counter::LOST_OFFCPU_DONE_FULL),
+                    Cause::MapFull(Table::OffCpuExited),
+                ),
+            ],
+            stacks_taken: c.get(counter::OFFCPU_STACKS),
+            stacks_lost: c.get(counter::LOST_OFFCPU_STACK),
+        })),
     ];
-    lines.extend(budget.lines().into_iter().map(Comment::Account));
+    // The budget's lines are words for now: its numbers are the threads' in the profile.
+    lines.extend(
+        budget
+            .lines()
+            .into_iter()
+            .map(|line| Comment::Account(Account::Note(line))),
+    );
     lines
 }
