@@ -183,8 +183,17 @@ fn switch_out(
     if state.exit_ns != 0 {
         return; // Past its exit: its budget was kept then.
     }
+    catch_up(state, tgid, tid, now, switched_in);
+    begin_wait(ctx, state, now, preempt, prev_state, &user);
+}
+
+/// Brings the current thread's state up to `now`, as it leaves the CPU or exits: its ids
+/// and name if it was born in the window (`sched_wakeup_new` cannot read them), its last
+/// wait settled at its switch-in (`switched_in`, 0 when it has run since before the
+/// window), and its time on CPU since.
+#[inline(always)]
+fn catch_up(state: &mut OffCpuThread, tgid: u32, tid: u32, now: u64, switched_in: u64) {
     if state.pid == 0 {
-        // Born in the window (`sched_wakeup_new`), before its ids could be read.
         state.pid = tgid;
         state.tid = tid;
         state.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
@@ -195,7 +204,6 @@ fn switch_out(
     if switched_in != 0 {
         state.oncpu_ns += now.saturating_sub(switched_in);
     }
-    begin_wait(ctx, state, now, preempt, prev_state, &user);
 }
 
 /// Starts the current thread's wait: its site from the scheduler's arguments and its saved
@@ -475,21 +483,9 @@ pub fn on_exit(tgid: u32, tid: u32) {
     };
     // SAFETY: the current thread's entry.
     let state = unsafe { &mut *state };
-    if state.pid == 0 {
-        // Born in the window and exiting before it ever left the CPU.
-        state.pid = tgid;
-        state.tid = tid;
-        state.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-    }
-    if state.out_ns != 0 {
-        settle(state, if switched_in != 0 { switched_in } else { now });
-    }
-    if switched_in != 0 {
-        state.oncpu_ns += now.saturating_sub(switched_in);
-    } else if state.first_out_ns == 0 && state.first_in_ns == 0 && state.born_ns == 0 {
-        // Never switched out in the window: on CPU from its start, which userspace knows.
-        state.first_out_ns = now;
-    }
+    // A state exists only from a switch-out or a birth in the window, so its time on CPU
+    // before either is already accounted (`first_out_ns`, `born_ns`).
+    catch_up(state, tgid, tid, now, switched_in);
     state.exit_ns = now;
     let key = (u64::from(tgid) << 32) | u64::from(tid);
     if OFFCPU_DONE.insert(&key, &*state, 0).is_err() {
