@@ -130,10 +130,9 @@ pub struct OffCpuThread {
     pub oncpu_ns: u64,
     /// Nanoseconds from a wakeup to the switch-in, over its finished waits.
     pub runnable_ns: u64,
-    /// Nanoseconds of finished waits by class, switch-out to wakeup.
-    pub class_ns: [u64; offcpu_class::COUNT],
-    /// Finished waits by class.
-    pub class_waits: [u64; offcpu_class::COUNT],
+    /// Nanoseconds of finished waits, switch-out to wakeup, whether their site was recorded
+    /// or not: what the budget checks its reasons against.
+    pub offcpu_ns: u64,
     /// Its command name at its first switch-out.
     pub comm: [u8; COMM_LEN],
 }
@@ -182,10 +181,7 @@ const _: () = {
     assert!(size_of::<OffCpuWait>() == 88);
     assert!(size_of::<OffCpuSwitchIn>() == 16);
     assert!(size_of::<OffCpuRate>() == 16);
-    assert!(
-        size_of::<OffCpuThread>()
-            == 8 * 9 + 56 * 2 + 24 * 2 + 16 + 8 * 2 * offcpu_class::COUNT + 16
-    );
+    assert!(size_of::<OffCpuThread>() == 8 * 9 + 56 * 2 + 24 * 2 + 16 + 8 + 16);
 };
 
 #[cfg(feature = "user")]
@@ -196,7 +192,7 @@ mod pod {
     unsafe impl aya::Pod for super::OffCpuValue {}
     // SAFETY: a key, four u32s, two u64s: no padding (size asserted above).
     unsafe impl aya::Pod for super::OffCpuWait {}
-    // SAFETY: u32 pairs, u64s, a key, u64 arrays and 16 bytes: no padding (size asserted).
+    // SAFETY: u32 pairs, u64s, keys, sums and 16 bytes: no padding (size asserted).
     unsafe impl aya::Pod for super::OffCpuThread {}
     // SAFETY: two u64s.
     unsafe impl aya::Pod for super::OffCpuSwitchIn {}

@@ -317,11 +317,7 @@ fn settle(state: &mut OffCpuThread, in_ns: u64) {
     };
     let delay = woke.saturating_sub(state.out_ns);
     let runnable = in_ns.saturating_sub(woke);
-    let class = state.site.class as usize;
-    if class < offcpu_class::COUNT {
-        state.class_ns[class] += delay;
-        state.class_waits[class] += 1;
-    }
+    state.offcpu_ns += delay;
     state.runnable_ns += runnable;
     // `site` is `run_site` unless the wait was a preemption (see `begin_wait`).
     let sums = if state.site.class == offcpu_class::RUNQUEUE {

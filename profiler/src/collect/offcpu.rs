@@ -205,7 +205,7 @@ impl Collector for OffCpuCollector {
                 };
                 let delay = woke.saturating_sub(thread.out_ns);
                 let runnable = until.saturating_sub(woke);
-                budget.add_wait(thread.site.class, delay, runnable);
+                budget.add_wait(delay, runnable);
                 if thread.sampled != 0 {
                     this.ends.entry(id).or_insert(WaitTimes {
                         delay_ns: delay,

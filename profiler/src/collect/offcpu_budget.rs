@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use profiler_common::{OffCpuThread, offcpu_class};
+use profiler_common::OffCpuThread;
 use profiler_model::labels::OffCpuReason;
 
 use crate::collect::records::comm;
@@ -58,7 +58,7 @@ impl ThreadBudget {
             0 => 0,
             first_in => first_in.saturating_sub(start_ns),
         };
-        let classes: u64 = thread.class_ns[..offcpu_class::COUNT].iter().sum();
+
         Self {
             pid: thread.pid,
             tid: thread.tid,
@@ -68,7 +68,7 @@ impl ThreadBudget {
             oncpu_ns,
             unseen_ns,
             by_reason: [0; OffCpuReason::ALL.len()],
-            kernel_ns: classes + thread.runnable_ns,
+            kernel_ns: thread.offcpu_ns + thread.runnable_ns,
         }
     }
 
@@ -95,7 +95,7 @@ impl ThreadBudget {
     }
 
     /// Adds a wait the kernel had not settled when the window closed.
-    pub fn add_wait(&mut self, _class: u32, delay_ns: u64, runnable_ns: u64) {
+    pub fn add_wait(&mut self, delay_ns: u64, runnable_ns: u64) {
         self.kernel_ns += delay_ns + runnable_ns;
     }
 
@@ -259,7 +259,7 @@ mod tests {
         let mut t = thread(7, 7);
         t.first_out_ns = 1_500;
         t.oncpu_ns = 200;
-        t.class_ns[offcpu_class::SYSCALL_S as usize] = 300;
+        t.offcpu_ns = 300;
         let mut b = ThreadBudget::of(&t, 1_000, 3_000);
         b.add_reason(OffCpuReason::Sleep, 300);
         assert_eq!(b.wall_ns(), 2_000);

@@ -407,8 +407,7 @@ fn each_shared_struct_has_the_object_s_layout() {
             runq,
             oncpu_ns,
             runnable_ns,
-            class_ns,
-            class_waits,
+            offcpu_ns,
             comm
         }),
         layout!(OffCpuSwitchIn { task, at_ns }),
