@@ -54,3 +54,30 @@ pub fn monotonic_ns() -> u64 {
     assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// Asserts that `delay`, what a profile gave a wait still going on when its window closed,
+/// runs from the wait's start (`wait_start_ns`) to the window's end: the window opened after
+/// the profiler started (`started_ns`), lasted `window`, and closed before the profiler
+/// exited (`exited_ns`); the wait began after the launch, and so inside the window. `what`
+/// names the wait in the message, `context` follows it.
+pub fn assert_counted_to_window_end(
+    what: &str,
+    delay: u64,
+    wait_start_ns: u64,
+    (started_ns, exited_ns): (u64, u64),
+    window: std::time::Duration,
+    context: &str,
+) {
+    let ms = |ns: u64| format!("{:.1} ms", ns as f64 / 1e6);
+    let lower = (started_ns + window.as_nanos() as u64).saturating_sub(wait_start_ns);
+    let upper = exited_ns - wait_start_ns;
+    assert!(
+        (lower.saturating_sub(5_000_000)..=upper).contains(&delay),
+        "the in-progress {what} has {} of delay; it waited from {} ms after the profiler's \
+         start to the window's end, which is {}..{}\n{context}",
+        ms(delay),
+        (wait_start_ns - started_ns) / 1_000_000,
+        ms(lower),
+        ms(upper)
+    );
+}

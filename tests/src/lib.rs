@@ -33,7 +33,10 @@ pub use debuginfod::{Server, debuginfod, tool};
 pub use fixture::{FixtureProcess, FixtureResult};
 pub use folded::{Folded, Stack};
 pub use go::{GoToolchain, go_binary, go_toolchains, pprof};
-pub use host::{NOBODY, kernel_symbols, monotonic_ns, set_mode, setpriv_nobody, unused_pid};
+pub use host::{
+    NOBODY, assert_counted_to_window_end, kernel_symbols, monotonic_ns, set_mode, setpriv_nobody,
+    unused_pid,
+};
 pub use hostile::{
     Attacker, Snapshot, as_nobody, assert_bounded, attacker_dir, cc_as_nobody, nobody, snapshot,
 };

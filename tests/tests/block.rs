@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use integration_tests::{
-    FixtureResult, Folded, Run, fixture, pprof, prerequisites, run_profiler, temp_dir,
+    FixtureResult, Folded, Run, assert_counted_to_window_end, fixture, monotonic_ns, pprof,
+    prerequisites, run_profiler, temp_dir,
 };
 use raw::{RawSample, delay_by_tid, describe, raw_samples};
 
@@ -35,18 +36,6 @@ const LIBC_LOCK_FRAMES: &[&str] = &["pthread_mutex_lock", "lll_lock_wait"];
 /// The command name the kernel gives the fixture `name` (its first 15 bytes).
 fn comm_of(name: &str) -> &str {
     &name[..name.len().min(15)]
-}
-
-/// CLOCK_MONOTONIC, the clock of the fixtures' timestamps and of the profiler's window.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 // ---------------------------------------------------------------------------
@@ -463,19 +452,8 @@ fn wait_in_progress_at_the_end_is_counted_up_to_it() {
     assert_eq!(waits, 1, "one wait, counted once\n{context}");
     let delay = waiting.iter().map(|s| s.delay()).sum::<i64>() as u64;
 
-    // The window opened after the profiler started and lasted WINDOW; it closed before the
-    // profiler exited. The wait began after the launch, and so inside the window.
-    let lower = (r.started_ns + WINDOW.as_nanos() as u64).saturating_sub(wait_start);
-    let upper = r.exited_ns - wait_start;
-    assert!(
-        (lower.saturating_sub(5_000_000)..=upper).contains(&delay),
-        "the in-progress wait has {} of delay; it waited from {} ms after the profiler's start \
-         to the window's end, which is {}..{}\n{context}",
-        ms(delay as f64),
-        (wait_start - r.started_ns) / 1_000_000,
-        ms(lower as f64),
-        ms(upper as f64)
-    );
+    let run = (r.started_ns, r.exited_ns);
+    assert_counted_to_window_end("wait", delay, wait_start, run, WINDOW, &context);
     let nominal = WINDOW.as_nanos() as f64;
     assert!(
         (delay as f64 - nominal).abs() <= 0.2 * nominal,

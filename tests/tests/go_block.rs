@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use integration_tests::{
-    FixtureResult, GoToolchain, Run, Running, go_toolchains, prerequisites, run_profiler,
-    spawn_profiler, temp_dir,
+    FixtureResult, GoToolchain, Run, Running, go_toolchains, monotonic_ns, prerequisites,
+    run_profiler, spawn_profiler, temp_dir,
 };
 use raw::{RawSample, describe, raw_samples};
 
@@ -31,18 +31,6 @@ const TOLERANCE: f64 = 0.25;
 
 /// How long each fixture blocks.
 const SECONDS: &str = "2";
-
-/// CLOCK_MONOTONIC, the clock of the fixtures' timestamps and of the profiler's window.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// One profiled run of a Go fixture.
 struct GoRun {

@@ -19,7 +19,7 @@ mod run;
 
 use std::time::Duration;
 
-use integration_tests::{prerequisites, temp_dir};
+use integration_tests::{assert_counted_to_window_end, prerequisites, temp_dir};
 
 use budget::{BudgetLine, window_seconds};
 use raw::RawSample;
@@ -222,19 +222,8 @@ fn wait_in_progress_at_the_end_is_counted_up_to_it() {
     assert_eq!(waits, 1, "one wait, counted once\n{context}");
     let delay = waiting.iter().map(|s| s.value("delay")).sum::<i64>() as u64;
 
-    // The window opened after the profiler started and lasted WINDOW; it closed before the
-    // profiler exited. The read began after the launch, and so inside the window.
-    let lower = (r.started_ns + WINDOW.as_nanos() as u64).saturating_sub(wait_start);
-    let upper = r.exited_ns - wait_start;
-    assert!(
-        (lower.saturating_sub(5_000_000)..=upper).contains(&delay),
-        "the in-progress read has {} of delay; it waited from {} ms after the profiler's start \
-         to the window's end, which is {}..{}\n{context}",
-        ms(delay as f64),
-        (wait_start - r.started_ns) / 1_000_000,
-        ms(lower as f64),
-        ms(upper as f64)
-    );
+    let run = (r.started_ns, r.exited_ns);
+    assert_counted_to_window_end("read", delay, wait_start, run, WINDOW, &context);
 }
 
 /// One `budget:` line of the terminal summary: `budget: NAME (pid P), N threads: T s = on
