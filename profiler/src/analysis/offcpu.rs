@@ -98,8 +98,11 @@ pub fn waits(profile: &Profile) -> Vec<OffCpuWaits> {
             waker: None,
             seconds,
         });
-        entry.delay += delay;
-        entry.waits += sample.count(OffCpuValue::Waits.index());
+        // A file given to `profiler report` holds any values: sums saturate.
+        entry.delay = entry.delay.saturating_add(delay);
+        entry.waits = entry
+            .waits
+            .saturating_add(sample.count(OffCpuValue::Waits.index()));
         if let Some(tid) = sample.label_num(LabelKey::Tid) {
             let seen = threads.entry(key.clone()).or_default();
             if !seen.contains(&tid) {
@@ -107,11 +110,12 @@ pub fn waits(profile: &Profile) -> Vec<OffCpuWaits> {
             }
         }
         if let Some(waker) = sample.label_str(LabelKey::Waker) {
-            *wakers
+            let by_waker = wakers
                 .entry(key)
                 .or_default()
                 .entry(waker.to_owned())
-                .or_default() += delay;
+                .or_default();
+            *by_waker = by_waker.saturating_add(delay);
         }
     }
     let mut out: Vec<OffCpuWaits> = groups

@@ -314,8 +314,8 @@ pub fn offcpu(w: &OffCpuWaits) -> Finding {
     let title = Text::default().name(&w.function).push(format!(
         " waits off CPU ({}): {} in {} waits, {:.0}% of {} window",
         w.reason.label(),
-        human_time(w.delay as i64),
-        group(w.waits as i64),
+        human_time(i64::try_from(w.delay).unwrap_or(i64::MAX)),
+        group(i64::try_from(w.waits).unwrap_or(i64::MAX)),
         100.0 * w.share(),
         if w.threads > 1 {
             format!("{} threads'", w.threads)

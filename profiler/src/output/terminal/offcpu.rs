@@ -39,7 +39,7 @@ pub fn render(profile: &Profile, waits: &[OffCpuWaits], top: usize) -> String {
         let _ = write!(
             out,
             "  {:>10} {:>5.1}% {:>9}  {:<9}  {} ({})",
-            human_time(w.delay as i64),
+            human_time(i64::try_from(w.delay).unwrap_or(i64::MAX)),
             100.0 * w.delay as f64 / total as f64,
             w.waits,
             w.reason.label(),
