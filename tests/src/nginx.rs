@@ -291,7 +291,7 @@ fn parse_ab(run: &Run) -> AbResult {
         run.stdout
             .lines()
             .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.trim().split_whitespace().next()?.parse().ok())
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| panic!("no {name:?} line in ab's report:\n{}", run.stdout))
     };
     AbResult {
