@@ -32,6 +32,7 @@ use crate::collect::tracefs;
 use crate::collect::uprobe_check;
 use crate::config::{CallGraph, Config, Target};
 use crate::process::bpf_symbols::BpfSymbols;
+use crate::process::names::ProcessNames;
 use crate::process::procmaps::ProcessTable;
 use crate::sys::fdlimit;
 
@@ -109,6 +110,8 @@ pub struct RunOutcome {
     pub unwinding: Unwinding,
     /// Mapping snapshots of every sampled process.
     pub processes: ProcessTable,
+    /// The names of the processes seen, which name their records (not their threads).
+    pub process_names: ProcessNames,
     /// The BPF programs loaded during the run (the profiler's own among them), which are
     /// gone from kallsyms by the time kernel frames are symbolized.
     pub bpf_symbols: BpfSymbols,
@@ -127,6 +130,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         probes,
         collectors: Vec::new(),
         processes: ProcessTable::default(),
+        names: ProcessNames::default(),
         sampler: StackSampler::default(),
     };
     let heap = session.start_collectors(config)?;
@@ -203,10 +207,13 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         // filters them again.
         excluded: config.is_own_process(me).then_some(me),
     };
-    let mut profiles = Vec::new();
+    let mut profiles: Vec<RawProfile> = Vec::new();
     for collector in session.collectors {
         profiles.push(collector.finish(&mut session.probes, &end)?);
     }
+    session
+        .names
+        .settle(profiles.iter().flat_map(RawProfile::processes));
     Ok(RunOutcome {
         start,
         duration,
@@ -218,6 +225,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         ring_bytes,
         unwinding: session.sampler.finish(),
         processes: session.processes,
+        process_names: session.names,
         bpf_symbols,
         profiles,
     })
@@ -282,6 +290,7 @@ struct Session {
     probes: Probes,
     collectors: Vec<Box<dyn Collector>>,
     processes: ProcessTable,
+    names: ProcessNames,
     sampler: StackSampler,
 }
 
@@ -317,6 +326,7 @@ impl Session {
             for &pid in pids {
                 probes.add_target(pid)?;
                 self.processes.snapshot(pid);
+                self.names.note(pid);
                 let heap = heap.as_mut().map(|h| h as &mut dyn Collector);
                 for collector in self.collectors.iter_mut().map(Box::as_mut).chain(heap) {
                     collector.attach(probes, Seen::Target(pid));
@@ -481,6 +491,7 @@ impl Session {
         let seen = match event.kind {
             proc_event::NEW_KEY => {
                 self.processes.note_new_key(event.pid, event.ip, event.fd);
+                self.names.note(event.pid);
                 Seen::NewCode(event.pid)
             }
             proc_event::FORK => {
@@ -489,6 +500,7 @@ impl Session {
             }
             proc_event::EXEC => {
                 self.processes.note_exec(event.pid);
+                self.names.note_exec(event.pid);
                 Seen::Exec(event.pid)
             }
             _ => return,
@@ -508,6 +520,7 @@ impl Session {
             let sample = self.sampler.add(&item, &mut self.processes);
             drop(item);
             if let Some(sample) = sample {
+                self.names.note(sample.header.pid);
                 let mut taken = false;
                 for collector in &mut self.collectors {
                     if collector.takes(sample.header.kind) {
