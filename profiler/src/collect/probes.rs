@@ -113,6 +113,7 @@ impl Probes {
             .override_global(global_name::STACK_MODE, &mode, true)
             .override_global(global_name::USER_STACK_BYTES, &stack_bytes, true)
             .override_global(global_name::WAKEUP_BYTES, &wakeup_bytes, true)
+            .override_global(global_name::PROFILER_TGID, &std::process::id(), true)
             .map_max_entries(map_name::SAMPLES, options.ring_bytes)
             .map_max_entries(
                 map_name::SAMPLE_SCRATCH,
