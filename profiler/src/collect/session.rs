@@ -2,6 +2,7 @@
 //! stack samples as they arrive until the end of the window, then collect what the kernel
 //! aggregated.
 
+use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,9 +33,10 @@ use crate::collect::tracefs;
 use crate::collect::uprobe_check;
 use crate::config::{CallGraph, Config, Target};
 use crate::process::bpf_symbols::BpfSymbols;
+use crate::process::descendants::{self, Limits, Tree};
 use crate::process::names::ProcessNames;
 use crate::process::procmaps::ProcessTable;
-use crate::sys::fdlimit;
+use crate::sys::{console, fdlimit};
 
 const TICK: Duration = Duration::from_millis(250);
 /// How often the sample ring buffer is drained when no sample wakes the profiler earlier:
@@ -55,7 +57,7 @@ pub enum StopReason {
     Signal(&'static str),
     /// The launched command exited.
     CommandExited(ExitStatus),
-    /// Every `--pid` target exited.
+    /// Every `--pid` target exited (the named processes and those below them at the start).
     TargetsExited,
 }
 
@@ -112,6 +114,9 @@ pub struct RunOutcome {
     pub processes: ProcessTable,
     /// The names of the processes seen, which name their records (not their threads).
     pub process_names: ProcessNames,
+    /// The processes already below the `--pid` targets when the run started, when looked
+    /// for (not with `--pid-only`).
+    pub descendants: Option<Tree>,
     /// The BPF programs loaded during the run (the profiler's own among them), which are
     /// gone from kallsyms by the time kernel frames are symbolized.
     pub bpf_symbols: BpfSymbols,
@@ -132,6 +137,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         processes: ProcessTable::default(),
         names: ProcessNames::default(),
         sampler: StackSampler::default(),
+        tree: None,
     };
     let heap = session.start_collectors(config)?;
     // SAFETY: the ring buffer owns its map fd and keeps it open until it is dropped, which is
@@ -188,7 +194,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     bpf_symbols.snapshot();
     session.drain_after_window(&mut rings, started, duration);
     if let (Some(pid), StopReason::Elapsed | StopReason::Signal(_)) = (command_pid, &stop) {
-        crate::sys::console::eprint_line(&format!(
+        console::eprint_line(&format!(
             "profiler: the command (pid {pid}) is still running; it was left alone"
         ));
     }
@@ -226,6 +232,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         unwinding: session.sampler.finish(),
         processes: session.processes,
         process_names: session.names,
+        descendants: session.tree,
         bpf_symbols,
         profiles,
     })
@@ -292,6 +299,8 @@ struct Session {
     processes: ProcessTable,
     names: ProcessNames,
     sampler: StackSampler,
+    /// The processes already below the `--pid` targets when the run started, when looked for.
+    tree: Option<Tree>,
 }
 
 impl Session {
@@ -324,13 +333,29 @@ impl Session {
         };
         if let Target::Pids(pids) = &config.target {
             for &pid in pids {
-                probes.add_target(pid)?;
-                self.processes.snapshot(pid);
-                self.names.note(pid);
-                let heap = heap.as_mut().map(|h| h as &mut dyn Collector);
-                for collector in self.collectors.iter_mut().map(Box::as_mut).chain(heap) {
-                    collector.attach(probes, Seen::Target(pid));
+                self.probes.add_target(pid)?;
+                self.add_target(pid, heap.as_mut());
+            }
+            // After the named pids are in the kernel's filter, which follows their forks
+            // from then on: a child forked during the walk is either listed or followed.
+            if config.existing_descendants {
+                let limits = Limits::default();
+                let tree = descendants::walk(Path::new("/proc"), pids, std::process::id(), limits);
+                for line in tree.warnings(limits) {
+                    console::eprint_line(&format!("profiler: {line}"));
                 }
+                for descendant in &tree.found {
+                    if let Err(err) = self.probes.add_target(descendant.pid) {
+                        console::eprint_line(&format!(
+                            "profiler: {err:#}: pid {} and the rest of the targets' \
+                             descendants are not profiled",
+                            descendant.pid
+                        ));
+                        break;
+                    }
+                    self.add_target(descendant.pid, heap.as_mut());
+                }
+                self.tree = Some(tree);
             }
         }
         if !matches!(config.target, Target::Command(_))
@@ -339,6 +364,17 @@ impl Session {
             self.collectors.push(Box::new(heap));
         }
         Ok(heap)
+    }
+
+    /// Tells every collector (the heap collector too, still apart) of target `pid`, which
+    /// the kernel's filter already has, and reads its mappings.
+    fn add_target(&mut self, pid: u32, heap: Option<&mut HeapCollector>) {
+        self.processes.snapshot(pid);
+        self.names.note(pid);
+        let heap = heap.map(|h| h as &mut dyn Collector);
+        for collector in self.collectors.iter_mut().map(Box::as_mut).chain(heap) {
+            collector.attach(&mut self.probes, Seen::Target(pid));
+        }
     }
 
     /// Launches the command of a `-- COMMAND` run as a target from its first instruction
@@ -416,6 +452,7 @@ impl Session {
                     }
                     if let Target::Pids(pids) = &config.target
                         && pids.iter().all(|&pid| !is_alive(pid))
+                        && self.tree.iter().flat_map(|t| &t.found).all(|d| !is_alive(d.pid))
                     {
                         break StopReason::TargetsExited;
                     }
