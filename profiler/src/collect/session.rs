@@ -9,8 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use aya::Btf;
 use aya::maps::{MapData, RingBuf};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use profiler_common::{ProcEvent, counter, proc_event};
+use profiler_common::{ProcEvent, proc_event};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
@@ -24,11 +23,13 @@ use crate::collect::goroutine_waits::GoroutineCollector;
 use crate::collect::heap::HeapCollector;
 use crate::collect::io::IoCollector;
 use crate::collect::offcpu::OffCpuCollector;
-use crate::collect::probes::{self, Counters, LoadOptions, Probes};
+use crate::collect::probes::{self, LoadOptions, Probes};
 use crate::collect::raw_profile::RawProfile;
 use crate::collect::samples::{StackSampler, Unwinding};
 use crate::collect::selfcost::KernelCost;
 use crate::collect::start_command;
+use crate::collect::status_line::{status_line, status_text};
+pub use crate::collect::stop_reason::StopReason;
 use crate::collect::tracefs;
 use crate::collect::uprobe_check;
 use crate::config::{CallGraph, Config, Target};
@@ -47,48 +48,6 @@ const DRAIN_EVERY: Duration = Duration::from_millis(20);
 const DRAIN_BUDGET: Duration = Duration::from_millis(100);
 /// How often live processes' mappings are re-read, to catch `dlopen` and late mappings.
 const REFRESH_EVERY_TICKS: u32 = 16;
-
-/// Why the run ended.
-#[derive(Debug, Clone)]
-pub enum StopReason {
-    /// The requested duration elapsed.
-    Elapsed,
-    /// A signal asked to stop early.
-    Signal(&'static str),
-    /// The launched command exited.
-    CommandExited(ExitStatus),
-    /// Every `--pid` target exited (the named processes and those below them at the start).
-    TargetsExited,
-}
-
-impl StopReason {
-    /// The profiler's exit status for a run that otherwise succeeded: the launched
-    /// command's when it exited, as `time` and `perf stat` give it (its code, or 128+N
-    /// when signal N killed it); else 0.
-    pub fn exit_status(&self) -> u8 {
-        use std::os::unix::process::ExitStatusExt;
-        let Self::CommandExited(status) = self else {
-            return 0;
-        };
-        let code = match (status.code(), status.signal()) {
-            (Some(code), _) => code,
-            (None, Some(signal)) => 128 + signal,
-            (None, None) => 1,
-        };
-        u8::try_from(code).unwrap_or(u8::MAX)
-    }
-}
-
-impl std::fmt::Display for StopReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Elapsed => write!(f, "the duration elapsed"),
-            Self::Signal(name) => write!(f, "stopped early by {name}"),
-            Self::CommandExited(status) => write!(f, "the command exited ({status})"),
-            Self::TargetsExited => write!(f, "every target process exited"),
-        }
-    }
-}
 
 /// What a run collected, unresolved: symbolization happens afterwards, once.
 pub struct RunOutcome {
@@ -599,48 +558,5 @@ fn is_alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.trim_start().chars().next())
             .is_some_and(|state| state != 'Z' && state != 'X'),
         Err(_) => false,
-    }
-}
-
-fn status_line() -> ProgressBar {
-    // indicatif draws nothing when stderr is not a terminal.
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
-fn status_text(elapsed: Duration, duration: Option<Duration>, counters: &Counters) -> String {
-    let elapsed_s = elapsed.as_secs_f64();
-    let window = match duration {
-        Some(d) => format!("{elapsed_s:.1}s of {:.1}s", d.as_secs_f64()),
-        None => format!("{elapsed_s:.1}s (Ctrl-C to stop)"),
-    };
-    let lost = counters.get(counter::LOST_CPU_SAMPLES)
-        + counters.get(counter::LOST_IO_STACK)
-        + counters.get(counter::LOST_BLOCK_STACK)
-        + counters.get(counter::LOST_IO_FULL)
-        + counters.get(counter::LOST_SLOT);
-    format!(
-        "profiling: {window} | {} samples | {} I/O calls | {lost} lost",
-        counters.get(counter::RECORDED),
-        counters.get(counter::IO_CALLS)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::process::ExitStatusExt;
-
-    use super::*;
-
-    #[test]
-    fn exit_status_is_the_commands() {
-        let exited = |raw| StopReason::CommandExited(ExitStatus::from_raw(raw)).exit_status();
-        assert_eq!(exited(42 << 8), 42);
-        assert_eq!(exited(0), 0);
-        assert_eq!(exited(libc::SIGKILL), 128 + 9);
-        assert_eq!(StopReason::Elapsed.exit_status(), 0);
-        assert_eq!(StopReason::Signal("Ctrl-C").exit_status(), 0);
     }
 }

@@ -34,10 +34,9 @@ impl ProcessNames {
 
     /// Reads the name of `pid` again: it executed a new program.
     pub fn note_exec(&mut self, pid: u32) {
-        if let Some(name) = process_name(pid) {
-            if self.names.len() < MAX_PROCESSES || self.names.contains_key(&pid) {
-                self.names.insert(pid, name);
-            }
+        let room = self.names.len() < MAX_PROCESSES || self.names.contains_key(&pid);
+        if let (true, Some(name)) = (room, process_name(pid)) {
+            self.names.insert(pid, name);
         }
     }
 
