@@ -71,6 +71,10 @@ impl Collector for GoroutineCollector {
         self.stacks.count(sample.header.go_site, sample.user);
     }
 
+    fn close(&mut self, probes: &mut Probes, _window_end_ktime_ns: u64) {
+        self.tracer.close(probes);
+    }
+
     /// Labels `pid`, `goroutine` (the id), `reason` (the runtime's name), `class`, `comm`
     /// and `outcome` (`woken`, or `in progress` for a goroutine still parked at the end,
     /// counted up to it).

@@ -35,6 +35,9 @@ pub struct GoTracer {
     processes: HashMap<u32, (FileId, Option<Arc<GoBinary>>)>,
     /// One line per binary that is Go but cannot be traced, or could not be probed.
     notes: Vec<String>,
+    /// Whether each goroutine recorded as parked was still parked when the window closed,
+    /// checked then: by the time the maps are read its process may have exited.
+    parked_at_close: HashMap<ParkedKey, bool>,
 }
 
 /// What the goroutine tracing of a run recorded.
@@ -189,8 +192,25 @@ impl GoTracer {
         Some((id, binary))
     }
 
+    /// Checks, as the window closes, which goroutines recorded as parked still are, while
+    /// their processes live (a launched command may exit as soon as the window ends).
+    pub fn close(&mut self, probes: &mut Probes) {
+        if !self.loaded {
+            return;
+        }
+        let Ok(table) = probes.read_hash::<ParkedKey, Parked>(map_name::PARKED) else {
+            return;
+        };
+        for (key, entry) in table {
+            self.note_pid(probes, key.pid);
+            let binary = self.processes.get(&key.pid).and_then(|(_, b)| b.as_ref());
+            let still = binary.is_some_and(|binary| still_parked(key, &entry, binary));
+            self.parked_at_close.insert(key, still);
+        }
+    }
+
     /// Reads what the goroutine probes recorded, once they have stopped; parked goroutines
-    /// are checked in their process's memory, so that one whose wait ended unseen is not
+    /// were checked in their process's memory as the window closed (else now), so that one whose wait ended unseen is not
     /// counted as still waiting.
     ///
     /// # Errors
@@ -219,9 +239,12 @@ impl GoTracer {
         let mut parked = Vec::new();
         let mut ended_unseen = 0;
         for (key, entry) in table {
-            let still = binaries
-                .get(&key.pid)
-                .is_some_and(|binary| still_parked(key, &entry, binary));
+            let still = match self.parked_at_close.get(&key) {
+                Some(&at_close) => at_close,
+                None => binaries
+                    .get(&key.pid)
+                    .is_some_and(|binary| still_parked(key, &entry, binary)),
+            };
             if still {
                 parked.push(entry);
             } else {
