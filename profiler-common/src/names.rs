@@ -169,9 +169,11 @@ pub mod global_name {
     pub const USER_STACK_BYTES: &str = "USER_STACK_BYTES";
     /// Data waiting in the sample ring buffer above which a sample wakes userspace (`u64`).
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
+    /// The profiler's own process id, whose records are never wanted (`u32`).
+    pub const PROFILER_TGID: &str = "PROFILER_TGID";
 
     /// Every global userspace sets (aya-log's `AYA_LOG_LEVEL` is aya-log's own).
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         FILTER_PIDS,
         FORK_CHILD_PID_OFFSET,
         TRACE_IO,
@@ -179,5 +181,6 @@ pub mod global_name {
         STACK_MODE,
         USER_STACK_BYTES,
         WAKEUP_BYTES,
+        PROFILER_TGID,
     ];
 }

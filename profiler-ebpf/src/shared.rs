@@ -41,6 +41,12 @@ static USER_STACK_BYTES: u32 = 16384;
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: u64 = 1 << 20;
 
+/// The profiler's own process id: its records are never sent, in a whole-host run too
+/// (it would fill the rings with its own reads of them, and its cost has its own line).
+/// Set by userspace at load time.
+#[unsafe(no_mangle)]
+static PROFILER_TGID: u32 = 0;
+
 /// The processes to profile (tgid -> 1), filled by userspace and by the fork tracepoint.
 #[map]
 pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
@@ -102,8 +108,10 @@ pub fn filtering() -> bool {
 /// Whether process `tgid` is profiled.
 #[inline(always)]
 pub fn is_target(tgid: u32) -> bool {
+    // SAFETY: a read of a global that userspace sets before load.
+    let profiler = unsafe { core::ptr::read_volatile(&PROFILER_TGID) };
     // SAFETY: the value is only checked for presence.
-    !filtering() || unsafe { TARGETS.get(&tgid) }.is_some()
+    tgid != profiler && (!filtering() || unsafe { TARGETS.get(&tgid) }.is_some())
 }
 
 /// The current (process id, thread id).

@@ -81,3 +81,12 @@ pub fn assert_counted_to_window_end(
         ms(upper)
     );
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released: another program could take it
+/// first, which makes a server fail to start with a clear log line).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port on 127.0.0.1")
+        .port()
+}

@@ -22,6 +22,7 @@ mod folded;
 mod go;
 mod host;
 mod hostile;
+mod nginx;
 mod postgres;
 mod process;
 mod profiler;
@@ -34,12 +35,13 @@ pub use fixture::{FixtureProcess, FixtureResult};
 pub use folded::{Folded, Stack};
 pub use go::{GoToolchain, go_binary, go_toolchains, pprof};
 pub use host::{
-    NOBODY, assert_counted_to_window_end, kernel_symbols, monotonic_ns, set_mode, setpriv_nobody,
-    unused_pid,
+    NOBODY, assert_counted_to_window_end, free_port, kernel_symbols, monotonic_ns, set_mode,
+    setpriv_nobody, unused_pid,
 };
 pub use hostile::{
     Attacker, Snapshot, as_nobody, assert_bounded, attacker_dir, cc_as_nobody, nobody, snapshot,
 };
+pub use nginx::{AbResult, AccessLine, Nginx, NginxConfig, nginx_missing};
 pub use postgres::{
     Activity, ActivitySample, Postgres, Sampler, WalStats, is_tmpfs, postgres_bin_dir,
 };

@@ -10,13 +10,13 @@
 //! the directory.
 
 use std::fs::File;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{Run, Running, run_command};
+use crate::{Run, Running, free_port, run_command};
 
 /// Where Debian installs each PostgreSQL version's programs: `/usr/lib/postgresql/N/bin`.
 const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
@@ -96,15 +96,6 @@ fn user_ids(name: &str) -> Option<(u32, u32)> {
     // SAFETY: non-null, as just checked.
     let pw = unsafe { &*pw };
     Some((pw.pw_uid, pw.pw_gid))
-}
-
-/// A free TCP port on 127.0.0.1 (bound and released: another program could take it
-/// first, which makes the server fail to start with a clear log line).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port on 127.0.0.1")
-        .port()
 }
 
 /// The server's cumulative WAL figures (`pg_stat_wal`) at one moment.

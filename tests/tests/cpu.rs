@@ -466,3 +466,53 @@ fn go_tool_pprof_reads_profile_with_functions_and_labels() {
         traces.transcript()
     );
 }
+
+/// The number after `word` in `line` (`received: 985 ticks` -> 985 for `received:`).
+fn number_after(line: &str, word: &str) -> Option<u64> {
+    let at = line.find(word)? + word.len();
+    line[at..].split_whitespace().next()?.parse().ok()
+}
+
+/// A whole-host run's CPU ticks are counted in the window they are checked against: no
+/// more than one per sampling period per CPU, even with every CPU busy (ticks taken while
+/// the profiler started its probes, or drained its rings after the window, once made it
+/// "received 2121 ticks ... at most 1981").
+#[test]
+fn ticks_received_are_at_most_what_the_window_allows() {
+    if !prerequisites() {
+        return;
+    }
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    let spinners: Vec<FixtureProcess> = (0..cpus)
+        .map(|_| FixtureProcess::spawn("bystander", &["60"]))
+        .collect();
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let run = run_profiler(
+        &[
+            "--profiles",
+            "cpu",
+            "--duration",
+            "3s",
+            "--format",
+            "folded",
+        ],
+        &out,
+    );
+    run.assert_success();
+    for spinner in spinners {
+        spinner.stop();
+    }
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("received:"))
+        .unwrap_or_else(|| panic!("no \"received: N ticks\" line\n{}", run.stdout));
+    let received = number_after(line, "received:").expect("received: N");
+    let at_most = number_after(line, "at most").expect("at most N");
+    // One tick per CPU of slack: a period that began just before the window closed.
+    assert!(
+        received <= at_most + cpus as u64,
+        "{received} ticks received in a window that allows at most {at_most}: {line}"
+    );
+}

@@ -368,3 +368,52 @@ fn raw_parser_reads_samples_labels_and_inlined_frames() {
     assert_eq!(findings[0].calls, 20_000);
     assert_eq!(findings[0].fix(), Some("read through stdio"));
 }
+
+/// A whole-host run leaves the profiler's own process out: it reads /proc, writes its
+/// files and waits on its own futexes and ring buffers during the window, which would
+/// otherwise show among the host's I/O and waits (its cost has its own line).
+#[test]
+fn whole_host_profiles_leave_the_profilers_own_process_out() {
+    if !prerequisites() {
+        return;
+    }
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let bystander = FixtureProcess::spawn("io_bystander", &["60"]);
+    let bystander_pid = bystander.pid().to_string();
+    let profiler = spawn_profiler(
+        &[
+            "--profiles",
+            "io,block",
+            "--duration",
+            "2s",
+            "--format",
+            "pprof",
+        ],
+        &out,
+    );
+    let me = profiler.pid().to_string();
+    let run = profiler.wait();
+    run.assert_success();
+    let spun = bystander.stop();
+    assert!(
+        spun.u64("io_calls") >= 10_000,
+        "the bystander made only {} I/O calls",
+        spun.get("io_calls")
+    );
+    for file in ["io.pb.gz", "block.pb.gz"] {
+        let raw = RawProfile::load(&out.join(file));
+        let pids: BTreeSet<&str> = raw.samples.iter().filter_map(|s| s.label("pid")).collect();
+        assert!(
+            !pids.contains(me.as_str()),
+            "{file} of a whole-host run has samples of the profiler itself (pid {me})\n{}",
+            raw.text
+        );
+        if file == "io.pb.gz" {
+            assert!(
+                pids.contains(bystander_pid.as_str()),
+                "io.pb.gz of a whole-host run misses the bystander: {pids:?}"
+            );
+        }
+    }
+}

@@ -83,6 +83,10 @@ const NAME_TOOLS: &[(&str, &str)] = &[
     ("node", "nodejs"),
     // Not a name test's: tests/tests/offcpu_postgres.rs runs Debian's PostgreSQL server.
     ("pgbench", "postgresql"),
+    // Not name tests' either: the real-server tests run Debian's nginx under ab's load
+    // (tests/src/nginx.rs).
+    ("nginx", "nginx"),
+    ("ab", "apache2-utils"),
 ];
 
 impl Checks {
@@ -456,7 +460,49 @@ pub fn apt_update() {
 pub fn apt_install_updated(packages: &[&str]) -> Result<()> {
     let mut install = apt_command(&["install", "-y"])?;
     install.args(packages);
+    let _no_starts = NoServiceStarts::new();
     util::run(&mut install)
+}
+
+/// Debian's `policy-rc.d`: while it exists and exits 101, installing a server package
+/// (nginx, redis, postgresql) does not start its service.
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// Keeps installed servers from starting while it lives: the tests start their own on
+/// free ports, and nginx's package fails to install where it cannot start a service on
+/// port 80 (no init system in a CI container). A policy the machine already has is left
+/// as it is; without root (apt through sudo) nothing is done.
+struct NoServiceStarts(bool);
+
+impl NoServiceStarts {
+    fn new() -> Self {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        if !util::is_root() {
+            return Self(false);
+        }
+        let Ok(mut policy) = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(POLICY_RC_D)
+        else {
+            return Self(false);
+        };
+        // Ours from here on, written or not: removed when the install is over.
+        let _ = policy.write_all(
+            b"#!/bin/sh\n# cargo xtask setup: no service starts while it installs\nexit 101\n",
+        );
+        Self(true)
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::fs::remove_file(POLICY_RC_D);
+        }
+    }
 }
 
 /// `apt-get ARGS` without prompts, through sudo if not root.

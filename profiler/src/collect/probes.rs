@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use aya::programs::perf_event::{
+    PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
+};
 use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use profiler_common::{
@@ -70,6 +72,8 @@ pub struct Probes {
     ebpf: Ebpf,
     btf: Btf,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// The CPU sampling events, one per CPU, until [`Self::stop_cpu_sampling`].
+    cpu_links: Vec<PerfEventLinkId>,
 }
 
 impl Probes {
@@ -113,6 +117,7 @@ impl Probes {
             .override_global(global_name::STACK_MODE, &mode, true)
             .override_global(global_name::USER_STACK_BYTES, &stack_bytes, true)
             .override_global(global_name::WAKEUP_BYTES, &wakeup_bytes, true)
+            .override_global(global_name::PROFILER_TGID, &std::process::id(), true)
             .map_max_entries(map_name::SAMPLES, options.ring_bytes)
             .map_max_entries(
                 map_name::SAMPLE_SCRATCH,
@@ -131,7 +136,12 @@ impl Probes {
                 None
             }
         };
-        Ok(Self { ebpf, btf, logger })
+        Ok(Self {
+            ebpf,
+            btf,
+            logger,
+            cpu_links: Vec::new(),
+        })
     }
 
     /// Adds a process to the kernel-side target filter.
@@ -201,7 +211,7 @@ impl Probes {
             .load()
             .context("cannot load the CPU sampling program")?;
         for &cpu in cpus {
-            program
+            let link = program
                 .attach(
                     PerfEventConfig::Software(SoftwareEvent::CpuClock),
                     PerfEventScope::AllProcessesOneCpu { cpu },
@@ -220,8 +230,28 @@ impl Probes {
                          (CONFIG_PERF_EVENTS) and kernel.perf_event_paranoid must allow it"
                     ))
                 })?;
+            self.cpu_links.push(link);
         }
         Ok(())
+    }
+
+    /// Stops CPU sampling, when the window ends: the ticks after it would be counted
+    /// against a window they are not in, and their samples added to its profile.
+    pub fn stop_cpu_sampling(&mut self) {
+        let links = std::mem::take(&mut self.cpu_links);
+        if links.is_empty() {
+            return;
+        }
+        let Ok(program) = program_mut(&mut self.ebpf, program_name::CPU_SAMPLE)
+            .and_then(|p| <&mut PerfEvent>::try_from(p).map_err(Into::into))
+        else {
+            return;
+        };
+        for link in links {
+            if let Err(err) = program.detach(link) {
+                log::debug!("cannot stop a CPU sampling event: {err}");
+            }
+        }
     }
 
     /// Starts tracing the syscalls the I/O and blocking profiles need (as chosen at load)

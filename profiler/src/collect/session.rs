@@ -145,22 +145,26 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     if config.profiles.io || config.profiles.block {
         session.probes.attach_syscalls()?;
     }
+    let mut bpf_symbols = BpfSymbols::default();
+    bpf_symbols.snapshot();
+    // The window opens as CPU sampling starts and closes as it stops, so every tick is
+    // in the window it is counted against (a launched command starts inside it).
+    let start = SystemTime::now();
+    let started = Instant::now();
+    let cpu_times_at_start = CpuTimes::now();
     if config.profiles.cpu {
         session
             .probes
             .attach_cpu_sampling(&cpus, config.frequency)?;
     }
-    let mut bpf_symbols = BpfSymbols::default();
-    bpf_symbols.snapshot();
     let mut child = session.launch(config, heap)?;
     let command_pid = child.as_ref().and_then(Child::id);
-    let start = SystemTime::now();
-    let started = Instant::now();
-    let cpu_times_at_start = CpuTimes::now();
     let stop = session
         .window(config, &mut rings, &mut child, started)
         .await?;
+    session.probes.stop_cpu_sampling();
     let duration = started.elapsed();
+    let cpu_times = CpuTimes::now();
     let window_end_ktime_ns = crate::sys::clock::monotonic_ns();
     for collector in &mut session.collectors {
         collector.close(&mut session.probes, window_end_ktime_ns);
@@ -169,7 +173,6 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     if config.profiles.heap || config.profiles.goroutines {
         kernel_cost.uprobes = Some(uprobe_check::running_kernel());
     }
-    let cpu_times = CpuTimes::now();
     let busy_cpu_seconds = cpu_times.busy_seconds_since(&cpu_times_at_start);
     if config.profiles.offcpu {
         let switches = cpu_times
@@ -361,7 +364,9 @@ impl Session {
         child: &mut Option<Child>,
         started: Instant,
     ) -> Result<StopReason> {
-        let deadline = config.duration.map(|d| tokio::time::Instant::now() + d);
+        let deadline = config
+            .duration
+            .map(|d| tokio::time::Instant::from_std(started + d));
         let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut tick = tokio::time::interval(TICK);

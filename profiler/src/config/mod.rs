@@ -228,11 +228,13 @@ pub struct ReportConfig {
 }
 
 impl Config {
-    /// Whether records of process `pid` are the profiler's own and not wanted: in a
-    /// targeted run the profiler is a target for the instant it forks the command, and its
-    /// own work is never the target's. A whole-host run shows the profiler like any process.
+    /// Whether records of process `pid` are the profiler's own and not wanted: its own
+    /// work is never the target's (in a targeted run it is a target for the instant it
+    /// forks the command), and a whole-host profile leaves it out too; what it costs has
+    /// its own line. The kernel programs already skip it (`PROFILER_TGID`); this is for
+    /// what reaches userspace otherwise (processes seen at start, records of a fork).
     pub fn is_own_process(&self, pid: u32) -> bool {
-        !matches!(self.target, Target::Host) && pid == std::process::id()
+        pid == std::process::id()
     }
 
     /// This config with its default output directory created under a name no other run
