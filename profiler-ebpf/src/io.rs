@@ -114,9 +114,9 @@ fn sample_stack(ctx: &BtfTracePointContext, site: &IoKey) {
 }
 
 /// What an I/O syscall asks for, from its arguments at entry: the count (or buffer length)
-/// in `rdx` for most calls (`tee`'s len among them), `count` in `r10` for `sendfile`,
-/// `len` in `r8` for `splice` and `copy_file_range`, which costs nothing; the iovecs' total for the
-/// vector calls, `vmsplice` and `recvmsg`/`sendmsg`, which costs a user read per iovec;
+/// in `rdx` for most calls (`tee`'s len among them), `count` in `r10` for `sendfile`, `len`
+/// in `r8` for `splice` and `copy_file_range`, which costs nothing; the iovecs' total for
+/// the vector calls, `vmsplice` and `recvmsg`/`sendmsg`, which costs a user read per iovec;
 /// `vlen`, the messages asked for, for the `*mmsg` calls, whose results (and bytes) count
 /// messages too.
 #[inline(always)]
