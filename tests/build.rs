@@ -36,6 +36,7 @@ const FIXTURES: &[&str] = &[
     "names_c",
     "heap_native",
     "offcpu_waits",
+    "pid_tree",
 ];
 
 /// C fixtures built without frame pointers (see the module comment).

@@ -9,7 +9,8 @@ pub enum LabelKey {
     Pid,
     /// The thread id (numeric).
     Tid,
-    /// The thread's command name.
+    /// The process's command name (its main thread's, as [`LabelKey::Thread`] is the
+    /// thread's own).
     Comm,
     /// An I/O call's syscall name.
     Syscall,
@@ -27,7 +28,7 @@ pub enum LabelKey {
     Reason,
     /// How a heap site's memory in use moved (see [`ONLY_GREW`]).
     Trend,
-    /// The thread's own name, where `comm` names its process (off-CPU).
+    /// The thread's own name, where it differs from its process's `comm`.
     Thread,
     /// Who woke an off-CPU wait: `function (process)`, or an interrupt.
     Waker,

@@ -308,20 +308,6 @@ impl Postgres {
         self.postmaster.as_ref().expect("server running").id()
     }
 
-    /// The postmaster and its long-lived children (checkpointer, WAL writer, ...: the
-    /// server's own processes, not backends or autovacuum workers, which may be gone by
-    /// the time a profiler starts): `profiler --pid` follows only the children a target
-    /// forks during the run, so a profile of the whole server names these too.
-    pub fn processes(&self) -> Vec<u32> {
-        let out = self.psql(
-            "SELECT pid FROM pg_stat_activity WHERE backend_type IN ('checkpointer', \
-             'background writer', 'walwriter', 'autovacuum launcher', \
-             'logical replication launcher', 'archiver') ORDER BY pid",
-        );
-        let children = out.lines().filter_map(|l| l.trim().parse::<u32>().ok());
-        std::iter::once(self.pid()).chain(children).collect()
-    }
-
     /// The TCP port it listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

@@ -152,6 +152,28 @@ fn pid_mode_profiles_every_thread_and_excludes_busy_bystander() {
         leaked.is_empty(),
         "a process outside --pid {pid} was profiled: {leaked:?}"
     );
+    // The workers name themselves worker-N: their samples are the process's, and each
+    // keeps its thread's name as a label.
+    let comms: Vec<String> = folded.comms().into_iter().map(|(c, _)| c).collect();
+    assert_eq!(
+        comms,
+        ["threads"],
+        "the folded roots are not the process's name\n{}",
+        folded.summary(15)
+    );
+    let traces = pprof(&["-traces".as_ref(), out.join("cpu.pb.gz").as_os_str()]);
+    traces.assert_success();
+    for i in 0..3 {
+        let thread = format!("worker-{i}");
+        assert!(
+            traces
+                .stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with("thread:") && l.contains(&thread)),
+            "no sample carries the label `thread: {thread}`\n{}",
+            traces.stdout
+        );
+    }
 }
 
 /// Runs the profiler on the comma-joined or repeated `--pid` flags for a

@@ -236,8 +236,9 @@ fn a_pid_given_twice_is_one_target() {
     );
     run.assert_success();
     assert!(
-        run.stdout
-            .contains(&format!("target: pid {pid} with threads and children")),
+        run.stdout.contains(&format!(
+            "target: pid {pid} (bystander) with threads and new children"
+        )),
         "the run's facts should name pid {pid} once\n{}",
         run.transcript()
     );

@@ -1,9 +1,9 @@
 //! The off-CPU profile on real software: Debian's PostgreSQL under `pgbench` (read-write
 //! TPC-B), checked against what the server measures about itself.
 //!
-//! The test starts its own server (tests/src/postgres.rs), profiles the postmaster and
-//! its children (`--pid` with the server's own processes, since the profiler follows
-//! only the children forked during the run) with `--profiles offcpu,cpu` and, inside
+//! The test starts its own server (tests/src/postgres.rs), profiles it as a user would,
+//! by the postmaster's pid (`--pid` covers the server processes it forked before the run
+//! and the backends it forks during it) with `--profiles offcpu,cpu` and, inside
 //! that window, runs a bounded `pgbench -c 4 -j 2 -T 6` while a session of its own
 //! samples `pg_stat_activity` every 10 ms. Two figures of the server are compared with
 //! the profile:
@@ -99,19 +99,14 @@ fn postgres_wal_syncs_and_client_waits_match_the_servers_own_figures() {
 
     let tmp = temp_dir();
     let out = tmp.path().join("out");
-    // The server's own processes (the WAL writer syncs too); backends that connect
-    // later are children the profiler follows.
-    let pids = pg
-        .processes()
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    // The postmaster: its processes already running (the WAL writer syncs too) and the
+    // backends that connect later are all below it.
+    let postmaster = pg.pid().to_string();
     let freq = FREQUENCY.to_string();
     let profiler = spawn_profiler(
         &[
             "--pid",
-            &pids,
+            &postmaster,
             "--profiles",
             "offcpu,cpu",
             "-F",

@@ -83,7 +83,8 @@ fn profile_tree(hz: u64, seconds: &str) -> TreeProfile {
         stacks: all
             .stacks
             .into_iter()
-            .filter(|s| s.comm.starts_with("stree-"))
+            // The workers' samples: the main thread only waits for them.
+            .filter(|s| s.comm == "stacks_tree")
             .collect(),
     };
     TreeProfile {
@@ -126,7 +127,7 @@ fn assert_full_tree_paths(tree: &TreeProfile, ring_lost: u64, min_distinct_share
     let total = folded.total();
     assert_received(
         &format!(
-            "the stree-* threads (their own thread CPU clocks; {total} samples in the profile \
+            "stacks_tree's stree-* workers (their own thread CPU clocks; {total} samples in the profile \
              + {ring_lost} lost to a full ring buffer)"
         ),
         total + ring_lost,
@@ -148,7 +149,7 @@ fn assert_full_tree_paths(tree: &TreeProfile, ring_lost: u64, min_distinct_share
         rooted_anywhere,
         total,
         0.97,
-        "samples of the stree-* threads with tree_worker;tree_root in their stack",
+        "samples of stacks_tree's workers with tree_worker;tree_root in their stack",
         folded,
     );
     let bracketed = folded.samples_where(|s| s.frames.iter().any(|f| f.starts_with('[')));

@@ -404,6 +404,10 @@ fn quote(value: impl AsRef<std::ffi::OsStr>) -> Result<String> {
     Ok(format!("'{}'", text.replace('\'', r"'\''")))
 }
 
+/// Seconds a test binary runs in the guest before the tasks are snapshotted every minute
+/// (the slowest binary takes about 3 minutes on one emulated vCPU).
+const HANG_AFTER_S: u32 = 600;
+
 /// The script the guest runs: the host suite's variables, a writable home, and each
 /// binary in turn, its output kept in the results directory with its status and time.
 fn guest_script(results: &Path, vars: &[(&str, OsString)], runs: &[BinaryRun]) -> Result<String> {
@@ -440,12 +444,41 @@ fn guest_script(results: &Path, vars: &[(&str, OsString)], runs: &[BinaryRun]) -
     )?;
     writeln!(
         s,
-        r#"run() {{
+        r#"# What every task is doing, when a binary runs far longer than it should: a hang
+# under TCG otherwise shows only as silence until the VM is killed.
+snapshot() {{
+    {{
+        echo "== $(date +%T) after $2 s in $1"
+        ps -eo pid,ppid,stat,wchan:32,etime,time,args
+        for task in /proc/[0-9]*/task/[0-9]*; do
+            state=$(awk '/^State:/ {{print $2}}' "$task/status" 2>/dev/null)
+            case $state in R|D)
+                echo "-- $task ($state) $(cat "${{task%/task/*}}/comm" 2>/dev/null)"
+                cat "$task/stack" 2>/dev/null
+            esac
+        done
+    }} >> "$results/$1.hang" 2>&1
+}}
+watch_for_hang() {{
+    waited=0
+    while sleep 60; do
+        waited=$((waited + 60))
+        if [ "$waited" -ge {HANG_AFTER_S} ]; then
+            snapshot "$1" "$waited"
+            echo "xtask-guest: $1: still running after $waited s; tasks in $results/$1.hang"
+            echo l > /proc/sysrq-trigger 2>/dev/null
+        fi
+    done
+}}
+run() {{
     name=$1; shift
     echo "xtask-guest: $name: starting"
     start=$(date +%s%N)
+    watch_for_hang "$name" &
+    watcher=$!
     "$@" 2>&1 | tee "$results/$name.out"
     rc=${{PIPESTATUS[0]}}
+    kill "$watcher" 2>/dev/null
     ms=$(( ($(date +%s%N) - start) / 1000000 ))
     echo "$name $rc $ms" >> "$results/status"
     echo "xtask-guest: $name: exit status $rc after $ms ms"

@@ -39,6 +39,8 @@ pub mod selfcost;
 pub mod session;
 pub mod stacks;
 pub mod start_command;
+pub mod status_line;
+pub mod stop_reason;
 pub mod target_elf;
 pub mod tracefs;
 pub mod trap_cost;

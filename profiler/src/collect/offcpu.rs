@@ -4,7 +4,6 @@
 //! woke them. The per-thread time budget comes from the same exact sums.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 
 use anyhow::Result;
 use profiler_common::{OffCpuKey, OffCpuThread, counter, sample_kind};
@@ -19,6 +18,7 @@ use crate::collect::offcpu_reason::reason;
 use crate::collect::probes::Probes;
 use crate::collect::raw_profile::{RawProfile, RawSample, RawStack, RawWaker, apportion};
 use crate::collect::records::comm;
+use crate::process::names::process_name;
 
 /// Sampled waits kept per run: the kernel sends at most a few thousand a second per CPU;
 /// past this many the rest are counted and their time still goes to their sites.
@@ -320,21 +320,6 @@ fn runqueue_key(pid: u32, tid: u32) -> OffCpuKey {
         fd: -1,
         ..OffCpuKey::default()
     }
-}
-
-/// The name of process `pid` (its main thread's), read from `/proc`; `None` for the idle
-/// task (an interrupt's waker) or a process already gone.
-fn process_name(pid: u32) -> Option<String> {
-    if pid == 0 {
-        return None;
-    }
-    let mut name = String::new();
-    std::fs::File::open(format!("/proc/{pid}/comm"))
-        .ok()?
-        .take(64)
-        .read_to_string(&mut name)
-        .ok()?;
-    Some(name.trim_end().to_owned())
 }
 
 /// A site's exact totals.

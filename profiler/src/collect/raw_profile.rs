@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use profiler_model::{Comment, Label, LostStack, ProfileKind, ValueType};
+use profiler_model::{Comment, Label, LabelKey, LabelValue, LostStack, ProfileKind, ValueType};
 
 use crate::collect::stacks::{StackHandle, StackTable, UserStack};
 
@@ -81,6 +81,24 @@ impl RawProfile {
             accounting,
             samples: Vec::new(),
         }
+    }
+
+    /// Each sample's process, and its thread's name when the thread is the process's main
+    /// thread (whose name is the process's), from the `pid`, `tid` and `comm` labels.
+    pub fn processes(&self) -> impl Iterator<Item = (u32, Option<&str>)> + '_ {
+        self.samples.iter().filter_map(|sample| {
+            let (mut pid, mut tid, mut comm) = (None, None, None);
+            for label in &sample.labels {
+                match (label.key, &label.value) {
+                    (LabelKey::Pid, LabelValue::Num(n)) => pid = u32::try_from(*n).ok(),
+                    (LabelKey::Tid, LabelValue::Num(n)) => tid = u32::try_from(*n).ok(),
+                    (LabelKey::Comm, LabelValue::Str(s)) => comm = Some(s.as_str()),
+                    _ => {}
+                }
+            }
+            let pid = pid?;
+            Some((pid, comm.filter(|_| tid == Some(pid))))
+        })
     }
 
     /// Adds one sample.

@@ -2,14 +2,14 @@
 //! stack samples as they arrive until the end of the window, then collect what the kernel
 //! aggregated.
 
+use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use aya::Btf;
 use aya::maps::{MapData, RingBuf};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use profiler_common::{ProcEvent, counter, proc_event};
+use profiler_common::{ProcEvent, proc_event};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
@@ -23,17 +23,21 @@ use crate::collect::goroutine_waits::GoroutineCollector;
 use crate::collect::heap::HeapCollector;
 use crate::collect::io::IoCollector;
 use crate::collect::offcpu::OffCpuCollector;
-use crate::collect::probes::{self, Counters, LoadOptions, Probes};
+use crate::collect::probes::{self, LoadOptions, Probes};
 use crate::collect::raw_profile::RawProfile;
 use crate::collect::samples::{StackSampler, Unwinding};
 use crate::collect::selfcost::KernelCost;
 use crate::collect::start_command;
+use crate::collect::status_line::{status_line, status_text};
+pub use crate::collect::stop_reason::StopReason;
 use crate::collect::tracefs;
 use crate::collect::uprobe_check;
 use crate::config::{CallGraph, Config, Target};
 use crate::process::bpf_symbols::BpfSymbols;
+use crate::process::descendants::{self, Limits, Tree};
+use crate::process::names::ProcessNames;
 use crate::process::procmaps::ProcessTable;
-use crate::sys::fdlimit;
+use crate::sys::{console, fdlimit};
 
 const TICK: Duration = Duration::from_millis(250);
 /// How often the sample ring buffer is drained when no sample wakes the profiler earlier:
@@ -44,48 +48,6 @@ const DRAIN_EVERY: Duration = Duration::from_millis(20);
 const DRAIN_BUDGET: Duration = Duration::from_millis(100);
 /// How often live processes' mappings are re-read, to catch `dlopen` and late mappings.
 const REFRESH_EVERY_TICKS: u32 = 16;
-
-/// Why the run ended.
-#[derive(Debug, Clone)]
-pub enum StopReason {
-    /// The requested duration elapsed.
-    Elapsed,
-    /// A signal asked to stop early.
-    Signal(&'static str),
-    /// The launched command exited.
-    CommandExited(ExitStatus),
-    /// Every `--pid` target exited.
-    TargetsExited,
-}
-
-impl StopReason {
-    /// The profiler's exit status for a run that otherwise succeeded: the launched
-    /// command's when it exited, as `time` and `perf stat` give it (its code, or 128+N
-    /// when signal N killed it); else 0.
-    pub fn exit_status(&self) -> u8 {
-        use std::os::unix::process::ExitStatusExt;
-        let Self::CommandExited(status) = self else {
-            return 0;
-        };
-        let code = match (status.code(), status.signal()) {
-            (Some(code), _) => code,
-            (None, Some(signal)) => 128 + signal,
-            (None, None) => 1,
-        };
-        u8::try_from(code).unwrap_or(u8::MAX)
-    }
-}
-
-impl std::fmt::Display for StopReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Elapsed => write!(f, "the duration elapsed"),
-            Self::Signal(name) => write!(f, "stopped early by {name}"),
-            Self::CommandExited(status) => write!(f, "the command exited ({status})"),
-            Self::TargetsExited => write!(f, "every target process exited"),
-        }
-    }
-}
 
 /// What a run collected, unresolved: symbolization happens afterwards, once.
 pub struct RunOutcome {
@@ -109,6 +71,11 @@ pub struct RunOutcome {
     pub unwinding: Unwinding,
     /// Mapping snapshots of every sampled process.
     pub processes: ProcessTable,
+    /// The names of the processes seen, which name their records (not their threads).
+    pub process_names: ProcessNames,
+    /// The processes already below the `--pid` targets when the run started, when looked
+    /// for (not with `--pid-only`).
+    pub descendants: Option<Tree>,
     /// The BPF programs loaded during the run (the profiler's own among them), which are
     /// gone from kallsyms by the time kernel frames are symbolized.
     pub bpf_symbols: BpfSymbols,
@@ -127,7 +94,9 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         probes,
         collectors: Vec::new(),
         processes: ProcessTable::default(),
+        names: ProcessNames::default(),
         sampler: StackSampler::default(),
+        tree: None,
     };
     let heap = session.start_collectors(config)?;
     // SAFETY: the ring buffer owns its map fd and keeps it open until it is dropped, which is
@@ -184,7 +153,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     bpf_symbols.snapshot();
     session.drain_after_window(&mut rings, started, duration);
     if let (Some(pid), StopReason::Elapsed | StopReason::Signal(_)) = (command_pid, &stop) {
-        crate::sys::console::eprint_line(&format!(
+        console::eprint_line(&format!(
             "profiler: the command (pid {pid}) is still running; it was left alone"
         ));
     }
@@ -203,10 +172,13 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         // filters them again.
         excluded: config.is_own_process(me).then_some(me),
     };
-    let mut profiles = Vec::new();
+    let mut profiles: Vec<RawProfile> = Vec::new();
     for collector in session.collectors {
         profiles.push(collector.finish(&mut session.probes, &end)?);
     }
+    session
+        .names
+        .settle(profiles.iter().flat_map(RawProfile::processes));
     Ok(RunOutcome {
         start,
         duration,
@@ -218,6 +190,8 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         ring_bytes,
         unwinding: session.sampler.finish(),
         processes: session.processes,
+        process_names: session.names,
+        descendants: session.tree,
         bpf_symbols,
         profiles,
     })
@@ -282,7 +256,10 @@ struct Session {
     probes: Probes,
     collectors: Vec<Box<dyn Collector>>,
     processes: ProcessTable,
+    names: ProcessNames,
     sampler: StackSampler,
+    /// The processes already below the `--pid` targets when the run started, when looked for.
+    tree: Option<Tree>,
 }
 
 impl Session {
@@ -315,12 +292,29 @@ impl Session {
         };
         if let Target::Pids(pids) = &config.target {
             for &pid in pids {
-                probes.add_target(pid)?;
-                self.processes.snapshot(pid);
-                let heap = heap.as_mut().map(|h| h as &mut dyn Collector);
-                for collector in self.collectors.iter_mut().map(Box::as_mut).chain(heap) {
-                    collector.attach(probes, Seen::Target(pid));
+                self.probes.add_target(pid)?;
+                self.add_target(pid, heap.as_mut());
+            }
+            // After the named pids are in the kernel's filter, which follows their forks
+            // from then on: a child forked during the walk is either listed or followed.
+            if config.existing_descendants {
+                let limits = Limits::default();
+                let tree = descendants::walk(Path::new("/proc"), pids, std::process::id(), limits);
+                for line in tree.warnings(limits) {
+                    console::eprint_line(&format!("profiler: {line}"));
                 }
+                for descendant in &tree.found {
+                    if let Err(err) = self.probes.add_target(descendant.pid) {
+                        console::eprint_line(&format!(
+                            "profiler: {err:#}: pid {} and the rest of the targets' \
+                             descendants are not profiled",
+                            descendant.pid
+                        ));
+                        break;
+                    }
+                    self.add_target(descendant.pid, heap.as_mut());
+                }
+                self.tree = Some(tree);
             }
         }
         if !matches!(config.target, Target::Command(_))
@@ -329,6 +323,17 @@ impl Session {
             self.collectors.push(Box::new(heap));
         }
         Ok(heap)
+    }
+
+    /// Tells every collector (the heap collector too, still apart) of target `pid`, which
+    /// the kernel's filter already has, and reads its mappings.
+    fn add_target(&mut self, pid: u32, heap: Option<&mut HeapCollector>) {
+        self.processes.snapshot(pid);
+        self.names.note(pid);
+        let heap = heap.map(|h| h as &mut dyn Collector);
+        for collector in self.collectors.iter_mut().map(Box::as_mut).chain(heap) {
+            collector.attach(&mut self.probes, Seen::Target(pid));
+        }
     }
 
     /// Launches the command of a `-- COMMAND` run as a target from its first instruction
@@ -406,6 +411,7 @@ impl Session {
                     }
                     if let Target::Pids(pids) = &config.target
                         && pids.iter().all(|&pid| !is_alive(pid))
+                        && self.tree.iter().flat_map(|t| &t.found).all(|d| !is_alive(d.pid))
                     {
                         break StopReason::TargetsExited;
                     }
@@ -481,6 +487,7 @@ impl Session {
         let seen = match event.kind {
             proc_event::NEW_KEY => {
                 self.processes.note_new_key(event.pid, event.ip, event.fd);
+                self.names.note(event.pid);
                 Seen::NewCode(event.pid)
             }
             proc_event::FORK => {
@@ -489,6 +496,7 @@ impl Session {
             }
             proc_event::EXEC => {
                 self.processes.note_exec(event.pid);
+                self.names.note_exec(event.pid);
                 Seen::Exec(event.pid)
             }
             _ => return,
@@ -508,6 +516,7 @@ impl Session {
             let sample = self.sampler.add(&item, &mut self.processes);
             drop(item);
             if let Some(sample) = sample {
+                self.names.note(sample.header.pid);
                 let mut taken = false;
                 for collector in &mut self.collectors {
                     if collector.takes(sample.header.kind) {
@@ -549,48 +558,5 @@ fn is_alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.trim_start().chars().next())
             .is_some_and(|state| state != 'Z' && state != 'X'),
         Err(_) => false,
-    }
-}
-
-fn status_line() -> ProgressBar {
-    // indicatif draws nothing when stderr is not a terminal.
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
-fn status_text(elapsed: Duration, duration: Option<Duration>, counters: &Counters) -> String {
-    let elapsed_s = elapsed.as_secs_f64();
-    let window = match duration {
-        Some(d) => format!("{elapsed_s:.1}s of {:.1}s", d.as_secs_f64()),
-        None => format!("{elapsed_s:.1}s (Ctrl-C to stop)"),
-    };
-    let lost = counters.get(counter::LOST_CPU_SAMPLES)
-        + counters.get(counter::LOST_IO_STACK)
-        + counters.get(counter::LOST_BLOCK_STACK)
-        + counters.get(counter::LOST_IO_FULL)
-        + counters.get(counter::LOST_SLOT);
-    format!(
-        "profiling: {window} | {} samples | {} I/O calls | {lost} lost",
-        counters.get(counter::RECORDED),
-        counters.get(counter::IO_CALLS)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::process::ExitStatusExt;
-
-    use super::*;
-
-    #[test]
-    fn exit_status_is_the_commands() {
-        let exited = |raw| StopReason::CommandExited(ExitStatus::from_raw(raw)).exit_status();
-        assert_eq!(exited(42 << 8), 42);
-        assert_eq!(exited(0), 0);
-        assert_eq!(exited(libc::SIGKILL), 128 + 9);
-        assert_eq!(StopReason::Elapsed.exit_status(), 0);
-        assert_eq!(StopReason::Signal("Ctrl-C").exit_status(), 0);
     }
 }

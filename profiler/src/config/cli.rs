@@ -59,7 +59,7 @@ const DEFAULT_TOP: usize = 5;
 /// A system-wide sampling profiler for Linux on eBPF.
 ///
 /// With no target it profiles the whole host; `--pid` profiles processes (their threads
-/// and the children they fork); `-- COMMAND` launches a command and profiles it until it exits.
+/// and descendants); `-- COMMAND` launches a command and profiles it until it exits.
 /// `profiler report DIR` shows an earlier run's results again.
 #[derive(Debug, Parser)]
 #[command(
@@ -74,9 +74,15 @@ struct Args {
     #[command(subcommand)]
     subcommand: Option<Sub>,
 
-    /// Profile this process, its threads and its children (repeatable or comma-separated).
+    /// Profile this process, its threads and its descendants: those it has when the run
+    /// starts and the children forked during it (repeatable or comma-separated).
     #[arg(short, long = "pid", value_name = "PID", value_delimiter = ',')]
     pids: Vec<u32>,
+
+    /// With --pid: leave out the processes the named ones have already forked (follow only
+    /// their threads and the children they fork during the run).
+    #[arg(long, requires = "pids")]
+    pid_only: bool,
 
     /// How long to profile, e.g. 500ms, 30s, 2m [default: until Ctrl-C or the command exits].
     #[arg(short, long, value_parser = parse_duration)]
@@ -268,6 +274,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
     };
     Ok(Invocation::Profile(Config {
         target,
+        existing_descendants: !args.pid_only,
         duration: args.duration,
         frequency: args.frequency,
         call_graph: args.call_graph,
@@ -433,6 +440,17 @@ mod tests {
     fn repeated_pids_are_one_target() {
         let config = parse(&["--pid", "5", "--pid", "5,5", "-p", "2,5"]).unwrap();
         assert_eq!(config.target, Target::Pids(vec![5, 2]));
+    }
+
+    #[test]
+    fn pid_only_leaves_existing_descendants_out_and_needs_a_pid() {
+        assert!(parse(&["--pid", "5"]).unwrap().existing_descendants);
+        assert!(
+            !parse(&["--pid", "5", "--pid-only"])
+                .unwrap()
+                .existing_descendants
+        );
+        assert!(parse(&["--pid-only"]).is_err());
     }
 
     #[test]

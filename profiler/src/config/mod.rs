@@ -15,7 +15,8 @@ use anyhow::{Context, Result, bail};
 pub enum Target {
     /// Every process on the host.
     Host,
-    /// These processes, their threads, and children they fork during the run.
+    /// These processes, their threads, the processes below them when the run starts
+    /// (unless `--pid-only`), and the children all of them fork during the run.
     Pids(Vec<u32>),
     /// A command to launch and profile with its descendants until it exits.
     Command(Vec<OsString>),
@@ -186,6 +187,9 @@ impl Default for Formats {
 pub struct Config {
     /// What to profile.
     pub target: Target,
+    /// Whether `--pid` targets include the processes already below them when the run
+    /// starts (not `--pid-only`); the children they fork during the run are always followed.
+    pub existing_descendants: bool,
     /// How long to profile; `None` runs until Ctrl-C or the command's exit.
     pub duration: Option<Duration>,
     /// Samples per second on each CPU.

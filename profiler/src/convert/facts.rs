@@ -7,6 +7,7 @@ use profiler_model::RunFacts;
 
 use crate::collect::session::RunOutcome;
 use crate::config::{Config, Target};
+use crate::process::descendants::Tree;
 
 /// The facts of `run`, which every profile says first.
 pub fn describe(run: &RunOutcome, config: &Config) -> RunFacts {
@@ -15,7 +16,7 @@ pub fn describe(run: &RunOutcome, config: &Config) -> RunFacts {
         host: Some(host),
         kernel: Some(kernel),
         cpus: u64::try_from(run.cpus).ok(),
-        target: Some(target(&config.target)),
+        target: Some(target(&config.target, run.descendants.as_ref())),
         window: Some(run.duration),
         started: Some(run.start),
         ended: Some(run.stop.to_string()),
@@ -51,14 +52,12 @@ pub fn unwinding(run: &RunOutcome) -> String {
     ) + &crate::collect::budgets::describe(run)
 }
 
-/// What was profiled, in words.
-pub fn target(target: &Target) -> String {
+/// What was profiled, in words: for `--pid`, the named processes by name, and how many
+/// were already below them when the run started (`tree`, unless `--pid-only`).
+pub fn target(target: &Target, tree: Option<&Tree>) -> String {
     match target {
         Target::Host => "the whole host".to_owned(),
-        Target::Pids(pids) => {
-            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
-            format!("pid {} with threads and children", pids.join(","))
-        }
+        Target::Pids(pids) => pids_target(pids, tree),
         Target::Command(argv) => {
             let argv: Vec<String> = argv
                 .iter()
@@ -67,6 +66,46 @@ pub fn target(target: &Target) -> String {
             format!("command `{}` and its children", argv.join(" "))
         }
     }
+}
+
+/// `pid 1234 (nginx) and its 2 child processes, with threads and new children`.
+fn pids_target(pids: &[u32], tree: Option<&Tree>) -> String {
+    let named: Vec<String> = pids
+        .iter()
+        .map(|&pid| {
+            let name = tree
+                .and_then(|t| t.roots.iter().find(|r| r.pid == pid))
+                .and_then(|r| r.name.as_deref());
+            match name {
+                Some(name) => format!("{pid} ({name})"),
+                None => pid.to_string(),
+            }
+        })
+        .collect();
+    let (noun, its) = if pids.len() == 1 {
+        ("pid", "its")
+    } else {
+        ("pids", "their")
+    };
+    let mut text = format!("{noun} {}", named.join(", "));
+    match tree {
+        None => text.push_str(" with threads and new children only (--pid-only)"),
+        Some(tree) if tree.found.is_empty() => text.push_str(" with threads and new children"),
+        Some(tree) => {
+            let count = tree.found.len();
+            let first = if tree.too_many { "first " } else { "" };
+            let kind = if tree.only_children() {
+                "child"
+            } else {
+                "descendant"
+            };
+            let plural = if count == 1 { "" } else { "es" };
+            text.push_str(&format!(
+                " and {its} {first}{count} {kind} process{plural}, with threads and new children"
+            ));
+        }
+    }
+    text
 }
 
 /// The host name and kernel release.
@@ -89,19 +128,74 @@ fn uname() -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::descendants::{Descendant, Root};
 
     #[test]
     fn describes_targets() {
-        assert_eq!(target(&Target::Host), "the whole host");
+        assert_eq!(target(&Target::Host, None), "the whole host");
         assert_eq!(
-            target(&Target::Pids(vec![1, 2])),
-            "pid 1,2 with threads and children"
+            target(&Target::Pids(vec![1, 2]), None),
+            "pids 1, 2 with threads and new children only (--pid-only)"
         );
         assert_eq!(
-            target(&Target::Command(vec!["ls".into(), "-l".into()])),
+            target(&Target::Command(vec!["ls".into(), "-l".into()]), None),
             "command `ls -l` and its children"
         );
         let (host, kernel) = uname();
         assert!(!host.is_empty() && kernel.contains('.'), "{host} {kernel}");
+    }
+
+    #[test]
+    fn names_the_pids_and_counts_the_processes_below_them() {
+        let root = |pid, name: Option<&str>| Root {
+            pid,
+            name: name.map(str::to_owned),
+        };
+        let below = |depths: &[u32]| -> Vec<Descendant> {
+            (0u32..)
+                .zip(depths)
+                .map(|(i, &depth)| Descendant {
+                    pid: 100 + i,
+                    depth,
+                })
+                .collect()
+        };
+        let nginx = Tree {
+            roots: vec![root(1234, Some("nginx"))],
+            found: below(&[1, 1]),
+            ..Tree::default()
+        };
+        assert_eq!(
+            target(&Target::Pids(vec![1234]), Some(&nginx)),
+            "pid 1234 (nginx) and its 2 child processes, with threads and new children"
+        );
+        let deep = Tree {
+            roots: vec![root(1, Some("a")), root(2, None)],
+            found: below(&[1, 2, 1]),
+            too_many: true,
+            ..Tree::default()
+        };
+        assert_eq!(
+            target(&Target::Pids(vec![1, 2]), Some(&deep)),
+            "pids 1 (a), 2 and their first 3 descendant processes, with threads and new \
+             children"
+        );
+        let alone = Tree {
+            roots: vec![root(7, Some("sh"))],
+            found: below(&[1]),
+            ..Tree::default()
+        };
+        assert_eq!(
+            target(&Target::Pids(vec![7]), Some(&alone)),
+            "pid 7 (sh) and its 1 child process, with threads and new children"
+        );
+        let none = Tree {
+            roots: vec![root(7, Some("sh"))],
+            ..Tree::default()
+        };
+        assert_eq!(
+            target(&Target::Pids(vec![7]), Some(&none)),
+            "pid 7 (sh) with threads and new children"
+        );
     }
 }

@@ -58,6 +58,7 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
         for sample in raws.iter().flat_map(|raw| &raw.samples) {
             let stack = resolver.intern(&mut builder, sample.stack);
             let mut labels = sample.labels.clone();
+            run.process_names.relabel(&mut labels);
             let waker = sample.waker.as_ref().map(|waker| {
                 // Named once the profile is built and its stacks can be read.
                 labels.push(Label::str(LabelKey::Waker, waker.comm.as_str()));
