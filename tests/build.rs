@@ -27,6 +27,7 @@ const FIXTURES: &[&str] = &[
     "io_bystander",
     "io_siblings",
     "io_cases",
+    "io_zero_copy",
     "block_mutex",
     "block_condvar",
     "block_uncontended",

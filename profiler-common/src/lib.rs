@@ -154,12 +154,33 @@ pub const MAX_IO_KEYS: u32 = 32768;
 /// Slots of the in-flight syscall table, indexed by thread id modulo its size.
 pub const IN_FLIGHT_SLOTS: u32 = 65536;
 
-/// The read/write-family syscalls the I/O profile traces, in the order of their indices.
+/// The syscalls the I/O profile traces, in the order of their indices: the read/write
+/// family, then the calls that move data between two descriptors inside the kernel
+/// (`sendfile` to `copy_file_range`).
 pub mod io_syscall {
     /// The syscalls' names, indexed by the syscall index stored in [`super::IoKey`].
-    pub const NAMES: [&str; 16] = [
-        "read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev", "preadv2",
-        "pwritev2", "recvfrom", "sendto", "recvmsg", "sendmsg", "recvmmsg", "sendmmsg",
+    pub const NAMES: [&str; 21] = [
+        "read",
+        "write",
+        "pread64",
+        "pwrite64",
+        "readv",
+        "writev",
+        "preadv",
+        "pwritev",
+        "preadv2",
+        "pwritev2",
+        "recvfrom",
+        "sendto",
+        "recvmsg",
+        "sendmsg",
+        "recvmmsg",
+        "sendmmsg",
+        "sendfile",
+        "splice",
+        "tee",
+        "vmsplice",
+        "copy_file_range",
     ];
     /// Number of traced syscalls.
     pub const COUNT: usize = NAMES.len();
@@ -175,6 +196,16 @@ pub mod io_syscall {
     pub const RECVMSG: u32 = 12;
     /// Index of `sendmsg`, whose request is the total of its `msghdr`'s iovecs.
     pub const SENDMSG: u32 = 13;
+    /// Index of `sendfile(out_fd, in_fd, offset, count)`.
+    pub const SENDFILE: u32 = 16;
+    /// Index of `splice(fd_in, off_in, fd_out, off_out, len, flags)`.
+    pub const SPLICE: u32 = 17;
+    /// Index of `tee(fd_in, fd_out, len, flags)`.
+    pub const TEE: u32 = 18;
+    /// Index of `vmsplice(fd, iov, nr_segs, flags)`, whose request is its iovecs' total.
+    pub const VMSPLICE: u32 = 19;
+    /// Index of `copy_file_range(fd_in, off_in, fd_out, off_out, len, flags)`.
+    pub const COPY_FILE_RANGE: u32 = 20;
 
     // Each index names the syscall its name says, so that reordering `NAMES` cannot
     // silently move a special case (messages, vectors) onto another call.
@@ -185,6 +216,14 @@ pub mod io_syscall {
         assert!(super::str_eq(NAMES[PWRITEV2 as usize], "pwritev2"));
         assert!(super::str_eq(NAMES[RECVMSG as usize], "recvmsg"));
         assert!(super::str_eq(NAMES[SENDMSG as usize], "sendmsg"));
+        assert!(super::str_eq(NAMES[SENDFILE as usize], "sendfile"));
+        assert!(super::str_eq(NAMES[SPLICE as usize], "splice"));
+        assert!(super::str_eq(NAMES[TEE as usize], "tee"));
+        assert!(super::str_eq(NAMES[VMSPLICE as usize], "vmsplice"));
+        assert!(super::str_eq(
+            NAMES[COPY_FILE_RANGE as usize],
+            "copy_file_range"
+        ));
     };
 }
 
@@ -219,11 +258,11 @@ pub const EAGAIN_RESULT: i64 = -11;
 pub mod futex_syscall {
     /// `futex` with a waiting operation (WAIT, WAIT_BITSET, LOCK_PI, LOCK_PI2,
     /// WAIT_REQUEUE_PI).
-    pub const FUTEX: u32 = 16;
+    pub const FUTEX: u32 = 21;
     /// `futex_waitv`.
-    pub const FUTEX_WAITV: u32 = 17;
+    pub const FUTEX_WAITV: u32 = 22;
     /// `futex_wait` (Linux 6.7).
-    pub const FUTEX_WAIT: u32 = 18;
+    pub const FUTEX_WAIT: u32 = 23;
     /// The syscalls' names, indexed by `syscall - FUTEX`.
     pub const NAMES: [&str; 3] = ["futex", "futex_waitv", "futex_wait"];
 
@@ -248,7 +287,8 @@ pub mod futex_syscall {
 pub struct InFlight {
     /// The thread, to tell apart threads that share a slot.
     pub tid: u32,
-    /// Index of the syscall: [`io_syscall::NAMES`] below 16, then [`futex_syscall`].
+    /// Index of the syscall: [`io_syscall::NAMES`] below [`futex_syscall::FUTEX`], then
+    /// [`futex_syscall`].
     pub syscall: u32,
     /// `bpf_ktime_get_ns` at entry; zero when the slot is free.
     pub start_ns: u64,
@@ -395,7 +435,9 @@ pub struct IoValue {
     pub short: u64,
     /// Calls that failed with `EAGAIN`/`EWOULDBLOCK`: nothing was there yet.
     pub eagain: u64,
-    /// The descriptor of the first call, to tell what it was (file, socket, pipe...).
+    /// The descriptor of the first call, to tell what it was (file, socket, pipe...). For
+    /// the calls between two descriptors, the one the data goes out to (see
+    /// `profiler-ebpf`'s `io::descriptor`); the input descriptor is not kept.
     pub fd: i64,
     /// The thread's command name at the first call.
     pub comm: [u8; COMM_LEN],

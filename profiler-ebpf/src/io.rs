@@ -1,5 +1,7 @@
-//! The I/O profile: every read/write-family syscall of a target, paired entry to exit per
-//! thread, counted with its bytes, time and errors by call site.
+//! The I/O profile: every read/write-family syscall of a target, and every call that moves
+//! data between two descriptors in the kernel (`sendfile`, `splice`, `tee`, `vmsplice`,
+//! `copy_file_range`), paired entry to exit per thread, counted with its bytes, time and
+//! errors by call site.
 //!
 //! Copying the user stack costs several times a 1-byte `pread`, so a call site is keyed by
 //! registers alone (ip, sp, bp), every call is counted exactly there, and one call in
@@ -16,8 +18,8 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use profiler_common::{
-    COMM_LEN, EAGAIN_RESULT, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoValue,
-    MAX_IO_KEYS, MAX_IOVECS, counter, io_syscall,
+    COMM_LEN, EAGAIN_RESULT, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoValue, MAX_IO_KEYS,
+    MAX_IOVECS, counter, io_syscall,
 };
 
 use crate::regs;
@@ -40,8 +42,7 @@ pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos:
     let (tgid, tid, syscall) = (entry.pid, entry.tid, entry.syscall);
     let regs: *const u64 = ctx.arg(0);
     let site = site_registers(regs);
-    // SAFETY: the tracepoint's BTF-typed pt_regs argument, checked by the verifier.
-    let fd = unsafe { *regs.add(regs::DI / 8) };
+    let fd = descriptor(syscall, regs);
     let key = IoKey {
         pid: tgid,
         tid,
@@ -83,6 +84,25 @@ pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos:
     notify_new_key(tgid, site.ip, fd as i64);
 }
 
+/// The descriptor a call's kind is told by: its only one, or, for the calls between two
+/// descriptors, the one the data goes out to. That is the one their bytes are written to,
+/// so a site's descriptor says where the bytes went as `write`'s does (nginx's `sendfile`
+/// shows as a socket, not as the file it reads); one descriptor fits in [`IoValue`].
+/// The argument registers still hold the call's arguments at its exit.
+#[inline(always)]
+fn descriptor(syscall: u32, regs: *const u64) -> u64 {
+    let register = match syscall {
+        // splice(fd_in, off_in, fd_out, ...), copy_file_range(fd_in, off_in, fd_out, ...)
+        io_syscall::SPLICE | io_syscall::COPY_FILE_RANGE => regs::DX,
+        // tee(fd_in, fd_out, len, flags)
+        io_syscall::TEE => regs::SI,
+        // sendfile(out_fd, ...), vmsplice(pipe_fd, ...), and the read/write family.
+        _ => regs::DI,
+    };
+    // SAFETY: the tracepoint's BTF-typed pt_regs argument, checked by the verifier.
+    unsafe { *regs.add(register / 8) }
+}
+
 /// Sends the current stack to userspace as one sample of the call site `site`.
 #[inline(always)]
 fn sample_stack(ctx: &BtfTracePointContext, site: &IoKey) {
@@ -94,9 +114,11 @@ fn sample_stack(ctx: &BtfTracePointContext, site: &IoKey) {
 }
 
 /// What an I/O syscall asks for, from its arguments at entry: the count (or buffer length)
-/// in `rdx` for most calls, which costs nothing; the iovecs' total for the vector calls and
-/// `recvmsg`/`sendmsg`, which costs a user read per iovec; `vlen`, the messages asked for,
-/// for the `*mmsg` calls, whose results (and bytes) count messages too.
+/// in `rdx` for most calls (`tee`'s len among them), `count` in `r10` for `sendfile`, `len`
+/// in `r8` for `splice` and `copy_file_range`, which costs nothing; the iovecs' total for
+/// the vector calls, `vmsplice` and `recvmsg`/`sendmsg`, which costs a user read per iovec;
+/// `vlen`, the messages asked for, for the `*mmsg` calls, whose results (and bytes) count
+/// messages too.
 #[inline(always)]
 pub fn requested(syscall: u32, regs: *const u64) -> u64 {
     // SAFETY: the tracepoint's BTF-typed pt_regs argument, checked by the verifier; user
@@ -104,7 +126,11 @@ pub fn requested(syscall: u32, regs: *const u64) -> u64 {
     unsafe {
         let (si, dx) = (*regs.add(regs::SI / 8), *regs.add(regs::DX / 8));
         match syscall {
-            io_syscall::READV..=io_syscall::PWRITEV2 => iovec_total(si, dx),
+            io_syscall::READV..=io_syscall::PWRITEV2 | io_syscall::VMSPLICE => iovec_total(si, dx),
+            // sendfile(out_fd, in_fd, offset, count)
+            io_syscall::SENDFILE => *regs.add(regs::R10 / 8),
+            // splice and copy_file_range(fd_in, off_in, fd_out, off_out, len, flags)
+            io_syscall::SPLICE | io_syscall::COPY_FILE_RANGE => *regs.add(regs::R8 / 8),
             io_syscall::RECVMSG | io_syscall::SENDMSG => {
                 // struct user_msghdr { void *msg_name; int msg_namelen;
                 //                      struct iovec *msg_iov; size_t msg_iovlen; ... }

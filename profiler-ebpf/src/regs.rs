@@ -6,6 +6,10 @@
 pub const BP: usize = 4 * 8;
 /// `rbx`, the second argument of Go's register ABI.
 pub const BX: usize = 5 * 8;
+/// `r10`, the fourth syscall argument.
+pub const R10: usize = 7 * 8;
+/// `r8`, the fifth syscall argument.
+pub const R8: usize = 9 * 8;
 /// `rax`, the return value (and the first argument of Go's register ABI).
 pub const AX: usize = 10 * 8;
 /// `rcx`, the third argument of Go's register ABI.

@@ -24,9 +24,10 @@ static TRACE_IO: u8 = 0;
 #[unsafe(no_mangle)]
 static TRACE_BLOCK: u8 = 0;
 
-/// x86-64 syscall numbers of the traced I/O syscalls, in the order of `io_syscall::NAMES`.
+/// x86-64 syscall numbers of the traced I/O syscalls, in the order of `io_syscall::NAMES`
+/// (`sendfile64` of the C library is `sendfile`, 40, on x86-64).
 const IO_NUMBERS: [i64; io_syscall::COUNT] = [
-    0, 1, 17, 18, 19, 20, 295, 296, 327, 328, 45, 44, 47, 46, 299, 307,
+    0, 1, 17, 18, 19, 20, 295, 296, 327, 328, 45, 44, 47, 46, 299, 307, 40, 275, 276, 278, 326,
 ];
 const NR_FUTEX: i64 = 202;
 const NR_FUTEX_WAITV: i64 = 449;

@@ -29,7 +29,8 @@ impl ValueType {
 pub enum ProfileKind {
     /// `cpu.pb.gz`: where the CPU time went, by sampled stack.
     Cpu,
-    /// `io.pb.gz`: every traced read/write-family syscall, by call stack.
+    /// `io.pb.gz`: every traced read/write-family syscall and call between descriptors
+    /// (sendfile, splice, ...), by call stack.
     Io,
     /// `block.pb.gz`: futex waits by call stack, as Go's block profile counts them.
     Block,

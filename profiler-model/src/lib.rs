@@ -19,6 +19,7 @@ pub mod callers;
 mod comment;
 mod facts;
 mod frame;
+mod io_syscall;
 mod kind;
 pub mod labels;
 mod model;
@@ -42,6 +43,7 @@ pub use builder::{ProfileBuilder, RawFrame};
 pub use comment::Comment;
 pub use facts::RunFacts;
 pub use frame::{FrameKind, LostStack, Unnamed, module_offset};
+pub use io_syscall::{IoDirection, IoShape, IoSyscall};
 pub use kind::{BlockValue, CpuValue, HeapValue, IoValue, OffCpuValue, ProfileKind};
 pub use labels::LabelKey;
 pub use model::{

@@ -1,4 +1,5 @@
-//! I/O-profile tests: every read/write-family call of the target is counted, so the
+//! I/O-profile tests: every read/write-family call of the target is counted (and every
+//! call between two descriptors, in `io/zero_copy.rs`), so the
 //! profile's calls and bytes per function must equal exactly what the fixtures counted
 //! themselves; the small-I/O findings must name the functions that make many small calls
 //! and not the one that reads in large chunks; other processes must stay out.
@@ -24,6 +25,9 @@ mod findings;
 mod raw;
 #[path = "io/run.rs"]
 mod run;
+// sendfile, splice, tee, vmsplice and copy_file_range, on their own fixture.
+#[path = "io/zero_copy.rs"]
+mod zero_copy;
 
 use attach::{wait_until_attached, wait_until_catches};
 use exact::{assert_folded_exact, assert_pprof_exact};

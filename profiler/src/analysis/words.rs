@@ -37,7 +37,7 @@ pub fn small_io(finding: &SmallIoFinding) -> Finding {
     } else {
         format!(", on a {}", site.descriptors.join("/"))
     };
-    let title = Text::words(format!("{} in ", site.syscall))
+    let title = Text::words(format!("{} in ", site.syscall_name()))
         .name(&site.caller)
         .push(format!(
             ": {} calls ({}/s) of {} on average{descriptors}",

@@ -1,13 +1,14 @@
-//! The I/O profile's collector: every traced read/write-family syscall, counted by the
-//! kernel per call site, and the stacks sampled at each site.
+//! The I/O profile's collector: every traced read/write-family syscall and every call
+//! between two descriptors (`sendfile`, `splice`, ...), counted by the kernel per call
+//! site, and the stacks sampled at each site.
 
 use anyhow::Result;
-use profiler_common::{IoKey, counter, io_syscall, sample_kind};
-use profiler_model::LabelKey;
+use profiler_common::{IoKey, counter, sample_kind};
 use profiler_model::{
     Account, Cause, Comment, Count, Counted, IoValue, Label, Loss, LostStack, ProfileKind, Subject,
     Table, Tally,
 };
+use profiler_model::{IoSyscall, LabelKey};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
@@ -38,10 +39,7 @@ impl Collector for IoCollector {
         let mut raw = RawProfile::new(ProfileKind::Io, accounting(run));
         let mut stacks_of = self.stacks.by_site();
         for (key, value) in &calls {
-            let syscall = io_syscall::NAMES
-                .get(key.syscall as usize)
-                .copied()
-                .unwrap_or("unknown");
+            let syscall = syscall_of(key.syscall).map_or("unknown", IoSyscall::name);
             let mut labels = vec![
                 Label::str(LabelKey::Syscall, syscall),
                 Label::num(LabelKey::Pid, i64::from(key.pid)),
@@ -73,14 +71,21 @@ impl Collector for IoCollector {
     }
 }
 
+/// The syscall of the kernel's index into [`profiler_common::io_syscall::NAMES`], whose order
+/// [`IoSyscall::ALL`] follows (a test ties the two).
+fn syscall_of(index: u32) -> Option<IoSyscall> {
+    IoSyscall::ALL.get(index as usize).copied()
+}
+
 fn accounting(run: &RunEnd<'_>) -> Vec<Comment> {
     let c = run.counters;
     vec![
         Comment::Method(
             "traced: every call of read, write, pread64, pwrite64, readv, writev, preadv(2), \
-         pwritev(2), recvfrom, sendto, recvmsg, sendmsg, recvmmsg and sendmmsg (for the *mmsg \
-         calls, bytes and requested are messages); stacks are sampled 1 call in 64 per call \
-         site"
+         pwritev(2), recvfrom, sendto, recvmsg, sendmsg, recvmmsg, sendmmsg (for the *mmsg \
+         calls, bytes and requested are messages), sendfile, splice, tee, vmsplice and \
+         copy_file_range (by the descriptor written to); stacks are sampled 1 call in 64 per \
+         call site"
                 .to_owned(),
         ),
         Comment::Account(Account::IoRequested {
@@ -107,4 +112,20 @@ fn accounting(run: &RunEnd<'_>) -> Vec<Comment> {
             stacks_lost: c.get(counter::LOST_IO_STACK),
         })),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use profiler_common::io_syscall;
+
+    #[test]
+    fn kernel_indices_name_their_syscalls() {
+        assert_eq!(IoSyscall::ALL.len(), io_syscall::NAMES.len());
+        for (index, name) in io_syscall::NAMES.iter().enumerate() {
+            assert_eq!(syscall_of(index as u32).map(IoSyscall::name), Some(*name));
+        }
+        assert_eq!(syscall_of(io_syscall::SENDFILE), Some(IoSyscall::Sendfile));
+        assert_eq!(syscall_of(io_syscall::NAMES.len() as u32), None);
+    }
 }

@@ -53,7 +53,7 @@ pub struct LoadOptions {
     pub filter: bool,
     /// Offset of `child_pid` in the `sched_process_fork` record (see [`crate::collect::tracefs`]).
     pub fork_child_pid_offset: u32,
-    /// Trace the read/write-family syscalls.
+    /// Trace the read/write-family syscalls and the calls between descriptors (sendfile...).
     pub io: bool,
     /// Trace futex waits.
     pub block: bool,

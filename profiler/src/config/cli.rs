@@ -16,7 +16,7 @@ use crate::config::{
 enum ProfileArg {
     /// CPU samples.
     Cpu,
-    /// Read/write-family syscalls.
+    /// Read/write-family syscalls, and sendfile, splice, tee, vmsplice, copy_file_range.
     Io,
     /// Futex waits.
     Block,

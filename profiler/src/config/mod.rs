@@ -27,7 +27,7 @@ pub enum Target {
 pub struct ProfileSet {
     /// Stacks sampled at a fixed frequency on every CPU.
     pub cpu: bool,
-    /// Read/write-family syscalls by call stack.
+    /// Read/write-family syscalls and calls between descriptors (sendfile...) by call stack.
     pub io: bool,
     /// Futex waits by call stack.
     pub block: bool,

@@ -23,13 +23,13 @@ pub fn render(sites: &[IoSite], findings: &[Finding], seconds: f64, top: usize) 
     let _ = writeln!(out, "Top {top} I/O call sites by calls:");
     let _ = writeln!(
         out,
-        "  {:>12}  {:>10}  {:>11}  {:>10}  {:>9}  {:>10}  {:>10}  {:<9}  call site",
+        "  {:>12}  {:>10}  {:>11}  {:>10}  {:>9}  {:>10}  {:>10}  {:<15}  call site",
         "calls", "requested", "transferred", "asked/call", "got/call", "time", "calls/s", "syscall"
     );
     for site in sites.iter().take(top) {
         let _ = writeln!(
             out,
-            "  {:>12}  {:>10}  {:>11}  {:>10}  {:>9}  {:>10}  {:>10}  {:<9}  {}",
+            "  {:>12}  {:>10}  {:>11}  {:>10}  {:>9}  {:>10}  {:>10}  {:<15}  {}",
             group(site.calls as i64),
             site.requested
                 .map_or("-".to_owned(), |r| human_bytes(r as f64)),
@@ -38,7 +38,7 @@ pub fn render(sites: &[IoSite], findings: &[Finding], seconds: f64, top: usize) 
             human_bytes(site.avg_bytes()),
             human_time(site.nanos as i64),
             group((site.calls as f64 / seconds.max(1e-3)).round() as i64),
-            site.syscall,
+            site.syscall_name(),
             shorten(&site_name(site)),
         );
     }
@@ -76,7 +76,7 @@ mod tests {
 
     fn site(calls: u64, bytes: u64) -> IoSite {
         IoSite {
-            syscall: "pread64".to_owned(),
+            syscall: Some(profiler_model::IoSyscall::Pread64),
             comm: "app".to_owned(),
             caller: "read_bytewise".to_owned(),
             path: vec![

@@ -399,7 +399,7 @@ mod tests {
         use crate::analysis::language::Language;
         let finding = |caller: &str| SmallIoFinding {
             site: IoSite {
-                syscall: "read".into(),
+                syscall: Some(profiler_model::IoSyscall::Read),
                 comm: "app".into(),
                 caller: caller.into(),
                 path: vec!["main".into(), caller.into()],
