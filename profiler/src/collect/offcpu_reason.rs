@@ -63,9 +63,10 @@ const LOCKS: [i32; 6] = [
 ];
 
 /// Syscalls that move data between pipes.
-const PIPES: [i32; 2] = [
+const PIPES: [i32; 3] = [
     275, // splice
     276, // tee
+    278, // vmsplice: into a pipe, waiting for room in it
 ];
 
 /// The reason of a wait of kernel class `class` in syscall `syscall` (or [`NO_SYSCALL`]) on
