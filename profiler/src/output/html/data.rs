@@ -23,18 +23,22 @@ pub struct ReportData {
     /// What was left out of `findings` beyond
     /// [`MAX_FINDINGS_PER_KIND`](super::findings::MAX_FINDINGS_PER_KIND), in words.
     pub findings_omitted: Vec<String>,
+    /// How many findings there are, those left out included (the tab's badge, which says
+    /// what the terminal's findings line says).
+    pub findings_total: usize,
     /// The findings' thresholds, in words, to say what "no findings" means.
     pub thresholds: Vec<String>,
 }
 
 /// Builds the page's data from the profiles and the findings computed from them.
 pub fn build(profiles: &[Profile], analysis: &Analysis, run: Header) -> ReportData {
-    let (findings, findings_omitted) = findings(analysis);
+    let (findings, findings_omitted, findings_total) = findings(analysis);
     ReportData {
         run,
         profiles: profiles.iter().map(profile_data).collect(),
         findings,
         findings_omitted,
+        findings_total,
         thresholds: analysis.thresholds(),
     }
 }
@@ -62,6 +66,7 @@ mod tests {
         };
         let data = build(&[], &analysis, Header::default());
         assert_eq!(data.findings.len(), MAX_FINDINGS_PER_KIND);
+        assert_eq!(data.findings_total, MAX_FINDINGS_PER_KIND + 5);
         assert_eq!(
             data.findings_omitted,
             ["5 more contended locks, smaller than those listed"]

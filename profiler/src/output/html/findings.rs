@@ -34,12 +34,15 @@ pub struct FindingData {
 }
 
 /// The findings, in the order of the panel ([`Analysis::groups`]), each kind cut at
-/// [`MAX_FINDINGS_PER_KIND`]; and what was cut, in words.
-pub(super) fn findings(analysis: &Analysis) -> (Vec<FindingData>, Vec<String>) {
+/// [`MAX_FINDINGS_PER_KIND`]; what was cut, in words; and how many there are in all, as
+/// the terminal counts them.
+pub(super) fn findings(analysis: &Analysis) -> (Vec<FindingData>, Vec<String>, usize) {
     let mut out: Vec<FindingData> = Vec::new();
     let mut omitted = Vec::new();
+    let mut total = 0;
     for group in analysis.groups() {
         let all = group.findings;
+        total += all.len();
         if all.len() > MAX_FINDINGS_PER_KIND {
             omitted.push(format!(
                 "{} more {}, smaller than those listed",
@@ -49,7 +52,7 @@ pub(super) fn findings(analysis: &Analysis) -> (Vec<FindingData>, Vec<String>) {
         }
         out.extend(all.iter().take(MAX_FINDINGS_PER_KIND).map(data));
     }
-    (out, omitted)
+    (out, omitted, total)
 }
 
 /// A finding laid out for the panel: its words in full, its frames to show.

@@ -519,7 +519,7 @@
   // Start
 
   renderHeader();
-  const findingsPanel = addTab('findings', 'Findings', DATA.findings.length);
+  const findingsPanel = addTab('findings', 'Findings', DATA.findings_total);
   for (const p of DATA.profiles) views[p.name] = new ProfileView(p, addTab(p.name, p.title));
   renderFindings(findingsPanel);
   window.addEventListener('resize', () => {
