@@ -83,9 +83,10 @@ impl RawProfile {
         }
     }
 
-    /// Each sample's process, and its thread's name when the thread is the process's main
-    /// thread (whose name is the process's), from the `pid`, `tid` and `comm` labels.
-    pub fn processes(&self) -> impl Iterator<Item = (u32, Option<&str>)> + '_ {
+    /// Each sample's process, whether its thread is the process's main thread (whose name
+    /// is the process's), its thread's name (from the `pid`, `tid` and `comm` labels), and
+    /// its weight: its first value (samples, calls, waits), at least 1.
+    pub fn processes(&self) -> impl Iterator<Item = (u32, bool, Option<&str>, u64)> + '_ {
         self.samples.iter().filter_map(|sample| {
             let (mut pid, mut tid, mut comm) = (None, None, None);
             for label in &sample.labels {
@@ -97,7 +98,11 @@ impl RawProfile {
                 }
             }
             let pid = pid?;
-            Some((pid, comm.filter(|_| tid == Some(pid))))
+            let weight = sample
+                .values
+                .first()
+                .map_or(1, |&v| v.max(1).unsigned_abs());
+            Some((pid, tid == Some(pid), comm, weight))
         })
     }
 

@@ -128,6 +128,10 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     }
     let mut child = session.launch(config, heap)?;
     let command_pid = child.as_ref().and_then(Child::id);
+    // Launching returns once the command executed: its name now is the program's.
+    if let Some(pid) = command_pid {
+        session.names.note_exec(pid);
+    }
     let stop = session
         .window(config, &mut rings, &mut child, started)
         .await?;

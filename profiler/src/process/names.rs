@@ -7,7 +7,7 @@
 //! again when it executes, and at the end for what is still alive. A process gone before
 //! it was read keeps its threads' names.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
 
 use profiler_model::{Label, LabelKey, LabelValue};
@@ -19,6 +19,8 @@ const MAX_PROCESSES: usize = 1 << 16;
 #[derive(Debug, Clone, Default)]
 pub struct ProcessNames {
     names: HashMap<u32, String>,
+    /// Processes whose name was read after they executed their program: the program's.
+    read_after_exec: HashSet<u32>,
 }
 
 impl ProcessNames {
@@ -37,26 +39,69 @@ impl ProcessNames {
         let room = self.names.len() < MAX_PROCESSES || self.names.contains_key(&pid);
         if let (true, Some(name)) = (room, process_name(pid)) {
             self.names.insert(pid, name);
+            self.read_after_exec.insert(pid);
         }
     }
 
     /// Names every process of a run's records as the run ends: by `/proc` while it lives
-    /// (its latest name); else by what its main thread was called in its own records
-    /// (the last), which saw its exec even when no exec event was traced; else as first
-    /// read. Takes each record's pid and, for a main thread's record, its name.
-    pub fn settle<'a>(&mut self, records: impl Iterator<Item = (u32, Option<&'a str>)>) {
-        let mut main_threads: HashMap<u32, Option<&'a str>> = HashMap::new();
-        for (pid, main_thread) in records {
-            let seen = main_threads.entry(pid).or_default();
-            if main_thread.is_some() {
-                *seen = main_thread;
+    /// (its latest name); else as read after it executed its program; else by the name its
+    /// main thread had in most of its records by weight (records are not in time order,
+    /// and a few may be from before an exec, under the parent's name); else as first
+    /// read, if one of its threads had that name in its records; else by the name most of
+    /// its records' threads had (a Go program's threads all have its name). Takes each
+    /// record's pid, whether it is of the main thread, its thread's name, and its weight
+    /// (samples, calls or waits).
+    pub fn settle<'a>(&mut self, records: impl Iterator<Item = (u32, bool, Option<&'a str>, u64)>) {
+        #[derive(Default)]
+        struct Seen<'a> {
+            main_thread: HashMap<&'a str, u64>,
+            threads: HashMap<&'a str, u64>,
+        }
+        // The name of the most weight, the first by name among equals.
+        fn most(names: &HashMap<&str, u64>) -> Option<String> {
+            let most = names.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+            most.map(|(name, _)| (*name).to_owned())
+        }
+        let mut seen: HashMap<u32, Seen<'a>> = HashMap::new();
+        for (pid, main, comm, weight) in records {
+            let entry = seen.entry(pid).or_default();
+            if let Some(comm) = comm {
+                // Bounded by the distinct names a process's threads had (16 bytes each).
+                if main {
+                    let n = entry.main_thread.entry(comm).or_default();
+                    *n = n.saturating_add(weight);
+                }
+                let n = entry.threads.entry(comm).or_default();
+                *n = n.saturating_add(weight);
             }
         }
-        for (pid, main_thread) in main_threads {
+        for (pid, seen) in seen {
             let room = self.names.len() < MAX_PROCESSES || self.names.contains_key(&pid);
-            let name = process_name(pid).or_else(|| main_thread.map(str::to_owned));
-            if let (Some(name), true) = (name, room) {
-                self.names.insert(pid, name);
+            if !room {
+                continue;
+            }
+            let first_read = self
+                .names
+                .get(&pid)
+                .filter(|name| seen.threads.contains_key(name.as_str()))
+                .cloned();
+            let after_exec = self
+                .read_after_exec
+                .contains(&pid)
+                .then(|| self.names.get(&pid).cloned())
+                .flatten();
+            let name = process_name(pid)
+                .or(after_exec)
+                .or_else(|| most(&seen.main_thread))
+                .or(first_read)
+                .or_else(|| most(&seen.threads));
+            match name {
+                Some(name) => {
+                    self.names.insert(pid, name);
+                }
+                None => {
+                    self.names.remove(&pid);
+                }
             }
         }
     }
@@ -144,17 +189,20 @@ mod tests {
     }
 
     #[test]
-    fn a_gone_process_is_named_by_its_main_threads_last_record() {
+    fn a_gone_process_is_named_by_what_its_main_thread_was_mostly_called() {
         let mut names = ProcessNames::default();
         // Read before it executed, when it still had its parent's name.
         let gone = u32::MAX - 1;
         names.names.insert(gone, "profiler".into());
         names.settle(
             [
-                (gone, Some("stacks_tree")),
-                (gone, None),
-                (gone + 1, None),
-                (std::process::id(), Some("old name")),
+                (gone, true, Some("stacks_tree"), 40),
+                (gone, false, Some("stree-0"), 500),
+                // Samples of its main thread from before its exec, in more records.
+                (gone, true, Some("profiler"), 1),
+                (gone, true, Some("profiler"), 1),
+                (gone + 1, false, None, 1),
+                (std::process::id(), true, Some("old name"), 1),
             ]
             .into_iter(),
         );
@@ -165,6 +213,45 @@ mod tests {
             names.get(std::process::id()),
             process_name(std::process::id()).as_deref()
         );
+    }
+
+    #[test]
+    fn a_gone_process_read_before_its_exec_is_named_by_its_threads() {
+        let mut names = ProcessNames::default();
+        let (go, jvm) = (u32::MAX - 1, u32::MAX - 2);
+        // Both read while still a forked child of another program.
+        names.names.insert(go, "tokio-runtime-w".into());
+        names.names.insert(jvm, "java".into());
+        names.settle(
+            [
+                (go, false, Some("names_go"), 300),
+                (jvm, false, Some("java"), 1),
+                (jvm, false, Some("GC Thread#1"), 90),
+            ]
+            .into_iter(),
+        );
+        // No thread of the Go program was called tokio-runtime-w: most were names_go.
+        assert_eq!(names.get(go), Some("names_go"));
+        // A thread of the JVM had the name first read: it stays.
+        assert_eq!(names.get(jvm), Some("java"));
+    }
+
+    #[test]
+    fn a_name_read_after_the_exec_outweighs_the_main_threads_records() {
+        let mut names = ProcessNames::default();
+        let gone = u32::MAX - 1;
+        // A launched command, read once it executed; one sample of its main thread from
+        // before the exec, under the profiler's name; its own threads never its main one.
+        names.names.insert(gone, "names_go".into());
+        names.read_after_exec.insert(gone);
+        names.settle(
+            [
+                (gone, true, Some("profiler"), 1),
+                (gone, false, Some("names_go"), 300),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(names.get(gone), Some("names_go"));
     }
 
     #[test]
