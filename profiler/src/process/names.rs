@@ -43,19 +43,22 @@ impl ProcessNames {
         }
     }
 
-    /// Names every process of a run's records as the run ends: by `/proc` while it lives
-    /// (its latest name); else as read after it executed its program; else by the name its
-    /// main thread had in most of its records by weight (records are not in time order,
-    /// and a few may be from before an exec, under the parent's name); else as first
-    /// read, if one of its threads had that name in its records; else by the name most of
-    /// its records' threads had (a Go program's threads all have its name). Takes each
-    /// record's pid, whether it is of the main thread, its thread's name, and its weight
-    /// (samples, calls or waits).
+    /// Names every process of a run's records as the run ends, for the records of its
+    /// threads other than the main one (whose own name is the process's at the time): by
+    /// `/proc` while it lives (its latest name); else by the name its main thread had in
+    /// most of its records by weight, leaving out the profiler's own threads' names (a
+    /// launched command's first records, before its exec, are of the profiler's fork);
+    /// else as read once it executed its program; else as first read, if a record had
+    /// it; else by the name most of its other threads had (a Go program's threads all
+    /// have its name). Takes each record's pid, whether it is of the main thread, its
+    /// thread's name, and its weight (samples, calls or waits).
     pub fn settle<'a>(&mut self, records: impl Iterator<Item = (u32, bool, Option<&'a str>, u64)>) {
+        let own = own_thread_names();
         #[derive(Default)]
         struct Seen<'a> {
             main_thread: HashMap<&'a str, u64>,
-            threads: HashMap<&'a str, u64>,
+            others: HashMap<&'a str, u64>,
+            any: HashSet<&'a str>,
         }
         // The name of the most weight, the first by name among equals.
         fn most(names: &HashMap<&str, u64>) -> Option<String> {
@@ -67,11 +70,16 @@ impl ProcessNames {
             let entry = seen.entry(pid).or_default();
             if let Some(comm) = comm {
                 // Bounded by the distinct names a process's threads had (16 bytes each).
-                if main {
-                    let n = entry.main_thread.entry(comm).or_default();
-                    *n = n.saturating_add(weight);
-                }
-                let n = entry.threads.entry(comm).or_default();
+                entry.any.insert(comm);
+                let names = if main {
+                    if own.contains(comm) {
+                        continue;
+                    }
+                    &mut entry.main_thread
+                } else {
+                    &mut entry.others
+                };
+                let n = names.entry(comm).or_default();
                 *n = n.saturating_add(weight);
             }
         }
@@ -80,21 +88,14 @@ impl ProcessNames {
             if !room {
                 continue;
             }
-            let first_read = self
-                .names
-                .get(&pid)
-                .filter(|name| seen.threads.contains_key(name.as_str()))
-                .cloned();
-            let after_exec = self
-                .read_after_exec
-                .contains(&pid)
-                .then(|| self.names.get(&pid).cloned())
-                .flatten();
+            let read = self.names.get(&pid).cloned();
+            let after_exec = read.clone().filter(|_| self.read_after_exec.contains(&pid));
+            let first_read = read.filter(|name| seen.any.contains(name.as_str()));
             let name = process_name(pid)
-                .or(after_exec)
                 .or_else(|| most(&seen.main_thread))
+                .or(after_exec)
                 .or(first_read)
-                .or_else(|| most(&seen.threads));
+                .or_else(|| most(&seen.others));
             match name {
                 Some(name) => {
                     self.names.insert(pid, name);
@@ -117,10 +118,17 @@ impl ProcessNames {
         if labels.iter().any(|l| l.key == LabelKey::Thread) {
             return;
         }
-        let pid = labels.iter().find_map(|l| match (l.key, &l.value) {
-            (LabelKey::Pid, LabelValue::Num(pid)) => u32::try_from(*pid).ok(),
-            _ => None,
-        });
+        let number = |key: LabelKey| {
+            labels.iter().find_map(|l| match (l.key == key, &l.value) {
+                (true, LabelValue::Num(n)) => u32::try_from(*n).ok(),
+                _ => None,
+            })
+        };
+        let pid = number(LabelKey::Pid);
+        // A main thread's name is its process's at the time of the record (across execs).
+        if pid.is_some() && number(LabelKey::Tid) == pid {
+            return;
+        }
         let Some(process) = pid.and_then(|pid| self.get(pid)) else {
             return;
         };
@@ -137,6 +145,27 @@ impl ProcessNames {
         comm.value = LabelValue::Str(process.to_owned());
         labels.push(thread);
     }
+}
+
+/// The names of the profiler's own threads (at most 4096 of them).
+fn own_thread_names() -> HashSet<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return HashSet::new();
+    };
+    tasks
+        .flatten()
+        .take(4096)
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse::<u32>().ok()?;
+            let mut name = String::new();
+            std::fs::File::open(format!("/proc/self/task/{tid}/comm"))
+                .ok()?
+                .take(64)
+                .read_to_string(&mut name)
+                .ok()?;
+            Some(name.trim_end().to_owned())
+        })
+        .collect()
 }
 
 /// The name of process `pid` (its main thread's), read from `/proc`; `None` for the idle
@@ -186,6 +215,19 @@ mod tests {
         let mut l = labels(11, "worker");
         names.relabel(&mut l);
         assert_eq!(l, labels(11, "worker"));
+
+        // A main thread's record keeps its own name: the process's when it was taken (a
+        // shell that executed the program has records under both names).
+        let main = |comm: &str| {
+            vec![
+                Label::num(LabelKey::Pid, 10),
+                Label::num(LabelKey::Tid, 10),
+                Label::str(LabelKey::Comm, comm),
+            ]
+        };
+        let mut l = main("sh");
+        names.relabel(&mut l);
+        assert_eq!(l, main("sh"));
     }
 
     #[test]
@@ -237,16 +279,20 @@ mod tests {
     }
 
     #[test]
-    fn a_name_read_after_the_exec_outweighs_the_main_threads_records() {
+    fn a_name_read_after_the_exec_outweighs_the_profilers_fork() {
+        let own = own_thread_names()
+            .into_iter()
+            .next()
+            .expect("a thread of our own");
         let mut names = ProcessNames::default();
         let gone = u32::MAX - 1;
         // A launched command, read once it executed; one sample of its main thread from
-        // before the exec, under the profiler's name; its own threads never its main one.
+        // before the exec, under the name of the profiler's thread that forked it.
         names.names.insert(gone, "names_go".into());
         names.read_after_exec.insert(gone);
         names.settle(
             [
-                (gone, true, Some("profiler"), 1),
+                (gone, true, Some(own.as_str()), 1),
                 (gone, false, Some("names_go"), 300),
             ]
             .into_iter(),
