@@ -8,10 +8,11 @@
 //! before it was read is left out, never an error.
 
 use std::collections::{HashSet, VecDeque};
-use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+use crate::process::names::read_comm;
+use crate::sys::safe_open::open_regular;
 
 /// How far and how wide the walk goes.
 #[derive(Debug, Clone, Copy)]
@@ -123,9 +124,7 @@ pub fn walk(proc_root: &Path, roots: &[u32], skip: u32, limits: Limits) -> Tree 
             .iter()
             .map(|&pid| Root {
                 pid,
-                name: read_limited(&proc_root.join(format!("{pid}/comm")), 64)
-                    .ok()
-                    .map(|name| name.trim_end_matches('\n').to_owned()),
+                name: read_comm(&proc_root.join(format!("{pid}/comm"))),
             })
             .collect(),
         ..Tree::default()
@@ -195,18 +194,11 @@ fn children(proc_root: &Path, pid: u32, limits: Limits, tree: &mut Tree) -> Vec<
     pids
 }
 
-/// At most `max` bytes of the file at `path`, opened without following a link and
-/// without blocking.
+/// At most `max` bytes of the regular file at `path`, opened without following a link
+/// and without blocking.
 fn read_limited(path: &Path, max: u64) -> std::io::Result<String> {
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(ErrorKind::InvalidInput.into());
-    }
     let mut text = String::new();
-    file.take(max).read_to_string(&mut text)?;
+    open_regular(path)?.take(max).read_to_string(&mut text)?;
     Ok(text)
 }
 

@@ -9,8 +9,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
+use std::path::Path;
 
 use profiler_model::{Label, LabelKey, LabelValue};
+
+use crate::sys::safe_open::open_regular;
 
 /// Processes named at most: past it, later processes keep their threads' names.
 const MAX_PROCESSES: usize = 1 << 16;
@@ -155,16 +158,7 @@ fn own_thread_names() -> HashSet<String> {
     tasks
         .flatten()
         .take(4096)
-        .filter_map(|task| {
-            let tid = task.file_name().to_str()?.parse::<u32>().ok()?;
-            let mut name = String::new();
-            std::fs::File::open(format!("/proc/self/task/{tid}/comm"))
-                .ok()?
-                .take(64)
-                .read_to_string(&mut name)
-                .ok()?;
-            Some(name.trim_end().to_owned())
-        })
+        .filter_map(|task| read_comm(&task.path().join("comm")))
         .collect()
 }
 
@@ -174,10 +168,14 @@ pub fn process_name(pid: u32) -> Option<String> {
     if pid == 0 {
         return None;
     }
+    read_comm(Path::new(&format!("/proc/{pid}/comm")))
+}
+
+/// A `comm` file's name, without its newline: opened as a regular file only, never
+/// following a link or blocking, and read to at most 64 bytes (the kernel's are 16).
+pub fn read_comm(path: &Path) -> Option<String> {
     let mut name = String::new();
-    // procfs: no other user can put a link or a large file here; `comm` is at most 16
-    // bytes, and the read is bounded anyway.
-    std::fs::File::open(format!("/proc/{pid}/comm"))
+    open_regular(path)
         .ok()?
         .take(64)
         .read_to_string(&mut name)
