@@ -62,8 +62,11 @@ pub struct RunEnd<'a> {
     pub busy_cpu_seconds: f64,
     /// How user stacks were taken.
     pub call_graph: CallGraph,
-    /// The kernel's monotonic clock (`bpf_ktime_get_ns`) when the window closed, to time
-    /// the waits still in progress.
+    /// The kernel's monotonic clock (`bpf_ktime_get_ns`) when the window opened, right
+    /// before the programs that time waits were attached.
+    pub window_start_ktime_ns: u64,
+    /// The kernel's monotonic clock when the window closed, to time the waits still in
+    /// progress.
     pub window_end_ktime_ns: u64,
     /// The kernel programs' counters at the end.
     pub counters: &'a Counters,

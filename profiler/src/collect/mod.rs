@@ -29,6 +29,7 @@ pub mod offcpu;
 pub mod offcpu_budget;
 pub mod offcpu_idle;
 pub mod offcpu_reason;
+pub mod offcpu_split;
 pub mod preload;
 pub mod probe_point;
 pub mod probes;

@@ -9,14 +9,15 @@ use anyhow::Result;
 use profiler_common::{OffCpuKey, OffCpuThread, counter, sample_kind};
 use profiler_model::labels::{IN_PROGRESS, OffCpuReason};
 use profiler_model::{Account, Cause, Count, Counted, Loss, Subject, Table, Tally};
-use profiler_model::{Comment, Label, LabelKey, LostStack, OffCpuValue, ProfileKind};
+use profiler_model::{Comment, Label, LabelKey, LostStack, ProfileKind};
 
 use crate::collect::collector::{Collector, RunEnd, Sample, Seen};
 use crate::collect::offcpu_budget::{Budget, ThreadBudget};
 use crate::collect::offcpu_idle::{self, Snapshot};
 use crate::collect::offcpu_reason::reason;
+use crate::collect::offcpu_split::{Sampled, Sampling, Totals, add_split, push};
 use crate::collect::probes::Probes;
-use crate::collect::raw_profile::{RawProfile, RawSample, RawStack, RawWaker, apportion};
+use crate::collect::raw_profile::{RawProfile, RawStack, RawWaker};
 use crate::collect::records::comm;
 use crate::process::names::process_name;
 
@@ -37,8 +38,6 @@ struct WaitTimes {
 /// Collects the off-CPU profile.
 #[derive(Default)]
 pub struct OffCpuCollector {
-    /// The kernel's clock when the programs were attached: the window's start.
-    window_start_ns: u64,
     /// Sampled waits: their site and stacks.
     waits: HashMap<WaitId, (OffCpuKey, RawStack)>,
     /// The times of sampled waits that ended.
@@ -56,16 +55,13 @@ pub struct OffCpuCollector {
 }
 
 impl OffCpuCollector {
-    /// Attaches the off-CPU programs; the window starts now.
+    /// Loads the off-CPU programs; the session attaches them when the window opens.
     ///
     /// # Errors
     /// When the kernel refuses a program.
     pub fn start(probes: &mut Probes) -> Result<Self> {
-        probes.attach_offcpu()?;
-        Ok(Self {
-            window_start_ns: crate::sys::clock::monotonic_ns(),
-            ..Self::default()
-        })
+        probes.load_offcpu()?;
+        Ok(Self::default())
     }
 
     fn full(&mut self) -> bool {
@@ -187,7 +183,7 @@ impl Collector for OffCpuCollector {
             if !run.keeps(thread.pid) || thread.pid == 0 || thread.exit_ns != 0 {
                 continue;
             }
-            let mut budget = ThreadBudget::of(thread, this.window_start_ns, end);
+            let mut budget = ThreadBudget::of(thread, run.window_start_ktime_ns, end);
             if thread.out_ns != 0 {
                 let mut key = thread.site;
                 (key.pid, key.tid) = (thread.pid, thread.tid);
@@ -223,7 +219,7 @@ impl Collector for OffCpuCollector {
             threads.push(budget);
         }
         for thread in done.iter().filter(|t| run.keeps(t.pid)) {
-            threads.push(ThreadBudget::of(thread, this.window_start_ns, end));
+            threads.push(ThreadBudget::of(thread, run.window_start_ktime_ns, end));
         }
         let mut names = Names::of(live.iter().map(|(_, t)| t).chain(&done));
         let mut by_site = this.sampled_by_site();
@@ -237,6 +233,7 @@ impl Collector for OffCpuCollector {
                 Some((_, stack)) => vec![Sampled {
                     stack: *stack,
                     waker: None,
+                    sampling: Sampling::of(id.1),
                     seen: 1,
                     delay,
                     runnable,
@@ -280,7 +277,7 @@ impl Collector for OffCpuCollector {
         }
         // Threads the tracepoints never saw waited through the whole window.
         let seen: HashSet<u32> = threads.iter().map(|t| t.tid).collect();
-        let wall = end.saturating_sub(this.window_start_ns);
+        let wall = end.saturating_sub(run.window_start_ktime_ns);
         for idle in &this.at_close {
             let Some(class) = idle.class else { continue };
             if seen.contains(&idle.tid) || !run.keeps(idle.pid) {
@@ -296,8 +293,13 @@ impl Collector for OffCpuCollector {
             let labels = names.labels(&key, why, Some(IN_PROGRESS));
             let whole = RawStack::Lost(LostStack::WholeWindow);
             push(&mut raw, whole, None, [1, wall], labels);
-            let mut budget =
-                ThreadBudget::waiting(idle.pid, idle.tid, &idle.name, this.window_start_ns, end);
+            let mut budget = ThreadBudget::waiting(
+                idle.pid,
+                idle.tid,
+                &idle.name,
+                run.window_start_ktime_ns,
+                end,
+            );
             budget.add_reason(why, wall);
             threads.push(budget);
         }
@@ -322,51 +324,28 @@ fn runqueue_key(pid: u32, tid: u32) -> OffCpuKey {
     }
 }
 
-/// A site's exact totals.
-#[derive(Debug, Clone, Copy, Default)]
-struct Totals {
-    waits: u64,
-    nanos: u64,
-    runnable: u64,
-}
-
-impl Totals {
-    fn add(&mut self, waits: u64, nanos: u64, runnable: u64) {
-        self.waits += waits;
-        self.nanos += nanos;
-        self.runnable += runnable;
-    }
-}
-
-/// The sampled waits of one site that had the same stacks and waker, and their own times.
-#[derive(Debug, Clone)]
-struct Sampled {
-    stack: RawStack,
-    waker: Option<RawWaker>,
-    seen: u64,
-    delay: u64,
-    runnable: u64,
-}
-
 impl OffCpuCollector {
     /// The sampled waits grouped by site, then by stacks and waker, in a fixed order.
     fn sampled_by_site(&self) -> HashMap<OffCpuKey, Vec<Sampled>> {
-        // (seen, delay, runnable) of the waits of one site with the same stacks and waker.
-        type Group = (OffCpuKey, RawStack, Option<RawWaker>);
+        // (seen, delay, runnable) of the waits of one site with the same stacks, waker and
+        // sampling.
+        type Group = (OffCpuKey, RawStack, Option<RawWaker>, Sampling);
         let mut groups: HashMap<Group, (u64, u64, u64)> = HashMap::new();
         for (id, (site, stack)) in &self.waits {
             let times = self.ends.get(id).copied().unwrap_or_default();
             let waker = self.wakers.get(id).cloned();
-            let group = groups.entry((*site, *stack, waker)).or_default();
+            let key = (*site, *stack, waker, Sampling::of(id.1));
+            let group = groups.entry(key).or_default();
             group.0 += 1;
             group.1 += times.delay_ns;
             group.2 += times.runnable_ns;
         }
         let mut by_site: HashMap<OffCpuKey, Vec<Sampled>> = HashMap::new();
-        for ((site, stack, waker), (seen, delay, runnable)) in groups {
+        for ((site, stack, waker, sampling), (seen, delay, runnable)) in groups {
             by_site.entry(site).or_default().push(Sampled {
                 stack,
                 waker,
+                sampling,
                 seen,
                 delay,
                 runnable,
@@ -400,77 +379,6 @@ fn site_reason(key: &OffCpuKey, run: &RunEnd<'_>) -> OffCpuReason {
         .and_then(|p| p.fds.get(&key.fd))
         .copied();
     reason(key.class, key.syscall, descriptor)
-}
-
-/// Adds a site's totals split over its sampled stacks: waits by how often each was seen,
-/// time off CPU and runnable time by the sampled waits' own times (by count when none
-/// ended in the window); the runnable part as its own sample with reason `runqueue`.
-fn add_split(
-    raw: &mut RawProfile,
-    stacks: &[Sampled],
-    t: &Totals,
-    labels: &[Label],
-    runnable_labels: Vec<Label>,
-) {
-    if stacks.is_empty() {
-        let lost = RawStack::Lost(LostStack::NotSampled);
-        push(raw, lost, None, [t.waits, t.nanos], labels.to_vec());
-        if t.runnable > 0 {
-            push(raw, lost, None, [0, t.runnable], runnable_labels);
-        }
-        return;
-    }
-    let seen: Vec<u64> = stacks.iter().map(|s| s.seen).collect();
-    let by_time = |time: fn(&Sampled) -> u64| -> Vec<u64> {
-        let weights: Vec<u64> = stacks.iter().map(time).collect();
-        if weights.iter().all(|&w| w == 0) {
-            seen.clone()
-        } else {
-            weights
-        }
-    };
-    let waits = apportion(t.waits, &seen);
-    let nanos = apportion(t.nanos, &by_time(|s| s.delay));
-    let runnable = apportion(t.runnable, &by_time(|s| s.runnable));
-    for (i, s) in stacks.iter().enumerate() {
-        push(
-            raw,
-            s.stack,
-            s.waker.clone(),
-            [waits[i], nanos[i]],
-            labels.to_vec(),
-        );
-        if runnable[i] > 0 {
-            push(
-                raw,
-                s.stack,
-                None,
-                [0, runnable[i]],
-                runnable_labels.clone(),
-            );
-        }
-    }
-}
-
-fn push(
-    raw: &mut RawProfile,
-    stack: RawStack,
-    waker: Option<RawWaker>,
-    [waits, delay]: [u64; 2],
-    labels: Vec<Label>,
-) {
-    if waits == 0 && delay == 0 {
-        return;
-    }
-    let mut values = vec![0; OffCpuValue::Delay.index() + 1];
-    values[OffCpuValue::Waits.index()] = waits as i64;
-    values[OffCpuValue::Delay.index()] = delay as i64;
-    raw.samples.push(RawSample {
-        stack,
-        values,
-        labels,
-        waker,
-    });
 }
 
 /// The names of the run's processes and threads, as the off-CPU programs saw them.

@@ -279,20 +279,34 @@ impl Probes {
         Ok(())
     }
 
-    /// Starts timing every switch-out of a target thread to its switch-in, and who woke it,
-    /// through the BTF `sched_switch`, `sched_waking` and `sched_wakeup_new` tracepoints.
+    /// Loads the off-CPU programs, to be attached when the window opens
+    /// ([`Self::attach_offcpu`]): the verifier's time is spent before it.
     ///
     /// # Errors
     /// When the kernel refuses a program.
     ///
     /// # Minimum kernel version
     /// 5.18, whose `sched_switch` passes the task's state at the switch.
+    pub fn load_offcpu(&mut self) -> Result<()> {
+        for name in program_name::OFFCPU {
+            let context = || format!("cannot load the {name} program for the off-CPU profile");
+            let prog: &mut BtfTracePoint = program_mut(&mut self.ebpf, name)?.try_into()?;
+            prog.load(name, &self.btf).with_context(context)?;
+        }
+        Ok(())
+    }
+
+    /// Starts timing every switch-out of a target thread to its switch-in, and who woke it,
+    /// through the BTF `sched_switch`, `sched_waking` and `sched_wakeup_new` tracepoints
+    /// (loaded by [`Self::load_offcpu`]).
+    ///
+    /// # Errors
+    /// When the kernel refuses to attach a program.
     pub fn attach_offcpu(&mut self) -> Result<()> {
         for name in program_name::OFFCPU {
             let context =
                 || format!("cannot attach to the {name} tracepoint for the off-CPU profile");
             let prog: &mut BtfTracePoint = program_mut(&mut self.ebpf, name)?.try_into()?;
-            prog.load(name, &self.btf).with_context(context)?;
             prog.attach().with_context(context)?;
         }
         Ok(())

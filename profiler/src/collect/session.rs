@@ -121,10 +121,17 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     let start = SystemTime::now();
     let started = Instant::now();
     let cpu_times_at_start = CpuTimes::now();
+    let window_start_ktime_ns = crate::sys::clock::monotonic_ns();
     if config.profiles.cpu {
         session
             .probes
             .attach_cpu_sampling(&cpus, config.frequency)?;
+    }
+    // Here, not where they were loaded: time off CPU before the window is not in it (a
+    // thread's budget came out 75 ms longer than the window when they were attached
+    // before the snapshot above).
+    if config.profiles.offcpu {
+        session.probes.attach_offcpu()?;
     }
     let mut child = session.launch(config, heap)?;
     let command_pid = child.as_ref().and_then(Child::id);
@@ -169,6 +176,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         cpus: cpus.len(),
         busy_cpu_seconds,
         call_graph: config.call_graph,
+        window_start_ktime_ns,
         window_end_ktime_ns,
         counters: &counters,
         processes: &session.processes,
