@@ -151,6 +151,47 @@ pub struct SampleRecord {
 /// Entries of the I/O aggregation map: distinct (pid, tid, user stack, syscall) keys.
 pub const MAX_IO_KEYS: u32 = 32768;
 
+/// Descriptors whose last direction is kept; the least recently used goes first.
+pub const MAX_IO_DESCRIPTORS: u32 = 65536;
+
+/// A descriptor of a process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IoFdKey {
+    /// Process id.
+    pub pid: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
+    /// The descriptor.
+    pub fd: i64,
+}
+
+/// Which way data moved in an I/O call, as `IO_DIRECTIONS` keeps it.
+pub mod io_direction {
+    /// Into the process (the read family).
+    pub const IN: u8 = 1;
+    /// Out of it (the write family, and the calls between descriptors, whose descriptor
+    /// is the one written to).
+    pub const OUT: u8 = 2;
+
+    /// The direction of the syscall with index `syscall` (see [`super::io_syscall`]): the
+    /// read/write family alternates in, out; from `sendfile` on they write.
+    pub const fn of(syscall: u32) -> u8 {
+        if syscall < super::io_syscall::SENDFILE && syscall & 1 == 0 {
+            IN
+        } else {
+            OUT
+        }
+    }
+
+    const _: () = {
+        assert!(of(0) == IN && of(1) == OUT); // read, write
+        assert!(of(super::io_syscall::RECVMMSG) == IN);
+        assert!(of(super::io_syscall::SENDMMSG) == OUT);
+        assert!(of(super::io_syscall::COPY_FILE_RANGE) == OUT);
+    };
+}
+
 /// Slots of the in-flight syscall table, indexed by thread id modulo its size.
 pub const IN_FLIGHT_SLOTS: u32 = 65536;
 
@@ -294,8 +335,9 @@ pub struct InFlight {
     pub start_ns: u64,
     /// The process, for waits still in progress when the run ends.
     pub pid: u32,
-    /// Reserved, zero.
-    pub _pad: u32,
+    /// The syscall's number at entry: an exit whose number differs is another call's,
+    /// entered before the exit program was attached.
+    pub nr: u32,
     /// For futex waits: the futex address and the registers that key the call site.
     pub uaddr: u64,
     /// User instruction pointer at entry (futex waits only).
@@ -435,6 +477,9 @@ pub struct IoValue {
     pub short: u64,
     /// Calls that failed with `EAGAIN`/`EWOULDBLOCK`: nothing was there yet.
     pub eagain: u64,
+    /// Calls that moved data the other way than the process's last call that moved data
+    /// on the same descriptor: a reply after a request, a request after a reply.
+    pub turns: u64,
     /// The descriptor of the first call, to tell what it was (file, socket, pipe...). For
     /// the calls between two descriptors, the one the data goes out to (see
     /// `profiler-ebpf`'s `io::descriptor`); the input descriptor is not kept.
@@ -645,7 +690,8 @@ const _: () = {
     assert!(size_of::<BlockKey>() == 48);
     assert!(size_of::<IoKey>() == 48);
     assert!(size_of::<BlockValue>() == 80);
-    assert!(size_of::<IoValue>() == 80);
+    assert!(size_of::<IoValue>() == 88);
+    assert!(size_of::<IoFdKey>() == 16);
     assert!(size_of::<ProcEvent>() == 32);
     assert!(size_of::<SampleHeader>() == 256 + 88);
     assert!(size_of::<GoWaitKey>() == 48);

@@ -22,6 +22,9 @@ pub mod map_name {
     pub const IO_CALLS: &str = "IO_CALLS";
     /// The I/O programs' per-CPU scratch value.
     pub const IO_SCRATCH: &str = "IO_SCRATCH";
+    /// Which way data last moved on each descriptor of a target ([`crate::IoFdKey`] ->
+    /// [`crate::io_direction`]), to count the calls that turn it around.
+    pub const IO_DIRECTIONS: &str = "IO_DIRECTIONS";
     /// The blocking aggregation map ([`crate::BlockKey`] -> [`crate::BlockValue`]).
     pub const BLOCK_WAITS: &str = "BLOCK_WAITS";
     /// Traced syscalls in progress ([`crate::InFlight`]).
@@ -55,7 +58,7 @@ pub mod map_name {
     pub const OFFCPU_NEW_THREAD: &str = "OFFCPU_NEW_THREAD";
 
     /// Every map of the profiler's own (aya-log's and the data sections' are not).
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 22] = [
         TARGETS,
         SAMPLE_SCRATCH,
         SAMPLES,
@@ -63,6 +66,7 @@ pub mod map_name {
         PROC_EVENTS,
         IO_CALLS,
         IO_SCRATCH,
+        IO_DIRECTIONS,
         BLOCK_WAITS,
         IN_FLIGHT,
         HEAP_SITES,

@@ -14,12 +14,12 @@ use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::{bpf_get_current_comm, bpf_probe_read_user},
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::BtfTracePointContext,
 };
 use profiler_common::{
-    COMM_LEN, EAGAIN_RESULT, IO_STACK_SAMPLE_EVERY, InFlight, IoKey, IoValue, MAX_IO_KEYS,
-    MAX_IOVECS, counter, io_syscall,
+    COMM_LEN, EAGAIN_RESULT, IO_STACK_SAMPLE_EVERY, InFlight, IoFdKey, IoKey, IoValue,
+    MAX_IO_DESCRIPTORS, MAX_IO_KEYS, MAX_IOVECS, counter, io_direction, io_syscall,
 };
 
 use crate::regs;
@@ -30,6 +30,11 @@ use crate::site::site_registers;
 #[map]
 static IO_CALLS: HashMap<IoKey, IoValue> =
     HashMap::with_max_entries(MAX_IO_KEYS, BPF_F_NO_PREALLOC);
+
+/// Which way data last moved on each descriptor of a target process.
+#[map]
+static IO_DIRECTIONS: LruHashMap<IoFdKey, u8> =
+    LruHashMap::with_max_entries(MAX_IO_DESCRIPTORS, 0);
 
 /// Scratch space for a new [`IoValue`], too large for the BPF stack.
 #[map]
@@ -54,10 +59,11 @@ pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos:
         ret: site.ret,
     };
     count(counter::IO_CALLS);
+    let turn = result > 0 && turns(tgid, fd, syscall);
     if let Some(value) = IO_CALLS.get_ptr_mut(&key) {
         // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
         let calls = unsafe {
-            add_call(&mut *value, result, entry.requested, nanos);
+            add_call(&mut *value, result, entry.requested, nanos, turn);
             (*value).calls
         };
         if calls % IO_STACK_SAMPLE_EVERY == 0 {
@@ -74,7 +80,7 @@ pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos:
         *value = core::mem::zeroed();
         value.fd = fd as i64;
         value.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
-        add_call(value, result, entry.requested, nanos);
+        add_call(value, result, entry.requested, nanos, turn);
         if IO_CALLS.insert(&key, &*value, BPF_NOEXIST as u64).is_err() {
             count(counter::LOST_IO_FULL);
             return;
@@ -82,6 +88,30 @@ pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos:
     }
     sample_stack(ctx, &key);
     notify_new_key(tgid, site.ip, fd as i64);
+}
+
+/// Whether a call that moved data on `fd` moved it the other way than the process's last
+/// such call on it (a reply after a request): notes the new direction. Kept per process,
+/// not per thread, since an event loop reads several connections before it answers them.
+#[inline(always)]
+fn turns(pid: u32, fd: u64, syscall: u32) -> bool {
+    let key = IoFdKey {
+        pid,
+        _pad: 0,
+        fd: fd as i64,
+    };
+    let direction = io_direction::of(syscall);
+    // SAFETY: a copy of the value is read at once; a racing update by another thread of
+    // the process only moves one call's count between turned and not.
+    match unsafe { IO_DIRECTIONS.get(&key) } {
+        Some(&last) if last == direction => false,
+        last => {
+            // A full map drops its least recently used descriptor: insert cannot fail
+            // for room.
+            let _ = IO_DIRECTIONS.insert(&key, &direction, 0);
+            last.is_some()
+        }
+    }
 }
 
 /// The descriptor a call's kind is told by: its only one, or, for the calls between two
@@ -165,8 +195,9 @@ fn iovec_total(iov: u64, iovecs: u64) -> u64 {
 }
 
 #[inline(always)]
-fn add_call(value: &mut IoValue, result: i64, requested: u64, nanos: u64) {
+fn add_call(value: &mut IoValue, result: i64, requested: u64, nanos: u64, turn: bool) {
     value.calls += 1;
+    value.turns += turn as u64;
     value.nanos += nanos;
     value.requested += requested;
     if result < 0 {

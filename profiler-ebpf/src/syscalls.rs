@@ -80,6 +80,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
         tid,
         syscall,
         pid: tgid,
+        nr: id as u32,
         ..InFlight::default()
     };
     if syscall >= futex_syscall::FUTEX {
@@ -126,13 +127,20 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
     let Some(slot) = IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {
         return 0;
     };
-    // SAFETY: as in `sys_enter`.
+    let regs: *const u64 = ctx.arg(0);
+    // SAFETY: as in `sys_enter`; `orig_ax` of the BTF-typed pt_regs is the call's number.
     let entry = unsafe {
         if (*slot).tid != tid || (*slot).start_ns == 0 {
             return 0; // Not a traced call of a target, or entered before tracing began.
         }
         let entry = *slot;
         (*slot).start_ns = 0;
+        // A traced call entered before this program was attached left its entry here
+        // unpaired; the thread's next exit is another call's (an epoll_wait's, which came
+        // out as a 15 ms read of the epoll descriptor at the window's start).
+        if *regs.add(regs::ORIG_AX / 8) as u32 != entry.nr {
+            return 0;
+        }
         entry
     };
     // SAFETY: a helper without arguments.

@@ -69,6 +69,10 @@ pub enum IoValue {
     Short,
     /// `eagain/count`: calls that failed with `EAGAIN`/`EWOULDBLOCK`.
     Eagain,
+    /// `turns/count`: calls that moved data the other way than the process's last call
+    /// that moved data on the same descriptor (a reply after a request, a request after a
+    /// reply): a round trip with the peer.
+    Turns,
 }
 
 /// The values of a blocking profile's samples, in order, as Go's block profile has them.
@@ -115,7 +119,7 @@ macro_rules! value_index {
 value_index!(CpuValue, IoValue, BlockValue, HeapValue, OffCpuValue);
 
 /// The I/O profile's sample types (kind, unit), in [`IoValue`] order.
-const IO_SAMPLE_TYPES: [(&str, &str); 7] = [
+const IO_SAMPLE_TYPES: [(&str, &str); 8] = [
     ("calls", "count"),
     ("bytes", "bytes"),
     ("time", "nanoseconds"),
@@ -123,6 +127,7 @@ const IO_SAMPLE_TYPES: [(&str, &str); 7] = [
     ("requested", "bytes"),
     ("short", "count"),
     ("eagain", "count"),
+    ("turns", "count"),
 ];
 
 /// The heap profile's sample types (kind, unit), in [`HeapValue`] order.
@@ -242,10 +247,11 @@ mod tests {
             (IoValue::Requested, "requested"),
             (IoValue::Short, "short"),
             (IoValue::Eagain, "eagain"),
+            (IoValue::Turns, "turns"),
         ] {
             assert_eq!(io.index_of(name), Some(value.index()));
         }
-        assert_eq!(io.sample_types().len(), IoValue::Eagain.index() + 1);
+        assert_eq!(io.sample_types().len(), IoValue::Turns.index() + 1);
         let block = ProfileKind::Block;
         assert_eq!(
             block.index_of("contentions"),

@@ -53,7 +53,7 @@ impl Collector for IoCollector {
                 labels.push(Label::str(LabelKey::Descriptor, *kind));
             }
             let sampled = stacks_of.remove(key).unwrap_or_default();
-            let mut totals = [0; IoValue::Eagain.index() + 1];
+            let mut totals = [0; IoValue::Turns.index() + 1];
             for (v, total) in [
                 (IoValue::Calls, value.calls),
                 (IoValue::Bytes, value.bytes),
@@ -62,6 +62,7 @@ impl Collector for IoCollector {
                 (IoValue::Requested, value.requested),
                 (IoValue::Short, value.short),
                 (IoValue::Eagain, value.eagain),
+                (IoValue::Turns, value.turns),
             ] {
                 totals[v.index()] = total;
             }

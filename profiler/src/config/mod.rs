@@ -67,7 +67,10 @@ pub struct SmallIo {
 impl Default for SmallIo {
     fn default() -> Self {
         Self {
-            max_avg_bytes: 4096,
+            // Below the common buffer sizes (4096 for stdio and Go's bufio, 8192), not on
+            // one: a bufio.Reader filling its 4096 bytes sat on the old 4096 line and was
+            // told to wrap itself in bufio.
+            max_avg_bytes: 2000,
             min_calls_per_sec: 1000.0,
         }
     }

@@ -62,8 +62,13 @@ fn zero_copy_calls_get_no_small_io_advice() {
     if !prerequisites() {
         return;
     }
-    // Any rate is hot, so what decides is the kind of call, not how fast this host ran.
-    let r = profile_command("io_zero_copy", &[], &["--small-io-rate", "1"]);
+    // Any rate is hot, and 4000-byte calls small, so what decides is the kind of call, not
+    // how fast this host ran or where the default size line sits.
+    let r = profile_command(
+        "io_zero_copy",
+        &[],
+        &["--small-io-rate", "1", "--small-io-bytes", "4096"],
+    );
     let m = &r.measured;
     let findings = small_io_findings(&r.run.stdout);
     // drain_pipe reads, one call per round, exactly the bytes each of the three below

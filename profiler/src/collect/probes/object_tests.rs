@@ -13,9 +13,9 @@ use std::mem::offset_of;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
 use profiler_common::{
     BlockKey, BlockValue, GoWaitKey, GoWaitValue, HeapEvent, HeapLive, HeapLiveKey, HeapPending,
-    HeapSiteKey, HeapSiteValue, InFlight, IoKey, IoValue, OffCpuKey, OffCpuRate, OffCpuSwitchIn,
-    OffCpuThread, OffCpuValue, OffCpuWait, Parked, ParkedKey, ProcEvent, SampleHeader,
-    SampleRecord, counter, global_name, map_name, program_name,
+    HeapSiteKey, HeapSiteValue, InFlight, IoFdKey, IoKey, IoValue, OffCpuKey, OffCpuRate,
+    OffCpuSwitchIn, OffCpuThread, OffCpuValue, OffCpuWait, Parked, ParkedKey, ProcEvent,
+    SampleHeader, SampleRecord, counter, global_name, map_name, program_name,
 };
 
 /// What aya-log adds to every object that logs; userspace reaches it through aya-log,
@@ -96,6 +96,11 @@ fn each_map_holds_the_shared_types_userspace_reads_it_as() {
         (map_name::PROC_EVENTS, 0, 0),
         (map_name::IO_CALLS, size_of::<IoKey>(), size_of::<IoValue>()),
         (map_name::IO_SCRATCH, index, size_of::<IoValue>()),
+        (
+            map_name::IO_DIRECTIONS,
+            size_of::<IoFdKey>(),
+            size_of::<u8>(),
+        ),
         (
             map_name::BLOCK_WAITS,
             size_of::<BlockKey>(),
@@ -279,7 +284,7 @@ fn each_shared_struct_has_the_object_s_layout() {
             syscall,
             start_ns,
             pid,
-            _pad,
+            nr,
             uaddr,
             ip,
             sp,
@@ -315,6 +320,7 @@ fn each_shared_struct_has_the_object_s_layout() {
             requested,
             short,
             eagain,
+            turns,
             fd,
             comm
         }),
@@ -329,6 +335,7 @@ fn each_shared_struct_has_the_object_s_layout() {
         }),
         layout!(GoWaitValue { waits, nanos, comm }),
         layout!(ParkedKey { pid, _pad, g }),
+        layout!(IoFdKey { pid, _pad, fd }),
         layout!(Parked { start_ns, site }),
         layout!(ProcEvent {
             kind,

@@ -92,6 +92,7 @@ mod tests {
             requested: Some(bytes),
             short: 0,
             eagain: 0,
+            turns: None,
             language: Language::C,
         }
     }

@@ -411,6 +411,7 @@ mod tests {
                 requested: Some(5000),
                 short: 0,
                 eagain: 0,
+                turns: None,
                 language: Language::C,
             },
             calls_per_sec: 5000.0,
