@@ -18,11 +18,6 @@ const ROOT_FRAMES: usize = 2;
 /// Shortest a frame name is cut to when even the frames that tell paths apart do not fit.
 const MIN_NAME: usize = 8;
 
-/// `path` (root first) escaped for the terminal and fitted in `width` characters.
-pub fn fit_one<S: AsRef<str>>(path: &[S], width: usize) -> String {
-    fit(&[path], width).pop().unwrap_or_default()
-}
-
 /// Each of `paths` (root first) escaped for the terminal and fitted in `width` characters:
 /// whole when it fits, else its root-most frame(s), `…`, and the frames nearest the leaf,
 /// among them the first frame from the leaf where it differs from each other path.
@@ -205,6 +200,11 @@ fn render(path: &[String], shown: &BTreeSet<usize>, cut: Option<usize>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `path` fitted alone.
+    fn fit_one<S: AsRef<str>>(path: &[S], width: usize) -> String {
+        fit(&[path], width).pop().unwrap_or_default()
+    }
 
     fn path(frames: &str) -> Vec<&str> {
         frames.split(' ').collect()
