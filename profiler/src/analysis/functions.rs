@@ -129,7 +129,7 @@ pub fn function_values(profile: &Profile) -> HashMap<FunctionName<'_>, FunctionV
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::{Duration, SystemTime};
 
     use profiler_model::fixture::{line, location};
@@ -139,7 +139,7 @@ mod tests {
 
     /// `main` calling three addresses of a stripped `libhot.so` (5, 3 and 2 samples, one
     /// of them through another), and `main` itself (1 sample).
-    fn stripped_library() -> Profile {
+    pub(crate) fn stripped_library() -> Profile {
         let mut b = ProfileBuilder::with_sample_types(
             ProfileKind::Cpu,
             vec![ValueType::new("samples", "count")],

@@ -49,3 +49,22 @@ pub(super) fn function_rows(
         .collect();
     (rows, omitted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::functions::tests::stripped_library;
+
+    #[test]
+    fn a_files_unnamed_addresses_are_one_row() {
+        let mut strings = StringTable::new();
+        let (rows, omitted) = function_rows(&stripped_library(), &mut strings);
+        let names: Vec<&str> = rows
+            .iter()
+            .map(|r| strings.table[r.0 as usize].as_str())
+            .collect();
+        assert_eq!(names, ["main", "libhot.so (no symbols)"]);
+        assert_eq!((&rows[1].1, &rows[1].2), (&vec![10], &vec![10]));
+        assert_eq!(omitted, 0);
+    }
+}
