@@ -12,6 +12,9 @@
 //! inlining, no tail calls, no merging of identical functions). The Rust
 //! fixture `stacks_rust` is compiled with the same `rustc` that builds this
 //! crate, `-C opt-level=3 -C debuginfo=1`, without forced frame pointers.
+//!
+//! `unnamed_hot` runs in `libunnamed_hot.so`, a shared library stripped of every symbol
+//! but its exported ones (`strip --strip-all`), found next to it through its rpath.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -101,6 +104,8 @@ fn main() {
         );
     }
 
+    build_stripped_library(&cc, &src, &out, &with_frame_pointers);
+
     // Cargo tells build scripts which rustc it uses.
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
     for name in RUST_FIXTURES {
@@ -130,4 +135,39 @@ fn main() {
         );
     }
     println!("cargo:rustc-env=FIXTURE_DIR={}", out.display());
+}
+
+/// Builds `libunnamed_hot.so` stripped and `unnamed_hot` linked against it (see the module
+/// comment).
+fn build_stripped_library(cc: &str, src: &std::path::Path, out: &std::path::Path, flags: &[&str]) {
+    let run = |cmd: &mut Command, what: &str| {
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {what} for the test fixtures: {e}"));
+        assert!(status.success(), "{what} failed ({status})");
+    };
+    let library = out.join("libunnamed_hot.so");
+    run(
+        Command::new(cc)
+            .args(flags)
+            .args(["-fPIC", "-shared", "-o"])
+            .arg(&library)
+            .arg(src.join("unnamed_hot_lib.c")),
+        "compiling libunnamed_hot.so",
+    );
+    run(
+        Command::new("strip").arg("--strip-all").arg(&library),
+        "strip --strip-all libunnamed_hot.so",
+    );
+    run(
+        Command::new(cc)
+            .args(flags)
+            .arg("-o")
+            .arg(out.join("unnamed_hot"))
+            .arg(src.join("unnamed_hot.c"))
+            .arg("-L")
+            .arg(out)
+            .args(["-lunnamed_hot", "-Wl,-rpath,$ORIGIN"]),
+        "compiling unnamed_hot",
+    );
 }

@@ -6,7 +6,8 @@ use std::fmt::Write;
 use profiler_model::BlockValue;
 use profiler_model::{Profile, StackId};
 
-use super::summary::{group, human_time, shorten, shown_in_terminal};
+use super::paths::{self, PATH_WIDTH};
+use super::summary::{group, human_time, shown_in_terminal};
 use super::{brief, line};
 use crate::analysis::block::{CONTENTION_HINT, FutexWaits, is_idle};
 use crate::analysis::finding::Fact;
@@ -50,14 +51,17 @@ pub fn render(
         out,
         "Top {top} waiting stacks by delay (idle Go runtime threads left out):"
     );
-    for (stack, waits, delay) in top_stacks(profile).into_iter().take(top) {
-        let path = profile.stack_functions(stack).join(" > ");
+    let stacks: Vec<(StackId, i64, i64)> = top_stacks(profile).into_iter().take(top).collect();
+    let frames: Vec<Vec<&str>> = stacks
+        .iter()
+        .map(|&(stack, _, _)| profile.stack_functions(stack))
+        .collect();
+    for ((_, waits, delay), path) in stacks.iter().zip(paths::fit(&frames, PATH_WIDTH)) {
         let _ = writeln!(
             out,
-            "  {:>10}  {:>9} waits  {}",
-            human_time(delay),
-            group(waits),
-            shorten(&path)
+            "  {:>10}  {:>9} waits  {path}",
+            human_time(*delay),
+            group(*waits),
         );
     }
     let _ = writeln!(out);

@@ -4,13 +4,15 @@
 pub use crate::analysis::units::human_bytes;
 use std::fmt::Write;
 
+use super::paths::{self, PATH_WIDTH};
 use super::summary::{group, human_time, shorten};
 use super::{brief, line};
-use crate::analysis::finding::{Fact, Finding};
-use crate::analysis::io::IoSite;
+use crate::analysis::finding::Fact;
+use crate::analysis::io::{IoSite, SmallIoFinding};
+use crate::analysis::words;
 
 /// Renders the `top` call sites by calls and every small-I/O finding given.
-pub fn render(sites: &[IoSite], findings: &[Finding], seconds: f64, top: usize) -> String {
+pub fn render(sites: &[IoSite], findings: &[SmallIoFinding], seconds: f64, top: usize) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail, so the fmt::Results below are ignored.
     if sites.is_empty() {
@@ -52,11 +54,19 @@ pub fn render(sites: &[IoSite], findings: &[Finding], seconds: f64, top: usize) 
         "Small I/O hot paths (small requests: buffer them; small arrivals: the peer sends \
          little; empty polls: wait instead of retrying):"
     );
-    for finding in findings {
+    // The paths are fitted together, so that each shows where it parts from the others.
+    let paths = paths::fit(
+        &findings
+            .iter()
+            .map(|f| &f.site.path[..])
+            .collect::<Vec<_>>(),
+        PATH_WIDTH,
+    );
+    for (finding, path) in findings.iter().zip(paths) {
+        let finding = words::small_io(finding);
         let _ = writeln!(out, "  * {}", brief(&finding.title));
-        for fact in [Fact::Case, Fact::Path] {
-            line(&mut out, "    ", finding.details_of(fact));
-        }
+        line(&mut out, "    ", finding.details_of(Fact::Case));
+        let _ = writeln!(out, "    path: {path}");
         let _ = writeln!(out, "    fix:  {}", finding.hint);
         line(&mut out, "    ", finding.details_of(Fact::Saves));
     }
@@ -70,9 +80,8 @@ fn site_name(site: &IoSite) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::io::{SmallIoFinding, SmallIoKind};
+    use crate::analysis::io::SmallIoKind;
     use crate::analysis::language::Language;
-    use crate::analysis::words;
 
     fn site(calls: u64, bytes: u64) -> IoSite {
         IoSite {
@@ -108,7 +117,7 @@ mod tests {
             },
             hint: "read through stdio".to_owned(),
         };
-        let text = render(&sites, &[words::small_io(&finding)], 2.0, 10);
+        let text = render(&sites, std::slice::from_ref(&finding), 2.0, 10);
         assert!(text.contains("20,000"), "{text}");
         assert!(
             text.contains(
@@ -130,7 +139,7 @@ mod tests {
             kind: SmallIoKind::SmallArrivals,
             ..finding
         };
-        let text = render(&sites, &[words::small_io(&arrivals)], 2.0, 10);
+        let text = render(&sites, &[arrivals], 2.0, 10);
         assert!(!text.contains("saves:"), "{text}");
     }
 

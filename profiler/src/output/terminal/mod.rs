@@ -8,6 +8,7 @@ pub mod block;
 pub mod heap;
 pub mod io;
 pub mod offcpu;
+pub mod paths;
 pub mod summary;
 
 use std::fmt::Write;
@@ -130,15 +131,10 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                     let _ = writeln!(text, "  {}", escape_terminal(&comment.text()));
                 }
                 // The findings are ranked; like every other list here, show the top ones.
-                let shown: Vec<_> = analysis
-                    .small_io
-                    .iter()
-                    .take(top)
-                    .map(words::small_io)
-                    .collect();
+                let shown = &analysis.small_io[..analysis.small_io.len().min(top)];
                 text.push_str(&io::render(
                     &analysis.io_sites,
-                    &shown,
+                    shown,
                     analysis.io_seconds,
                     top,
                 ));

@@ -2,6 +2,7 @@
 
 use crate::analysis::functions;
 pub(crate) use crate::analysis::units::{group, human_time};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
@@ -64,9 +65,12 @@ pub fn render(profile: &Profile, top: usize) -> String {
     let _ = writeln!(out);
 
     let (self_values, total_values) = function_values(profile, index);
-    let rows: Vec<(&str, i64, i64)> = ranked(self_values, top)
+    let rows: Vec<(Cow<'_, str>, i64, i64)> = ranked(self_values, top)
         .into_iter()
-        .map(|(name, v)| (name, v, total_values.get(name).copied().unwrap_or(v)))
+        .map(|(name, v)| {
+            let total = total_values.get(&name).copied().unwrap_or(v);
+            (name, v, total)
+        })
         .collect();
     let _ = writeln!(
         out,
@@ -87,28 +91,32 @@ pub(crate) fn shown_in_terminal(comment: &Comment) -> bool {
 
 /// Per function, the value of sample type `index` of the stacks it is the leaf of (self)
 /// and of the stacks it appears in at all (total).
-fn function_values(profile: &Profile, index: usize) -> (HashMap<&str, i64>, HashMap<&str, i64>) {
+fn function_values(profile: &Profile, index: usize) -> (Values<'_>, Values<'_>) {
     let mut self_values = HashMap::new();
     let mut total_values = HashMap::new();
     for (name, values) in functions::function_values(profile) {
         let at = |v: &[i64]| v.get(index).copied().unwrap_or(0);
-        self_values.insert(name, at(&values.self_values));
-        total_values.insert(name, at(&values.total_values));
+        let label = name.label();
+        self_values.insert(label.clone(), at(&values.self_values));
+        total_values.insert(label, at(&values.total_values));
     }
     (self_values, total_values)
 }
 
+/// A value per function table row's name.
+type Values<'a> = HashMap<Cow<'a, str>, i64>;
+
 /// The `top` largest entries, largest first, ties by name so output is stable.
-fn ranked(values: HashMap<&str, i64>, top: usize) -> Vec<(&str, i64)> {
+fn ranked(values: Values<'_>, top: usize) -> Vec<(Cow<'_, str>, i64)> {
     let mut v: Vec<_> = values.into_iter().filter(|&(_, v)| v != 0).collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v.truncate(top);
     v
 }
 
 /// An aligned table: self value and percent, total value and percent, time (when
 /// time-like), function.
-fn table(rows: &[(&str, i64, i64)], total: i64, time_like: bool) -> String {
+fn table(rows: &[(Cow<'_, str>, i64, i64)], total: i64, time_like: bool) -> String {
     let pct = |v: i64| format!("{:.1}%", v as f64 * 100.0 / total as f64);
     let mut cells: Vec<Vec<String>> = vec![
         ["self", "%", "total", "%"]
@@ -147,7 +155,7 @@ fn table(rows: &[(&str, i64, i64)], total: i64, time_like: bool) -> String {
         let name = if i == 0 {
             "function".to_owned()
         } else {
-            shorten(rows[i - 1].0)
+            shorten(&rows[i - 1].0)
         };
         let _ = writeln!(out, "  {name}");
     }
@@ -199,7 +207,15 @@ mod tests {
 
     fn values(p: &Profile) -> (Ranked<'_>, Ranked<'_>) {
         let (s, t) = function_values(p, p.default_sample_type);
-        (ranked(s, 10), ranked(t, 10))
+        fn borrowed(v: Vec<(Cow<'_, str>, i64)>) -> Ranked<'_> {
+            v.into_iter()
+                .map(|(name, v)| match name {
+                    Cow::Borrowed(name) => (name, v),
+                    Cow::Owned(_) => panic!("a named frame's row owns its name"),
+                })
+                .collect()
+        }
+        (borrowed(ranked(s, 10)), borrowed(ranked(t, 10)))
     }
 
     #[test]
