@@ -663,6 +663,11 @@ pub mod proc_event {
     /// A target executed a new program: userspace checks whether it is a Go binary whose
     /// goroutines to trace.
     pub const EXEC: u32 = 3;
+    /// A process moved data on a descriptor number it had not used before in the run:
+    /// userspace reads the kinds of its descriptors while this one is likely still open
+    /// (a call site keeps the descriptor of its first call, often a connection closed by
+    /// the end: redis's sites were first used by a short `INFO` connection).
+    pub const NEW_FD: u32 = 4;
 }
 
 /// An announcement from the kernel programs to userspace through the ring buffer.

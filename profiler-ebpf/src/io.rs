@@ -23,7 +23,7 @@ use profiler_common::{
 };
 
 use crate::regs;
-use crate::shared::{Context, Site, count, notify_new_key, send_sample};
+use crate::shared::{Context, Site, count, notify_new_fd, notify_new_key, send_sample};
 use crate::site::site_registers;
 
 /// What the calls did, by call site.
@@ -109,6 +109,9 @@ fn turns(pid: u32, fd: u64, syscall: u32) -> bool {
             // A full map drops its least recently used descriptor: insert cannot fail
             // for room.
             let _ = IO_DIRECTIONS.insert(&key, &direction, 0);
+            if last.is_none() {
+                notify_new_fd(pid, fd as i64);
+            }
             last.is_some()
         }
     }

@@ -333,6 +333,19 @@ pub fn notify_new_key(tgid: u32, ip: u64, fd: i64) {
     });
 }
 
+/// Tells userspace that process `tgid` moved data on descriptor `fd` for the first time.
+#[inline(always)]
+pub fn notify_new_fd(tgid: u32, fd: i64) {
+    notify(&ProcEvent {
+        kind: proc_event::NEW_FD,
+        pid: tgid,
+        ip: 0,
+        fd,
+        parent: 0,
+        _pad: 0,
+    });
+}
+
 /// Tells userspace that target `tgid` executed a new program.
 #[inline(always)]
 pub fn notify_exec(tgid: u32) {

@@ -197,12 +197,15 @@ impl ProfileKind {
         }
     }
 
-    /// The sample types an earlier build wrote for it, still read: for the I/O profile,
-    /// the four it had before `requested`, `short` and `eagain` were appended.
-    pub fn earlier_sample_types(self) -> Option<&'static [(&'static str, &'static str)]> {
+    /// The sample types earlier builds wrote for it, still read: for the I/O profile, the
+    /// four it had before `requested`, `short` and `eagain` were appended, and the seven
+    /// it had before `turns`.
+    pub fn earlier_sample_types(self) -> &'static [&'static [(&'static str, &'static str)]] {
+        const IO_EARLIER: [&[(&str, &str)]; 2] =
+            [IO_SAMPLE_TYPES.split_at(4).0, IO_SAMPLE_TYPES.split_at(7).0];
         match self {
-            Self::Io => Some(&IO_SAMPLE_TYPES[..4]),
-            Self::Cpu | Self::Block | Self::Heap | Self::OffCpu => None,
+            Self::Io => &IO_EARLIER,
+            Self::Cpu | Self::Block | Self::Heap | Self::OffCpu => &[],
         }
     }
 
@@ -218,7 +221,7 @@ impl ProfileKind {
         };
         Self::ALL
             .into_iter()
-            .find(|k| same(k.sample_types()) || k.earlier_sample_types().is_some_and(same))
+            .find(|k| same(k.sample_types()) || k.earlier_sample_types().iter().any(|t| same(t)))
     }
 }
 

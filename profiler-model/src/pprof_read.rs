@@ -525,6 +525,12 @@ mod tests {
             .collect();
         assert_eq!(ProfileKind::of(&earlier), Some(ProfileKind::Io));
         assert_eq!(ProfileKind::of(&earlier[..3]), None);
+        // And one written before turns were counted.
+        let before_turns: Vec<ValueType> = ProfileKind::Io.sample_types()[..7]
+            .iter()
+            .map(|(k, u)| ValueType::new(k, u))
+            .collect();
+        assert_eq!(ProfileKind::of(&before_turns), Some(ProfileKind::Io));
         let heap = [ValueType::new("alloc_objects", "count")];
         let err = check_kind(&heap, ProfileKind::Io).unwrap_err();
         assert!(err.is::<WrongKind>());

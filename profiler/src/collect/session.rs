@@ -506,6 +506,10 @@ impl Session {
                 self.processes.note_fork(event.parent, event.pid);
                 return;
             }
+            proc_event::NEW_FD => {
+                self.processes.note_new_fd(event.pid, event.fd);
+                return;
+            }
             proc_event::EXEC => {
                 self.processes.note_exec(event.pid);
                 self.names.note_exec(event.pid);

@@ -280,6 +280,12 @@ impl ProcessTable {
         if !covered {
             self.snapshot_maps(pid);
         }
+        self.note_new_fd(pid, fd);
+    }
+
+    /// Handles a process's call on descriptor `fd` (negative if none): reads the kinds of
+    /// its descriptors when this one's is not known yet.
+    pub fn note_new_fd(&mut self, pid: u32, fd: i64) {
         if fd >= 0
             && !self
                 .processes
