@@ -207,12 +207,12 @@ impl SmallIoFinding {
                 group(site.calls as i64),
             ),
             SmallIoKind::RoundTrips => format!(
-                "{}: {} of {} calls ({:.0} a second) moved data the other way than the last \
+                "{}: {} of {} calls ({} a second) moved data the other way than the last \
                  call on the same connection, {} each on average, {} in the calls",
                 self.kind.name(),
                 group(site.turns.unwrap_or(0) as i64),
                 group(site.calls as i64),
-                self.calls_per_sec * site.turn_share().unwrap_or(0.0),
+                group((self.calls_per_sec * site.turn_share().unwrap_or(0.0)).round() as i64),
                 human_bytes(site.avg_bytes()),
                 super::units::human_time(site.nanos as i64),
             ),
@@ -221,7 +221,7 @@ impl SmallIoFinding {
 
     /// The saving line, only where buffering would really save the calls.
     pub fn saving(&self) -> Option<String> {
-        let saved = self.kind.calls_saved()?;
+        let saved = self.kind.calls_saved().filter(|&saved| saved > 0)?;
         let site = &self.site;
         Some(format!(
             "{} of {} calls if the same {} moved through a {} buffer",
@@ -335,7 +335,9 @@ fn classify(site: &IoSite, small_bytes: f64) -> Option<SmallIoKind> {
     // Whatever a request/response exchange asks for per call, each call is one side's
     // turn: a buffer here merges none of them (redis's replies, one write each, were told
     // to use writev "saving" all but 21 of 235,711 writes).
-    if site.on_stream()
+    // Turns need a descriptor both sides use; one whose kind was not seen (closed before
+    // it was read) is taken for one, since files are rarely read and written in turn.
+    if (site.on_stream() || site.descriptors.is_empty())
         && site.avg_bytes() <= small_bytes
         && site
             .turn_share()
