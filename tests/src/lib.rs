@@ -27,6 +27,7 @@ mod postgres;
 mod process;
 mod profiler;
 mod protobuf;
+mod redis;
 mod setup;
 
 pub use block_scratch::BlockScratch;
@@ -48,6 +49,7 @@ pub use postgres::{
 pub use process::{DEFAULT_TIMEOUT, ERROR_PREFIX, Run, Running, default_timeout, run_command};
 pub use profiler::{assert_outputs, profiler_command, run_profiler, run_report, spawn_profiler};
 pub use protobuf::{BLOCK_SAMPLE_TYPES, CPU_SAMPLE_TYPES, IO_SAMPLE_TYPES, Msg};
+pub use redis::{Redis, redis_missing};
 pub use setup::{
     FIXTURE_DIR, fixture, is_root, prerequisites, profiler_bin, temp_dir, workspace_dir,
 };

@@ -87,6 +87,9 @@ const NAME_TOOLS: &[(&str, &str)] = &[
     // (tests/src/nginx.rs).
     ("nginx", "nginx"),
     ("ab", "apache2-utils"),
+    // tests/tests/io_redis.rs runs Debian's redis-server under redis-benchmark.
+    ("redis-server", "redis-server"),
+    ("redis-benchmark", "redis-tools"),
 ];
 
 impl Checks {
