@@ -52,7 +52,8 @@ pub fn render(sites: &[IoSite], findings: &[SmallIoFinding], seconds: f64, top: 
     let _ = writeln!(
         out,
         "Small I/O hot paths (small requests: buffer them; small arrivals: the peer sends \
-         little; empty polls: wait instead of retrying):"
+         little; empty polls: wait instead of retrying; round trips: fewer round trips, \
+         not buffers):"
     );
     // The paths are fitted together, so that each shows where it parts from the others.
     let paths = paths::fit(
