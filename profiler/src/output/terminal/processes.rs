@@ -8,9 +8,10 @@ use super::summary::{group, human_time};
 use crate::analysis::cpu_shares::ProcessShares;
 use crate::output::strings::escape_terminal;
 
-/// At most this many processes get a line of their own (fewer when `--top` asks for fewer);
-/// the rest are summed on one line.
-pub const MAX_PROCESSES: usize = 8;
+/// This many processes get a line of their own, or `--top` of them when it asks for more;
+/// the rest are summed on one line. More than the default `--top`: which processes the CPU
+/// went to is the first answer a whole-host run gives.
+pub const PROCESS_LINES: usize = 8;
 
 /// The per-process table of `shares`, or nothing when at most one process has samples.
 pub fn render(shares: &ProcessShares, top: usize) -> String {
@@ -18,7 +19,7 @@ pub fn render(shares: &ProcessShares, top: usize) -> String {
     if !shares.several() {
         return out;
     }
-    let (shown, others) = shares.split(top.clamp(1, MAX_PROCESSES));
+    let (shown, others) = shares.split(top.max(PROCESS_LINES));
     let heading = match shares.period_ns {
         Some(period) if period > 0 => format!(
             "CPU by process (CPU time = samples / {} Hz):",
@@ -102,7 +103,8 @@ mod tests {
         for pid in 0..9 {
             all.push((300 + pid, "other\x1b[31m", 100));
         }
-        let text = render(&shares(&all), 10);
+        // The default --top (5) still shows 8 processes.
+        let text = render(&shares(&all), 5);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0], "CPU by process (CPU time = samples / 499 Hz):",
@@ -131,11 +133,15 @@ mod tests {
     }
 
     #[test]
-    fn top_cuts_the_lines() {
-        let text = render(&shares(&[(1, "a", 5), (2, "b", 3), (3, "c", 2)]), 1);
-        assert!(text.contains("  a (pid 1)\n"), "{text}");
-        assert!(text.contains("  2 other processes\n"), "{text}");
-        assert!(text.contains("  5  50.0%"), "{text}");
+    fn top_asks_for_more_lines_never_fewer() {
+        let all: Vec<(i64, &str, u64)> = (1..=12).map(|pid| (pid, "p", 13 - pid as u64)).collect();
+        let lines = |top| render(&shares(&all), top).lines().count();
+        // Heading, column titles, the processes, the others, the blank line.
+        assert_eq!(lines(1), 2 + PROCESS_LINES + 1 + 1);
+        assert_eq!(lines(10), 2 + 10 + 1 + 1);
+        let text = render(&shares(&all), 11);
+        assert!(text.contains("  1 other process\n"), "{text}");
+        assert_eq!(lines(12), 2 + 12 + 1);
     }
 
     #[test]
