@@ -2,7 +2,8 @@
 //! under three names, each spinning until its own process CPU clock reaches a different
 //! budget; each process's line must name it by its name and pid, come before the function
 //! table, and give it the share of the samples that its measured share of the CPU time
-//! predicts, within what sampling that many ticks allows.
+//! predicts, within what sampling that many ticks allows; report.html's CPU tab must list
+//! the same processes with the same samples.
 
 use std::path::{Path, PathBuf};
 
@@ -218,4 +219,45 @@ fn per_process_lines_name_each_process_with_its_measured_share() {
         );
     }
     eprintln!("{report}");
+
+    // report.html's CPU tab lists the same processes with the same samples.
+    let data = report_data(&out.join("report.html"));
+    let cpu = data["profiles"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "cpu"))
+        .expect("the report has the CPU profile");
+    for (s, r) in spinners.iter().zip(&rows) {
+        let row = cpu["processes"]["rows"]
+            .as_array()
+            .and_then(|rows| {
+                rows.iter()
+                    .find(|row| row["pid"].as_u64() == Some(u64::from(s.pid)))
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "report.html's CPU processes have no row for {} (pid {}): {}",
+                    s.name, s.pid, cpu["processes"]
+                )
+            });
+        assert_eq!(
+            (row["name"].as_str(), row["samples"].as_u64()),
+            (Some(s.name), Some(r.samples)),
+            "report.html's row of pid {} differs from the summary's `{}`",
+            s.pid,
+            r.text
+        );
+    }
+}
+
+/// The JSON data embedded in a report page.
+fn report_data(page: &Path) -> serde_json::Value {
+    let html = std::fs::read_to_string(page)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", page.display()));
+    let open = "<script id=\"report-data\" type=\"application/json\">";
+    let start = html.find(open).expect("the report embeds its data") + open.len();
+    let end = start
+        + html[start..]
+            .find("</script>")
+            .expect("the data block ends");
+    serde_json::from_str(&html[start..end]).expect("the embedded data is JSON")
 }
