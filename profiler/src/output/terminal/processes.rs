@@ -4,9 +4,8 @@
 
 use std::fmt::Write;
 
-use super::summary::{group, human_time};
+use super::summary::{group, human_time, shorten};
 use crate::analysis::cpu_shares::ProcessShares;
-use crate::output::strings::escape_terminal;
 
 /// This many processes get a line of their own, or `--top` of them when it asks for more;
 /// the rest are summed on one line. More than the default `--top`: which processes the CPU
@@ -44,10 +43,11 @@ pub fn render(shares: &ProcessShares, top: usize) -> String {
     };
     for p in shown {
         let [s, pct, time] = numbers(p.samples);
+        // Escaped and cut as every name the tables show: a file can hold any comm.
         let name = if p.comm.is_empty() {
             "[unknown]".to_owned()
         } else {
-            escape_terminal(&p.comm)
+            shorten(&p.comm)
         };
         let process = match p.pid {
             Some(pid) => format!("{name} (pid {pid})"),
