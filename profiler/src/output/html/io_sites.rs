@@ -158,6 +158,7 @@ mod tests {
             requested: Some(calls * 20),
             short: 2,
             eagain: 0,
+            turns: None,
             language: Language::C,
         }
     }
