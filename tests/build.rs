@@ -21,6 +21,7 @@ use std::process::Command;
 
 const FIXTURES: &[&str] = &[
     "cpu_split",
+    "cpu_share",
     "threads",
     "bystander",
     "syscalls",

@@ -9,6 +9,7 @@
 
 pub mod block;
 pub mod cpu;
+pub mod cpu_shares;
 pub mod finding;
 pub mod findings;
 pub mod functions;

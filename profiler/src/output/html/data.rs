@@ -1,5 +1,5 @@
 //! The report's embedded data, assembled: each profile as a tree of frames with its function
-//! table ([`super::tree`]), the run's facts and the findings, all built from the same
+//! table ([`super::tree`]), the run's facts, the findings and the I/O call sites, all built from the same
 //! [`Profile`] the pprof and folded files are written from, so every view shows the same
 //! numbers.
 
@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::facts::Header;
 use super::findings::{FindingData, findings};
+use super::io_sites::{IoSitesData, site_rows};
 use super::tree::{ProfileData, profile_data};
 use crate::analysis::findings::Analysis;
 
@@ -28,6 +29,8 @@ pub struct ReportData {
     pub findings_total: usize,
     /// The findings' thresholds, in words, to say what "no findings" means.
     pub thresholds: Vec<String>,
+    /// The I/O profile's call sites, for the I/O tab's table.
+    pub io_sites: IoSitesData,
 }
 
 /// Builds the page's data from the profiles and the findings computed from them.
@@ -40,6 +43,7 @@ pub fn build(profiles: &[Profile], analysis: &Analysis, run: Header) -> ReportDa
         findings_omitted,
         findings_total,
         thresholds: analysis.thresholds(),
+        io_sites: site_rows(&analysis.io_sites),
     }
 }
 

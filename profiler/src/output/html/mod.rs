@@ -8,6 +8,8 @@
 mod data;
 mod facts;
 mod findings;
+mod io_sites;
+mod processes;
 mod table;
 mod tree;
 

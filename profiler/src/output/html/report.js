@@ -298,11 +298,28 @@
       this.panel.append(
         this.toolbar,
         ...notes.map((n) => el('p', { class: 'note pruned', text: n })),
-        this.crumbs, this.graph,
+        this.crumbs, this.graph);
+      if (p.processes) this.panel.append(...processTable(this, p.processes));
+      // I/O by function merges every call site of write() into one row: its table is by
+      // call site instead, as the terminal's.
+      const sites = p.name === 'io' ? DATA.io_sites : null;
+      if (sites && sites.rows.length) {
+        this.panel.append(...siteTable(this, sites));
+        return;
+      }
+      this.panel.append(
         el('h3', { text: 'Functions' }),
         el('p', { class: 'note', text: 'Self: the function was the innermost frame; total: it was anywhere in the stack (once per stack). Click a row to find it in the flame graph; click a heading to sort.' + (p.functions_omitted ? ' ' + group(p.functions_omitted) + ' smaller functions are not listed.' : '') }),
         this.table, this.more);
       this.renderTable();
+    }
+
+    /** Zooms to a process's frame at the root of the flame graph. */
+    zoomToProcess(frame) {
+      const node = this.root.children.find((c) => c.name === frame);
+      if (!node) return;
+      this.zoomTo(node);
+      this.toolbar.scrollIntoView({ block: 'start' });
     }
 
     /** Tooltip lines: name, file:line, and each sample type's total and self. */
@@ -513,6 +530,163 @@
       this.setSearch(exactly([name]));
       this.toolbar.scrollIntoView({ block: 'start' });
     }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The CPU tab's processes and the I/O tab's call sites
+
+  /** Rows of the processes table shown before "show all". */
+  const PROCESS_ROWS = 8;
+
+  /** A sortable numeric heading cell. */
+  function sortHeading(label, key, sort, redraw) {
+    const sorted = sort.key === key;
+    return el('th', {
+      'data-column': key,
+      class: sorted ? 'sorted' + (sort.asc ? ' asc' : '') : '',
+      onclick: () => {
+        sort.asc = sorted ? !sort.asc : false;
+        sort.key = key;
+        redraw();
+      },
+    }, label);
+  }
+
+  /** The processes that had CPU samples: the heading, a note and the table. */
+  function processTable(view, data) {
+    const table = el('table', { class: 'top processes' });
+    const more = el('div', { class: 'more' });
+    let all = false;
+    const time = (ns) => (ns === null || ns === undefined ? '–' : humanTime(ns));
+    const draw = () => {
+      const rows = all ? data.rows : data.rows.slice(0, PROCESS_ROWS);
+      const body = el('tbody', {});
+      for (const r of rows) {
+        body.append(el('tr', {
+          'data-name': r.name, 'data-pid': r.pid === null ? '' : String(r.pid),
+          onclick: () => view.zoomToProcess(r.frame), title: 'zoom to ' + r.frame,
+        },
+        el('td', { class: 'fn', text: r.name || '[unknown]' }),
+        el('td', { text: r.pid === null ? '–' : String(r.pid) }),
+        el('td', {}, group(r.samples)),
+        el('td', { class: 'pct', text: pct(r.samples, data.total) }),
+        el('td', { text: time(r.cpu_ns) })));
+      }
+      // What is not listed, summed on one line.
+      let count = data.rows.length - rows.length;
+      let samples = data.rows.slice(rows.length).reduce((a, r) => a + r.samples, 0);
+      if (data.others) {
+        count += data.others.count;
+        samples += data.others.samples;
+      }
+      if (count > 0) {
+        const perSample = data.rows.length && data.rows[0].cpu_ns !== null ? data.rows[0].cpu_ns / data.rows[0].samples : null;
+        body.append(el('tr', { class: 'others' },
+          el('td', { class: 'fn', text: group(count) + ' other process' + (count === 1 ? '' : 'es') }),
+          el('td', {}), el('td', {}, group(samples)),
+          el('td', { class: 'pct', text: pct(samples, data.total) }),
+          el('td', { text: perSample === null ? '–' : humanTime(samples * perSample) })));
+      }
+      table.replaceChildren(el('colgroup', {},
+        el('col', {}), el('col', { class: 'pid' }), el('col', { class: 'n' }), el('col', { class: 'share' }), el('col', { class: 'n' })),
+      el('thead', {}, el('tr', {},
+        el('th', { class: 'fn', text: 'process' }), el('th', { text: 'pid' }), el('th', { text: 'samples' }),
+        el('th', { text: '%' }), el('th', { text: 'CPU time' }))), body);
+      more.replaceChildren();
+      if (!all && data.rows.length > PROCESS_ROWS) {
+        more.append(el('button', { onclick: () => { all = true; draw(); } }, 'Show ' + group(data.rows.length) + ' processes'));
+      }
+    };
+    draw();
+    return [
+      el('h3', { text: 'Processes' }),
+      el('p', { class: 'note', text: 'CPU samples by process (CPU time = samples / frequency). Click a row to zoom to its process in the flame graph.' }),
+      table, more];
+  }
+
+  /** The I/O call sites: one row per process, syscall and call stack. */
+  function siteTable(view, data) {
+    const s = data.strings;
+    const columns = [
+      ['calls', (r) => r.calls, (r) => group(r.calls)],
+      ['bytes', (r) => r.bytes, (r) => humanBytes(r.bytes)],
+      ['avg bytes', (r) => (r.calls ? r.bytes / r.calls : 0), (r) => humanBytes(r.calls ? r.bytes / r.calls : 0)],
+      ['time', (r) => r.nanos, (r) => humanTime(r.nanos)],
+      ['errors', (r) => r.errors, (r) => group(r.errors)],
+    ];
+    const sort = { key: 'calls', asc: false };
+    const open = new Set();
+    const table = el('table', { class: 'top sites' });
+    const more = el('div', { class: 'more' });
+    let all = false;
+    const path = (r) => r.path.map((f) => s[f]);
+    const details = (r, i) => {
+      const facts = [];
+      if (r.descriptors.length) facts.push('descriptor: ' + r.descriptors.map((d) => s[d]).join(', '));
+      if (r.requested !== null) facts.push('asked for ' + humanBytes(r.requested) + ' (' + humanBytes(r.calls ? r.requested / r.calls : 0) + ' per call)');
+      facts.push(group(r.short) + ' short', group(r.eagain) + ' EAGAIN');
+      // Innermost first, as a stack trace reads: the syscall's wrapper, the caller, where
+      // the site parts from its siblings, then on up to the root.
+      const frames = path(r).reverse().map((f) => el('li', {
+        class: f === s[r.caller] ? 'caller' : f === s[r.via] ? 'via' : '', text: f,
+      }));
+      return el('tr', { class: 'site-path', 'data-site': i },
+        el('td', { colspan: 3 + columns.length },
+          el('ol', { class: 'frames mono' }, ...frames),
+          el('div', { class: 'facts' }, facts.join(' · ') + ' '),
+          el('button', {
+            class: 'show',
+            onclick: (e) => {
+              e.stopPropagation();
+              view.focus({ path: [s[r.frame], ...path(r)], focus: '', functions: [s[r.caller]] });
+            },
+          }, 'Show in the flame graph →')));
+    };
+    const draw = () => {
+      const order = data.rows.map((r, i) => i);
+      const col = columns.find((c) => c[0] === sort.key);
+      order.sort((a, b) => col[1](data.rows[b]) - col[1](data.rows[a]) || a - b);
+      if (sort.asc) order.reverse();
+      const shown = all ? order : order.slice(0, TABLE_ROWS);
+      const body = el('tbody', {});
+      for (const i of shown) {
+        const r = data.rows[i];
+        const caller = s[r.caller];
+        const tr = el('tr', {
+          class: 'site' + (open.has(i) ? ' open' : ''), 'data-site': i, 'data-name': caller,
+          'data-process': s[r.process], 'data-syscall': r.syscall,
+          onclick: () => {
+            if (open.has(i)) open.delete(i);
+            else open.add(i);
+            draw();
+          },
+        },
+        el('td', { class: 'fn', text: s[r.process], title: s[r.process] }),
+        el('td', { class: 'fn mono', text: r.syscall }),
+        el('td', { class: 'fn mono caller', title: path(r).join(' › ') }, caller,
+          r.via ? el('span', { class: 'via', text: ' via ' + s[r.via] }) : null),
+        ...columns.map((c) => el('td', {}, c[2](r))));
+        body.append(tr);
+        if (open.has(i)) body.append(details(r, i));
+      }
+      table.replaceChildren(
+        el('colgroup', {}, el('col', { class: 'process' }), el('col', { class: 'syscall' }), el('col', {}),
+          ...columns.map(() => el('col', { class: 'n' }))),
+        el('thead', {}, el('tr', {},
+          el('th', { class: 'fn', text: 'process' }), el('th', { class: 'fn', text: 'syscall' }),
+          el('th', { class: 'fn', text: 'caller' }),
+          ...columns.map((c) => sortHeading(c[0], c[0], sort, draw)))),
+        body);
+      more.replaceChildren();
+      if (!all && order.length > TABLE_ROWS) {
+        more.append(el('button', { onclick: () => { all = true; draw(); } }, 'Show all ' + group(order.length) + ' call sites'));
+      }
+    };
+    draw();
+    return [
+      el('h3', { text: 'Call sites' }),
+      el('p', { class: 'note', text: 'One row per call site: a process, a syscall and the call stack it was made from. The caller is the function that called into the C library; \u201cvia\u201d names the frame above it where sites of the same caller part. Hover a caller for its whole path, click a row to open it; click a heading to sort.' + (data.omitted ? ' ' + group(data.omitted) + ' sites with fewer calls are not listed.' : '') }),
+      table, more];
   }
 
   // ---------------------------------------------------------------------------------------

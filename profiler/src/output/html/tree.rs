@@ -7,6 +7,7 @@ use profiler_model::StringTable;
 use profiler_model::{Comment, Profile, ProfileKind};
 use serde::Serialize;
 
+use super::processes::{ProcessesData, process_rows};
 use super::table::{FunctionRow, function_rows};
 use crate::output::folded::process_frame;
 
@@ -68,6 +69,8 @@ pub struct ProfileData {
     pub functions: Vec<FunctionRow>,
     /// Functions left out of `functions` for being beyond [`MAX_FUNCTIONS`].
     pub functions_omitted: usize,
+    /// A CPU profile's samples by process, when several processes have samples.
+    pub processes: Option<ProcessesData>,
 }
 
 /// A frame of the tree, serialized as a compact array:
@@ -226,6 +229,7 @@ pub fn profile_data(profile: &Profile) -> ProfileData {
         pruned,
         functions,
         functions_omitted,
+        processes: process_rows(profile),
     }
 }
 

@@ -1,14 +1,16 @@
 //! The text printed at the end of a run (and by `profiler report`): the run's facts once,
 //! each profile's summary, the CPU memory hot spots, and where every file went and how to
 //! open it; colored only when stdout is a terminal. Each profile kind's part has a file:
-//! [`summary`] (functions by self and total), [`io`] (call sites, small-I/O findings),
-//! [`block`] (waits by process and contended futexes).
+//! [`summary`] (functions by self and total), [`processes`] (the CPU by process, which a
+//! CPU summary shows first), [`io`] (call sites, small-I/O findings), [`block`] (waits by
+//! process and contended futexes).
 
 pub mod block;
 pub mod heap;
 pub mod io;
 pub mod offcpu;
 pub mod paths;
+pub mod processes;
 pub mod summary;
 
 use std::fmt::Write;

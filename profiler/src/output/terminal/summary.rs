@@ -1,7 +1,8 @@
 //! The terminal summary of a profile: run facts, totals, and the top functions.
 
-use crate::analysis::functions;
+use super::processes;
 pub(crate) use crate::analysis::units::{group, human_time};
+use crate::analysis::{cpu_shares, functions};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
@@ -63,6 +64,11 @@ pub fn render(profile: &Profile, top: usize) -> String {
         let _ = write!(out, " ({})", human_time(total));
     }
     let _ = writeln!(out);
+    // A run of several processes shows first which processes the CPU went to: the
+    // function table below adds up same-named functions of different processes.
+    if let Some(shares) = cpu_shares::by_process(profile) {
+        out.push_str(&processes::render(&shares, top));
+    }
 
     let (self_values, total_values) = function_values(profile, index);
     let rows: Vec<(Cow<'_, str>, i64, i64)> = ranked(self_values, top)
@@ -263,6 +269,13 @@ mod tests {
         assert!(text.starts_with("cpu profile: samples (count)\n"), "{text}");
         assert!(
             text.contains("processes seen: 2; total: 10 count"),
+            "{text}"
+        );
+        // Two processes: their lines come first, by pid, the larger first.
+        let processes = text.find("CPU by process:\n").expect("a per-process table");
+        assert!(processes < text.find("Top 2 functions").unwrap(), "{text}");
+        assert!(
+            text.contains("      6  60.0%         -  [unknown] (pid 2)\n"),
             "{text}"
         );
         let table = text.split("(and their total):\n").nth(1).unwrap();
