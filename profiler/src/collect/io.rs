@@ -48,9 +48,9 @@ impl Collector for IoCollector {
             let kind = run
                 .processes
                 .get(key.pid)
-                .and_then(|p| p.fds.get(&value.fd));
+                .and_then(|p| p.descriptor(key.ip, value.fd));
             if let Some(kind) = kind {
-                labels.push(Label::str(LabelKey::Descriptor, *kind));
+                labels.push(Label::str(LabelKey::Descriptor, kind));
             }
             let sampled = stacks_of.remove(key).unwrap_or_default();
             let mut totals = [0; IoValue::Turns.index() + 1];

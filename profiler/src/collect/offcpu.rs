@@ -376,8 +376,7 @@ fn site_reason(key: &OffCpuKey, run: &RunEnd<'_>) -> OffCpuReason {
     let descriptor = run
         .processes
         .get(key.pid)
-        .and_then(|p| p.fds.get(&key.fd))
-        .copied();
+        .and_then(|p| p.descriptor(key.ip, key.fd));
     reason(key.class, key.syscall, descriptor)
 }
 

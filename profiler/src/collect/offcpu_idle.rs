@@ -7,7 +7,7 @@ use std::io::Read;
 
 use profiler_common::{NO_SYSCALL, offcpu_class};
 
-use crate::process::procmaps::fd_kind;
+use crate::process::descriptors::fd_kind;
 
 /// Threads read per process: a process with more is cut here.
 const MAX_THREADS_PER_PROCESS: usize = 16384;

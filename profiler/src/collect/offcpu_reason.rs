@@ -70,7 +70,7 @@ const PIPES: [i32; 3] = [
 ];
 
 /// The reason of a wait of kernel class `class` in syscall `syscall` (or [`NO_SYSCALL`]) on
-/// a descriptor of kind `descriptor` (as [`crate::process::procmaps::fd_kind`] names it),
+/// a descriptor of kind `descriptor` (as [`crate::process::descriptors::fd_kind`] names it),
 /// when one was seen.
 pub fn reason(class: u32, syscall: i32, descriptor: Option<&str>) -> OffCpuReason {
     match class {

@@ -3,7 +3,8 @@
 //! of JIT compilers among them; the kernel's BPF programs as kallsyms listed them while
 //! they were loaded ([`bpf_symbols`]); reading ELF sections ([`elf_data`]); the processes'
 //! names, which name their records rather than their threads' ([`names`]); the processes
-//! already below the `--pid` targets when the run starts ([`descendants`]).
+//! already below the `--pid` targets when the run starts ([`descendants`]); the kinds of
+//! their descriptors ([`descriptors`]).
 //!
 //! In: pids (from the collection's fork and exec events). Out: a [`procmaps::ProcessTable`]
 //! that unwinding reads per sample and symbolization reads at the end, after the processes
@@ -11,6 +12,7 @@
 
 pub mod bpf_symbols;
 pub mod descendants;
+pub mod descriptors;
 pub mod elf_data;
 pub mod files;
 pub mod names;

@@ -9,6 +9,7 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::process::descriptors::{MAX_SITE_FDS, read_fd_kind, read_fd_kinds};
 pub use crate::process::files::FileKey;
 use crate::process::files::{FileTable, ObjectFile};
 use crate::process::perfmap::{self, PerfMap};
@@ -57,11 +58,24 @@ pub struct ProcessInfo {
     pub maps: Vec<MapEntry>,
     /// The kind of each open descriptor (`file`, `socket`, `pipe`, `tty`, ...), as last seen.
     pub fds: HashMap<i64, &'static str>,
+    /// The kind of a call site's descriptor when the site was new, by the site's user
+    /// address and the descriptor: a number reused by another kind since keeps the kind
+    /// the site's calls had (nginx's sendfile socket, later a file's number).
+    pub site_fds: HashMap<(u64, i64), &'static str>,
     /// Changes whenever `maps` does, so that what is built from them knows to rebuild.
     pub generation: u64,
 }
 
 impl ProcessInfo {
+    /// The kind of the descriptor `fd` of the call site at user address `ip`: as it was
+    /// when the site was new, else as last seen.
+    pub fn descriptor(&self, ip: u64, fd: i64) -> Option<&'static str> {
+        self.site_fds
+            .get(&(ip, fd))
+            .or_else(|| self.fds.get(&fd))
+            .copied()
+    }
+
     /// The mapping that holds `addr`, if any.
     pub fn find(&self, addr: u64) -> Option<&MapEntry> {
         let i = self.maps.partition_point(|m| m.start <= addr);
@@ -280,6 +294,15 @@ impl ProcessTable {
         if !covered {
             self.snapshot_maps(pid);
         }
+        // This one descriptor at once, while the site's first call may still hold it.
+        if fd >= 0
+            && let Some(kind) = read_fd_kind(pid, fd)
+            && let Some(info) = self.processes.get_mut(&pid)
+            && info.site_fds.len() < MAX_SITE_FDS
+        {
+            info.site_fds.insert((ip, fd), kind);
+            info.fds.insert(fd, kind);
+        }
         self.note_new_fd(pid, fd);
     }
 
@@ -380,6 +403,7 @@ impl ProcessTable {
         let inherited = ProcessInfo {
             maps: info.maps.clone(),
             fds: info.fds.clone(),
+            site_fds: HashMap::new(),
             generation: 0,
         };
         self.processes.insert(pid, inherited);
@@ -428,6 +452,7 @@ impl ProcessTable {
         self.spaces.push(ProcessInfo {
             maps,
             fds: HashMap::new(),
+            site_fds: HashMap::new(),
             generation,
         });
         self.current_space.insert(pid, (generation, space));
@@ -498,41 +523,6 @@ fn merge_maps(mut new: Vec<MapEntry>, old: Vec<MapEntry>) -> (Vec<MapEntry>, boo
     new.sort_by_key(|m| m.start);
     let changed = new != old;
     (new, changed)
-}
-
-/// The kind of every open descriptor of a process, from the targets of `/proc/PID/fd/*`.
-fn read_fd_kinds(pid: u32) -> HashMap<i64, &'static str> {
-    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return HashMap::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let fd = entry.file_name().to_str()?.parse().ok()?;
-            let target = fs::read_link(entry.path()).ok()?;
-            Some((fd, fd_kind(&target.to_string_lossy())))
-        })
-        .collect()
-}
-
-/// Classifies a descriptor by the target of its `/proc/PID/fd` link.
-pub fn fd_kind(target: &str) -> &'static str {
-    if target.starts_with("socket:") {
-        "socket"
-    } else if target.starts_with("pipe:") {
-        "pipe"
-    } else if target.starts_with("anon_inode:") {
-        "anon_inode"
-    } else if target.starts_with("/dev/pts/")
-        || target.starts_with("/dev/tty")
-        || target == "/dev/console"
-    {
-        "tty"
-    } else if target.starts_with("/dev/") {
-        "device"
-    } else {
-        "file"
-    }
 }
 
 /// Whether a mapping's path names anonymous memory (`""`, `[anon:name]`), where JIT

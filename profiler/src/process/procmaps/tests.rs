@@ -122,13 +122,25 @@ fn a_process_s_frozen_spaces_are_bounded() {
 }
 
 #[test]
-fn classifies_descriptors() {
-    assert_eq!(fd_kind("socket:[1234]"), "socket");
-    assert_eq!(fd_kind("pipe:[99]"), "pipe");
-    assert_eq!(fd_kind("/dev/pts/3"), "tty");
-    assert_eq!(fd_kind("/dev/null"), "device");
-    assert_eq!(fd_kind("anon_inode:[eventfd]"), "anon_inode");
-    assert_eq!(fd_kind("/etc/passwd"), "file");
+fn a_site_keeps_the_kind_its_descriptor_had_when_it_was_new() {
+    let me = std::process::id();
+    let mut table = ProcessTable::default();
+    table.snapshot_maps(me);
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&a);
+    table.note_new_key(me, 0x1000, fd.into());
+    // The number reused by a file, seen by a later site (dup2 puts the file on it at
+    // once, whatever other tests open meanwhile).
+    let file = std::fs::File::open("/proc/self/status").unwrap();
+    // SAFETY: dup2 onto a descriptor this test owns (`a`'s, closed when `a` drops).
+    let moved = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&file), fd) };
+    assert_eq!(moved, fd);
+    let fd = i64::from(fd);
+    table.note_new_key(me, 0x2000, fd);
+    let info = &table.processes[&me];
+    assert_eq!(info.descriptor(0x1000, fd), Some("socket"));
+    assert_eq!(info.descriptor(0x2000, fd), Some("file"));
+    assert_eq!(info.descriptor(0x3000, fd), Some("file"));
 }
 
 #[test]
