@@ -22,16 +22,45 @@ pub fn is_system_library(profile: &Profile, location: &Location) -> bool {
     .any(|lib| file.starts_with(lib))
 }
 
+/// Go's own way down to a syscall: its standard library and runtime make the call, so the
+/// frames that say which code asked for it are above these.
+const GO_SYSCALL_PLUMBING: [&str; 11] = [
+    "syscall.",
+    "runtime/internal/syscall",
+    "internal/runtime/syscall",
+    "internal/poll.",
+    "internal/syscall/",
+    "net.(*netFD).",
+    "net.(*conn).",
+    "net.(*TCPConn).",
+    "net.(*UnixConn).",
+    "net.(*UDPConn).",
+    "os.(*File).",
+];
+
+/// Whether `function` is part of Go's path from a read or write to the syscall
+/// (`internal/poll.(*FD).Read`, `syscall.read`, ...).
+pub fn is_go_syscall_plumbing(function: &str) -> bool {
+    GO_SYSCALL_PLUMBING.iter().any(|p| function.starts_with(p))
+}
+
 /// The function that made a call into the system: the innermost frame of a stack outside the
-/// kernel and the system libraries (`read_bytewise` for `read_bytewise -> pread64`).
+/// kernel, the system libraries and Go's syscall plumbing (`read_bytewise` for
+/// `read_bytewise -> pread64`; `net/http.(*connReader).Read` for a Go server's reads, not
+/// `runtime/internal/syscall.Syscall6`).
 pub fn user_caller(profile: &Profile, stack: StackId) -> String {
-    profile
+    let mut outside = profile
         .stack(stack)
         .iter()
         .map(|&id| profile.location(id))
         .filter(|loc| !loc.kind.is_kernel() && !is_system_library(profile, loc))
         .flat_map(|loc| loc.lines.iter())
-        .map(|line| line.function.clone())
-        .next()
-        .unwrap_or_else(|| "[unknown]".to_owned())
+        .map(|line| line.function.as_str())
+        .peekable();
+    let innermost = outside.peek().copied();
+    outside
+        .find(|f| !is_go_syscall_plumbing(f))
+        .or(innermost)
+        .unwrap_or("[unknown]")
+        .to_owned()
 }

@@ -82,13 +82,17 @@ impl IoSite {
         })
     }
 
-    /// Share of the calls that turned the data's direction around, 0 to 1, where counted.
+    /// Share of the calls that succeeded which turned the data's direction around, 0 to 1,
+    /// where counted. A failed call moves nothing, so it cannot turn: Go's reads of a
+    /// connection are half `EAGAIN`s, each read of a request followed by one that finds
+    /// the next not yet sent.
     pub fn turn_share(&self) -> Option<f64> {
         let turns = self.turns?;
-        Some(if self.calls == 0 {
+        let succeeded = self.calls.saturating_sub(self.errors);
+        Some(if succeeded == 0 {
             0.0
         } else {
-            turns as f64 / self.calls as f64
+            turns as f64 / succeeded as f64
         })
     }
 
@@ -585,6 +589,14 @@ mod tests {
         file.descriptors = vec!["file".to_owned()];
         let found = small_io(&[file], SmallIo::default(), 10.0);
         assert!(matches!(found[0].kind, SmallIoKind::SmallRequests { .. }));
+        // Go's reads of a connection: one request, then one EAGAIN before parking.
+        let mut go = site("read", 114_140, 61_000 * 22, Language::Go);
+        (go.requested, go.errors, go.eagain) = (Some(114_140 * 4096), 53_140, 53_140);
+        go.descriptors = vec!["socket".to_owned()];
+        go.turns = Some(60_678);
+        assert_eq!(go.turn_share(), Some(60_678.0 / 61_000.0));
+        let found = small_io(&[go], SmallIo::default(), 10.0);
+        assert_eq!(found[0].kind, SmallIoKind::RoundTrips);
     }
 
     #[test]
