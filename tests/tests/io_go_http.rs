@@ -1,0 +1,192 @@
+//! Small-I/O findings on a Go net/http service (`fixtures/go_http.go`, built by every Go
+//! toolchain the tests cover) under a bounded keep-alive `ab` run, profiled by its pid.
+//! The server counts the requests it answered itself.
+//!
+//! net/http reads each request through a bufio.Reader of 4096 bytes and writes each
+//! response with one flush of its bufio.Writer: both sides are buffered already, and each
+//! write answers a request its client waits on. The findings must be round trips naming
+//! net/http's code (not Go's syscall plumbing), with no bufio advice and no saving; the
+//! server's writes on sockets are the responses it counted.
+
+#[allow(dead_code)]
+#[path = "../go/mod.rs"]
+mod go;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use integration_tests::{
+    GoToolchain, Running, go_toolchains, prerequisites, run_command, spawn_profiler, temp_dir,
+};
+
+// The I/O tests' helpers.
+#[allow(dead_code)]
+#[path = "io/attach.rs"]
+mod attach;
+#[allow(dead_code)]
+#[path = "io/findings.rs"]
+mod findings;
+#[allow(dead_code)]
+#[path = "io/raw.rs"]
+mod raw;
+
+use attach::wait_until_attached;
+use findings::small_io_findings;
+use raw::RawProfile;
+
+const AB: &str = "/usr/bin/ab";
+const REQUESTS: u64 = 10_000;
+/// Requests the profile and the server may count apart: the `/stats` queries.
+const SLACK: i64 = 4;
+
+/// GETs `path` from the server and returns the body.
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the Go server");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send a request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+fn answered(port: u16) -> i64 {
+    let body = get(port, "/stats");
+    body.trim()
+        .strip_prefix("hello=")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the server's /stats is not hello=N: {body:?}"))
+}
+
+fn check(toolchain: &GoToolchain) -> Result<String, String> {
+    let binary = go::build(toolchain, "go_http");
+    let tmp = temp_dir();
+    let port_file = tmp.path().join("port");
+    let mut cmd = Command::new(&binary);
+    cmd.arg(&port_file);
+    let server = Running::spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port: u16 = loop {
+        if let Some(port) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break port;
+        }
+        assert!(Instant::now() < deadline, "the Go server wrote no port");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let pid = server.pid().to_string();
+    let out = tmp.path().join("out");
+    let profiler = spawn_profiler(
+        &[
+            "--pid",
+            &pid,
+            "--profiles",
+            "io",
+            "--duration",
+            "120s",
+            "--small-io-rate",
+            "100",
+        ],
+        &out,
+    );
+    wait_until_attached(profiler.pid());
+    let before = answered(port);
+    let mut ab = Command::new(AB);
+    ab.args(["-q", "-k", "-s", "30", "-c", "4", "-n"])
+        .arg(REQUESTS.to_string())
+        .arg(format!("http://127.0.0.1:{port}/hello"));
+    run_command(ab).assert_success();
+    let counted = answered(port) - before;
+    // SAFETY: kill(2) on our own child, still running (its window is 120 s).
+    unsafe { libc::kill(profiler.pid() as libc::pid_t, libc::SIGINT) };
+    let run = profiler.wait();
+    run.assert_success();
+    drop(server);
+
+    let profile = RawProfile::load(&out.join("io.pb.gz"));
+    let on_sockets = |syscall: &str, value: &str| {
+        profile.sum(value, |s| {
+            s.label("pid") == Some(pid.as_str())
+                && s.label("descriptor") == Some("socket")
+                && s.label("syscall") == Some(syscall)
+        })
+    };
+    let writes = on_sockets("write", "calls");
+    if counted < REQUESTS as i64 || (writes - counted).abs() > SLACK {
+        return Err(format!(
+            "the server answered {counted} /hello requests by its own count, the profile \
+             has {writes} writes on sockets\n{}",
+            run.transcript()
+        ));
+    }
+    let turns = on_sockets("write", "turns");
+    if turns * 10 < writes * 9 {
+        return Err(format!(
+            "only {turns} of {writes} writes turned the direction around, where each \
+             answers a request\n{}",
+            run.transcript()
+        ));
+    }
+    let found = small_io_findings(&run.stdout);
+    for syscall in ["read", "write"] {
+        let Some(f) = found.iter().find(|f| f.syscall == syscall) else {
+            return Err(format!(
+                "no small-I/O finding for the server's {syscall}s\n{}",
+                run.stdout
+            ));
+        };
+        let text = format!("{}\n{}", f.header, f.details.join("\n"));
+        let fix = f.fix().unwrap_or_default();
+        if !f
+            .details
+            .iter()
+            .any(|d| d.trim_start().starts_with("case: round trips:"))
+            || fix.contains("bufio")
+            || f.details.iter().any(|d| d.contains("saves"))
+        {
+            return Err(format!(
+                "the server's {syscall}s are not told as round trips without bufio advice \
+                 or saving:\n{text}"
+            ));
+        }
+        if !f.function.starts_with("net/http.") {
+            return Err(format!(
+                "the {syscall} finding names {} as the caller, not net/http's code:\n{text}",
+                f.function
+            ));
+        }
+    }
+    Ok(format!(
+        "{counted} responses by the server's count, {writes} writes ({turns} turns)"
+    ))
+}
+
+#[test]
+fn go_http_server_io_is_round_trips_named_by_net_http() {
+    if !prerequisites() {
+        return;
+    }
+    if !std::path::Path::new(AB).is_file() {
+        eprintln!("skipping: {AB} is not installed (`cargo xtask setup --for-tests`)");
+        return;
+    }
+    let mut failures = Vec::new();
+    for toolchain in go_toolchains() {
+        match check(&toolchain) {
+            Ok(what) => eprintln!("Go {}: {what}", toolchain.version),
+            Err(why) => failures.push(format!("Go {}: {why}", toolchain.version)),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
