@@ -16,10 +16,14 @@ use integration_tests::{Nginx, NginxConfig, prerequisites, spawn_profiler, temp_
 #[path = "io/attach.rs"]
 mod attach;
 #[allow(dead_code)]
+#[path = "io/findings.rs"]
+mod findings;
+#[allow(dead_code)]
 #[path = "io/raw.rs"]
 mod raw;
 
 use attach::wait_until_attached;
+use findings::small_io_findings;
 use raw::RawProfile;
 
 /// The file served, and how many times: 200 bodies of 64 KiB, 12.5 MiB in all.
@@ -129,5 +133,108 @@ fn nginx_sendfile_bytes_equal_the_body_bytes_its_worker_logged() {
              writes to: {}",
             s.describe()
         );
+    }
+}
+
+/// Keep-alive requests for a small file, nginx profiled by its master's pid: each request
+/// is read with one `recvfrom` and answered with one `writev` of its headers (the body
+/// goes by `sendfile`), so both sites are round trips, as many writes as the worker
+/// logged requests, with neither a saving nor advice nginx cannot use (datagram calls on
+/// a TCP socket, corking what it already corks).
+#[test]
+fn nginx_request_and_response_calls_are_round_trips_without_savings() {
+    const SMALL_REQUESTS: u64 = 5_000;
+    if !prerequisites() {
+        return;
+    }
+    let nginx = match Nginx::start(NginxConfig {
+        workers: 1,
+        sendfile: true,
+    }) {
+        Ok(nginx) => nginx,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    nginx.put_file("small.txt", b"a small body\n");
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let master = nginx.pid().to_string();
+    let profiler = spawn_profiler(
+        &[
+            "--pid",
+            &master,
+            "--profiles",
+            "io",
+            "--duration",
+            "120s",
+            "--small-io-rate",
+            "100",
+        ],
+        &out,
+    );
+    wait_until_attached(profiler.pid());
+    let ab = nginx.ab("small.txt", SMALL_REQUESTS, 4, true);
+    assert_eq!(
+        (ab.complete, ab.failed),
+        (SMALL_REQUESTS, 0),
+        "{}",
+        nginx.logs()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (nginx.access_log().len() as u64) < SMALL_REQUESTS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logged = nginx.access_log().len() as i64;
+    // SAFETY: kill(2) on our own child, still running (its window is 120 s).
+    unsafe { libc::kill(profiler.pid() as libc::pid_t, libc::SIGINT) };
+    let run = profiler.wait();
+    run.assert_success();
+
+    let profile = RawProfile::load(&out.join("io.pb.gz"));
+    let worker = nginx.workers()[0].to_string();
+    let writev = |value: &str| {
+        profile.sum(value, |s| {
+            s.label("pid") == Some(worker.as_str())
+                && s.label("syscall") == Some("writev")
+                && s.label("descriptor") == Some("socket")
+        })
+    };
+    let (writes, turns) = (writev("calls"), writev("turns"));
+    assert_eq!(
+        writes,
+        logged,
+        "the worker logged {logged} requests, the profile has {writes} writevs on sockets\n{}",
+        run.transcript()
+    );
+    assert!(
+        turns * 10 >= writes * 9,
+        "only {turns} of {writes} writevs turned the direction around\n{}",
+        run.transcript()
+    );
+    let found = small_io_findings(&run.stdout);
+    for syscall in ["recvfrom", "writev"] {
+        let f = found
+            .iter()
+            .find(|f| f.syscall == syscall)
+            .unwrap_or_else(|| panic!("no finding for nginx's {syscall}\n{}", run.stdout));
+        let text = format!("{}\n{}", f.header, f.details.join("\n"));
+        assert!(
+            f.details
+                .iter()
+                .any(|d| d.trim_start().starts_with("case: round trips:")),
+            "nginx's {syscall} is not told as round trips:\n{text}"
+        );
+        assert!(
+            !f.details.iter().any(|d| d.contains("saves")),
+            "a saving is claimed for nginx's {syscall}:\n{text}"
+        );
+        for advice in ["recvmmsg", "sendmmsg", "TCP_CORK", "MSG_MORE"] {
+            assert!(
+                !text.contains(advice),
+                "nginx's {syscall} is told {advice}:\n{text}"
+            );
+        }
     }
 }
