@@ -263,18 +263,26 @@ impl Probes {
     /// # Minimum kernel version
     /// 5.5, for BTF-enabled tracepoints.
     pub fn attach_syscalls(&mut self) -> Result<()> {
-        for (program, tracepoint) in [
+        let programs = [
             (program_name::SYS_ENTER, "sys_enter"),
             (program_name::SYS_EXIT, "sys_exit"),
-        ] {
-            let context = || {
-                format!(
-                    "cannot attach to the {tracepoint} tracepoint for the I/O and blocking profiles"
-                )
-            };
+        ];
+        let context = |tracepoint: &str| {
+            format!(
+                "cannot attach to the {tracepoint} tracepoint for the I/O and blocking profiles"
+            )
+        };
+        for (program, tracepoint) in programs {
             let prog: &mut BtfTracePoint = program_mut(&mut self.ebpf, program)?.try_into()?;
-            prog.load(tracepoint, &self.btf).with_context(context)?;
-            prog.attach().with_context(context)?;
+            prog.load(tracepoint, &self.btf)
+                .with_context(|| context(tracepoint))?;
+        }
+        // Both loaded first, and the exit attached before the entry: a call entered between
+        // the two attaches would leave an entry no exit takes (sys_exit also checks the
+        // call's number, for any other way that could happen).
+        for (program, tracepoint) in programs.into_iter().rev() {
+            let prog: &mut BtfTracePoint = program_mut(&mut self.ebpf, program)?.try_into()?;
+            prog.attach().with_context(|| context(tracepoint))?;
         }
         Ok(())
     }
