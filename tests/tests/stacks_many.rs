@@ -152,10 +152,20 @@ fn assert_full_tree_paths(tree: &TreeProfile, ring_lost: u64, min_distinct_share
         "samples of stacks_tree's workers with tree_worker;tree_root in their stack",
         folded,
     );
-    let bracketed = folded.samples_where(|s| s.frames.iter().any(|f| f.starts_with('[')));
+    let marked = |s: &Stack| s.frames.iter().any(|f| f.starts_with('['));
+    let bracketed = folded.samples_where(marked);
+    let examples: Vec<String> = folded
+        .stacks
+        .iter()
+        .filter(|s| marked(s))
+        .take(10)
+        .map(|s| format!("  {} {}", s.frames.join(";"), s.count))
+        .collect();
     assert!(
         bracketed * 100 <= total,
-        "{bracketed} of {total} samples carry a [marker] frame ([unknown], lost stack...)\n{}",
+        "{bracketed} of {total} samples carry a [marker] frame ([unknown], lost stack...), \
+         such as:\n{}\n{}",
+        examples.join("\n"),
         folded.summary(20)
     );
     let in_leaf = folded.samples_containing("tree_leaf");
