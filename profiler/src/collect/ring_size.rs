@@ -1,7 +1,12 @@
-//! How big the stack-sample ring buffer is: the kernel programs drop a sample they find no
-//! room for (and count it), so the ring must hold whatever arrives while userspace is not
-//! draining it.
+//! How big the stack-sample ring buffer is, and what to rerun with when it was full: the
+//! kernel programs drop a sample they find no room for (and count it), so the ring must
+//! hold whatever arrives while userspace is not draining it.
 
+use std::time::Duration;
+
+use profiler_common::counter;
+
+use crate::collect::probes::Counters;
 use crate::config::{Config, ring_buffer};
 
 /// Smallest sample ring buffer of a run with the off-CPU profile.
@@ -21,6 +26,19 @@ pub const MAX_SIZED_BYTES: u32 = 256 << 20;
 /// 860 to 1,700 per CPU-second, nearly all I/O, of half the largest record on average:
 /// room for 500 of the largest beside the frequency's 99 holds one to two seconds of that.
 pub const TRACED_STACKS_PER_CPU: u64 = 500;
+
+/// Counters of the samples the kernel programs found no room for in the sample ring (the
+/// process-event ring has its own size and counter).
+const LOST_IN_RING: [u32; 8] = [
+    counter::LOST_CPU_SAMPLES,
+    counter::LOST_IO_STACK,
+    counter::LOST_BLOCK_STACK,
+    counter::LOST_GO_STACK,
+    counter::LOST_GO_EVENTS,
+    counter::LOST_HEAP_STACK,
+    counter::LOST_OFFCPU_STACK,
+    counter::LOST_OFFCPU_END,
+];
 
 /// Bytes of sample ring buffer for a run of `config` on `cpus` online CPUs: what
 /// `--ring-buffer` says, else [`for_rate`] with room for the bursts of the heap and off-CPU
@@ -61,6 +79,38 @@ pub fn for_rate(frequency: u64, cpus: usize, record_bytes: u64) -> u32 {
     u32::try_from(bytes.next_power_of_two()).unwrap_or(MAX_SIZED_BYTES)
 }
 
+/// Samples the kernel programs lost to a full sample ring, of every kind.
+pub fn lost(counters: &Counters) -> u64 {
+    LOST_IN_RING.iter().map(|&c| counters.get(c)).sum()
+}
+
+/// The `--ring-buffer` size to rerun with after a run of `window` lost `lost` samples to a
+/// `ring_bytes` ring that `samples` samples of `bytes` in all went through; `None` when the
+/// ring was already the largest. One second of the run's rate, as the default holds of the
+/// expected one, the lost samples counted at the average size of those received; and at
+/// least twice the ring: losses mean userspace was away longer than the ring lasted, so a
+/// ring no larger than it would lose again.
+pub fn rerun_bytes(
+    ring_bytes: u32,
+    samples: u64,
+    bytes: u64,
+    lost: u64,
+    window: Duration,
+) -> Option<u32> {
+    if ring_bytes >= ring_buffer::MAX_BYTES {
+        return None;
+    }
+    let average = bytes.checked_div(samples).unwrap_or(0);
+    let sent = bytes.saturating_add(lost.saturating_mul(average));
+    let per_second = sent as f64 / window.as_secs_f64().max(1e-3);
+    let wanted = (per_second as u64).max(2 * u64::from(ring_bytes));
+    // Capped before rounding: the largest ring is a power of two, and u64::MAX has none.
+    let bytes = wanted
+        .min(u64::from(ring_buffer::MAX_BYTES))
+        .next_power_of_two();
+    u32::try_from(bytes).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +132,31 @@ mod tests {
         assert_eq!(for_rate(1, 1, 100), ring_buffer::MIN_BYTES);
         assert_eq!(for_rate(100_000, 128, 66_000), MAX_SIZED_BYTES);
         assert_eq!(for_rate(u64::MAX, usize::MAX, u64::MAX), MAX_SIZED_BYTES);
+    }
+
+    #[test]
+    fn the_rerun_size_covers_a_second_of_the_rate_and_doubles_the_ring() {
+        let second = Duration::from_secs(1);
+        // 16 MB/s with nothing lost: a second of it.
+        assert_eq!(
+            rerun_bytes(2 << 20, 1_000, 16_000_000, 0, second),
+            Some(16 << 20)
+        );
+        // The lost samples count at the average size: 1,000 more of 16 KB.
+        assert_eq!(
+            rerun_bytes(2 << 20, 1_000, 16_000_000, 1_000, second),
+            Some(32 << 20)
+        );
+        assert_eq!(
+            rerun_bytes(2 << 20, 1_000, 160_000_000, 0, 10 * second),
+            Some(16 << 20)
+        );
+        // A slow rate still gets twice the ring that was full.
+        assert_eq!(rerun_bytes(32 << 20, 10, 1_000, 5, second), Some(64 << 20));
+        assert_eq!(rerun_bytes(512 << 20, 10, 1_000, 5, second), Some(1 << 30));
+        // A huge rate is capped at the largest ring; a ring that large has nothing to add.
+        assert_eq!(rerun_bytes(2 << 20, 1, u64::MAX, 1, second), Some(1 << 30));
+        assert_eq!(rerun_bytes(1 << 30, 10, 1_000, 5, second), None);
+        assert_eq!(rerun_bytes(2 << 20, 0, 0, 5, Duration::ZERO), Some(4 << 20));
     }
 }

@@ -68,6 +68,8 @@ pub struct RunOutcome {
     pub call_graph: CallGraph,
     /// Bytes of sample ring buffer the run had.
     pub ring_bytes: u32,
+    /// Samples of every kind the kernel programs found no room for in it.
+    pub ring_lost: u64,
     /// Every distinct stack of the samples, and how they were unwound.
     pub unwinding: Unwinding,
     /// Mapping snapshots of every sampled process.
@@ -201,6 +203,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         window_end: started + duration,
         call_graph: config.call_graph,
         ring_bytes,
+        ring_lost: ring_size::lost(&counters),
         unwinding: session.sampler.finish(),
         processes: session.processes,
         process_names: session.names,
