@@ -241,7 +241,7 @@ impl Account {
     }
 }
 
-/// `ring buffer full: N samples lost in all, with R MB/s through a S MiB ring buffer:
+/// `ring buffer full: N samples lost in all, with R MB/s through a S MiB ring buffer;
 /// rerun with --ring-buffer 64M`: the flag's value in the words `--ring-buffer` takes.
 fn walk_ring_full(r: &mut RingFull, w: &mut Walk<'_>) {
     w.lit("ring buffer full: ");
@@ -250,7 +250,7 @@ fn walk_ring_full(r: &mut RingFull, w: &mut Walk<'_>) {
     w.float(&mut r.mb_per_second, 2);
     w.lit(" MB/s through a ");
     w.num(&mut r.ring_mib);
-    w.lit(" MiB ring buffer: ");
+    w.lit(" MiB ring buffer; ");
     w.choice(&mut r.rerun_mib, &[Some(0), None], |rerun, w| match rerun {
         Some(mib) => {
             w.lit("rerun with --ring-buffer ");

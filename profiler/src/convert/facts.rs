@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(
             text,
             "ring buffer full: 236 samples lost in all, with 16.19 MB/s through a 2 MiB ring \
-             buffer: rerun with --ring-buffer 16M"
+             buffer; rerun with --ring-buffer 16M"
         );
         let largest = ring_full(1 << 30, 1, &stats, window).unwrap().text();
         assert!(largest.contains("rerun with --call-graph fp"), "{largest}");
