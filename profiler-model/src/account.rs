@@ -29,6 +29,9 @@ pub enum Account {
         /// Kernel stacks not taken.
         kernel_stacks: u64,
     },
+    /// Samples of every kind the run lost to a full sample ring buffer, and the size to
+    /// rerun with (its counts are on the lines above: this one adds no loss).
+    RingFull(RingFull),
     /// Process events lost: announcements (ring buffer full) and forked children not
     /// followed (target map full).
     ProcessesLost {
@@ -117,6 +120,21 @@ impl Ticks {
             cpus,
         }
     }
+}
+
+/// Samples lost to a full sample ring buffer over the whole run: how many, the ring and
+/// what went through it, and the `--ring-buffer` size to rerun with.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RingFull {
+    /// Samples of every kind lost.
+    pub lost: u64,
+    /// Megabytes (10^6 bytes) of samples per second that went through the ring.
+    pub mb_per_second: f64,
+    /// The ring's size, in MiB.
+    pub ring_mib: u64,
+    /// The `--ring-buffer` size to rerun with, in MiB; `None` when the ring already was the
+    /// largest the flag takes.
+    pub rerun_mib: Option<u64>,
 }
 
 /// A traced collector's tally: `subject: counts; lost: losses; stack samples: ...`.

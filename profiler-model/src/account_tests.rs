@@ -76,6 +76,18 @@ fn every_shape() -> Vec<Account> {
             announcements: 4,
             forks: 5,
         },
+        Account::RingFull(RingFull {
+            lost: 2785,
+            mb_per_second: 16.16,
+            ring_mib: 2,
+            rerun_mib: Some(64),
+        }),
+        Account::RingFull(RingFull {
+            lost: 1,
+            mb_per_second: 900.5,
+            ring_mib: 1024,
+            rerun_mib: None,
+        }),
         Account::IoRequested {
             iovecs: 8,
             more: 17,

@@ -4,8 +4,8 @@
 //! old ones (they then read as a [`Account::Note`]).
 
 use crate::account::{
-    Account, Cause, Counted, GoHeap, Interposed, Interposer, Loss, Measured, Refused, Subject,
-    Table, Tally, Ticks, TrapCost,
+    Account, Cause, Counted, GoHeap, Interposed, Interposer, Loss, Measured, Refused, RingFull,
+    Subject, Table, Tally, Ticks, TrapCost,
 };
 use crate::account_walk::Walk;
 use crate::model::{ELIDED_INLINE_PREFIX, MAX_INLINE_LINES};
@@ -89,7 +89,7 @@ impl Cause {
 
 impl Account {
     /// One account of each shape, blank, for the reader to try.
-    pub(crate) fn shapes() -> [Self; 11] {
+    pub(crate) fn shapes() -> [Self; 12] {
         [
             Self::Ticks(Ticks::default()),
             Self::Recorded {
@@ -101,6 +101,7 @@ impl Account {
                 user_stacks: 0,
                 kernel_stacks: 0,
             },
+            Self::RingFull(RingFull::default()),
             Self::ProcessesLost {
                 announcements: 0,
                 forks: 0,
@@ -164,6 +165,7 @@ impl Account {
                 w.num(kernel_stacks);
                 w.lit(" kernel stacks not taken");
             }
+            Self::RingFull(r) => walk_ring_full(r, w),
             Self::ProcessesLost {
                 announcements,
                 forks,
@@ -237,6 +239,29 @@ impl Account {
             Self::Note(text) => w.text(text, ""),
         }
     }
+}
+
+/// `ring buffer full: N samples lost in all, with R MB/s through a S MiB ring buffer;
+/// rerun with --ring-buffer 64M`: the flag's value in the words `--ring-buffer` takes.
+fn walk_ring_full(r: &mut RingFull, w: &mut Walk<'_>) {
+    w.lit("ring buffer full: ");
+    w.num(&mut r.lost);
+    w.lit(" samples lost in all, with ");
+    w.float(&mut r.mb_per_second, 2);
+    w.lit(" MB/s through a ");
+    w.num(&mut r.ring_mib);
+    w.lit(" MiB ring buffer; ");
+    w.choice(&mut r.rerun_mib, &[Some(0), None], |rerun, w| match rerun {
+        Some(mib) => {
+            w.lit("rerun with --ring-buffer ");
+            w.num(mib);
+            w.lit("M");
+        }
+        None => w.lit(
+            "it is the largest --ring-buffer takes; rerun with --call-graph fp, whose \
+             samples are a fraction of the size",
+        ),
+    });
 }
 
 fn walk_tally(t: &mut Tally, w: &mut Walk<'_>) {

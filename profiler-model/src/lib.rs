@@ -36,7 +36,7 @@ pub mod fixture;
 
 pub use account::{
     Account, Cause, Count, Counted, GoHeap, Interposed, Interposer, Loss, Measured, Refused,
-    Subject, Table, Tally, Ticks, TrapCost,
+    RingFull, Subject, Table, Tally, Ticks, TrapCost,
 };
 pub use address::{AddressSpace, FrameAddress};
 pub use builder::{ProfileBuilder, RawFrame};

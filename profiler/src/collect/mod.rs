@@ -35,6 +35,7 @@ pub mod probe_point;
 pub mod probes;
 pub mod raw_profile;
 pub mod records;
+pub mod ring_size;
 pub mod samples;
 pub mod selfcost;
 pub mod session;

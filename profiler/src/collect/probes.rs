@@ -540,36 +540,5 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::progra
         .ok_or_else(|| anyhow!("the eBPF object has no program {name}"))
 }
 
-/// Smallest sample ring buffer of a run with the off-CPU profile.
-pub const OFFCPU_RING_BYTES: u32 = 16 << 20;
-
-/// Smallest sample ring buffer of a run with the heap profile.
-pub const HEAP_RING_BYTES: u32 = 32 << 20;
-
-/// Bytes of sample ring buffer for a run: a quarter of a second of samples at the expected
-/// rate (`frequency` on every one of `cpus`, plus stack samples of I/O and blocking sites),
-/// as a power of two between 1 MiB and 256 MiB. Userspace drains it every 20 ms, so a
-/// quarter second rides out a slow drain (symbolizing a new file) or a burst.
-pub fn ring_bytes(frequency: u64, cpus: usize, record_bytes: u64) -> u32 {
-    // I/O and blocking sites add stack samples at rates of their own: room for as many
-    // again as the CPU samples.
-    let per_second = 2 * frequency.max(1) * cpus.max(1) as u64 * record_bytes;
-    let wanted = (per_second / 4).clamp(1 << 20, 1 << 28);
-    u32::try_from(wanted.next_power_of_two()).unwrap_or(1 << 28)
-}
-
 #[cfg(test)]
 mod object_tests;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ring_size_is_a_bounded_power_of_two() {
-        assert_eq!(ring_bytes(99, 2, 18_000), 2 << 20);
-        assert_eq!(ring_bytes(1, 1, 100), 1 << 20);
-        assert_eq!(ring_bytes(100_000, 128, 66_000), 1 << 28);
-        assert!(ring_bytes(999, 2, 18_000).is_power_of_two());
-    }
-}

@@ -25,6 +25,7 @@ use crate::collect::io::IoCollector;
 use crate::collect::offcpu::OffCpuCollector;
 use crate::collect::probes::{self, LoadOptions, Probes};
 use crate::collect::raw_profile::RawProfile;
+use crate::collect::ring_size;
 use crate::collect::samples::{StackSampler, Unwinding};
 use crate::collect::selfcost::KernelCost;
 use crate::collect::start_command;
@@ -67,6 +68,8 @@ pub struct RunOutcome {
     pub call_graph: CallGraph,
     /// Bytes of sample ring buffer the run had.
     pub ring_bytes: u32,
+    /// Samples of every kind the kernel programs found no room for in it.
+    pub ring_lost: u64,
     /// Every distinct stack of the samples, and how they were unwound.
     pub unwinding: Unwinding,
     /// Mapping snapshots of every sampled process.
@@ -200,6 +203,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         window_end: started + duration,
         call_graph: config.call_graph,
         ring_bytes,
+        ring_lost: ring_size::lost(&counters),
         unwinding: session.sampler.finish(),
         processes: session.processes,
         process_names: session.names,
@@ -222,20 +226,7 @@ fn load(config: &Config, btf: Option<Btf>) -> Result<(Probes, Vec<u32>, u32)> {
         .map_err(|(path, err)| anyhow::anyhow!("cannot read the online CPUs from {path}: {err}"))?;
     // Sized by the CPUs that can take samples now, not by the possible ones (a VM may list
     // hundreds it does not have).
-    let mut ring_bytes = probes::ring_bytes(
-        config.frequency,
-        cpus.len(),
-        config.call_graph.record_bytes(),
-    );
-    if config.profiles.heap {
-        // A Go runtime sampling every allocation (MemProfileRate = 1) sends a record per
-        // allocation: room for bursts of them.
-        ring_bytes = ring_bytes.max(probes::HEAP_RING_BYTES);
-    }
-    if config.profiles.offcpu {
-        // The first wait of every site sends its stacks at once: room for that burst.
-        ring_bytes = ring_bytes.max(probes::OFFCPU_RING_BYTES);
-    }
+    let ring_bytes = ring_size::for_run(config, cpus.len());
     let options = LoadOptions {
         filter: !matches!(config.target, Target::Host),
         fork_child_pid_offset: fork_offset,

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    CallGraph, Config, Formats, HeapVia, ProfileSet, ReportConfig, SmallIo, Target,
+    CallGraph, Config, Formats, HeapVia, ProfileSet, ReportConfig, SmallIo, Target, ring_buffer,
 };
 
 /// A profile `--profiles` names.
@@ -97,6 +97,12 @@ struct Args {
     /// information; `fp` walks frame pointers only.
     #[arg(long, value_name = "MODE", default_value = "dwarf", value_parser = parse_call_graph)]
     call_graph: CallGraph,
+
+    /// Size of the stack-sample ring buffer, e.g. 64M or 1G, rounded up to a power of two
+    /// (1M to 1G) [default: one second of samples at the expected rate]; a run that lost
+    /// samples to a full one says what to rerun with.
+    #[arg(long, value_name = "SIZE", value_parser = ring_buffer::parse)]
+    ring_buffer: Option<u32>,
 
     /// Profiles to collect, comma-separated: cpu, io, block (futex waits), goroutines
     /// (goroutine waits of Go programs, by uprobes on the Go runtime; into the blocking
@@ -278,6 +284,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
         duration: args.duration,
         frequency: args.frequency,
         call_graph: args.call_graph,
+        ring_buffer_bytes: args.ring_buffer,
         heap_via: match args.heap_via {
             HeapViaArg::Preload => HeapVia::Preload,
             HeapViaArg::Uprobes => HeapVia::Uprobes,
@@ -512,5 +519,17 @@ mod tests {
         for bad in ["bogus", "dwarf,0", "dwarf,70000", "fp,8", "dwarf,"] {
             assert!(parse(&["--call-graph", bad]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ring_buffer_size_is_a_flag() {
+        assert_eq!(parse(&[]).unwrap().ring_buffer_bytes, None);
+        let sized = |size: &str| parse(&["--ring-buffer", size]).unwrap().ring_buffer_bytes;
+        assert_eq!(sized("32M"), Some(32 << 20));
+        assert_eq!(sized("100M"), Some(128 << 20));
+        // Refused with the reason on clap's one error line.
+        let err = parse(&["--ring-buffer", "2G"]).unwrap_err().to_string();
+        assert!(err.contains("largest ring buffer, 1024M"), "{err}");
+        assert!(parse(&["--ring-buffer", "lots"]).is_err());
     }
 }

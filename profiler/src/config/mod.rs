@@ -2,6 +2,7 @@
 //! (or a [`ReportConfig`]), and every stage reads only these structs.
 
 pub mod cli;
+pub mod ring_buffer;
 
 use std::ffi::OsString;
 use std::io::ErrorKind;
@@ -199,6 +200,10 @@ pub struct Config {
     pub frequency: u64,
     /// How user stacks are taken.
     pub call_graph: CallGraph,
+    /// Bytes of stack-sample ring buffer (`--ring-buffer`), a power of two within
+    /// [`ring_buffer::MIN_BYTES`] and [`ring_buffer::MAX_BYTES`]; `None` sizes it from the
+    /// host's CPUs and the sampling rate.
+    pub ring_buffer_bytes: Option<u32>,
     /// How the heap profile counts a launched command's native allocations.
     pub heap_via: HeapVia,
     /// The profiles to collect.

@@ -11,7 +11,9 @@ pub mod idle_threads;
 pub mod offcpu_stacks;
 pub mod stacks;
 
-use profiler_model::{Comment, Label, LabelKey, Profile, ProfileBuilder, ProfileKind, Waker};
+use profiler_model::{
+    Account, Cause, Comment, Label, LabelKey, Profile, ProfileBuilder, ProfileKind, Waker,
+};
 
 use crate::collect::raw_profile::RawProfile;
 use crate::collect::session::RunOutcome;
@@ -38,6 +40,13 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
     }));
     let facts = facts::describe(run, config);
     let unwinding = facts::unwinding(run);
+    let ring_full = facts::ring_full(
+        run.ring_bytes,
+        run.ring_lost,
+        &run.unwinding.stats,
+        run.duration,
+    );
+    let ring_full_in = ring_full_kind(&run.profiles);
     let mut profiles = Vec::new();
     for kind in ProfileKind::ALL {
         let raws: Vec<&RawProfile> = run.profiles.iter().filter(|r| r.kind == kind).collect();
@@ -53,6 +62,9 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
             if let Some((period_type, period)) = &raw.period {
                 builder.period(period_type.clone(), *period);
             }
+        }
+        if let Some(ring_full) = ring_full.as_ref().filter(|_| ring_full_in == Some(kind)) {
+            builder.comment(Comment::Account(ring_full.clone()));
         }
         builder.comment(Comment::Unwinding(unwinding.clone()));
         for sample in raws.iter().flat_map(|raw| &raw.samples) {
@@ -78,4 +90,26 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
         profiles.push(profile);
     }
     (profiles, resolver.notes())
+}
+
+/// The profile that says once what the run lost to a full sample ring and what to rerun
+/// with, right below its own loss lines: the first whose collectors lost samples there,
+/// else the first (the losses were of a kind no profile counts).
+fn ring_full_kind(raws: &[RawProfile]) -> Option<ProfileKind> {
+    let lost_in_ring = |raw: &&RawProfile| {
+        raw.accounting.iter().any(|line| match line {
+            // Announcements go through the process-event ring, which has a size of its own.
+            Comment::Account(Account::ProcessesLost { .. }) => false,
+            Comment::Account(account) => account.losses().iter().any(|loss| {
+                loss.count > 0 && matches!(loss.cause, Cause::RingBufferFull | Cause::EndsLost)
+            }),
+            _ => false,
+        })
+    };
+    let first_of = |raw: &RawProfile| ProfileKind::ALL.iter().position(|&k| k == raw.kind);
+    raws.iter()
+        .filter(lost_in_ring)
+        .min_by_key(|raw| first_of(raw))
+        .or_else(|| raws.iter().min_by_key(|raw| first_of(raw)))
+        .map(|raw| raw.kind)
 }
