@@ -47,7 +47,13 @@ pub fn for_run(config: &Config, cpus: usize) -> u32 {
     if let Some(bytes) = config.ring_buffer_bytes {
         return bytes;
     }
-    let mut bytes = for_rate(config.frequency, cpus, config.call_graph.record_bytes());
+    let traced = config.profiles.io || config.profiles.block || config.profiles.goroutines;
+    let mut bytes = for_rate(
+        config.frequency,
+        cpus,
+        config.call_graph.record_bytes(),
+        traced,
+    );
     if config.profiles.heap {
         // A Go runtime sampling every allocation (MemProfileRate = 1) sends a record per
         // allocation: room for bursts of them.
@@ -61,14 +67,16 @@ pub fn for_run(config: &Config, cpus: usize) -> u32 {
 }
 
 /// Bytes of sample ring buffer that hold at least one second of samples at the expected
-/// rate: `frequency` CPU samples on every one of `cpus` plus [`TRACED_STACKS_PER_CPU`]
-/// stack samples of I/O and blocking sites, each of at most `record_bytes`; a power of two
+/// rate: `frequency` CPU samples on every one of `cpus`, plus [`TRACED_STACKS_PER_CPU`]
+/// stack samples of I/O and blocking sites when those are `traced` (a CPU-only run does
+/// not hold 32 MiB for them), each of at most `record_bytes`; a power of two
 /// between 1 MiB and [`MAX_SIZED_BYTES`]. Userspace drains it every 20 ms, but not while
 /// it reads a large file's symbols or the scheduler runs something else on a busy host:
 /// a quarter second (the old size) was not enough there, and the CPU samples lost then
 /// are the profile's own figures.
-pub fn for_rate(frequency: u64, cpus: usize, record_bytes: u64) -> u32 {
-    let per_cpu = frequency.max(1).saturating_add(TRACED_STACKS_PER_CPU);
+pub fn for_rate(frequency: u64, cpus: usize, record_bytes: u64, traced: bool) -> u32 {
+    let stacks = if traced { TRACED_STACKS_PER_CPU } else { 0 };
+    let per_cpu = frequency.max(1).saturating_add(stacks);
     let per_second = per_cpu
         .saturating_mul(cpus.max(1) as u64)
         .saturating_mul(record_bytes);
@@ -120,7 +128,7 @@ mod tests {
     fn a_ring_holds_a_second_of_samples_as_a_bounded_power_of_two() {
         let dwarf = CallGraph::default().record_bytes();
         for (frequency, cpus, record) in [(99, 2, dwarf), (999, 8, 4_096), (1, 1, 1)] {
-            let ring = for_rate(frequency, cpus, record);
+            let ring = for_rate(frequency, cpus, record, true);
             assert!(ring.is_power_of_two(), "{ring}");
             let per_second = (frequency + TRACED_STACKS_PER_CPU) * cpus as u64 * record;
             assert!(u64::from(ring) >= per_second.min(MAX_SIZED_BYTES.into()));
@@ -128,10 +136,15 @@ mod tests {
         }
         // A 2-CPU host at the default frequency and stack copy: 32 MiB, where a quarter
         // second at twice the CPU rate gave 2 MiB.
-        assert_eq!(for_rate(99, 2, dwarf), 32 << 20);
-        assert_eq!(for_rate(1, 1, 100), ring_buffer::MIN_BYTES);
-        assert_eq!(for_rate(100_000, 128, 66_000), MAX_SIZED_BYTES);
-        assert_eq!(for_rate(u64::MAX, usize::MAX, u64::MAX), MAX_SIZED_BYTES);
+        assert_eq!(for_rate(99, 2, dwarf, true), 32 << 20);
+        // CPU samples alone: a second of them.
+        assert_eq!(for_rate(99, 2, dwarf, false), 4 << 20);
+        assert_eq!(for_rate(1, 1, 100, true), ring_buffer::MIN_BYTES);
+        assert_eq!(for_rate(100_000, 128, 66_000, true), MAX_SIZED_BYTES);
+        assert_eq!(
+            for_rate(u64::MAX, usize::MAX, u64::MAX, true),
+            MAX_SIZED_BYTES
+        );
     }
 
     #[test]
