@@ -117,8 +117,11 @@ fn pid_mode_profiles_every_thread_and_excludes_busy_bystander() {
     }
     let tmp = temp_dir();
     let out = tmp.path().join("out");
-    let bystander = FixtureProcess::spawn("bystander", &["60"]);
-    let target = FixtureProcess::spawn("threads", &["60"]);
+    // Stopped after the run, and long enough to outlast the profiler's start: it took 60 s
+    // in a loaded TCG guest (CI at 19fd710, 6.12), when both ran for 60 s and the target
+    // exited 0.08 s into the window.
+    let bystander = FixtureProcess::spawn("bystander", &["600"]);
+    let target = FixtureProcess::spawn("threads", &["600"]);
     let pid = target.pid().to_string();
 
     let run = run_profiler(&["-F", "199", "--duration", "3s", "--pid", &pid], &out);
