@@ -1,8 +1,8 @@
 //! I/O call sites and the small-I/O hot paths among them, with what to do about each.
 //!
-//! A hot path is one of three cases ([`SmallIoKind`]), told apart by what the calls asked
-//! for, what they got and how many found nothing; each needs a different fix, and only
-//! the first is fixed by buffering.
+//! A hot path is one of four cases ([`SmallIoKind`]), told apart by what the calls asked
+//! for, what they got, how many found nothing and how many answered the peer; each needs a
+//! different fix, and only the first is fixed by buffering.
 
 use std::collections::BTreeMap;
 
@@ -177,7 +177,7 @@ impl SmallIoKind {
 pub struct SmallIoFinding {
     /// The site.
     pub site: IoSite,
-    /// Which of the three cases it is.
+    /// Which of the four cases it is.
     pub kind: SmallIoKind,
     /// Calls per second over the run.
     pub calls_per_sec: f64,
