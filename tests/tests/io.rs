@@ -19,6 +19,8 @@ mod cases;
 mod exact;
 #[path = "io/expected.rs"]
 mod expected;
+// Its round-trip checks serve the real-server tests (io_redis.rs and the like).
+#[allow(dead_code)]
 #[path = "io/findings.rs"]
 mod findings;
 #[path = "io/raw.rs"]

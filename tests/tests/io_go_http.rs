@@ -31,7 +31,7 @@ mod findings;
 mod raw;
 
 use attach::wait_until_attached;
-use findings::small_io_findings;
+use findings::{round_trip_finding, small_io_findings};
 use raw::RawProfile;
 
 const AB: &str = "/usr/bin/ab";
@@ -140,24 +140,12 @@ fn check(toolchain: &GoToolchain) -> Result<String, String> {
     }
     let found = small_io_findings(&run.stdout);
     for syscall in ["read", "write"] {
-        let Some(f) = found.iter().find(|f| f.syscall == syscall) else {
-            return Err(format!(
-                "no small-I/O finding for the server's {syscall}s\n{}",
-                run.stdout
-            ));
-        };
-        let text = format!("{}\n{}", f.header, f.details.join("\n"));
+        let f = round_trip_finding(&found, "the server", syscall, &run.stdout)?;
+        let text = f.text();
         let fix = f.fix().unwrap_or_default();
-        if !f
-            .details
-            .iter()
-            .any(|d| d.trim_start().starts_with("case: round trips:"))
-            || fix.contains("bufio")
-            || f.details.iter().any(|d| d.contains("saves"))
-        {
+        if fix.contains("bufio") {
             return Err(format!(
-                "the server's {syscall}s are not told as round trips without bufio advice \
-                 or saving:\n{text}"
+                "the server's {syscall}s are told to use bufio:\n{text}"
             ));
         }
         if !f.function.starts_with("net/http.") {

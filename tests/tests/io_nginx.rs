@@ -23,7 +23,7 @@ mod findings;
 mod raw;
 
 use attach::wait_until_attached;
-use findings::small_io_findings;
+use findings::{round_trip_finding, small_io_findings};
 use raw::RawProfile;
 
 /// The file served, and how many times: 200 bodies of 64 KiB, 12.5 MiB in all.
@@ -215,21 +215,9 @@ fn nginx_request_and_response_calls_are_round_trips_without_savings() {
     );
     let found = small_io_findings(&run.stdout);
     for syscall in ["recvfrom", "writev"] {
-        let f = found
-            .iter()
-            .find(|f| f.syscall == syscall)
-            .unwrap_or_else(|| panic!("no finding for nginx's {syscall}\n{}", run.stdout));
-        let text = format!("{}\n{}", f.header, f.details.join("\n"));
-        assert!(
-            f.details
-                .iter()
-                .any(|d| d.trim_start().starts_with("case: round trips:")),
-            "nginx's {syscall} is not told as round trips:\n{text}"
-        );
-        assert!(
-            !f.details.iter().any(|d| d.contains("saves")),
-            "a saving is claimed for nginx's {syscall}:\n{text}"
-        );
+        let f = round_trip_finding(&found, "nginx", syscall, &run.stdout)
+            .unwrap_or_else(|why| panic!("{why}"));
+        let text = f.text();
         for advice in ["recvmmsg", "sendmmsg", "TCP_CORK", "MSG_MORE"] {
             assert!(
                 !text.contains(advice),

@@ -22,7 +22,7 @@ mod findings;
 mod raw;
 
 use attach::wait_until_attached;
-use findings::small_io_findings;
+use findings::{round_trip_finding, small_io_findings};
 use raw::RawProfile;
 
 const CLIENTS: i64 = 2;
@@ -110,20 +110,7 @@ fn postgres_queries_and_answers_are_round_trips_without_savings() {
     );
     let found = small_io_findings(&run.stdout);
     for syscall in ["recvfrom", "sendto"] {
-        let f = found
-            .iter()
-            .find(|f| f.syscall == syscall)
-            .unwrap_or_else(|| panic!("no finding for postgres's {syscall}\n{}", run.stdout));
-        let text = format!("{}\n{}", f.header, f.details.join("\n"));
-        assert!(
-            f.details
-                .iter()
-                .any(|d| d.trim_start().starts_with("case: round trips:")),
-            "postgres's {syscall} is not told as round trips:\n{text}"
-        );
-        assert!(
-            !f.details.iter().any(|d| d.contains("saves")),
-            "a saving is claimed for postgres's {syscall}:\n{text}"
-        );
+        round_trip_finding(&found, "postgres", syscall, &run.stdout)
+            .unwrap_or_else(|why| panic!("{why}"));
     }
 }

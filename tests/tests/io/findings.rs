@@ -12,6 +12,35 @@ pub(crate) struct Finding {
 }
 
 impl Finding {
+    /// The entry's header and the lines under it, for a failure message.
+    pub(crate) fn text(&self) -> String {
+        format!("{}\n{}", self.header, self.details.join("\n"))
+    }
+
+    /// Whether it is told as the round-trip case with no saving claimed; `Err` says which
+    /// of `who`'s sites is not, with the entry.
+    pub(crate) fn check_round_trip(&self, who: &str) -> Result<(), String> {
+        let round_trip = self
+            .details
+            .iter()
+            .any(|d| d.trim_start().starts_with("case: round trips:"));
+        if !round_trip {
+            return Err(format!(
+                "{who}'s {} site is not told as round trips:\n{}",
+                self.syscall,
+                self.text()
+            ));
+        }
+        if self.details.iter().any(|d| d.contains("saves")) {
+            return Err(format!(
+                "a saving is claimed for {who}'s {} site, round trips no buffer can merge:\n{}",
+                self.syscall,
+                self.text()
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn fix(&self) -> Option<&str> {
         self.details
             .iter()
@@ -58,4 +87,20 @@ pub(crate) fn small_io_findings(stdout: &str) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// The finding for `who`'s `syscall` among `found`, told as round trips with no saving;
+/// `Err` says what is missing or wrong, with the summary.
+pub(crate) fn round_trip_finding<'a>(
+    found: &'a [Finding],
+    who: &str,
+    syscall: &str,
+    stdout: &str,
+) -> Result<&'a Finding, String> {
+    let f = found
+        .iter()
+        .find(|f| f.syscall == syscall)
+        .ok_or_else(|| format!("no small-I/O finding for {who}'s {syscall}\n{stdout}"))?;
+    f.check_round_trip(who)?;
+    Ok(f)
 }
