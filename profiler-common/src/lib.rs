@@ -430,6 +430,36 @@ impl BlockKey {
     }
 }
 
+/// Key of the wakers map: a wait site and the thread that woke waits there. Who wakes a
+/// wait is the evidence that tells a lock passed among competing threads (contention)
+/// from work handed to an idle thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockWakeKey {
+    /// The wait site.
+    pub site: BlockKey,
+    /// The waker's process id.
+    pub waker_pid: u32,
+    /// The waker's thread id.
+    pub waker_tid: u32,
+}
+
+/// Value of the wakers map: the waits a waker ended at a site, and their time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BlockWake {
+    /// Waits woken.
+    pub waits: u64,
+    /// Nanoseconds those waits lasted.
+    pub nanos: u64,
+}
+
+/// Entries of the wakers map ([`BlockWakeKey`] -> [`BlockWake`]).
+pub const MAX_BLOCK_WAKERS: u32 = 32768;
+
+/// Threads in a futex wait at once whose waker can be noted.
+pub const MAX_FUTEX_SLEEPERS: u32 = 16384;
+
 /// Key of the I/O aggregation map: a call site, told apart by the registers that locate
 /// the call (no user memory is read to build it, which keeps each call cheap).
 ///
@@ -582,8 +612,10 @@ pub mod counter {
     pub const LOST_OFFCPU_DONE_FULL: u32 = 41;
     /// Ends of sampled waits lost because the ring buffer was full.
     pub const LOST_OFFCPU_END: u32 = 42;
+    /// Futex waits whose waker could not be kept (a wakers table was full).
+    pub const LOST_BLOCK_WAKERS: u32 = 43;
     /// Number of counters.
-    pub const COUNT: u32 = 43;
+    pub const COUNT: u32 = 44;
 }
 
 /// One in this many waits of a goroutine wait site has its full user stack taken (the
@@ -695,6 +727,8 @@ const _: () = {
     assert!(size_of::<BlockKey>() == 48);
     assert!(size_of::<IoKey>() == 48);
     assert!(size_of::<BlockValue>() == 80);
+    assert!(size_of::<BlockWakeKey>() == 56);
+    assert!(size_of::<BlockWake>() == 16);
     assert!(size_of::<IoValue>() == 88);
     assert!(size_of::<IoFdKey>() == 16);
     assert!(size_of::<ProcEvent>() == 32);
@@ -714,6 +748,10 @@ mod pod {
     unsafe impl aya::Pod for super::BlockKey {}
     // SAFETY: u64 arrays, then 16 bytes: no padding (size asserted above).
     unsafe impl aya::Pod for super::BlockValue {}
+    // SAFETY: a BlockKey, then two u32s: no padding (size asserted above).
+    unsafe impl aya::Pod for super::BlockWakeKey {}
+    // SAFETY: repr(C), plain integers, no padding.
+    unsafe impl aya::Pod for super::BlockWake {}
     // SAFETY: u32 pairs and u64s, no padding (size asserted above).
     unsafe impl aya::Pod for super::InFlight {}
     // SAFETY: u64s, then 16 bytes, then u64s: no padding (size asserted above).

@@ -27,6 +27,11 @@ pub mod map_name {
     pub const IO_DIRECTIONS: &str = "IO_DIRECTIONS";
     /// The blocking aggregation map ([`crate::BlockKey`] -> [`crate::BlockValue`]).
     pub const BLOCK_WAITS: &str = "BLOCK_WAITS";
+    /// Who woke futex waits, by site ([`crate::BlockWakeKey`] -> [`crate::BlockWake`]).
+    pub const BLOCK_WAKERS: &str = "BLOCK_WAKERS";
+    /// Threads in a futex wait (`task_struct` address -> their waker, `pid << 32 | tid`,
+    /// or 0 until one wakes them).
+    pub const FUTEX_SLEEPERS: &str = "FUTEX_SLEEPERS";
     /// Traced syscalls in progress ([`crate::InFlight`]).
     pub const IN_FLIGHT: &str = "IN_FLIGHT";
     /// Native allocation sites ([`crate::HeapSiteKey`] -> [`crate::HeapSiteValue`]).
@@ -58,7 +63,7 @@ pub mod map_name {
     pub const OFFCPU_NEW_THREAD: &str = "OFFCPU_NEW_THREAD";
 
     /// Every map of the profiler's own (aya-log's and the data sections' are not).
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 24] = [
         TARGETS,
         SAMPLE_SCRATCH,
         SAMPLES,
@@ -68,6 +73,8 @@ pub mod map_name {
         IO_SCRATCH,
         IO_DIRECTIONS,
         BLOCK_WAITS,
+        BLOCK_WAKERS,
+        FUTEX_SLEEPERS,
         IN_FLIGHT,
         HEAP_SITES,
         HEAP_LIVE,
@@ -99,6 +106,8 @@ pub mod program_name {
     pub const SYS_ENTER: &str = "sys_enter";
     /// The BTF `sys_exit` tracepoint of the I/O and blocking profiles.
     pub const SYS_EXIT: &str = "sys_exit";
+    /// The BTF `sched_waking` tracepoint of the blocking profile: who woke a futex wait.
+    pub const FUTEX_WAKING: &str = "futex_waking";
     /// The uprobe on an allocator entry point.
     pub const HEAP_ALLOC: &str = "heap_alloc";
     /// The uretprobe on an allocator entry point.
@@ -136,13 +145,14 @@ pub mod program_name {
     ];
 
     /// Every program.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         CPU_SAMPLE,
         SCHED_PROCESS_FORK,
         SCHED_PROCESS_EXIT,
         SCHED_PROCESS_EXEC,
         SYS_ENTER,
         SYS_EXIT,
+        FUTEX_WAKING,
         HEAP_ALLOC,
         HEAP_ALLOC_RETURN,
         HEAP_FREE,

@@ -3,21 +3,22 @@
 //!
 //! The site is recorded at entry (so a wait still in progress when the run ends is known),
 //! keyed by registers like an I/O call site, with one wait in `BLOCK_STACK_SAMPLE_EVERY`
-//! taking the full stack; the time and outcome are added at exit.
+//! taking the full stack; the time and outcome are added at exit, and so is who woke the
+//! wait (noted by `futex_waking`), which tells contention from idle threads in userspace.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
-    helpers::bpf_get_current_comm,
-    macros::map,
+    bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    helpers::{bpf_get_current_comm, bpf_get_current_task},
+    macros::{btf_tracepoint, map},
     maps::HashMap,
     programs::BtfTracePointContext,
 };
 use profiler_common::{
-    BLOCK_STACK_SAMPLE_EVERY, BlockKey, BlockValue, COMM_LEN, InFlight, MAX_BLOCK_KEYS, counter,
-    wait_outcome,
+    BLOCK_STACK_SAMPLE_EVERY, BlockKey, BlockValue, BlockWake, BlockWakeKey, COMM_LEN, InFlight,
+    MAX_BLOCK_KEYS, MAX_BLOCK_WAKERS, MAX_FUTEX_SLEEPERS, counter, wait_outcome,
 };
 
-use crate::shared::{Context, Site, count, notify_new_key, send_sample};
+use crate::shared::{Context, Site, count, current_ids, notify_new_key, send_sample};
 
 const EAGAIN: i64 = 11;
 const EINTR: i64 = 4;
@@ -31,9 +32,43 @@ const ERESTART_RESTARTBLOCK: i64 = 516;
 static BLOCK_WAITS: HashMap<BlockKey, BlockValue> =
     HashMap::with_max_entries(MAX_BLOCK_KEYS, BPF_F_NO_PREALLOC);
 
+/// Who woke futex waits, by site and waker.
+#[map]
+static BLOCK_WAKERS: HashMap<BlockWakeKey, BlockWake> =
+    HashMap::with_max_entries(MAX_BLOCK_WAKERS, BPF_F_NO_PREALLOC);
+
+/// Target threads in a futex wait, by `task_struct` address (what `sched_waking` is given):
+/// their waker as `pid << 32 | tid`, or 0 until one wakes them. Preallocated, since every
+/// wait adds and removes its entry.
+#[map]
+static FUTEX_SLEEPERS: HashMap<u64, u64> = HashMap::with_max_entries(MAX_FUTEX_SLEEPERS, 0);
+
+/// Notes who wakes a target thread that sleeps in a futex wait: the thread that released
+/// the lock, signalled the condition variable or posted the semaphore.
+#[btf_tracepoint(function = "sched_waking")]
+pub fn futex_waking(ctx: BtfTracePointContext) -> u32 {
+    let wakee: u64 = ctx.arg(0);
+    if let Some(waker) = FUTEX_SLEEPERS.get_ptr_mut(&wakee) {
+        let (pid, tid) = current_ids();
+        // SAFETY: a map value; the first waker wins, and a second one racing it writes a
+        // value of the same kind.
+        unsafe {
+            if *waker == 0 {
+                *waker = (u64::from(pid) << 32) | u64::from(tid);
+            }
+        }
+    }
+    0
+}
+
 /// Records the site of a wait that is starting, sampling its stack.
 #[inline(always)]
 pub fn on_enter(ctx: &BtfTracePointContext, entry: &InFlight) {
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    if FUTEX_SLEEPERS.insert(&task, &0, BPF_ANY as u64).is_err() {
+        count(counter::LOST_BLOCK_WAKERS);
+    }
     let key = BlockKey::of(entry);
     if let Some(value) = BLOCK_WAITS.get_ptr(&key) {
         // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
@@ -70,7 +105,13 @@ pub fn on_exit(entry: &InFlight, result: i64, nanos: u64) {
         EAGAIN => wait_outcome::NO_WAIT,
         _ => wait_outcome::NO_WAIT,
     };
-    let Some(value) = BLOCK_WAITS.get_ptr_mut(&BlockKey::of(entry)) else {
+    // SAFETY: a helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    // SAFETY: a map value of this thread's own entry.
+    let waker = FUTEX_SLEEPERS.get_ptr(&task).map_or(0, |w| unsafe { *w });
+    let _ = FUTEX_SLEEPERS.remove(&task);
+    let site = BlockKey::of(entry);
+    let Some(value) = BLOCK_WAITS.get_ptr_mut(&site) else {
         return; // The site was lost at entry (map full), and counted there.
     };
     count(counter::BLOCK_WAITS);
@@ -78,6 +119,28 @@ pub fn on_exit(entry: &InFlight, result: i64, nanos: u64) {
     unsafe {
         (*value).waits[outcome] += 1;
         (*value).nanos[outcome] += nanos;
+    }
+    // A wake from an interrupt (tid 0) names no thread; a wait that timed out or was
+    // interrupted was not handed anything.
+    if outcome != wait_outcome::WOKEN || waker as u32 == 0 {
+        return;
+    }
+    let key = BlockWakeKey {
+        site,
+        waker_pid: (waker >> 32) as u32,
+        waker_tid: waker as u32,
+    };
+    if let Some(wake) = BLOCK_WAKERS.get_ptr_mut(&key) {
+        // SAFETY: the key holds the waiting thread's id, so only this CPU updates it now.
+        unsafe {
+            (*wake).waits += 1;
+            (*wake).nanos += nanos;
+        }
+    } else if BLOCK_WAKERS
+        .insert(&key, &BlockWake { waits: 1, nanos }, BPF_NOEXIST as u64)
+        .is_err()
+    {
+        count(counter::LOST_BLOCK_WAKERS);
     }
 }
 

@@ -197,6 +197,9 @@ pub enum Counted {
     Freed,
     /// Frees of blocks allocated before the window (not counted).
     FreedFromBefore,
+    /// Waits counted whose waker was not kept (the table of wakers was full), so they
+    /// are not evidence of contention or of idling.
+    WakerUnkept,
 }
 
 /// Events lost, and why.

@@ -33,7 +33,7 @@ impl Subject {
 }
 
 impl Counted {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Completed,
         Self::InProgress,
         Self::Parked,
@@ -42,6 +42,7 @@ impl Counted {
         Self::Allocated,
         Self::Freed,
         Self::FreedFromBefore,
+        Self::WakerUnkept,
     ];
 
     fn words(self) -> &'static str {
@@ -57,6 +58,7 @@ impl Counted {
             Self::Allocated => "native counted by uprobes",
             Self::Freed => "frees of them",
             Self::FreedFromBefore => "frees of blocks from before the window (not counted)",
+            Self::WakerUnkept => "without their waker (its table was full)",
         }
     }
 }

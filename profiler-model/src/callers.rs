@@ -64,3 +64,18 @@ pub fn user_caller(profile: &Profile, stack: StackId) -> String {
         .unwrap_or("[unknown]")
         .to_owned()
 }
+
+/// The `n` innermost functions of a stack outside the kernel and the system libraries,
+/// innermost first: the call site that took a lock (`PGSemaphoreLock`,
+/// `LWLockAcquireOrWait`, `XLogFlush` for a PostgreSQL backend queued on its WAL lock).
+pub fn user_frames(profile: &Profile, stack: StackId, n: usize) -> Vec<&str> {
+    profile
+        .stack(stack)
+        .iter()
+        .map(|&id| profile.location(id))
+        .filter(|loc| !loc.kind.is_kernel() && !is_system_library(profile, loc))
+        .flat_map(|loc| loc.lines.iter())
+        .map(|line| line.function.as_str())
+        .take(n)
+        .collect()
+}

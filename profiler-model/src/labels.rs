@@ -32,11 +32,16 @@ pub enum LabelKey {
     Thread,
     /// Who woke an off-CPU wait: `function (process)`, or an interrupt.
     Waker,
+    /// The process of the thread that woke a futex wait (numeric).
+    WakerPid,
+    /// The thread that woke a futex wait (numeric): the evidence of contention when it
+    /// also waited there, of a hand-off when it did not.
+    WakerTid,
 }
 
 impl LabelKey {
     /// Every key, in order.
-    pub const ALL: [LabelKey; 13] = [
+    pub const ALL: [LabelKey; 15] = [
         Self::Pid,
         Self::Tid,
         Self::Comm,
@@ -50,6 +55,8 @@ impl LabelKey {
         Self::Trend,
         Self::Thread,
         Self::Waker,
+        Self::WakerPid,
+        Self::WakerTid,
     ];
 
     /// Its name in a pprof file, as `go tool pprof -tags` shows it.
@@ -68,6 +75,8 @@ impl LabelKey {
             Self::Trend => "trend",
             Self::Thread => "thread",
             Self::Waker => "waker",
+            Self::WakerPid => "waker_pid",
+            Self::WakerTid => "waker_tid",
         }
     }
 

@@ -68,13 +68,13 @@ impl BlockRun {
         raw_samples(&self.pb())
     }
 
-    /// The stdout block that follows `Contention (futexes waited on by several threads):`
-    /// (empty when there is none).
+    /// The stdout block that follows `Contention (locks threads queued for, ...):` (empty
+    /// when there is none).
     fn contention_section(&self) -> Vec<&str> {
         self.run
             .stdout
             .lines()
-            .skip_while(|l| !l.starts_with("Contention (futexes waited on by several threads):"))
+            .skip_while(|l| !l.starts_with("Contention (locks threads queued for"))
             .skip(1)
             .take_while(|l| l.starts_with("  "))
             .collect()
@@ -253,10 +253,11 @@ fn contended_mutex_delay_matches_fixture_and_names_the_lock() {
         );
     }
     let pid = r.run.stdout.lines().find_map(|l| {
-        l.trim()
-            .strip_suffix(')')
-            .and_then(|l| l.rsplit_once("block_mutex (pid "))
-            .map(|(_, pid)| pid.to_owned())
+        l.rsplit_once("block_mutex (pid ").map(|(_, rest)| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
     });
     for s in &contend {
         assert_eq!(s.label("comm"), "block_mutex", "comm label\n{context}");
@@ -269,6 +270,36 @@ fn contended_mutex_delay_matches_fixture_and_names_the_lock() {
             ["woken", "timed out", "interrupted", "no wait"].contains(&s.label("outcome")),
             "unexpected outcome {:?} for a wait that ended before the command did\n{context}",
             s.label("outcome")
+        );
+    }
+
+    // Who woke the waits is the evidence of contention: a lock released by one worker
+    // wakes another, so every woken wait on the mutex whose waker was recorded names a
+    // worker as its waker, and nearly all woken waits have one.
+    let woken: Vec<&&RawSample> = contend
+        .iter()
+        .filter(|s| s.label("outcome") == "woken")
+        .collect();
+    let with_waker: i64 = woken
+        .iter()
+        .filter(|s| !s.label("waker_tid").is_empty())
+        .map(|s| s.delay())
+        .sum();
+    let all_woken: i64 = woken.iter().map(|s| s.delay()).sum();
+    assert!(
+        with_waker as f64 >= 0.95 * all_woken as f64,
+        "only {} of {} of woken waits on the mutex name their waker\n{context}",
+        ms(with_waker as f64),
+        ms(all_woken as f64)
+    );
+    for s in woken.iter().filter(|s| !s.label("waker_tid").is_empty()) {
+        assert!(
+            threads.iter().any(|t| t == s.label("waker_tid"))
+                && s.label("waker_tid") != s.label("tid"),
+            "a wait of thread {} on the mutex was woken by {}, not another worker {threads:?}\n\
+             {context}",
+            s.label("tid"),
+            s.label("waker_tid")
         );
     }
 
@@ -293,7 +324,8 @@ fn contended_mutex_delay_matches_fixture_and_names_the_lock() {
             panic!("the Contention section does not list the mutex {mutex}\n{stdout}")
         });
     assert!(
-        section[at].contains(&format!("): {waiting} threads waited ")),
+        section[at].contains(&format!("): {waiting} threads waited "))
+            && section[at].contains(" of it for a lock another of them held"),
         "the mutex's contention line does not say {waiting} threads: {:?}\n{stdout}",
         section[at]
     );
@@ -341,6 +373,33 @@ fn condvar_waits_are_attributed_to_the_consumer() {
     );
     let in_consume = folded.samples_containing("consume");
     assert_delay_close("delay under consume", in_consume, measured_wait, &context);
+
+    // The consumer is handed items, not kept from a lock: the producer, which never waits
+    // on the condition variable, woke it. So its waits are not contention, and the summary
+    // reports none.
+    // glibc waits on a word inside the pthread_cond_t (48 bytes), not at its start.
+    let hex = |v: &str| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok();
+    let cond = hex(r.measured.get("cond")).expect("cond= is an address");
+    let cond_waits: Vec<&RawSample> = samples
+        .iter()
+        .filter(|s| hex(s.label("futex")).is_some_and(|f| (cond..cond + 48).contains(&f)))
+        .filter(|s| s.label("outcome") == "woken")
+        .collect();
+    assert!(
+        cond_waits
+            .iter()
+            .all(|s| s.label("waker_tid").is_empty() || s.label("waker_tid") != consumer_tid),
+        "the consumer's condition-variable waits name the consumer as their waker\n{context}"
+    );
+    assert!(
+        cond_waits.iter().any(|s| !s.label("waker_tid").is_empty()),
+        "no condition-variable wait names its waker (the producer)\n{context}"
+    );
+    assert!(
+        r.run.stdout.contains("Contention: none"),
+        "a producer handing items to a consumer is reported as contention\n{}",
+        r.run.stdout
+    );
 }
 
 /// block_uncontended: 2 threads, each with its own mutex, never wait on each other.

@@ -61,7 +61,7 @@ pub const CI: &[Pick] = &[
     pick(
         "block",
         "contended_mutex_delay_matches_fixture_and_names_the_lock",
-        "sys_enter/sys_exit for futex waits",
+        "sys_enter/sys_exit for futex waits, futex_waking (sched_waking) for who woke them",
     ),
     pick(
         "go_block",

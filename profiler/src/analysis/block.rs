@@ -1,38 +1,67 @@
-//! Lock contention in a blocking profile: waits grouped by futex, and what to do when many
-//! threads wait on one.
+//! Lock contention in a blocking profile: waits grouped by futex and by lock-acquire call
+//! site, told contended or idle by who woke them (`wake_evidence`), and what to do when
+//! threads queue for one lock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use profiler_model::LabelKey;
-use profiler_model::{BlockValue, Profile};
+use profiler_model::Profile;
 
 use super::language;
+use super::wake_evidence::{Evidence, Wait, futex_waits};
 
-/// The waits on one futex of one process.
+/// Where a group of waits waited.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WaitedOn {
+    /// One futex of one process, its address as labelled (`0x...`).
+    Futex(String),
+    /// One lock-acquire call site, its functions outside the C library from the outermost
+    /// in: each waiter slept on a futex of its own (a per-waiter semaphore or park event).
+    AcquireSite(Vec<String>),
+}
+
+/// The waits on one futex, or at one lock-acquire site, of a program.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FutexWaits {
-    /// The process.
+pub struct LockWaits {
+    /// The process (for an acquire site shared by several processes, the one that waited
+    /// most there).
     pub pid: i64,
     /// Its name.
     pub comm: String,
-    /// The futex address, as labelled (`0x...`).
-    pub futex: String,
-    /// Threads that waited on it.
+    /// Processes whose threads waited there.
+    pub processes: usize,
+    /// The futex or the acquire site.
+    pub on: WaitedOn,
+    /// Threads that waited there.
     pub threads: usize,
-    /// Waits on it.
+    /// Waits there.
     pub waits: u64,
-    /// Nanoseconds waited on it.
+    /// Nanoseconds waited there.
     pub delay: u64,
+    /// Waits ended by another thread that waited there too: it held the lock.
+    pub contended_waits: u64,
+    /// Their nanoseconds.
+    pub contended_delay: u64,
+    /// Nanoseconds of waits ended by a thread that never waited there (work handed over).
+    pub handed_off_delay: u64,
+    /// Whether the profile recorded who woke its waits (files from before did not).
+    pub evidence: bool,
     /// The functions that waited (the innermost frame outside the C library), most delay
     /// first, with their delay.
     pub waiters: Vec<(String, u64)>,
 }
 
-impl FutexWaits {
-    /// Whether several threads wait on this futex: a contended lock (or a busy condition
-    /// variable).
+impl LockWaits {
+    /// Whether threads queued here for a lock another of them held: most of the woken
+    /// time was ended by a fellow waiter. Without wakers recorded, whether two threads
+    /// waited on one futex, as older profiles were judged.
     pub fn contended(&self) -> bool {
+        if !self.evidence {
+            return matches!(self.on, WaitedOn::Futex(_)) && self.threads >= 2;
+        }
         self.threads >= 2
+            && self.contended_waits > 0
+            && self.contended_delay >= self.handed_off_delay
     }
 }
 
@@ -42,58 +71,118 @@ pub const CONTENTION_HINT: &str = "shorten the critical section (move work out o
     locally, use copy-on-write for read-mostly data, or a reader/writer lock if most holders \
     only read";
 
-/// Waits grouped by (process, futex), most delay first.
-pub fn by_futex(profile: &Profile) -> Vec<FutexWaits> {
-    #[derive(Default)]
-    struct Acc {
-        comm: String,
-        tids: BTreeSet<i64>,
-        waits: u64,
-        delay: u64,
-        waiters: HashMap<String, u64>,
-    }
-    let mut groups: BTreeMap<(i64, String), Acc> = BTreeMap::new();
-    for sample in profile.samples.iter().filter(|s| !is_idle(s)) {
-        let pid = sample.label_num(LabelKey::Pid).unwrap_or(0);
-        // Goroutine waits have no futex: `goroutines` finds their contention.
-        let Some(futex) = sample.label_str(LabelKey::Futex).map(str::to_owned) else {
-            continue;
-        };
-        let acc = groups.entry((pid, futex)).or_default();
-        if acc.comm.is_empty() {
-            acc.comm = sample.label_str(LabelKey::Comm).unwrap_or("").to_owned();
-        }
-        if let Some(tid) = sample.label_num(LabelKey::Tid) {
-            acc.tids.insert(tid);
-        }
-        let delay = sample.count(BlockValue::Delay.index());
+#[derive(Default)]
+struct Acc {
+    pids: BTreeMap<i64, (String, u64)>,
+    tids: BTreeSet<i64>,
+    futexes: BTreeSet<(i64, String)>,
+    waits: u64,
+    delay: u64,
+    contended_waits: u64,
+    contended_delay: u64,
+    handed_off_delay: u64,
+    evidence: bool,
+    waiters: HashMap<String, u64>,
+}
+
+impl Acc {
+    fn add(&mut self, profile: &Profile, wait: &Wait<'_>) {
+        let process = self
+            .pids
+            .entry(wait.pid)
+            .or_insert_with(|| (wait.comm.to_owned(), 0));
         // Saturating: values read from a file can add up past the largest number.
-        let waits = sample.count(BlockValue::Contentions.index());
-        acc.waits = acc.waits.saturating_add(waits);
-        acc.delay = acc.delay.saturating_add(delay);
-        let waiter = acc
-            .waiters
-            .entry(language::user_caller(profile, sample.stack))
-            .or_default();
-        *waiter = waiter.saturating_add(delay);
-    }
-    let mut all: Vec<FutexWaits> = groups
-        .into_iter()
-        .map(|((pid, futex), acc)| {
-            let mut waiters: Vec<(String, u64)> = acc.waiters.into_iter().collect();
-            waiters.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            FutexWaits {
-                pid,
-                comm: acc.comm,
-                futex,
-                threads: acc.tids.len(),
-                waits: acc.waits,
-                delay: acc.delay,
-                waiters,
+        process.1 = process.1.saturating_add(wait.delay);
+        self.tids.insert(wait.tid);
+        self.futexes.insert((wait.pid, wait.futex.to_owned()));
+        self.waits = self.waits.saturating_add(wait.waits);
+        self.delay = self.delay.saturating_add(wait.delay);
+        match wait.evidence {
+            Evidence::Contended => {
+                self.contended_waits = self.contended_waits.saturating_add(wait.waits);
+                self.contended_delay = self.contended_delay.saturating_add(wait.delay);
             }
+            Evidence::HandedOff => {
+                self.handed_off_delay = self.handed_off_delay.saturating_add(wait.delay);
+            }
+            _ => {}
+        }
+        self.evidence |= matches!(wait.evidence, Evidence::Contended | Evidence::HandedOff);
+        let waiter = self
+            .waiters
+            .entry(language::user_caller(profile, wait.sample.stack))
+            .or_default();
+        *waiter = waiter.saturating_add(wait.delay);
+    }
+
+    fn finish(self, on: WaitedOn) -> LockWaits {
+        let (pid, comm) = self
+            .pids
+            .iter()
+            .max_by_key(|(pid, (_, delay))| (*delay, std::cmp::Reverse(**pid)))
+            .map(|(pid, (comm, _))| (*pid, comm.clone()))
+            .unwrap_or_default();
+        let mut waiters: Vec<(String, u64)> = self.waiters.into_iter().collect();
+        waiters.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        LockWaits {
+            pid,
+            comm,
+            processes: self.pids.len(),
+            on,
+            threads: self.tids.len(),
+            waits: self.waits,
+            delay: self.delay,
+            contended_waits: self.contended_waits,
+            contended_delay: self.contended_delay,
+            handed_off_delay: self.handed_off_delay,
+            evidence: self.evidence,
+            waiters,
+        }
+    }
+}
+
+/// Waits grouped by (process, futex), and by (program, acquire site) where each waiter
+/// slept on its own futex, most delay first. A wait counts in its acquire site's group only
+/// when its futex's group is not contended (so one queue is reported once), and a site's
+/// group is kept only when its waits were on two futexes or more.
+pub fn lock_waits(profile: &Profile) -> Vec<LockWaits> {
+    let waits = futex_waits(profile);
+    let mut by_futex: BTreeMap<(i64, &str), Acc> = BTreeMap::new();
+    for wait in &waits {
+        by_futex
+            .entry((wait.pid, wait.futex))
+            .or_default()
+            .add(profile, wait);
+    }
+    let mut all: Vec<LockWaits> = by_futex
+        .into_iter()
+        .map(|((_, futex), acc)| acc.finish(WaitedOn::Futex(futex.to_owned())))
+        .collect();
+    let contended_futexes: BTreeSet<(i64, String)> = all
+        .iter()
+        .filter(|w| w.contended())
+        .filter_map(|w| match &w.on {
+            WaitedOn::Futex(futex) => Some((w.pid, futex.clone())),
+            WaitedOn::AcquireSite(_) => None,
         })
         .collect();
-    all.sort_by_key(|f| std::cmp::Reverse(f.delay));
+    let mut by_site: BTreeMap<(&str, &[&str]), Acc> = BTreeMap::new();
+    for wait in waits.iter().filter(|w| !w.site.is_empty()) {
+        if contended_futexes.contains(&(wait.pid, wait.futex.to_owned())) {
+            continue;
+        }
+        by_site
+            .entry((wait.comm, &wait.site[..]))
+            .or_default()
+            .add(profile, wait);
+    }
+    for ((_, site), acc) in by_site {
+        if acc.futexes.len() >= 2 {
+            let outermost_first = site.iter().rev().map(|f| (*f).to_owned()).collect();
+            all.push(acc.finish(WaitedOn::AcquireSite(outermost_first)));
+        }
+    }
+    all.sort_by(|a, b| b.delay.cmp(&a.delay).then_with(|| a.on.cmp(&b.on)));
     all
 }
 
@@ -104,34 +193,89 @@ pub fn is_idle(sample: &profiler_model::Sample) -> bool {
         && sample.label_num(LabelKey::Goroutine).is_none()
 }
 
-/// Nanoseconds blocked per process (pid, comm), most first; idle Go runtime threads are
-/// left out.
-pub fn by_process(profile: &Profile) -> Vec<(i64, String, u64)> {
-    let mut totals: BTreeMap<i64, (String, u64)> = BTreeMap::new();
-    for sample in profile.samples.iter().filter(|s| !is_idle(s)) {
+/// One process's futex waits, summed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessBlocked {
+    /// The process.
+    pub pid: i64,
+    /// Its name.
+    pub comm: String,
+    /// Threads that waited.
+    pub threads: usize,
+    /// Nanoseconds waited, all waits (idle Go runtime threads left out): at most threads
+    /// times the window.
+    pub waited: u64,
+    /// Nanoseconds waited for a lock another thread held; `None` when the profile did not
+    /// record who woke the waits.
+    pub contended: Option<u64>,
+}
+
+/// Futex waits per process, the most contended first (then the most waited); goroutine
+/// waits and idle Go runtime threads left out.
+pub fn by_process(profile: &Profile) -> Vec<ProcessBlocked> {
+    let mut totals: BTreeMap<i64, (String, BTreeSet<i64>, u64, u64, bool)> = BTreeMap::new();
+    for wait in futex_waits(profile) {
         let entry = totals
-            .entry(sample.label_num(LabelKey::Pid).unwrap_or(0))
-            .or_insert_with(|| (sample.label_str(LabelKey::Comm).unwrap_or("").to_owned(), 0));
-        let delay = sample.count(BlockValue::Delay.index());
-        entry.1 = entry.1.saturating_add(delay);
+            .entry(wait.pid)
+            .or_insert_with(|| (wait.comm.to_owned(), BTreeSet::new(), 0, 0, false));
+        entry.1.insert(wait.tid);
+        entry.2 = entry.2.saturating_add(wait.delay);
+        if wait.evidence == Evidence::Contended {
+            entry.3 = entry.3.saturating_add(wait.delay);
+        }
+        entry.4 |= matches!(wait.evidence, Evidence::Contended | Evidence::HandedOff);
     }
-    let mut all: Vec<(i64, String, u64)> = totals
+    let mut all: Vec<ProcessBlocked> = totals
         .into_iter()
-        .map(|(pid, (comm, delay))| (pid, comm, delay))
+        .map(
+            |(pid, (comm, tids, waited, contended, evidence))| ProcessBlocked {
+                pid,
+                comm,
+                threads: tids.len(),
+                waited,
+                contended: evidence.then_some(contended),
+            },
+        )
         .collect();
-    all.sort_by_key(|p| std::cmp::Reverse(p.2));
+    all.sort_by_key(|p| std::cmp::Reverse((p.contended.unwrap_or(0), p.waited)));
     all
 }
 
+/// Nanoseconds of waits known to be idle (handed work, timed out, interrupted, or never
+/// slept), which the top waiting stacks leave out.
+pub fn idle_delay(profile: &Profile) -> u64 {
+    futex_waits(profile)
+        .iter()
+        .filter(|w| w.evidence.is_idle())
+        .fold(0u64, |sum, w| sum.saturating_add(w.delay))
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::{Duration, SystemTime};
 
     use profiler_model::{Label, Line, Location, ProfileBuilder, ValueType};
 
     use super::*;
 
-    fn profile() -> Profile {
+    /// Labels of one futex wait of process 7 (`app`): thread, futex, outcome, waker.
+    pub fn labels(tid: i64, futex: &str, outcome: &str, waker: Option<i64>) -> Vec<Label> {
+        let mut labels = vec![
+            Label::num(LabelKey::Pid, 7),
+            Label::num(LabelKey::Tid, tid),
+            Label::str(LabelKey::Comm, "app"),
+            Label::str(LabelKey::Futex, futex),
+            Label::str(LabelKey::Outcome, outcome),
+        ];
+        if let Some(waker) = waker {
+            labels.push(Label::num(LabelKey::WakerPid, 7));
+            labels.push(Label::num(LabelKey::WakerTid, waker));
+        }
+        labels
+    }
+
+    /// A blocking profile of one-frame stacks: (function, delay, labels), one wait each.
+    pub fn block_profile(samples: &[(&str, u64, Vec<Label>)]) -> Profile {
         let mut b = ProfileBuilder::with_sample_types(
             profiler_model::ProfileKind::Block,
             vec![
@@ -141,42 +285,37 @@ mod tests {
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
         );
-        let loc = |b: &mut ProfileBuilder, name: &str| {
-            b.location(Location {
-                address: name.len() as u64,
+        for (function, delay, labels) in samples {
+            let loc = b.location(Location {
+                address: function.len() as u64,
                 mapping: None,
                 lines: vec![Line {
-                    function: name.to_owned(),
+                    function: (*function).to_owned(),
                     file: None,
                     line: 0,
                 }],
                 kind: profiler_model::FrameKind::Function,
-            })
-        };
-        let (lock, consume) = (loc(&mut b, "contend_lock"), loc(&mut b, "consume"));
-        let (s1, s2) = (b.stack(vec![lock]), b.stack(vec![consume]));
-        let labels = |tid: i64, futex: &str| {
-            vec![
-                Label::num(LabelKey::Pid, 7),
-                Label::num(LabelKey::Tid, tid),
-                Label::str(LabelKey::Comm, "app"),
-                Label::str(LabelKey::Futex, futex),
-            ]
-        };
-        b.add_sample(s1, &[10, 500], labels(1, "0x10"));
-        b.add_sample(s1, &[12, 700], labels(2, "0x10"));
-        b.add_sample(s2, &[3, 100], labels(3, "0x20"));
+            });
+            let stack = b.stack(vec![loc]);
+            b.add_sample(stack, &[1, *delay as i64], labels.clone());
+        }
         b.build()
     }
 
     #[test]
-    fn groups_waits_by_futex() {
-        let groups = by_futex(&profile());
+    fn a_lock_its_waiters_pass_on_is_contended() {
+        let p = block_profile(&[
+            ("contend_lock", 500, labels(1, "0x10", "woken", Some(2))),
+            ("contend_lock", 700, labels(2, "0x10", "woken", Some(1))),
+            ("consume", 100, labels(3, "0x20", "woken", Some(1))),
+        ]);
+        let groups = lock_waits(&p);
         assert_eq!(groups.len(), 2);
         let lock = &groups[0];
+        assert_eq!(lock.on, WaitedOn::Futex("0x10".to_owned()));
         assert_eq!(
-            (lock.futex.as_str(), lock.threads, lock.waits, lock.delay),
-            ("0x10", 2, 22, 1200)
+            (lock.threads, lock.waits, lock.delay, lock.contended_delay),
+            (2, 2, 1200, 1200)
         );
         assert!(lock.contended());
         assert_eq!(lock.waiters, vec![("contend_lock".to_owned(), 1200)]);
@@ -184,7 +323,59 @@ mod tests {
     }
 
     #[test]
-    fn totals_by_process() {
-        assert_eq!(by_process(&profile()), vec![(7, "app".to_owned(), 1300)]);
+    fn an_idle_pool_is_not_contended() {
+        // Four workers on one condition variable, each woken by the producer (9).
+        let p = block_profile(
+            &(1..=4)
+                .map(|tid| ("worker_wait", 1000, labels(tid, "0x10", "woken", Some(9))))
+                .collect::<Vec<_>>(),
+        );
+        let groups = lock_waits(&p);
+        assert_eq!(groups.len(), 1);
+        assert_eq!((groups[0].threads, groups[0].handed_off_delay), (4, 4000));
+        assert!(!groups[0].contended());
+        let blocked = by_process(&p);
+        assert_eq!(
+            (blocked[0].waited, blocked[0].contended, blocked[0].threads),
+            (4000, Some(0), 4)
+        );
+        assert_eq!(idle_delay(&p), 4000);
+    }
+
+    #[test]
+    fn a_queue_of_per_waiter_semaphores_is_found_at_its_acquire_site() {
+        let p = block_profile(&[
+            ("lwlock_acquire", 500, labels(1, "0x10", "woken", Some(2))),
+            ("lwlock_acquire", 700, labels(2, "0x20", "woken", Some(1))),
+        ]);
+        let groups = lock_waits(&p);
+        let site: Vec<&LockWaits> = groups
+            .iter()
+            .filter(|g| matches!(g.on, WaitedOn::AcquireSite(_)))
+            .collect();
+        assert_eq!(site.len(), 1, "{groups:?}");
+        assert_eq!(
+            site[0].on,
+            WaitedOn::AcquireSite(vec!["lwlock_acquire".to_owned()])
+        );
+        assert!(site[0].contended());
+        // Each futex alone had one waiter: not contended on its own.
+        assert!(
+            groups
+                .iter()
+                .filter(|g| matches!(g.on, WaitedOn::Futex(_)))
+                .all(|g| !g.contended())
+        );
+    }
+
+    #[test]
+    fn profiles_without_wakers_are_judged_by_waiters() {
+        let p = block_profile(&[
+            ("contend_lock", 500, labels(1, "0x10", "woken", None)),
+            ("contend_lock", 700, labels(2, "0x10", "woken", None)),
+        ]);
+        let groups = lock_waits(&p);
+        assert!(groups[0].contended() && !groups[0].evidence);
+        assert_eq!(by_process(&p)[0].contended, None);
     }
 }

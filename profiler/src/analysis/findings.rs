@@ -5,7 +5,7 @@ use profiler_model::{Profile, ProfileKind};
 
 use crate::config::SmallIo;
 
-use super::block::{self, FutexWaits};
+use super::block::{self, LockWaits, ProcessBlocked};
 use super::cpu::{self, MemoryHotSpot};
 use super::finding::Finding;
 use super::go_cpu::{self, GoSyscallHotSpot};
@@ -35,10 +35,12 @@ pub struct Analysis {
     pub small_io_thresholds: SmallIo,
     /// The I/O profile's window in seconds, which the call rates are over.
     pub io_seconds: f64,
-    /// Blocked nanoseconds per process: (pid, comm, delay), most first.
-    pub blocked: Vec<(i64, String, u64)>,
-    /// Futex waits by process and futex, most delay first.
-    pub futexes: Vec<FutexWaits>,
+    /// Futex waits per process, the most contended first.
+    pub blocked: Vec<ProcessBlocked>,
+    /// Nanoseconds of futex waits known to be idle (handed work, or timed out).
+    pub idle_delay: u64,
+    /// Futex waits by process and futex, and by acquire site, most delay first.
+    pub locks: Vec<LockWaits>,
     /// Allocator and garbage-collector hot spots of the CPU profile.
     pub memory: Vec<MemoryHotSpot>,
     /// Allocation sites of the heap profile, most bytes first.
@@ -79,7 +81,8 @@ impl Analysis {
                 }
                 ProfileKind::Block => {
                     analysis.blocked = block::by_process(profile);
-                    analysis.futexes = block::by_futex(profile);
+                    analysis.idle_delay = block::idle_delay(profile);
+                    analysis.locks = block::lock_waits(profile);
                     analysis.go_waits = goroutines::findings(profile);
                 }
                 ProfileKind::OffCpu => analysis.offcpu = Some(offcpu::waits(profile)),
@@ -96,9 +99,9 @@ impl Analysis {
         analysis
     }
 
-    /// The futexes several threads waited on.
-    pub fn contended(&self) -> impl Iterator<Item = &FutexWaits> {
-        self.futexes.iter().filter(|f| f.contended())
+    /// The locks threads queued for, by futex or acquire site.
+    pub fn contended(&self) -> impl Iterator<Item = &LockWaits> {
+        self.locks.iter().filter(|f| f.contended())
     }
 
     /// The off-CPU waits with a fix to name.
@@ -218,7 +221,7 @@ mod tests {
     #[test]
     fn analyzes_what_is_there() {
         let a = Analysis::of(&[fixture::profile()], SmallIo::default());
-        assert!(a.io_sites.is_empty() && a.futexes.is_empty() && a.memory.is_empty());
+        assert!(a.io_sites.is_empty() && a.locks.is_empty() && a.memory.is_empty());
         assert_eq!(a.thresholds().len(), 7);
         let mut alloc = fixture::profile();
         for l in &mut alloc.locations {

@@ -20,4 +20,5 @@ pub mod io;
 pub mod language;
 pub mod offcpu;
 pub mod units;
+pub mod wake_evidence;
 pub mod words;

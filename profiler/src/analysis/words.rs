@@ -3,7 +3,7 @@
 
 use profiler_model::ProfileKind;
 
-use super::block::{CONTENTION_HINT, FutexWaits};
+use super::block::{CONTENTION_HINT, LockWaits, WaitedOn};
 use super::cpu::{Kind, MemoryHotSpot};
 use super::finding::{Detail, Fact, Finding, FindingKind, Reading, Text};
 use super::go_cpu::{self, GoSyscallHotSpot};
@@ -69,24 +69,41 @@ pub fn small_io(finding: &SmallIoFinding) -> Finding {
     }
 }
 
-/// A futex several threads waited on: which, where, how often and how long, and the
-/// functions that waited longest.
-pub fn contention(futex: &FutexWaits) -> Finding {
-    let title = Text::words(format!("futex {} in ", futex.futex))
-        .target(&futex.comm)
-        .push(format!(
-            " (pid {}): {} threads waited {} times, {} in all",
-            futex.pid,
-            futex.threads,
-            group(futex.waits as i64),
-            human_time(futex.delay as i64)
+/// A lock threads queued for: which futex or acquire site, where, how often and how long,
+/// how much of it a fellow waiter held the lock, and the functions that waited longest.
+pub fn contention(lock: &LockWaits) -> Finding {
+    let place = match &lock.on {
+        WaitedOn::Futex(futex) => Text::words(format!("futex {futex} in ")),
+        WaitedOn::AcquireSite(site) => Text::words("lock-acquire site ")
+            .name(site.join(" > "))
+            .push(" in "),
+    };
+    let processes = if lock.processes > 1 {
+        format!("{} processes", lock.processes)
+    } else {
+        format!("pid {}", lock.pid)
+    };
+    let mut title = place.target(&lock.comm).push(format!(
+        " ({processes}): {} threads waited {} times, {} in all",
+        lock.threads,
+        group(lock.waits as i64),
+        human_time(lock.delay as i64)
+    ));
+    if lock.evidence {
+        title = title.push(format!(
+            "; {} of it for a lock another of them held",
+            human_time(lock.contended_delay as i64)
         ));
-    let waiters: Vec<String> = futex.waiters.iter().map(|(f, _)| f.clone()).collect();
+    }
+    if matches!(lock.on, WaitedOn::AcquireSite(_)) {
+        title = title.push(" (each slept on its own futex, woken by the one before it)");
+    }
+    let waiters: Vec<String> = lock.waiters.iter().map(|(f, _)| f.clone()).collect();
     Finding {
         kind: FindingKind::Contention,
         profile: ProfileKind::Block,
         title,
-        details: futex
+        details: lock
             .waiters
             .iter()
             .take(WAITERS_NAMED)
@@ -100,7 +117,7 @@ pub fn contention(futex: &FutexWaits) -> Finding {
         hint: CONTENTION_HINT.to_owned(),
         focus: waiters.first().cloned().unwrap_or_default(),
         functions: waiters,
-        process: Some(futex.comm.clone()),
+        process: Some(lock.comm.clone()),
         path: Vec::new(),
     }
 }

@@ -5,7 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
-use profiler_common::{BlockKey, counter, futex_syscall, sample_kind, wait_outcome};
+use profiler_common::{
+    BlockKey, BlockWake, BlockWakeKey, counter, futex_syscall, sample_kind, wait_outcome,
+};
 use profiler_model::LabelKey;
 use profiler_model::labels::IN_PROGRESS;
 use profiler_model::{
@@ -35,10 +37,15 @@ impl Collector for FutexCollector {
 
     /// Sample types `contentions/count` and `delay/nanoseconds`; labels `pid`, `tid`,
     /// `comm`, `futex` (the address, in hex) and `outcome` (woken, timed out,
-    /// interrupted, no wait, or in progress).
+    /// interrupted, no wait, or in progress), and for woken waits whose waker was seen,
+    /// `waker_pid` and `waker_tid`.
     fn finish(self: Box<Self>, probes: &mut Probes, run: &RunEnd<'_>) -> Result<RawProfile> {
         let mut waits = probes.read_block_waits()?;
         waits.retain(|(key, _)| run.keeps(key.pid));
+        let mut wakers: HashMap<BlockKey, Vec<(BlockWakeKey, BlockWake)>> = HashMap::new();
+        for (key, wake) in probes.read_block_wakers()? {
+            wakers.entry(key.site).or_default().push((key, wake));
+        }
         let mut in_progress = probes.read_in_flight()?;
         in_progress.retain(|entry| entry.syscall >= futex_syscall::FUTEX && run.keeps(entry.pid));
         let mut raw = RawProfile::new(ProfileKind::Block, accounting(run, in_progress.len()));
@@ -49,12 +56,23 @@ impl Collector for FutexCollector {
             comms.insert(key.tid, comm.clone());
             let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
             for outcome in 0..wait_outcome::COUNT {
-                let (count, nanos) = (value.waits[outcome], value.nanos[outcome]);
+                let (mut count, mut nanos) = (value.waits[outcome], value.nanos[outcome]);
+                let labels = labels(key, &comm, wait_outcome::NAMES[outcome]);
+                let missing = LostStack::RingBufferFull;
+                if outcome == wait_outcome::WOKEN {
+                    // One sample per waker; what is left had no waker noted.
+                    for (wake, by) in wakers.get(key).map_or(&[][..], Vec::as_slice) {
+                        let mut labels = labels.clone();
+                        labels.push(Label::num(LabelKey::WakerPid, i64::from(wake.waker_pid)));
+                        labels.push(Label::num(LabelKey::WakerTid, i64::from(wake.waker_tid)));
+                        raw.add_site(sampled, missing, &[by.waits, by.nanos], &labels);
+                        count = count.saturating_sub(by.waits);
+                        nanos = nanos.saturating_sub(by.nanos);
+                    }
+                }
                 if count == 0 {
                     continue;
                 }
-                let labels = labels(key, &comm, wait_outcome::NAMES[outcome]);
-                let missing = LostStack::RingBufferFull;
                 raw.add_site(sampled, missing, &[count, nanos], &labels);
             }
         }
@@ -107,6 +125,10 @@ fn accounting(run: &RunEnd<'_>, in_progress: usize) -> Vec<Comment> {
                 Count {
                     count: in_progress as u64,
                     what: Counted::InProgress,
+                },
+                Count {
+                    count: c.get(counter::LOST_BLOCK_WAKERS),
+                    what: Counted::WakerUnkept,
                 },
             ],
             lost: vec![Loss {

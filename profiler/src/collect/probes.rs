@@ -10,9 +10,10 @@ use aya::programs::perf_event::{
 use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use profiler_common::{
-    BlockKey, BlockValue, HEAP_PENDING_SLOTS, HeapLive, HeapLiveKey, HeapSiteKey, HeapSiteValue,
-    InFlight, IoKey, IoValue, MAX_HEAP_LIVE, MAX_HEAP_SITES, OffCpuKey, OffCpuSwitchIn,
-    OffCpuThread, OffCpuValue, counter, global_name, map_name, program_name, stack_mode,
+    BlockKey, BlockValue, BlockWake, BlockWakeKey, HEAP_PENDING_SLOTS, HeapLive, HeapLiveKey,
+    HeapSiteKey, HeapSiteValue, InFlight, IoKey, IoValue, MAX_HEAP_LIVE, MAX_HEAP_SITES, OffCpuKey,
+    OffCpuSwitchIn, OffCpuThread, OffCpuValue, counter, global_name, map_name, program_name,
+    stack_mode,
 };
 
 use crate::config::CallGraph;
@@ -74,6 +75,8 @@ pub struct Probes {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     /// The CPU sampling events, one per CPU, until [`Self::stop_cpu_sampling`].
     cpu_links: Vec<PerfEventLinkId>,
+    /// Whether the blocking profile is collected, which also notes who wakes futex waits.
+    trace_block: bool,
 }
 
 impl Probes {
@@ -141,6 +144,7 @@ impl Probes {
             btf,
             logger,
             cpu_links: Vec::new(),
+            trace_block: options.block,
         })
     }
 
@@ -272,6 +276,15 @@ impl Probes {
                 "cannot attach to the {tracepoint} tracepoint for the I/O and blocking profiles"
             )
         };
+        if self.trace_block {
+            // Before the waits are traced, so a traced wait's waker is always noted.
+            let prog: &mut BtfTracePoint =
+                program_mut(&mut self.ebpf, program_name::FUTEX_WAKING)?.try_into()?;
+            prog.load("sched_waking", &self.btf)
+                .context("cannot load the sched_waking program for the blocking profile")?;
+            prog.attach()
+                .context("cannot attach to the sched_waking tracepoint for the blocking profile")?;
+        }
         for (program, tracepoint) in programs {
             let prog: &mut BtfTracePoint = program_mut(&mut self.ebpf, program)?.try_into()?;
             prog.load(tracepoint, &self.btf)
@@ -461,6 +474,14 @@ impl Probes {
     /// When the map cannot be read.
     pub fn read_block_waits(&self) -> Result<Vec<(BlockKey, BlockValue)>> {
         self.read_hash(map_name::BLOCK_WAITS)
+    }
+
+    /// Who woke futex waits, by site and waker.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn read_block_wakers(&self) -> Result<Vec<(BlockWakeKey, BlockWake)>> {
+        self.read_hash(map_name::BLOCK_WAKERS)
     }
 
     /// Native allocations and frees by site, summed over CPUs.

@@ -12,10 +12,10 @@ use std::mem::offset_of;
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
 use profiler_common::{
-    BlockKey, BlockValue, GoWaitKey, GoWaitValue, HeapEvent, HeapLive, HeapLiveKey, HeapPending,
-    HeapSiteKey, HeapSiteValue, InFlight, IoFdKey, IoKey, IoValue, OffCpuKey, OffCpuRate,
-    OffCpuSwitchIn, OffCpuThread, OffCpuValue, OffCpuWait, Parked, ParkedKey, ProcEvent,
-    SampleHeader, SampleRecord, counter, global_name, map_name, program_name,
+    BlockKey, BlockValue, BlockWake, BlockWakeKey, GoWaitKey, GoWaitValue, HeapEvent, HeapLive,
+    HeapLiveKey, HeapPending, HeapSiteKey, HeapSiteValue, InFlight, IoFdKey, IoKey, IoValue,
+    OffCpuKey, OffCpuRate, OffCpuSwitchIn, OffCpuThread, OffCpuValue, OffCpuWait, Parked,
+    ParkedKey, ProcEvent, SampleHeader, SampleRecord, counter, global_name, map_name, program_name,
 };
 
 /// What aya-log adds to every object that logs; userspace reaches it through aya-log,
@@ -106,6 +106,12 @@ fn each_map_holds_the_shared_types_userspace_reads_it_as() {
             size_of::<BlockKey>(),
             size_of::<BlockValue>(),
         ),
+        (
+            map_name::BLOCK_WAKERS,
+            size_of::<BlockWakeKey>(),
+            size_of::<BlockWake>(),
+        ),
+        (map_name::FUTEX_SLEEPERS, size_of::<u64>(), size_of::<u64>()),
         (map_name::IN_FLIGHT, index, size_of::<InFlight>()),
         (
             map_name::HEAP_SITES,
@@ -302,6 +308,12 @@ fn each_shared_struct_has_the_object_s_layout() {
             ret
         }),
         layout!(BlockValue { waits, nanos, comm }),
+        layout!(BlockWakeKey {
+            site,
+            waker_pid,
+            waker_tid
+        }),
+        layout!(BlockWake { waits, nanos }),
         layout!(IoKey {
             pid,
             tid,

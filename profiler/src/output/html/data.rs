@@ -51,21 +51,26 @@ pub fn build(profiles: &[Profile], analysis: &Analysis, run: Header) -> ReportDa
 mod tests {
     use super::super::findings::MAX_FINDINGS_PER_KIND;
     use super::*;
-    use crate::analysis::block::{CONTENTION_HINT, FutexWaits};
+    use crate::analysis::block::{CONTENTION_HINT, LockWaits, WaitedOn};
 
     #[test]
     fn findings_link_to_their_frames_and_are_capped() {
-        let futex = |i: usize| FutexWaits {
+        let futex = |i: usize| LockWaits {
             pid: 7,
             comm: "app".to_owned(),
-            futex: format!("{i:#x}"),
+            processes: 1,
+            on: WaitedOn::Futex(format!("{i:#x}")),
             threads: 4,
             waits: 10,
             delay: 1_000_000 - i as u64,
+            contended_waits: 10,
+            contended_delay: 1_000_000 - i as u64,
+            handed_off_delay: 0,
+            evidence: true,
             waiters: vec![("contend_lock".to_owned(), 900), ("main".to_owned(), 100)],
         };
         let analysis = Analysis {
-            futexes: (0..MAX_FINDINGS_PER_KIND + 5).map(futex).collect(),
+            locks: (0..MAX_FINDINGS_PER_KIND + 5).map(futex).collect(),
             ..Analysis::default()
         };
         let data = build(&[], &analysis, Header::default());

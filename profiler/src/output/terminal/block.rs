@@ -1,25 +1,29 @@
 //! The blocking part of the terminal summary: blocked time per process, the stacks that
 //! waited longest, and contended locks with what to do about them.
 
+use std::collections::HashSet;
 use std::fmt::Write;
 
 use profiler_model::BlockValue;
-use profiler_model::{Profile, StackId};
+use profiler_model::{Profile, Sample, StackId};
 
 use super::paths::{self, PATH_WIDTH};
 use super::summary::{group, human_time, shown_in_terminal};
 use super::{brief, line};
-use crate::analysis::block::{CONTENTION_HINT, FutexWaits, is_idle};
+use crate::analysis::block::{CONTENTION_HINT, LockWaits, ProcessBlocked, is_idle};
 use crate::analysis::finding::Fact;
 use crate::analysis::goroutines::{GoWaitFinding, GoWaitKind};
+use crate::analysis::wake_evidence::futex_waits;
 use crate::analysis::words;
 use crate::output::strings::escape_terminal;
 
-/// Renders blocked time per process, the `top` waiting stacks and the contended futexes.
+/// Renders blocked time per process, the `top` waiting stacks (without the `idle_delay`
+/// nanoseconds of waits known to be idle) and the contended locks.
 pub fn render(
     profile: &Profile,
-    per_process: &[(i64, String, u64)],
-    futexes: &[FutexWaits],
+    per_process: &[ProcessBlocked],
+    idle_delay: u64,
+    locks: &[LockWaits],
     top: usize,
 ) -> String {
     let mut out = String::new();
@@ -37,21 +41,40 @@ pub fn render(
         );
         return out;
     }
-    let _ = writeln!(out, "Blocked time per process:");
-    for (pid, comm, delay) in per_process.iter().take(top) {
+    let _ = writeln!(
+        out,
+        "Blocked time per process (contended: waiting for a lock another thread held):"
+    );
+    for p in per_process.iter().take(top) {
+        let contended = p.contended.map_or(String::new(), |c| {
+            format!("{:>10} contended of ", human_time(c as i64))
+        });
         let _ = writeln!(
             out,
-            "  {:>10}  {} (pid {pid})",
-            human_time(*delay as i64),
-            escape_terminal(comm)
+            "  {contended}{:>10} waited  {} (pid {}, {} threads)",
+            human_time(p.waited as i64),
+            escape_terminal(&p.comm),
+            p.pid,
+            p.threads,
         );
     }
     let _ = writeln!(out);
+    let idle = if idle_delay > 0 {
+        format!(
+            "; waits handed work or timed out left out: {}",
+            human_time(idle_delay as i64)
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "Top {top} waiting stacks by delay (idle Go runtime threads left out):"
+        "Top {top} waiting stacks by delay (idle Go runtime threads left out{idle}):"
     );
     let stacks: Vec<(StackId, i64, i64)> = top_stacks(profile).into_iter().take(top).collect();
+    if stacks.is_empty() {
+        let _ = writeln!(out, "  (none: every wait was idle)");
+    }
     let frames: Vec<Vec<&str>> = stacks
         .iter()
         .map(|&(stack, _, _)| profile.stack_functions(stack))
@@ -65,20 +88,23 @@ pub fn render(
         );
     }
     let _ = writeln!(out);
-    let contended: Vec<&FutexWaits> = futexes.iter().filter(|f| f.contended()).collect();
+    let contended: Vec<&LockWaits> = locks.iter().filter(|f| f.contended()).collect();
     if contended.is_empty() {
         let _ = writeln!(
             out,
-            "Contention: no futex was waited on by more than one thread."
+            "Contention: none (no thread waited for a lock that another waiting thread held)."
         );
         return out;
     }
-    let _ = writeln!(out, "Contention (futexes waited on by several threads):");
-    for futex in contended.iter().take(top).map(|f| words::contention(f)) {
-        let _ = writeln!(out, "  * {}", brief(&futex.title));
-        line(&mut out, "    ", futex.details_of(Fact::WaitedIn));
+    let _ = writeln!(
+        out,
+        "Contention (locks threads queued for, each woken by another waiter):"
+    );
+    for lock in contended.iter().take(top).map(|f| words::contention(f)) {
+        let _ = writeln!(out, "  * {}", brief(&lock.title));
+        line(&mut out, "    ", lock.details_of(Fact::WaitedIn));
     }
-    // Every contended futex has the same fix: it is said once, under them all.
+    // Every contended lock has the same fix: it is said once, under them all.
     let _ = writeln!(out, "  fix: {CONTENTION_HINT}");
     out
 }
@@ -113,7 +139,15 @@ pub fn go_section(findings: &[GoWaitFinding], top: usize) -> String {
 /// Stacks by delay, summed over labels: (stack, waits, delay), most delay first.
 fn top_stacks(profile: &Profile) -> Vec<(StackId, i64, i64)> {
     let mut by_stack = std::collections::HashMap::<StackId, (i64, i64)>::new();
+    let idle: HashSet<*const Sample> = futex_waits(profile)
+        .iter()
+        .filter(|w| w.evidence.is_idle())
+        .map(|w| std::ptr::from_ref(w.sample))
+        .collect();
     for sample in profile.samples.iter().filter(|s| !is_idle(s)) {
+        if idle.contains(&std::ptr::from_ref(sample)) {
+            continue;
+        }
         let entry = by_stack.entry(sample.stack).or_default();
         // Saturating: values read from a file can add up past i64::MAX.
         entry.0 = entry
@@ -134,16 +168,32 @@ fn top_stacks(profile: &Profile) -> Vec<(StackId, i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::block::WaitedOn;
 
-    fn futex(threads: usize) -> FutexWaits {
-        FutexWaits {
+    fn lock(threads: usize) -> LockWaits {
+        LockWaits {
             pid: 7,
             comm: "app".to_owned(),
-            futex: "0x10".to_owned(),
+            processes: 1,
+            on: WaitedOn::Futex("0x10".to_owned()),
             threads,
             waits: 22,
             delay: 1_200_000,
+            contended_waits: 22,
+            contended_delay: 1_200_000,
+            handed_off_delay: 0,
+            evidence: true,
             waiters: vec![("contend_lock".to_owned(), 1_200_000)],
+        }
+    }
+
+    fn blocked(waited: u64) -> ProcessBlocked {
+        ProcessBlocked {
+            pid: 7,
+            comm: "app".to_owned(),
+            threads: 4,
+            waited,
+            contended: Some(waited),
         }
     }
 
@@ -159,15 +209,16 @@ mod tests {
 
     #[test]
     fn lists_contended_futexes_with_the_hint() {
-        let text = render(
-            &empty_profile(),
-            &[(7, "app".to_owned(), 1_200_000)],
-            &[futex(4)],
-            10,
-        );
-        assert!(text.contains("1.2 ms  app (pid 7)"), "{text}");
+        let text = render(&empty_profile(), &[blocked(1_200_000)], 0, &[lock(4)], 10);
         assert!(
-            text.contains("futex 0x10 in app (pid 7): 4 threads waited 22 times, 1.2 ms in all"),
+            text.contains("1.2 ms contended of     1.2 ms waited  app (pid 7, 4 threads)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "futex 0x10 in app (pid 7): 4 threads waited 22 times, 1.2 ms in all; 1.2 ms \
+                 of it for a lock another of them held"
+            ),
             "{text}"
         );
         assert!(text.contains("waited in contend_lock (1.2 ms)"), "{text}");
@@ -176,13 +227,8 @@ mod tests {
 
     #[test]
     fn says_when_nothing_is_contended() {
-        let text = render(
-            &empty_profile(),
-            &[(7, "app".to_owned(), 5)],
-            &[futex(1)],
-            10,
-        );
-        assert!(text.contains("Contention: no futex was waited on by more than one thread."));
-        assert!(render(&empty_profile(), &[], &[], 10).contains("No futex waits"));
+        let text = render(&empty_profile(), &[blocked(5)], 0, &[lock(1)], 10);
+        assert!(text.contains("Contention: none"), "{text}");
+        assert!(render(&empty_profile(), &[], 0, &[], 10).contains("No futex waits"));
     }
 }

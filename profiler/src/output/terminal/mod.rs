@@ -151,7 +151,13 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                 text
             }
             ProfileKind::Block => {
-                let mut text = block::render(profile, &analysis.blocked, &analysis.futexes, top);
+                let mut text = block::render(
+                    profile,
+                    &analysis.blocked,
+                    analysis.idle_delay,
+                    &analysis.locks,
+                    top,
+                );
                 text.push_str(&block::go_section(&analysis.go_waits, top));
                 text
             }
