@@ -30,6 +30,10 @@ pub enum Evidence {
     Contended,
     /// Woken by a thread that never waited there: work, data or an exit was handed over.
     HandedOff,
+    /// Taking back a condition variable's mutex after the condition wait was woken: the
+    /// second half of that wait (the notifier often still holds the mutex), not a queue
+    /// for the lock.
+    Relocking,
     /// Not ended by a thread: it timed out, a signal interrupted it, or it never slept.
     NotWoken,
     /// Still waiting when the window closed.
@@ -42,7 +46,7 @@ pub enum Evidence {
 impl Evidence {
     /// Whether the wait is known to be idle: a hand-off or a timed wait, not a lock.
     pub fn is_idle(self) -> bool {
-        matches!(self, Self::HandedOff | Self::NotWoken)
+        matches!(self, Self::HandedOff | Self::Relocking | Self::NotWoken)
     }
 }
 
@@ -70,10 +74,23 @@ pub struct Wait<'a> {
     pub delay: u64,
 }
 
+/// Whether a stack (innermost first) takes back a condition variable's mutex inside the
+/// condition wait: glibc's `pthread_cond_wait` through `__pthread_mutex_cond_lock`, Rust's
+/// `Condvar::wait` through `Mutex::lock_contended`.
+fn is_condition_relock(functions: &[&str]) -> bool {
+    functions.iter().enumerate().any(|(i, f)| {
+        *f == "__pthread_mutex_cond_lock"
+            || (f.ends_with("Mutex::lock_contended")
+                && functions
+                    .get(i + 1)
+                    .is_some_and(|up| up.contains("Condvar::wait")))
+    })
+}
+
 /// Every futex wait sample of a blocking profile (goroutine waits and the Go runtime's
 /// idle threads left out), each with its evidence.
 pub fn futex_waits(profile: &Profile) -> Vec<Wait<'_>> {
-    let mut site_of: HashMap<StackId, Vec<&str>> = HashMap::new();
+    let mut site_of: HashMap<StackId, (Vec<&str>, bool)> = HashMap::new();
     let mut waits: Vec<(Wait<'_>, Option<i64>, bool)> = Vec::new();
     for sample in &profile.samples {
         let Some(futex) = sample.label_str(LabelKey::Futex) else {
@@ -82,13 +99,18 @@ pub fn futex_waits(profile: &Profile) -> Vec<Wait<'_>> {
         if is_idle(sample) {
             continue;
         }
-        let site = site_of
+        let (site, relocking) = site_of
             .entry(sample.stack)
-            .or_insert_with(|| user_frames(profile, sample.stack, SITE_FRAMES))
+            .or_insert_with(|| {
+                let functions = profile.stack_functions(sample.stack);
+                let site = user_frames(profile, sample.stack, SITE_FRAMES);
+                (site, is_condition_relock(&functions))
+            })
             .clone();
         let outcome = sample.label_str(LabelKey::Outcome).unwrap_or(WOKEN);
         let evidence = match outcome {
             IN_PROGRESS => Evidence::Waiting,
+            WOKEN if relocking => Evidence::Relocking,
             WOKEN => Evidence::Unknown, // Settled below, once every waiter is known.
             _ => Evidence::NotWoken,
         };
@@ -104,7 +126,7 @@ pub fn futex_waits(profile: &Profile) -> Vec<Wait<'_>> {
             delay: sample.count(BlockValue::Delay.index()),
         };
         let waker = sample.label_num(LabelKey::WakerTid);
-        waits.push((wait, waker, outcome == WOKEN));
+        waits.push((wait, waker, outcome == WOKEN && !relocking));
     }
     // The threads that waited on each futex and at each acquire site.
     let mut on_futex: HashMap<(i64, &str), HashSet<i64>> = HashMap::new();
@@ -192,6 +214,39 @@ mod tests {
                 (2, Evidence::Waiting),
                 (1, Evidence::NotWoken)
             ]
+        );
+    }
+
+    #[test]
+    fn taking_back_a_condition_variables_mutex_is_part_of_the_condition_wait() {
+        assert!(is_condition_relock(&[
+            "futex_wait",
+            "__GI___lll_lock_wait",
+            "__pthread_mutex_cond_lock",
+            "__pthread_cond_wait_common",
+            "worker"
+        ]));
+        assert!(is_condition_relock(&[
+            "std::sys::sync::mutex::futex::Mutex::lock_contended",
+            "std::sys::sync::condvar::futex::Condvar::wait_optional_timeout",
+        ]));
+        assert!(!is_condition_relock(&[
+            "__GI___lll_lock_wait",
+            "___pthread_mutex_lock",
+            "contend_lock"
+        ]));
+        // Thread 1 takes back the mutex its notifier 2 holds; 2 also waited on it.
+        let p = block_profile(&[
+            (
+                "__pthread_mutex_cond_lock",
+                500,
+                labels(1, "0x10", "woken", Some(2)),
+            ),
+            ("contend_lock", 700, labels(2, "0x10", "woken", Some(1))),
+        ]);
+        assert_eq!(
+            evidence(&p),
+            [(1, Evidence::Relocking), (2, Evidence::Contended)]
         );
     }
 

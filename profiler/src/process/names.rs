@@ -24,6 +24,8 @@ pub struct ProcessNames {
     names: HashMap<u32, String>,
     /// Processes whose name was read after they executed their program: the program's.
     read_after_exec: HashSet<u32>,
+    /// The profiler's own threads' names, as [`Self::settle`] read them.
+    own: HashSet<String>,
 }
 
 impl ProcessNames {
@@ -86,6 +88,7 @@ impl ProcessNames {
                 *n = n.saturating_add(weight);
             }
         }
+        self.own = own.clone();
         for (pid, seen) in seen {
             let room = self.names.len() < MAX_PROCESSES || self.names.contains_key(&pid);
             if !room {
@@ -128,10 +131,7 @@ impl ProcessNames {
             })
         };
         let pid = number(LabelKey::Pid);
-        // A main thread's name is its process's at the time of the record (across execs).
-        if pid.is_some() && number(LabelKey::Tid) == pid {
-            return;
-        }
+        let main_thread = pid.is_some() && number(LabelKey::Tid) == pid;
         let Some(process) = pid.and_then(|pid| self.get(pid)) else {
             return;
         };
@@ -141,7 +141,11 @@ impl ProcessNames {
         let LabelValue::Str(thread) = &comm.value else {
             return;
         };
-        if thread == process {
+        // A main thread's name is its process's at the time of the record (across execs),
+        // except the profiler's own name on a launched command's records from before its
+        // exec: the process is the command (a `sh -c` whose shell did little was named
+        // `profiler` by the profiler's fork).
+        if thread == process || (main_thread && !self.own.contains(thread)) {
             return;
         }
         let thread = Label::str(LabelKey::Thread, thread.clone());
@@ -296,6 +300,37 @@ mod tests {
             .into_iter(),
         );
         assert_eq!(names.get(gone), Some("names_go"));
+    }
+
+    #[test]
+    fn a_launched_commands_records_from_before_its_exec_are_the_commands() {
+        let own = own_thread_names()
+            .into_iter()
+            .next()
+            .expect("a thread of our own");
+        let mut names = ProcessNames::default();
+        let sh = u32::MAX - 3;
+        names.names.insert(sh, "sh".into());
+        names.settle(
+            [
+                (sh, true, Some(own.as_str()), 30),
+                (sh, true, Some("sh"), 1),
+            ]
+            .into_iter(),
+        );
+        let main = |comm: &str| {
+            vec![
+                Label::num(LabelKey::Pid, i64::from(sh)),
+                Label::num(LabelKey::Tid, i64::from(sh)),
+                Label::str(LabelKey::Comm, comm),
+            ]
+        };
+        // The main thread under the profiler's name, before the exec: the command's.
+        let mut l = main(&own);
+        names.relabel(&mut l);
+        let mut want = main("sh");
+        want.push(Label::str(LabelKey::Thread, own.clone()));
+        assert_eq!(l, want);
     }
 
     #[test]
