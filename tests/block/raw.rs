@@ -23,6 +23,13 @@ impl RawSample {
         self.functions.iter().any(|f| f == function)
     }
 
+    /// The functions of its stack, leaf first (inlined frames included).
+    // Only some of the test files that include this module describe stacks with it.
+    #[allow(dead_code)]
+    pub fn functions(&self) -> &[String] {
+        &self.functions
+    }
+
     /// The value of label `key`, empty when the sample has none.
     pub fn label(&self, key: &str) -> &str {
         self.labels.get(key).map_or("", String::as_str)
