@@ -42,7 +42,8 @@ pub struct LockWaits {
     pub contended_waits: u64,
     /// Their nanoseconds.
     pub contended_delay: u64,
-    /// Nanoseconds of waits ended by a thread that never waited there (work handed over).
+    /// Nanoseconds of waits ended by a thread that never waited there (work handed over),
+    /// or taking back a condition variable's mutex once woken (the rest of a hand-off).
     pub handed_off_delay: u64,
     /// Whether the profile recorded who woke its waits (files from before did not).
     pub evidence: bool,
@@ -81,7 +82,6 @@ struct Acc {
     contended_waits: u64,
     contended_delay: u64,
     handed_off_delay: u64,
-    evidence: bool,
     waiters: HashMap<String, u64>,
 }
 
@@ -102,12 +102,11 @@ impl Acc {
                 self.contended_waits = self.contended_waits.saturating_add(wait.waits);
                 self.contended_delay = self.contended_delay.saturating_add(wait.delay);
             }
-            Evidence::HandedOff => {
+            Evidence::HandedOff | Evidence::Relocking => {
                 self.handed_off_delay = self.handed_off_delay.saturating_add(wait.delay);
             }
             _ => {}
         }
-        self.evidence |= matches!(wait.evidence, Evidence::Contended | Evidence::HandedOff);
         let waiter = self
             .waiters
             .entry(language::user_caller(profile, wait.sample.stack))
@@ -115,7 +114,7 @@ impl Acc {
         *waiter = waiter.saturating_add(wait.delay);
     }
 
-    fn finish(self, on: WaitedOn) -> LockWaits {
+    fn finish(self, on: WaitedOn, evidence: bool) -> LockWaits {
         let (pid, comm) = self
             .pids
             .iter()
@@ -135,7 +134,7 @@ impl Acc {
             contended_waits: self.contended_waits,
             contended_delay: self.contended_delay,
             handed_off_delay: self.handed_off_delay,
-            evidence: self.evidence,
+            evidence,
             waiters,
         }
     }
@@ -147,6 +146,7 @@ impl Acc {
 /// group is kept only when its waits were on two futexes or more.
 pub fn lock_waits(profile: &Profile) -> Vec<LockWaits> {
     let waits = futex_waits(profile);
+    let evidence = records_wakers(profile);
     let mut by_futex: BTreeMap<(i64, &str), Acc> = BTreeMap::new();
     for wait in &waits {
         by_futex
@@ -156,7 +156,7 @@ pub fn lock_waits(profile: &Profile) -> Vec<LockWaits> {
     }
     let mut all: Vec<LockWaits> = by_futex
         .into_iter()
-        .map(|((_, futex), acc)| acc.finish(WaitedOn::Futex(futex.to_owned())))
+        .map(|((_, futex), acc)| acc.finish(WaitedOn::Futex(futex.to_owned()), evidence))
         .collect();
     let contended_futexes: BTreeSet<(i64, String)> = all
         .iter()
@@ -179,11 +179,20 @@ pub fn lock_waits(profile: &Profile) -> Vec<LockWaits> {
     for ((_, site), acc) in by_site {
         if acc.futexes.len() >= 2 {
             let outermost_first = site.iter().rev().map(|f| (*f).to_owned()).collect();
-            all.push(acc.finish(WaitedOn::AcquireSite(outermost_first)));
+            all.push(acc.finish(WaitedOn::AcquireSite(outermost_first), evidence));
         }
     }
     all.sort_by(|a, b| b.delay.cmp(&a.delay).then_with(|| a.on.cmp(&b.on)));
     all
+}
+
+/// Whether the profile recorded who woke its futex waits (files written before it did
+/// not): the evidence contention is judged by.
+fn records_wakers(profile: &Profile) -> bool {
+    profile
+        .samples
+        .iter()
+        .any(|s| s.label_num(LabelKey::WakerTid).is_some())
 }
 
 /// Whether a sample is an idle Go runtime thread's futex wait (the scheduler parking an
