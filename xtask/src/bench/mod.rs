@@ -63,7 +63,7 @@ pub struct BenchArgs {
     /// older build to compare with, or while the tree does not build).
     #[arg(long, value_name = "PATH")]
     profiler: Option<PathBuf>,
-    /// Also bench this profiler binary (e.g. the previous build) in rows 2 and 9, with the same
+    /// Also bench this profiler binary (e.g. the previous build) in rows 2, 3 and 9, with the same
     /// flags and the same workload, beside the benched one in the same run: a change's
     /// I/O cost then shows on the same machine under the same load.
     #[arg(long, value_name = "PATH")]

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::observers::profiler_bg;
+use super::observers::{profiler_bg, profiler_bin_bg};
 use super::pairs::{Config, Outcome, measured, run_pairs, scaled};
 use crate::bench::fixtures::argv;
 use crate::bench::parse::need_field;
@@ -92,6 +92,40 @@ pub fn blocking(ctx: &Ctx) -> Result<Section> {
         report::spread(m.b, 3),
         report::overhead(m.ratio),
     ]);
+    // The baseline runs the same flags and workload right after, so what a change adds to
+    // each futex wait shows under the same load.
+    if let Some(baseline) = &ctx.baseline_profiler {
+        let config = Config {
+            who: "profiler (baseline)".into(),
+            setting: "--profiles block".into(),
+            observer: Some(profiler_bin_bg(
+                ctx,
+                baseline,
+                &dir,
+                &["--profiles", "block"],
+            )),
+            fixture: argv(fixture, &[iters.to_string(), "4".into()]),
+            is_profiler: false,
+        };
+        match run_pairs(ctx, &dir, &config, &elapsed, "s")? {
+            Outcome::Pairs { wall, .. } => {
+                let b = measured(&wall).expect("at least one pair");
+                table.row(vec![
+                    "profiler (baseline) `--profiles block`".into(),
+                    iters.to_string(),
+                    report::spread(b.a, 3),
+                    report::spread(b.b, 3),
+                    report::overhead(b.ratio),
+                ]);
+            }
+            Outcome::Skipped(why) => section.notes.push(format!("baseline not run: {why}")),
+        }
+        section.notes.push(format!(
+            "profiler (baseline) is `{}` (--baseline-profiler), benched with the same flags \
+             and iterations, each pair with its own unprofiled run.",
+            baseline.display()
+        ));
+    }
     section.tables.push(table);
     let p = (m.ratio.median - 1.0) * 100.0;
     section.goals.push(Goal::new(
