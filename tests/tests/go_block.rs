@@ -236,7 +236,7 @@ fn idle_server_shows_no_contention() {
                 "findings for an idle server: {findings:?}\n{context}"
             ));
         }
-        if stdout.contains("Contention (futexes") || stdout.contains("Go lock contention") {
+        if stdout.contains("Contention (locks") || stdout.contains("Go lock contention") {
             return Err(format!(
                 "a contention section for an idle server\n{context}"
             ));
