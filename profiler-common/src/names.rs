@@ -29,6 +29,9 @@ pub mod map_name {
     pub const BLOCK_WAITS: &str = "BLOCK_WAITS";
     /// Who woke futex waits, by site ([`crate::BlockWakeKey`] -> [`crate::BlockWake`]).
     pub const BLOCK_WAKERS: &str = "BLOCK_WAKERS";
+    /// The window futex waits are counted in: `[start, end]` on the kernel's monotonic
+    /// clock, 0 while not yet opened or closed.
+    pub const BLOCK_WINDOW: &str = "BLOCK_WINDOW";
     /// Threads in a futex wait (`task_struct` address -> their waker, `pid << 32 | tid`,
     /// or 0 until one wakes them).
     pub const FUTEX_SLEEPERS: &str = "FUTEX_SLEEPERS";
@@ -63,7 +66,7 @@ pub mod map_name {
     pub const OFFCPU_NEW_THREAD: &str = "OFFCPU_NEW_THREAD";
 
     /// Every map of the profiler's own (aya-log's and the data sections' are not).
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 25] = [
         TARGETS,
         SAMPLE_SCRATCH,
         SAMPLES,
@@ -74,6 +77,7 @@ pub mod map_name {
         IO_DIRECTIONS,
         BLOCK_WAITS,
         BLOCK_WAKERS,
+        BLOCK_WINDOW,
         FUTEX_SLEEPERS,
         IN_FLIGHT,
         HEAP_SITES,

@@ -10,7 +10,7 @@ use aya_ebpf::{
     bindings::{BPF_ANY, BPF_F_NO_PREALLOC, BPF_NOEXIST},
     helpers::{bpf_get_current_comm, bpf_get_current_task},
     macros::{btf_tracepoint, map},
-    maps::HashMap,
+    maps::{Array, HashMap},
     programs::BtfTracePointContext,
 };
 use profiler_common::{
@@ -36,6 +36,12 @@ static BLOCK_WAITS: HashMap<BlockKey, BlockValue> =
 #[map]
 static BLOCK_WAKERS: HashMap<BlockWakeKey, BlockWake> =
     HashMap::with_max_entries(MAX_BLOCK_WAKERS, BPF_F_NO_PREALLOC);
+
+/// The window: `[start, end]` on the monotonic clock, 0 until userspace opens or closes it.
+/// Only the part of a wait inside it counts, so blocked time never exceeds threads times
+/// the window (waits that ended after it, before the maps were read, came out longer).
+#[map]
+static BLOCK_WINDOW: Array<u64> = Array::with_max_entries(2, 0);
 
 /// Target threads in a futex wait, by `task_struct` address (what `sched_waking` is given):
 /// their waker as `pid << 32 | tid`, or 0 until one wakes them. Preallocated, since every
@@ -94,9 +100,9 @@ pub fn on_enter(ctx: &BtfTracePointContext, entry: &InFlight) {
     notify_new_key(entry.pid, entry.ip, -1);
 }
 
-/// Adds a finished wait's time to its site, by how it ended.
+/// Adds a finished wait's time in the window to its site, by how it ended, at `now`.
 #[inline(always)]
-pub fn on_exit(entry: &InFlight, result: i64, nanos: u64) {
+pub fn on_exit(entry: &InFlight, result: i64, now: u64) {
     let outcome = match -result {
         0 => wait_outcome::WOKEN,
         _ if result >= 0 => wait_outcome::WOKEN,
@@ -110,6 +116,14 @@ pub fn on_exit(entry: &InFlight, result: i64, nanos: u64) {
     // SAFETY: a map value of this thread's own entry.
     let waker = FUTEX_SLEEPERS.get_ptr(&task).map_or(0, |w| unsafe { *w });
     let _ = FUTEX_SLEEPERS.remove(&task);
+    let open = BLOCK_WINDOW.get(0).copied().unwrap_or(0);
+    let close = BLOCK_WINDOW.get(1).copied().unwrap_or(0);
+    let start = entry.start_ns.max(open);
+    let end = if close == 0 { now } else { now.min(close) };
+    if open == 0 || end <= start {
+        return; // Before the window opened, or after it closed.
+    }
+    let nanos = end - start;
     let site = BlockKey::of(entry);
     let Some(value) = BLOCK_WAITS.get_ptr_mut(&site) else {
         return; // The site was lost at entry (map full), and counted there.

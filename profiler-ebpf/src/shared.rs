@@ -3,7 +3,10 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{
+        BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        BPF_RB_RING_SIZE,
+    },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         generated::{
@@ -146,6 +149,18 @@ pub enum Site<'a> {
 /// full and the sample was lost (the caller counts it).
 #[inline(always)]
 pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bool {
+    // The stacks of traced calls, waits and switches only attribute totals the maps keep
+    // exactly, and come in bursts (a busy server sends thousands a second): past half the
+    // buffer they yield, so the other half stays for CPU samples and allocations, which
+    // nothing else records.
+    let yields = matches!(
+        site,
+        Site::Io(_) | Site::Block(_) | Site::Go(_) | Site::OffCpu(_) | Site::OffCpuWaker(_)
+    );
+    if yields && SAMPLES.query(BPF_RB_AVAIL_DATA as u64) > SAMPLES.query(BPF_RB_RING_SIZE as u64) / 2
+    {
+        return false;
+    }
     // SAFETY: a helper without arguments.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * SCRATCH_SLOTS + slot as u32) else {

@@ -144,10 +144,11 @@ pub fn sys_exit(ctx: BtfTracePointContext) -> u32 {
         entry
     };
     // SAFETY: a helper without arguments.
-    let nanos = unsafe { bpf_ktime_get_ns() }.saturating_sub(entry.start_ns);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let nanos = now.saturating_sub(entry.start_ns);
     let result: i64 = ctx.arg(1);
     if entry.syscall >= futex_syscall::FUTEX {
-        block::on_exit(&entry, result, nanos);
+        block::on_exit(&entry, result, now);
     } else {
         io::on_exit(&ctx, &entry, result, nanos);
     }

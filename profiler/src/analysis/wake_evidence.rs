@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use profiler_model::callers::user_frames;
 use profiler_model::labels::IN_PROGRESS;
-use profiler_model::{BlockValue, LabelKey, Profile, Sample, StackId};
+use profiler_model::{BlockValue, FrameKind, LabelKey, Profile, Sample, StackId};
 
 use super::block::is_idle;
 
@@ -103,7 +103,17 @@ pub fn futex_waits(profile: &Profile) -> Vec<Wait<'_>> {
             .entry(sample.stack)
             .or_insert_with(|| {
                 let functions = profile.stack_functions(sample.stack);
-                let site = user_frames(profile, sample.stack, SITE_FRAMES);
+                // A stand-in for a lost user stack names no call site: waits whose stacks
+                // were lost are not one group.
+                let lost = profile
+                    .stack(sample.stack)
+                    .iter()
+                    .any(|&id| matches!(profile.location(id).kind, FrameKind::Lost(_)));
+                let site = if lost {
+                    Vec::new()
+                } else {
+                    user_frames(profile, sample.stack, SITE_FRAMES)
+                };
                 (site, is_condition_relock(&functions))
             })
             .clone();

@@ -35,6 +35,12 @@ impl Collector for FutexCollector {
         self.stacks.count(sample.header.block_site, sample.user);
     }
 
+    fn close(&mut self, probes: &mut Probes, window_end_ktime_ns: u64) {
+        if let Err(err) = probes.set_block_window(true, window_end_ktime_ns) {
+            log::warn!("{err:#}");
+        }
+    }
+
     /// Sample types `contentions/count` and `delay/nanoseconds`; labels `pid`, `tid`,
     /// `comm`, `futex` (the address, in hex) and `outcome` (woken, timed out,
     /// interrupted, no wait, or in progress), and for woken waits whose waker was seen,
@@ -80,7 +86,8 @@ impl Collector for FutexCollector {
         for entry in &in_progress {
             let key = BlockKey::of(entry);
             // Counted up to the end of the window: the wait goes on, the profile does not.
-            let nanos = run.window_end_ktime_ns.saturating_sub(entry.start_ns);
+            let started = entry.start_ns.max(run.window_start_ktime_ns);
+            let nanos = run.window_end_ktime_ns.saturating_sub(started);
             let comm = comms.get(&entry.tid).cloned().unwrap_or_default();
             // A wait whose site is not in the map was not recorded at its entry: the map
             // was full, so its stack was never taken either.

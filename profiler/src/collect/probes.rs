@@ -333,6 +333,19 @@ impl Probes {
         Ok(())
     }
 
+    /// Tells the blocking programs the window opened (`end` false) or closed (`end` true)
+    /// at `ktime_ns` (`bpf_ktime_get_ns`): only the part of a wait inside it counts.
+    ///
+    /// # Errors
+    /// When the map cannot be written.
+    pub fn set_block_window(&mut self, end: bool, ktime_ns: u64) -> Result<()> {
+        let mut window: aya::maps::Array<_, u64> =
+            aya::maps::Array::try_from(self.map_mut(map_name::BLOCK_WINDOW)?)?;
+        window
+            .set(u32::from(end), ktime_ns, 0)
+            .context("cannot set the blocking profile's window")
+    }
+
     /// Tells the off-CPU programs the window closed at `ktime_ns` (`bpf_ktime_get_ns`):
     /// nothing after it is added.
     ///

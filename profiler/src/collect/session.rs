@@ -125,6 +125,12 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     let started = Instant::now();
     let cpu_times_at_start = CpuTimes::now();
     let window_start_ktime_ns = crate::sys::clock::monotonic_ns();
+    if config.profiles.block {
+        // Waits counted from here (the programs were attached before the snapshot).
+        session
+            .probes
+            .set_block_window(false, window_start_ktime_ns)?;
+    }
     if config.profiles.cpu {
         session
             .probes

@@ -111,6 +111,7 @@ fn each_map_holds_the_shared_types_userspace_reads_it_as() {
             size_of::<BlockWakeKey>(),
             size_of::<BlockWake>(),
         ),
+        (map_name::BLOCK_WINDOW, index, size_of::<u64>()),
         (map_name::FUTEX_SLEEPERS, size_of::<u64>(), size_of::<u64>()),
         (map_name::IN_FLIGHT, index, size_of::<InFlight>()),
         (
