@@ -18,7 +18,7 @@ use profiler_common::{
     MAX_BLOCK_KEYS, MAX_BLOCK_WAKERS, MAX_FUTEX_SLEEPERS, counter, wait_outcome,
 };
 
-use crate::shared::{Context, Site, count, current_ids, notify_new_key, send_sample};
+use crate::shared::{Context, Site, count, room_for_repeat, current_ids, notify_new_key, send_sample};
 
 const EAGAIN: i64 = 11;
 const EINTR: i64 = 4;
@@ -80,7 +80,7 @@ pub fn on_enter(ctx: &BtfTracePointContext, entry: &InFlight) {
         // SAFETY: the key holds the thread id, so only this CPU updates the entry now.
         let waits: u64 = unsafe { (*value).waits.iter().sum() };
         if waits % BLOCK_STACK_SAMPLE_EVERY == 0 {
-            sample_stack(ctx, &key);
+            sample_stack(ctx, &key, true);
         }
         return;
     }
@@ -96,7 +96,7 @@ pub fn on_enter(ctx: &BtfTracePointContext, entry: &InFlight) {
         count(counter::LOST_BLOCK_FULL);
         return;
     }
-    sample_stack(ctx, &key);
+    sample_stack(ctx, &key, false);
     notify_new_key(entry.pid, entry.ip, -1);
 }
 
@@ -159,8 +159,13 @@ pub fn on_exit(entry: &InFlight, result: i64, now: u64) {
 }
 
 /// Sends the current stack to userspace as one sample of the wait site `site`.
+/// A `repeat` (a known site's one in 64) yields when the ring is half full.
 #[inline(always)]
-fn sample_stack(ctx: &BtfTracePointContext, site: &BlockKey) {
+fn sample_stack(ctx: &BtfTracePointContext, site: &BlockKey, repeat: bool) {
+    if repeat && !room_for_repeat() {
+        count(counter::LOST_BLOCK_STACK);
+        return;
+    }
     if send_sample(ctx, Context::Syscall, Site::Block(site)) {
         count(counter::BLOCK_STACKS);
     } else {

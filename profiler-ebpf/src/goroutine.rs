@@ -35,7 +35,7 @@ use profiler_common::{
     MAX_PARKED_GOROUTINES, Parked, ParkedKey, counter,
 };
 
-use crate::shared::{Context, Site, count, current_ids, is_target, notify_new_key, send_sample};
+use crate::shared::{Context, Site, count, room_for_repeat, current_ids, is_target, notify_new_key, send_sample};
 
 /// Goroutines parked and not yet made ready.
 #[map]
@@ -90,7 +90,7 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
     if let Some(value) = GO_WAITS.get_ptr(&site) {
         // SAFETY: the key holds the goroutine id, and a goroutine parks once at a time.
         if unsafe { (*value).waits } % GO_STACK_SAMPLE_EVERY == 0 {
-            sample_stack(&ctx, &site);
+            sample_stack(&ctx, &site, true);
         }
         return 0;
     }
@@ -106,7 +106,7 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
         // Counted when the wait ends (or at the end of the run, if it does not).
         return 0;
     }
-    sample_stack(&ctx, &site);
+    sample_stack(&ctx, &site, false);
     // SAFETY: the context of a uprobe is the task's saved user registers.
     notify_new_key(tgid, unsafe { (*ctx.regs).rip }, -1);
     0
@@ -141,8 +141,13 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
 }
 
 /// Sends the parking goroutine's stack to userspace as one sample of `site`.
+/// A `repeat` (a known site's one in 64) yields when the ring is half full.
 #[inline(always)]
-fn sample_stack(ctx: &ProbeContext, site: &GoWaitKey) {
+fn sample_stack(ctx: &ProbeContext, site: &GoWaitKey, repeat: bool) {
+    if repeat && !room_for_repeat() {
+        count(counter::LOST_GO_STACK);
+        return;
+    }
     if send_sample(ctx, Context::Uprobe, Site::Go(site)) {
         count(counter::GO_STACKS);
     } else {
