@@ -49,14 +49,7 @@ pub fn is_go_syscall_plumbing(function: &str) -> bool {
 /// `read_bytewise -> pread64`; `net/http.(*connReader).Read` for a Go server's reads, not
 /// `runtime/internal/syscall.Syscall6`).
 pub fn user_caller(profile: &Profile, stack: StackId) -> String {
-    let mut outside = profile
-        .stack(stack)
-        .iter()
-        .map(|&id| profile.location(id))
-        .filter(|loc| !loc.kind.is_kernel() && !is_system_library(profile, loc))
-        .flat_map(|loc| loc.lines.iter())
-        .map(|line| line.function.as_str())
-        .peekable();
+    let mut outside = outside_system(profile, stack).peekable();
     let innermost = outside.peek().copied();
     outside
         .find(|f| !is_go_syscall_plumbing(f))
@@ -69,6 +62,12 @@ pub fn user_caller(profile: &Profile, stack: StackId) -> String {
 /// innermost first: the call site that took a lock (`PGSemaphoreLock`,
 /// `LWLockAcquireOrWait`, `XLogFlush` for a PostgreSQL backend queued on its WAL lock).
 pub fn user_frames(profile: &Profile, stack: StackId, n: usize) -> Vec<&str> {
+    outside_system(profile, stack).take(n).collect()
+}
+
+/// The functions of a stack outside the kernel and the system libraries, innermost first
+/// (inlined frames included).
+fn outside_system(profile: &Profile, stack: StackId) -> impl Iterator<Item = &str> {
     profile
         .stack(stack)
         .iter()
@@ -76,6 +75,4 @@ pub fn user_frames(profile: &Profile, stack: StackId, n: usize) -> Vec<&str> {
         .filter(|loc| !loc.kind.is_kernel() && !is_system_library(profile, loc))
         .flat_map(|loc| loc.lines.iter())
         .map(|line| line.function.as_str())
-        .take(n)
-        .collect()
 }

@@ -8,7 +8,7 @@ use profiler_model::LabelKey;
 use profiler_model::Profile;
 
 use super::language;
-use super::wake_evidence::{Evidence, Wait, futex_waits};
+use super::wake_evidence::{Evidence, Wait};
 
 /// Where a group of waits waited.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -144,11 +144,10 @@ impl Acc {
 /// slept on its own futex, most delay first. A wait counts in its acquire site's group only
 /// when its futex's group is not contended (so one queue is reported once), and a site's
 /// group is kept only when its waits were on two futexes or more.
-pub fn lock_waits(profile: &Profile) -> Vec<LockWaits> {
-    let waits = futex_waits(profile);
+pub fn lock_waits<'a>(profile: &'a Profile, waits: &[Wait<'a>]) -> Vec<LockWaits> {
     let evidence = records_wakers(profile);
     let mut by_futex: BTreeMap<(i64, &str), Acc> = BTreeMap::new();
-    for wait in &waits {
+    for wait in waits {
         by_futex
             .entry((wait.pid, wait.futex))
             .or_default()
@@ -221,9 +220,9 @@ pub struct ProcessBlocked {
 
 /// Futex waits per process, the most contended first (then the most waited); goroutine
 /// waits and idle Go runtime threads left out.
-pub fn by_process(profile: &Profile) -> Vec<ProcessBlocked> {
+pub fn by_process(waits: &[Wait<'_>]) -> Vec<ProcessBlocked> {
     let mut totals: BTreeMap<i64, (String, BTreeSet<i64>, u64, u64, bool)> = BTreeMap::new();
-    for wait in futex_waits(profile) {
+    for wait in waits {
         let entry = totals
             .entry(wait.pid)
             .or_insert_with(|| (wait.comm.to_owned(), BTreeSet::new(), 0, 0, false));
@@ -252,8 +251,8 @@ pub fn by_process(profile: &Profile) -> Vec<ProcessBlocked> {
 
 /// Nanoseconds of waits known to be idle (handed work, timed out, interrupted, or never
 /// slept), which the top waiting stacks leave out.
-pub fn idle_delay(profile: &Profile) -> u64 {
-    futex_waits(profile)
+pub fn idle_delay(waits: &[Wait<'_>]) -> u64 {
+    waits
         .iter()
         .filter(|w| w.evidence.is_idle())
         .fold(0u64, |sum, w| sum.saturating_add(w.delay))
@@ -266,6 +265,7 @@ pub(crate) mod tests {
     use profiler_model::{Label, Line, Location, ProfileBuilder, ValueType};
 
     use super::*;
+    use crate::analysis::wake_evidence::futex_waits;
 
     /// Labels of one futex wait of process 7 (`app`): thread, futex, outcome, waker.
     pub fn labels(tid: i64, futex: &str, outcome: &str, waker: Option<i64>) -> Vec<Label> {
@@ -318,7 +318,7 @@ pub(crate) mod tests {
             ("contend_lock", 700, labels(2, "0x10", "woken", Some(1))),
             ("consume", 100, labels(3, "0x20", "woken", Some(1))),
         ]);
-        let groups = lock_waits(&p);
+        let groups = lock_waits(&p, &futex_waits(&p));
         assert_eq!(groups.len(), 2);
         let lock = &groups[0];
         assert_eq!(lock.on, WaitedOn::Futex("0x10".to_owned()));
@@ -339,16 +339,16 @@ pub(crate) mod tests {
                 .map(|tid| ("worker_wait", 1000, labels(tid, "0x10", "woken", Some(9))))
                 .collect::<Vec<_>>(),
         );
-        let groups = lock_waits(&p);
+        let groups = lock_waits(&p, &futex_waits(&p));
         assert_eq!(groups.len(), 1);
         assert_eq!((groups[0].threads, groups[0].handed_off_delay), (4, 4000));
         assert!(!groups[0].contended());
-        let blocked = by_process(&p);
+        let blocked = by_process(&futex_waits(&p));
         assert_eq!(
             (blocked[0].waited, blocked[0].contended, blocked[0].threads),
             (4000, Some(0), 4)
         );
-        assert_eq!(idle_delay(&p), 4000);
+        assert_eq!(idle_delay(&futex_waits(&p)), 4000);
     }
 
     #[test]
@@ -357,7 +357,7 @@ pub(crate) mod tests {
             ("lwlock_acquire", 500, labels(1, "0x10", "woken", Some(2))),
             ("lwlock_acquire", 700, labels(2, "0x20", "woken", Some(1))),
         ]);
-        let groups = lock_waits(&p);
+        let groups = lock_waits(&p, &futex_waits(&p));
         let site: Vec<&LockWaits> = groups
             .iter()
             .filter(|g| matches!(g.on, WaitedOn::AcquireSite(_)))
@@ -383,8 +383,8 @@ pub(crate) mod tests {
             ("contend_lock", 500, labels(1, "0x10", "woken", None)),
             ("contend_lock", 700, labels(2, "0x10", "woken", None)),
         ]);
-        let groups = lock_waits(&p);
+        let groups = lock_waits(&p, &futex_waits(&p));
         assert!(groups[0].contended() && !groups[0].evidence);
-        assert_eq!(by_process(&p)[0].contended, None);
+        assert_eq!(by_process(&futex_waits(&p))[0].contended, None);
     }
 }

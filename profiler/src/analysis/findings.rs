@@ -13,6 +13,7 @@ use super::goroutines::{self, GoWaitFinding, GoWaitKind};
 use super::heap::{self, HeapSite, SmallAllocations};
 use super::io::{self, IoSite, SmallIoFinding};
 use super::offcpu::{self, OffCpuWaits};
+use super::wake_evidence;
 use super::words;
 
 /// Findings of one kind, ranked, with what they are called in a count.
@@ -80,9 +81,11 @@ impl Analysis {
                     analysis.io_seconds = seconds;
                 }
                 ProfileKind::Block => {
-                    analysis.blocked = block::by_process(profile);
-                    analysis.idle_delay = block::idle_delay(profile);
-                    analysis.locks = block::lock_waits(profile);
+                    // Who woke whom, read once for the three.
+                    let waits = wake_evidence::futex_waits(profile);
+                    analysis.blocked = block::by_process(&waits);
+                    analysis.idle_delay = block::idle_delay(&waits);
+                    analysis.locks = block::lock_waits(profile, &waits);
                     analysis.go_waits = goroutines::findings(profile);
                 }
                 ProfileKind::OffCpu => analysis.offcpu = Some(offcpu::waits(profile)),
