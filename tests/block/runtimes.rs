@@ -179,12 +179,7 @@ pub fn window_seconds(stdout: &str) -> f64 {
 /// The entries of the Contention section: each `* ...` line with its `waited in` lines.
 pub fn contention_entries(stdout: &str) -> Vec<Vec<&str>> {
     let mut entries: Vec<Vec<&str>> = Vec::new();
-    for line in stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("Contention (locks threads queued for"))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
-    {
+    for line in integration_tests::contention_section(stdout) {
         if line.starts_with("  * ") {
             entries.push(vec![line]);
         } else if line.starts_with("    ")

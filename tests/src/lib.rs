@@ -47,7 +47,9 @@ pub use postgres::{
     Activity, ActivitySample, Postgres, Sampler, WalStats, is_tmpfs, postgres_bin_dir,
 };
 pub use process::{DEFAULT_TIMEOUT, ERROR_PREFIX, Run, Running, default_timeout, run_command};
-pub use profiler::{assert_outputs, profiler_command, run_profiler, run_report, spawn_profiler};
+pub use profiler::{
+    assert_outputs, contention_section, profiler_command, run_profiler, run_report, spawn_profiler,
+};
 pub use protobuf::{BLOCK_SAMPLE_TYPES, CPU_SAMPLE_TYPES, IO_SAMPLE_TYPES, Msg};
 pub use redis::{Redis, redis_missing};
 pub use setup::{

@@ -232,6 +232,18 @@ pub struct Postgres {
 }
 
 impl Postgres {
+    /// [`Self::start`] for a test: the server, or `None` after saying on stderr why it
+    /// cannot run here (`skipping: ...`).
+    pub fn start_or_skip() -> Option<Postgres> {
+        match Self::start() {
+            Ok(pg) => Some(pg),
+            Err(why) => {
+                eprintln!("skipping: {why}");
+                None
+            }
+        }
+    }
+
     /// Creates a cluster and starts its server, waiting until it accepts connections.
     /// `Err` says why it cannot run here (not installed, no `postgres` user, not root);
     /// a failure of a program that should work panics with its output.

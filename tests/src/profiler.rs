@@ -53,3 +53,14 @@ pub fn assert_outputs(dir: &Path) {
     let svg = std::fs::read_to_string(dir.join("cpu.svg")).expect("cpu.svg is UTF-8");
     assert!(svg.contains("<svg"), "cpu.svg is not an SVG document");
 }
+
+/// The lines of the summary's Contention section below its heading (`Contention (locks
+/// threads queued for, ...):`), up to the first line not indented; empty when there is none.
+pub fn contention_section(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Contention (locks threads queued for"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect()
+}

@@ -71,13 +71,7 @@ impl BlockRun {
     /// The stdout block that follows `Contention (locks threads queued for, ...):` (empty
     /// when there is none).
     fn contention_section(&self) -> Vec<&str> {
-        self.run
-            .stdout
-            .lines()
-            .skip_while(|l| !l.starts_with("Contention (locks threads queued for"))
-            .skip(1)
-            .take_while(|l| l.starts_with("  "))
-            .collect()
+        integration_tests::contention_section(&self.run.stdout)
     }
 }
 

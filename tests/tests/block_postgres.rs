@@ -89,12 +89,8 @@ fn postgres_wal_lock_queue_is_found_at_its_acquire_site() {
         );
         return;
     }
-    let pg = match Postgres::start() {
-        Ok(pg) => pg,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
+    let Some(pg) = Postgres::start_or_skip() else {
+        return;
     };
     pg.pgbench_init(1);
     pg.psql("CHECKPOINT");
@@ -463,11 +459,8 @@ struct Site {
 /// The `lock-acquire site A > B > C in COMM (...): N threads waited M times, T in all; C
 /// of it for a lock another of them held` lines of the Contention section.
 fn contended_sites(stdout: &str) -> Vec<Site> {
-    stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("Contention (locks threads queued for"))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
+    integration_tests::contention_section(stdout)
+        .into_iter()
         .filter_map(|l| {
             let rest = l.trim().strip_prefix("* lock-acquire site ")?;
             let (site, rest) = rest.split_once(" in ")?;

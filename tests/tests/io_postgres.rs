@@ -36,12 +36,8 @@ fn postgres_queries_and_answers_are_round_trips_without_savings() {
     if !prerequisites() {
         return;
     }
-    let pg = match Postgres::start() {
-        Ok(pg) => pg,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
+    let Some(pg) = Postgres::start_or_skip() else {
+        return;
     };
     pg.pgbench_init(1);
     let tmp = temp_dir();

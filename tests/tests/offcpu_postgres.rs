@@ -86,12 +86,8 @@ fn postgres_wal_syncs_and_client_waits_match_the_servers_own_figures() {
         );
         return;
     }
-    let pg = match Postgres::start() {
-        Ok(pg) => pg,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
+    let Some(pg) = Postgres::start_or_skip() else {
+        return;
     };
     pg.pgbench_init(4);
     // Start from clean shared buffers so the run's own writes are what the server times.

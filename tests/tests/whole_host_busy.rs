@@ -257,12 +257,8 @@ fn busy_whole_host_loses_no_cpu_samples_and_names_processes_not_threads() {
             return;
         }
     };
-    let pg = match Postgres::start() {
-        Ok(pg) => pg,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
+    let Some(pg) = Postgres::start_or_skip() else {
+        return;
     };
     pg.pgbench_init(1);
     nginx.put_file("page.html", &[b'x'; 16 * 1024]);
