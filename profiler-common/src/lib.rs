@@ -614,13 +614,28 @@ pub mod counter {
     pub const LOST_OFFCPU_END: u32 = 42;
     /// Futex waits whose waker could not be kept (a wakers table was full).
     pub const LOST_BLOCK_WAKERS: u32 = 43;
+    /// Hits of the `runtime.gopark` probe in any process running a probed Go binary
+    /// (each is a trap the process pays, target or not).
+    pub const GO_PARK_HITS: u32 = 44;
+    /// Hits of the `runtime.ready` probe, likewise.
+    pub const GO_READY_HITS: u32 = 45;
     /// Number of counters.
-    pub const COUNT: u32 = 44;
+    pub const COUNT: u32 = 46;
 }
 
-/// One in this many waits of a goroutine wait site has its full user stack taken (the
-/// first always does).
-pub const GO_STACK_SAMPLE_EVERY: u64 = 64;
+/// The cookie of a goroutine probe: the offset of `goid` in the binary's `g`, and flags.
+pub mod go_probe_cookie {
+    /// The probe is on the `jbe` of the function's stack check: a hit whose branch is
+    /// about to be taken (to `morestack`, which comes back to the function's start) is
+    /// skipped, so each call counts once.
+    pub const AT_STACK_CHECK: u64 = 1 << 63;
+    /// The bits that hold the offset of `goid`.
+    pub const GOID_OFFSET: u64 = 0xffff_ffff;
+}
+
+/// Return addresses of a parking goroutine's stack that its site's hash covers: stacks
+/// that differ only deeper are one site.
+pub const GO_STACK_HASH_FRAMES: usize = 64;
 
 /// Entries of the goroutine wait aggregation map.
 pub const MAX_GO_WAIT_KEYS: u32 = 16384;
@@ -637,16 +652,14 @@ pub struct GoWaitKey {
     pub pid: u32,
     /// The runtime's `waitReason`, an index into the binary's `runtime.waitReasonStrings`.
     pub reason: u32,
-    /// The goroutine id (`g.goid`).
-    pub goid: u64,
-    /// User stack pointer at `runtime.gopark`'s entry (the goroutine's stack).
-    pub sp: u64,
-    /// The return address at `sp`: where in its caller `runtime.gopark` was called.
+    /// A hash of the parking goroutine's stack: the return address at `runtime.gopark`'s
+    /// entry, then every return address its frame pointers lead to (at most
+    /// [`GO_STACK_HASH_FRAMES`]). Waits at one stack are one site, so totals are exact per
+    /// distinct blocking call, and the runtime's waits never mix with the user's.
+    pub stack: u64,
+    /// The return address at `runtime.gopark`'s entry: where in its caller it was called
+    /// (the frame a frame-pointer walk from the entry skips).
     pub caller: u64,
-    /// User frame pointer at entry: the caller's frame.
-    pub bp: u64,
-    /// The return address above that frame (`[bp + 8]`), or 0 when it cannot be read.
-    pub ret: u64,
 }
 
 /// Value of the goroutine wait aggregation map: finished waits of one site.
@@ -657,6 +670,14 @@ pub struct GoWaitValue {
     pub waits: u64,
     /// Nanoseconds from park to ready, summed.
     pub nanos: u64,
+    /// The goroutine id (`g.goid`) of the site's first park.
+    pub first_goid: u64,
+    /// Waits that ended of goroutines other than the first: more than zero means several
+    /// goroutines waited at the site.
+    pub others: u64,
+    /// Whether the site's stack reached userspace (a stack lost to a full ring buffer is
+    /// sent again at the site's next park).
+    pub stack_sent: u64,
     /// The parking thread's command name at the first wait.
     pub comm: [u8; COMM_LEN],
 }
@@ -679,6 +700,8 @@ pub struct ParkedKey {
 pub struct Parked {
     /// `bpf_ktime_get_ns` at the park.
     pub start_ns: u64,
+    /// The goroutine id (`g.goid`).
+    pub goid: u64,
     /// Where and why it parked.
     pub site: GoWaitKey,
 }
@@ -732,11 +755,11 @@ const _: () = {
     assert!(size_of::<IoValue>() == 88);
     assert!(size_of::<IoFdKey>() == 16);
     assert!(size_of::<ProcEvent>() == 32);
-    assert!(size_of::<SampleHeader>() == 256 + 88);
-    assert!(size_of::<GoWaitKey>() == 48);
-    assert!(size_of::<GoWaitValue>() == 32);
+    assert!(size_of::<SampleHeader>() == 256 + 64);
+    assert!(size_of::<GoWaitKey>() == 24);
+    assert!(size_of::<GoWaitValue>() == 56);
     assert!(size_of::<ParkedKey>() == 16);
-    assert!(size_of::<Parked>() == 56);
+    assert!(size_of::<Parked>() == 40);
     assert!(size_of::<SampleRecord>() == SAMPLE_FIXED_BYTES + MAX_USER_STACK_BYTES);
 };
 

@@ -18,7 +18,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use profiler_common::{
-    BlockKey, COMM_LEN, GoWaitKey, HeapEvent, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS,
+    BlockKey, COMM_LEN, GO_STACK_HASH_FRAMES, GoWaitKey, HeapEvent, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS,
     MAX_USER_FRAMES, MAX_USER_STACK_BYTES, OffCpuWait, PROC_EVENTS_BYTES, ProcEvent,
     SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES, SampleRecord, counter, proc_event, sample_flag,
     stack_mode,
@@ -392,6 +392,50 @@ fn notify(event: &ProcEvent) {
     if PROC_EVENTS.output::<ProcEvent>(event, 0).is_err() {
         count(counter::LOST_PROC_EVENTS);
     }
+}
+
+/// A hash of the current thread's user stack as its frame pointers walk it (Go code
+/// always keeps them), at most [`GO_STACK_HASH_FRAMES`] return addresses, mixed with
+/// `first` (what the walk from a function's entry skips: its return address). Zero when
+/// the stack cannot be walked. The walk goes through the uprobe scratch slot, which a
+/// sample sent afterwards overwrites.
+#[inline(always)]
+pub fn user_stack_hash<C: EbpfContext>(ctx: &C, first: u64) -> u64 {
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(record) = SAMPLE_SCRATCH.get_ptr_mut(cpu * SCRATCH_SLOTS + Context::Uprobe as u32)
+    else {
+        return 0;
+    };
+    // SAFETY: the slot belongs to this CPU and program kind while it runs; the helper
+    // writes at most the size it is given, which the buffer holds.
+    unsafe {
+        let frames = (*record).user.as_mut_ptr().cast::<u64>();
+        let got = bpf_get_stack(
+            ctx.as_ptr(),
+            frames.cast(),
+            (GO_STACK_HASH_FRAMES * 8) as u32,
+            BPF_F_USER_STACK as u64,
+        );
+        if got <= 0 {
+            return 0;
+        }
+        let n = (got as usize / 8).min(GO_STACK_HASH_FRAMES);
+        let mut hash = mix(0xcbf2_9ce4_8422_2325, first);
+        for i in 0..GO_STACK_HASH_FRAMES {
+            if i >= n {
+                break;
+            }
+            hash = mix(hash, *frames.add(i));
+        }
+        hash
+    }
+}
+
+#[inline(always)]
+fn mix(hash: u64, word: u64) -> u64 {
+    let h = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
 }
 
 /// Sends a record without stacks (a Go free): the fixed part of a sample only. Returns

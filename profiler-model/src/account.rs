@@ -52,6 +52,8 @@ pub enum Account {
     Tally(Tally),
     /// What the heap probes' traps cost the targets.
     Cost(TrapCost),
+    /// What the goroutine probes' traps cost the processes running the probed Go binaries.
+    GoroutineCost(GoroutineCost),
     /// What the `LD_PRELOAD` interposer counted, or that it did not start.
     Interposed(Interposed),
     /// What the Go runtime's own heap sampling recorded in one process.
@@ -282,6 +284,24 @@ pub struct TrapCost {
     pub interposer: bool,
     /// The cost of a trap, if it could be measured.
     pub measured: Option<Measured>,
+}
+
+/// What the goroutine probes' traps cost: every process running a probed Go binary pays
+/// one at each goroutine park and wake, target or not (the programs filter after the trap).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GoroutineCost {
+    /// Hits of the `runtime.gopark` probe.
+    pub parks: u64,
+    /// Hits of the `runtime.ready` probe.
+    pub wakes: u64,
+    /// The window, in seconds.
+    pub seconds: f64,
+    /// Hits per second.
+    pub per_second: f64,
+    /// What a bare trap (a uprobe without a program) cost, measured at the start, in µs,
+    /// and the least time the processes spent in the probes, in seconds; `None` when it
+    /// could not be measured.
+    pub measured: Option<(f64, f64)>,
 }
 
 /// The cost of a trap, measured at the start, and what the traps cost in all.

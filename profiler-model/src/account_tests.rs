@@ -168,6 +168,20 @@ fn every_shape() -> Vec<Account> {
                 stepped: Some((2, 40)),
             }),
         }),
+        Account::GoroutineCost(GoroutineCost {
+            parks: 12,
+            wakes: 10,
+            seconds: 2.0,
+            per_second: 11.0,
+            measured: None,
+        }),
+        Account::GoroutineCost(GoroutineCost {
+            parks: 120_000,
+            wakes: 100_000,
+            seconds: 2.0,
+            per_second: 110_000.0,
+            measured: Some((1.25, 0.28)),
+        }),
         Account::Interposed(Interposed {
             started: Some(Interposer {
                 at_least: true,

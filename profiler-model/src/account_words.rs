@@ -4,8 +4,8 @@
 //! old ones (they then read as a [`Account::Note`]).
 
 use crate::account::{
-    Account, Cause, Counted, GoHeap, Interposed, Interposer, Loss, Measured, Refused, RingFull,
-    Subject, Table, Tally, Ticks, TrapCost,
+    Account, Cause, Counted, GoHeap, GoroutineCost, Interposed, Interposer, Loss, Measured,
+    Refused, RingFull, Subject, Table, Tally, Ticks, TrapCost,
 };
 use crate::account_walk::Walk;
 use crate::model::{ELIDED_INLINE_PREFIX, MAX_INLINE_LINES};
@@ -91,7 +91,7 @@ impl Cause {
 
 impl Account {
     /// One account of each shape, blank, for the reader to try.
-    pub(crate) fn shapes() -> [Self; 12] {
+    pub(crate) fn shapes() -> [Self; 13] {
         [
             Self::Ticks(Ticks::default()),
             Self::Recorded {
@@ -111,6 +111,7 @@ impl Account {
             Self::IoRequested { iovecs: 0, more: 0 },
             Self::Tally(Tally::default()),
             Self::Cost(TrapCost::default()),
+            Self::GoroutineCost(GoroutineCost::default()),
             Self::Interposed(Interposed::default()),
             Self::GoHeap(GoHeap::default()),
             Self::Elided {
@@ -196,6 +197,7 @@ impl Account {
             }
             Self::Tally(t) => walk_tally(t, w),
             Self::Cost(c) => walk_cost(c, w),
+            Self::GoroutineCost(c) => walk_goroutine_cost(c, w),
             Self::Interposed(i) => walk_interposed(i, w),
             Self::GoHeap(g) => {
                 w.lit("go: pid ");
@@ -367,6 +369,31 @@ fn walk_cost(c: &mut TrapCost, w: &mut Walk<'_>) {
             });
         },
     );
+}
+
+fn walk_goroutine_cost(c: &mut GoroutineCost, w: &mut Walk<'_>) {
+    w.lit(
+        "cost: a uprobe traps on every goroutine park and wake in the processes running a \
+         probed Go binary: ",
+    );
+    w.num(&mut c.parks);
+    w.lit(" parks and ");
+    w.num(&mut c.wakes);
+    w.lit(" wakes in ");
+    w.float(&mut c.seconds, 1);
+    w.lit("s (");
+    w.float(&mut c.per_second, 0);
+    w.lit("/s)");
+    w.choice(&mut c.measured, &[Some((0.0, 0.0)), None], |measured, w| {
+        let Some((us, spent)) = measured else {
+            return w.lit("; the cost of a trap could not be measured here");
+        };
+        w.lit("; measured here at the start, a bare trap costs ");
+        w.float(us, 2);
+        w.lit(" µs, so at least ");
+        w.float(spent, 2);
+        w.lit("s of those processes' time went to the probes (the programs' own run time comes on top)");
+    });
 }
 
 fn walk_interposed(i: &mut Interposed, w: &mut Walk<'_>) {

@@ -20,8 +20,11 @@ pub enum LabelKey {
     Futex,
     /// How a wait ended (see [`IN_PROGRESS`]).
     Outcome,
-    /// A goroutine's id (numeric).
+    /// A goroutine's id (numeric): a goroutine wait still in progress at the end.
     Goroutine,
+    /// How many goroutines waited at a goroutine wait site (see [`Waiters`]); every
+    /// goroutine wait has it.
+    Waiters,
     /// What kind of wait a sample is (see [`WaitClass`]).
     Class,
     /// The Go runtime's wait reason.
@@ -41,7 +44,7 @@ pub enum LabelKey {
 
 impl LabelKey {
     /// Every key, in order.
-    pub const ALL: [LabelKey; 15] = [
+    pub const ALL: [LabelKey; 16] = [
         Self::Pid,
         Self::Tid,
         Self::Comm,
@@ -50,6 +53,7 @@ impl LabelKey {
         Self::Futex,
         Self::Outcome,
         Self::Goroutine,
+        Self::Waiters,
         Self::Class,
         Self::Reason,
         Self::Trend,
@@ -70,6 +74,7 @@ impl LabelKey {
             Self::Futex => "futex",
             Self::Outcome => "outcome",
             Self::Goroutine => "goroutine",
+            Self::Waiters => "waiters",
             Self::Class => "class",
             Self::Reason => "reason",
             Self::Trend => "trend",
@@ -88,6 +93,35 @@ impl LabelKey {
 
 /// The `outcome` label of a wait still in progress when the window closed.
 pub const IN_PROGRESS: &str = "in progress";
+
+/// The [`LabelKey::Waiters`] label: whether one goroutine or several waited at a site.
+/// The kernel programs know which (each site keeps its first goroutine and counts the
+/// waits of others), not how many: goroutines are too many to keep (net/http starts one
+/// per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Waiters {
+    /// Every wait at the site was the same goroutine's.
+    One,
+    /// Two goroutines or more waited at the site.
+    Several,
+}
+
+impl Waiters {
+    /// Its value of the [`LabelKey::Waiters`] label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::One => "one goroutine",
+            Self::Several => "several goroutines",
+        }
+    }
+
+    /// The value a label holds, if it is one.
+    pub fn from_label(text: &str) -> Option<Self> {
+        [Self::One, Self::Several]
+            .into_iter()
+            .find(|w| w.label() == text)
+    }
+}
 
 /// The `trend` label of a heap site whose memory in use only grew during the window.
 pub const ONLY_GREW: &str = "only grew";

@@ -35,8 +35,8 @@ pub mod wire;
 pub mod fixture;
 
 pub use account::{
-    Account, Cause, Count, Counted, GoHeap, Interposed, Interposer, Loss, Measured, Refused,
-    RingFull, Subject, Table, Tally, Ticks, TrapCost,
+    Account, Cause, Count, Counted, GoHeap, GoroutineCost, Interposed, Interposer, Loss, Measured,
+    Refused, RingFull, Subject, Table, Tally, Ticks, TrapCost,
 };
 pub use address::{AddressSpace, FrameAddress};
 pub use builder::{ProfileBuilder, RawFrame};

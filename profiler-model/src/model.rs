@@ -201,6 +201,12 @@ impl Sample {
         })
     }
 
+    /// Whether the sample is a goroutine wait: it says who waited ([`LabelKey::Waiters`]),
+    /// or, in files written before that label, which goroutine.
+    pub fn is_goroutine_wait(&self) -> bool {
+        self.label_str(LabelKey::Waiters).is_some() || self.label_num(LabelKey::Goroutine).is_some()
+    }
+
     /// The value of the numeric label `key`, if the sample has it.
     pub fn label_num(&self, key: LabelKey) -> Option<i64> {
         self.labels.iter().find_map(|l| match l.value {

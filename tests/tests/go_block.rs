@@ -155,13 +155,12 @@ fn goroutine_waits_match_go_s_own_block_profile() {
             // runtime lock) is no goroutine wait, and Go's profile does not have it.
             let under: Vec<&RawSample> = ours
                 .iter()
-                .filter(|s| s.has(function) && !s.label("goroutine").is_empty())
+                .filter(|s| s.has(function) && !s.label("waiters").is_empty())
                 .collect();
             if let Some(bad) = under.iter().find(|s| s.label("reason") != reason) {
                 return Err(format!(
-                    "goroutine {} waited under {function} with reason {:?}, want \
-                     {reason:?}\n{context}",
-                    bad.label("goroutine"),
+                    "{} waited under {function} with reason {:?}, want {reason:?}\n{context}",
+                    bad.label("waiters"),
                     bad.label("reason")
                 ));
             }

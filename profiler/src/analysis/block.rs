@@ -198,7 +198,7 @@ fn records_wakers(profile: &Profile) -> bool {
 /// M with nothing to run), which is not blocking anyone.
 pub fn is_idle(sample: &profiler_model::Sample) -> bool {
     profiler_model::labels::class_of(sample) == Some(profiler_model::labels::WaitClass::Idle)
-        && sample.label_num(LabelKey::Goroutine).is_none()
+        && !sample.is_goroutine_wait()
 }
 
 /// One process's futex waits, summed.

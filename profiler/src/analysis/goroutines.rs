@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use profiler_model::LabelKey;
-use profiler_model::labels::{WaitClass, class_of};
+use profiler_model::labels::{WaitClass, Waiters, class_of};
 use profiler_model::{BlockValue, Profile};
 
 /// The share of the profile's window that goroutines must have waited at one channel site,
@@ -55,8 +55,8 @@ pub struct GoWaitFinding {
     /// The operation it waited in (`sync.(*Mutex).Lock`, or the wait reason of a channel
     /// wait such as `chan receive`).
     pub operation: String,
-    /// Distinct goroutines that waited there.
-    pub goroutines: usize,
+    /// Whether several goroutines waited there, or each stack's waits were one goroutine's.
+    pub waiters: Waiters,
     /// Waits.
     pub waits: u64,
     /// Nanoseconds waited.
@@ -79,6 +79,7 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
     struct Acc {
         comm: String,
         goroutines: BTreeSet<i64>,
+        several: bool,
         waits: u64,
         delay: u64,
     }
@@ -121,6 +122,10 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
         if let Some(g) = sample.label_num(LabelKey::Goroutine) {
             acc.goroutines.insert(g);
         }
+        acc.several |= sample
+            .label_str(LabelKey::Waiters)
+            .and_then(Waiters::from_label)
+            == Some(Waiters::Several);
         acc.waits = acc
             .waits
             .saturating_add(sample.count(BlockValue::Contentions.index()));
@@ -137,12 +142,16 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
             comm: acc.comm,
             function,
             operation,
-            goroutines: acc.goroutines.len(),
+            waiters: if acc.several || acc.goroutines.len() >= 2 {
+                Waiters::Several
+            } else {
+                Waiters::One
+            },
             waits: acc.waits,
             delay: acc.delay,
         })
         .filter(|f| match f.kind {
-            GoWaitKind::Mutex => f.goroutines >= 2,
+            GoWaitKind::Mutex => f.waiters == Waiters::Several,
             GoWaitKind::Channel => f.delay as f64 >= MIN_CHANNEL_SHARE * window,
         })
         .collect();
@@ -226,6 +235,46 @@ mod tests {
         b.build()
     }
 
+    /// A mutex stack as the profiler now writes it: one sample per stack, with `waiters`.
+    fn lock_site(waiters: Waiters) -> Profile {
+        let mut b = ProfileBuilder::new(
+            ProfileKind::Block,
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(1),
+        );
+        let locations = ["runtime.gopark", "sync.(*Mutex).Lock", "main.put"]
+            .iter()
+            .map(|name| {
+                b.location(profiler_model::fixture::location(
+                    name.len() as u64,
+                    None,
+                    vec![profiler_model::fixture::line(name)],
+                ))
+            })
+            .collect();
+        let stack = b.stack(locations);
+        b.add_sample(
+            stack,
+            &[40, 900_000_000],
+            vec![
+                Label::num(LabelKey::Pid, 7),
+                Label::str(LabelKey::Waiters, waiters.label()),
+                Label::str(LabelKey::Comm, "app"),
+                Label::str(LabelKey::Class, "lock"),
+                Label::str(LabelKey::Reason, "sync.Mutex.Lock"),
+            ],
+        );
+        b.build()
+    }
+
+    #[test]
+    fn a_lock_is_contended_only_where_several_goroutines_waited() {
+        let several = findings(&lock_site(Waiters::Several));
+        assert_eq!(several.len(), 1, "{several:?}");
+        assert_eq!(several[0].waiters, Waiters::Several);
+        assert!(findings(&lock_site(Waiters::One)).is_empty());
+    }
+
     #[test]
     fn names_the_lock_caller_and_the_channel_waiter() {
         let found = findings(&profile());
@@ -236,8 +285,8 @@ mod tests {
             (GoWaitKind::Mutex, "main.put", "sync.(*Mutex).Lock")
         );
         assert_eq!(
-            (lock.goroutines, lock.waits, lock.delay),
-            (2, 22, 1_200_000_000)
+            (lock.waiters, lock.waits, lock.delay),
+            (Waiters::Several, 22, 1_200_000_000)
         );
         let chan = &found[1];
         assert_eq!(

@@ -2,6 +2,7 @@
 //! summary and the HTML report lay out these [`Finding`]s and write none of their own.
 
 use profiler_model::ProfileKind;
+use profiler_model::labels::Waiters;
 
 use super::block::{CONTENTION_HINT, LockWaits, WaitedOn};
 use super::cpu::{Kind, MemoryHotSpot};
@@ -129,9 +130,12 @@ pub fn go_wait(finding: &GoWaitFinding) -> Finding {
         .push(" in ")
         .target(&finding.comm)
         .push(format!(
-            " (pid {}): {} goroutines waited {} times in {}, {} in all",
+            " (pid {}): {} waited {} times in {}, {} in all",
             finding.pid,
-            finding.goroutines,
+            match finding.waiters {
+                Waiters::Several => "several goroutines",
+                Waiters::One => "one goroutine per stack",
+            },
             group(finding.waits as i64),
             finding.operation,
             human_time(finding.delay as i64)

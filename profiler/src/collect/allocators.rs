@@ -197,7 +197,8 @@ impl Allocators {
                     Role::Alloc(_) => C_ALLOC_READS,
                     Role::Free => C_FREE_READS,
                 };
-                let (at, emulated) = probe_point(file, address, size, reads);
+                let (at, point) = probe_point(file, address, size, reads);
+                let emulated = point.emulated;
                 Some(EntryPoint {
                     name,
                     role,
@@ -237,18 +238,21 @@ pub fn function_offset(path: &Path, name: &str) -> Option<u64> {
 const C_ALLOC_READS: Reads = Reads {
     registers: &[Register::RDI, Register::RSI, Register::RDX],
     go: false,
+    morestack_aware: false,
 };
 
 /// What `heap_free` reads: the pointer.
 const C_FREE_READS: Reads = Reads {
     registers: &[Register::RDI],
     go: false,
+    morestack_aware: false,
 };
 
 /// What `go_malloc` and `go_free` read: the first three arguments of Go's register ABI.
 const GO_READS: Reads = Reads {
     registers: &[Register::RAX, Register::RBX, Register::RCX],
     go: true,
+    morestack_aware: false,
 };
 
 /// Exactly `len` bytes of the file's initialized data at virtual address `address`.

@@ -29,11 +29,11 @@ const MAX_WAIT_REASONS: u64 = 1024;
 pub struct GoBinary {
     /// The Go release that built it (`go1.21.13`), from its build info.
     pub version: String,
-    /// File offset to probe `runtime.gopark` at: past its stack check, on the first
-    /// instruction that costs one trap ([`probe_point`]).
-    pub gopark_offset: u64,
-    /// File offset to probe `runtime.ready` at, likewise.
-    pub ready_offset: u64,
+    /// Where to probe `runtime.gopark`: on the first instruction past its stack check
+    /// that costs one trap, else on the check's branch ([`probe_point`]).
+    pub gopark: ProbeAt,
+    /// Where to probe `runtime.ready`, likewise.
+    pub ready: ProbeAt,
     /// Byte offset of `goid` in `runtime.g`.
     pub goid_offset: u32,
     /// Byte offset of `atomicstatus` in `runtime.g`, to tell at the end of a run whether a
@@ -44,6 +44,16 @@ pub struct GoBinary {
     /// Wait reason names by the runtime's `waitReason` value (empty when the table could
     /// not be read: reasons are then shown by number).
     pub reasons: Vec<String>,
+}
+
+/// Where in a Go binary a runtime function is probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeAt {
+    /// The file offset.
+    pub offset: u64,
+    /// Whether it is the branch of the function's stack check, whose programs must skip
+    /// a hit that branches to `morestack` ([`crate::collect::probe_point::Point`]).
+    pub at_stack_check: bool,
 }
 
 /// Where the offsets of `g`'s fields came from.
@@ -140,18 +150,24 @@ fn inspect_data(data: &BoundedFile) -> Result<GoBinary, NotTraceable> {
             .find(|s| s.name() == Ok(name))
             .ok_or(NotTraceable::NoSymbol(name))
     };
-    let file_offset = |name: &'static str, registers: &'static [Register]| {
-        let function = symbol(name)?;
-        let reads = Reads {
-            registers,
-            go: true,
+    let probe_at =
+        |name: &'static str, registers: &'static [Register]| -> Result<ProbeAt, NotTraceable> {
+            let function = symbol(name)?;
+            let reads = Reads {
+                registers,
+                go: true,
+                morestack_aware: true,
+            };
+            let (addr, point) = probe_point(&elf, function.address(), function.size(), reads);
+            let offset = elf_data::file_offset(&elf, addr).ok_or(NotTraceable::NoSymbol(name))?;
+            Ok(ProbeAt {
+                offset,
+                at_stack_check: point.at_stack_check,
+            })
         };
-        let (addr, _) = probe_point(&elf, function.address(), function.size(), reads);
-        elf_data::file_offset(&elf, addr).ok_or(NotTraceable::NoSymbol(name))
-    };
     // What go_park and go_ready read: the goroutine (R14, RAX) and the wait reason (CL).
-    let gopark_offset = file_offset("runtime.gopark", &[Register::R14, Register::RCX])?;
-    let ready_offset = file_offset("runtime.ready", &[Register::RAX])?;
+    let gopark = probe_at("runtime.gopark", &[Register::R14, Register::RCX])?;
+    let ready = probe_at("runtime.ready", &[Register::RAX])?;
     let reasons = symbol("runtime.waitReasonStrings")
         .ok()
         .map(|s| string_table(&elf, data, s.address(), s.size()))
@@ -166,8 +182,8 @@ fn inspect_data(data: &BoundedFile) -> Result<GoBinary, NotTraceable> {
     };
     Ok(GoBinary {
         version,
-        gopark_offset,
-        ready_offset,
+        gopark,
+        ready,
         goid_offset,
         status_offset,
         layout_from,

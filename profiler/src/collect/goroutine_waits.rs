@@ -8,10 +8,10 @@ use std::collections::{HashMap, HashSet};
 use anyhow::Result;
 use profiler_common::{GoWaitKey, counter, sample_kind};
 use profiler_model::LabelKey;
-use profiler_model::labels::{IN_PROGRESS, WaitClass};
+use profiler_model::labels::{IN_PROGRESS, WaitClass, Waiters};
 use profiler_model::{
-    Account, Cause, Comment, Count, Counted, Label, Loss, LostStack, ProfileKind, Subject, Table,
-    Tally,
+    Account, Cause, Comment, Count, Counted, GoroutineCost, Label, Loss, LostStack, ProfileKind,
+    Subject, Table, Tally,
 };
 
 use crate::collect::collector::{Collector, RunEnd, Sample, Seen};
@@ -75,9 +75,10 @@ impl Collector for GoroutineCollector {
         self.tracer.close(probes);
     }
 
-    /// Labels `pid`, `goroutine` (the id), `reason` (the runtime's name), `class`, `comm`
-    /// and `outcome` (`woken`, or `in progress` for a goroutine still parked at the end,
-    /// counted up to it).
+    /// One sample per wait stack, with exact totals, labelled `pid`, `waiters` (one
+    /// goroutine or several), `reason` (the runtime's name), `class`, `comm` and `outcome`
+    /// (`woken`, or `in progress` for a goroutine still parked at the end, counted up to
+    /// it, with its id as `goroutine`).
     fn finish(self: Box<Self>, probes: &mut Probes, run: &RunEnd<'_>) -> Result<RawProfile> {
         let mut go = self.tracer.finish(probes)?;
         go.waits.retain(|(key, _)| run.keeps(key.pid));
@@ -89,7 +90,12 @@ impl Collector for GoroutineCollector {
                 continue;
             }
             let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
-            let labels = labels(&go, key, &comm(&value.comm), READIED);
+            let waiters = if value.others > 0 {
+                Waiters::Several
+            } else {
+                Waiters::One
+            };
+            let labels = labels(&go, key, &comm(&value.comm), waiters, None, READIED);
             let totals = [value.waits, value.nanos];
             raw.add_site(sampled, LostStack::RingBufferFull, &totals, &labels);
         }
@@ -112,7 +118,7 @@ impl Collector for GoroutineCollector {
             };
             let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
             let comm = comms.get(&key.pid).map_or("", String::as_str);
-            let labels = labels(&go, key, comm, IN_PROGRESS);
+            let labels = labels(&go, key, comm, Waiters::One, Some(parked.goid), IN_PROGRESS);
             raw.add_site(sampled, missing, &[1, nanos], &labels);
         }
         Ok(raw)
@@ -129,19 +135,32 @@ fn reason_name(go: &GoroutineWaits, pid: u32, reason: u32) -> String {
         .unwrap_or_else(|| format!("wait reason {reason}"))
 }
 
-fn labels(go: &GoroutineWaits, key: &GoWaitKey, comm: &str, outcome: &str) -> Vec<Label> {
+/// A site's labels; `goroutine` is the id of a goroutine still parked at the end (a
+/// completed site's goroutines are not kept: see [`Waiters`]).
+fn labels(
+    go: &GoroutineWaits,
+    key: &GoWaitKey,
+    comm: &str,
+    waiters: Waiters,
+    goroutine: Option<u64>,
+    outcome: &str,
+) -> Vec<Label> {
     let reason = reason_name(go, key.pid, key.reason);
-    vec![
-        Label::num(LabelKey::Pid, i64::from(key.pid)),
-        Label::num(
+    let mut labels = vec![Label::num(LabelKey::Pid, i64::from(key.pid))];
+    if let Some(goid) = goroutine {
+        labels.push(Label::num(
             LabelKey::Goroutine,
-            i64::try_from(key.goid).unwrap_or(i64::MAX),
-        ),
+            i64::try_from(goid).unwrap_or(i64::MAX),
+        ));
+    }
+    labels.extend([
+        Label::str(LabelKey::Waiters, waiters.label()),
         Label::str(LabelKey::Comm, comm),
         Label::str(LabelKey::Class, WaitClass::of_reason(&reason).label()),
         Label::str(LabelKey::Reason, reason),
         Label::str(LabelKey::Outcome, outcome),
-    ]
+    ]);
+    labels
 }
 
 /// What the goroutine tracing recorded and lost, for the profile's comments.
@@ -191,9 +210,26 @@ fn accounting(run: &RunEnd<'_>, go: &GoroutineWaits) -> Vec<Comment> {
         stacks_taken: c.get(counter::GO_STACKS),
         stacks_lost: c.get(counter::LOST_GO_STACK),
     };
-    [Account::Note(method), Account::Tally(tally)]
-        .into_iter()
-        .chain(go.notes.iter().cloned().map(Account::Note))
-        .map(Comment::Account)
-        .collect()
+    let (parks, wakes) = (c.get(counter::GO_PARK_HITS), c.get(counter::GO_READY_HITS));
+    let seconds = run.duration.as_secs_f64().max(1e-9);
+    let trap = crate::collect::uprobe_check::running_kernel().trap;
+    let cost = GoroutineCost {
+        parks,
+        wakes,
+        seconds,
+        per_second: (parks + wakes) as f64 / seconds,
+        measured: trap.map(|trap| {
+            let us = trap.as_secs_f64() * 1e6;
+            (us, us * (parks + wakes) as f64 / 1e6)
+        }),
+    };
+    [
+        Account::Note(method),
+        Account::Tally(tally),
+        Account::GoroutineCost(cost),
+    ]
+    .into_iter()
+    .chain(go.notes.iter().cloned().map(Account::Note))
+    .map(Comment::Account)
+    .collect()
 }

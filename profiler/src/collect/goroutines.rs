@@ -12,7 +12,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
 use aya::programs::{TracePoint, UProbe};
-use profiler_common::{GoWaitKey, GoWaitValue, Parked, ParkedKey, map_name, program_name};
+use profiler_common::{
+    GoWaitKey, GoWaitValue, Parked, ParkedKey, go_probe_cookie, map_name, program_name,
+};
 
 use crate::collect::golang::{self, GoBinary, NotTraceable};
 use crate::collect::probes::Probes;
@@ -261,6 +263,36 @@ impl GoTracer {
     }
 }
 
+/// Most processes looked at for [`untraced_note`]: a whole host's futex waits come from
+/// many.
+const MAX_UNTRACED_LOOKS: usize = 64;
+
+/// One line for a run without goroutine tracing whose futex waits came from Go programs
+/// (their runtime threads wait in futexes; their goroutines' waits are not futex waits):
+/// which programs, and what tracing them would cost. `None` when none of the first
+/// [`MAX_UNTRACED_LOOKS`] processes of `pids` is Go.
+pub fn untraced_note(pids: impl Iterator<Item = u32>) -> Option<String> {
+    let mut distinct: Vec<u32> = pids.collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let go: Vec<String> = distinct
+        .into_iter()
+        .take(MAX_UNTRACED_LOOKS)
+        .filter(|pid| golang::is_go(Path::new(&format!("/proc/{pid}/exe"))))
+        .map(|pid| format!("pid {pid}"))
+        .collect();
+    if go.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "goroutine waits not traced: {} {} Go; --profiles with goroutines traces them, \
+         with a uprobe trap on every goroutine park and wake (on a busy Go net/http \
+         service here that cost 1.5-2.5x its CPU per request: BENCHMARKS.md row 15)",
+        go.join(", "),
+        if go.len() == 1 { "is" } else { "are" }
+    ))
+}
+
 /// The file `execvp` would run for `program`: itself if it names a path, else the first
 /// executable of that name on `PATH`.
 fn find_program(program: &std::ffi::OsStr) -> Option<PathBuf> {
@@ -287,7 +319,7 @@ fn still_parked(key: ParkedKey, entry: &Parked, binary: &GoBinary) -> bool {
     if read.is_err() {
         return false;
     }
-    u64::from_le_bytes(goid) == entry.site.goid && u32::from_le_bytes(status) & !G_SCAN == G_WAITING
+    u64::from_le_bytes(goid) == entry.goid && u32::from_le_bytes(status) & !G_SCAN == G_WAITING
 }
 
 /// Attaches the park and ready probes to the binary at `exe`, for every process that runs
@@ -296,10 +328,17 @@ fn still_parked(key: ParkedKey, entry: &Parked, binary: &GoBinary) -> bool {
 fn attach(probes: &mut Probes, exe: &Path, binary: &GoBinary) -> Result<()> {
     let ebpf = probes.ebpf_mut();
     let mut attached = Vec::new();
-    for (name, offset) in [
-        (program_name::GO_PARK, binary.gopark_offset),
-        (program_name::GO_READY, binary.ready_offset),
+    for (name, at) in [
+        (program_name::GO_PARK, binary.gopark),
+        (program_name::GO_READY, binary.ready),
     ] {
+        let offset = at.offset;
+        let cookie = u64::from(binary.goid_offset)
+            | if at.at_stack_check {
+                go_probe_cookie::AT_STACK_CHECK
+            } else {
+                0
+            };
         let program: &mut UProbe = ebpf
             .program_mut(name)
             .with_context(|| format!("the eBPF object has no program {name}"))?
@@ -308,7 +347,7 @@ fn attach(probes: &mut Probes, exe: &Path, binary: &GoBinary) -> Result<()> {
             .attach(
                 UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(offset),
-                    cookie: Some(u64::from(binary.goid_offset)),
+                    cookie: Some(cookie),
                 },
                 exe,
                 UProbeScope::AllProcesses,

@@ -135,8 +135,9 @@ impl Feature {
             | Feature::CurrentTaskBtf
             | Feature::TaskPtRegs => None,
             Feature::GetStack if frame_pointers => None,
-            // Kernel stacks of CPU samples; a Go runtime's allocations walk frame pointers.
-            Feature::GetStack => Some(&[Cpu, Heap]),
+            // Kernel stacks of CPU samples; a Go runtime's allocations and a goroutine's
+            // park site walk frame pointers.
+            Feature::GetStack => Some(&[Cpu, Heap, Goroutines]),
             Feature::PerfEventPrograms => Some(&[Cpu]),
             Feature::BtfTracepoints => Some(&[Io, Block, OffCpu]),
             Feature::SchedSwitchState => Some(&[OffCpu]),
@@ -420,6 +421,7 @@ mod tests {
             .without(Feature::Uretprobes);
         let wanted = ProfileSet {
             heap: true,
+            goroutines: true,
             ..ProfileSet::default()
         };
         let decision = decide(&kernel, wanted, false).unwrap();
@@ -487,12 +489,13 @@ mod tests {
         let kernel = KernelFeatures::complete("4.17.0").without(Feature::GetStack);
         let wanted = ProfileSet {
             heap: true,
+            goroutines: true,
             ..ProfileSet::default()
         };
         let decision = decide(&kernel, wanted, false).unwrap();
-        assert!(!decision.profiles.cpu && !decision.profiles.heap);
-        assert!(decision.profiles.io && decision.profiles.block && decision.profiles.goroutines);
-        assert_eq!(decision.refused.len(), 2);
+        assert!(!decision.profiles.cpu && !decision.profiles.heap && !decision.profiles.goroutines);
+        assert!(decision.profiles.io && decision.profiles.block);
+        assert_eq!(decision.refused.len(), 3);
         assert!(decide(&kernel, wanted, true).is_err());
     }
 

@@ -25,7 +25,7 @@ pub fn mark_idle_threads(profile: &mut Profile) {
     let idle_stacks: HashSet<StackId> = profile
         .samples
         .iter()
-        .filter(|s| s.label_num(LabelKey::Goroutine).is_none())
+        .filter(|s| !s.is_goroutine_wait())
         .map(|s| s.stack)
         .filter(|&stack| {
             let functions = profile.stack_functions(stack);
@@ -34,7 +34,7 @@ pub fn mark_idle_threads(profile: &mut Profile) {
         })
         .collect();
     for sample in &mut profile.samples {
-        if idle_stacks.contains(&sample.stack) && sample.label_num(LabelKey::Goroutine).is_none() {
+        if idle_stacks.contains(&sample.stack) && !sample.is_goroutine_wait() {
             sample
                 .labels
                 .push(Label::str(LabelKey::Class, WaitClass::Idle.label()));

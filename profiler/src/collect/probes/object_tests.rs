@@ -340,16 +340,24 @@ fn each_shared_struct_has_the_object_s_layout() {
         layout!(GoWaitKey {
             pid,
             reason,
-            goid,
-            sp,
-            caller,
-            bp,
-            ret
+            stack,
+            caller
         }),
-        layout!(GoWaitValue { waits, nanos, comm }),
+        layout!(GoWaitValue {
+            waits,
+            nanos,
+            first_goid,
+            others,
+            stack_sent,
+            comm
+        }),
         layout!(ParkedKey { pid, _pad, g }),
         layout!(IoFdKey { pid, _pad, fd }),
-        layout!(Parked { start_ns, site }),
+        layout!(Parked {
+            start_ns,
+            goid,
+            site
+        }),
         layout!(ProcEvent {
             kind,
             pid,
