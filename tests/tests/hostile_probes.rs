@@ -224,8 +224,18 @@ fn sparse_and_crafted_go_binaries_cost_their_tables_in_whole_host_mode() {
     let tmp = temp_dir();
     let out = tmp.path().join("out");
     let window = Duration::from_secs(3);
-    // The default profiles, goroutine waits among them.
-    let run = run_profiler(&["--duration", "3s", "--format", "folded,pprof"], &out);
+    // The default profiles and goroutine waits, which read every Go binary's tables.
+    let run = run_profiler(
+        &[
+            "--duration",
+            "3s",
+            "--profiles",
+            "cpu,io,block,goroutines",
+            "--format",
+            "folded,pprof",
+        ],
+        &out,
+    );
     let (sparse, crafted) = (attack.sparse.clone(), attack.crafted.clone());
     attack.stop();
     run.assert_success();

@@ -1,6 +1,6 @@
 //! A whole-host run on a busy host (issue 25): every server of the issue under load at
 //! once, more than the CPUs can run, while the profiler samples the whole host with its
-//! default profiles (cpu, io, block, goroutines) and the default ring buffer, as a user
+//! default profiles (cpu, io, block) and the default ring buffer, as a user
 //! would run it. On the host: Debian's nginx (two workers) under `ab`, redis-server under
 //! `redis-benchmark`, PostgreSQL under `pgbench`, a JVM with one busy thread and Node.js
 //! with libuv's pool working in bursts (`block_jvm.java`, `block_libuv.js`), a Go
@@ -387,7 +387,7 @@ fn busy_whole_host_loses_no_cpu_samples_and_names_processes_not_threads() {
         node_measured.0,
     );
 
-    // What the ring lost, of every kind (CPU samples; I/O, futex and goroutine stacks).
+    // What the ring lost, of every kind (CPU samples; I/O and futex stacks).
     let losses: Vec<&str> = run
         .stdout
         .lines()

@@ -54,7 +54,14 @@ impl Collector for FutexCollector {
         }
         let mut in_progress = probes.read_in_flight()?;
         in_progress.retain(|entry| entry.syscall >= futex_syscall::FUTEX && run.keeps(entry.pid));
-        let mut raw = RawProfile::new(ProfileKind::Block, accounting(run, in_progress.len()));
+        let mut comments = accounting(run, in_progress.len());
+        if !run.config.profiles.goroutines {
+            let pids = waits.iter().map(|(key, _)| key.pid);
+            if let Some(note) = crate::collect::goroutines::untraced_note(pids) {
+                comments.push(Comment::Account(Account::Note(note)));
+            }
+        }
+        let mut raw = RawProfile::new(ProfileKind::Block, comments);
         let stacks_of = self.stacks.by_site();
         let mut comms = HashMap::new();
         for (key, value) in &waits {

@@ -106,9 +106,11 @@ struct Args {
 
     /// Profiles to collect, comma-separated: cpu, io, block (futex waits), goroutines
     /// (goroutine waits of Go programs, by uprobes on the Go runtime; into the blocking
-    /// profile), heap (needs --pid or a command, and is not in the default set: a uprobe
-    /// traps on every allocation).
-    #[arg(long, value_delimiter = ',', default_value = "cpu,io,block,goroutines")]
+    /// profile; not in the default set: a uprobe traps on every goroutine park and wake),
+    /// heap (needs --pid or a command, and is not in the default set: a uprobe traps on
+    /// every allocation), offcpu (every wait off CPU, by reason and waker; not in the
+    /// default set: it runs on every context switch of the host).
+    #[arg(long, value_delimiter = ',', default_value = "cpu,io,block")]
     profiles: Vec<ProfileArg>,
 
     /// How the heap profile counts a launched command's native allocations: `preload`

@@ -36,7 +36,8 @@ pub struct ProfileSet {
     /// every allocation).
     pub heap: bool,
     /// Goroutine waits of Go processes by goroutine stack and wait reason (written into
-    /// the blocking profile).
+    /// the blocking profile; not by default: a uprobe traps on every goroutine park and
+    /// wake, which costs a busy Go service more than it can pay in production).
     pub goroutines: bool,
     /// Every wait off CPU by call stack, reason and waker (not by default: it runs on every
     /// context switch of the host).
@@ -49,7 +50,7 @@ impl Default for ProfileSet {
             cpu: true,
             io: true,
             block: true,
-            goroutines: true,
+            goroutines: false,
             heap: false,
             offcpu: false,
         }
