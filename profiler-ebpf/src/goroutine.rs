@@ -36,8 +36,8 @@ use aya_ebpf::{
     programs::ProbeContext,
 };
 use profiler_common::{
-    COMM_LEN, GoWaitKey, go_probe_cookie, GoWaitValue, MAX_GO_WAIT_KEYS,
-    MAX_PARKED_GOROUTINES, Parked, ParkedKey, counter,
+    COMM_LEN, GoWaitKey, GoWaitValue, MAX_GO_WAIT_KEYS, MAX_PARKED_GOROUTINES, Parked, ParkedKey,
+    counter, go_probe_cookie,
 };
 
 use crate::shared::{
@@ -84,7 +84,11 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
         caller,
     };
     let goid = read(g + goid_offset);
-    let key = ParkedKey { pid: tgid, _pad: 0, g };
+    let key = ParkedKey {
+        pid: tgid,
+        _pad: 0,
+        g,
+    };
     // SAFETY: presence check only.
     if unsafe { PARKED.get(&key) }.is_some() {
         count(counter::GO_END_UNSEEN);
@@ -147,7 +151,11 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
     let (tgid, _) = current_ids();
     // SAFETY: the context of a uprobe is the task's saved user registers.
     let g = unsafe { (*ctx.regs).rax };
-    let key = ParkedKey { pid: tgid, _pad: 0, g };
+    let key = ParkedKey {
+        pid: tgid,
+        _pad: 0,
+        g,
+    };
     // SAFETY: the entry is copied out before it is removed.
     let Some(parked) = (unsafe { PARKED.get(&key) }).copied() else {
         return 0;

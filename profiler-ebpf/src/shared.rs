@@ -18,8 +18,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use profiler_common::{
-    BlockKey, COMM_LEN, GO_STACK_HASH_FRAMES, GoWaitKey, HeapEvent, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS,
-    MAX_USER_FRAMES, MAX_USER_STACK_BYTES, OffCpuWait, PROC_EVENTS_BYTES, ProcEvent,
+    BlockKey, COMM_LEN, GO_STACK_HASH_FRAMES, GoWaitKey, HeapEvent, IoKey, MAX_KERNEL_FRAMES,
+    MAX_TARGETS, MAX_USER_FRAMES, MAX_USER_STACK_BYTES, OffCpuWait, PROC_EVENTS_BYTES, ProcEvent,
     SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES, SampleRecord, counter, proc_event, sample_flag,
     stack_mode,
 };
