@@ -14,6 +14,7 @@
 mod accuracy;
 mod cost;
 mod fixtures;
+mod go_service;
 mod goroutines;
 mod heap;
 mod hostile;
@@ -55,7 +56,8 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only these rows (comma-separated): cpu, syscalls, block, accuracy, cost,
-    /// latency, scale, unwind, goroutines, names, heap, hostile, kernels, offcpu. The report then holds
+    /// latency, scale, unwind, goroutines, names, heap, hostile, kernels, offcpu, goservice.
+    /// The report then holds
     /// only those rows.
     #[arg(long, value_delimiter = ',', value_parser = ROW_IDS)]
     only: Vec<String>,
@@ -71,7 +73,7 @@ pub struct BenchArgs {
 }
 
 /// Row ids for `--only`, in bench order.
-const ROW_IDS: [&str; 14] = [
+const ROW_IDS: [&str; 15] = [
     "cpu",
     "syscalls",
     "block",
@@ -86,6 +88,7 @@ const ROW_IDS: [&str; 14] = [
     "hostile",
     "kernels",
     "offcpu",
+    "goservice",
 ];
 
 /// Durations and counts of one bench run; `--quick` shortens them all.
@@ -188,7 +191,7 @@ pub struct Ctx {
 type RowFn = fn(&Ctx) -> Result<Section>;
 
 /// (id, title, function) in bench order.
-const ROWS: [(&str, &str, RowFn); 14] = [
+const ROWS: [(&str, &str, RowFn); 15] = [
     ("cpu", "1. CPU sampling overhead", overhead::cpu_sampling),
     (
         "syscalls",
@@ -226,6 +229,11 @@ const ROWS: [(&str, &str, RowFn); 14] = [
         "offcpu",
         "14. Off-CPU profile: cost per context switch",
         offcpu::offcpu,
+    ),
+    (
+        "goservice",
+        "15. A busy Go net/http service: CPU per request under each profile set",
+        go_service::go_service,
     ),
 ];
 
