@@ -7,6 +7,7 @@
 //! mutex) must have the count and delay of Go's own profile over that load within 10%,
 //! and no wait of the handler's channel or mutex may be put under the garbage collector's
 //! functions (the handler's GC assists are waits of their own, which Go does not profile).
+//! The worker waiting for jobs and the GC's sweeper are idle: the summary names neither.
 //!
 //! The worker spins 50 µs per request, so a reply wait lasts about that long: Go times a
 //! channel wait from the start of the operation, the profiler from the park, and the
@@ -26,10 +27,9 @@ mod raw;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use integration_tests::{
-    GoToolchain, Running, go_toolchains, prerequisites, run_command, spawn_profiler, temp_dir,
+    GoToolchain, go_toolchains, prerequisites, run_command, spawn_profiler, temp_dir,
 };
 use raw::{RawSample, describe, raw_samples};
 
@@ -89,23 +89,11 @@ fn gap(ours: i64, theirs: i64) -> f64 {
 fn check(toolchain: &GoToolchain) -> Result<String, String> {
     let binary = go::build(toolchain, "go_service");
     let tmp = temp_dir();
-    let port_file = tmp.path().join("port");
-    let mut cmd = Command::new(&binary);
-    cmd.arg(&port_file)
-        .env("GO_SERVICE_PROFILE_RATE", "1")
-        .env("GOGC", "5");
-    let server = Running::spawn(cmd);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let port: u16 = loop {
-        if let Some(port) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-        {
-            break port;
-        }
-        assert!(Instant::now() < deadline, "the Go service wrote no port");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (server, port) = go::start_server(
+        &binary,
+        tmp.path(),
+        &[("GO_SERVICE_PROFILE_RATE", "1"), ("GOGC", "5")],
+    );
     let pid = server.pid().to_string();
     let out = tmp.path().join("out");
     let profiler = spawn_profiler(
@@ -180,6 +168,17 @@ fn check(toolchain: &GoToolchain) -> Result<String, String> {
         return Err(format!(
             "a channel or mutex wait is under the garbage collector: {:?}\n{context}",
             mixed.functions()
+        ));
+    }
+    // The worker waits for work at its goroutine's top, and the GC's sweeper idles: the
+    // summary names neither, as a finding or among the top waiting stacks.
+    if let Some(line) = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("main.worker") || l.contains("runtime.bgsweep"))
+    {
+        return Err(format!(
+            "the summary names an idle goroutine: {line:?}\n{context}"
         ));
     }
     Ok(format!(

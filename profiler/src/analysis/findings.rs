@@ -119,9 +119,7 @@ impl Analysis {
 
     /// The Go channel sites goroutines waited at most.
     pub fn go_channels(&self) -> impl Iterator<Item = &GoWaitFinding> {
-        self.go_waits
-            .iter()
-            .filter(|f| f.kind == GoWaitKind::Channel)
+        self.go_waits.iter().filter(|f| f.kind != GoWaitKind::Mutex)
     }
 
     /// Every finding as a value, by kind in the order the report lists them: small I/O,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use profiler_model::LabelKey;
 use profiler_model::labels::{WaitClass, Waiters, class_of};
-use profiler_model::{BlockValue, Profile};
+use profiler_model::{BlockValue, Profile, Sample};
 
 /// The share of the profile's window that goroutines must have waited at one channel site,
 /// together, for it to be a finding.
@@ -17,11 +17,17 @@ pub const MIN_CHANNEL_SHARE: f64 = 0.05;
 pub enum GoWaitKind {
     /// A `sync.Mutex` or `sync.RWMutex`.
     Mutex,
-    /// A channel operation or `select`.
-    Channel,
+    /// A channel send: the goroutine waits for a receiver.
+    ChannelSend,
+    /// A channel receive or `select`, not at the top of its goroutine: the goroutine waits
+    /// for a value another one sends (a request waiting for a worker's answer).
+    ChannelReceive,
 }
 
 impl GoWaitKind {
+    /// Every kind, in the order the summary lists them.
+    pub const ALL: [Self; 3] = [Self::Mutex, Self::ChannelSend, Self::ChannelReceive];
+
     /// What to do about it.
     pub fn hint(self) -> &'static str {
         match self {
@@ -31,14 +37,63 @@ impl GoWaitKind {
                  goroutine and merge them, or publish read-mostly data copy-on-write \
                  (atomic.Pointer) instead of locking it"
             }
-            Self::Channel => {
-                "goroutines wait here for channel hand-offs: give the channel a buffer \
-                 (make(chan T, n)) so senders and receivers do not wait for each other, send \
-                 batches (a slice per message) instead of single items, or hand off less \
-                 often (fewer pipeline stages)"
+            Self::ChannelSend => {
+                "senders wait for a receiver: the receiving side is slower than the sending \
+                 one; add receivers or make each receive do less, send batches (a slice per \
+                 message) instead of single items; a buffer (make(chan T, n)) only absorbs \
+                 bursts, and a buffered channel whose senders wait is full"
+            }
+            Self::ChannelReceive => {
+                "these goroutines wait for values other goroutines send: the time is spent \
+                 by the senders (profile what they do); more senders or less work per value \
+                 shortens it, a buffer does not"
             }
         }
     }
+}
+
+/// Whether a goroutine wait is idle, not a cost of the work: sleeping, waiting for the
+/// network or a timer, one of the runtime's background workers, or a goroutine waiting
+/// for work at its own top (a receive or `select` in the function the goroutine was
+/// started with, as a worker's `for job := range jobs` or a server's accept loop).
+pub fn is_idle_wait(profile: &Profile, sample: &Sample) -> bool {
+    if !sample.is_goroutine_wait() {
+        return false;
+    }
+    match class_of(sample) {
+        Some(WaitClass::Sleep | WaitClass::Network | WaitClass::Gc | WaitClass::Idle) => true,
+        Some(WaitClass::Channel) => !is_send(sample) && waits_at_its_top(profile, sample),
+        _ => false,
+    }
+}
+
+fn is_send(sample: &Sample) -> bool {
+    sample
+        .label_str(LabelKey::Reason)
+        .is_some_and(|r| r.starts_with("chan send"))
+}
+
+/// Whether the Go function that waited (the first outside the machinery) is its
+/// goroutine's own: below it only `runtime.goexit` and the closures a `go` statement
+/// wraps its call in (`main.run.func1` before Go 1.22, `main.run.gowrap1` since).
+fn waits_at_its_top(profile: &Profile, sample: &Sample) -> bool {
+    let mut frames = profile.stack_functions(sample.stack);
+    frames.reverse();
+    frames.iter().position(|f| !is_machinery(f)).is_none_or(|at| {
+        frames[at + 1..]
+            .iter()
+            .all(|f| *f == "runtime.goexit" || is_go_statement_wrapper(f))
+    })
+}
+
+/// Whether `function` is a closure as a `go` statement with arguments makes one: its
+/// last element is `funcN` or `gowrapN`.
+fn is_go_statement_wrapper(function: &str) -> bool {
+    let last = function.rsplit('.').next().unwrap_or("");
+    ["func", "gowrap"].iter().any(|prefix| {
+        last.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 /// One Go wait site worth looking at.
@@ -87,7 +142,10 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
     for sample in &profile.samples {
         let kind = match class_of(sample) {
             Some(WaitClass::Lock) => GoWaitKind::Mutex,
-            Some(WaitClass::Channel) => GoWaitKind::Channel,
+            Some(WaitClass::Channel) if is_send(sample) => GoWaitKind::ChannelSend,
+            // A worker waiting for work is idle, whatever its channel's buffer.
+            Some(WaitClass::Channel) if is_idle_wait(profile, sample) => continue,
+            Some(WaitClass::Channel) => GoWaitKind::ChannelReceive,
             _ => continue,
         };
         // Leaf first: the first frame outside the machinery is the code that waited.
@@ -107,7 +165,7 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
                 }
                 lock.to_owned()
             }
-            GoWaitKind::Channel => sample
+            GoWaitKind::ChannelSend | GoWaitKind::ChannelReceive => sample
                 .label_str(LabelKey::Reason)
                 .unwrap_or("chan")
                 .to_owned(),
@@ -152,7 +210,9 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
         })
         .filter(|f| match f.kind {
             GoWaitKind::Mutex => f.waiters == Waiters::Several,
-            GoWaitKind::Channel => f.delay as f64 >= MIN_CHANNEL_SHARE * window,
+            GoWaitKind::ChannelSend | GoWaitKind::ChannelReceive => {
+                f.delay as f64 >= MIN_CHANNEL_SHARE * window
+            }
         })
         .collect();
     all.sort_by_key(|f| std::cmp::Reverse(f.delay));
@@ -167,25 +227,31 @@ mod tests {
 
     use super::*;
 
-    fn profile() -> Profile {
-        let mut b = ProfileBuilder::new(
+    /// A block profile to build, and a stack of `names` (leaf first) in it.
+    fn builder() -> ProfileBuilder {
+        ProfileBuilder::new(
             ProfileKind::Block,
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
-        );
-        let stack = |b: &mut ProfileBuilder, names: &[&str]| {
-            let locations = names
-                .iter()
-                .map(|name| {
-                    b.location(profiler_model::fixture::location(
-                        name.len() as u64,
-                        None,
-                        vec![profiler_model::fixture::line(name)],
-                    ))
-                })
-                .collect();
-            b.stack(locations)
-        };
+        )
+    }
+
+    fn stack(b: &mut ProfileBuilder, names: &[&str]) -> profiler_model::StackId {
+        let locations = names
+            .iter()
+            .map(|name| {
+                b.location(profiler_model::fixture::location(
+                    name.len() as u64,
+                    None,
+                    vec![profiler_model::fixture::line(name)],
+                ))
+            })
+            .collect();
+        b.stack(locations)
+    }
+
+    fn profile() -> Profile {
+        let mut b = builder();
         // Locations are leaf first.
         let lock = stack(
             &mut b,
@@ -207,6 +273,17 @@ mod tests {
                 "runtime.gopark",
                 "runtime.chanrecv1",
                 "main.work",
+                "main.handle",
+                "runtime.goexit",
+            ],
+        );
+        // A worker waiting for work at its goroutine's top: idle, never a finding.
+        let worker = stack(
+            &mut b,
+            &[
+                "runtime.gopark",
+                "runtime.chanrecv2",
+                "main.worker",
                 "runtime.goexit",
             ],
         );
@@ -232,27 +309,21 @@ mod tests {
         b.add_sample(wg, &[3, 900_000_000], labels(3, "lock", "semacquire"));
         b.add_sample(recv, &[5, 80_000_000], labels(4, "channel", "chan receive"));
         b.add_sample(recv, &[5, 1_000_000], labels(5, "sleep", "sleep"));
+        b.add_sample(
+            worker,
+            &[50, 900_000_000],
+            labels(6, "channel", "chan receive"),
+        );
         b.build()
     }
 
     /// A mutex stack as the profiler now writes it: one sample per stack, with `waiters`.
     fn lock_site(waiters: Waiters) -> Profile {
-        let mut b = ProfileBuilder::new(
-            ProfileKind::Block,
-            SystemTime::UNIX_EPOCH,
-            Duration::from_secs(1),
+        let mut b = builder();
+        let stack = stack(
+            &mut b,
+            &["runtime.gopark", "sync.(*Mutex).Lock", "main.put"],
         );
-        let locations = ["runtime.gopark", "sync.(*Mutex).Lock", "main.put"]
-            .iter()
-            .map(|name| {
-                b.location(profiler_model::fixture::location(
-                    name.len() as u64,
-                    None,
-                    vec![profiler_model::fixture::line(name)],
-                ))
-            })
-            .collect();
-        let stack = b.stack(locations);
         b.add_sample(
             stack,
             &[40, 900_000_000],
@@ -265,6 +336,15 @@ mod tests {
             ],
         );
         b.build()
+    }
+
+    #[test]
+    fn go_statement_wrappers_are_told_from_named_functions() {
+        assert!(is_go_statement_wrapper("main.runChannel.func1"));
+        assert!(is_go_statement_wrapper("main.runChannel.gowrap2"));
+        assert!(!is_go_statement_wrapper("main.worker"));
+        assert!(!is_go_statement_wrapper("main.funcs"));
+        assert!(!is_go_statement_wrapper("main.(*T).func"));
     }
 
     #[test]
@@ -291,7 +371,7 @@ mod tests {
         let chan = &found[1];
         assert_eq!(
             (chan.kind, chan.function.as_str(), chan.operation.as_str()),
-            (GoWaitKind::Channel, "main.work", "chan receive")
+            (GoWaitKind::ChannelReceive, "main.work", "chan receive")
         );
     }
 }

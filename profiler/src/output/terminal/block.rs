@@ -12,7 +12,7 @@ use super::summary::{group, human_time, shown_in_terminal};
 use super::{brief, line};
 use crate::analysis::block::{CONTENTION_HINT, LockWaits, ProcessBlocked, is_idle};
 use crate::analysis::finding::Fact;
-use crate::analysis::goroutines::{GoWaitFinding, GoWaitKind};
+use crate::analysis::goroutines::{GoWaitFinding, GoWaitKind, is_idle_wait};
 use crate::analysis::wake_evidence::futex_waits;
 use crate::analysis::words;
 use crate::output::strings::escape_terminal;
@@ -69,7 +69,8 @@ pub fn render(
     };
     let _ = writeln!(
         out,
-        "Top {top} waiting stacks by delay (idle Go runtime threads left out{idle}):"
+        "Top {top} waiting stacks by delay (idle Go runtime threads and idle goroutines: \
+         sleeping, on the network, GC workers, workers waiting for work, left out{idle}):"
     );
     let stacks: Vec<(StackId, i64, i64)> = top_stacks(profile).into_iter().take(top).collect();
     if stacks.is_empty() {
@@ -113,16 +114,17 @@ pub fn render(
 /// sites goroutines waited at most, each with its fix; empty when there is none.
 pub fn go_section(findings: &[GoWaitFinding], top: usize) -> String {
     let mut out = String::new();
-    for (kind, heading) in [
-        (
-            GoWaitKind::Mutex,
-            "Go lock contention (sync.Mutex/RWMutex waited on by several goroutines):",
-        ),
-        (
-            GoWaitKind::Channel,
-            "Go channel waits (where goroutines waited most for a hand-off):",
-        ),
-    ] {
+    for kind in GoWaitKind::ALL {
+        let heading = match kind {
+            GoWaitKind::Mutex => {
+                "Go lock contention (sync.Mutex/RWMutex waited on by several goroutines):"
+            }
+            GoWaitKind::ChannelSend => "Go channel sends (goroutines waiting for a receiver):",
+            GoWaitKind::ChannelReceive => {
+                "Go channel receives (goroutines waiting for a value; workers waiting for \
+                 work left out):"
+            }
+        };
         let of_kind: Vec<&GoWaitFinding> = findings.iter().filter(|f| f.kind == kind).collect();
         if of_kind.is_empty() {
             continue;
@@ -144,7 +146,11 @@ fn top_stacks(profile: &Profile) -> Vec<(StackId, i64, i64)> {
         .filter(|w| w.evidence.is_idle())
         .map(|w| std::ptr::from_ref(w.sample))
         .collect();
-    for sample in profile.samples.iter().filter(|s| !is_idle(s)) {
+    for sample in profile
+        .samples
+        .iter()
+        .filter(|s| !is_idle(s) && !is_idle_wait(profile, s))
+    {
         if idle.contains(&std::ptr::from_ref(sample)) {
             continue;
         }
