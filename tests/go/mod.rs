@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use integration_tests::GoToolchain;
+use integration_tests::{GoToolchain, Running};
 
 /// Builds `fixtures/NAME.go` with `toolchain` into the test target directory and returns
 /// the binary; Go's build cache (one per toolchain) makes a rebuild quick.
@@ -42,6 +42,32 @@ pub fn build_with(toolchain: &GoToolchain, name: &str, ldflags: &str, out_name: 
         String::from_utf8_lossy(&output.stderr)
     );
     out
+}
+
+/// Starts a Go server fixture (`go_http`, `go_service`) that listens on a free loopback
+/// port and writes it to the file it is given, with `env` added to its environment; waits
+/// until it listens and returns it with its port.
+pub fn start_server(binary: &Path, dir: &Path, env: &[(&str, &str)]) -> (Running, u16) {
+    let port_file = dir.join("port");
+    let _ = std::fs::remove_file(&port_file);
+    let mut cmd = Command::new(binary);
+    cmd.arg(&port_file).envs(env.iter().copied());
+    let server = Running::spawn(cmd);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let port = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+        if let Some(port) = port {
+            return (server, port);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} wrote no port within 30 s",
+            binary.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Whether `toolchain`'s runtime names the wait reason `reason` (its

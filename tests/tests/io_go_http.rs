@@ -13,10 +13,9 @@
 mod go;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use integration_tests::{
-    GoToolchain, Running, go_toolchains, prerequisites, run_command, spawn_profiler, temp_dir,
+    GoToolchain, go_toolchains, prerequisites, run_command, spawn_profiler, temp_dir,
 };
 
 // The I/O tests' helpers.
@@ -70,21 +69,7 @@ fn answered(port: u16) -> i64 {
 fn check(toolchain: &GoToolchain) -> Result<String, String> {
     let binary = go::build(toolchain, "go_http");
     let tmp = temp_dir();
-    let port_file = tmp.path().join("port");
-    let mut cmd = Command::new(&binary);
-    cmd.arg(&port_file);
-    let server = Running::spawn(cmd);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let port: u16 = loop {
-        if let Some(port) = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-        {
-            break port;
-        }
-        assert!(Instant::now() < deadline, "the Go server wrote no port");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (server, port) = go::start_server(&binary, tmp.path(), &[]);
     let pid = server.pid().to_string();
     let out = tmp.path().join("out");
     let profiler = spawn_profiler(

@@ -173,22 +173,7 @@ fn threads_of(pid: u32) -> Vec<(u32, String)> {
 /// is not about Go's releases), starts it and returns it with its port.
 fn start_go_http(dir: &Path) -> (Running, u16) {
     let toolchain = debian_go_toolchain();
-    let binary = go::build(&toolchain, "go_http");
-    let port_file = dir.join("port");
-    let mut cmd = Command::new(binary);
-    cmd.arg(&port_file);
-    let server = Running::spawn(cmd);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let port = std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|t| t.trim().parse().ok());
-        if let Some(port) = port {
-            return (server, port);
-        }
-        assert!(Instant::now() < deadline, "the Go server wrote no port");
-        thread::sleep(Duration::from_millis(20));
-    }
+    go::start_server(&go::build(&toolchain, "go_http"), dir, &[])
 }
 
 /// The pids of pgbench's backends, once all `clients` have connected (by the server's

@@ -6,7 +6,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,6 @@ use super::report::{self, Goal, Section, Status, Table};
 use super::runner::{self, Ready, Running, Workdir};
 use super::stats::{Spread, ratio_of_pairs};
 use super::{Ctx, title};
-use crate::util::{self, workspace_root};
 
 /// The load: keep-alive connections `ab` holds open.
 const CONNECTIONS: u32 = 8;
@@ -53,25 +52,6 @@ const OBSERVERS: [Observer; 5] = [
         profiler: None,
     },
 ];
-
-fn build_server(bin_dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(bin_dir)?;
-    let out = bin_dir.join("go_service");
-    let mut cmd = Command::new(super::goroutines::go_tool());
-    cmd.arg("build")
-        .arg("-o")
-        .arg(&out)
-        .arg(workspace_root().join("tests/fixtures/go_service.go"))
-        .env(
-            "GOCACHE",
-            crate::util::host_target_dir().join("bench/go-cache"),
-        )
-        .env("GO111MODULE", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0");
-    util::run(&mut cmd).context("building the Go fixture go_service (is Go installed?)")?;
-    Ok(out)
-}
 
 /// A running server and its port.
 struct Server {
@@ -211,7 +191,7 @@ fn measure(
 /// Row 15.
 pub fn go_service(ctx: &Ctx) -> Result<Section> {
     let dir = Workdir::new(&ctx.scratch, "go_service")?;
-    let binary = build_server(&ctx.scratch.join("go-bin"))?;
+    let binary = super::goroutines::build_go_fixture(&ctx.scratch.join("go-bin"), "go_service")?;
     let secs = if ctx.plan.quick { 2.0 } else { 4.0 };
     let mut section = Section::new(
         title("goservice"),

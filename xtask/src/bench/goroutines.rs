@@ -32,13 +32,18 @@ pub(super) fn go_tool() -> PathBuf {
 }
 
 pub(super) fn build_fixture(bin_dir: &Path) -> Result<PathBuf> {
+    build_go_fixture(bin_dir, "go_block")
+}
+
+/// Builds `tests/fixtures/NAME.go` with [`go_tool`] into `bin_dir`.
+pub(super) fn build_go_fixture(bin_dir: &Path, name: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(bin_dir)?;
-    let out = bin_dir.join("go_block");
+    let out = bin_dir.join(name);
     let mut cmd = Command::new(go_tool());
     cmd.arg("build")
         .arg("-o")
         .arg(&out)
-        .arg(workspace_root().join("tests/fixtures/go_block.go"))
+        .arg(workspace_root().join(format!("tests/fixtures/{name}.go")))
         // Outside the scratch directory, which every bench run wipes.
         .env(
             "GOCACHE",
@@ -47,7 +52,8 @@ pub(super) fn build_fixture(bin_dir: &Path) -> Result<PathBuf> {
         .env("GO111MODULE", "off")
         .env("GOTOOLCHAIN", "local")
         .env("CGO_ENABLED", "0");
-    util::run(&mut cmd).context("building the Go fixture go_block (is Go installed?)")?;
+    util::run(&mut cmd)
+        .with_context(|| format!("building the Go fixture {name} (is Go installed?)"))?;
     Ok(out)
 }
 
