@@ -186,7 +186,8 @@ mod tests {
                 .collect();
             b.stack(locations)
         };
-        // Locations are leaf first.
+        // Locations are leaf first, from runtime.gopark as files written before stacks
+        // started at the blocking call have them.
         let lock = stack(
             &mut b,
             &[
@@ -235,14 +236,15 @@ mod tests {
         b.build()
     }
 
-    /// A mutex stack as the profiler now writes it: one sample per stack, with `waiters`.
+    /// A mutex stack as the profiler now writes it: one sample per stack, with `waiters`,
+    /// starting at the blocking call as Go's block profile does.
     fn lock_site(waiters: Waiters) -> Profile {
         let mut b = ProfileBuilder::new(
             ProfileKind::Block,
             SystemTime::UNIX_EPOCH,
             Duration::from_secs(1),
         );
-        let locations = ["runtime.gopark", "sync.(*Mutex).Lock", "main.put"]
+        let locations = ["sync.(*Mutex).Lock", "main.put"]
             .iter()
             .map(|name| {
                 b.location(profiler_model::fixture::location(
