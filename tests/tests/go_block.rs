@@ -2,7 +2,7 @@
 //! releases from `integration_tests::go_toolchains`): the delay the blocking profile has
 //! under a fixture's function must be within 25% of Go's own block profile
 //! (`runtime.SetBlockProfileRate(1)`) of the same run, with the wait reason that release's
-//! runtime gives it; an idle server must show no contention finding; a goroutine still
+//! runtime gives it and stacks that start at the blocking call, as Go's do; an idle server must show no contention finding; a goroutine still
 //! parked at the end must be counted up to it; and a Go program that allocates heavily
 //! must get an allocation finding naming its allocating function.
 
@@ -13,6 +13,7 @@ mod go;
 #[allow(dead_code)]
 mod raw;
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -98,6 +99,14 @@ fn delay_under(samples: &[RawSample], function: &str) -> i64 {
         .sum()
 }
 
+/// The leaf functions of `samples`' stacks.
+fn leaves(samples: &[&RawSample]) -> BTreeSet<String> {
+    samples
+        .iter()
+        .filter_map(|s| s.functions().first().cloned())
+        .collect()
+}
+
 /// Runs `f` for every toolchain and fails once, listing every toolchain that failed, so
 /// one release's failure does not hide another's.
 fn for_each_toolchain(what: &str, mut f: impl FnMut(&GoToolchain) -> Result<String, String>) {
@@ -177,6 +186,15 @@ fn goroutine_waits_match_go_s_own_block_profile() {
                     100.0 * TOLERANCE
                 ));
             }
+            // Stacks start where Go's block profile starts them: at the blocking call.
+            let go_under: Vec<&RawSample> = theirs.iter().filter(|s| s.has(function)).collect();
+            let (leaves, go_leaves) = (leaves(&under), leaves(&go_under));
+            if leaves != go_leaves {
+                return Err(format!(
+                    "the goroutine waits under {function} start at {leaves:?}, Go's block \
+                     profile's at {go_leaves:?}\n{context}"
+                ));
+            }
             // The summary names the waiting function as a finding, with the operation;
             // waitChannel's goroutines receive at their own top, workers waiting for work,
             // which is no finding.
@@ -208,7 +226,7 @@ fn goroutine_waits_match_go_s_own_block_profile() {
                 }
             }
             Ok(format!(
-                "profile {} vs Go's {} ({:+.1}%), reason {reason}",
+                "profile {} vs Go's {} ({:+.1}%), reason {reason}, leaf {leaves:?}",
                 ms(got as f64),
                 ms(want as f64),
                 100.0 * gap

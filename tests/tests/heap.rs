@@ -4,6 +4,7 @@
 //! the runtime samples, here every allocation with `MemProfileRate = 1`); the blocks a
 //! fixture keeps must be in `inuse_space`, and the ones it freed not.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -71,6 +72,17 @@ fn traces(profile: &Path, index: &str) -> Vec<Trace> {
         out.extend(trace);
     }
     out
+}
+
+/// Per leaf function (the sample's first, `(inline)` mark dropped), the total of its
+/// samples: pprof's flat.
+fn flat_by_leaf(traces: &[Trace]) -> BTreeMap<&str, u64> {
+    let mut flat = BTreeMap::new();
+    for trace in traces {
+        let leaf = trace.functions[0].trim_end_matches(" (inline)");
+        *flat.entry(leaf).or_default() += trace.value;
+    }
+    flat
 }
 
 /// Per sample type, the total of the samples whose stack has a function containing `name`.
@@ -496,7 +508,52 @@ fn go_allocations_match_go_s_own_allocs_profile() {
                 }
             }
         }
+        go_leaves_match(&ours, &allocs, &context);
     }
+}
+
+/// Largest allowed relative gap between the profile's flat `alloc_space` of a function and
+/// Go's own.
+const FLAT_TOLERANCE: f64 = 0.15;
+
+/// Stacks start where Go's start theirs: the flat `alloc_space` of each function Go's own
+/// profile puts on top (5% of its total or more) is within [`FLAT_TOLERANCE`] of Go's, and
+/// no stack that reaches the program's code has the runtime's `mProf_Malloc` as its leaf.
+/// (The profile also has what the fixture allocated writing Go's profile, after Go took it:
+/// only Go's top functions are compared.)
+fn go_leaves_match(ours: &Path, allocs: &Path, context: &str) {
+    let (mine, go) = (traces(ours, "alloc_space"), traces(allocs, "alloc_space"));
+    let (mine_flat, go_flat) = (flat_by_leaf(&mine), flat_by_leaf(&go));
+    let go_total: u64 = go_flat.values().sum();
+    let top: Vec<(&str, u64)> = go_flat
+        .iter()
+        .filter(|&(_, &flat)| flat * 20 >= go_total)
+        .map(|(&f, &flat)| (f, flat))
+        .collect();
+    assert!(
+        !top.is_empty(),
+        "Go's own profile has no top function\n{context}"
+    );
+    let version = context.lines().next().unwrap_or_default();
+    for (function, want) in top {
+        let got = mine_flat.get(function).copied().unwrap_or(0);
+        let gap = (got as f64 - want as f64) / want as f64;
+        eprintln!("{version}: flat alloc_space of {function}: {got} B, Go's own {want} B");
+        assert!(
+            gap.abs() <= FLAT_TOLERANCE,
+            "flat alloc_space of {function}: {got} B, Go's own {want} B ({:+.1}%); flat by \
+             function: {mine_flat:?}, Go's: {go_flat:?}\n{context}",
+            100.0 * gap
+        );
+    }
+    let runtime_leaf = mine.iter().find(|t| {
+        t.functions[0] == "runtime.mProf_Malloc"
+            && t.functions.iter().any(|f| f.starts_with("main."))
+    });
+    assert!(
+        runtime_leaf.is_none(),
+        "a stack of the program's code starts in the runtime: {runtime_leaf:?}\n{context}"
+    );
 }
 
 #[test]

@@ -79,11 +79,14 @@ fn is_send(sample: &Sample) -> bool {
 fn waits_at_its_top(profile: &Profile, sample: &Sample) -> bool {
     let mut frames = profile.stack_functions(sample.stack);
     frames.reverse();
-    frames.iter().position(|f| !is_machinery(f)).is_none_or(|at| {
-        frames[at + 1..]
-            .iter()
-            .all(|f| *f == "runtime.goexit" || is_go_statement_wrapper(f))
-    })
+    frames
+        .iter()
+        .position(|f| !is_machinery(f))
+        .is_none_or(|at| {
+            frames[at + 1..]
+                .iter()
+                .all(|f| *f == "runtime.goexit" || is_go_statement_wrapper(f))
+        })
 }
 
 /// Whether `function` is a closure as a `go` statement with arguments makes one: its
@@ -252,7 +255,8 @@ mod tests {
 
     fn profile() -> Profile {
         let mut b = builder();
-        // Locations are leaf first.
+        // Locations are leaf first, from runtime.gopark as files written before stacks
+        // started at the blocking call have them.
         let lock = stack(
             &mut b,
             &[
@@ -317,13 +321,11 @@ mod tests {
         b.build()
     }
 
-    /// A mutex stack as the profiler now writes it: one sample per stack, with `waiters`.
+    /// A mutex stack as the profiler now writes it: one sample per stack, with `waiters`,
+    /// starting at the blocking call as Go's block profile does.
     fn lock_site(waiters: Waiters) -> Profile {
         let mut b = builder();
-        let stack = stack(
-            &mut b,
-            &["runtime.gopark", "sync.(*Mutex).Lock", "main.put"],
-        );
+        let stack = stack(&mut b, &["sync.(*Mutex).Lock", "main.put"]);
         b.add_sample(
             stack,
             &[40, 900_000_000],

@@ -17,7 +17,7 @@ use profiler_model::{
 use crate::collect::collector::{Collector, RunEnd, Sample, Seen};
 use crate::collect::goroutines::{GoTracer, GoroutineWaits};
 use crate::collect::probes::Probes;
-use crate::collect::raw_profile::{RawProfile, SiteStacks};
+use crate::collect::raw_profile::{RawProfile, SiteStacks, StackStart};
 use crate::collect::records::comm;
 use crate::config::Target;
 
@@ -121,6 +121,7 @@ impl Collector for GoroutineCollector {
             let labels = labels(&go, key, comm, Waiters::One, Some(parked.goid), IN_PROGRESS);
             raw.add_site(sampled, missing, &[1, nanos], &labels);
         }
+        raw.start_stacks_at(StackStart::GoBlock);
         Ok(raw)
     }
 }

@@ -17,7 +17,7 @@ use crate::collect::collector::RunEnd;
 use crate::collect::go_heap::{GoAllocStack, GoHeap};
 use crate::collect::heap::HeapRun;
 use crate::collect::preload::{Preload, RECORDED_STARTS};
-use crate::collect::raw_profile::{RawProfile, RawStack, SiteStacks};
+use crate::collect::raw_profile::{RawProfile, RawStack, SiteStacks, StackStart};
 use crate::collect::records::comm;
 
 const ALLOC_OBJECTS: usize = HeapValue::AllocObjects.index();
@@ -103,7 +103,8 @@ fn add_go(heap: &HeapRun, go_heap: &GoHeap, raw: &mut RawProfile) {
             Label::num(LabelKey::Pid, i64::from(stack.pid)),
             Label::str(LabelKey::Comm, comm(&stack.comm)),
         ];
-        raw.add(
+        raw.add_starting(
+            StackStart::GoHeap,
             RawStack::user(stack.user),
             vec![alloc_objects, alloc_space, inuse_objects, inuse_space],
             labels,

@@ -5,7 +5,9 @@
 use profiler_common::OFFCPU_STACK_SAMPLE_EVERY;
 use profiler_model::{Label, OffCpuValue};
 
-use crate::collect::raw_profile::{RawProfile, RawSample, RawStack, RawWaker, apportion};
+use crate::collect::raw_profile::{
+    RawProfile, RawSample, RawStack, RawWaker, StackStart, apportion,
+};
 
 /// A site's exact totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -165,6 +167,7 @@ pub(crate) fn push(
     values[OffCpuValue::Delay.index()] = delay as i64;
     raw.samples.push(RawSample {
         stack,
+        start: StackStart::Leaf,
         values,
         labels,
         waker,

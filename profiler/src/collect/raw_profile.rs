@@ -35,11 +35,29 @@ impl RawStack {
     }
 }
 
+/// Where a sample's stack is to start once its frames are named: at the frame it was
+/// unwound from, or where one of Go's own profiles starts the same stack (the rule is
+/// [`crate::convert::go_stack_start`]'s).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StackStart {
+    /// At the leaf it was unwound from.
+    #[default]
+    Leaf,
+    /// Where Go's heap profile starts a sampled allocation's stack: past the runtime's
+    /// allocation frames (`mProf_Malloc`, `mallocgc`, `makeslice`...).
+    GoHeap,
+    /// Where Go's block profile starts a goroutine wait's stack: at the blocking call
+    /// (`runtime.chanrecv1`, `sync.(*Mutex).Lock`...), not at `runtime.gopark`.
+    GoBlock,
+}
+
 /// One sample of a raw profile: values in the order of its kind's sample types.
 #[derive(Debug, Clone)]
 pub struct RawSample {
     /// Where it was counted.
     pub stack: RawStack,
+    /// Where its stack starts in the profile.
+    pub start: StackStart,
     /// Its values, one per sample type of the profile's kind.
     pub values: Vec<i64>,
     /// Its labels.
@@ -108,12 +126,32 @@ impl RawProfile {
 
     /// Adds one sample.
     pub fn add(&mut self, stack: RawStack, values: Vec<i64>, labels: Vec<Label>) {
+        self.add_starting(StackStart::Leaf, stack, values, labels);
+    }
+
+    /// Adds one sample whose stack is to start at `start`.
+    pub fn add_starting(
+        &mut self,
+        start: StackStart,
+        stack: RawStack,
+        values: Vec<i64>,
+        labels: Vec<Label>,
+    ) {
         self.samples.push(RawSample {
             stack,
+            start,
             values,
             labels,
             waker: None,
         });
+    }
+
+    /// Makes every sample's stack start at `start`: for a collector whose samples are all
+    /// of one of Go's profiles.
+    pub fn start_stacks_at(&mut self, start: StackStart) {
+        for sample in &mut self.samples {
+            sample.start = start;
+        }
     }
 
     /// Adds the exact totals of a call site, split over the user stacks sampled at it in

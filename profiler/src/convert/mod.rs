@@ -7,6 +7,7 @@
 //! built; building only reads the results.
 
 pub mod facts;
+pub mod go_stack_start;
 pub mod idle_threads;
 pub mod offcpu_stacks;
 pub mod stacks;
@@ -15,7 +16,7 @@ use profiler_model::{
     Account, Cause, Comment, Label, LabelKey, Profile, ProfileBuilder, ProfileKind, Waker,
 };
 
-use crate::collect::raw_profile::RawProfile;
+use crate::collect::raw_profile::{RawProfile, StackStart};
 use crate::collect::session::RunOutcome;
 use crate::config::Config;
 use crate::symbolize::Symbolizer;
@@ -68,14 +69,14 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
         }
         builder.comment(Comment::Unwinding(unwinding.clone()));
         for sample in raws.iter().flat_map(|raw| &raw.samples) {
-            let stack = resolver.intern(&mut builder, sample.stack);
+            let stack = resolver.intern(&mut builder, sample.stack, sample.start);
             let mut labels = sample.labels.clone();
             run.process_names.relabel(&mut labels);
             let waker = sample.waker.as_ref().map(|waker| {
                 // Named once the profile is built and its stacks can be read.
                 labels.push(Label::str(LabelKey::Waker, waker.comm.as_str()));
                 Waker {
-                    stack: resolver.intern(&mut builder, waker.stack),
+                    stack: resolver.intern(&mut builder, waker.stack, StackStart::Leaf),
                     comm: waker.comm.clone(),
                 }
             });

@@ -14,8 +14,9 @@ use profiler_model::{
     AddressSpace, FrameKind, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame, StackId,
 };
 
-use crate::collect::raw_profile::RawStack;
+use crate::collect::raw_profile::{RawStack, StackStart};
 use crate::collect::stacks::{StackHandle, StackTable, UserStack};
+use crate::convert::go_stack_start::{self, Start};
 use crate::process::procmaps::{ProcessTable, SpaceId};
 
 use crate::symbolize::{KERNEL_MAPPING, Symbolizer};
@@ -96,8 +97,14 @@ impl<'run> StackResolver<'run> {
         );
     }
 
-    /// Interns a raw stack into `builder`: a lost one as the marker saying why.
-    pub fn intern(&mut self, builder: &mut ProfileBuilder, stack: RawStack) -> StackId {
+    /// Interns a raw stack into `builder`: a lost one as the marker saying why; a sampled
+    /// one from where `start` says it starts (see [`go_stack_start`]).
+    pub fn intern(
+        &mut self,
+        builder: &mut ProfileBuilder,
+        stack: RawStack,
+        start: StackStart,
+    ) -> StackId {
         let (user, kernel) = match stack {
             RawStack::Sampled { user, kernel } => (user, kernel),
             RawStack::Lost(why) => {
@@ -105,27 +112,22 @@ impl<'run> StackResolver<'run> {
                 return builder.stack(vec![location]);
             }
         };
+        let frames = self.raw_frames(user, kernel);
+        let from = match start {
+            StackStart::Leaf => Start::default(),
+            _ => self.start_of(start, &frames),
+        };
         let mut locations = Vec::new();
-        for (raw, space) in self.raw_frames(user, kernel) {
-            let id = match builder.frame_location(raw) {
-                Some(id) => id,
-                None => {
-                    let named = match self.named.get(&raw) {
-                        Some(named) => named.clone(),
-                        // Not prepared: named on its own, which is slow.
-                        None => self.name(raw, space),
-                    };
-                    // Interned on first use, so that a user binary can be pprof's main
-                    // mapping.
-                    let mapping = named.mapping.map(|m| builder.mapping(m));
-                    let location = Location {
-                        address: raw.address.address(),
-                        mapping,
-                        lines: named.lines,
-                        kind: named.kind,
-                    };
-                    builder.add_frame_location(raw, location)
-                }
+        for (i, &(raw, space)) in frames.iter().enumerate().skip(from.location) {
+            let id = if i == from.location && from.line > 0 {
+                // Its outer inlined frames only: a location of its own.
+                let location = self.location(builder, raw, space, from.line);
+                builder.location(location)
+            } else if let Some(id) = builder.frame_location(raw) {
+                id
+            } else {
+                let location = self.location(builder, raw, space, 0);
+                builder.add_frame_location(raw, location)
             };
             locations.push(id);
         }
@@ -136,6 +138,44 @@ impl<'run> StackResolver<'run> {
             locations.push(builder.location(lost(LostStack::NoFrames)));
         }
         builder.stack(locations)
+    }
+
+    /// The location of a raw frame, without its innermost `inlined` lines.
+    fn location(
+        &mut self,
+        builder: &mut ProfileBuilder,
+        raw: RawFrame,
+        space: Option<SpaceId>,
+        inlined: usize,
+    ) -> Location {
+        let named = match self.named.get(&raw) {
+            Some(named) => named.clone(),
+            // Not prepared: named on its own, which is slow.
+            None => self.name(raw, space),
+        };
+        // Interned on first use, so that a user binary can be pprof's main mapping.
+        let mapping = named.mapping.map(|m| builder.mapping(m));
+        Location {
+            address: raw.address.address(),
+            mapping,
+            lines: named.lines[inlined.min(named.lines.len().saturating_sub(1))..].to_vec(),
+            kind: named.kind,
+        }
+    }
+
+    /// Where the stack of `frames` starts for a sample that is to start at `start`.
+    fn start_of(&mut self, start: StackStart, frames: &[(RawFrame, Option<SpaceId>)]) -> Start {
+        for &(raw, space) in frames {
+            if !self.named.contains_key(&raw) {
+                let named = self.name(raw, space);
+                self.named.insert(raw, named);
+            }
+        }
+        let lines: Vec<&[Line]> = frames
+            .iter()
+            .map(|(raw, _)| self.named[raw].lines.as_slice())
+            .collect();
+        go_stack_start::start(start, &lines)
     }
 
     /// A sample's frames, leaf first: kernel frames, then user frames, each with the
@@ -239,10 +279,18 @@ mod tests {
         };
         let mut resolver = StackResolver::new(&stacks, &processes);
         let mut b = builder();
-        let full = resolver.intern(&mut b, RawStack::user(user));
-        let unreadable = resolver.intern(&mut b, RawStack::user(UserStack::Unreadable));
-        let empty = resolver.intern(&mut b, RawStack::user(UserStack::NONE));
-        let lost = resolver.intern(&mut b, RawStack::Lost(LostStack::RingBufferFull));
+        let full = resolver.intern(&mut b, RawStack::user(user), StackStart::Leaf);
+        let unreadable = resolver.intern(
+            &mut b,
+            RawStack::user(UserStack::Unreadable),
+            StackStart::Leaf,
+        );
+        let empty = resolver.intern(&mut b, RawStack::user(UserStack::NONE), StackStart::Leaf);
+        let lost = resolver.intern(
+            &mut b,
+            RawStack::Lost(LostStack::RingBufferFull),
+            StackStart::Leaf,
+        );
         let profile = b.build();
         let names = profile.stack_functions(full);
         assert!(names.iter().any(|n| n.contains("a_leaf")), "{names:?}");
