@@ -27,6 +27,16 @@ pub fn location(address: u64, mapping: Option<MappingId>, lines: Vec<Line>) -> L
     }
 }
 
+/// A stack in `b` of one location per name, leaf first, each named by its one line and
+/// at an address of its name's length.
+pub fn named_stack(b: &mut ProfileBuilder, names: &[&str]) -> crate::StackId {
+    let locations = names
+        .iter()
+        .map(|name| b.location(location(name.len() as u64, None, vec![line(name)])))
+        .collect();
+    b.stack(locations)
+}
+
 /// A cpu profile starting at 1_700_000_000 s, lasting 2 s, with samples/cpu types
 /// (cpu the default) and three stacks:
 ///

@@ -118,18 +118,8 @@ mod tests {
         );
         for (names, n) in stacks {
             // Given root first; stacks are leaf first.
-            let locations = names
-                .iter()
-                .rev()
-                .map(|name| {
-                    b.location(profiler_model::fixture::location(
-                        name.len() as u64,
-                        None,
-                        vec![profiler_model::fixture::line(name)],
-                    ))
-                })
-                .collect();
-            let stack = b.stack(locations);
+            let leaf_first: Vec<&str> = names.iter().rev().copied().collect();
+            let stack = profiler_model::fixture::named_stack(&mut b, &leaf_first);
             b.add_sample(stack, &[*n], vec![]);
         }
         b.build()

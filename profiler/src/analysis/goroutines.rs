@@ -62,7 +62,9 @@ pub fn is_idle_wait(profile: &Profile, sample: &Sample) -> bool {
     }
     match class_of(sample) {
         Some(WaitClass::Sleep | WaitClass::Network | WaitClass::Gc | WaitClass::Idle) => true,
-        Some(WaitClass::Channel) => !is_send(sample) && waits_at_its_top(profile, sample),
+        Some(WaitClass::Channel) => {
+            !is_send(sample) && waits_at_its_top(&leaf_first(profile, sample))
+        }
         _ => false,
     }
 }
@@ -73,12 +75,17 @@ fn is_send(sample: &Sample) -> bool {
         .is_some_and(|r| r.starts_with("chan send"))
 }
 
-/// Whether the Go function that waited (the first outside the machinery) is its
-/// goroutine's own: below it only `runtime.goexit` and the closures a `go` statement
-/// wraps its call in (`main.run.func1` before Go 1.22, `main.run.gowrap1` since).
-fn waits_at_its_top(profile: &Profile, sample: &Sample) -> bool {
+/// The functions of a sample's stack, leaf first.
+fn leaf_first<'a>(profile: &'a Profile, sample: &Sample) -> Vec<&'a str> {
     let mut frames = profile.stack_functions(sample.stack);
     frames.reverse();
+    frames
+}
+
+/// Whether the Go function that waited (the first outside the machinery of `frames`, leaf
+/// first) is its goroutine's own: below it only `runtime.goexit` and the closures a `go`
+/// statement wraps its call in (`main.run.func1` before Go 1.22, `main.run.gowrap1` since).
+fn waits_at_its_top(frames: &[&str]) -> bool {
     frames
         .iter()
         .position(|f| !is_machinery(f))
@@ -146,14 +153,14 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
         let kind = match class_of(sample) {
             Some(WaitClass::Lock) => GoWaitKind::Mutex,
             Some(WaitClass::Channel) if is_send(sample) => GoWaitKind::ChannelSend,
-            // A worker waiting for work is idle, whatever its channel's buffer.
-            Some(WaitClass::Channel) if is_idle_wait(profile, sample) => continue,
             Some(WaitClass::Channel) => GoWaitKind::ChannelReceive,
             _ => continue,
         };
         // Leaf first: the first frame outside the machinery is the code that waited.
-        let mut frames = profile.stack_functions(sample.stack);
-        frames.reverse();
+        let frames = leaf_first(profile, sample);
+        if kind == GoWaitKind::ChannelReceive && waits_at_its_top(&frames) {
+            continue; // A worker waiting for work is idle, whatever its channel's buffer.
+        }
         let Some(at) = frames.iter().position(|f| !is_machinery(f)) else {
             continue; // The runtime's own goroutines.
         };
@@ -239,19 +246,7 @@ mod tests {
         )
     }
 
-    fn stack(b: &mut ProfileBuilder, names: &[&str]) -> profiler_model::StackId {
-        let locations = names
-            .iter()
-            .map(|name| {
-                b.location(profiler_model::fixture::location(
-                    name.len() as u64,
-                    None,
-                    vec![profiler_model::fixture::line(name)],
-                ))
-            })
-            .collect();
-        b.stack(locations)
-    }
+    use profiler_model::fixture::named_stack as stack;
 
     fn profile() -> Profile {
         let mut b = builder();
