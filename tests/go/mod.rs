@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use integration_tests::{GoToolchain, Running};
+use integration_tests::{GoToolchain, Running, go_toolchains};
 
 /// Builds `fixtures/NAME.go` with `toolchain` into the test target directory and returns
 /// the binary; Go's build cache (one per toolchain) makes a rebuild quick.
@@ -42,6 +42,19 @@ pub fn build_with(toolchain: &GoToolchain, name: &str, ldflags: &str, out_name: 
         String::from_utf8_lossy(&output.stderr)
     );
     out
+}
+
+/// Runs `f` for every toolchain and fails once, listing every toolchain that failed, so
+/// one release's failure does not hide another's.
+pub fn for_each_toolchain(what: &str, mut f: impl FnMut(&GoToolchain) -> Result<String, String>) {
+    let mut failures = Vec::new();
+    for toolchain in go_toolchains() {
+        match f(&toolchain) {
+            Ok(summary) => eprintln!("{what}: Go {}: {summary}", toolchain.version),
+            Err(why) => failures.push(format!("Go {}: {why}", toolchain.version)),
+        }
+    }
+    assert!(failures.is_empty(), "{what}:\n{}", failures.join("\n\n"));
 }
 
 /// Starts a Go server fixture (`go_http`, `go_service`) that listens on a free loopback

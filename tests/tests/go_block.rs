@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use integration_tests::{
-    FixtureResult, GoToolchain, Run, Running, go_toolchains, monotonic_ns, prerequisites,
-    run_profiler, spawn_profiler, temp_dir,
+    FixtureResult, GoToolchain, Run, Running, monotonic_ns, prerequisites, run_profiler,
+    spawn_profiler, temp_dir,
 };
 use raw::{RawSample, describe, raw_samples};
 
@@ -107,19 +107,6 @@ fn leaves(samples: &[&RawSample]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Runs `f` for every toolchain and fails once, listing every toolchain that failed, so
-/// one release's failure does not hide another's.
-fn for_each_toolchain(what: &str, mut f: impl FnMut(&GoToolchain) -> Result<String, String>) {
-    let mut failures = Vec::new();
-    for toolchain in go_toolchains() {
-        match f(&toolchain) {
-            Ok(summary) => eprintln!("{what}: Go {}: {summary}", toolchain.version),
-            Err(why) => failures.push(format!("Go {}: {why}", toolchain.version)),
-        }
-    }
-    assert!(failures.is_empty(), "{what}:\n{}", failures.join("\n\n"));
-}
-
 /// The blocking fixture modes that compare with Go's block profile: (mode, the fixture's
 /// function, the wait reason by name in releases that have it, else `semacquire`).
 const COMPARED: [(&str, &str, &str); 3] = [
@@ -134,7 +121,7 @@ fn goroutine_waits_match_go_s_own_block_profile() {
         return;
     }
     for (mode, function, named_reason) in COMPARED {
-        for_each_toolchain(&format!("{mode} ({function})"), |toolchain| {
+        go::for_each_toolchain(&format!("{mode} ({function})"), |toolchain| {
             let binary = go::build(toolchain, "go_block");
             let r = profile(&binary, "block,goroutines", &[], &[mode, SECONDS]);
             let ours = r.samples();
@@ -240,7 +227,7 @@ fn idle_server_shows_no_contention() {
     if !prerequisites() {
         return;
     }
-    for_each_toolchain("idle server", |toolchain| {
+    go::for_each_toolchain("idle server", |toolchain| {
         let binary = go::build(toolchain, "go_block");
         // The window closes while the server still runs, its goroutines in Accept.
         let r = profile(
@@ -299,7 +286,7 @@ fn goroutine_parked_at_the_end_is_counted_up_to_it() {
     if !prerequisites() {
         return;
     }
-    for_each_toolchain("parked at the end", |toolchain| {
+    go::for_each_toolchain("parked at the end", |toolchain| {
         parked_at_the_end(toolchain, "")
     });
 }
@@ -311,7 +298,7 @@ fn goroutine_ids_without_dwarf() {
     if !prerequisites() {
         return;
     }
-    for_each_toolchain("parked at the end, no DWARF", |toolchain| {
+    go::for_each_toolchain("parked at the end, no DWARF", |toolchain| {
         parked_at_the_end(toolchain, "-w")
     });
 }
@@ -386,7 +373,7 @@ fn a_go_program_executed_later_in_whole_host_mode_is_traced() {
     if !prerequisites() {
         return;
     }
-    for_each_toolchain("exec'd later, whole host", |toolchain| {
+    go::for_each_toolchain("exec'd later, whole host", |toolchain| {
         let binary = go::build(toolchain, "go_block");
         let tmp = temp_dir();
         let out = tmp.path().join("out");
@@ -449,7 +436,7 @@ fn a_running_go_program_given_by_pid_is_traced() {
     if !prerequisites() {
         return;
     }
-    for_each_toolchain("--pid", |toolchain| {
+    go::for_each_toolchain("--pid", |toolchain| {
         let binary = go::build(toolchain, "go_block");
         let tmp = temp_dir();
         let out = tmp.path().join("out");
@@ -511,7 +498,7 @@ fn go_allocation_finding_names_the_allocating_function() {
     if !prerequisites() {
         return;
     }
-    for_each_toolchain("allocation finding", |toolchain| {
+    go::for_each_toolchain("allocation finding", |toolchain| {
         let binary = go::build(toolchain, "go_alloc");
         let r = profile(&binary, "cpu", &["-F", "499"], &["3"]);
         let allocations = r.measured().u64("allocations");

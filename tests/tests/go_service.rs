@@ -28,9 +28,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 
-use integration_tests::{
-    GoToolchain, go_toolchains, prerequisites, run_command, spawn_profiler, temp_dir,
-};
+use integration_tests::{GoToolchain, prerequisites, run_command, spawn_profiler, temp_dir};
 use raw::{RawSample, describe, raw_samples};
 
 const AB: &str = "/usr/bin/ab";
@@ -198,12 +196,5 @@ fn a_go_service_s_waits_match_go_s_own_block_profile_with_gc_running() {
         eprintln!("skipping: {AB} is not installed (`cargo xtask setup --for-tests`)");
         return;
     }
-    let mut failures = Vec::new();
-    for toolchain in go_toolchains() {
-        match check(&toolchain) {
-            Ok(what) => eprintln!("Go {}: {what}", toolchain.version),
-            Err(why) => failures.push(format!("Go {}: {why}", toolchain.version)),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    go::for_each_toolchain("go service", check);
 }

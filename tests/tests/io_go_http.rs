@@ -14,9 +14,7 @@ mod go;
 
 use std::process::Command;
 
-use integration_tests::{
-    GoToolchain, go_toolchains, prerequisites, run_command, spawn_profiler, temp_dir,
-};
+use integration_tests::{GoToolchain, prerequisites, run_command, spawn_profiler, temp_dir};
 
 // The I/O tests' helpers.
 #[allow(dead_code)]
@@ -154,12 +152,5 @@ fn go_http_server_io_is_round_trips_named_by_net_http() {
         eprintln!("skipping: {AB} is not installed (`cargo xtask setup --for-tests`)");
         return;
     }
-    let mut failures = Vec::new();
-    for toolchain in go_toolchains() {
-        match check(&toolchain) {
-            Ok(what) => eprintln!("Go {}: {what}", toolchain.version),
-            Err(why) => failures.push(format!("Go {}: {why}", toolchain.version)),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    go::for_each_toolchain("go http server", check);
 }
