@@ -14,14 +14,51 @@ use crate::collect::stacks::{StackTable, UserStack};
 use crate::process::procmaps::{ProcessInfo, ProcessTable};
 use crate::unwind::{SectionStats, StackCopy, StackEnd, StackUnwinder, Unwound};
 
-/// How soon a process's mappings may be read again because a return address left them:
-/// a stack that unwound into garbage must not make every sample re-read the maps.
-const REMAP_EVERY: Duration = Duration::from_millis(500);
+/// Why a process's mappings are read again while its samples are unwound. Each cause
+/// keeps its own pace: a read for one must not delay the read the other needs. (A read
+/// at exec, before the C library was mapped, once held back for 500 ms the read every
+/// thread's `start_thread` return address needed, and half a second of samples ended in
+/// `[unknown]`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Remap {
+    /// The sample's very instruction lies outside the known mappings (an exec, a new
+    /// library): read soon, but not for every sample of a process that is gone.
+    UnknownIp,
+    /// A return address lies outside them (`dlopen` since the last read): rarely, since a
+    /// stack that unwound into garbage must not make every sample re-read the maps.
+    ReturnAddress,
+}
 
-/// How soon a process's mappings may be read again because a sample's very instruction
-/// lies outside them (an exec, a new library): soon, but not for every sample of a
-/// process that is gone.
-const REMAP_UNKNOWN_IP_EVERY: Duration = Duration::from_millis(10);
+impl Remap {
+    fn every(self) -> Duration {
+        match self {
+            Remap::UnknownIp => Duration::from_millis(10),
+            Remap::ReturnAddress => Duration::from_millis(500),
+        }
+    }
+}
+
+/// When each process's mappings were last read, per cause.
+#[derive(Default)]
+struct RemapPace {
+    last: HashMap<(u32, Remap), Instant>,
+}
+
+impl RemapPace {
+    /// Whether `pid`'s mappings may be read again for `cause` at `now`; if so, notes it.
+    fn due(&mut self, pid: u32, cause: Remap, now: Instant) -> bool {
+        let key = (pid, cause);
+        if self
+            .last
+            .get(&key)
+            .is_some_and(|&at| now.duration_since(at) < cause.every())
+        {
+            return false;
+        }
+        self.last.insert(key, now);
+        true
+    }
+}
 
 /// How the samples' stacks were unwound, for the profiles' accounting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,7 +95,7 @@ pub struct StackSampler {
     /// there, as Go's own profile ends it.
     go_stack_roots: HashMap<u32, (u64, u64)>,
     unwinder: StackUnwinder,
-    remapped: HashMap<u32, Instant>,
+    remapped: RemapPace,
 }
 
 /// The run's distinct stacks and how they were unwound, once every sample is in.
@@ -165,7 +202,7 @@ impl StackSampler {
             .get(pid)
             .is_some_and(|p| p.find(header.ip).is_some());
         if !known {
-            self.remap(pid, processes, REMAP_UNKNOWN_IP_EVERY);
+            self.remap(pid, processes, Remap::UnknownIp);
         }
         if let Some(frames) = view.user_frames() {
             // Frame-pointer mode: the kernel walked them; the mappings are only needed
@@ -187,7 +224,7 @@ impl StackSampler {
         // A return address outside every known mapping may be code mapped since (dlopen):
         // read the mappings again, and unwind once more if they changed.
         if outside_mappings(process, &unwound)
-            && self.remap(pid, processes, REMAP_EVERY)
+            && self.remap(pid, processes, Remap::ReturnAddress)
             && let Some(process) = processes.get(pid)
             && process.generation != generation
         {
@@ -217,19 +254,10 @@ impl StackSampler {
         unwound.frames
     }
 
-    /// Reads the mappings of `pid` again unless that was done less than `every` ago;
+    /// Reads the mappings of `pid` again unless that was done for `cause` too recently;
     /// returns whether it did.
-    fn remap(&mut self, pid: u32, processes: &mut ProcessTable, every: Duration) -> bool {
-        let now = Instant::now();
-        if self
-            .remapped
-            .get(&pid)
-            .is_some_and(|&at| now.duration_since(at) < every)
-        {
-            return false;
-        }
-        self.remapped.insert(pid, now);
-        processes.snapshot_maps(pid)
+    fn remap(&mut self, pid: u32, processes: &mut ProcessTable, cause: Remap) -> bool {
+        self.remapped.due(pid, cause, Instant::now()) && processes.snapshot_maps(pid)
     }
 }
 
@@ -239,4 +267,23 @@ fn outside_mappings(process: &ProcessInfo, unwound: &Unwound) -> bool {
         .iter()
         .skip(1)
         .any(|&addr| process.find(addr.saturating_sub(1)).is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_for_one_cause_does_not_hold_back_the_other() {
+        let mut pace = RemapPace::default();
+        let t0 = Instant::now();
+        assert!(pace.due(7, Remap::UnknownIp, t0));
+        // The exec-time read must not delay the read a new library's return address needs.
+        assert!(pace.due(7, Remap::ReturnAddress, t0 + Duration::from_millis(1)));
+        assert!(!pace.due(7, Remap::ReturnAddress, t0 + Duration::from_millis(400)));
+        assert!(pace.due(7, Remap::UnknownIp, t0 + Duration::from_millis(20)));
+        assert!(pace.due(7, Remap::ReturnAddress, t0 + Duration::from_millis(502)));
+        // Another process keeps its own pace.
+        assert!(pace.due(8, Remap::ReturnAddress, t0 + Duration::from_millis(2)));
+    }
 }
