@@ -29,6 +29,10 @@ pub const MAX_USER_FRAMES: usize = 127;
 /// Largest copy of the user stack a sample can carry (`--call-graph dwarf,SIZE`).
 pub const MAX_USER_STACK_BYTES: usize = 65536;
 
+/// Bytes at the start of a Go process's CPU sample's user part that hold its frame-pointer
+/// chain, zero padded, before the stack copy ([`sample_flag::GO_FRAMES`]).
+pub const GO_FRAMES_BYTES: usize = MAX_USER_FRAMES * 8;
+
 /// Default size of the stack-sample ring buffer; userspace sizes it from the rate at load.
 pub const SAMPLE_RING_BYTES: u32 = 8 << 20;
 
@@ -76,6 +80,11 @@ pub mod sample_flag {
     pub const USER_UNREADABLE: u32 = 4;
     /// The thread has no user context (a kernel thread): no user stack, and none lost.
     pub const NO_USER: u32 = 8;
+    /// A Go process's CPU sample: the user part starts with [`super::GO_FRAMES_BYTES`] of
+    /// frame-pointer frames (zero padded), and the stack copy follows. Go switches stacks
+    /// (to the system stack, to call the vDSO), which the copy from `sp` does not hold;
+    /// its frame pointers lead on into the goroutine's stack.
+    pub const GO_FRAMES: u32 = 16;
 }
 
 /// How user stacks are taken, set by userspace at load time (`--call-graph`).

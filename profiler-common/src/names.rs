@@ -10,6 +10,9 @@
 pub mod map_name {
     /// The target filter (tgid -> 1).
     pub const TARGETS: &str = "TARGETS";
+    /// Go processes (tgid -> 1), filled by userspace: their CPU samples carry their
+    /// frame-pointer chain too ([`crate::sample_flag::GO_FRAMES`]).
+    pub const GO_PROCESSES: &str = "GO_PROCESSES";
     /// Where a sample is built before it is sent, sized per CPU at load.
     pub const SAMPLE_SCRATCH: &str = "SAMPLE_SCRATCH";
     /// The stack-sample ring buffer, sized from the rate at load.
@@ -66,8 +69,9 @@ pub mod map_name {
     pub const OFFCPU_NEW_THREAD: &str = "OFFCPU_NEW_THREAD";
 
     /// Every map of the profiler's own (aya-log's and the data sections' are not).
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 26] = [
         TARGETS,
+        GO_PROCESSES,
         SAMPLE_SCRATCH,
         SAMPLES,
         COUNTERS,

@@ -15,13 +15,13 @@ use aya_ebpf::{
         },
     },
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use profiler_common::{
-    BlockKey, COMM_LEN, GO_STACK_HASH_FRAMES, GoWaitKey, HeapEvent, IoKey, MAX_KERNEL_FRAMES,
-    MAX_TARGETS, MAX_USER_FRAMES, MAX_USER_STACK_BYTES, OffCpuWait, PROC_EVENTS_BYTES, ProcEvent,
-    SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES, SampleRecord, counter, proc_event, sample_flag,
-    stack_mode,
+    BlockKey, COMM_LEN, GO_FRAMES_BYTES, GO_STACK_HASH_FRAMES, GoWaitKey, HeapEvent, IoKey,
+    MAX_KERNEL_FRAMES, MAX_TARGETS, MAX_USER_FRAMES, MAX_USER_STACK_BYTES, OffCpuWait,
+    PROC_EVENTS_BYTES, ProcEvent, SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES, SampleRecord, counter,
+    proc_event, sample_flag, stack_mode,
 };
 
 use crate::regs;
@@ -53,6 +53,11 @@ static PROFILER_TGID: u32 = 0;
 /// The processes to profile (tgid -> 1), filled by userspace and by the fork tracepoint.
 #[map]
 pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// Go processes (tgid -> 1), filled by userspace as it finds them: their CPU samples carry
+/// the frame-pointer chain beside the stack copy, to follow Go's stack switches.
+#[map]
+pub static GO_PROCESSES: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// Where a sample is built before it is sent: [`SCRATCH_SLOTS`] per CPU (see [`Context`]),
 /// too large for the BPF stack and for a per-CPU map. Userspace sets the size to that many
@@ -253,7 +258,30 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
             }
         } else if header.sp != 0 {
             let want = core::ptr::read_volatile(&USER_STACK_BYTES);
-            let (copied, ends) = copy_user_stack(user, header.sp, want);
+            let (copied, ends) = if matches!(site, Site::Cpu) && GO_PROCESSES.get(&tgid).is_some() {
+                // Go runs the runtime on the system stack and calls the vDSO there: the copy
+                // from `sp` ends where the goroutine's stack is left, and its frame pointers
+                // lead on. On failure the helper zeroes the area, which reads as no frames.
+                bpf_get_stack(
+                    ctx.as_ptr(),
+                    user.cast(),
+                    GO_FRAMES_BYTES as u32,
+                    BPF_F_USER_STACK as u64,
+                );
+                let (copied, ends) = copy_user_stack::<{ MAX_USER_STACK_BYTES - GO_FRAMES_BYTES }>(
+                    user.add(GO_FRAMES_BYTES),
+                    header.sp,
+                    want,
+                );
+                if copied > 0 {
+                    header.flags |= sample_flag::GO_FRAMES;
+                    (copied + GO_FRAMES_BYTES as u32, ends)
+                } else {
+                    (0, ends)
+                }
+            } else {
+                copy_user_stack::<MAX_USER_STACK_BYTES>(user, header.sp, want)
+            };
             header.user_bytes = copied;
             if ends {
                 header.flags |= sample_flag::STACK_ENDS;
@@ -281,21 +309,22 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
 /// Size of a page, the unit in which stack memory is mapped.
 const PAGE: u64 = 4096;
 
-/// Copies up to `want` bytes of user stack from `sp` into `dst`, returning how many were
+/// Copies up to `want` bytes (at most `CAP`, the room at `dst`) of user stack from `sp`
+/// into `dst`, returning how many were
 /// copied and whether the stack ended before `want`. A thread whose stack ends sooner (near
 /// the top of its stack) still gets the readable pages above `sp`, found one page at a time
 /// with one-byte probes: readability is not monotonic (the kernel leaves an untouched gap
 /// of random size below a process's arguments), so the copy stops at the first page that
 /// cannot be read.
 #[inline(always)]
-unsafe fn copy_user_stack(dst: *mut u8, sp: u64, want: u32) -> (u32, bool) {
-    let want = (want & !7).min(MAX_USER_STACK_BYTES as u32);
+unsafe fn copy_user_stack<const CAP: usize>(dst: *mut u8, sp: u64, want: u32) -> (u32, bool) {
+    let want = (want & !7).min(CAP as u32);
     if want == 0 {
         return (0, false);
     }
-    // SAFETY: the caller's buffer holds MAX_USER_STACK_BYTES; probe reads never fault.
+    // SAFETY: the caller's buffer holds CAP bytes; probe reads never fault.
     unsafe {
-        if read_user(dst, want, sp) {
+        if read_user::<CAP>(dst, want, sp) {
             return (want, false);
         }
         let first_page = sp & !(PAGE - 1);
@@ -314,7 +343,7 @@ unsafe fn copy_user_stack(dst: *mut u8, sp: u64, want: u32) -> (u32, bool) {
         }
         // Bounded by `want` in a form the verifier follows.
         let len = (readable_end - sp).min(u64::from(want)) as u32 & !7;
-        if len > 0 && read_user(dst, len, sp) {
+        if len > 0 && read_user::<CAP>(dst, len, sp) {
             (len, true)
         } else {
             (0, true)
@@ -322,13 +351,13 @@ unsafe fn copy_user_stack(dst: *mut u8, sp: u64, want: u32) -> (u32, bool) {
     }
 }
 
-/// Reads `len` bytes (at most [`MAX_USER_STACK_BYTES`]) of user memory at `src`.
+/// Reads `len` bytes (at most `CAP`, the room at `dst`) of user memory at `src`.
 #[inline(always)]
-unsafe fn read_user(dst: *mut u8, len: u32, src: u64) -> bool {
-    if len as usize > MAX_USER_STACK_BYTES {
+unsafe fn read_user<const CAP: usize>(dst: *mut u8, len: u32, src: u64) -> bool {
+    if len as usize > CAP {
         return false;
     }
-    // SAFETY: `dst` holds MAX_USER_STACK_BYTES bytes; the helper never faults.
+    // SAFETY: `dst` holds CAP bytes; the helper never faults.
     unsafe { bpf_probe_read_user(dst.cast(), len, src as *const _) == 0 }
 }
 

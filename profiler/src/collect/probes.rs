@@ -160,6 +160,17 @@ impl Probes {
             .with_context(|| format!("cannot add pid {pid} to the target map"))
     }
 
+    /// Marks process `pid` as Go's: its CPU samples carry their frame-pointer chain.
+    ///
+    /// # Errors
+    /// When the map cannot be updated.
+    pub fn add_go_process(&mut self, pid: u32) -> Result<()> {
+        let mut go: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(self.map_mut(map_name::GO_PROCESSES)?)?;
+        go.insert(pid, 1, 0)
+            .with_context(|| format!("cannot add pid {pid} to the Go process map"))
+    }
+
     /// The processes in the kernel-side target filter (targets and the children they forked).
     pub fn targets(&self) -> Vec<u32> {
         let Ok(map) = self.map(map_name::TARGETS) else {

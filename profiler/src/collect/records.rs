@@ -1,6 +1,8 @@
 //! Reads the stack samples the kernel programs send through the ring buffer.
 
-use profiler_common::{COMM_LEN, MAX_KERNEL_FRAMES, SAMPLE_FIXED_BYTES, SampleHeader, sample_flag};
+use profiler_common::{
+    COMM_LEN, GO_FRAMES_BYTES, MAX_KERNEL_FRAMES, SAMPLE_FIXED_BYTES, SampleHeader, sample_flag,
+};
 
 /// One stack sample as it came out of the ring buffer, borrowed from it.
 #[derive(Debug, Clone, Copy)]
@@ -47,9 +49,17 @@ impl<'a> SampleView<'a> {
     pub fn user_stack(&self) -> &'a [u8] {
         if self.header.flags & sample_flag::USER_FRAMES != 0 {
             &[]
+        } else if self.header.flags & sample_flag::GO_FRAMES != 0 {
+            self.user.get(GO_FRAMES_BYTES..).unwrap_or_default()
         } else {
             self.user
         }
+    }
+
+    /// A Go process's frame-pointer chain, sent beside its stack copy, leaf first.
+    pub fn go_frames(&self) -> Option<Vec<u64>> {
+        (self.header.flags & sample_flag::GO_FRAMES != 0)
+            .then(|| words(self.user.get(..GO_FRAMES_BYTES).unwrap_or(self.user)))
     }
 
     /// Whether the thread's stack ended before the copy's size.
@@ -123,6 +133,21 @@ mod tests {
         let view = SampleView::parse(&bytes).unwrap();
         assert_eq!(view.user_frames(), Some(vec![0x401000, 0x402000]));
         assert!(view.user_stack().is_empty());
+    }
+
+    #[test]
+    fn reads_a_go_sample_s_frames_and_the_copy_after_them() {
+        let mut user = vec![0u8; GO_FRAMES_BYTES];
+        user[..16]
+            .copy_from_slice(&[0x401000u64.to_le_bytes(), 0x402000u64.to_le_bytes()].concat());
+        user.extend_from_slice(&[9; 24]);
+        let bytes = record(sample_flag::GO_FRAMES, &[], &user);
+        let view = SampleView::parse(&bytes).unwrap();
+        assert_eq!(view.go_frames(), Some(vec![0x401000, 0x402000]));
+        assert_eq!(view.user_stack(), &[9; 24]);
+        assert!(view.user_frames().is_none());
+        let plain = record(0, &[], &[9; 24]);
+        assert!(SampleView::parse(&plain).unwrap().go_frames().is_none());
     }
 
     #[test]

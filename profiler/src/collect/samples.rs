@@ -78,6 +78,9 @@ pub struct UnwindStats {
     /// Samples of processes whose mappings could never be read (gone before the first
     /// read, and no parent's to inherit): only their instruction pointer is kept.
     pub no_mappings: u64,
+    /// Go samples whose stack went on past a stack switch by its frame pointers, into the
+    /// goroutine the system stack ran for.
+    pub go_continued: u64,
     /// Time spent unwinding and counting the samples (reading mappings included).
     pub busy: Duration,
     /// What reading the files' unwind sections held and refused.
@@ -173,6 +176,12 @@ impl StackSampler {
         })
     }
 
+    /// The processes found to run Go code since the last call: the kernel should send
+    /// their CPU samples' frame-pointer chains.
+    pub fn take_new_go_processes(&mut self) -> Vec<u32> {
+        self.unwinder.take_new_go_processes()
+    }
+
     /// Counts a sample no collector took: a kind the kernel programs do not send for the
     /// run's profiles, as malformed as an item that cannot be parsed.
     pub fn refuse(&mut self) {
@@ -229,6 +238,11 @@ impl StackSampler {
             && process.generation != generation
         {
             unwound = self.unwinder.unwind(pid, process, regs, stack);
+        }
+        if let Some(chain) = view.go_frames()
+            && self.unwinder.continue_go_stack(pid, &mut unwound, &chain)
+        {
+            self.stats.go_continued += 1;
         }
         if unwound.end != StackEnd::Root {
             log::trace!(

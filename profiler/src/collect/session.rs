@@ -542,10 +542,22 @@ impl Session {
                 }
             }
             if budget.is_some_and(|budget| started.elapsed() >= budget) {
+                self.mark_go_processes();
                 return false;
             }
         }
+        self.mark_go_processes();
         true
+    }
+
+    /// Tells the kernel which processes the unwinder found to run Go, so that their CPU
+    /// samples carry frame-pointer chains; a full map only leaves stacks as they were.
+    fn mark_go_processes(&mut self) {
+        for pid in self.sampler.take_new_go_processes() {
+            if let Err(err) = self.probes.add_go_process(pid) {
+                log::debug!("{err:#}");
+            }
+        }
     }
 }
 

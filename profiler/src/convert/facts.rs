@@ -53,7 +53,19 @@ pub fn unwinding(run: &RunOutcome) -> String {
         stats.no_mappings,
         stats.malformed,
         run.processes.files_not_held()
-    ) + &crate::collect::budgets::describe(run)
+    ) + &go_continued(stats.go_continued)
+        + &crate::collect::budgets::describe(run)
+}
+
+/// The unwinding line's clause on Go stacks continued past a stack switch, when any were.
+fn go_continued(samples: u64) -> String {
+    if samples == 0 {
+        return String::new();
+    }
+    format!(
+        "; {samples} Go samples continued from the system stack into their goroutine by \
+         frame pointers"
+    )
 }
 
 /// The account of the samples a run of `window` lost to its full `ring_bytes` sample ring

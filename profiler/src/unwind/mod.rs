@@ -7,9 +7,11 @@
 //! Each file's unwind sections are read once and shared by every process that maps it; each
 //! process has its own framehop unwinder, rebuilt when its mappings change.
 
+pub mod go_stacks;
 pub mod sections;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,6 +103,25 @@ impl StackCopy<'_> {
 struct ProcessUnwinder {
     generation: u64,
     unwinder: UnwinderX86_64<Bytes>,
+    /// Where Go's code lies in the process, if it has any.
+    go: Option<GoCode>,
+}
+
+/// Where a Go executable is mapped in a process, and its top frames (see [`go_stacks`]).
+#[derive(Debug, Default)]
+struct GoCode {
+    code: Vec<Range<u64>>,
+    tops: Vec<Range<u64>>,
+}
+
+impl GoCode {
+    fn is_top(&self, address: u64) -> bool {
+        self.tops.iter().any(|r| r.contains(&address))
+    }
+
+    fn holds(&self, address: u64) -> bool {
+        self.code.iter().any(|r| r.contains(&address))
+    }
 }
 
 /// Unwinds the samples of every process of a run.
@@ -114,6 +135,8 @@ pub struct StackUnwinder {
     processes: HashMap<u32, ProcessUnwinder>,
     cache: CacheX86_64,
     stats: SectionStats,
+    /// Processes found to run Go code since [`Self::take_new_go_processes`].
+    new_go: Vec<u32>,
 }
 
 impl StackUnwinder {
@@ -127,6 +150,7 @@ impl StackUnwinder {
     ) -> Unwound {
         self.update(pid, process);
         let unwinder = &self.processes[&pid].unwinder;
+        let go = self.processes[&pid].go.as_ref();
         let mut read = |addr: u64| stack.word(addr).ok_or(());
         let mut frames = unwinder.iter_frames(
             ip,
@@ -140,7 +164,12 @@ impl StackUnwinder {
                 break StackEnd::TooDeep;
             }
             match frames.next() {
-                Ok(Some(frame)) => addresses.push(frame.address()),
+                Ok(Some(frame)) => {
+                    addresses.push(frame.address());
+                    if go.is_some_and(|go| go.is_top(frame.address_for_lookup())) {
+                        break StackEnd::Root;
+                    }
+                }
                 Ok(None) => break StackEnd::Root,
                 // Just past the copy, where the thread's stack goes on: the copy was too
                 // short. Anywhere else the walk went astray.
@@ -158,6 +187,56 @@ impl StackUnwinder {
         }
     }
 
+    /// Continues the stack of a Go process's sample past a stack switch with the sample's
+    /// frame-pointer `chain` (see [`go_stacks`]), unless it ended at a top frame, or at the
+    /// root of a thread of C code (cgo); returns whether frames were added.
+    pub fn continue_go_stack(&self, pid: u32, unwound: &mut Unwound, chain: &[u64]) -> bool {
+        let Some(go) = self.processes.get(&pid).and_then(|p| p.go.as_ref()) else {
+            return false;
+        };
+        let lookup = |i: usize, address: u64| if i == 0 { address } else { address - 1 };
+        let Some((last, &address)) = unwound.frames.iter().enumerate().next_back() else {
+            return false;
+        };
+        let address = lookup(last, address);
+        if go.is_top(address) || (unwound.end == StackEnd::Root && !go.holds(address)) {
+            return false;
+        }
+        let first_go = (unwound.frames.iter().enumerate())
+            .position(|(i, &address)| go.holds(lookup(i, address)))
+            .unwrap_or(0);
+        let Some(mut frames) = go_stacks::continue_with_chain(&unwound.frames, chain, first_go)
+        else {
+            return false;
+        };
+        let top = frames
+            .iter()
+            .enumerate()
+            .position(|(i, &address)| address != 0 && go.is_top(lookup(i, address)));
+        unwound.end = match top {
+            Some(at) => {
+                frames.truncate(at + 1);
+                StackEnd::Root
+            }
+            // The chain was cut at its size: the rest is unknown.
+            None if chain.len() >= profiler_common::MAX_USER_FRAMES => StackEnd::Stopped,
+            // The chain ends where Go's traceback does (`mcall` clears the frame pointer).
+            None => StackEnd::Root,
+        };
+        if frames.len() > MAX_FRAMES {
+            frames.truncate(MAX_FRAMES);
+            unwound.end = StackEnd::TooDeep;
+        }
+        unwound.frames = frames;
+        true
+    }
+
+    /// The processes found to run Go code since the last call: their CPU samples should
+    /// carry their frame-pointer chain.
+    pub fn take_new_go_processes(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.new_go)
+    }
+
     /// Builds (or rebuilds, when its mappings changed) the unwinder of process `pid`.
     fn update(&mut self, pid: u32, process: &ProcessInfo) {
         if self
@@ -168,6 +247,7 @@ impl StackUnwinder {
             return;
         }
         let mut unwinder = UnwinderX86_64::new();
+        let mut go = GoCode::default();
         // One module per executable mapping, each with its own bias: a file mapped twice
         // (dlmopen, or a library unloaded and loaded again elsewhere) is two modules.
         for entry in &process.maps {
@@ -178,6 +258,13 @@ impl StackUnwinder {
             let Some(bias) = sections.bias(entry.start, entry.offset) else {
                 continue;
             };
+            if let Some(tops) = &sections.go_top_frames {
+                go.code.push(entry.start..entry.end);
+                go.tops.extend(
+                    tops.iter()
+                        .map(|r| r.start.wrapping_add(bias)..r.end.wrapping_add(bias)),
+                );
+            }
             unwinder.add_module(Module::new(
                 file.path.clone(),
                 entry.start..entry.end,
@@ -185,11 +272,17 @@ impl StackUnwinder {
                 sections.module_info(),
             ));
         }
+        let go = (!go.code.is_empty()).then_some(go);
+        let was_go = self.processes.get(&pid).is_some_and(|p| p.go.is_some());
+        if go.is_some() && !was_go {
+            self.new_go.push(pid);
+        }
         self.processes.insert(
             pid,
             ProcessUnwinder {
                 generation: process.generation,
                 unwinder,
+                go,
             },
         );
     }

@@ -63,6 +63,9 @@ pub struct UnwindSections {
     debug_frame: Option<Section>,
     /// Each loadable segment.
     segments: Vec<Segment>,
+    /// For a Go executable, the stated ranges of the runtime's top frames, where its
+    /// stacks end.
+    pub go_top_frames: Option<Vec<Range<u64>>>,
 }
 
 /// Where a loadable segment lies in the file and in memory.
@@ -117,6 +120,7 @@ impl UnwindSections {
         // Go compresses its `.debug_frame`.
         let debug_frame = section(".debug_frame")?;
         Ok(Self {
+            go_top_frames: super::go_stacks::top_frames(&elf),
             text: range(".text"),
             got: range(".got"),
             eh_frame,
@@ -271,6 +275,7 @@ mod tests {
             eh_frame_hdr: None,
             debug_frame: None,
             segments: vec![segment(0, 0, false), segment(0x5e0, 0x15e0, true)],
+            go_top_frames: None,
         };
         let base = 0x5641_52ff_8000;
         assert_eq!(sections.bias(base + 0x1000, 0), Some(base));

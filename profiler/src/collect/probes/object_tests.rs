@@ -90,6 +90,7 @@ fn each_map_holds_the_shared_types_userspace_reads_it_as() {
     // ring buffers, which have neither.
     let expected = [
         (map_name::TARGETS, size_of::<u32>(), size_of::<u8>()),
+        (map_name::GO_PROCESSES, size_of::<u32>(), size_of::<u8>()),
         (map_name::SAMPLE_SCRATCH, index, size_of::<SampleRecord>()),
         (map_name::SAMPLES, 0, 0),
         (map_name::COUNTERS, index, size_of::<u64>()),
