@@ -14,6 +14,10 @@ pub enum LabelKey {
     Comm,
     /// An I/O call's syscall name.
     Syscall,
+    /// The function that made an I/O call: the innermost frame outside the kernel, the
+    /// system libraries and Go's syscall plumbing (`net/http.(*connReader).Read`, not
+    /// `internal/runtime/syscall.Syscall6`); the full stack is kept.
+    CallSite,
     /// What an I/O call's descriptor was: file, socket, pipe, tty, ...
     Descriptor,
     /// A futex wait's futex address, in hex.
@@ -44,11 +48,12 @@ pub enum LabelKey {
 
 impl LabelKey {
     /// Every key, in order.
-    pub const ALL: [LabelKey; 16] = [
+    pub const ALL: [LabelKey; 17] = [
         Self::Pid,
         Self::Tid,
         Self::Comm,
         Self::Syscall,
+        Self::CallSite,
         Self::Descriptor,
         Self::Futex,
         Self::Outcome,
@@ -70,6 +75,7 @@ impl LabelKey {
             Self::Tid => "tid",
             Self::Comm => "comm",
             Self::Syscall => "syscall",
+            Self::CallSite => "call_site",
             Self::Descriptor => "descriptor",
             Self::Futex => "futex",
             Self::Outcome => "outcome",

@@ -6,7 +6,8 @@
 //! response with one flush of its bufio.Writer: both sides are buffered already, and each
 //! write answers a request its client waits on. The findings must be round trips naming
 //! net/http's code (not Go's syscall plumbing), with no bufio advice and no saving; the
-//! server's writes on sockets are the responses it counted.
+//! server's writes on sockets are the responses it counted, each labelled in the pprof file
+//! by the net/http function that made it.
 
 #[allow(dead_code)]
 #[path = "../go/mod.rs"]
@@ -118,6 +119,22 @@ fn check(toolchain: &GoToolchain) -> Result<String, String> {
         return Err(format!(
             "only {turns} of {writes} writes turned the direction around, where each \
              answers a request\n{}",
+            run.transcript()
+        ));
+    }
+    // In the pprof file each call is labelled by the function that made it, outside Go's
+    // syscall plumbing (the stacks' leaf is the runtime's Syscall6): every socket write
+    // by net/http's code.
+    let by_net_http = profile.sum("calls", |s| {
+        s.label("pid") == Some(pid.as_str())
+            && s.label("descriptor") == Some("socket")
+            && s.label("syscall") == Some("write")
+            && s.label("call_site")
+                .is_some_and(|f| f.starts_with("net/http."))
+    });
+    if by_net_http != writes {
+        return Err(format!(
+            "{by_net_http} of {writes} socket writes carry a call_site label naming              net/http's code\n{}",
             run.transcript()
         ));
     }

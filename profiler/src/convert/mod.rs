@@ -9,6 +9,7 @@
 pub mod facts;
 pub mod go_stack_start;
 pub mod idle_threads;
+pub mod io_sites;
 pub mod offcpu_stacks;
 pub mod stacks;
 
@@ -85,6 +86,7 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
         let mut profile = builder.build();
         match kind {
             ProfileKind::Block => idle_threads::mark_idle_threads(&mut profile),
+            ProfileKind::Io => io_sites::label_call_sites(&mut profile),
             ProfileKind::OffCpu => offcpu_stacks::finish(&mut profile),
             _ => {}
         }
