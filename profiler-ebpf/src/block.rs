@@ -18,7 +18,9 @@ use profiler_common::{
     MAX_BLOCK_KEYS, MAX_BLOCK_WAKERS, MAX_FUTEX_SLEEPERS, counter, wait_outcome,
 };
 
-use crate::shared::{Context, Site, count, room_for_repeat, current_ids, notify_new_key, send_sample};
+use crate::shared::{
+    Context, Site, count, current_ids, notify_new_key, room_for_repeat, send_sample,
+};
 
 const EAGAIN: i64 = 11;
 const EINTR: i64 = 4;

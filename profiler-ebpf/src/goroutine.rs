@@ -168,16 +168,36 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
         return 0;
     };
     count(counter::GO_WAITS);
-    // SAFETY: plain adds to a site's value; two readies of one site on two CPUs at once
-    // may lose one add, as every per-site sum of these programs may.
+    // A site is a stack, which goroutines on every CPU share: the sums are atomic adds
+    // (`lock xadd`), so two readies at once both count.
+    // SAFETY: the value lives in the map for the program's run and is 8-byte aligned.
     unsafe {
-        (*value).waits += 1;
-        (*value).nanos += nanos;
+        add(&raw mut (*value).waits, 1);
+        add(&raw mut (*value).nanos, nanos);
         if parked.goid != (*value).first_goid {
-            (*value).others += 1;
+            add(&raw mut (*value).others, 1);
         }
     }
     0
+}
+
+/// Adds `n` to `*sum` atomically with the instruction every kernel runs on map values
+/// (`lock xadd`, its old value not read); Rust's atomics need compare-and-swap, which the
+/// BPF target does not declare.
+///
+/// # Safety
+/// `sum` points to a live, aligned `u64` of a map value.
+#[inline(always)]
+unsafe fn add(sum: *mut u64, n: u64) {
+    // SAFETY: the caller's pointer is valid and aligned; the instruction only adds to it.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({sum} + 0) += {n}",
+            sum = in(reg) sum,
+            n = in(reg) n,
+            options(nostack)
+        );
+    }
 }
 
 /// Whether this hit is on the `jbe` of the function's stack check and the branch is about

@@ -47,7 +47,6 @@ static HEAP_LIVE: HashMap<HeapLiveKey, HeapLive> = HashMap::with_max_entries(MAX
 #[map]
 static HEAP_PENDING: Array<HeapPending> = Array::with_max_entries(HEAP_PENDING_SLOTS, 0);
 
-
 /// The user register at byte offset `offset` of `pt_regs` (see `regs.rs`).
 #[inline(always)]
 fn reg(ctx: &impl EbpfContext, offset: usize) -> u64 {
@@ -83,7 +82,11 @@ pub fn heap_alloc(ctx: ProbeContext) -> u32 {
             count(counter::LOST_HEAP_SLOT);
         }
     }
-    let (a0, a1, a2) = (reg(&ctx, regs::DI), reg(&ctx, regs::SI), reg(&ctx, regs::DX));
+    let (a0, a1, a2) = (
+        reg(&ctx, regs::DI),
+        reg(&ctx, regs::SI),
+        reg(&ctx, regs::DX),
+    );
     let (size, old) = match func {
         heap_fn::CALLOC => (a0.wrapping_mul(a1), 0),
         heap_fn::REALLOC => (a1, a0),
@@ -275,7 +278,11 @@ pub fn heap_preload_stack(ctx: ProbeContext) -> u32 {
     if reg(&ctx, regs::DX) != 0 {
         notify_new_key(tgid, event.site.ret, -1);
     }
-    if send_sample(&ctx, Context::Uprobe, Site::Heap(sample_kind::HEAP_PRELOAD, &event)) {
+    if send_sample(
+        &ctx,
+        Context::Uprobe,
+        Site::Heap(sample_kind::HEAP_PRELOAD, &event),
+    ) {
         count(counter::HEAP_STACKS);
     } else {
         count(counter::LOST_HEAP_STACK);
@@ -295,7 +302,11 @@ pub fn go_malloc(ctx: ProbeContext) -> u32 {
     }
     // SAFETY: the helper reads the cookie userspace gave this attachment.
     let layout = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let (rax, rbx, rcx) = (reg(&ctx, regs::AX), reg(&ctx, regs::BX), reg(&ctx, regs::CX));
+    let (rax, rbx, rcx) = (
+        reg(&ctx, regs::AX),
+        reg(&ctx, regs::BX),
+        reg(&ctx, regs::CX),
+    );
     let (ptr, size) = if layout >> 63 == 0 {
         (rax, rbx)
     } else {
@@ -319,7 +330,11 @@ pub fn go_malloc(ctx: ProbeContext) -> u32 {
         rate,
     };
     count(counter::GO_ALLOCS);
-    if !send_sample(&ctx, Context::Uprobe, Site::Heap(sample_kind::GO_ALLOC, &event)) {
+    if !send_sample(
+        &ctx,
+        Context::Uprobe,
+        Site::Heap(sample_kind::GO_ALLOC, &event),
+    ) {
         count(counter::LOST_GO_EVENTS);
     }
     0

@@ -23,7 +23,9 @@ use profiler_common::{
 };
 
 use crate::regs;
-use crate::shared::{Context, Site, count, room_for_repeat, notify_new_fd, notify_new_key, send_sample};
+use crate::shared::{
+    Context, Site, count, notify_new_fd, notify_new_key, room_for_repeat, send_sample,
+};
 use crate::site::site_registers;
 
 /// What the calls did, by call site.
@@ -33,8 +35,7 @@ static IO_CALLS: HashMap<IoKey, IoValue> =
 
 /// Which way data last moved on each descriptor of a target process.
 #[map]
-static IO_DIRECTIONS: LruHashMap<IoFdKey, u8> =
-    LruHashMap::with_max_entries(MAX_IO_DESCRIPTORS, 0);
+static IO_DIRECTIONS: LruHashMap<IoFdKey, u8> = LruHashMap::with_max_entries(MAX_IO_DESCRIPTORS, 0);
 
 /// Scratch space for a new [`IoValue`], too large for the BPF stack.
 #[map]

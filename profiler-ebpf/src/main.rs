@@ -4,6 +4,8 @@
 //! can happen in userspace (symbolization, merging, output) happens there.
 #![no_std]
 #![no_main]
+// `asm!` for the one atomic add Rust's atomics cannot express on BPF (see goroutine.rs).
+#![feature(asm_experimental_arch)]
 
 mod block;
 mod cpu;
