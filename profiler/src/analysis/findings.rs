@@ -9,6 +9,7 @@ use super::block::{self, LockWaits, ProcessBlocked};
 use super::cpu::{self, MemoryHotSpot};
 use super::finding::Finding;
 use super::go_cpu::{self, GoSyscallHotSpot};
+use super::go_runtime_locks;
 use super::goroutines::{self, GoWaitFinding, GoWaitKind};
 use super::heap::{self, HeapSite, SmallAllocations};
 use super::io::{self, IoSite, SmallIoFinding};
@@ -87,6 +88,12 @@ impl Analysis {
                     analysis.idle_delay = block::idle_delay(&waits);
                     analysis.locks = block::lock_waits(profile, &waits);
                     analysis.go_waits = goroutines::findings(profile);
+                    analysis
+                        .go_waits
+                        .extend(go_runtime_locks::channel_lock_findings(profile, &waits));
+                    analysis
+                        .go_waits
+                        .sort_by_key(|f| std::cmp::Reverse(f.delay));
                 }
                 ProfileKind::OffCpu => analysis.offcpu = Some(offcpu::waits(profile)),
                 ProfileKind::Heap => {

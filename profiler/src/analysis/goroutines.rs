@@ -22,11 +22,19 @@ pub enum GoWaitKind {
     /// A channel receive or `select`, not at the top of its goroutine: the goroutine waits
     /// for a value another one sends (a request waiting for a worker's answer).
     ChannelReceive,
+    /// A channel's own lock, which threads queued for in the runtime (`runtime.lock2`
+    /// inside a send, receive or `select`): seen as futex waits, not goroutine waits.
+    ChannelLock,
 }
 
 impl GoWaitKind {
     /// Every kind, in the order the summary lists them.
-    pub const ALL: [Self; 3] = [Self::Mutex, Self::ChannelSend, Self::ChannelReceive];
+    pub const ALL: [Self; 4] = [
+        Self::Mutex,
+        Self::ChannelSend,
+        Self::ChannelReceive,
+        Self::ChannelLock,
+    ];
 
     /// What to do about it.
     pub fn hint(self) -> &'static str {
@@ -47,6 +55,12 @@ impl GoWaitKind {
                 "these goroutines wait for values other goroutines send: the time is spent \
                  by the senders (profile what they do); more senders or less work per value \
                  shortens it, a buffer does not"
+            }
+            Self::ChannelLock => {
+                "threads on several CPUs used this channel at once, and every send, receive \
+                 and select takes the channel's lock: give each producer or worker a channel \
+                 of its own, or send batches (a slice per message) so the lock is taken less \
+                 often; a buffer does not help, it is behind the same lock"
             }
         }
     }
@@ -130,7 +144,7 @@ pub struct GoWaitFinding {
 
 /// Whether a frame belongs to the Go runtime or the standard library's locks and
 /// channels, which the findings look past to the code that called them.
-fn is_machinery(function: &str) -> bool {
+pub(super) fn is_machinery(function: &str) -> bool {
     function.starts_with("runtime.")
         || function.starts_with("sync.")
         || function.starts_with("internal/")
@@ -175,10 +189,12 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
                 }
                 lock.to_owned()
             }
-            GoWaitKind::ChannelSend | GoWaitKind::ChannelReceive => sample
-                .label_str(LabelKey::Reason)
-                .unwrap_or("chan")
-                .to_owned(),
+            GoWaitKind::ChannelSend | GoWaitKind::ChannelReceive | GoWaitKind::ChannelLock => {
+                sample
+                    .label_str(LabelKey::Reason)
+                    .unwrap_or("chan")
+                    .to_owned()
+            }
         };
         let pid = sample.label_num(LabelKey::Pid).unwrap_or(0);
         let acc = groups
@@ -220,7 +236,7 @@ pub fn findings(profile: &Profile) -> Vec<GoWaitFinding> {
         })
         .filter(|f| match f.kind {
             GoWaitKind::Mutex => f.waiters == Waiters::Several,
-            GoWaitKind::ChannelSend | GoWaitKind::ChannelReceive => {
+            GoWaitKind::ChannelSend | GoWaitKind::ChannelReceive | GoWaitKind::ChannelLock => {
                 f.delay as f64 >= MIN_CHANNEL_SHARE * window
             }
         })

@@ -14,6 +14,7 @@ pub mod finding;
 pub mod findings;
 pub mod functions;
 pub mod go_cpu;
+pub mod go_runtime_locks;
 pub mod goroutines;
 pub mod heap;
 pub mod io;

@@ -124,6 +124,9 @@ pub fn go_section(findings: &[GoWaitFinding], top: usize) -> String {
                 "Go channel receives (goroutines waiting for a value; workers waiting for \
                  work left out):"
             }
+            GoWaitKind::ChannelLock => {
+                "Go channel locks (threads queued in the runtime for a channel's own lock):"
+            }
         };
         let of_kind: Vec<&GoWaitFinding> = findings.iter().filter(|f| f.kind == kind).collect();
         if of_kind.is_empty() {
