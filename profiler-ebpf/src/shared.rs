@@ -310,12 +310,11 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
 const PAGE: u64 = 4096;
 
 /// Copies up to `want` bytes (at most `CAP`, the room at `dst`) of user stack from `sp`
-/// into `dst`, returning how many were
-/// copied and whether the stack ended before `want`. A thread whose stack ends sooner (near
-/// the top of its stack) still gets the readable pages above `sp`, found one page at a time
-/// with one-byte probes: readability is not monotonic (the kernel leaves an untouched gap
-/// of random size below a process's arguments), so the copy stops at the first page that
-/// cannot be read.
+/// into `dst`, returning how many were copied and whether the stack ended before `want`. A
+/// thread whose stack ends sooner (near the top of its stack) still gets the readable pages
+/// above `sp`, found one page at a time with one-byte probes: readability is not monotonic
+/// (the kernel leaves an untouched gap of random size below a process's arguments), so the
+/// copy stops at the first page that cannot be read.
 #[inline(always)]
 unsafe fn copy_user_stack<const CAP: usize>(dst: *mut u8, sp: u64, want: u32) -> (u32, bool) {
     let want = (want & !7).min(CAP as u32);

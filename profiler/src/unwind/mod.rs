@@ -194,7 +194,14 @@ impl StackUnwinder {
         let Some(go) = self.processes.get(&pid).and_then(|p| p.go.as_ref()) else {
             return false;
         };
-        let lookup = |i: usize, address: u64| if i == 0 { address } else { address - 1 };
+        // A return address is looked up one byte back, in its call instruction.
+        let lookup = |i: usize, address: u64| {
+            if i == 0 {
+                address
+            } else {
+                address.saturating_sub(1)
+            }
+        };
         let Some((last, &address)) = unwound.frames.iter().enumerate().next_back() else {
             return false;
         };
@@ -220,7 +227,7 @@ impl StackUnwinder {
             }
             // The chain was cut at its size: the rest is unknown.
             None if chain.len() >= profiler_common::MAX_USER_FRAMES => StackEnd::Stopped,
-            // The chain ends where Go's traceback does (`mcall` clears the frame pointer).
+            // The chain ended on a zero frame pointer: the bottom of the stack.
             None => StackEnd::Root,
         };
         if frames.len() > MAX_FRAMES {
