@@ -97,3 +97,33 @@ pub fn runtime_has_reason(toolchain: &GoToolchain, reason: &str) -> bool {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", runtime2.display()));
     text.contains(&format!("\"{reason}\""))
 }
+
+/// The body of `GET path` from a server on loopback `port`, asked in HTTP/1.0 so that the
+/// body is not chunked.
+pub fn http_get(port: u16, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the Go server");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send a request");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("read the response");
+    let at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    response.split_off(at + 4)
+}
+
+/// Where the tests' load generator is.
+pub const AB: &str = "/usr/bin/ab";
+
+/// Whether `ab` is missing, saying so: a test that loads a server then skips.
+pub fn ab_missing() -> bool {
+    let missing = !Path::new(AB).is_file();
+    if missing {
+        eprintln!("skipping: {AB} is not installed (`cargo xtask setup --for-tests`)");
+    }
+    missing
+}

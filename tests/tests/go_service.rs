@@ -24,39 +24,22 @@ mod go;
 #[allow(dead_code)]
 mod raw;
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 
 use integration_tests::{GoToolchain, prerequisites, run_command, spawn_profiler, temp_dir};
 use raw::{RawSample, describe, raw_samples};
 
-const AB: &str = "/usr/bin/ab";
 const REQUESTS: u64 = 20_000;
 /// The largest relative gap allowed between the profile's figures and Go's own.
 const TOLERANCE: f64 = 0.10;
 /// The handler: every wait under it is a request's.
 const HANDLER: &str = "main.kv";
 
-/// The body of `GET path`, asked in HTTP/1.0 so the body is not chunked.
-fn get(port: u16, path: &str) -> Vec<u8> {
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the Go service");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send a request");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .expect("read the response");
-    let at = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    response.split_off(at + 4)
-}
-
 /// Go's own block profile now, saved to `path` and read back.
 fn go_block_profile(port: u16, path: &Path) -> Vec<RawSample> {
-    std::fs::write(path, get(port, "/debug/pprof/block")).expect("write Go's block profile");
+    std::fs::write(path, go::http_get(port, "/debug/pprof/block"))
+        .expect("write Go's block profile");
     raw_samples(path)
 }
 
@@ -107,7 +90,7 @@ fn check(toolchain: &GoToolchain) -> Result<String, String> {
     );
     attach::wait_until_attached(profiler.pid());
     let before = go_block_profile(port, &tmp.path().join("before.pb.gz"));
-    let mut ab = Command::new(AB);
+    let mut ab = Command::new(go::AB);
     ab.args(["-q", "-k", "-s", "30", "-c", "8", "-n"])
         .arg(REQUESTS.to_string())
         .arg(format!("http://127.0.0.1:{port}/kv?key=k1&work=50"));
@@ -192,8 +175,7 @@ fn a_go_service_s_waits_match_go_s_own_block_profile_with_gc_running() {
     if !prerequisites() {
         return;
     }
-    if !Path::new(AB).is_file() {
-        eprintln!("skipping: {AB} is not installed (`cargo xtask setup --for-tests`)");
+    if go::ab_missing() {
         return;
     }
     go::for_each_toolchain("go service", check);

@@ -16,13 +16,11 @@ mod attach;
 mod go;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 
 use integration_tests::{GoToolchain, pprof, prerequisites, run_command, spawn_profiler, temp_dir};
 
-const AB: &str = "/usr/bin/ab";
 const REQUESTS: u64 = 20_000;
 /// The largest relative gap allowed between a function's flat `alloc_space` and Go's.
 const TOLERANCE: f64 = 0.15;
@@ -32,22 +30,8 @@ const TOP_SHARE: f64 = 0.05;
 /// Go's own heap profile after a garbage collection (which publishes every allocation
 /// made so far), saved to `path`.
 fn go_heap_profile(port: u16, path: &Path) {
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the Go service");
-    write!(
-        stream,
-        "GET /debug/pprof/heap?gc=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-    )
-    .expect("send a request");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .expect("read the response");
-    let at = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    std::fs::write(path, &response[at + 4..]).expect("write Go's heap profile");
+    std::fs::write(path, go::http_get(port, "/debug/pprof/heap?gc=1"))
+        .expect("write Go's heap profile");
 }
 
 /// Flat `alloc_space` in bytes by function, as `go tool pprof -top` prints it, of
@@ -91,7 +75,7 @@ fn check(toolchain: &GoToolchain) -> Result<String, String> {
     let before = tmp.path().join("before.pb.gz");
     let after = tmp.path().join("after.pb.gz");
     go_heap_profile(port, &before);
-    let mut ab = Command::new(AB);
+    let mut ab = Command::new(go::AB);
     ab.args(["-q", "-k", "-s", "30", "-c", "8", "-n"])
         .arg(REQUESTS.to_string())
         .arg(format!("http://127.0.0.1:{port}/kv?key=k1"));
@@ -143,8 +127,7 @@ fn a_go_service_s_allocations_match_go_s_own_heap_profile() {
     if !prerequisites() {
         return;
     }
-    if !Path::new(AB).is_file() {
-        eprintln!("skipping: {AB} is not installed (`cargo xtask setup --for-tests`)");
+    if go::ab_missing() {
         return;
     }
     go::for_each_toolchain("go service heap", check);

@@ -32,29 +32,13 @@ use attach::wait_until_attached;
 use findings::{round_trip_finding, small_io_findings};
 use raw::RawProfile;
 
-const AB: &str = "/usr/bin/ab";
 const REQUESTS: u64 = 10_000;
 /// Requests the profile and the server may count apart: the `/stats` queries.
 const SLACK: i64 = 4;
 
 /// GETs `path` from the server and returns the body.
 fn get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the Go server");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send a request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
+    String::from_utf8_lossy(&go::http_get(port, path)).into_owned()
 }
 
 fn answered(port: u16) -> i64 {
@@ -86,7 +70,7 @@ fn check(toolchain: &GoToolchain) -> Result<String, String> {
     );
     wait_until_attached(profiler.pid());
     let before = answered(port);
-    let mut ab = Command::new(AB);
+    let mut ab = Command::new(go::AB);
     ab.args(["-q", "-k", "-s", "30", "-c", "4", "-n"])
         .arg(REQUESTS.to_string())
         .arg(format!("http://127.0.0.1:{port}/hello"));
@@ -165,8 +149,7 @@ fn go_http_server_io_is_round_trips_named_by_net_http() {
     if !prerequisites() {
         return;
     }
-    if !std::path::Path::new(AB).is_file() {
-        eprintln!("skipping: {AB} is not installed (`cargo xtask setup --for-tests`)");
+    if go::ab_missing() {
         return;
     }
     go::for_each_toolchain("go http server", check);
