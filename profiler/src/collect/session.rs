@@ -551,7 +551,8 @@ impl Session {
     }
 
     /// Tells the kernel which processes the unwinder found to run Go, so that their CPU
-    /// samples carry frame-pointer chains; a full map only leaves stacks as they were.
+    /// samples carry frame-pointer chains; an update that fails leaves their stacks as the
+    /// stack copy alone gives them.
     fn mark_go_processes(&mut self) {
         for pid in self.sampler.take_new_go_processes() {
             if let Err(err) = self.probes.add_go_process(pid) {
