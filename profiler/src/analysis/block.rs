@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use profiler_model::LabelKey;
 use profiler_model::Profile;
 
+use super::language;
 use super::wake_evidence::{Evidence, Wait};
-use super::{go_runtime_locks, language};
 
 /// Where a group of waits waited.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -146,14 +146,8 @@ impl Acc {
 /// group is kept only when its waits were on two futexes or more.
 pub fn lock_waits<'a>(profile: &'a Profile, waits: &[Wait<'a>]) -> Vec<LockWaits> {
     let evidence = records_wakers(profile);
-    // The Go runtime's own locks are not the program's: a channel's is a Go channel
-    // finding, the others the runtime's business (see go_runtime_locks).
-    let waits: Vec<&Wait<'a>> = waits
-        .iter()
-        .filter(|w| go_runtime_locks::runtime_lock(profile, w.sample).is_none())
-        .collect();
     let mut by_futex: BTreeMap<(i64, &str), Acc> = BTreeMap::new();
-    for wait in &waits {
+    for wait in waits {
         by_futex
             .entry((wait.pid, wait.futex))
             .or_default()

@@ -86,11 +86,14 @@ impl Analysis {
                     let waits = wake_evidence::futex_waits(profile);
                     analysis.blocked = block::by_process(&waits);
                     analysis.idle_delay = block::idle_delay(&waits);
-                    analysis.locks = block::lock_waits(profile, &waits);
+                    // The Go runtime's own locks are not the program's: a channel's is a Go
+                    // channel finding, the others the runtime's business.
+                    let (runtime, program) = go_runtime_locks::split(profile, waits);
+                    analysis.locks = block::lock_waits(profile, &program);
                     analysis.go_waits = goroutines::findings(profile);
                     analysis
                         .go_waits
-                        .extend(go_runtime_locks::channel_lock_findings(profile, &waits));
+                        .extend(go_runtime_locks::channel_lock_findings(profile, &runtime));
                     analysis
                         .go_waits
                         .sort_by_key(|f| std::cmp::Reverse(f.delay));

@@ -64,11 +64,31 @@ pub fn runtime_lock(profile: &Profile, sample: &Sample) -> Option<RuntimeLock> {
     })
 }
 
-/// The channels whose locks threads of a process queued for, by the function that used
-/// them: those two threads or more waited at, together for at least
-/// [`MIN_CHANNEL_SHARE`] of the window, as for a channel's goroutine waits; most delay
-/// first.
-pub fn channel_lock_findings(profile: &Profile, waits: &[Wait<'_>]) -> Vec<GoWaitFinding> {
+/// A blocking profile's futex waits parted, each stack read once: the Go runtime's lock
+/// waits, each with its lock, and the program's own.
+pub fn split<'a>(
+    profile: &Profile,
+    waits: Vec<Wait<'a>>,
+) -> (Vec<(Wait<'a>, RuntimeLock)>, Vec<Wait<'a>>) {
+    let mut runtime = Vec::new();
+    let mut program = Vec::new();
+    for wait in waits {
+        match runtime_lock(profile, wait.sample) {
+            Some(lock) => runtime.push((wait, lock)),
+            None => program.push(wait),
+        }
+    }
+    (runtime, program)
+}
+
+/// The channels whose locks threads of a process queued for (among the runtime's lock
+/// waits [`split`] found), by the function that used them: those two threads or more
+/// waited at, together for at least [`MIN_CHANNEL_SHARE`] of the window, as for a
+/// channel's goroutine waits; most delay first.
+pub fn channel_lock_findings(
+    profile: &Profile,
+    waits: &[(Wait<'_>, RuntimeLock)],
+) -> Vec<GoWaitFinding> {
     #[derive(Default)]
     struct Acc {
         comm: String,
@@ -77,15 +97,17 @@ pub fn channel_lock_findings(profile: &Profile, waits: &[Wait<'_>]) -> Vec<GoWai
         delay: u64,
     }
     let mut groups: BTreeMap<(i64, String, &'static str), Acc> = BTreeMap::new();
-    for wait in waits.iter().filter(|w| !w.evidence.is_idle()) {
-        let Some(RuntimeLock::Channel {
+    for (wait, lock) in waits.iter().filter(|(w, _)| !w.evidence.is_idle()) {
+        let RuntimeLock::Channel {
             function,
             operation,
-        }) = runtime_lock(profile, wait.sample)
+        } = lock
         else {
             continue;
         };
-        let acc = groups.entry((wait.pid, function, operation)).or_default();
+        let acc = groups
+            .entry((wait.pid, function.clone(), *operation))
+            .or_default();
         wait.comm.clone_into(&mut acc.comm);
         acc.threads.insert(wait.tid);
         acc.waits = acc.waits.saturating_add(wait.waits);
@@ -202,7 +224,8 @@ mod tests {
         }
         let profile = builder.build();
         let waits = crate::analysis::wake_evidence::futex_waits(&profile);
-        let found = channel_lock_findings(&profile, &waits);
+        let (runtime, program) = split(&profile, waits);
+        let found = channel_lock_findings(&profile, &runtime);
         assert_eq!(found.len(), 1);
         let f = &found[0];
         assert_eq!(
@@ -211,7 +234,8 @@ mod tests {
         );
         assert_eq!(f.operation, "chan send (the channel's lock)");
         // The same waits make no C-style contended lock.
-        assert!(crate::analysis::block::lock_waits(&profile, &waits).is_empty());
+        assert!(program.is_empty());
+        assert!(crate::analysis::block::lock_waits(&profile, &program).is_empty());
     }
 
     #[test]
