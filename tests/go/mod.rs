@@ -127,3 +127,36 @@ pub fn ab_missing() -> bool {
     }
     missing
 }
+
+/// One row of `go tool pprof -top`: a function's flat value as printed (with its unit,
+/// `12345B`, `0.52s`) and its cumulative share of the samples in percent.
+pub struct TopRow {
+    /// The function.
+    pub function: String,
+    /// The flat value, as printed.
+    pub flat: String,
+    /// The cumulative share, 0 to 100.
+    pub cum_percent: f64,
+}
+
+/// The rows of `go tool pprof -top ARGS` (`-nodecount=100000` added, so no function is
+/// left out).
+pub fn pprof_top(args: &[String]) -> Vec<TopRow> {
+    let mut all = vec!["-top".to_owned(), "-nodecount=100000".to_owned()];
+    all.extend_from_slice(args);
+    let run = integration_tests::pprof(&all);
+    run.assert_success();
+    run.stdout
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.get(1)?.strip_suffix('%')?;
+            let cum_percent = words.get(4)?.strip_suffix('%')?.parse().ok()?;
+            Some(TopRow {
+                function: words[5..].join(" "),
+                flat: words[0].to_owned(),
+                cum_percent,
+            })
+        })
+        .collect()
+}

@@ -31,9 +31,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-use integration_tests::{
-    Folded, GoToolchain, Running, pprof, prerequisites, spawn_profiler, temp_dir,
-};
+use integration_tests::{Folded, GoToolchain, Running, prerequisites, spawn_profiler, temp_dir};
 
 /// The window both profiles cover, in seconds.
 const WINDOW_S: u64 = 12;
@@ -62,27 +60,16 @@ const NOT_COMPARED: &str = r"main\.worker|runtime\.nanotime1";
 /// Every function's cumulative share of `pb`'s samples (0 to 100), as `go tool pprof -top
 /// -cum` prints it, the samples with a frame matching `ignore` left out.
 fn cum_shares(pb: &Path, ignore: Option<&str>) -> HashMap<String, f64> {
-    let mut args = vec![
-        "-top".to_owned(),
-        "-cum".to_owned(),
-        "-nodecount=100000".to_owned(),
-    ];
+    let mut args = vec!["-cum".to_owned()];
     if let Some(ignore) = ignore {
         // Shares of what is left, not of the whole profile.
         args.push(format!("-ignore={ignore}"));
         args.push("-relative_percentages".to_owned());
     }
     args.push(pb.display().to_string());
-    let run = pprof(&args);
-    run.assert_success();
-    run.stdout
-        .lines()
-        .filter_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let cum = words.get(4)?.strip_suffix('%')?.parse().ok()?;
-            words.get(1)?.strip_suffix('%')?;
-            Some((words[5..].join(" "), cum))
-        })
+    go::pprof_top(&args)
+        .into_iter()
+        .map(|row| (row.function, row.cum_percent))
         .collect()
 }
 

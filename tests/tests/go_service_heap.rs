@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use integration_tests::{GoToolchain, pprof, prerequisites, run_command, spawn_profiler, temp_dir};
+use integration_tests::{GoToolchain, prerequisites, run_command, spawn_profiler, temp_dir};
 
 const REQUESTS: u64 = 20_000;
 /// The largest relative gap allowed between a function's flat `alloc_space` and Go's.
@@ -38,26 +38,17 @@ fn go_heap_profile(port: u16, path: &Path) {
 /// `profile` (less `base`, when given), the profile-writing handler's stacks left out.
 fn flat_alloc_space(profile: &Path, base: Option<&Path>) -> BTreeMap<String, i64> {
     let mut args = vec![
-        "-top".to_owned(),
         "-sample_index=alloc_space".to_owned(),
         "-unit=B".to_owned(),
-        "-nodecount=100000".to_owned(),
         "-ignore=net/http/pprof".to_owned(),
     ];
     if let Some(base) = base {
         args.push(format!("-base={}", base.display()));
     }
     args.push(profile.display().to_string());
-    let run = pprof(&args);
-    run.assert_success();
-    run.stdout
-        .lines()
-        .filter_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            words.get(4)?.strip_suffix('%')?;
-            let flat = words.first()?.strip_suffix('B')?.parse().ok()?;
-            Some((words[5..].join(" "), flat))
-        })
+    go::pprof_top(&args)
+        .into_iter()
+        .filter_map(|row| Some((row.function, row.flat.strip_suffix('B')?.parse().ok()?)))
         .collect()
 }
 
