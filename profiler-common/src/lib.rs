@@ -4,9 +4,11 @@
 //! of map keys, values and ring-buffer events byte for byte.
 #![no_std]
 
+mod go_labels;
 mod heap;
 mod names;
 mod offcpu;
+pub use go_labels::*;
 pub use heap::*;
 pub use names::*;
 pub use offcpu::*;
@@ -32,6 +34,10 @@ pub const MAX_USER_STACK_BYTES: usize = 65536;
 /// Bytes at the start of a Go process's CPU sample's user part that hold its frame-pointer
 /// chain, zero padded, before the stack copy ([`sample_flag::GO_FRAMES`]).
 pub const GO_FRAMES_BYTES: usize = MAX_USER_FRAMES * 8;
+
+/// Room for a sample's user part: the largest stack copy, after a Go process's labels and
+/// frame-pointer chain ([`sample_flag::GO_LABELS`], [`sample_flag::GO_FRAMES`]).
+pub const USER_AREA_BYTES: usize = GO_LABELS_BYTES + GO_FRAMES_BYTES + MAX_USER_STACK_BYTES;
 
 /// Default size of the stack-sample ring buffer; userspace sizes it from the rate at load.
 pub const SAMPLE_RING_BYTES: u32 = 8 << 20;
@@ -85,6 +91,10 @@ pub mod sample_flag {
     /// (to the system stack, to call the vDSO), which the copy from `sp` does not hold;
     /// its frame pointers lead on into the goroutine's stack.
     pub const GO_FRAMES: u32 = 16;
+    /// A Go process's sample taken while its goroutine had profiler labels: the user part
+    /// starts with a [`super::GoLabels`] ([`super::GO_LABELS_BYTES`]), and what it would
+    /// hold otherwise (frame-pointer chain, stack copy or frames) follows.
+    pub const GO_LABELS: u32 = 32;
 }
 
 /// How user stacks are taken, set by userspace at load time (`--call-graph`).
@@ -153,8 +163,9 @@ pub struct SampleRecord {
     pub header: SampleHeader,
     /// Kernel return addresses, leaf first.
     pub kernel: [u64; MAX_KERNEL_FRAMES],
-    /// The user stack from `sp` upwards, or user frames in frame-pointer mode.
-    pub user: [u8; MAX_USER_STACK_BYTES],
+    /// The user stack from `sp` upwards, or user frames in frame-pointer mode; in a Go
+    /// process's sample, after its labels and frame-pointer chain where it has them.
+    pub user: [u8; USER_AREA_BYTES],
 }
 
 /// Entries of the I/O aggregation map: distinct (pid, tid, user stack, syscall) keys.
@@ -666,9 +677,10 @@ pub struct GoWaitKey {
     /// [`GO_STACK_HASH_FRAMES`]). Waits at one stack are one site, so totals are exact per
     /// distinct blocking call, and the runtime's waits never mix with the user's.
     pub stack: u64,
-    /// The return address at `runtime.gopark`'s entry: where in its caller it was called
-    /// (the frame a frame-pointer walk from the entry skips).
-    pub caller: u64,
+    /// A hash of the contents of the goroutine's profiler labels (`pprof.Do`), 0 for none
+    /// or when they are not read: the same stack under other labels is another site, so
+    /// the site's one stack sample carries labels true of all its waits.
+    pub labels: u64,
 }
 
 /// Value of the goroutine wait aggregation map: finished waits of one site.
@@ -769,11 +781,13 @@ const _: () = {
     assert!(size_of::<GoWaitValue>() == 56);
     assert!(size_of::<ParkedKey>() == 16);
     assert!(size_of::<Parked>() == 40);
-    assert!(size_of::<SampleRecord>() == SAMPLE_FIXED_BYTES + MAX_USER_STACK_BYTES);
+    assert!(size_of::<SampleRecord>() == SAMPLE_FIXED_BYTES + USER_AREA_BYTES);
 };
 
 #[cfg(feature = "user")]
 mod pod {
+    // SAFETY: u16s and bytes, no padding (size asserted in go_labels.rs).
+    unsafe impl aya::Pod for super::GoProcess {}
     // SAFETY: four u32s, then u64s: no padding (size asserted above).
     unsafe impl aya::Pod for super::IoKey {}
     // SAFETY: two u32s, then u64s: no padding (size asserted above).

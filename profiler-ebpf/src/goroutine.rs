@@ -40,8 +40,10 @@ use profiler_common::{
     counter, go_probe_cookie,
 };
 
+use crate::go_labels;
 use crate::shared::{
-    Context, Site, count, current_ids, is_target, notify_new_key, send_sample, user_stack_hash,
+    Context, GO_PROCESSES, Site, count, current_ids, is_target, notify_new_key, send_sample,
+    user_stack_hash,
 };
 
 /// Goroutines parked and not yet made ready.
@@ -77,11 +79,16 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
         unsafe { bpf_probe_read_user(addr as *const u64) }.unwrap_or(0)
     };
     let caller = read(sp);
+    // SAFETY: a copy out of the map; the context of a uprobe is the task's saved user
+    // registers.
+    let labels = unsafe { GO_PROCESSES.get(&tgid).copied() }.map_or(0, |go| unsafe {
+        go_labels::hash(go_labels::labels_of(ctx.regs as usize, &go), go.format)
+    });
     let site = GoWaitKey {
         pid: tgid,
         reason: u32::from(reason),
         stack: user_stack_hash(&ctx, caller),
-        caller,
+        labels,
     };
     let goid = read(g + goid_offset);
     let key = ParkedKey {

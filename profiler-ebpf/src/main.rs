@@ -9,6 +9,7 @@
 
 mod block;
 mod cpu;
+mod go_labels;
 mod goroutine;
 mod heap;
 mod io;

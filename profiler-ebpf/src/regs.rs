@@ -2,6 +2,8 @@
 //! r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss).
 //! One table for every program, so an offset never means a word index somewhere else.
 
+/// `r14`, where Go code keeps the goroutine it runs (`g`).
+pub const R14: usize = 8;
 /// `rbp`, the frame pointer.
 pub const BP: usize = 4 * 8;
 /// `rbx`, the second argument of Go's register ABI.

@@ -18,13 +18,13 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use profiler_common::{
-    BlockKey, COMM_LEN, GO_FRAMES_BYTES, GO_STACK_HASH_FRAMES, GoWaitKey, HeapEvent, IoKey,
-    MAX_KERNEL_FRAMES, MAX_TARGETS, MAX_USER_FRAMES, MAX_USER_STACK_BYTES, OffCpuWait,
-    PROC_EVENTS_BYTES, ProcEvent, SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES, SampleRecord, counter,
-    proc_event, sample_flag, stack_mode,
+    BlockKey, COMM_LEN, GO_FRAMES_BYTES, GO_LABELS_BYTES, GO_STACK_HASH_FRAMES, GoProcess,
+    GoWaitKey, HeapEvent, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS, MAX_USER_FRAMES,
+    MAX_USER_STACK_BYTES, OffCpuWait, PROC_EVENTS_BYTES, ProcEvent, SAMPLE_FIXED_BYTES,
+    SAMPLE_RING_BYTES, SampleRecord, counter, proc_event, sample_flag, stack_mode,
 };
 
-use crate::regs;
+use crate::{go_labels, regs};
 
 /// Non-zero when only the pids in [`TARGETS`] are profiled; set by userspace at load time.
 #[unsafe(no_mangle)]
@@ -54,10 +54,11 @@ static PROFILER_TGID: u32 = 0;
 #[map]
 pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
-/// Go processes (tgid -> 1), filled by userspace as it finds them: their CPU samples carry
-/// the frame-pointer chain beside the stack copy, to follow Go's stack switches.
+/// Go processes, filled by userspace as it finds them: their CPU samples carry the
+/// frame-pointer chain beside the stack copy, to follow Go's stack switches, and their
+/// samples the goroutine's profiler labels where the value says where they are.
 #[map]
-pub static GO_PROCESSES: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_TARGETS, 0);
+pub static GO_PROCESSES: LruHashMap<u32, GoProcess> = LruHashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// Where a sample is built before it is sent: [`SCRATCH_SLOTS`] per CPU (see [`Context`]),
 /// too large for the BPF stack and for a per-CPU map. Userspace sets the size to that many
@@ -238,7 +239,22 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
         header.ip = user_reg(regs::IP);
         header.sp = user_reg(regs::SP);
         header.bp = user_reg(regs::BP);
-        let user = (*record).user.as_mut_ptr();
+        // The off-CPU profile does not carry them yet (a waker's would read as the wait's).
+        let go = if user_mode && !matches!(site, Site::OffCpu(_) | Site::OffCpuWaker(_)) {
+            GO_PROCESSES.get(&tgid)
+        } else {
+            None
+        };
+        let mut user = (*record).user.as_mut_ptr();
+        let mut prefix = 0;
+        if let Some(go) = go {
+            let labels = go_labels::labels_of(regs, go);
+            if labels != 0 && go_labels::read(labels, go.format, user.cast()) {
+                header.flags |= sample_flag::GO_LABELS;
+                user = user.add(GO_LABELS_BYTES);
+                prefix = GO_LABELS_BYTES as u32;
+            }
+        }
         if !user_mode {
             header.flags |= sample_flag::NO_USER;
         } else if core::ptr::read_volatile(&STACK_MODE) == stack_mode::FP
@@ -258,7 +274,7 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
             }
         } else if header.sp != 0 {
             let want = core::ptr::read_volatile(&USER_STACK_BYTES);
-            let (copied, ends) = if matches!(site, Site::Cpu) && GO_PROCESSES.get(&tgid).is_some() {
+            let (copied, ends) = if matches!(site, Site::Cpu) && go.is_some() {
                 // Go runs the runtime on the system stack and calls the vDSO there: the copy
                 // from `sp` ends where the goroutine's stack is left, and its frame pointers
                 // lead on. On failure the helper zeroes the area, which reads as no frames.
@@ -268,11 +284,9 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
                     GO_FRAMES_BYTES as u32,
                     BPF_F_USER_STACK as u64,
                 );
-                let (copied, ends) = copy_user_stack::<{ MAX_USER_STACK_BYTES - GO_FRAMES_BYTES }>(
-                    user.add(GO_FRAMES_BYTES),
-                    header.sp,
-                    want,
-                );
+                let (copied, ends) = copy_user_stack::<
+                    { MAX_USER_STACK_BYTES - GO_LABELS_BYTES - GO_FRAMES_BYTES },
+                >(user.add(GO_FRAMES_BYTES), header.sp, want);
                 if copied > 0 {
                     header.flags |= sample_flag::GO_FRAMES;
                     (copied + GO_FRAMES_BYTES as u32, ends)
@@ -291,6 +305,7 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
             header.flags |= sample_flag::USER_UNREADABLE;
             count(counter::USER_STACK_UNREADABLE);
         }
+        header.user_bytes += prefix;
         let len = (SAMPLE_FIXED_BYTES as u64 + u64::from(header.user_bytes))
             .min(size_of::<SampleRecord>() as u64);
         // Waking userspace for every sample would cost a context switch each; it drains

@@ -11,6 +11,7 @@ use super::model::{
     Label, Location, LocationId, Mapping, MappingId, Profile, StackId, ValueType, cap_inline_lines,
 };
 use super::model::{Sample, Waker};
+use super::program_labels::ProgramLabels;
 
 /// A frame before symbolization: an address in some address space. Equal raw frames
 /// always make equal locations.
@@ -31,7 +32,7 @@ pub struct ProfileBuilder {
     location_ids: HashMap<Location, LocationId>,
     frame_ids: HashMap<RawFrame, LocationId>,
     stack_ids: HashMap<Vec<LocationId>, StackId>,
-    sample_ids: HashMap<(StackId, Vec<Label>, Option<Waker>), usize>,
+    sample_ids: HashMap<(StackId, Vec<Label>, ProgramLabels, Option<Waker>), usize>,
     /// Locations whose inline chain was over [`MAX_INLINE_LINES`](crate::MAX_INLINE_LINES), and the lines elided
     /// from them, said in a comment when the profile is built.
     elided: (usize, usize),
@@ -162,16 +163,18 @@ impl ProfileBuilder {
 
     /// Adds values for a stack with labels; values of an equal (stack, labels) pair are summed.
     pub fn add_sample(&mut self, stack: StackId, values: &[i64], labels: Vec<Label>) {
-        self.add_sample_woken(stack, values, labels, None);
+        self.add_sample_from(stack, values, labels, ProgramLabels::NONE, None);
     }
 
-    /// Adds values for `stack` with `labels`, woken by `waker` (an off-CPU wait): merged
-    /// only with samples woken by the same stack.
-    pub fn add_sample_woken(
+    /// Adds values for `stack` with `labels` and the program's own labels `program`, woken
+    /// by `waker` (an off-CPU wait): merged only with samples of the same labels, woken by
+    /// the same stack.
+    pub fn add_sample_from(
         &mut self,
         stack: StackId,
         values: &[i64],
         labels: Vec<Label>,
+        program: ProgramLabels,
         waker: Option<Waker>,
     ) {
         assert_eq!(
@@ -179,7 +182,7 @@ impl ProfileBuilder {
             self.profile.sample_types.len(),
             "one value per sample type"
         );
-        match self.sample_ids.entry((stack, labels, waker)) {
+        match self.sample_ids.entry((stack, labels, program, waker)) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let sample = &mut self.profile.samples[*e.get()];
                 for (acc, v) in sample.values.iter_mut().zip(values) {
@@ -187,12 +190,13 @@ impl ProfileBuilder {
                 }
             }
             std::collections::hash_map::Entry::Vacant(e) => {
-                let (_, labels, waker) = e.key().clone();
+                let (_, labels, program, waker) = e.key().clone();
                 e.insert(self.profile.samples.len());
                 self.profile.samples.push(Sample {
                     stack,
                     values: values.to_vec(),
                     labels,
+                    program,
                     waker,
                 });
             }

@@ -26,6 +26,7 @@ mod model;
 pub mod pprof;
 mod pprof_mappings;
 pub mod pprof_read;
+pub mod program_labels;
 pub mod proto;
 mod string_table;
 pub mod wire;
@@ -51,4 +52,5 @@ pub use model::{
     Line, Location, LocationId, MAX_INLINE_LINES, Mapping, MappingId, Profile, Sample, StackId,
     ValueType, Waker, elided_inline_line,
 };
+pub use program_labels::ProgramLabels;
 pub use string_table::{StringIndex, StringTable};

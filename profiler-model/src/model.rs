@@ -2,6 +2,7 @@
 
 use crate::comment::Comment;
 use crate::labels::LabelKey;
+use crate::program_labels::ProgramLabels;
 use std::time::{Duration, SystemTime};
 
 use super::frame::FrameKind;
@@ -168,6 +169,8 @@ pub struct Sample {
     pub values: Vec<i64>,
     /// Labels such as `pid`, `tid` and `comm`.
     pub labels: Vec<Label>,
+    /// Labels the program put on the work (Go's profiler labels).
+    pub program: ProgramLabels,
     /// Who woke it, for an off-CPU wait whose waker's stacks were taken (pprof files keep
     /// only its `waker` label).
     pub waker: Option<Waker>,

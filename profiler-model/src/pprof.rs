@@ -116,27 +116,38 @@ pub fn encode(profile: &Profile) -> proto::Profile {
                 .map(|&l| l.index() as u64 + 1)
                 .collect(),
             value: s.values.clone(),
-            label: s
-                .labels
-                .iter()
-                .map(|l| {
-                    let key = strings.intern(l.key.name());
-                    match &l.value {
-                        LabelValue::Str(v) => proto::Label {
-                            key,
-                            str: strings.intern(v),
-                            num: 0,
-                            num_unit: 0,
-                        },
-                        LabelValue::Num(n) => proto::Label {
-                            key,
-                            str: 0,
-                            num: *n,
-                            num_unit: 0,
-                        },
-                    }
-                })
-                .collect(),
+            label: {
+                let mut label: Vec<proto::Label> = s
+                    .labels
+                    .iter()
+                    .map(|l| {
+                        let key = strings.intern(l.key.name());
+                        match &l.value {
+                            LabelValue::Str(v) => proto::Label {
+                                key,
+                                str: strings.intern(v),
+                                num: 0,
+                                num_unit: 0,
+                            },
+                            LabelValue::Num(n) => proto::Label {
+                                key,
+                                str: 0,
+                                num: *n,
+                                num_unit: 0,
+                            },
+                        }
+                    })
+                    .collect();
+                for (key, value) in s.program.iter() {
+                    label.push(proto::Label {
+                        key: strings.intern(key),
+                        str: strings.intern(value),
+                        num: 0,
+                        num_unit: 0,
+                    });
+                }
+                label
+            },
         })
         .collect();
 
@@ -195,6 +206,7 @@ mod tests {
     use crate::KERNEL_MAPPING;
     use crate::LabelKey;
     use crate::ProfileKind;
+    use crate::ProgramLabels;
     use crate::fixture;
     use crate::pprof_read::{decode, decode_bytes};
     use crate::{
@@ -264,12 +276,14 @@ mod tests {
                 Label::num(LabelKey::Tid, 0),
                 Label::str(LabelKey::Comm, ""),
             ],
+            program: ProgramLabels::NONE,
             waker: None,
         });
         p.samples.push(Sample {
             stack: StackId::new(n - 1),
             values: vec![1, fixture::PERIOD],
             labels: vec![Label::str(LabelKey::Comm, "swapper/0")],
+            program: ProgramLabels::new(vec![("endpoint".to_owned(), "/kv".to_owned())]),
             waker: None,
         });
         p

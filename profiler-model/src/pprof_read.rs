@@ -18,6 +18,7 @@
 use crate::account::Account;
 use crate::comment::Comment;
 use crate::labels::LabelKey;
+use crate::program_labels::ProgramLabels;
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Read;
@@ -382,14 +383,21 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
             }
         };
         let mut labels = Vec::with_capacity(s.label.len());
+        let mut program = Vec::new();
         for l in &s.label {
-            // A key of no meaning to the profiler is no use to any of its outputs; the
-            // profile says how many were left out.
+            let is_str = l.str != 0 || (l.num == 0 && string_keys.contains(&l.key));
             let Some(key) = LabelKey::from_name(string(l.key)?) else {
-                unknown_labels += 1;
+                // A string label of a key not ours is the program's own (Go's profiler
+                // labels). A number of no meaning to the profiler is no use to any of its
+                // outputs; the profile says how many were left out.
+                if is_str {
+                    program.push((owned(string(l.key)?)?, owned(string(l.str)?)?));
+                } else {
+                    unknown_labels += 1;
+                }
                 continue;
             };
-            let value = if l.str != 0 || (l.num == 0 && string_keys.contains(&l.key)) {
+            let value = if is_str {
                 LabelValue::Str(owned(string(l.str)?)?)
             } else {
                 LabelValue::Num(l.num)
@@ -400,6 +408,7 @@ pub fn decode(p: &proto::Profile, kind: ProfileKind) -> anyhow::Result<Profile> 
             stack,
             values: s.value.clone(),
             labels,
+            program: ProgramLabels::new(program),
             waker: None,
         });
     }

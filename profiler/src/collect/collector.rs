@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use profiler_common::SampleHeader;
+use profiler_model::ProgramLabels;
 
 use crate::collect::probes::{Counters, Probes};
 use crate::collect::raw_profile::RawProfile;
@@ -17,7 +18,7 @@ use crate::config::{CallGraph, Config};
 use crate::process::procmaps::ProcessTable;
 
 /// One stack sample from the ring buffer, its stacks unwound and interned.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Sample {
     /// What, where and whose, as the kernel program sent it.
     pub header: SampleHeader,
@@ -25,6 +26,8 @@ pub struct Sample {
     pub user: UserStack,
     /// The kernel stack (empty unless the kernel program took one).
     pub kernel: StackHandle,
+    /// The labels the program had put on the work (Go's profiler labels).
+    pub program: ProgramLabels,
 }
 
 /// A process a collector may want to attach to.

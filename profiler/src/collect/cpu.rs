@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use anyhow::Result;
 use profiler_common::{COMM_LEN, counter, sample_kind};
 use profiler_model::LabelKey;
-use profiler_model::{Account, Comment, CpuValue, Label, ProfileKind, Ticks, ValueType};
+use profiler_model::{
+    Account, Comment, CpuValue, Label, ProfileKind, ProgramLabels, Ticks, ValueType,
+};
 
 use crate::collect::collector::{Collector, RunEnd, Sample};
 use crate::collect::probes::Probes;
@@ -15,7 +17,7 @@ use crate::collect::records::comm;
 use crate::collect::stacks::{StackHandle, UserStack};
 
 /// What one CPU sample is counted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct CpuSampleKey {
     pid: u32,
     tid: u32,
@@ -23,6 +25,7 @@ struct CpuSampleKey {
     comm: [u8; COMM_LEN],
     user: UserStack,
     kernel: StackHandle,
+    program: ProgramLabels,
 }
 
 /// Counts CPU samples by thread and stacks.
@@ -43,6 +46,7 @@ impl Collector for CpuCollector {
             comm: sample.header.comm,
             user: sample.user,
             kernel: sample.kernel,
+            program: sample.program.clone(),
         };
         *self.samples.entry(key).or_default() += 1;
     }
@@ -60,7 +64,10 @@ impl Collector for CpuCollector {
             .filter(|(key, _)| run.keeps(key.pid))
             .collect();
         // The same profile whatever the hash map's order.
-        samples.sort_by_key(|(key, _)| (key.pid, key.tid, key.kernel, key.user.order()));
+        samples.sort_by(|(a, _), (b, _)| {
+            let order = |k: &CpuSampleKey| (k.pid, k.tid, k.kernel, k.user.order());
+            (order(a), &a.program).cmp(&(order(b), &b.program))
+        });
         for (key, count) in samples {
             let count = count as i64;
             let labels = vec![
@@ -75,7 +82,7 @@ impl Collector for CpuCollector {
                 user: key.user,
                 kernel: key.kernel,
             };
-            raw.add(stack, values, labels);
+            raw.add_labeled(stack, values, labels, key.program);
         }
         Ok(raw)
     }

@@ -32,7 +32,8 @@ impl Collector for FutexCollector {
     }
 
     fn take(&mut self, sample: &Sample) {
-        self.stacks.count(sample.header.block_site, sample.user);
+        self.stacks
+            .count(sample.header.block_site, sample.user, &sample.program);
     }
 
     fn close(&mut self, probes: &mut Probes, window_end_ktime_ns: u64) {

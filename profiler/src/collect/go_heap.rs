@@ -6,10 +6,12 @@ use std::collections::HashMap;
 
 use profiler_common::COMM_LEN;
 
+use profiler_model::ProgramLabels;
+
 use crate::collect::stacks::UserStack;
 
 /// Where a sampled Go allocation was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GoAllocStack {
     /// Process id.
     pub pid: u32,
@@ -17,6 +19,8 @@ pub struct GoAllocStack {
     pub comm: [u8; COMM_LEN],
     /// The stack that allocated.
     pub user: UserStack,
+    /// The labels the program had put on the work (Go's profiler labels).
+    pub program: ProgramLabels,
 }
 
 /// The sampled allocations of a run's Go processes.
@@ -38,8 +42,8 @@ impl GoHeap {
         if rate != 0 {
             self.rates.insert(stack.pid, rate);
         }
+        self.live.insert((stack.pid, ptr), (stack.clone(), size));
         *self.allocs.entry((stack, size)).or_default() += 1;
-        self.live.insert((stack.pid, ptr), (stack, size));
     }
 
     /// Notes that the sampled object at `ptr` was freed.
@@ -65,10 +69,11 @@ mod tests {
             pid: 7,
             comm: [0; COMM_LEN],
             user: UserStack::Unreadable,
+            program: ProgramLabels::NONE,
         };
         let mut heap = GoHeap::default();
-        heap.alloc(stack, 0x1000, 64, 1);
-        heap.alloc(stack, 0x2000, 64, 0);
+        heap.alloc(stack.clone(), 0x1000, 64, 1);
+        heap.alloc(stack.clone(), 0x2000, 64, 0);
         heap.free(7, 0x1000);
         heap.free(7, 0x9000);
         assert_eq!(heap.allocs[&(stack, 64)], 2);

@@ -4,22 +4,21 @@
 //! version), and the names of the wait reasons (`runtime.waitReasonStrings`), read from the
 //! binary because their numbering shifts between releases.
 
-use std::borrow::Cow;
 use std::path::Path;
 
 use iced_x86::Register;
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, ReadRef};
 
+pub use crate::collect::go_layout::LayoutSource;
+
+use crate::collect::go_layout;
 use crate::collect::probe_point::{Reads, probe_point};
-use crate::collect::target_elf::{self, Links, MAX_SECTION_BYTES, Refusal};
+use crate::collect::target_elf::{self, Links, Refusal};
 use crate::process::elf_data::{self, BoundedFile};
 
 /// Oldest Go release whose register ABI the probes read (`g` in R14, arguments in
 /// registers): 1.17 on x86-64.
 const MIN_MINOR: u32 = 17;
-
-/// Most DWARF decompressed to find `runtime.g`'s layout, over the few sections read.
-const MAX_DWARF_BYTES: u64 = 256 << 20;
 
 /// Most entries of `runtime.waitReasonStrings` read (Go has about 40).
 const MAX_WAIT_REASONS: u64 = 1024;
@@ -54,15 +53,6 @@ pub struct ProbeAt {
     /// Whether it is the branch of the function's stack check, whose programs must skip
     /// a hit that branches to `morestack` ([`crate::collect::probe_point::Point`]).
     pub at_stack_check: bool,
-}
-
-/// Where the offsets of `g`'s fields came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayoutSource {
-    /// The binary's DWARF.
-    Dwarf,
-    /// The profiler's table for the binary's Go version (the binary has no DWARF).
-    VersionTable,
 }
 
 /// Why a binary's goroutines cannot be traced.
@@ -172,20 +162,14 @@ fn inspect_data(data: &BoundedFile) -> Result<GoBinary, NotTraceable> {
         .ok()
         .map(|s| string_table(&elf, data, s.address(), s.size()))
         .unwrap_or_default();
-    let (goid_offset, status_offset, layout_from) = match g_layout_from_dwarf(&elf) {
-        Some((goid, status)) => (goid, status, LayoutSource::Dwarf),
-        None => {
-            let (goid, status) = g_layout_by_version(&version)
-                .ok_or_else(|| NotTraceable::UnknownLayout(version.clone()))?;
-            (goid, status, LayoutSource::VersionTable)
-        }
-    };
+    let (layout, layout_from) = go_layout::read(&elf, minor_version(&version))
+        .ok_or_else(|| NotTraceable::UnknownLayout(version.clone()))?;
     Ok(GoBinary {
         version,
         gopark,
         ready,
-        goid_offset,
-        status_offset,
+        goid_offset: layout.g_goid,
+        status_offset: layout.g_status,
         layout_from,
         reasons,
     })
@@ -194,7 +178,7 @@ fn inspect_data(data: &BoundedFile) -> Result<GoBinary, NotTraceable> {
 /// The Go version in the binary's build info (`.go.buildinfo`): since Go 1.18 the version
 /// string follows the 32-byte header inline, with a varint length; before, the header
 /// holds a pointer to a Go string.
-fn build_version<'data, R: ReadRef<'data>>(
+pub(crate) fn build_version<'data, R: ReadRef<'data>>(
     elf: &object::File<'data, R>,
     file: R,
 ) -> Option<String> {
@@ -224,7 +208,7 @@ fn build_version<'data, R: ReadRef<'data>>(
 }
 
 /// The minor release of a version string such as `go1.21.13` (21).
-fn minor_version(version: &str) -> Option<u32> {
+pub(crate) fn minor_version(version: &str) -> Option<u32> {
     let rest = version.strip_prefix("go1.")?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
@@ -300,103 +284,6 @@ fn string_table<'data, R: ReadRef<'data>>(
                 .unwrap_or_default()
         })
         .collect()
-}
-
-/// The DWARF sections `runtime.g`'s members are found with: entries, their
-/// abbreviations and names. The others (lines, ranges, locations) are not read.
-const DWARF_NEEDED: [gimli::SectionId; 5] = [
-    gimli::SectionId::DebugInfo,
-    gimli::SectionId::DebugAbbrev,
-    gimli::SectionId::DebugStr,
-    gimli::SectionId::DebugStrOffsets,
-    gimli::SectionId::DebugLineStr,
-];
-
-/// The offsets of `goid` and `atomicstatus` in `runtime.g`, from the binary's DWARF:
-/// only the sections needed, each decompressed only when its stated size fits what is
-/// left of [`MAX_DWARF_BYTES`].
-fn g_layout_from_dwarf<'data, R: ReadRef<'data>>(
-    elf: &object::File<'data, R>,
-) -> Option<(u32, u32)> {
-    let left = std::cell::Cell::new(MAX_DWARF_BYTES);
-    let load = |id: gimli::SectionId| -> Result<Cow<'data, [u8]>, gimli::Error> {
-        let empty = Cow::Borrowed(&[][..]);
-        if !DWARF_NEEDED.contains(&id) {
-            return Ok(empty);
-        }
-        let Some(section) = elf.section_by_name(id.name()) else {
-            return Ok(empty);
-        };
-        let stated = section
-            .compressed_data()
-            .map_or(u64::MAX, |c| c.uncompressed_size);
-        let Some(rest) = left
-            .get()
-            .checked_sub(stated)
-            .filter(|_| stated <= MAX_SECTION_BYTES)
-        else {
-            return Ok(empty);
-        };
-        left.set(rest);
-        Ok(elf_data::section_bytes(&section).unwrap_or(empty))
-    };
-    let sections = gimli::DwarfSections::load(load).ok()?;
-    let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
-    let mut units = dwarf.units();
-    while let Ok(Some(header)) = units.next() {
-        let Ok(unit) = dwarf.unit(header) else {
-            continue;
-        };
-        let mut entries = unit.entries();
-        let mut in_g = false;
-        let mut g_depth = 0isize;
-        let (mut goid, mut status) = (None, None);
-        while let Ok(Some(entry)) = entries.next_dfs() {
-            let depth = entry.depth();
-            if in_g && depth <= g_depth {
-                break;
-            }
-            let name = entry
-                .attr_value(gimli::DW_AT_name)
-                .and_then(|v| dwarf.attr_string(&unit, v).ok())
-                .map(|s| s.slice());
-            if !in_g {
-                if entry.tag() == gimli::DW_TAG_structure_type && name == Some(b"runtime.g") {
-                    in_g = true;
-                    g_depth = depth;
-                }
-                continue;
-            }
-            if entry.tag() != gimli::DW_TAG_member || depth != g_depth + 1 {
-                continue;
-            }
-            let offset = entry
-                .attr_value(gimli::DW_AT_data_member_location)
-                .and_then(|v| v.udata_value())
-                .and_then(|v| u32::try_from(v).ok());
-            match name {
-                Some(b"goid") => goid = offset,
-                Some(b"atomicstatus") => status = offset,
-                _ => {}
-            }
-        }
-        if in_g {
-            return Some((goid?, status?));
-        }
-    }
-    None
-}
-
-/// The offsets of `goid` and `atomicstatus` in `runtime.g` by Go release, for binaries
-/// without DWARF: only the releases whose layout was read from the DWARF of binaries they
-/// built (the layout moves between releases, back and forth: 1.24 has `goid` at 160, 1.27
-/// at 152 again), checked by `tests/tests/go_block.rs` on binaries built with `-w`.
-fn g_layout_by_version(version: &str) -> Option<(u32, u32)> {
-    match minor_version(version)? {
-        19 | 21 | 27 => Some((152, 144)),
-        24 => Some((160, 152)),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

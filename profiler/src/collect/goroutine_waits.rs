@@ -68,7 +68,8 @@ impl Collector for GoroutineCollector {
     }
 
     fn take(&mut self, sample: &Sample) {
-        self.stacks.count(sample.header.go_site, sample.user);
+        self.stacks
+            .count(sample.header.go_site, sample.user, &sample.program);
     }
 
     fn close(&mut self, probes: &mut Probes, _window_end_ktime_ns: u64) {

@@ -115,12 +115,14 @@ impl Collector for HeapCollector {
                     pid: header.pid,
                     comm: header.comm,
                     user: sample.user,
+                    program: sample.program.clone(),
                 };
                 self.go
                     .alloc(stack, header.heap.ptr, header.heap.size, header.heap.rate);
             }
             _ => {
-                self.stacks.count(header.heap.site, sample.user);
+                self.stacks
+                    .count(header.heap.site, sample.user, &sample.program);
             }
         }
     }

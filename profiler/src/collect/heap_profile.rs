@@ -78,21 +78,24 @@ pub fn raw(
 
 /// The Go runtime's sampled allocations, weighted as Go weights them.
 fn add_go(heap: &HeapRun, go_heap: &GoHeap, raw: &mut RawProfile) {
+    let first_go = raw.samples.len();
     let rate_of = |pid: u32| go_rate(go_heap, heap, pid).unwrap_or(GO_DEFAULT_RATE);
     // Totals per stack first: Go scales a stack's counts by its average object size.
     let mut by_stack: HashMap<GoAllocStack, [u64; 4]> = HashMap::new();
-    for (&(stack, size), &count) in &go_heap.allocs {
-        let totals = by_stack.entry(stack).or_default();
+    for ((stack, size), &count) in &go_heap.allocs {
+        let totals = by_stack.entry(stack.clone()).or_default();
         totals[ALLOC_OBJECTS] += count;
         totals[ALLOC_SPACE] += count * size;
     }
     for (stack, size) in go_heap.live() {
-        let totals = by_stack.entry(*stack).or_default();
+        let totals = by_stack.entry(stack.clone()).or_default();
         totals[INUSE_OBJECTS] += 1;
         totals[INUSE_SPACE] += size;
     }
     let mut stacks: Vec<_> = by_stack.into_iter().collect();
-    stacks.sort_by_key(|(stack, _)| (stack.pid, stack.user.order()));
+    stacks.sort_by(|(a, _), (b, _)| {
+        (a.pid, a.user.order(), &a.program).cmp(&(b.pid, b.user.order(), &b.program))
+    });
     for (stack, totals) in stacks {
         let rate = rate_of(stack.pid);
         let (alloc_objects, alloc_space) =
@@ -103,12 +106,16 @@ fn add_go(heap: &HeapRun, go_heap: &GoHeap, raw: &mut RawProfile) {
             Label::num(LabelKey::Pid, i64::from(stack.pid)),
             Label::str(LabelKey::Comm, comm(&stack.comm)),
         ];
-        raw.add_starting(
-            StackStart::GoHeap,
+        raw.add_labeled(
             RawStack::user(stack.user),
             vec![alloc_objects, alloc_space, inuse_objects, inuse_space],
             labels,
+            stack.program,
         );
+    }
+    // Go's heap profile starts each stack past the runtime's allocation frames.
+    for sample in &mut raw.samples[first_go..] {
+        sample.start = StackStart::GoHeap;
     }
 }
 

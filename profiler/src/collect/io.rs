@@ -27,7 +27,8 @@ impl Collector for IoCollector {
     }
 
     fn take(&mut self, sample: &Sample) {
-        self.stacks.count(sample.header.io_site, sample.user);
+        self.stacks
+            .count(sample.header.io_site, sample.user, &sample.program);
     }
 
     /// Sample types as [`ProfileKind::Io`] names them (`calls/count` the default); labels

@@ -15,6 +15,8 @@ pub mod cpustat;
 pub mod futex;
 pub mod gate;
 pub mod go_heap;
+pub mod go_labels;
+pub mod go_layout;
 pub mod golang;
 pub mod goroutine_waits;
 pub mod goroutines;

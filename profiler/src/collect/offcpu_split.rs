@@ -3,7 +3,7 @@
 //! totals on those stacks.
 
 use profiler_common::OFFCPU_STACK_SAMPLE_EVERY;
-use profiler_model::{Label, OffCpuValue};
+use profiler_model::{Label, OffCpuValue, ProgramLabels};
 
 use crate::collect::raw_profile::{
     RawProfile, RawSample, RawStack, RawWaker, StackStart, apportion,
@@ -170,6 +170,7 @@ pub(crate) fn push(
         start: StackStart::Leaf,
         values,
         labels,
+        program: ProgramLabels::NONE,
         waker,
     });
 }

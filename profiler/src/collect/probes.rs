@@ -10,10 +10,10 @@ use aya::programs::perf_event::{
 use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use profiler_common::{
-    BlockKey, BlockValue, BlockWake, BlockWakeKey, HEAP_PENDING_SLOTS, HeapLive, HeapLiveKey,
-    HeapSiteKey, HeapSiteValue, InFlight, IoKey, IoValue, MAX_HEAP_LIVE, MAX_HEAP_SITES, OffCpuKey,
-    OffCpuSwitchIn, OffCpuThread, OffCpuValue, counter, global_name, map_name, program_name,
-    stack_mode,
+    BlockKey, BlockValue, BlockWake, BlockWakeKey, GoProcess, HEAP_PENDING_SLOTS, HeapLive,
+    HeapLiveKey, HeapSiteKey, HeapSiteValue, InFlight, IoKey, IoValue, MAX_HEAP_LIVE,
+    MAX_HEAP_SITES, OffCpuKey, OffCpuSwitchIn, OffCpuThread, OffCpuValue, counter, global_name,
+    map_name, program_name, stack_mode,
 };
 
 use crate::config::CallGraph;
@@ -160,14 +160,15 @@ impl Probes {
             .with_context(|| format!("cannot add pid {pid} to the target map"))
     }
 
-    /// Marks process `pid` as Go's: its CPU samples carry their frame-pointer chain.
+    /// Marks process `pid` as Go's: its CPU samples carry their frame-pointer chain, and
+    /// its samples the goroutine's labels where `process` says where they are.
     ///
     /// # Errors
     /// When the map cannot be updated.
-    pub fn add_go_process(&mut self, pid: u32) -> Result<()> {
-        let mut go: BpfHashMap<_, u32, u8> =
+    pub fn add_go_process(&mut self, pid: u32, process: GoProcess) -> Result<()> {
+        let mut go: BpfHashMap<_, u32, GoProcess> =
             BpfHashMap::try_from(self.map_mut(map_name::GO_PROCESSES)?)?;
-        go.insert(pid, 1, 0)
+        go.insert(pid, process, 0)
             .with_context(|| format!("cannot add pid {pid} to the Go process map"))
     }
 

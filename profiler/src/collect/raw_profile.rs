@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use profiler_model::{Comment, Label, LabelKey, LabelValue, LostStack, ProfileKind, ValueType};
+use profiler_model::{
+    Comment, Label, LabelKey, LabelValue, LostStack, ProfileKind, ProgramLabels, ValueType,
+};
 
 use crate::collect::stacks::{StackHandle, StackTable, UserStack};
 
@@ -62,6 +64,8 @@ pub struct RawSample {
     pub values: Vec<i64>,
     /// Its labels.
     pub labels: Vec<Label>,
+    /// The labels the program had put on the work (Go's profiler labels).
+    pub program: ProgramLabels,
     /// Who woke it, for an off-CPU wait whose waker's stacks were taken.
     pub waker: Option<RawWaker>,
 }
@@ -126,22 +130,23 @@ impl RawProfile {
 
     /// Adds one sample.
     pub fn add(&mut self, stack: RawStack, values: Vec<i64>, labels: Vec<Label>) {
-        self.add_starting(StackStart::Leaf, stack, values, labels);
+        self.add_labeled(stack, values, labels, ProgramLabels::NONE);
     }
 
-    /// Adds one sample whose stack is to start at `start`.
-    pub fn add_starting(
+    /// Adds one sample of work the program labelled `program`.
+    pub fn add_labeled(
         &mut self,
-        start: StackStart,
         stack: RawStack,
         values: Vec<i64>,
         labels: Vec<Label>,
+        program: ProgramLabels,
     ) {
         self.samples.push(RawSample {
             stack,
-            start,
+            start: StackStart::Leaf,
             values,
             labels,
+            program,
             waker: None,
         });
     }
@@ -173,16 +178,21 @@ impl RawProfile {
         let shares: Vec<Vec<u64>> = totals.iter().map(|&t| apportion(t, &weights)).collect();
         for (i, stack) in sampled.iter().enumerate() {
             let values = shares.iter().map(|share| share[i] as i64).collect();
-            self.add(RawStack::user(stack.user), values, labels.to_vec());
+            let program = stack.program.clone();
+            self.add_labeled(RawStack::user(stack.user), values, labels.to_vec(), program);
         }
     }
 }
 
-/// A user stack sampled at a call site and how often it was seen there.
-#[derive(Debug, Clone, Copy)]
+/// A user stack sampled at a call site, with the labels the program had put on the work,
+/// and how often it was seen there.
+#[derive(Debug, Clone)]
 pub struct SampledStack {
     /// The stack.
     pub user: UserStack,
+    /// The program's labels (Go's profiler labels): the site's totals are split by them
+    /// as by stacks.
+    pub program: ProgramLabels,
     /// Times it was sampled at the site.
     pub seen: u64,
 }
@@ -190,7 +200,7 @@ pub struct SampledStack {
 /// The user stacks sampled at each call site of a profile, counted as they arrive.
 #[derive(Debug)]
 pub struct SiteStacks<K> {
-    seen: HashMap<(K, UserStack), u64>,
+    seen: HashMap<(K, UserStack, ProgramLabels), u64>,
 }
 
 impl<K> Default for SiteStacks<K> {
@@ -202,28 +212,29 @@ impl<K> Default for SiteStacks<K> {
 }
 
 impl<K: Copy + Eq + Hash> SiteStacks<K> {
-    /// Counts one sample of `user` at `site`.
-    pub fn count(&mut self, site: K, user: UserStack) {
-        *self.seen.entry((site, user)).or_default() += 1;
+    /// Counts one sample of `user` at `site`, of work the program labelled `program`.
+    pub fn count(&mut self, site: K, user: UserStack, program: &ProgramLabels) {
+        *self.seen.entry((site, user, program.clone())).or_default() += 1;
     }
 
     /// Keeps only the stacks of the sites `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
-        self.seen.retain(|(site, _), _| keep(site));
+        self.seen.retain(|(site, _, _), _| keep(site));
     }
 
     /// The stacks sampled at each site, with how often each was seen.
     pub fn by_site(&self) -> HashMap<K, Vec<SampledStack>> {
         let mut by_site: HashMap<K, Vec<SampledStack>> = HashMap::new();
-        for (&(site, user), &seen) in &self.seen {
-            by_site
-                .entry(site)
-                .or_default()
-                .push(SampledStack { user, seen });
+        for ((site, user, program), &seen) in &self.seen {
+            by_site.entry(*site).or_default().push(SampledStack {
+                user: *user,
+                program: program.clone(),
+                seen,
+            });
         }
         // The same order whatever the hash map's, so profiles come out the same.
         for stacks in by_site.values_mut() {
-            stacks.sort_by_key(|s| s.user.order());
+            stacks.sort_by(|a, b| (a.user.order(), &a.program).cmp(&(b.user.order(), &b.program)));
         }
         by_site
     }
@@ -300,10 +311,12 @@ mod tests {
         let sampled = [
             SampledStack {
                 user: stack(&mut table, 1),
+                program: ProgramLabels::NONE,
                 seen: 1,
             },
             SampledStack {
                 user: stack(&mut table, 2),
+                program: ProgramLabels::new(vec![("endpoint".into(), "/kv".into())]),
                 seen: 3,
             },
         ];
@@ -311,5 +324,6 @@ mod tests {
         raw.add_site(&sampled, LostStack::RingBufferFull, &[8, 100], &[]);
         let values: Vec<&[i64]> = raw.samples.iter().map(|s| &s.values[..]).collect();
         assert_eq!(values, vec![&[2, 25][..], &[6, 75][..]]);
+        assert_eq!(raw.samples[1].program.get("endpoint"), Some("/kv"));
     }
 }

@@ -1,7 +1,8 @@
 //! Reads the stack samples the kernel programs send through the ring buffer.
 
 use profiler_common::{
-    COMM_LEN, GO_FRAMES_BYTES, MAX_KERNEL_FRAMES, SAMPLE_FIXED_BYTES, SampleHeader, sample_flag,
+    COMM_LEN, GO_FRAMES_BYTES, GO_LABELS_BYTES, GoLabels, MAX_KERNEL_FRAMES, SAMPLE_FIXED_BYTES,
+    SampleHeader, sample_flag,
 };
 
 /// One stack sample as it came out of the ring buffer, borrowed from it.
@@ -11,6 +12,7 @@ pub struct SampleView<'a> {
     pub header: SampleHeader,
     kernel: &'a [u8],
     user: &'a [u8],
+    go_labels: Option<&'a [u8]>,
 }
 
 impl<'a> SampleView<'a> {
@@ -26,11 +28,18 @@ impl<'a> SampleView<'a> {
         let kernel_start = size_of::<SampleHeader>();
         let kernel_len = (header.kernel_bytes as usize).min(MAX_KERNEL_FRAMES * 8) & !7;
         let user_len = header.user_bytes as usize;
-        let user = item.get(SAMPLE_FIXED_BYTES..SAMPLE_FIXED_BYTES.checked_add(user_len)?)?;
+        let mut user = item.get(SAMPLE_FIXED_BYTES..SAMPLE_FIXED_BYTES.checked_add(user_len)?)?;
+        let mut go_labels = None;
+        if header.flags & sample_flag::GO_LABELS != 0 {
+            let (labels, rest) = user.split_at_checked(GO_LABELS_BYTES)?;
+            go_labels = Some(labels);
+            user = rest;
+        }
         Some(Self {
             header,
             kernel: &item[kernel_start..kernel_start + kernel_len],
             user,
+            go_labels,
         })
     }
 
@@ -60,6 +69,14 @@ impl<'a> SampleView<'a> {
     pub fn go_frames(&self) -> Option<Vec<u64>> {
         (self.header.flags & sample_flag::GO_FRAMES != 0)
             .then(|| words(self.user.get(..GO_FRAMES_BYTES).unwrap_or(self.user)))
+    }
+
+    /// The profiler labels of the goroutine a Go process's thread ran, where it had some.
+    pub fn go_labels(&self) -> Option<GoLabels> {
+        // SAFETY: the slice holds GO_LABELS_BYTES (checked at parse); read_unaligned copes
+        // with any alignment, and every bit pattern is a valid GoLabels.
+        self.go_labels
+            .map(|bytes| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
     }
 
     /// Whether the thread's stack ended before the copy's size.
@@ -148,6 +165,26 @@ mod tests {
         assert!(view.user_frames().is_none());
         let plain = record(0, &[], &[9; 24]);
         assert!(SampleView::parse(&plain).unwrap().go_frames().is_none());
+    }
+
+    #[test]
+    fn reads_a_go_sample_s_labels_before_its_frames_and_copy() {
+        let mut user = vec![0u8; GO_LABELS_BYTES];
+        user[..8].copy_from_slice(&[3, 0, 0, 0, 1, 0, 0, 0]);
+        let mut frames = vec![0u8; GO_FRAMES_BYTES];
+        frames[..8].copy_from_slice(&0x401000u64.to_le_bytes());
+        user.extend_from_slice(&frames);
+        user.extend_from_slice(&[9; 24]);
+        let flags = sample_flag::GO_LABELS | sample_flag::GO_FRAMES;
+        let bytes = record(flags, &[], &user);
+        let view = SampleView::parse(&bytes).unwrap();
+        let labels = view.go_labels().unwrap();
+        assert_eq!((labels.count, labels.kept), (3, 1));
+        assert_eq!(view.go_frames(), Some(vec![0x401000]));
+        assert_eq!(view.user_stack(), &[9; 24]);
+        // A set cut short is a malformed item, not a set read from the stack copy.
+        let short = record(sample_flag::GO_LABELS, &[], &[0; 16]);
+        assert!(SampleView::parse(&short).is_none());
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use profiler_common::sample_kind;
-use profiler_model::FrameAddress;
+use profiler_model::{FrameAddress, ProgramLabels};
 
 use crate::collect::collector::Sample;
+use crate::collect::go_labels::{LabelReader, LabelStats};
 use crate::collect::records::SampleView;
 use crate::collect::stacks::{StackTable, UserStack};
 use crate::process::procmaps::{ProcessInfo, ProcessTable};
@@ -81,6 +82,8 @@ pub struct UnwindStats {
     /// Go samples whose stack went on past a stack switch by its frame pointers, into the
     /// goroutine the system stack ran for.
     pub go_continued: u64,
+    /// What became of the Go profiler labels the samples carried.
+    pub go_labels: LabelStats,
     /// Time spent unwinding and counting the samples (reading mappings included).
     pub busy: Duration,
     /// What reading the files' unwind sections held and refused.
@@ -99,6 +102,12 @@ pub struct StackSampler {
     go_stack_roots: HashMap<u32, (u64, u64)>,
     unwinder: StackUnwinder,
     remapped: RemapPace,
+    labels: LabelReader,
+    /// Processes known to be Go's by their sampled allocations (whose frames the kernel
+    /// walks, so the unwinder never sees them), not yet handed on.
+    new_go: Vec<u32>,
+    /// Processes handed on as Go's.
+    go_handed: std::collections::HashSet<u32>,
 }
 
 /// The run's distinct stacks and how they were unwound, once every sample is in.
@@ -134,8 +143,18 @@ impl StackSampler {
                 header,
                 user: UserStack::NONE,
                 kernel: StackTable::EMPTY,
+                program: ProgramLabels::NONE,
             });
         }
+        if header.kind == sample_kind::GO_ALLOC
+            && !self.go_handed.contains(&header.pid)
+            && !self.new_go.contains(&header.pid)
+        {
+            self.new_go.push(header.pid);
+        }
+        let program = view
+            .go_labels()
+            .map_or(ProgramLabels::NONE, |labels| self.labels.read(&labels));
         let user = if view.no_user() {
             UserStack::NONE
         } else if view.user_unreadable() {
@@ -173,13 +192,27 @@ impl StackSampler {
             header,
             user,
             kernel,
+            program,
         })
     }
 
     /// The processes found to run Go code since the last call: the kernel should send
     /// their CPU samples' frame-pointer chains.
     pub fn take_new_go_processes(&mut self) -> Vec<u32> {
-        self.unwinder.take_new_go_processes()
+        let mut pids = self.unwinder.take_new_go_processes();
+        pids.append(&mut self.new_go);
+        pids.retain(|&pid| self.go_handed.insert(pid));
+        pids
+    }
+
+    /// Notes that process `pid` runs a Go executable (a target, or one that executed
+    /// one), found before any of its samples: it is handed on (again) with the next
+    /// [`Self::take_new_go_processes`], so that its first samples carry labels too.
+    pub fn note_go(&mut self, pid: u32) {
+        self.go_handed.remove(&pid);
+        if !self.new_go.contains(&pid) {
+            self.new_go.push(pid);
+        }
     }
 
     /// Counts a sample no collector took: a kind the kernel programs do not send for the
@@ -198,6 +231,7 @@ impl StackSampler {
     /// The stacks interned and how they were unwound.
     pub fn finish(mut self) -> Unwinding {
         self.stats.sections = self.unwinder.section_stats();
+        self.stats.go_labels = self.labels.stats;
         Unwinding {
             stacks: self.stacks,
             stats: self.stats,

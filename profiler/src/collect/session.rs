@@ -33,6 +33,7 @@ use crate::collect::status_line::{status_line, status_text};
 pub use crate::collect::stop_reason::StopReason;
 use crate::collect::tracefs;
 use crate::collect::uprobe_check;
+use crate::collect::{go_labels, golang};
 use crate::config::{CallGraph, Config, Target};
 use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::descendants::{self, Limits, Tree};
@@ -339,6 +340,7 @@ impl Session {
     fn add_target(&mut self, pid: u32, heap: Option<&mut HeapCollector>) {
         self.processes.snapshot(pid);
         self.names.note(pid);
+        self.note_if_go(pid);
         let heap = heap.map(|h| h as &mut dyn Collector);
         for collector in self.collectors.iter_mut().map(Box::as_mut).chain(heap) {
             collector.attach(&mut self.probes, Seen::Target(pid));
@@ -510,6 +512,7 @@ impl Session {
             proc_event::EXEC => {
                 self.processes.note_exec(event.pid);
                 self.names.note_exec(event.pid);
+                self.note_if_go(event.pid);
                 Seen::Exec(event.pid)
             }
             _ => return,
@@ -550,12 +553,24 @@ impl Session {
         true
     }
 
+    /// Tells the kernel at once that process `pid` runs Go, if its executable is Go's: a
+    /// goroutine wait site keeps the labels of its first stack sample, which may come
+    /// before the unwinder has seen the process.
+    fn note_if_go(&mut self, pid: u32) {
+        if golang::is_go(Path::new(&format!("/proc/{pid}/exe"))) {
+            self.sampler.note_go(pid);
+            self.mark_go_processes();
+        }
+    }
+
     /// Tells the kernel which processes the unwinder found to run Go, so that their CPU
     /// samples carry frame-pointer chains; an update that fails leaves their stacks as the
     /// stack copy alone gives them.
     fn mark_go_processes(&mut self) {
         for pid in self.sampler.take_new_go_processes() {
-            if let Err(err) = self.probes.add_go_process(pid) {
+            let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
+            let process = go_labels::process_of(&exe);
+            if let Err(err) = self.probes.add_go_process(pid, process) {
                 log::debug!("{err:#}");
             }
         }

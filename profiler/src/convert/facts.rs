@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use profiler_model::{Account, RingFull, RunFacts};
 
+use crate::collect::go_labels::LabelStats;
 use crate::collect::ring_size;
 use crate::collect::samples::UnwindStats;
 use crate::collect::session::RunOutcome;
@@ -54,6 +55,7 @@ pub fn unwinding(run: &RunOutcome) -> String {
         stats.malformed,
         run.processes.files_not_held()
     ) + &go_continued(stats.go_continued)
+        + &go_labels(&stats.go_labels)
         + &crate::collect::budgets::describe(run)
 }
 
@@ -65,6 +67,23 @@ fn go_continued(samples: u64) -> String {
     format!(
         "; {samples} Go samples continued from the system stack into their goroutine by \
          frame pointers"
+    )
+}
+
+/// The unwinding line's clause on the Go profiler labels samples carried, and what of them
+/// could not be kept, when any did.
+fn go_labels(stats: &LabelStats) -> String {
+    if stats.samples == 0 {
+        return String::new();
+    }
+    format!(
+        "; {} samples carried Go profiler labels ({} labels left out of sets larger than {},          {} keys or values cut at {} bytes, {} unreadable)",
+        stats.samples,
+        stats.left_out,
+        profiler_common::GO_LABELS_MAX,
+        stats.cut,
+        profiler_common::GO_LABEL_TEXT,
+        stats.unread
     )
 }
 

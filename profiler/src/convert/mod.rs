@@ -81,7 +81,8 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
                     comm: waker.comm.clone(),
                 }
             });
-            builder.add_sample_woken(stack, &sample.values, labels, waker);
+            let program = sample.program.clone();
+            builder.add_sample_from(stack, &sample.values, labels, program, waker);
         }
         let mut profile = builder.build();
         match kind {

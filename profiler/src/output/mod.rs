@@ -133,6 +133,7 @@ mod tests {
             stack: p.samples[0].stack,
             values: vec![],
             labels: vec![],
+            program: profiler_model::ProgramLabels::NONE,
             waker: None,
         };
         assert_eq!(process_frame(&unnamed), "[unknown]");

@@ -12,10 +12,11 @@ use std::mem::offset_of;
 
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
 use profiler_common::{
-    BlockKey, BlockValue, BlockWake, BlockWakeKey, GoWaitKey, GoWaitValue, HeapEvent, HeapLive,
-    HeapLiveKey, HeapPending, HeapSiteKey, HeapSiteValue, InFlight, IoFdKey, IoKey, IoValue,
-    OffCpuKey, OffCpuRate, OffCpuSwitchIn, OffCpuThread, OffCpuValue, OffCpuWait, Parked,
-    ParkedKey, ProcEvent, SampleHeader, SampleRecord, counter, global_name, map_name, program_name,
+    BlockKey, BlockValue, BlockWake, BlockWakeKey, GoLabels, GoProcess, GoWaitKey, GoWaitValue,
+    HeapEvent, HeapLive, HeapLiveKey, HeapPending, HeapSiteKey, HeapSiteValue, InFlight, IoFdKey,
+    IoKey, IoValue, OffCpuKey, OffCpuRate, OffCpuSwitchIn, OffCpuThread, OffCpuValue, OffCpuWait,
+    Parked, ParkedKey, ProcEvent, SampleHeader, SampleRecord, counter, global_name, map_name,
+    program_name,
 };
 
 /// What aya-log adds to every object that logs; userspace reaches it through aya-log,
@@ -90,7 +91,11 @@ fn each_map_holds_the_shared_types_userspace_reads_it_as() {
     // ring buffers, which have neither.
     let expected = [
         (map_name::TARGETS, size_of::<u32>(), size_of::<u8>()),
-        (map_name::GO_PROCESSES, size_of::<u32>(), size_of::<u8>()),
+        (
+            map_name::GO_PROCESSES,
+            size_of::<u32>(),
+            size_of::<GoProcess>(),
+        ),
         (map_name::SAMPLE_SCRATCH, index, size_of::<SampleRecord>()),
         (map_name::SAMPLES, 0, 0),
         (map_name::COUNTERS, index, size_of::<u64>()),
@@ -342,7 +347,7 @@ fn each_shared_struct_has_the_object_s_layout() {
             pid,
             reason,
             stack,
-            caller
+            labels
         }),
         layout!(GoWaitValue {
             waits,
@@ -353,6 +358,20 @@ fn each_shared_struct_has_the_object_s_layout() {
             comm
         }),
         layout!(ParkedKey { pid, _pad, g }),
+        layout!(GoProcess {
+            g_m,
+            g_labels,
+            m_g0,
+            m_curg,
+            format,
+            _pad
+        }),
+        layout!(GoLabels {
+            count,
+            kept,
+            lens,
+            text
+        }),
         layout!(IoFdKey { pid, _pad, fd }),
         layout!(Parked {
             start_ns,
