@@ -63,6 +63,10 @@ fn check(toolchain: &GoToolchain) -> Result<String, String> {
         &out,
     );
     attach::wait_until_attached(profiler.pid());
+    // The window opens a moment after the last program is attached (150 ms here on a quiet
+    // machine, over 500 ms with builds beside it): the load, under a second, must be in it
+    // whole, since Go's own profile is of all of it.
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let before = tmp.path().join("before.pb.gz");
     let after = tmp.path().join("after.pb.gz");
     go_heap_profile(port, &before);

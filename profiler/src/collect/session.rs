@@ -124,6 +124,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
     // in the window it is counted against (a launched command starts inside it).
     let start = SystemTime::now();
     let started = Instant::now();
+    log::debug!("the window opens");
     let cpu_times_at_start = CpuTimes::now();
     let window_start_ktime_ns = crate::sys::clock::monotonic_ns();
     if config.profiles.block {
@@ -340,11 +341,13 @@ impl Session {
     fn add_target(&mut self, pid: u32, heap: Option<&mut HeapCollector>) {
         self.processes.snapshot(pid);
         self.names.note(pid);
-        self.note_if_go(pid);
         let heap = heap.map(|h| h as &mut dyn Collector);
         for collector in self.collectors.iter_mut().map(Box::as_mut).chain(heap) {
             collector.attach(&mut self.probes, Seen::Target(pid));
         }
+        // After the probes: reading a Go binary's layout takes a moment, which must not
+        // delay what they count.
+        self.note_if_go(pid);
     }
 
     /// Launches the command of a `-- COMMAND` run as a target from its first instruction
@@ -558,8 +561,10 @@ impl Session {
     /// before the unwinder has seen the process.
     fn note_if_go(&mut self, pid: u32) {
         if golang::is_go(Path::new(&format!("/proc/{pid}/exe"))) {
+            let started = Instant::now();
             self.sampler.note_go(pid);
             self.mark_go_processes();
+            log::debug!("Go process {pid} marked in {:?}", started.elapsed());
         }
     }
 
