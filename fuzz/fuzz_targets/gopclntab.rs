@@ -1,7 +1,7 @@
 //! Feeds arbitrary bytes, as a Go binary, to the `.gopclntab` reader that names frames of
-//! Go programs built without symbols, and looks up PCs across its code. The bytes are
-//! read as the profiler reads a binary: from a file (here a memory file), within the
-//! reader's budget.
+//! Go programs built without symbols, finds the functions the unwinder ends Go's stacks at
+//! by name, and looks up PCs across its code. The bytes are read as the profiler reads a
+//! binary: from a file (here a memory file), within the reader's budget.
 //!
 //! Any panic, stack overflow, endless loop or allocation beyond libFuzzer's RSS limit is a
 //! bug: the binary is the profiled program's, not trusted.
@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let Some(table) = GoPclnTab::parse(&file) else {
         return;
     };
+    let _ = table.functions_named(&["runtime.goexit", "runtime.mcall"]);
     // PCs from the input's own bytes, and a sweep across the usual text addresses.
     let from_input = data
         .chunks_exact(8)

@@ -2,7 +2,8 @@
 //! `-ldflags='-s -w'`, as releases usually are) from `.gopclntab`, the table the Go runtime
 //! itself symbolizes tracebacks with: function names, file:line, and inlined functions
 //! from each function's inline tree (`FUNCDATA_InlTree`, indexed by the
-//! `PCDATA_InlTreeIndex` table).
+//! `PCDATA_InlTreeIndex` table). The unwinder finds Go's top frames in it by name too
+//! ([`GoPclnTab::functions_named`]), where such a binary's stacks end.
 //!
 //! Layouts of Go 1.16 and later (header magics `0xfffffffa`, `0xfffffff0` for 1.18,
 //! `0xfffffff1` for 1.20), as `runtime/symtab.go` and `debug/gosym` read them. No crate
@@ -14,8 +15,9 @@
 //! ([`STEP_BUDGET`], [`STEPS_PER_LOOKUP`]); a table that breaks a bound is [refused](GoPclnTab::refused) as a
 //! whole.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::fs::File;
+use std::ops::Range;
 
 use object::{Object, ObjectSection, ReadRef};
 use profiler_model::Line;
@@ -69,9 +71,12 @@ pub struct GoPclnTab<'a> {
     pctab: &'a [u8],
     /// The function table and the `_func` records it points into (`pclntable`).
     functab: &'a [u8],
+    /// The address of the table's header, which the module data points at.
+    header: u64,
     /// The address funcdata offsets are relative to (`moduledata.gofunc`, Go 1.18+), where
-    /// the module data was found; without it there are no inline trees.
-    gofunc: Option<u64>,
+    /// the module data was found; without it there are no inline trees. Looked for at the
+    /// first inline tree asked for: finding it scans the data sections.
+    gofunc: OnceCell<Option<u64>>,
     /// Steps left of [`STEP_BUDGET`] and the [`STEPS_PER_LOOKUP`] of the lookups so far.
     steps: Cell<u64>,
     /// Whether a walk broke a bound: the table is not to be believed.
@@ -134,7 +139,7 @@ impl<'a> GoPclnTab<'a> {
             log::debug!(".gopclntab: {nfunc} functions do not fit its function table");
             return None;
         }
-        let mut table = Self {
+        Some(Self {
             data,
             funcnames: slice_from(0)?,
             cutab: slice_from(1)?,
@@ -148,12 +153,11 @@ impl<'a> GoPclnTab<'a> {
             quantum,
             nfunc,
             text_start,
-            gofunc: None,
+            header,
+            gofunc: OnceCell::new(),
             steps: Cell::new(STEP_BUDGET),
             refused: Cell::new(false),
-        };
-        table.gofunc = table.find_gofunc(header);
-        Some(table)
+        })
     }
 
     /// Whether a walk broke a bound ([`STEP_BUDGET`], [`MAX_INLINE_DEPTH`]): the table is
@@ -240,11 +244,41 @@ impl<'a> GoPclnTab<'a> {
                 hi = mid;
             }
         }
+        self.functab_func(lo)
+    }
+
+    /// The offset in `functab` of the `_func` record of function table row `i`.
+    fn functab_func(&self, i: usize) -> Option<usize> {
         let funcoff = match self.layout {
-            Layout::Go116 => read_uint(self.functab, lo * 16 + 8, 8)?,
-            _ => u64::from(read_u32(self.functab, lo * 8 + 4)?),
+            Layout::Go116 => read_uint(self.functab, i * 16 + 8, 8)?,
+            _ => u64::from(read_u32(self.functab, i * 8 + 4)?),
         };
         usize::try_from(funcoff).ok()
+    }
+
+    /// The address ranges of the functions named one of `names` (as the table names them:
+    /// assembly functions without the symbol table's `.abi0`), each from its entry to the
+    /// next function's. One pass over the function table, each name compared where it
+    /// lies, never scanned: linear in the table's size, whatever the table holds.
+    pub fn functions_named(&self, names: &[&str]) -> Vec<Range<u64>> {
+        let named = |at: u32| {
+            let Some(name) = self.funcnames.get(at as usize..) else {
+                return false;
+            };
+            names.iter().any(|n| {
+                name.strip_prefix(n.as_bytes())
+                    .is_some_and(|rest| rest.first() == Some(&0))
+            })
+        };
+        (0..self.nfunc)
+            .filter(|&i| {
+                self.functab_func(i)
+                    .and_then(|func| self.func_field(func, 0))
+                    .is_some_and(named)
+            })
+            .filter_map(|i| Some(self.functab_entry(i)?..self.functab_entry(i + 1)?))
+            .filter(|range| !range.is_empty())
+            .collect()
     }
 
     /// The entry address of function table row `i`.
@@ -349,7 +383,8 @@ impl<'a> GoPclnTab<'a> {
             }
             _ => {
                 let off = read_u32(self.functab, start + FUNCDATA_INL_TREE * 4)?;
-                (off != u32::MAX).then(|| self.gofunc.map(|g| g + u64::from(off)))?
+                let gofunc = *self.gofunc.get_or_init(|| self.find_gofunc());
+                (off != u32::MAX).then(|| gofunc.map(|g| g + u64::from(off)))?
             }
         }
     }
@@ -409,7 +444,8 @@ impl<'a> GoPclnTab<'a> {
     /// `rodata`, the start of `.rodata`, some 40 words on (Go 1.20 added two words before
     /// them, Go 1.27 three more), and points into the file's data (`.rodata`, or
     /// `.gopclntab` since Go 1.27).
-    fn find_gofunc(&self, header: u64) -> Option<u64> {
+    fn find_gofunc(&self) -> Option<u64> {
+        let header = self.header;
         if self.layout == Layout::Go116 {
             return None;
         }
@@ -497,4 +533,4 @@ fn varint(data: &[u8]) -> Option<(u64, &[u8])> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -17,36 +17,48 @@ use std::ops::Range;
 
 use object::{Object, ObjectSymbol};
 
+use crate::process::elf_data::BoundedFile;
+use crate::symbolize::gopclntab::GoPclnTab;
+
 /// The runtime's functions below which a Go stack has no frames (Go marks them
 /// `TOPFRAME`), and `runtime.mcall`, where Go's traceback ends the scheduler's stack: what
 /// it runs on the system stack after a goroutine parks or yields (`park_m`, `schedule`,
 /// finding the next goroutine) is not the parked goroutine's work, though frame pointers
-/// lead into it on some releases. Assembly functions are named with `.abi0` in the symbol
-/// table.
-const TOP_FRAMES: [&str; 8] = [
+/// lead into it on some releases. The symbol table names the assembly ones with `.abi0`.
+///
+/// Found by name in `.gopclntab` too, not by the flag and function ID Go's traceback reads
+/// there: `mcall` has no `TOPFRAME` flag (the traceback stops at it for writing `SP`, as it
+/// does at `gogo`, `morestack` and others it goes past), its function ID is 11 in Go 1.19
+/// and 1.21 and 12 in 1.24 and 1.27 (IDs are numbered by name, and `corostart` came
+/// before it; the table's header does not tell those releases apart), and the flag marks
+/// `runtime.sigtramp` too, where stacks with a symbol table do not end.
+const TOP_FRAMES: [&str; 4] = [
     "runtime.goexit",
-    "runtime.goexit.abi0",
     "runtime.mstart",
-    "runtime.mstart.abi0",
     "runtime.rt0_go",
-    "runtime.rt0_go.abi0",
     "runtime.mcall",
-    "runtime.mcall.abi0",
 ];
 
-/// The stated address ranges of a Go executable's top frames; `None` for a file Go did not
-/// build (or one whose symbol table was stripped: its stacks end where the walk does).
-pub fn top_frames<'data, R: object::ReadRef<'data>>(
-    elf: &object::File<'data, R>,
+/// The stated address ranges of a Go executable's top frames, from its symbol table, or
+/// from `.gopclntab` when it has none (built with `-ldflags=-s`, as releases often are);
+/// `None` for a file Go did not build.
+pub fn top_frames<'a>(
+    elf: &object::File<'a, &'a BoundedFile>,
+    data: &'a BoundedFile,
 ) -> Option<Vec<Range<u64>>> {
     elf.section_by_name(".gopclntab")
         .or_else(|| elf.section_by_name(".note.go.buildid"))?;
+    let is_top = |name: &str| TOP_FRAMES.contains(&name.strip_suffix(".abi0").unwrap_or(name));
     let tops: Vec<Range<u64>> = elf
         .symbols()
-        .filter(|symbol| symbol.name().is_ok_and(|name| TOP_FRAMES.contains(&name)))
+        .filter(|symbol| symbol.name().is_ok_and(is_top))
         .map(|symbol| symbol.address()..symbol.address().saturating_add(symbol.size().max(1)))
         .collect();
-    Some(tops)
+    if !tops.is_empty() {
+        return Some(tops);
+    }
+    let table = GoPclnTab::parse(data);
+    Some(table.map_or_else(Vec::new, |t| t.functions_named(&TOP_FRAMES)))
 }
 
 /// Continues `frames`, unwound from the stack copy (leaf first), with `chain`, the same
@@ -89,6 +101,36 @@ pub fn continue_with_chain(frames: &[u64], chain: &[u64], first_go: usize) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stripped_binary_s_top_frames_are_where_its_symbols_put_them() {
+        use crate::symbolize::gopclntab::tests::go_program_with;
+        let dir = tempfile::tempdir().unwrap();
+        let Some(full) = go_program_with(dir.path(), "-w", "full") else {
+            return;
+        };
+        let stripped = go_program_with(dir.path(), "-s -w", "stripped").unwrap();
+        let tops = |path: &std::path::Path| {
+            let data = GoPclnTab::open(std::fs::File::open(path).unwrap());
+            let elf = object::File::parse(&data).unwrap();
+            let has_symbols = elf.symbols().next().is_some();
+            let mut tops = top_frames(&elf, &data).expect("a Go binary");
+            tops.sort_by_key(|r| r.start);
+            (has_symbols, tops)
+        };
+        let (full_has_symbols, from_symbols) = tops(&full);
+        let (stripped_has_symbols, from_table) = tops(&stripped);
+        assert!(full_has_symbols && !stripped_has_symbols);
+        assert_eq!(from_symbols.len(), TOP_FRAMES.len(), "{from_symbols:x?}");
+        assert_eq!(from_table.len(), TOP_FRAMES.len(), "{from_table:x?}");
+        for (symbol, table) in from_symbols.iter().zip(&from_table) {
+            // The table's range runs on to the next function, past the symbol's padding.
+            assert!(
+                table.start == symbol.start && table.end >= symbol.end,
+                "{symbol:x?} in the symbol table, {table:x?} in .gopclntab"
+            );
+        }
+    }
 
     #[test]
     fn a_system_stack_sample_goes_on_into_the_goroutine() {

@@ -120,7 +120,7 @@ impl UnwindSections {
         // Go compresses its `.debug_frame`.
         let debug_frame = section(".debug_frame")?;
         Ok(Self {
-            go_top_frames: super::go_stacks::top_frames(&elf),
+            go_top_frames: super::go_stacks::top_frames(&elf, &cache),
             text: range(".text"),
             got: range(".got"),
             eh_frame,

@@ -1,6 +1,7 @@
 //! Unit tests of `gopclntab.rs`, kept apart to keep the module under the line budget.
 
 use super::*;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,12 @@ fn a_file_without_a_go_table_is_not_one() {
 /// A small Go program built with the first `go` found, without DWARF (as the table is
 /// then what names it); `None` (and the test says it skips) without one.
 fn go_program(dir: &Path) -> Option<PathBuf> {
+    go_program_with(dir, "-w", "prog")
+}
+
+/// A small Go program built into `dir/out` with the first `go` found and linker flags
+/// `ldflags`; `None` (and the test says it skips) without a `go`.
+pub(crate) fn go_program_with(dir: &Path, ldflags: &str, out: &str) -> Option<PathBuf> {
     let go = ["/usr/bin/go", "/usr/lib/go/bin/go", "/usr/local/go/bin/go"]
         .into_iter()
         .map(PathBuf::from)
@@ -43,8 +50,10 @@ fn go_program(dir: &Path) -> Option<PathBuf> {
     )
     .unwrap();
     std::fs::write(dir.join("go.mod"), "module p\ngo 1.16\n").unwrap();
-    let out = std::process::Command::new(go)
-        .args(["build", "-ldflags=-w", "-o", "prog", "."])
+    let build = std::process::Command::new(go)
+        .arg("build")
+        .arg(format!("-ldflags={ldflags}"))
+        .args(["-o", out, "."])
         .current_dir(dir)
         .env("GOCACHE", dir.join("cache"))
         .env("HOME", dir)
@@ -52,11 +61,11 @@ fn go_program(dir: &Path) -> Option<PathBuf> {
         .output()
         .unwrap();
     assert!(
-        out.status.success(),
+        build.status.success(),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&build.stderr)
     );
-    Some(dir.join("prog"))
+    Some(dir.join(out))
 }
 
 /// The entry address of every function of the table's ELF file, from its symbols.
@@ -95,6 +104,43 @@ fn a_real_table_names_every_function_within_the_budget() {
         entries.len()
     );
     assert!(!file.over_budget());
+}
+
+#[test]
+fn the_top_frames_are_found_by_name_and_only_some_carry_go_s_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(prog) = go_program(dir.path()) else {
+        return;
+    };
+    let file = open(&prog);
+    let table = GoPclnTab::parse(&file).expect("a Go table");
+    let symbols: HashMap<String, u64> = function_entries(&prog).into_iter().collect();
+    for (name, top_frame_flag) in [
+        ("runtime.goexit", true),
+        ("runtime.mstart", true),
+        ("runtime.rt0_go", true),
+        ("runtime.mcall", false),
+    ] {
+        let ranges = table.functions_named(&[name]);
+        assert_eq!(ranges.len(), 1, "{name}: {ranges:x?}");
+        // The symbol table names the assembly functions with `.abi0` on some releases, the
+        // table never.
+        let entry = symbols
+            .get(&format!("{name}.abi0"))
+            .or_else(|| symbols.get(name))
+            .copied()
+            .unwrap_or_else(|| panic!("{name} in the symbol table"));
+        assert_eq!(ranges[0].start, entry, "{name}");
+        // Go's `funcFlag_TOPFRAME`, the byte after the function ID.
+        let func = table.find_func(entry).unwrap();
+        let flag = table.functab[table.pcdata_start(func) - 3];
+        assert_eq!(flag & 1 != 0, top_frame_flag, "{name}: flag {flag:#x}");
+    }
+    assert!(
+        table
+            .functions_named(&["runtime.goexi", "untime.goexit"])
+            .is_empty()
+    );
 }
 
 #[test]
