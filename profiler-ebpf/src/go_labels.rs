@@ -142,19 +142,21 @@ fn each_in_map(labels: u64, mut visit: impl FnMut(usize, u64, u64)) -> u64 {
     if count == 0 {
         return 0;
     }
-    // SAFETY: probe reads, which never fault.
+    // SAFETY: probe reads, which never fault (also the one below).
     let log2_buckets = unsafe { bpf_probe_read_user((map + HMAP_B) as *const u8) }.unwrap_or(1);
     if log2_buckets != 0 {
         return count;
     }
     let bucket = user_u64(map + HMAP_BUCKETS);
+    // The eight `tophash` bytes as one word, taken apart by shifts: a loop over a stack
+    // array read through a moving pointer lost its bound in 6.1's verifier.
     // SAFETY: as above.
-    let Ok(tophash) = (unsafe { bpf_probe_read_user(bucket as *const [u8; BUCKET_ENTRIES]) })
-    else {
+    let Ok(tophash) = (unsafe { bpf_probe_read_user(bucket as *const u64) }) else {
         return count;
     };
     let mut slot = 0usize;
-    for (entry, &top) in tophash.iter().enumerate() {
+    for entry in 0..BUCKET_ENTRIES {
+        let top = (tophash >> (entry * 8)) as u8;
         if top < MIN_TOP_HASH {
             continue;
         }
