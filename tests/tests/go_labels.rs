@@ -25,7 +25,7 @@ use std::process::Command;
 use integration_tests::{GoToolchain, Running, prerequisites, spawn_profiler, temp_dir};
 
 /// The CPU window both profiles cover, in seconds.
-const WINDOW_S: u64 = 10;
+const WINDOW_S: u64 = 12;
 /// Go's own CPU profile's rate (see `go_service_cpu.rs`).
 const GO_HZ: u32 = 500;
 /// The largest gap allowed between a key's share here and in Go's profile, in points.
@@ -236,8 +236,8 @@ fn check(toolchain: &GoToolchain) -> Result<String, String> {
             ));
         }
         said.push(format!(
-            "{file} {handler}: key=a {a:.0} + key=b {b:.0} of {all:.0} {index}, {outside}: \
-             {not_handler:.0} unlabelled"
+            "{file} {handler}: key=a {a:.3} + key=b {b:.3} of {all:.3} {index}, {outside}: \
+             {not_handler:.3} unlabelled"
         ));
     }
     Ok(said.join("; "))
