@@ -359,6 +359,23 @@ pub struct InFlight {
     pub ret: u64,
     /// What the call asked for (I/O calls only): bytes, or messages for the `*mmsg` calls.
     pub requested: u64,
+    /// What the thread's process was found to be, bits of [`thread_fact`]: kept in the slot
+    /// from one traced call of the thread to its next, which then need not look it up.
+    pub facts: u32,
+    /// Traced calls of the thread that may still use [`Self::facts`] before they are looked
+    /// up again.
+    pub facts_left: u32,
+}
+
+/// Bits of [`InFlight::facts`].
+pub mod thread_fact {
+    /// The process is profiled.
+    pub const TARGET: u32 = 1;
+    /// Traced calls a thread makes on its facts before they are looked up again: the target
+    /// lookup on every call was a third of the entry program's time on a Go HTTP service,
+    /// and a fact that changes (a process taken out of the targets) is out of date for at
+    /// most this many of a thread's calls.
+    pub const CALLS: u32 = 256;
 }
 
 /// One in this many waits of a blocking call site has its full user stack taken (the
@@ -755,7 +772,7 @@ pub struct ProcEvent {
 
 // The layouts both sides rely on: no padding anywhere (checked where it could hide).
 const _: () = {
-    assert!(size_of::<InFlight>() == 72);
+    assert!(size_of::<InFlight>() == 80);
     assert!(size_of::<BlockKey>() == 48);
     assert!(size_of::<IoKey>() == 48);
     assert!(size_of::<BlockValue>() == 80);
