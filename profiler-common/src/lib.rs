@@ -371,10 +371,13 @@ pub struct InFlight {
 pub mod thread_fact {
     /// The process is profiled.
     pub const TARGET: u32 = 1;
+    /// The process runs Go (userspace found it so): its I/O call sites are keyed without
+    /// [`IoKey::ret`].
+    pub const GO: u32 = 2;
     /// Traced calls a thread makes on its facts before they are looked up again: the target
     /// lookup on every call was a third of the entry program's time on a Go HTTP service,
-    /// and a fact that changes (a process taken out of the targets) is out of date for at
-    /// most this many of a thread's calls.
+    /// and a fact that changes (a process taken out of the targets, found to run Go, or that
+    /// executes another program) is out of date for at most this many of a thread's calls.
     pub const CALLS: u32 = 256;
 }
 
@@ -419,7 +422,10 @@ pub struct BlockKey {
     /// User frame pointer at the syscall, or 0 when `rbp` held data, not a frame pointer.
     pub bp: u64,
     /// The return address above that frame (`[bp + 8]`): tells apart sibling functions
-    /// called from one parent with equal frames. 0 when `bp` is.
+    /// called from one parent with equal frames. 0 when `bp` is, and in a Go process, whose
+    /// calls all pass through the `syscall` package: there it is one of that package's own
+    /// wrappers' (one address for every read and write of go_service), which tells nothing
+    /// apart, and reading it was a third of a call's time.
     pub ret: u64,
 }
 
@@ -509,7 +515,10 @@ pub struct IoKey {
     /// User frame pointer at the syscall, or 0 when `rbp` held data, not a frame pointer.
     pub bp: u64,
     /// The return address above that frame (`[bp + 8]`): tells apart sibling functions
-    /// called from one parent with equal frames. 0 when `bp` is.
+    /// called from one parent with equal frames. 0 when `bp` is, and in a Go process, whose
+    /// calls all pass through the `syscall` package: there it is one of that package's own
+    /// wrappers' (one address for every read and write of go_service), which tells nothing
+    /// apart, and reading it was a third of a call's time.
     pub ret: u64,
 }
 

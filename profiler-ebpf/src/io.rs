@@ -19,14 +19,14 @@ use aya_ebpf::{
 };
 use profiler_common::{
     COMM_LEN, EAGAIN_RESULT, IO_STACK_SAMPLE_EVERY, InFlight, IoFdKey, IoKey, IoValue,
-    MAX_IO_DESCRIPTORS, MAX_IO_KEYS, MAX_IOVECS, counter, io_direction, io_syscall,
+    MAX_IO_DESCRIPTORS, MAX_IO_KEYS, MAX_IOVECS, counter, io_direction, io_syscall, thread_fact,
 };
 
 use crate::regs;
 use crate::shared::{
     Context, Site, count, notify_new_fd, notify_new_key, room_for_repeat, send_sample,
 };
-use crate::site::site_registers;
+use crate::site::{go_site_registers, site_registers};
 
 /// What the calls did, by call site.
 #[map]
@@ -47,7 +47,11 @@ static IO_SCRATCH: PerCpuArray<IoValue> = PerCpuArray::with_max_entries(1, 0);
 pub fn on_exit(ctx: &BtfTracePointContext, entry: &InFlight, result: i64, nanos: u64) {
     let (tgid, tid, syscall) = (entry.pid, entry.tid, entry.syscall);
     let regs: *const u64 = ctx.arg(0);
-    let site = site_registers(regs);
+    let site = if entry.facts & thread_fact::GO != 0 {
+        go_site_registers(regs)
+    } else {
+        site_registers(regs)
+    };
     let fd = descriptor(syscall, regs);
     let key = IoKey {
         pid: tgid,

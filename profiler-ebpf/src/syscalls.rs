@@ -14,7 +14,7 @@ use profiler_common::{
     IN_FLIGHT_SLOTS, InFlight, counter, futex_syscall, io_syscall, thread_fact,
 };
 
-use crate::shared::{count, current_ids, is_target};
+use crate::shared::{GO_PROCESSES, count, current_ids, is_target};
 use crate::site::site_registers;
 use crate::{block, io, regs};
 
@@ -149,7 +149,10 @@ fn facts_of(slot: &InFlight, tgid: u32, tid: u32) -> Option<(u32, u32)> {
     if !is_target(tgid) {
         return None;
     }
-    Some((thread_fact::TARGET, thread_fact::CALLS))
+    // SAFETY: the value is only checked for presence.
+    let go = unsafe { GO_PROCESSES.get(&tgid) }.is_some();
+    let facts = thread_fact::TARGET | if go { thread_fact::GO } else { 0 };
+    Some((facts, thread_fact::CALLS))
 }
 
 /// Pairs a traced syscall's return with its entry and hands it to its profile.
