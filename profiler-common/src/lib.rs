@@ -442,8 +442,10 @@ pub struct BlockValue {
 }
 
 /// One in this many calls of an I/O call site has its full user stack taken (the first
-/// call always does); every call is counted.
-pub const IO_STACK_SAMPLE_EVERY: u64 = 64;
+/// call always does); every call is counted. The repeats only split a site's exact totals
+/// over its stacks, and a site nearly always has one (go_service: 821 sites, each with one
+/// stack in 7,386 samples); at 1 in 64 they were a tenth of the I/O programs' time there.
+pub const IO_STACK_SAMPLE_EVERY: u64 = 256;
 
 impl BlockKey {
     /// The wait site of a futex wait that entered the kernel (the same at its exit, and

@@ -146,7 +146,8 @@ fn descriptor(syscall: u32, regs: *const u64) -> u64 {
 }
 
 /// Sends the current stack to userspace as one sample of the call site `site`.
-/// A `repeat` (a known site's one in 64) yields when the ring is half full.
+/// A `repeat` (a known site's one in [`IO_STACK_SAMPLE_EVERY`]) yields when the ring is half
+/// full.
 #[inline(always)]
 fn sample_stack(ctx: &BtfTracePointContext, site: &IoKey, repeat: bool) {
     if repeat && !room_for_repeat() {
