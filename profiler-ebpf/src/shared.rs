@@ -149,7 +149,7 @@ pub enum Site<'a> {
     OffCpuWaker(&'a OffCpuWait),
 }
 
-/// Whether a repeat stack sample of a known call or wait site (one in 64 of its calls) may
+/// Whether a repeat stack sample of a known call or wait site (1 in 256 or 64 of its calls) may
 /// take room in the sample ring buffer: only while it is at most half full. Those stacks
 /// only split totals the maps keep exactly, and come in bursts (a busy server sends
 /// thousands a second), so past half the buffer the rest is kept for CPU samples, heap

@@ -37,11 +37,33 @@ pub fn site_registers(regs: *const u64) -> SiteRegisters {
     }
 }
 
+/// The registers that key an I/O call site of a Go process: as [`site_registers`] without
+/// the return address, which is the `syscall` package's own there (see `IoKey::ret`).
+#[inline(always)]
+pub fn go_site_registers(regs: *const u64) -> SiteRegisters {
+    // SAFETY: as in `site_registers`.
+    let (ip, sp, bp) = unsafe {
+        (
+            *regs.add(regs::IP / 8),
+            *regs.add(regs::SP / 8),
+            *regs.add(regs::BP / 8),
+        )
+    };
+    let bp = if is_frame_pointer(sp, bp) { bp } else { 0 };
+    SiteRegisters { ip, sp, bp, ret: 0 }
+}
+
+/// Whether `bp` can be a frame pointer for the stack at `sp`.
+#[inline(always)]
+fn is_frame_pointer(sp: u64, bp: u64) -> bool {
+    bp > sp && bp - sp <= MAX_STACK_BYTES && bp % 8 == 0
+}
+
 /// The site of `ip`, `sp` and `bp`, with the return address above `bp` when `bp` is a
 /// frame pointer.
 #[inline(always)]
 pub fn site_registers_of(ip: u64, sp: u64, bp: u64) -> SiteRegisters {
-    if bp <= sp || bp - sp > MAX_STACK_BYTES || bp % 8 != 0 {
+    if !is_frame_pointer(sp, bp) {
         return SiteRegisters {
             ip,
             sp,

@@ -10,9 +10,11 @@ use aya_ebpf::{
     maps::Array,
     programs::BtfTracePointContext,
 };
-use profiler_common::{IN_FLIGHT_SLOTS, InFlight, counter, futex_syscall, io_syscall};
+use profiler_common::{
+    IN_FLIGHT_SLOTS, InFlight, counter, futex_syscall, io_syscall, thread_fact,
+};
 
-use crate::shared::{count, current_ids, is_target};
+use crate::shared::{GO_PROCESSES, count, current_ids, is_target};
 use crate::site::site_registers;
 use crate::{block, io, regs};
 
@@ -52,35 +54,27 @@ fn enabled(flag: &u8) -> bool {
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
     let id: i64 = ctx.arg(1);
-    let mut syscall = u32::MAX;
-    if enabled(&TRACE_IO) {
-        for (index, &number) in IO_NUMBERS.iter().enumerate() {
-            if id == number {
-                syscall = index as u32;
-            }
-        }
-    }
-    if enabled(&TRACE_BLOCK) {
-        match id {
-            NR_FUTEX => syscall = futex_syscall::FUTEX,
-            NR_FUTEX_WAITV => syscall = futex_syscall::FUTEX_WAITV,
-            NR_FUTEX_WAIT => syscall = futex_syscall::FUTEX_WAIT,
-            _ => {}
-        }
-    }
+    let syscall = traced(id);
     if syscall == u32::MAX {
         return 0;
     }
     let (tgid, tid) = current_ids();
-    if !is_target(tgid) {
+    let Some(slot) = IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {
         return 0;
-    }
+    };
+    // SAFETY: a slot of a global array, read by this thread's programs only (another
+    // thread sharing the slot is told by its tid).
+    let Some((facts, facts_left)) = facts_of(unsafe { &*slot }, tgid, tid) else {
+        return 0;
+    };
     let regs: *const u64 = ctx.arg(0);
     let mut entry = InFlight {
         tid,
         syscall,
         pid: tgid,
         nr: id as u32,
+        facts,
+        facts_left,
         ..InFlight::default()
     };
     if syscall >= futex_syscall::FUTEX {
@@ -104,12 +98,8 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
     } else {
         entry.requested = io::requested(syscall, regs);
     }
-    let Some(slot) = IN_FLIGHT.get_ptr_mut(tid & (IN_FLIGHT_SLOTS - 1)) else {
-        return 0;
-    };
-    // SAFETY: a slot of a global array; a thread is in one syscall at a time, and another
-    // thread that shares the slot is detected by its tid. The clock is read last so the
-    // profiler's own work is not counted in the call's time.
+    // SAFETY: as above; a thread is in one syscall at a time. The clock is read last so
+    // the profiler's own work is not counted in the call's time.
     unsafe {
         if (*slot).start_ns != 0 && (*slot).tid != tid {
             count(counter::LOST_SLOT);
@@ -118,6 +108,51 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
         *slot = entry;
     }
     0
+}
+
+/// The index of syscall `id` among the traced ones ([`io_syscall::NAMES`], then
+/// [`futex_syscall`]), or `u32::MAX` when its profile is not collected.
+#[inline(always)]
+fn traced(id: i64) -> u32 {
+    let mut syscall = u32::MAX;
+    if enabled(&TRACE_IO) {
+        for (index, &number) in IO_NUMBERS.iter().enumerate() {
+            if id == number {
+                syscall = index as u32;
+            }
+        }
+    }
+    if enabled(&TRACE_BLOCK) {
+        match id {
+            NR_FUTEX => syscall = futex_syscall::FUTEX,
+            NR_FUTEX_WAITV => syscall = futex_syscall::FUTEX_WAITV,
+            NR_FUTEX_WAIT => syscall = futex_syscall::FUTEX_WAIT,
+            _ => {}
+        }
+    }
+    syscall
+}
+
+/// The facts of thread `tid` of process `tgid` for its call now, and how many calls more may
+/// use them, from its slot (`slot`, as its previous traced call left it) while they last;
+/// else looked up. None when the process is not a target. Only a target's facts are kept:
+/// a process is added to the targets, and a thread that was not one is looked up again.
+#[inline(always)]
+fn facts_of(slot: &InFlight, tgid: u32, tid: u32) -> Option<(u32, u32)> {
+    if slot.tid == tid
+        && slot.pid == tgid
+        && slot.facts & thread_fact::TARGET != 0
+        && slot.facts_left > 0
+    {
+        return Some((slot.facts, slot.facts_left - 1));
+    }
+    if !is_target(tgid) {
+        return None;
+    }
+    // SAFETY: the value is only checked for presence.
+    let go = unsafe { GO_PROCESSES.get(&tgid) }.is_some();
+    let facts = thread_fact::TARGET | if go { thread_fact::GO } else { 0 };
+    Some((facts, thread_fact::CALLS))
 }
 
 /// Pairs a traced syscall's return with its entry and hands it to its profile.

@@ -82,14 +82,14 @@ fn syscall_of(index: u32) -> Option<IoSyscall> {
 fn accounting(run: &RunEnd<'_>) -> Vec<Comment> {
     let c = run.counters;
     vec![
-        Comment::Method(
+        Comment::Method(format!(
             "traced: every call of read, write, pread64, pwrite64, readv, writev, preadv(2), \
          pwritev(2), recvfrom, sendto, recvmsg, sendmsg, recvmmsg, sendmmsg (for the *mmsg \
          calls, bytes and requested are messages), sendfile, splice, tee, vmsplice and \
-         copy_file_range (by the descriptor written to); stacks are sampled 1 call in 64 per \
-         call site"
-                .to_owned(),
-        ),
+         copy_file_range (by the descriptor written to); stacks are sampled 1 call in {} per \
+         call site",
+            profiler_common::IO_STACK_SAMPLE_EVERY
+        )),
         Comment::Account(Account::IoRequested {
             iovecs: profiler_common::MAX_IOVECS,
             more: c.get(counter::IO_REQUESTED_PARTIAL),

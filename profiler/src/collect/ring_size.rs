@@ -20,10 +20,11 @@ pub const HEAP_RING_BYTES: u32 = 32 << 20;
 pub const MAX_SIZED_BYTES: u32 = 256 << 20;
 
 /// Stack samples per CPU-second the traced profiles get room for on top of the CPU
-/// samples: one I/O or futex call in 64 of each site sends its stack, so the rate follows
-/// the host's syscalls, not the sampling frequency. A busy 2-CPU host (nginx and
-/// redis-server under load, spinners on every CPU: tests/tests/whole_host_busy.rs) sent
-/// 860 to 1,700 per CPU-second, nearly all I/O, of half the largest record on average:
+/// samples: one I/O call in 256 and one futex wait in 64 of each site sends its stack (and
+/// the first of each), so the rate follows the host's syscalls, not the sampling
+/// frequency. A busy 2-CPU host (nginx and redis-server under load, spinners on every CPU:
+/// tests/tests/whole_host_busy.rs) sent 860 to 1,700 per CPU-second at 1 I/O call in 64,
+/// nearly all I/O, of half the largest record on average:
 /// room for 500 of the largest beside the frequency's 99 holds one to two seconds of that.
 pub const TRACED_STACKS_PER_CPU: u64 = 500;
 

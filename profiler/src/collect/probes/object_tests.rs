@@ -304,6 +304,8 @@ fn each_shared_struct_has_the_object_s_layout() {
             bp,
             ret,
             requested,
+            facts,
+            facts_left,
         }),
         layout!(BlockKey {
             pid,
