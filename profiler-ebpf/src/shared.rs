@@ -284,9 +284,13 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
                     GO_FRAMES_BYTES as u32,
                     BPF_F_USER_STACK as u64,
                 );
-                let (copied, ends) = copy_user_stack::<
-                    { MAX_USER_STACK_BYTES - GO_LABELS_BYTES - GO_FRAMES_BYTES },
-                >(user.add(GO_FRAMES_BYTES), header.sp, want);
+                // The record's user area has room for the labels, the chain and the
+                // largest copy.
+                let (copied, ends) = copy_user_stack::<MAX_USER_STACK_BYTES>(
+                    user.add(GO_FRAMES_BYTES),
+                    header.sp,
+                    want,
+                );
                 if copied > 0 {
                     header.flags |= sample_flag::GO_FRAMES;
                     (copied + GO_FRAMES_BYTES as u32, ends)

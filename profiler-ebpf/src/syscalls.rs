@@ -10,9 +10,7 @@ use aya_ebpf::{
     maps::Array,
     programs::BtfTracePointContext,
 };
-use profiler_common::{
-    IN_FLIGHT_SLOTS, InFlight, counter, futex_syscall, io_syscall, thread_fact,
-};
+use profiler_common::{IN_FLIGHT_SLOTS, InFlight, counter, futex_syscall, io_syscall, thread_fact};
 
 use crate::shared::{GO_PROCESSES, count, current_ids, is_target};
 use crate::site::site_registers;
