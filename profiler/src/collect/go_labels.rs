@@ -8,14 +8,11 @@ use profiler_common::{GO_LABEL_TEXT, GO_LABELS_MAX, GoLabels, GoProcess, go_labe
 use profiler_model::ProgramLabels;
 
 use crate::collect::go_layout::{self, RuntimeLayout};
-use crate::collect::golang::{build_version, minor_version};
+use crate::collect::golang::{MIN_MINOR, build_version, minor_version};
 use crate::collect::target_elf::{self, Links};
 
 /// A length the kernel marks as not read (see `profiler-ebpf/src/go_labels.rs`).
 const UNREAD: u32 = u32::MAX;
-
-/// Oldest Go release that keeps `g` in r14 (its register ABI) on x86-64.
-const MIN_MINOR: u32 = 17;
 
 /// First Go release whose label set is a sorted slice, not a map.
 const SLICE_FROM: u32 = 24;

@@ -18,7 +18,7 @@ use crate::process::elf_data::{self, BoundedFile};
 
 /// Oldest Go release whose register ABI the probes read (`g` in R14, arguments in
 /// registers): 1.17 on x86-64.
-const MIN_MINOR: u32 = 17;
+pub(crate) const MIN_MINOR: u32 = 17;
 
 /// Most entries of `runtime.waitReasonStrings` read (Go has about 40).
 const MAX_WAIT_REASONS: u64 = 1024;
