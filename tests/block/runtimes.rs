@@ -140,14 +140,16 @@ pub struct BlockedLine {
     pub threads: u64,
 }
 
-/// `  26.5 ms contended of    80.46 s waited  java (pid 17558, 20 threads)`.
+/// `  26.5 ms contended of    80.46 s waited  java (pid 17558, 20 threads)[; ...]`.
 pub fn blocked_lines(stdout: &str) -> Vec<BlockedLine> {
     let parse = |line: &str| -> Option<BlockedLine> {
         let (before, after) = line.split_once(" waited  ")?;
         let waited = before.rsplit_once(" of ").map_or(before, |(_, w)| w);
         let (name, rest) = after.rsplit_once(" (pid ")?;
         let (pid, rest) = rest.split_once(", ")?;
-        let threads = rest.strip_suffix(" threads)")?.parse().ok()?;
+        // A Go process's line may go on after its threads (`; 1.2 ms of it in the Go
+        // runtime's own locks`).
+        let threads = rest.split_once(" threads)")?.0.parse().ok()?;
         Some(BlockedLine {
             line: line.to_owned(),
             waited_ns: parse_duration(waited)?,

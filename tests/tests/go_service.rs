@@ -7,7 +7,8 @@
 //! mutex) must have the count and delay of Go's own profile over that load within 10%,
 //! and no wait of the handler's channel or mutex may be put under the garbage collector's
 //! functions (the handler's GC assists are waits of their own, which Go does not profile).
-//! The worker waiting for jobs and the GC's sweeper are idle: the summary names neither.
+//! The worker waiting for jobs and the GC's sweeper are idle: the summary names neither,
+//! and the Go runtime's own lock waits are not called the service's contention.
 //!
 //! The worker spins 50 µs per request, so a reply wait lasts about that long: Go times a
 //! channel wait from the start of the operation, the profiler from the park, and the
@@ -160,6 +161,24 @@ fn check(toolchain: &GoToolchain) -> Result<String, String> {
     {
         return Err(format!(
             "the summary names an idle goroutine: {line:?}\n{context}"
+        ));
+    }
+    // A Go program's locks park goroutines; its threads' futex waits are the runtime's
+    // (its own locks, idle threads). The service, pure Go, has no lock of its own that a
+    // thread waits for on a futex: its blocked time says none is contended, whatever the
+    // runtime's locks did.
+    let blocked = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Blocked time per process"))
+        .find(|l| l.contains(&format!("(pid {pid},")));
+    if let Some(line) = blocked
+        && let Some((contended, _)) = line.trim().split_once(" contended of ")
+        && !contended.starts_with("0.0 ")
+    {
+        return Err(format!(
+            "the service's futex waits, all the Go runtime's, are called its contention: \
+             {line:?}\n{context}"
         ));
     }
     Ok(format!(

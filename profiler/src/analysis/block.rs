@@ -213,37 +213,54 @@ pub struct ProcessBlocked {
     /// Nanoseconds waited, all waits (idle Go runtime threads left out): at most threads
     /// times the window.
     pub waited: u64,
-    /// Nanoseconds waited for a lock another thread held; `None` when the profile did not
-    /// record who woke the waits.
+    /// Nanoseconds waited for a lock of the program's that another thread held; `None`
+    /// when the profile did not record who woke the waits.
     pub contended: Option<u64>,
+    /// Nanoseconds of those waits spent in the Go runtime's own locks (`runtime.lock2`):
+    /// not the program's, so not in `contended` however they were woken.
+    pub runtime_locks: u64,
 }
 
 /// Futex waits per process, the most contended first (then the most waited); goroutine
-/// waits and idle Go runtime threads left out.
-pub fn by_process(waits: &[Wait<'_>]) -> Vec<ProcessBlocked> {
-    let mut totals: BTreeMap<i64, (String, BTreeSet<i64>, u64, u64, bool)> = BTreeMap::new();
-    for wait in waits {
-        let entry = totals
-            .entry(wait.pid)
-            .or_insert_with(|| (wait.comm.to_owned(), BTreeSet::new(), 0, 0, false));
-        entry.1.insert(wait.tid);
-        entry.2 = entry.2.saturating_add(wait.delay);
-        if wait.evidence == Evidence::Contended {
-            entry.3 = entry.3.saturating_add(wait.delay);
+/// waits and idle Go runtime threads left out. `program` are the program's own waits,
+/// `runtime` the Go runtime's lock waits ([`super::go_runtime_locks::split`]): both are
+/// waited time, only the program's can be its contended locks.
+pub fn by_process(program: &[Wait<'_>], runtime: &[Wait<'_>]) -> Vec<ProcessBlocked> {
+    #[derive(Default)]
+    struct Totals {
+        comm: String,
+        tids: BTreeSet<i64>,
+        waited: u64,
+        contended: u64,
+        runtime_locks: u64,
+        evidence: bool,
+    }
+    let mut totals: BTreeMap<i64, Totals> = BTreeMap::new();
+    let all = program.iter().map(|w| (w, false));
+    for (wait, in_runtime) in all.chain(runtime.iter().map(|w| (w, true))) {
+        let entry = totals.entry(wait.pid).or_insert_with(|| Totals {
+            comm: wait.comm.to_owned(),
+            ..Totals::default()
+        });
+        entry.tids.insert(wait.tid);
+        entry.waited = entry.waited.saturating_add(wait.delay);
+        if in_runtime {
+            entry.runtime_locks = entry.runtime_locks.saturating_add(wait.delay);
+        } else if wait.evidence == Evidence::Contended {
+            entry.contended = entry.contended.saturating_add(wait.delay);
         }
-        entry.4 |= matches!(wait.evidence, Evidence::Contended | Evidence::HandedOff);
+        entry.evidence |= matches!(wait.evidence, Evidence::Contended | Evidence::HandedOff);
     }
     let mut all: Vec<ProcessBlocked> = totals
         .into_iter()
-        .map(
-            |(pid, (comm, tids, waited, contended, evidence))| ProcessBlocked {
-                pid,
-                comm,
-                threads: tids.len(),
-                waited,
-                contended: evidence.then_some(contended),
-            },
-        )
+        .map(|(pid, t)| ProcessBlocked {
+            pid,
+            comm: t.comm,
+            threads: t.tids.len(),
+            waited: t.waited,
+            contended: t.evidence.then_some(t.contended),
+            runtime_locks: t.runtime_locks,
+        })
         .collect();
     all.sort_by_key(|p| std::cmp::Reverse((p.contended.unwrap_or(0), p.waited)));
     all
@@ -343,12 +360,41 @@ pub(crate) mod tests {
         assert_eq!(groups.len(), 1);
         assert_eq!((groups[0].threads, groups[0].handed_off_delay), (4, 4000));
         assert!(!groups[0].contended());
-        let blocked = by_process(&futex_waits(&p));
+        let blocked = by_process(&futex_waits(&p), &[]);
         assert_eq!(
             (blocked[0].waited, blocked[0].contended, blocked[0].threads),
             (4000, Some(0), 4)
         );
         assert_eq!(idle_delay(&futex_waits(&p)), 4000);
+    }
+
+    #[test]
+    fn go_runtime_lock_waits_are_waited_time_but_not_the_program_s_contention() {
+        // Two threads passing a lock between them, once as the program's, once as the
+        // Go runtime's: both waited, only the first can be the program's contention.
+        let p = block_profile(&[
+            ("contend_lock", 500, labels(1, "0x10", "woken", Some(2))),
+            ("contend_lock", 700, labels(2, "0x10", "woken", Some(1))),
+        ]);
+        let waits = futex_waits(&p);
+        let as_program = by_process(&waits, &[]);
+        assert_eq!(
+            (
+                as_program[0].waited,
+                as_program[0].contended,
+                as_program[0].runtime_locks
+            ),
+            (1200, Some(1200), 0)
+        );
+        let as_runtime = by_process(&[], &waits);
+        assert_eq!(
+            (
+                as_runtime[0].waited,
+                as_runtime[0].contended,
+                as_runtime[0].runtime_locks
+            ),
+            (1200, Some(0), 1200)
+        );
     }
 
     #[test]
@@ -385,6 +431,6 @@ pub(crate) mod tests {
         ]);
         let groups = lock_waits(&p, &futex_waits(&p));
         assert!(groups[0].contended() && !groups[0].evidence);
-        assert_eq!(by_process(&futex_waits(&p))[0].contended, None);
+        assert_eq!(by_process(&futex_waits(&p), &[])[0].contended, None);
     }
 }

@@ -84,11 +84,12 @@ impl Analysis {
                 ProfileKind::Block => {
                     // Who woke whom, read once for the three.
                     let waits = wake_evidence::futex_waits(profile);
-                    analysis.blocked = block::by_process(&waits);
                     analysis.idle_delay = block::idle_delay(&waits);
                     // The Go runtime's own locks are not the program's: a channel's is a Go
                     // channel finding, the others the runtime's business.
                     let (runtime, program) = go_runtime_locks::split(profile, waits);
+                    let runtime_waits: Vec<_> = runtime.iter().map(|(w, _)| w.clone()).collect();
+                    analysis.blocked = block::by_process(&program, &runtime_waits);
                     analysis.locks = block::lock_waits(profile, &program);
                     analysis.go_waits = goroutines::findings(profile);
                     analysis

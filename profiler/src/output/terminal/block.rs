@@ -43,15 +43,25 @@ pub fn render(
     }
     let _ = writeln!(
         out,
-        "Blocked time per process (contended: waiting for a lock another thread held):"
+        "Blocked time per process (contended: waiting for a lock of the program's that \
+         another thread held):"
     );
     for p in per_process.iter().take(top) {
         let contended = p.contended.map_or(String::new(), |c| {
             format!("{:>10} contended of ", human_time(c as i64))
         });
+        // A Go runtime lock's wait is time waited, but not a lock of the program's.
+        let runtime = if p.runtime_locks > 0 {
+            format!(
+                "; {} of it in the Go runtime's own locks",
+                human_time(p.runtime_locks as i64)
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "  {contended}{:>10} waited  {} (pid {}, {} threads)",
+            "  {contended}{:>10} waited  {} (pid {}, {} threads){runtime}",
             human_time(p.waited as i64),
             escape_terminal(&p.comm),
             p.pid,
@@ -91,9 +101,15 @@ pub fn render(
     let _ = writeln!(out);
     let contended: Vec<&LockWaits> = locks.iter().filter(|f| f.contended()).collect();
     if contended.is_empty() {
+        let in_runtime = if per_process.iter().any(|p| p.runtime_locks > 0) {
+            " of the programs' (the Go runtime's own lock waits are apart, above)"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "Contention: none (no thread waited for a lock that another waiting thread held)."
+            "Contention: none (no thread waited for a lock{in_runtime} that another waiting \
+             thread held)."
         );
         return out;
     }
@@ -203,6 +219,7 @@ mod tests {
             threads: 4,
             waited,
             contended: Some(waited),
+            runtime_locks: 0,
         }
     }
 
@@ -232,6 +249,21 @@ mod tests {
         );
         assert!(text.contains("waited in contend_lock (1.2 ms)"), "{text}");
         assert!(text.contains("fix: shorten the critical section"), "{text}");
+    }
+
+    #[test]
+    fn says_how_much_waiting_was_in_go_runtime_locks() {
+        let mut go = blocked(2_000_000);
+        (go.contended, go.runtime_locks) = (Some(0), 1_500_000);
+        let text = render(&empty_profile(), &[go], 0, &[], 10);
+        assert!(
+            text.contains(
+                "0.0 µs contended of     2.0 ms waited  app (pid 7, 4 threads); 1.5 ms of it in \
+                 the Go runtime's own locks"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Contention: none (no thread waited for a lock of the programs'"));
     }
 
     #[test]
