@@ -23,35 +23,63 @@ const CONNECTIONS: u32 = 8;
 /// The most CPU per request a profile set may add to stay in the default set (issue 24).
 const DEFAULT_SET_GOAL: f64 = 1.10;
 
-/// One way of watching the B server.
+/// One way of watching the B window.
 struct Observer {
     label: &'static str,
-    /// Profiler flags (`--pid PID` is added), or `None` for Go's own profiling.
-    profiler: Option<&'static [&'static str]>,
+    how: How,
 }
 
-const OBSERVERS: [Observer; 5] = [
+/// What watches the B window.
+#[derive(Clone, Copy)]
+enum How {
+    /// The profiler with these flags (`--pid PID` is added).
+    Profiler(&'static [&'static str]),
+    /// Go's own block and mutex profiling at rate 1, set through the server's /profilerate.
+    GoOwn,
+    /// The least an eBPF syscall tracer does, as a peer: bpftrace timing each of the
+    /// server's syscalls on the raw `sys_enter`/`sys_exit` tracepoints (count and time by
+    /// number), the tracepoints the I/O and blocking profiles use.
+    Bpftrace,
+    /// `perf trace -s -p PID`, the syscall summary users compare with.
+    PerfTrace,
+}
+
+const OBSERVERS: [Observer; 7] = [
     Observer {
         label: "profiler (default set: cpu,io,block)",
-        profiler: Some(&[]),
+        how: How::Profiler(&[]),
     },
     Observer {
         label: "profiler --profiles cpu",
-        profiler: Some(&["--profiles", "cpu"]),
+        how: How::Profiler(&["--profiles", "cpu"]),
     },
     Observer {
         label: "profiler --profiles goroutines",
-        profiler: Some(&["--profiles", "goroutines"]),
+        how: How::Profiler(&["--profiles", "goroutines"]),
     },
     Observer {
         label: "profiler --profiles heap",
-        profiler: Some(&["--profiles", "heap"]),
+        how: How::Profiler(&["--profiles", "heap"]),
     },
     Observer {
         label: "Go's own block + mutex profiling at rate 1",
-        profiler: None,
+        how: How::GoOwn,
+    },
+    Observer {
+        label: "bpftrace: each syscall of the server timed (sys_enter/sys_exit)",
+        how: How::Bpftrace,
+    },
+    Observer {
+        label: "perf trace -s -p PID",
+        how: How::PerfTrace,
     },
 ];
+
+/// bpftrace's script for [`How::Bpftrace`]; `PID` is replaced. `args->id` is the spelling
+/// Debian 12's bpftrace (0.17) takes.
+const BPFTRACE_SCRIPT: &str = "tracepoint:raw_syscalls:sys_enter /pid == PID/ { @start[tid] = \
+     nsecs; } tracepoint:raw_syscalls:sys_exit /@start[tid]/ { @calls[args->id] = count(); \
+     @nanos[args->id] = sum(nsecs - @start[tid]); delete(@start[tid]); }";
 
 /// A running server and its port.
 struct Server {
@@ -60,14 +88,11 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &Path, dir: &Workdir, go_profiling: bool) -> Result<Server> {
+    fn start(binary: &Path, dir: &Workdir) -> Result<Server> {
         let port_file = dir.logs.join("port");
         let _ = std::fs::remove_file(&port_file);
         let mut cmd = Command::new(binary);
         cmd.arg(&port_file);
-        if go_profiling {
-            cmd.env("GO_SERVICE_PROFILE_RATE", "1");
-        }
         let process = Running::start(&mut cmd, &dir.logs, "server")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -84,16 +109,27 @@ impl Server {
         }
     }
 
-    /// (requests answered, CPU nanoseconds), as the server measured them.
-    fn stats(&self) -> Result<(f64, f64)> {
+    /// The body of the server's answer to `GET path`.
+    fn get(&self, path: &str) -> Result<String> {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
         write!(
             stream,
-            "GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
-        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        if !response.starts_with("HTTP/1.1 200") {
+            bail!("go_service answered {path} with {response:?}");
+        }
+        Ok(response
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned())
+    }
+
+    /// (requests answered, CPU nanoseconds), as the server measured them.
+    fn stats(&self) -> Result<(f64, f64)> {
+        let body = self.get("/stats")?;
         let field = |name: &str| -> Result<f64> {
             body.split_whitespace()
                 .find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
@@ -141,22 +177,37 @@ fn load(port: u16, secs: f64, dir: &Workdir) -> Result<()> {
     .map(drop)
 }
 
-/// One measurement: a fresh server, warmed, then loaded for `secs` under `observer`
-/// (`None`: unprofiled); its CPU per request in nanoseconds.
-fn measure(
+/// One pair on one server, warmed: unobserved, observed by `observer`, unobserved again,
+/// each loaded for `secs`; CPU nanoseconds per request in each window. Measuring both
+/// sides on one server keeps out how much one Go server's CPU per request differs from the
+/// next one's (26 to 44 µs here between fresh servers, unobserved), and the two unobserved
+/// windows around the observed one show how much it moves within one.
+fn measure_pair(
     ctx: &Ctx,
     binary: &Path,
     dir: &Workdir,
-    observer: Option<&Observer>,
+    observer: &Observer,
     secs: f64,
-) -> Result<f64> {
-    let go_profiling = observer.is_some_and(|o| o.profiler.is_none());
-    let server = Server::start(binary, dir, go_profiling)?;
+) -> Result<[f64; 3]> {
+    let server = Server::start(binary, dir)?;
+    let measured = observe_pair(ctx, &server, dir, observer, secs);
+    server.stop()?;
+    measured
+}
+
+fn observe_pair(
+    ctx: &Ctx,
+    server: &Server,
+    dir: &Workdir,
+    observer: &Observer,
+    secs: f64,
+) -> Result<[f64; 3]> {
     load(server.port, 1.0, dir)?;
-    let profiler = match observer.and_then(|o| o.profiler) {
-        Some(flags) => {
+    let before = server.cpu_per_request(secs, dir)?;
+    let pid = server.process.pid().context("the server has no pid")?;
+    let argv: Option<Vec<OsString>> = match observer.how {
+        How::Profiler(flags) => {
             dir.fresh_out()?;
-            let pid = server.process.pid().context("the server has no pid")?;
             let mut argv: Vec<OsString> = vec![
                 ctx.profiler.clone().into_os_string(),
                 "--pid".into(),
@@ -167,25 +218,49 @@ fn measure(
                 dir.out.clone().into_os_string(),
             ];
             argv.extend(flags.iter().map(OsString::from));
+            Some(argv)
+        }
+        How::Bpftrace => Some(vec![
+            "bpftrace".into(),
+            "-e".into(),
+            BPFTRACE_SCRIPT.replace("PID", &pid.to_string()).into(),
+        ]),
+        How::PerfTrace => Some(vec![
+            "perf".into(),
+            "trace".into(),
+            "-s".into(),
+            "-p".into(),
+            pid.to_string().into(),
+        ]),
+        How::GoOwn => {
+            server.get("/profilerate?rate=1")?;
+            None
+        }
+    };
+    let watcher = match argv {
+        Some(argv) => {
             let bg = Running::start(&mut runner::command(&argv), &dir.logs, "observer")?;
             Some(runner::wait_ready(bg, Ready::After(ctx.plan.settle))?)
         }
         None => None,
     };
-    let measured = server.cpu_per_request(secs, dir);
-    if let Some(profiler) = profiler {
-        let done = profiler.stop(runner::STOP_TIMEOUT)?;
-        if !done.stopped_cleanly() {
-            bail!(
-                "`{}` {} when stopped:\n{}",
-                done.shown,
-                runner::describe(done.status),
-                runner::tail(&done.stderr, 15)
-            );
+    let observed = server.cpu_per_request(secs, dir);
+    match watcher {
+        Some(watcher) => {
+            let done = watcher.stop(runner::STOP_TIMEOUT)?;
+            if !done.stopped_cleanly() {
+                bail!(
+                    "`{}` {} when stopped:\n{}",
+                    done.shown,
+                    runner::describe(done.status),
+                    runner::tail(&done.stderr, 15)
+                );
+            }
         }
+        None => drop(server.get("/profilerate?rate=0")?),
     }
-    server.stop()?;
-    measured
+    let after = server.cpu_per_request(secs, dir)?;
+    Ok([before, observed?, after])
 }
 
 /// Row 15.
@@ -199,51 +274,71 @@ pub fn go_service(ctx: &Ctx) -> Result<Section> {
             "`go_service` (tests/fixtures/go_service.go, built by {}): a JSON-over-HTTP \
              service on loopback whose handler counts a hit in a mutex-guarded map and \
              waits for a worker goroutine's answer over channels, loaded by `ab -k -c \
-             {CONNECTIONS} -t {secs}` after a 1 s warm-up. Each measurement starts a fresh \
-             server; A is unprofiled, B profiled by `profiler --pid` (attached {:.0} s \
-             before the load) or run with Go's own block and mutex profiling at rate 1 \
-             (`GO_SERVICE_PROFILE_RATE=1`). The figure is the server's own CPU time \
-             (getrusage) over the requests it answered, both read from its /stats before \
-             and after the load; A and B alternate in pairs.",
+             {CONNECTIONS} -t {secs}`. Each pair is one fresh server, warmed for 1 s, then \
+             measured in three windows: A unobserved, B observed, A again unobserved. B is \
+             observed by `profiler --pid` (attached {:.0} s before its load), by Go's own \
+             block and mutex profiling at rate 1 (set and unset through the server's \
+             /profilerate), or by a peer tracing the server's syscalls. The figure is the \
+             server's own CPU time (getrusage) over the requests it answered, both read \
+             from its /stats around each window; a pair's ratio is B over the mean of its \
+             two A windows.",
             super::goroutines::go_tool().display(),
             ctx.plan.settle.as_secs_f64()
         ),
     );
     let mut table = Table::new(&[
         "Observer",
-        "A: unprofiled, µs CPU per request",
+        "A: unobserved, µs CPU per request",
         "B: observed, µs CPU per request",
+        "A after / A before",
         "B/A: median of pair ratios (min–max)",
     ]);
     for observer in &OBSERVERS {
+        let missing = match observer.how {
+            How::Bpftrace => Some(&ctx.peers.bpftrace),
+            How::PerfTrace => Some(&ctx.peers.perf_trace),
+            How::Profiler(_) | How::GoOwn => None,
+        }
+        .filter(|tool| !tool.ready());
+        if let Some(tool) = missing {
+            section
+                .notes
+                .push(format!("{} skipped: {}", observer.label, tool.describe()));
+            continue;
+        }
         let mut pairs = Vec::new();
+        let mut drift = Vec::new();
         for rep in 1..=ctx.plan.reps {
             runner::check_interrupted()?;
-            let a = measure(ctx, &binary, &dir, None, secs)?;
-            let b = measure(ctx, &binary, &dir, Some(observer), secs)?;
+            let [before, b, after] = measure_pair(ctx, &binary, &dir, observer, secs)?;
+            let a = (before + after) / 2.0;
             println!(
-                "xtask: bench: {}: pair {rep}/{}: A {:.1} µs, B {:.1} µs CPU per request, \
-                 B/A {:.2}",
+                "xtask: bench: {}: pair {rep}/{}: A {:.1} and {:.1} µs, B {:.1} µs CPU per \
+                 request, B/A {:.2}",
                 observer.label,
                 ctx.plan.reps,
-                a / 1e3,
+                before / 1e3,
+                after / 1e3,
                 b / 1e3,
                 b / a
             );
             pairs.push((a / 1e3, b / 1e3));
+            drift.push(after / before);
         }
         let a = Spread::of(&pairs.iter().map(|p| p.0).collect::<Vec<_>>()).context("no pairs")?;
         let b = Spread::of(&pairs.iter().map(|p| p.1).collect::<Vec<_>>()).context("no pairs")?;
+        let drift = Spread::of(&drift).context("no pairs")?;
         let ratio = ratio_of_pairs(&pairs).context("no pairs")?;
         table.row(vec![
             observer.label.to_owned(),
             report::spread(a, 1),
             report::spread(b, 1),
+            report::times(drift),
             report::times(ratio),
         ]);
-        let goal = match observer.label {
-            l if l.starts_with("profiler (default") => Some("the default set"),
-            l if l.ends_with("goroutines") => {
+        let goal = match observer.how {
+            How::Profiler([]) => Some("the default set"),
+            How::Profiler(["--profiles", "goroutines"]) => {
                 Some("goroutine tracing (in the default set only if it meets this)")
             }
             _ => None,
