@@ -110,6 +110,12 @@ impl Analysis {
                 }
             }
         }
+        // Whether a buffer helps the Go syscall hot spot is the I/O profile's to say.
+        if let Some(spot) = &mut analysis.go_syscalls
+            && profiles.iter().any(|p| p.kind == ProfileKind::Io)
+        {
+            spot.io = go_cpu::IoEvidence::of(&spot.callers, &analysis.small_io);
+        }
         analysis
     }
 

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use profiler_model::Profile;
 
+use super::io::{SmallIoFinding, SmallIoKind};
+
 /// The share of the CPU profile under Go's read/write syscalls that is a finding.
 pub const MIN_SHARE: f64 = 0.05;
 
@@ -24,11 +26,64 @@ const SYSCALL_FRAMES: [&str; 8] = [
     "internal/poll.(*FD).Write",
 ];
 
-/// What to do about it.
+/// What to do about it when the calls ask for little each (or nothing says otherwise).
 pub const HINT: &str = "the program spends its CPU entering the kernel for small reads and \
     writes: wrap the file or connection in bufio.NewReaderSize / bufio.NewWriterSize (and \
     Flush once per batch), build output in a bytes.Buffer and write it whole, or read \
     larger blocks";
+
+/// What the run's I/O profile says of the calls behind a hot spot: whether a buffer can
+/// merge them is a fact of the calls (what they asked for, which way they went), not of
+/// the CPU profile.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum IoEvidence {
+    /// The run has no I/O profile.
+    #[default]
+    Unknown,
+    /// The small-I/O cases the I/O profile found at call sites under the hot spot's callers
+    /// (none: their calls are few or large).
+    Cases(Vec<SmallIoKind>),
+}
+
+impl IoEvidence {
+    /// The cases under `callers` among the I/O profile's small-I/O findings.
+    pub fn of(callers: &[(String, i64)], small_io: &[SmallIoFinding]) -> Self {
+        let mut cases: Vec<SmallIoKind> = small_io
+            .iter()
+            .filter(|f| callers.iter().any(|(c, _)| f.site.path.contains(c)))
+            .map(|f| f.kind)
+            .collect();
+        cases.dedup_by_key(|k| k.name());
+        Self::Cases(cases)
+    }
+
+    /// What to do, by what the calls were found to be.
+    pub fn hint(&self) -> String {
+        let Self::Cases(cases) = self else {
+            return HINT.to_owned();
+        };
+        if cases
+            .iter()
+            .any(|k| matches!(k, SmallIoKind::SmallRequests { .. }))
+        {
+            return HINT.to_owned();
+        }
+        if cases.is_empty() {
+            return "the I/O profile finds no hot path of small calls under these functions \
+                (their calls are few, or large): a buffer would not cut them, and this CPU \
+                is the kernel's own work on the data"
+                .to_owned();
+        }
+        let mut names: Vec<&str> = cases.iter().map(|k| k.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        format!(
+            "no buffer merges these calls: the I/O profile finds them to be {} (its small-I/O \
+             findings below say what cuts them)",
+            names.join(" and ")
+        )
+    }
+}
 
 /// CPU time in Go's read/write syscalls, by the Go function that called them.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +95,8 @@ pub struct GoSyscallHotSpot {
     /// The Go functions that made the calls (the first frame above the syscall outside
     /// `os`, `syscall`, `internal/` and the runtime), most value first.
     pub callers: Vec<(String, i64)>,
+    /// What the run's I/O profile says of these calls.
+    pub io: IoEvidence,
 }
 
 impl GoSyscallHotSpot {
@@ -98,6 +155,7 @@ pub fn syscall_hot_spot(profile: &Profile) -> Option<GoSyscallHotSpot> {
         value,
         total,
         callers,
+        io: IoEvidence::Unknown,
     })
 }
 
@@ -149,5 +207,45 @@ mod tests {
             (&["main.compute"], 99),
         ]);
         assert!(syscall_hot_spot(&quiet).is_none());
+    }
+
+    #[test]
+    fn the_fix_is_what_the_i_o_profile_found_the_calls_to_be() {
+        use crate::analysis::io::{SmallIoFinding, tests::site};
+        use crate::analysis::language::Language;
+        let finding = |caller: &str, kind| {
+            let mut site = site("read", 1000, 68_000, Language::Go);
+            site.path = vec!["main.serve".into(), caller.into(), "syscall.read".into()];
+            SmallIoFinding {
+                site,
+                kind,
+                calls_per_sec: 1000.0,
+                hint: String::new(),
+            }
+        };
+        let callers = vec![("net/http.(*connReader).Read".to_owned(), 30)];
+        let round_trips = [
+            finding("net/http.(*connReader).Read", SmallIoKind::RoundTrips),
+            finding(
+                "main.elsewhere",
+                SmallIoKind::SmallRequests { calls_saved: 9 },
+            ),
+        ];
+        let evidence = IoEvidence::of(&callers, &round_trips);
+        assert_eq!(evidence, IoEvidence::Cases(vec![SmallIoKind::RoundTrips]));
+        assert!(evidence.hint().starts_with(
+            "no buffer merges these calls: the I/O profile finds them to be round trips"
+        ));
+        let small = [finding(
+            "net/http.(*connReader).Read",
+            SmallIoKind::SmallRequests { calls_saved: 9 },
+        )];
+        assert_eq!(IoEvidence::of(&callers, &small).hint(), HINT);
+        assert!(
+            IoEvidence::of(&callers, &[])
+                .hint()
+                .contains("no hot path of small calls")
+        );
+        assert_eq!(IoEvidence::Unknown.hint(), HINT);
     }
 }

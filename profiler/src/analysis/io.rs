@@ -462,10 +462,10 @@ fn hint(site: &IoSite) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn site(syscall: &str, calls: u64, bytes: u64, language: Language) -> IoSite {
+    pub(crate) fn site(syscall: &str, calls: u64, bytes: u64, language: Language) -> IoSite {
         IoSite {
             syscall: IoSyscall::from_name(syscall),
             comm: "app".to_owned(),

@@ -7,7 +7,7 @@ use profiler_model::labels::Waiters;
 use super::block::{CONTENTION_HINT, LockWaits, WaitedOn};
 use super::cpu::{Kind, MemoryHotSpot};
 use super::finding::{Detail, Fact, Finding, FindingKind, Reading, Text};
-use super::go_cpu::{self, GoSyscallHotSpot};
+use super::go_cpu::GoSyscallHotSpot;
 use super::goroutines::GoWaitFinding;
 use super::heap::{HeapSite, LEAK_HINT, SmallAllocations};
 use super::io::SmallIoFinding;
@@ -318,7 +318,7 @@ pub fn go_syscalls(spot: &GoSyscallHotSpot) -> Finding {
         profile: ProfileKind::Cpu,
         title,
         details: Vec::new(),
-        hint: go_cpu::HINT.to_owned(),
+        hint: spot.io.hint(),
         functions: spot.callers.iter().map(|(f, _)| f.clone()).collect(),
         process: None,
         path: Vec::new(),

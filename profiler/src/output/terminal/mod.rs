@@ -471,6 +471,7 @@ mod tests {
             value: 30,
             total: 100,
             callers: vec![("main.readLoop".into(), 20), ("main.write".into(), 10)],
+            io: Default::default(),
         };
         assert_eq!(
             go_syscall_section(Some(&spot)),
