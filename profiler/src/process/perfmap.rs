@@ -177,10 +177,11 @@ impl PerfMap {
     /// [`MAX_BYTES`]); `None` when it has none, or it is unchanged since `previous` was
     /// read.
     pub fn read(pid: u32, previous: Option<&PerfMap>, cap: u64) -> Option<PerfMap> {
-        let uid = process_uid(pid)?;
-        // Through the process's own root, so a process in a container is read too.
+        let (uid, nspid) = process_ids(pid)?;
+        // Through the process's own root, so a process in a container is read too; there
+        // it names the file by its pid in its namespace.
         let paths = [
-            format!("/proc/{pid}/root/tmp/perf-{pid}.map"),
+            format!("/proc/{pid}/root/tmp/perf-{nspid}.map"),
             format!("/tmp/perf-{pid}.map"),
         ];
         // Checked to be a regular file before it is opened for reading: a device node
@@ -203,16 +204,16 @@ impl PerfMap {
     }
 }
 
-/// The real uid of a live process.
-fn process_uid(pid: u32) -> Option<u32> {
+/// The real uid of a live process and its pid in its own pid namespace.
+fn process_ids(pid: u32) -> Option<(u32, u32)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    let field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key));
+    let uid = field("Uid:")?.split_whitespace().next()?.parse().ok()?;
+    // `NSpid:` lists it from the outermost namespace in; kernels before 4.1 lack it.
+    let nspid = field("NSpid:")
+        .and_then(|v| v.split_whitespace().last()?.parse().ok())
+        .unwrap_or(pid);
+    Some((uid, nspid))
 }
 
 /// Parses at most `cap` bytes of the map, line by line (a line cut by the cap is not

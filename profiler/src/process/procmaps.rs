@@ -276,6 +276,35 @@ impl ProcessTable {
         }
     }
 
+    /// Reads a process's perf map now, however recently it was read: it was just written
+    /// on request (see [`crate::process::jit_maps`]).
+    pub fn read_perf_map_now(&mut self, pid: u32) {
+        self.perf_map_due.remove(&pid);
+        self.read_perf_map(pid);
+    }
+
+    /// Whether the process maps HotSpot's `libjvm.so`, as far as its mappings were read.
+    pub fn maps_libjvm(&self, pid: u32) -> bool {
+        self.processes
+            .get(&pid)
+            .is_some_and(|info| info.maps.iter().any(|m| m.path.ends_with("/libjvm.so")))
+    }
+
+    /// Whether `addr` lies in the process's anonymous executable memory (JIT code) and
+    /// its perf map, if any, does not name it.
+    pub fn unnamed_jit(&self, pid: u32, addr: u64) -> bool {
+        let anonymous = self
+            .processes
+            .get(&pid)
+            .and_then(|info| info.find(addr))
+            .is_some_and(|m| m.file.is_none() && is_anonymous(&m.path));
+        anonymous
+            && self
+                .perf_maps
+                .get(&pid)
+                .is_none_or(|map| map.lookup(addr).is_none())
+    }
+
     /// The perf map of the process of a frozen address space, if it had JIT code.
     pub fn space_perf_map(&self, space: SpaceId) -> Option<&PerfMap> {
         let pid = self.space_pids.get(space.0 as usize)?;
