@@ -159,6 +159,12 @@ impl JitMaps {
                     "jit maps: the JVM of pid {pid} gave no perf map: {why}; its JIT frames \
                      stay unnamed"
                 ));
+            } else if jvm.not_ready > 0 && jvm.written == 0 {
+                let why = Outcome::SignalNotCaught.why_not().unwrap_or_default();
+                notes.push(format!(
+                    "jit maps: the JVM of pid {pid} gave no perf map: {why}; its JIT frames \
+                     stay unnamed"
+                ));
             } else if jvm.running.is_some() && jvm.written == 0 {
                 notes.push(format!(
                     "jit maps: the JVM of pid {pid} had not answered by the end of the run"
