@@ -357,7 +357,7 @@ pub fn unnamed_jit(u: &UnnamedJit, asked: bool) -> Finding {
         (JitRuntime::HotSpot, true) => {
             "--jit-maps was given, but the JVM's perf map did \
             not name this code: the `jit maps:` line of the CPU profile says why (a JVM of \
-            JDK 17+ answers unless started with -XX:+DisableAttachMechanism or -Xrs)"
+            JDK 17+ answers unless started with -XX:+DisableAttachMechanism)"
         }
         (JitRuntime::Node, _) => {
             "start node with --perf-basic-prof: it writes \

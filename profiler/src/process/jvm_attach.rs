@@ -11,9 +11,10 @@
 //! We run as root among files other users control: nothing is followed through a symlink
 //! (the trigger is created `O_EXCL|O_NOFOLLOW`, the socket opened `O_PATH|O_NOFOLLOW`,
 //! checked to be a socket of the JVM's user, and connected to through that descriptor),
-//! SIGQUIT goes only to a process that maps `libjvm.so` and catches the signal (one started
-//! with `-Xrs` would dump core), through a pidfd so that a pid reused since is not
-//! signalled, and every wait and read is bounded.
+//! SIGQUIT goes only to a process that maps `libjvm.so` and catches the signal (its
+//! default action ends a process with a core dump), only when the socket is not there
+//! already (a JVM run with `-Xrs` opens it at start), and through a pidfd, so that a pid
+//! reused since is not signalled; every wait and read is bounded.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -50,7 +51,7 @@ pub enum Outcome {
     NotHotSpot,
     /// Its command line or environment holds `-XX:+DisableAttachMechanism`: not signalled.
     AttachDisabled,
-    /// It does not catch SIGQUIT (`-Xrs`), which would kill it: not signalled.
+    /// It does not catch SIGQUIT, which would end it: not signalled.
     SignalNotCaught,
     /// No attach socket appeared within [`SOCKET_WAIT`] of the signal.
     NoSocket,
@@ -69,7 +70,7 @@ impl Outcome {
             Self::NotHotSpot => "not a HotSpot JVM".to_owned(),
             Self::AttachDisabled => format!("started with {ATTACH_DISABLED}"),
             Self::SignalNotCaught => {
-                "it does not catch SIGQUIT (-Xrs), so it was not signalled".to_owned()
+                "it does not catch SIGQUIT, so it was not signalled".to_owned()
             }
             Self::NoSocket => format!(
                 "no attach socket within {}s of SIGQUIT (attach disabled, or not HotSpot 17+?)",
