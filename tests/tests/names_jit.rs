@@ -1,8 +1,9 @@
 //! Names of JIT-compiled code: Debian's Node.js runs the `names_js.js` loop with
 //! `--perf-basic-prof`, which writes `/tmp/perf-PID.map` as it compiles; the profiler
 //! reads it while the process lives, so the samples in the compiled loop are named after
-//! the JavaScript function. Without the flag the loop has no name, and the summary says
-//! which flag names it.
+//! the JavaScript function; with `--perf-prof` it writes a jitdump file instead, which is
+//! read too. Without either the loop has no name, and the summary says which flag names
+//! it.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -81,6 +82,26 @@ fn a_js_function_is_named_from_the_perf_map() {
 }
 
 #[test]
+fn a_js_function_is_named_from_the_jitdump() {
+    if !prerequisites() {
+        return;
+    }
+    // Node writes jit-PID.dump into its working directory (the test's) and maps it; its
+    // last records only as it exits, which the profiler reads through the file it held.
+    let (run, folded, measured) = profile_node(&["--perf-prof"]);
+    let total = folded.total();
+    let spinning = spinning(&folded);
+    assert!(
+        total >= 100 && spinning * 10 >= total * 5,
+        "{spinning} of {total} samples of node have spinJs as the leaf (it spun {} ms, {} rounds)\n{}\n{}",
+        measured.u64("spin_ns") / 1_000_000,
+        measured.u64("rounds"),
+        folded.summary(10),
+        run.transcript()
+    );
+}
+
+#[test]
 fn without_perf_basic_prof_the_summary_names_the_flag() {
     if !prerequisites() {
         return;
@@ -103,7 +124,7 @@ fn without_perf_basic_prof_the_summary_names_the_flag() {
     assert!(
         hint.contains(&format!("node (pid {}, Node.js)", measured.u64("pid")))
             && hint.contains("--perf-basic-prof")
-            && hint.contains("--perf-prof"),
+            && hint.contains("--perf-prof (jitdump"),
         "the summary names --perf-basic-prof for node\n{}",
         run.transcript()
     );

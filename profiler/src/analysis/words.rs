@@ -360,11 +360,10 @@ pub fn unnamed_jit(u: &UnnamedJit, asked: bool) -> Finding {
             JDK 17+ answers unless started with -XX:+DisableAttachMechanism)"
         }
         (JitRuntime::Node, _) => {
-            "start node with --perf-basic-prof: it writes \
-            /tmp/perf-PID.map as it compiles, which the profiler reads, and its JavaScript \
-            functions are named (add --interpreted-frames-native-stack to name interpreted \
-            frames too); --perf-prof writes jitdump files (jit-PID.dump) for perf inject \
-            instead, which the profiler does not read"
+            "start node with --perf-basic-prof (it writes /tmp/perf-PID.map as it compiles) \
+            or --perf-prof (jitdump files, jit-PID.dump): the profiler reads either, and its \
+            JavaScript functions are named (add --interpreted-frames-native-stack to name \
+            interpreted frames too)"
         }
     };
     Finding {

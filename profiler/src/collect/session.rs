@@ -485,6 +485,9 @@ impl Session {
             jit_maps.settle(&mut self.processes);
         }
         self.processes.refresh();
+        // Maps changed since the last tick, and jitdumps their processes finished as they
+        // exited.
+        self.processes.refresh_perf_maps();
         self.probes.flush_logs();
         log::debug!(
             "mappings read again {:?} after the window",

@@ -16,6 +16,7 @@ pub mod descriptors;
 pub mod elf_data;
 pub mod files;
 pub mod jit_maps;
+pub mod jitdump;
 pub mod jvm_attach;
 pub mod names;
 pub mod perfmap;

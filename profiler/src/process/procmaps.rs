@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::process::descriptors::{MAX_SITE_FDS, read_fd_kind, read_fd_kinds};
 pub use crate::process::files::FileKey;
 use crate::process::files::{FileTable, ObjectFile};
+use crate::process::jitdump::HeldJitdumps;
 use crate::process::perfmap::{self, PerfMap};
 
 /// The most bytes of perf maps held over all processes: a map past what is left is read
@@ -125,6 +126,8 @@ pub struct ProcessTable {
     perf_map_due: HashMap<u32, Instant>,
     /// What the perf maps read cost and dropped.
     perf_map_stats: PerfMapStats,
+    /// The jitdump files of the processes with one, held open.
+    jitdumps: HeldJitdumps,
 }
 
 /// What reading JIT perf maps held, cost and dropped over the run.
@@ -227,7 +230,17 @@ impl ProcessTable {
         let left = MAX_PERF_MAP_BYTES
             .saturating_sub(self.perf_map_stats.held_bytes)
             .saturating_add(previous_bytes);
-        let read = PerfMap::read(pid, previous, left.min(perfmap::MAX_BYTES));
+        let cap = left.min(perfmap::MAX_BYTES);
+        // A JIT that writes a jitdump file maps it (for perf to find): read that instead.
+        let uid = perfmap::process_ids(pid).map(|(uid, _)| uid);
+        let maps = self
+            .processes
+            .get(&pid)
+            .map_or(&[][..], |info| &info.maps[..]);
+        let read = match self.jitdumps.of(pid, uid, maps) {
+            Some(held) => PerfMap::read_jitdump(pid, held, previous, cap),
+            None => PerfMap::read(pid, previous, cap),
+        };
         let spent = now.elapsed();
         self.perf_map_due.insert(
             pid,
@@ -269,6 +282,11 @@ impl ProcessTable {
         let pids: Vec<u32> = self.jit_pids.iter().copied().collect();
         for pid in pids {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                // A jitdump's last records are written as the process exits.
+                if self.jitdumps.held(pid).is_some() {
+                    self.read_perf_map_now(pid);
+                    self.jitdumps.release(pid);
+                }
                 self.jit_pids.remove(&pid);
                 continue;
             }
