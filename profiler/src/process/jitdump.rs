@@ -49,18 +49,20 @@ impl HeldJitdumps {
     /// The jitdump file of process `pid` (uid `uid`), opened through its mapping in
     /// `maps` the first time; `None` when it maps none.
     pub fn of(&mut self, pid: u32, uid: Option<u32>, maps: &[MapEntry]) -> Option<&Held> {
-        if !self.0.contains_key(&pid) {
-            let mapping = maps.iter().find(|m| is_jitdump(&m.path))?;
-            // The mapped file itself, whatever its name is now; checked as any file
-            // followed.
-            let path = format!(
-                "/proc/{pid}/map_files/{:x}-{:x}",
-                mapping.start, mapping.end
-            );
-            let file = crate::sys::safe_open::open_regular_following(Path::new(&path)).ok()?;
-            self.0.insert(pid, Held { uid: uid?, file });
+        match self.0.entry(pid) {
+            std::collections::hash_map::Entry::Occupied(held) => Some(held.into_mut()),
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                let mapping = maps.iter().find(|m| is_jitdump(&m.path))?;
+                // The mapped file itself, whatever its name is now; checked as any file
+                // followed.
+                let path = format!(
+                    "/proc/{pid}/map_files/{:x}-{:x}",
+                    mapping.start, mapping.end
+                );
+                let file = crate::sys::safe_open::open_regular_following(Path::new(&path)).ok()?;
+                Some(vacant.insert(Held { uid: uid?, file }))
+            }
         }
-        self.0.get(&pid)
     }
 
     /// The file held for process `pid`, without opening one.
@@ -97,10 +99,7 @@ pub fn read_capped(file: File, cap: u64) -> Option<PerfMap> {
     let mut parser = Parser::new();
     let mut dropped = 0;
     let mut more = false;
-    loop {
-        let Some((id, size)) = record_header(&mut reader) else {
-            break;
-        };
+    while let Some((id, size)) = record_header(&mut reader) {
         if size < RECORD_HEADER {
             // A malformed record: nothing after it can be framed.
             break;

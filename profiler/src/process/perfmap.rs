@@ -78,7 +78,7 @@ impl Parser {
         let (Some(start), Some(size)) = (hex(start), hex(size)) else {
             return;
         };
-        self.add(start, size, &name);
+        self.add(start, size, name);
     }
 
     /// Adds one generated function, which replaces those it overlaps.
