@@ -237,7 +237,9 @@ fn a_process_with_libjvm_that_does_not_catch_sigquit_is_not_signalled() {
         "python3".into(),
         script.into(),
         libjvm.into(),
-        "3".into(),
+        // Past the profiler's periodic re-read of mappings (every 4 s): nothing runs in
+        // libjvm.so after it is loaded, so no sample makes the profiler read them sooner.
+        "6".into(),
         result.clone().into(),
     ];
     let run = run_command(profiler_command(&args));
