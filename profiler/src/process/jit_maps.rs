@@ -5,7 +5,8 @@
 //! most once every [`EVERY`] per JVM: each request makes HotSpot walk
 //! and write its whole code cache. The requests ([`jvm_attach`]) wait for the JVM, so
 //! they run on threads of their own, never on the loop that drains the samples. A JVM that
-//! refuses once is not asked again, and the run's summary says why in one line.
+//! refuses is not asked again (one that may only be starting is, a few times), and the
+//! run's summary says why in one line.
 
 use std::collections::HashMap;
 use std::thread::JoinHandle;
@@ -43,6 +44,8 @@ struct JvmState {
     refused: Option<Outcome>,
     /// Requests that found it not catching SIGQUIT yet.
     not_ready: u32,
+    /// Whether it was asked again after no socket came.
+    retried_socket: bool,
 }
 
 /// The JVMs of the run and their requests.
@@ -189,10 +192,76 @@ fn take_answer(pid: u32, jvm: &mut JvmState, processes: &mut ProcessTable) {
             jvm.not_ready += 1;
             jvm.wanted = true;
         }
+        // A JVM signalled while it starts may not open its socket: asked once more (a
+        // second signal to one that cannot attach costs it a second thread dump).
+        Ok(Outcome::NoSocket) if jvm.written == 0 && !jvm.retried_socket => {
+            jvm.retried_socket = true;
+            jvm.wanted = true;
+        }
+        // One that answered before and does not now is exiting, or gone: not a refusal.
+        Ok(other) if jvm.written > 0 => log::debug!("perf map of JVM {pid}: {other:?}"),
         Ok(other) => {
             log::debug!("perf map of JVM {pid}: {other:?}");
             jvm.refused = Some(other);
         }
         Err(_) => jvm.refused = Some(Outcome::Failed("the request panicked".to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands `jvm` a finished request that answered `outcome`, and takes the answer.
+    fn answer(jvm: &mut JvmState, outcome: Outcome) {
+        let handle = std::thread::spawn(move || outcome);
+        while !handle.is_finished() {
+            std::thread::yield_now();
+        }
+        jvm.running = Some(handle);
+        take_answer(u32::MAX, jvm, &mut ProcessTable::default());
+    }
+
+    fn notes_of(jvm: JvmState) -> Vec<String> {
+        let mut maps = JitMaps::default();
+        maps.jvms.insert(7, jvm);
+        maps.notes()
+    }
+
+    #[test]
+    fn a_jvm_without_a_socket_is_asked_once_more_then_named_in_one_line() {
+        let mut jvm = JvmState::default();
+        answer(&mut jvm, Outcome::NoSocket);
+        assert!(jvm.wanted && jvm.refused.is_none());
+        jvm.wanted = false;
+        answer(&mut jvm, Outcome::NoSocket);
+        assert_eq!(jvm.refused, Some(Outcome::NoSocket));
+        let notes = notes_of(jvm);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("pid 7 gave no perf map: no attach socket"));
+    }
+
+    #[test]
+    fn a_jvm_that_answered_is_not_refusing_when_it_exits() {
+        let mut jvm = JvmState::default();
+        answer(&mut jvm, Outcome::Written);
+        answer(&mut jvm, Outcome::NotHotSpot);
+        assert_eq!((jvm.written, jvm.refused.is_none()), (1, true));
+        assert_eq!(
+            notes_of(jvm),
+            vec!["jit maps: perf maps written on request by the JVMs of pid 7 (1x)"]
+        );
+    }
+
+    #[test]
+    fn a_jvm_not_catching_sigquit_yet_is_asked_again_a_few_times() {
+        let mut jvm = JvmState::default();
+        for _ in 1..NOT_READY_TRIES {
+            answer(&mut jvm, Outcome::SignalNotCaught);
+            assert!(jvm.wanted && jvm.refused.is_none());
+        }
+        answer(&mut jvm, Outcome::SignalNotCaught);
+        assert_eq!(jvm.refused, Some(Outcome::SignalNotCaught));
+        assert_eq!(notes_of(jvm).len(), 1);
     }
 }
