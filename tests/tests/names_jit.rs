@@ -42,6 +42,8 @@ fn profile_node(node_flags: &[&str]) -> (Run, Folded, FixtureResult) {
     let run = run_command(cmd);
     run.assert_success();
     let measured = FixtureResult::read(&result);
+    // Node leaves its perf map in /tmp (its jitdump goes with the test's directory).
+    let _ = std::fs::remove_file(format!("/tmp/perf-{}.map", measured.u64("pid")));
     let folded = Folded::load(&out).with_comm("node");
     (run, folded, measured)
 }
