@@ -173,7 +173,8 @@ fn run(config: &Config) -> Result<Outcome> {
         "profiles built {:?} after the window",
         outcome.window_end.elapsed()
     );
-    let analysis = Analysis::of(&profiles, config.small_io);
+    let mut analysis = Analysis::of(&profiles, config.small_io);
+    analysis.jit_maps_asked = config.jit_maps;
     // The report is written beside the other files, on a thread of its own: it is the
     // largest of them, and the end of the run is what the user waits for.
     let mut written = Vec::new();

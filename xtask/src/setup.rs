@@ -90,7 +90,8 @@ const NAME_TOOLS: &[(&str, &str)] = &[
     // tests/tests/io_redis.rs runs Debian's redis-server under redis-benchmark.
     ("redis-server", "redis-server"),
     ("redis-benchmark", "redis-tools"),
-    // tests/tests/block_runtimes.rs compiles and runs a Java fixture on OpenJDK 17.
+    // tests/tests/block_runtimes.rs and names_jvm.rs compile and run Java fixtures on
+    // OpenJDK 17 (names_jvm.rs also loads its libjvm.so from Debian's python3).
     ("javac", "openjdk-17-jdk-headless"),
 ];
 

@@ -24,6 +24,8 @@ pub enum FindingKind {
     GoSmallIo,
     /// A thread off CPU for a large share of the window, for a reason with a fix.
     OffCpu,
+    /// A JVM or Node.js process whose CPU samples are mostly in JIT code with no name.
+    UnnamedJit,
 }
 
 impl FindingKind {
@@ -38,6 +40,7 @@ impl FindingKind {
             Self::LeakSuspect => "leak-suspect",
             Self::GoSmallIo => "go-small-io",
             Self::OffCpu => "off-cpu",
+            Self::UnnamedJit => "unnamed-jit",
         }
     }
 }

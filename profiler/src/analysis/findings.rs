@@ -13,6 +13,7 @@ use super::go_runtime_locks;
 use super::goroutines::{self, GoWaitFinding, GoWaitKind};
 use super::heap::{self, HeapSite, SmallAllocations};
 use super::io::{self, IoSite, SmallIoFinding};
+use super::jit::{self, UnnamedJit};
 use super::offcpu::{self, OffCpuWaits};
 use super::wake_evidence;
 use super::words;
@@ -60,6 +61,11 @@ pub struct Analysis {
     /// Off-CPU time by process, reason and function, the longest first; `None` without
     /// the off-CPU profile.
     pub offcpu: Option<Vec<OffCpuWaits>>,
+    /// JVM and Node.js processes whose CPU samples are mostly in unnamed JIT code.
+    pub unnamed_jit: Vec<UnnamedJit>,
+    /// Whether the run asked the JVMs for perf maps (`--jit-maps`), which changes what
+    /// the unnamed-JIT findings advise.
+    pub jit_maps_asked: bool,
 }
 
 impl Analysis {
@@ -74,6 +80,7 @@ impl Analysis {
                 ProfileKind::Cpu => {
                     analysis.memory = cpu::memory_hot_spots(profile);
                     analysis.go_syscalls = go_cpu::syscall_hot_spot(profile);
+                    analysis.unnamed_jit = jit::unnamed_jit(profile);
                 }
                 ProfileKind::Io => {
                     let seconds = profile.duration.as_secs_f64();
@@ -139,9 +146,17 @@ impl Analysis {
         self.go_waits.iter().filter(|f| f.kind != GoWaitKind::Mutex)
     }
 
+    /// The unnamed-JIT findings, as values.
+    pub fn unnamed_jit_findings(&self) -> Vec<Finding> {
+        self.unnamed_jit
+            .iter()
+            .map(|u| words::unnamed_jit(u, self.jit_maps_asked))
+            .collect()
+    }
+
     /// Every finding as a value, by kind in the order the report lists them: small I/O,
     /// contention (futexes, then Go locks and channels), CPU memory hot spots, then the
-    /// heap's small allocations and leak suspects.
+    /// heap's small allocations and leak suspects, off-CPU waits and unnamed JIT code.
     pub fn groups(&self) -> Vec<FindingGroup> {
         let group = |what, findings| FindingGroup { what, findings };
         // Each analysis ranks its findings, most calls, delay or bytes first.
@@ -176,6 +191,10 @@ impl Analysis {
             group(
                 "off-CPU waits with a fix",
                 self.offcpu_findings().map(words::offcpu).collect(),
+            ),
+            group(
+                "JIT runtimes with unnamed code",
+                self.unnamed_jit_findings(),
             ),
         ]
     }
@@ -218,6 +237,11 @@ impl Analysis {
                 "Go small I/O: syscall.Read/Write frames in at least {:.0}% of the CPU samples",
                 go_cpu::MIN_SHARE * 100.0
             ),
+            format!(
+                "unnamed JIT code: a JVM or Node.js process with at least {:.0}% of its CPU \
+                 samples in JIT code its runtime gave no names for",
+                jit::MIN_SHARE * 100.0
+            ),
         ];
         if self.offcpu.is_some() {
             lines.push(format!(
@@ -240,7 +264,7 @@ mod tests {
     fn analyzes_what_is_there() {
         let a = Analysis::of(&[fixture::profile()], SmallIo::default());
         assert!(a.io_sites.is_empty() && a.locks.is_empty() && a.memory.is_empty());
-        assert_eq!(a.thresholds().len(), 7);
+        assert_eq!(a.thresholds().len(), 8);
         let mut alloc = fixture::profile();
         for l in &mut alloc.locations {
             if l.lines[0].function == "a" {

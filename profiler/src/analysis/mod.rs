@@ -3,7 +3,8 @@
 //! In: the built [`profiler_model::Profile`]s. Out: an [`findings::Analysis`], whose
 //! findings are [`finding::Finding`] values worded once in [`words`] (small-I/O
 //! hot paths, contended futexes, contended Go mutexes and busy channels ([`goroutines`]),
-//! allocator and GC hot spots, Go small I/O ([`go_cpu`])) that the outputs show, plus
+//! allocator and GC hot spots, Go small I/O ([`go_cpu`]), JIT runtimes whose code has no
+//! names ([`jit`])) that the outputs show, plus
 //! the quantities-in-words helpers ([`units`]) and per-function self/total values
 //! ([`functions`]) they share.
 
@@ -18,6 +19,7 @@ pub mod go_runtime_locks;
 pub mod goroutines;
 pub mod heap;
 pub mod io;
+pub mod jit;
 pub mod language;
 pub mod offcpu;
 pub mod units;

@@ -11,6 +11,7 @@ use super::go_cpu::GoSyscallHotSpot;
 use super::goroutines::GoWaitFinding;
 use super::heap::{HeapSite, LEAK_HINT, SmallAllocations};
 use super::io::SmallIoFinding;
+use super::jit::{JitRuntime, UnnamedJit};
 use super::offcpu::{self, OffCpuWaits};
 use super::units::{group, human_bytes, human_time};
 
@@ -327,6 +328,57 @@ pub fn go_syscalls(spot: &GoSyscallHotSpot) -> Finding {
             .first()
             .map(|(f, _)| f.clone())
             .unwrap_or_default(),
+    }
+}
+
+/// A JVM or Node.js process whose CPU samples are mostly in unnamed JIT code, with what
+/// names it; `asked` when the run asked the JVMs for perf maps (`--jit-maps`).
+pub fn unnamed_jit(u: &UnnamedJit, asked: bool) -> Finding {
+    let runtime = match u.runtime {
+        JitRuntime::HotSpot => "a JVM",
+        JitRuntime::Node => "Node.js",
+    };
+    let title = Text::default().target(&u.comm).push(format!(
+        " (pid {}, {runtime}): {:.1}% of its CPU samples ({} of {}) are in JIT code with no \
+         name ([anon])",
+        u.pid,
+        100.0 * u.share(),
+        group(u.unnamed),
+        group(u.total),
+    ));
+    let hint = match (u.runtime, asked) {
+        (JitRuntime::HotSpot, false) => {
+            "rerun with --jit-maps: the profiler then asks the \
+            JVM (JDK 17+) for a perf map through its attach mechanism, as `jcmd PID \
+            Compiler.perfmap` does, and names its Java methods (interpreted code as \
+            Interpreter); start the JVM with -XX:+PreserveFramePointer too, and its Java \
+            stacks reach their roots (without it they stop at the first Java frame)"
+        }
+        (JitRuntime::HotSpot, true) => {
+            "--jit-maps was given, but the JVM's perf map did \
+            not name this code: the `jit maps:` line of the CPU profile says why (a JVM of \
+            JDK 17+ answers unless started with -XX:+DisableAttachMechanism)"
+        }
+        (JitRuntime::Node, _) => {
+            "start node with --perf-basic-prof (it writes /tmp/perf-PID.map as it compiles) \
+            or --perf-prof (jitdump files, jit-PID.dump): the profiler reads either, and its \
+            JavaScript functions are named (add --interpreted-frames-native-stack to name \
+            interpreted frames too)"
+        }
+    };
+    Finding {
+        kind: FindingKind::UnnamedJit,
+        profile: ProfileKind::Cpu,
+        title,
+        details: vec![detail(
+            Fact::Process,
+            Text::words("process: ").target(&u.comm),
+        )],
+        hint: hint.to_owned(),
+        functions: Vec::new(),
+        process: Some(u.comm.clone()),
+        path: Vec::new(),
+        focus: String::new(),
     }
 }
 

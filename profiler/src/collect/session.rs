@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use aya::Btf;
 use aya::maps::{MapData, RingBuf};
-use profiler_common::{ProcEvent, proc_event};
+use profiler_common::{ProcEvent, proc_event, sample_kind};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::process::Child;
@@ -37,6 +37,7 @@ use crate::collect::{go_labels, golang};
 use crate::config::{CallGraph, Config, Target};
 use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::descendants::{self, Limits, Tree};
+use crate::process::jit_maps::JitMaps;
 use crate::process::names::ProcessNames;
 use crate::process::procmaps::ProcessTable;
 use crate::sys::{console, fdlimit};
@@ -85,6 +86,8 @@ pub struct RunOutcome {
     pub bpf_symbols: BpfSymbols,
     /// Each collector's raw profile, in the order the collectors were started.
     pub profiles: Vec<RawProfile>,
+    /// What asking the JVMs for perf maps gave (`--jit-maps`), one line each.
+    pub jit_map_notes: Vec<String>,
 }
 
 /// Runs the profiler as `config` says, with the kernel's BTF when the kernel check read it.
@@ -101,6 +104,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         names: ProcessNames::default(),
         sampler: StackSampler::default(),
         tree: None,
+        jit_maps: config.jit_maps.then(JitMaps::default),
     };
     let heap = session.start_collectors(config)?;
     // SAFETY: the ring buffer owns its map fd and keeps it open until it is dropped, which is
@@ -179,6 +183,11 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
             "profiler: the command (pid {pid}) is still running; it was left alone"
         ));
     }
+    let jit_map_notes = session
+        .jit_maps
+        .as_ref()
+        .map(JitMaps::notes)
+        .unwrap_or_default();
     let counters = session.probes.counters()?;
     let me = std::process::id();
     let end = RunEnd {
@@ -218,6 +227,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         descendants: session.tree,
         bpf_symbols,
         profiles,
+        jit_map_notes,
     })
 }
 
@@ -269,6 +279,8 @@ struct Session {
     processes: ProcessTable,
     names: ProcessNames,
     sampler: StackSampler,
+    /// The JVMs asked for perf maps, with `--jit-maps`.
+    jit_maps: Option<JitMaps>,
     /// The processes already below the `--pid` targets when the run started, when looked for.
     tree: Option<Tree>,
 }
@@ -441,6 +453,9 @@ impl Session {
     fn tick(&mut self, config: &Config, ticks: u32) {
         self.probes.flush_logs();
         self.processes.refresh_perf_maps();
+        if let Some(jit_maps) = &mut self.jit_maps {
+            jit_maps.tick(&mut self.processes);
+        }
         self.processes.refresh_execd();
         if ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
             self.processes.refresh();
@@ -466,7 +481,13 @@ impl Session {
             "last samples drained {:?} after the window",
             started.elapsed() - duration
         );
+        if let Some(jit_maps) = &mut self.jit_maps {
+            jit_maps.settle(&mut self.processes);
+        }
         self.processes.refresh();
+        // Maps changed since the last tick, and jitdumps their processes finished as they
+        // exited.
+        self.processes.refresh_perf_maps();
         self.probes.flush_logs();
         log::debug!(
             "mappings read again {:?} after the window",
@@ -536,6 +557,11 @@ impl Session {
             drop(item);
             if let Some(sample) = sample {
                 self.names.note(sample.header.pid);
+                if let Some(jit_maps) = &mut self.jit_maps
+                    && sample.header.kind == sample_kind::CPU
+                {
+                    jit_maps.note_sample(&self.processes, sample.header.pid, sample.header.ip);
+                }
                 let mut taken = false;
                 for collector in &mut self.collectors {
                     if collector.takes(sample.header.kind) {

@@ -153,6 +153,14 @@ struct Args {
     #[arg(long = "debuginfo-dir", value_name = "DIR")]
     debuginfo_dirs: Vec<PathBuf>,
 
+    /// Ask each HotSpot JVM (JDK 17+) among the targets to write a perf map of its JIT code,
+    /// as `jcmd PID Compiler.perfmap` does (its attach mechanism: a file in its working
+    /// directory and a SIGQUIT), at start and again when unnamed JIT code runs, so Java
+    /// methods are named; interpreted code shows as `Interpreter`. Stacks reach their
+    /// roots only if the JVM runs with -XX:+PreserveFramePointer.
+    #[arg(long)]
+    jit_maps: bool,
+
     /// A command to launch and profile, with its arguments.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -313,6 +321,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
         verbose: args.verbose,
         run_as_root: args.run_as_root,
         debuginfo_dirs: args.debuginfo_dirs,
+        jit_maps: args.jit_maps,
     }))
 }
 

@@ -226,6 +226,9 @@ pub struct Config {
     pub run_as_root: bool,
     /// Directories of separate debug files searched before the system's (`--debuginfo-dir`).
     pub debuginfo_dirs: Vec<PathBuf>,
+    /// Ask each HotSpot JVM among the targets for a perf map through its attach mechanism
+    /// (`--jit-maps`): it signals the JVM, so it is asked for.
+    pub jit_maps: bool,
 }
 
 /// What `profiler report DIR` needs: where an earlier run's pprof files are, and how to

@@ -65,6 +65,11 @@ pub fn profiles(run: &RunOutcome, config: &Config) -> (Vec<Profile>, Vec<String>
                 builder.period(period_type.clone(), *period);
             }
         }
+        if kind == ProfileKind::Cpu {
+            for note in &run.jit_map_notes {
+                builder.comment(Comment::Account(Account::Note(note.clone())));
+            }
+        }
         if let Some(ring_full) = ring_full.as_ref().filter(|_| ring_full_in == Some(kind)) {
             builder.comment(Comment::Account(ring_full.clone()));
         }

@@ -1,6 +1,6 @@
 //! The targets' processes as the later stages need them: each process's executable
 //! mappings, snapshotted while it lived, with the mapped files held open, and the perf maps
-//! of JIT compilers among them; the kernel's BPF programs as kallsyms listed them while
+//! of JIT compilers among them, which HotSpot JVMs write on request ([`jit_maps`]); the kernel's BPF programs as kallsyms listed them while
 //! they were loaded ([`bpf_symbols`]); reading ELF sections ([`elf_data`]); the processes'
 //! names, which name their records rather than their threads' ([`names`]); the processes
 //! already below the `--pid` targets when the run starts ([`descendants`]); the kinds of
@@ -15,6 +15,9 @@ pub mod descendants;
 pub mod descriptors;
 pub mod elf_data;
 pub mod files;
+pub mod jit_maps;
+pub mod jitdump;
+pub mod jvm_attach;
 pub mod names;
 pub mod perfmap;
 pub mod procmaps;

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
@@ -20,7 +21,7 @@ pub const MAX_BYTES: u64 = 64 << 20;
 
 /// Past the read cap, how many more bytes are scanned (not kept) to count the entries
 /// dropped; beyond that the count is a lower bound.
-const MAX_COUNTED_BYTES: u64 = 192 << 20;
+pub(crate) const MAX_COUNTED_BYTES: u64 = 192 << 20;
 
 /// One generated function: its address range and where its name lies in the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +51,16 @@ pub struct PerfMap {
     read_bytes: u64,
 }
 
-/// Parses perf map lines into a map, as a stream: each line is parsed as it is read.
-struct Parser {
+/// Parses perf map lines (or a jitdump's records) into a map, as a stream: each line is
+/// parsed as it is read.
+pub(crate) struct Parser {
     /// By start: (end, name's place in `names`).
     ranges: BTreeMap<u64, (u64, u32, u32)>,
     names: String,
 }
 
 impl Parser {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             ranges: BTreeMap::new(),
             names: String::new(),
@@ -76,6 +78,11 @@ impl Parser {
         let (Some(start), Some(size)) = (hex(start), hex(size)) else {
             return;
         };
+        self.add(start, size, name);
+    }
+
+    /// Adds one generated function, which replaces those it overlaps.
+    pub(crate) fn add(&mut self, start: u64, size: u64, name: &str) {
         let name = name.trim();
         if size == 0 || name.is_empty() {
             return;
@@ -102,7 +109,7 @@ impl Parser {
     }
 
     /// The map, with only the names of the functions kept.
-    fn finish(self) -> PerfMap {
+    pub(crate) fn finish(self) -> PerfMap {
         let mut names = String::new();
         let entries = self
             .ranges
@@ -173,14 +180,23 @@ impl PerfMap {
         self.read_bytes
     }
 
+    /// The map with what reading its file read and dropped, for other formats' readers.
+    pub(crate) fn with_read(mut self, read_bytes: u64, dropped: u64, more: bool) -> Self {
+        self.read_bytes = read_bytes;
+        self.dropped = dropped;
+        self.dropped_more = more;
+        self
+    }
+
     /// Reads the perf map of live process `pid`, at most `cap` bytes of it (at most
     /// [`MAX_BYTES`]); `None` when it has none, or it is unchanged since `previous` was
     /// read.
     pub fn read(pid: u32, previous: Option<&PerfMap>, cap: u64) -> Option<PerfMap> {
-        let uid = process_uid(pid)?;
-        // Through the process's own root, so a process in a container is read too.
+        let (uid, nspid) = process_ids(pid)?;
+        // Through the process's own root, so a process in a container is read too; there
+        // it names the file by its pid in its namespace.
         let paths = [
-            format!("/proc/{pid}/root/tmp/perf-{pid}.map"),
+            format!("/proc/{pid}/root/tmp/perf-{nspid}.map"),
             format!("/tmp/perf-{pid}.map"),
         ];
         // Checked to be a regular file before it is opened for reading: a device node
@@ -188,31 +204,63 @@ impl PerfMap {
         let file = paths
             .iter()
             .find_map(|path| crate::sys::safe_open::open_regular(Path::new(path)).ok())?;
-        let meta = file.metadata().ok()?;
-        if !meta.is_file() || (meta.uid() != uid && meta.uid() != 0) {
-            log::debug!("perf map of {pid} ignored: not a regular file of its user");
-            return None;
-        }
-        let stamp = (meta.ino(), meta.len(), meta.modified().ok()?);
-        if previous.is_some_and(|p| p.stamp == Some(stamp)) {
-            return None;
-        }
-        let mut map = read_capped(file, cap.min(MAX_BYTES))?;
-        map.stamp = Some(stamp);
-        Some(map)
+        checked_read(pid, uid, file, previous, |file| {
+            read_capped(file, cap.min(MAX_BYTES))
+        })
+    }
+
+    /// Reads the jitdump file (`jit-PID.dump`, `node --perf-prof`) of process `pid`, held
+    /// open as `held` (see [`crate::process::jitdump::HeldJitdumps`]), at most `cap` bytes
+    /// of it (at most [`MAX_BYTES`]), as a perf map; `None` when it cannot be read, or it
+    /// is unchanged since `previous` was read. The process may be gone.
+    pub fn read_jitdump(
+        pid: u32,
+        held: &crate::process::jitdump::Held,
+        previous: Option<&PerfMap>,
+        cap: u64,
+    ) -> Option<PerfMap> {
+        // Opened anew through the descriptor held, for a read from the start.
+        let path = format!("/proc/self/fd/{}", held.file.as_raw_fd());
+        let file = crate::sys::safe_open::open_regular(Path::new(&path)).ok()?;
+        checked_read(pid, held.uid, file, previous, |file| {
+            crate::process::jitdump::read_capped(file, cap.min(MAX_BYTES))
+        })
     }
 }
 
-/// The real uid of a live process.
-fn process_uid(pid: u32) -> Option<u32> {
+/// Reads a map file of process `pid` with `parse`, if it is a regular file of the
+/// process's user (or root) changed since `previous` was read.
+fn checked_read(
+    pid: u32,
+    uid: u32,
+    file: File,
+    previous: Option<&PerfMap>,
+    parse: impl FnOnce(File) -> Option<PerfMap>,
+) -> Option<PerfMap> {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || (meta.uid() != uid && meta.uid() != 0) {
+        log::debug!("perf map of {pid} ignored: not a regular file of its user");
+        return None;
+    }
+    let stamp = (meta.ino(), meta.len(), meta.modified().ok()?);
+    if previous.is_some_and(|p| p.stamp == Some(stamp)) {
+        return None;
+    }
+    let mut map = parse(file)?;
+    map.stamp = Some(stamp);
+    Some(map)
+}
+
+/// The real uid of a live process and its pid in its own pid namespace.
+pub(crate) fn process_ids(pid: u32) -> Option<(u32, u32)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    let field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key));
+    let uid = field("Uid:")?.split_whitespace().next()?.parse().ok()?;
+    // `NSpid:` lists it from the outermost namespace in; kernels before 4.1 lack it.
+    let nspid = field("NSpid:")
+        .and_then(|v| v.split_whitespace().last()?.parse().ok())
+        .unwrap_or(pid);
+    Some((uid, nspid))
 }
 
 /// Parses at most `cap` bytes of the map, line by line (a line cut by the cap is not

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::process::descriptors::{MAX_SITE_FDS, read_fd_kind, read_fd_kinds};
 pub use crate::process::files::FileKey;
 use crate::process::files::{FileTable, ObjectFile};
+use crate::process::jitdump::HeldJitdumps;
 use crate::process::perfmap::{self, PerfMap};
 
 /// The most bytes of perf maps held over all processes: a map past what is left is read
@@ -125,6 +126,8 @@ pub struct ProcessTable {
     perf_map_due: HashMap<u32, Instant>,
     /// What the perf maps read cost and dropped.
     perf_map_stats: PerfMapStats,
+    /// The jitdump files of the processes with one, held open.
+    jitdumps: HeldJitdumps,
 }
 
 /// What reading JIT perf maps held, cost and dropped over the run.
@@ -227,7 +230,17 @@ impl ProcessTable {
         let left = MAX_PERF_MAP_BYTES
             .saturating_sub(self.perf_map_stats.held_bytes)
             .saturating_add(previous_bytes);
-        let read = PerfMap::read(pid, previous, left.min(perfmap::MAX_BYTES));
+        let cap = left.min(perfmap::MAX_BYTES);
+        // A JIT that writes a jitdump file maps it (for perf to find): read that instead.
+        let uid = perfmap::process_ids(pid).map(|(uid, _)| uid);
+        let maps = self
+            .processes
+            .get(&pid)
+            .map_or(&[][..], |info| &info.maps[..]);
+        let read = match self.jitdumps.of(pid, uid, maps) {
+            Some(held) => PerfMap::read_jitdump(pid, held, previous, cap),
+            None => PerfMap::read(pid, previous, cap),
+        };
         let spent = now.elapsed();
         self.perf_map_due.insert(
             pid,
@@ -269,11 +282,45 @@ impl ProcessTable {
         let pids: Vec<u32> = self.jit_pids.iter().copied().collect();
         for pid in pids {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                // A jitdump's last records are written as the process exits.
+                if self.jitdumps.held(pid).is_some() {
+                    self.read_perf_map_now(pid);
+                    self.jitdumps.release(pid);
+                }
                 self.jit_pids.remove(&pid);
                 continue;
             }
             self.read_perf_map(pid);
         }
+    }
+
+    /// Reads a process's perf map now, however recently it was read: it was just written
+    /// on request (see [`crate::process::jit_maps`]).
+    pub fn read_perf_map_now(&mut self, pid: u32) {
+        self.perf_map_due.remove(&pid);
+        self.read_perf_map(pid);
+    }
+
+    /// Whether the process maps HotSpot's `libjvm.so`, as far as its mappings were read.
+    pub fn maps_libjvm(&self, pid: u32) -> bool {
+        self.processes
+            .get(&pid)
+            .is_some_and(|info| info.maps.iter().any(|m| m.path.ends_with("/libjvm.so")))
+    }
+
+    /// Whether `addr` lies in the process's anonymous executable memory (JIT code) and
+    /// its perf map, if any, does not name it.
+    pub fn unnamed_jit(&self, pid: u32, addr: u64) -> bool {
+        let anonymous = self
+            .processes
+            .get(&pid)
+            .and_then(|info| info.find(addr))
+            .is_some_and(|m| m.file.is_none() && is_anonymous(&m.path));
+        anonymous
+            && self
+                .perf_maps
+                .get(&pid)
+                .is_none_or(|map| map.lookup(addr).is_none())
     }
 
     /// The perf map of the process of a frozen address space, if it had JIT code.

@@ -14,7 +14,7 @@ pub const MAX_FINDINGS_PER_KIND: usize = 20;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FindingData {
     /// `small-io` (its case is the first detail), `contention`, `allocation`, `gc`,
-    /// `small-allocations` or `leak-suspect`.
+    /// `small-allocations`, `leak-suspect`, `off-cpu` or `unnamed-jit`.
     pub kind: &'static str,
     /// The profile (tab) it is about.
     pub profile: &'static str,

@@ -204,6 +204,7 @@
     allocation: 'allocation',
     gc: 'garbage collection',
     'off-cpu': 'off CPU',
+    'unnamed-jit': 'unnamed JIT code',
   };
 
   function renderFindings(panel) {

@@ -176,6 +176,7 @@ pub fn render(profiles: &[Profile], analysis: &Analysis, top: usize, style: &Sty
                 text.push('\n');
                 text.push_str(&memory_section(&analysis.memory));
                 text.push_str(&go_syscall_section(analysis.go_syscalls.as_ref()));
+                text.push_str(&unnamed_jit_section(analysis));
                 text
             }
         };
@@ -200,6 +201,21 @@ fn go_syscall_section(spot: Option<&crate::analysis::go_cpu::GoSyscallHotSpot>) 
         brief(&spot.title),
         spot.hint
     )
+}
+
+/// The JVM and Node.js processes whose CPU samples are mostly in unnamed JIT code, with
+/// what names it; empty when there are none.
+fn unnamed_jit_section(analysis: &Analysis) -> String {
+    let findings = analysis.unnamed_jit_findings();
+    if findings.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("JIT code without names:\n");
+    for finding in &findings {
+        let _ = writeln!(out, "  * {}", brief(&finding.title));
+        let _ = writeln!(out, "    fix:  {}", finding.hint);
+    }
+    out
 }
 
 /// The allocator and garbage-collector hot spots of the CPU profile, with their fixes.
@@ -266,6 +282,16 @@ fn findings_line(analysis: &Analysis) -> String {
         ),
         heap_findings(analysis),
     ) + &offcpu_findings(analysis)
+        + &unnamed_jit_findings(analysis)
+}
+
+/// The unnamed-JIT part of the findings line, when there is any.
+fn unnamed_jit_findings(analysis: &Analysis) -> String {
+    match analysis.unnamed_jit.len() {
+        0 => String::new(),
+        1 => " 1 JIT runtime with unnamed code.".to_owned(),
+        n => format!(" {n} JIT runtimes with unnamed code."),
+    }
 }
 
 /// The off-CPU findings' part of the findings line, when the off-CPU profile was collected.

@@ -1,0 +1,483 @@
+//! Asks a running HotSpot JVM to write its perf map (`/tmp/perf-PID.map`), as
+//! `jcmd PID Compiler.perfmap` does on JDK 17+: through HotSpot's attach mechanism.
+//!
+//! The mechanism: a file `.attach_pid<PID>` in the JVM's working directory (or its `/tmp`)
+//! and a SIGQUIT make the JVM open the UNIX socket `/tmp/.java_pid<PID>`; a client writes
+//! the protocol-1 request (`1\0jcmd\0Compiler.perfmap\0\0\0`) and reads a status line
+//! (`0` on success) and the command's output. PID is the JVM's own pid in its namespace,
+//! and every path is reached through `/proc/PID/root` or `/proc/PID/cwd`, so a JVM in a
+//! container is asked the same way.
+//!
+//! We run as root among files other users control: nothing is followed through a symlink
+//! (the trigger is created `O_EXCL|O_NOFOLLOW`, the socket opened `O_PATH|O_NOFOLLOW`,
+//! checked to be a socket of the JVM's user, and connected to through that descriptor),
+//! SIGQUIT goes only to a process that maps `libjvm.so` and catches the signal (its
+//! default action ends a process with a core dump), only when the socket is not there
+//! already (a JVM run with `-Xrs` opens it at start), and through a pidfd, so that a pid
+//! reused since is not signalled; every wait and read is bounded.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// How long the JVM is given to open its attach socket after the signal.
+pub const SOCKET_WAIT: Duration = Duration::from_secs(5);
+
+/// How long the JVM is given to write its map and answer (a large code cache takes a
+/// while).
+pub const REPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// The most bytes of a reply read (the command prints nothing on success).
+const MAX_REPLY: u64 = 16 << 10;
+
+/// The most bytes of `/proc/PID/maps`, `cmdline` and `environ` read to inspect a process.
+const MAX_PROC_TEXT: u64 = 4 << 20;
+
+/// The flag with which a JVM refuses every attach.
+const ATTACH_DISABLED: &str = "-XX:+DisableAttachMechanism";
+
+/// The request: protocol 1, command `jcmd` with its one argument, two empty arguments.
+const REQUEST: &[u8] = b"1\0jcmd\0Compiler.perfmap\0\0\0";
+
+/// How a request for a perf map ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The JVM wrote its map.
+    Written,
+    /// The process maps no `libjvm.so`: nothing was sent to it.
+    NotHotSpot,
+    /// Its command line or environment holds `-XX:+DisableAttachMechanism`: not signalled.
+    AttachDisabled,
+    /// It does not catch SIGQUIT, which would end it: not signalled.
+    SignalNotCaught,
+    /// No attach socket appeared within [`SOCKET_WAIT`] of the signal.
+    NoSocket,
+    /// The JVM answered with an error status (an older JDK has no `Compiler.perfmap`),
+    /// and the first line of its words.
+    Refused(String),
+    /// Something failed on our side or the process went away, in words.
+    Failed(String),
+}
+
+impl Outcome {
+    /// Why no map came, in words for the summary; `None` when one did.
+    pub fn why_not(&self) -> Option<String> {
+        Some(match self {
+            Self::Written => return None,
+            Self::NotHotSpot => "not a HotSpot JVM".to_owned(),
+            Self::AttachDisabled => format!("started with {ATTACH_DISABLED}"),
+            Self::SignalNotCaught => {
+                "it does not catch SIGQUIT, so it was not signalled".to_owned()
+            }
+            Self::NoSocket => format!(
+                "no attach socket within {}s of SIGQUIT (attach disabled, or not HotSpot 17+?)",
+                SOCKET_WAIT.as_secs()
+            ),
+            Self::Refused(words) => {
+                format!("it answered: {words} (Compiler.perfmap needs JDK 17+)")
+            }
+            Self::Failed(words) => words.clone(),
+        })
+    }
+}
+
+/// What is known of a process before anything is sent to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Jvm {
+    /// Its pid in its own namespace, which names its files.
+    nspid: u32,
+    /// Its effective uid and gid, which its attach files must have.
+    uid: u32,
+    gid: u32,
+    /// Whether it catches SIGQUIT.
+    catches_quit: bool,
+}
+
+/// Asks process `pid` for its perf map, if it is a HotSpot JVM that can be asked.
+/// Blocks for at most [`SOCKET_WAIT`] plus [`REPLY_WAIT`] (and then some for `/proc`).
+pub fn request_perf_map(pid: u32) -> Outcome {
+    match request(pid) {
+        Ok(outcome) => outcome,
+        Err(err) => Outcome::Failed(err.to_string()),
+    }
+}
+
+fn request(pid: u32) -> io::Result<Outcome> {
+    // Held from before the checks to the signal: a pid reused in between is not signalled.
+    let pidfd = pidfd_open(pid)?;
+    if !maps_libjvm(pid)? {
+        return Ok(Outcome::NotHotSpot);
+    }
+    if attach_disabled(pid) {
+        return Ok(Outcome::AttachDisabled);
+    }
+    let jvm = inspect(pid)?;
+    let socket = match open_socket(pid, &jvm) {
+        Some(socket) => socket,
+        None => {
+            if !jvm.catches_quit {
+                return Ok(Outcome::SignalNotCaught);
+            }
+            let _trigger = Trigger::create(pid, &jvm)?;
+            pidfd_signal(&pidfd, libc::SIGQUIT)?;
+            match wait_for_socket(pid, &jvm) {
+                Some(socket) => socket,
+                None => return Ok(Outcome::NoSocket),
+            }
+        }
+    };
+    let reply = exchange(&socket)?;
+    Ok(outcome_of(&reply))
+}
+
+/// The outcome a reply tells: its first line is the status.
+fn outcome_of(reply: &str) -> Outcome {
+    let mut lines = reply.lines();
+    match lines.next().map(str::trim) {
+        Some("0") => Outcome::Written,
+        Some(status) => {
+            let words = lines.find(|l| !l.trim().is_empty()).unwrap_or(status);
+            Outcome::Refused(words.trim().chars().take(200).collect())
+        }
+        None => Outcome::Failed("the JVM closed the attach socket without a reply".to_owned()),
+    }
+}
+
+/// Whether process `pid` maps HotSpot's library.
+fn maps_libjvm(pid: u32) -> io::Result<bool> {
+    let maps = read_proc(pid, "maps")?;
+    Ok(String::from_utf8_lossy(&maps)
+        .lines()
+        .any(|l| l.trim_end_matches(" (deleted)").ends_with("/libjvm.so")))
+}
+
+/// Whether the JVM's command line or environment (`JAVA_TOOL_OPTIONS` and its kin) turns
+/// the attach mechanism off: then a SIGQUIT would only print a thread dump into its output.
+fn attach_disabled(pid: u32) -> bool {
+    ["cmdline", "environ"].iter().any(|what| {
+        read_proc(pid, what).is_ok_and(|text| {
+            text.split(|&b| b == 0)
+                .any(|arg| String::from_utf8_lossy(arg).contains(ATTACH_DISABLED))
+        })
+    })
+}
+
+/// At most [`MAX_PROC_TEXT`] bytes of `/proc/PID/<what>`.
+fn read_proc(pid: u32, what: &str) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    File::open(format!("/proc/{pid}/{what}"))?
+        .take(MAX_PROC_TEXT)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// The JVM's namespace pid, effective ids and signal disposition, from its status.
+fn inspect(pid: u32) -> io::Result<Jvm> {
+    let status = String::from_utf8_lossy(&read_proc(pid, "status")?).into_owned();
+    parse_status(&status).ok_or_else(|| io::Error::other(format!("cannot read /proc/{pid}/status")))
+}
+
+fn parse_status(status: &str) -> Option<Jvm> {
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+    };
+    // `Uid: real effective saved fs`; `NSpid:` lists the pid from the outermost namespace
+    // in, the last being the process's own.
+    let uid = field("Uid:")?.get(1)?.parse().ok()?;
+    let gid = field("Gid:")?.get(1)?.parse().ok()?;
+    let nspid = field("NSpid:")?.last()?.parse().ok()?;
+    let caught = u64::from_str_radix(field("SigCgt:")?.first()?, 16).ok()?;
+    Some(Jvm {
+        nspid,
+        uid,
+        gid,
+        catches_quit: caught & (1 << (libc::SIGQUIT - 1)) != 0,
+    })
+}
+
+/// The file that tells a JVM to start its attach listener, removed when dropped.
+struct Trigger {
+    dir: OwnedFd,
+    name: CString,
+    /// The file's device and inode, so that only this very file is removed.
+    id: (u64, u64),
+}
+
+impl Trigger {
+    /// Creates `.attach_pid<NSPID>` in the JVM's working directory, else in its `/tmp`,
+    /// owned by its user (older JDKs accept no other owner); never over an existing name.
+    fn create(pid: u32, jvm: &Jvm) -> io::Result<Trigger> {
+        let name = CString::new(format!(".attach_pid{}", jvm.nspid)).expect("no NUL");
+        let mut last = io::Error::other("no directory to put the attach trigger in");
+        for dir in [open_dir(&format!("/proc/{pid}/cwd")), open_tmp(pid)] {
+            let dir = match dir {
+                Ok(dir) => dir,
+                Err(err) => {
+                    last = err;
+                    continue;
+                }
+            };
+            // SAFETY: a valid directory descriptor and NUL-terminated name.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_WRONLY
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_NONBLOCK
+                        | libc::O_CLOEXEC,
+                    0o600,
+                )
+            };
+            if fd < 0 {
+                last = io::Error::last_os_error();
+                continue;
+            }
+            // SAFETY: a descriptor just opened and owned by nothing else.
+            let file = unsafe { File::from_raw_fd(fd) };
+            // SAFETY: a valid descriptor.
+            if unsafe { libc::fchown(fd, jvm.uid, jvm.gid) } != 0 {
+                log::debug!("attach trigger of {pid}: {}", io::Error::last_os_error());
+            }
+            let meta = file.metadata()?;
+            use std::os::unix::fs::MetadataExt;
+            return Ok(Trigger {
+                dir,
+                name,
+                id: (meta.dev(), meta.ino()),
+            });
+        }
+        Err(last)
+    }
+}
+
+impl Drop for Trigger {
+    fn drop(&mut self) {
+        // Removed only if the name still holds the file created (the JVM's user could
+        // have replaced it).
+        if stat_at(&self.dir, &self.name).is_some_and(|st| (st.st_dev, st.st_ino) == self.id) {
+            // SAFETY: a valid directory descriptor and NUL-terminated name.
+            unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) };
+        }
+    }
+}
+
+/// `fstatat` of `name` in `dir`, not following a symlink.
+fn stat_at(dir: &OwnedFd, name: &CString) -> Option<libc::stat> {
+    // SAFETY: all zeroes is a valid `stat`, filled by the call.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor, NUL-terminated name and a `stat` to fill.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    (rc == 0).then_some(st)
+}
+
+/// A directory as an `O_PATH` descriptor (a `/proc` magic link is followed: the kernel
+/// resolves it to the process's own directory).
+fn open_dir(path: &str) -> io::Result<OwnedFd> {
+    let path = CString::new(path).expect("no NUL");
+    // SAFETY: a NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    owned(fd)
+}
+
+/// The JVM's `/tmp`, under its root; refused when `tmp` is a symlink, which would be
+/// resolved against our root rather than the JVM's.
+fn open_tmp(pid: u32) -> io::Result<OwnedFd> {
+    let root = open_dir(&format!("/proc/{pid}/root"))?;
+    // SAFETY: a valid directory descriptor and NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            root.as_raw_fd(),
+            c"tmp".as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    owned(fd)
+}
+
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just opened and owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The JVM's attach socket, `/tmp/.java_pid<NSPID>` under its root, as an `O_PATH`
+/// descriptor of a socket its user owns; `None` while there is none.
+fn open_socket(pid: u32, jvm: &Jvm) -> Option<OwnedFd> {
+    let tmp = open_tmp(pid).ok()?;
+    let name = CString::new(format!(".java_pid{}", jvm.nspid)).expect("no NUL");
+    // SAFETY: a valid directory descriptor and NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            tmp.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    let fd = owned(fd).ok()?;
+    // SAFETY: all zeroes is a valid `stat`, filled by the call.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a `stat` to fill.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return None;
+    }
+    let is_socket = st.st_mode & libc::S_IFMT == libc::S_IFSOCK;
+    if !is_socket || (st.st_uid != jvm.uid && st.st_uid != 0) {
+        log::debug!("attach socket of {pid} ignored: not a socket of its user");
+        return None;
+    }
+    Some(fd)
+}
+
+/// Polls for the attach socket for at most [`SOCKET_WAIT`], more slowly as time goes.
+fn wait_for_socket(pid: u32, jvm: &Jvm) -> Option<OwnedFd> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    while started.elapsed() < SOCKET_WAIT {
+        std::thread::sleep(pause);
+        if let Some(socket) = open_socket(pid, jvm) {
+            return Some(socket);
+        }
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+    None
+}
+
+/// Connects to the socket held as an `O_PATH` descriptor (through `/proc/self/fd`, so the
+/// name is not looked up again), sends the request and reads the bounded reply.
+fn exchange(socket: &OwnedFd) -> io::Result<String> {
+    let path = format!("/proc/self/fd/{}", socket.as_raw_fd());
+    // Not blocking while connecting: a listener with a full backlog is an error, not a wait.
+    // SAFETY: plain socket creation.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
+    let fd = owned(fd)?;
+    // SAFETY: all zeroes is a valid `sockaddr_un`.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, &src) in addr.sun_path.iter_mut().zip(path.as_bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: a valid socket and a filled address of the given size.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stream = UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    stream.set_write_timeout(Some(REPLY_WAIT))?;
+    stream.set_read_timeout(Some(REPLY_WAIT))?;
+    stream.write_all(REQUEST)?;
+    // Each read waits at most REPLY_WAIT; the whole reply is bounded in time too.
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while (reply.len() as u64) < MAX_REPLY && started.elapsed() < REPLY_WAIT {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if reply.is_empty() => return Err(err),
+            Err(_) => break,
+        }
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// `pidfd_open(2)`: a handle on the process that a reused pid does not redirect.
+fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    // SAFETY: the syscall takes a pid and flags and returns a descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    owned(fd as libc::c_int)
+}
+
+/// `pidfd_send_signal(2)`.
+fn pidfd_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_gives_the_namespace_pid_effective_ids_and_sigquit() {
+        let status = "Name:\tjava\nUid:\t1000\t1001\t1001\t1001\nGid:\t50\t51\t51\t51\n\
+                      NSpid:\t4242\t7\nSigCgt:\t0000000000000004\n";
+        let jvm = parse_status(status).unwrap();
+        assert_eq!((jvm.nspid, jvm.uid, jvm.gid), (7, 1001, 51));
+        assert!(jvm.catches_quit);
+        let xrs = status.replace("0000000000000004", "0000000180000000");
+        assert!(!parse_status(&xrs).unwrap().catches_quit);
+        assert_eq!(parse_status("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn replies_are_read_by_their_status_line() {
+        assert_eq!(outcome_of("0\n"), Outcome::Written);
+        assert_eq!(
+            outcome_of("-1\njava.lang.IllegalArgumentException: Unknown diagnostic command\n"),
+            Outcome::Refused(
+                "java.lang.IllegalArgumentException: Unknown diagnostic command".to_owned()
+            )
+        );
+        assert!(matches!(outcome_of(""), Outcome::Failed(_)));
+        assert_eq!(Outcome::Written.why_not(), None);
+    }
+
+    #[test]
+    fn a_process_without_libjvm_is_not_signalled() {
+        // This test process maps no libjvm.so: it is left alone, quickly.
+        let started = Instant::now();
+        assert_eq!(request_perf_map(std::process::id()), Outcome::NotHotSpot);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(matches!(request_perf_map(u32::MAX), Outcome::Failed(_)));
+    }
+}
