@@ -1,7 +1,7 @@
 //! Asks a running HotSpot JVM to write its perf map (`/tmp/perf-PID.map`), as
 //! `jcmd PID Compiler.perfmap` does on JDK 17+: through HotSpot's attach mechanism.
 //!
-//! The mechanism: a file `.attach_pid<PID>` in the JVM's working directory (or its `/tmp`)
+//! The mechanism: a file `.attach_pid<PID>` in the JVM's working directory or its `/tmp`
 //! and a SIGQUIT make the JVM open the UNIX socket `/tmp/.java_pid<PID>`; a client writes
 //! the protocol-1 request (`1\0jcmd\0Compiler.perfmap\0\0\0`) and reads a status line
 //! (`0` on success) and the command's output. PID is the JVM's own pid in its namespace,
@@ -9,7 +9,8 @@
 //! container is asked the same way.
 //!
 //! We run as root among files other users control: nothing is followed through a symlink
-//! (the trigger is created `O_EXCL|O_NOFOLLOW`, the socket opened `O_PATH|O_NOFOLLOW`,
+//! (the trigger is created `O_EXCL|O_NOFOLLOW` in the JVM's `/tmp` only, owned by root,
+//! the socket opened `O_PATH|O_NOFOLLOW`,
 //! checked to be a socket of the JVM's user, and connected to through that descriptor),
 //! SIGQUIT goes only to a process that maps `libjvm.so` and catches the signal (its
 //! default action ends a process with a core dump), only when the socket is not there
@@ -210,52 +211,35 @@ struct Trigger {
 }
 
 impl Trigger {
-    /// Creates `.attach_pid<NSPID>` in the JVM's working directory, else in its `/tmp`,
-    /// owned by its user (older JDKs accept no other owner); never over an existing name.
+    /// Creates `.attach_pid<NSPID>` in the JVM's `/tmp` (HotSpot looks there after its
+    /// working directory), owned by root, which HotSpot 17+ accepts; never over an
+    /// existing name. Not in its working directory: a process can sit in any directory,
+    /// and a file of ours must not appear in, say, `/etc`, let alone one its user owns.
     fn create(pid: u32, jvm: &Jvm) -> io::Result<Trigger> {
         let name = CString::new(format!(".attach_pid{}", jvm.nspid)).expect("no NUL");
-        let mut last = io::Error::other("no directory to put the attach trigger in");
-        for dir in [open_dir(&format!("/proc/{pid}/cwd")), open_tmp(pid)] {
-            let dir = match dir {
-                Ok(dir) => dir,
-                Err(err) => {
-                    last = err;
-                    continue;
-                }
-            };
-            // SAFETY: a valid directory descriptor and NUL-terminated name.
-            let fd = unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::O_WRONLY
-                        | libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_NOFOLLOW
-                        | libc::O_NONBLOCK
-                        | libc::O_CLOEXEC,
-                    0o600,
-                )
-            };
-            if fd < 0 {
-                last = io::Error::last_os_error();
-                continue;
-            }
-            // SAFETY: a descriptor just opened and owned by nothing else.
-            let file = unsafe { File::from_raw_fd(fd) };
-            // SAFETY: a valid descriptor.
-            if unsafe { libc::fchown(fd, jvm.uid, jvm.gid) } != 0 {
-                log::debug!("attach trigger of {pid}: {}", io::Error::last_os_error());
-            }
-            let meta = file.metadata()?;
-            use std::os::unix::fs::MetadataExt;
-            return Ok(Trigger {
-                dir,
-                name,
-                id: (meta.dev(), meta.ino()),
-            });
-        }
-        Err(last)
+        let dir = open_tmp(pid)?;
+        // SAFETY: a valid directory descriptor and NUL-terminated name.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_WRONLY
+                    | libc::O_CREAT
+                    | libc::O_EXCL
+                    | libc::O_NOFOLLOW
+                    | libc::O_NONBLOCK
+                    | libc::O_CLOEXEC,
+                0o600,
+            )
+        };
+        let file = File::from(owned(fd)?);
+        let meta = file.metadata()?;
+        use std::os::unix::fs::MetadataExt;
+        Ok(Trigger {
+            dir,
+            name,
+            id: (meta.dev(), meta.ino()),
+        })
     }
 }
 
