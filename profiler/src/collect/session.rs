@@ -549,11 +549,30 @@ impl Session {
             }
             if budget.is_some_and(|budget| started.elapsed() >= budget) {
                 self.mark_go_processes();
+                self.mark_python_processes();
                 return false;
             }
         }
         self.mark_go_processes();
+        self.mark_python_processes();
         true
+    }
+
+    /// Tells the kernel which processes run CPython and where their threads' states are,
+    /// so that their CPU samples carry their Python frames; an update that fails leaves
+    /// their stacks native.
+    fn mark_python_processes(&mut self) {
+        let (processes, threads) = self.sampler.take_new_python();
+        for (pid, process) in processes {
+            if let Err(err) = self.probes.add_python_process(pid, process) {
+                log::debug!("{err:#}");
+            }
+        }
+        for (tid, tstate) in threads {
+            if let Err(err) = self.probes.add_python_thread(tid, tstate) {
+                log::debug!("{err:#}");
+            }
+        }
     }
 
     /// Tells the kernel at once that process `pid` runs Go, if its executable is Go's: a
