@@ -201,3 +201,42 @@ fn check(python: &Path, minor: u64) {
         context()
     );
 }
+
+/// A CPython whose frames are not read (3.7) is named in one summary line, and its
+/// samples keep the interpreter's native frames.
+#[test]
+fn cpython_3_7_is_named_unsupported() {
+    if !prerequisites() {
+        return;
+    }
+    let python = pyenv(7);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/python_split.py");
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let result = tmp.path().join("result.txt");
+    let run = run_command(profiler_command(&[
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--profiles".as_ref(),
+        "cpu".as_ref(),
+        "--format".as_ref(),
+        "folded".as_ref(),
+        "--".as_ref(),
+        python.as_os_str(),
+        script.as_os_str(),
+        "1".as_ref(),
+        result.as_os_str(),
+    ]));
+    run.assert_success();
+    let said: Vec<&str> = (run.stdout.lines())
+        .filter(|l| l.contains("CPython 3.7 not supported"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", run.transcript());
+    let folded = Folded::load(&out);
+    assert!(
+        folded.samples_containing("_PyEval_EvalFrameDefault") > 0
+            && folded.samples_where(|s| s.frames.iter().any(|f| is_python(f))) == 0,
+        "{}",
+        folded.summary(10)
+    );
+}

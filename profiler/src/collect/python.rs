@@ -43,6 +43,8 @@ const RESCAN_EVERY: Duration = Duration::from_millis(250);
 /// What was found of CPython in one process.
 struct PythonCode {
     layout: Layout,
+    /// The interpreter's mapping: its start and file.
+    mapped: (u64, String),
     /// Where `_PyEval_EvalFrameDefault` lies.
     eval: Vec<Range<u64>>,
     /// `_PyRuntime`'s address.
@@ -72,6 +74,17 @@ pub struct PythonStats {
     pub spliced: u64,
     /// Frames whose code object could not be read.
     pub unreadable: u64,
+    /// Bit `n` set: a process ran CPython 3.`n`, whose frames are not read.
+    pub unsupported_minors: u64,
+}
+
+impl PythonStats {
+    /// The CPython 3 minor versions met whose frames are not read.
+    pub fn unsupported(&self) -> Vec<u32> {
+        (0..64)
+            .filter(|m| self.unsupported_minors & (1 << m) != 0)
+            .collect()
+    }
 }
 
 /// Finds CPython processes and names their samples' Python frames.
@@ -85,8 +98,6 @@ pub struct PythonTracker {
     /// Processes and threads to hand to the kernel.
     new_processes: Vec<(u32, PythonProcess)>,
     new_threads: Vec<(u32, u64)>,
-    /// CPython versions met whose frames are not read, by file.
-    unsupported: HashSet<String>,
     /// What became of the samples' frames.
     pub stats: PythonStats,
 }
@@ -102,7 +113,20 @@ impl PythonTracker {
         {
             return;
         }
-        let found = find(pid, process, &mut self.unsupported);
+        // A library loaded since (an extension module) leaves the interpreter where it
+        // was: its code objects and threads stay known.
+        if let Some((generation, Some(code))) = self.processes.get_mut(&pid)
+            && process
+                .maps
+                .iter()
+                .any(|m| m.start == code.mapped.0 && m.path == code.mapped.1)
+        {
+            *generation = process.generation;
+            return;
+        }
+        // A new program (exec) or none: its addresses mean other objects now.
+        self.codes.retain(|(p, _), _| *p != pid);
+        let found = find(pid, process, &mut self.stats.unsupported_minors);
         if let Some(code) = &found {
             log::debug!(
                 "pid {pid}: CPython 3.{} (runtime {:#x}, {} eval ranges)",
@@ -138,13 +162,6 @@ impl PythonTracker {
             std::mem::take(&mut self.new_processes),
             std::mem::take(&mut self.new_threads),
         )
-    }
-
-    /// One line per interpreter file met whose CPython version's frames are not read.
-    pub fn unsupported(&self) -> Vec<String> {
-        let mut files: Vec<String> = self.unsupported.iter().cloned().collect();
-        files.sort();
-        files
     }
 
     fn scan_threads(&mut self, pid: u32) {
@@ -265,12 +282,6 @@ impl PythonTracker {
             line,
         })
     }
-
-    /// Forgets the code objects of process `pid` (it exited: its addresses may be reused).
-    pub fn forget(&mut self, pid: u32) {
-        self.processes.remove(&pid);
-        self.codes.retain(|(p, _), _| *p != pid);
-    }
 }
 
 /// One frame of a spliced stack.
@@ -283,14 +294,14 @@ pub enum Splice {
 }
 
 /// The CPython interpreter mapped into process `pid`, if its version's frames are read.
-fn find(pid: u32, process: &ProcessInfo, unsupported: &mut HashSet<String>) -> Option<PythonCode> {
+fn find(pid: u32, process: &ProcessInfo, unsupported: &mut u64) -> Option<PythonCode> {
     for entry in &process.maps {
         let Some(minor) = minor_of_file(&entry.path) else {
             continue;
         };
         let Some(file) = &entry.file else { continue };
         let Some(layout) = layout(minor) else {
-            unsupported.insert(format!("{} (CPython 3.{minor})", entry.path));
+            *unsupported |= 1u64.checked_shl(minor).unwrap_or(0);
             continue;
         };
         let Some(symbols) = symbols_of(Path::new(&file.open_path()), entry.offset) else {
@@ -300,6 +311,7 @@ fn find(pid: u32, process: &ProcessInfo, unsupported: &mut HashSet<String>) -> O
         let mem = File::open(format!("/proc/{pid}/mem")).ok()?;
         return Some(PythonCode {
             layout,
+            mapped: (entry.start, entry.path.clone()),
             eval: symbols
                 .eval
                 .iter()

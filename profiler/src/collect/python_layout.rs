@@ -202,11 +202,11 @@ pub fn minor_of_file(path: &str) -> Option<u32> {
         .or_else(|| name.strip_prefix("python3."))?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     let after = &rest[digits.len()..];
-    // `python3.11`, `python3.11d`, `libpython3.11.so…`; not `python3.11-config`.
+    // `python3.11`, `python3.11d`, `libpython3.7m.so…`, `libpython3.13t.so…`; not
+    // `python3.11-config`.
     let tail_ok = after.is_empty()
         || after.starts_with(".so")
-        || after.starts_with("d")
-        || after.starts_with("t");
+        || ["d", "m", "t"].iter().any(|flag| after.starts_with(flag));
     if !tail_ok {
         return None;
     }
@@ -225,6 +225,7 @@ mod tests {
             Some(12)
         );
         assert_eq!(minor_of_file("/usr/lib/libpython3.8.so"), Some(8));
+        assert_eq!(minor_of_file("/x/lib/libpython3.7m.so.1.0"), Some(7));
         assert_eq!(minor_of_file("/usr/bin/python3.11-config"), None);
         assert_eq!(minor_of_file("/usr/bin/python3"), None);
         assert_eq!(minor_of_file("/usr/lib/libc.so.6"), None);

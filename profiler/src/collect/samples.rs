@@ -253,11 +253,6 @@ impl StackSampler {
         self.python.take_new()
     }
 
-    /// Interpreter files met whose CPython version's frames are not read.
-    pub fn python_unsupported(&self) -> Vec<String> {
-        self.python.unsupported()
-    }
-
     /// Counts a sample no collector took: a kind the kernel programs do not send for the
     /// run's profiles, as malformed as an item that cannot be parsed.
     pub fn refuse(&mut self) {
