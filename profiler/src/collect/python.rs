@@ -14,8 +14,8 @@ use profiler_common::{PYTHON_FRAMES_MAX, PythonFrames, PythonProcess};
 
 use crate::collect::python_code::{decode_string, line_of, string_shape};
 use crate::collect::python_layout::{
-    Activation, FRAME_OWNED_BY_CSTACK, GLIBC_PTHREAD_TID, Instruction, Layout, layout,
-    minor_of_file,
+    Activation, DEBUG_OFFSETS_WORDS, FRAME_OWNED_BY_CSTACK, GLIBC_PTHREAD_TID, Instruction, Layout,
+    from_debug_offsets, layout, minor_of_file,
 };
 use crate::collect::target_elf::{self, Links};
 use crate::process::procmaps::ProcessInfo;
@@ -157,11 +157,11 @@ impl PythonTracker {
     }
 
     /// The processes and threads found since the last call, for the kernel's maps.
-    pub fn take_new(&mut self) -> (Vec<(u32, PythonProcess)>, Vec<(u32, u64)>) {
-        (
-            std::mem::take(&mut self.new_processes),
-            std::mem::take(&mut self.new_threads),
-        )
+    pub fn take_new(&mut self) -> NewPython {
+        NewPython {
+            processes: std::mem::take(&mut self.new_processes),
+            threads: std::mem::take(&mut self.new_threads),
+        }
     }
 
     fn scan_threads(&mut self, pid: u32) {
@@ -284,6 +284,15 @@ impl PythonTracker {
     }
 }
 
+/// What the kernel is to be told of CPython processes found since it was last told.
+#[derive(Debug, Default)]
+pub struct NewPython {
+    /// Processes (pid) and where their frames are.
+    pub processes: Vec<(u32, PythonProcess)>,
+    /// Threads (tid) and their `PyThreadState` addresses.
+    pub threads: Vec<(u32, u64)>,
+}
+
 /// One frame of a spliced stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Splice {
@@ -309,6 +318,24 @@ fn find(pid: u32, process: &ProcessInfo, unsupported: &mut u64) -> Option<Python
         };
         let bias = entry.start.wrapping_sub(symbols.segment_address);
         let mem = File::open(format!("/proc/{pid}/mem")).ok()?;
+        let runtime = symbols.runtime.wrapping_add(bias);
+        let layout = if minor >= 13 {
+            match debug_offsets(&mem, runtime, layout) {
+                Ok(read) => {
+                    if read != layout {
+                        log::debug!("pid {pid}: _Py_DebugOffsets differ from 3.{minor}'s table");
+                    }
+                    read
+                }
+                Err(why) => {
+                    log::debug!("pid {pid}: {}: {why}", entry.path);
+                    *unsupported |= 1u64.checked_shl(minor).unwrap_or(0);
+                    continue;
+                }
+            }
+        } else {
+            layout
+        };
         return Some(PythonCode {
             layout,
             mapped: (entry.start, entry.path.clone()),
@@ -317,7 +344,7 @@ fn find(pid: u32, process: &ProcessInfo, unsupported: &mut u64) -> Option<Python
                 .iter()
                 .map(|r| r.start.wrapping_add(bias)..r.end.wrapping_add(bias))
                 .collect(),
-            runtime: symbols.runtime.wrapping_add(bias),
+            runtime,
             code_type: symbols.code_type.wrapping_add(bias),
             mem,
             threads: HashSet::new(),
@@ -369,6 +396,18 @@ fn symbols_of(path: &Path, offset: u64) -> Option<Symbols> {
         code_type: code_type?,
         segment_address,
     })
+}
+
+/// The layout CPython 3.13's `_Py_DebugOffsets` at `runtime` states (see
+/// [`from_debug_offsets`]).
+fn debug_offsets(mem: &File, runtime: u64, table: Layout) -> Result<Layout, String> {
+    let bytes = read_bytes(mem, runtime, (DEBUG_OFFSETS_WORDS * 8) as u64)
+        .ok_or("_PyRuntime unreadable")?;
+    let mut words = [0u64; DEBUG_OFFSETS_WORDS];
+    for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        *word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+    }
+    from_debug_offsets(&words, table)
 }
 
 fn read_bytes(mem: &File, addr: u64, len: u64) -> Option<Vec<u8>> {

@@ -193,6 +193,58 @@ pub fn layout(minor: u32) -> Option<Layout> {
     })
 }
 
+/// Words of CPython 3.13's `_Py_DebugOffsets`, which `_PyRuntime` starts with.
+pub const DEBUG_OFFSETS_WORDS: usize = 73;
+
+/// The layout of a CPython 3.13 process from the `_Py_DebugOffsets` at the start of its
+/// `_PyRuntime` (`words`, read from its memory): the interpreter's own statement of its
+/// offsets, which a build with other options (a debug build) keeps true where the table
+/// would not. `table` gives what it does not state (the string header sizes are checked
+/// against it). An error says why the words are refused: not the cookie, another
+/// version, or a free-threaded build (whose objects are laid out otherwise).
+///
+/// Word indices follow `Include/internal/pycore_runtime.h` of 3.13.0.
+pub fn from_debug_offsets(
+    words: &[u64; DEBUG_OFFSETS_WORDS],
+    table: Layout,
+) -> Result<Layout, String> {
+    if words[0].to_le_bytes() != *b"xdebugpy" {
+        return Err("no _Py_DebugOffsets cookie at _PyRuntime".to_owned());
+    }
+    let version = words[1];
+    if version >> 24 != 3 || (version >> 16) & 0xff != u64::from(table.minor) {
+        return Err(format!("_Py_DebugOffsets states version {version:#x}"));
+    }
+    if words[2] != 0 {
+        return Err("a free-threaded build".to_owned());
+    }
+    let u16_at = |i: usize| u16::try_from(words[i]).map_err(|_| format!("offset {i} too large"));
+    let mut layout = table;
+    layout.interpreters_head = words[5];
+    layout.threads_head = words[9];
+    layout.tstate_next = words[21];
+    layout.kernel.tstate_frame = u16_at(23)?;
+    layout.tstate_thread_id = words[24];
+    layout.tstate_native_id = Some(words[25]);
+    layout.kernel.frame_previous = u16_at(29)?;
+    layout.kernel.frame_code = u16_at(30)?;
+    layout.kernel.frame_instr = u16_at(31)?;
+    layout.kernel.frame_marker = u16_at(33)?;
+    layout.code_filename = words[35];
+    layout.code_name = words[36];
+    layout.code_qualname = Some(words[37]);
+    layout.code_linetable = words[38];
+    layout.code_firstlineno = words[39];
+    layout.code_bytecode = Some(words[43]);
+    if words[66] != 32 || words[70] != table.ascii_header {
+        return Err(format!(
+            "bytes data at {}, ASCII strings' at {}: not this version's objects",
+            words[66], words[70]
+        ));
+    }
+    Ok(layout)
+}
+
 /// CPython 3's minor version from the name of a file it is mapped from: `python3.11`,
 /// `libpython3.12.so.1.0`, `libpython3.13d.so` and the like; `None` for any other file.
 pub fn minor_of_file(path: &str) -> Option<u32> {
@@ -229,6 +281,42 @@ mod tests {
         assert_eq!(minor_of_file("/usr/bin/python3.11-config"), None);
         assert_eq!(minor_of_file("/usr/bin/python3"), None);
         assert_eq!(minor_of_file("/usr/lib/libc.so.6"), None);
+    }
+
+    #[test]
+    fn debug_offsets_give_the_tabled_layout_of_3_13() {
+        let table = layout(13).unwrap();
+        let mut words = [0u64; DEBUG_OFFSETS_WORDS];
+        words[0] = u64::from_le_bytes(*b"xdebugpy");
+        words[1] = 0x030d_00f0;
+        for (i, v) in [
+            (5, 632),
+            (9, 7344),
+            (21, 8),
+            (23, 72),
+            (24, 152),
+            (25, 160),
+            (29, 8),
+            (30, 0),
+            (31, 56),
+            (33, 70),
+            (35, 112),
+            (36, 120),
+            (37, 128),
+            (38, 136),
+            (39, 68),
+            (43, 200),
+            (66, 32),
+            (70, 40),
+        ] {
+            words[i] = v;
+        }
+        assert_eq!(from_debug_offsets(&words, table), Ok(table));
+        words[1] = 0x030e_00f0;
+        assert!(from_debug_offsets(&words, table).is_err());
+        words[1] = 0x030d_00f0;
+        words[2] = 1;
+        assert!(from_debug_offsets(&words, table).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use profiler_model::{FrameAddress, ProgramLabels};
 
 use crate::collect::collector::Sample;
 use crate::collect::go_labels::{LabelReader, LabelStats};
-use crate::collect::python::{PythonStats, PythonTracker, Splice};
+use crate::collect::python::{NewPython, PythonStats, PythonTracker, Splice};
 use crate::collect::records::SampleView;
 use crate::collect::stacks::{StackTable, UserStack};
 use crate::process::procmaps::{ProcessInfo, ProcessTable};
@@ -247,9 +247,7 @@ impl StackSampler {
 
     /// The CPython processes and threads found since the last call: the kernel should
     /// send their CPU samples' Python frames.
-    pub fn take_new_python(
-        &mut self,
-    ) -> (Vec<(u32, profiler_common::PythonProcess)>, Vec<(u32, u64)>) {
+    pub fn take_new_python(&mut self) -> NewPython {
         self.python.take_new()
     }
 

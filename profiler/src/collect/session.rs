@@ -562,13 +562,13 @@ impl Session {
     /// so that their CPU samples carry their Python frames; an update that fails leaves
     /// their stacks native.
     fn mark_python_processes(&mut self) {
-        let (processes, threads) = self.sampler.take_new_python();
-        for (pid, process) in processes {
+        let new = self.sampler.take_new_python();
+        for (pid, process) in new.processes {
             if let Err(err) = self.probes.add_python_process(pid, process) {
                 log::debug!("{err:#}");
             }
         }
-        for (tid, tstate) in threads {
+        for (tid, tstate) in new.threads {
             if let Err(err) = self.probes.add_python_thread(tid, tstate) {
                 log::debug!("{err:#}");
             }

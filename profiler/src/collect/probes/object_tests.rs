@@ -15,8 +15,8 @@ use profiler_common::{
     BlockKey, BlockValue, BlockWake, BlockWakeKey, GoLabels, GoProcess, GoWaitKey, GoWaitValue,
     HeapEvent, HeapLive, HeapLiveKey, HeapPending, HeapSiteKey, HeapSiteValue, InFlight, IoFdKey,
     IoKey, IoValue, OffCpuKey, OffCpuRate, OffCpuSwitchIn, OffCpuThread, OffCpuValue, OffCpuWait,
-    Parked, ParkedKey, ProcEvent, PythonProcess, SampleHeader, SampleRecord, counter, global_name,
-    map_name, program_name,
+    Parked, ParkedKey, ProcEvent, PythonFrame, PythonFrames, PythonProcess, SampleHeader,
+    SampleRecord, counter, global_name, map_name, program_name,
 };
 
 /// What aya-log adds to every object that logs; userspace reaches it through aya-log,
@@ -373,6 +373,22 @@ fn each_shared_struct_has_the_object_s_layout() {
             m_curg,
             format,
             _pad
+        }),
+        layout!(PythonProcess {
+            tstate_frame,
+            cframe_frame,
+            frame_code,
+            frame_previous,
+            frame_instr,
+            frame_marker,
+            _pad
+        }),
+        layout!(PythonFrame { code, instr }),
+        layout!(PythonFrames {
+            count,
+            truncated,
+            frames,
+            markers
         }),
         layout!(GoLabels {
             count,
