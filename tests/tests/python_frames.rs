@@ -240,3 +240,66 @@ fn cpython_3_7_is_named_unsupported() {
         folded.summary(10)
     );
 }
+
+/// Two threads, each in its own function: each sample carries its own thread's frames
+/// (found by the kernel's tid), never the other's; before 3.11 the thread's id comes from
+/// glibc's thread descriptor, from 3.11 from the thread state.
+#[test]
+fn threads_debian_python3() {
+    check_threads(Path::new("/usr/bin/python3"));
+}
+
+#[test]
+fn threads_cpython_3_9() {
+    check_threads(&pyenv(9));
+}
+
+fn check_threads(python: &Path) {
+    if !prerequisites() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/python_threads.py");
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let result = tmp.path().join("result.txt");
+    let run = run_command(profiler_command(&[
+        "-o".as_ref(),
+        out.as_os_str(),
+        "-F".as_ref(),
+        "499".as_ref(),
+        "--profiles".as_ref(),
+        "cpu".as_ref(),
+        "--format".as_ref(),
+        "folded".as_ref(),
+        "--".as_ref(),
+        python.as_os_str(),
+        script.as_os_str(),
+        "2".as_ref(),
+        result.as_os_str(),
+    ]));
+    run.assert_success();
+    let measured = FixtureResult::read(&result);
+    let folded = Folded::load(&out);
+    let has = |s: &Stack, f: &str| s.frames.iter().any(|x| fixture_function(x, f));
+    let mixed = folded.samples_where(|s| has(s, "alpha") && has(s, "beta"));
+    assert_eq!(mixed, 0, "{}", folded.summary(10));
+    let alpha = folded.samples_where(|s| has(s, "alpha"));
+    let beta = folded.samples_where(|s| has(s, "beta"));
+    let (own_alpha, own_beta) = (measured.u64("alpha_ns"), measured.u64("beta_ns"));
+    let share = 100.0 * alpha as f64 / (alpha + beta).max(1) as f64;
+    let own = 100.0 * own_alpha as f64 / (own_alpha + own_beta) as f64;
+    assert!(
+        alpha + beta >= 300 && (share - own).abs() <= 3.0,
+        "alpha {alpha} and beta {beta} samples: alpha {share:.1}%, the threads measured \
+         {own:.1}%\n{}\n{}",
+        folded.summary(10),
+        run.transcript()
+    );
+}
+
+/// Whether `frame` is the Python function `function` of a fixture (`alpha (f.py:12)`).
+fn fixture_function(frame: &str, function: &str) -> bool {
+    frame
+        .strip_prefix(function)
+        .is_some_and(|rest| rest.starts_with(" (python_threads.py:"))
+}
