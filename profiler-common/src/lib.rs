@@ -97,7 +97,7 @@ pub mod sample_flag {
     /// starts with a [`super::GoLabels`] ([`super::GO_LABELS_BYTES`]), and what it would
     /// hold otherwise (frame-pointer chain, stack copy or frames) follows.
     pub const GO_LABELS: u32 = 32;
-    /// A CPython process's CPU sample: the user part starts with a
+    /// A CPython thread's sample (of any kind): the user part starts with a
     /// [`super::PythonFrames`] ([`super::PYTHON_FRAMES_BYTES`]), and the stack copy follows.
     pub const PYTHON_FRAMES: u32 = 64;
 }

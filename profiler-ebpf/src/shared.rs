@@ -268,7 +268,6 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
                 prefix = GO_LABELS_BYTES as u32;
             }
         } else if user_mode
-            && matches!(site, Site::Cpu)
             && let Some(py) = PYTHON_PROCESSES.get(&tgid)
             && let Some(&tstate) = PYTHON_THREADS.get(&tid)
             && python::read(tstate, py, user.cast())

@@ -171,13 +171,12 @@ impl StackSampler {
                 // `malloc` is the leaf, as the C library's is for a uprobe's stack.
                 frames.remove(0);
             }
-            if header.kind == sample_kind::CPU
-                && let Some(process) = processes.get(header.pid)
-            {
+            // Every kind: a thread's waits are the Python lines that wait, too.
+            if let Some(process) = processes.get(header.pid) {
                 self.python.check(header.pid, process);
             }
             let python = view.python_frames();
-            if python.is_none() && header.kind == sample_kind::CPU {
+            if python.is_none() {
                 self.python.note_thread(header.pid, header.tid);
             }
             let stacks = &mut self.stacks;
