@@ -68,8 +68,9 @@ pub static PYTHON_PROCESSES: LruHashMap<u32, PythonProcess> =
     LruHashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// The `PyThreadState` of each thread of a CPython process (tid -> address), filled by
-/// userspace from the interpreter's thread list: finding it in the kernel would take
-/// per-version TLS and `task_struct` offsets, for threads that live long anyway.
+/// userspace from the interpreter's thread list: a cache, checked against the state's
+/// own tid, that spares most samples the walk of the list (finding the state from the
+/// thread's TLS would take per-version TSS keys and `task_struct` offsets).
 #[map]
 pub static PYTHON_THREADS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_TARGETS, 0);
 
@@ -269,8 +270,11 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
             }
         } else if user_mode
             && let Some(py) = PYTHON_PROCESSES.get(&tgid)
-            && let Some(&tstate) = PYTHON_THREADS.get(&tid)
-            && python::read(tstate, py, user.cast())
+            && python::read(
+                python::thread_state(py, tid, PYTHON_THREADS.get(&tid).map_or(0, |t| *t)),
+                py,
+                user.cast(),
+            )
         {
             // Never with Go's prefix: a process is one or the other, and the room after
             // the prefix holds the largest stack copy either way.

@@ -274,7 +274,7 @@ fn check_threads(python: &Path) {
         "--".as_ref(),
         python.as_os_str(),
         script.as_os_str(),
-        "2".as_ref(),
+        "3".as_ref(),
         result.as_os_str(),
     ]));
     run.assert_success();

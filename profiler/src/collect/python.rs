@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use object::{Object, ObjectSegment, ObjectSymbol};
-use profiler_common::{PYTHON_FRAMES_MAX, PythonFrames, PythonProcess};
+use profiler_common::{PYTHON_FRAMES_MAX, PythonFrames, PythonProcess, python_code_key};
 
 use crate::collect::python_code::{decode_string, line_of, string_shape};
 use crate::collect::python_layout::{
@@ -61,6 +61,9 @@ struct PythonCode {
 
 /// A code object's names and line table, read once.
 struct Code {
+    /// [`python_code_key`] of what was read: a read that raced with the object's reuse
+    /// does not match the frame's.
+    key: u64,
     function: String,
     file: String,
     first_line: u32,
@@ -95,8 +98,9 @@ pub struct PythonTracker {
     /// Per process, by mapping generation: what was found, `None` for no CPython whose
     /// frames are read.
     processes: HashMap<u32, (u64, Option<PythonCode>)>,
-    /// Code objects by (pid, address).
-    codes: HashMap<(u32, u64), Option<Code>>,
+    /// Code objects by (pid, address, key): the key the kernel read with the frame
+    /// ([`python_code_key`]) tells a code object from a later one at the same address.
+    codes: HashMap<(u32, u64, u64), Option<Code>>,
     /// Processes and threads to hand to the kernel.
     new_processes: Vec<(u32, PythonProcess)>,
     new_threads: Vec<(u32, u64)>,
@@ -127,7 +131,7 @@ impl PythonTracker {
             return;
         }
         // A new program (exec) or none: its addresses mean other objects now.
-        self.codes.retain(|(p, _), _| *p != pid);
+        self.codes.retain(|(p, _, _), _| *p != pid);
         let found = find(pid, process, &mut self.stats.unsupported_minors);
         if let Some(code) = &found {
             log::debug!(
@@ -136,7 +140,8 @@ impl PythonTracker {
                 code.runtime,
                 code.eval.len()
             );
-            self.new_processes.push((pid, code.layout.kernel));
+            self.new_processes
+                .push((pid, code.layout.kernel_for(code.runtime)));
         }
         self.processes.insert(pid, (process.generation, found));
         self.scan_threads(pid);
@@ -232,7 +237,7 @@ impl PythonTracker {
                 if layout.activation == Activation::UpToShim && marker == FRAME_OWNED_BY_CSTACK {
                     break;
                 }
-                match self.name(pid, frame.code, frame.instr) {
+                match self.name(pid, frame.code, frame.key, frame.instr) {
                     Some(name) => out.push(Splice::Python(intern(name))),
                     None => self.stats.unreadable += 1,
                 }
@@ -257,14 +262,14 @@ impl PythonTracker {
 
     /// The name and line of the frame running code object `code` at instruction word
     /// `instr`; `None` when the object cannot be read or is not a code object.
-    fn name(&mut self, pid: u32, code_addr: u64, instr: u64) -> Option<PythonFrameName> {
+    fn name(&mut self, pid: u32, code_addr: u64, key: u64, instr: u64) -> Option<PythonFrameName> {
         let (_, Some(python)) = self.processes.get(&pid)? else {
             return None;
         };
         let code = self
             .codes
-            .entry((pid, code_addr))
-            .or_insert_with(|| read_code(python, code_addr))
+            .entry((pid, code_addr, key))
+            .or_insert_with(|| read_code(python, code_addr).filter(|c| c.key == key))
             .as_ref()?;
         let layout = python.layout;
         let offset = match layout.instruction {
@@ -436,9 +441,11 @@ fn read_code(python: &PythonCode, addr: u64) -> Option<Code> {
     let function = read_string(python, word(name_at)?)?;
     let file = read_string(python, word(layout.code_filename)?)?;
     let first_line = word(layout.code_firstlineno)? as u32;
+    let key = python_code_key(word(layout.code_name)?, first_line);
     let table = word(layout.code_linetable)?;
     let lines = read_bytes_object(mem, table).unwrap_or_default();
     Some(Code {
+        key,
         function,
         file,
         first_line,

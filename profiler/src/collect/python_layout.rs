@@ -84,6 +84,28 @@ pub struct Layout {
     pub lines: LineTable,
 }
 
+impl Layout {
+    /// What the kernel is given for a process whose `_PyRuntime` is at `runtime`: the
+    /// frame offsets, and the thread list's, to find a thread its map does not hold.
+    pub fn kernel_for(&self, runtime: u64) -> PythonProcess {
+        let small = |offset: u64| u16::try_from(offset).unwrap_or(PYTHON_NO_FIELD);
+        let (tstate_tid, pthread_tid) = match self.tstate_native_id {
+            Some(offset) => (small(offset), 0),
+            None => (small(self.tstate_thread_id), small(GLIBC_PTHREAD_TID)),
+        };
+        PythonProcess {
+            tstate_tid,
+            pthread_tid,
+            tstate_next: small(self.tstate_next),
+            threads_head: small(self.threads_head),
+            code_name: small(self.code_name),
+            code_firstlineno: small(self.code_firstlineno),
+            interpreters_head: runtime + self.interpreters_head,
+            ..self.kernel
+        }
+    }
+}
+
 /// Offset of `tid` in glibc's `struct pthread` on x86-64 (720), for the versions whose
 /// thread state has no `native_thread_id`: `thread_id` is the thread's `pthread_self()`.
 /// Measured with glibc 2.36 here (a `pthread_self()` word equal to `gettid()`); the same
@@ -92,6 +114,7 @@ pub const GLIBC_PTHREAD_TID: u64 = 0x2d0;
 
 /// The layout of CPython 3.`minor`, if it is one whose frames are read.
 pub fn layout(minor: u32) -> Option<Layout> {
+    // The thread-list fields are set by `Layout::kernel_for`, from the fields below.
     let kernel = |tstate_frame, cframe_frame, code, previous, instr, marker| PythonProcess {
         tstate_frame,
         cframe_frame,
@@ -99,7 +122,7 @@ pub fn layout(minor: u32) -> Option<Layout> {
         frame_previous: previous,
         frame_instr: instr,
         frame_marker: marker,
-        _pad: [0; 2],
+        ..PythonProcess::default()
     };
     let old = |lasti, lines, instruction| Layout {
         minor,

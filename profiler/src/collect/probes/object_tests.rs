@@ -381,9 +381,15 @@ fn each_shared_struct_has_the_object_s_layout() {
             frame_previous,
             frame_instr,
             frame_marker,
-            _pad
+            tstate_tid,
+            pthread_tid,
+            tstate_next,
+            threads_head,
+            code_name,
+            code_firstlineno,
+            interpreters_head
         }),
-        layout!(PythonFrame { code, instr }),
+        layout!(PythonFrame { code, instr, key }),
         layout!(PythonFrames {
             count,
             truncated,
