@@ -244,8 +244,14 @@ impl StackSampler {
         }
     }
 
-    /// The CPython processes and threads found since the last call: the kernel should
-    /// send their CPU samples' Python frames.
+    /// Looks at process `pid`'s mappings for a CPython interpreter now, not at its next
+    /// sample (see [`PythonTracker::check`]).
+    pub fn check_python(&mut self, pid: u32, process: &ProcessInfo) {
+        self.python.check(pid, process);
+    }
+
+    /// The CPython processes and threads found since the last call, for the kernel's
+    /// maps.
     pub fn take_new_python(&mut self) -> NewPython {
         self.python.take_new()
     }

@@ -33,7 +33,7 @@ use crate::collect::status_line::{status_line, status_text};
 pub use crate::collect::stop_reason::StopReason;
 use crate::collect::tracefs;
 use crate::collect::uprobe_check;
-use crate::collect::{go_labels, golang};
+use crate::collect::{go_labels, golang, python_layout};
 use crate::config::{CallGraph, Config, Target};
 use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::descendants::{self, Limits, Tree};
@@ -348,6 +348,7 @@ impl Session {
         // After the probes: reading a Go binary's layout takes a moment, which must not
         // delay what they count.
         self.note_if_go(pid);
+        self.note_if_python(pid);
     }
 
     /// Launches the command of a `-- COMMAND` run as a target from its first instruction
@@ -516,6 +517,7 @@ impl Session {
                 self.processes.note_exec(event.pid);
                 self.names.note_exec(event.pid);
                 self.note_if_go(event.pid);
+                self.note_if_python(event.pid);
                 Seen::Exec(event.pid)
             }
             _ => return,
@@ -584,6 +586,25 @@ impl Session {
             self.sampler.note_go(pid);
             self.mark_go_processes();
             log::debug!("Go process {pid} marked in {:?}", started.elapsed());
+        }
+    }
+
+    /// Tells the kernel at once that process `pid` runs CPython, if it executed an
+    /// interpreter that holds it (`python3.N` linked statically, as Debian's): a thread's
+    /// first wait is its wait site's stack sample, and it may come before the first
+    /// drain of the rings would find the interpreter from a sample. (An interpreter in
+    /// `libpython3.N.so` is not mapped yet at exec: found from the samples.)
+    fn note_if_python(&mut self, pid: u32) {
+        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+            return;
+        };
+        if python_layout::minor_of_file(&exe.to_string_lossy()).is_none() {
+            return;
+        }
+        self.processes.snapshot_maps(pid);
+        if let Some(process) = self.processes.get(pid) {
+            self.sampler.check_python(pid, process);
+            self.mark_python_processes();
         }
     }
 
