@@ -8,10 +8,12 @@ mod go_labels;
 mod heap;
 mod names;
 mod offcpu;
+mod python;
 pub use go_labels::*;
 pub use heap::*;
 pub use names::*;
 pub use offcpu::*;
+pub use python::*;
 
 /// Length of a task's command name in the kernel (`TASK_COMM_LEN`).
 pub const COMM_LEN: usize = 16;
@@ -95,6 +97,9 @@ pub mod sample_flag {
     /// starts with a [`super::GoLabels`] ([`super::GO_LABELS_BYTES`]), and what it would
     /// hold otherwise (frame-pointer chain, stack copy or frames) follows.
     pub const GO_LABELS: u32 = 32;
+    /// A CPython thread's sample (of any kind): the user part starts with a
+    /// [`super::PythonFrames`] ([`super::PYTHON_FRAMES_BYTES`]), and the stack copy follows.
+    pub const PYTHON_FRAMES: u32 = 64;
 }
 
 /// How user stacks are taken, set by userspace at load time (`--call-graph`).
@@ -816,6 +821,8 @@ const _: () = {
 mod pod {
     // SAFETY: u16s and bytes, no padding (size asserted in go_labels.rs).
     unsafe impl aya::Pod for super::GoProcess {}
+    // SAFETY: u16s, no padding (size asserted in python.rs).
+    unsafe impl aya::Pod for super::PythonProcess {}
     // SAFETY: four u32s, then u64s: no padding (size asserted above).
     unsafe impl aya::Pod for super::IoKey {}
     // SAFETY: two u32s, then u64s: no padding (size asserted above).

@@ -13,6 +13,11 @@ pub mod map_name {
     /// Go processes (tgid -> 1), filled by userspace: their CPU samples carry their
     /// frame-pointer chain too ([`crate::sample_flag::GO_FRAMES`]).
     pub const GO_PROCESSES: &str = "GO_PROCESSES";
+    /// CPython processes (tgid -> [`crate::PythonProcess`]), filled by userspace: their
+    /// CPU samples carry their Python frames ([`crate::sample_flag::PYTHON_FRAMES`]).
+    pub const PYTHON_PROCESSES: &str = "PYTHON_PROCESSES";
+    /// The thread states of CPython threads (tid -> `PyThreadState` address).
+    pub const PYTHON_THREADS: &str = "PYTHON_THREADS";
     /// Where a sample is built before it is sent, sized per CPU at load.
     pub const SAMPLE_SCRATCH: &str = "SAMPLE_SCRATCH";
     /// The stack-sample ring buffer, sized from the rate at load.
@@ -69,9 +74,11 @@ pub mod map_name {
     pub const OFFCPU_NEW_THREAD: &str = "OFFCPU_NEW_THREAD";
 
     /// Every map of the profiler's own (aya-log's and the data sections' are not).
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 28] = [
         TARGETS,
         GO_PROCESSES,
+        PYTHON_PROCESSES,
+        PYTHON_THREADS,
         SAMPLE_SCRATCH,
         SAMPLES,
         COUNTERS,

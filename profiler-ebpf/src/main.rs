@@ -14,6 +14,7 @@ mod goroutine;
 mod heap;
 mod io;
 mod offcpu;
+mod python;
 mod regs;
 mod sched;
 mod shared;

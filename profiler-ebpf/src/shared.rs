@@ -20,11 +20,12 @@ use aya_ebpf::{
 use profiler_common::{
     BlockKey, COMM_LEN, GO_FRAMES_BYTES, GO_LABELS_BYTES, GO_STACK_HASH_FRAMES, GoProcess,
     GoWaitKey, HeapEvent, IoKey, MAX_KERNEL_FRAMES, MAX_TARGETS, MAX_USER_FRAMES,
-    MAX_USER_STACK_BYTES, OffCpuWait, PROC_EVENTS_BYTES, ProcEvent, SAMPLE_FIXED_BYTES,
-    SAMPLE_RING_BYTES, SampleRecord, counter, proc_event, sample_flag, stack_mode,
+    MAX_USER_STACK_BYTES, OffCpuWait, PROC_EVENTS_BYTES, PYTHON_FRAMES_BYTES, ProcEvent,
+    PythonProcess, SAMPLE_FIXED_BYTES, SAMPLE_RING_BYTES, SampleRecord, counter, proc_event,
+    sample_flag, stack_mode,
 };
 
-use crate::{go_labels, regs};
+use crate::{go_labels, python, regs};
 
 /// Non-zero when only the pids in [`TARGETS`] are profiled; set by userspace at load time.
 #[unsafe(no_mangle)]
@@ -59,6 +60,19 @@ pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0)
 /// samples the goroutine's profiler labels where the value says where they are.
 #[map]
 pub static GO_PROCESSES: LruHashMap<u32, GoProcess> = LruHashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// CPython processes (tgid -> where their frames are), filled by userspace as it finds
+/// them: their CPU samples carry the thread's Python frames.
+#[map]
+pub static PYTHON_PROCESSES: LruHashMap<u32, PythonProcess> =
+    LruHashMap::with_max_entries(MAX_TARGETS, 0);
+
+/// The `PyThreadState` of each thread of a CPython process (tid -> address), filled by
+/// userspace from the interpreter's thread list: a cache, checked against the state's
+/// own tid, that spares most samples the walk of the list (finding the state from the
+/// thread's TLS would take per-version TSS keys and `task_struct` offsets).
+#[map]
+pub static PYTHON_THREADS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// Where a sample is built before it is sent: [`SCRATCH_SLOTS`] per CPU (see [`Context`]),
 /// too large for the BPF stack and for a per-CPU map. Userspace sets the size to that many
@@ -254,6 +268,19 @@ pub fn send_sample<C: EbpfContext>(ctx: &C, slot: Context, site: Site<'_>) -> bo
                 user = user.add(GO_LABELS_BYTES);
                 prefix = GO_LABELS_BYTES as u32;
             }
+        } else if user_mode
+            && let Some(py) = PYTHON_PROCESSES.get(&tgid)
+            && python::read(
+                python::thread_state(py, tid, PYTHON_THREADS.get(&tid).map_or(0, |t| *t)),
+                py,
+                user.cast(),
+            )
+        {
+            // Never with Go's prefix: a process is one or the other, and the room after
+            // the prefix holds the largest stack copy either way.
+            header.flags |= sample_flag::PYTHON_FRAMES;
+            user = user.add(PYTHON_FRAMES_BYTES);
+            prefix = PYTHON_FRAMES_BYTES as u32;
         }
         if !user_mode {
             header.flags |= sample_flag::NO_USER;

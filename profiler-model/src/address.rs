@@ -9,6 +9,9 @@ pub enum FrameAddress {
     InstructionPointer(u64),
     /// Where a call returns to: every frame but the leaf.
     ReturnAddress(u64),
+    /// A frame of interpreted code (a CPython function at a line), by the caller's
+    /// numbering of them: it has no machine address.
+    Interpreted(u32),
 }
 
 impl FrameAddress {
@@ -32,6 +35,7 @@ impl FrameAddress {
     pub fn address(self) -> u64 {
         match self {
             Self::InstructionPointer(address) | Self::ReturnAddress(address) => address,
+            Self::Interpreted(_) => 0,
         }
     }
 
@@ -41,6 +45,7 @@ impl FrameAddress {
         match self {
             Self::InstructionPointer(address) => address,
             Self::ReturnAddress(address) => address.saturating_sub(1),
+            Self::Interpreted(_) => 0,
         }
     }
 }

@@ -19,6 +19,9 @@ pub enum FrameKind {
     Bpf,
     /// Code generated at run time, named by the JIT's perf map.
     Jit,
+    /// A function of an interpreted language (CPython), named from the interpreter's own
+    /// data: its qualified name, source file and line.
+    Python,
     /// User code whose address could not be named, and why.
     Unnamed(Unnamed),
     /// Kernel code whose address kallsyms does not cover.
@@ -77,7 +80,12 @@ impl FrameKind {
     pub fn is_named(self) -> bool {
         matches!(
             self,
-            Self::Function | Self::Kernel | Self::KernelModule | Self::Bpf | Self::Jit
+            Self::Function
+                | Self::Kernel
+                | Self::KernelModule
+                | Self::Bpf
+                | Self::Jit
+                | Self::Python
         )
     }
 
@@ -97,6 +105,7 @@ impl FrameKind {
             Self::Function => "",
             Self::Kernel => "",
             Self::Jit => "[profiler:jit]",
+            Self::Python => "[profiler:python]",
             Self::KernelModule => "[profiler:kernel-module]",
             Self::Bpf => "[profiler:bpf]",
             Self::KernelUnnamed => "[profiler:unnamed:kernel]",
@@ -125,8 +134,9 @@ impl FrameKind {
     }
 
     /// Every kind with a non-empty tag.
-    const TAGGED: [Self; 19] = [
+    const TAGGED: [Self; 20] = [
         Self::Jit,
+        Self::Python,
         Self::KernelModule,
         Self::Bpf,
         Self::KernelUnnamed,
@@ -150,7 +160,12 @@ impl FrameKind {
     /// Why the frame has no name, in a few words for a tooltip; `None` for named frames.
     pub fn reason(self) -> Option<&'static str> {
         Some(match self {
-            Self::Function | Self::Kernel | Self::KernelModule | Self::Bpf | Self::Jit => {
+            Self::Function
+            | Self::Kernel
+            | Self::KernelModule
+            | Self::Bpf
+            | Self::Jit
+            | Self::Python => {
                 return None;
             }
             Self::KernelUnnamed => "no kallsyms symbol covers the address",

@@ -286,6 +286,27 @@ impl Profile {
         out
     }
 
+    /// The frames of a stack as flame graphs label them, root first, inlined frames
+    /// expanded: function names, and an interpreted frame's place beside its name as
+    /// py-spy writes it (`fib (fib.py:12)`), since its function alone does not say which
+    /// file's or which line.
+    pub fn stack_frame_labels(&self, stack: StackId) -> Vec<std::borrow::Cow<'_, str>> {
+        let mut out = Vec::new();
+        for &loc in self.stack(stack).iter().rev() {
+            let location = self.location(loc);
+            for line in location.lines.iter().rev() {
+                out.push(match (&location.kind, &line.file) {
+                    (FrameKind::Python, Some(file)) => {
+                        let base = file.rsplit('/').next().unwrap_or(file);
+                        format!("{} ({base}:{})", line.function, line.line).into()
+                    }
+                    _ => line.function.as_str().into(),
+                });
+            }
+        }
+        out
+    }
+
     /// Per stack, the positive sum of sample value `index` over its samples, in the order
     /// stacks are first sampled: what an analysis that reads only stacks and one value
     /// walks, so that each distinct stack costs its frames once, however many samples

@@ -6,13 +6,21 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use profiler_model::{FrameKind, Location, Profile, StackId, Unnamed};
+use profiler_model::{FrameKind, Line, Location, Profile, StackId, Unnamed};
 
 /// What a row of a function table stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FunctionName<'a> {
     /// A function, or a stand-in with no file behind it (`[unknown]`, a lost stack).
     Named(&'a str),
+    /// A Python function, with the base name of its source file: a function name alone
+    /// is many (`main`, `run`, `__init__` of every module).
+    Python {
+        /// Its qualified name.
+        function: &'a str,
+        /// Its file's base name (`server.py`).
+        file: &'a str,
+    },
     /// Every address of one file (by base name, as frames name it) that has no name.
     Unnamed {
         /// The file's base name (`libcrypto.so.3`).
@@ -25,7 +33,14 @@ pub enum FunctionName<'a> {
 
 impl<'a> FunctionName<'a> {
     /// The row of the frame at `line` of `location`.
-    fn of(profile: &'a Profile, location: &'a Location, line: &'a str) -> Self {
+    fn of(profile: &'a Profile, location: &'a Location, line: &'a Line) -> Self {
+        if let (FrameKind::Python, Some(file)) = (location.kind, &line.file) {
+            return Self::Python {
+                function: &line.function,
+                file: file.rsplit('/').next().unwrap_or(file),
+            };
+        }
+        let line = line.function.as_str();
         let read = match location.kind {
             FrameKind::Unnamed(Unnamed::NoSymbol | Unnamed::NoDebugInfo)
             | FrameKind::KernelUnnamed => true,
@@ -49,6 +64,7 @@ impl<'a> FunctionName<'a> {
     pub fn label(&self) -> Cow<'a, str> {
         match *self {
             Self::Named(name) => Cow::Borrowed(name),
+            Self::Python { function, file } => Cow::Owned(format!("{function} ({file})")),
             Self::Unnamed {
                 library,
                 read: true,
@@ -99,7 +115,7 @@ pub fn function_values(profile: &Profile) -> HashMap<FunctionName<'_>, FunctionV
             .stack(stack)
             .first()
             .map(|&l| profile.location(l))
-            .and_then(|l| Some(FunctionName::of(profile, l, &l.lines.first()?.function)))
+            .and_then(|l| Some(FunctionName::of(profile, l, l.lines.first()?)))
             .unwrap_or(FunctionName::Named("[unknown]"));
         // Saturating throughout: values read from a file can add up past i64::MAX.
         let row = rows.entry(leaf).or_insert_with(zero);
@@ -115,7 +131,7 @@ pub fn function_values(profile: &Profile) -> HashMap<FunctionName<'_>, FunctionV
             .flat_map(|l| {
                 l.lines
                     .iter()
-                    .map(move |line| FunctionName::of(profile, l, &line.function))
+                    .map(move |line| FunctionName::of(profile, l, line))
             })
             .collect();
         for f in functions {

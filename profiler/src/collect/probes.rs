@@ -12,8 +12,8 @@ use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use profiler_common::{
     BlockKey, BlockValue, BlockWake, BlockWakeKey, GoProcess, HEAP_PENDING_SLOTS, HeapLive,
     HeapLiveKey, HeapSiteKey, HeapSiteValue, InFlight, IoKey, IoValue, MAX_HEAP_LIVE,
-    MAX_HEAP_SITES, OffCpuKey, OffCpuSwitchIn, OffCpuThread, OffCpuValue, counter, global_name,
-    map_name, program_name, stack_mode,
+    MAX_HEAP_SITES, OffCpuKey, OffCpuSwitchIn, OffCpuThread, OffCpuValue, PythonProcess, counter,
+    global_name, map_name, program_name, stack_mode,
 };
 
 use crate::config::CallGraph;
@@ -170,6 +170,30 @@ impl Probes {
             BpfHashMap::try_from(self.map_mut(map_name::GO_PROCESSES)?)?;
         go.insert(pid, process, 0)
             .with_context(|| format!("cannot add pid {pid} to the Go process map"))
+    }
+
+    /// Tells the kernel where process `pid`'s Python frames are, so that its CPU samples
+    /// carry them.
+    ///
+    /// # Errors
+    /// When the map cannot be updated.
+    pub fn add_python_process(&mut self, pid: u32, process: PythonProcess) -> Result<()> {
+        let mut py: BpfHashMap<_, u32, PythonProcess> =
+            BpfHashMap::try_from(self.map_mut(map_name::PYTHON_PROCESSES)?)?;
+        py.insert(pid, process, 0)
+            .with_context(|| format!("cannot add pid {pid} to the Python process map"))
+    }
+
+    /// Tells the kernel the `PyThreadState` address of thread `tid` of a Python process.
+    ///
+    /// # Errors
+    /// When the map cannot be updated.
+    pub fn add_python_thread(&mut self, tid: u32, tstate: u64) -> Result<()> {
+        let mut threads: BpfHashMap<_, u32, u64> =
+            BpfHashMap::try_from(self.map_mut(map_name::PYTHON_THREADS)?)?;
+        threads
+            .insert(tid, tstate, 0)
+            .with_context(|| format!("cannot add thread {tid} to the Python thread map"))
     }
 
     /// The processes in the kernel-side target filter (targets and the children they forked).

@@ -1,8 +1,8 @@
 //! Reads the stack samples the kernel programs send through the ring buffer.
 
 use profiler_common::{
-    COMM_LEN, GO_FRAMES_BYTES, GO_LABELS_BYTES, GoLabels, MAX_KERNEL_FRAMES, SAMPLE_FIXED_BYTES,
-    SampleHeader, sample_flag,
+    COMM_LEN, GO_FRAMES_BYTES, GO_LABELS_BYTES, GoLabels, MAX_KERNEL_FRAMES, PYTHON_FRAMES_BYTES,
+    PythonFrames, SAMPLE_FIXED_BYTES, SampleHeader, sample_flag,
 };
 
 /// One stack sample as it came out of the ring buffer, borrowed from it.
@@ -13,6 +13,7 @@ pub struct SampleView<'a> {
     kernel: &'a [u8],
     user: &'a [u8],
     go_labels: Option<&'a [u8]>,
+    python: Option<&'a [u8]>,
 }
 
 impl<'a> SampleView<'a> {
@@ -35,11 +36,18 @@ impl<'a> SampleView<'a> {
             go_labels = Some(labels);
             user = rest;
         }
+        let mut python = None;
+        if header.flags & sample_flag::PYTHON_FRAMES != 0 {
+            let (frames, rest) = user.split_at_checked(PYTHON_FRAMES_BYTES)?;
+            python = Some(frames);
+            user = rest;
+        }
         Some(Self {
             header,
             kernel: &item[kernel_start..kernel_start + kernel_len],
             user,
             go_labels,
+            python,
         })
     }
 
@@ -76,6 +84,14 @@ impl<'a> SampleView<'a> {
         // SAFETY: the slice holds GO_LABELS_BYTES (checked at parse); read_unaligned copes
         // with any alignment, and every bit pattern is a valid GoLabels.
         self.go_labels
+            .map(|bytes| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+    }
+
+    /// The Python frames a CPython thread's CPU sample carries.
+    pub fn python_frames(&self) -> Option<PythonFrames> {
+        // SAFETY: the slice holds PYTHON_FRAMES_BYTES (checked at parse); read_unaligned
+        // copes with any alignment, and every bit pattern is a valid PythonFrames.
+        self.python
             .map(|bytes| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
     }
 

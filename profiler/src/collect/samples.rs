@@ -10,6 +10,7 @@ use profiler_model::{FrameAddress, ProgramLabels};
 
 use crate::collect::collector::Sample;
 use crate::collect::go_labels::{LabelReader, LabelStats};
+use crate::collect::python::{NewPython, PythonStats, PythonTracker, Splice};
 use crate::collect::records::SampleView;
 use crate::collect::stacks::{StackTable, UserStack};
 use crate::process::procmaps::{ProcessInfo, ProcessTable};
@@ -84,6 +85,8 @@ pub struct UnwindStats {
     pub go_continued: u64,
     /// What became of the Go profiler labels the samples carried.
     pub go_labels: LabelStats,
+    /// What became of the Python frames the samples carried.
+    pub python: PythonStats,
     /// Time spent unwinding and counting the samples (reading mappings included).
     pub busy: Duration,
     /// What reading the files' unwind sections held and refused.
@@ -108,6 +111,8 @@ pub struct StackSampler {
     new_go: Vec<u32>,
     /// Processes handed on as Go's.
     go_handed: std::collections::HashSet<u32>,
+    /// CPython processes and their samples' Python frames.
+    python: PythonTracker,
 }
 
 /// The run's distinct stacks and how they were unwound, once every sample is in.
@@ -166,8 +171,32 @@ impl StackSampler {
                 // `malloc` is the leaf, as the C library's is for a uprobe's stack.
                 frames.remove(0);
             }
+            // Every kind: a thread's waits are the Python lines that wait, too.
+            if let Some(process) = processes.get(header.pid) {
+                self.python.check(header.pid, process);
+            }
+            let python = view.python_frames();
+            if python.is_none() {
+                self.python.note_thread(header.pid, header.tid);
+            }
+            let stacks = &mut self.stacks;
+            let spliced = python.and_then(|python| {
+                self.python.splice(header.pid, &frames, &python, |name| {
+                    stacks.intern_python(name)
+                })
+            });
             // Typed here, once: the leaf is where the thread was, the rest return addresses.
-            let mut frames = FrameAddress::stack(frames);
+            let mut frames = match spliced {
+                Some(spliced) => spliced
+                    .into_iter()
+                    .map(|frame| match frame {
+                        Splice::Native(0) => FrameAddress::InstructionPointer(frames[0]),
+                        Splice::Native(i) => FrameAddress::ReturnAddress(frames[i]),
+                        Splice::Python(id) => FrameAddress::Interpreted(id),
+                    })
+                    .collect(),
+                None => FrameAddress::stack(frames),
+            };
             if header.kind == sample_kind::GO_ALLOC
                 && let Some(&(start, end)) = self.go_stack_roots.get(&header.pid)
                 && let Some(at) = frames
@@ -215,6 +244,18 @@ impl StackSampler {
         }
     }
 
+    /// Looks at process `pid`'s mappings for a CPython interpreter now, not at its next
+    /// sample (see [`PythonTracker::check`]).
+    pub fn check_python(&mut self, pid: u32, process: &ProcessInfo) {
+        self.python.check(pid, process);
+    }
+
+    /// The CPython processes and threads found since the last call, for the kernel's
+    /// maps.
+    pub fn take_new_python(&mut self) -> NewPython {
+        self.python.take_new()
+    }
+
     /// Counts a sample no collector took: a kind the kernel programs do not send for the
     /// run's profiles, as malformed as an item that cannot be parsed.
     pub fn refuse(&mut self) {
@@ -232,6 +273,7 @@ impl StackSampler {
     pub fn finish(mut self) -> Unwinding {
         self.stats.sections = self.unwinder.section_stats();
         self.stats.go_labels = self.labels.stats;
+        self.stats.python = self.python.stats;
         Unwinding {
             stacks: self.stacks,
             stats: self.stats,

@@ -33,7 +33,7 @@ use crate::collect::status_line::{status_line, status_text};
 pub use crate::collect::stop_reason::StopReason;
 use crate::collect::tracefs;
 use crate::collect::uprobe_check;
-use crate::collect::{go_labels, golang};
+use crate::collect::{go_labels, golang, python_layout};
 use crate::config::{CallGraph, Config, Target};
 use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::descendants::{self, Limits, Tree};
@@ -360,6 +360,7 @@ impl Session {
         // After the probes: reading a Go binary's layout takes a moment, which must not
         // delay what they count.
         self.note_if_go(pid);
+        self.note_if_python(pid);
     }
 
     /// Launches the command of a `-- COMMAND` run as a target from its first instruction
@@ -537,6 +538,7 @@ impl Session {
                 self.processes.note_exec(event.pid);
                 self.names.note_exec(event.pid);
                 self.note_if_go(event.pid);
+                self.note_if_python(event.pid);
                 Seen::Exec(event.pid)
             }
             _ => return,
@@ -575,11 +577,30 @@ impl Session {
             }
             if budget.is_some_and(|budget| started.elapsed() >= budget) {
                 self.mark_go_processes();
+                self.mark_python_processes();
                 return false;
             }
         }
         self.mark_go_processes();
+        self.mark_python_processes();
         true
+    }
+
+    /// Tells the kernel which processes run CPython and where their threads' states are,
+    /// so that their CPU samples carry their Python frames; an update that fails leaves
+    /// their stacks native.
+    fn mark_python_processes(&mut self) {
+        let new = self.sampler.take_new_python();
+        for (pid, process) in new.processes {
+            if let Err(err) = self.probes.add_python_process(pid, process) {
+                log::debug!("{err:#}");
+            }
+        }
+        for (tid, tstate) in new.threads {
+            if let Err(err) = self.probes.add_python_thread(tid, tstate) {
+                log::debug!("{err:#}");
+            }
+        }
     }
 
     /// Tells the kernel at once that process `pid` runs Go, if its executable is Go's: a
@@ -591,6 +612,25 @@ impl Session {
             self.sampler.note_go(pid);
             self.mark_go_processes();
             log::debug!("Go process {pid} marked in {:?}", started.elapsed());
+        }
+    }
+
+    /// Tells the kernel at once that process `pid` runs CPython, if it executed an
+    /// interpreter that holds it (`python3.N` linked statically, as Debian's): a thread's
+    /// first wait is its wait site's stack sample, and it may come before the first
+    /// drain of the rings would find the interpreter from a sample. (An interpreter in
+    /// `libpython3.N.so` is not mapped yet at exec: found from the samples.)
+    fn note_if_python(&mut self, pid: u32) {
+        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+            return;
+        };
+        if python_layout::minor_of_file(&exe.to_string_lossy()).is_none() {
+            return;
+        }
+        self.processes.snapshot_maps(pid);
+        if let Some(process) = self.processes.get(pid) {
+            self.sampler.check_python(pid, process);
+            self.mark_python_processes();
         }
     }
 

@@ -2,6 +2,7 @@
 
 use profiler_model::FrameAddress;
 
+use crate::collect::python::PythonFrameName;
 use crate::process::procmaps::SpaceId;
 use indexmap::IndexSet;
 
@@ -13,12 +14,15 @@ pub struct StackHandle(u32);
 #[derive(Debug)]
 pub struct StackTable {
     stacks: IndexSet<Box<[FrameAddress]>>,
+    /// The Python frames the stacks' [`FrameAddress::Interpreted`] frames number.
+    python: IndexSet<PythonFrameName>,
 }
 
 impl Default for StackTable {
     fn default() -> Self {
         let mut table = Self {
             stacks: IndexSet::new(),
+            python: IndexSet::new(),
         };
         table.intern(Vec::new());
         table
@@ -43,6 +47,17 @@ impl StackTable {
     /// Number of distinct stacks.
     pub fn len(&self) -> usize {
         self.stacks.len()
+    }
+
+    /// The number of a Python frame, for [`FrameAddress::Interpreted`], adding it if new.
+    pub fn intern_python(&mut self, name: PythonFrameName) -> u32 {
+        let (index, _) = self.python.insert_full(name);
+        u32::try_from(index).unwrap_or(u32::MAX)
+    }
+
+    /// The Python frame numbered `id` by [`Self::intern_python`].
+    pub fn python_frame(&self, id: u32) -> Option<&PythonFrameName> {
+        self.python.get_index(id as usize)
     }
 }
 

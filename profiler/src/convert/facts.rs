@@ -8,6 +8,8 @@ use std::time::Duration;
 use profiler_model::{Account, RingFull, RunFacts};
 
 use crate::collect::go_labels::LabelStats;
+use crate::collect::python::PythonStats;
+use crate::collect::python_layout::MINORS;
 use crate::collect::ring_size;
 use crate::collect::samples::UnwindStats;
 use crate::collect::session::RunOutcome;
@@ -56,6 +58,7 @@ pub fn unwinding(run: &RunOutcome) -> String {
         run.processes.files_not_held()
     ) + &go_continued(stats.go_continued)
         + &go_labels(&stats.go_labels)
+        + &python(&stats.python)
         + &crate::collect::budgets::describe(run)
 }
 
@@ -85,6 +88,31 @@ fn go_labels(stats: &LabelStats) -> String {
         profiler_common::GO_LABEL_TEXT,
         stats.unread
     )
+}
+
+/// The unwinding line's clause on the Python frames samples carried, and on the CPython
+/// versions met whose frames are not read, when there were any.
+fn python(stats: &PythonStats) -> String {
+    let mut out = String::new();
+    if stats.samples > 0 {
+        out += &format!(
+            "; {} samples carried Python frames ({} with every frame placed in its \
+             evaluation loop's stead, {} frames' code unreadable)",
+            stats.samples, stats.spliced, stats.unreadable
+        );
+    }
+    let unsupported = stats.unsupported();
+    if !unsupported.is_empty() {
+        let versions: Vec<String> = unsupported.iter().map(|m| format!("3.{m}")).collect();
+        out += &format!(
+            "; CPython {} not supported (3.{} to 3.{} are): their samples keep the \
+             interpreter's native frames",
+            versions.join(", "),
+            MINORS.start(),
+            MINORS.end()
+        );
+    }
+    out
 }
 
 /// The account of the samples a run of `window` lost to its full `ring_bytes` sample ring

@@ -11,9 +11,11 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use profiler_model::{
-    AddressSpace, FrameKind, Line, Location, LostStack, Mapping, ProfileBuilder, RawFrame, StackId,
+    AddressSpace, FrameAddress, FrameKind, Line, Location, LostStack, Mapping, ProfileBuilder,
+    RawFrame, StackId,
 };
 
+use crate::collect::python::PythonFrameName;
 use crate::collect::raw_profile::{RawStack, StackStart};
 use crate::collect::stacks::{StackHandle, StackTable, UserStack};
 use crate::convert::go_stack_start::{self, Start};
@@ -77,6 +79,9 @@ impl<'run> StackResolver<'run> {
             }
         }
         for (&raw, &space) in &frames {
+            if matches!(raw.address, FrameAddress::Interpreted(_)) {
+                continue;
+            }
             match raw.space {
                 AddressSpace::Kernel => self.symbolizer.request_kernel(raw.address),
                 _ => {
@@ -200,6 +205,9 @@ impl<'run> StackResolver<'run> {
 
     /// Names one frame, from what the symbolizer resolved.
     fn name(&mut self, raw: RawFrame, space: Option<SpaceId>) -> Named {
+        if let FrameAddress::Interpreted(id) = raw.address {
+            return python_frame(self.stacks.python_frame(id));
+        }
         if raw.space == AddressSpace::Kernel {
             let kernel = self.symbolizer.kernel(raw.address);
             return Named {
@@ -230,6 +238,27 @@ fn kernel_mapping(module: Option<&str>) -> Mapping {
     }
 }
 
+/// A Python frame's name: `qualname` at `file.py:line`, no mapping (it is no machine code).
+fn python_frame(frame: Option<&PythonFrameName>) -> Named {
+    let line = match frame {
+        Some(frame) => Line {
+            function: frame.function.clone(),
+            file: Some(frame.file.clone()),
+            line: frame.line,
+        },
+        None => Line {
+            function: "[python]".to_owned(),
+            file: None,
+            line: 0,
+        },
+    };
+    Named {
+        mapping: None,
+        lines: vec![line],
+        kind: FrameKind::Python,
+    }
+}
+
 /// The stand-in location for user frames that could not be collected.
 fn lost(why: LostStack) -> Location {
     Location {
@@ -246,7 +275,7 @@ fn lost(why: LostStack) -> Location {
 
 #[cfg(test)]
 mod tests {
-    use profiler_model::{FrameAddress, ValueType};
+    use profiler_model::ValueType;
 
     use super::*;
     use std::time::{Duration, SystemTime};

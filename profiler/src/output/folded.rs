@@ -20,15 +20,15 @@ pub fn lines(profile: &Profile) -> Vec<String> {
             continue;
         };
         let mut key = process_frame(sample);
-        for frame in profile.stack_functions(sample.stack) {
+        for frame in profile.stack_frame_labels(sample.stack) {
             key.push(';');
-            key.push_str(&frame_name(frame));
+            key.push_str(&frame_name(&frame));
         }
         if let Some(waker) = &sample.waker {
             // As bcc's offwaketime folds them: the waker's stack above a `--` frame, leaf
             // first, and its process on top.
             key.push_str(";--");
-            for frame in profile.stack_functions(waker.stack).iter().rev() {
+            for frame in profile.stack_frame_labels(waker.stack).iter().rev() {
                 key.push(';');
                 key.push_str(&frame_name(frame));
             }

@@ -15,8 +15,8 @@ use profiler_common::{
     BlockKey, BlockValue, BlockWake, BlockWakeKey, GoLabels, GoProcess, GoWaitKey, GoWaitValue,
     HeapEvent, HeapLive, HeapLiveKey, HeapPending, HeapSiteKey, HeapSiteValue, InFlight, IoFdKey,
     IoKey, IoValue, OffCpuKey, OffCpuRate, OffCpuSwitchIn, OffCpuThread, OffCpuValue, OffCpuWait,
-    Parked, ParkedKey, ProcEvent, SampleHeader, SampleRecord, counter, global_name, map_name,
-    program_name,
+    Parked, ParkedKey, ProcEvent, PythonFrame, PythonFrames, PythonProcess, SampleHeader,
+    SampleRecord, counter, global_name, map_name, program_name,
 };
 
 /// What aya-log adds to every object that logs; userspace reaches it through aya-log,
@@ -96,6 +96,12 @@ fn each_map_holds_the_shared_types_userspace_reads_it_as() {
             size_of::<u32>(),
             size_of::<GoProcess>(),
         ),
+        (
+            map_name::PYTHON_PROCESSES,
+            size_of::<u32>(),
+            size_of::<PythonProcess>(),
+        ),
+        (map_name::PYTHON_THREADS, size_of::<u32>(), size_of::<u64>()),
         (map_name::SAMPLE_SCRATCH, index, size_of::<SampleRecord>()),
         (map_name::SAMPLES, 0, 0),
         (map_name::COUNTERS, index, size_of::<u64>()),
@@ -367,6 +373,28 @@ fn each_shared_struct_has_the_object_s_layout() {
             m_curg,
             format,
             _pad
+        }),
+        layout!(PythonProcess {
+            tstate_frame,
+            cframe_frame,
+            frame_code,
+            frame_previous,
+            frame_instr,
+            frame_marker,
+            tstate_tid,
+            pthread_tid,
+            tstate_next,
+            threads_head,
+            code_name,
+            code_firstlineno,
+            interpreters_head
+        }),
+        layout!(PythonFrame { code, instr, key }),
+        layout!(PythonFrames {
+            count,
+            truncated,
+            frames,
+            markers
         }),
         layout!(GoLabels {
             count,

@@ -1,0 +1,108 @@
+//! Reads the frame chain of a CPython thread into the CPU sample being built: the frames
+//! live in the interpreter's memory only while they run, so they are read at sample time;
+//! userspace names their code objects later, once each.
+
+use aya_ebpf::helpers::bpf_probe_read_user;
+use profiler_common::{
+    PYTHON_FRAMES_MAX, PYTHON_NO_FIELD, PYTHON_THREADS_WALK, PythonFrames, PythonProcess,
+    python_code_key,
+};
+
+#[inline(always)]
+fn user_u64(addr: u64) -> u64 {
+    // SAFETY: a probe read, which never faults.
+    unsafe { bpf_probe_read_user(addr as *const u64) }.unwrap_or(0)
+}
+
+/// The kernel tid of the thread whose `PyThreadState` is at `tstate`, or 0.
+#[inline(always)]
+fn tid_of(tstate: u64, py: &PythonProcess) -> u32 {
+    let id = user_u64(tstate + u64::from(py.tstate_tid));
+    if py.pthread_tid == 0 {
+        return id as u32;
+    }
+    if id == 0 {
+        return 0;
+    }
+    // SAFETY: a probe read, which never faults.
+    unsafe { bpf_probe_read_user((id + u64::from(py.pthread_tid)) as *const u32) }.unwrap_or(0)
+}
+
+/// The `PyThreadState` of thread `tid`: `cached` (the thread map's) when it still names
+/// the thread, else the first of the interpreter's list of the first
+/// [`PYTHON_THREADS_WALK`] that does (a thread newer than the map, or a tid reused since);
+/// 0 when none does.
+#[inline(always)]
+pub fn thread_state(py: &PythonProcess, tid: u32, cached: u64) -> u64 {
+    if cached != 0 && tid_of(cached, py) == tid {
+        return cached;
+    }
+    let interp = user_u64(py.interpreters_head);
+    if interp == 0 {
+        return 0;
+    }
+    let mut tstate = user_u64(interp + u64::from(py.threads_head));
+    for _ in 0..PYTHON_THREADS_WALK {
+        if tstate == 0 {
+            break;
+        }
+        if tid_of(tstate, py) == tid {
+            return tstate;
+        }
+        tstate = user_u64(tstate + u64::from(py.tstate_next));
+    }
+    0
+}
+
+/// Reads the frames of the thread whose `PyThreadState` is at `tstate` into `out`,
+/// innermost first, by the offsets of `py`; false when it has none (no Python code runs,
+/// or `tstate` is 0: no state was found).
+///
+/// # Safety
+/// `out` points to writable room for a [`PythonFrames`].
+#[inline(always)]
+pub unsafe fn read(tstate: u64, py: &PythonProcess, out: *mut PythonFrames) -> bool {
+    if tstate == 0 {
+        return false;
+    }
+    let mut frame = user_u64(tstate + u64::from(py.tstate_frame));
+    if py.cframe_frame != PYTHON_NO_FIELD && frame != 0 {
+        frame = user_u64(frame + u64::from(py.cframe_frame));
+    }
+    // SAFETY: the caller's room; `i` stays below PYTHON_FRAMES_MAX.
+    unsafe {
+        (*out).count = 0;
+        (*out).truncated = 0;
+        if frame == 0 {
+            return false;
+        }
+        let mut i = 0usize;
+        while i < PYTHON_FRAMES_MAX {
+            if frame == 0 {
+                break;
+            }
+            let slot = &mut (*out).frames[i];
+            slot.code = user_u64(frame + u64::from(py.frame_code));
+            let name = user_u64(slot.code + u64::from(py.code_name));
+            let first_line = bpf_probe_read_user(
+                (slot.code + u64::from(py.code_firstlineno)) as *const u32,
+            )
+            .unwrap_or(0);
+            slot.key = python_code_key(name, first_line);
+            // `f_lasti` is an int; the pointers of 3.11 on are words. The high half of an
+            // int read as a word is userspace's to drop.
+            slot.instr = user_u64(frame + u64::from(py.frame_instr));
+            (*out).markers[i] = if py.frame_marker == PYTHON_NO_FIELD {
+                0
+            } else {
+                bpf_probe_read_user((frame + u64::from(py.frame_marker)) as *const u8)
+                    .unwrap_or(0)
+            };
+            frame = user_u64(frame + u64::from(py.frame_previous));
+            i += 1;
+        }
+        (*out).count = i as u32;
+        (*out).truncated = u32::from(frame != 0);
+        i > 0
+    }
+}

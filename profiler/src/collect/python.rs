@@ -1,0 +1,481 @@
+//! CPython processes: found from their mappings, their thread states handed to the kernel,
+//! and the Python frames their CPU samples carry named and spliced into the native stack
+//! in place of each `_PyEval_EvalFrameDefault` activation.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use object::{Object, ObjectSegment, ObjectSymbol};
+use profiler_common::{PYTHON_FRAMES_MAX, PythonFrames, PythonProcess, python_code_key};
+
+use crate::collect::python_code::{decode_string, line_of, string_shape};
+use crate::collect::python_layout::{
+    Activation, DEBUG_OFFSETS_WORDS, FRAME_OWNED_BY_CSTACK, GLIBC_PTHREAD_TID, Instruction, Layout,
+    from_debug_offsets, layout, minor_of_file,
+};
+use crate::collect::target_elf::{self, Links};
+use crate::process::procmaps::ProcessInfo;
+
+/// A Python frame as the profile names it: qualified name, file and line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PythonFrameName {
+    /// `co_qualname` (3.11 on) or `co_name`.
+    pub function: String,
+    /// `co_filename`.
+    pub file: String,
+    /// The line the frame was at.
+    pub line: u32,
+}
+
+/// Longest string read from a code object (names and file names).
+const MAX_STRING: u64 = 4096;
+/// Longest line table read.
+const MAX_LINE_TABLE: u64 = 256 << 10;
+/// Threads read from one interpreter's list, at most.
+const MAX_THREADS: usize = 4096;
+/// How often a process's thread list may be read again for a thread not yet known: a
+/// new thread's samples stay native until then (250 ms cost a 2-thread program 130 of
+/// its 920 samples at 499 Hz). A read is a few words per thread.
+const RESCAN_EVERY: Duration = Duration::from_millis(20);
+
+/// What was found of CPython in one process.
+struct PythonCode {
+    layout: Layout,
+    /// The interpreter's mapping: its start and file.
+    mapped: (u64, String),
+    /// Where `_PyEval_EvalFrameDefault` lies.
+    eval: Vec<Range<u64>>,
+    /// `_PyRuntime`'s address.
+    runtime: u64,
+    /// `PyCode_Type`'s address: a code object's `ob_type`.
+    code_type: u64,
+    mem: File,
+    /// Threads whose state the kernel was given.
+    threads: HashSet<u32>,
+    scanned: Option<Instant>,
+}
+
+/// A code object's names and line table, read once.
+struct Code {
+    /// [`python_code_key`] of what was read: a read that raced with the object's reuse
+    /// does not match the frame's.
+    key: u64,
+    function: String,
+    file: String,
+    first_line: u32,
+    lines: Vec<u8>,
+}
+
+/// How many CPU samples of Python processes had their frames named, for the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PythonStats {
+    /// Samples that carried Python frames.
+    pub samples: u64,
+    /// Of those, samples whose frames all went in place of an evaluation loop frame.
+    pub spliced: u64,
+    /// Frames whose code object could not be read.
+    pub unreadable: u64,
+    /// Bit `n` set: a process ran CPython 3.`n`, whose frames are not read.
+    pub unsupported_minors: u64,
+}
+
+impl PythonStats {
+    /// The CPython 3 minor versions met whose frames are not read.
+    pub fn unsupported(&self) -> Vec<u32> {
+        (0..64)
+            .filter(|m| self.unsupported_minors & (1 << m) != 0)
+            .collect()
+    }
+}
+
+/// Finds CPython processes and names their samples' Python frames.
+#[derive(Default)]
+pub struct PythonTracker {
+    /// Per process, by mapping generation: what was found, `None` for no CPython whose
+    /// frames are read.
+    processes: HashMap<u32, (u64, Option<PythonCode>)>,
+    /// Code objects by (pid, address, key): the key the kernel read with the frame
+    /// ([`python_code_key`]) tells a code object from a later one at the same address.
+    codes: HashMap<(u32, u64, u64), Option<Code>>,
+    /// Processes and threads to hand to the kernel.
+    new_processes: Vec<(u32, PythonProcess)>,
+    new_threads: Vec<(u32, u64)>,
+    /// What became of the samples' frames.
+    pub stats: PythonStats,
+}
+
+impl PythonTracker {
+    /// Looks at process `pid`'s mappings when they are new or changed: a CPython
+    /// interpreter among them is handed to the kernel with its threads.
+    pub fn check(&mut self, pid: u32, process: &ProcessInfo) {
+        if self
+            .processes
+            .get(&pid)
+            .is_some_and(|(generation, _)| *generation == process.generation)
+        {
+            return;
+        }
+        // A library loaded since (an extension module) leaves the interpreter where it
+        // was: its code objects and threads stay known.
+        if let Some((generation, Some(code))) = self.processes.get_mut(&pid)
+            && process
+                .maps
+                .iter()
+                .any(|m| m.start == code.mapped.0 && m.path == code.mapped.1)
+        {
+            *generation = process.generation;
+            return;
+        }
+        // A new program (exec) or none: its addresses mean other objects now.
+        self.codes.retain(|(p, _, _), _| *p != pid);
+        let found = find(pid, process, &mut self.stats.unsupported_minors);
+        if let Some(code) = &found {
+            log::debug!(
+                "pid {pid}: CPython 3.{} (runtime {:#x}, {} eval ranges)",
+                code.layout.minor,
+                code.runtime,
+                code.eval.len()
+            );
+            self.new_processes
+                .push((pid, code.layout.kernel_for(code.runtime)));
+        }
+        self.processes.insert(pid, (process.generation, found));
+        self.scan_threads(pid);
+    }
+
+    /// Reads the thread list of process `pid` again when its thread `tid` is not known
+    /// yet (at most every [`RESCAN_EVERY`]).
+    pub fn note_thread(&mut self, pid: u32, tid: u32) {
+        let due = self
+            .processes
+            .get(&pid)
+            .and_then(|(_, code)| code.as_ref())
+            .is_some_and(|code| {
+                !code.threads.contains(&tid)
+                    && code.scanned.is_none_or(|at| at.elapsed() >= RESCAN_EVERY)
+            });
+        if due {
+            self.scan_threads(pid);
+        }
+    }
+
+    /// The processes and threads found since the last call, for the kernel's maps.
+    pub fn take_new(&mut self) -> NewPython {
+        NewPython {
+            processes: std::mem::take(&mut self.new_processes),
+            threads: std::mem::take(&mut self.new_threads),
+        }
+    }
+
+    fn scan_threads(&mut self, pid: u32) {
+        let Some((_, Some(code))) = self.processes.get_mut(&pid) else {
+            return;
+        };
+        code.scanned = Some(Instant::now());
+        let layout = &code.layout;
+        let read = |addr: u64| read_u64(&code.mem, addr);
+        let Some(interp) = read(code.runtime + layout.interpreters_head).filter(|&a| a != 0) else {
+            return;
+        };
+        let mut tstate = read(interp + layout.threads_head).unwrap_or(0);
+        let mut found = Vec::new();
+        while tstate != 0 && found.len() < MAX_THREADS {
+            let tid = match layout.tstate_native_id {
+                Some(offset) => read(tstate + offset).map(|w| w as u32),
+                None => read(tstate + layout.tstate_thread_id)
+                    .and_then(|pthread| read(pthread + GLIBC_PTHREAD_TID))
+                    .map(|w| w as u32),
+            };
+            if let Some(tid) = tid.filter(|&t| t != 0) {
+                found.push((tid, tstate));
+            }
+            tstate = read(tstate + layout.tstate_next).unwrap_or(0);
+        }
+        for (tid, tstate) in found {
+            if code.threads.insert(tid) {
+                self.new_threads.push((tid, tstate));
+            }
+        }
+    }
+
+    /// `native` (leaf first) with the Python frames of `frames` in place of the
+    /// evaluation loop's frames they ran in, each interned by `intern`.
+    pub fn splice(
+        &mut self,
+        pid: u32,
+        native: &[u64],
+        frames: &PythonFrames,
+        mut intern: impl FnMut(PythonFrameName) -> u32,
+    ) -> Option<Vec<Splice>> {
+        let Some((_, Some(code))) = self.processes.get(&pid) else {
+            return None;
+        };
+        let (layout, eval) = (code.layout, code.eval.clone());
+        self.stats.samples += 1;
+        let count = (frames.count as usize).min(PYTHON_FRAMES_MAX);
+        let mut next = 0usize;
+        let mut out = Vec::with_capacity(native.len() + count);
+        for (i, &address) in native.iter().enumerate() {
+            let lookup = if i == 0 {
+                address
+            } else {
+                address.saturating_sub(1)
+            };
+            if next >= count || !eval.iter().any(|r| r.contains(&lookup)) {
+                out.push(Splice::Native(i));
+                continue;
+            }
+            let before = out.len();
+            while next < count {
+                let frame = frames.frames[next];
+                let marker = frames.markers[next];
+                next += 1;
+                if layout.activation == Activation::UpToShim && marker == FRAME_OWNED_BY_CSTACK {
+                    break;
+                }
+                match self.name(pid, frame.code, frame.key, frame.instr) {
+                    Some(name) => out.push(Splice::Python(intern(name))),
+                    None => self.stats.unreadable += 1,
+                }
+                let ends = match layout.activation {
+                    Activation::EachFrame => true,
+                    Activation::UpToEntry => marker != 0,
+                    Activation::UpToShim => false,
+                };
+                if ends {
+                    break;
+                }
+            }
+            if out.len() == before {
+                out.push(Splice::Native(i));
+            }
+        }
+        if next >= count {
+            self.stats.spliced += 1;
+        }
+        Some(out)
+    }
+
+    /// The name and line of the frame running code object `code` at instruction word
+    /// `instr`; `None` when the object cannot be read or is not a code object.
+    fn name(&mut self, pid: u32, code_addr: u64, key: u64, instr: u64) -> Option<PythonFrameName> {
+        let (_, Some(python)) = self.processes.get(&pid)? else {
+            return None;
+        };
+        let code = self
+            .codes
+            .entry((pid, code_addr, key))
+            .or_insert_with(|| read_code(python, code_addr).filter(|c| c.key == key))
+            .as_ref()?;
+        let layout = python.layout;
+        let offset = match layout.instruction {
+            Instruction::LastiBytes => u64::try_from(instr as u32 as i32).ok(),
+            Instruction::LastiUnits => u64::try_from(instr as u32 as i32).ok().map(|u| u * 2),
+            Instruction::Pointer => {
+                let start = code_addr + layout.code_bytecode.unwrap_or(0);
+                instr.checked_sub(start)
+            }
+        };
+        let line = offset.map_or(code.first_line, |offset| {
+            line_of(layout.lines, &code.lines, code.first_line, offset)
+        });
+        Some(PythonFrameName {
+            function: code.function.clone(),
+            file: code.file.clone(),
+            line,
+        })
+    }
+}
+
+/// What the kernel is to be told of CPython processes found since it was last told.
+#[derive(Debug, Default)]
+pub struct NewPython {
+    /// Processes (pid) and where their frames are.
+    pub processes: Vec<(u32, PythonProcess)>,
+    /// Threads (tid) and their `PyThreadState` addresses.
+    pub threads: Vec<(u32, u64)>,
+}
+
+/// One frame of a spliced stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Splice {
+    /// The native frame at this index of the unwound stack.
+    Native(usize),
+    /// A Python frame, by the number `intern` gave it.
+    Python(u32),
+}
+
+/// The CPython interpreter mapped into process `pid`, if its version's frames are read.
+fn find(pid: u32, process: &ProcessInfo, unsupported: &mut u64) -> Option<PythonCode> {
+    for entry in &process.maps {
+        let Some(minor) = minor_of_file(&entry.path) else {
+            continue;
+        };
+        let Some(file) = &entry.file else { continue };
+        let Some(layout) = layout(minor) else {
+            *unsupported |= 1u64.checked_shl(minor).unwrap_or(0);
+            continue;
+        };
+        let Some(symbols) = symbols_of(Path::new(&file.open_path()), entry.offset) else {
+            continue;
+        };
+        let bias = entry.start.wrapping_sub(symbols.segment_address);
+        let mem = File::open(format!("/proc/{pid}/mem")).ok()?;
+        let runtime = symbols.runtime.wrapping_add(bias);
+        let layout = if minor >= 13 {
+            match debug_offsets(&mem, runtime, layout) {
+                Ok(read) => {
+                    if read != layout {
+                        log::debug!("pid {pid}: _Py_DebugOffsets differ from 3.{minor}'s table");
+                    }
+                    read
+                }
+                Err(why) => {
+                    log::debug!("pid {pid}: {}: {why}", entry.path);
+                    *unsupported |= 1u64.checked_shl(minor).unwrap_or(0);
+                    continue;
+                }
+            }
+        } else {
+            layout
+        };
+        return Some(PythonCode {
+            layout,
+            mapped: (entry.start, entry.path.clone()),
+            eval: symbols
+                .eval
+                .iter()
+                .map(|r| r.start.wrapping_add(bias)..r.end.wrapping_add(bias))
+                .collect(),
+            runtime,
+            code_type: symbols.code_type.wrapping_add(bias),
+            mem,
+            threads: HashSet::new(),
+            scanned: None,
+        });
+    }
+    None
+}
+
+/// What the profiler needs of an interpreter's file.
+struct Symbols {
+    eval: Vec<Range<u64>>,
+    runtime: u64,
+    code_type: u64,
+    /// The address the file's bytes at the mapping's offset are linked at.
+    segment_address: u64,
+}
+
+/// `_PyEval_EvalFrameDefault` (and its `.cold` part), `_PyRuntime` and `PyCode_Type` in
+/// the file at `path`, and where its mapping at file offset `offset` is linked.
+fn symbols_of(path: &Path, offset: u64) -> Option<Symbols> {
+    let data = target_elf::open(path, Links::Followed).ok()?;
+    let file = target_elf::parse(&data).ok()?;
+    let segment_address = file.segments().find_map(|segment| {
+        let (start, size) = segment.file_range();
+        (start..start + size)
+            .contains(&offset)
+            .then(|| segment.address() + (offset - start))
+    })?;
+    let mut eval = Vec::new();
+    let (mut runtime, mut code_type) = (None, None);
+    for symbol in file.symbols().chain(file.dynamic_symbols()) {
+        let Ok(name) = symbol.name() else { continue };
+        match name {
+            "_PyEval_EvalFrameDefault" | "_PyEval_EvalFrameDefault.cold" => {
+                eval.push(symbol.address()..symbol.address() + symbol.size().max(1));
+            }
+            "_PyRuntime" => runtime = Some(symbol.address()),
+            "PyCode_Type" => code_type = Some(symbol.address()),
+            _ => {}
+        }
+    }
+    if eval.is_empty() {
+        return None;
+    }
+    Some(Symbols {
+        eval,
+        runtime: runtime?,
+        code_type: code_type?,
+        segment_address,
+    })
+}
+
+/// The layout CPython 3.13's `_Py_DebugOffsets` at `runtime` states (see
+/// [`from_debug_offsets`]).
+fn debug_offsets(mem: &File, runtime: u64, table: Layout) -> Result<Layout, String> {
+    let bytes = read_bytes(mem, runtime, (DEBUG_OFFSETS_WORDS * 8) as u64)
+        .ok_or("_PyRuntime unreadable")?;
+    let mut words = [0u64; DEBUG_OFFSETS_WORDS];
+    for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        *word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+    }
+    from_debug_offsets(&words, table)
+}
+
+fn read_bytes(mem: &File, addr: u64, len: u64) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; usize::try_from(len).ok()?];
+    mem.read_exact_at(&mut buf, addr).ok()?;
+    Some(buf)
+}
+
+fn read_u64(mem: &File, addr: u64) -> Option<u64> {
+    let mut buf = [0u8; 8];
+    mem.read_exact_at(&mut buf, addr).ok()?;
+    Some(u64::from_le_bytes(buf))
+}
+
+/// Reads the code object at `addr`: `None` unless its type is the process's code type.
+fn read_code(python: &PythonCode, addr: u64) -> Option<Code> {
+    let layout = &python.layout;
+    let mem = &python.mem;
+    if read_u64(mem, addr + 8)? != python.code_type {
+        return None;
+    }
+    let word = |offset: u64| read_u64(mem, addr + offset);
+    let name_at = layout.code_qualname.unwrap_or(layout.code_name);
+    let function = read_string(python, word(name_at)?)?;
+    let file = read_string(python, word(layout.code_filename)?)?;
+    let first_line = word(layout.code_firstlineno)? as u32;
+    let key = python_code_key(word(layout.code_name)?, first_line);
+    let table = word(layout.code_linetable)?;
+    let lines = read_bytes_object(mem, table).unwrap_or_default();
+    Some(Code {
+        key,
+        function,
+        file,
+        first_line,
+        lines,
+    })
+}
+
+/// A `str` object's text: compact strings only (what code objects hold).
+fn read_string(python: &PythonCode, addr: u64) -> Option<String> {
+    let mem = &python.mem;
+    let length = read_u64(mem, addr + 16)?;
+    let state = read_u64(mem, addr + 32)? as u32;
+    let (kind, compact, ascii) = string_shape(state);
+    if !compact || length > MAX_STRING {
+        return None;
+    }
+    let (data, kind) = if ascii {
+        (addr + python.layout.ascii_header, 1)
+    } else {
+        (addr + python.layout.compact_header, kind)
+    };
+    let bytes = read_bytes(mem, data, length * u64::from(kind.max(1)))?;
+    decode_string(&bytes, kind)
+}
+
+/// A `bytes` object's contents (`ob_size` at 16, `ob_sval` at 32 in every version).
+fn read_bytes_object(mem: &File, addr: u64) -> Option<Vec<u8>> {
+    let length = read_u64(mem, addr + 16)?;
+    if length > MAX_LINE_TABLE {
+        return None;
+    }
+    read_bytes(mem, addr + 32, length)
+}
