@@ -33,7 +33,6 @@ use crate::collect::status_line::{status_line, status_text};
 pub use crate::collect::stop_reason::StopReason;
 use crate::collect::tracefs;
 use crate::collect::uprobe_check;
-use crate::collect::{go_labels, golang, python_layout};
 use crate::config::{CallGraph, Config, Target};
 use crate::process::bpf_symbols::BpfSymbols;
 use crate::process::descendants::{self, Limits, Tree};
@@ -41,6 +40,8 @@ use crate::process::jit_maps::JitMaps;
 use crate::process::names::ProcessNames;
 use crate::process::procmaps::ProcessTable;
 use crate::sys::{console, fdlimit};
+
+mod runtimes;
 
 const TICK: Duration = Duration::from_millis(250);
 /// How often the sample ring buffer is drained when no sample wakes the profiler earlier:
@@ -584,67 +585,6 @@ impl Session {
         self.mark_go_processes();
         self.mark_python_processes();
         true
-    }
-
-    /// Tells the kernel which processes run CPython and where their threads' states are,
-    /// so that their CPU samples carry their Python frames; an update that fails leaves
-    /// their stacks native.
-    fn mark_python_processes(&mut self) {
-        let new = self.sampler.take_new_python();
-        for (pid, process) in new.processes {
-            if let Err(err) = self.probes.add_python_process(pid, process) {
-                log::debug!("{err:#}");
-            }
-        }
-        for (tid, tstate) in new.threads {
-            if let Err(err) = self.probes.add_python_thread(tid, tstate) {
-                log::debug!("{err:#}");
-            }
-        }
-    }
-
-    /// Tells the kernel at once that process `pid` runs Go, if its executable is Go's: a
-    /// goroutine wait site keeps the labels of its first stack sample, which may come
-    /// before the unwinder has seen the process.
-    fn note_if_go(&mut self, pid: u32) {
-        if golang::is_go(Path::new(&format!("/proc/{pid}/exe"))) {
-            let started = Instant::now();
-            self.sampler.note_go(pid);
-            self.mark_go_processes();
-            log::debug!("Go process {pid} marked in {:?}", started.elapsed());
-        }
-    }
-
-    /// Tells the kernel at once that process `pid` runs CPython, if it executed an
-    /// interpreter that holds it (`python3.N` linked statically, as Debian's): a thread's
-    /// first wait is its wait site's stack sample, and it may come before the first
-    /// drain of the rings would find the interpreter from a sample. (An interpreter in
-    /// `libpython3.N.so` is not mapped yet at exec: found from the samples.)
-    fn note_if_python(&mut self, pid: u32) {
-        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
-            return;
-        };
-        if python_layout::minor_of_file(&exe.to_string_lossy()).is_none() {
-            return;
-        }
-        self.processes.snapshot_maps(pid);
-        if let Some(process) = self.processes.get(pid) {
-            self.sampler.check_python(pid, process);
-            self.mark_python_processes();
-        }
-    }
-
-    /// Tells the kernel which processes the unwinder found to run Go, so that their CPU
-    /// samples carry frame-pointer chains; an update that fails leaves their stacks as the
-    /// stack copy alone gives them.
-    fn mark_go_processes(&mut self) {
-        for pid in self.sampler.take_new_go_processes() {
-            let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
-            let process = go_labels::process_of(&exe);
-            if let Err(err) = self.probes.add_go_process(pid, process) {
-                log::debug!("{err:#}");
-            }
-        }
     }
 }
 
