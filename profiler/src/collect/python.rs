@@ -37,6 +37,12 @@ const MAX_STRING: u64 = 4096;
 const MAX_LINE_TABLE: u64 = 256 << 10;
 /// Threads read from one interpreter's list, at most.
 const MAX_THREADS: usize = 4096;
+/// The most code objects kept read over the run, and the most bytes their names and line
+/// tables may hold: a program that makes code objects without end (generated code, `exec`
+/// in a loop) must not grow the profiler without bound. Past either, a new code object's
+/// frames are left out and counted ([`PythonStats::over_budget`]).
+const MAX_CODES: usize = 1 << 18;
+const MAX_CODE_BYTES: u64 = 128 << 20;
 /// How often a process's thread list may be read again for a thread not yet known: a
 /// new thread's samples stay native until then (250 ms cost a 2-thread program 130 of
 /// its 920 samples at 499 Hz). A read is a few words per thread.
@@ -79,6 +85,9 @@ pub struct PythonStats {
     pub spliced: u64,
     /// Frames whose code object could not be read.
     pub unreadable: u64,
+    /// Frames whose code object was not read: the code cache's budget
+    /// ([`MAX_CODES`], [`MAX_CODE_BYTES`]) was spent.
+    pub over_budget: u64,
     /// Bit `n` set: a process ran CPython 3.`n`, whose frames are not read.
     pub unsupported_minors: u64,
 }
@@ -101,6 +110,8 @@ pub struct PythonTracker {
     /// Code objects by (pid, address, key): the key the kernel read with the frame
     /// ([`python_code_key`]) tells a code object from a later one at the same address.
     codes: HashMap<(u32, u64, u64), Option<Code>>,
+    /// Bytes the code objects in `codes` hold (names, files, line tables).
+    code_bytes: u64,
     /// Processes and threads to hand to the kernel.
     new_processes: Vec<(u32, PythonProcess)>,
     new_threads: Vec<(u32, u64)>,
@@ -131,7 +142,15 @@ impl PythonTracker {
             return;
         }
         // A new program (exec) or none: its addresses mean other objects now.
-        self.codes.retain(|(p, _, _), _| *p != pid);
+        let mut freed = 0u64;
+        self.codes.retain(|(p, _, _), code| {
+            let kept = *p != pid;
+            if !kept {
+                freed += code.as_ref().map_or(0, Code::bytes);
+            }
+            kept
+        });
+        self.code_bytes = self.code_bytes.saturating_sub(freed);
         let found = find(pid, process, &mut self.stats.unsupported_minors);
         if let Some(code) = &found {
             log::debug!(
@@ -238,8 +257,9 @@ impl PythonTracker {
                     break;
                 }
                 match self.name(pid, frame.code, frame.key, frame.instr) {
-                    Some(name) => out.push(Splice::Python(intern(name))),
-                    None => self.stats.unreadable += 1,
+                    Named::Frame(name) => out.push(Splice::Python(intern(name))),
+                    Named::Unreadable => self.stats.unreadable += 1,
+                    Named::OverBudget => self.stats.over_budget += 1,
                 }
                 let ends = match layout.activation {
                     Activation::EachFrame => true,
@@ -261,16 +281,23 @@ impl PythonTracker {
     }
 
     /// The name and line of the frame running code object `code` at instruction word
-    /// `instr`; `None` when the object cannot be read or is not a code object.
-    fn name(&mut self, pid: u32, code_addr: u64, key: u64, instr: u64) -> Option<PythonFrameName> {
-        let (_, Some(python)) = self.processes.get(&pid)? else {
-            return None;
+    /// `instr`, or why there is none.
+    fn name(&mut self, pid: u32, code_addr: u64, key: u64, instr: u64) -> Named {
+        let Some((_, Some(python))) = self.processes.get(&pid) else {
+            return Named::Unreadable;
         };
-        let code = self
-            .codes
-            .entry((pid, code_addr, key))
-            .or_insert_with(|| read_code(python, code_addr).filter(|c| c.key == key))
-            .as_ref()?;
+        let entry = (pid, code_addr, key);
+        if !self.codes.contains_key(&entry) {
+            if self.codes.len() >= MAX_CODES || self.code_bytes >= MAX_CODE_BYTES {
+                return Named::OverBudget;
+            }
+            let code = read_code(python, code_addr).filter(|c| c.key == key);
+            self.code_bytes += code.as_ref().map_or(0, Code::bytes);
+            self.codes.insert(entry, code);
+        }
+        let Some(Some(code)) = self.codes.get(&entry) else {
+            return Named::Unreadable;
+        };
         let layout = python.layout;
         let offset = match layout.instruction {
             Instruction::LastiBytes => u64::try_from(instr as u32 as i32).ok(),
@@ -283,11 +310,27 @@ impl PythonTracker {
         let line = offset.map_or(code.first_line, |offset| {
             line_of(layout.lines, &code.lines, code.first_line, offset)
         });
-        Some(PythonFrameName {
+        Named::Frame(PythonFrameName {
             function: code.function.clone(),
             file: code.file.clone(),
             line,
         })
+    }
+}
+
+/// A Python frame's name, or why it has none.
+enum Named {
+    Frame(PythonFrameName),
+    /// Its code object could not be read, or was not one.
+    Unreadable,
+    /// Its code object was not read: the code cache's budget was spent.
+    OverBudget,
+}
+
+impl Code {
+    /// The bytes it holds, for the cache's budget.
+    fn bytes(&self) -> u64 {
+        (self.function.len() + self.file.len() + self.lines.len()) as u64
     }
 }
 
@@ -478,4 +521,40 @@ fn read_bytes_object(mem: &File, addr: u64) -> Option<Vec<u8>> {
         return None;
     }
     read_bytes(mem, addr + 32, length)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tracker that knows process 1 as CPython 3.11 whose memory reads nothing.
+    fn tracker() -> PythonTracker {
+        let code = PythonCode {
+            layout: layout(11).expect("3.11 is read"),
+            mapped: (0, String::new()),
+            eval: Vec::new(),
+            runtime: 0,
+            code_type: 0,
+            mem: File::open("/dev/null").expect("/dev/null"),
+            threads: HashSet::new(),
+            scanned: None,
+        };
+        let mut tracker = PythonTracker::default();
+        tracker.processes.insert(1, (0, Some(code)));
+        tracker
+    }
+
+    #[test]
+    fn code_objects_are_read_within_the_cache_s_budget() {
+        let mut t = tracker();
+        // Unreadable memory: counted as such, and remembered, so not read again.
+        assert!(matches!(t.name(1, 0x1000, 7, 0), Named::Unreadable));
+        assert_eq!(t.codes.len(), 1);
+        assert!(matches!(t.name(1, 0x1000, 7, 0), Named::Unreadable));
+        assert_eq!(t.codes.len(), 1);
+        // Past the bytes held, a new code object is not read at all.
+        t.code_bytes = MAX_CODE_BYTES;
+        assert!(matches!(t.name(1, 0x2000, 7, 0), Named::OverBudget));
+        assert_eq!(t.codes.len(), 1);
+    }
 }

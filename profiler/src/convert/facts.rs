@@ -97,8 +97,9 @@ fn python(stats: &PythonStats) -> String {
     if stats.samples > 0 {
         out += &format!(
             "; {} samples carried Python frames ({} with every frame placed in its \
-             evaluation loop's stead, {} frames' code unreadable)",
-            stats.samples, stats.spliced, stats.unreadable
+             evaluation loop's stead, {} frames' code unreadable, {} left out past the code \
+             cache's budget)",
+            stats.samples, stats.spliced, stats.unreadable, stats.over_budget
         );
     }
     let unsupported = stats.unsupported();
