@@ -84,11 +84,12 @@ fn is_python(frame: &str) -> bool {
     frame.ends_with(')') && frame.contains(".py:")
 }
 
-fn check(python: &Path, minor: u64) {
-    if !prerequisites() {
-        return;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/python_split.py");
+/// Runs `python FIXTURE 3 RESULT` under the CPU profile at 499 Hz, folded, into the
+/// returned directory's `out`; the run and the fixture's own measurements.
+fn profile_fixture(python: &Path, fixture: &str) -> (tempfile::TempDir, Run, FixtureResult) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(fixture);
     let tmp = temp_dir();
     let out = tmp.path().join("out");
     let result = tmp.path().join("result.txt");
@@ -109,6 +110,15 @@ fn check(python: &Path, minor: u64) {
     ]));
     run.assert_success();
     let measured = FixtureResult::read(&result);
+    (tmp, run, measured)
+}
+
+fn check(python: &Path, minor: u64) {
+    if !prerequisites() {
+        return;
+    }
+    let (tmp, run, measured) = profile_fixture(python, "python_split.py");
+    let out = tmp.path().join("out");
     assert_eq!(
         measured.u64("minor"),
         minor,
@@ -258,27 +268,8 @@ fn check_threads(python: &Path) {
     if !prerequisites() {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/python_threads.py");
-    let tmp = temp_dir();
+    let (tmp, run, measured) = profile_fixture(python, "python_threads.py");
     let out = tmp.path().join("out");
-    let result = tmp.path().join("result.txt");
-    let run = run_command(profiler_command(&[
-        "-o".as_ref(),
-        out.as_os_str(),
-        "-F".as_ref(),
-        "499".as_ref(),
-        "--profiles".as_ref(),
-        "cpu".as_ref(),
-        "--format".as_ref(),
-        "folded".as_ref(),
-        "--".as_ref(),
-        python.as_os_str(),
-        script.as_os_str(),
-        "3".as_ref(),
-        result.as_os_str(),
-    ]));
-    run.assert_success();
-    let measured = FixtureResult::read(&result);
     let folded = Folded::load(&out);
     let has = |s: &Stack, f: &str| s.frames.iter().any(|x| fixture_function(x, f));
     let mixed = folded.samples_where(|s| has(s, "alpha") && has(s, "beta"));
