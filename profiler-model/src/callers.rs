@@ -1,7 +1,7 @@
 //! Where a stack leaves the program: the frames of the C library and the dynamic loader
 //! that findings and waker names look past to find the code that made the call.
 
-use crate::{Location, Profile, StackId};
+use crate::{FrameKind, Location, Profile, StackId};
 
 /// Whether a location belongs to the C library or the dynamic loader rather than to the
 /// program: the frames a hint should look past to find the code that made the call.
@@ -49,6 +49,9 @@ pub fn is_go_syscall_plumbing(function: &str) -> bool {
 /// `read_bytewise -> pread64`; `net/http.(*connReader).Read` for a Go server's reads, not
 /// `runtime/internal/syscall.Syscall6`).
 pub fn user_caller(profile: &Profile, stack: StackId) -> String {
+    if let Some(python) = python_caller(profile, stack) {
+        return python;
+    }
     let mut outside = outside_system(profile, stack).peekable();
     let innermost = outside.peek().copied();
     outside
@@ -56,6 +59,23 @@ pub fn user_caller(profile: &Profile, stack: StackId) -> String {
         .or(innermost)
         .unwrap_or("[unknown]")
         .to_owned()
+}
+
+/// A Python program's call site: its innermost Python frame, as `qualname (file.py:line)`.
+/// The interpreter's C code under it (`_Py_read`, `_io_FileIO_readall_impl`, the lock
+/// acquire of `threading.Lock`) is how CPython makes every such call, as Go's syscall
+/// plumbing is Go's: the Python line says which code asked.
+fn python_caller(profile: &Profile, stack: StackId) -> Option<String> {
+    let line = profile
+        .stack(stack)
+        .iter()
+        .map(|&id| profile.location(id))
+        .find(|loc| loc.kind == FrameKind::Python)?
+        .lines
+        .first()?;
+    let file = line.file.as_deref()?;
+    let base = file.rsplit('/').next().unwrap_or(file);
+    Some(format!("{} ({base}:{})", line.function, line.line))
 }
 
 /// The `n` innermost functions of a stack outside the kernel and the system libraries,

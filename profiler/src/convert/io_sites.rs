@@ -55,4 +55,54 @@ mod tests {
             profiler_model::LabelValue::Str("net/http.(*connReader).Read".into())
         );
     }
+
+    #[test]
+    fn a_python_read_is_labelled_by_its_python_line() {
+        use profiler_model::{FrameKind, Line, Location};
+        let mut builder = ProfileBuilder::with_sample_types(
+            ProfileKind::Io,
+            vec![ValueType::new("calls", "count")],
+            SystemTime::UNIX_EPOCH,
+            Duration::ZERO,
+        );
+        let native = |b: &mut ProfileBuilder, name: &str, address| {
+            b.location(profiler_model::fixture::location(
+                address,
+                None,
+                vec![profiler_model::fixture::line(name)],
+            ))
+        };
+        let python = |b: &mut ProfileBuilder, function: &str, line| {
+            b.location(Location {
+                address: 0,
+                mapping: None,
+                lines: vec![Line {
+                    function: function.to_owned(),
+                    file: Some("/srv/app/config.py".to_owned()),
+                    line,
+                }],
+                kind: FrameKind::Python,
+            })
+        };
+        // Leaf first: the interpreter's C code, then the Python line that read, its caller.
+        let stack = vec![
+            native(&mut builder, "_Py_read", 1),
+            native(&mut builder, "_io_FileIO_readall_impl", 2),
+            python(&mut builder, "Config.load", 12),
+            python(&mut builder, "main", 40),
+            native(&mut builder, "Py_BytesMain", 3),
+        ];
+        let stack = builder.stack(stack);
+        builder.add_sample(stack, &[1], vec![]);
+        let mut profile = builder.build();
+        label_call_sites(&mut profile);
+        assert!(
+            profile.samples[0]
+                .labels
+                .iter()
+                .any(|l| l.key == LabelKey::CallSite
+                    && l.value
+                        == profiler_model::LabelValue::Str("Config.load (config.py:12)".into()))
+        );
+    }
 }
