@@ -147,29 +147,32 @@ fn code_load(reader: &mut BufReader<File>, body: u64, parser: &mut Parser) -> Op
     let (code_addr, code_size) = (field(16), field(24));
     let rest = body - CODE_LOAD_FIELDS as u64;
     let mut name = Vec::new();
-    reader
+    let ended = reader
         .by_ref()
         .take(rest.min(MAX_NAME as u64))
         .read_until_nul(&mut name)
         .ok()?;
     parser.add(code_addr, code_size, &String::from_utf8_lossy(&name));
-    let consumed = (name.len() as u64 + 1).min(rest);
+    // The NUL was read only if one was found within the name's cap.
+    let consumed = (name.len() as u64 + u64::from(ended)).min(rest);
     reader.seek_relative((rest - consumed) as i64).ok()?;
     Some(())
 }
 
 /// Reads up to and including a NUL (not kept), or to the end of what may be read.
 trait ReadUntilNul {
-    fn read_until_nul(&mut self, out: &mut Vec<u8>) -> io::Result<()>;
+    /// Whether a NUL ended what was read.
+    fn read_until_nul(&mut self, out: &mut Vec<u8>) -> io::Result<bool>;
 }
 
 impl<R: io::BufRead> ReadUntilNul for R {
-    fn read_until_nul(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+    fn read_until_nul(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
         self.read_until(0, out)?;
-        if out.last() == Some(&0) {
+        let ended = out.last() == Some(&0);
+        if ended {
             out.pop();
         }
-        Ok(())
+        Ok(ended)
     }
 }
 
@@ -226,6 +229,16 @@ mod tests {
         assert_eq!(map.lookup(0x2008), Some("Builtin:Add"));
         assert_eq!(map.lookup(0x2010), None);
         assert_eq!(map.dropped(), (0, false));
+    }
+
+    #[test]
+    fn a_name_past_its_cap_leaves_the_next_record_readable() {
+        let long = "x".repeat(MAX_NAME + 10);
+        let bytes = jitdump(&[(0x1000, 0x40, long.as_str()), (0x2000, 0x10, "after")]);
+        let (_dir, file) = file_of(&bytes);
+        let map = read_capped(file, u64::MAX).unwrap();
+        assert_eq!(map.lookup(0x2008), Some("after"));
+        assert_eq!(map.lookup(0x1000).map(str::len), Some(MAX_NAME));
     }
 
     #[test]
