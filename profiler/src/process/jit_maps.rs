@@ -137,6 +137,8 @@ impl JitMaps {
                 take_answer(pid, jvm, processes);
             }
         }
+        // A request still under way is left to its thread, but not its trigger file.
+        jvm_attach::remove_pending_triggers();
     }
 
     /// One line per JVM that gave no map, and one for those that did, for the summary.

@@ -202,6 +202,32 @@ fn parse_status(status: &str) -> Option<Jvm> {
     })
 }
 
+/// The triggers created and not yet removed, each with its own descriptor of its directory:
+/// a request's thread may still hold one when the run ends (it waits up to
+/// [`SOCKET_WAIT`] plus [`REPLY_WAIT`]), and its file must not outlive the run.
+static PENDING: std::sync::Mutex<Vec<Pending>> = std::sync::Mutex::new(Vec::new());
+
+/// A trigger not yet removed: its directory, name, and device and inode.
+type Pending = (OwnedFd, CString, (u64, u64));
+
+/// Removes the triggers requests still under way created: called at the end of the run,
+/// when their threads are left behind.
+pub fn remove_pending_triggers() {
+    let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
+    for (dir, name, id) in pending {
+        unlink_if_same(&dir, &name, id);
+    }
+}
+
+/// Removes `name` from `dir` if it is still the file `id` names (the JVM's user could have
+/// replaced it).
+fn unlink_if_same(dir: &OwnedFd, name: &CString, id: (u64, u64)) {
+    if stat_at(dir, name).is_some_and(|st| (st.st_dev, st.st_ino) == id) {
+        // SAFETY: a valid directory descriptor and NUL-terminated name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+    }
+}
+
 /// The file that tells a JVM to start its attach listener, removed when dropped.
 struct Trigger {
     dir: OwnedFd,
@@ -235,22 +261,27 @@ impl Trigger {
         let file = File::from(owned(fd)?);
         let meta = file.metadata()?;
         use std::os::unix::fs::MetadataExt;
-        Ok(Trigger {
-            dir,
-            name,
-            id: (meta.dev(), meta.ino()),
-        })
+        let id = (meta.dev(), meta.ino());
+        match dir.try_clone() {
+            Ok(copy) => {
+                PENDING
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((copy, name.clone(), id))
+            }
+            Err(err) => log::debug!("attach trigger of {pid} not registered: {err}"),
+        }
+        Ok(Trigger { dir, name, id })
     }
 }
 
 impl Drop for Trigger {
     fn drop(&mut self) {
-        // Removed only if the name still holds the file created (the JVM's user could
-        // have replaced it).
-        if stat_at(&self.dir, &self.name).is_some_and(|st| (st.st_dev, st.st_ino) == self.id) {
-            // SAFETY: a valid directory descriptor and NUL-terminated name.
-            unsafe { libc::unlinkat(self.dir.as_raw_fd(), self.name.as_ptr(), 0) };
-        }
+        PENDING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(_, _, id)| *id != self.id);
+        unlink_if_same(&self.dir, &self.name, self.id);
     }
 }
 
@@ -389,7 +420,15 @@ fn exchange(socket: &OwnedFd) -> io::Result<String> {
     let started = Instant::now();
     let mut reply = Vec::new();
     let mut chunk = [0u8; 4096];
-    while (reply.len() as u64) < MAX_REPLY && started.elapsed() < REPLY_WAIT {
+    while (reply.len() as u64) < MAX_REPLY {
+        // Each read may wait only what is left of the whole reply's time.
+        let Some(left) = REPLY_WAIT
+            .checked_sub(started.elapsed())
+            .filter(|d| !d.is_zero())
+        else {
+            break;
+        };
+        stream.set_read_timeout(Some(left))?;
         match stream.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => reply.extend_from_slice(&chunk[..n]),
