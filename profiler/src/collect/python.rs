@@ -142,15 +142,7 @@ impl PythonTracker {
             return;
         }
         // A new program (exec) or none: its addresses mean other objects now.
-        let mut freed = 0u64;
-        self.codes.retain(|(p, _, _), code| {
-            let kept = *p != pid;
-            if !kept {
-                freed += code.as_ref().map_or(0, Code::bytes);
-            }
-            kept
-        });
-        self.code_bytes = self.code_bytes.saturating_sub(freed);
+        self.forget(pid);
         let found = find(pid, process, &mut self.stats.unsupported_minors);
         if let Some(code) = &found {
             log::debug!(
@@ -164,6 +156,35 @@ impl PythonTracker {
         }
         self.processes.insert(pid, (process.generation, found));
         self.scan_threads(pid);
+    }
+
+    /// Forgets process `pid`, which executed a new program or exited: its memory, threads
+    /// and code objects are another program's or none, and its code objects' bytes go back
+    /// to the budget.
+    pub fn forget(&mut self, pid: u32) {
+        self.processes.remove(&pid);
+        let mut freed = 0u64;
+        self.codes.retain(|(p, _, _), code| {
+            let kept = *p != pid;
+            if !kept {
+                freed += code.as_ref().map_or(0, Code::bytes);
+            }
+            kept
+        });
+        self.code_bytes = self.code_bytes.saturating_sub(freed);
+    }
+
+    /// Forgets the processes that exited (their samples are drained before a tick asks).
+    pub fn forget_exited(&mut self) {
+        let gone: Vec<u32> = self
+            .processes
+            .keys()
+            .copied()
+            .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            .collect();
+        for pid in gone {
+            self.forget(pid);
+        }
     }
 
     /// Reads the thread list of process `pid` again when its thread `tid` is not known
@@ -556,5 +577,8 @@ mod tests {
         t.code_bytes = MAX_CODE_BYTES;
         assert!(matches!(t.name(1, 0x2000, 7, 0), Named::OverBudget));
         assert_eq!(t.codes.len(), 1);
+        // A process forgotten (exec, exit) leaves none of its code objects behind.
+        t.forget(1);
+        assert!(t.codes.is_empty() && t.processes.is_empty());
     }
 }

@@ -250,6 +250,16 @@ impl StackSampler {
         self.python.check(pid, process);
     }
 
+    /// Forgets CPython process `pid`, which executed a new program.
+    pub fn forget_python(&mut self, pid: u32) {
+        self.python.forget(pid);
+    }
+
+    /// Forgets the CPython processes that exited.
+    pub fn forget_exited_python(&mut self) {
+        self.python.forget_exited();
+    }
+
     /// The CPython processes and threads found since the last call, for the kernel's
     /// maps.
     pub fn take_new_python(&mut self) -> NewPython {

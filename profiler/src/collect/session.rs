@@ -461,6 +461,7 @@ impl Session {
         self.processes.refresh_execd();
         if ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
             self.processes.refresh();
+            self.sampler.forget_exited_python();
         }
         let mut tick = Tick {
             count: ticks,
@@ -539,6 +540,7 @@ impl Session {
                 self.processes.note_exec(event.pid);
                 self.names.note_exec(event.pid);
                 self.note_if_go(event.pid);
+                self.sampler.forget_python(event.pid);
                 self.note_if_python(event.pid);
                 Seen::Exec(event.pid)
             }
