@@ -121,7 +121,7 @@ impl Analysis {
         if let Some(spot) = &mut analysis.go_syscalls
             && profiles.iter().any(|p| p.kind == ProfileKind::Io)
         {
-            spot.io = go_cpu::IoEvidence::of(&spot.callers, &analysis.small_io);
+            spot.io = go_cpu::IoEvidence::of(&spot.callers, &analysis.io_sites, &analysis.small_io);
         }
         analysis
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use profiler_model::Profile;
 
-use super::io::{SmallIoFinding, SmallIoKind};
+use super::io::{IoSite, SmallIoFinding, SmallIoKind};
 
 /// The share of the CPU profile under Go's read/write syscalls that is a finding.
 pub const MIN_SHARE: f64 = 0.05;
@@ -40,39 +40,51 @@ pub enum IoEvidence {
     /// The run has no I/O profile.
     #[default]
     Unknown,
-    /// The small-I/O cases the I/O profile found at call sites under the hot spot's callers
-    /// (none: their calls are few or large).
+    /// The small-I/O cases the I/O profile found at call sites under the hot spot's callers.
     Cases(Vec<SmallIoKind>),
+    /// The I/O profile has call sites under the callers, and none is a small-I/O hot path:
+    /// their calls are few, or large.
+    NoSmallCalls,
 }
 
 impl IoEvidence {
-    /// The cases under `callers` among the I/O profile's small-I/O findings.
-    pub fn of(callers: &[(String, i64)], small_io: &[SmallIoFinding]) -> Self {
+    /// What the I/O profile's `sites` and its small-I/O findings say of the calls under
+    /// `callers`; [`Self::Unknown`] when no site lies under them (the I/O profile cannot
+    /// tell).
+    pub fn of(callers: &[(String, i64)], sites: &[IoSite], small_io: &[SmallIoFinding]) -> Self {
+        let under = |path: &[String]| callers.iter().any(|(c, _)| path.contains(c));
         let mut cases: Vec<SmallIoKind> = small_io
             .iter()
-            .filter(|f| callers.iter().any(|(c, _)| f.site.path.contains(c)))
+            .filter(|f| under(&f.site.path))
             .map(|f| f.kind)
             .collect();
         cases.dedup_by_key(|k| k.name());
-        Self::Cases(cases)
+        if !cases.is_empty() {
+            Self::Cases(cases)
+        } else if sites.iter().any(|s| under(&s.path)) {
+            Self::NoSmallCalls
+        } else {
+            Self::Unknown
+        }
     }
 
     /// What to do, by what the calls were found to be.
     pub fn hint(&self) -> String {
-        let Self::Cases(cases) = self else {
-            return HINT.to_owned();
+        let cases = match self {
+            Self::Unknown => return HINT.to_owned(),
+            Self::NoSmallCalls => {
+                return "the I/O profile finds no hot path of small calls under these \
+                    functions (their calls are few, or large): a buffer would not cut them, \
+                    and this CPU is the kernel's own work on the data"
+                    .to_owned();
+            }
+            Self::Cases(cases) => cases,
         };
         if cases
             .iter()
             .any(|k| matches!(k, SmallIoKind::SmallRequests { .. }))
         {
             return HINT.to_owned();
-        }
-        if cases.is_empty() {
-            return "the I/O profile finds no hot path of small calls under these functions \
-                (their calls are few, or large): a buffer would not cut them, and this CPU \
-                is the kernel's own work on the data"
-                .to_owned();
         }
         let mut names: Vec<&str> = cases.iter().map(|k| k.name()).collect();
         names.sort_unstable();
@@ -231,7 +243,8 @@ mod tests {
                 SmallIoKind::SmallRequests { calls_saved: 9 },
             ),
         ];
-        let evidence = IoEvidence::of(&callers, &round_trips);
+        let sites: Vec<IoSite> = round_trips.iter().map(|f| f.site.clone()).collect();
+        let evidence = IoEvidence::of(&callers, &sites, &round_trips);
         assert_eq!(evidence, IoEvidence::Cases(vec![SmallIoKind::RoundTrips]));
         assert!(evidence.hint().starts_with(
             "no buffer merges these calls: the I/O profile finds them to be round trips"
@@ -240,12 +253,15 @@ mod tests {
             "net/http.(*connReader).Read",
             SmallIoKind::SmallRequests { calls_saved: 9 },
         )];
-        assert_eq!(IoEvidence::of(&callers, &small).hint(), HINT);
+        assert_eq!(IoEvidence::of(&callers, &sites, &small).hint(), HINT);
+        // Sites under the callers, none of them a hot path of small calls.
         assert!(
-            IoEvidence::of(&callers, &[])
+            IoEvidence::of(&callers, &sites, &[])
                 .hint()
                 .contains("no hot path of small calls")
         );
+        // No site under the callers: the I/O profile cannot tell.
+        assert_eq!(IoEvidence::of(&callers, &[], &[]), IoEvidence::Unknown);
         assert_eq!(IoEvidence::Unknown.hint(), HINT);
     }
 }
