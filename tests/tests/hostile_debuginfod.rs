@@ -329,7 +329,9 @@ fn debuginfod_line(run: &Run) -> String {
     let line = run
         .stdout
         .lines()
-        .find(|l| l.contains("debuginfod ("))
+        // The summary's own line starts with it; a whole-host run may also list a process
+        // named debuginfod (a real server on the host) in its per-process lines.
+        .find(|l| l.starts_with("debuginfod ("))
         .unwrap_or_else(|| panic!("no debuginfod line\n{}", run.transcript()))
         .to_owned();
     eprintln!(
