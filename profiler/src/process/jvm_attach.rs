@@ -150,9 +150,13 @@ fn outcome_of(reply: &str) -> Outcome {
 /// Whether process `pid` maps HotSpot's library.
 fn maps_libjvm(pid: u32) -> io::Result<bool> {
     let maps = read_proc(pid, "maps")?;
-    Ok(String::from_utf8_lossy(&maps)
-        .lines()
-        .any(|l| l.trim_end_matches(" (deleted)").ends_with("/libjvm.so")))
+    Ok(String::from_utf8_lossy(&maps).lines().any(is_libjvm))
+}
+
+/// Whether a mapped path (or a `/proc/PID/maps` line, which ends with it) is HotSpot's
+/// library.
+pub fn is_libjvm(path: &str) -> bool {
+    path.trim_end_matches(" (deleted)").ends_with("/libjvm.so")
 }
 
 /// Whether the JVM's command line or environment (`JAVA_TOOL_OPTIONS` and its kin) turns

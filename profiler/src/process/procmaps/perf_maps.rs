@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{ProcessTable, SpaceId, is_anonymous};
+use crate::process::jvm_attach;
 use crate::process::perfmap::{self, PerfMap};
 
 /// The most bytes of perf maps held over all processes: a map past what is left is read
@@ -124,7 +125,7 @@ impl ProcessTable {
     pub fn maps_libjvm(&self, pid: u32) -> bool {
         self.processes
             .get(&pid)
-            .is_some_and(|info| info.maps.iter().any(|m| m.path.ends_with("/libjvm.so")))
+            .is_some_and(|info| info.maps.iter().any(|m| jvm_attach::is_libjvm(&m.path)))
     }
 
     /// Whether `addr` lies in the process's anonymous executable memory (JIT code) and
