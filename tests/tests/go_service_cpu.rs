@@ -14,14 +14,25 @@
 //! were rooted at `[unknown]` above `runtime.goexit`).
 //!
 //! The shares are compared among the samples of the requests' goroutines: the worker's
-//! (which spins, about 55% of the CPU) and every vDSO clock read are left out of both
-//! profiles. Go's own count of the worker is low for two reasons measured here: its
-//! per-thread CPU timers fire at most once per kernel tick (250 Hz on Debian's kernels),
-//! which undercounts the one thread that never sleeps (at 500 Hz Go recorded 0.70
-//! CPU-seconds a second where the server used 1.43), and its traceback leaves 2-4% of its
-//! samples, the worker's clock reads, rooted at `runtime.nanotime1`. Compared over the
-//! whole profile those put `conn.serve` up to 3.5 points apart; the worker's own shares
-//! are printed.
+//! (which spins on `time.Since`) and every vDSO clock read are left out of both profiles,
+//! since Go's traceback leaves some of its clock reads rooted at `runtime.nanotime1`.
+//!
+//! Go's profile is the coarser of the two, so the load is chosen for it to resolve 3
+//! points. Its per-thread CPU timers fire at most once per kernel tick (250 Hz on Debian's
+//! kernels), so at `hz=500` it holds about a quarter of this profile's samples. With the
+//! worker spinning 50 µs a request (its first load) it owned 80% of the CPU and Go's
+//! compared samples were about 560 in 12 s: a binomial standard error of 1.7 points on
+//! `conn.serve`'s 80%, so 3 points was under two of them, and CI failed on Go 1.19. And
+//! Go's tick-driven samples put 2-4 points less in the scheduler (`runtime.mcall` >
+//! `schedule`) than two hrtimer samplers of the same window, this one and `perf record -e
+//! cpu-clock -F 999 --call-graph fp`, which agreed within 1.5 points of each other: the
+//! more goroutine switches per unit of work, the more Go's `conn.serve` stood above both
+//! (at `work=5` alone, 1.1-3.5 points in six runs). So each request also burns CPU in its
+//! handler (`burn=30`) and the worker spins 5 µs: the requests' goroutines then hold about
+//! 85% of the CPU, Go's profile has about 4,000 compared samples (0.74 points of standard
+//! error on `main.kv`'s 67%), and in two runs on Go 1.27 all three samplers agreed within
+//! 1 point on both functions. The worker still reads the clock on every spin, so the
+//! vDSO path the roots check is about keeps its samples.
 
 #[allow(dead_code)]
 #[path = "io/attach.rs"]
@@ -166,15 +177,19 @@ fn roots(folded: &Folded, context: &str) -> Result<String, String> {
     ))
 }
 
-/// A keep-alive `ab` load of `/kv` on the server at loopback `port`, for `seconds` and
-/// some more, after a second of it.
+/// The query of every request: 30 thousand rounds of arithmetic in the handler, 5 µs of
+/// the worker's clock-reading spin (see the module's documentation for why).
+const QUERY: &str = "key=k1&work=5&burn=30";
+
+/// A keep-alive `ab` load of `/kv?QUERY` on the server at loopback `port`, for `seconds`
+/// and some more, after a second of it.
 fn load(port: u16, seconds: u64) -> Running {
     let mut ab = Command::new(go::AB);
     // `-t` caps the requests at 50000 unless `-n` follows it.
     ab.args(["-q", "-k", "-c", "8", "-t"])
         .arg((seconds + 10).to_string())
         .args(["-n", "100000000"])
-        .arg(format!("http://127.0.0.1:{port}/kv?key=k1&work=50"));
+        .arg(format!("http://127.0.0.1:{port}/kv?{QUERY}"));
     let load = Running::spawn(ab);
     std::thread::sleep(std::time::Duration::from_secs(1));
     load
