@@ -453,6 +453,11 @@ pub struct BlockValue {
     pub waits: [u64; wait_outcome::COUNT],
     /// Nanoseconds waited, by [`wait_outcome`].
     pub nanos: [u64; wait_outcome::COUNT],
+    /// When the thread's first wait here that slept (not [`wait_outcome::NO_WAIT`]) and
+    /// ended in the window began, kernel monotonic nanoseconds; 0 before one did. A
+    /// thread that woke a wait here is evidence of a lock passed on only if it had waited
+    /// here before (a new thread wakes its creator, then creates threads of its own).
+    pub first_ns: u64,
     /// The thread's command name at the first wait.
     pub comm: [u8; COMM_LEN],
 }
@@ -502,6 +507,8 @@ pub struct BlockWake {
     pub waits: u64,
     /// Nanoseconds those waits lasted.
     pub nanos: u64,
+    /// When the last of them ended, kernel monotonic nanoseconds.
+    pub last_ns: u64,
 }
 
 /// Entries of the wakers map ([`BlockWakeKey`] -> [`BlockWake`]).
@@ -803,9 +810,9 @@ const _: () = {
     assert!(size_of::<InFlight>() == 80);
     assert!(size_of::<BlockKey>() == 48);
     assert!(size_of::<IoKey>() == 48);
-    assert!(size_of::<BlockValue>() == 80);
+    assert!(size_of::<BlockValue>() == 88);
     assert!(size_of::<BlockWakeKey>() == 56);
-    assert!(size_of::<BlockWake>() == 16);
+    assert!(size_of::<BlockWake>() == 24);
     assert!(size_of::<IoValue>() == 88);
     assert!(size_of::<IoFdKey>() == 16);
     assert!(size_of::<ProcEvent>() == 32);

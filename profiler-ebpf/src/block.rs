@@ -89,6 +89,7 @@ pub fn on_enter(ctx: &BtfTracePointContext, entry: &InFlight) {
     let value = BlockValue {
         waits: [0; wait_outcome::COUNT],
         nanos: [0; wait_outcome::COUNT],
+        first_ns: 0,
         comm: bpf_get_current_comm().unwrap_or([0; COMM_LEN]),
     };
     if BLOCK_WAITS
@@ -135,6 +136,9 @@ pub fn on_exit(entry: &InFlight, result: i64, now: u64) {
     unsafe {
         (*value).waits[outcome] += 1;
         (*value).nanos[outcome] += nanos;
+        if (*value).first_ns == 0 && outcome != wait_outcome::NO_WAIT {
+            (*value).first_ns = entry.start_ns;
+        }
     }
     // A wake from an interrupt (tid 0) names no thread; a wait that timed out or was
     // interrupted was not handed anything.
@@ -151,9 +155,18 @@ pub fn on_exit(entry: &InFlight, result: i64, now: u64) {
         unsafe {
             (*wake).waits += 1;
             (*wake).nanos += nanos;
+            (*wake).last_ns = now;
         }
     } else if BLOCK_WAKERS
-        .insert(&key, &BlockWake { waits: 1, nanos }, BPF_NOEXIST as u64)
+        .insert(
+            &key,
+            &BlockWake {
+                waits: 1,
+                nanos,
+                last_ns: now,
+            },
+            BPF_NOEXIST as u64,
+        )
         .is_err()
     {
         count(counter::LOST_BLOCK_WAKERS);

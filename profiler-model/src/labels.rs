@@ -44,11 +44,17 @@ pub enum LabelKey {
     /// The thread that woke a futex wait (numeric): the evidence of contention when it
     /// also waited there, of a hand-off when it did not.
     WakerTid,
+    /// When the thread first slept at a futex wait site in the window, nanoseconds from
+    /// the window's start (negative: a wait that began before it).
+    FirstWait,
+    /// When a futex wait's waker last ended a wait of that site, nanoseconds from the
+    /// window's start: a waker that first waited there later was not passing on a lock.
+    LastWake,
 }
 
 impl LabelKey {
     /// Every key, in order.
-    pub const ALL: [LabelKey; 17] = [
+    pub const ALL: [LabelKey; 19] = [
         Self::Pid,
         Self::Tid,
         Self::Comm,
@@ -66,6 +72,8 @@ impl LabelKey {
         Self::Waker,
         Self::WakerPid,
         Self::WakerTid,
+        Self::FirstWait,
+        Self::LastWake,
     ];
 
     /// Its name in a pprof file, as `go tool pprof -tags` shows it.
@@ -88,6 +96,16 @@ impl LabelKey {
             Self::Waker => "waker",
             Self::WakerPid => "waker_pid",
             Self::WakerTid => "waker_tid",
+            Self::FirstWait => "first_wait",
+            Self::LastWake => "last_wake",
+        }
+    }
+
+    /// The unit of its numeric values in a pprof file, if they have one.
+    pub fn unit(self) -> Option<&'static str> {
+        match self {
+            Self::FirstWait | Self::LastWake => Some("nanoseconds"),
+            _ => None,
         }
     }
 

@@ -133,7 +133,7 @@ pub fn encode(profile: &Profile) -> proto::Profile {
                                 key,
                                 str: 0,
                                 num: *n,
-                                num_unit: 0,
+                                num_unit: l.key.unit().map_or(0, |u| strings.intern(u)),
                             },
                         }
                     })

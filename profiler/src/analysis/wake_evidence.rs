@@ -6,7 +6,9 @@
 //!
 //! The acquire site matters for designs where each waiter sleeps on its own futex and the
 //! lock's holder wakes the next one (PostgreSQL's LWLocks, Java monitors): no futex has two
-//! waiters there, but one call site has many, and they wake each other.
+//! waiters there, but one call site has many, and they wake each other. There the waker
+//! must have waited at the site before its wake: a chain of threads that each wake their
+//! creator and then wait there for a thread of their own is no lock.
 
 use std::collections::{HashMap, HashSet};
 
@@ -91,6 +93,29 @@ fn is_condition_relock(functions: &[&str]) -> bool {
     })
 }
 
+/// The threads that slept at an acquire site, each with when it first did (`None` when
+/// the profile does not say: one from before the time was kept).
+type Waiters = HashMap<i64, Option<i64>>;
+
+/// Notes that `tid` slept there, first at `first` by this sample.
+fn note_waiter(waiters: &mut Waiters, tid: i64, first: Option<i64>) {
+    let known = waiters.entry(tid).or_insert(first);
+    *known = match (*known, first) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        // A sample that does not say may hide an earlier wait.
+        _ => None,
+    };
+}
+
+/// Whether a waker that first slept there at `first` had done so before it woke a wait
+/// at `woke`; when either time is unknown, it is taken to have.
+fn waited_before(first: Option<i64>, woke: Option<i64>) -> bool {
+    match (first, woke) {
+        (Some(first), Some(woke)) => first < woke,
+        _ => true,
+    }
+}
+
 /// Every futex wait sample of a blocking profile (goroutine waits and the Go runtime's
 /// idle threads left out), each with its evidence.
 pub fn futex_waits(profile: &Profile) -> Vec<Wait<'_>> {
@@ -142,11 +167,12 @@ pub fn futex_waits(profile: &Profile) -> Vec<Wait<'_>> {
         let waker = sample.label_num(LabelKey::WakerTid);
         waits.push((wait, waker, outcome == WOKEN && !relocking));
     }
-    // The threads that slept on each futex and at each acquire site (CI saw node's main
-    // thread, whose condition wait at start returned at once, counted as a waiter on the
-    // mutex it then released to a worker: an 80 µs start-up hand-off read as contention).
+    // The threads that slept on each futex and at each acquire site, with when each
+    // first did (CI saw node's main thread, whose condition wait at start returned at
+    // once, counted as a waiter on the mutex it then released to a worker: an 80 µs
+    // start-up hand-off read as contention).
     let mut on_futex: HashMap<(i64, &str), HashSet<i64>> = HashMap::new();
-    let mut at_site: HashMap<(&str, &[&str]), HashSet<i64>> = HashMap::new();
+    let mut at_site: HashMap<(&str, &[&str]), Waiters> = HashMap::new();
     for (wait, ..) in waits
         .iter()
         .filter(|(w, ..)| w.sample.label_str(LabelKey::Outcome) != Some(NO_WAIT))
@@ -156,10 +182,12 @@ pub fn futex_waits(profile: &Profile) -> Vec<Wait<'_>> {
             .or_default()
             .insert(wait.tid);
         if !wait.site.is_empty() {
-            at_site
-                .entry((wait.comm, &wait.site[..]))
-                .or_default()
-                .insert(wait.tid);
+            let first = wait.sample.label_num(LabelKey::FirstWait);
+            note_waiter(
+                at_site.entry((wait.comm, &wait.site[..])).or_default(),
+                wait.tid,
+                first,
+            );
         }
     }
     let mut settled: Vec<Evidence> = Vec::with_capacity(waits.len());
@@ -168,12 +196,22 @@ pub fn futex_waits(profile: &Profile) -> Vec<Wait<'_>> {
             (false, _) => wait.evidence,
             (true, None) => Evidence::Unknown,
             (true, Some(waker)) => {
-                let peer = |threads: Option<&HashSet<i64>>| {
-                    *waker != wait.tid && threads.is_some_and(|t| t.contains(waker))
-                };
-                if peer(on_futex.get(&(wait.pid, wait.futex)))
-                    || (!wait.site.is_empty() && peer(at_site.get(&(wait.comm, &wait.site[..]))))
-                {
+                let woke = wait.sample.label_num(LabelKey::LastWake);
+                let on_same_futex = on_futex
+                    .get(&(wait.pid, wait.futex))
+                    .is_some_and(|w| *waker != wait.tid && w.contains(waker));
+                // At one site with a futex each, the waker must have waited there before
+                // it woke this wait: a thread that first waited there only afterwards (a
+                // new thread waking its creator, then creating threads of its own, as
+                // HotSpot's compiler threads do in `os::create_thread`) handed something
+                // over. On one futex any other waiter is a competitor for it, whenever it
+                // waited (a holder that took the mutex at once wakes the first waiter).
+                let at_same_site = !wait.site.is_empty()
+                    && at_site
+                        .get(&(wait.comm, &wait.site[..]))
+                        .and_then(|w| w.get(waker))
+                        .is_some_and(|&first| *waker != wait.tid && waited_before(first, woke));
+                if on_same_futex || at_same_site {
                     Evidence::Contended
                 } else {
                     Evidence::HandedOff
@@ -195,6 +233,7 @@ pub fn futex_waits(profile: &Profile) -> Vec<Wait<'_>> {
 mod tests {
     use super::*;
     use crate::analysis::block::tests::{block_profile, labels};
+    use profiler_model::Label;
 
     fn evidence(profile: &Profile) -> Vec<(i64, Evidence)> {
         futex_waits(profile)
@@ -224,6 +263,54 @@ mod tests {
             ("contend_lock", 500, labels(1, "0x10", "woken", Some(2))),
             ("contend_lock", 700, labels(2, "0x10", "woken", Some(1))),
         ]);
+        assert_eq!(
+            evidence(&p),
+            [(1, Evidence::Contended), (2, Evidence::Contended)]
+        );
+    }
+
+    /// `labels(tid, futex, outcome, waker)` with when the thread first slept there and,
+    /// for a woken wait, when its waker last woke one there (ns into the window).
+    fn timed(tid: i64, outcome: &str, waker: Option<i64>, first: i64, woke: i64) -> Vec<Label> {
+        let mut l = labels(tid, &format!("{:#x}", 0x100 + tid), outcome, waker);
+        l.push(Label::num(LabelKey::FirstWait, first));
+        if waker.is_some() {
+            l.push(Label::num(LabelKey::LastWake, woke));
+        }
+        l
+    }
+
+    #[test]
+    fn a_waker_that_first_waited_at_the_site_after_its_wake_handed_something_over() {
+        // HotSpot's compiler threads: 1 waits in `os::create_thread` for new thread 2 to
+        // start, which wakes it at 100; 2 later waits there for its own thread 3 (at 300,
+        // woken at 400); 3 never waits there.
+        let p = block_profile(&[
+            ("create_thread", 90, timed(1, "woken", Some(2), 10, 100)),
+            ("create_thread", 100, timed(2, "woken", Some(3), 300, 400)),
+        ]);
+        assert_eq!(
+            evidence(&p),
+            [(1, Evidence::HandedOff), (2, Evidence::HandedOff)]
+        );
+        // Threads that waited there first and then woke each other passed a lock on.
+        let p = block_profile(&[
+            ("lwlock_acquire", 90, timed(1, "woken", Some(2), 10, 500)),
+            ("lwlock_acquire", 100, timed(2, "woken", Some(1), 20, 600)),
+        ]);
+        assert_eq!(
+            evidence(&p),
+            [(1, Evidence::Contended), (2, Evidence::Contended)]
+        );
+        // On one futex the order does not matter: 2 took the mutex at once, woke 1 at
+        // 100 when it let go, and waited for it only later.
+        let mut first = timed(1, "woken", Some(2), 10, 100);
+        let mut then = timed(2, "woken", Some(1), 300, 400);
+        for labels in [&mut first, &mut then] {
+            labels.retain(|l| l.key != LabelKey::Futex);
+            labels.push(Label::str(LabelKey::Futex, "0x10"));
+        }
+        let p = block_profile(&[("mutex_lock", 90, first), ("mutex_lock", 100, then)]);
         assert_eq!(
             evidence(&p),
             [(1, Evidence::Contended), (2, Evidence::Contended)]

@@ -69,9 +69,14 @@ impl Collector for FutexCollector {
             let comm = comm(&value.comm);
             comms.insert(key.tid, comm.clone());
             let sampled = stacks_of.get(key).map_or(&[][..], Vec::as_slice);
+            // Every sample of the site says when the thread first slept there.
+            let first_wait = (value.first_ns != 0).then_some(value.first_ns);
             for outcome in 0..wait_outcome::COUNT {
                 let (mut count, mut nanos) = (value.waits[outcome], value.nanos[outcome]);
-                let labels = labels(key, &comm, wait_outcome::NAMES[outcome]);
+                let mut labels = labels(key, &comm, wait_outcome::NAMES[outcome]);
+                if let Some(first) = first_wait {
+                    labels.push(since_window(run, LabelKey::FirstWait, first));
+                }
                 let missing = LostStack::RingBufferFull;
                 if outcome == wait_outcome::WOKEN {
                     // One sample per waker; what is left had no waker noted.
@@ -79,6 +84,7 @@ impl Collector for FutexCollector {
                         let mut labels = labels.clone();
                         labels.push(Label::num(LabelKey::WakerPid, i64::from(wake.waker_pid)));
                         labels.push(Label::num(LabelKey::WakerTid, i64::from(wake.waker_tid)));
+                        labels.push(since_window(run, LabelKey::LastWake, by.last_ns));
                         raw.add_site(sampled, missing, &[by.waits, by.nanos], &labels);
                         count = count.saturating_sub(by.waits);
                         nanos = nanos.saturating_sub(by.nanos);
@@ -91,6 +97,11 @@ impl Collector for FutexCollector {
             }
         }
         let recorded: HashSet<BlockKey> = waits.iter().map(|(key, _)| *key).collect();
+        let waits_first: HashMap<BlockKey, u64> = waits
+            .iter()
+            .filter(|(_, value)| value.first_ns != 0)
+            .map(|(key, value)| (*key, value.first_ns))
+            .collect();
         for entry in &in_progress {
             let key = BlockKey::of(entry);
             // Counted up to the end of the window: the wait goes on, the profile does not.
@@ -105,7 +116,12 @@ impl Collector for FutexCollector {
                 LostStack::MapFull
             };
             let sampled = stacks_of.get(&key).map_or(&[][..], Vec::as_slice);
-            let labels = labels(&key, &comm, IN_PROGRESS);
+            let mut labels = labels(&key, &comm, IN_PROGRESS);
+            // Its own start, or an earlier wait's there that ended in the window.
+            let first = waits_first
+                .get(&key)
+                .map_or(entry.start_ns, |&first| first.min(entry.start_ns));
+            labels.push(since_window(run, LabelKey::FirstWait, first));
             raw.add_site(sampled, missing, &[1, nanos], &labels);
         }
         Ok(raw)
@@ -120,6 +136,14 @@ fn labels(key: &BlockKey, comm: &str, outcome: &str) -> Vec<Label> {
         Label::str(LabelKey::Futex, format!("{:#x}", key.uaddr)),
         Label::str(LabelKey::Outcome, outcome),
     ]
+}
+
+/// A label of kernel time `ktime_ns` as nanoseconds from the window's start.
+fn since_window(run: &RunEnd<'_>, key: LabelKey, ktime_ns: u64) -> Label {
+    Label::num(
+        key,
+        (i128::from(ktime_ns) - i128::from(run.window_start_ktime_ns)) as i64,
+    )
 }
 
 fn accounting(run: &RunEnd<'_>, in_progress: usize) -> Vec<Comment> {

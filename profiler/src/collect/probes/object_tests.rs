@@ -322,13 +322,22 @@ fn each_shared_struct_has_the_object_s_layout() {
             bp,
             ret
         }),
-        layout!(BlockValue { waits, nanos, comm }),
+        layout!(BlockValue {
+            waits,
+            nanos,
+            first_ns,
+            comm
+        }),
         layout!(BlockWakeKey {
             site,
             waker_pid,
             waker_tid
         }),
-        layout!(BlockWake { waits, nanos }),
+        layout!(BlockWake {
+            waits,
+            nanos,
+            last_ns
+        }),
         layout!(IoKey {
             pid,
             tid,
