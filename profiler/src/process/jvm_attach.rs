@@ -17,6 +17,7 @@
 //! already (a JVM run with `-Xrs` opens it at start), and through a pidfd, so that a pid
 //! reused since is not signalled; every wait and read is bounded.
 
+use crate::process::status::Status;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -181,28 +182,17 @@ fn read_proc(pid: u32, what: &str) -> io::Result<Vec<u8>> {
 
 /// The JVM's namespace pid, effective ids and signal disposition, from its status.
 fn inspect(pid: u32) -> io::Result<Jvm> {
-    let status = String::from_utf8_lossy(&read_proc(pid, "status")?).into_owned();
-    parse_status(&status).ok_or_else(|| io::Error::other(format!("cannot read /proc/{pid}/status")))
+    jvm_of(&Status::read(pid)?)
+        .ok_or_else(|| io::Error::other(format!("cannot read /proc/{pid}/status")))
 }
 
-fn parse_status(status: &str) -> Option<Jvm> {
-    let field = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(|v| v.split_whitespace().collect::<Vec<_>>())
-    };
-    // `Uid: real effective saved fs`; `NSpid:` lists the pid from the outermost namespace
-    // in, the last being the process's own.
-    let uid = field("Uid:")?.get(1)?.parse().ok()?;
-    let gid = field("Gid:")?.get(1)?.parse().ok()?;
-    let nspid = field("NSpid:")?.last()?.parse().ok()?;
-    let caught = u64::from_str_radix(field("SigCgt:")?.first()?, 16).ok()?;
+/// What the attach needs of a status, when it says all of it.
+fn jvm_of(status: &Status) -> Option<Jvm> {
     Some(Jvm {
-        nspid,
-        uid,
-        gid,
-        catches_quit: caught & (1 << (libc::SIGQUIT - 1)) != 0,
+        nspid: status.nspid?,
+        uid: status.effective_uid?,
+        gid: status.effective_gid?,
+        catches_quit: status.catches(libc::SIGQUIT)?,
     })
 }
 
@@ -478,12 +468,12 @@ mod tests {
     fn status_gives_the_namespace_pid_effective_ids_and_sigquit() {
         let status = "Name:\tjava\nUid:\t1000\t1001\t1001\t1001\nGid:\t50\t51\t51\t51\n\
                       NSpid:\t4242\t7\nSigCgt:\t0000000000000004\n";
-        let jvm = parse_status(status).unwrap();
+        let jvm = jvm_of(&Status::parse(status)).unwrap();
         assert_eq!((jvm.nspid, jvm.uid, jvm.gid), (7, 1001, 51));
         assert!(jvm.catches_quit);
         let xrs = status.replace("0000000000000004", "0000000180000000");
-        assert!(!parse_status(&xrs).unwrap().catches_quit);
-        assert_eq!(parse_status("Name:\tx\n"), None);
+        assert!(!jvm_of(&Status::parse(&xrs)).unwrap().catches_quit);
+        assert_eq!(jvm_of(&Status::parse("Name:\tx\n")), None);
     }
 
     #[test]

@@ -21,3 +21,4 @@ pub mod jvm_attach;
 pub mod names;
 pub mod perfmap;
 pub mod procmaps;
+pub mod status;

@@ -251,16 +251,11 @@ fn checked_read(
     Some(map)
 }
 
-/// The real uid of a live process and its pid in its own pid namespace.
+/// The real uid of a live process and its pid in its own pid namespace (its pid where
+/// the kernel does not say).
 pub(crate) fn process_ids(pid: u32) -> Option<(u32, u32)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |key: &str| status.lines().find_map(|l| l.strip_prefix(key));
-    let uid = field("Uid:")?.split_whitespace().next()?.parse().ok()?;
-    // `NSpid:` lists it from the outermost namespace in; kernels before 4.1 lack it.
-    let nspid = field("NSpid:")
-        .and_then(|v| v.split_whitespace().last()?.parse().ok())
-        .unwrap_or(pid);
-    Some((uid, nspid))
+    let status = super::status::Status::read(pid).ok()?;
+    Some((status.real_uid?, status.nspid.unwrap_or(pid)))
 }
 
 /// Parses at most `cap` bytes of the map, line by line (a line cut by the cap is not
