@@ -218,22 +218,24 @@ impl PythonTracker {
         code.scanned = Some(Instant::now());
         let layout = &code.layout;
         let read = |addr: u64| read_u64(&code.mem, addr);
-        let Some(interp) = read(code.runtime + layout.interpreters_head).filter(|&a| a != 0) else {
+        let Some(interp) =
+            read(code.runtime.wrapping_add(layout.interpreters_head)).filter(|&a| a != 0)
+        else {
             return;
         };
-        let mut tstate = read(interp + layout.threads_head).unwrap_or(0);
+        let mut tstate = read(interp.wrapping_add(layout.threads_head)).unwrap_or(0);
         let mut found = Vec::new();
         while tstate != 0 && found.len() < MAX_THREADS {
             let tid = match layout.tstate_native_id {
-                Some(offset) => read(tstate + offset).map(|w| w as u32),
-                None => read(tstate + layout.tstate_thread_id)
-                    .and_then(|pthread| read(pthread + GLIBC_PTHREAD_TID))
+                Some(offset) => read(tstate.wrapping_add(offset)).map(|w| w as u32),
+                None => read(tstate.wrapping_add(layout.tstate_thread_id))
+                    .and_then(|pthread| read(pthread.wrapping_add(GLIBC_PTHREAD_TID)))
                     .map(|w| w as u32),
             };
             if let Some(tid) = tid.filter(|&t| t != 0) {
                 found.push((tid, tstate));
             }
-            tstate = read(tstate + layout.tstate_next).unwrap_or(0);
+            tstate = read(tstate.wrapping_add(layout.tstate_next)).unwrap_or(0);
         }
         for (tid, tstate) in found {
             if code.threads.insert(tid) {
@@ -324,7 +326,7 @@ impl PythonTracker {
             Instruction::LastiBytes => u64::try_from(instr as u32 as i32).ok(),
             Instruction::LastiUnits => u64::try_from(instr as u32 as i32).ok().map(|u| u * 2),
             Instruction::Pointer => {
-                let start = code_addr + layout.code_bytecode.unwrap_or(0);
+                let start = code_addr.wrapping_add(layout.code_bytecode.unwrap_or(0));
                 instr.checked_sub(start)
             }
         };
@@ -441,9 +443,9 @@ fn symbols_of(path: &Path, offset: u64) -> Option<Symbols> {
     let file = target_elf::parse(&data).ok()?;
     let segment_address = file.segments().find_map(|segment| {
         let (start, size) = segment.file_range();
-        (start..start + size)
+        (start..start.saturating_add(size))
             .contains(&offset)
-            .then(|| segment.address() + (offset - start))
+            .then(|| segment.address().wrapping_add(offset - start))
     })?;
     let mut eval = Vec::new();
     let (mut runtime, mut code_type) = (None, None);
@@ -451,7 +453,7 @@ fn symbols_of(path: &Path, offset: u64) -> Option<Symbols> {
         let Ok(name) = symbol.name() else { continue };
         match name {
             "_PyEval_EvalFrameDefault" | "_PyEval_EvalFrameDefault.cold" => {
-                eval.push(symbol.address()..symbol.address() + symbol.size().max(1));
+                eval.push(symbol.address()..symbol.address().saturating_add(symbol.size().max(1)));
             }
             "_PyRuntime" => runtime = Some(symbol.address()),
             "PyCode_Type" => code_type = Some(symbol.address()),
@@ -497,10 +499,10 @@ fn read_u64(mem: &File, addr: u64) -> Option<u64> {
 fn read_code(python: &PythonCode, addr: u64) -> Option<Code> {
     let layout = &python.layout;
     let mem = &python.mem;
-    if read_u64(mem, addr + 8)? != python.code_type {
+    if read_u64(mem, addr.wrapping_add(8))? != python.code_type {
         return None;
     }
-    let word = |offset: u64| read_u64(mem, addr + offset);
+    let word = |offset: u64| read_u64(mem, addr.wrapping_add(offset));
     let name_at = layout.code_qualname.unwrap_or(layout.code_name);
     let function = read_string(python, word(name_at)?)?;
     let file = read_string(python, word(layout.code_filename)?)?;
@@ -520,16 +522,16 @@ fn read_code(python: &PythonCode, addr: u64) -> Option<Code> {
 /// A `str` object's text: compact strings only (what code objects hold).
 fn read_string(python: &PythonCode, addr: u64) -> Option<String> {
     let mem = &python.mem;
-    let length = read_u64(mem, addr + 16)?;
-    let state = read_u64(mem, addr + 32)? as u32;
+    let length = read_u64(mem, addr.wrapping_add(16))?;
+    let state = read_u64(mem, addr.wrapping_add(32))? as u32;
     let (kind, compact, ascii) = string_shape(state);
     if !compact || length > MAX_STRING {
         return None;
     }
     let (data, kind) = if ascii {
-        (addr + python.layout.ascii_header, 1)
+        (addr.wrapping_add(python.layout.ascii_header), 1)
     } else {
-        (addr + python.layout.compact_header, kind)
+        (addr.wrapping_add(python.layout.compact_header), kind)
     };
     let bytes = read_bytes(mem, data, length * u64::from(kind.max(1)))?;
     decode_string(&bytes, kind)
@@ -537,11 +539,11 @@ fn read_string(python: &PythonCode, addr: u64) -> Option<String> {
 
 /// A `bytes` object's contents (`ob_size` at 16, `ob_sval` at 32 in every version).
 fn read_bytes_object(mem: &File, addr: u64) -> Option<Vec<u8>> {
-    let length = read_u64(mem, addr + 16)?;
+    let length = read_u64(mem, addr.wrapping_add(16))?;
     if length > MAX_LINE_TABLE {
         return None;
     }
-    read_bytes(mem, addr + 32, length)
+    read_bytes(mem, addr.wrapping_add(32), length)
 }
 
 #[cfg(test)]

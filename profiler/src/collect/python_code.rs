@@ -72,7 +72,7 @@ fn locations(table: &[u8], first: i64, unit: u64) -> i64 {
         let here = match code {
             15 => None,
             14 => {
-                line += signed_varint(table, &mut at);
+                line = line.wrapping_add(signed_varint(table, &mut at));
                 // End line, column and end column.
                 for _ in 0..3 {
                     varint(table, &mut at);
@@ -80,7 +80,7 @@ fn locations(table: &[u8], first: i64, unit: u64) -> i64 {
                 Some(line)
             }
             13 => {
-                line += signed_varint(table, &mut at);
+                line = line.wrapping_add(signed_varint(table, &mut at));
                 Some(line)
             }
             10..=12 => {

@@ -100,7 +100,7 @@ impl Layout {
             threads_head: small(self.threads_head),
             code_name: small(self.code_name),
             code_firstlineno: small(self.code_firstlineno),
-            interpreters_head: runtime + self.interpreters_head,
+            interpreters_head: runtime.wrapping_add(self.interpreters_head),
             ..self.kernel
         }
     }
