@@ -251,6 +251,41 @@ fn cpython_3_7_is_named_unsupported() {
     );
 }
 
+/// With `--no-python-frames` Debian's python3 keeps the interpreter's native frames: no
+/// Python frame is walked or spliced, and no sample is lost for it.
+#[test]
+fn no_python_frames_keeps_native_frames() {
+    if !prerequisites() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/python_split.py");
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let result = tmp.path().join("result.txt");
+    let run = run_command(profiler_command(&[
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--no-python-frames".as_ref(),
+        "--profiles".as_ref(),
+        "cpu".as_ref(),
+        "--format".as_ref(),
+        "folded".as_ref(),
+        "--".as_ref(),
+        "/usr/bin/python3".as_ref(),
+        script.as_os_str(),
+        "1".as_ref(),
+        result.as_os_str(),
+    ]));
+    run.assert_success();
+    let folded = Folded::load(&out);
+    assert!(
+        folded.samples_containing("_PyEval_EvalFrameDefault") > 0
+            && folded.samples_where(|s| s.frames.iter().any(|f| is_python(f))) == 0,
+        "{}",
+        folded.summary(10)
+    );
+}
+
 /// Two threads, each in its own function: each sample carries its own thread's frames
 /// (found by the kernel's tid), never the other's; before 3.11 the thread's id comes from
 /// glibc's thread descriptor, from 3.11 from the thread state.

@@ -117,16 +117,27 @@ pub struct PythonTracker {
     new_threads: Vec<(u32, u64)>,
     /// What became of the samples' frames.
     pub stats: PythonStats,
+    /// No process is looked at (`--no-python-frames`): the kernel never walks a frame.
+    off: bool,
 }
 
 impl PythonTracker {
+    /// A tracker that looks at no process: CPython's samples keep their native frames.
+    pub fn off() -> Self {
+        Self {
+            off: true,
+            ..Self::default()
+        }
+    }
+
     /// Looks at process `pid`'s mappings when they are new or changed: a CPython
     /// interpreter among them is handed to the kernel with its threads.
     pub fn check(&mut self, pid: u32, process: &ProcessInfo) {
-        if self
-            .processes
-            .get(&pid)
-            .is_some_and(|(generation, _)| *generation == process.generation)
+        if self.off
+            || self
+                .processes
+                .get(&pid)
+                .is_some_and(|(generation, _)| *generation == process.generation)
         {
             return;
         }

@@ -125,6 +125,18 @@ pub struct Unwinding {
 }
 
 impl StackSampler {
+    /// A sampler that reads CPython programs' Python frames if `python_frames`.
+    pub fn new(python_frames: bool) -> Self {
+        Self {
+            python: if python_frames {
+                PythonTracker::default()
+            } else {
+                PythonTracker::off()
+            },
+            ..Self::default()
+        }
+    }
+
     /// Unwinds one ring-buffer item, reading the process's mappings first when the sample
     /// falls outside what is known of them; `None` for an item that cannot be parsed.
     pub fn add(&mut self, item: &[u8], processes: &mut ProcessTable) -> Option<Sample> {

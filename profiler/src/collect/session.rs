@@ -103,7 +103,7 @@ pub async fn run(config: &Config, btf: Option<Btf>) -> Result<RunOutcome> {
         collectors: Vec::new(),
         processes: ProcessTable::default(),
         names: ProcessNames::default(),
-        sampler: StackSampler::default(),
+        sampler: StackSampler::new(config.python_frames),
         tree: None,
         jit_maps: config.jit_maps.then(JitMaps::default),
     };

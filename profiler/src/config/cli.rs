@@ -161,6 +161,12 @@ struct Args {
     #[arg(long)]
     jit_maps: bool,
 
+    /// Leave CPython programs' samples with the interpreter's native frames: no walk of
+    /// their Python frames at each sample (up to 64 frames read from the thread's memory
+    /// in the kernel; BENCHMARKS.md measures what it costs).
+    #[arg(long)]
+    no_python_frames: bool,
+
     /// A command to launch and profile, with its arguments.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -322,6 +328,7 @@ fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, cla
         run_as_root: args.run_as_root,
         debuginfo_dirs: args.debuginfo_dirs,
         jit_maps: args.jit_maps,
+        python_frames: !args.no_python_frames,
     }))
 }
 

@@ -229,6 +229,9 @@ pub struct Config {
     /// Ask each HotSpot JVM among the targets for a perf map through its attach mechanism
     /// (`--jit-maps`): it signals the JVM, so it is asked for.
     pub jit_maps: bool,
+    /// Walk CPython programs' Python frames at each sample (off with
+    /// `--no-python-frames`).
+    pub python_frames: bool,
 }
 
 /// What `profiler report DIR` needs: where an earlier run's pprof files are, and how to
