@@ -5,8 +5,9 @@
 //! overhead, sample accuracy, the profiler's own cost, end-of-run latency, scale,
 //! unwinding success on code without frame pointers, goroutine-tracing overhead, named
 //! frames, the heap profile's cost, a whole-host run under attack, and the kernels side by
-//! side (the last boots Debian's 6.1 and 6.12 under qemu), and the off-CPU profile's cost
-//! per context switch.
+//! side (the last boots Debian's 6.1 and 6.12 under qemu), the off-CPU profile's cost
+//! per context switch, a busy Go service's CPU per request, and the CPython walk's cost
+//! per sample beside py-spy's.
 //! Each row returns a [`report::Section`]; a row that fails to run is recorded as failed
 //! and makes the bench exit non-zero after the report is written, while a missed goal is
 //! only reported. Benchmarks assert nothing and are never part of `cargo xtask test`.
@@ -26,6 +27,7 @@ mod offcpu_host;
 mod overhead;
 mod parse;
 mod peers;
+mod python;
 mod report;
 mod runner;
 mod stacks;
@@ -56,7 +58,8 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Run only these rows (comma-separated): cpu, syscalls, block, accuracy, cost,
-    /// latency, scale, unwind, goroutines, names, heap, hostile, kernels, offcpu, goservice.
+    /// latency, scale, unwind, goroutines, names, heap, hostile, kernels, offcpu, goservice,
+    /// python.
     /// The report then holds
     /// only those rows.
     #[arg(long, value_delimiter = ',', value_parser = ROW_IDS)]
@@ -73,7 +76,7 @@ pub struct BenchArgs {
 }
 
 /// Row ids for `--only`, in bench order.
-const ROW_IDS: [&str; 15] = [
+const ROW_IDS: [&str; 16] = [
     "cpu",
     "syscalls",
     "block",
@@ -89,6 +92,7 @@ const ROW_IDS: [&str; 15] = [
     "kernels",
     "offcpu",
     "goservice",
+    "python",
 ];
 
 /// Durations and counts of one bench run; `--quick` shortens them all.
@@ -191,7 +195,7 @@ pub struct Ctx {
 type RowFn = fn(&Ctx) -> Result<Section>;
 
 /// (id, title, function) in bench order.
-const ROWS: [(&str, &str, RowFn); 15] = [
+const ROWS: [(&str, &str, RowFn); 16] = [
     ("cpu", "1. CPU sampling overhead", overhead::cpu_sampling),
     (
         "syscalls",
@@ -234,6 +238,11 @@ const ROWS: [(&str, &str, RowFn); 15] = [
         "goservice",
         "15. A busy Go net/http service: CPU per request under each profile set",
         go_service::go_service,
+    ),
+    (
+        "python",
+        "16. CPython frames: the walk's cost per sample, beside py-spy",
+        python::python,
     ),
 ];
 
@@ -379,7 +388,7 @@ const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 /// The rows that report the kernel programs' run time, and so need
 /// `kernel.bpf_stats_enabled`.
-const STATS_ROWS: [&str; 4] = ["cost", "latency", "scale", "goroutines"];
+const STATS_ROWS: [&str; 5] = ["cost", "latency", "scale", "goroutines", "python"];
 
 impl BpfStats {
     /// Remembers the current value, to put back when dropped.
