@@ -60,7 +60,7 @@ pub fn install_missing() -> Result<()> {
 }
 
 /// `pip` on PATH, else `python3 -m pip`.
-fn pip() -> Result<Command> {
+pub fn pip() -> Result<Command> {
     if let Some(pip) = which("pip").or_else(|| which("pip3")) {
         return Ok(Command::new(pip));
     }

@@ -85,7 +85,7 @@ pub fn python(ctx: &Ctx) -> Result<Section> {
             py_spy: false,
         },
     ];
-    let py_spy = which("py-spy");
+    let py_spy = which("py-spy").or_else(|| install_py_spy(&ctx.scratch));
     if let Some(py_spy) = &py_spy {
         for (label, extra) in [
             ("py-spy record", None),
@@ -118,7 +118,7 @@ pub fn python(ctx: &Ctx) -> Result<Section> {
              profiler rows. py-spy's own CPU: its process's CPU time less the program's.{}",
             ctx.plan.cpu_work_secs,
             if py_spy.is_none() {
-                " py-spy was not found (`pip install py-spy`): its rows are left out."
+                " py-spy was not found and could not be installed from PyPI: its rows are left out."
             } else {
                 ""
             }
@@ -235,4 +235,41 @@ fn py_spy_samples(text: &str) -> Option<f64> {
     let mut words = text.split_whitespace();
     words.find(|w| *w == "Samples:")?;
     words.next()?.parse().ok()
+}
+
+/// The py-spy release the row installs from PyPI when none is on PATH.
+const PY_SPY: &str = "py-spy==0.4.3";
+
+/// Installs [`PY_SPY`] with `pip install --target` beside the bench's scratch directory
+/// (which every run wipes) and returns its binary; `None`, said, when that fails.
+fn install_py_spy(scratch: &std::path::Path) -> Option<std::path::PathBuf> {
+    let target = scratch.parent()?.join("py-spy");
+    let binary = target.join("bin/py-spy");
+    if binary.is_file() {
+        return Some(binary);
+    }
+    println!(
+        "xtask: bench: installing {PY_SPY} from PyPI into {}",
+        target.display()
+    );
+    let installed = crate::go_bin::pip().and_then(|mut cmd| {
+        cmd.args(["install", "--quiet", "--no-deps", "--target"])
+            .arg(&target)
+            .arg(PY_SPY);
+        crate::util::run(&mut cmd)
+    });
+    match installed {
+        Ok(_) if binary.is_file() => Some(binary),
+        Ok(_) => {
+            println!(
+                "xtask: bench: {PY_SPY} installed, but {} is missing",
+                binary.display()
+            );
+            None
+        }
+        Err(err) => {
+            println!("xtask: bench: cannot install {PY_SPY}: {err:#}");
+            None
+        }
+    }
 }
