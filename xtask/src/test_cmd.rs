@@ -30,8 +30,18 @@ pub fn test() -> Result<()> {
 
     let vars = test_vars(binary);
     // The integration tests compare CPU splits between busy processes on a 2-CPU
-    // machine, so concurrent tests would skew each other.
-    let test_args = ["test", "--workspace", "--release", "--", "--test-threads=1"];
+    // machine, so concurrent tests would skew each other. Every test binary runs even
+    // when one fails: cargo's default stop at the first hid the rest of the suite in CI
+    // (and left the Go fixtures unbuilt for the kernel guests, which then compiled Go's
+    // standard library under TCG until their time ran out).
+    let test_args = [
+        "test",
+        "--workspace",
+        "--release",
+        "--no-fail-fast",
+        "--",
+        "--test-threads=1",
+    ];
 
     let result = if !sudo {
         let mut cmd = util::cargo();
