@@ -47,8 +47,11 @@ pub struct LockWaits {
     pub handed_off_delay: u64,
     /// Whether the profile recorded who woke its waits (files from before did not).
     pub evidence: bool,
-    /// The functions that waited (the innermost frame outside the C library), most delay
-    /// first, with their delay.
+    /// The functions that waited for the lock (the innermost frame outside the C library),
+    /// most delay first, with their delay: every wait but those known to have been handed
+    /// something or to take back a condition variable's mutex (CI saw node's start-up
+    /// mutex, which its platform workers queue for, listed as waited in `uv_cond_wait` for
+    /// the main thread's relock after their signal).
     pub waiters: Vec<(String, u64)>,
 }
 
@@ -107,11 +110,15 @@ impl Acc {
             }
             _ => {}
         }
-        let waiter = self
-            .waiters
-            .entry(language::user_caller(profile, wait.sample.stack))
-            .or_default();
-        *waiter = waiter.saturating_add(wait.delay);
+        // A wait that was handed something, or took back a condition variable's mutex,
+        // did not queue for the lock: where it waited is no place of the contention.
+        if !matches!(wait.evidence, Evidence::HandedOff | Evidence::Relocking) {
+            let waiter = self
+                .waiters
+                .entry(language::user_caller(profile, wait.sample.stack))
+                .or_default();
+            *waiter = waiter.saturating_add(wait.delay);
+        }
     }
 
     fn finish(self, on: WaitedOn, evidence: bool) -> LockWaits {
@@ -346,6 +353,26 @@ pub(crate) mod tests {
         assert!(lock.contended());
         assert_eq!(lock.waiters, vec![("contend_lock".to_owned(), 1200)]);
         assert!(!groups[1].contended());
+    }
+
+    #[test]
+    fn a_condition_waits_relock_is_no_place_of_the_locks_contention() {
+        // Workers 1 and 2 queue for the mutex and wake each other; the main thread 3 takes
+        // it back after its condition wait, woken by worker 2.
+        let p = block_profile(&[
+            ("contend_lock", 500, labels(1, "0x10", "woken", Some(2))),
+            ("contend_lock", 700, labels(2, "0x10", "woken", Some(1))),
+            (
+                "__pthread_mutex_cond_lock",
+                300,
+                labels(3, "0x10", "woken", Some(2)),
+            ),
+        ]);
+        let groups = lock_waits(&p, &futex_waits(&p));
+        let lock = &groups[0];
+        assert!(lock.contended());
+        assert_eq!((lock.threads, lock.delay), (3, 1500));
+        assert_eq!(lock.waiters, vec![("contend_lock".to_owned(), 1200)]);
     }
 
     #[test]
