@@ -71,7 +71,7 @@ fn first_frame(tstate: u64, py: &PythonProcess) -> u64 {
 
 /// What tells apart the Python lines thread `tid` of process `tgid` waits at: a hash of
 /// its innermost [`PYTHON_WAIT_FRAMES`] frames' code object addresses and instruction
-/// words, 0 when it is no CPython thread or runs no Python code. Two reads per frame: the
+/// words, 0 when it is no CPython thread or runs no Python code. Three reads a frame: the
 /// names and lines are userspace's to find, from the stack sampled for the site.
 #[inline(always)]
 pub fn wait_hash(tgid: u32, tid: u32) -> u64 {
