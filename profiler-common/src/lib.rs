@@ -373,6 +373,9 @@ pub struct InFlight {
     pub bp: u64,
     /// The return address above that frame, or 0 (futex waits only).
     pub ret: u64,
+    /// A hash of the innermost Python frames of a CPython thread's futex wait, or 0 (see
+    /// [`BlockKey::python`]).
+    pub python: u64,
     /// What the call asked for (I/O calls only): bytes, or messages for the `*mmsg` calls.
     pub requested: u64,
     /// What the thread's process was found to be, bits of [`thread_fact`]: kept in the slot
@@ -443,7 +446,18 @@ pub struct BlockKey {
     /// wrappers' (one address for every read and write of go_service), which tells nothing
     /// apart, and reading it was a third of a call's time.
     pub ret: u64,
+    /// A hash of the innermost [`PYTHON_WAIT_FRAMES`] Python frames (code object and
+    /// instruction) of a CPython thread, 0 for any other: every `with lock:` of a Python
+    /// program waits at the same C call with the same registers, and without it waits at
+    /// two Python lines of one thread on one lock were one site, whose whole time went to
+    /// whichever line's stack was sampled first.
+    pub python: u64,
 }
+
+/// Python frames whose identity keys a CPython thread's futex wait site
+/// ([`BlockKey::python`]): enough to tell the line that waits and its callers' apart, few
+/// enough to keep each wait's entry cheap.
+pub const PYTHON_WAIT_FRAMES: usize = 4;
 
 /// Value of the blocking aggregation map: waits and their time, by outcome.
 #[repr(C)]
@@ -481,6 +495,7 @@ impl BlockKey {
             sp: entry.sp,
             bp: entry.bp,
             ret: entry.ret,
+            python: entry.python,
         }
     }
 }
@@ -807,16 +822,16 @@ pub struct ProcEvent {
 
 // The layouts both sides rely on: no padding anywhere (checked where it could hide).
 const _: () = {
-    assert!(size_of::<InFlight>() == 80);
-    assert!(size_of::<BlockKey>() == 48);
+    assert!(size_of::<InFlight>() == 88);
+    assert!(size_of::<BlockKey>() == 56);
     assert!(size_of::<IoKey>() == 48);
     assert!(size_of::<BlockValue>() == 88);
-    assert!(size_of::<BlockWakeKey>() == 56);
+    assert!(size_of::<BlockWakeKey>() == 64);
     assert!(size_of::<BlockWake>() == 24);
     assert!(size_of::<IoValue>() == 88);
     assert!(size_of::<IoFdKey>() == 16);
     assert!(size_of::<ProcEvent>() == 32);
-    assert!(size_of::<SampleHeader>() == 256 + 64);
+    assert!(size_of::<SampleHeader>() == 256 + 72);
     assert!(size_of::<GoWaitKey>() == 24);
     assert!(size_of::<GoWaitValue>() == 56);
     assert!(size_of::<ParkedKey>() == 16);

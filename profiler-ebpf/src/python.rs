@@ -4,9 +4,11 @@
 
 use aya_ebpf::helpers::bpf_probe_read_user;
 use profiler_common::{
-    PYTHON_FRAMES_MAX, PYTHON_NO_FIELD, PYTHON_THREADS_WALK, PythonFrames, PythonProcess,
-    python_code_key,
+    PYTHON_FRAMES_MAX, PYTHON_NO_FIELD, PYTHON_THREADS_WALK, PYTHON_WAIT_FRAMES, PythonFrames,
+    PythonProcess, python_code_key,
 };
+
+use crate::shared::{PYTHON_PROCESSES, PYTHON_THREADS, mix};
 
 #[inline(always)]
 fn user_u64(addr: u64) -> u64 {
@@ -54,6 +56,49 @@ pub fn thread_state(py: &PythonProcess, tid: u32, cached: u64) -> u64 {
     0
 }
 
+/// The first frame of the thread whose `PyThreadState` is at `tstate`, or 0.
+#[inline(always)]
+fn first_frame(tstate: u64, py: &PythonProcess) -> u64 {
+    if tstate == 0 {
+        return 0;
+    }
+    let frame = user_u64(tstate + u64::from(py.tstate_frame));
+    if py.cframe_frame != PYTHON_NO_FIELD && frame != 0 {
+        return user_u64(frame + u64::from(py.cframe_frame));
+    }
+    frame
+}
+
+/// What tells apart the Python lines thread `tid` of process `tgid` waits at: a hash of
+/// its innermost [`PYTHON_WAIT_FRAMES`] frames' code object addresses and instruction
+/// words, 0 when it is no CPython thread or runs no Python code. Three reads a frame: the
+/// names and lines are userspace's to find, from the stack sampled for the site.
+#[inline(always)]
+pub fn wait_hash(tgid: u32, tid: u32) -> u64 {
+    // SAFETY: map values, copied out.
+    let Some(py) = (unsafe { PYTHON_PROCESSES.get(&tgid) }) else {
+        return 0;
+    };
+    // SAFETY: as above.
+    let cached = unsafe { PYTHON_THREADS.get(&tid) }.map_or(0, |t| *t);
+    let mut frame = first_frame(thread_state(py, tid, cached), py);
+    if frame == 0 {
+        return 0;
+    }
+    let mut hash = 0xcbf2_9ce4_8422_2325;
+    for _ in 0..PYTHON_WAIT_FRAMES {
+        if frame == 0 {
+            break;
+        }
+        hash = mix(hash, user_u64(frame + u64::from(py.frame_code)));
+        // 3.8-3.10 keep an int here, read with the next field: stable while a frame waits.
+        hash = mix(hash, user_u64(frame + u64::from(py.frame_instr)));
+        frame = user_u64(frame + u64::from(py.frame_previous));
+    }
+    // Never 0, which is every other thread's.
+    hash | 1
+}
+
 /// Reads the frames of the thread whose `PyThreadState` is at `tstate` into `out`,
 /// innermost first, by the offsets of `py`; false when it has none (no Python code runs,
 /// or `tstate` is 0: no state was found).
@@ -62,13 +107,7 @@ pub fn thread_state(py: &PythonProcess, tid: u32, cached: u64) -> u64 {
 /// `out` points to writable room for a [`PythonFrames`].
 #[inline(always)]
 pub unsafe fn read(tstate: u64, py: &PythonProcess, out: *mut PythonFrames) -> bool {
-    if tstate == 0 {
-        return false;
-    }
-    let mut frame = user_u64(tstate + u64::from(py.tstate_frame));
-    if py.cframe_frame != PYTHON_NO_FIELD && frame != 0 {
-        frame = user_u64(frame + u64::from(py.cframe_frame));
-    }
+    let mut frame = first_frame(tstate, py);
     // SAFETY: the caller's room; `i` stays below PYTHON_FRAMES_MAX.
     unsafe {
         (*out).count = 0;
@@ -84,10 +123,9 @@ pub unsafe fn read(tstate: u64, py: &PythonProcess, out: *mut PythonFrames) -> b
             let slot = &mut (*out).frames[i];
             slot.code = user_u64(frame + u64::from(py.frame_code));
             let name = user_u64(slot.code + u64::from(py.code_name));
-            let first_line = bpf_probe_read_user(
-                (slot.code + u64::from(py.code_firstlineno)) as *const u32,
-            )
-            .unwrap_or(0);
+            let first_line =
+                bpf_probe_read_user((slot.code + u64::from(py.code_firstlineno)) as *const u32)
+                    .unwrap_or(0);
             slot.key = python_code_key(name, first_line);
             // `f_lasti` is an int; the pointers of 3.11 on are words. The high half of an
             // int read as a word is userspace's to drop.
@@ -95,8 +133,7 @@ pub unsafe fn read(tstate: u64, py: &PythonProcess, out: *mut PythonFrames) -> b
             (*out).markers[i] = if py.frame_marker == PYTHON_NO_FIELD {
                 0
             } else {
-                bpf_probe_read_user((frame + u64::from(py.frame_marker)) as *const u8)
-                    .unwrap_or(0)
+                bpf_probe_read_user((frame + u64::from(py.frame_marker)) as *const u8).unwrap_or(0)
             };
             frame = user_u64(frame + u64::from(py.frame_previous));
             i += 1;

@@ -506,8 +506,9 @@ pub fn user_stack_hash<C: EbpfContext>(ctx: &C, first: u64) -> u64 {
     }
 }
 
+/// Mixes `word` into `hash` (a cheap multiply-xorshift step, for keys, not security).
 #[inline(always)]
-fn mix(hash: u64, word: u64) -> u64 {
+pub fn mix(hash: u64, word: u64) -> u64 {
     let h = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^ (h >> 29)
 }

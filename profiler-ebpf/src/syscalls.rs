@@ -14,7 +14,7 @@ use profiler_common::{IN_FLIGHT_SLOTS, InFlight, counter, futex_syscall, io_sysc
 
 use crate::shared::{GO_PROCESSES, count, current_ids, is_target};
 use crate::site::site_registers;
-use crate::{block, io, regs};
+use crate::{block, io, python, regs};
 
 /// Non-zero when the I/O profile is collected; set by userspace at load time.
 #[unsafe(no_mangle)]
@@ -92,6 +92,8 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> u32 {
         }
         let site = site_registers(regs);
         (entry.ip, entry.sp, entry.bp, entry.ret) = (site.ip, site.sp, site.bp, site.ret);
+        // Waits at two Python lines of one thread on one lock have equal registers.
+        entry.python = python::wait_hash(tgid, tid);
         block::on_enter(&ctx, &entry);
     } else {
         entry.requested = io::requested(syscall, regs);

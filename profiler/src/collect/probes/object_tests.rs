@@ -309,6 +309,7 @@ fn each_shared_struct_has_the_object_s_layout() {
             sp,
             bp,
             ret,
+            python,
             requested,
             facts,
             facts_left,
@@ -320,7 +321,8 @@ fn each_shared_struct_has_the_object_s_layout() {
             ip,
             sp,
             bp,
-            ret
+            ret,
+            python
         }),
         layout!(BlockValue {
             waits,
