@@ -140,14 +140,17 @@ fn tid_list(value: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// block_mutex: 4 threads, 2000 times each through one mutex held ~tens of µs. Which of
-/// them ever has to sleep is the scheduler's choice: the fixture says which did.
+/// block_mutex: 4 threads, 8000 times each through one mutex held ~tens of µs. Which of
+/// them ever has to sleep is the scheduler's choice: the fixture says which did. At 2000
+/// the fixture ran 50 ms and blocked 60-110 ms in all here, and under a helper's load
+/// 38-45 ms: under the 50 ms it must block for its figures to mean anything (5 of 13
+/// runs failed there).
 #[test]
 fn contended_mutex_delay_matches_fixture_and_names_the_lock() {
     if !prerequisites() {
         return;
     }
-    let r = profile_fixture("block_mutex", &["--duration", "60s"], &["2000"]);
+    let r = profile_fixture("block_mutex", &["--duration", "60s"], &["8000"]);
     let measured_wait = r.measured.u64("wait_ns");
     let mutex = r.measured.get("mutex").to_owned();
     let threads: Vec<String> = r
