@@ -192,3 +192,53 @@ fn check(python: &Path, minor: u64) {
         context()
     );
 }
+
+/// Two threads of Debian's python3 running Python code at once (`python_threads.py`, which
+/// takes no lock of its own) queue for the GIL: every contended lock of the process the
+/// summary lists is named as CPython's interpreter lock, with the GIL's own fix, not the
+/// advice to shorten a critical section the program does not have.
+#[test]
+fn threads_running_python_at_once_queue_for_the_gil() {
+    if !prerequisites() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/python_threads.py");
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let result = tmp.path().join("result.txt");
+    let args: [&OsStr; 9] = [
+        "--profiles".as_ref(),
+        "block".as_ref(),
+        "--format".as_ref(),
+        "folded".as_ref(),
+        "--".as_ref(),
+        "/usr/bin/python3".as_ref(),
+        script.as_os_str(),
+        "2".as_ref(),
+        result.as_os_str(),
+    ];
+    let run = run_profiler(&args, &out);
+    run.assert_success();
+    let contention: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Contention ("))
+        .take_while(|l| !l.starts_with("Findings:"))
+        .collect();
+    let locks: Vec<&&str> = contention
+        .iter()
+        .filter(|l| l.starts_with("  * ") && l.contains(" in python3 (pid "))
+        .collect();
+    assert!(
+        !locks.is_empty()
+            && locks
+                .iter()
+                .all(|l| l.contains("the GIL, CPython's interpreter lock"))
+            && contention
+                .iter()
+                .any(|l| l.starts_with("  fix (the GIL): "))
+            && !contention.iter().any(|l| l.starts_with("  fix: ")),
+        "the python3 locks threads queued for are not all named the GIL, with its fix\n{}",
+        run.transcript()
+    );
+}

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use profiler_model::LabelKey;
-use profiler_model::Profile;
+use profiler_model::callers::is_system_library;
+use profiler_model::{FrameKind, LabelKey, Profile, StackId};
 
 use super::language;
 use super::wake_evidence::{Evidence, Wait};
@@ -18,6 +18,75 @@ pub enum WaitedOn {
     /// One lock-acquire call site, its functions outside the C library from the outermost
     /// in: each waiter slept on a futex of its own (a per-waiter semaphore or park event).
     AcquireSite(Vec<String>),
+}
+
+/// Whose lock a group of waits waited for: the program's own, or one a runtime holds for
+/// it, whose fix is not the program's critical section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockKind {
+    /// A lock of the program's (or of a library it calls).
+    #[default]
+    Program,
+    /// CPython's global interpreter lock: most of the time was waited taking it back.
+    PythonGil,
+}
+
+impl LockKind {
+    /// What to do when threads queue for it.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::Program => CONTENTION_HINT,
+            Self::PythonGil => GIL_HINT,
+        }
+    }
+}
+
+/// What to do when Python threads queue for the GIL.
+pub const GIL_HINT: &str = "only one thread of a CPython process runs Python code at a \
+    time, so threads doing CPU work in Python queue for the GIL: run that work in \
+    processes (multiprocessing, concurrent.futures.ProcessPoolExecutor), move the hot loop \
+    into code that releases the GIL (NumPy, a C or Rust extension), or use a free-threaded \
+    build (python3.13t); threads help only while they wait on I/O";
+
+/// CPython's functions that block on a futex only to take the GIL (3.8 to 3.13):
+/// `take_gil` itself (a local symbol, unnamed in Debian's stripped python3), and the
+/// exported calls that take it back after a wait or for a foreign thread.
+const GIL_TAKERS: [&str; 5] = [
+    "take_gil",
+    "PyEval_RestoreThread",
+    "PyEval_AcquireThread",
+    "PyEval_AcquireLock",
+    "PyGILState_Ensure",
+];
+
+/// Whether a futex wait waited for CPython's GIL. Walking out from the wait past the
+/// kernel, the system libraries, unnamed frames and the GIL's own condition-variable
+/// macros, the first frame is one of [`GIL_TAKERS`] or a Python frame: the evaluation
+/// loop blocks on nothing but the GIL by itself (it drops and takes it back when another
+/// thread asks), and a Python program's own locks wait through a named C call
+/// (`PyThread_acquire_lock_timed`).
+fn waits_for_gil(profile: &Profile, stack: StackId) -> bool {
+    for &id in profile.stack(stack) {
+        let location = profile.location(id);
+        match location.kind {
+            FrameKind::Python => return true,
+            FrameKind::Function => {}
+            _ => continue,
+        }
+        if is_system_library(profile, location) {
+            continue;
+        }
+        for line in &location.lines {
+            let name = line.function.as_str();
+            if GIL_TAKERS.contains(&name) {
+                return true;
+            }
+            if !name.starts_with("PyCOND_") && !name.starts_with("PyMUTEX_") {
+                return false;
+            }
+        }
+    }
+    false
 }
 
 /// The waits on one futex, or at one lock-acquire site, of a program.
@@ -53,6 +122,8 @@ pub struct LockWaits {
     /// mutex, which its platform workers queue for, listed as waited in `uv_cond_wait` for
     /// the main thread's relock after their signal).
     pub waiters: Vec<(String, u64)>,
+    /// Whose lock it is.
+    pub kind: LockKind,
 }
 
 impl LockWaits {
@@ -86,6 +157,8 @@ struct Acc {
     contended_delay: u64,
     handed_off_delay: u64,
     waiters: HashMap<String, u64>,
+    /// Nanoseconds waited for CPython's GIL.
+    gil_delay: u64,
 }
 
 impl Acc {
@@ -109,6 +182,9 @@ impl Acc {
                 self.handed_off_delay = self.handed_off_delay.saturating_add(wait.delay);
             }
             _ => {}
+        }
+        if waits_for_gil(profile, wait.sample.stack) {
+            self.gil_delay = self.gil_delay.saturating_add(wait.delay);
         }
         // A wait that was handed something, or took back a condition variable's mutex,
         // did not queue for the lock: where it waited is no place of the contention.
@@ -143,6 +219,12 @@ impl Acc {
             handed_off_delay: self.handed_off_delay,
             evidence,
             waiters,
+            // Most of the time, not all: a GIL's futex may see a stray wait elsewhere.
+            kind: if self.gil_delay > self.delay / 2 {
+                LockKind::PythonGil
+            } else {
+                LockKind::Program
+            },
         }
     }
 }
@@ -373,6 +455,26 @@ pub(crate) mod tests {
         assert!(lock.contended());
         assert_eq!((lock.threads, lock.delay), (3, 1500));
         assert_eq!(lock.waiters, vec![("contend_lock".to_owned(), 1200)]);
+    }
+
+    #[test]
+    fn waits_in_take_gil_are_the_python_gil() {
+        // Two Python threads pass the GIL's condition variable back and forth.
+        let p = block_profile(&[
+            ("take_gil", 500, labels(1, "0x10", "woken", Some(2))),
+            ("take_gil", 700, labels(2, "0x10", "woken", Some(1))),
+            ("contend_lock", 500, labels(1, "0x20", "woken", Some(2))),
+            ("contend_lock", 700, labels(2, "0x20", "woken", Some(1))),
+        ]);
+        let groups = lock_waits(&p, &futex_waits(&p));
+        let kind_of = |futex: &str| {
+            groups
+                .iter()
+                .find(|g| g.on == WaitedOn::Futex(futex.to_owned()))
+                .map(|g| (g.contended(), g.kind))
+        };
+        assert_eq!(kind_of("0x10"), Some((true, LockKind::PythonGil)));
+        assert_eq!(kind_of("0x20"), Some((true, LockKind::Program)));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use profiler_model::ProfileKind;
 use profiler_model::labels::Waiters;
 
-use super::block::{CONTENTION_HINT, LockWaits, WaitedOn};
+use super::block::{LockKind, LockWaits, WaitedOn};
 use super::cpu::{Kind, MemoryHotSpot};
 use super::finding::{Detail, Fact, Finding, FindingKind, Reading, Text};
 use super::go_cpu::GoSyscallHotSpot;
@@ -74,9 +74,12 @@ pub fn small_io(finding: &SmallIoFinding) -> Finding {
 /// A lock threads queued for: which futex or acquire site, where, how often and how long,
 /// how much of it a fellow waiter held the lock, and the functions that waited longest.
 pub fn contention(lock: &LockWaits) -> Finding {
-    let place = match &lock.on {
-        WaitedOn::Futex(futex) => Text::words(format!("futex {futex} in ")),
-        WaitedOn::AcquireSite(site) => Text::words("lock-acquire site ")
+    let place = match (&lock.on, lock.kind) {
+        (WaitedOn::Futex(futex), LockKind::PythonGil) => Text::words(format!(
+            "the GIL, CPython's interpreter lock (futex {futex}), in "
+        )),
+        (WaitedOn::Futex(futex), LockKind::Program) => Text::words(format!("futex {futex} in ")),
+        (WaitedOn::AcquireSite(site), _) => Text::words("lock-acquire site ")
             .name(site.join(" > "))
             .push(" in "),
     };
@@ -116,7 +119,7 @@ pub fn contention(lock: &LockWaits) -> Finding {
                 detail(Fact::WaitedIn, text)
             })
             .collect(),
-        hint: CONTENTION_HINT.to_owned(),
+        hint: lock.kind.hint().to_owned(),
         focus: waiters.first().cloned().unwrap_or_default(),
         functions: waiters,
         process: Some(lock.comm.clone()),

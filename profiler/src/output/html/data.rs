@@ -68,6 +68,7 @@ mod tests {
             handed_off_delay: 0,
             evidence: true,
             waiters: vec![("contend_lock".to_owned(), 900), ("main".to_owned(), 100)],
+            kind: crate::analysis::block::LockKind::Program,
         };
         let analysis = Analysis {
             locks: (0..MAX_FINDINGS_PER_KIND + 5).map(futex).collect(),

@@ -10,7 +10,7 @@ use profiler_model::{Profile, Sample, StackId};
 use super::paths::{self, PATH_WIDTH};
 use super::summary::{group, human_time, shown_in_terminal};
 use super::{brief, line};
-use crate::analysis::block::{CONTENTION_HINT, LockWaits, ProcessBlocked, is_idle};
+use crate::analysis::block::{LockKind, LockWaits, ProcessBlocked, is_idle};
 use crate::analysis::finding::Fact;
 use crate::analysis::goroutines::{GoWaitFinding, GoWaitKind, is_idle_wait};
 use crate::analysis::wake_evidence::futex_waits;
@@ -117,12 +117,21 @@ pub fn render(
         out,
         "Contention (locks threads queued for, each woken by another waiter):"
     );
-    for lock in contended.iter().take(top).map(|f| words::contention(f)) {
+    let shown = &contended[..contended.len().min(top)];
+    for lock in shown.iter().map(|f| words::contention(f)) {
         let _ = writeln!(out, "  * {}", brief(&lock.title));
         line(&mut out, "    ", lock.details_of(Fact::WaitedIn));
     }
-    // Every contended lock has the same fix: it is said once, under them all.
-    let _ = writeln!(out, "  fix: {CONTENTION_HINT}");
+    // Every contended lock of a kind has the same fix: it is said once, under them all.
+    for kind in [LockKind::Program, LockKind::PythonGil] {
+        if shown.iter().any(|l| l.kind == kind) {
+            let whose = match kind {
+                LockKind::Program => "",
+                LockKind::PythonGil => " (the GIL)",
+            };
+            let _ = writeln!(out, "  fix{whose}: {}", kind.hint());
+        }
+    }
     out
 }
 
@@ -209,6 +218,7 @@ mod tests {
             handed_off_delay: 0,
             evidence: true,
             waiters: vec![("contend_lock".to_owned(), 1_200_000)],
+            kind: LockKind::Program,
         }
     }
 
@@ -249,6 +259,43 @@ mod tests {
         );
         assert!(text.contains("waited in contend_lock (1.2 ms)"), "{text}");
         assert!(text.contains("fix: shorten the critical section"), "{text}");
+    }
+
+    #[test]
+    fn names_the_gil_with_its_own_fix_beside_a_program_lock() {
+        let mut gil = lock(3);
+        (gil.on, gil.kind) = (WaitedOn::Futex("0x20".to_owned()), LockKind::PythonGil);
+        let text = render(
+            &empty_profile(),
+            &[blocked(1_200_000)],
+            0,
+            &[lock(4), gil],
+            10,
+        );
+        assert!(
+            text.contains("the GIL, CPython's interpreter lock (futex 0x20), in app (pid 7)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  fix: shorten the critical section"),
+            "{text}"
+        );
+        assert!(text.contains("  fix (the GIL): only one thread"), "{text}");
+        let alone = render(
+            &empty_profile(),
+            &[blocked(1_200_000)],
+            0,
+            &[gil_only()],
+            10,
+        );
+        assert!(!alone.contains("fix: shorten"), "{alone}");
+    }
+
+    fn gil_only() -> LockWaits {
+        LockWaits {
+            kind: LockKind::PythonGil,
+            ..lock(2)
+        }
     }
 
     #[test]
