@@ -51,6 +51,13 @@ pub struct PythonProcess {
 /// Thread states the kernel walks looking for a thread the thread map does not hold.
 pub const PYTHON_THREADS_WALK: usize = 16;
 
+/// The thread map's value for a thread userspace found missing from its interpreter's
+/// thread list for a while (a native thread of a CPython process: BLAS, OpenMP, an
+/// extension's own): the kernel reads nothing for it, not even the
+/// [`PYTHON_THREADS_WALK`] states, on each of its samples and futex waits. Userspace reads
+/// the list again now and then, and gives the thread its state if it turns up there.
+pub const PYTHON_NOT_A_THREAD: u64 = u64::MAX;
+
 /// One Python frame as the kernel read it: its code object, its instruction word (an
 /// offset or a pointer, by version) and its marker byte.
 #[repr(C)]

@@ -4,8 +4,8 @@
 
 use aya_ebpf::helpers::bpf_probe_read_user;
 use profiler_common::{
-    PYTHON_FRAMES_MAX, PYTHON_NO_FIELD, PYTHON_THREADS_WALK, PYTHON_WAIT_FRAMES, PythonFrames,
-    PythonProcess, python_code_key,
+    PYTHON_FRAMES_MAX, PYTHON_NO_FIELD, PYTHON_NOT_A_THREAD, PYTHON_THREADS_WALK,
+    PYTHON_WAIT_FRAMES, PythonFrames, PythonProcess, python_code_key,
 };
 
 use crate::shared::{PYTHON_PROCESSES, PYTHON_THREADS, mix};
@@ -36,6 +36,9 @@ fn tid_of(tstate: u64, py: &PythonProcess) -> u32 {
 /// 0 when none does.
 #[inline(always)]
 pub fn thread_state(py: &PythonProcess, tid: u32, cached: u64) -> u64 {
+    if cached == PYTHON_NOT_A_THREAD {
+        return 0;
+    }
     if cached != 0 && tid_of(cached, py) == tid {
         return cached;
     }

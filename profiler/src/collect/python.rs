@@ -9,16 +9,18 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use object::{Object, ObjectSegment, ObjectSymbol};
-use profiler_common::{PYTHON_FRAMES_MAX, PythonFrames, PythonProcess, python_code_key};
+use profiler_common::{
+    PYTHON_FRAMES_MAX, PYTHON_NOT_A_THREAD, PythonFrames, PythonProcess, python_code_key,
+};
 
 use crate::collect::python_code::{decode_string, line_of, string_shape};
 use crate::collect::python_layout::{
-    Activation, DEBUG_OFFSETS_WORDS, FRAME_OWNED_BY_CSTACK, GLIBC_PTHREAD_TID, Instruction, Layout,
-    from_debug_offsets, layout, minor_of_file,
+    Activation, FRAME_OWNED_BY_CSTACK, GLIBC_PTHREAD_TID, Instruction, Layout,
 };
-use crate::collect::target_elf::{self, Links};
 use crate::process::procmaps::ProcessInfo;
+
+mod find;
+use find::find;
 
 /// A Python frame as the profile names it: qualified name, file and line.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -47,6 +49,14 @@ const MAX_CODE_BYTES: u64 = 128 << 20;
 /// new thread's samples stay native until then (250 ms cost a 2-thread program 130 of
 /// its 920 samples at 499 Hz). A read is a few words per thread.
 const RESCAN_EVERY: Duration = Duration::from_millis(20);
+/// How long a sampled thread may be missing from its interpreter's list before the kernel
+/// is told it is no Python thread ([`PYTHON_NOT_A_THREAD`]): a new Python thread's state
+/// names its thread id only once the thread runs, so a young thread may be missing for a
+/// moment; a native thread stays missing.
+const NATIVE_AFTER: Duration = Duration::from_millis(200);
+/// How often the list is read again for a thread taken for a native one, in case it
+/// became a Python thread (`PyGILState_Ensure`) or its id went to a new Python thread.
+const NATIVE_RESCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// What was found of CPython in one process.
 struct PythonCode {
@@ -62,6 +72,10 @@ struct PythonCode {
     mem: File,
     /// Threads whose state the kernel was given.
     threads: HashSet<u32>,
+    /// Sampled threads missing from the list, since when (at most [`MAX_THREADS`]).
+    missing: HashMap<u32, Instant>,
+    /// Threads the kernel was told are no Python threads (at most [`MAX_THREADS`]).
+    natives: HashSet<u32>,
     scanned: Option<Instant>,
 }
 
@@ -199,18 +213,41 @@ impl PythonTracker {
     }
 
     /// Reads the thread list of process `pid` again when its thread `tid` is not known
-    /// yet (at most every [`RESCAN_EVERY`]).
+    /// yet (at most every [`RESCAN_EVERY`], or [`NATIVE_RESCAN_EVERY`] for a thread taken
+    /// for a native one); a thread still missing from it after [`NATIVE_AFTER`] is handed
+    /// to the kernel as no Python thread.
     pub fn note_thread(&mut self, pid: u32, tid: u32) {
-        let due = self
-            .processes
-            .get(&pid)
-            .and_then(|(_, code)| code.as_ref())
-            .is_some_and(|code| {
-                !code.threads.contains(&tid)
-                    && code.scanned.is_none_or(|at| at.elapsed() >= RESCAN_EVERY)
-            });
-        if due {
-            self.scan_threads(pid);
+        let Some((_, Some(code))) = self.processes.get_mut(&pid) else {
+            return;
+        };
+        if code.threads.contains(&tid) {
+            return;
+        }
+        let every = if code.natives.contains(&tid) {
+            NATIVE_RESCAN_EVERY
+        } else {
+            RESCAN_EVERY
+        };
+        if code.scanned.is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        self.scan_threads(pid);
+        let Some((_, Some(code))) = self.processes.get_mut(&pid) else {
+            return;
+        };
+        if code.threads.contains(&tid) {
+            code.missing.remove(&tid);
+            code.natives.remove(&tid);
+            return;
+        }
+        if code.natives.contains(&tid) || code.missing.len() >= MAX_THREADS {
+            return;
+        }
+        let since = *code.missing.entry(tid).or_insert_with(Instant::now);
+        if since.elapsed() >= NATIVE_AFTER && code.natives.len() < MAX_THREADS {
+            code.missing.remove(&tid);
+            code.natives.insert(tid);
+            self.new_threads.push((tid, PYTHON_NOT_A_THREAD));
         }
     }
 
@@ -250,6 +287,7 @@ impl PythonTracker {
         }
         for (tid, tstate) in found {
             if code.threads.insert(tid) {
+                code.natives.remove(&tid);
                 self.new_threads.push((tid, tstate));
             }
         }
@@ -373,7 +411,7 @@ impl Code {
 pub struct NewPython {
     /// Processes (pid) and where their frames are.
     pub processes: Vec<(u32, PythonProcess)>,
-    /// Threads (tid) and their `PyThreadState` addresses.
+    /// Threads (tid) and their `PyThreadState` addresses, or [`PYTHON_NOT_A_THREAD`].
     pub threads: Vec<(u32, u64)>,
 }
 
@@ -384,114 +422,6 @@ pub enum Splice {
     Native(usize),
     /// A Python frame, by the number `intern` gave it.
     Python(u32),
-}
-
-/// The CPython interpreter mapped into process `pid`, if its version's frames are read.
-fn find(pid: u32, process: &ProcessInfo, unsupported: &mut u64) -> Option<PythonCode> {
-    for entry in &process.maps {
-        let Some(minor) = minor_of_file(&entry.path) else {
-            continue;
-        };
-        let Some(file) = &entry.file else { continue };
-        let Some(layout) = layout(minor) else {
-            *unsupported |= 1u64.checked_shl(minor).unwrap_or(0);
-            continue;
-        };
-        let Some(symbols) = symbols_of(Path::new(&file.open_path()), entry.offset) else {
-            continue;
-        };
-        let bias = entry.start.wrapping_sub(symbols.segment_address);
-        let mem = File::open(format!("/proc/{pid}/mem")).ok()?;
-        let runtime = symbols.runtime.wrapping_add(bias);
-        let layout = if minor >= 13 {
-            match debug_offsets(&mem, runtime, layout) {
-                Ok(read) => {
-                    if read != layout {
-                        log::debug!("pid {pid}: _Py_DebugOffsets differ from 3.{minor}'s table");
-                    }
-                    read
-                }
-                Err(why) => {
-                    log::debug!("pid {pid}: {}: {why}", entry.path);
-                    *unsupported |= 1u64.checked_shl(minor).unwrap_or(0);
-                    continue;
-                }
-            }
-        } else {
-            layout
-        };
-        return Some(PythonCode {
-            layout,
-            mapped: (entry.start, entry.path.clone()),
-            eval: symbols
-                .eval
-                .iter()
-                .map(|r| r.start.wrapping_add(bias)..r.end.wrapping_add(bias))
-                .collect(),
-            runtime,
-            code_type: symbols.code_type.wrapping_add(bias),
-            mem,
-            threads: HashSet::new(),
-            scanned: None,
-        });
-    }
-    None
-}
-
-/// What the profiler needs of an interpreter's file.
-struct Symbols {
-    eval: Vec<Range<u64>>,
-    runtime: u64,
-    code_type: u64,
-    /// The address the file's bytes at the mapping's offset are linked at.
-    segment_address: u64,
-}
-
-/// `_PyEval_EvalFrameDefault` (and its `.cold` part), `_PyRuntime` and `PyCode_Type` in
-/// the file at `path`, and where its mapping at file offset `offset` is linked.
-fn symbols_of(path: &Path, offset: u64) -> Option<Symbols> {
-    let data = target_elf::open(path, Links::Followed).ok()?;
-    let file = target_elf::parse(&data).ok()?;
-    let segment_address = file.segments().find_map(|segment| {
-        let (start, size) = segment.file_range();
-        (start..start.saturating_add(size))
-            .contains(&offset)
-            .then(|| segment.address().wrapping_add(offset - start))
-    })?;
-    let mut eval = Vec::new();
-    let (mut runtime, mut code_type) = (None, None);
-    for symbol in file.symbols().chain(file.dynamic_symbols()) {
-        let Ok(name) = symbol.name() else { continue };
-        match name {
-            "_PyEval_EvalFrameDefault" | "_PyEval_EvalFrameDefault.cold" => {
-                eval.push(symbol.address()..symbol.address().saturating_add(symbol.size().max(1)));
-            }
-            "_PyRuntime" => runtime = Some(symbol.address()),
-            "PyCode_Type" => code_type = Some(symbol.address()),
-            _ => {}
-        }
-    }
-    if eval.is_empty() {
-        return None;
-    }
-    Some(Symbols {
-        eval,
-        runtime: runtime?,
-        code_type: code_type?,
-        segment_address,
-    })
-}
-
-/// The layout CPython 3.13's `_Py_DebugOffsets` at `runtime` states (see
-/// [`from_debug_offsets`]).
-fn debug_offsets(mem: &File, runtime: u64, table: Layout) -> Result<Layout, String> {
-    let bytes = read_bytes(mem, runtime, (DEBUG_OFFSETS_WORDS * 8) as u64)
-        .ok_or("_PyRuntime unreadable")?;
-    let mut words = [0u64; DEBUG_OFFSETS_WORDS];
-    for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-        *word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-    }
-    from_debug_offsets(&words, table)
 }
 
 fn read_bytes(mem: &File, addr: u64, len: u64) -> Option<Vec<u8>> {
@@ -560,6 +490,7 @@ fn read_bytes_object(mem: &File, addr: u64) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::python_layout::layout;
 
     /// A tracker that knows process 1 as CPython 3.11 whose memory reads nothing.
     fn tracker() -> PythonTracker {
@@ -571,11 +502,30 @@ mod tests {
             code_type: 0,
             mem: File::open("/dev/null").expect("/dev/null"),
             threads: HashSet::new(),
+            missing: HashMap::new(),
+            natives: HashSet::new(),
             scanned: None,
         };
         let mut tracker = PythonTracker::default();
         tracker.processes.insert(1, (0, Some(code)));
         tracker
+    }
+
+    #[test]
+    fn a_thread_missing_from_the_list_for_a_while_is_handed_on_as_native() {
+        let mut t = tracker();
+        // Missing at the first read: a young Python thread may be, so nothing yet.
+        t.note_thread(1, 42);
+        assert!(t.take_new().threads.is_empty());
+        std::thread::sleep(NATIVE_AFTER + Duration::from_millis(10));
+        t.note_thread(1, 42);
+        assert_eq!(t.take_new().threads, [(42, PYTHON_NOT_A_THREAD)]);
+        // Read again for it only every NATIVE_RESCAN_EVERY, and not handed on twice.
+        t.note_thread(1, 42);
+        assert!(t.take_new().threads.is_empty());
+        let scanned = t.processes[&1].1.as_ref().and_then(|c| c.scanned);
+        t.note_thread(1, 42);
+        assert_eq!(t.processes[&1].1.as_ref().and_then(|c| c.scanned), scanned);
     }
 
     #[test]
