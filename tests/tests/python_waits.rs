@@ -6,7 +6,8 @@
 //! keyed without the Python frames merges the two, and splits their time by how often each
 //! was sampled (1:4), far from the truth (about 5:4). Run on Debian's python3 and on each
 //! pyenv CPython 3.8 to 3.13, whose frames differ (3.8 to 3.10 keep the instruction as an
-//! int): a missing one fails its test.
+//! int): a missing one fails its test. A threaded `http.server` whose handler holds a lock
+//! while it sleeps, loaded by `ab`, has its handler's acquire line named with its delay.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -240,5 +241,108 @@ fn threads_running_python_at_once_queue_for_the_gil() {
             && !contention.iter().any(|l| l.starts_with("  fix: ")),
         "the python3 locks threads queued for are not all named the GIL, with its fix\n{}",
         run.transcript()
+    );
+}
+
+/// The load generator of the server test.
+const AB: &str = "/usr/bin/ab";
+
+/// A threaded `http.server` (Debian's python3, `python_server.py`) whose handler holds a
+/// lock while it sleeps, loaded by `ab` with four clients: its requests queue for the
+/// lock, and the blocking profile gives the handler's acquire line
+/// (`handle_lock (python_server.py:LINE)`) the delay the handler measured itself. Before,
+/// the wait was `PyThread_acquire_lock_timed` with no Python line (issue 26).
+#[test]
+fn a_threaded_http_server_s_lock_waits_are_named_by_their_line() {
+    if !prerequisites() {
+        return;
+    }
+    if !Path::new(AB).is_file() {
+        eprintln!("skipping: {AB} is not installed (`cargo xtask setup --for-tests`)");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/python_server.py");
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let port_file = tmp.path().join("port");
+    let result = tmp.path().join("result.txt");
+    let warm_up = warm_up_seconds();
+    let args: [&OsStr; 11] = [
+        "--profiles".as_ref(),
+        "block".as_ref(),
+        "--format".as_ref(),
+        "folded".as_ref(),
+        "--".as_ref(),
+        "/usr/bin/python3".as_ref(),
+        script.as_os_str(),
+        warm_up.as_ref(),
+        SECONDS.as_ref(),
+        port_file.as_os_str(),
+        result.as_os_str(),
+    ];
+    let profiler = spawn_profiler(&args, &out);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let port: u16 = loop {
+        if let Some(port) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break port;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server wrote no port within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // For as long as the server serves, and a little longer: ab's failures when it stops
+    // are not the test's.
+    let seconds: f64 = warm_up.parse::<f64>().expect("a number") + 4.0;
+    let mut ab = std::process::Command::new(AB);
+    ab.args(["-q", "-c", "4", "-t"])
+        .arg(format!("{}", seconds.ceil()))
+        .args(["-n", "100000000"])
+        .arg(format!("http://127.0.0.1:{port}/"));
+    let load = Running::spawn(ab);
+    let run = profiler.wait();
+    drop(load);
+    run.assert_success();
+    let measured = FixtureResult::read(&result);
+    let (want, waits, line) = (
+        measured.u64("handle_lock_ns"),
+        measured.u64("handle_lock_waits"),
+        measured.u64("handle_lock_line"),
+    );
+    let text = std::fs::read_to_string(out.join("block.folded"))
+        .unwrap_or_else(|e| panic!("cannot read block.folded: {e}\n{}", run.transcript()));
+    let folded = Folded::parse(&text);
+    let context = format!(
+        "fixture: {:?}\n{}\n{}",
+        measured.0,
+        folded.summary(12),
+        run.transcript()
+    );
+    assert!(
+        want >= 300_000_000 && waits >= 50,
+        "the handler waited only {} in {waits} acquires: no real contention\n{context}",
+        ms(want)
+    );
+    let frame = format!("handle_lock (python_server.py:{line})");
+    let got = folded.samples_where(|s| s.has(&frame));
+    let gap = (got as f64 - want as f64) / want as f64;
+    println!(
+        "{frame}: profile {}, fixture {} in {waits} waits ({:+.1}%)",
+        ms(got),
+        ms(want),
+        100.0 * gap
+    );
+    assert!(
+        gap.abs() <= DELAY_TOLERANCE,
+        "{frame}: the profile has {} where the handler measured {} itself ({:+.1}%, more \
+         than {:.0}% off)\n{context}",
+        ms(got),
+        ms(want),
+        100.0 * gap,
+        100.0 * DELAY_TOLERANCE
     );
 }
