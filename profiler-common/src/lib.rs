@@ -4,13 +4,17 @@
 //! of map keys, values and ring-buffer events byte for byte.
 #![no_std]
 
+mod block;
 mod go_labels;
 mod heap;
+mod io;
 mod names;
 mod offcpu;
 mod python;
+pub use block::*;
 pub use go_labels::*;
 pub use heap::*;
+pub use io::*;
 pub use names::*;
 pub use offcpu::*;
 pub use python::*;
@@ -173,128 +177,11 @@ pub struct SampleRecord {
     pub user: [u8; USER_AREA_BYTES],
 }
 
-/// Entries of the I/O aggregation map: distinct (pid, tid, user stack, syscall) keys.
-pub const MAX_IO_KEYS: u32 = 32768;
-
-/// Descriptors whose last direction is kept; the least recently used goes first.
-pub const MAX_IO_DESCRIPTORS: u32 = 65536;
-
-/// A descriptor of a process.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct IoFdKey {
-    /// Process id.
-    pub pid: u32,
-    /// Reserved, zero.
-    pub _pad: u32,
-    /// The descriptor.
-    pub fd: i64,
-}
-
-/// Which way data moved in an I/O call, as `IO_DIRECTIONS` keeps it.
-pub mod io_direction {
-    /// Into the process (the read family).
-    pub const IN: u8 = 1;
-    /// Out of it (the write family, and the calls between descriptors, whose descriptor
-    /// is the one written to).
-    pub const OUT: u8 = 2;
-
-    /// The direction of the syscall with index `syscall` (see [`super::io_syscall`]): the
-    /// read/write family alternates in, out; from `sendfile` on they write.
-    pub const fn of(syscall: u32) -> u8 {
-        if syscall < super::io_syscall::SENDFILE && syscall & 1 == 0 {
-            IN
-        } else {
-            OUT
-        }
-    }
-
-    const _: () = {
-        assert!(of(0) == IN && of(1) == OUT); // read, write
-        assert!(of(super::io_syscall::RECVMMSG) == IN);
-        assert!(of(super::io_syscall::SENDMMSG) == OUT);
-        assert!(of(super::io_syscall::COPY_FILE_RANGE) == OUT);
-    };
-}
-
 /// Slots of the in-flight syscall table, indexed by thread id modulo its size.
 pub const IN_FLIGHT_SLOTS: u32 = 65536;
 
-/// The syscalls the I/O profile traces, in the order of their indices: the read/write
-/// family, then the calls that move data between two descriptors inside the kernel
-/// (`sendfile` to `copy_file_range`).
-pub mod io_syscall {
-    /// The syscalls' names, indexed by the syscall index stored in [`super::IoKey`].
-    pub const NAMES: [&str; 21] = [
-        "read",
-        "write",
-        "pread64",
-        "pwrite64",
-        "readv",
-        "writev",
-        "preadv",
-        "pwritev",
-        "preadv2",
-        "pwritev2",
-        "recvfrom",
-        "sendto",
-        "recvmsg",
-        "sendmsg",
-        "recvmmsg",
-        "sendmmsg",
-        "sendfile",
-        "splice",
-        "tee",
-        "vmsplice",
-        "copy_file_range",
-    ];
-    /// Number of traced syscalls.
-    pub const COUNT: usize = NAMES.len();
-    /// Index of `recvmmsg`, whose result counts messages, not bytes.
-    pub const RECVMMSG: u32 = 14;
-    /// Index of `sendmmsg`, whose result counts messages, not bytes.
-    pub const SENDMMSG: u32 = 15;
-    /// Index of `readv`, the first of the six vector calls (`readv` to `pwritev2`).
-    pub const READV: u32 = 4;
-    /// Index of `pwritev2`, the last of the six vector calls.
-    pub const PWRITEV2: u32 = 9;
-    /// Index of `recvmsg`, whose request is the total of its `msghdr`'s iovecs.
-    pub const RECVMSG: u32 = 12;
-    /// Index of `sendmsg`, whose request is the total of its `msghdr`'s iovecs.
-    pub const SENDMSG: u32 = 13;
-    /// Index of `sendfile(out_fd, in_fd, offset, count)`.
-    pub const SENDFILE: u32 = 16;
-    /// Index of `splice(fd_in, off_in, fd_out, off_out, len, flags)`.
-    pub const SPLICE: u32 = 17;
-    /// Index of `tee(fd_in, fd_out, len, flags)`.
-    pub const TEE: u32 = 18;
-    /// Index of `vmsplice(fd, iov, nr_segs, flags)`, whose request is its iovecs' total.
-    pub const VMSPLICE: u32 = 19;
-    /// Index of `copy_file_range(fd_in, off_in, fd_out, off_out, len, flags)`.
-    pub const COPY_FILE_RANGE: u32 = 20;
-
-    // Each index names the syscall its name says, so that reordering `NAMES` cannot
-    // silently move a special case (messages, vectors) onto another call.
-    const _: () = {
-        assert!(super::str_eq(NAMES[RECVMMSG as usize], "recvmmsg"));
-        assert!(super::str_eq(NAMES[SENDMMSG as usize], "sendmmsg"));
-        assert!(super::str_eq(NAMES[READV as usize], "readv"));
-        assert!(super::str_eq(NAMES[PWRITEV2 as usize], "pwritev2"));
-        assert!(super::str_eq(NAMES[RECVMSG as usize], "recvmsg"));
-        assert!(super::str_eq(NAMES[SENDMSG as usize], "sendmsg"));
-        assert!(super::str_eq(NAMES[SENDFILE as usize], "sendfile"));
-        assert!(super::str_eq(NAMES[SPLICE as usize], "splice"));
-        assert!(super::str_eq(NAMES[TEE as usize], "tee"));
-        assert!(super::str_eq(NAMES[VMSPLICE as usize], "vmsplice"));
-        assert!(super::str_eq(
-            NAMES[COPY_FILE_RANGE as usize],
-            "copy_file_range"
-        ));
-    };
-}
-
 /// Whether two strings are equal, in a constant.
-const fn str_eq(a: &str, b: &str) -> bool {
+pub(crate) const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
@@ -308,16 +195,6 @@ const fn str_eq(a: &str, b: &str) -> bool {
     }
     true
 }
-
-/// Iovecs of a vector call (or of a `msghdr`) whose lengths the kernel program reads to
-/// total the bytes requested; a call with more counts only these, and is counted in
-/// [`counter::IO_REQUESTED_PARTIAL`]. Each is one user-memory read, paid by vector calls
-/// only; 8 covers the scatter/gather of nearly every program.
-pub const MAX_IOVECS: u64 = 8;
-
-/// The result of a call that would have blocked on a non-blocking descriptor
-/// (`-EAGAIN`, which is also `-EWOULDBLOCK` on Linux).
-pub const EAGAIN_RESULT: i64 = -11;
 
 /// The futex waits the blocking profile traces, numbered after the I/O syscalls in
 /// [`InFlight::syscall`].
@@ -391,206 +268,13 @@ pub mod thread_fact {
     /// The process is profiled.
     pub const TARGET: u32 = 1;
     /// The process runs Go (userspace found it so): its I/O call sites are keyed without
-    /// [`IoKey::ret`].
+    /// [`IoKey::ret`](crate::IoKey::ret).
     pub const GO: u32 = 2;
     /// Traced calls a thread makes on its facts before they are looked up again: the target
     /// lookup on every call was a third of the entry program's time on a Go HTTP service,
     /// and a fact that changes (a process taken out of the targets, found to run Go, or that
     /// executes another program) is out of date for at most this many of a thread's calls.
     pub const CALLS: u32 = 256;
-}
-
-/// One in this many waits of a blocking call site has its full user stack taken (the
-/// first always does).
-pub const BLOCK_STACK_SAMPLE_EVERY: u64 = 64;
-
-/// Entries of the blocking aggregation map.
-pub const MAX_BLOCK_KEYS: u32 = 16384;
-
-/// How a futex wait ended, the index into [`BlockValue`]'s arrays.
-pub mod wait_outcome {
-    /// Woken by another thread (or the lock was acquired).
-    pub const WOKEN: usize = 0;
-    /// The timeout expired (`-ETIMEDOUT`).
-    pub const TIMED_OUT: usize = 1;
-    /// A signal interrupted it (`-EINTR`, `-ERESTARTSYS`).
-    pub const INTERRUPTED: usize = 2;
-    /// It did not sleep: the futex value had already changed (`-EAGAIN`), or another error.
-    pub const NO_WAIT: usize = 3;
-    /// Number of outcomes.
-    pub const COUNT: usize = 4;
-    /// Names for labels, by index.
-    pub const NAMES: [&str; COUNT] = ["woken", "timed out", "interrupted", "no wait"];
-}
-
-/// Key of the blocking aggregation map: a wait site, keyed by registers like [`IoKey`],
-/// and the futex waited on.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct BlockKey {
-    /// Process id.
-    pub pid: u32,
-    /// Thread id.
-    pub tid: u32,
-    /// The futex's user address (for `futex_waitv`, the first waiter's).
-    pub uaddr: u64,
-    /// User instruction pointer at the syscall.
-    pub ip: u64,
-    /// User stack pointer at the syscall.
-    pub sp: u64,
-    /// User frame pointer at the syscall, or 0 when `rbp` held data, not a frame pointer.
-    pub bp: u64,
-    /// The return address above that frame (`[bp + 8]`): tells apart sibling functions
-    /// called from one parent with equal frames. 0 when `bp` is, and in a Go process, whose
-    /// calls all pass through the `syscall` package: there it is one of that package's own
-    /// wrappers' (one address for every read and write of go_service), which tells nothing
-    /// apart, and reading it was a third of a call's time.
-    pub ret: u64,
-    /// A hash of the innermost [`PYTHON_WAIT_FRAMES`] Python frames (code object and
-    /// instruction) of a CPython thread, 0 for any other: every `with lock:` of a Python
-    /// program waits at the same C call with the same registers, and without it waits at
-    /// two Python lines of one thread on one lock were one site, whose whole time went to
-    /// whichever line's stack was sampled first.
-    pub python: u64,
-}
-
-/// Python frames whose identity keys a CPython thread's futex wait site
-/// ([`BlockKey::python`]): enough to tell the line that waits and its callers' apart, few
-/// enough to keep each wait's entry cheap.
-pub const PYTHON_WAIT_FRAMES: usize = 4;
-
-/// Value of the blocking aggregation map: waits and their time, by outcome.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockValue {
-    /// Completed waits, by [`wait_outcome`].
-    pub waits: [u64; wait_outcome::COUNT],
-    /// Nanoseconds waited, by [`wait_outcome`].
-    pub nanos: [u64; wait_outcome::COUNT],
-    /// When the thread's first wait here that slept (not [`wait_outcome::NO_WAIT`]) and
-    /// ended in the window began, kernel monotonic nanoseconds; 0 before one did. A
-    /// thread that woke a wait here is evidence of a lock passed on only if it had waited
-    /// here before (a new thread wakes its creator, then creates threads of its own).
-    pub first_ns: u64,
-    /// The thread's command name at the first wait.
-    pub comm: [u8; COMM_LEN],
-}
-
-/// One in this many calls of an I/O call site has its full user stack taken (the first
-/// call always does); every call is counted. The repeats only split a site's exact totals
-/// over its stacks, and a site nearly always has one (go_service: 821 sites, each with one
-/// stack in 7,386 samples); at 1 in 64 they were a tenth of the I/O programs' time there.
-pub const IO_STACK_SAMPLE_EVERY: u64 = 256;
-
-impl BlockKey {
-    /// The wait site of a futex wait that entered the kernel (the same at its exit, and
-    /// for a wait still in progress when the run ends).
-    #[inline(always)]
-    pub fn of(entry: &InFlight) -> Self {
-        Self {
-            pid: entry.pid,
-            tid: entry.tid,
-            uaddr: entry.uaddr,
-            ip: entry.ip,
-            sp: entry.sp,
-            bp: entry.bp,
-            ret: entry.ret,
-            python: entry.python,
-        }
-    }
-}
-
-/// Key of the wakers map: a wait site and the thread that woke waits there. Who wakes a
-/// wait is the evidence that tells a lock passed among competing threads (contention)
-/// from work handed to an idle thread.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct BlockWakeKey {
-    /// The wait site.
-    pub site: BlockKey,
-    /// The waker's process id.
-    pub waker_pid: u32,
-    /// The waker's thread id.
-    pub waker_tid: u32,
-}
-
-/// Value of the wakers map: the waits a waker ended at a site, and their time.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BlockWake {
-    /// Waits woken.
-    pub waits: u64,
-    /// Nanoseconds those waits lasted.
-    pub nanos: u64,
-    /// When the last of them ended, kernel monotonic nanoseconds.
-    pub last_ns: u64,
-}
-
-/// Entries of the wakers map ([`BlockWakeKey`] -> [`BlockWake`]).
-pub const MAX_BLOCK_WAKERS: u32 = 32768;
-
-/// Threads in a futex wait at once whose waker can be noted.
-pub const MAX_FUTEX_SLEEPERS: u32 = 16384;
-
-/// Key of the I/O aggregation map: a call site, told apart by the registers that locate
-/// the call (no user memory is read to build it, which keeps each call cheap).
-///
-/// Equal registers almost always mean an equal stack; the stacks sampled for a key (see
-/// [`SampleHeader::io_site`]) show where they do not.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct IoKey {
-    /// Process id.
-    pub pid: u32,
-    /// Thread id.
-    pub tid: u32,
-    /// Index into [`io_syscall::NAMES`].
-    pub syscall: u32,
-    /// Reserved, zero.
-    pub _pad: u32,
-    /// User instruction pointer at the syscall.
-    pub ip: u64,
-    /// User stack pointer at the syscall.
-    pub sp: u64,
-    /// User frame pointer at the syscall, or 0 when `rbp` held data, not a frame pointer.
-    pub bp: u64,
-    /// The return address above that frame (`[bp + 8]`): tells apart sibling functions
-    /// called from one parent with equal frames. 0 when `bp` is, and in a Go process, whose
-    /// calls all pass through the `syscall` package: there it is one of that package's own
-    /// wrappers' (one address for every read and write of go_service), which tells nothing
-    /// apart, and reading it was a third of a call's time.
-    pub ret: u64,
-}
-
-/// Value of the I/O aggregation map: what the calls with one key did.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct IoValue {
-    /// Calls made.
-    pub calls: u64,
-    /// Bytes transferred by the calls that succeeded (messages for `*mmsg`).
-    pub bytes: u64,
-    /// Nanoseconds spent inside the syscalls.
-    pub nanos: u64,
-    /// Calls that failed (negative result).
-    pub errors: u64,
-    /// What the calls asked for, failed ones included: the count or buffer length, the
-    /// iovecs' total for the vector calls and `*msg` (up to [`MAX_IOVECS`] of them), the
-    /// number of messages for `*mmsg`.
-    pub requested: u64,
-    /// Calls that moved less than they asked for (`0 <= result < requested`).
-    pub short: u64,
-    /// Calls that failed with `EAGAIN`/`EWOULDBLOCK`: nothing was there yet.
-    pub eagain: u64,
-    /// Calls that moved data the other way than the process's last call that moved data
-    /// on the same descriptor: a reply after a request, a request after a reply.
-    pub turns: u64,
-    /// The descriptor of the first call, to tell what it was (file, socket, pipe...). For
-    /// the calls between two descriptors, the one the data goes out to (see
-    /// `profiler-ebpf`'s `io::descriptor`); the input descriptor is not kept.
-    pub fd: i64,
-    /// The thread's command name at the first call.
-    pub comm: [u8; COMM_LEN],
 }
 
 /// Indices of the per-CPU counters the kernel programs keep: what was seen and what was lost.
