@@ -13,9 +13,6 @@ use integration_tests::*;
 /// The functions the fixture times, each its own share.
 const FUNCTIONS: [&str; 4] = ["json_round", "sha_blob", "fib", "spin"];
 
-/// Where pyenv keeps its builds here.
-const PYENV: &str = "/root/.pyenv/versions";
-
 #[test]
 fn debian_python3() {
     check(Path::new("/usr/bin/python3"), 11);
@@ -51,25 +48,9 @@ fn cpython_3_13() {
     check(&pyenv(13), 13);
 }
 
-/// pyenv's newest build of CPython 3.`minor`; panics, saying so, when there is none.
+/// pyenv's newest build of CPython 3.`minor`; fails loudly when there is none.
 fn pyenv(minor: u32) -> PathBuf {
-    let prefix = format!("3.{minor}.");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(PYENV)
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .map(|e| e.path().join("bin/python3"))
-                .filter(|p| p.exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!(
-            "MISSING PYTHON: no CPython 3.{minor} under {PYENV} (pyenv install 3.{minor}): its \
-             frames are not tested"
-        )
-    })
+    pyenv_python(minor, "frames are")
 }
 
 /// A frame the profiler names as Python code of the fixture: `name (python_split.py:N)`.

@@ -44,9 +44,6 @@ fn warm_up_seconds() -> String {
     (2 * scale).to_string()
 }
 
-/// Where pyenv keeps its builds here.
-const PYENV: &str = "/root/.pyenv/versions";
-
 #[test]
 fn debian_python3() {
     check(Path::new("/usr/bin/python3"), 11);
@@ -82,25 +79,9 @@ fn cpython_3_13() {
     check(&pyenv(13), 13);
 }
 
-/// pyenv's newest build of CPython 3.`minor`; panics, saying so, when there is none.
+/// pyenv's newest build of CPython 3.`minor`; fails loudly when there is none.
 fn pyenv(minor: u32) -> PathBuf {
-    let prefix = format!("3.{minor}.");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(PYENV)
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .map(|e| e.path().join("bin/python3"))
-                .filter(|p| p.exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!(
-            "MISSING PYTHON: no CPython 3.{minor} under {PYENV} (pyenv install 3.{minor}): its \
-             lock waits are not tested"
-        )
-    })
+    pyenv_python(minor, "lock waits are")
 }
 
 /// The delay of the stacks through `function (python_lock.py:LINE)`, in nanoseconds.
