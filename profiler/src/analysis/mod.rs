@@ -19,6 +19,7 @@ pub mod go_runtime_locks;
 pub mod goroutines;
 pub mod heap;
 pub mod io;
+pub mod io_hints;
 pub mod jit;
 pub mod language;
 pub mod offcpu;
