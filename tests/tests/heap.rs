@@ -508,7 +508,7 @@ fn go_allocations_match_go_s_own_allocs_profile() {
                 }
             }
         }
-        go_leaves_match(&ours, &allocs, &context);
+        go_leaves_match(&ours, &allocs, lost, &context);
     }
 }
 
@@ -520,10 +520,15 @@ const FLAT_TOLERANCE: f64 = 0.15;
 /// profile puts on top (5% of its total or more) is within [`FLAT_TOLERANCE`] of Go's, and
 /// no stack that reaches the program's code has the runtime's `mProf_Malloc` as its leaf.
 /// (The profile also has what the fixture allocated writing Go's profile, after Go took it:
-/// only Go's top functions are compared.)
-fn go_leaves_match(ours: &Path, allocs: &Path, context: &str) {
+/// only Go's top functions are compared.) When the summary counted `lost` events, a
+/// function may also fall short by that many of its objects (at its average size in Go's
+/// profile): in CI the ring buffer dropped the last of `keptBlocks`' allocations, said so,
+/// and this check, which did not allow for it, failed.
+fn go_leaves_match(ours: &Path, allocs: &Path, lost: u64, context: &str) {
     let (mine, go) = (traces(ours, "alloc_space"), traces(allocs, "alloc_space"));
     let (mine_flat, go_flat) = (flat_by_leaf(&mine), flat_by_leaf(&go));
+    let go_object_traces = traces(allocs, "alloc_objects");
+    let go_objects = flat_by_leaf(&go_object_traces);
     let go_total: u64 = go_flat.values().sum();
     let top: Vec<(&str, u64)> = go_flat
         .iter()
@@ -538,11 +543,16 @@ fn go_leaves_match(ours: &Path, allocs: &Path, context: &str) {
     for (function, want) in top {
         let got = mine_flat.get(function).copied().unwrap_or(0);
         let gap = (got as f64 - want as f64) / want as f64;
-        eprintln!("{version}: flat alloc_space of {function}: {got} B, Go's own {want} B");
+        let objects = go_objects.get(function).copied().unwrap_or(0).max(1);
+        let lost_share = (lost as f64 * want as f64 / objects as f64) / want as f64;
+        eprintln!(
+            "{version}: flat alloc_space of {function}: {got} B, Go's own {want} B ({lost} \
+             events lost)"
+        );
         assert!(
-            gap.abs() <= FLAT_TOLERANCE,
-            "flat alloc_space of {function}: {got} B, Go's own {want} B ({:+.1}%); flat by \
-             function: {mine_flat:?}, Go's: {go_flat:?}\n{context}",
+            gap <= FLAT_TOLERANCE && -gap <= FLAT_TOLERANCE + lost_share,
+            "flat alloc_space of {function}: {got} B, Go's own {want} B ({:+.1}%, {lost} \
+             events lost); flat by function: {mine_flat:?}, Go's: {go_flat:?}\n{context}",
             100.0 * gap
         );
     }
