@@ -84,10 +84,29 @@ fn pyenv(minor: u32) -> PathBuf {
     pyenv_python(minor, "lock waits are")
 }
 
-/// The delay of the stacks through `function (python_lock.py:LINE)`, in nanoseconds.
-fn delay_at(folded: &Folded, function: &str, line: u64) -> u64 {
-    let frame = format!("{function} (python_lock.py:{line})");
-    folded.samples_where(|s| s.has(&frame))
+/// Compares the delay the profile gives the stacks through `frame` with `want`, the
+/// nanoseconds the fixture measured itself in `waits` acquires there: prints both, and says
+/// how far apart they are when more than [`DELAY_TOLERANCE`].
+fn compare_line(folded: &Folded, frame: &str, want: u64, waits: u64) -> Result<(), String> {
+    let got = folded.samples_where(|s| s.has(frame));
+    let gap = (got as f64 - want as f64) / want as f64;
+    println!(
+        "{frame}: profile {}, fixture {} in {waits} waits ({:+.1}%)",
+        ms(got),
+        ms(want),
+        100.0 * gap
+    );
+    if gap.abs() > DELAY_TOLERANCE {
+        return Err(format!(
+            "{frame}: the profile has {} where the fixture measured {} itself ({:+.1}%, more \
+             than {:.0}% off)",
+            ms(got),
+            ms(want),
+            100.0 * gap,
+            100.0 * DELAY_TOLERANCE
+        ));
+    }
+    Ok(())
 }
 
 fn ms(ns: u64) -> String {
@@ -147,24 +166,9 @@ fn check(python: &Path, minor: u64) {
             ms(want),
             context()
         );
-        let got = delay_at(&folded, function, line);
-        let gap = (got as f64 - want as f64) / want as f64;
-        println!(
-            "{function} (python_lock.py:{line}): profile {}, fixture {} in {waits} waits \
-             ({:+.1}%)",
-            ms(got),
-            ms(want),
-            100.0 * gap
-        );
-        if gap.abs() > DELAY_TOLERANCE {
-            failures.push(format!(
-                "{function} (python_lock.py:{line}): the profile has {} where the fixture \
-                 measured {} itself ({:+.1}%, more than {:.0}% off)",
-                ms(got),
-                ms(want),
-                100.0 * gap,
-                100.0 * DELAY_TOLERANCE
-            ));
+        let frame = format!("{function} (python_lock.py:{line})");
+        if let Err(why) = compare_line(&folded, &frame, want, waits) {
+            failures.push(why);
         }
     }
     assert!(
@@ -309,21 +313,7 @@ fn a_threaded_http_server_s_lock_waits_are_named_by_their_line() {
         ms(want)
     );
     let frame = format!("handle_lock (python_server.py:{line})");
-    let got = folded.samples_where(|s| s.has(&frame));
-    let gap = (got as f64 - want as f64) / want as f64;
-    println!(
-        "{frame}: profile {}, fixture {} in {waits} waits ({:+.1}%)",
-        ms(got),
-        ms(want),
-        100.0 * gap
-    );
-    assert!(
-        gap.abs() <= DELAY_TOLERANCE,
-        "{frame}: the profile has {} where the handler measured {} itself ({:+.1}%, more \
-         than {:.0}% off)\n{context}",
-        ms(got),
-        ms(want),
-        100.0 * gap,
-        100.0 * DELAY_TOLERANCE
-    );
+    if let Err(why) = compare_line(&folded, &frame, want, waits) {
+        panic!("{why}\n{context}");
+    }
 }
