@@ -7,7 +7,8 @@
 //! [`Profile`] once, at the end of the run, through [`ProfileBuilder`]. Outputs (pprof, folded stacks,
 //! flame graphs, the summary) only ever see the symbolized [`Profile`].
 //!
-//! [`pprof`] encodes a profile as a gzipped pprof file; [`pprof_read`] is the way back
+//! [`pprof`] encodes a profile as a gzipped pprof file; [`pprof_read`] (reading a file
+//! within bounds) and [`pprof_decode`] (its message into the model) are the way back
 //! (`profiler report`), every allocation its input drives bounded.
 
 mod account;
@@ -24,6 +25,7 @@ mod kind;
 pub mod labels;
 mod model;
 pub mod pprof;
+pub mod pprof_decode;
 mod pprof_mappings;
 pub mod pprof_read;
 pub mod program_labels;
