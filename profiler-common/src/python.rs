@@ -63,7 +63,8 @@ pub const PYTHON_NOT_A_THREAD: u64 = u64::MAX;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PythonFrame {
-    /// The frame's code object (or, 3.13, executable) pointer.
+    /// The frame's code object (or, 3.13 on, executable) pointer, without the tag bits of
+    /// 3.14's reference.
     pub code: u64,
     /// The frame's instruction word, zero-extended.
     pub instr: u64,

@@ -10,6 +10,9 @@ use profiler_common::{
 
 use crate::shared::{PYTHON_PROCESSES, PYTHON_THREADS, mix};
 
+/// The low bits of a frame's code reference that are a tag, not the address.
+const PYTHON_REF_TAG: u64 = 7;
+
 #[inline(always)]
 fn user_u64(addr: u64) -> u64 {
     // SAFETY: a probe read, which never faults.
@@ -93,7 +96,10 @@ pub fn wait_hash(tgid: u32, tid: u32) -> u64 {
         if frame == 0 {
             break;
         }
-        hash = mix(hash, user_u64(frame + u64::from(py.frame_code)));
+        hash = mix(
+            hash,
+            user_u64(frame + u64::from(py.frame_code)) & !PYTHON_REF_TAG,
+        );
         // 3.8-3.10 keep an int here, read with the next field: stable while a frame waits.
         hash = mix(hash, user_u64(frame + u64::from(py.frame_instr)));
         frame = user_u64(frame + u64::from(py.frame_previous));
@@ -124,7 +130,9 @@ pub unsafe fn read(tstate: u64, py: &PythonProcess, out: *mut PythonFrames) -> b
                 break;
             }
             let slot = &mut (*out).frames[i];
-            slot.code = user_u64(frame + u64::from(py.frame_code));
+            // 3.14 tags the reference in its low bits (`_PyStackRef`); objects are
+            // aligned to 16, so clearing them is harmless before.
+            slot.code = user_u64(frame + u64::from(py.frame_code)) & !PYTHON_REF_TAG;
             let name = user_u64(slot.code + u64::from(py.code_name));
             let first_line =
                 bpf_probe_read_user((slot.code + u64::from(py.code_firstlineno)) as *const u32)

@@ -19,6 +19,7 @@ use crate::collect::python_layout::{
 };
 use crate::process::procmaps::ProcessInfo;
 
+mod cold;
 mod find;
 use find::find;
 

@@ -1,16 +1,19 @@
-//! Where CPython 3.8 to 3.13 keep what the profiler reads: the thread list, each thread's
+//! Where CPython 3.8 to 3.14 keep what the profiler reads: the thread list, each thread's
 //! frame chain and each code object's names and line table, per minor version.
 //!
 //! Every offset was measured with `offsetof` compiled against each build's own headers
 //! (`Py_BUILD_CORE`, internal headers included): pyenv's 3.8.18, 3.9.18, 3.10.13, 3.11.7,
-//! 3.12.1, 3.13.0 and Debian's 3.11.2, whose offsets equal 3.11.7's. Within a minor
+//! 3.12.1, 3.13.0 and Debian's 3.11.2, whose offsets equal 3.11.7's; 3.14's are what the
+//! `_Py_DebugOffsets` of Debian's 3.14.10 state (the frames read with them by hand from a
+//! running interpreter's memory: code objects, and the C-stack shim frames of owner 3
+//! with `None` as their executable). Within a minor
 //! version these structures do not change (the same layouts py-spy and the OpenTelemetry
 //! profiler table per minor). The probe's source is in the Python status notes.
 
 use profiler_common::{PYTHON_NO_FIELD, PythonProcess};
 
 /// The oldest and newest minor versions of CPython 3 whose frames are read.
-pub const MINORS: std::ops::RangeInclusive<u32> = 8..=13;
+pub const MINORS: std::ops::RangeInclusive<u32> = 8..=14;
 
 /// Which frames of the chain one `_PyEval_EvalFrameDefault` activation runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,21 +215,114 @@ pub fn layout(minor: u32) -> Option<Layout> {
             instruction: Instruction::Pointer,
             lines: LineTable::Locations,
         },
+        14 => Layout {
+            minor,
+            // current_frame 72; f_executable 0 (a tagged reference), previous 8,
+            // instr_ptr 56, owner 74.
+            kernel: kernel(72, PYTHON_NO_FIELD, 0, 8, 56, 74),
+            interpreters_head: 808,
+            threads_head: 7344,
+            tstate_next: 8,
+            tstate_thread_id: 152,
+            tstate_native_id: Some(160),
+            code_name: 120,
+            code_qualname: Some(128),
+            code_filename: 112,
+            code_firstlineno: 68,
+            code_linetable: 136,
+            code_bytecode: Some(208),
+            ascii_header: 40,
+            compact_header: 56,
+            activation: Activation::UpToShim,
+            instruction: Instruction::Pointer,
+            lines: LineTable::Locations,
+        },
         _ => return None,
     })
 }
 
-/// Words of CPython 3.13's `_Py_DebugOffsets`, which `_PyRuntime` starts with.
-pub const DEBUG_OFFSETS_WORDS: usize = 73;
+/// Words of `_Py_DebugOffsets` read: up to the string header sizes of 3.14's.
+pub const DEBUG_OFFSETS_WORDS: usize = 81;
 
-/// The layout of a CPython 3.13 process from the `_Py_DebugOffsets` at the start of its
-/// `_PyRuntime` (`words`, read from its memory): the interpreter's own statement of its
-/// offsets, which a build with other options (a debug build) keeps true where the table
-/// would not. `table` gives what it does not state (the string header sizes are checked
-/// against it). An error says why the words are refused: not the cookie, another
+/// Where `_Py_DebugOffsets` keeps each offset the profiler reads, as word indices: the
+/// struct grows from one minor version to the next (3.14 added fields to the interpreter
+/// state, the frame and the code object, and a set object before the dict).
+struct DebugWords {
+    interpreters_head: usize,
+    threads_head: usize,
+    tstate_next: usize,
+    tstate_frame: usize,
+    tstate_thread_id: usize,
+    tstate_native_id: usize,
+    frame_previous: usize,
+    frame_code: usize,
+    frame_instr: usize,
+    frame_marker: usize,
+    code_filename: usize,
+    code_name: usize,
+    code_qualname: usize,
+    code_linetable: usize,
+    code_firstlineno: usize,
+    code_bytecode: usize,
+    /// `PyBytesObject.ob_sval`, and `sizeof(PyASCIIObject)`: checked, not used.
+    bytes_data: usize,
+    ascii_size: usize,
+}
+
+/// The word indices of 3.`minor`'s `_Py_DebugOffsets`, from `pycore_runtime.h` of 3.13.0
+/// and `pycore_debug_offsets.h` of 3.14 (checked against the words of Debian's 3.14.10).
+fn debug_words(minor: u32) -> Option<DebugWords> {
+    Some(match minor {
+        13 => DebugWords {
+            interpreters_head: 5,
+            threads_head: 9,
+            tstate_next: 21,
+            tstate_frame: 23,
+            tstate_thread_id: 24,
+            tstate_native_id: 25,
+            frame_previous: 29,
+            frame_code: 30,
+            frame_instr: 31,
+            frame_marker: 33,
+            code_filename: 35,
+            code_name: 36,
+            code_qualname: 37,
+            code_linetable: 38,
+            code_firstlineno: 39,
+            code_bytecode: 43,
+            bytes_data: 66,
+            ascii_size: 70,
+        },
+        14 => DebugWords {
+            interpreters_head: 5,
+            threads_head: 9,
+            tstate_next: 24,
+            tstate_frame: 26,
+            tstate_thread_id: 27,
+            tstate_native_id: 28,
+            frame_previous: 32,
+            frame_code: 33,
+            frame_instr: 34,
+            frame_marker: 36,
+            code_filename: 40,
+            code_name: 41,
+            code_qualname: 42,
+            code_linetable: 43,
+            code_firstlineno: 44,
+            code_bytecode: 48,
+            bytes_data: 76,
+            ascii_size: 80,
+        },
+        _ => return None,
+    })
+}
+
+/// The layout of a CPython 3.13 or 3.14 process from the `_Py_DebugOffsets` at the start
+/// of its `_PyRuntime` (`words`, read from its memory): the interpreter's own statement of
+/// its offsets, which a build with other options (a debug build) keeps true where the
+/// table would not. `table` gives what it does not state (the string header sizes are
+/// checked against it). An error says why the words are refused: not the cookie, another
 /// version, or a free-threaded build (whose objects are laid out otherwise).
-///
-/// Word indices follow `Include/internal/pycore_runtime.h` of 3.13.0.
 pub fn from_debug_offsets(
     words: &[u64; DEBUG_OFFSETS_WORDS],
     table: Layout,
@@ -241,28 +337,30 @@ pub fn from_debug_offsets(
     if words[2] != 0 {
         return Err("a free-threaded build".to_owned());
     }
+    let at = debug_words(table.minor)
+        .ok_or_else(|| format!("no _Py_DebugOffsets of 3.{} known", table.minor))?;
     let u16_at = |i: usize| u16::try_from(words[i]).map_err(|_| format!("offset {i} too large"));
     let mut layout = table;
-    layout.interpreters_head = words[5];
-    layout.threads_head = words[9];
-    layout.tstate_next = words[21];
-    layout.kernel.tstate_frame = u16_at(23)?;
-    layout.tstate_thread_id = words[24];
-    layout.tstate_native_id = Some(words[25]);
-    layout.kernel.frame_previous = u16_at(29)?;
-    layout.kernel.frame_code = u16_at(30)?;
-    layout.kernel.frame_instr = u16_at(31)?;
-    layout.kernel.frame_marker = u16_at(33)?;
-    layout.code_filename = words[35];
-    layout.code_name = words[36];
-    layout.code_qualname = Some(words[37]);
-    layout.code_linetable = words[38];
-    layout.code_firstlineno = words[39];
-    layout.code_bytecode = Some(words[43]);
-    if words[66] != 32 || words[70] != table.ascii_header {
+    layout.interpreters_head = words[at.interpreters_head];
+    layout.threads_head = words[at.threads_head];
+    layout.tstate_next = words[at.tstate_next];
+    layout.kernel.tstate_frame = u16_at(at.tstate_frame)?;
+    layout.tstate_thread_id = words[at.tstate_thread_id];
+    layout.tstate_native_id = Some(words[at.tstate_native_id]);
+    layout.kernel.frame_previous = u16_at(at.frame_previous)?;
+    layout.kernel.frame_code = u16_at(at.frame_code)?;
+    layout.kernel.frame_instr = u16_at(at.frame_instr)?;
+    layout.kernel.frame_marker = u16_at(at.frame_marker)?;
+    layout.code_filename = words[at.code_filename];
+    layout.code_name = words[at.code_name];
+    layout.code_qualname = Some(words[at.code_qualname]);
+    layout.code_linetable = words[at.code_linetable];
+    layout.code_firstlineno = words[at.code_firstlineno];
+    layout.code_bytecode = Some(words[at.code_bytecode]);
+    if words[at.bytes_data] != 32 || words[at.ascii_size] != table.ascii_header {
         return Err(format!(
             "bytes data at {}, ASCII strings' at {}: not this version's objects",
-            words[66], words[70]
+            words[at.bytes_data], words[at.ascii_size]
         ));
     }
     Ok(layout)
@@ -342,12 +440,112 @@ mod tests {
         assert!(from_debug_offsets(&words, table).is_err());
     }
 
+    /// The first words of `_PyRuntime` in Debian's python3.14 (3.14.10-1), as its file
+    /// holds them, up to the string header sizes.
+    const DEBIAN_3_14_WORDS: [u64; DEBUG_OFFSETS_WORDS] = [
+        u64::from_le_bytes(*b"xdebugpy"),
+        0x030e_0af0,
+        0,
+        316616,
+        784,
+        808,
+        225864,
+        7280,
+        7272,
+        7344,
+        7360,
+        7408,
+        7688,
+        7672,
+        7680,
+        16,
+        7784,
+        0,
+        7800,
+        7792,
+        7992,
+        0,
+        832,
+        0,
+        8,
+        16,
+        72,
+        152,
+        160,
+        232,
+        32,
+        88,
+        8,
+        0,
+        56,
+        80,
+        74,
+        64,
+        0,
+        216,
+        112,
+        120,
+        128,
+        136,
+        68,
+        52,
+        96,
+        104,
+        208,
+        0,
+        16,
+        8,
+        416,
+        24,
+        88,
+        168,
+        40,
+        32,
+        16,
+        40,
+        24,
+        16,
+        200,
+        24,
+        40,
+        32,
+        48,
+        32,
+        40,
+        24,
+        16,
+        32,
+        16,
+        24,
+        40,
+        16,
+        32,
+        64,
+        32,
+        16,
+        40,
+    ];
+
+    #[test]
+    fn debug_offsets_of_debian_s_3_14_give_its_table() {
+        let table = layout(14).unwrap();
+        assert_eq!(from_debug_offsets(&DEBIAN_3_14_WORDS, table), Ok(table));
+        // 3.13's word indices would read 3.14's struct wrongly: the version decides.
+        let mut words = DEBIAN_3_14_WORDS;
+        words[1] = 0x030d_00f0;
+        assert!(from_debug_offsets(&words, layout(13).unwrap()).is_err());
+        let mut moved = DEBIAN_3_14_WORDS;
+        moved[36] = 70;
+        let read = from_debug_offsets(&moved, table).unwrap();
+        assert_eq!(read.kernel.frame_marker, 70);
+    }
+
     #[test]
     fn every_supported_minor_has_a_layout_and_no_other() {
         for minor in MINORS {
             assert_eq!(layout(minor).map(|l| l.minor), Some(minor));
         }
         assert!(layout(7).is_none());
-        assert!(layout(14).is_none());
+        assert!(layout(15).is_none());
     }
 }

@@ -1,5 +1,5 @@
 //! Finds CPython in a process: the interpreter among its mappings, the symbols the kernel
-//! and the names need from the interpreter's file, and 3.13's own offsets.
+//! and the names need from the interpreter's file, and 3.13's and 3.14's own offsets.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -8,7 +8,7 @@ use std::path::Path;
 
 use object::{Object, ObjectSegment, ObjectSymbol};
 
-use super::{PythonCode, read_bytes};
+use super::{PythonCode, cold, read_bytes};
 use crate::collect::python_layout::{
     DEBUG_OFFSETS_WORDS, Layout, from_debug_offsets, layout, minor_of_file,
 };
@@ -105,6 +105,11 @@ fn symbols_of(path: &Path, offset: u64) -> Option<Symbols> {
     if eval.is_empty() {
         return None;
     }
+    // A stripped binary names no `.cold` part: find it from the code.
+    if let [hot] = &eval[..] {
+        let parts = cold::cold_parts(&file, hot.clone());
+        eval.extend(parts);
+    }
     Some(Symbols {
         eval,
         runtime: runtime?,
@@ -113,7 +118,7 @@ fn symbols_of(path: &Path, offset: u64) -> Option<Symbols> {
     })
 }
 
-/// The layout CPython 3.13's `_Py_DebugOffsets` at `runtime` states (see
+/// The layout CPython 3.13's or 3.14's `_Py_DebugOffsets` at `runtime` states (see
 /// [`from_debug_offsets`]).
 fn debug_offsets(mem: &File, runtime: u64, table: Layout) -> Result<Layout, String> {
     let bytes = read_bytes(mem, runtime, (DEBUG_OFFSETS_WORDS * 8) as u64)
