@@ -14,6 +14,7 @@ mod kernel_image;
 mod kernel_subset;
 mod kernel_test;
 mod libtest_output;
+mod python_3_14;
 mod setup;
 mod test_cmd;
 mod util;

