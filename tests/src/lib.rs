@@ -52,7 +52,7 @@ pub use profiler::{
     assert_outputs, contention_section, profiler_command, run_profiler, run_report, spawn_profiler,
 };
 pub use protobuf::{BLOCK_SAMPLE_TYPES, CPU_SAMPLE_TYPES, IO_SAMPLE_TYPES, Msg};
-pub use python::{PYENV, pyenv_python};
+pub use python::{PYENV, debian_python_3_14, pyenv_python};
 pub use redis::{Redis, redis_missing};
 pub use setup::{
     FIXTURE_DIR, fixture, is_root, prerequisites, profiler_bin, temp_dir, workspace_dir,

@@ -26,3 +26,18 @@ pub fn pyenv_python(minor: u32, what: &str) -> PathBuf {
         )
     })
 }
+
+/// CPython 3.14, Debian unstable's, which `cargo xtask setup --for-tests` unpacks under
+/// `target/python-3.14` with unstable's C library and runs through its loader; panics,
+/// saying so loudly with `what` is not tested, when it is not there.
+pub fn debian_python_3_14(what: &str) -> PathBuf {
+    let wrapper = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/python-3.14/bin/python3.14");
+    assert!(
+        wrapper.is_file(),
+        "MISSING PYTHON: no CPython 3.14 at {} (run `cargo xtask setup --for-tests`): its \
+         {what} not tested",
+        wrapper.display()
+    );
+    wrapper
+}

@@ -5,8 +5,9 @@
 //! acquire line (`function (python_lock.py:LINE)`) the delay its function measured: a site
 //! keyed without the Python frames merges the two, and splits their time by how often each
 //! was sampled (1:4), far from the truth (about 5:4). Run on Debian's python3 and on each
-//! pyenv CPython 3.8 to 3.13, whose frames differ (3.8 to 3.10 keep the instruction as an
-//! int): a missing one fails its test. A threaded `http.server` whose handler holds a lock
+//! pyenv CPython 3.8 to 3.13 and Debian unstable's 3.14, whose frames differ (3.8 to 3.10
+//! keep the instruction as an int, 3.14 tags its code references): a missing one fails its
+//! test. A threaded `http.server` whose handler holds a lock
 //! while it sleeps, loaded by `ab`, has its handler's acquire line named with its delay.
 
 use std::ffi::OsStr;
@@ -77,6 +78,11 @@ fn cpython_3_12() {
 #[test]
 fn cpython_3_13() {
     check(&pyenv(13), 13);
+}
+
+#[test]
+fn cpython_3_14() {
+    check(&debian_python_3_14("lock waits are"), 14);
 }
 
 /// pyenv's newest build of CPython 3.`minor`; fails loudly when there is none.
