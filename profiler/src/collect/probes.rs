@@ -1,22 +1,25 @@
-//! Loads the embedded eBPF object, attaches its programs, and reads their maps.
+//! Loads the embedded eBPF object, attaches its programs, writes the maps that steer them
+//! and hands out its ring buffers; the tables and counters they fill are read in
+//! `probes/maps.rs`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use aya::programs::perf_event::{
     PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
 };
 use aya::programs::{BtfTracePoint, PerfEvent, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader, Endianness};
 use profiler_common::{
-    BlockKey, BlockValue, BlockWake, BlockWakeKey, GoProcess, HEAP_PENDING_SLOTS, HeapLive,
-    HeapLiveKey, HeapSiteKey, HeapSiteValue, InFlight, IoKey, IoValue, MAX_HEAP_LIVE,
-    MAX_HEAP_SITES, OffCpuKey, OffCpuSwitchIn, OffCpuThread, OffCpuValue, PythonProcess, counter,
-    global_name, map_name, program_name, stack_mode,
+    GoProcess, HEAP_PENDING_SLOTS, MAX_HEAP_LIVE, MAX_HEAP_SITES, PythonProcess, global_name,
+    map_name, program_name, stack_mode,
 };
 
 use crate::config::CallGraph;
+
+mod maps;
+pub use maps::Counters;
 
 /// Where the kernel publishes its BTF; `PROFILER_BTF_PATH` overrides it (tests use this to
 /// simulate a kernel without BTF).
@@ -29,23 +32,6 @@ pub fn btf_path() -> PathBuf {
 /// The eBPF object built by `cargo xtask build`, embedded so the binary is all a host needs.
 static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler-ebpf.o"));
-
-/// Totals of the kernel programs' per-CPU counters (see [`profiler_common::counter`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counters(pub [u64; counter::COUNT as usize]);
-
-impl Default for Counters {
-    fn default() -> Self {
-        Self([0; counter::COUNT as usize])
-    }
-}
-
-impl Counters {
-    /// The counter at `index`.
-    pub fn get(&self, index: u32) -> u64 {
-        self.0[index as usize]
-    }
-}
 
 /// What the kernel programs are told at load time.
 #[derive(Debug, Clone, Copy)]
@@ -394,39 +380,6 @@ impl Probes {
             .context("cannot close the off-CPU window")
     }
 
-    /// The off-CPU waits by site.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_offcpu_sites(&self) -> Result<Vec<(OffCpuKey, OffCpuValue)>> {
-        self.read_hash(map_name::OFFCPU_SITES)
-    }
-
-    /// The threads the off-CPU programs follow, by `task_struct` address, and those that
-    /// exited, by `pid << 32 | tid`.
-    ///
-    /// # Errors
-    /// When a map cannot be read.
-    #[allow(clippy::type_complexity)]
-    pub fn read_offcpu_threads(&self) -> Result<(Vec<(u64, OffCpuThread)>, Vec<OffCpuThread>)> {
-        let live = self.read_hash(map_name::OFFCPU_THREADS)?;
-        let done = self.read_hash::<u64, OffCpuThread>(map_name::OFFCPU_DONE)?;
-        Ok((live, done.into_iter().map(|(_, thread)| thread).collect()))
-    }
-
-    /// Each CPU's latest switch-in: the thread on it when the programs stopped.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_offcpu_switch_ins(&self) -> Result<Vec<OffCpuSwitchIn>> {
-        let array: PerCpuArray<_, OffCpuSwitchIn> =
-            PerCpuArray::try_from(self.map(map_name::OFFCPU_SWITCH_IN)?)?;
-        let values = array
-            .get(&0, 0)
-            .context("cannot read the off-CPU switch-ins")?;
-        Ok(values.iter().copied().collect())
-    }
-
     /// The loaded object, for the heap and goroutine probes to attach to processes
     /// (see [`crate::collect::heap_probes`], [`crate::collect::goroutines`]).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
@@ -491,105 +444,6 @@ impl Probes {
         if let Some(logger) = &mut self.logger {
             logger.flush();
         }
-    }
-
-    /// Sums the per-CPU counters.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn counters(&self) -> Result<Counters> {
-        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map(map_name::COUNTERS)?)?;
-        let mut totals = Counters::default();
-        for (index, total) in totals.0.iter_mut().enumerate() {
-            let values = array
-                .get(&(index as u32), 0)
-                .context("cannot read the counters")?;
-            *total = values.iter().sum();
-        }
-        Ok(totals)
-    }
-
-    /// Reads what the traced I/O syscalls did, by call site.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_io_calls(&self) -> Result<Vec<(IoKey, IoValue)>> {
-        self.read_hash(map_name::IO_CALLS)
-    }
-
-    /// Reads the futex waits by site and futex.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_block_waits(&self) -> Result<Vec<(BlockKey, BlockValue)>> {
-        self.read_hash(map_name::BLOCK_WAITS)
-    }
-
-    /// Who woke futex waits, by site and waker.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_block_wakers(&self) -> Result<Vec<(BlockWakeKey, BlockWake)>> {
-        self.read_hash(map_name::BLOCK_WAKERS)
-    }
-
-    /// Native allocations and frees by site, summed over CPUs.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_heap_sites(&self) -> Result<Vec<(HeapSiteKey, HeapSiteValue)>> {
-        let map: aya::maps::PerCpuHashMap<_, HeapSiteKey, HeapSiteValue> =
-            aya::maps::PerCpuHashMap::try_from(self.map(map_name::HEAP_SITES)?)?;
-        let mut sites = Vec::new();
-        for entry in map.iter() {
-            let (key, values) =
-                entry.with_context(|| format!("cannot read the map {}", map_name::HEAP_SITES))?;
-            let mut total = HeapSiteValue::default();
-            for value in values.iter() {
-                total.allocs = total.allocs.wrapping_add(value.allocs);
-                total.bytes = total.bytes.wrapping_add(value.bytes);
-                total.frees = total.frees.wrapping_add(value.frees);
-                total.freed_bytes = total.freed_bytes.wrapping_add(value.freed_bytes);
-                if total.comm[0] == 0 {
-                    total.comm = value.comm;
-                }
-            }
-            sites.push((key, total));
-        }
-        Ok(sites)
-    }
-
-    /// The blocks allocated in the window and still live.
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_heap_live(&self) -> Result<Vec<(HeapLiveKey, HeapLive)>> {
-        self.read_hash(map_name::HEAP_LIVE)
-    }
-
-    /// Every entry of the hash map `name`.
-    pub(crate) fn read_hash<K: aya::Pod, V: aya::Pod>(&self, name: &str) -> Result<Vec<(K, V)>> {
-        let map: BpfHashMap<_, K, V> = BpfHashMap::try_from(self.map(name)?)?;
-        map.iter()
-            .map(|entry| entry.with_context(|| format!("cannot read the map {name}")))
-            .collect()
-    }
-
-    /// The traced syscalls still in progress (their slots in the in-flight table).
-    ///
-    /// # Errors
-    /// When the map cannot be read.
-    pub fn read_in_flight(&self) -> Result<Vec<InFlight>> {
-        let table: aya::maps::Array<_, InFlight> =
-            aya::maps::Array::try_from(self.map(map_name::IN_FLIGHT)?)?;
-        let mut busy = Vec::new();
-        for entry in table.iter() {
-            let entry = entry.context("cannot read the in-flight table")?;
-            if entry.start_ns != 0 {
-                busy.push(entry);
-            }
-        }
-        Ok(busy)
     }
 
     fn map(&self, name: &str) -> Result<&aya::maps::Map> {

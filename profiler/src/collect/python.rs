@@ -21,7 +21,9 @@ use crate::process::procmaps::ProcessInfo;
 
 mod cold;
 mod find;
+mod symbols;
 use find::find;
+use symbols::SymbolsCache;
 
 /// A Python frame as the profile names it: qualified name, file and line.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -127,6 +129,8 @@ pub struct PythonTracker {
     codes: HashMap<(u32, u64, u64), Option<Code>>,
     /// Bytes the code objects in `codes` hold (names, files, line tables).
     code_bytes: u64,
+    /// The symbols of the interpreter files read, by file.
+    files: SymbolsCache,
     /// Processes and threads to hand to the kernel.
     new_processes: Vec<(u32, PythonProcess)>,
     new_threads: Vec<(u32, u64)>,
@@ -169,7 +173,12 @@ impl PythonTracker {
         }
         // A new program (exec) or none: its addresses mean other objects now.
         self.forget(pid);
-        let found = find(pid, process, &mut self.stats.unsupported_minors);
+        let found = find(
+            pid,
+            process,
+            &mut self.files,
+            &mut self.stats.unsupported_minors,
+        );
         if let Some(code) = &found {
             log::debug!(
                 "pid {pid}: CPython 3.{} (runtime {:#x}, {} eval ranges)",

@@ -6,7 +6,8 @@
 //! and write its whole code cache. The requests ([`jvm_attach`]) wait for the JVM, so
 //! they run on threads of their own, never on the loop that drains the samples. A JVM that
 //! refuses is not asked again (one that may only be starting is, a few times), and the
-//! run's summary says why in one line.
+//! run's summary says why in one line. A request goes only to the process first sampled
+//! under its pid, told by its start time, never to one that got the pid after it exited.
 
 use std::collections::HashMap;
 use std::thread::JoinHandle;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::process::jvm_attach::{self, Outcome};
 use crate::process::procmaps::ProcessTable;
+use crate::process::start_time;
 
 /// How soon one JVM may be asked again.
 pub const EVERY: Duration = Duration::from_secs(2);
@@ -32,6 +34,10 @@ pub const SETTLE: Duration = Duration::from_secs(3);
 /// What is known of one JVM.
 #[derive(Debug, Default)]
 struct JvmState {
+    /// When the process started, read when it was first sampled: a request goes only to
+    /// the process with this start time, not to another that got its pid after it exited
+    /// (then it ends [`Outcome::Replaced`] and the JVM is not asked again).
+    start_time: u64,
     /// When it may be asked again.
     due: Option<Instant>,
     /// Whether code its map does not name ran since it was last asked.
@@ -73,10 +79,16 @@ impl JitMaps {
                 self.others.insert(pid, generation.unwrap_or_default());
                 return;
             }
+            let Ok(start_time) = start_time::read(pid) else {
+                // Gone already: its samples stay unnamed.
+                self.others.insert(pid, generation.unwrap_or_default());
+                return;
+            };
             log::debug!("jit maps: process {pid} is a HotSpot JVM");
             self.jvms.insert(
                 pid,
                 JvmState {
+                    start_time,
                     wanted: true,
                     ..JvmState::default()
                 },
@@ -110,9 +122,10 @@ impl JitMaps {
             jvm.wanted = false;
             jvm.due = Some(now + EVERY);
             log::debug!("jit maps: asking the JVM of pid {pid} for its perf map");
+            let start_time = jvm.start_time;
             let spawned = std::thread::Builder::new()
                 .name("jit-maps".to_owned())
-                .spawn(move || jvm_attach::request_perf_map(pid));
+                .spawn(move || jvm_attach::request_perf_map(pid, start_time));
             match spawned {
                 Ok(handle) => {
                     jvm.running = Some(handle);
@@ -252,6 +265,22 @@ mod tests {
         assert_eq!(
             notes_of(jvm),
             vec!["jit maps: perf maps written on request by the JVMs of pid 7 (1x)"]
+        );
+    }
+
+    #[test]
+    fn a_jvm_whose_pid_went_to_another_process_is_not_asked_again() {
+        let mut jvm = JvmState::default();
+        answer(&mut jvm, Outcome::Replaced);
+        assert_eq!(
+            (jvm.wanted, jvm.refused.clone()),
+            (false, Some(Outcome::Replaced))
+        );
+        let notes = notes_of(jvm);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("its pid is another process's now"),
+            "{notes:?}"
         );
     }
 

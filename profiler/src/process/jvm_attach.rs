@@ -16,7 +16,14 @@
 //! default action ends a process with a core dump), only when the socket is not there
 //! already (a JVM run with `-Xrs` opens it at start), and through a pidfd, so that a pid
 //! reused since is not signalled; every wait and read is bounded.
+//!
+//! The request may come seconds after the samples that called for it: the JVM may have
+//! exited since and its pid gone to another process. So the pidfd is opened first and the
+//! process it holds must have the start time recorded when the JVM was first sampled, and
+//! must still live after that is read (a pid is not reused until its process is reaped);
+//! otherwise nothing is sent, to it or to anyone.
 
+use crate::process::start_time;
 use crate::process::status::Status;
 use std::ffi::CString;
 use std::fs::File;
@@ -60,6 +67,11 @@ pub enum Outcome {
     /// The JVM answered with an error status (an older JDK has no `Compiler.perfmap`),
     /// and the first line of its words.
     Refused(String),
+    /// The process sampled exited before it was asked: nothing was sent.
+    Gone,
+    /// The process sampled exited before it was asked and its pid is another process's now
+    /// (one started at another time): nothing was sent to that one.
+    Replaced,
     /// Something failed on our side or the process went away, in words.
     Failed(String),
 }
@@ -81,6 +93,10 @@ impl Outcome {
             Self::Refused(words) => {
                 format!("it answered: {words} (Compiler.perfmap needs JDK 17+)")
             }
+            Self::Gone => "it exited before it was asked".to_owned(),
+            Self::Replaced => {
+                "it exited before it was asked, and its pid is another process's now".to_owned()
+            }
             Self::Failed(words) => words.clone(),
         })
     }
@@ -98,18 +114,26 @@ struct Jvm {
     catches_quit: bool,
 }
 
-/// Asks process `pid` for its perf map, if it is a HotSpot JVM that can be asked.
-/// Blocks for at most [`SOCKET_WAIT`] plus [`REPLY_WAIT`] (and then some for `/proc`).
-pub fn request_perf_map(pid: u32) -> Outcome {
-    match request(pid) {
+/// Asks process `pid`, the one started at `start_time` ([`start_time::read`]), for its
+/// perf map, if it is a HotSpot JVM that can be asked. Blocks for at most [`SOCKET_WAIT`]
+/// plus [`REPLY_WAIT`] (and then some for `/proc`).
+pub fn request_perf_map(pid: u32, start_time: u64) -> Outcome {
+    match request(pid, start_time) {
         Ok(outcome) => outcome,
         Err(err) => Outcome::Failed(err.to_string()),
     }
 }
 
-fn request(pid: u32) -> io::Result<Outcome> {
+fn request(pid: u32, start_time: u64) -> io::Result<Outcome> {
     // Held from before the checks to the signal: a pid reused in between is not signalled.
-    let pidfd = pidfd_open(pid)?;
+    let pidfd = match pidfd_open(pid) {
+        Ok(pidfd) => pidfd,
+        Err(err) if err.raw_os_error() == Some(libc::ESRCH) => return Ok(Outcome::Gone),
+        Err(err) => return Err(err),
+    };
+    if let Some(other) = not_the_one_sampled(pid, start_time, &pidfd)? {
+        return Ok(other);
+    }
     if !maps_libjvm(pid)? {
         return Ok(Outcome::NotHotSpot);
     }
@@ -133,6 +157,19 @@ fn request(pid: u32) -> io::Result<Outcome> {
     };
     let reply = exchange(&socket)?;
     Ok(outcome_of(&reply))
+}
+
+/// Why the process `pidfd` holds is not the one sampled, which started at `start_time`;
+/// `None` when it is. Its start time is read by pid, so the process must still live after
+/// the read for the read to have been its own.
+fn not_the_one_sampled(pid: u32, start_time: u64, pidfd: &OwnedFd) -> io::Result<Option<Outcome>> {
+    let read = start_time::read(pid);
+    match pidfd_signal(pidfd, 0) {
+        Ok(()) => {}
+        Err(err) if err.raw_os_error() == Some(libc::ESRCH) => return Ok(Some(Outcome::Gone)),
+        Err(err) => return Err(err),
+    }
+    Ok((read? != start_time).then_some(Outcome::Replaced))
 }
 
 /// The outcome a reply tells: its first line is the status.
@@ -442,7 +479,7 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     owned(fd as libc::c_int)
 }
 
-/// `pidfd_send_signal(2)`.
+/// `pidfd_send_signal(2)`; signal 0 only checks that the process lives.
 fn pidfd_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
     let rc = unsafe {
@@ -492,9 +529,35 @@ mod tests {
     #[test]
     fn a_process_without_libjvm_is_not_signalled() {
         // This test process maps no libjvm.so: it is left alone, quickly.
+        let me = std::process::id();
         let started = Instant::now();
-        assert_eq!(request_perf_map(std::process::id()), Outcome::NotHotSpot);
+        let outcome = request_perf_map(me, start_time::read(me).unwrap());
+        assert_eq!(outcome, Outcome::NotHotSpot);
         assert!(started.elapsed() < Duration::from_secs(1));
-        assert!(matches!(request_perf_map(u32::MAX), Outcome::Failed(_)));
+        assert!(matches!(request_perf_map(u32::MAX, 0), Outcome::Failed(_)));
+    }
+
+    #[test]
+    fn a_process_started_at_another_time_than_the_one_sampled_is_left_alone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let started = start_time::read(pid).unwrap();
+        // As if the process sampled had exited and `sleep` had got its pid.
+        assert_eq!(request_perf_map(pid, started + 1), Outcome::Replaced);
+        assert!(child.try_wait().unwrap().is_none(), "sleep was signalled");
+        // With its own start time it is looked at, and is no JVM.
+        assert_eq!(request_perf_map(pid, started), Outcome::NotHotSpot);
+        assert!(child.try_wait().unwrap().is_none(), "sleep was signalled");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Reaped: its pid is no process's, unless another got it already.
+        let after = request_perf_map(pid, started);
+        assert!(
+            matches!(after, Outcome::Gone | Outcome::Replaced),
+            "{after:?}"
+        );
     }
 }

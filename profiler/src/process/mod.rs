@@ -4,7 +4,8 @@
 //! they were loaded ([`bpf_symbols`]); reading ELF sections ([`elf_data`]); the processes'
 //! names, which name their records rather than their threads' ([`names`]); the processes
 //! already below the `--pid` targets when the run starts ([`descendants`]); the kinds of
-//! their descriptors ([`descriptors`]).
+//! their descriptors ([`descriptors`]); a process's start time, which tells it from a later
+//! one with its pid ([`start_time`]).
 //!
 //! In: pids (from the collection's fork and exec events). Out: a [`procmaps::ProcessTable`]
 //! that unwinding reads per sample and symbolization reads at the end, after the processes
@@ -21,4 +22,5 @@ pub mod jvm_attach;
 pub mod names;
 pub mod perfmap;
 pub mod procmaps;
+pub mod start_time;
 pub mod status;
