@@ -215,27 +215,14 @@ pub fn layout(minor: u32) -> Option<Layout> {
             instruction: Instruction::Pointer,
             lines: LineTable::Locations,
         },
+        // 3.13's but for these.
         14 => Layout {
             minor,
-            // current_frame 72; f_executable 0 (a tagged reference), previous 8,
-            // instr_ptr 56, owner 74.
+            // f_executable 0 (a tagged reference), owner 74.
             kernel: kernel(72, PYTHON_NO_FIELD, 0, 8, 56, 74),
             interpreters_head: 808,
-            threads_head: 7344,
-            tstate_next: 8,
-            tstate_thread_id: 152,
-            tstate_native_id: Some(160),
-            code_name: 120,
-            code_qualname: Some(128),
-            code_filename: 112,
-            code_firstlineno: 68,
-            code_linetable: 136,
             code_bytecode: Some(208),
-            ascii_header: 40,
-            compact_header: 56,
-            activation: Activation::UpToShim,
-            instruction: Instruction::Pointer,
-            lines: LineTable::Locations,
+            ..layout(13)?
         },
         _ => return None,
     })
