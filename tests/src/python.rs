@@ -41,3 +41,46 @@ pub fn debian_python_3_14(what: &str) -> PathBuf {
     );
     wrapper
 }
+
+/// One test per CPython the Python tests cover, each calling `$check(python, minor)`:
+/// Debian's python3 (3.11), pyenv's newest 3.8 to 3.13 and Debian unstable's 3.14. A
+/// missing one fails its test, saying loudly that `$what` not tested, so a run never
+/// passes for having covered fewer. Used once per module (the names are fixed); a second
+/// set goes in a module of its own.
+#[macro_export]
+macro_rules! test_every_cpython {
+    ($check:ident, $what:literal) => {
+        #[test]
+        fn debian_python3() {
+            $check(::std::path::Path::new("/usr/bin/python3"), 11);
+        }
+        #[test]
+        fn cpython_3_8() {
+            $check(&$crate::pyenv_python(8, $what), 8);
+        }
+        #[test]
+        fn cpython_3_9() {
+            $check(&$crate::pyenv_python(9, $what), 9);
+        }
+        #[test]
+        fn cpython_3_10() {
+            $check(&$crate::pyenv_python(10, $what), 10);
+        }
+        #[test]
+        fn cpython_3_11() {
+            $check(&$crate::pyenv_python(11, $what), 11);
+        }
+        #[test]
+        fn cpython_3_12() {
+            $check(&$crate::pyenv_python(12, $what), 12);
+        }
+        #[test]
+        fn cpython_3_13() {
+            $check(&$crate::pyenv_python(13, $what), 13);
+        }
+        #[test]
+        fn cpython_3_14() {
+            $check(&$crate::debian_python_3_14($what), 14);
+        }
+    };
+}

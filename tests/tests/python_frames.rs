@@ -14,45 +14,7 @@ use integration_tests::*;
 /// The functions the fixture times, each its own share.
 const FUNCTIONS: [&str; 4] = ["json_round", "sha_blob", "fib", "spin"];
 
-#[test]
-fn debian_python3() {
-    check(Path::new("/usr/bin/python3"), 11);
-}
-
-#[test]
-fn cpython_3_8() {
-    check(&pyenv(8), 8);
-}
-
-#[test]
-fn cpython_3_9() {
-    check(&pyenv(9), 9);
-}
-
-#[test]
-fn cpython_3_10() {
-    check(&pyenv(10), 10);
-}
-
-#[test]
-fn cpython_3_11() {
-    check(&pyenv(11), 11);
-}
-
-#[test]
-fn cpython_3_12() {
-    check(&pyenv(12), 12);
-}
-
-#[test]
-fn cpython_3_13() {
-    check(&pyenv(13), 13);
-}
-
-#[test]
-fn cpython_3_14() {
-    check(&debian_python_3_14("frames are"), 14);
-}
+test_every_cpython!(check, "frames are");
 
 /// pyenv's newest build of CPython 3.`minor`; fails loudly when there is none.
 fn pyenv(minor: u32) -> PathBuf {
