@@ -515,7 +515,7 @@ const _: () = {
     assert!(size_of::<IoValue>() == 88);
     assert!(size_of::<IoFdKey>() == 16);
     assert!(size_of::<ProcEvent>() == 32);
-    assert!(size_of::<SampleHeader>() == 256 + 72);
+    assert!(size_of::<SampleHeader>() == 256 + 80);
     assert!(size_of::<GoWaitKey>() == 24);
     assert!(size_of::<GoWaitValue>() == 56);
     assert!(size_of::<ParkedKey>() == 16);

@@ -27,7 +27,8 @@ pub mod offcpu_class {
 pub const NO_SYSCALL: i32 = -1;
 
 /// Key of the off-CPU aggregation map: where a thread waited, keyed by registers like an
-/// I/O call site (a runnable thread's preemptions are one site per thread).
+/// I/O call site, and by its Python frames in a CPython thread (a runnable thread's
+/// preemptions are one site per thread).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct OffCpuKey {
@@ -49,6 +50,12 @@ pub struct OffCpuKey {
     pub bp: u64,
     /// `[bp + 8]`, or 0.
     pub ret: u64,
+    /// A hash of a CPython thread's innermost [`crate::PYTHON_WAIT_FRAMES`] Python frames
+    /// at a wait in user mode, 0 for any other wait: every `time.sleep` or `with lock:` of
+    /// a Python program waits at one C call with the same registers, and without it waits
+    /// at two Python lines of one thread were one site, whose time was split over the
+    /// stacks sampled there, not by what each line waited.
+    pub python: u64,
 }
 
 /// Value of the off-CPU aggregation map: every finished wait of a site.
@@ -176,12 +183,12 @@ pub const OFFCPU_STACK_SAMPLE_EVERY: u32 = 64;
 pub const OFFCPU_STACKS_PER_CPU_SECOND: u64 = 2000;
 
 const _: () = {
-    assert!(size_of::<OffCpuKey>() == 56);
+    assert!(size_of::<OffCpuKey>() == 64);
     assert!(size_of::<OffCpuValue>() == 24);
-    assert!(size_of::<OffCpuWait>() == 88);
+    assert!(size_of::<OffCpuWait>() == 96);
     assert!(size_of::<OffCpuSwitchIn>() == 16);
     assert!(size_of::<OffCpuRate>() == 16);
-    assert!(size_of::<OffCpuThread>() == 8 * 9 + 56 * 2 + 24 * 2 + 16 + 8 + 16);
+    assert!(size_of::<OffCpuThread>() == 8 * 9 + 64 * 2 + 24 * 2 + 16 + 8 + 16);
 };
 
 #[cfg(feature = "user")]

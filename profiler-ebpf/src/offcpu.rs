@@ -23,11 +23,11 @@ use profiler_common::{
     OffCpuThread, OffCpuValue, OffCpuWait, counter, offcpu_class,
 };
 
-use crate::regs;
 use crate::shared::{
     Context, Site, count, current_ids, is_target, notify_new_key, send_sample, send_wait_end,
 };
 use crate::site::site_registers_of;
+use crate::{python, regs};
 
 /// `TASK_DEAD` in `__state`: the thread's last switch-out, never followed by a switch-in.
 const TASK_DEAD: u64 = 0x80;
@@ -206,8 +206,9 @@ fn catch_up(state: &mut OffCpuThread, tgid: u32, tid: u32, now: u64, switched_in
     }
 }
 
-/// Starts the current thread's wait: its site from the scheduler's arguments and its saved
-/// user registers, and its stacks when it is sampled.
+/// Starts the current thread's wait: its site from the scheduler's arguments, its saved
+/// user registers and, in a CPython thread, its innermost Python frames; and its stacks
+/// when it is sampled.
 #[inline(always)]
 fn begin_wait(
     ctx: &BtfTracePointContext,
@@ -247,8 +248,11 @@ fn begin_wait(
                 }
             }
             let bp = read_reg(user.base, regs::BP);
+            // Every wait of a Python program waits at one C call with the same registers
+            // whatever its Python line; one map lookup (a miss) for any other thread.
+            key.python = python::wait_hash(state.pid, state.tid);
             let last = &state.run_site;
-            if (user.ip, user.sp, bp) == (last.ip, last.sp, last.bp) {
+            if (user.ip, user.sp, bp, key.python) == (last.ip, last.sp, last.bp, last.python) {
                 // The same place as its last wait (a loop): so is the return address above.
                 (key.ip, key.sp, key.bp, key.ret) = (last.ip, last.sp, last.bp, last.ret);
             } else {

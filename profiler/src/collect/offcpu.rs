@@ -365,9 +365,9 @@ impl OffCpuCollector {
 }
 
 /// A fixed order of sites, so profiles come out the same whatever the maps' order.
-fn key_order(k: &OffCpuKey) -> (u32, u32, u32, i32, i64, u64, u64, u64, u64) {
+fn key_order(k: &OffCpuKey) -> (u32, u32, u32, i32, i64, u64, u64, u64, u64, u64) {
     (
-        k.pid, k.tid, k.class, k.syscall, k.fd, k.ip, k.sp, k.bp, k.ret,
+        k.pid, k.tid, k.class, k.syscall, k.fd, k.ip, k.sp, k.bp, k.ret, k.python,
     )
 }
 

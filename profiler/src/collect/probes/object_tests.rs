@@ -461,7 +461,8 @@ fn each_shared_struct_has_the_object_s_layout() {
             ip,
             sp,
             bp,
-            ret
+            ret,
+            python
         }),
         layout!(OffCpuValue {
             waits,
