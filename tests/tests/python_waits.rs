@@ -1,29 +1,58 @@
-//! Python lock waits named by their Python line: in `python_lock.py` one thread waits on
-//! one `threading.Lock` from two functions, `hot_wait` (5 ms a wait, once a round) and
+//! Python waits named by their Python line: in `python_lock.py` one thread waits on one
+//! `threading.Lock` from two functions, `hot_wait` (5 ms a wait, once a round) and
 //! `cold_wait` (1 ms, four times a round), at the same C call with the same registers, and
 //! times each function's `LOCK.acquire()` itself. The blocking profile must give each
 //! acquire line (`function (python_lock.py:LINE)`) the delay its function measured: a site
 //! keyed without the Python frames merges the two, and splits their time by how often each
-//! was sampled (1:4), far from the truth (about 5:4). Run on Debian's python3 and on each
-//! pyenv CPython 3.8 to 3.13 and Debian unstable's 3.14, whose frames differ (3.8 to 3.10
-//! keep the instruction as an int, 3.14 tags its code references): a missing one fails its
-//! test. A threaded `http.server` whose handler holds a lock
-//! while it sleeps, loaded by `ab`, has its handler's acquire line named with its delay.
+//! was sampled (1:4), far from the truth (about 5:4). In `python_sleep.py` one thread
+//! sleeps from two functions, `long_sleep` (5 ms, once a round) and `short_sleep` (1 ms,
+//! three times a round), in the same `time.sleep` call: the off-CPU profile must give each
+//! sleep line the time its function measured (a merged site split its time by the delays
+//! of the waits sampled there, all at one place of the fixture's four-wait round: one line
+//! got it all). Run on Debian's python3 and on each pyenv CPython 3.8 to 3.13 and Debian
+//! unstable's 3.14, whose frames differ (3.8 to 3.10 keep the instruction as an int, 3.14
+//! tags its code references): a missing one fails its test. A threaded `http.server` whose
+//! handler holds a lock while it sleeps, loaded by `ab`, has its handler's acquire line
+//! named with its delay.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use integration_tests::*;
 
-/// The functions the fixture times, each at its own `LOCK.acquire()` line.
-const FUNCTIONS: [&str; 2] = ["hot_wait", "cold_wait"];
+/// A fixture that waits at one C call from two Python lines, and the profile that must
+/// tell them apart.
+struct Case {
+    /// The script in `tests/fixtures`.
+    script: &'static str,
+    /// The profile (`--profiles`), whose `NAME.folded` is read.
+    profile: &'static str,
+    /// The functions the fixture times, each at its own waiting line.
+    functions: [&'static str; 2],
+}
+
+/// Lock waits, in the blocking profile.
+const LOCK: Case = Case {
+    script: "python_lock.py",
+    profile: "block",
+    functions: ["hot_wait", "cold_wait"],
+};
+
+/// Sleeps, in the off-CPU profile. Its folded lines go on with the waker's stack, but the
+/// fixture has one thread and its sleeps are woken by the timer, so no waker holds its lines.
+const SLEEP: Case = Case {
+    script: "python_sleep.py",
+    profile: "offcpu",
+    functions: ["long_sleep", "short_sleep"],
+};
 
 /// Largest allowed relative gap between a line's delay in the profile and the fixture's
 /// own measurement. The fixture's clock brackets `LOCK.acquire()` and the profile times
 /// the futex waits inside it (the lock's semaphore, then the GIL's condition variable):
 /// the difference is the call's user-space part (a try-lock, the GIL's release and its
 /// wake, some microseconds) against waits of 1 and 5 ms, about 1%; 10% leaves room for a
-/// loaded machine.
+/// loaded machine. The same holds for `time.sleep()`, whose off-CPU time (switch-out to
+/// wakeup, then runnable to switch-in) misses only the call's time on CPU.
 const DELAY_TOLERANCE: f64 = 0.10;
 
 /// Seconds the fixture measures: about 300 rounds, over a second of waits at each line.
@@ -47,51 +76,91 @@ fn warm_up_seconds() -> String {
 
 #[test]
 fn debian_python3() {
-    check(Path::new("/usr/bin/python3"), 11);
+    check(&LOCK, Path::new("/usr/bin/python3"), 11);
 }
 
 #[test]
 fn cpython_3_8() {
-    check(&pyenv(8), 8);
+    check(&LOCK, &pyenv(8), 8);
 }
 
 #[test]
 fn cpython_3_9() {
-    check(&pyenv(9), 9);
+    check(&LOCK, &pyenv(9), 9);
 }
 
 #[test]
 fn cpython_3_10() {
-    check(&pyenv(10), 10);
+    check(&LOCK, &pyenv(10), 10);
 }
 
 #[test]
 fn cpython_3_11() {
-    check(&pyenv(11), 11);
+    check(&LOCK, &pyenv(11), 11);
 }
 
 #[test]
 fn cpython_3_12() {
-    check(&pyenv(12), 12);
+    check(&LOCK, &pyenv(12), 12);
 }
 
 #[test]
 fn cpython_3_13() {
-    check(&pyenv(13), 13);
+    check(&LOCK, &pyenv(13), 13);
 }
 
 #[test]
 fn cpython_3_14() {
-    check(&debian_python_3_14("lock waits are"), 14);
+    check(&LOCK, &debian_python_3_14("lock waits are"), 14);
+}
+
+#[test]
+fn sleeps_debian_python3() {
+    check(&SLEEP, Path::new("/usr/bin/python3"), 11);
+}
+
+#[test]
+fn sleeps_cpython_3_8() {
+    check(&SLEEP, &pyenv(8), 8);
+}
+
+#[test]
+fn sleeps_cpython_3_9() {
+    check(&SLEEP, &pyenv(9), 9);
+}
+
+#[test]
+fn sleeps_cpython_3_10() {
+    check(&SLEEP, &pyenv(10), 10);
+}
+
+#[test]
+fn sleeps_cpython_3_11() {
+    check(&SLEEP, &pyenv(11), 11);
+}
+
+#[test]
+fn sleeps_cpython_3_12() {
+    check(&SLEEP, &pyenv(12), 12);
+}
+
+#[test]
+fn sleeps_cpython_3_13() {
+    check(&SLEEP, &pyenv(13), 13);
+}
+
+#[test]
+fn sleeps_cpython_3_14() {
+    check(&SLEEP, &debian_python_3_14("sleeps are"), 14);
 }
 
 /// pyenv's newest build of CPython 3.`minor`; fails loudly when there is none.
 fn pyenv(minor: u32) -> PathBuf {
-    pyenv_python(minor, "lock waits are")
+    pyenv_python(minor, "lock waits and sleeps are")
 }
 
 /// Compares the delay the profile gives the stacks through `frame` with `want`, the
-/// nanoseconds the fixture measured itself in `waits` acquires there: prints both, and says
+/// nanoseconds the fixture measured itself in `waits` waits there: prints both, and says
 /// how far apart they are when more than [`DELAY_TOLERANCE`].
 fn compare_line(folded: &Folded, frame: &str, want: u64, waits: u64) -> Result<(), String> {
     let got = folded.samples_where(|s| s.has(frame));
@@ -119,18 +188,20 @@ fn ms(ns: u64) -> String {
     format!("{:.1} ms", ns as f64 / 1e6)
 }
 
-fn check(python: &Path, minor: u64) {
+fn check(case: &Case, python: &Path, minor: u64) {
     if !prerequisites() {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/python_lock.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(case.script);
     let tmp = temp_dir();
     let out = tmp.path().join("out");
     let result = tmp.path().join("result.txt");
     let warm_up = warm_up_seconds();
     let args: [&OsStr; 10] = [
         "--profiles".as_ref(),
-        "block".as_ref(),
+        case.profile.as_ref(),
         "--format".as_ref(),
         "folded".as_ref(),
         "--".as_ref(),
@@ -149,8 +220,9 @@ fn check(python: &Path, minor: u64) {
         "{} is not CPython 3.{minor}",
         python.display()
     );
-    let text = std::fs::read_to_string(out.join("block.folded"))
-        .unwrap_or_else(|e| panic!("cannot read block.folded: {e}\n{}", run.transcript()));
+    let name = format!("{}.folded", case.profile);
+    let text = std::fs::read_to_string(out.join(&name))
+        .unwrap_or_else(|e| panic!("cannot read {name}: {e}\n{}", run.transcript()));
     let folded = Folded::parse(&text);
     let context = || {
         format!(
@@ -161,18 +233,18 @@ fn check(python: &Path, minor: u64) {
         )
     };
     let mut failures = Vec::new();
-    for function in FUNCTIONS {
+    for function in case.functions {
         let want = measured.u64(&format!("{function}_ns"));
         let waits = measured.u64(&format!("{function}_waits"));
         let line = measured.u64(&format!("{function}_line"));
         // The fixture must have waited, or nothing below means anything.
         assert!(
             want >= 300_000_000 && waits >= 50,
-            "{function} waited only {} in {waits} acquires: no real contention\n{}",
+            "{function} waited only {} in {waits} waits: no real wait to compare\n{}",
             ms(want),
             context()
         );
-        let frame = format!("{function} (python_lock.py:{line})");
+        let frame = format!("{function} ({}:{line})", case.script);
         if let Err(why) = compare_line(&folded, &frame, want, waits) {
             failures.push(why);
         }
