@@ -16,7 +16,7 @@
 //! named with its delay.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use integration_tests::*;
 
@@ -74,89 +74,21 @@ fn warm_up_seconds() -> String {
     (2 * scale).to_string()
 }
 
-#[test]
-fn debian_python3() {
-    check(&LOCK, Path::new("/usr/bin/python3"), 11);
+test_every_cpython!(check_lock, "lock waits are");
+
+/// The sleeps, on every CPython: `sleeps::debian_python3`, `sleeps::cpython_3_8`, ...
+mod sleeps {
+    use super::*;
+
+    test_every_cpython!(check_sleep, "sleeps are");
 }
 
-#[test]
-fn cpython_3_8() {
-    check(&LOCK, &pyenv(8), 8);
+fn check_lock(python: &Path, minor: u64) {
+    check(&LOCK, python, minor);
 }
 
-#[test]
-fn cpython_3_9() {
-    check(&LOCK, &pyenv(9), 9);
-}
-
-#[test]
-fn cpython_3_10() {
-    check(&LOCK, &pyenv(10), 10);
-}
-
-#[test]
-fn cpython_3_11() {
-    check(&LOCK, &pyenv(11), 11);
-}
-
-#[test]
-fn cpython_3_12() {
-    check(&LOCK, &pyenv(12), 12);
-}
-
-#[test]
-fn cpython_3_13() {
-    check(&LOCK, &pyenv(13), 13);
-}
-
-#[test]
-fn cpython_3_14() {
-    check(&LOCK, &debian_python_3_14("lock waits are"), 14);
-}
-
-#[test]
-fn sleeps_debian_python3() {
-    check(&SLEEP, Path::new("/usr/bin/python3"), 11);
-}
-
-#[test]
-fn sleeps_cpython_3_8() {
-    check(&SLEEP, &pyenv(8), 8);
-}
-
-#[test]
-fn sleeps_cpython_3_9() {
-    check(&SLEEP, &pyenv(9), 9);
-}
-
-#[test]
-fn sleeps_cpython_3_10() {
-    check(&SLEEP, &pyenv(10), 10);
-}
-
-#[test]
-fn sleeps_cpython_3_11() {
-    check(&SLEEP, &pyenv(11), 11);
-}
-
-#[test]
-fn sleeps_cpython_3_12() {
-    check(&SLEEP, &pyenv(12), 12);
-}
-
-#[test]
-fn sleeps_cpython_3_13() {
-    check(&SLEEP, &pyenv(13), 13);
-}
-
-#[test]
-fn sleeps_cpython_3_14() {
-    check(&SLEEP, &debian_python_3_14("sleeps are"), 14);
-}
-
-/// pyenv's newest build of CPython 3.`minor`; fails loudly when there is none.
-fn pyenv(minor: u32) -> PathBuf {
-    pyenv_python(minor, "lock waits and sleeps are")
+fn check_sleep(python: &Path, minor: u64) {
+    check(&SLEEP, python, minor);
 }
 
 /// Compares the delay the profile gives the stacks through `frame` with `want`, the
