@@ -58,8 +58,9 @@ pub struct BlockKey {
 }
 
 /// Python frames whose identity keys a CPython thread's futex wait site
-/// ([`BlockKey::python`]): enough to tell the line that waits and its callers' apart, few
-/// enough to keep each wait's entry cheap.
+/// ([`BlockKey::python`]) and off-CPU wait site ([`crate::OffCpuKey::python`]): enough to
+/// tell the line that waits and its callers' apart, few enough to keep each wait's entry
+/// and each switch-out cheap.
 pub const PYTHON_WAIT_FRAMES: usize = 4;
 
 /// Value of the blocking aggregation map: waits and their time, by outcome.
