@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
-use profiler_common::{OffCpuKey, OffCpuThread, counter, sample_kind};
+use profiler_common::{OffCpuKey, OffCpuSwitchIn, OffCpuThread, OffCpuValue, counter, sample_kind};
 use profiler_model::labels::{IN_PROGRESS, OffCpuReason};
 use profiler_model::{Account, Cause, Count, Counted, Loss, Subject, Table, Tally};
 use profiler_model::{Comment, Label, LabelKey, LostStack, ProfileKind};
@@ -142,43 +142,104 @@ impl Collector for OffCpuCollector {
         let switch_ins = probes.read_offcpu_switch_ins()?;
         let end = run.window_end_ktime_ns;
         let mut this = *self;
-        let mut totals: HashMap<OffCpuKey, Totals> = sites
-            .iter()
-            .map(|(key, v)| {
-                let t = Totals {
-                    waits: v.waits,
-                    nanos: v.nanos,
-                    runnable: v.runnable_nanos,
-                };
-                (*key, t)
-            })
-            .collect();
-        // The sums each thread kept for itself: at its last site, and its waits for a CPU.
-        let kept = live
-            .iter()
-            .map(|(_, t)| t)
-            .filter(|t| t.exit_ns == 0)
-            .chain(&done)
-            .filter(|t| t.pid != 0 && run.keeps(t.pid));
-        for thread in kept {
-            let (pid, tid) = (thread.pid, thread.tid);
-            for (site, sums) in [
-                (thread.run_site, thread.run),
-                (runqueue_key(pid, tid), thread.runq),
-            ] {
-                if sums.waits > 0 {
-                    let key = OffCpuKey { pid, tid, ..site };
-                    totals
-                        .entry(key)
-                        .or_default()
-                        .add(sums.waits, sums.nanos, sums.runnable_nanos);
-                }
+        let mut totals = settled(&sites, &live, &done, run);
+        let ended: u64 = totals.values().map(|t| t.waits).sum();
+        let (mut threads, in_progress) = this.unsettled(&live, &switch_ins, &mut totals, run);
+        for thread in done.iter().filter(|t| run.keeps(t.pid)) {
+            threads.push(ThreadBudget::of(thread, run.window_start_ktime_ns, end));
+        }
+        let mut out = Building {
+            raw: RawProfile::new(ProfileKind::OffCpu, Vec::new()),
+            names: Names::of(live.iter().map(|(_, t)| t).chain(&done)),
+            by_site: this.sampled_by_site(),
+            reasons: HashMap::new(),
+        };
+        for (key, id, delay, runnable) in in_progress {
+            out.add_in_progress(&this, key, id, delay, runnable, run);
+        }
+        let mut ordered: Vec<(&OffCpuKey, &Totals)> = totals.iter().collect();
+        ordered.sort_by_key(|(key, _)| key_order(key));
+        for (key, t) in ordered {
+            out.add_site(key, t, run);
+        }
+        for budget in &mut threads {
+            for &(why, nanos) in out.reasons.get(&budget.tid).map_or(&[][..], Vec::as_slice) {
+                budget.add_reason(why, nanos);
             }
         }
-        let ended: u64 = totals.values().map(|t| t.waits).sum();
-        let mut threads: Vec<ThreadBudget> = Vec::new();
-        let mut in_progress: Vec<(OffCpuKey, WaitId, u64, u64)> = Vec::new();
-        for (task, thread) in &live {
+        out.add_unseen(&this.at_close, &mut threads, run);
+        let budget = Budget {
+            threads,
+            names: out.names.processes.clone(),
+        };
+        let mut raw = out.raw;
+        raw.accounting = accounting(run, ended, this.dropped, &budget);
+        Ok(raw)
+    }
+}
+
+/// A wait the kernel had not settled when the window closed: its site, its id, and its
+/// delay and runnable time up to its end or the window's.
+type Unsettled = (OffCpuKey, WaitId, u64, u64);
+
+/// The totals of every site the kernel settled: those of its aggregation map, and the
+/// sums each thread kept for itself (at its last site, and its waits for a CPU).
+fn settled(
+    sites: &[(OffCpuKey, OffCpuValue)],
+    live: &[(u64, OffCpuThread)],
+    done: &[OffCpuThread],
+    run: &RunEnd<'_>,
+) -> HashMap<OffCpuKey, Totals> {
+    let mut totals: HashMap<OffCpuKey, Totals> = sites
+        .iter()
+        .map(|(key, v)| {
+            let t = Totals {
+                waits: v.waits,
+                nanos: v.nanos,
+                runnable: v.runnable_nanos,
+            };
+            (*key, t)
+        })
+        .collect();
+    let kept = live
+        .iter()
+        .map(|(_, t)| t)
+        .filter(|t| t.exit_ns == 0)
+        .chain(done)
+        .filter(|t| t.pid != 0 && run.keeps(t.pid));
+    for thread in kept {
+        let (pid, tid) = (thread.pid, thread.tid);
+        for (site, sums) in [
+            (thread.run_site, thread.run),
+            (runqueue_key(pid, tid), thread.runq),
+        ] {
+            if sums.waits > 0 {
+                let key = OffCpuKey { pid, tid, ..site };
+                totals
+                    .entry(key)
+                    .or_default()
+                    .add(sums.waits, sums.nanos, sums.runnable_nanos);
+            }
+        }
+    }
+    totals
+}
+
+impl OffCpuCollector {
+    /// The budgets of the live threads, each with the wait the kernel had not settled: one
+    /// that ended when the thread was switched in last is added to `totals`, one still
+    /// going on is returned.
+    fn unsettled(
+        &mut self,
+        live: &[(u64, OffCpuThread)],
+        switch_ins: &[OffCpuSwitchIn],
+        totals: &mut HashMap<OffCpuKey, Totals>,
+        run: &RunEnd<'_>,
+    ) -> (Vec<ThreadBudget>, Vec<Unsettled>) {
+        let end = run.window_end_ktime_ns;
+        let mut threads = Vec::new();
+        let mut in_progress = Vec::new();
+        for (task, thread) in live {
             // An exited thread's budget is in `done`; a thread born but never run has none.
             if !run.keeps(thread.pid) || thread.pid == 0 || thread.exit_ns != 0 {
                 continue;
@@ -192,8 +253,6 @@ impl Collector for OffCpuCollector {
                     .iter()
                     .find(|s| s.task == *task && s.at_ns >= thread.out_ns)
                     .map(|s| s.at_ns.min(end));
-                // What the kernel had not settled: the wait that ended when the thread was
-                // switched in last (it runs now), or the one still going on.
                 let until = switched_in.unwrap_or(end);
                 let woke = match thread.wake_ns {
                     0 => until,
@@ -203,7 +262,7 @@ impl Collector for OffCpuCollector {
                 let runnable = until.saturating_sub(woke);
                 budget.add_wait(delay, runnable);
                 if thread.sampled != 0 {
-                    this.ends.entry(id).or_insert(WaitTimes {
+                    self.ends.entry(id).or_insert(WaitTimes {
                         delay_ns: delay,
                         runnable_ns: runnable,
                     });
@@ -218,97 +277,119 @@ impl Collector for OffCpuCollector {
             }
             threads.push(budget);
         }
-        for thread in done.iter().filter(|t| run.keeps(t.pid)) {
-            threads.push(ThreadBudget::of(thread, run.window_start_ktime_ns, end));
-        }
-        let mut names = Names::of(live.iter().map(|(_, t)| t).chain(&done));
-        let mut by_site = this.sampled_by_site();
-        let mut raw = RawProfile::new(ProfileKind::OffCpu, Vec::new());
-        let mut reasons: HashMap<u32, Vec<(OffCpuReason, u64)>> = HashMap::new();
-        for (key, id, delay, runnable) in in_progress {
-            let why = site_reason(&key, run);
-            let labels = names.labels(&key, why, Some(IN_PROGRESS));
-            // Its own stacks when it was sampled, else those sampled at its site.
-            let stacks: Vec<Sampled> = match this.waits.get(&id) {
-                Some((_, stack)) => vec![Sampled {
-                    stack: *stack,
-                    waker: None,
-                    sampling: Sampling::of(id.1),
-                    seen: 1,
-                    delay,
-                    runnable,
-                }],
-                None => by_site
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    // Nothing has woken this one yet.
-                    .map(|s| Sampled {
-                        waker: None,
-                        ..s.clone()
-                    })
-                    .collect(),
-            };
-            let t = Totals {
-                waits: 1,
-                nanos: delay,
+        (threads, in_progress)
+    }
+}
+
+/// The off-CPU profile being built, with what its samples are named and split by.
+struct Building {
+    raw: RawProfile,
+    names: Names,
+    /// The stacks sampled at each site.
+    by_site: HashMap<OffCpuKey, Vec<Sampled>>,
+    /// The time each thread spent by reason, for its budget.
+    reasons: HashMap<u32, Vec<(OffCpuReason, u64)>>,
+}
+
+impl Building {
+    /// Adds a wait still going on at the window's end, on its own stacks when it was
+    /// sampled, else on those sampled at its site.
+    fn add_in_progress(
+        &mut self,
+        collector: &OffCpuCollector,
+        key: OffCpuKey,
+        id: WaitId,
+        delay: u64,
+        runnable: u64,
+        run: &RunEnd<'_>,
+    ) {
+        let why = site_reason(&key, run);
+        let labels = self.names.labels(&key, why, Some(IN_PROGRESS));
+        let stacks: Vec<Sampled> = match collector.waits.get(&id) {
+            Some((_, stack)) => vec![Sampled {
+                stack: *stack,
+                waker: None,
+                sampling: Sampling::of(id.1),
+                seen: 1,
+                delay,
                 runnable,
-            };
-            add_split(&mut raw, &stacks, &t, &labels, names.runnable(&labels));
-            let per = reasons.entry(key.tid).or_default();
-            per.push((why, delay));
-            per.push((OffCpuReason::Runqueue, runnable));
-        }
-        let mut ordered: Vec<(&OffCpuKey, &Totals)> = totals.iter().collect();
-        ordered.sort_by_key(|(key, _)| key_order(key));
-        for (key, t) in ordered {
-            let why = site_reason(key, run);
-            let labels = names.labels(key, why, None);
-            let stacks = by_site.remove(key).unwrap_or_default();
-            add_split(&mut raw, &stacks, t, &labels, names.runnable(&labels));
-            let per = reasons.entry(key.tid).or_default();
-            per.push((why, t.nanos));
-            per.push((OffCpuReason::Runqueue, t.runnable));
-        }
-        for budget in &mut threads {
-            for &(why, nanos) in reasons.get(&budget.tid).map_or(&[][..], Vec::as_slice) {
-                budget.add_reason(why, nanos);
-            }
-        }
-        // Threads the tracepoints never saw waited through the whole window.
+            }],
+            None => self
+                .by_site
+                .get(&key)
+                .into_iter()
+                .flatten()
+                // Nothing has woken this one yet.
+                .map(|s| Sampled {
+                    waker: None,
+                    ..s.clone()
+                })
+                .collect(),
+        };
+        let t = Totals {
+            waits: 1,
+            nanos: delay,
+            runnable,
+        };
+        add_split(
+            &mut self.raw,
+            &stacks,
+            &t,
+            &labels,
+            self.names.runnable(&labels),
+        );
+        let per = self.reasons.entry(key.tid).or_default();
+        per.push((why, delay));
+        per.push((OffCpuReason::Runqueue, runnable));
+    }
+
+    /// Adds a site's settled waits, split over the stacks sampled there.
+    fn add_site(&mut self, key: &OffCpuKey, t: &Totals, run: &RunEnd<'_>) {
+        let why = site_reason(key, run);
+        let labels = self.names.labels(key, why, None);
+        let stacks = self.by_site.remove(key).unwrap_or_default();
+        add_split(
+            &mut self.raw,
+            &stacks,
+            t,
+            &labels,
+            self.names.runnable(&labels),
+        );
+        let per = self.reasons.entry(key.tid).or_default();
+        per.push((why, t.nanos));
+        per.push((OffCpuReason::Runqueue, t.runnable));
+    }
+
+    /// Adds the threads the tracepoints never saw, which waited through the whole window
+    /// (as the snapshot at its close found them), each with its budget.
+    fn add_unseen(
+        &mut self,
+        at_close: &[Snapshot],
+        threads: &mut Vec<ThreadBudget>,
+        run: &RunEnd<'_>,
+    ) {
         let seen: HashSet<u32> = threads.iter().map(|t| t.tid).collect();
-        let wall = end.saturating_sub(run.window_start_ktime_ns);
-        for idle in &this.at_close {
+        let (start, end) = (run.window_start_ktime_ns, run.window_end_ktime_ns);
+        let wall = end.saturating_sub(start);
+        for idle in at_close {
             let Some(class) = idle.class else { continue };
             if seen.contains(&idle.tid) || !run.keeps(idle.pid) {
                 continue;
             }
-            names.add(idle.pid, idle.tid, &idle.name);
+            self.names.add(idle.pid, idle.tid, &idle.name);
             let why = reason(class, idle.syscall, idle.descriptor);
             let key = OffCpuKey {
                 pid: idle.pid,
                 tid: idle.tid,
                 ..OffCpuKey::default()
             };
-            let labels = names.labels(&key, why, Some(IN_PROGRESS));
+            let labels = self.names.labels(&key, why, Some(IN_PROGRESS));
             let whole = RawStack::Lost(LostStack::WholeWindow);
-            push(&mut raw, whole, None, [1, wall], labels);
-            let mut budget = ThreadBudget::waiting(
-                idle.pid,
-                idle.tid,
-                &idle.name,
-                run.window_start_ktime_ns,
-                end,
-            );
+            push(&mut self.raw, whole, None, [1, wall], labels);
+            let mut budget = ThreadBudget::waiting(idle.pid, idle.tid, &idle.name, start, end);
             budget.add_reason(why, wall);
             threads.push(budget);
         }
-        let budget = Budget {
-            threads,
-            names: names.processes.clone(),
-        };
-        raw.accounting = accounting(run, ended, this.dropped, &budget);
-        Ok(raw)
     }
 }
 
