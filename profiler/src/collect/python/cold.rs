@@ -107,7 +107,11 @@ fn jump_targets<'data, R: object::ReadRef<'data>>(
             _ => continue,
         };
         let Some(rel) = rel else { continue };
-        let target = (hot.start + i as u64 + length).wrapping_add_signed(rel);
+        // A crafted file's addresses may be anything: wrap, never overflow.
+        let target = hot
+            .start
+            .wrapping_add(i as u64 + length)
+            .wrapping_add_signed(rel);
         if !hot.contains(&target) && targets.len() < MAX_TARGETS {
             targets.insert(target);
         }
