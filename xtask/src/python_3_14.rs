@@ -6,8 +6,9 @@
 //! unstable's C library go under `<workspace>/target/python-3.14/root`, and
 //! `<workspace>/target/python-3.14/bin/python3.14` runs the interpreter through that C
 //! library's loader, where `tests/src/python.rs` finds it. Every file is checked: the
-//! suite's `InRelease` against Debian's archive keyring (`gpgv`), its package list
-//! against the hash `InRelease` states, and each package against the list's hash.
+//! suite's `InRelease` against Debian's archive keyring (`gpgv`; only the text it signs is
+//! read), its package list against the hash `InRelease` states, and each package against
+//! the list's hash.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,14 +61,18 @@ pub fn install() -> Result<()> {
     std::fs::create_dir_all(&download)?;
     let in_release = download.join("InRelease");
     fetch(&format!("{ARCHIVE}/dists/{SUITE}/InRelease"), &in_release)?;
+    // Only what the signature covers is read: text around a clear-signed block is not.
+    let signed = download.join("Release");
     util::run(
         Command::new("gpgv")
             .arg("--keyring")
             .arg(KEYRING)
+            .arg("--output")
+            .arg(&signed)
             .arg(&in_release),
     )
     .with_context(|| format!("{SUITE}'s InRelease is not signed by Debian's archive key"))?;
-    let release = std::fs::read_to_string(&in_release)?;
+    let release = std::fs::read_to_string(&signed)?;
     let list_name = "main/binary-amd64/Packages.xz";
     let list_hash = release_hash(&release, list_name)
         .with_context(|| format!("{SUITE}'s InRelease lists no SHA256 of {list_name}"))?;
